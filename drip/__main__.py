@@ -1,0 +1,3 @@
+from drip.cli import main
+
+main()

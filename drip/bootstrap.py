@@ -1,0 +1,50 @@
+"""`drip init`: create or upgrade the database, then install the shipped series if none is.
+
+Every template of the series is checked in the same sandbox the worker renders with
+before anything is written, so a broken file fails here, not in a worker at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from drip import schema
+from drip.clock import Clock
+from drip.db import make_session_factory, transaction
+from drip.models import Sequence
+from drip.rendering import LESSON_VARIABLES, Renderer
+from drip.series_files import CONFIRM_FOLDER, SeriesFile, install_series, read_email, read_series
+from drip.settings import Settings
+
+SAMPLE = {
+    "first_name": "Ada",
+    "series_name": "Sample series",
+    "sender_name": "Sample sender",
+    "lesson_number": 1,
+    "lesson_total": 10,
+    "confirm_url": "https://example.invalid/confirm/x",
+    "confirm_days": 7,
+}
+CONFIRM_VARIABLES = LESSON_VARIABLES - {"lesson_number"} | {"confirm_url", "confirm_days"}
+
+
+def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> None:
+    for step in series.steps:
+        renderer.check(step.template, LESSON_VARIABLES, SAMPLE)
+    renderer.check(read_email(settings.emails_dir / CONFIRM_FOLDER), CONFIRM_VARIABLES, SAMPLE)
+
+
+def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Renderer) -> list[str]:
+    """Idempotent; returns one line per thing it did, for the CLI to print."""
+    done = []
+    schema.upgrade(engine)
+    done.append(f"database ready: {engine.url.render_as_string(hide_password=True)}")
+    with transaction(make_session_factory(engine)) as session:
+        if session.scalar(sa.select(sa.func.count()).select_from(Sequence)):
+            return done
+        series = read_series(settings.emails_dir)
+        check_series(renderer, series, settings)
+        install_series(session, series, now=clock.now(), author="drip init")
+        done.append(f"installed the series {series.name!r} ({len(series.steps)} emails)")
+    return done

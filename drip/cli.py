@@ -1,0 +1,144 @@
+"""The `drip` command: each subcommand parses its arguments and calls one function."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+import click
+
+from drip.clock import Clock, FixedClock, parse_instant
+from drip.errors import ConfigError, DripError
+from drip.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    return load_settings()
+
+
+def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        except DripError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+@click.group()
+def main() -> None:
+    """drip: double opt-in signup, one lesson a day, one-click unsubscribe."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+
+
+@main.command()
+@_handles_errors
+def init() -> None:
+    """Create or upgrade the database and install the shipped series if there is none."""
+    from drip.bootstrap import initialise
+    from drip.wiring import make_clock, make_engine, make_renderer
+
+    settings = _settings()
+    for line in initialise(
+        settings, make_engine(settings), make_clock(settings), make_renderer(settings)
+    ):
+        click.echo(line)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@_handles_errors
+def run(host: str, port: int) -> None:
+    """Start everything on this machine: Redis (embedded), web, worker and scheduler."""
+    from drip.runner import run_all
+
+    sys.exit(run_all(_settings(), host=host, port=port))
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@_handles_errors
+def web(host: str, port: int) -> None:
+    """Serve the web app with Werkzeug (local use; production runs gunicorn)."""
+    from werkzeug.serving import run_simple
+
+    from drip.web import create_app
+
+    run_simple(host, port, create_app(_settings()), threaded=True)
+
+
+@main.command()
+@click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64))
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
+@_handles_errors
+def worker(processes: int, threads: int) -> None:
+    """Start Dramatiq worker processes for drip's actors."""
+    _settings()
+    env = dict(os.environ)
+    env.setdefault("dramatiq_queue_prefetch", str(threads))
+    argv = [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
+    argv += ["--processes", str(processes), "--threads", str(threads), "--queues", "drip"]
+    os.execve(sys.executable, argv, env)
+
+
+@main.command()
+@click.option("--interval", type=float, default=None, help="Seconds between passes.")
+@_handles_errors
+def scheduler(interval: float | None) -> None:
+    """Run scheduler passes forever."""
+    settings = _settings()
+    stop = threading.Event()
+    runner = _pass_runner(settings, None)
+    while not stop.is_set():
+        result = runner()
+        if result.issued or result.requeued:
+            click.echo(f"queued {len(result.issued)} new, re-queued {len(result.requeued)}")
+        stop.wait(interval or settings.scheduler_interval)
+
+
+@main.command()
+@click.option("--now", "now", default=None, help="Run as if at this ISO-8601 instant.")
+@_handles_errors
+def tick(now: str | None) -> None:
+    """Run one scheduler pass and print what it queued."""
+    settings = _settings()
+    try:
+        clock = FixedClock(parse_instant(now)) if now else None
+    except ValueError:
+        raise click.BadParameter(
+            f"{now!r} is not an ISO-8601 instant", param_hint="--now"
+        ) from None
+    result = _pass_runner(settings, clock)()
+    for delivery_id in result.issued:
+        click.echo(f"queued delivery {delivery_id}")
+    for delivery_id in result.requeued:
+        click.echo(f"re-queued delivery {delivery_id}")
+    click.echo(f"{len(result.issued)} queued, {len(result.requeued)} re-queued")
+
+
+def _pass_runner(settings: Settings, clock: Clock | None) -> Callable[[], Any]:
+    from drip.scheduler import run_pass
+    from drip.tasks import Enqueuer, create_broker
+    from drip.wiring import make_clock, make_redis, make_sessions
+
+    sessions = make_sessions(settings)
+    enqueue = Enqueuer(create_broker(make_redis(settings)))
+    chosen = clock or make_clock(settings)
+    return lambda: run_pass(
+        sessions,
+        chosen,
+        enqueue,
+        batch_size=settings.batch_size,
+        requeue_after=settings.requeue_after,
+    )

@@ -1,0 +1,20 @@
+"""The data model: one module per noun, re-exported here."""
+
+from drip.models.base import Base
+from drip.models.consent import ConsentRecord
+from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
+from drip.models.sequence import Sequence, Step, TemplateVersion
+from drip.models.subscriber import Subscriber, SubscriberStatus
+
+__all__ = [
+    "Base",
+    "ConsentRecord",
+    "Delivery",
+    "DeliveryKind",
+    "DeliveryStatus",
+    "Sequence",
+    "Step",
+    "Subscriber",
+    "SubscriberStatus",
+    "TemplateVersion",
+]

@@ -1,0 +1,56 @@
+"""One email to one subscriber: created before it is queued, the unit of exactly-once."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from drip.db import UTCDateTime
+from drip.models.base import Base, str_enum
+
+
+class DeliveryKind(enum.StrEnum):
+    CONFIRMATION = "confirmation"
+    STEP = "step"
+
+
+class DeliveryStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Delivery(Base):
+    """A step email is unique per (subscriber, step): a second scheduler or a redelivered
+    message can never create it twice. Confirmation emails have no step (each re-send of
+    the double opt-in mail is its own row). `lease_until` bounds how long a worker may
+    hold a delivery in `sending` before the sweeper treats the outcome as unknown."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        sa.UniqueConstraint("subscriber_id", "step_id", name="uq_deliveries_subscriber_step"),
+        sa.Index("ix_deliveries_status_queued_at", "status", "queued_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subscriber_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("subscribers.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[DeliveryKind] = mapped_column(str_enum(DeliveryKind, "delivery_kind"))
+    step_id: Mapped[int | None] = mapped_column(sa.ForeignKey("steps.id", ondelete="SET NULL"))
+    status: Mapped[DeliveryStatus] = mapped_column(str_enum(DeliveryStatus, "delivery_status"))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(sa.String(500))
+    message_id: Mapped[str | None] = mapped_column(sa.String(255))
+    template_version_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("template_versions.id", ondelete="SET NULL")
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

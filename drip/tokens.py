@@ -1,0 +1,60 @@
+"""Signed links (itsdangerous), one salt per purpose, timed by the injected clock.
+
+Payloads hold ids only, never an email address: a signed token is readable base64.
+Unsubscribe tokens never expire (CAN-SPAM wants 30 days, CASL 60; a link in an old
+email must keep working); confirmation tokens expire after Settings.confirm_max_age.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
+
+from drip.clock import Clock
+from drip.errors import BadToken, ExpiredToken
+
+CONFIRM = "drip.confirm"
+UNSUBSCRIBE = "drip.unsubscribe"
+
+
+class _ClockSigner(TimestampSigner):
+    """A TimestampSigner whose notion of "now" is drip's clock, so tests can age tokens."""
+
+    def __init__(self, *args: Any, clock: Clock, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock.now().timestamp())
+
+
+class Tokens:
+    def __init__(self, secret_key: str, clock: Clock) -> None:
+        self._secret_key = secret_key
+        self._clock = clock
+
+    def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
+        return URLSafeTimedSerializer(
+            self._secret_key,
+            salt=purpose,
+            signer=_ClockSigner,
+            signer_kwargs={"clock": self._clock},
+        )
+
+    def make(self, purpose: str, payload: list[int]) -> str:
+        return self._serializer(purpose).dumps(payload)
+
+    def read(self, purpose: str, token: str, *, max_age: timedelta | None = None) -> list[int]:
+        """The payload of a genuine token for `purpose`; BadToken or ExpiredToken otherwise."""
+        seconds = None if max_age is None else int(max_age.total_seconds())
+        try:
+            payload = self._serializer(purpose).loads(token, max_age=seconds)
+        except SignatureExpired:
+            raise ExpiredToken("this link has expired") from None
+        except BadSignature:
+            raise BadToken("this link is not valid") from None
+        if not isinstance(payload, list) or not all(type(v) is int for v in payload):
+            raise BadToken("this link is not valid")
+        return payload

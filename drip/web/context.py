@@ -1,0 +1,46 @@
+"""What the views need, attached to the app as `app.extensions["drip"]`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from flask import current_app, request
+from sqlalchemy.orm import Session
+
+from drip.clock import Clock
+from drip.db import SessionFactory, transaction
+from drip.scheduler import Enqueue
+from drip.settings import Settings
+from drip.signup import CONSENT_TEXT, Seen
+from drip.tokens import Tokens
+
+
+@dataclass(frozen=True)
+class WebContext:
+    settings: Settings
+    clock: Clock
+    sessions: SessionFactory
+    tokens: Tokens
+    enqueue: Enqueue
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with transaction(self.sessions) as session:
+            yield session
+
+    def consent_text(self, series_name: str) -> str:
+        sender = self.settings.sender.display_name or self.settings.sender.addr_spec
+        return CONSENT_TEXT.format(series=series_name, sender=sender)
+
+
+def ctx() -> WebContext:
+    context = current_app.extensions["drip"]
+    assert isinstance(context, WebContext)
+    return context
+
+
+def seen() -> Seen:
+    """Consent evidence for the current request; the client IP as the app sees it."""
+    return Seen(ip=request.remote_addr or "", user_agent=request.user_agent.string)

@@ -1,0 +1,31 @@
+"""Map domain errors to HTTP answers: a friendly page for people, JSON for the API."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from drip.errors import BadToken, ExpiredToken, InvalidInput, NotFound
+
+STATUS = {ExpiredToken: 410, BadToken: 400, NotFound: 404, InvalidInput: 400}
+
+
+def register(app: Flask) -> None:
+    @app.errorhandler(InvalidInput)
+    @app.errorhandler(NotFound)
+    @app.errorhandler(BadToken)
+    def domain_error(exc: Exception) -> tuple[Response | str, int]:
+        status = next(code for kind, code in STATUS.items() if isinstance(exc, kind))
+        return answer(status, str(exc))
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException) -> tuple[Response | str, int]:
+        return answer(exc.code or 500, exc.description or exc.name)
+
+
+def answer(status: int, message: str) -> tuple[Response | str, int]:
+    if request.path.startswith("/api/"):
+        return jsonify(error=message), status
+    return render_template(
+        "message.html", title="Sorry, that did not work", message=message
+    ), status

