@@ -81,3 +81,12 @@ def transaction(factory: SessionFactory) -> Iterator[Session]:
     """One short unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
         yield session
+
+
+FOR_NO_KEY_UPDATE = {"key_share": True}
+"""Row lock for rows drip updates but whose key never changes (`with_for_update=` value).
+
+A plain FOR UPDATE on a subscriber also blocks the KEY SHARE lock that PostgreSQL's
+foreign-key check takes when a worker updates one of that subscriber's deliveries, and
+the two transactions deadlock; FOR NO KEY UPDATE does not. SQLite ignores both.
+"""

@@ -69,7 +69,7 @@ def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[in
         .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.next_send_at <= now)
         .order_by(Subscriber.next_send_at)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     ).all()
     steps: dict[int, list[Step]] = {}
     issued = []
@@ -101,7 +101,7 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
         )
         .order_by(Delivery.id)
         .limit(limit)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, key_share=True)
     ).all()
     for delivery in stale:
         if delivery.status == DeliveryStatus.SENDING:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.clock import Clock
-from drip.db import SessionFactory, transaction
+from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError, TransportError
 from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.models import (
@@ -93,7 +93,7 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
 
 def _claim(mailer: Mailer, session: Session, delivery_id: int) -> _Prepared | Outcome:
     now = mailer.clock.now()
-    delivery = session.get(Delivery, delivery_id, with_for_update=True)
+    delivery = session.get(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
     if delivery is None:
         log.warning("delivery %d does not exist; dropping its message", delivery_id)
         return Outcome.SKIPPED
@@ -189,7 +189,7 @@ def _render(
 
 
 def _record_sent(mailer: Mailer, session: Session, delivery_id: int, msgid: str) -> None:
-    delivery = session.get_one(Delivery, delivery_id, with_for_update=True)
+    delivery = session.get_one(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
     now = mailer.clock.now()
     delivery.status = DeliveryStatus.SENT
     delivery.sent_at = now
@@ -204,7 +204,7 @@ def _record_sent(mailer: Mailer, session: Session, delivery_id: int, msgid: str)
 def _record_failure(
     mailer: Mailer, session: Session, delivery_id: int, exc: TransportError
 ) -> Outcome:
-    delivery = session.get_one(Delivery, delivery_id, with_for_update=True)
+    delivery = session.get_one(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
     subscriber = session.get_one(Subscriber, delivery.subscriber_id)
     now = mailer.clock.now()
     delivery.last_error = str(exc)[:500]

@@ -14,6 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.orm import Session
 
 from drip import timing
+from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.headers import check_header_text, clean_first_name
 from drip.models import (
@@ -96,7 +97,7 @@ def subscribe(
     subscriber = session.scalar(
         sa.select(Subscriber)
         .where(Subscriber.sequence_id == sequence.id, Subscriber.email == email)
-        .with_for_update()
+        .with_for_update(key_share=True)
     )
     if subscriber is not None and subscriber.status in (
         SubscriberStatus.ACTIVE,
@@ -146,7 +147,7 @@ def _queue_confirmation(session: Session, subscriber: Subscriber, now: datetime)
 
 def pending_signup(session: Session, subscriber_id: int, consent_id: int) -> Subscriber:
     """The subscriber a confirmation link names, if the link is still the current one."""
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     latest = session.scalar(
         sa.select(sa.func.max(ConsentRecord.id)).where(ConsentRecord.subscriber_id == subscriber_id)
     )

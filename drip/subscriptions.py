@@ -12,6 +12,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip.db import FOR_NO_KEY_UPDATE
 from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
@@ -20,7 +21,7 @@ ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 def unsubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
     """Idempotent: unsubscribing twice, after the series ended, or after the subscriber was
     erased (None) changes nothing more and is not an error."""
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=True)
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is not None and subscriber.status in ENDABLE:
         end(session, subscriber, SubscriberStatus.UNSUBSCRIBED, now)
     return subscriber
