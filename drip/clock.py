@@ -63,6 +63,11 @@ class FileClock:
         tmp.write_text(as_utc(instant).isoformat())
         tmp.replace(self.path)
 
+    def advance(self, delta: timedelta) -> datetime:
+        instant = self.now() + delta
+        self.set(instant)
+        return instant
+
 
 def as_utc(instant: datetime) -> datetime:
     if instant.tzinfo is None:

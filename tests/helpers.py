@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import threading
@@ -20,7 +21,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
 from drip.bootstrap import initialise
-from drip.clock import FixedClock
+from drip.clock import FileClock, FixedClock
 from drip.db import SessionFactory, make_session_factory, transaction
 from drip.models import ConsentRecord, Subscriber
 from drip.scheduler import PassResult, run_pass
@@ -46,6 +47,7 @@ class Received:
 
 class _Handler:
     def __init__(self) -> None:
+        self.delay = 0.0
         self.received: list[Received] = []
         self.scripted: dict[str, list[str]] = {}
         self.lock = threading.Lock()
@@ -61,6 +63,10 @@ class _Handler:
         return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
+            if server.transport is None or server.transport.is_closing():
+                return "451 Client went away before the reply; message discarded"
         with self.lock:
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
@@ -98,11 +104,15 @@ class SMTPServer:
         with self._handler.lock:
             self._handler.scripted[address] = list(replies)
 
+    def slow_down(self, seconds: float) -> None:
+        """Wait this long before accepting each message, and discard it if the client left."""
+        self._handler.delay = seconds
+
     def to(self, address: str) -> list[EmailMessage]:
         return [r.message for r in self.received if address in r.rcpt_tos]
 
 
-def test_env(tmp_path: Path, database_url: str, socket_file: str, smtp_port: int) -> dict[str, str]:
+def drip_env(tmp_path: Path, database_url: str, socket_file: str, smtp_port: int) -> dict[str, str]:
     return {
         "DRIP_INSTANCE": str(tmp_path / "instance"),
         "DRIP_DATABASE_URL": database_url,
@@ -119,7 +129,7 @@ class System:
     """drip assembled as the worker and scheduler assemble it, on a FixedClock."""
 
     settings: Settings
-    clock: FixedClock
+    clock: FixedClock | FileClock
     sessions: SessionFactory
     mailer: Mailer
     broker: Any
@@ -137,11 +147,14 @@ class System:
         smtp: SMTPServer,
         *,
         start: datetime,
+        extra_env: dict[str, str] | None = None,
     ) -> Iterator[System]:
-        settings = load_settings(
-            test_env(tmp_path, database_url, redis_client.socket_file, smtp.port)
-        )
-        clock = FixedClock(start)
+        env = drip_env(tmp_path, database_url, redis_client.socket_file, smtp.port)
+        settings = load_settings({**env, **(extra_env or {})})
+        clock: FixedClock | FileClock = FixedClock(start)
+        if settings.clock.startswith("file:"):
+            clock = FileClock(Path(settings.clock.removeprefix("file:")))
+            clock.set(start)
         engine = make_engine(settings)
         initialise(settings, engine, clock, make_renderer(settings))
         sessions = make_session_factory(engine)

