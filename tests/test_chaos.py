@@ -24,6 +24,7 @@ from drip.models import Delivery, DeliveryStatus
 from tests.helpers import SMTPServer, System, drip_env
 
 pytestmark = pytest.mark.slow
+DRAMATIQ = [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
 PEOPLE = [f"reader{n:02d}@example.com" for n in range(16)]
 
 
@@ -33,8 +34,7 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.log = log.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
-            + ["--processes", "1", "--threads", "4", "--queues", "drip"],
+            [*DRAMATIQ, "--processes", "1", "--threads", "4", "--queues", "drip"],
             env={**env, "dramatiq_queue_prefetch": "4"},
             stdout=subprocess.DEVNULL,
             stderr=self.log,
@@ -68,11 +68,14 @@ def statuses(system: System) -> Counter[DeliveryStatus]:
 
 def unfinished(system: System) -> int:
     with transaction(system.sessions) as session:
-        return session.scalar(
-            sa.select(sa.func.count()).where(
-                Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING])
+        return (
+            session.scalar(
+                sa.select(sa.func.count()).where(
+                    Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING])
+                )
             )
-        ) or 0
+            or 0
+        )
 
 
 @pytest.fixture
@@ -84,7 +87,9 @@ def chaos(
     start: datetime,
 ) -> Iterator[tuple[System, dict[str, str]]]:
     extra = {"DRIP_CLOCK": f"file:{tmp_path / 'clock'}"}
-    with System.build(tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=extra) as system:
+    with System.build(
+        tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=extra
+    ) as system:
         env = {
             **os.environ,
             **drip_env(tmp_path, database_url, redis_client.socket_file, smtp_server.port),
@@ -126,7 +131,10 @@ def test_a_killed_worker_and_an_emptied_redis_lose_nothing_and_send_nothing_twic
         wait_until(lambda: unfinished(system) == 0, f"day {n}")
     worker.stop()
 
-    counts = Counter((m["To"].addresses[0].addr_spec, m["Message-ID"]) for m in (r.message for r in system.smtp.received))
+    counts = Counter(
+        (m["To"].addresses[0].addr_spec, m["Message-ID"])
+        for m in (r.message for r in system.smtp.received)
+    )
     per_person = Counter(address for address, _ in counts)
     assert set(per_person.values()) == {12}, "confirmation, welcome and ten lessons each"
     assert max(counts.values()) == 1, f"sent twice: {[k for k, c in counts.items() if c > 1]}"

@@ -1,0 +1,141 @@
+"""The scheduler pass: claims are exclusive, the sweeper recovers what Redis and dead
+workers lose, and an unknown outcome is resent once and logged."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+from collections import Counter
+from datetime import timedelta
+from email.message import EmailMessage
+
+import pytest
+import sqlalchemy as sa
+
+from drip.db import transaction
+from drip.models import Delivery
+from drip.scheduler import run_pass
+from drip.sending import Outcome, send_delivery
+from drip.transports import Transport
+from tests.helpers import System
+
+
+class DiesAfterSending:
+    """A transport whose worker is killed right after the SMTP server accepted the message."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+
+    def send(self, msg: EmailMessage, *, mail_from: str, rcpt_to: str) -> None:
+        self.inner.send(msg, mail_from=mail_from, rcpt_to=rcpt_to)
+        raise SystemExit("worker killed")
+
+
+def confirm_many(system: System, count: int) -> None:
+    addresses = [f"p{n:03d}@example.com" for n in range(count)]
+    for address in addresses:
+        system.signup(address)
+    system.drain()
+    for address in addresses:
+        system.confirm(address)
+
+
+def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: System) -> None:
+    confirm_many(system, 120)
+    system.clock.advance(timedelta(days=1, hours=3))
+    barrier = threading.Barrier(2)
+    issued: list[list[int]] = [[], []]
+
+    def scheduler(n: int) -> None:
+        barrier.wait()
+        for _ in range(3):
+            issued[n] += run_pass(
+                system.sessions,
+                system.clock,
+                system.enqueue,
+                batch_size=7,
+                requeue_after=system.settings.requeue_after,
+            ).issued
+
+    threads = [threading.Thread(target=scheduler, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    system.drain()
+
+    assert len(issued[0]) + len(issued[1]) == 120
+    assert not set(issued[0]) & set(issued[1])
+    with transaction(system.sessions) as session:
+        per_subscriber = Counter(
+            session.scalars(sa.select(Delivery.subscriber_id).where(Delivery.step_id.is_not(None)))
+        )
+    assert set(per_subscriber.values()) == {2}, "welcome and lesson 1, each once"
+    sent = Counter(r.message["Message-ID"] for r in system.smtp.received)
+    assert len(sent) == 120 * 3, "confirmation, welcome and lesson 1 for each"
+    assert max(sent.values()) == 1
+
+
+def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
+    confirm_many(system, 3)
+    system.drain()
+    assert system.tick().issued == []
+    system.clock.advance(timedelta(days=1, hours=3))
+    assert len(system.tick().issued) == 3
+    assert system.tick().issued == []
+
+
+def test_the_sweeper_requeues_what_redis_lost(system: System) -> None:
+    system.signup("ana@example.com")
+    system.broker.client.flushall()
+    system.start_worker()
+    assert system.tick().requeued == []
+
+    system.clock.advance(system.settings.requeue_after)
+    assert len(system.tick().requeued) == 1
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1
+
+
+def test_a_send_whose_outcome_is_unknown_is_resent_once_and_logged(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The worker dies after the SMTP server said 250 and before drip recorded it."""
+    system.signup("ana@example.com")
+    system.broker.client.flushall()
+    with transaction(system.sessions) as session:
+        delivery = session.scalars(sa.select(Delivery)).one()
+    crashing = dataclasses.replace(
+        system.mailer, transport=DiesAfterSending(system.mailer.transport)
+    )
+    with pytest.raises(SystemExit):
+        send_delivery(crashing, delivery.id)
+
+    assert system.tick().requeued == [], "the lease has not run out yet"
+    system.clock.advance(system.settings.send_lease)
+    with caplog.at_level(logging.WARNING, logger="drip"):
+        assert system.tick().requeued == [delivery.id]
+    assert send_delivery(system.mailer, delivery.id) is Outcome.SENT
+
+    sent = [r.message["Message-ID"] for r in system.smtp.received]
+    assert len(sent) == 2
+    assert len(set(sent)) == 1, "a resend reuses the Message-ID, so receivers can spot it"
+    assert [
+        r for r in caplog.records if f"ambiguous_resend delivery={delivery.id}" in r.getMessage()
+    ]
+    assert send_delivery(system.mailer, delivery.id) is Outcome.SKIPPED
+
+
+def test_the_due_query_uses_the_status_and_time_index(system: System) -> None:
+    with transaction(system.sessions) as session:
+        if session.get_bind().dialect.name != "sqlite":
+            pytest.skip("EXPLAIN QUERY PLAN is SQLite's")
+        plan = session.execute(
+            sa.text(
+                "EXPLAIN QUERY PLAN SELECT id FROM subscribers "
+                "WHERE status = 'active' AND next_send_at <= :now ORDER BY next_send_at LIMIT 500"
+            ),
+            {"now": "2026-01-01"},
+        ).all()
+    assert "ix_subscribers_due" in " ".join(str(row) for row in plan)
