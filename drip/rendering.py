@@ -24,7 +24,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
 from markupsafe import Markup
 
 from drip.errors import TemplateProblem
-from drip.headers import check_header_text
+from drip.headers import header_problem
 
 MAX_SOURCE = 64 * 1024
 MAX_OUTPUT = 1024 * 1024
@@ -100,7 +100,9 @@ class Renderer:
         """Render all four parts; TemplateProblem says which part failed and why."""
         subject = " ".join(self._render_part(template, "subject", context).split())
         preheader = " ".join(self._render_part(template, "preheader", context).split())
-        check_header_text(subject, what="subject")
+        problem = header_problem(subject)
+        if problem:
+            raise TemplateProblem(f"subject: {problem}", field="subject")
         body_html = Markup(self._render_part(template, "body_html", context))
         body_text = self._render_part(template, "body_text", context).strip()
         layout = {

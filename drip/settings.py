@@ -87,7 +87,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         mail_url=mail_url,
         base_url=get("DRIP_BASE_URL", "http://localhost:5000", _base_url),
         secret_key=env.get("DRIP_SECRET_KEY", "").strip() or _instance_secret(instance),
-        sender=get("DRIP_FROM", "drip <drip@localhost>", _sender),
+        sender=get("DRIP_FROM", "drip demo <drip@example.com>", _sender),
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
         clock=get("DRIP_CLOCK", "system", _clock),
@@ -159,7 +159,7 @@ def _sender(raw: str) -> Address:
     if not addr or any(ch in raw for ch in "\r\n"):
         raise ValueError('expected "Name <address@example.com>"')
     try:
-        checked = validate_email(addr, check_deliverability=False, test_environment=True)
+        checked = validate_email(addr, check_deliverability=False)
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
     local, _, domain = checked.normalized.rpartition("@")

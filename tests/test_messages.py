@@ -1,0 +1,108 @@
+"""The messages drip sends, parsed back with Python's email package (standards.md A, B, SEC-07)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from email.message import EmailMessage
+from email.utils import parsedate_to_datetime
+
+import pytest
+
+from drip.errors import InvalidInput
+from drip.messages import message_id, recipient_address
+from tests.helpers import System
+
+SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
+
+
+@pytest.fixture
+def lesson(system: System) -> EmailMessage:
+    system.signup("ana@example.com", first_name="Ana María", timezone="Europe/Berlin")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+    received = system.smtp.to("ana@example.com")
+    assert len(received) == 3, "confirmation, welcome, lesson 1"
+    return received[2]
+
+
+def parts(msg: EmailMessage) -> tuple[str, str]:
+    plain, html = list(msg.iter_parts())
+    assert plain.get_content_type() == "text/plain"
+    assert html.get_content_type() == "text/html"
+    return str(plain.get_content()), str(html.get_content())
+
+
+def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailMessage) -> None:
+    for name in SINGLE:
+        assert len(lesson.get_all(name) or []) == 1, name
+    assert len(lesson["From"].addresses) == 1
+    assert str(lesson["From"]) == "Calm Back <hello@drip.example.com>"
+    assert lesson["To"].addresses[0].display_name == "Ana María"
+    assert parsedate_to_datetime(str(lesson["Date"])).tzinfo is not None
+    assert lesson["Auto-Submitted"] == "auto-generated"
+    assert re.fullmatch(r"<d\d+\.[0-9a-f]{10}@drip\.example\.com>", str(lesson["Message-ID"]))
+    assert re.fullmatch(r".*<feel-better\.drip\.example\.com>", str(lesson["List-Id"]))
+    assert not lesson.get_all("Bcc")
+
+
+def test_one_click_unsubscribe_headers_follow_rfc_8058(lesson: EmailMessage) -> None:
+    assert re.fullmatch(
+        r"<https://drip\.example\.com/unsubscribe/[\w.-]+>", str(lesson["List-Unsubscribe"])
+    )
+    assert lesson["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "@" not in str(lesson["List-Unsubscribe"]), "the token names an id, never the address"
+
+
+def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessage) -> None:
+    assert lesson.get_content_type() == "multipart/alternative"
+    text, html = parts(lesson)
+    unsubscribe_url = str(lesson["List-Unsubscribe"]).strip("<>")
+    for body in (text, html):
+        assert unsubscribe_url in body
+        assert "12 Harbour Road, Victoria BC" in body
+        assert "not medical advice" in body.lower()
+    assert text.startswith(text.splitlines()[0]) and len(text.splitlines()[0]) >= 40
+    assert 'class="preheader"' in html or "display: none" in html
+    assert "<style" not in html, "CSS is inlined for mail clients that drop <style>"
+    assert "Hi Ana María," in text
+
+
+def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) -> None:
+    text, html = parts(lesson)
+    preheader = text.splitlines()[0]
+    body_start = html.index("<body")
+    assert html.index(preheader.split()[0], body_start) < html.index("<h1", body_start)
+
+
+def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -> None:
+    first = message_id(7, secret="k", domain="drip.example.com")
+    assert first == message_id(7, secret="k", domain="drip.example.com")
+    assert first != message_id(8, secret="k", domain="drip.example.com")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Eve\r\nBcc: victim@example.com",
+        "Eve\nBcc: victim@example.com",
+        "A =?UTF-8?Q?=0A?=Bcc: victim@example.com",
+        "A\x00B",
+        "A\u2028B",
+        "A\x85B",
+    ],
+)
+def test_header_injection_through_a_name_is_refused(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        recipient_address("ana@example.com", name)
+
+
+def test_a_subscriber_name_cannot_add_headers(system: System) -> None:
+    for payload in ("Eve\r\nBcc: v@example.com", "A =?UTF-8?Q?=0A?=Bcc: v@example.com"):
+        with pytest.raises(InvalidInput):
+            system.signup("eve@example.com", first_name=payload)
+    system.drain()
+    assert system.smtp.received == []

@@ -1,0 +1,118 @@
+"""The lesson sandbox: no template can reach code or secrets, or eat the worker's memory."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from drip.errors import TemplateProblem
+from drip.rendering import LESSON_VARIABLES, EmailTemplate, Footer, Renderer
+from drip.settings import load_settings
+
+SAMPLE = {
+    "first_name": "<b onclick=x>Ana</b>",
+    "series_name": "S",
+    "sender_name": "Me",
+    "lesson_number": 1,
+    "lesson_total": 10,
+}
+FOOTER = Footer("because", "https://drip.example.com/unsubscribe/t", "1 Road", "Me")
+SSTI = [
+    "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+    "{{ ''.__class__.__mro__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ x|attr('__class__') }}",
+    "{{ ('{0.__class__}'|attr('format'))(1) }}",
+    "{{ config }}",
+    "{{ config.SECRET_KEY }}",
+    "{{ request.environ }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ self._TemplateReference__context }}",
+    "{% set l=[1] %}{{ l.append(2) }}",
+    "{{ range(10**7)|length }}",
+    "{{ lipsum.__globals__ }}",
+    "{{ 'a' * 10**9 }}",
+    "{{ 9**9**9 }}",
+    "{{ first_name.__class__.__base__.__subclasses__() }}",
+    "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
+]
+
+
+@pytest.fixture
+def renderer() -> Renderer:
+    return Renderer(load_settings({"DRIP_INSTANCE": "/tmp/drip-render"}).emails_dir / "_layout")
+
+
+def body(source: str) -> EmailTemplate:
+    return EmailTemplate("Subject", "A preheader that is long enough to read.", source, "text")
+
+
+@pytest.mark.parametrize("payload", SSTI)
+def test_template_injection_runs_no_code_and_leaks_nothing(
+    renderer: Renderer, payload: str
+) -> None:
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem):
+        renderer.check(body(payload), LESSON_VARIABLES | {"x"}, {**SAMPLE, "x": 1})
+    assert time.monotonic() - started < 1
+
+
+def test_the_sandbox_is_not_flasks_environment_and_has_only_jinjas_globals(
+    renderer: Renderer,
+) -> None:
+    env = renderer._html
+    assert sorted(env.globals) == ["cycler", "dict", "joiner", "lipsum", "namespace", "range"]
+    assert env.autoescape is True
+    assert renderer._text.autoescape is False
+
+
+def test_html_is_escaped_and_text_is_not(renderer: Renderer) -> None:
+    template = EmailTemplate("Hi", "p", "<p>Hi {{ first_name }}</p>", "Hi {{ first_name }}")
+    rendered = renderer.render(template, SAMPLE, FOOTER)
+    assert "&lt;b onclick=x&gt;Ana&lt;/b&gt;" in rendered.html
+    assert "<b onclick" not in rendered.html
+    assert "Hi <b onclick=x>Ana</b>" in rendered.text
+
+
+def test_a_rendered_subject_cannot_break_into_a_new_header(renderer: Renderer) -> None:
+    template = EmailTemplate("Hi {{ first_name }}", "p", "b", "t")
+    folded = renderer.render(
+        template, {**SAMPLE, "first_name": "Ana\r\nBcc: x@example.com"}, FOOTER
+    )
+    assert folded.subject == "Hi Ana Bcc: x@example.com"
+    with pytest.raises(TemplateProblem, match="subject"):
+        renderer.render(template, {**SAMPLE, "first_name": "=?UTF-8?Q?=0A?=Bcc: x"}, FOOTER)
+
+
+@pytest.mark.parametrize(
+    ("template", "message"),
+    [
+        (body("{% if %}"), "body_html, line 1"),
+        (body("line\n{{ nope }}"), "unknown variable 'nope'"),
+        (EmailTemplate("{{ first_name", "p", "b", "t"), "subject, line 1"),
+        (body("x" * 70_000), "longer than 64 KiB"),
+    ],
+)
+def test_a_broken_template_is_refused_with_a_useful_message(
+    renderer: Renderer, template: EmailTemplate, message: str
+) -> None:
+    with pytest.raises(TemplateProblem, match=message):
+        renderer.check(template, LESSON_VARIABLES, SAMPLE)
+
+
+def test_every_shipped_email_passes_the_same_checks_a_save_would(tmp_path: Path) -> None:
+    from drip.bootstrap import check_series
+    from drip.series_files import read_series
+
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    series = read_series(settings.emails_dir)
+    check_series(Renderer(settings.emails_dir / "_layout"), series, settings)
+    assert [s.number for s in series.steps] == list(range(11))
+    assert [s.day_offset for s in series.steps] == list(range(11))
+    for step in series.steps:
+        assert 40 <= len(step.template.preheader) <= 100
+        assert not step.template.subject.lower().startswith(("re:", "fwd:"))
+        assert "not medical advice" in step.template.body_text.lower()
