@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
 from typing import Any
 
@@ -14,6 +15,7 @@ import click
 
 from drip.clock import Clock, FixedClock, parse_instant
 from drip.errors import ConfigError, DripError
+from drip.scheduler import PassResult
 from drip.settings import Settings, load_settings
 
 
@@ -98,17 +100,20 @@ def worker(processes: int, threads: int) -> None:
 def scheduler(interval: float | None) -> None:
     """Run scheduler passes forever."""
     settings = _settings()
-    stop = threading.Event()
-    runner = _pass_runner(settings, None)
-    while not stop.is_set():
-        result = runner()
-        if result.issued or result.requeued:
-            click.echo(f"queued {len(result.issued)} new, re-queued {len(result.requeued)}")
-        stop.wait(interval or settings.scheduler_interval)
+    with _scheduler(settings, None) as run_pass:
+        while True:
+            result = run_pass()
+            if result.issued or result.requeued:
+                click.echo(f"queued {len(result.issued)} new, re-queued {len(result.requeued)}")
+            time.sleep(interval or settings.scheduler_interval)
 
 
 @main.command()
-@click.option("--now", "now", default=None, help="Run as if at this ISO-8601 instant.")
+@click.option(
+    "--now",
+    default=None,
+    help="Run as if at this ISO-8601 instant (the sweeper's deadlines move with it).",
+)
 @_handles_errors
 def tick(now: str | None) -> None:
     """Run one scheduler pass and print what it queued."""
@@ -119,7 +124,8 @@ def tick(now: str | None) -> None:
         raise click.BadParameter(
             f"{now!r} is not an ISO-8601 instant", param_hint="--now"
         ) from None
-    result = _pass_runner(settings, clock)()
+    with _scheduler(settings, clock) as run_pass:
+        result = run_pass()
     for delivery_id in result.issued:
         click.echo(f"queued delivery {delivery_id}")
     for delivery_id in result.requeued:
@@ -127,18 +133,26 @@ def tick(now: str | None) -> None:
     click.echo(f"{len(result.issued)} queued, {len(result.requeued)} re-queued")
 
 
-def _pass_runner(settings: Settings, clock: Clock | None) -> Callable[[], Any]:
+@contextmanager
+def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[], PassResult]]:
+    """A function running one scheduler pass, with the database and Redis it needs."""
+    from drip.db import make_session_factory
     from drip.scheduler import run_pass
     from drip.tasks import Enqueuer, create_broker
-    from drip.wiring import make_clock, make_redis, make_sessions
+    from drip.wiring import make_clock, make_engine, make_redis
 
-    sessions = make_sessions(settings)
-    enqueue = Enqueuer(create_broker(make_redis(settings)))
+    engine = make_engine(settings)
+    broker = create_broker(make_redis(settings))
+    sessions = make_session_factory(engine)
     chosen = clock or make_clock(settings)
-    return lambda: run_pass(
-        sessions,
-        chosen,
-        enqueue,
-        batch_size=settings.batch_size,
-        requeue_after=settings.requeue_after,
-    )
+    try:
+        yield lambda: run_pass(
+            sessions,
+            chosen,
+            Enqueuer(broker),
+            batch_size=settings.batch_size,
+            requeue_after=settings.requeue_after,
+        )
+    finally:
+        broker.close()
+        engine.dispose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from drip.clock import Clock
+from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
 from drip.web import api, errors, public
@@ -33,10 +34,12 @@ def create_app(
         SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
         SESSION_COOKIE_SAMESITE="Lax",
     )
+    engine = wiring.make_engine(settings)
     app.extensions["drip"] = WebContext(
         settings=settings,
         clock=clock,
-        sessions=wiring.make_sessions(settings),
+        engine=engine,
+        sessions=make_session_factory(engine),
         tokens=Tokens(settings.secret_key, clock),
         enqueue=enqueue,
     )

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from flask import current_app, request
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from drip.clock import Clock
@@ -21,6 +22,7 @@ from drip.tokens import Tokens
 class WebContext:
     settings: Settings
     clock: Clock
+    engine: Engine
     sessions: SessionFactory
     tokens: Tokens
     enqueue: Enqueue

@@ -1,0 +1,94 @@
+"""The `drip` command: init is safe to repeat, tick runs one pass as if at an instant,
+and a bad setting stops it with a message naming the variable."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drip.cli import main
+from tests.helpers import System, drip_env
+
+
+@pytest.fixture
+def env(system: System, tmp_path: Path) -> dict[str, str]:
+    return drip_env(
+        tmp_path,
+        system.settings.database_url,
+        system.broker.client.socket_file,
+        system.smtp.port,
+    )
+
+
+def test_init_is_safe_to_run_again(tmp_path: Path) -> None:
+    env = {"DRIP_INSTANCE": str(tmp_path / "fresh")}
+    first = CliRunner().invoke(main, ["init"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "installed the series 'Calm Back, Calm Mind' (11 emails)" in first.output
+    second = CliRunner().invoke(main, ["init"], env=env)
+    assert second.exit_code == 0, second.output
+    assert "installed" not in second.output
+    assert (tmp_path / "fresh" / "drip.db").exists()
+    assert (tmp_path / "fresh" / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_tick_runs_one_pass_as_if_at_the_given_instant(system: System, env: dict[str, str]) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.drain()
+    tomorrow = (system.clock.now() + timedelta(days=1)).replace(hour=8, minute=0)
+
+    early = CliRunner().invoke(
+        main, ["tick", "--now", (tomorrow - timedelta(minutes=1)).isoformat()], env=env
+    )
+    assert early.exit_code == 0, early.output
+    assert "0 queued" in early.output
+    due = CliRunner().invoke(main, ["tick", "--now", tomorrow.isoformat()], env=env)
+    assert due.exit_code == 0, due.output
+    assert "1 queued" in due.output
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 3
+
+
+def test_tick_refuses_an_instant_it_cannot_read(env: dict[str, str]) -> None:
+    result = CliRunner().invoke(main, ["tick", "--now", "next tuesday"], env=env)
+    assert result.exit_code == 2
+    assert "ISO-8601" in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DRIP_DATABASE_URL", "mysql://x"),
+        ("DRIP_REDIS_URL", "memcached://x"),
+        ("DRIP_MAIL_URL", "carrier-pigeon://x"),
+        ("DRIP_MAIL_URL", "smtp://relay.example.com:notaport"),
+        ("DRIP_BASE_URL", "drip.example.com"),
+        ("DRIP_FROM", "nobody"),
+        ("DRIP_SCHEDULER_INTERVAL", "-1"),
+        ("DRIP_BATCH_SIZE", "many"),
+        ("DRIP_CLOCK", "sundial"),
+        ("DRIP_EMAILS_DIR", "/no/such/folder"),
+    ],
+)
+def test_a_wrong_setting_fails_at_start_naming_the_variable(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    result = CliRunner().invoke(main, ["init"], env={"DRIP_INSTANCE": str(tmp_path), name: value})
+    assert result.exit_code == 2
+    assert name in result.output
+    assert not (tmp_path / "drip.db").exists()
+
+
+def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["init"],
+        env={"DRIP_INSTANCE": str(tmp_path), "DRIP_MAIL_URL": "smtp://relay.example.com"},
+    )
+    assert result.exit_code == 2
+    assert "DRIP_POSTAL_ADDRESS" in result.output

@@ -1,0 +1,63 @@
+"""Local-day arithmetic (drip.timing): one lesson per local day, at the local send hour."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from drip.timing import at_send_hour, next_send_at, zone
+
+BERLIN = zone("Europe/Berlin")
+NEW_YORK = zone("America/New_York")
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def test_confirming_late_at_night_does_not_bring_the_first_lesson_within_the_hour() -> None:
+    confirmed = utc(2026, 3, 10, 22, 30)  # 23:30 in Berlin
+    first = next_send_at(due_at=confirmed, now=confirmed, day_gap=1, hour=8, tz=BERLIN)
+    assert first == utc(2026, 3, 11, 7, 0)
+    assert first - confirmed > timedelta(hours=8)
+
+
+@pytest.mark.parametrize(
+    ("day", "expected_utc_hour"),
+    [
+        (datetime(2026, 3, 28).date(), 7),  # CET, UTC+1
+        (datetime(2026, 3, 29).date(), 6),  # clocks went forward at 02:00: CEST, UTC+2
+        (datetime(2026, 10, 25).date(), 7),  # clocks went back at 03:00: CET again
+    ],
+)
+def test_the_send_hour_follows_daylight_saving_time(day: object, expected_utc_hour: int) -> None:
+    assert at_send_hour(day, 8, BERLIN).hour == expected_utc_hour  # type: ignore[arg-type]
+
+
+def test_daylight_saving_changes_neither_skip_nor_double_a_day() -> None:
+    due = utc(2026, 3, 7, 13, 0)  # 08:00 EST
+    days = []
+    for _ in range(4):
+        due = next_send_at(due_at=due, now=due, day_gap=1, hour=8, tz=NEW_YORK)
+        days.append(due.astimezone(NEW_YORK).strftime("%d %H:%M"))
+    assert days == ["08 08:00", "09 08:00", "10 08:00", "11 08:00"]
+
+
+def test_a_send_hour_inside_the_spring_forward_gap_still_happens_that_day() -> None:
+    when = at_send_hour(datetime(2026, 3, 29).date(), 2, BERLIN)
+    assert when.astimezone(BERLIN).date().isoformat() == "2026-03-29"
+
+
+def test_after_an_outage_the_next_lesson_waits_for_the_next_local_day() -> None:
+    planned = utc(2026, 5, 1, 6, 0)
+    sent_late = utc(2026, 5, 4, 10, 0)
+    assert next_send_at(due_at=planned, now=sent_late, day_gap=1, hour=8, tz=BERLIN) == utc(
+        2026, 5, 5, 6, 0
+    )
+
+
+@pytest.mark.parametrize("name", ["", "Mars/Base", "../../etc/passwd", "/etc/localtime", "UTC\n"])
+def test_only_real_iana_zone_names_are_accepted(name: str) -> None:
+    with pytest.raises(ValueError):
+        zone(name)

@@ -1,0 +1,235 @@
+"""The minimal public flow over HTTP: signup form and API, confirm, unsubscribe."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from drip.db import transaction
+from drip.models import ConsentRecord, Subscriber, SubscriberStatus
+from drip.web import create_app
+from tests.helpers import System
+
+BASE = "https://drip.example.com"
+
+
+@pytest.fixture
+def app(system: System) -> Iterator[Flask]:
+    app = create_app(system.settings, clock=system.clock, enqueue=system.enqueue)
+    yield app
+    app.extensions["drip"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def link(system: System, address: str, kind: str) -> str:
+    """The path of the newest confirm or unsubscribe link emailed to `address`."""
+    system.drain()
+    text = system.smtp.to(address)[-1].get_body(("plain",)).get_content()
+    urls = re.findall(rf"{re.escape(BASE)}(/{kind}/[\w.-]+)", text)
+    assert urls, f"no {kind} link in the email"
+    return urls[-1]
+
+
+def status_of(system: System, address: str) -> SubscriberStatus:
+    return system.subscriber(address).status
+
+
+def test_the_landing_page_has_the_form_and_the_consent_notice(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert 'action="/subscribe"' in page
+    assert 'name="email"' in page and 'name="timezone"' in page
+    assert "unsubscribe" in page.lower() and 'href="/privacy"' in page
+    assert "http://" not in page and "https://" not in page, "no external assets"
+    assert client.get("/s/no-such-series").status_code == 404
+
+
+def test_signing_up_by_form_sends_a_confirmation_and_redirects(
+    client: FlaskClient, system: System
+) -> None:
+    response = client.post(
+        "/subscribe",
+        data={"email": "Ana@Example.com", "first_name": " Ana ", "timezone": "Europe/Berlin"},
+        headers={"User-Agent": "test-browser", "Referer": "https://blog.example.com/post"},
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/check-inbox"
+    assert client.get("/check-inbox").status_code == 200
+    assert link(system, "ana@example.com", "confirm")
+    with transaction(system.sessions) as session:
+        ana = session.scalars(sa.select(Subscriber)).one()
+        consent = session.scalars(sa.select(ConsentRecord)).one()
+    assert (ana.email, ana.first_name, ana.timezone, ana.status) == (
+        "ana@example.com",
+        "Ana",
+        "Europe/Berlin",
+        SubscriberStatus.PENDING,
+    )
+    assert consent.user_agent == "test-browser"
+    assert consent.page == "https://blog.example.com/post"
+    assert "one-click unsubscribe" in consent.consent_text
+
+
+def test_the_answer_is_the_same_whatever_the_address_state(
+    client: FlaskClient, system: System
+) -> None:
+    def signup() -> tuple[int, str | None, bytes]:
+        response = client.post("/subscribe", data={"email": "ana@example.com"})
+        return response.status_code, response.headers.get("Location"), response.get_data()
+
+    new = signup()
+    pending = signup()
+    client.post(link(system, "ana@example.com", "confirm"))
+    active = signup()
+    assert new == pending == active
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 2, "one confirmation, then the welcome"
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"email": "not-an-address"},
+        {"email": ""},
+        {"email": "ana@example.com", "timezone": "Mars/Olympus_Mons"},
+        {"email": "ana@example.com", "first_name": "Eve\r\nBcc: x@example.com"},
+        {"email": "ana@example.com", "first_name": "x" * 101},
+        {"email": "ana@example.com", "sequence": "no-such-series"},
+    ],
+)
+def test_bad_input_gets_a_clear_error_and_writes_nothing(
+    client: FlaskClient, system: System, form: dict[str, str]
+) -> None:
+    response = client.post("/subscribe", data=form)
+    assert response.status_code in (400, 404)
+    assert "Sorry" in response.get_data(as_text=True)
+    system.drain()
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 0
+    assert system.smtp.received == []
+
+
+def test_the_json_api_accepts_a_signup(client: FlaskClient, system: System) -> None:
+    response = client.post(
+        "/api/v1/subscribers", json={"email": "ben@example.com", "timezone": "Asia/Tokyo"}
+    )
+    assert response.status_code == 202
+    assert response.get_json()["status"] == "accepted"
+    assert status_of(system, "ben@example.com") == SubscriberStatus.PENDING
+    for bad in ({"email": 5}, ["ben@example.com"], {"email": "nope"}):
+        answer = client.post("/api/v1/subscribers", json=bad)
+        assert answer.status_code == 400
+        assert "error" in answer.get_json()
+    assert (
+        client.post("/api/v1/subscribers", data="{", content_type="application/json").status_code
+        == 400
+    )
+
+
+def test_an_oversized_body_is_refused(client: FlaskClient) -> None:
+    response = client.post(
+        "/subscribe", data={"email": "a@example.com", "first_name": "x" * 70_000}
+    )
+    assert response.status_code == 413
+
+
+def test_opening_the_confirm_link_changes_nothing_only_the_button_confirms(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+
+    page = client.get(confirm)
+    assert page.status_code == 200
+    assert f'action="{confirm}"' in page.get_data(as_text=True)
+    assert client.head(confirm).status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+    assert client.post(confirm).status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 2, "the welcome went out at once"
+    assert client.post(confirm).status_code == 200, "confirming twice is harmless"
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 2
+
+
+def test_a_tampered_or_expired_confirm_link_is_refused_and_changes_nothing(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    assert client.post(confirm[:-2] + "xx").status_code == 400
+    assert client.post("/confirm/garbage").status_code == 400
+    system.clock.advance(timedelta(days=8))
+    assert client.get(confirm).status_code == 410
+    assert client.post(confirm).status_code == 410
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_an_unsubscribe_token_cannot_confirm(client: FlaskClient, system: System) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    token = unsubscribe.rsplit("/", 1)[1]
+    assert client.post(f"/confirm/{token}").status_code == 400
+
+
+@pytest.fixture
+def active(client: FlaskClient, system: System) -> str:
+    """An active subscriber's unsubscribe path, taken from their welcome email."""
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    return link(system, "ana@example.com", "unsubscribe")
+
+
+def test_opening_the_unsubscribe_link_changes_nothing(
+    client: FlaskClient, system: System, active: str
+) -> None:
+    page = client.get(active)
+    assert page.status_code == 200
+    assert f'action="{active}"' in page.get_data(as_text=True)
+    assert client.head(active).status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize("encoding", ["urlencoded", "multipart"])
+def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
+    app: Flask, system: System, active: str, encoding: str
+) -> None:
+    bare = app.test_client(use_cookies=False)
+    body = {"List-Unsubscribe": "One-Click"}
+    kwargs = (
+        {"data": body}
+        if encoding == "urlencoded"
+        else {"data": body, "content_type": "multipart/form-data"}
+    )
+    for _ in range(2):
+        response = bare.post(active, **kwargs)
+        assert response.status_code == 200
+        assert "Location" not in response.headers
+        assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_the_unsubscribe_button_confirms_on_a_page(
+    client: FlaskClient, system: System, active: str
+) -> None:
+    response = client.post(active)
+    assert response.status_code == 200
+    assert "unsubscribed" in response.get_data(as_text=True)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_links_in_emails_use_the_configured_base_url_not_the_host_header(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"}, headers={"Host": "evil.example"})
+    assert link(system, "ana@example.com", "confirm").startswith("/confirm/")
