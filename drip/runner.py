@@ -12,8 +12,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from types import FrameType
 
 import click
 
@@ -29,38 +29,34 @@ def run_all(settings: Settings, *, host: str, port: int) -> int:
         click.echo(line)
     redis_client = make_redis(settings)
     redis_client.ping()
-    env = {**os.environ, "DRIP_INSTANCE": str(settings.instance_dir)}
+    env = {
+        **os.environ,
+        "DRIP_INSTANCE": str(settings.instance_dir),
+        "DRIP_BASE_URL": os.environ.get("DRIP_BASE_URL") or f"http://localhost:{port}",
+    }
     drip = [sys.executable, "-m", "drip"]
     children = [
         subprocess.Popen([*drip, "web", "--host", host, "--port", str(port)], env=env),
         subprocess.Popen([*drip, "worker", "--processes", "1", "--threads", "4"], env=env),
         subprocess.Popen([*drip, "scheduler"], env=env),
     ]
-    shown_host = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host
-    click.echo(f"\n  signup page:  http://{shown_host}:{port}/")
-    click.echo(
-        f"  outbox:       {settings.outbox_dir} (a Maildir)"
-        if settings.mail_url.startswith("maildir:")
-        else f"  mail:         {settings.mail_url.split('@')[-1]}"
-    )
+    click.echo(f"\n  signup page:  {env['DRIP_BASE_URL']}/")
+    if settings.mail_url.startswith("maildir:"):
+        click.echo(
+            f"  outbox:       {settings.outbox_dir} (a Maildir; open it with any mail client)"
+        )
     click.echo("  press Ctrl-C to stop\n")
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        code = 1
-    except KeyboardInterrupt:
-        code = 0
-    finally:
-        _stop(children)
-    return code
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    while not stopping.is_set() and all(child.poll() is None for child in children):
+        stopping.wait(0.5)
+    _stop(children)
+    return 0 if stopping.is_set() else 1
 
 
 def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every child still running, then SIGKILL whatever outlives ten seconds."""
     for child in children:
         if child.poll() is None:
             child.send_signal(signal.SIGTERM)

@@ -1,0 +1,83 @@
+"""Sending one delivery: idempotent, and each SMTP failure classified the right way."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sqlalchemy as sa
+
+from drip.db import transaction
+from drip.models import Delivery, DeliveryStatus, SubscriberStatus
+from drip.sending import Outcome, send_delivery
+from drip.transports import SMTPTransport
+from tests.helpers import System
+
+
+def only_delivery(system: System) -> Delivery:
+    with transaction(system.sessions) as session:
+        return session.scalars(sa.select(Delivery).order_by(Delivery.id.desc()).limit(1)).one()
+
+
+def pending(system: System, address: str = "ana@example.com") -> int:
+    system.signup(address)
+    system.broker.client.flushall()  # these tests call the actor's function directly
+    return only_delivery(system).id
+
+
+def test_a_delivery_is_sent_once_however_often_its_message_arrives(system: System) -> None:
+    delivery_id = pending(system)
+    assert send_delivery(system.mailer, delivery_id) is Outcome.SENT
+    assert send_delivery(system.mailer, delivery_id) is Outcome.SKIPPED
+    assert send_delivery(system.mailer, 999_999) is Outcome.SKIPPED
+    assert len(system.smtp.received) == 1
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.SENT, 1)
+    assert delivery.sent_at == system.clock.now()
+
+
+def test_a_temporary_refusal_is_retried_and_then_succeeds(system: System) -> None:
+    delivery_id = pending(system)
+    system.smtp.script("ana@example.com", "451 4.7.1 Try again later")
+    assert send_delivery(system.mailer, delivery_id) is Outcome.RETRY
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
+    assert "451" in (delivery.last_error or "")
+    assert send_delivery(system.mailer, delivery_id) is Outcome.SENT
+    assert len(system.smtp.received) == 1
+    assert only_delivery(system).attempts == 2
+
+
+def test_an_unreachable_relay_is_a_temporary_failure(system: System) -> None:
+    delivery_id = pending(system)
+    broken = dataclasses.replace(system.mailer, transport=SMTPTransport("smtp://127.0.0.1:9"))
+    assert send_delivery(broken, delivery_id) is Outcome.RETRY
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.PENDING
+
+
+def test_a_permanent_refusal_fails_the_delivery_and_bounces_the_address(system: System) -> None:
+    delivery_id = pending(system)
+    system.smtp.script("ana@example.com", "550 5.1.1 No such user")
+    assert send_delivery(system.mailer, delivery_id) is Outcome.FAILED
+    assert only_delivery(system).status == DeliveryStatus.FAILED
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
+
+
+def test_retries_stop_after_the_configured_number_of_attempts(system: System) -> None:
+    delivery_id = pending(system)
+    attempts = system.settings.max_attempts
+    system.smtp.script("ana@example.com", *["421 4.3.2 Busy"] * attempts)
+    for _ in range(attempts):
+        assert send_delivery(system.mailer, delivery_id) is Outcome.RETRY
+    assert send_delivery(system.mailer, delivery_id) is Outcome.FAILED
+    delivery = only_delivery(system)
+    assert delivery.status == DeliveryStatus.FAILED
+    assert f"gave up after {attempts} attempts" in (delivery.last_error or "")
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.PENDING, "not a bounce"
+    assert system.smtp.received == []
+
+
+def test_a_confirmation_for_someone_already_confirmed_is_not_sent(system: System) -> None:
+    delivery_id = pending(system)
+    system.confirm("ana@example.com")
+    assert send_delivery(system.mailer, delivery_id) is Outcome.CANCELLED
+    assert system.smtp.received == []
