@@ -119,14 +119,14 @@ def test_a_killed_worker_and_an_emptied_redis_lose_nothing_and_send_nothing_twic
             wait_until(lambda: statuses(system)[DeliveryStatus.SENDING] > 0, "a send in flight")
             worker.kill()
             assert statuses(system)[DeliveryStatus.SENDING] > 0
-            worker = WorkerProcess(env, tmp_path / "worker.log")
             system.clock.advance(timedelta(minutes=30))  # past the send lease and requeue deadline
+            worker = WorkerProcess(env, tmp_path / "worker.log")
         elif n == 6:  # lose every message waiting in Redis
             worker.stop()
             assert system.tick().issued
             system.broker.client.flushall()
-            worker = WorkerProcess(env, tmp_path / "worker.log")
             system.clock.advance(timedelta(minutes=30))
+            worker = WorkerProcess(env, tmp_path / "worker.log")
         system.tick()
         wait_until(lambda: unfinished(system) == 0, f"day {n}")
     worker.stop()

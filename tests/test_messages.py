@@ -21,6 +21,7 @@ def lesson(system: System) -> EmailMessage:
     system.signup("ana@example.com", first_name="Ana María", timezone="Europe/Berlin")
     system.drain()
     system.confirm("ana@example.com")
+    system.drain()
     system.clock.advance(timedelta(days=1, hours=3))
     system.tick()
     system.drain()

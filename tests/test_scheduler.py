@@ -39,6 +39,7 @@ def confirm_many(system: System, count: int) -> None:
     system.drain()
     for address in addresses:
         system.confirm(address)
+    system.drain()
 
 
 def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: System) -> None:
