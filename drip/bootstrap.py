@@ -14,7 +14,14 @@ from drip.clock import Clock
 from drip.db import make_session_factory, transaction
 from drip.models import Sequence
 from drip.rendering import LESSON_VARIABLES, Renderer
-from drip.series_files import CONFIRM_FOLDER, SeriesFile, install_series, read_email, read_series
+from drip.series_files import (
+    CONFIRM_FOLDER,
+    PRIVACY_FOLDER,
+    SeriesFile,
+    install_series,
+    read_email,
+    read_series,
+)
 from drip.settings import Settings
 
 SAMPLE = {
@@ -25,14 +32,19 @@ SAMPLE = {
     "lesson_total": 10,
     "confirm_url": "https://example.invalid/confirm/x",
     "confirm_days": 7,
+    "privacy_url": "https://example.invalid/privacy/x",
 }
-CONFIRM_VARIABLES = LESSON_VARIABLES - {"lesson_number"} | {"confirm_url", "confirm_days"}
+FIXED_EMAILS = {
+    CONFIRM_FOLDER: LESSON_VARIABLES - {"lesson_number"} | {"confirm_url", "confirm_days"},
+    PRIVACY_FOLDER: LESSON_VARIABLES - {"lesson_number"} | {"privacy_url"},
+}
 
 
 def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> None:
     for step in series.steps:
         renderer.check(step.template, LESSON_VARIABLES, SAMPLE)
-    renderer.check(read_email(settings.emails_dir / CONFIRM_FOLDER), CONFIRM_VARIABLES, SAMPLE)
+    for folder, variables in FIXED_EMAILS.items():
+        renderer.check(read_email(settings.emails_dir / folder), variables, SAMPLE)
 
 
 def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Renderer) -> list[str]:

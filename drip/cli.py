@@ -152,6 +152,7 @@ def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[],
             Enqueuer(broker),
             batch_size=settings.batch_size,
             requeue_after=settings.requeue_after,
+            pending_ttl=settings.pending_ttl,
         )
     finally:
         broker.close()

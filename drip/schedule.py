@@ -89,3 +89,25 @@ def insert_delivery(
         .returning(Delivery.id)
     )
     return session.scalar(statement)
+
+
+def resume_point(session: Session, subscriber: Subscriber, steps: list[Step]) -> int | None:
+    """Where a returning subscriber resumes: each step is sent to a subscriber only once
+    (deliveries are unique per subscriber and step), so someone who unsubscribed after
+    lesson 4 and signs up again continues with lesson 5. Steps cancelled unsent are
+    forgotten so they can be issued again."""
+    session.execute(
+        sa.delete(Delivery).where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.kind == DeliveryKind.STEP,
+            Delivery.status == DeliveryStatus.CANCELLED,
+        )
+    )
+    issued = set(
+        session.scalars(
+            sa.select(Step.number)
+            .join(Delivery, Delivery.step_id == Step.id)
+            .where(Delivery.subscriber_id == subscriber.id)
+        )
+    )
+    return next((s.number for s in steps if s.number not in issued), None)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
 from drip.models import Delivery, DeliveryStatus, Step, Subscriber, SubscriberStatus
+from drip.privacy import purge_unconfirmed
 from drip.schedule import issue_next, steps_of
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ Enqueue = Callable[[Iterable[int]], None]
 class PassResult:
     issued: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+    purged: int = 0
 
 
 def run_pass(
@@ -41,10 +43,14 @@ def run_pass(
     *,
     batch_size: int,
     requeue_after: timedelta,
+    pending_ttl: timedelta,
 ) -> PassResult:
-    """One pass as of clock.now(): issue every due step, then re-enqueue stale deliveries."""
+    """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
+    delete signups never confirmed within `pending_ttl`."""
     now = clock.now()
     result = PassResult()
+    with transaction(sessions) as session:
+        result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
     while True:
         with transaction(sessions) as session:
             claimed, issued = claim_due(session, now, batch_size)

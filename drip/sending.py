@@ -36,14 +36,28 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+from drip.privacy import is_suppressed
 from drip.rendering import Footer, RenderedEmail, Renderer
-from drip.series_files import CONFIRM_FOLDER, latest_version, read_email, version_template
+from drip.series_files import (
+    CONFIRM_FOLDER,
+    PRIVACY_FOLDER,
+    latest_version,
+    read_email,
+    version_template,
+)
 from drip.settings import Settings
 from drip.subscriptions import mark_bounced
-from drip.tokens import CONFIRM, UNSUBSCRIBE, Tokens
+from drip.tokens import CONFIRM, PRIVACY, UNSUBSCRIBE, Tokens
 from drip.transports import Transport
 
 log = logging.getLogger(__name__)
+
+
+ALLOWED = {
+    DeliveryKind.CONFIRMATION: {SubscriberStatus.PENDING},
+    DeliveryKind.STEP: {SubscriberStatus.ACTIVE},
+}
+"""Who may still get each kind of email; a privacy link goes to anyone on file."""
 
 
 class Outcome(enum.StrEnum):
@@ -108,14 +122,10 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> _Prepared | Ou
     elif delivery.status != DeliveryStatus.QUEUED:
         return Outcome.SKIPPED
     subscriber = session.get_one(Subscriber, delivery.subscriber_id)
-    allowed = (
-        SubscriberStatus.PENDING
-        if delivery.kind == DeliveryKind.CONFIRMATION
-        else SubscriberStatus.ACTIVE
-    )
-    if subscriber.status != allowed:
+    refusal = _refusal(mailer, session, delivery, subscriber)
+    if refusal:
         delivery.status = DeliveryStatus.CANCELLED
-        delivery.last_error = f"subscriber is {subscriber.status.value}"
+        delivery.last_error = refusal
         return Outcome.CANCELLED
     if delivery.attempts >= mailer.settings.max_attempts:
         delivery.status = DeliveryStatus.FAILED
@@ -149,6 +159,16 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> _Prepared | Ou
     return _Prepared(message, subscriber.email)
 
 
+def _refusal(mailer: Mailer, session: Session, delivery: Delivery, subscriber: Subscriber) -> str:
+    """Why this email must not go out now, or "" when it may."""
+    if delivery.kind in ALLOWED and subscriber.status not in ALLOWED[delivery.kind]:
+        return f"subscriber is {subscriber.status.value}"
+    suppressed = delivery.kind == DeliveryKind.STEP and is_suppressed(
+        session, mailer.settings.secret_key, subscriber.email
+    )
+    return "address is suppressed" if suppressed else ""
+
+
 def _render(
     mailer: Mailer, session: Session, delivery: Delivery, subscriber: Subscriber
 ) -> RenderedEmail:
@@ -169,6 +189,14 @@ def _render(
         reason = (
             f"Someone, hopefully you, asked to join {sequence.name} with this address. "
             "Without a click on the confirm button you will get nothing more from us."
+        )
+    elif delivery.kind == DeliveryKind.PRIVACY:
+        template = read_email(mailer.settings.emails_dir / PRIVACY_FOLDER)
+        token = mailer.tokens.make(PRIVACY, [subscriber.id])
+        context["privacy_url"] = f"{mailer.settings.base_url}/privacy/{token}"
+        reason = (
+            "Someone, hopefully you, asked on our privacy page for the data we keep about "
+            "this address. If it was not you, ignore this email: nothing changes."
         )
     else:
         step = session.get_one(Step, delivery.step_id)

@@ -20,6 +20,7 @@ from drip.models import Sequence, Step, TemplateVersion
 from drip.rendering import EmailTemplate
 
 CONFIRM_FOLDER = "_confirm"
+PRIVACY_FOLDER = "_privacy"
 LAYOUT_FOLDER = "_layout"
 
 
@@ -94,7 +95,10 @@ def install_series(session: Session, series: SeriesFile, *, now: datetime, autho
     if sequence is None:
         sequence = Sequence(slug=series.slug, name=series.name, created_at=now)
         session.add(sequence)
-        session.flush()
+    sequence.tagline = series.tagline
+    sequence.description = series.description
+    sequence.bonuses = [{"title": b.title, "description": b.description} for b in series.bonuses]
+    session.flush()
     existing = {step.number: step for step in sequence.steps}
     for step_file in series.steps:
         step = existing.get(step_file.number)

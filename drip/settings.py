@@ -44,6 +44,16 @@ class Settings:
     requeue_after: timedelta
     send_lease: timedelta
     max_attempts: int
+    pending_ttl: timedelta
+    default_timezone: str
+    allowed_origins: frozenset[str]
+    thanks_url: str
+    signup_limit: str
+    address_limit: str
+    proxy_hops: int
+    operator: str
+    contact: str
+    processors: str
 
     @property
     def embedded_redis(self) -> bool:
@@ -80,14 +90,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError(f"DRIP_INSTANCE={instance}: cannot create it ({exc})") from None
     mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
     postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
+    base_url = get("DRIP_BASE_URL", "http://localhost:5000", _base_url)
+    sender = get("DRIP_FROM", "drip demo <drip@example.com>", _sender)
     return Settings(
         instance_dir=instance,
         database_url=get("DRIP_DATABASE_URL", f"sqlite:///{instance / 'drip.db'}", _database_url),
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
         mail_url=mail_url,
-        base_url=get("DRIP_BASE_URL", "http://localhost:5000", _base_url),
+        base_url=base_url,
         secret_key=env.get("DRIP_SECRET_KEY", "").strip() or _instance_secret(instance),
-        sender=get("DRIP_FROM", "drip demo <drip@example.com>", _sender),
+        sender=sender,
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
         clock=get("DRIP_CLOCK", "system", _clock),
@@ -97,6 +109,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
         send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
+        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "30", _positive_float)),
+        default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
+        allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
+        thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
+        signup_limit=get("DRIP_SIGNUP_LIMIT", "10 per minute;50 per hour", _rate_limit),
+        address_limit=get("DRIP_ADDRESS_LIMIT", "3 per hour;6 per day", _rate_limit),
+        proxy_hops=get("DRIP_PROXY_HOPS", "0", _hops),
+        operator=get("DRIP_PRIVACY_OPERATOR", sender.display_name or sender.domain, _plain_text),
+        contact=get("DRIP_PRIVACY_CONTACT", sender.addr_spec, _plain_text),
+        processors=get("DRIP_PRIVACY_PROCESSORS", "", str),
     )
 
 
@@ -199,3 +221,55 @@ def _positive_int(raw: str) -> int:
     if value <= 0:
         raise ValueError("must be greater than zero")
     return value
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _origins(raw: str) -> frozenset[str]:
+    """Comma-separated origins (scheme://host[:port]) allowed to post the signup form."""
+    origins = set()
+    for item in filter(None, (part.strip() for part in raw.split(","))):
+        parts = urlsplit(item)
+        if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path not in {"", "/"}:
+            raise ValueError(f"{item!r} is not an origin such as https://blog.example.com")
+        origins.add(_origin(item))
+    return frozenset(origins)
+
+
+def _thanks_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if raw.startswith("/") and not raw.startswith("//"):
+        return raw
+    if parts.scheme in {"http", "https"} and parts.netloc:
+        return raw
+    raise ValueError("expected a path such as /thanks or an absolute http(s) URL")
+
+
+def _timezone(raw: str) -> str:
+    from drip.timing import zone
+
+    zone(raw)
+    return raw
+
+
+def _rate_limit(raw: str) -> str:
+    from limits import parse_many
+
+    parse_many(raw)
+    return raw
+
+
+def _hops(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 5:
+        raise ValueError("expected 0 to 5 proxies in front of drip")
+    return value
+
+
+def _plain_text(raw: str) -> str:
+    if any(ord(ch) < 32 for ch in raw):
+        raise ValueError("control characters are not allowed")
+    return raw

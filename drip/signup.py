@@ -6,6 +6,7 @@ gives one answer for every case); what differs is only which email, if any, is q
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -19,15 +20,14 @@ from drip.errors import BadToken, InvalidInput, NotFound
 from drip.headers import check_header_text, clean_first_name
 from drip.models import (
     ConsentRecord,
-    Delivery,
     DeliveryKind,
-    DeliveryStatus,
     Sequence,
-    Step,
     Subscriber,
     SubscriberStatus,
 )
-from drip.schedule import insert_delivery, issue_next, steps_of
+from drip.privacy import forget_suppression
+from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
+from drip.series_files import latest_version
 
 RESEND_INTERVAL = timedelta(minutes=10)
 CONSENT_TEXT = (
@@ -57,6 +57,11 @@ class Seen:
     user_agent: str = ""
 
 
+def consent_version(text: str) -> str:
+    """Names the exact wording a visitor was shown: any edit to it is a new version."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def normalise_email(raw: str) -> str:
     check_header_text(raw, what="email")
     try:
@@ -78,7 +83,12 @@ def find_sequence(session: Session, slug: str) -> Sequence:
 
 
 def subscribe(
-    session: Session, request: SignupRequest, *, now: datetime, consent_text: str
+    session: Session,
+    request: SignupRequest,
+    *,
+    now: datetime,
+    consent_text: str,
+    default_timezone: str = "UTC",
 ) -> int | None:
     """Record a signup; returns the id of a confirmation delivery to queue, if any.
 
@@ -88,7 +98,7 @@ def subscribe(
     """
     email = normalise_email(request.email)
     first_name = clean_first_name(request.first_name)
-    tz = request.timezone.strip() or "UTC"
+    tz = request.timezone.strip() or default_timezone
     try:
         timing.zone(tz)
     except ValueError:
@@ -130,6 +140,7 @@ def subscribe(
             user_agent=request.user_agent[:400],
             page=request.page[:500],
             consent_text=consent_text,
+            consent_version=consent_version(consent_text),
         )
     )
     return _queue_confirmation(session, subscriber, now)
@@ -145,6 +156,16 @@ def _queue_confirmation(session: Session, subscriber: Subscriber, now: datetime)
     )
 
 
+def outline(session: Session, sequence: Sequence) -> list[tuple[int, str]]:
+    """The lessons of a series (number and subject, welcome excluded), for its landing page."""
+    lessons = []
+    for step in steps_of(session, sequence.id):
+        version = latest_version(session, step.id)
+        if step.number > 0 and version is not None:
+            lessons.append((step.number, version.subject))
+    return lessons
+
+
 def pending_signup(session: Session, subscriber_id: int, consent_id: int) -> Subscriber:
     """The subscriber a confirmation link names, if the link is still the current one."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
@@ -157,12 +178,19 @@ def pending_signup(session: Session, subscriber_id: int, consent_id: int) -> Sub
 
 
 def confirm(
-    session: Session, subscriber_id: int, consent_id: int, *, now: datetime, seen: Seen
+    session: Session,
+    subscriber_id: int,
+    consent_id: int,
+    *,
+    now: datetime,
+    seen: Seen,
+    secret: str,
 ) -> int | None:
     """Activate a pending subscriber and issue the welcome; returns its delivery id.
 
     Confirming again with the same link is harmless and returns None; a link from an
-    older signup, or for someone who has since unsubscribed, is refused.
+    older signup, or for someone who has since unsubscribed, is refused. Confirming is a
+    fresh consent, so it lifts a suppression left by an earlier erasure.
     """
     subscriber = pending_signup(session, subscriber_id, consent_id)
     if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLETED):
@@ -175,29 +203,8 @@ def confirm(
     consent.confirm_user_agent = seen.user_agent[:400]
     subscriber.status = SubscriberStatus.ACTIVE
     subscriber.confirmed_at = now
+    forget_suppression(session, secret, subscriber.email)
     steps = steps_of(session, subscriber.sequence_id)
-    subscriber.next_step = _first_unsent_step(session, subscriber, [s.number for s in steps])
+    subscriber.next_step = resume_point(session, subscriber, steps)
     subscriber.next_send_at = now
     return issue_next(session, subscriber, steps, now)
-
-
-def _first_unsent_step(session: Session, subscriber: Subscriber, numbers: list[int]) -> int | None:
-    """Where a returning subscriber resumes: each step is sent to a subscriber only once
-    (deliveries are unique per subscriber and step), so someone who unsubscribed after
-    lesson 4 and signs up again continues with lesson 5. Steps cancelled unsent are
-    forgotten so they can be issued again."""
-    session.execute(
-        sa.delete(Delivery).where(
-            Delivery.subscriber_id == subscriber.id,
-            Delivery.kind == DeliveryKind.STEP,
-            Delivery.status == DeliveryStatus.CANCELLED,
-        )
-    )
-    issued = set(
-        session.scalars(
-            sa.select(Step.number)
-            .join(Delivery, Delivery.step_id == Step.id)
-            .where(Delivery.subscriber_id == subscriber.id)
-        )
-    )
-    return next((n for n in numbers if n not in issued), None)

@@ -1,19 +1,23 @@
-"""Ending a subscription: unsubscribe and bounce, with what is in flight cancelled at once.
+"""Changing a subscription: unsubscribe (and undo), bounce, send hour and pause.
 
-Ending sets every still-queued delivery of the subscriber to `cancelled` in the same
-transaction, and the sending claim re-reads the subscriber's status, so nothing leaves
-after the change commits, not even a message already waiting in Redis.
+Ending one cancels what is in flight at once: every still-queued delivery of the
+subscriber becomes `cancelled` in the same transaction, and the sending claim re-reads
+the subscriber's status, so nothing leaves after the change commits, not even a message
+already waiting in Redis.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import timing
 from drip.db import FOR_NO_KEY_UPDATE
+from drip.errors import InvalidInput
 from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.schedule import resume_point, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 
@@ -25,6 +29,66 @@ def unsubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
     if subscriber is not None and subscriber.status in ENDABLE:
         end(session, subscriber, SubscriberStatus.UNSUBSCRIBED, now)
     return subscriber
+
+
+def resubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
+    """Undo an unsubscribe: the series resumes with the next unsent step, on the next
+    local day at the subscriber's hour (never two lessons on one day). Only someone who
+    had confirmed can undo; a bounced address stays stopped."""
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    if subscriber is None or subscriber.status != SubscriberStatus.UNSUBSCRIBED:
+        return subscriber
+    if subscriber.confirmed_at is None:
+        return subscriber
+    steps = steps_of(session, subscriber.sequence_id)
+    subscriber.status = SubscriberStatus.ACTIVE
+    subscriber.ended_at = None
+    subscriber.next_step = resume_point(session, subscriber, steps)
+    if subscriber.next_step is None:
+        subscriber.status = SubscriberStatus.COMPLETED
+        subscriber.ended_at = now
+        return subscriber
+    subscriber.next_send_at = _next_local_morning(subscriber, now)
+    return subscriber
+
+
+def set_send_hour(session: Session, subscriber_id: int, hour: int, now: datetime) -> Subscriber:
+    """Move the subscriber's lessons to `hour` local time, keeping the day of the next one."""
+    if not 0 <= hour <= 23:
+        raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
+    subscriber = _active(session, subscriber_id)
+    subscriber.send_hour = hour
+    if subscriber.next_send_at is not None:
+        tz = timing.zone(subscriber.timezone)
+        day = max(timing.local_date(subscriber.next_send_at, tz), timing.local_date(now, tz))
+        subscriber.next_send_at = timing.at_send_hour(day, hour, tz)
+    return subscriber
+
+
+def pause(session: Session, subscriber_id: int, now: datetime, *, days: int = 7) -> Subscriber:
+    """No lesson for `days` local days; the series then carries on where it was."""
+    subscriber = _active(session, subscriber_id)
+    if subscriber.next_send_at is not None:
+        tz = timing.zone(subscriber.timezone)
+        resume = timing.at_send_hour(
+            timing.local_date(now, tz) + timedelta(days=days), subscriber.send_hour, tz
+        )
+        subscriber.next_send_at = max(subscriber.next_send_at, resume)
+    return subscriber
+
+
+def _active(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+        raise InvalidInput("only an active subscription has preferences to change")
+    return subscriber
+
+
+def _next_local_morning(subscriber: Subscriber, now: datetime) -> datetime:
+    tz = timing.zone(subscriber.timezone)
+    return timing.at_send_hour(
+        timing.local_date(now, tz) + timedelta(days=1), subscriber.send_hour, tz
+    )
 
 
 def mark_bounced(session: Session, subscriber: Subscriber, now: datetime) -> None:

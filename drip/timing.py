@@ -17,7 +17,7 @@ from drip.clock import as_utc
 
 def zone(name: str) -> ZoneInfo:
     """The IANA zone called `name`; ValueError for anything else."""
-    if name not in _known_zones():
+    if name not in known_zones():
         raise ValueError(f"unknown timezone {name!r}")
     try:
         return ZoneInfo(name)
@@ -26,7 +26,7 @@ def zone(name: str) -> ZoneInfo:
 
 
 @cache
-def _known_zones() -> frozenset[str]:
+def known_zones() -> frozenset[str]:
     return frozenset(available_timezones())
 
 

@@ -17,6 +17,7 @@ from drip.errors import BadToken, ExpiredToken
 
 CONFIRM = "drip.confirm"
 UNSUBSCRIBE = "drip.unsubscribe"
+PRIVACY = "drip.privacy"
 
 
 class _ClockSigner(TimestampSigner):

@@ -196,7 +196,12 @@ class System:
                 )
             )
             delivery_id = confirm(
-                session, subscriber.id, consent_id, now=self.clock.now(), seen=Seen()
+                session,
+                subscriber.id,
+                consent_id,
+                now=self.clock.now(),
+                seen=Seen(),
+                secret=self.settings.secret_key,
             )
         self.enqueue([delivery_id] if delivery_id else [])
         return delivery_id
@@ -216,6 +221,7 @@ class System:
             self.enqueue,
             batch_size=self.settings.batch_size,
             requeue_after=self.settings.requeue_after,
+            pending_ttl=self.settings.pending_ttl,
         )
 
     def start_worker(self) -> None:

@@ -57,6 +57,7 @@ def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: Sy
                 system.enqueue,
                 batch_size=7,
                 requeue_after=system.settings.requeue_after,
+                pending_ttl=system.settings.pending_ttl,
             ).issued
 
     threads = [threading.Thread(target=scheduler, args=(n,)) for n in range(2)]

@@ -5,6 +5,7 @@ from drip.models.consent import ConsentRecord
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
 from drip.models.sequence import Sequence, Step, TemplateVersion
 from drip.models.subscriber import Subscriber, SubscriberStatus
+from drip.models.suppression import Suppression
 
 __all__ = [
     "Base",
@@ -16,5 +17,6 @@ __all__ = [
     "Step",
     "Subscriber",
     "SubscriberStatus",
+    "Suppression",
     "TemplateVersion",
 ]

@@ -25,6 +25,7 @@ class ConsentRecord(Base):
     user_agent: Mapped[str] = mapped_column(sa.String(400), default="")
     page: Mapped[str] = mapped_column(sa.String(500), default="")
     consent_text: Mapped[str] = mapped_column(sa.Text)
+    consent_version: Mapped[str] = mapped_column(sa.String(64), default="")
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     confirm_ip: Mapped[str | None] = mapped_column(sa.String(45))
     confirm_user_agent: Mapped[str | None] = mapped_column(sa.String(400))

@@ -15,6 +15,7 @@ from drip.models.base import Base, str_enum
 class DeliveryKind(enum.StrEnum):
     CONFIRMATION = "confirmation"
     STEP = "step"
+    PRIVACY = "privacy"
 
 
 class DeliveryStatus(enum.StrEnum):
@@ -27,9 +28,9 @@ class DeliveryStatus(enum.StrEnum):
 
 class Delivery(Base):
     """A step email is unique per (subscriber, step): a second scheduler or a redelivered
-    message can never create it twice. Confirmation emails have no step (each re-send of
-    the double opt-in mail is its own row). `lease_until` bounds how long a worker may
-    hold a delivery in `sending` before the sweeper treats the outcome as unknown."""
+    message can never create it twice. Confirmation and privacy-link emails have no step
+    (each re-send is its own row). `lease_until` bounds how long a worker may hold a
+    delivery in `sending` before the sweeper treats the outcome as unknown."""
 
     __tablename__ = "deliveries"
     __table_args__ = (

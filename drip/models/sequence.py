@@ -17,6 +17,9 @@ class Sequence(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     slug: Mapped[str] = mapped_column(sa.String(64), unique=True)
     name: Mapped[str] = mapped_column(sa.String(200))
+    tagline: Mapped[str] = mapped_column(sa.String(300), default="")
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    bonuses: Mapped[list[dict[str, str]]] = mapped_column(sa.JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     steps: Mapped[list[Step]] = relationship(
         back_populates="sequence", order_by="Step.number", cascade="all, delete-orphan"

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask_cors import CORS
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
-from drip.web import api, errors, public
+from drip.web import api, errors, limits, manage, privacy, security, signup
 from drip.web.context import WebContext
 
 
@@ -27,13 +29,19 @@ def create_app(
     clock = clock or wiring.make_clock(settings)
     if enqueue is None:
         enqueue = Enqueuer(create_broker(wiring.make_redis(settings)))
+    https = settings.base_url.startswith("https://")
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=64 * 1024,
-        SESSION_COOKIE_SECURE=settings.base_url.startswith("https://"),
+        SESSION_COOKIE_SECURE=https,
         SESSION_COOKIE_SAMESITE="Lax",
+        RATELIMIT_STORAGE_URI=limits.storage_uri(settings),
     )
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=settings.proxy_hops, x_proto=settings.proxy_hops
+        )
     engine = wiring.make_engine(settings)
     app.extensions["drip"] = WebContext(
         settings=settings,
@@ -43,7 +51,10 @@ def create_app(
         tokens=Tokens(settings.secret_key, clock),
         enqueue=enqueue,
     )
-    app.register_blueprint(public.bp)
-    app.register_blueprint(api.bp)
+    limits.limiter.init_app(app)
+    CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
+    for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp):
+        app.register_blueprint(blueprint)
     errors.register(app)
+    security.register(app, https=https)
     return app

@@ -1,18 +1,26 @@
-"""The JSON API: POST /api/v1/subscribers, the same signup as the form."""
+"""The JSON API: POST /api/v1/subscribers, the same signup as the form, and its OpenAPI
+description. Cross-origin calls are allowed from DRIP_ALLOWED_ORIGINS only (CORS)."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 from flask import Blueprint, Response, jsonify, request
 
 from drip.errors import InvalidInput
 from drip.signup import SignupRequest, find_sequence, subscribe
 from drip.web.context import ctx, seen
+from drip.web.limits import address_key, limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 FIELDS = ("email", "first_name", "timezone", "sequence")
+OPENAPI = Path(__file__).with_name("openapi.json")
 
 
 @bp.post("/subscribers")
+@limiter.limit(lambda: ctx().settings.signup_limit)
+@limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
 def create_subscriber() -> tuple[Response, int]:
     data = request.get_json(silent=True)
     if not isinstance(data, dict):
@@ -20,7 +28,6 @@ def create_subscriber() -> tuple[Response, int]:
     values = {name: data.get(name) or "" for name in FIELDS}
     if not all(isinstance(v, str) for v in values.values()):
         raise InvalidInput("every field must be a string")
-    context = seen()
     web = ctx()
     with web.transaction() as session:
         sequence = find_sequence(session, values["sequence"])
@@ -28,12 +35,20 @@ def create_subscriber() -> tuple[Response, int]:
             session,
             SignupRequest(
                 **values,
-                ip=context.ip,
-                user_agent=context.user_agent,
+                ip=seen().ip,
+                user_agent=seen().user_agent,
                 page=request.headers.get("Origin", "") or request.referrer or "",
             ),
             now=web.clock.now(),
             consent_text=web.consent_text(sequence.name),
+            default_timezone=web.settings.default_timezone,
         )
     web.enqueue([delivery_id] if delivery_id else [])
     return jsonify(status="accepted", message="Check your inbox to confirm."), 202
+
+
+@bp.get("/openapi.json")
+def openapi() -> Response:
+    spec = json.loads(OPENAPI.read_text())
+    spec["servers"] = [{"url": ctx().settings.base_url}]
+    return jsonify(spec)

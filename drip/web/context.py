@@ -32,6 +32,12 @@ class WebContext:
         with transaction(self.sessions) as session:
             yield session
 
+    def origin_allowed(self) -> bool:
+        """A browser names the page's origin on a cross-site POST; no Origin (curl, an
+        old browser) is allowed, a foreign one is not."""
+        origin = request.headers.get("Origin")
+        return origin is None or origin in self.settings.allowed_origins
+
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec
         return CONSENT_TEXT.format(series=series_name, sender=sender)

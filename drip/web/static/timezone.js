@@ -1,4 +1,5 @@
 // Fill the signup form's timezone from the browser, so lessons arrive at a sensible local hour.
-document.querySelectorAll("input[name=timezone]").forEach(function (field) {
+// Without script, the form shows a timezone list instead (inside <noscript>).
+document.querySelectorAll("input[data-detect-timezone]").forEach(function (field) {
   try { field.value = Intl.DateTimeFormat().resolvedOptions().timeZone || ""; } catch (e) { field.value = ""; }
 });

@@ -1,0 +1,170 @@
+"""A subscriber's data rights, self-served: a link by email, a download, an erasure;
+and storage limitation: signups never confirmed are deleted after a while.
+
+Erasure deletes every row about the address. What remains is one keyed hash in
+`suppressions`, so that nothing mails the address again by accident (an import, a
+resend); a fresh signup with a fresh confirmation lifts it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.models import (
+    ConsentRecord,
+    Delivery,
+    DeliveryKind,
+    Sequence,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from drip.schedule import insert_delivery
+
+LINK_INTERVAL = timedelta(minutes=10)
+
+
+def email_hash(secret: str, email: str) -> str:
+    return hmac.new(secret.encode(), email.encode(), hashlib.sha256).hexdigest()
+
+
+def is_suppressed(session: Session, secret: str, email: str) -> bool:
+    hashed = email_hash(secret, email)
+    return (
+        session.scalar(sa.select(Suppression.id).where(Suppression.email_hash == hashed))
+        is not None
+    )
+
+
+def forget_suppression(session: Session, secret: str, email: str) -> None:
+    session.execute(
+        sa.delete(Suppression).where(Suppression.email_hash == email_hash(secret, email))
+    )
+
+
+def subscriptions_of(session: Session, email: str) -> list[Subscriber]:
+    return list(
+        session.scalars(
+            sa.select(Subscriber).where(Subscriber.email == email).order_by(Subscriber.id)
+        )
+    )
+
+
+def request_link(session: Session, email: str, *, now: datetime) -> int | None:
+    """Queue a privacy-link email if the address is on any list (at most every 10 minutes).
+
+    Returns the delivery id to enqueue, or None; the caller answers the same either way.
+    """
+    subscriptions = subscriptions_of(session, email)
+    if not subscriptions:
+        return None
+    latest = session.scalar(
+        sa.select(sa.func.max(Delivery.created_at)).where(
+            Delivery.subscriber_id.in_([s.id for s in subscriptions]),
+            Delivery.kind == DeliveryKind.PRIVACY,
+        )
+    )
+    if latest is not None and now - latest < LINK_INTERVAL:
+        return None
+    return insert_delivery(
+        session,
+        subscriber_id=subscriptions[-1].id,
+        kind=DeliveryKind.PRIVACY,
+        step_id=None,
+        now=now,
+    )
+
+
+def export(session: Session, email: str) -> dict[str, Any]:
+    """Everything stored about `email`, as plain JSON-ready data."""
+    return {
+        "email": email,
+        "subscriptions": [_subscription(session, s) for s in subscriptions_of(session, email)],
+    }
+
+
+def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
+    """Delete every row about `email` and keep only its keyed hash; returns rows deleted."""
+    subscriptions = subscriptions_of(session, email)
+    for subscriber in subscriptions:
+        session.delete(subscriber)
+    session.flush()
+    if not is_suppressed(session, secret, email):
+        session.add(
+            Suppression(email_hash=email_hash(secret, email), reason="erased", created_at=now)
+        )
+    return len(subscriptions)
+
+
+def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
+    """Delete signups that were never confirmed within `older_than` (GDPR storage limitation)."""
+    result = session.execute(
+        sa.delete(Subscriber).where(
+            Subscriber.status == SubscriberStatus.PENDING,
+            Subscriber.created_at <= now - older_than,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
+    consents = session.scalars(
+        sa.select(ConsentRecord)
+        .where(ConsentRecord.subscriber_id == subscriber.id)
+        .order_by(ConsentRecord.id)
+    )
+    deliveries = session.execute(
+        sa.select(Delivery, Step.number)
+        .outerjoin(Step, Step.id == Delivery.step_id)
+        .where(Delivery.subscriber_id == subscriber.id)
+        .order_by(Delivery.id)
+    )
+    return {
+        "series": session.get_one(Sequence, subscriber.sequence_id).slug,
+        "first_name": subscriber.first_name,
+        "timezone": subscriber.timezone,
+        "send_hour": subscriber.send_hour,
+        "status": subscriber.status.value,
+        "next_step": subscriber.next_step,
+        "next_send_at": _iso(subscriber.next_send_at),
+        "signed_up_at": _iso(subscriber.created_at),
+        "confirmed_at": _iso(subscriber.confirmed_at),
+        "ended_at": _iso(subscriber.ended_at),
+        "consent_records": [
+            {
+                "at": _iso(c.created_at),
+                "ip": c.ip,
+                "user_agent": c.user_agent,
+                "page": c.page,
+                "notice_shown": c.consent_text,
+                "notice_version": c.consent_version,
+                "confirmed_at": _iso(c.confirmed_at),
+                "confirmed_from_ip": c.confirm_ip,
+                "confirmed_with_user_agent": c.confirm_user_agent,
+            }
+            for c in consents
+        ],
+        "emails": [
+            {
+                "kind": d.kind.value,
+                "step": number,
+                "status": d.status.value,
+                "message_id": d.message_id,
+                "created_at": _iso(d.created_at),
+                "sent_at": _iso(d.sent_at),
+                "attempts": d.attempts,
+            }
+            for d, number in deliveries
+        ],
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()

@@ -1,0 +1,90 @@
+"""A subscriber's own page, reached by the unsubscribe link in every email.
+
+GET shows the page and changes nothing. POST without a form action unsubscribes: that is
+both the page's button and the RFC 8058 one-click request a mail client sends (no
+cookie, no CSRF token: the signed token is the authority, and the answer is a 200, never
+a redirect). The same token undoes an unsubscribe, changes the send hour, or pauses.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, render_template, request
+
+from drip.errors import BadToken, InvalidInput
+from drip.models import Subscriber, SubscriberStatus
+from drip.subscriptions import pause, resubscribe, set_send_hour, unsubscribe
+from drip.tokens import UNSUBSCRIBE
+from drip.web.context import ctx
+
+bp = Blueprint("manage", __name__)
+PAUSE_DAYS = 7
+
+
+@bp.get("/unsubscribe/<token>")
+def page(token: str) -> str:
+    web = ctx()
+    with web.transaction() as session:
+        subscriber = session.get(Subscriber, _subscriber_id(token))
+        return _page(token, subscriber)
+
+
+@bp.post("/unsubscribe/<token>")
+def unsubscribe_now(token: str) -> Response | str:
+    web = ctx()
+    with web.transaction() as session:
+        subscriber = unsubscribe(session, _subscriber_id(token), web.clock.now())
+        if request.form.get("List-Unsubscribe") == "One-Click":
+            return Response("You are unsubscribed.\n", status=200, mimetype="text/plain")
+        return _page(token, subscriber, notice="You are unsubscribed. No more emails will come.")
+
+
+@bp.post("/resubscribe/<token>")
+def undo(token: str) -> str:
+    web = ctx()
+    with web.transaction() as session:
+        subscriber = resubscribe(session, _subscriber_id(token), web.clock.now())
+        return _page(token, subscriber, notice="Welcome back. The series carries on tomorrow.")
+
+
+@bp.post("/preferences/<token>")
+def preferences(token: str) -> str:
+    web = ctx()
+    action = request.form.get("action", "")
+    with web.transaction() as session:
+        if action == "hour":
+            subscriber = set_send_hour(session, _subscriber_id(token), _hour(), web.clock.now())
+            notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
+        elif action == "pause":
+            subscriber = pause(session, _subscriber_id(token), web.clock.now(), days=PAUSE_DAYS)
+            notice = f"Paused. The next email comes in {PAUSE_DAYS} days."
+        else:
+            raise InvalidInput("unknown action")
+        return _page(token, subscriber, notice=notice)
+
+
+def _page(token: str, subscriber: Subscriber | None, *, notice: str = "") -> str:
+    return render_template(
+        "manage.html",
+        token=token,
+        subscriber=subscriber,
+        active=subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE,
+        can_undo=subscriber is not None
+        and subscriber.status == SubscriberStatus.UNSUBSCRIBED
+        and subscriber.confirmed_at is not None,
+        notice=notice,
+        hours=range(24),
+    )
+
+
+def _hour() -> int:
+    raw = request.form.get("send_hour", "")
+    if not raw.isdigit():
+        raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
+    return int(raw)
+
+
+def _subscriber_id(token: str) -> int:
+    payload = ctx().tokens.read(UNSUBSCRIBE, token)
+    if len(payload) != 1:
+        raise BadToken("this link is not valid")
+    return payload[0]

@@ -1,0 +1,101 @@
+"""The privacy page and the self-service rights behind it: download and erasure.
+
+Asking for the link answers the same whether or not the address is on a list; the
+emailed link (valid for a day) opens a page whose buttons download or erase. Opening
+it changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+from flask import Blueprint, Response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse
+
+from drip.errors import BadToken
+from drip.models import Subscriber
+from drip.privacy import erase, export, request_link
+from drip.signup import normalise_email
+from drip.tokens import PRIVACY
+from drip.web.context import ctx
+from drip.web.limits import address_key, limiter
+
+bp = Blueprint("privacy", __name__)
+LINK_AGE = timedelta(hours=24)
+
+
+@bp.get("/privacy")
+def policy() -> str:
+    web = ctx()
+    return render_template(
+        "privacy.html",
+        settings=web.settings,
+        pending_days=web.settings.pending_ttl.days,
+    )
+
+
+@bp.post("/privacy")
+@limiter.limit(lambda: ctx().settings.signup_limit)
+@limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
+def ask_for_link() -> BaseResponse:
+    web = ctx()
+    email = normalise_email(request.form.get("email", ""))
+    with web.transaction() as session:
+        delivery_id = request_link(session, email, now=web.clock.now())
+    web.enqueue([delivery_id] if delivery_id else [])
+    return redirect(url_for("privacy.link_sent"), code=303)
+
+
+@bp.get("/privacy/sent")
+def link_sent() -> str:
+    return render_template(
+        "message.html",
+        title="Check your inbox",
+        message="If that address is on our list, we have emailed it a private link to "
+        "download or erase its data. The link works for 24 hours.",
+    )
+
+
+@bp.get("/privacy/<token>")
+def manage(token: str) -> str:
+    _email(token)
+    return render_template("privacy_manage.html", token=token)
+
+
+@bp.get("/privacy/<token>/export.json")
+def download(token: str) -> Response:
+    web = ctx()
+    email = _email(token)
+    with web.transaction() as session:
+        data = export(session, email)
+    return Response(
+        json.dumps(data, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
+    )
+
+
+@bp.post("/privacy/<token>/erase")
+def erase_everything(token: str) -> str:
+    web = ctx()
+    email = _email(token)
+    with web.transaction() as session:
+        erase(session, email, secret=web.settings.secret_key, now=web.clock.now())
+    return render_template(
+        "message.html",
+        title="Erased",
+        message="Everything we kept about your address is gone. We keep only a one-way "
+        "fingerprint of it, so that it is never mailed again by mistake.",
+    )
+
+
+def _email(token: str) -> str:
+    """The address a privacy link is for; BadToken once it has been erased."""
+    web = ctx()
+    payload = web.tokens.read(PRIVACY, token, max_age=LINK_AGE)
+    with web.transaction() as session:
+        subscriber = session.get(Subscriber, payload[0]) if len(payload) == 1 else None
+        if subscriber is None:
+            raise BadToken("this link is no longer valid")
+        return subscriber.email

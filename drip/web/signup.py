@@ -1,0 +1,137 @@
+"""Signing up: the landing page, the embeddable form, and double opt-in.
+
+The form answers the same way whatever happens to the address (new, pending, active,
+unsubscribed), and also when the honeypot is filled or the form was posted from a site
+not in DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. The confirm
+link changes nothing on GET (mail scanners open every link); its page's button POSTs.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request
+from werkzeug.wrappers import Response
+
+from drip.errors import BadToken
+from drip.signup import SignupRequest, find_sequence, outline, pending_signup, subscribe
+from drip.signup import confirm as confirm_signup
+from drip.timing import known_zones
+from drip.tokens import CONFIRM
+from drip.web.context import ctx, seen
+from drip.web.limits import address_key, limiter
+
+bp = Blueprint("signup", __name__)
+HONEYPOT = "website"
+
+
+@bp.get("/")
+@bp.get("/s/<slug>")
+def landing(slug: str = "") -> str:
+    web = ctx()
+    with web.transaction() as session:
+        sequence = find_sequence(session, slug)
+        return render_template(
+            "landing.html",
+            sequence=sequence,
+            lessons=outline(session, sequence),
+            consent_text=web.consent_text(sequence.name),
+            zones=sorted(known_zones()),
+            default_zone=web.settings.default_timezone,
+            honeypot=HONEYPOT,
+        )
+
+
+@bp.get("/embed")
+@bp.get("/s/<slug>/embed")
+def embed(slug: str = "") -> str:
+    """The HTML snippet a writer pastes into their own site."""
+    web = ctx()
+    with web.transaction() as session:
+        sequence = find_sequence(session, slug)
+        snippet = render_template(
+            "embed_snippet.html",
+            sequence=sequence,
+            action=f"{web.settings.base_url}/subscribe",
+            consent_text=web.consent_text(sequence.name),
+            privacy_url=f"{web.settings.base_url}/privacy",
+            honeypot=HONEYPOT,
+        )
+        return render_template(
+            "embed.html", sequence=sequence, snippet=snippet, settings=web.settings
+        )
+
+
+@bp.post("/subscribe")
+@limiter.limit(lambda: ctx().settings.signup_limit)
+@limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
+def subscribe_form() -> Response:
+    web = ctx()
+    if request.form.get(HONEYPOT) or not web.origin_allowed():
+        return redirect(web.settings.thanks_url, code=303)
+    timezone = next((tz for tz in request.form.getlist("timezone") if tz.strip()), "")
+    with web.transaction() as session:
+        sequence = find_sequence(session, request.form.get("sequence", ""))
+        delivery_id = subscribe(
+            session,
+            SignupRequest(
+                email=request.form.get("email", ""),
+                first_name=request.form.get("first_name", ""),
+                timezone=timezone,
+                sequence=sequence.slug,
+                ip=seen().ip,
+                user_agent=seen().user_agent,
+                page=request.referrer or request.headers.get("Origin", ""),
+            ),
+            now=web.clock.now(),
+            consent_text=web.consent_text(sequence.name),
+            default_timezone=web.settings.default_timezone,
+        )
+    web.enqueue([delivery_id] if delivery_id else [])
+    return redirect(web.settings.thanks_url, code=303)
+
+
+@bp.get("/check-inbox")
+def check_inbox() -> str:
+    return render_template(
+        "message.html",
+        title="Check your inbox",
+        message="We sent you an email with a confirmation button. Press it and your "
+        "welcome email arrives straight away. Nothing else is sent until you do.",
+    )
+
+
+@bp.get("/confirm/<token>")
+def confirm_page(token: str) -> str:
+    web = ctx()
+    subscriber_id, consent_id = _confirm_payload(token)
+    with web.transaction() as session:
+        pending_signup(session, subscriber_id, consent_id)
+    return render_template("confirm.html", token=token)
+
+
+@bp.post("/confirm/<token>")
+def confirm(token: str) -> str:
+    web = ctx()
+    subscriber_id, consent_id = _confirm_payload(token)
+    with web.transaction() as session:
+        delivery_id = confirm_signup(
+            session,
+            subscriber_id,
+            consent_id,
+            now=web.clock.now(),
+            seen=seen(),
+            secret=web.settings.secret_key,
+        )
+    web.enqueue([delivery_id] if delivery_id else [])
+    return render_template(
+        "message.html",
+        title="You're in",
+        message="Thank you for confirming. Your welcome email, with your bonuses, is on its way.",
+    )
+
+
+def _confirm_payload(token: str) -> tuple[int, int]:
+    web = ctx()
+    payload = web.tokens.read(CONFIRM, token, max_age=web.settings.confirm_max_age)
+    if len(payload) != 2:
+        raise BadToken("this link is not valid")
+    return payload[0], payload[1]

@@ -1,0 +1,41 @@
+"""Fixtures for tests that go through HTTP: the app on the test System, and link helpers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from drip.models import SubscriberStatus
+from drip.web import create_app
+from tests.helpers import System
+
+BASE = "https://drip.example.com"
+
+
+@pytest.fixture
+def app(system: System) -> Iterator[Flask]:
+    app = create_app(system.settings, clock=system.clock, enqueue=system.enqueue)
+    yield app
+    app.extensions["drip"].engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def link(system: System, address: str, kind: str) -> str:
+    """The path of the newest `kind` link (confirm, unsubscribe, privacy) emailed to `address`."""
+    system.drain()
+    text = system.smtp.to(address)[-1].get_body(("plain",)).get_content()
+    urls = re.findall(rf"{re.escape(BASE)}(/{kind}/[\w.-]+)", text)
+    assert urls, f"no {kind} link in the email"
+    return urls[-1]
+
+
+def status_of(system: System, address: str) -> SubscriberStatus:
+    return system.subscriber(address).status

@@ -1,0 +1,336 @@
+"""The subscriber journey over HTTP: landing and embed, abuse protection, the subscriber's
+own page (undo, send hour, pause), the privacy page and its rights, retention."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from drip.db import transaction
+from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus, Suppression
+from drip.privacy import email_hash
+from drip.web import create_app
+from tests.helpers import System
+from tests.web.conftest import link, status_of
+
+BLOG = "https://blog.example.com"
+
+
+def count(system: System, model: type[Base]) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
+
+
+def test_the_landing_page_tells_what_the_reader_gets(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    assert "Calm Back, Calm Mind" in page
+    assert page.count("<li>") >= 13, "ten lessons and three bonuses"
+    assert "5-minute desk stretch routine" in page
+    assert "<noscript>" in page and "Europe/Berlin" in page, "a timezone list without script"
+    assert 'name="website"' in page and 'tabindex="-1"' in page
+    assert client.get("/s/feel-better").status_code == 200
+
+
+def test_the_embed_page_gives_a_snippet_that_posts_to_drip(client: FlaskClient) -> None:
+    page = client.get("/embed").get_data(as_text=True)
+    assert "&lt;form action=&#34;https://drip.example.com/subscribe&#34;" in page
+    assert client.get("/s/feel-better/embed").status_code == 200
+
+
+def test_the_embedded_form_works_from_an_allowed_site_without_javascript(
+    system: System, tmp_path: object
+) -> None:
+    settings = dataclasses.replace(
+        system.settings,
+        allowed_origins=system.settings.allowed_origins | {BLOG},
+        thanks_url=f"{BLOG}/thanks",
+    )
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    try:
+        response = app.test_client().post(
+            "/subscribe", data={"email": "ana@example.com"}, headers={"Origin": BLOG}
+        )
+        assert response.status_code == 303
+        assert response.headers["Location"] == f"{BLOG}/thanks"
+        assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+        assert system.subscriber("ana@example.com").timezone == "UTC", "the default, no script"
+    finally:
+        app.extensions["drip"].engine.dispose()
+
+
+@pytest.mark.parametrize(
+    ("form", "headers"),
+    [
+        ({"email": "ana@example.com", "website": "https://spam.example"}, {}),
+        ({"email": "ana@example.com"}, {"Origin": "https://evil.example"}),
+    ],
+    ids=["honeypot", "foreign-origin"],
+)
+def test_a_bot_gets_the_usual_answer_and_nothing_happens(
+    client: FlaskClient, system: System, form: dict[str, str], headers: dict[str, str]
+) -> None:
+    response = client.post("/subscribe", data=form, headers=headers)
+    assert (response.status_code, response.headers["Location"]) == (303, "/check-inbox")
+    system.drain()
+    assert count(system, Subscriber) == 0
+    assert system.smtp.received == []
+
+
+def test_without_script_the_timezone_list_is_used(client: FlaskClient, system: System) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com", "timezone": ["Asia/Tokyo", ""]})
+    assert system.subscriber("ana@example.com").timezone == "Asia/Tokyo"
+
+
+def test_signing_up_again_while_pending_resends_at_most_every_ten_minutes(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    first = link(system, "ana@example.com", "confirm")
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1
+    system.clock.advance(timedelta(minutes=11))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    assert link(system, "ana@example.com", "confirm")
+    assert len(system.smtp.to("ana@example.com")) == 2
+    assert client.post(first).status_code == 200, "the first email's link still works"
+
+
+def test_signing_up_after_unsubscribing_starts_a_fresh_double_opt_in(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    old_confirm = link(system, "ana@example.com", "confirm")
+    client.post(old_confirm)
+    client.post(link(system, "ana@example.com", "unsubscribe"))
+    response = client.post("/subscribe", data={"email": "ana@example.com"})
+    assert response.headers["Location"] == "/check-inbox"
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+    new_confirm = link(system, "ana@example.com", "confirm")
+    assert client.post(old_confirm).status_code == 400, "an old link cannot skip the new consent"
+    assert client.post(new_confirm).status_code == 200
+    assert count(system, ConsentRecord) == 2
+    with transaction(system.sessions) as session:
+        records = session.scalars(sa.select(ConsentRecord).order_by(ConsentRecord.id)).all()
+    assert all(r.confirmed_at and r.consent_version.startswith("sha256:") for r in records)
+
+
+def test_the_signup_form_is_rate_limited_per_ip_with_retry_after(
+    client: FlaskClient, system: System
+) -> None:
+    answers = [
+        client.post("/subscribe", data={"email": f"p{n}@example.com"}).status_code
+        for n in range(11)
+    ]
+    assert answers == [303] * 10 + [429]
+    limited = client.post("/subscribe", data={"email": "late@example.com"})
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+    assert count(system, Subscriber) == 10
+
+
+def test_one_address_cannot_be_mail_bombed_from_many_ips(app: Flask, system: System) -> None:
+    answers = [
+        app.test_client()
+        .post(
+            "/subscribe",
+            data={"email": "victim@example.com"},
+            environ_base={"REMOTE_ADDR": f"10.0.0.{n}"},
+        )
+        .status_code
+        for n in range(1, 6)
+    ]
+    assert answers == [303, 303, 303, 429, 429]
+    system.drain()
+    assert len(system.smtp.to("victim@example.com")) == 1
+
+
+def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: System) -> None:
+    settings = dataclasses.replace(system.settings, allowed_origins=frozenset({BLOG}))
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    try:
+        client = app.test_client()
+        allowed = client.options(
+            "/api/v1/subscribers",
+            headers={"Origin": BLOG, "Access-Control-Request-Method": "POST"},
+        )
+        assert allowed.headers.get("Access-Control-Allow-Origin") == BLOG
+        foreign = client.options(
+            "/api/v1/subscribers",
+            headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert "Access-Control-Allow-Origin" not in foreign.headers
+    finally:
+        app.extensions["drip"].engine.dispose()
+
+
+def test_the_api_is_described_by_an_openapi_file(client: FlaskClient) -> None:
+    spec = client.get("/api/v1/openapi.json").get_json()
+    assert spec["openapi"].startswith("3.")
+    assert set(spec["paths"]["/api/v1/subscribers"]["post"]["responses"]) >= {"202", "400", "429"}
+    assert spec["servers"] == [{"url": "https://drip.example.com"}]
+
+
+@pytest.fixture
+def ana(client: FlaskClient, system: System) -> Iterator[str]:
+    """Ana, confirmed; her page's path (the unsubscribe link of her welcome email)."""
+    client.post("/subscribe", data={"email": "ana@example.com", "timezone": "Europe/Berlin"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    yield link(system, "ana@example.com", "unsubscribe")
+
+
+def test_unsubscribing_can_be_undone_and_the_series_resumes_tomorrow(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    page = client.post(ana).get_data(as_text=True)
+    assert "Undo" in page
+    token = ana.rsplit("/", 1)[1]
+    for _ in range(2):
+        assert client.post(f"/resubscribe/{token}").status_code == 200
+    ana_now = system.subscriber("ana@example.com")
+    assert ana_now.status == SubscriberStatus.ACTIVE
+    assert ana_now.next_step == 1
+    assert ana_now.next_send_at is not None
+    assert ana_now.next_send_at - system.clock.now() > timedelta(hours=1)
+
+
+def test_a_subscriber_can_move_their_send_hour(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    token = ana.rsplit("/", 1)[1]
+    before = system.subscriber("ana@example.com").next_send_at
+    response = client.post(f"/preferences/{token}", data={"action": "hour", "send_hour": "18"})
+    assert "18:00" in response.get_data(as_text=True)
+    after = system.subscriber("ana@example.com").next_send_at
+    assert before is not None and after is not None
+    assert after - before == timedelta(hours=10)
+    assert (
+        client.post(f"/preferences/{token}", data={"action": "hour", "send_hour": "25"}).status_code
+        == 400
+    )
+
+
+def test_a_subscriber_can_pause_for_a_week(client: FlaskClient, system: System, ana: str) -> None:
+    token = ana.rsplit("/", 1)[1]
+    client.post(f"/preferences/{token}", data={"action": "pause"})
+    next_at = system.subscriber("ana@example.com").next_send_at
+    assert next_at is not None
+    assert next_at - system.clock.now() > timedelta(days=6)
+    system.clock.advance(timedelta(days=6))
+    assert system.tick().issued == []
+
+
+def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    header = system.smtp.to("ana@example.com")[-1]["List-Unsubscribe"]
+    path = str(header).strip("<>").removeprefix("https://drip.example.com")
+    client.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+    assert client.post(confirm).status_code == 400
+
+
+def test_pages_send_security_headers(client: FlaskClient) -> None:
+    for path in ("/", "/privacy", "/check-inbox", "/api/v1/openapi.json"):
+        headers = client.get(path).headers
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in headers["Content-Security-Policy"]
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert headers["X-Frame-Options"] == "DENY"
+        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Strict-Transport-Security"]
+
+
+def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) -> None:
+    page = client.get("/privacy").get_data(as_text=True)
+    for expected in (
+        "Calm Back",
+        "12 Harbour Road",
+        "hello@drip.example.com",
+        "30 days",
+        "consent",
+    ):
+        assert expected in page
+    assert 'action="/privacy"' in page
+
+
+def test_asking_for_a_privacy_link_reveals_nothing(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    known = client.post("/privacy", data={"email": "ana@example.com"})
+    unknown = client.post("/privacy", data={"email": "nobody@example.com"})
+    assert (known.status_code, known.headers["Location"]) == (
+        unknown.status_code,
+        unknown.headers["Location"],
+    )
+    assert link(system, "ana@example.com", "privacy")
+    assert system.smtp.to("nobody@example.com") == []
+
+
+def test_a_subscriber_can_download_everything_stored_about_them(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    assert client.get(manage).status_code == 200
+    data = json.loads(client.get(f"{manage}/export.json").get_data())
+    assert data["email"] == "ana@example.com"
+    (subscription,) = data["subscriptions"]
+    assert subscription["series"] == "feel-better"
+    assert subscription["consent_records"][0]["notice_shown"].startswith("By signing up")
+    assert subscription["consent_records"][0]["confirmed_at"]
+    kinds = [e["kind"] for e in subscription["emails"]]
+    assert kinds == ["confirmation", "step", "privacy"]
+
+
+def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    assert client.post(f"{manage}/erase").status_code == 200
+
+    with transaction(system.sessions) as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(sa.select(table)).all():
+                assert "ana@example.com" not in repr(tuple(row)).lower(), table.name
+        hashes = session.scalars(sa.select(Suppression.email_hash)).all()
+    assert hashes == [email_hash(system.settings.secret_key, "ana@example.com")]
+    assert client.get(manage).status_code == 400, "the link dies with the data"
+
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    assert count(system, Suppression) == 0, "a fresh confirmation lifts the suppression"
+
+
+def test_a_privacy_link_expires_after_a_day(client: FlaskClient, system: System, ana: str) -> None:
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    system.clock.advance(timedelta(hours=25))
+    assert client.get(manage).status_code == 410
+    assert client.post(f"{manage}/erase").status_code == 410
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+def test_signups_never_confirmed_are_deleted_after_thirty_days(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "old@example.com"})
+    system.clock.advance(timedelta(days=29))
+    client.post("/subscribe", data={"email": "new@example.com"})
+    system.tick()
+    assert count(system, Subscriber) == 2
+    system.clock.advance(timedelta(days=1, minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Subscriber.email)).all() == ["new@example.com"]
