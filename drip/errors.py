@@ -35,8 +35,10 @@ class TemplateProblem(InvalidInput):
 
 
 class TransportError(DripError):
-    """Sending failed; `permanent` says whether trying again could help."""
+    """Sending failed. `permanent`: trying again cannot help. `bounce`: the address itself
+    was refused, so nothing more should be sent to it."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, bounce: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.bounce = bounce

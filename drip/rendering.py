@@ -95,6 +95,7 @@ class Renderer:
         self._layout_html = self._html.from_string((layout_dir / "layout.html").read_text())
         self._layout_text = self._text.from_string((layout_dir / "layout.txt").read_text())
         self._compile = lru_cache(maxsize=1024)(self._compile_uncached)
+        self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
 
     def render(self, template: EmailTemplate, context: Context, footer: Footer) -> RenderedEmail:
         """Render all four parts; TemplateProblem says which part failed and why."""
@@ -115,7 +116,7 @@ class Renderer:
         }
         html = _limited(self._layout_html.generate(layout, content=body_html))
         text = _limited(self._layout_text.generate(layout, content=body_text))
-        return RenderedEmail(subject, preheader, css_inline.inline(html), text)
+        return RenderedEmail(subject, preheader, self._inliner.inline(html), text)
 
     def check(self, template: EmailTemplate, variables: Iterable[str], sample: Context) -> None:
         """Refuse a template that would fail in a worker: syntax, unknown names, sandbox."""

@@ -49,6 +49,15 @@ def issue_next(
         subscriber.next_step = None
         subscriber.next_send_at = None
         return None
+    if _sent_a_lesson_today(subscriber, now):
+        subscriber.next_send_at = timing.next_send_at(
+            due_at=now,
+            now=now,
+            day_gap=1,
+            hour=subscriber.send_hour,
+            tz=timing.zone(subscriber.timezone),
+        )
+        return None
     step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
     delivery_id = insert_delivery(
         session, subscriber_id=subscriber.id, kind=DeliveryKind.STEP, step_id=step.id, now=now
@@ -66,6 +75,14 @@ def issue_next(
             tz=timing.zone(subscriber.timezone),
         )
     return delivery_id
+
+
+def _sent_a_lesson_today(subscriber: Subscriber, now: datetime) -> bool:
+    """One email of the series per local day, even when a late one went out this afternoon."""
+    if subscriber.last_sent_at is None:
+        return False
+    tz = timing.zone(subscriber.timezone)
+    return timing.local_date(subscriber.last_sent_at, tz) >= timing.local_date(now, tz)
 
 
 def insert_delivery(

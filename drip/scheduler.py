@@ -21,7 +21,14 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
-from drip.models import Delivery, DeliveryStatus, Step, Subscriber, SubscriberStatus
+from drip.models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.privacy import purge_unconfirmed
 from drip.schedule import issue_next, steps_of
 
@@ -69,10 +76,23 @@ def run_pass(
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:
-    """Claim up to `limit` due subscribers; returns how many were claimed and the new deliveries."""
+    """Claim up to `limit` due subscribers; returns how many were claimed and the new deliveries.
+
+    A subscriber whose previous lesson has not gone out yet (waiting for a retry, or for a
+    worker) waits too: lessons never overtake each other or pile up behind an outage.
+    """
+    busy = sa.exists().where(
+        Delivery.subscriber_id == Subscriber.id,
+        Delivery.kind == DeliveryKind.STEP,
+        Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING]),
+    )
     due = session.scalars(
         sa.select(Subscriber)
-        .where(Subscriber.status == SubscriberStatus.ACTIVE, Subscriber.next_send_at <= now)
+        .where(
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            Subscriber.next_send_at <= now,
+            ~busy,
+        )
         .order_by(Subscriber.next_send_at)
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
@@ -89,7 +109,8 @@ def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[in
 
 
 def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedelta) -> list[int]:
-    """Re-enqueue deliveries Redis lost: queued too long, or stuck in `sending` past the lease.
+    """Re-enqueue deliveries whose retry is due, and those Redis lost: queued too long, or
+    stuck in `sending` past the lease.
 
     A delivery past its lease may have been accepted by the SMTP server just before its
     worker died; sending it again is the one duplicate drip allows, and it is logged.
@@ -100,8 +121,10 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
             sa.or_(
                 sa.and_(
                     Delivery.status == DeliveryStatus.QUEUED,
+                    Delivery.retry_at.is_(None),
                     Delivery.queued_at <= now - requeue_after,
                 ),
+                sa.and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.retry_at <= now),
                 sa.and_(Delivery.status == DeliveryStatus.SENDING, Delivery.lease_until <= now),
             )
         )
@@ -119,5 +142,6 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
             )
             delivery.status = DeliveryStatus.QUEUED
             delivery.lease_until = None
+        delivery.retry_at = None
         delivery.queued_at = now
     return [d.id for d in stale]

@@ -1,14 +1,22 @@
 """Sending one delivery, by id, exactly once as far as drip can make it so.
 
-Three short steps, each its own transaction except the SMTP call in the middle:
-  1. claim: move the row from `queued` to `sending` with a lease, count the attempt,
-     re-check the subscriber, render the current template version and record it;
-  2. hand the message to the transport, holding no database lock;
-  3. record the outcome: `sent`, or back to `queued` for a temporary failure, or
-     `failed` (and the subscriber `bounced` when the relay refused the address).
+  1. claim (one short transaction): move the row from `queued` to `sending` with a lease
+     and count the attempt, after re-checking the subscriber. The attempt is committed
+     before any rendering, so a delivery that crashes its worker cannot loop forever.
+  2. compose the message (reads only); a failure here fails the delivery for good.
+  3. re-check that the subscriber still wants it, then hand it to the transport while
+     holding no database lock.
+  4. record the outcome: `sent`; back to `queued` with a `retry_at` for a temporary
+     failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries);
+     or `failed`, with the subscriber `bounced` when the relay refused the address.
+
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
-idempotent; the only duplicate possible is a worker dying between the relay's "250" and
-step 3, which the sweeper logs as `ambiguous_resend` when the lease runs out.
+idempotent. Two duplicates remain possible, both logged: a worker dying between the
+relay's "250" and step 4 (`ambiguous_resend`, when the lease runs out), and an
+unsubscribe committed while the SMTP transaction of step 3 is already under way.
+
+Every transaction that locks a delivery locks its subscriber first, in the same order
+as unsubscribing and scheduling do, so none of them can deadlock another.
 """
 
 from __future__ import annotations
@@ -16,42 +24,26 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass
-from datetime import datetime
-from email.message import EmailMessage
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.clock import Clock
+from drip.composing import Composed, compose
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
-from drip.errors import DripError, TransportError
-from drip.messages import Envelope, build_message, message_id, recipient_address
-from drip.models import (
-    ConsentRecord,
-    Delivery,
-    DeliveryKind,
-    DeliveryStatus,
-    Sequence,
-    Step,
-    Subscriber,
-    SubscriberStatus,
-)
+from drip.errors import TransportError
+from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import is_suppressed
-from drip.rendering import Footer, RenderedEmail, Renderer
-from drip.series_files import (
-    CONFIRM_FOLDER,
-    PRIVACY_FOLDER,
-    latest_version,
-    read_email,
-    version_template,
-)
+from drip.rendering import Renderer
 from drip.settings import Settings
 from drip.subscriptions import mark_bounced
-from drip.tokens import CONFIRM, PRIVACY, UNSUBSCRIBE, Tokens
+from drip.tokens import Tokens
 from drip.transports import Transport
 
 log = logging.getLogger(__name__)
-
+RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720, 1440))
+"""Waits after the 1st, 2nd, ... temporary failure: about a day of trying in all."""
 
 ALLOWED = {
     DeliveryKind.CONFIRMATION: {SubscriberStatus.PENDING},
@@ -80,37 +72,61 @@ class Mailer:
     tokens: Tokens
 
 
-@dataclass(frozen=True)
-class _Prepared:
-    message: EmailMessage
-    rcpt_to: str
-
-
 def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     with transaction(mailer.sessions) as session:
-        prepared = _claim(mailer, session, delivery_id)
-    if not isinstance(prepared, _Prepared):
-        return prepared
+        refused = _claim(mailer, session, delivery_id)
+    if refused is not None:
+        return refused
+    try:
+        with transaction(mailer.sessions) as session:
+            composed = compose(
+                session,
+                session.get_one(Delivery, delivery_id),
+                settings=mailer.settings,
+                renderer=mailer.renderer,
+                tokens=mailer.tokens,
+                now=mailer.clock.now(),
+            )
+    except Exception as exc:
+        log.exception("delivery %d could not be composed", delivery_id)
+        with transaction(mailer.sessions) as session:
+            return _give_up(mailer, session, delivery_id, f"could not build the message: {exc}")
+    with transaction(mailer.sessions) as session:
+        refused = _last_look(mailer, session, delivery_id, composed)
+    if refused is not None:
+        return refused
     try:
         mailer.transport.send(
-            prepared.message,
-            mail_from=mailer.settings.sender.addr_spec,
-            rcpt_to=prepared.rcpt_to,
+            composed.message, mail_from=mailer.settings.sender.addr_spec, rcpt_to=composed.rcpt_to
         )
     except TransportError as exc:
         with transaction(mailer.sessions) as session:
             return _record_failure(mailer, session, delivery_id, exc)
     with transaction(mailer.sessions) as session:
-        _record_sent(mailer, session, delivery_id, str(prepared.message["Message-ID"]))
+        _record_sent(mailer, session, delivery_id)
     return Outcome.SENT
 
 
-def _claim(mailer: Mailer, session: Session, delivery_id: int) -> _Prepared | Outcome:
+def _lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
+    """Lock the delivery's subscriber, then the delivery (the one lock order drip uses)."""
+    subscriber_id = session.scalar(
+        sa.select(Delivery.subscriber_id).where(Delivery.id == delivery_id)
+    )
+    if subscriber_id is None:
+        return None
+    subscriber = session.get_one(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    delivery = session.get_one(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
+    return delivery, subscriber
+
+
+def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None:
+    """Take the delivery for this worker; None when it is ours to send, else why not."""
     now = mailer.clock.now()
-    delivery = session.get(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
-    if delivery is None:
+    locked = _lock(session, delivery_id)
+    if locked is None:
         log.warning("delivery %d does not exist; dropping its message", delivery_id)
         return Outcome.SKIPPED
+    delivery, subscriber = locked
     if delivery.status == DeliveryStatus.SENDING:
         if delivery.lease_until is not None and delivery.lease_until > now:
             return Outcome.SKIPPED
@@ -119,44 +135,28 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> _Prepared | Ou
             delivery.id,
             delivery.attempts,
         )
-    elif delivery.status != DeliveryStatus.QUEUED:
+    elif delivery.status != DeliveryStatus.QUEUED or (
+        delivery.retry_at is not None and delivery.retry_at > now
+    ):
         return Outcome.SKIPPED
-    subscriber = session.get_one(Subscriber, delivery.subscriber_id)
     refusal = _refusal(mailer, session, delivery, subscriber)
     if refusal:
         delivery.status = DeliveryStatus.CANCELLED
         delivery.last_error = refusal
+        delivery.lease_until = None
         return Outcome.CANCELLED
     if delivery.attempts >= mailer.settings.max_attempts:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"
-        _complete_if_done(subscriber, now)
-        return Outcome.FAILED
-    try:
-        rendered = _render(mailer, session, delivery, subscriber)
-        message = build_message(
-            rendered,
-            Envelope(
-                sender=mailer.settings.sender,
-                recipient=recipient_address(subscriber.email, subscriber.first_name),
-                list_id=_list_id(mailer, session, subscriber),
-                unsubscribe_url=_unsubscribe_url(mailer, subscriber),
-                date=now,
-            ),
-            msgid=message_id(
-                delivery.id, secret=mailer.settings.secret_key, domain=mailer.settings.mail_domain
-            ),
+        return _give_up(
+            mailer,
+            session,
+            delivery_id,
+            f"gave up after {delivery.attempts} attempts: {delivery.last_error}",
         )
-    except DripError as exc:
-        delivery.status = DeliveryStatus.FAILED
-        delivery.last_error = f"could not build the message: {exc}"[:500]
-        log.error("delivery %d failed to render: %s", delivery.id, exc)
-        return Outcome.FAILED
     delivery.status = DeliveryStatus.SENDING
     delivery.attempts += 1
+    delivery.retry_at = None
     delivery.lease_until = now + mailer.settings.send_lease
-    delivery.message_id = str(message["Message-ID"])
-    return _Prepared(message, subscriber.email)
+    return None
 
 
 def _refusal(mailer: Mailer, session: Session, delivery: Delivery, subscriber: Subscriber) -> str:
@@ -169,104 +169,92 @@ def _refusal(mailer: Mailer, session: Session, delivery: Delivery, subscriber: S
     return "address is suppressed" if suppressed else ""
 
 
-def _render(
-    mailer: Mailer, session: Session, delivery: Delivery, subscriber: Subscriber
-) -> RenderedEmail:
-    sequence = session.get_one(Sequence, subscriber.sequence_id)
-    total = session.scalar(
-        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
-    )
-    context: dict[str, str | int] = {
-        "first_name": subscriber.first_name,
-        "series_name": sequence.name,
-        "sender_name": mailer.settings.sender.display_name or sequence.name,
-        "lesson_total": total or 0,
-    }
-    if delivery.kind == DeliveryKind.CONFIRMATION:
-        template = read_email(mailer.settings.emails_dir / CONFIRM_FOLDER)
-        context["confirm_url"] = _confirm_url(mailer, session, subscriber)
-        context["confirm_days"] = max(1, mailer.settings.confirm_max_age.days)
-        reason = (
-            f"Someone, hopefully you, asked to join {sequence.name} with this address. "
-            "Without a click on the confirm button you will get nothing more from us."
-        )
-    elif delivery.kind == DeliveryKind.PRIVACY:
-        template = read_email(mailer.settings.emails_dir / PRIVACY_FOLDER)
-        token = mailer.tokens.make(PRIVACY, [subscriber.id])
-        context["privacy_url"] = f"{mailer.settings.base_url}/privacy/{token}"
-        reason = (
-            "Someone, hopefully you, asked on our privacy page for the data we keep about "
-            "this address. If it was not you, ignore this email: nothing changes."
-        )
-    else:
-        step = session.get_one(Step, delivery.step_id)
-        version = latest_version(session, step.id)
-        if version is None:
-            raise DripError(f"step {step.number} has no template")
-        delivery.template_version_id = version.id
-        template = version_template(version)
-        context["lesson_number"] = step.number
-        reason = f"You are getting this because you signed up for {sequence.name} and confirmed."
-    footer = Footer(
-        reason=reason,
-        unsubscribe_url=_unsubscribe_url(mailer, subscriber),
-        postal_address=mailer.settings.postal_address,
-        sender_name=str(context["sender_name"]),
-    )
-    return mailer.renderer.render(template, context, footer)
+def _last_look(
+    mailer: Mailer, session: Session, delivery_id: int, composed: Composed
+) -> Outcome | None:
+    """Record what is about to be sent, unless the subscriber left since the claim."""
+    locked = _lock(session, delivery_id)
+    if locked is None:
+        return Outcome.SKIPPED
+    delivery, subscriber = locked
+    if delivery.status != DeliveryStatus.SENDING:
+        return Outcome.SKIPPED
+    refusal = _refusal(mailer, session, delivery, subscriber)
+    if refusal:
+        delivery.status = DeliveryStatus.CANCELLED
+        delivery.last_error = refusal
+        delivery.lease_until = None
+        return Outcome.CANCELLED
+    delivery.message_id = str(composed.message["Message-ID"])
+    delivery.template_version_id = composed.template_version_id
+    return None
 
 
-def _record_sent(mailer: Mailer, session: Session, delivery_id: int, msgid: str) -> None:
-    delivery = session.get_one(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
+def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
+    locked = _lock(session, delivery_id)
+    if locked is None:
+        return
+    delivery, subscriber = locked
     now = mailer.clock.now()
     delivery.status = DeliveryStatus.SENT
     delivery.sent_at = now
     delivery.lease_until = None
-    delivery.message_id = msgid
-    subscriber = session.get_one(Subscriber, delivery.subscriber_id)
     if delivery.kind == DeliveryKind.CONFIRMATION:
         subscriber.confirmation_sent_at = now
+    if delivery.kind == DeliveryKind.STEP:
+        subscriber.last_sent_at = now
     _complete_if_done(subscriber, now)
 
 
 def _record_failure(
     mailer: Mailer, session: Session, delivery_id: int, exc: TransportError
 ) -> Outcome:
-    delivery = session.get_one(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
-    subscriber = session.get_one(Subscriber, delivery.subscriber_id)
+    locked = _lock(session, delivery_id)
+    if locked is None:
+        return Outcome.SKIPPED
+    delivery, subscriber = locked
     now = mailer.clock.now()
     delivery.last_error = str(exc)[:500]
     delivery.lease_until = None
     if exc.permanent:
-        log.warning("delivery %d refused permanently: %s", delivery.id, exc)
+        log.warning("delivery %d refused for good: %s", delivery.id, exc)
         delivery.status = DeliveryStatus.FAILED
-        mark_bounced(session, subscriber, now)
+        if exc.bounce:
+            mark_bounced(session, subscriber, now)
+        else:
+            _complete_if_done(subscriber, now)
         return Outcome.FAILED
-    log.info("delivery %d failed temporarily (attempt %d): %s", delivery.id, delivery.attempts, exc)
+    if delivery.attempts >= mailer.settings.max_attempts:
+        return _give_up(
+            mailer, session, delivery_id, f"gave up after {delivery.attempts} attempts: {exc}"
+        )
+    delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
+    log.info(
+        "delivery %d failed (attempt %d), retrying in %s: %s",
+        delivery.id,
+        delivery.attempts,
+        delay,
+        exc,
+    )
     delivery.status = DeliveryStatus.QUEUED
-    delivery.queued_at = now
+    delivery.retry_at = now + delay
     return Outcome.RETRY
+
+
+def _give_up(mailer: Mailer, session: Session, delivery_id: int, reason: str) -> Outcome:
+    locked = _lock(session, delivery_id)
+    if locked is None:
+        return Outcome.SKIPPED
+    delivery, subscriber = locked
+    delivery.status = DeliveryStatus.FAILED
+    delivery.last_error = reason[:500]
+    delivery.lease_until = None
+    delivery.retry_at = None
+    _complete_if_done(subscriber, mailer.clock.now())
+    return Outcome.FAILED
 
 
 def _complete_if_done(subscriber: Subscriber, now: datetime) -> None:
     if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_step is None:
         subscriber.status = SubscriberStatus.COMPLETED
         subscriber.ended_at = now
-
-
-def _list_id(mailer: Mailer, session: Session, subscriber: Subscriber) -> str:
-    sequence = session.get_one(Sequence, subscriber.sequence_id)
-    return f"{sequence.name} <{sequence.slug}.{mailer.settings.mail_domain}>"
-
-
-def _unsubscribe_url(mailer: Mailer, subscriber: Subscriber) -> str:
-    token = mailer.tokens.make(UNSUBSCRIBE, [subscriber.id])
-    return f"{mailer.settings.base_url}/unsubscribe/{token}"
-
-
-def _confirm_url(mailer: Mailer, session: Session, subscriber: Subscriber) -> str:
-    consent_id = session.scalar(
-        sa.select(sa.func.max(ConsentRecord.id)).where(ConsentRecord.subscriber_id == subscriber.id)
-    )
-    token = mailer.tokens.make(CONFIRM, [subscriber.id, consent_id or 0])
-    return f"{mailer.settings.base_url}/confirm/{token}"

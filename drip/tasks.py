@@ -1,10 +1,9 @@
 """The only module that owns the Dramatiq broker and declares actors.
 
-Messages carry a delivery id and nothing else; the database says what to send. Retries
-of temporary SMTP failures use Dramatiq's backoff (short delays only, capped at an hour:
-the Redis broker holds delayed messages in worker memory), and the sweeper re-enqueues
-anything Redis loses. Lessons are never spaced with `delay=`: the schedule lives in the
-database.
+Messages carry a delivery id and nothing else; the database says what to send, and when
+to try again after a temporary SMTP failure (the sweeper re-queues it then). Dramatiq's
+own retries, with short backoffs, cover only a database or Redis blip. Nothing is ever
+delayed with `delay=`: the Redis broker holds delayed messages in worker memory.
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import redis
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
-from drip.sending import Mailer, Outcome, send_delivery
+from drip.sending import Mailer, send_delivery
 
 QUEUE = "drip"
 SEND_ACTOR = "send_delivery"
@@ -24,14 +23,11 @@ MIN_BACKOFF_MS = 15_000
 MAX_BACKOFF_MS = 3_600_000
 
 
-class RetryLater(Exception):
-    """A temporary failure: Dramatiq should retry the message after a backoff."""
-
-
-RETRIABLE = (RetryLater, sa.exc.OperationalError, sa.exc.InterfaceError, redis.RedisError)
-"""Worth retrying: a temporary SMTP failure, or the database or Redis briefly unreachable.
-Anything else is a bug; the delivery then waits in `sending` until its lease ends and the
-sweeper retries it, bounded by Settings.max_attempts."""
+RETRIABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, redis.RedisError)
+"""Worth a quick Dramatiq retry: the database or Redis briefly unreachable. SMTP failures
+are not retried here: the delivery row carries its own `retry_at`. Anything else is a
+bug; the delivery then waits in `sending` until its lease ends and the sweeper retries
+it, bounded by Settings.max_attempts."""
 
 
 def create_broker(client: redis.Redis) -> RedisBroker:
@@ -52,8 +48,7 @@ def create_broker(client: redis.Redis) -> RedisBroker:
 
 def declare_actors(broker: RedisBroker, mailer: Mailer) -> None:
     def send(delivery_id: int) -> None:
-        if send_delivery(mailer, delivery_id) is Outcome.RETRY:
-            raise RetryLater(f"delivery {delivery_id} failed temporarily")
+        send_delivery(mailer, delivery_id)
 
     dramatiq.actor(
         send,

@@ -1,15 +1,17 @@
 """Where messages go: a local Maildir outbox, or an SMTP relay. Chosen by DRIP_MAIL_URL.
 
-TransportError.permanent is True only when the relay refused the recipient or the
-message with a 5xx reply: that marks the subscriber bounced. Anything that is our side's
-problem (a refused login or sender, a dropped connection, a timeout) is temporary, so a
-misconfigured relay delays mail instead of bouncing the whole list.
+A 5xx reply to the recipient or the message is permanent: that delivery fails. Only a
+refusal of the address itself (enhanced status 5.1.x, or a bare 550/551/553 to RCPT TO)
+is a bounce that stops the subscriber's series; a 5.7.1 content rejection is not.
+Anything that is our side's problem (a refused login or sender, a dropped connection, a
+timeout) is temporary, so a misconfigured relay delays mail instead of bouncing the list.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import mailbox
+import re
 import smtplib
 import ssl
 import threading
@@ -22,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from drip.errors import TransportError
 
 SMTP_TIMEOUT = 30
+ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 
 
 class Transport(Protocol):
@@ -65,16 +68,18 @@ class SMTPTransport:
             self._connection().sendmail(mail_from, [rcpt_to], payload)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
-            raise self._failed(code, reply, permanent=code >= 500) from None
+            raise self._failed(code, reply, at_rcpt=True) from None
         except smtplib.SMTPSenderRefused as exc:
-            raise self._failed(exc.smtp_code, exc.smtp_error, permanent=False) from None
+            self._drop()
+            raise TransportError(f"SMTP refused our sender: {exc}", permanent=False) from None
         except smtplib.SMTPDataError as exc:
-            raise self._failed(
-                exc.smtp_code, exc.smtp_error, permanent=exc.smtp_code >= 500
-            ) from None
+            raise self._failed(exc.smtp_code, exc.smtp_error, at_rcpt=False) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
             raise TransportError(f"SMTP {self.host}:{self.port}: {exc}", permanent=False) from None
+        except UnicodeError as exc:
+            self._drop()
+            raise TransportError(f"cannot be sent over SMTP: {exc}", permanent=True) from None
 
     def close(self) -> None:
         """Close every thread's connection (at worker shutdown)."""
@@ -83,16 +88,16 @@ class SMTPTransport:
         for conn in conns:
             _quit(conn)
 
-    def _failed(self, code: int, reply: bytes | str, *, permanent: bool) -> TransportError:
+    def _failed(self, code: int, reply: bytes | str, *, at_rcpt: bool) -> TransportError:
         text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
         conn = self._connection_or_none()
-        try:
-            if code == 421 or conn is None:
-                raise smtplib.SMTPServerDisconnected("closing after 421")
-            conn.rset()
-        except (smtplib.SMTPException, OSError):
+        if code == 421 or conn is None or not _reset(conn):
             self._drop()
-        return TransportError(f"SMTP {code} {text}"[:500], permanent=permanent)
+        return TransportError(
+            f"SMTP {code} {text}"[:500],
+            permanent=code >= 500,
+            bounce=code >= 500 and _address_refused(code, text, at_rcpt=at_rcpt),
+        )
 
     def _connection_or_none(self) -> smtplib.SMTP | None:
         return getattr(self._local, "conn", None)
@@ -139,6 +144,21 @@ class SMTPTransport:
         if self.username:
             conn.login(self.username, self.password)
         return conn
+
+
+def _address_refused(code: int, text: str, *, at_rcpt: bool) -> bool:
+    enhanced = ENHANCED_STATUS.search(text)
+    if enhanced:
+        return enhanced.group(1) == "1"
+    return at_rcpt and code in (550, 551, 553)
+
+
+def _reset(conn: smtplib.SMTP) -> bool:
+    """End the failed mail transaction so the connection can carry the next message."""
+    try:
+        return conn.rset()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
 
 
 def _quit(conn: smtplib.SMTP) -> None:

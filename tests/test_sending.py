@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 
+import pytest
 import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.models import Delivery, DeliveryStatus, SubscriberStatus
-from drip.sending import Outcome, send_delivery
+from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.transports import SMTPTransport
 from tests.helpers import System
 
@@ -35,14 +37,20 @@ def test_a_delivery_is_sent_once_however_often_its_message_arrives(system: Syste
     assert delivery.sent_at == system.clock.now()
 
 
-def test_a_temporary_refusal_is_retried_and_then_succeeds(system: System) -> None:
+def test_a_temporary_refusal_is_retried_later_by_the_sweeper(system: System) -> None:
     delivery_id = pending(system)
     system.smtp.script("ana@example.com", "451 4.7.1 Try again later")
     assert send_delivery(system.mailer, delivery_id) is Outcome.RETRY
     delivery = only_delivery(system)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
+    assert delivery.retry_at == system.clock.now() + RETRY_DELAYS[0]
     assert "451" in (delivery.last_error or "")
-    assert send_delivery(system.mailer, delivery_id) is Outcome.SENT
+    assert send_delivery(system.mailer, delivery_id) is Outcome.SKIPPED, "not before its time"
+    assert system.tick().requeued == []
+
+    system.clock.advance(RETRY_DELAYS[0])
+    assert system.tick().requeued == [delivery_id]
+    system.drain()
     assert len(system.smtp.received) == 1
     assert only_delivery(system).attempts == 2
 
@@ -54,21 +62,47 @@ def test_an_unreachable_relay_is_a_temporary_failure(system: System) -> None:
     assert system.subscriber("ana@example.com").status == SubscriberStatus.PENDING
 
 
-def test_a_permanent_refusal_fails_the_delivery_and_bounces_the_address(system: System) -> None:
+@pytest.mark.parametrize(
+    ("reply", "bounced"),
+    [
+        ("550 5.1.1 No such user", True),
+        ("550 No such user", True),
+        ("553 5.1.3 Bad destination address syntax", True),
+        ("554 5.7.1 Message refused as spam", False),
+        ("552 5.2.2 Mailbox full", False),
+    ],
+)
+def test_a_permanent_refusal_fails_the_delivery_and_only_a_bad_address_bounces(
+    system: System, reply: str, bounced: bool
+) -> None:
     delivery_id = pending(system)
-    system.smtp.script("ana@example.com", "550 5.1.1 No such user")
+    system.smtp.script("ana@example.com", reply)
     assert send_delivery(system.mailer, delivery_id) is Outcome.FAILED
     assert only_delivery(system).status == DeliveryStatus.FAILED
-    assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
+    expected = SubscriberStatus.BOUNCED if bounced else SubscriberStatus.PENDING
+    assert system.subscriber("ana@example.com").status == expected
+
+
+def test_a_relay_outage_of_hours_delays_mail_but_does_not_lose_it(system: System) -> None:
+    delivery_id = pending(system)
+    system.smtp.script("ana@example.com", *["421 4.3.2 Service not available"] * 6)
+    outcomes = []
+    while (outcome := send_delivery(system.mailer, delivery_id)) is not Outcome.SENT:
+        outcomes.append(outcome)
+        system.clock.set(only_delivery(system).retry_at)  # type: ignore[arg-type]
+    assert outcomes == [Outcome.RETRY] * 6
+    assert system.clock.now() - only_delivery(system).created_at > timedelta(hours=3)
 
 
 def test_retries_stop_after_the_configured_number_of_attempts(system: System) -> None:
     delivery_id = pending(system)
     attempts = system.settings.max_attempts
-    system.smtp.script("ana@example.com", *["421 4.3.2 Busy"] * attempts)
+    system.smtp.script("ana@example.com", *["421 4.3.2 Busy"] * (attempts + 1))
+    outcomes = []
     for _ in range(attempts):
-        assert send_delivery(system.mailer, delivery_id) is Outcome.RETRY
-    assert send_delivery(system.mailer, delivery_id) is Outcome.FAILED
+        outcomes.append(send_delivery(system.mailer, delivery_id))
+        system.clock.advance(timedelta(days=1))
+    assert outcomes == [Outcome.RETRY] * (attempts - 1) + [Outcome.FAILED]
     delivery = only_delivery(system)
     assert delivery.status == DeliveryStatus.FAILED
     assert f"gave up after {attempts} attempts" in (delivery.last_error or "")

@@ -30,7 +30,8 @@ class Delivery(Base):
     """A step email is unique per (subscriber, step): a second scheduler or a redelivered
     message can never create it twice. Confirmation and privacy-link emails have no step
     (each re-send is its own row). `lease_until` bounds how long a worker may hold a
-    delivery in `sending` before the sweeper treats the outcome as unknown."""
+    delivery in `sending` before the sweeper treats the outcome as unknown; `retry_at` is
+    when a delivery that failed temporarily is due to be tried again."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -54,4 +55,5 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
