@@ -18,6 +18,8 @@ from drip.errors import ConfigError, DripError
 from drip.scheduler import PassResult
 from drip.settings import Settings, load_settings
 
+log = logging.getLogger("drip.scheduler")
+
 
 def _settings() -> Settings:
     return load_settings()
@@ -102,9 +104,13 @@ def scheduler(interval: float | None) -> None:
     settings = _settings()
     with _scheduler(settings, None) as run_pass:
         while True:
-            result = run_pass()
-            if result.issued or result.requeued:
-                click.echo(f"queued {len(result.issued)} new, re-queued {len(result.requeued)}")
+            try:
+                result = run_pass()
+            except Exception:
+                log.exception("scheduler pass failed; trying again at the next one")
+            else:
+                if result.issued or result.requeued:
+                    click.echo(f"queued {len(result.issued)} new, re-queued {len(result.requeued)}")
             time.sleep(interval or settings.scheduler_interval)
 
 

@@ -2,8 +2,9 @@
 
 SQLite note: Python's sqlite3 starts a transaction only at the first write, so a
 "select then update" claim is not atomic there, and FOR UPDATE is silently dropped.
-Every SQLite transaction therefore starts with BEGIN IMMEDIATE, which takes the single
-write lock up front: two claimers serialise instead of both picking the same rows.
+Every SQLite transaction that may write therefore starts with BEGIN IMMEDIATE, which
+takes the single write lock up front: two claimers serialise instead of both picking the
+same rows. Read-only transactions (`reading`) start with a plain BEGIN.
 On PostgreSQL the claims use SELECT ... FOR UPDATE SKIP LOCKED instead.
 """
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 SessionFactory = sessionmaker[Session]
+READ_ONLY = "drip_read_only"
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -69,7 +71,8 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
@@ -80,6 +83,15 @@ def make_session_factory(engine: Engine) -> SessionFactory:
 def transaction(factory: SessionFactory) -> Iterator[Session]:
     """One short unit of work: commit on success, roll back on any error."""
     with factory() as session, session.begin():
+        yield session
+
+
+@contextmanager
+def reading(factory: SessionFactory) -> Iterator[Session]:
+    """A transaction that only reads: on SQLite it does not take the write lock, so page
+    views never queue behind the scheduler or the workers."""
+    with factory() as session, session.begin():
+        session.connection(execution_options={READ_ONLY: True})
         yield session
 
 

@@ -8,18 +8,21 @@ trusting the standard library to fold safely.
 
 from __future__ import annotations
 
+import email.policy
 import unicodedata
 
 from drip.errors import InvalidInput
 
 MAX_NAME = 100
+STDLIB_HEADERS_SAFE = hasattr(email.policy.default, "verify_generated_headers")
+"""True on a Python with the CVE-2024-6923 fix; drip's own checks apply either way."""
 _LINE_SEPARATORS = {"\u2028", "\u2029", "\x85"}
 
 
 def header_problem(value: str) -> str | None:
     """Why `value` cannot go into a header, or None when it can."""
     for ch in value:
-        if unicodedata.category(ch) == "Cc" or ch in _LINE_SEPARATORS:
+        if unicodedata.category(ch) in ("Cc", "Cs") or ch in _LINE_SEPARATORS:
             return "control characters and line breaks are not allowed"
     if "=?" in value:
         return 'the sequence "=?" is not allowed'

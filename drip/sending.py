@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.composing import Composed, compose
-from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
+from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
 from drip.errors import TransportError
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import is_suppressed
@@ -78,7 +78,7 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     if refused is not None:
         return refused
     try:
-        with transaction(mailer.sessions) as session:
+        with reading(mailer.sessions) as session:
             composed = compose(
                 session,
                 session.get_one(Delivery, delivery_id),

@@ -98,7 +98,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
         mail_url=mail_url,
         base_url=base_url,
-        secret_key=env.get("DRIP_SECRET_KEY", "").strip() or _instance_secret(instance),
+        secret_key=_secret(env["DRIP_SECRET_KEY"].strip())
+        if env.get("DRIP_SECRET_KEY", "").strip()
+        else _instance_secret(instance),
         sender=sender,
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
@@ -129,13 +131,31 @@ def _shipped_emails_dir() -> Path:
 
 
 def _instance_secret(instance: Path) -> str:
-    """A random key generated once and kept in the instance folder, readable by its owner only."""
+    """A random key generated once and kept in the instance folder, readable by its owner only.
+
+    Several processes may start at once (gunicorn workers): each writes a complete key to
+    a file of its own and links it into place; the first link wins, and no process can
+    ever read a half-written key.
+    """
     path = instance / "secret_key"
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+        try:
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    return _secret(path.read_text().strip())
+
+
+def _secret(raw: str) -> str:
+    if len(raw) < 32:
+        raise ConfigError("DRIP_SECRET_KEY must be at least 32 characters (random)")
+    return raw
 
 
 def _database_url(raw: str) -> str:

@@ -7,11 +7,13 @@ gives one answer for every case); what differs is only which email, if any, is q
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from drip import timing
@@ -30,6 +32,7 @@ from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
 from drip.series_files import latest_version
 
 RESEND_INTERVAL = timedelta(minutes=10)
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
     "sent by {sender}. We keep your address, first name, timezone and a record of this "
@@ -65,14 +68,20 @@ def consent_version(text: str) -> str:
 def normalise_email(raw: str) -> str:
     check_header_text(raw, what="email")
     try:
-        checked = validate_email(raw.strip(), check_deliverability=False)
+        checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         raise InvalidInput(f"email: {exc}", field="email") from None
-    return checked.normalized.lower()
+    address = (checked.ascii_email or checked.normalized).lower()
+    local = address.rpartition("@")[0]
+    if len(local) > 64 or len(address) > 254:
+        raise InvalidInput("email: longer than an address can be (RFC 5321)", field="email")
+    return address
 
 
 def find_sequence(session: Session, slug: str) -> Sequence:
     """The series named by `slug`, or the first one installed when no slug is given."""
+    if slug and not SLUG.fullmatch(slug):
+        raise NotFound("no such series")
     query = sa.select(Sequence).order_by(Sequence.id).limit(1)
     if slug:
         query = query.where(Sequence.slug == slug)
@@ -92,9 +101,9 @@ def subscribe(
 ) -> int | None:
     """Record a signup; returns the id of a confirmation delivery to queue, if any.
 
-    new, or ended earlier: a fresh pending signup with its own consent record;
+    new, or unsubscribed earlier: a fresh pending signup with its own consent record;
     pending: the confirmation again, at most once per RESEND_INTERVAL;
-    active or completed: nothing changes.
+    active, completed, or bounced (the address does not exist): nothing changes.
     """
     email = normalise_email(request.email)
     first_name = clean_first_name(request.first_name)
@@ -112,6 +121,7 @@ def subscribe(
     if subscriber is not None and subscriber.status in (
         SubscriberStatus.ACTIVE,
         SubscriberStatus.COMPLETED,
+        SubscriberStatus.BOUNCED,
     ):
         return None
     if subscriber is not None and subscriber.status == SubscriberStatus.PENDING:
@@ -121,8 +131,9 @@ def subscribe(
         subscriber.confirmation_sent_at = now
         return _queue_confirmation(session, subscriber, now)
     if subscriber is None:
-        subscriber = Subscriber(sequence_id=sequence.id, email=email, created_at=now)
-        session.add(subscriber)
+        subscriber = _new_subscriber(session, sequence.id, email, now)
+        if subscriber is None:
+            return None  # a concurrent signup for the same address got there first
     subscriber.status = SubscriberStatus.PENDING
     subscriber.first_name = first_name
     subscriber.timezone = tz
@@ -136,14 +147,34 @@ def subscribe(
         ConsentRecord(
             subscriber_id=subscriber.id,
             created_at=now,
-            ip=request.ip[:45],
-            user_agent=request.user_agent[:400],
-            page=request.page[:500],
+            ip=_evidence(request.ip, 45),
+            user_agent=_evidence(request.user_agent, 400),
+            page=_evidence(request.page, 500),
             consent_text=consent_text,
             consent_version=consent_version(consent_text),
         )
     )
     return _queue_confirmation(session, subscriber, now)
+
+
+def _new_subscriber(
+    session: Session, sequence_id: int, email: str, now: datetime
+) -> Subscriber | None:
+    """Insert the subscriber row; None if a concurrent signup inserted it first."""
+    subscriber = Subscriber(
+        sequence_id=sequence_id, email=email, created_at=now, status=SubscriberStatus.PENDING
+    )
+    try:
+        with session.begin_nested():
+            session.add(subscriber)
+    except IntegrityError:
+        return None
+    return subscriber
+
+
+def _evidence(text: str, limit: int) -> str:
+    """Consent evidence from request headers, without characters a database refuses."""
+    return "".join(ch for ch in text if ch.isprintable())[:limit]
 
 
 def _queue_confirmation(session: Session, subscriber: Subscriber, now: datetime) -> int | None:
@@ -166,9 +197,13 @@ def outline(session: Session, sequence: Sequence) -> list[tuple[int, str]]:
     return lessons
 
 
-def pending_signup(session: Session, subscriber_id: int, consent_id: int) -> Subscriber:
+def pending_signup(
+    session: Session, subscriber_id: int, consent_id: int, *, lock: bool = True
+) -> Subscriber:
     """The subscriber a confirmation link names, if the link is still the current one."""
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    subscriber = session.get(
+        Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE if lock else None
+    )
     latest = session.scalar(
         sa.select(sa.func.max(ConsentRecord.id)).where(ConsentRecord.subscriber_id == subscriber_id)
     )

@@ -8,15 +8,18 @@ delayed with `delay=`: the Redis broker holds delayed messages in worker memory.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 import dramatiq
+import dramatiq.errors
 import redis
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
 from drip.sending import Mailer, send_delivery
 
+log = logging.getLogger(__name__)
 QUEUE = "drip"
 SEND_ACTOR = "send_delivery"
 MIN_BACKOFF_MS = 15_000
@@ -65,29 +68,39 @@ def declare_actors(broker: RedisBroker, mailer: Mailer) -> None:
 
 
 class Enqueuer:
-    """Queues deliveries by id. Call it only after the transaction that created them commits."""
+    """Queues deliveries by id. Call it only after the transaction that created them commits.
+
+    If Redis is unreachable the delivery stays `queued` in the database and the sweeper
+    queues it later, so a visitor's signup or an unsubscribe page never fails for it.
+    """
 
     def __init__(self, broker: RedisBroker) -> None:
         self.broker = broker
 
     def __call__(self, delivery_ids: Iterable[int]) -> None:
         for delivery_id in delivery_ids:
-            self.broker.enqueue(
-                dramatiq.Message(
-                    queue_name=QUEUE,
-                    actor_name=SEND_ACTOR,
-                    args=(delivery_id,),
-                    kwargs={},
-                    options={},
-                )
+            message = dramatiq.Message(
+                queue_name=QUEUE, actor_name=SEND_ACTOR, args=(delivery_id,), kwargs={}, options={}
             )
+            try:
+                self.broker.enqueue(message)
+            except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
+                log.warning(
+                    "delivery %d not queued (%s); the sweeper will queue it", delivery_id, exc
+                )
 
 
 def setup_worker() -> None:
     """Entry point for `dramatiq drip.tasks:setup_worker`: wire everything from DRIP_*."""
+    from drip.headers import STDLIB_HEADERS_SAFE
     from drip.settings import load_settings
     from drip.wiring import make_clock, make_mailer, make_redis, make_sessions
 
+    if not STDLIB_HEADERS_SAFE:
+        log.warning(
+            "this Python's email package predates the CVE-2024-6923 fix; drip validates "
+            "names and subjects itself, but upgrade to 3.11.10+ or 3.12.5+"
+        )
     settings = load_settings()
     broker = create_broker(make_redis(settings))
     dramatiq.set_broker(broker)

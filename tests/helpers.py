@@ -165,8 +165,7 @@ class System:
         try:
             yield built
         finally:
-            if built.worker is not None:
-                built.worker.stop()
+            built.stop_worker()
             built.broker.close()
             mailer.transport.close()  # type: ignore[attr-defined]
             engine.dispose()
@@ -228,6 +227,11 @@ class System:
         if self.worker is None:
             self.worker = dramatiq.Worker(self.broker, worker_threads=4, worker_timeout=100)
             self.worker.start()
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.stop()
+            self.worker = None
 
     def drain(self) -> None:
         """Wait until every queued message has been processed and acknowledged."""

@@ -107,3 +107,15 @@ def test_a_subscriber_name_cannot_add_headers(system: System) -> None:
             system.signup("eve@example.com", first_name=payload)
     system.drain()
     assert system.smtp.received == []
+
+
+def test_an_erased_or_bounced_address_is_not_mailed_by_signing_it_up_again(system: System) -> None:
+    system.signup("bob@example.com")
+    system.drain()
+    system.confirm("bob@example.com")
+    system.smtp.script("bob@example.com", "550 5.1.1 No such user")
+    system.drain()
+    system.clock.advance(timedelta(hours=1))
+    assert system.signup("bob@example.com") is None
+    system.drain()
+    assert len(system.smtp.to("bob@example.com")) == 1, "the confirmation only"

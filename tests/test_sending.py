@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from drip.db import transaction
 from drip.models import Delivery, DeliveryStatus, SubscriberStatus
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
+from drip.subscriptions import unsubscribe
 from drip.transports import SMTPTransport
 from tests.helpers import System
 
@@ -115,3 +116,45 @@ def test_a_confirmation_for_someone_already_confirmed_is_not_sent(system: System
     system.confirm("ana@example.com")
     assert send_delivery(system.mailer, delivery_id) is Outcome.CANCELLED
     assert system.smtp.received == []
+
+
+class _Exploding:
+    def render(self, *args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug in rendering")
+
+
+def test_a_delivery_that_cannot_be_composed_fails_once_and_for_all(system: System) -> None:
+    delivery_id = pending(system)
+    broken = dataclasses.replace(system.mailer, renderer=_Exploding())
+    assert send_delivery(broken, delivery_id) is Outcome.FAILED
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 1)
+    assert "a bug in rendering" in (delivery.last_error or "")
+    system.clock.advance(timedelta(days=1))
+    assert system.tick().requeued == []
+
+
+def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.broker.client.flushall()
+    welcome = only_delivery(system).id
+    renderer = system.mailer.renderer
+
+    class UnsubscribesWhileRendering:
+        def render(self, *args: object, **kwargs: object) -> object:
+            with transaction(system.sessions) as session:
+                unsubscribe(session, system.subscriber("ana@example.com").id, system.clock.now())
+            return renderer.render(*args, **kwargs)  # type: ignore[arg-type]
+
+    racing = dataclasses.replace(system.mailer, renderer=UnsubscribesWhileRendering())
+    assert send_delivery(racing, welcome) is Outcome.CANCELLED
+    assert len(system.smtp.received) == 1, "the confirmation only"
+
+
+def test_an_international_domain_is_stored_and_sent_in_ascii(system: System) -> None:
+    system.signup("Jürgen@Bücher.example.com".replace("Jürgen", "juergen"))
+    system.drain()
+    (received,) = system.smtp.received
+    assert received.rcpt_tos == ["juergen@xn--bcher-kva.example.com"]

@@ -175,3 +175,24 @@ def test_lessons_missed_during_an_outage_resume_one_a_day(system: System, start:
     assert [n for n, _ in lessons] == list(range(1, 11))
     assert len(set(days)) == len(days), "never two lessons on one day"
     assert days[2] == date(2026, 10, 29)
+
+
+def test_lessons_held_up_by_a_worker_outage_do_not_arrive_together(
+    system: System, start: datetime
+) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.drain()
+    system.stop_worker()
+    while system.clock.now() < start + timedelta(days=3, hours=3):  # scheduler runs, workers down
+        system.tick()
+        system.clock.advance(HALF_HOUR)
+    system.broker.client.flushall()
+
+    run_until(system, start + timedelta(days=14))
+
+    lessons = lessons_received(system, "ana@example.com")[1:]
+    assert [n for n, _ in lessons] == list(range(1, 11))
+    days = [when.date() for _, when in lessons]
+    assert len(set(days)) == len(days), "never two lessons on one day"

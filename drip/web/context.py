@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from drip.clock import Clock
-from drip.db import SessionFactory, transaction
+from drip.db import SessionFactory, reading, transaction
 from drip.scheduler import Enqueue
 from drip.settings import Settings
 from drip.signup import CONSENT_TEXT, Seen
@@ -30,6 +30,11 @@ class WebContext:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         with transaction(self.sessions) as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        with reading(self.sessions) as session:
             yield session
 
     def origin_allowed(self) -> bool:

@@ -23,7 +23,7 @@ PAUSE_DAYS = 7
 @bp.get("/unsubscribe/<token>")
 def page(token: str) -> str:
     web = ctx()
-    with web.transaction() as session:
+    with web.reading() as session:
         subscriber = session.get(Subscriber, _subscriber_id(token))
         return _page(token, subscriber)
 

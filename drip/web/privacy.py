@@ -67,7 +67,7 @@ def manage(token: str) -> str:
 def download(token: str) -> Response:
     web = ctx()
     email = _email(token)
-    with web.transaction() as session:
+    with web.reading() as session:
         data = export(session, email)
     return Response(
         json.dumps(data, indent=2, ensure_ascii=False),
@@ -94,7 +94,7 @@ def _email(token: str) -> str:
     """The address a privacy link is for; BadToken once it has been erased."""
     web = ctx()
     payload = web.tokens.read(PRIVACY, token, max_age=LINK_AGE)
-    with web.transaction() as session:
+    with web.reading() as session:
         subscriber = session.get(Subscriber, payload[0]) if len(payload) == 1 else None
         if subscriber is None:
             raise BadToken("this link is no longer valid")

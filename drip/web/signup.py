@@ -27,7 +27,7 @@ HONEYPOT = "website"
 @bp.get("/s/<slug>")
 def landing(slug: str = "") -> str:
     web = ctx()
-    with web.transaction() as session:
+    with web.reading() as session:
         sequence = find_sequence(session, slug)
         return render_template(
             "landing.html",
@@ -45,7 +45,7 @@ def landing(slug: str = "") -> str:
 def embed(slug: str = "") -> str:
     """The HTML snippet a writer pastes into their own site."""
     web = ctx()
-    with web.transaction() as session:
+    with web.reading() as session:
         sequence = find_sequence(session, slug)
         snippet = render_template(
             "embed_snippet.html",
@@ -103,8 +103,8 @@ def check_inbox() -> str:
 def confirm_page(token: str) -> str:
     web = ctx()
     subscriber_id, consent_id = _confirm_payload(token)
-    with web.transaction() as session:
-        pending_signup(session, subscriber_id, consent_id)
+    with web.reading() as session:
+        pending_signup(session, subscriber_id, consent_id, lock=False)
     return render_template("confirm.html", token=token)
 
 
