@@ -12,6 +12,7 @@ from functools import wraps
 from typing import Any
 
 import click
+from sqlalchemy.orm import Session
 
 from drip.clock import Clock, FixedClock, parse_instant
 from drip.errors import ConfigError, DripError
@@ -137,6 +138,60 @@ def tick(now: str | None) -> None:
     for delivery_id in result.requeued:
         click.echo(f"re-queued delivery {delivery_id}")
     click.echo(f"{len(result.issued)} queued, {len(result.requeued)} re-queued")
+
+
+@main.group()
+def admin() -> None:
+    """Admin accounts for /admin."""
+
+
+@admin.command("create")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_handles_errors
+def admin_create(email: str, password_stdin: bool) -> None:
+    """Create an admin who can log into /admin."""
+    from drip.admins import create_admin
+
+    password = _password(password_stdin)
+    with _session() as (session, clock):
+        created = create_admin(session, email, password, now=clock.now())
+        click.echo(f"created admin {created.email}")
+
+
+@admin.command("set-password")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@_handles_errors
+def admin_set_password(email: str, password_stdin: bool) -> None:
+    """Give an admin a new password."""
+    from drip.admins import set_password
+
+    password = _password(password_stdin)
+    with _session() as (session, _clock):
+        changed = set_password(session, email, password)
+        click.echo(f"password changed for {changed.email}")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
+
+
+@contextmanager
+def _session() -> Iterator[tuple[Session, Clock]]:
+    """One transaction on the configured database, for commands that change a few rows."""
+    from drip.db import make_session_factory, transaction
+    from drip.wiring import make_clock, make_engine
+
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            yield session, make_clock(settings)
+    finally:
+        engine.dispose()
 
 
 @contextmanager

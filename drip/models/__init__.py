@@ -1,5 +1,6 @@
 """The data model: one module per noun, re-exported here."""
 
+from drip.models.admin import Admin
 from drip.models.base import Base
 from drip.models.consent import ConsentRecord
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
@@ -8,6 +9,7 @@ from drip.models.subscriber import Subscriber, SubscriberStatus
 from drip.models.suppression import Suppression
 
 __all__ = [
+    "Admin",
     "Base",
     "ConsentRecord",
     "Delivery",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -10,8 +12,9 @@ from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
-from drip.web import api, errors, limits, manage, privacy, security, signup
+from drip.web import admin, api, errors, limits, manage, privacy, security, signup
 from drip.web.context import WebContext
+from drip.web.extensions import csrf
 
 
 def create_app(
@@ -36,7 +39,12 @@ def create_app(
         MAX_CONTENT_LENGTH=64 * 1024,
         SESSION_COOKIE_SECURE=https,
         SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SECURE=https,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         RATELIMIT_STORAGE_URI=limits.storage_uri(settings),
+        WTF_CSRF_CHECK_DEFAULT=False,
     )
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -50,11 +58,14 @@ def create_app(
         sessions=make_session_factory(engine),
         tokens=Tokens(settings.secret_key, clock),
         enqueue=enqueue,
+        renderer=wiring.make_renderer(settings),
     )
     limits.limiter.init_app(app)
+    csrf.init_app(app)
     CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp):
-        app.register_blueprint(blueprint)
+        app.register_blueprint(blueprint)  # signed tokens, origin checks and rate limits
+    admin.register(app)
     errors.register(app)
     security.register(app, https=https)
     return app

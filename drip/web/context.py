@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, reading, transaction
+from drip.rendering import Renderer
 from drip.scheduler import Enqueue
 from drip.settings import Settings
 from drip.signup import CONSENT_TEXT, Seen
@@ -26,6 +27,7 @@ class WebContext:
     sessions: SessionFactory
     tokens: Tokens
     enqueue: Enqueue
+    renderer: Renderer
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -1,0 +1,63 @@
+"""Admin accounts: creating them, changing passwords, checking a login.
+
+Passwords are hashed with Argon2id (argon2-cffi's defaults). A login for an unknown
+address still runs one hash verification, so the answer takes as long as for a wrong
+password and reveals nothing about which accounts exist.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.orm import Session
+
+from drip.errors import InvalidInput, NotFound
+from drip.models import Admin
+from drip.signup import normalise_email
+
+MIN_PASSWORD = 12
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+def check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise InvalidInput(f"password: at least {MIN_PASSWORD} characters", field="password")
+
+
+def create_admin(session: Session, email: str, password: str, *, now: datetime) -> Admin:
+    address = normalise_email(email)
+    check_password(password)
+    if session.scalar(sa.select(Admin.id).where(Admin.email == address)) is not None:
+        raise InvalidInput(f"an admin {address} already exists", field="email")
+    admin = Admin(email=address, password_hash=_hasher.hash(password), created_at=now)
+    session.add(admin)
+    session.flush()
+    return admin
+
+
+def set_password(session: Session, email: str, password: str) -> Admin:
+    check_password(password)
+    admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()))
+    if admin is None:
+        raise NotFound(f"no admin {email}")
+    admin.password_hash = _hasher.hash(password)
+    return admin
+
+
+def authenticate(session: Session, email: str, password: str, *, now: datetime) -> Admin | None:
+    """The admin whose email and password these are, or None (same cost either way)."""
+    admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()[:254]))
+    try:
+        _hasher.verify(admin.password_hash if admin else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if admin is None:
+        return None
+    if _hasher.check_needs_rehash(admin.password_hash):
+        admin.password_hash = _hasher.hash(password)
+    admin.last_login_at = now
+    return admin

@@ -1,0 +1,175 @@
+"""Editing a series: saving a template version (checked first), restoring one, comparing
+two, and changing steps.
+
+A save never changes a version: it adds one. Deliveries record the version they were
+rendered from, so an edit affects only emails not yet sent.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.errors import InvalidInput, NotFound, TemplateProblem
+from drip.models import Delivery, Sequence, Step, TemplateVersion
+from drip.rendering import LESSON_VARIABLES, PARTS, EmailTemplate, Renderer
+from drip.series_files import latest_version, version_template
+
+SAMPLE: dict[str, str | int] = {
+    "first_name": "Ada",
+    "series_name": "Sample series",
+    "sender_name": "Sample sender",
+    "lesson_number": 1,
+    "lesson_total": 10,
+}
+DISHONEST_PREFIXES = ("re:", "fwd:", "fw:")
+
+
+@dataclass(frozen=True)
+class StepRow:
+    step: Step
+    version: TemplateVersion | None
+
+
+def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
+    """Everything the worker would trip over, plus the mailbox providers' rules."""
+    if template.subject.strip().lower().startswith(DISHONEST_PREFIXES):
+        raise TemplateProblem(
+            "subject: must not pretend to be a reply or a forward", field="subject"
+        )
+    if not 20 <= len(template.preheader.strip()) <= 150:
+        raise TemplateProblem(
+            "preheader: write one sentence of 20 to 150 characters", field="preheader"
+        )
+    renderer.check(template, LESSON_VARIABLES, SAMPLE)
+
+
+def steps(session: Session, sequence: Sequence) -> list[StepRow]:
+    rows = session.scalars(
+        sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number)
+    )
+    return [StepRow(step, latest_version(session, step.id)) for step in rows]
+
+
+def save_version(
+    session: Session,
+    renderer: Renderer,
+    step_id: int,
+    template: EmailTemplate,
+    *,
+    author: str,
+    now: datetime,
+) -> TemplateVersion:
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    check_lesson(renderer, template)
+    version = TemplateVersion(
+        step_id=step.id,
+        subject=template.subject.strip(),
+        preheader=template.preheader.strip(),
+        body_html=template.body_html,
+        body_text=template.body_text,
+        created_at=now,
+        created_by=author,
+    )
+    session.add(version)
+    session.flush()
+    return version
+
+
+def restore(
+    session: Session, renderer: Renderer, version_id: int, *, author: str, now: datetime
+) -> TemplateVersion:
+    """Make an old version current again, as a new version (history stays linear)."""
+    old = session.get(TemplateVersion, version_id)
+    if old is None:
+        raise NotFound("no such version")
+    return save_version(
+        session, renderer, old.step_id, version_template(old), author=author, now=now
+    )
+
+
+def history(session: Session, step_id: int) -> list[TemplateVersion]:
+    return list(
+        session.scalars(
+            sa.select(TemplateVersion)
+            .where(TemplateVersion.step_id == step_id)
+            .order_by(TemplateVersion.id.desc())
+        )
+    )
+
+
+def diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, list[str]]]:
+    """A unified diff per part that changed."""
+    changes = []
+    for part in PARTS:
+        before = getattr(old, part).splitlines()
+        after = getattr(new, part).splitlines()
+        lines = list(
+            difflib.unified_diff(before, after, f"v{old.id}", f"v{new.id}", lineterm="", n=2)
+        )
+        if lines:
+            changes.append((part, lines))
+    return changes
+
+
+def set_day(session: Session, step_id: int, day: int) -> Step:
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    if step.number == 0 and day != 0:
+        raise InvalidInput("the welcome goes out on confirmation (day 0)", field="day_offset")
+    if not 0 <= day <= 365:
+        raise InvalidInput("day: 0 to 365", field="day_offset")
+    step.day_offset = day
+    return step
+
+
+def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime) -> Step:
+    """Append a lesson, one day after the last, starting as a copy of the last lesson."""
+    last = session.scalar(
+        sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number.desc()).limit(1)
+    )
+    if last is None:
+        raise InvalidInput("the series has no welcome step to build on")
+    step = Step(sequence_id=sequence.id, number=last.number + 1, day_offset=last.day_offset + 1)
+    session.add(step)
+    session.flush()
+    source = latest_version(session, last.id)
+    if source is not None:
+        session.add(
+            TemplateVersion(
+                step_id=step.id,
+                subject=f"{source.subject} (copy)",
+                preheader=source.preheader,
+                body_html=source.body_html,
+                body_text=source.body_text,
+                created_at=now,
+                created_by=author,
+            )
+        )
+    return step
+
+
+def remove_step(session: Session, step_id: int) -> None:
+    """Only the last step, and only while nobody has been sent it: the series' history
+    (who got which email) must stay intact."""
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    last = session.scalar(
+        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == step.sequence_id)
+    )
+    if step.number == 0 or step.number != last:
+        raise InvalidInput("only the last lesson can be removed")
+    if (
+        session.scalar(sa.select(Delivery.id).where(Delivery.step_id == step.id).limit(1))
+        is not None
+    ):
+        raise InvalidInput("this lesson has already been sent to someone; it cannot be removed")
+    session.delete(step)

@@ -1,0 +1,65 @@
+"""Logging in and out. Rate-limited per IP and per account; one message for every failure."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from flask import Blueprint, flash, redirect, render_template, request, session, url_for
+from flask_login import login_user, logout_user
+from werkzeug.wrappers import Response
+
+from drip.admins import authenticate
+from drip.web.admin import check_csrf
+from drip.web.admin.user import AdminUser
+from drip.web.context import ctx
+from drip.web.limits import limiter
+
+bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
+bp.before_request(check_csrf)
+SESSION_HOURS = 8
+LOGIN_LIMIT = "10 per 15 minutes"
+
+
+def _account_key() -> str:
+    return "login:" + request.form.get("email", "").strip().lower()[:254]
+
+
+@bp.get("/login")
+def login() -> str:
+    return render_template("admin/login.html", next=_safe_next())
+
+
+@bp.post("/login")
+@limiter.limit(LOGIN_LIMIT)
+@limiter.limit(LOGIN_LIMIT, key_func=_account_key)
+def login_post() -> Response | tuple[str, int]:
+    web = ctx()
+    with web.transaction() as db:
+        admin = authenticate(
+            db, request.form.get("email", ""), request.form.get("password", ""), now=web.clock.now()
+        )
+        user = AdminUser(admin.id, admin.email) if admin else None
+    if user is None:
+        flash("That email and password do not match an admin account.")
+        return render_template("admin/login.html", next=_safe_next()), 401
+    session.clear()
+    session.permanent = True
+    login_user(user, duration=timedelta(hours=SESSION_HOURS))
+    return redirect(_safe_next() or url_for("admin_dashboard.index"))
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    logout_user()
+    session.clear()
+    return redirect(url_for("admin_auth.login"))
+
+
+def _safe_next() -> str:
+    """Only a path inside /admin: never an open redirect."""
+    target = request.values.get("next", "")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/admin") or target.startswith("//"):
+        return ""
+    return target

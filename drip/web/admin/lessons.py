@@ -1,0 +1,184 @@
+"""The series editor: steps, lesson editor with live preview, versions, diff, restore.
+
+The preview renders in the worker's sandbox and is shown in a sandboxed iframe from a
+response with its own strict Content-Security-Policy, so markup an admin writes can
+never run script in the admin's origin.
+"""
+
+from __future__ import annotations
+
+from flask import Response, flash, jsonify, redirect, render_template, request, url_for
+from flask_login import current_user
+from markupsafe import escape
+from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response as BaseResponse
+
+from drip import lessons
+from drip.errors import DripError, InvalidInput, NotFound, TemplateProblem
+from drip.models import Sequence, Step, TemplateVersion
+from drip.rendering import LESSON_VARIABLES, EmailTemplate, Footer
+from drip.signup import find_sequence
+from drip.web.admin import protected
+from drip.web.context import ctx
+
+bp = protected("admin_lessons", __name__, "/admin")
+PREVIEW_CSP = (
+    "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
+    "frame-ancestors 'self'; sandbox"
+)
+SAMPLE_FOOTER = Footer(
+    reason="You are getting this because you signed up (this is a preview).",
+    unsubscribe_url="https://example.invalid/unsubscribe/preview",
+    postal_address="(your postal address)",
+    sender_name="(your name)",
+)
+
+
+@bp.get("/sequences/<slug>")
+def sequence(slug: str) -> str:
+    with ctx().reading() as session:
+        series = find_sequence(session, slug)
+        return render_template(
+            "admin/sequence.html", sequence=series, rows=lessons.steps(session, series)
+        )
+
+
+@bp.post("/sequences/<slug>/steps")
+def add_step(slug: str) -> BaseResponse:
+    web = ctx()
+    with web.transaction() as session:
+        series = find_sequence(session, slug)
+        step = lessons.add_step(session, series, author=current_user.email, now=web.clock.now())
+        flash(f"Added lesson {step.number}. Edit it before its day comes.")
+    return redirect(url_for(".sequence", slug=slug))
+
+
+@bp.post("/steps/<int:step_id>/day")
+def set_day(step_id: int) -> BaseResponse:
+    raw = request.form.get("day_offset", "")
+    with ctx().transaction() as session:
+        step = lessons.set_day(session, step_id, int(raw) if raw.isdigit() else -1)
+        slug = _slug(session, step)
+    return redirect(url_for(".sequence", slug=slug))
+
+
+@bp.post("/steps/<int:step_id>/delete")
+def remove_step(step_id: int) -> BaseResponse:
+    with ctx().transaction() as session:
+        step = session.get(Step, step_id)
+        if step is None:
+            raise NotFound("no such step")
+        slug = _slug(session, step)
+        lessons.remove_step(session, step_id)
+    return redirect(url_for(".sequence", slug=slug))
+
+
+@bp.get("/lessons/<int:step_id>")
+def editor(step_id: int) -> str:
+    with ctx().reading() as session:
+        return _editor(session, step_id, draft=None, error="")
+
+
+@bp.post("/lessons/<int:step_id>")
+def save(step_id: int) -> BaseResponse | tuple[str, int]:
+    web = ctx()
+    draft = _draft()
+    try:
+        with web.transaction() as session:
+            version = lessons.save_version(
+                session,
+                web.renderer,
+                step_id,
+                draft,
+                author=current_user.email,
+                now=web.clock.now(),
+            )
+            flash(f"Saved as version {version.id}. Emails not yet sent will use it.")
+    except (InvalidInput, TemplateProblem) as exc:
+        with web.reading() as session:
+            return _editor(session, step_id, draft=draft, error=str(exc)), 400
+    return redirect(url_for(".editor", step_id=step_id))
+
+
+@bp.post("/lessons/<int:step_id>/preview")
+def preview(step_id: int) -> Response:
+    try:
+        html = ctx().renderer.render(_draft(), lessons.SAMPLE, SAMPLE_FOOTER).html
+    except DripError as exc:
+        html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+@bp.post("/lessons/<int:step_id>/preview.json")
+def preview_json(step_id: int) -> Response:
+    web = ctx()
+    draft = _draft()
+    try:
+        lessons.check_lesson(web.renderer, draft)
+        rendered = web.renderer.render(draft, lessons.SAMPLE, SAMPLE_FOOTER)
+    except DripError as exc:
+        return jsonify(ok=False, error=str(exc))
+    return jsonify(ok=True, subject=rendered.subject, text=rendered.text)
+
+
+@bp.post("/versions/<int:version_id>/restore")
+def restore(version_id: int) -> BaseResponse:
+    web = ctx()
+    with web.transaction() as session:
+        version = lessons.restore(
+            session, web.renderer, version_id, author=current_user.email, now=web.clock.now()
+        )
+        flash(f"Restored as version {version.id}.")
+        step_id = version.step_id
+    return redirect(url_for(".editor", step_id=step_id))
+
+
+@bp.get("/lessons/<int:step_id>/diff")
+def diff(step_id: int) -> str:
+    with ctx().reading() as session:
+        old = session.get(TemplateVersion, request.args.get("a", type=int) or 0)
+        new = session.get(TemplateVersion, request.args.get("b", type=int) or 0)
+        if old is None or new is None or old.step_id != step_id or new.step_id != step_id:
+            raise NotFound("no such versions of this lesson")
+        return render_template(
+            "admin/diff.html", step_id=step_id, old=old, new=new, changes=lessons.diff(old, new)
+        )
+
+
+def _editor(session: Session, step_id: int, *, draft: EmailTemplate | None, error: str) -> str:
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    versions = lessons.history(session, step_id)
+    current = versions[0] if versions else None
+    shown = draft or (
+        EmailTemplate(current.subject, current.preheader, current.body_html, current.body_text)
+        if current
+        else EmailTemplate("", "", "", "")
+    )
+    return render_template(
+        "admin/editor.html",
+        step=step,
+        slug=_slug(session, step),
+        template=shown,
+        versions=versions,
+        error=error,
+        variables=sorted(LESSON_VARIABLES),
+    )
+
+
+def _draft() -> EmailTemplate:
+    form = request.form
+    return EmailTemplate(
+        subject=form.get("subject", ""),
+        preheader=form.get("preheader", ""),
+        body_html=form.get("body_html", ""),
+        body_text=form.get("body_text", ""),
+    )
+
+
+def _slug(session: Session, step: Step) -> str:
+    return session.get_one(Sequence, step.sequence_id).slug

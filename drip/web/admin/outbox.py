@@ -1,0 +1,80 @@
+"""/admin/outbox: the local Maildir, newest first, each message as the reader sees it."""
+
+from __future__ import annotations
+
+import mailbox
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default as default_policy
+from pathlib import Path
+
+from flask import Response, render_template
+
+from drip.errors import NotFound
+from drip.web.admin import protected
+from drip.web.admin.lessons import PREVIEW_CSP
+from drip.web.context import ctx
+
+bp = protected("admin_outbox", __name__, "/admin/outbox")
+SHOWN = 200
+
+
+@bp.get("/")
+def index() -> str:
+    box = _box()
+    entries = []
+    if box is not None:
+        keys = sorted(box.keys(), key=lambda k: _mtime(box, k), reverse=True)[:SHOWN]
+        entries = [(key, _message(box, key)) for key in keys]
+    return render_template("admin/outbox.html", entries=entries, enabled=box is not None)
+
+
+@bp.get("/<key>")
+def show(key: str) -> str:
+    msg = _message(_require_box(), key)
+    text = msg.get_body(("plain",))
+    return render_template(
+        "admin/message.html",
+        key=key,
+        msg=msg,
+        text=text.get_content() if text else "",
+        headers=list(msg.items()),
+    )
+
+
+@bp.get("/<key>/html")
+def html(key: str) -> Response:
+    part = _message(_require_box(), key).get_body(("html",))
+    response = Response(part.get_content() if part else "", mimetype="text/html")
+    response.headers["Content-Security-Policy"] = PREVIEW_CSP
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
+    return response
+
+
+def _box() -> mailbox.Maildir | None:
+    settings = ctx().settings
+    if not settings.mail_url.startswith("maildir:"):
+        return None
+    path = settings.mail_url.removeprefix("maildir:") or str(settings.outbox_dir)
+    return mailbox.Maildir(Path(path), create=True)
+
+
+def _require_box() -> mailbox.Maildir:
+    box = _box()
+    if box is None:
+        raise NotFound("the outbox exists only when mail goes to a local Maildir")
+    return box
+
+
+def _message(box: mailbox.Maildir, key: str) -> EmailMessage:
+    try:
+        raw = box.get_bytes(key)
+    except (KeyError, ValueError):
+        raise NotFound("no such message") from None
+    msg = message_from_bytes(raw, policy=default_policy)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def _mtime(box: mailbox.Maildir, key: str) -> float:
+    return box.get_message(key).get_date()

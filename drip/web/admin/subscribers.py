@@ -1,0 +1,78 @@
+"""Subscribers: the list (search, filters, keyset pages), one subscriber's timeline, and
+what an admin may do to them."""
+
+from __future__ import annotations
+
+from flask import flash, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from drip import directory
+from drip.errors import InvalidInput
+from drip.models import SubscriberStatus
+from drip.privacy import erase
+from drip.signup import find_sequence
+from drip.subscriptions import pause, resubscribe, unsubscribe
+from drip.web.admin import protected
+from drip.web.context import ctx
+
+bp = protected("admin_subscribers", __name__, "/admin/subscribers")
+
+
+@bp.get("/")
+def index() -> str:
+    args = request.args
+    with ctx().reading() as session:
+        sequence = find_sequence(session, args.get("series", ""))
+        query = directory.Query(
+            sequence_id=sequence.id,
+            search=args.get("q", "")[:254],
+            status=args.get("status", ""),
+            step=args.get("step", type=int),
+            before=args.get("before", type=int),
+        )
+        rows, next_before = directory.find(session, query)
+        return render_template(
+            "admin/subscribers.html",
+            sequence=sequence,
+            rows=rows,
+            query=query,
+            next_before=next_before,
+            statuses=[s.value for s in SubscriberStatus],
+        )
+
+
+@bp.get("/<int:subscriber_id>")
+def detail(subscriber_id: int) -> str:
+    with ctx().reading() as session:
+        return render_template(
+            "admin/subscriber.html", t=directory.timeline(session, subscriber_id)
+        )
+
+
+@bp.post("/<int:subscriber_id>/action")
+def act(subscriber_id: int) -> Response:
+    web = ctx()
+    action = request.form.get("action", "")
+    now = web.clock.now()
+    queued: list[int] = []
+    with web.transaction() as session:
+        if action == "pause":
+            pause(session, subscriber_id, now, days=7)
+        elif action == "resume":
+            resubscribe(session, subscriber_id, now)
+        elif action == "unsubscribe":
+            unsubscribe(session, subscriber_id, now)
+        elif action == "resend":
+            queued.append(
+                directory.resend(session, request.form.get("delivery", type=int) or 0, now=now)
+            )
+        elif action == "erase":
+            email = directory.timeline(session, subscriber_id).subscriber.email
+            erase(session, email, secret=web.settings.secret_key, now=now)
+            flash(f"Erased everything about {email}.")
+            return redirect(url_for(".index"))
+        else:
+            raise InvalidInput("unknown action")
+    web.enqueue(queued)
+    flash("Done.")
+    return redirect(url_for(".detail", subscriber_id=subscriber_id))

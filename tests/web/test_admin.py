@@ -1,0 +1,405 @@
+"""The admin through the Flask test client, with CSRF protection on."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+from flask.testing import FlaskClient
+
+from drip.admins import create_admin
+from drip.db import transaction
+from drip.models import (
+    Delivery,
+    DeliveryStatus,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+    TemplateVersion,
+)
+from drip.transports import MaildirTransport
+from drip.web import create_app
+from tests.helpers import System
+from tests.web.conftest import link, status_of
+
+PASSWORD = "correct horse battery staple"
+SSTI = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ config }}",
+    "{{ self.__init__.__globals__ }}",
+    "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+    "{{ request.environ }}",
+]
+
+
+def csrf_token(client: FlaskClient, path: str = "/admin/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def log_in(client: FlaskClient, email: str = "writer@example.com", password: str = PASSWORD) -> int:
+    token = csrf_token(client)
+    return client.post(
+        "/admin/login", data={"email": email, "password": password, "csrf_token": token}
+    ).status_code
+
+
+@pytest.fixture
+def writer(system: System) -> str:
+    with transaction(system.sessions) as session:
+        create_admin(session, "writer@example.com", PASSWORD, now=system.clock.now())
+    return "writer@example.com"
+
+
+@pytest.fixture
+def admin(client: FlaskClient, writer: str) -> FlaskClient:
+    assert log_in(client) == 302
+    return client
+
+
+def post(
+    client: FlaskClient, path: str, data: dict[str, object] | None = None, *, page: str = "/admin/"
+):
+    return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client, page)})
+
+
+def test_every_admin_page_refuses_anonymous_visitors(app: Flask) -> None:
+    client = app.test_client()
+    rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/admin")]
+    assert len(rules) > 10
+    for rule in rules:
+        if rule.endpoint.startswith("admin_auth."):
+            continue
+        path = re.sub(r"<(?:int:)?(\w+)>", "1", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(path, method=method)
+            assert response.status_code in (302, 401), (method, path)
+            if response.status_code == 302:
+                assert response.headers["Location"].startswith("/admin/login")
+        assert client.get(path, headers={"Accept": "application/json"}).status_code in (401, 405)
+
+
+def test_every_state_changing_admin_route_needs_a_csrf_token(
+    app: Flask, admin: FlaskClient
+) -> None:
+    rules = [
+        r for r in app.url_map.iter_rules() if r.rule.startswith("/admin") and "POST" in r.methods
+    ]
+    assert len(rules) >= 8
+    for rule in rules:
+        path = re.sub(r"<(?:int:)?(\w+)>", "1", rule.rule)
+        response = admin.post(path, data={"action": "pause"})
+        assert response.status_code == 400, path
+        assert "CSRF" in response.get_data(as_text=True), path
+
+
+def test_login_fails_the_same_way_for_a_wrong_password_and_an_unknown_account(
+    client: FlaskClient, writer: str
+) -> None:
+    wrong = client.post(
+        "/admin/login",
+        data={"email": writer, "password": "nope" * 4, "csrf_token": csrf_token(client)},
+    )
+    unknown = client.post(
+        "/admin/login",
+        data={
+            "email": "nobody@example.com",
+            "password": "nope" * 4,
+            "csrf_token": csrf_token(client),
+        },
+    )
+    assert wrong.status_code == unknown.status_code == 401
+    assert wrong.get_data() == unknown.get_data()
+    assert client.get("/admin/").status_code == 302
+
+
+def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
+    client: FlaskClient, writer: str
+) -> None:
+    token = csrf_token(client)
+    response = client.post(
+        "/admin/login", data={"email": writer, "password": PASSWORD, "csrf_token": token}
+    )
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+    assert client.get("/admin/").status_code == 200
+    assert post(client, "/admin/logout").status_code == 302
+    assert client.get("/admin/").status_code == 302
+
+
+def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
+    codes = []
+    for n in range(11):
+        client = app.test_client()
+        codes.append(
+            client.post(
+                "/admin/login",
+                data={"email": writer, "password": "wrong" * 3, "csrf_token": csrf_token(client)},
+                environ_base={"REMOTE_ADDR": f"10.1.0.{n}"},
+            ).status_code
+        )
+    assert codes == [401] * 10 + [429]
+
+
+def test_the_next_parameter_cannot_redirect_off_site(client: FlaskClient, writer: str) -> None:
+    token = csrf_token(client)
+    response = client.post(
+        "/admin/login",
+        data={
+            "email": writer,
+            "password": PASSWORD,
+            "csrf_token": token,
+            "next": "https://evil.example/",
+        },
+    )
+    assert response.headers["Location"] == "/admin/"
+
+
+def test_the_dashboard_shows_the_series_in_numbers_and_charts(
+    admin: FlaskClient, system: System
+) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.drain()
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert page.count("<svg") == 3
+    assert "Calm Back, Calm Mind" in page
+    assert "100%" in page, "one signup, confirmed"
+
+
+@pytest.fixture
+def lesson_1(system: System) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(Step.id).where(Step.number == 1)) or 0
+
+
+def versions(system: System, step_id: int) -> list[TemplateVersion]:
+    with transaction(system.sessions) as session:
+        return list(
+            session.scalars(sa.select(TemplateVersion).where(TemplateVersion.step_id == step_id))
+        )
+
+
+def edit(step_id: int, **changes: str) -> dict[str, str]:
+    base = {
+        "subject": "Why stress settles in your back",
+        "preheader": "A short lesson on how tension and worry feed each other.",
+        "body_html": "<p>Hi {{ first_name or 'there' }},</p><p>Lesson {{ lesson_number }}.</p>",
+        "body_text": "Hi {{ first_name or 'there' }},\n\nLesson {{ lesson_number }}.",
+    }
+    return {**base, **changes}
+
+
+def test_saving_a_lesson_adds_a_version_by_its_author(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    before = len(versions(system, lesson_1))
+    response = post(
+        admin, f"/admin/lessons/{lesson_1}", edit(lesson_1), page=f"/admin/lessons/{lesson_1}"
+    )
+    assert response.status_code == 302
+    saved = versions(system, lesson_1)
+    assert len(saved) == before + 1
+    assert saved[-1].created_by == "writer@example.com"
+    page = admin.get(f"/admin/lessons/{lesson_1}").get_data(as_text=True)
+    assert "Lesson {{ lesson_number }}." in page.replace("&#39;", "'") or "lesson_number" in page
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"body_html": "<p>{% if %}</p>"}, "line 1"),
+        ({"body_text": "line one\n{{ unknown_thing }}"}, "unknown variable"),
+        ({"subject": "Re: your back"}, "reply or a forward"),
+        ({"preheader": "short"}, "preheader"),
+        *[({"body_html": payload}, "") for payload in SSTI],
+    ],
+)
+def test_a_lesson_that_would_fail_in_the_worker_is_not_saved(
+    admin: FlaskClient, system: System, lesson_1: int, changes: dict[str, str], message: str
+) -> None:
+    before = len(versions(system, lesson_1))
+    response = post(
+        admin,
+        f"/admin/lessons/{lesson_1}",
+        edit(lesson_1, **changes),
+        page=f"/admin/lessons/{lesson_1}",
+    )
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert message in body
+    assert system.settings.secret_key not in body
+    assert len(versions(system, lesson_1)) == before
+
+
+def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_1: int) -> None:
+    page = f"/admin/lessons/{lesson_1}"
+    html = post(admin, f"{page}/preview", edit(lesson_1), page=page)
+    assert "Lesson 1." in html.get_data(as_text=True)
+    assert "sandbox" in html.headers["Content-Security-Policy"]
+    assert "script-src" not in html.headers["Content-Security-Policy"]
+    parts = post(admin, f"{page}/preview.json", edit(lesson_1), page=page).get_json()
+    assert parts["ok"] and parts["text"].startswith("A short lesson")
+    broken = post(
+        admin, f"{page}/preview.json", edit(lesson_1, body_html="{{ config }}"), page=page
+    ).get_json()
+    assert not broken["ok"] and "config" in broken["error"]
+    assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
+
+
+def test_an_old_version_can_be_compared_and_restored(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    page = f"/admin/lessons/{lesson_1}"
+    original = versions(system, lesson_1)[-1]
+    post(admin, page, edit(lesson_1, subject="A new subject line"), page=page)
+    current = versions(system, lesson_1)[-1]
+    diff = admin.get(f"{page}/diff?a={original.id}&b={current.id}").get_data(as_text=True)
+    assert "+A new subject line" in diff
+    post(admin, f"/admin/versions/{original.id}/restore", page=page)
+    restored = versions(system, lesson_1)[-1]
+    assert restored.id > current.id
+    assert restored.subject == original.subject
+
+
+def test_an_edit_reaches_only_emails_not_yet_sent(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.drain()
+    page = f"/admin/lessons/{lesson_1}"
+    post(admin, page, edit(lesson_1, subject="The edited lesson one"), page=page)
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+    assert system.smtp.to("ana@example.com")[-1]["Subject"] == "The edited lesson one"
+    with transaction(system.sessions) as session:
+        sent = session.scalars(sa.select(Delivery).where(Delivery.step_id == lesson_1)).one()
+    assert sent.template_version_id == versions(system, lesson_1)[-1].id
+
+
+def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
+    admin: FlaskClient, system: System
+) -> None:
+    page = "/admin/sequences/feel-better"
+    assert "Why stress settles in your back" in admin.get(page).get_data(as_text=True)
+    post(admin, f"{page}/steps", page=page)
+    with transaction(system.sessions) as session:
+        new = session.scalars(sa.select(Step).order_by(Step.number.desc()).limit(1)).one()
+        lesson_2 = session.scalar(sa.select(Step.id).where(Step.number == 2))
+    assert (new.number, new.day_offset) == (11, 11)
+    assert (
+        post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": "4"}, page=page).status_code
+        == 302
+    )
+    assert (
+        post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": "x"}, page=page).status_code
+        == 400
+    )
+    assert post(admin, f"/admin/steps/{lesson_2}/delete", page=page).status_code == 400
+    assert post(admin, f"/admin/steps/{new.id}/delete", page=page).status_code == 302
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.max(Step.number))) == 10
+        assert session.get_one(Step, lesson_2).day_offset == 4
+
+
+@pytest.fixture
+def readers(system: System) -> list[str]:
+    addresses = [f"reader{n:03d}@example.com" for n in range(60)]
+    for address in addresses:
+        system.signup(address, first_name="Zed" if address.endswith("7@example.com") else "")
+    system.drain()
+    return addresses
+
+
+def test_the_subscriber_list_searches_filters_and_pages(
+    admin: FlaskClient, readers: list[str]
+) -> None:
+    first = admin.get("/admin/subscribers/").get_data(as_text=True)
+    assert first.count("@example.com</a>") == 50
+    assert "reader059@example.com" in first and "reader009@example.com" not in first
+    more = re.search(r'href="(/admin/subscribers/\?[^"]*before=\d+)"', first)
+    assert more
+    second = admin.get(more.group(1).replace("&amp;", "&")).get_data(as_text=True)
+    assert second.count("@example.com</a>") == 10
+    assert "reader000@example.com" in second
+    found = admin.get("/admin/subscribers/?q=reader042@").get_data(as_text=True)
+    assert found.count("@example.com</a>") == 1
+    named = admin.get("/admin/subscribers/?q=zed").get_data(as_text=True)
+    assert named.count("@example.com</a>") == 6
+    assert (
+        admin.get("/admin/subscribers/?status=active")
+        .get_data(as_text=True)
+        .count("@example.com</a>")
+        == 0
+    )
+    assert admin.get("/admin/subscribers/?status=nonsense").status_code == 400
+
+
+def test_an_admin_can_see_and_act_on_one_subscriber(
+    admin: FlaskClient, system: System, client: FlaskClient
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    system.drain()
+    ana = system.subscriber("ana@example.com")
+    page = f"/admin/subscribers/{ana.id}"
+    detail = admin.get(page).get_data(as_text=True)
+    assert "By signing up" in detail and "welcome" in detail
+    post(admin, f"{page}/action", {"action": "unsubscribe"}, page=page)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+    post(admin, f"{page}/action", {"action": "resume"}, page=page)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    post(admin, f"{page}/action", {"action": "erase"}, page=page)
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 0
+
+
+def test_a_failed_email_can_be_sent_again(admin: FlaskClient, system: System) -> None:
+    system.signup("bob@example.com")
+    system.smtp.script("bob@example.com", "554 5.7.1 Rejected for policy reasons")
+    system.drain()
+    with transaction(system.sessions) as session:
+        failed = session.scalars(sa.select(Delivery)).one()
+    assert failed.status == DeliveryStatus.FAILED
+    page = f"/admin/subscribers/{failed.subscriber_id}"
+    post(admin, f"{page}/action", {"action": "resend", "delivery": str(failed.id)}, page=page)
+    system.drain()
+    assert len(system.smtp.to("bob@example.com")) == 1
+
+
+@pytest.fixture
+def maildir_app(system: System) -> Iterator[Flask]:
+    settings = dataclasses.replace(system.settings, mail_url="maildir:")
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    yield app
+    app.extensions["drip"].engine.dispose()
+
+
+def test_the_outbox_shows_local_mail_as_the_reader_sees_it(
+    maildir_app: Flask, system: System, writer: str
+) -> None:
+    outbox = MaildirTransport(system.settings.outbox_dir)
+    system.signup("ana@example.com")
+    system.drain()
+    outbox.send(system.smtp.received[0].message, mail_from="", rcpt_to="ana@example.com")
+    client = maildir_app.test_client()
+    assert log_in(client) == 302
+    listing = client.get("/admin/outbox/").get_data(as_text=True)
+    key = re.search(r'href="/admin/outbox/([^"]+)"', listing)
+    assert key and "Please confirm your subscription" in listing
+    shown = client.get(f"/admin/outbox/{key.group(1)}").get_data(as_text=True)
+    assert "List-Unsubscribe" in shown and "sandbox" in shown
+    html = client.get(f"/admin/outbox/{key.group(1)}/html")
+    assert "sandbox" in html.headers["Content-Security-Policy"]
+    assert client.get("/admin/outbox/nope").status_code == 404
