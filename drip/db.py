@@ -67,6 +67,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
 
@@ -102,3 +103,17 @@ A plain FOR UPDATE on a subscriber also blocks the KEY SHARE lock that PostgreSQ
 foreign-key check takes when a worker updates one of that subscriber's deliveries, and
 the two transactions deadlock; FOR NO KEY UPDATE does not. SQLite ignores both.
 """
+
+
+def scrub(engine: Engine) -> None:
+    """After an erasure on SQLite: fold the write-ahead log into the database file and
+    empty it, so erased rows survive in neither. PostgreSQL reclaims dead rows itself.
+
+    The checkpoint runs on the raw connection, outside any transaction (SQLite refuses
+    it inside one)."""
+    if engine.dialect.name != "sqlite":
+        return
+    with engine.connect() as connection:
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()

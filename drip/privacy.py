@@ -91,7 +91,11 @@ def export(session: Session, email: str) -> dict[str, Any]:
 
 
 def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
-    """Delete every row about `email` and keep only its keyed hash; returns rows deleted."""
+    """Delete every row about `email` and keep only its keyed hash; returns rows deleted.
+
+    On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
+    the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
+    """
     subscriptions = subscriptions_of(session, email)
     for subscriber in subscriptions:
         session.delete(subscriber)
@@ -104,11 +108,17 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
 
 
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
-    """Delete signups that were never confirmed within `older_than` (GDPR storage limitation)."""
+    """Delete signups not confirmed within `older_than` of their latest signup (GDPR
+    storage limitation); someone who comes back after unsubscribing starts a new clock."""
+    cutoff = now - older_than
+    recent_consent = sa.exists().where(
+        ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.created_at > cutoff
+    )
     result = session.execute(
         sa.delete(Subscriber).where(
             Subscriber.status == SubscriberStatus.PENDING,
-            Subscriber.created_at <= now - older_than,
+            Subscriber.created_at <= cutoff,
+            ~recent_consent,
         )
     )
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

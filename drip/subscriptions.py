@@ -38,7 +38,7 @@ def resubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None or subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         return subscriber
-    if subscriber.confirmed_at is None:
+    if subscriber.confirmed_at is None or _too_late_to_undo(subscriber, now):
         return subscriber
     steps = steps_of(session, subscriber.sequence_id)
     subscriber.status = SubscriberStatus.ACTIVE
@@ -50,6 +50,23 @@ def resubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
         return subscriber
     subscriber.next_send_at = _next_local_morning(subscriber, now)
     return subscriber
+
+
+UNDO_WINDOW = timedelta(days=30)
+
+
+def can_undo(subscriber: Subscriber, now: datetime) -> bool:
+    """An unsubscribe can be undone from the same link for 30 days; after that a
+    comeback needs a fresh signup (and a fresh confirmation)."""
+    return (
+        subscriber.status == SubscriberStatus.UNSUBSCRIBED
+        and subscriber.confirmed_at is not None
+        and not _too_late_to_undo(subscriber, now)
+    )
+
+
+def _too_late_to_undo(subscriber: Subscriber, now: datetime) -> bool:
+    return subscriber.ended_at is not None and now - subscriber.ended_at > UNDO_WINDOW
 
 
 def set_send_hour(session: Session, subscriber_id: int, hour: int, now: datetime) -> Subscriber:

@@ -22,10 +22,13 @@ OPENAPI = Path(__file__).with_name("openapi.json")
 @limiter.limit(lambda: ctx().settings.signup_limit)
 @limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
 def create_subscriber() -> tuple[Response, int]:
-    data = request.get_json(silent=True)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        data = None
     if not isinstance(data, dict):
         raise InvalidInput("expected a JSON object")
-    values = {name: data.get(name) or "" for name in FIELDS}
+    values = {name: data.get(name, "") for name in FIELDS}
     if not all(isinstance(v, str) for v in values.values()):
         raise InvalidInput("every field must be a string")
     web = ctx()

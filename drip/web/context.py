@@ -41,9 +41,19 @@ class WebContext:
 
     def origin_allowed(self) -> bool:
         """A browser names the page's origin on a cross-site POST; no Origin (curl, an
-        old browser) is allowed, a foreign one is not."""
+        old browser) is allowed, a foreign one is not, and "null" only when the browser
+        says the post came from drip's own page."""
         origin = request.headers.get("Origin")
+        if origin == "null":
+            return request.headers.get("Sec-Fetch-Site") == "same-origin"
         return origin is None or origin in self.settings.allowed_origins
+
+    def same_site(self) -> bool:
+        """Did the request come from one of drip's own pages?"""
+        own = self.settings.base_url.split("/", 3)[:3]
+        return request.headers.get("Sec-Fetch-Site") == "same-origin" or (
+            request.headers.get("Origin", "") == "/".join(own)
+        )
 
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec

@@ -10,6 +10,7 @@ from flask import request
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
+from drip.errors import DripError
 from drip.settings import Settings
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True, strategy="fixed-window")
@@ -27,7 +28,28 @@ def storage_uri(settings: Settings) -> str:
 
 
 def address_key() -> str:
-    """The address a signup or privacy request is about, as the form or JSON gives it."""
-    data = request.get_json(silent=True) if request.is_json else request.form
-    raw = data.get("email") if isinstance(data, dict) else None
-    return "address:" + (raw.strip().lower()[:254] if isinstance(raw, str) else "")
+    """The address a signup or privacy request is about, normalised the way signup does
+    it (so look-alike spellings share one counter) and keyed-hashed (so Redis never
+    holds the address itself)."""
+    from drip.privacy import email_hash
+    from drip.signup import normalise_email
+    from drip.web.context import ctx
+
+    raw = request_json_or_form().get("email")
+    text = raw if isinstance(raw, str) else ""
+    try:
+        address = normalise_email(text)
+    except DripError:
+        address = text.strip().lower()[:254]
+    return "address:" + email_hash(ctx().settings.secret_key, address)[:32]
+
+
+def request_json_or_form() -> dict[str, object]:
+    """The request's fields, from JSON or a form; empty when the body is not usable."""
+    if not request.is_json:
+        return dict(request.form)
+    try:
+        data = request.get_json(silent=True)
+    except RecursionError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, render_template, request
 
 from drip.errors import BadToken, InvalidInput
 from drip.models import Subscriber, SubscriberStatus
-from drip.subscriptions import pause, resubscribe, set_send_hour, unsubscribe
+from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, unsubscribe
 from drip.tokens import UNSUBSCRIBE
 from drip.web.context import ctx
 
@@ -68,9 +68,7 @@ def _page(token: str, subscriber: Subscriber | None, *, notice: str = "") -> str
         token=token,
         subscriber=subscriber,
         active=subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE,
-        can_undo=subscriber is not None
-        and subscriber.status == SubscriberStatus.UNSUBSCRIBED
-        and subscriber.confirmed_at is not None,
+        can_undo=subscriber is not None and can_undo(subscriber, ctx().clock.now()),
         notice=notice,
         hours=range(24),
     )
@@ -78,7 +76,7 @@ def _page(token: str, subscriber: Subscriber | None, *, notice: str = "") -> str
 
 def _hour() -> int:
     raw = request.form.get("send_hour", "")
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
     return int(raw)
 

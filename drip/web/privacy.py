@@ -13,6 +13,7 @@ from datetime import timedelta
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from drip.db import scrub
 from drip.errors import BadToken
 from drip.models import Subscriber
 from drip.privacy import erase, export, request_link
@@ -82,6 +83,7 @@ def erase_everything(token: str) -> str:
     email = _email(token)
     with web.transaction() as session:
         erase(session, email, secret=web.settings.secret_key, now=web.clock.now())
+    scrub(web.engine)
     return render_template(
         "message.html",
         title="Erased",

@@ -8,7 +8,7 @@ link changes nothing on GET (mail scanners open every link); its page's button P
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request
+from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from drip.errors import BadToken
@@ -65,8 +65,9 @@ def embed(slug: str = "") -> str:
 @limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
 def subscribe_form() -> Response:
     web = ctx()
+    thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
     if request.form.get(HONEYPOT) or not web.origin_allowed():
-        return redirect(web.settings.thanks_url, code=303)
+        return redirect(thanks, code=303)
     timezone = next((tz for tz in request.form.getlist("timezone") if tz.strip()), "")
     with web.transaction() as session:
         sequence = find_sequence(session, request.form.get("sequence", ""))
@@ -86,7 +87,7 @@ def subscribe_form() -> Response:
             default_timezone=web.settings.default_timezone,
         )
     web.enqueue([delivery_id] if delivery_id else [])
-    return redirect(web.settings.thanks_url, code=303)
+    return redirect(thanks, code=303)
 
 
 @bp.get("/check-inbox")

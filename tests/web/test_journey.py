@@ -7,6 +7,7 @@ import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -181,7 +182,12 @@ def test_the_api_is_described_by_an_openapi_file(client: FlaskClient) -> None:
 @pytest.fixture
 def ana(client: FlaskClient, system: System) -> Iterator[str]:
     """Ana, confirmed; her page's path (the unsubscribe link of her welcome email)."""
-    client.post("/subscribe", data={"email": "ana@example.com", "timezone": "Europe/Berlin"})
+    client.post(
+        "/subscribe",
+        data={"email": "ana@example.com", "timezone": "Europe/Berlin", "first_name": "Ana Tester"},
+        headers={"User-Agent": "test-browser/1.0"},
+        environ_base={"REMOTE_ADDR": "203.0.113.7"},
+    )
     client.post(link(system, "ana@example.com", "confirm"))
     yield link(system, "ana@example.com", "unsubscribe")
 
@@ -246,7 +252,7 @@ def test_pages_send_security_headers(client: FlaskClient) -> None:
         assert "unsafe-inline" not in headers["Content-Security-Policy"]
         assert headers["X-Content-Type-Options"] == "nosniff"
         assert headers["X-Frame-Options"] == "DENY"
-        assert headers["Referrer-Policy"] == "no-referrer"
+        assert headers["Referrer-Policy"] == "same-origin"
         assert headers["Strict-Transport-Security"]
 
 
@@ -299,11 +305,18 @@ def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
     manage = link(system, "ana@example.com", "privacy")
     assert client.post(f"{manage}/erase").status_code == 200
 
+    traces = ("ana@example.com", "Ana Tester", "test-browser/1.0", "203.0.113.7")
     with transaction(system.sessions) as session:
         for table in Base.metadata.sorted_tables:
             for row in session.execute(sa.select(table)).all():
-                assert "ana@example.com" not in repr(tuple(row)).lower(), table.name
+                for trace in traces:
+                    assert trace.lower() not in repr(tuple(row)).lower(), (table.name, trace)
         hashes = session.scalars(sa.select(Suppression.email_hash)).all()
+    if system.settings.database_url.startswith("sqlite"):
+        database = system.settings.database_url.removeprefix("sqlite:///")
+        for path in (Path(database), Path(database + "-wal")):
+            if path.exists():
+                assert b"ana@example.com" not in path.read_bytes(), path
     assert hashes == [email_hash(system.settings.secret_key, "ana@example.com")]
     assert client.get(manage).status_code == 400, "the link dies with the data"
 
@@ -334,3 +347,102 @@ def test_signups_never_confirmed_are_deleted_after_thirty_days(
     assert system.tick().purged == 1
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Subscriber.email)).all() == ["new@example.com"]
+
+
+def test_a_browser_post_from_the_landing_page_is_accepted(
+    client: FlaskClient, system: System
+) -> None:
+    """Browsers send Origin: null under a no-referrer policy; the landing page must not
+    have one, and a same-origin post that still says null is recognised as ours."""
+    assert client.get("/").headers["Referrer-Policy"] == "same-origin"
+    client.post(
+        "/subscribe",
+        data={"email": "ana@example.com"},
+        headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+    )
+    client.post("/subscribe", data={"email": "bob@example.com"}, headers={"Origin": "null"})
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
+
+
+def test_pages_with_a_token_in_the_url_leak_no_referrer_and_are_not_cached(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    response = client.get(ana)
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_the_writers_thank_you_page_is_used_for_their_site_only(system: System) -> None:
+    settings = dataclasses.replace(
+        system.settings,
+        allowed_origins=system.settings.allowed_origins | {BLOG},
+        thanks_url=f"{BLOG}/thanks",
+    )
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    try:
+        client = app.test_client()
+        own = client.post(
+            "/subscribe", data={"email": "a@example.com"}, headers={"Sec-Fetch-Site": "same-origin"}
+        )
+        assert own.headers["Location"] == "/check-inbox", "the landing page's CSP allows no other"
+        theirs = client.post(
+            "/subscribe", data={"email": "b@example.com"}, headers={"Origin": BLOG}
+        )
+        assert theirs.headers["Location"] == f"{BLOG}/thanks"
+    finally:
+        app.extensions["drip"].engine.dispose()
+
+
+def test_look_alike_spellings_of_one_address_share_its_rate_limit(
+    app: Flask, system: System
+) -> None:
+    spellings = [
+        "victim@example.com",
+        "Victim@Example.com",
+        " victim@EXAMPLE.com ",
+        "victim@\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45.com",
+        "VICTIM@example.COM",
+    ]
+    answers = [
+        app.test_client()
+        .post("/subscribe", data={"email": spelling}, environ_base={"REMOTE_ADDR": f"10.2.0.{n}"})
+        .status_code
+        for n, spelling in enumerate(spellings)
+    ]
+    assert answers == [303, 303, 303, 429, 429]
+    keys = [k.decode() for k in system.broker.client.keys("*address*")]
+    assert keys and not any("victim" in k for k in keys), "counters never hold the address"
+
+
+def test_a_returning_subscriber_is_not_purged_by_their_first_signups_age(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post(ana)
+    system.clock.advance(timedelta(days=40))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    assert system.tick().purged == 0
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_an_unsubscribe_can_be_undone_for_thirty_days_only(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post(ana)
+    system.clock.advance(timedelta(days=31))
+    token = ana.rsplit("/", 1)[1]
+    page = client.post(f"/resubscribe/{token}").get_data(as_text=True)
+    assert "Undo" not in page
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_odd_preference_values_are_refused_not_errors(client: FlaskClient, ana: str) -> None:
+    token = ana.rsplit("/", 1)[1]
+    for value in ("\u00b2", "-1", "", "8.5", "\u0668"):
+        response = client.post(f"/preferences/{token}", data={"action": "hour", "send_hour": value})
+        assert response.status_code == 400, value
+    deep = "[" * 5000
+    assert (
+        client.post("/api/v1/subscribers", data=deep, content_type="application/json").status_code
+        == 400
+    )

@@ -57,7 +57,9 @@ def add_step(slug: str) -> BaseResponse:
 def set_day(step_id: int) -> BaseResponse:
     raw = request.form.get("day_offset", "")
     with ctx().transaction() as session:
-        step = lessons.set_day(session, step_id, int(raw) if raw.isdigit() else -1)
+        step = lessons.set_day(
+            session, step_id, int(raw) if raw.isascii() and raw.isdigit() else -1
+        )
         slug = _slug(session, step)
     return redirect(url_for(".sequence", slug=slug))
 

@@ -7,6 +7,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from drip import directory
+from drip.db import scrub
 from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase
@@ -69,10 +70,12 @@ def act(subscriber_id: int) -> Response:
         elif action == "erase":
             email = directory.timeline(session, subscriber_id).subscriber.email
             erase(session, email, secret=web.settings.secret_key, now=now)
-            flash(f"Erased everything about {email}.")
-            return redirect(url_for(".index"))
         else:
             raise InvalidInput("unknown action")
+    if action == "erase":
+        scrub(web.engine)
+        flash("Erased everything about that subscriber.")
+        return redirect(url_for(".index"))
     web.enqueue(queued)
     flash("Done.")
     return redirect(url_for(".detail", subscriber_id=subscriber_id))

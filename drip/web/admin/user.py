@@ -20,7 +20,7 @@ class AdminUser(UserMixin):
 
 
 def load_admin(user_id: str) -> AdminUser | None:
-    if not user_id.isdigit():
+    if not (user_id.isascii() and user_id.isdigit()):
         return None
     with ctx().reading() as session:
         admin = session.get(Admin, int(user_id))
