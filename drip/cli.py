@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import wraps
+from pathlib import Path
 from typing import Any
 
 import click
@@ -138,6 +139,111 @@ def tick(now: str | None) -> None:
     for delivery_id in result.requeued:
         click.echo(f"re-queued delivery {delivery_id}")
     click.echo(f"{len(result.issued)} queued, {len(result.requeued)} re-queued")
+
+
+@main.group()
+def lessons() -> None:
+    """The series as files, to keep in git."""
+
+
+@lessons.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--series", default="", help="Series slug (the first one by default).")
+@_handles_errors
+def lessons_export(directory: Path, series: str) -> None:
+    """Write the series' current lessons into DIRECTORY."""
+    from drip.series_files import export_series
+    from drip.signup import find_sequence
+
+    with _session() as (session, _clock):
+        written = export_series(session, find_sequence(session, series), directory)
+    click.echo(f"wrote {len(written)} files into {directory}")
+
+
+@lessons.command("load")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@_handles_errors
+def lessons_load(directory: Path) -> None:
+    """Load a series from DIRECTORY: changed lessons become new versions; nothing is
+    overwritten or deleted. Every template is checked first; one bad file loads nothing."""
+    from drip.bootstrap import check_series
+    from drip.series_files import install_series, read_series
+    from drip.wiring import make_renderer
+
+    settings = _settings()
+    series = read_series(directory)
+    check_series(make_renderer(settings), series, settings)
+    with _session() as (session, clock):
+        before = _version_count(session)
+        install_series(session, series, now=clock.now(), author=f"drip lessons load {directory}")
+        added = _version_count(session) - before
+    click.echo(f"loaded {series.name!r}: {added} new lesson version(s)")
+
+
+def _version_count(session: Session) -> int:
+    import sqlalchemy as sa
+
+    from drip.models import TemplateVersion
+
+    return session.scalar(sa.select(sa.func.count()).select_from(TemplateVersion)) or 0
+
+
+@main.group()
+def subscribers() -> None:
+    """Subscribers as CSV files."""
+
+
+@subscribers.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--series", default="", help="Series slug (the first one by default).")
+@_handles_errors
+def subscribers_export(file: Path, series: str) -> None:
+    """Write every subscriber of the series to FILE (CSV)."""
+    from drip.csvio import export_rows, write_csv
+    from drip.signup import find_sequence
+
+    with _session() as (session, _clock), file.open("w", newline="") as out:
+        write_csv(export_rows(session, find_sequence(session, series).id), out)
+    click.echo(f"wrote {file}")
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--series", default="", help="Series slug (the first one by default).")
+@_handles_errors
+def subscribers_import(file: Path, series: str) -> None:
+    """Import subscribers from FILE (CSV with email and consent columns; optional
+    first_name, timezone, send_hour, step). Bad rows are reported and skipped."""
+    import csv
+
+    from drip.csvio import import_rows
+    from drip.signup import find_sequence
+
+    settings = _settings()
+    with file.open(newline="") as lines:
+        total = sum(1 for _ in lines)
+    with (
+        _session() as (session, clock),
+        file.open(newline="") as lines,
+        click.progressbar(length=total, label="importing", file=sys.stderr) as bar,
+    ):
+        report = import_rows(
+            session,
+            find_sequence(session, series),
+            csv.DictReader(_counted(lines, bar)),
+            now=clock.now(),
+            secret=settings.secret_key,
+            source=file.name,
+        )
+    for line, problem in report.problems:
+        click.echo(f"line {line}: {problem}", err=True)
+    click.echo(f"imported {report.imported}, skipped {len(report.problems)}")
+
+
+def _counted(lines: Iterator[str], bar: Any) -> Iterator[str]:
+    for line in lines:
+        bar.update(1)
+        yield line
 
 
 @main.group()

@@ -7,6 +7,7 @@ never overwrites one.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -112,6 +113,47 @@ def install_series(session: Session, series: SeriesFile, *, now: datetime, autho
             session.add(_version(step.id, step_file.template, now=now, author=author))
     session.flush()
     return sequence
+
+
+def export_series(session: Session, sequence: Sequence, directory: Path) -> list[Path]:
+    """Write the series as files (series.toml and one folder per step), the format
+    read_series reads, so a writer can keep their lessons in git. Returns the files."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f"slug = {_toml(sequence.slug)}",
+        f"name = {_toml(sequence.name)}",
+        f"tagline = {_toml(sequence.tagline)}",
+        f"description = {_toml(sequence.description)}",
+    ]
+    for bonus in sequence.bonuses:
+        lines += ["", "[[bonuses]]", f"title = {_toml(bonus['title'])}"]
+        lines.append(f"description = {_toml(bonus['description'])}")
+    written = []
+    for step in sequence.steps:
+        folder = f"{step.number:02d}"
+        lines += ["", "[[steps]]", f"number = {step.number}", f"day = {step.day_offset}"]
+        lines.append(f"folder = {_toml(folder)}")
+        version = latest_version(session, step.id)
+        if version is None:
+            continue
+        (directory / folder).mkdir(exist_ok=True)
+        for name, text in (
+            ("subject.txt", version.subject + "\n"),
+            ("preheader.txt", version.preheader + "\n"),
+            ("body.html", version.body_html),
+            ("body.txt", version.body_text),
+        ):
+            path = directory / folder / name
+            path.write_text(text)
+            written.append(path)
+    toml = directory / "series.toml"
+    toml.write_text("\n".join(lines) + "\n")
+    return [toml, *written]
+
+
+def _toml(text: str) -> str:
+    """A TOML basic string; JSON's escaping is valid TOML for every character."""
+    return json.dumps(text, ensure_ascii=False)
 
 
 def latest_version(session: Session, step_id: int) -> TemplateVersion | None:

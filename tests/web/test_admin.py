@@ -403,3 +403,13 @@ def test_the_outbox_shows_local_mail_as_the_reader_sees_it(
     html = client.get(f"/admin/outbox/{key.group(1)}/html")
     assert "sandbox" in html.headers["Content-Security-Policy"]
     assert client.get("/admin/outbox/nope").status_code == 404
+
+
+def test_the_admin_can_download_every_subscriber_as_csv(
+    admin: FlaskClient, readers: list[str]
+) -> None:
+    response = admin.get("/admin/subscribers/export.csv")
+    assert response.mimetype == "text/csv"
+    lines = response.get_data(as_text=True).splitlines()
+    assert lines[0].startswith("email,first_name,status")
+    assert len(lines) == 61

@@ -3,10 +3,15 @@ what an admin may do to them."""
 
 from __future__ import annotations
 
-from flask import flash, redirect, render_template, request, url_for
+import io
+from collections.abc import Iterator
+
+from flask import Response as FlaskResponse
+from flask import flash, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.wrappers import Response
 
 from drip import directory
+from drip.csvio import export_rows, write_csv, write_csv_row
 from drip.db import scrub
 from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
@@ -40,6 +45,31 @@ def index() -> str:
             next_before=next_before,
             statuses=[s.value for s in SubscriberStatus],
         )
+
+
+@bp.get("/export.csv")
+def export() -> Response:
+    """Every subscriber of the series as CSV, streamed row by row."""
+    web = ctx()
+    slug = request.args.get("series", "")
+
+    def generate() -> Iterator[str]:
+        buffer = io.StringIO()
+        with web.reading() as session:
+            rows = export_rows(session, find_sequence(session, slug).id)
+            write_csv([], buffer)
+            for row in rows:
+                write_csv_row(row, buffer)
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+            yield buffer.getvalue()
+
+    return FlaskResponse(
+        stream_with_context(generate()),
+        mimetype="text/csv",
+        headers={"Content-Disposition": 'attachment; filename="subscribers.csv"'},
+    )
 
 
 @bp.get("/<int:subscriber_id>")

@@ -1,0 +1,170 @@
+"""Subscribers as CSV: export everyone, import a list that carries its consent.
+
+An import row needs a `consent` column saying where and when the person agreed (a list
+bought or scraped has no such column, and drip refuses it). Addresses that are already
+on the series, or were erased, are skipped; every refused row is reported by line.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TextIO
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip import timing
+from drip.errors import DripError, InvalidInput
+from drip.headers import clean_first_name
+from drip.models import ConsentRecord, Sequence, Subscriber, SubscriberStatus
+from drip.privacy import is_suppressed
+from drip.schedule import steps_of
+from drip.signup import consent_version, normalise_email
+
+EXPORT_COLUMNS = (
+    "email",
+    "first_name",
+    "status",
+    "timezone",
+    "send_hour",
+    "next_step",
+    "signed_up_at",
+    "confirmed_at",
+)
+REQUIRED_IMPORT_COLUMNS = {"email", "consent"}
+
+
+@dataclass
+class ImportReport:
+    imported: int = 0
+    problems: list[tuple[int, str]] = field(default_factory=list)
+
+
+def export_rows(session: Session, sequence_id: int) -> Iterator[dict[str, object]]:
+    """Every subscriber of the series, streamed in id order (constant memory)."""
+    rows = session.scalars(
+        sa.select(Subscriber)
+        .where(Subscriber.sequence_id == sequence_id)
+        .order_by(Subscriber.id)
+        .execution_options(yield_per=1000)
+    )
+    for s in rows:
+        yield {
+            "email": s.email,
+            "first_name": s.first_name,
+            "status": s.status.value,
+            "timezone": s.timezone,
+            "send_hour": s.send_hour,
+            "next_step": "" if s.next_step is None else s.next_step,
+            "signed_up_at": s.created_at.isoformat(),
+            "confirmed_at": s.confirmed_at.isoformat() if s.confirmed_at else "",
+        }
+
+
+def write_csv(rows: Iterable[dict[str, object]], out: TextIO) -> None:
+    writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+
+
+def write_csv_row(row: dict[str, object], out: TextIO) -> None:
+    csv.DictWriter(out, fieldnames=EXPORT_COLUMNS).writerow(row)
+
+
+def import_rows(
+    session: Session,
+    sequence: Sequence,
+    reader: csv.DictReader[str],
+    *,
+    now: datetime,
+    secret: str,
+    source: str,
+) -> ImportReport:
+    """Import rows as active subscribers starting at step 0 (or the row's `step`)."""
+    missing = REQUIRED_IMPORT_COLUMNS - set(reader.fieldnames or [])
+    if missing:
+        raise InvalidInput(f"the file needs the column(s): {', '.join(sorted(missing))}")
+    steps = [s.number for s in steps_of(session, sequence.id)]
+    report = ImportReport()
+    for row in reader:
+        line = reader.line_num
+        try:
+            with session.begin_nested():
+                _import_one(session, sequence, row, steps, now=now, secret=secret, source=source)
+            report.imported += 1
+        except DripError as exc:
+            report.problems.append((line, str(exc)))
+    return report
+
+
+def _import_one(
+    session: Session,
+    sequence: Sequence,
+    row: dict[str, str],
+    steps: list[int],
+    *,
+    now: datetime,
+    secret: str,
+    source: str,
+) -> None:
+    email = normalise_email(row.get("email") or "")
+    consent = (row.get("consent") or "").strip()
+    if not consent:
+        raise InvalidInput("no consent given")
+    if is_suppressed(session, secret, email):
+        raise InvalidInput("this address was erased at its owner's request")
+    exists = session.scalar(
+        sa.select(Subscriber.id).where(
+            Subscriber.sequence_id == sequence.id, Subscriber.email == email
+        )
+    )
+    if exists is not None:
+        raise InvalidInput("already on this series")
+    tz = (row.get("timezone") or "").strip() or "UTC"
+    try:
+        timing.zone(tz)
+    except ValueError:
+        raise InvalidInput(f"unknown timezone {tz!r}") from None
+    step = _number(row.get("step"), default=steps[0] if steps else 0, what="step")
+    if step not in steps:
+        raise InvalidInput(f"the series has no step {step}")
+    hour = _number(row.get("send_hour"), default=8, what="send_hour")
+    if not 0 <= hour <= 23:
+        raise InvalidInput("send_hour: 0 to 23")
+    subscriber = Subscriber(
+        sequence_id=sequence.id,
+        email=email,
+        first_name=clean_first_name(row.get("first_name") or ""),
+        timezone=tz,
+        send_hour=hour,
+        status=SubscriberStatus.ACTIVE,
+        next_step=step,
+        next_send_at=now,
+        created_at=now,
+        confirmed_at=now,
+    )
+    session.add(subscriber)
+    session.flush()
+    text = f"Imported from {source}: {consent}"
+    session.add(
+        ConsentRecord(
+            subscriber_id=subscriber.id,
+            created_at=now,
+            page=source[:500],
+            consent_text=text,
+            consent_version=consent_version(text),
+            confirmed_at=now,
+        )
+    )
+
+
+def _number(raw: str | None, *, default: int, what: str) -> int:
+    text = (raw or "").strip()
+    if not text:
+        return default
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInput(f"{what}: expected a whole number, got {text[:20]!r}")
+    return int(text)

@@ -1,0 +1,127 @@
+"""The series and the subscribers as files: `drip lessons export/load`, `drip subscribers
+export/import`, and the admin's CSV download."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from click.testing import CliRunner
+
+from drip.cli import main
+from drip.db import transaction
+from drip.models import ConsentRecord, Subscriber, SubscriberStatus, TemplateVersion
+from tests.helpers import System, drip_env
+
+
+@pytest.fixture
+def env(system: System, tmp_path: Path) -> dict[str, str]:
+    return drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+
+
+def run(env: dict[str, str], *args: str) -> str:
+    result = CliRunner().invoke(main, list(args), env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def version_count(system: System) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(TemplateVersion)) or 0
+
+
+def test_a_series_exported_and_loaded_again_adds_no_versions(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "series"
+    assert "wrote 45 files" in run(env, "lessons", "export", str(out))
+    assert (out / "03" / "subject.txt").read_text().startswith("Magnesium")
+    before = version_count(system)
+    assert "0 new lesson version(s)" in run(env, "lessons", "load", str(out))
+    assert version_count(system) == before
+
+
+def test_loading_an_edited_series_adds_versions_and_keeps_the_old_ones(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    (out / "02" / "subject.txt").write_text("A better subject for lesson two\n")
+    before = version_count(system)
+    assert "1 new lesson version(s)" in run(env, "lessons", "load", str(out))
+    assert version_count(system) == before + 1
+
+
+def test_a_broken_lesson_file_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    (out / "02" / "subject.txt").write_text("Fine subject\n")
+    (out / "05" / "body.html").write_text("<p>{{ config.SECRET_KEY }}</p>")
+    before = version_count(system)
+    result = CliRunner().invoke(main, ["lessons", "load", str(out)], env=env)
+    assert result.exit_code == 1
+    assert "config" in result.output
+    assert version_count(system) == before
+
+
+def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    system.signup("already@example.com")
+    file = tmp_path / "list.csv"
+    file.write_text(
+        "email,first_name,timezone,consent,step\n"
+        "ana@example.com,Ana,Europe/Berlin,webinar signup 2026-03-01,\n"
+        "not-an-address,Bob,UTC,webinar,\n"
+        "cat@example.com,Cat,Mars/Base,webinar,\n"
+        "dan@example.com,Dan,UTC,,\n"
+        "already@example.com,,UTC,webinar,\n"
+        "eve@example.com,Eve,Asia/Tokyo,paper form at the clinic,4\n"
+        "fay@example.com,Fay,UTC,webinar,99\n"
+    )
+    result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
+    assert result.exit_code == 0, result.output
+    assert "imported 2, skipped 5" in result.output
+    for line in (
+        "line 3:",
+        "line 4: unknown timezone",
+        "line 5: no consent",
+        "line 6: already",
+        "line 8:",
+    ):
+        assert line in result.output
+    with transaction(system.sessions) as session:
+        eve = session.scalars(
+            sa.select(Subscriber).where(Subscriber.email == "eve@example.com")
+        ).one()
+        consent = session.scalars(
+            sa.select(ConsentRecord).where(ConsentRecord.subscriber_id == eve.id)
+        ).one()
+    assert (eve.status, eve.next_step, eve.timezone) == (SubscriberStatus.ACTIVE, 4, "Asia/Tokyo")
+    assert "paper form at the clinic" in consent.consent_text
+
+
+def test_a_file_without_a_consent_column_is_refused(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    file = tmp_path / "bought.csv"
+    file.write_text("email\nlead1@example.com\n")
+    result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
+    assert result.exit_code == 1
+    assert "consent" in result.output
+
+
+def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path: Path) -> None:
+    system.signup("ana@example.com", first_name="Ana")
+    file = tmp_path / "out.csv"
+    run(env, "subscribers", "export", str(file))
+    rows = list(csv.DictReader(file.read_text().splitlines()))
+    assert [(r["email"], r["first_name"], r["status"]) for r in rows] == [
+        ("ana@example.com", "Ana", "pending")
+    ]
