@@ -173,3 +173,27 @@ def remove_step(session: Session, step_id: int) -> None:
     ):
         raise InvalidInput("this lesson has already been sent to someone; it cannot be removed")
     session.delete(step)
+
+
+def move_step(session: Session, step_id: int, *, earlier: bool) -> Step:
+    """Swap a lesson with its neighbour. The position keeps its day offset, so the days
+    still rise; deliveries point at steps, not numbers, so history stays right."""
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    target = step.number - 1 if earlier else step.number + 1
+    other = session.scalar(
+        sa.select(Step).where(Step.sequence_id == step.sequence_id, Step.number == target)
+    )
+    if step.number == 0 or other is None or other.number == 0:
+        raise InvalidInput(
+            "the welcome stays first, and the first and last lessons have one neighbour"
+        )
+    parked = 1_000_000 + step.number
+    number, day = step.number, step.day_offset
+    step.number = parked
+    session.flush()
+    step.day_offset, other.day_offset = other.day_offset, day
+    other.number, step.number = number, target
+    session.flush()
+    return step

@@ -94,6 +94,25 @@ def pause(session: Session, subscriber_id: int, now: datetime, *, days: int = 7)
     return subscriber
 
 
+def move_to_step(session: Session, subscriber_id: int, number: int, now: datetime) -> Subscriber:
+    """Make `number` the subscriber's next email, due at once (the one-a-day rule still
+    holds). A step they were already sent stays sent: use "send again" for that."""
+    subscriber = _active(session, subscriber_id)
+    step = next((s for s in steps_of(session, subscriber.sequence_id) if s.number == number), None)
+    if step is None:
+        raise InvalidInput(f"the series has no step {number}", field="step")
+    issued = session.scalar(
+        sa.select(Delivery.status).where(
+            Delivery.subscriber_id == subscriber.id, Delivery.step_id == step.id
+        )
+    )
+    if issued is not None and issued != DeliveryStatus.CANCELLED:
+        raise InvalidInput(f"step {number} was already {issued.value} for this subscriber")
+    subscriber.next_step = number
+    subscriber.next_send_at = now
+    return subscriber
+
+
 def _active(session: Session, subscriber_id: int) -> Subscriber:
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:

@@ -17,11 +17,13 @@ import redis
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
+from drip.proofs import send_proof
 from drip.sending import Mailer, send_delivery
 
 log = logging.getLogger(__name__)
 QUEUE = "drip"
 SEND_ACTOR = "send_delivery"
+PROOF_ACTOR = "send_proof"
 MIN_BACKOFF_MS = 15_000
 MAX_BACKOFF_MS = 3_600_000
 
@@ -53,6 +55,10 @@ def declare_actors(broker: RedisBroker, mailer: Mailer) -> None:
     def send(delivery_id: int) -> None:
         send_delivery(mailer, delivery_id)
 
+    def proof(step_id: int, to: str, subscriber_email: str) -> None:
+        send_proof(mailer, step_id, to, subscriber_email)
+
+    dramatiq.actor(proof, broker=broker, actor_name=PROOF_ACTOR, queue_name=QUEUE, max_retries=0)
     dramatiq.actor(
         send,
         broker=broker,
@@ -88,6 +94,18 @@ class Enqueuer:
                 log.warning(
                     "delivery %d not queued (%s); the sweeper will queue it", delivery_id, exc
                 )
+
+    def proof(self, step_id: int, to: str, subscriber_email: str = "") -> None:
+        """Queue a test send of a lesson (it has no delivery row: nothing to sweep)."""
+        self.broker.enqueue(
+            dramatiq.Message(
+                queue_name=QUEUE,
+                actor_name=PROOF_ACTOR,
+                args=(step_id, to, subscriber_email),
+                kwargs={},
+                options={},
+            )
+        )
 
 
 def setup_worker() -> None:

@@ -13,7 +13,7 @@ from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
 from drip.web import admin, api, errors, limits, manage, privacy, security, signup
-from drip.web.context import WebContext
+from drip.web.context import Proofs, WebContext
 from drip.web.extensions import csrf
 
 
@@ -22,8 +22,10 @@ def create_app(
     *,
     clock: Clock | None = None,
     enqueue: Enqueue | None = None,
+    proofs: Proofs | None = None,
 ) -> Flask:
-    """Build the web app. Tests pass a clock and an enqueue function; production reads DRIP_*."""
+    """Build the web app. Tests pass a clock and the queueing functions; production reads
+    DRIP_* and queues through the broker."""
     from drip import wiring
     from drip.tasks import Enqueuer, create_broker
     from drip.tokens import Tokens
@@ -31,7 +33,8 @@ def create_app(
     settings = settings or load_settings()
     clock = clock or wiring.make_clock(settings)
     if enqueue is None:
-        enqueue = Enqueuer(create_broker(wiring.make_redis(settings)))
+        queue = Enqueuer(create_broker(wiring.make_redis(settings)))
+        enqueue, proofs = queue, queue.proof
     https = settings.base_url.startswith("https://")
     app = Flask(__name__)
     app.config.update(
@@ -58,6 +61,7 @@ def create_app(
         sessions=make_session_factory(engine),
         tokens=Tokens(settings.secret_key, clock),
         enqueue=enqueue,
+        proofs=proofs,
         renderer=wiring.make_renderer(settings),
     )
     limits.limiter.init_app(app)

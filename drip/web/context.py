@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -18,6 +18,9 @@ from drip.settings import Settings
 from drip.signup import CONSENT_TEXT, Seen
 from drip.tokens import Tokens
 
+Proofs = Callable[[int, str, str], None]
+"""Queues a test send: (step id, to address, subscriber email whose data to use)."""
+
 
 @dataclass(frozen=True)
 class WebContext:
@@ -27,6 +30,7 @@ class WebContext:
     sessions: SessionFactory
     tokens: Tokens
     enqueue: Enqueue
+    proofs: Proofs | None
     renderer: Renderer
 
     @contextmanager

@@ -10,6 +10,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from drip.models import SubscriberStatus
+from drip.tasks import Enqueuer
 from drip.web import create_app
 from tests.helpers import System
 
@@ -18,7 +19,12 @@ BASE = "https://drip.example.com"
 
 @pytest.fixture
 def app(system: System) -> Iterator[Flask]:
-    app = create_app(system.settings, clock=system.clock, enqueue=system.enqueue)
+    app = create_app(
+        system.settings,
+        clock=system.clock,
+        enqueue=system.enqueue,
+        proofs=Enqueuer(system.broker).proof,
+    )
     yield app
     app.extensions["drip"].engine.dispose()
 

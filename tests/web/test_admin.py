@@ -413,3 +413,79 @@ def test_the_admin_can_download_every_subscriber_as_csv(
     lines = response.get_data(as_text=True).splitlines()
     assert lines[0].startswith("email,first_name,status")
     assert len(lines) == 61
+
+
+def test_a_test_send_arrives_marked_test_with_a_chosen_subscribers_data(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    system.signup("ana@example.com", first_name="Ana")
+    system.drain()
+    page = f"/admin/lessons/{lesson_1}"
+    response = post(
+        admin, f"{page}/test", {"to": "writer@example.com", "as": "ana@example.com"}, page=page
+    )
+    assert response.status_code == 302
+    system.drain()
+    (proof,) = system.smtp.to("writer@example.com")
+    assert proof["Subject"] == "[TEST] Why stress settles in your back"
+    assert "Hi Ana," in proof.get_body(("plain",)).get_content()
+    assert post(admin, f"{page}/test", {"to": "not an address"}, page=page).status_code == 400
+    assert (
+        post(
+            admin, f"{page}/test", {"to": "w@example.com", "as": "nobody@example.com"}, page=page
+        ).status_code
+        == 404
+    )
+
+
+def test_the_preview_can_use_a_real_subscribers_data(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    system.signup("ana@example.com", first_name="Anabel")
+    page = f"/admin/lessons/{lesson_1}"
+    parts = post(
+        admin,
+        f"{page}/preview.json",
+        {**edit(lesson_1), "preview_as": "ana@example.com"},
+        page=page,
+    )
+    assert parts.get_json()["text"].count("Hi Anabel,") == 1
+
+
+def test_lessons_can_be_reordered_and_keep_rising_days(admin: FlaskClient, system: System) -> None:
+    page = "/admin/sequences/feel-better"
+    with transaction(system.sessions) as session:
+        lesson_3 = session.scalar(sa.select(Step.id).where(Step.number == 3))
+    post(admin, f"/admin/steps/{lesson_3}/move", {"to": "earlier"}, page=page)
+    with transaction(system.sessions) as session:
+        moved = session.get_one(Step, lesson_3)
+        days = session.scalars(sa.select(Step.day_offset).order_by(Step.number)).all()
+    assert (moved.number, moved.day_offset) == (2, 2)
+    assert list(days) == sorted(days)
+    with transaction(system.sessions) as session:
+        welcome = session.scalar(sa.select(Step.id).where(Step.number == 0))
+    assert (
+        post(admin, f"/admin/steps/{welcome}/move", {"to": "later"}, page=page).status_code == 400
+    )
+
+
+def test_an_admin_can_move_a_subscriber_to_another_step(admin: FlaskClient, system: System) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.drain()
+    ana = system.subscriber("ana@example.com")
+    page = f"/admin/subscribers/{ana.id}"
+    post(admin, f"{page}/action", {"action": "move", "step": "5"}, page=page)
+    system.tick()
+    assert system.tick().issued == [], "not two emails on one day, even when moved"
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+    assert system.smtp.to("ana@example.com")[-1]["Subject"].startswith("150 minutes a week")
+    assert (
+        post(admin, f"{page}/action", {"action": "move", "step": "0"}, page=page).status_code == 400
+    )
+    assert (
+        post(admin, f"{page}/action", {"action": "move", "step": "x"}, page=page).status_code == 400
+    )

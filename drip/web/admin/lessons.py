@@ -16,8 +16,9 @@ from werkzeug.wrappers import Response as BaseResponse
 from drip import lessons
 from drip.errors import DripError, InvalidInput, NotFound, TemplateProblem
 from drip.models import Sequence, Step, TemplateVersion
+from drip.proofs import lesson_context
 from drip.rendering import LESSON_VARIABLES, EmailTemplate, Footer
-from drip.signup import find_sequence
+from drip.signup import find_sequence, normalise_email
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -64,6 +65,14 @@ def set_day(step_id: int) -> BaseResponse:
     return redirect(url_for(".sequence", slug=slug))
 
 
+@bp.post("/steps/<int:step_id>/move")
+def move_step(step_id: int) -> BaseResponse:
+    with ctx().transaction() as session:
+        step = lessons.move_step(session, step_id, earlier=request.form.get("to") == "earlier")
+        slug = _slug(session, step)
+    return redirect(url_for(".sequence", slug=slug))
+
+
 @bp.post("/steps/<int:step_id>/delete")
 def remove_step(step_id: int) -> BaseResponse:
     with ctx().transaction() as session:
@@ -105,7 +114,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
 @bp.post("/lessons/<int:step_id>/preview")
 def preview(step_id: int) -> Response:
     try:
-        html = ctx().renderer.render(_draft(), lessons.SAMPLE, SAMPLE_FOOTER).html
+        html = ctx().renderer.render(_draft(), _context(step_id), SAMPLE_FOOTER).html
     except DripError as exc:
         html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
     response = Response(html, mimetype="text/html")
@@ -120,10 +129,33 @@ def preview_json(step_id: int) -> Response:
     draft = _draft()
     try:
         lessons.check_lesson(web.renderer, draft)
-        rendered = web.renderer.render(draft, lessons.SAMPLE, SAMPLE_FOOTER)
+        rendered = web.renderer.render(draft, _context(step_id), SAMPLE_FOOTER)
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
     return jsonify(ok=True, subject=rendered.subject, text=rendered.text)
+
+
+@bp.post("/lessons/<int:step_id>/test")
+def send_test(step_id: int) -> BaseResponse:
+    """Queue the saved lesson, marked [TEST], to an address the admin gives."""
+    web = ctx()
+    to = normalise_email(request.form.get("to", ""))
+    as_subscriber = request.form.get("as", "").strip()
+    if web.proofs is None:
+        raise InvalidInput("test sends need the queue, which this app was started without")
+    with web.reading() as session:
+        step = session.get(Step, step_id)
+        if step is None:
+            raise NotFound("no such step")
+        lesson_context(
+            session,
+            step,
+            sender_name=web.settings.sender.display_name,
+            subscriber_email=as_subscriber,
+        )
+    web.proofs(step_id, to, as_subscriber)
+    flash(f"A test of the saved version is on its way to {to}.")
+    return redirect(url_for(".editor", step_id=step_id))
 
 
 @bp.post("/versions/<int:version_id>/restore")
@@ -170,6 +202,21 @@ def _editor(session: Session, step_id: int, *, draft: EmailTemplate | None, erro
         error=error,
         variables=sorted(LESSON_VARIABLES),
     )
+
+
+def _context(step_id: int) -> dict[str, str | int]:
+    """Sample values, or those of the subscriber named in the "preview as" field."""
+    web = ctx()
+    with web.reading() as session:
+        step = session.get(Step, step_id)
+        if step is None:
+            raise NotFound("no such step")
+        return lesson_context(
+            session,
+            step,
+            sender_name=web.settings.sender.display_name,
+            subscriber_email=request.form.get("preview_as", "").strip(),
+        )
 
 
 def _draft() -> EmailTemplate:

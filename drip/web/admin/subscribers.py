@@ -17,7 +17,7 @@ from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase
 from drip.signup import find_sequence
-from drip.subscriptions import pause, resubscribe, unsubscribe
+from drip.subscriptions import move_to_step, pause, resubscribe, unsubscribe
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -93,6 +93,11 @@ def act(subscriber_id: int) -> Response:
             resubscribe(session, subscriber_id, now)
         elif action == "unsubscribe":
             unsubscribe(session, subscriber_id, now)
+        elif action == "move":
+            step = request.form.get("step", "")
+            if not (step.isascii() and step.isdigit()):
+                raise InvalidInput("choose a step number", field="step")
+            move_to_step(session, subscriber_id, int(step), now)
         elif action == "resend":
             queued.append(
                 directory.resend(session, request.form.get("delivery", type=int) or 0, now=now)

@@ -1,0 +1,95 @@
+"""Test sends ("proofs"): a lesson as a subscriber would get it, sent to an address the
+admin gives, marked [TEST] in the subject.
+
+A proof is not an email of the series: it has no delivery row, goes to whoever the admin
+names, and is never retried. It is still sent by a worker, never by the web process.
+"""
+
+from __future__ import annotations
+
+from email.utils import make_msgid
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.db import reading
+from drip.errors import NotFound
+from drip.messages import Envelope, build_message, recipient_address
+from drip.models import Sequence, Step, Subscriber
+from drip.rendering import Footer, RenderedEmail
+from drip.sending import Mailer
+from drip.series_files import latest_version, version_template
+from drip.signup import normalise_email
+
+SAMPLE_NAME = "Ada"
+
+
+def lesson_context(
+    session: Session, step: Step, *, sender_name: str, subscriber_email: str = ""
+) -> dict[str, str | int]:
+    """The values a lesson renders with: a real subscriber's when one is named, else sample."""
+    sequence = session.get_one(Sequence, step.sequence_id)
+    first_name = SAMPLE_NAME
+    if subscriber_email:
+        subscriber = session.scalar(
+            sa.select(Subscriber).where(
+                Subscriber.sequence_id == sequence.id,
+                Subscriber.email == normalise_email(subscriber_email),
+            )
+        )
+        if subscriber is None:
+            raise NotFound(f"no subscriber {subscriber_email} on this series")
+        first_name = subscriber.first_name
+    total = session.scalar(
+        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
+    )
+    return {
+        "first_name": first_name,
+        "series_name": sequence.name,
+        "sender_name": sender_name or sequence.name,
+        "lesson_number": step.number,
+        "lesson_total": total or 0,
+    }
+
+
+def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = "") -> None:
+    settings = mailer.settings
+    with reading(mailer.sessions) as session:
+        step = session.get(Step, step_id)
+        version = latest_version(session, step_id) if step else None
+        if step is None or version is None:
+            raise NotFound("no such lesson")
+        context = lesson_context(
+            session,
+            step,
+            sender_name=settings.sender.display_name,
+            subscriber_email=subscriber_email,
+        )
+        slug = session.get_one(Sequence, step.sequence_id).slug
+    unsubscribe_url = f"{settings.base_url}/unsubscribe/test-email"
+    rendered = mailer.renderer.render(
+        version_template(version),
+        context,
+        Footer(
+            reason="This is a test email, sent from the drip admin.",
+            unsubscribe_url=unsubscribe_url,
+            postal_address=settings.postal_address,
+            sender_name=str(context["sender_name"]),
+        ),
+    )
+    proof = RenderedEmail(
+        f"[TEST] {rendered.subject}", rendered.preheader, rendered.html, rendered.text
+    )
+    address = normalise_email(to)
+    message = build_message(
+        proof,
+        Envelope(
+            sender=settings.sender,
+            recipient=recipient_address(address, ""),
+            list_id=f"<{slug}.{settings.mail_domain}>",
+            unsubscribe_url=unsubscribe_url,
+            date=mailer.clock.now(),
+        ),
+        msgid=make_msgid("test", domain=settings.mail_domain),
+    )
+    mailer.transport.send(message, mail_from=settings.sender.addr_spec, rcpt_to=address)
