@@ -37,6 +37,7 @@ class Delivery(Base):
     __table_args__ = (
         sa.UniqueConstraint("subscriber_id", "step_id", name="uq_deliveries_subscriber_step"),
         sa.Index("ix_deliveries_status_queued_at", "status", "queued_at"),
+        sa.Index("ix_deliveries_step_status", "step_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

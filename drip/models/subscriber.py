@@ -28,6 +28,11 @@ class Subscriber(Base):
     __table_args__ = (
         sa.UniqueConstraint("sequence_id", "email", name="uq_subscribers_sequence_email"),
         sa.Index("ix_subscribers_due", "status", "next_send_at"),
+        sa.Index("ix_subscribers_list", "sequence_id", "id"),
+        sa.Index("ix_subscribers_by_status", "sequence_id", "status", "id"),
+        sa.Index("ix_subscribers_by_step", "sequence_id", "next_step", "id"),
+        sa.Index("ix_subscribers_created", "sequence_id", "created_at"),
+        sa.Index("ix_subscribers_confirmed", "sequence_id", "confirmed_at"),
         sa.CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour_range"),
     )
 
