@@ -146,6 +146,8 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "next_send_at": _iso(subscriber.next_send_at),
         "signed_up_at": _iso(subscriber.created_at),
         "confirmed_at": _iso(subscriber.confirmed_at),
+        "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
+        "last_lesson_sent_at": _iso(subscriber.last_sent_at),
         "ended_at": _iso(subscriber.ended_at),
         "consent_records": [
             {
@@ -168,8 +170,11 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "status": d.status.value,
                 "message_id": d.message_id,
                 "created_at": _iso(d.created_at),
+                "queued_at": _iso(d.queued_at),
                 "sent_at": _iso(d.sent_at),
+                "retry_at": _iso(d.retry_at),
                 "attempts": d.attempts,
+                "last_error": d.last_error,
             }
             for d, number in deliveries
         ],

@@ -37,7 +37,7 @@ CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
     "sent by {sender}. We keep your address, first name, timezone and a record of this "
     "consent only to send the series. Every email has a one-click unsubscribe link, and you "
-    "can download or erase your data at any time (see our privacy page)."
+    "can download or erase your data at any time."
 )
 
 

@@ -60,8 +60,13 @@ def link_sent() -> str:
 
 @bp.get("/privacy/<token>")
 def manage(token: str) -> str:
-    _email(token)
-    return render_template("privacy_manage.html", token=token)
+    web = ctx()
+    email = _email(token)
+    with web.reading() as session:
+        data = export(session, email)
+    return render_template(
+        "privacy_manage.html", token=token, data=json.dumps(data, indent=2, ensure_ascii=False)
+    )
 
 
 @bp.get("/privacy/<token>/export.json")

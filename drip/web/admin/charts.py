@@ -11,6 +11,7 @@ WIDTH = 640
 HEIGHT = 200
 PAD_LEFT = 36
 PAD_BOTTOM = 28
+PAD_RIGHT = 28
 BAR = "#1f5f52"
 GRID = "#d9d4ca"
 INK = "#4a5552"
@@ -20,7 +21,7 @@ def bar_chart(points: Sequence[tuple[str, int]], *, title: str, label_every: int
     """A bar chart of (label, value) points, accessible through its title and a table-like
     description for screen readers."""
     top = max((value for _, value in points), default=0) or 1
-    plot_w = WIDTH - PAD_LEFT - 8
+    plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_BOTTOM - 12
     step = plot_w / max(len(points), 1)
     parts = [
@@ -33,7 +34,8 @@ def bar_chart(points: Sequence[tuple[str, int]], *, title: str, label_every: int
     for fraction in (0, 0.5, 1):
         y = 12 + plot_h * (1 - fraction)
         parts.append(
-            f'<line x1="{PAD_LEFT}" x2="{WIDTH - 8}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>'
+            f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
+            f'stroke="{GRID}"/>'
             f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
             f'fill="{INK}">{round(top * fraction)}</text>'
         )
