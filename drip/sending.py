@@ -141,10 +141,7 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
         return Outcome.SKIPPED
     refusal = _refusal(mailer, session, delivery, subscriber)
     if refusal:
-        delivery.status = DeliveryStatus.CANCELLED
-        delivery.last_error = refusal
-        delivery.lease_until = None
-        return Outcome.CANCELLED
+        return _cancel(delivery, refusal)
     if delivery.attempts >= mailer.settings.max_attempts:
         return _give_up(
             mailer,
@@ -169,6 +166,13 @@ def _refusal(mailer: Mailer, session: Session, delivery: Delivery, subscriber: S
     return "address is suppressed" if suppressed else ""
 
 
+def _cancel(delivery: Delivery, reason: str) -> Outcome:
+    delivery.status = DeliveryStatus.CANCELLED
+    delivery.last_error = reason
+    delivery.lease_until = None
+    return Outcome.CANCELLED
+
+
 def _last_look(
     mailer: Mailer, session: Session, delivery_id: int, composed: Composed
 ) -> Outcome | None:
@@ -181,10 +185,7 @@ def _last_look(
         return Outcome.SKIPPED
     refusal = _refusal(mailer, session, delivery, subscriber)
     if refusal:
-        delivery.status = DeliveryStatus.CANCELLED
-        delivery.last_error = refusal
-        delivery.lease_until = None
-        return Outcome.CANCELLED
+        return _cancel(delivery, refusal)
     delivery.message_id = str(composed.message["Message-ID"])
     delivery.template_version_id = composed.template_version_id
     return None

@@ -60,23 +60,13 @@ def link_sent() -> str:
 
 @bp.get("/privacy/<token>")
 def manage(token: str) -> str:
-    web = ctx()
-    email = _email(token)
-    with web.reading() as session:
-        data = export(session, email)
-    return render_template(
-        "privacy_manage.html", token=token, data=json.dumps(data, indent=2, ensure_ascii=False)
-    )
+    return render_template("privacy_manage.html", token=token, data=_exported(token))
 
 
 @bp.get("/privacy/<token>/export.json")
 def download(token: str) -> Response:
-    web = ctx()
-    email = _email(token)
-    with web.reading() as session:
-        data = export(session, email)
     return Response(
-        json.dumps(data, indent=2, ensure_ascii=False),
+        _exported(token),
         mimetype="application/json",
         headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
     )
@@ -95,6 +85,13 @@ def erase_everything(token: str) -> str:
         message="Everything we kept about your address is gone. We keep only a one-way "
         "fingerprint of it, so that it is never mailed again by mistake.",
     )
+
+
+def _exported(token: str) -> str:
+    """Everything stored about the link's address, as readable JSON."""
+    email = _email(token)
+    with ctx().reading() as session:
+        return json.dumps(export(session, email), indent=2, ensure_ascii=False)
 
 
 def _email(token: str) -> str:
