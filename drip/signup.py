@@ -35,7 +35,7 @@ RESEND_INTERVAL = timedelta(minutes=10)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
-    "sent by {sender}. We keep your address, first name, timezone and a record of this "
+    "sent by {sender} ({address}). We keep your address, first name, timezone and a record of this "
     "consent only to send the series. Every email has a one-click unsubscribe link, and you "
     "can download or erase your data at any time."
 )

@@ -61,7 +61,9 @@ class WebContext:
 
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec
-        return CONSENT_TEXT.format(series=series_name, sender=sender)
+        return CONSENT_TEXT.format(
+            series=series_name, sender=sender, address=self.settings.postal_address
+        )
 
 
 def ctx() -> WebContext:

@@ -26,6 +26,7 @@ def register(app: Flask) -> None:
 def answer(status: int, message: str) -> tuple[Response | str, int]:
     if request.path.startswith("/api/"):
         return jsonify(error=message), status
+    back = "/" if request.method == "POST" and request.path == "/subscribe" else ""
     return render_template(
-        "message.html", title="Sorry, that did not work", message=message
+        "message.html", title="Sorry, that did not work", message=message, back=back
     ), status

@@ -11,7 +11,7 @@ from __future__ import annotations
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from drip.errors import BadToken
+from drip.errors import BadToken, InvalidInput
 from drip.signup import SignupRequest, find_sequence, outline, pending_signup, subscribe
 from drip.signup import confirm as confirm_signup
 from drip.timing import known_zones
@@ -26,6 +26,12 @@ HONEYPOT = "website"
 @bp.get("/")
 @bp.get("/s/<slug>")
 def landing(slug: str = "") -> str:
+    return _landing_page(slug)
+
+
+def _landing_page(slug: str, *, error: str = "", field: str = "") -> str:
+    """The landing page; after a refused signup, with the reason beside the form and
+    what the visitor typed still in it."""
     web = ctx()
     with web.reading() as session:
         sequence = find_sequence(session, slug)
@@ -37,6 +43,9 @@ def landing(slug: str = "") -> str:
             zones=sorted(known_zones()),
             default_zone=web.settings.default_timezone,
             honeypot=HONEYPOT,
+            error=error,
+            error_field=field,
+            values=request.form if error else {},
         )
 
 
@@ -63,12 +72,27 @@ def embed(slug: str = "") -> str:
 @bp.post("/subscribe")
 @limiter.limit(lambda: ctx().settings.signup_limit)
 @limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
-def subscribe_form() -> Response:
+def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
     if request.form.get(HONEYPOT) or not web.origin_allowed():
         return redirect(thanks, code=303)
     timezone = next((tz for tz in request.form.getlist("timezone") if tz.strip()), "")
+    try:
+        delivery_id = _subscribe(timezone)
+    except InvalidInput as exc:
+        if not web.same_site():
+            raise
+        page = _landing_page(
+            request.form.get("sequence", ""), error=str(exc), field=exc.field or ""
+        )
+        return page, 400
+    web.enqueue([delivery_id] if delivery_id else [])
+    return redirect(thanks, code=303)
+
+
+def _subscribe(timezone: str) -> int | None:
+    web = ctx()
     with web.transaction() as session:
         sequence = find_sequence(session, request.form.get("sequence", ""))
         delivery_id = subscribe(
@@ -86,8 +110,7 @@ def subscribe_form() -> Response:
             consent_text=web.consent_text(sequence.name),
             default_timezone=web.settings.default_timezone,
         )
-    web.enqueue([delivery_id] if delivery_id else [])
-    return redirect(thanks, code=303)
+    return delivery_id
 
 
 @bp.get("/check-inbox")

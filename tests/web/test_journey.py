@@ -446,3 +446,18 @@ def test_odd_preference_values_are_refused_not_errors(client: FlaskClient, ana: 
         client.post("/api/v1/subscribers", data=deep, content_type="application/json").status_code
         == 400
     )
+
+
+def test_a_mistake_on_the_landing_page_is_shown_beside_the_form_with_the_input_kept(
+    client: FlaskClient, system: System
+) -> None:
+    response = client.post(
+        "/subscribe",
+        data={"email": "ana@example", "first_name": "Ana"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'role="alert"' in page and 'aria-invalid="true"' in page
+    assert 'value="ana@example"' in page and 'value="Ana"' in page
+    assert count(system, Subscriber) == 0
