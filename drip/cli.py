@@ -247,6 +247,36 @@ def _counted(lines: Iterator[str], bar: Any) -> Iterator[str]:
 
 
 @main.group()
+def dkim() -> None:
+    """DKIM keys for signing mail."""
+
+
+@dkim.command("keygen")
+@click.argument("domain")
+@click.argument("selector")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_handles_errors
+def dkim_keygen(domain: str, selector: str, out: Path | None) -> None:
+    """Write a new 2048-bit key for DOMAIN and print the DNS record to publish."""
+    from drip.dkim_signing import generate_key, txt_record
+
+    folder = out or _settings().instance_dir / "dkim"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{selector}.{domain}.pem"
+    if path.exists():
+        raise click.ClickException(f"{path} exists; choose another selector to rotate keys")
+    pem, public = generate_key()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    click.echo(f"private key: {path}")
+    click.echo(
+        "publish this DNS record, then set DRIP_DKIM_DOMAIN, DRIP_DKIM_SELECTOR, DRIP_DKIM_KEY:"
+    )
+    click.echo(txt_record(selector, domain, public))
+
+
+@main.group()
 def admin() -> None:
     """Admin accounts for /admin."""
 

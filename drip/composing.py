@@ -93,12 +93,21 @@ def compose(
             sender=settings.sender,
             recipient=recipient_address(subscriber.email, subscriber.first_name),
             list_id=f"<{sequence.slug}.{settings.mail_domain}>",
+            feedback_id=_feedback_id(delivery, context, sequence.slug, settings),
             unsubscribe_url=links.unsubscribe(),
             date=now,
         ),
         msgid=message_id(delivery.id, secret=settings.secret_key, domain=settings.mail_domain),
     )
     return Composed(message, subscriber.email, version_id)
+
+
+def _feedback_id(
+    delivery: Delivery, context: dict[str, str | int], slug: str, settings: Settings
+) -> str:
+    """Gmail's feedback loop groups complaints by these fields: step, series, kind, sender."""
+    step = context.get("lesson_number", delivery.kind.value)
+    return f"{step}:{slug}:{delivery.kind.value}:{settings.feedback_sender}"
 
 
 def _current_template(session: Session, step: Step) -> tuple[EmailTemplate, int]:

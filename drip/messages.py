@@ -26,6 +26,7 @@ class Envelope:
     sender: Address
     recipient: Address
     list_id: str
+    feedback_id: str
     unsubscribe_url: str
     date: datetime
 
@@ -51,6 +52,7 @@ def build_message(email: RenderedEmail, envelope: Envelope, *, msgid: str) -> Em
     msg["Message-ID"] = msgid
     msg["Auto-Submitted"] = "auto-generated"
     msg["List-Id"] = envelope.list_id
+    msg["Feedback-ID"] = envelope.feedback_id
     msg["List-Unsubscribe"] = f"<{envelope.unsubscribe_url}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(email.text + "\n", subtype="plain", charset="utf-8", cte="quoted-printable")

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.db import reading
+from drip.dkim_signing import serialise
 from drip.errors import NotFound
 from drip.messages import Envelope, build_message, recipient_address
 from drip.models import Sequence, Step, Subscriber
@@ -87,9 +88,12 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             sender=settings.sender,
             recipient=recipient_address(address, ""),
             list_id=f"<{slug}.{settings.mail_domain}>",
+            feedback_id=f"test:{slug}:proof:{settings.feedback_sender}",
             unsubscribe_url=unsubscribe_url,
             date=mailer.clock.now(),
         ),
         msgid=make_msgid("test", domain=settings.mail_domain),
     )
-    mailer.transport.send(message, mail_from=settings.sender.addr_spec, rcpt_to=address)
+    mailer.transport.send(
+        serialise(message, mailer.signer), mail_from=settings.sender.addr_spec, rcpt_to=address
+    )

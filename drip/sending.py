@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from drip.clock import Clock
 from drip.composing import Composed, compose
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
+from drip.dkim_signing import DkimSigner, serialise
 from drip.errors import TransportError
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import is_suppressed
@@ -70,6 +71,7 @@ class Mailer:
     renderer: Renderer
     transport: Transport
     tokens: Tokens
+    signer: DkimSigner | None = None
 
 
 def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
@@ -97,7 +99,9 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
         return refused
     try:
         mailer.transport.send(
-            composed.message, mail_from=mailer.settings.sender.addr_spec, rcpt_to=composed.rcpt_to
+            serialise(composed.message, mailer.signer),
+            mail_from=mailer.settings.sender.addr_spec,
+            rcpt_to=composed.rcpt_to,
         )
     except TransportError as exc:
         with transaction(mailer.sessions) as session:

@@ -7,6 +7,7 @@ fails at start with a message naming the variable instead of falling back silent
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Callable, Mapping
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.headerregistry import Address
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from email_validator import EmailNotValidError, validate_email
@@ -54,6 +55,15 @@ class Settings:
     operator: str
     contact: str
     processors: str
+    dkim_selector: str
+    dkim_domain: str
+    dkim_key: Path | None
+    production: bool
+
+    @property
+    def feedback_sender(self) -> str:
+        """The constant SenderId of Feedback-ID headers (5 to 15 characters, per Gmail)."""
+        return "drip" + hashlib.sha256(self.mail_domain.encode()).hexdigest()[:8]
 
     @property
     def embedded_redis(self) -> bool:
@@ -92,7 +102,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
     base_url = get("DRIP_BASE_URL", "http://localhost:5000", _base_url)
     sender = get("DRIP_FROM", "drip demo <drip@example.com>", _sender)
-    return Settings(
+    settings = Settings(
         instance_dir=instance,
         database_url=get("DRIP_DATABASE_URL", f"sqlite:///{instance / 'drip.db'}", _database_url),
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
@@ -121,7 +131,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         operator=get("DRIP_PRIVACY_OPERATOR", sender.display_name or sender.domain, _plain_text),
         contact=get("DRIP_PRIVACY_CONTACT", sender.addr_spec, _plain_text),
         processors=get("DRIP_PRIVACY_PROCESSORS", "", str),
+        **_dkim(env),
+        production=get("DRIP_ENV", "development", _environment) == "production",
     )
+    if settings.production:
+        _check_production(settings, env)
+    return settings
 
 
 def _shipped_emails_dir() -> Path:
@@ -293,3 +308,45 @@ def _plain_text(raw: str) -> str:
     if any(ord(ch) < 32 for ch in raw):
         raise ValueError("control characters are not allowed")
     return raw
+
+
+def _dkim(env: Mapping[str, str]) -> dict[str, Any]:
+    """All three DKIM variables, or none of them."""
+    names = ("DRIP_DKIM_SELECTOR", "DRIP_DKIM_DOMAIN", "DRIP_DKIM_KEY")
+    values = [env.get(name, "").strip() for name in names]
+    if any(values) and not all(values):
+        missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
+        raise ConfigError(f"DKIM needs all of {', '.join(names)}; missing {missing}")
+    selector, domain, key = values
+    if key and not Path(key).is_file():
+        raise ConfigError(f"DRIP_DKIM_KEY={key}: no such file")
+    return {
+        "dkim_selector": selector,
+        "dkim_domain": domain,
+        "dkim_key": Path(key) if key else None,
+    }
+
+
+def _environment(raw: str) -> str:
+    if raw not in {"development", "production"}:
+        raise ValueError("expected development or production")
+    return raw
+
+
+def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
+    """In production, refuse the laptop defaults that would lose mail or secrets."""
+    problems = []
+    if settings.embedded_redis:
+        problems.append("DRIP_REDIS_URL: the embedded Redis serves one machine only")
+    if settings.mail_url.startswith("maildir:"):
+        problems.append("DRIP_MAIL_URL: a Maildir outbox delivers nothing; set an SMTP relay")
+    if settings.database_url.startswith("sqlite"):
+        problems.append("DRIP_DATABASE_URL: use PostgreSQL when several machines share the list")
+    if not env.get("DRIP_SECRET_KEY", "").strip():
+        problems.append(
+            "DRIP_SECRET_KEY: set one key for every process (a generated one differs per machine)"
+        )
+    if not settings.base_url.startswith("https://"):
+        problems.append("DRIP_BASE_URL: links in emails must use https")
+    if problems:
+        raise ConfigError("DRIP_ENV=production, but:\n  " + "\n  ".join(problems))

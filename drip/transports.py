@@ -15,8 +15,6 @@ import re
 import smtplib
 import ssl
 import threading
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -28,8 +26,9 @@ ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 
 
 class Transport(Protocol):
-    def send(self, msg: EmailMessage, *, mail_from: str, rcpt_to: str) -> None:
-        """Hand one message over; TransportError when it was not accepted."""
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+        """Hand one serialised message (CRLF line ends, DKIM-signed if configured) over;
+        TransportError when it was not accepted."""
         ...
 
 
@@ -40,8 +39,8 @@ class MaildirTransport:
         self.path = path
         self._box = mailbox.Maildir(path, create=True)
 
-    def send(self, msg: EmailMessage, *, mail_from: str, rcpt_to: str) -> None:
-        self._box.add(msg.as_bytes())
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+        self._box.add(raw)
 
 
 class SMTPTransport:
@@ -62,10 +61,9 @@ class SMTPTransport:
         self._lock = threading.Lock()
         self._open_conns: list[smtplib.SMTP] = []
 
-    def send(self, msg: EmailMessage, *, mail_from: str, rcpt_to: str) -> None:
-        payload = msg.as_bytes(policy=SMTP_POLICY)
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
         try:
-            self._connection().sendmail(mail_from, [rcpt_to], payload)
+            self._connection().sendmail(mail_from, [rcpt_to], raw)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = next(iter(exc.recipients.values()))
             raise self._failed(code, reply, at_rcpt=True) from None

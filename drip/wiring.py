@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 
 from drip.clock import Clock, FileClock, SystemClock
 from drip.db import SessionFactory, create_db_engine, make_session_factory
+from drip.dkim_signing import DkimSigner
 from drip.rendering import Renderer
 from drip.sending import Mailer
 from drip.series_files import LAYOUT_FOLDER
@@ -49,7 +50,14 @@ def make_mailer(settings: Settings, clock: Clock, sessions: SessionFactory) -> M
         renderer=make_renderer(settings),
         transport=transport_from_url(settings.mail_url, outbox=settings.outbox_dir),
         tokens=Tokens(settings.secret_key, clock),
+        signer=make_signer(settings),
     )
+
+
+def make_signer(settings: Settings) -> DkimSigner | None:
+    if settings.dkim_key is None:
+        return None
+    return DkimSigner.from_file(settings.dkim_selector, settings.dkim_domain, settings.dkim_key)
 
 
 def make_sessions(settings: Settings) -> SessionFactory:

@@ -8,7 +8,6 @@ import logging
 import threading
 from collections import Counter
 from datetime import timedelta
-from email.message import EmailMessage
 
 import pytest
 import sqlalchemy as sa
@@ -27,8 +26,8 @@ class DiesAfterSending:
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
 
-    def send(self, msg: EmailMessage, *, mail_from: str, rcpt_to: str) -> None:
-        self.inner.send(msg, mail_from=mail_from, rcpt_to=rcpt_to)
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+        self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to)
         raise SystemExit("worker killed")
 
 

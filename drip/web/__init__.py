@@ -12,7 +12,7 @@ from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
-from drip.web import admin, api, errors, limits, manage, privacy, security, signup
+from drip.web import admin, api, errors, health, limits, manage, privacy, security, signup
 from drip.web.context import Proofs, WebContext
 from drip.web.extensions import csrf
 
@@ -67,7 +67,7 @@ def create_app(
     limits.limiter.init_app(app)
     csrf.init_app(app)
     CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
-    for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp):
+    for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)  # signed tokens, origin checks and rate limits
     admin.register(app)
     errors.register(app)

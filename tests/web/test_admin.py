@@ -392,7 +392,7 @@ def test_the_outbox_shows_local_mail_as_the_reader_sees_it(
     outbox = MaildirTransport(system.settings.outbox_dir)
     system.signup("ana@example.com")
     system.drain()
-    outbox.send(system.smtp.received[0].message, mail_from="", rcpt_to="ana@example.com")
+    outbox.send(system.smtp.received[0].raw, mail_from="", rcpt_to="ana@example.com")
     client = maildir_app.test_client()
     assert log_in(client) == 302
     listing = client.get("/admin/outbox/").get_data(as_text=True)

@@ -461,3 +461,15 @@ def test_a_mistake_on_the_landing_page_is_shown_beside_the_form_with_the_input_k
     assert 'role="alert"' in page and 'aria-invalid="true"' in page
     assert 'value="ana@example"' in page and 'value="Ana"' in page
     assert count(system, Subscriber) == 0
+
+
+def test_health_and_readiness_for_load_balancers(client: FlaskClient) -> None:
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.get_json() == {
+        "status": "ready",
+        "database": "ok",
+        "migrations": "ok",
+        "redis": "ok",
+    }

@@ -1,0 +1,52 @@
+"""/healthz (the process answers) and /readyz (it can do its work) for load balancers.
+
+Ready means: the database answers and is at the newest migration, and Redis (the queue
+and the rate-limit counters) answers. The unsubscribe pages need only the database, but
+a web process that cannot queue a confirmation is not ready for signups.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, jsonify
+from sqlalchemy import text
+
+from drip import schema
+from drip.web.context import ctx
+from drip.web.limits import limiter
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    checks = {"database": _database(), "migrations": _migrations(), "redis": _redis()}
+    ready = all(value == "ok" for value in checks.values())
+    return jsonify(status="ready" if ready else "not ready", **checks), 200 if ready else 503
+
+
+def _database() -> str:
+    try:
+        with ctx().reading() as session:
+            session.execute(text("SELECT 1"))
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+    return "ok"
+
+
+def _migrations() -> str:
+    try:
+        return "ok" if schema.is_current(ctx().engine) else "behind: run drip init"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
+
+
+def _redis() -> str:
+    try:
+        return "ok" if limiter.storage.check() else "error: no answer"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"
