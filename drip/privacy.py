@@ -35,17 +35,39 @@ def email_hash(secret: str, email: str) -> str:
     return hmac.new(secret.encode(), email.encode(), hashlib.sha256).hexdigest()
 
 
-def is_suppressed(session: Session, secret: str, email: str) -> bool:
+BLOCKING = ("bounced", "complaint")
+"""Reasons that bar an address for good: it does not exist, or its owner reported spam.
+An erasure only keeps the address from being mailed by accident; a fresh signup with a
+fresh confirmation lifts it."""
+
+
+def suppression(session: Session, secret: str, email: str) -> str | None:
+    """Why the address is suppressed, or None."""
     hashed = email_hash(secret, email)
-    return (
-        session.scalar(sa.select(Suppression.id).where(Suppression.email_hash == hashed))
-        is not None
-    )
+    return session.scalar(sa.select(Suppression.reason).where(Suppression.email_hash == hashed))
+
+
+def is_suppressed(session: Session, secret: str, email: str) -> bool:
+    return suppression(session, secret, email) is not None
+
+
+def suppress(session: Session, secret: str, email: str, reason: str, *, now: datetime) -> None:
+    """Record a suppression; a bounce or complaint outranks an erasure, never the reverse."""
+    hashed = email_hash(secret, email)
+    existing = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
+    if existing is None:
+        session.add(Suppression(email_hash=hashed, reason=reason, created_at=now))
+    elif reason in BLOCKING:
+        existing.reason = reason
 
 
 def forget_suppression(session: Session, secret: str, email: str) -> None:
+    """A fresh confirmation lifts an erasure's suppression (never a bounce's)."""
     session.execute(
-        sa.delete(Suppression).where(Suppression.email_hash == email_hash(secret, email))
+        sa.delete(Suppression).where(
+            Suppression.email_hash == email_hash(secret, email),
+            Suppression.reason.not_in(BLOCKING),
+        )
     )
 
 
@@ -100,10 +122,7 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     for subscriber in subscriptions:
         session.delete(subscriber)
     session.flush()
-    if not is_suppressed(session, secret, email):
-        session.add(
-            Suppression(email_hash=email_hash(secret, email), reason="erased", created_at=now)
-        )
+    suppress(session, secret, email, "erased", now=now)
     return len(subscriptions)
 
 

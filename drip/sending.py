@@ -35,7 +35,7 @@ from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
 from drip.dkim_signing import DkimSigner, serialise
 from drip.errors import TransportError
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
-from drip.privacy import is_suppressed
+from drip.privacy import BLOCKING, suppression
 from drip.rendering import Renderer
 from drip.settings import Settings
 from drip.subscriptions import mark_bounced
@@ -164,10 +164,10 @@ def _refusal(mailer: Mailer, session: Session, delivery: Delivery, subscriber: S
     """Why this email must not go out now, or "" when it may."""
     if delivery.kind in ALLOWED and subscriber.status not in ALLOWED[delivery.kind]:
         return f"subscriber is {subscriber.status.value}"
-    suppressed = delivery.kind == DeliveryKind.STEP and is_suppressed(
-        session, mailer.settings.secret_key, subscriber.email
-    )
-    return "address is suppressed" if suppressed else ""
+    reason = suppression(session, mailer.settings.secret_key, subscriber.email)
+    if reason in BLOCKING or (reason and delivery.kind == DeliveryKind.STEP):
+        return f"address is suppressed ({reason})"
+    return ""
 
 
 def _cancel(delivery: Delivery, reason: str) -> Outcome:
@@ -225,7 +225,7 @@ def _record_failure(
         log.warning("delivery %d refused for good: %s", delivery.id, exc)
         delivery.status = DeliveryStatus.FAILED
         if exc.bounce:
-            mark_bounced(session, subscriber, now)
+            mark_bounced(session, subscriber, now, secret=mailer.settings.secret_key)
         else:
             _complete_if_done(subscriber, now)
         return Outcome.FAILED

@@ -27,7 +27,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
-from drip.privacy import forget_suppression
+from drip.privacy import BLOCKING, forget_suppression, suppression
 from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
 from drip.series_files import latest_version
 
@@ -97,6 +97,7 @@ def subscribe(
     *,
     now: datetime,
     consent_text: str,
+    secret: str,
     default_timezone: str = "UTC",
 ) -> int | None:
     """Record a signup; returns the id of a confirmation delivery to queue, if any.
@@ -113,6 +114,8 @@ def subscribe(
     except ValueError:
         raise InvalidInput(f"timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
     sequence = find_sequence(session, request.sequence.strip())
+    if suppression(session, secret, email) in BLOCKING:
+        return None  # the address bounced or complained: never mail it again
     subscriber = session.scalar(
         sa.select(Subscriber)
         .where(Subscriber.sequence_id == sequence.id, Subscriber.email == email)

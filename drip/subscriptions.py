@@ -17,6 +17,7 @@ from drip import timing
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import InvalidInput
 from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.privacy import suppress
 from drip.schedule import resume_point, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
@@ -127,9 +128,12 @@ def _next_local_morning(subscriber: Subscriber, now: datetime) -> datetime:
     )
 
 
-def mark_bounced(session: Session, subscriber: Subscriber, now: datetime) -> None:
+def mark_bounced(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> None:
+    """The address does not exist: stop this series and never mail the address again,
+    whatever later happens to this row (a re-signup, an erasure, an import)."""
     if subscriber.status in (*ENDABLE, SubscriberStatus.COMPLETED):
         end(session, subscriber, SubscriberStatus.BOUNCED, now)
+    suppress(session, secret, subscriber.email, "bounced", now=now)
 
 
 def end(session: Session, subscriber: Subscriber, status: SubscriberStatus, now: datetime) -> None:

@@ -182,6 +182,7 @@ class System:
                 SignupRequest(email=email, first_name=first_name, timezone=timezone),
                 now=self.clock.now(),
                 consent_text="test consent",
+                secret=self.settings.secret_key,
             )
         self.enqueue([delivery_id] if delivery_id else [])
         return delivery_id

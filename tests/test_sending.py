@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 
 from drip.db import transaction
-from drip.models import Delivery, DeliveryStatus, SubscriberStatus
+from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTPTransport
@@ -158,3 +158,14 @@ def test_an_international_domain_is_stored_and_sent_in_ascii(system: System) -> 
     system.drain()
     (received,) = system.smtp.received
     assert received.rcpt_tos == ["juergen@xn--bcher-kva.example.com"]
+
+
+def test_a_hard_bounce_bars_the_address_whatever_happens_to_its_row(system: System) -> None:
+    delivery_id = pending(system)
+    system.smtp.script("ana@example.com", "550 5.1.1 No such user")
+    assert send_delivery(system.mailer, delivery_id) is Outcome.FAILED
+    with transaction(system.sessions) as session:
+        session.execute(sa.delete(Subscriber))  # say an admin erased it, or it was purged
+    assert system.signup("ana@example.com") is None
+    system.drain()
+    assert system.smtp.received == []

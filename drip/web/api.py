@@ -44,6 +44,7 @@ def create_subscriber() -> tuple[Response, int]:
             ),
             now=web.clock.now(),
             consent_text=web.consent_text(sequence.name),
+            secret=web.settings.secret_key,
             default_timezone=web.settings.default_timezone,
         )
     web.enqueue([delivery_id] if delivery_id else [])

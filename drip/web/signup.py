@@ -108,6 +108,7 @@ def _subscribe(timezone: str) -> int | None:
             ),
             now=web.clock.now(),
             consent_text=web.consent_text(sequence.name),
+            secret=web.settings.secret_key,
             default_timezone=web.settings.default_timezone,
         )
     return delivery_id
