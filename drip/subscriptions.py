@@ -53,6 +53,17 @@ def resubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
     return subscriber
 
 
+def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
+    """The admin's "resume": end a pause (the next email goes out at the next local send
+    hour), or undo an unsubscribe."""
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        return resubscribe(session, subscriber_id, now)
+    if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_send_at is not None:
+        subscriber.next_send_at = min(subscriber.next_send_at, _next_local_morning(subscriber, now))
+    return subscriber
+
+
 UNDO_WINDOW = timedelta(days=30)
 
 

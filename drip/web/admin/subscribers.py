@@ -17,7 +17,7 @@ from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase
 from drip.signup import find_sequence
-from drip.subscriptions import move_to_step, pause, resubscribe, unsubscribe
+from drip.subscriptions import move_to_step, pause, resume, unsubscribe
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -90,7 +90,7 @@ def act(subscriber_id: int) -> Response:
         if action == "pause":
             pause(session, subscriber_id, now, days=7)
         elif action == "resume":
-            resubscribe(session, subscriber_id, now)
+            resume(session, subscriber_id, now)
         elif action == "unsubscribe":
             unsubscribe(session, subscriber_id, now)
         elif action == "move":
