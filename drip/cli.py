@@ -247,6 +247,42 @@ def _counted(lines: Iterator[str], bar: Any) -> Iterator[str]:
 
 
 @main.group()
+def bounces() -> None:
+    """Bounce and complaint reports from a mailbox."""
+
+
+@bounces.command("process")
+@click.argument("source")
+@_handles_errors
+def bounces_process(source: str) -> None:
+    """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
+    message on standard input) and stop the subscribers they name."""
+    import mailbox
+
+    from drip.bounces import Tally, apply, parse
+
+    settings = _settings()
+    if source == "-":
+        messages = [sys.stdin.buffer.read()]
+    else:
+        if not Path(source, "cur").is_dir():
+            raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
+        box = mailbox.Maildir(source, create=False)
+        messages = [box.get_bytes(key) for key in box.iterkeys()]
+    tally = Tally()
+    with _session() as (session, clock):
+        for raw in messages:
+            reports = parse(raw)
+            if not reports:
+                tally.unreadable += 1
+            apply(session, reports, secret=settings.secret_key, now=clock.now(), tally=tally)
+    click.echo(
+        f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
+        f"(no action), {tally.unmatched} not matched, {tally.unreadable} not a report"
+    )
+
+
+@main.group()
 def dkim() -> None:
     """DKIM keys for signing mail."""
 
