@@ -220,11 +220,11 @@ def subscribers_import(file: Path, series: str) -> None:
     from drip.signup import find_sequence
 
     settings = _settings()
-    with file.open(newline="") as lines:
+    with file.open(newline="", encoding="utf-8-sig") as lines:
         total = sum(1 for _ in lines)
     with (
         _session() as (session, clock),
-        file.open(newline="") as lines,
+        file.open(newline="", encoding="utf-8-sig") as lines,
         click.progressbar(length=total, label="importing", file=sys.stderr) as bar,
     ):
         report = import_rows(

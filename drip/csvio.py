@@ -67,11 +67,23 @@ def export_rows(session: Session, sequence_id: int) -> Iterator[dict[str, object
 def write_csv(rows: Iterable[dict[str, object]], out: TextIO) -> None:
     writer = csv.DictWriter(out, fieldnames=EXPORT_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows)
+    for row in rows:
+        writer.writerow(_inert(row))
 
 
 def write_csv_row(row: dict[str, object], out: TextIO) -> None:
-    csv.DictWriter(out, fieldnames=EXPORT_COLUMNS).writerow(row)
+    csv.DictWriter(out, fieldnames=EXPORT_COLUMNS).writerow(_inert(row))
+
+
+def _inert(row: dict[str, object]) -> dict[str, object]:
+    """Names come from the public form: a cell starting with = + - @ would run as a
+    formula in a spreadsheet, so it gets a leading apostrophe (OWASP CSV injection)."""
+    return {
+        key: "'" + value
+        if isinstance(value, str) and value.startswith(("=", "+", "-", "@"))
+        else value
+        for key, value in row.items()
+    }
 
 
 def import_rows(

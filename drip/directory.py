@@ -34,7 +34,7 @@ def find(session: Session, query: Query) -> tuple[list[Subscriber], int | None]:
     statement = sa.select(Subscriber).where(Subscriber.sequence_id == query.sequence_id)
     if query.search:
         term = query.search.strip().lower()
-        if "@" in term:
+        if "@" in term and not term.startswith("@"):
             # a range, not LIKE: SQLite's LIKE ignores case and so cannot use the index
             statement = statement.where(
                 Subscriber.email >= term, Subscriber.email < term + "\uffff"
@@ -86,10 +86,10 @@ def timeline(session: Session, subscriber_id: int) -> Timeline:
     return Timeline(subscriber, list(consents), [(d, n) for d, n in deliveries])
 
 
-def resend(session: Session, delivery_id: int, *, now: datetime) -> int:
-    """Queue a failed or cancelled delivery again, with a fresh set of attempts."""
+def resend(session: Session, delivery_id: int, subscriber_id: int, *, now: datetime) -> int:
+    """Queue a failed or cancelled delivery of this subscriber again, with fresh attempts."""
     delivery = session.get(Delivery, delivery_id)
-    if delivery is None:
+    if delivery is None or delivery.subscriber_id != subscriber_id:
         raise NotFound("no such email")
     if delivery.status not in (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED):
         raise InvalidInput("only a failed or cancelled email can be sent again")

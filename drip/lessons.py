@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.errors import InvalidInput, NotFound, TemplateProblem
-from drip.models import Delivery, Sequence, Step, TemplateVersion
+from drip.models import Delivery, Sequence, Step, Subscriber, TemplateVersion
 from drip.rendering import LESSON_VARIABLES, PARTS, EmailTemplate, Renderer
 from drip.series_files import latest_version, version_template
 
@@ -27,6 +27,8 @@ SAMPLE: dict[str, str | int] = {
     "lesson_total": 10,
 }
 DISHONEST_PREFIXES = ("re:", "fwd:", "fw:")
+PARKED = 1_000_000
+"""A step number no series reaches, held for a moment while two steps swap numbers."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +179,9 @@ def remove_step(session: Session, step_id: int) -> None:
 
 def move_step(session: Session, step_id: int, *, earlier: bool) -> Step:
     """Swap a lesson with its neighbour. The position keeps its day offset, so the days
-    still rise; deliveries point at steps, not numbers, so history stays right."""
+    still rise; deliveries point at steps, not numbers, so history stays right. Whoever
+    has had the first of the two and waits for the second keeps waiting for the same
+    email (their next step moves with it), so nobody skips a lesson."""
     step = session.get(Step, step_id)
     if step is None:
         raise NotFound("no such step")
@@ -189,11 +193,18 @@ def move_step(session: Session, step_id: int, *, earlier: bool) -> Step:
         raise InvalidInput(
             "the welcome stays first, and the first and last lessons have one neighbour"
         )
-    parked = 1_000_000 + step.number
-    number, day = step.number, step.day_offset
-    step.number = parked
+    first, second = (other, step) if earlier else (step, other)
+    low = first.number
+    session.execute(
+        sa.update(Subscriber)
+        .where(Subscriber.sequence_id == step.sequence_id, Subscriber.next_step == low + 1)
+        .values(next_step=low)
+    )
+    first_day, second_day = first.day_offset, second.day_offset
+    first.number = PARKED
     session.flush()
-    step.day_offset, other.day_offset = other.day_offset, day
-    other.number, step.number = number, target
+    second.number, second.day_offset = low, first_day
+    session.flush()
+    first.number, first.day_offset = low + 1, second_day
     session.flush()
     return step

@@ -143,6 +143,10 @@ class Renderer:
             raise TemplateProblem(f"{part}: {exc.message or exc}", field=part) from None
         except (ArithmeticError, TypeError, ValueError) as exc:
             raise TemplateProblem(f"{part}: {type(exc).__name__}: {exc}", field=part) from None
+        except (RecursionError, MemoryError):
+            raise TemplateProblem(
+                f"{part}: the template calls itself without end", field=part
+            ) from None
 
     def _env_for(self, part: str) -> _Sandbox:
         return self._html if part == "body_html" else self._text

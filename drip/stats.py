@@ -23,6 +23,7 @@ class StepStats:
 @dataclass(frozen=True)
 class Overview:
     by_status: dict[str, int]
+    confirmed: int
     signups: list[tuple[date, int]]
     confirmations: list[tuple[date, int]]
     steps: list[StepStats]
@@ -33,8 +34,7 @@ class Overview:
 
     @property
     def confirmation_rate(self) -> float | None:
-        confirmed = self.total - self.by_status.get("pending", 0)
-        return confirmed / self.total if self.total else None
+        return self.confirmed / self.total if self.total else None
 
 
 def overview(session: Session, sequence_id: int, *, now: datetime, days: int = 30) -> Overview:
@@ -46,8 +46,14 @@ def overview(session: Session, sequence_id: int, *, now: datetime, days: int = 3
             .group_by(Subscriber.status)
         ).all()
     )
+    confirmed = session.scalar(
+        sa.select(sa.func.count()).where(
+            Subscriber.sequence_id == sequence_id, Subscriber.confirmed_at.is_not(None)
+        )
+    )
     return Overview(
         by_status={status.value: count for status, count in by_status.items()},
+        confirmed=confirmed or 0,
         signups=_per_day(session, Subscriber.created_at, sequence_id, since, days),
         confirmations=_per_day(session, Subscriber.confirmed_at, sequence_id, since, days),
         steps=_step_stats(session, sequence_id),

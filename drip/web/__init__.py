@@ -48,6 +48,7 @@ def create_app(
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
         RATELIMIT_STORAGE_URI=limits.storage_uri(settings),
         WTF_CSRF_CHECK_DEFAULT=False,
+        WTF_CSRF_TIME_LIMIT=None,  # tied to the login session; a long edit must still save
     )
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
+from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException
 
 from drip.errors import BadToken, ExpiredToken, InvalidInput, NotFound
@@ -17,6 +18,13 @@ def register(app: Flask) -> None:
     def domain_error(exc: Exception) -> tuple[Response | str, int]:
         status = next(code for kind, code in STATUS.items() if isinstance(exc, kind))
         return answer(status, str(exc))
+
+    @app.errorhandler(OverflowError)
+    @app.errorhandler(DataError)
+    def out_of_range(_exc: Exception) -> tuple[Response | str, int]:
+        """A number too large for the database (an id in a URL, a page marker) names
+        nothing that exists."""
+        return answer(404, "not found")
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response | str, int]:

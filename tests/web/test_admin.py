@@ -502,3 +502,62 @@ def test_an_admin_can_move_a_subscriber_to_another_step(admin: FlaskClient, syst
     assert (
         post(admin, f"{page}/action", {"action": "move", "step": "x"}, page=page).status_code == 400
     )
+
+
+def test_moving_a_lesson_later_works_and_nobody_skips_a_lesson(
+    admin: FlaskClient, system: System
+) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.drain()
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()  # Ana has had lesson 1 and waits for lesson 2
+    page = "/admin/sequences/feel-better"
+    with transaction(system.sessions) as session:
+        lesson_1, lesson_2 = (
+            session.scalar(sa.select(Step.id).where(Step.number == n)) for n in (1, 2)
+        )
+    assert (
+        post(admin, f"/admin/steps/{lesson_1}/move", {"to": "later"}, page=page).status_code == 302
+    )
+    system.clock.advance(timedelta(days=1))
+    system.tick()
+    system.drain()
+    with transaction(system.sessions) as session:
+        sent = session.scalars(
+            sa.select(Delivery.step_id).where(Delivery.step_id.is_not(None)).order_by(Delivery.id)
+        )
+        assert list(sent)[-1] == lesson_2, "she gets the lesson she was waiting for"
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/admin/subscribers/?before=99999999999999999999999",
+        "/admin/subscribers/?step=99999999999999999999999",
+        "/admin/subscribers/99999999999999999999999",
+        "/admin/lessons/99999999999999999999999/diff?a=1&b=99999999999999999999999",
+    ],
+)
+def test_huge_numbers_in_admin_urls_are_not_found_not_errors(admin: FlaskClient, path: str) -> None:
+    assert admin.get(path).status_code in (400, 404)
+
+
+def test_a_template_that_calls_itself_is_refused(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    page = f"/admin/lessons/{lesson_1}"
+    body = "{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"
+    response = post(admin, page, edit(lesson_1, body_html=body), page=page)
+    assert response.status_code == 400
+    assert "calls itself" in response.get_data(as_text=True)
+
+
+def test_exported_names_cannot_run_as_spreadsheet_formulas(
+    admin: FlaskClient, system: System
+) -> None:
+    system.signup("eve@example.com", first_name='=HYPERLINK("http://evil.example")')
+    lines = admin.get("/admin/subscribers/export.csv").get_data(as_text=True).splitlines()
+    assert "'=HYPERLINK" in lines[1]

@@ -37,7 +37,7 @@ def bar_chart(points: Sequence[tuple[str, int]], *, title: str, label_every: int
             f'<line x1="{PAD_LEFT}" x2="{WIDTH - PAD_RIGHT}" y1="{y:.1f}" y2="{y:.1f}" '
             f'stroke="{GRID}"/>'
             f'<text x="{PAD_LEFT - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
-            f'fill="{INK}">{round(top * fraction)}</text>'
+            f'fill="{INK}">{top * fraction:g}</text>'
         )
     for i, (label, value) in enumerate(points):
         h = plot_h * value / top

@@ -100,7 +100,9 @@ def act(subscriber_id: int) -> Response:
             move_to_step(session, subscriber_id, int(step), now)
         elif action == "resend":
             queued.append(
-                directory.resend(session, request.form.get("delivery", type=int) or 0, now=now)
+                directory.resend(
+                    session, request.form.get("delivery", type=int) or 0, subscriber_id, now=now
+                )
             )
         elif action == "erase":
             email = directory.timeline(session, subscriber_id).subscriber.email
