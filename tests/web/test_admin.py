@@ -269,6 +269,7 @@ def test_an_old_version_can_be_compared_and_restored(
     original = versions(system, lesson_1)[-1]
     post(admin, page, edit(lesson_1, subject="A new subject line"), page=page)
     current = versions(system, lesson_1)[-1]
+    assert 'id="diff-a"' in admin.get(page).get_data(as_text=True), "any two versions"
     diff = admin.get(f"{page}/diff?a={original.id}&b={current.id}").get_data(as_text=True)
     assert "+A new subject line" in diff
     post(admin, f"/admin/versions/{original.id}/restore", page=page)
