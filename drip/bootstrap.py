@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from drip import schema
 from drip.clock import Clock
 from drip.db import make_session_factory, transaction
+from drip.lessons import SAMPLE, check_lesson
 from drip.models import Sequence
 from drip.rendering import LESSON_VARIABLES, Renderer
 from drip.series_files import (
@@ -24,12 +25,8 @@ from drip.series_files import (
 )
 from drip.settings import Settings
 
-SAMPLE = {
-    "first_name": "Ada",
-    "series_name": "Sample series",
-    "sender_name": "Sample sender",
-    "lesson_number": 1,
-    "lesson_total": 10,
+FIXED_SAMPLE = {
+    **SAMPLE,
     "confirm_url": "https://example.invalid/confirm/x",
     "confirm_days": 7,
     "privacy_url": "https://example.invalid/privacy/x",
@@ -41,10 +38,11 @@ FIXED_EMAILS = {
 
 
 def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> None:
+    """The same checks an admin's save runs, for every lesson, plus the fixed emails."""
     for step in series.steps:
-        renderer.check(step.template, LESSON_VARIABLES, SAMPLE)
+        check_lesson(renderer, step.template)
     for folder, variables in FIXED_EMAILS.items():
-        renderer.check(read_email(settings.emails_dir / folder), variables, SAMPLE)
+        renderer.check(read_email(settings.emails_dir / folder), variables, FIXED_SAMPLE)
 
 
 def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Renderer) -> list[str]:

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from drip.db import reading
 from drip.dkim_signing import serialise
 from drip.errors import NotFound
+from drip.lessons import SAMPLE
 from drip.messages import Envelope, build_message, recipient_address
 from drip.models import Sequence, Step, Subscriber
 from drip.rendering import Footer, RenderedEmail
@@ -22,15 +23,13 @@ from drip.sending import Mailer
 from drip.series_files import latest_version, version_template
 from drip.signup import normalise_email
 
-SAMPLE_NAME = "Ada"
-
 
 def lesson_context(
     session: Session, step: Step, *, sender_name: str, subscriber_email: str = ""
 ) -> dict[str, str | int]:
     """The values a lesson renders with: a real subscriber's when one is named, else sample."""
     sequence = session.get_one(Sequence, step.sequence_id)
-    first_name = SAMPLE_NAME
+    first_name = str(SAMPLE["first_name"])
     if subscriber_email:
         subscriber = session.scalar(
             sa.select(Subscriber).where(

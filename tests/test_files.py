@@ -125,3 +125,16 @@ def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path
     assert [(r["email"], r["first_name"], r["status"]) for r in rows] == [
         ("ana@example.com", "Ana", "pending")
     ]
+
+
+def test_loading_holds_lessons_to_the_rules_an_admin_save_does(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    (out / "02" / "subject.txt").write_text("Re: your gut\n")
+    before = version_count(system)
+    result = CliRunner().invoke(main, ["lessons", "load", str(out)], env=env)
+    assert result.exit_code == 1
+    assert "reply or a forward" in result.output
+    assert version_count(system) == before
