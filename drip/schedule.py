@@ -8,7 +8,7 @@ twice for the same step can never produce a second email.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -50,13 +50,7 @@ def issue_next(
         subscriber.next_send_at = None
         return None
     if _sent_a_lesson_today(subscriber, now):
-        subscriber.next_send_at = timing.next_send_at(
-            due_at=now,
-            now=now,
-            day_gap=1,
-            hour=subscriber.send_hour,
-            tz=timing.zone(subscriber.timezone),
-        )
+        subscriber.next_send_at = send_hour_after(subscriber, now)
         return None
     step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
     delivery_id = insert_delivery(
@@ -75,6 +69,14 @@ def issue_next(
             tz=timing.zone(subscriber.timezone),
         )
     return delivery_id
+
+
+def send_hour_after(subscriber: Subscriber, now: datetime, *, days: int = 1) -> datetime:
+    """The subscriber's send hour, `days` local days after today in their timezone."""
+    tz = timing.zone(subscriber.timezone)
+    return timing.at_send_hour(
+        timing.local_date(now, tz) + timedelta(days=days), subscriber.send_hour, tz
+    )
 
 
 def _sent_a_lesson_today(subscriber: Subscriber, now: datetime) -> bool:

@@ -18,7 +18,7 @@ from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import InvalidInput
 from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import suppress
-from drip.schedule import resume_point, steps_of
+from drip.schedule import resume_point, send_hour_after, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 
@@ -49,7 +49,7 @@ def resubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
         subscriber.status = SubscriberStatus.COMPLETED
         subscriber.ended_at = now
         return subscriber
-    subscriber.next_send_at = _next_local_morning(subscriber, now)
+    subscriber.next_send_at = send_hour_after(subscriber, now)
     return subscriber
 
 
@@ -60,7 +60,7 @@ def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber | 
     if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         return resubscribe(session, subscriber_id, now)
     if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_send_at is not None:
-        subscriber.next_send_at = min(subscriber.next_send_at, _next_local_morning(subscriber, now))
+        subscriber.next_send_at = min(subscriber.next_send_at, send_hour_after(subscriber, now))
     return subscriber
 
 
@@ -98,10 +98,7 @@ def pause(session: Session, subscriber_id: int, now: datetime, *, days: int = 7)
     """No lesson for `days` local days; the series then carries on where it was."""
     subscriber = _active(session, subscriber_id)
     if subscriber.next_send_at is not None:
-        tz = timing.zone(subscriber.timezone)
-        resume = timing.at_send_hour(
-            timing.local_date(now, tz) + timedelta(days=days), subscriber.send_hour, tz
-        )
+        resume = send_hour_after(subscriber, now, days=days)
         subscriber.next_send_at = max(subscriber.next_send_at, resume)
     return subscriber
 
@@ -130,13 +127,6 @@ def _active(session: Session, subscriber_id: int) -> Subscriber:
     if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
         raise InvalidInput("only an active subscription has preferences to change")
     return subscriber
-
-
-def _next_local_morning(subscriber: Subscriber, now: datetime) -> datetime:
-    tz = timing.zone(subscriber.timezone)
-    return timing.at_send_hour(
-        timing.local_date(now, tz) + timedelta(days=1), subscriber.send_hour, tz
-    )
 
 
 def mark_bounced(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> None:
