@@ -206,6 +206,13 @@ class System:
         self.enqueue([delivery_id] if delivery_id else [])
         return delivery_id
 
+    def join(self, email: str, **signup: str) -> None:
+        """Sign up, receive the confirmation, confirm, receive the welcome."""
+        self.signup(email, **signup)
+        self.drain()
+        self.confirm(email)
+        self.drain()
+
     def subscriber(self, email: str, *, session: Any = None) -> Subscriber:
         if session is None:
             with transaction(self.sessions) as own:

@@ -36,10 +36,7 @@ def test_init_is_safe_to_run_again(tmp_path: Path) -> None:
 
 
 def test_tick_runs_one_pass_as_if_at_the_given_instant(system: System, env: dict[str, str]) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com")
     tomorrow = (system.clock.now() + timedelta(days=1)).replace(hour=8, minute=0)
 
     early = CliRunner().invoke(

@@ -18,10 +18,7 @@ SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
 
 @pytest.fixture
 def lesson(system: System) -> EmailMessage:
-    system.signup("ana@example.com", first_name="Ana María", timezone="Europe/Berlin")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com", first_name="Ana María", timezone="Europe/Berlin")
     system.clock.advance(timedelta(days=1, hours=3))
     system.tick()
     system.drain()

@@ -180,10 +180,7 @@ def test_lessons_missed_during_an_outage_resume_one_a_day(system: System, start:
 def test_lessons_held_up_by_a_worker_outage_do_not_arrive_together(
     system: System, start: datetime
 ) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com")
     system.stop_worker()
     while system.clock.now() < start + timedelta(days=3, hours=3):  # scheduler runs, workers down
         system.tick()

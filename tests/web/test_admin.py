@@ -172,10 +172,7 @@ def test_the_next_parameter_cannot_redirect_off_site(client: FlaskClient, writer
 def test_the_dashboard_shows_the_series_in_numbers_and_charts(
     admin: FlaskClient, system: System
 ) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com")
     page = admin.get("/admin/").get_data(as_text=True)
     assert page.count("<svg") == 3
     assert "Calm Back, Calm Mind" in page
@@ -281,10 +278,7 @@ def test_an_old_version_can_be_compared_and_restored(
 def test_an_edit_reaches_only_emails_not_yet_sent(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com")
     page = f"/admin/lessons/{lesson_1}"
     post(admin, page, edit(lesson_1, subject="The edited lesson one"), page=page)
     system.clock.advance(timedelta(days=1, hours=3))
@@ -484,10 +478,7 @@ def test_lessons_can_be_reordered_and_keep_rising_days(admin: FlaskClient, syste
 
 
 def test_an_admin_can_move_a_subscriber_to_another_step(admin: FlaskClient, system: System) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com")
     ana = system.subscriber("ana@example.com")
     page = f"/admin/subscribers/{ana.id}"
     post(admin, f"{page}/action", {"action": "move", "step": "5"}, page=page)
@@ -508,10 +499,7 @@ def test_an_admin_can_move_a_subscriber_to_another_step(admin: FlaskClient, syst
 def test_moving_a_lesson_later_works_and_nobody_skips_a_lesson(
     admin: FlaskClient, system: System
 ) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.confirm("ana@example.com")
-    system.drain()
+    system.join("ana@example.com")
     system.clock.advance(timedelta(days=1, hours=3))
     system.tick()
     system.drain()  # Ana has had lesson 1 and waits for lesson 2

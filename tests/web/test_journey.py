@@ -45,25 +45,27 @@ def test_the_embed_page_gives_a_snippet_that_posts_to_drip(client: FlaskClient) 
     assert client.get("/s/feel-better/embed").status_code == 200
 
 
-def test_the_embedded_form_works_from_an_allowed_site_without_javascript(
-    system: System, tmp_path: object
-) -> None:
+@pytest.fixture
+def blog(system: System) -> Iterator[FlaskClient]:
+    """A client of drip set up for a writer whose blog embeds the form."""
     settings = dataclasses.replace(
         system.settings,
         allowed_origins=system.settings.allowed_origins | {BLOG},
         thanks_url=f"{BLOG}/thanks",
     )
     app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
-    try:
-        response = app.test_client().post(
-            "/subscribe", data={"email": "ana@example.com"}, headers={"Origin": BLOG}
-        )
-        assert response.status_code == 303
-        assert response.headers["Location"] == f"{BLOG}/thanks"
-        assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
-        assert system.subscriber("ana@example.com").timezone == "UTC", "the default, no script"
-    finally:
-        app.extensions["drip"].engine.dispose()
+    yield app.test_client()
+    app.extensions["drip"].engine.dispose()
+
+
+def test_the_embedded_form_works_from_an_allowed_site_without_javascript(
+    blog: FlaskClient, system: System
+) -> None:
+    response = blog.post("/subscribe", data={"email": "ana@example.com"}, headers={"Origin": BLOG})
+    assert response.status_code == 303
+    assert response.headers["Location"] == f"{BLOG}/thanks"
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+    assert system.subscriber("ana@example.com").timezone == "UTC", "the default, no script"
 
 
 @pytest.mark.parametrize(
@@ -373,25 +375,13 @@ def test_pages_with_a_token_in_the_url_leak_no_referrer_and_are_not_cached(
     assert response.headers["Cache-Control"] == "no-store"
 
 
-def test_the_writers_thank_you_page_is_used_for_their_site_only(system: System) -> None:
-    settings = dataclasses.replace(
-        system.settings,
-        allowed_origins=system.settings.allowed_origins | {BLOG},
-        thanks_url=f"{BLOG}/thanks",
+def test_the_writers_thank_you_page_is_used_for_their_site_only(blog: FlaskClient) -> None:
+    own = blog.post(
+        "/subscribe", data={"email": "a@example.com"}, headers={"Sec-Fetch-Site": "same-origin"}
     )
-    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
-    try:
-        client = app.test_client()
-        own = client.post(
-            "/subscribe", data={"email": "a@example.com"}, headers={"Sec-Fetch-Site": "same-origin"}
-        )
-        assert own.headers["Location"] == "/check-inbox", "the landing page's CSP allows no other"
-        theirs = client.post(
-            "/subscribe", data={"email": "b@example.com"}, headers={"Origin": BLOG}
-        )
-        assert theirs.headers["Location"] == f"{BLOG}/thanks"
-    finally:
-        app.extensions["drip"].engine.dispose()
+    assert own.headers["Location"] == "/check-inbox", "the landing page's CSP allows no other"
+    theirs = blog.post("/subscribe", data={"email": "b@example.com"}, headers={"Origin": BLOG})
+    assert theirs.headers["Location"] == f"{BLOG}/thanks"
 
 
 def test_look_alike_spellings_of_one_address_share_its_rate_limit(
