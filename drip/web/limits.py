@@ -11,7 +11,10 @@ from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
 
 from drip.errors import DripError
+from drip.privacy import email_hash
 from drip.settings import Settings
+from drip.signup import normalise_email
+from drip.web.context import ctx
 
 limiter = Limiter(key_func=get_remote_address, headers_enabled=True, strategy="fixed-window")
 
@@ -31,10 +34,6 @@ def address_key() -> str:
     """The address a signup or privacy request is about, normalised the way signup does
     it (so look-alike spellings share one counter) and keyed-hashed (so Redis never
     holds the address itself)."""
-    from drip.privacy import email_hash
-    from drip.signup import normalise_email
-    from drip.web.context import ctx
-
     raw = request_json_or_form().get("email")
     text = raw if isinstance(raw, str) else ""
     try:
