@@ -24,7 +24,12 @@ log = logging.getLogger("drip.scheduler")
 
 
 def _settings() -> Settings:
-    return load_settings()
+    """The settings, with logging set up from them (every command comes through here)."""
+    from drip.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings)
+    return settings
 
 
 def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,7 +48,6 @@ def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.group()
 def main() -> None:
     """drip: double opt-in signup, one lesson a day, one-click unsubscribe."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 
 
 @main.command()
@@ -89,13 +93,20 @@ def web(host: str, port: int) -> None:
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
 @_handles_errors
 def worker(processes: int, threads: int) -> None:
-    """Start Dramatiq worker processes for drip's actors."""
+    """Start Dramatiq worker processes for drip's actors.
+
+    Dramatiq's command line runs in this process, with drip's logging (its own is
+    skipped), so the parent's lines are in DRIP_LOG_FORMAT too. Dramatiq reads its
+    prefetch setting from the environment when it is first imported: set it before.
+    """
     _settings()
-    env = dict(os.environ)
-    env.setdefault("dramatiq_queue_prefetch", str(threads))
-    argv = [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
-    argv += ["--processes", str(processes), "--threads", str(threads), "--queues", "drip"]
-    os.execve(sys.executable, argv, env)
+    os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
+    from dramatiq.cli import main as dramatiq_main
+    from dramatiq.cli import make_argument_parser
+
+    argv = ["drip.tasks:setup_worker", "--processes", str(processes), "--threads", str(threads)]
+    argv += ["--queues", "drip", "--skip-logging"]
+    sys.exit(dramatiq_main(make_argument_parser().parse_args(argv)))
 
 
 @main.command()
@@ -370,16 +381,20 @@ def _session() -> Iterator[tuple[Session, Clock]]:
 def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[], PassResult]]:
     """A function running one scheduler pass, with the database and Redis it needs."""
     from drip.db import make_session_factory
+    from drip.metrics import record_pass
     from drip.scheduler import run_pass
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_clock, make_engine, make_redis
 
     engine = make_engine(settings)
-    broker = create_broker(make_redis(settings))
+    client = make_redis(settings)
+    broker = create_broker(client)
     sessions = make_session_factory(engine)
     chosen = clock or make_clock(settings)
-    try:
-        yield lambda: run_pass(
+
+    def one_pass() -> PassResult:
+        began = time.monotonic()
+        result = run_pass(
             sessions,
             chosen,
             Enqueuer(broker),
@@ -387,6 +402,11 @@ def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[],
             requeue_after=settings.requeue_after,
             pending_ttl=settings.pending_ttl,
         )
+        record_pass(client, result, seconds=time.monotonic() - began, finished_at=chosen.now())
+        return result
+
+    try:
+        yield one_pass
     finally:
         broker.close()
         engine.dispose()

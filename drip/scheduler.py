@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
+from drip.logs import log_fields
 from drip.models import (
     Delivery,
     DeliveryKind,
@@ -139,6 +140,7 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
                 "before the lease ended; the message may already have been accepted",
                 delivery.id,
                 delivery.attempts,
+                extra=log_fields(delivery, event="ambiguous_resend"),
             )
             delivery.status = DeliveryStatus.QUEUED
             delivery.lease_until = None

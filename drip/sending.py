@@ -34,6 +34,7 @@ from drip.composing import Composed, compose
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
 from drip.dkim_signing import DkimSigner, serialise
 from drip.errors import TransportError
+from drip.logs import log_fields
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import BLOCKING, suppression
 from drip.rendering import Renderer
@@ -90,7 +91,9 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
                 now=mailer.clock.now(),
             )
     except Exception as exc:
-        log.exception("delivery %d could not be composed", delivery_id)
+        log.exception(
+            "delivery %d could not be composed", delivery_id, extra={"delivery_id": delivery_id}
+        )
         with transaction(mailer.sessions) as session:
             return _give_up(mailer, session, delivery_id, f"could not build the message: {exc}")
     with transaction(mailer.sessions) as session:
@@ -128,7 +131,11 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
     now = mailer.clock.now()
     locked = _lock(session, delivery_id)
     if locked is None:
-        log.warning("delivery %d does not exist; dropping its message", delivery_id)
+        log.warning(
+            "delivery %d does not exist; dropping its message",
+            delivery_id,
+            extra={"delivery_id": delivery_id},
+        )
         return Outcome.SKIPPED
     delivery, subscriber = locked
     if delivery.status == DeliveryStatus.SENDING:
@@ -138,6 +145,7 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
             "ambiguous_resend delivery=%d attempts=%d: taking over after an unknown outcome",
             delivery.id,
             delivery.attempts,
+            extra=log_fields(delivery, event="ambiguous_resend"),
         )
     elif delivery.status != DeliveryStatus.QUEUED or (
         delivery.retry_at is not None and delivery.retry_at > now
@@ -204,6 +212,7 @@ def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
     delivery.status = DeliveryStatus.SENT
     delivery.sent_at = now
     delivery.lease_until = None
+    log.info("delivery %d sent", delivery.id, extra=log_fields(delivery))
     if delivery.kind == DeliveryKind.CONFIRMATION:
         subscriber.confirmation_sent_at = now
     if delivery.kind == DeliveryKind.STEP:
@@ -222,7 +231,9 @@ def _record_failure(
     delivery.last_error = str(exc)[:500]
     delivery.lease_until = None
     if exc.permanent:
-        log.warning("delivery %d refused for good: %s", delivery.id, exc)
+        log.warning(
+            "delivery %d refused for good: %s", delivery.id, exc, extra=log_fields(delivery)
+        )
         delivery.status = DeliveryStatus.FAILED
         if exc.bounce:
             mark_bounced(session, subscriber, now, secret=mailer.settings.secret_key)
@@ -240,6 +251,7 @@ def _record_failure(
         delivery.attempts,
         delay,
         exc,
+        extra=log_fields(delivery),
     )
     delivery.status = DeliveryStatus.QUEUED
     delivery.retry_at = now + delay

@@ -16,7 +16,7 @@ from datetime import timedelta
 from email.headerregistry import Address
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -58,6 +58,8 @@ class Settings:
     dkim_selector: str
     dkim_domain: str
     dkim_key: Path | None
+    log_format: str
+    metrics_token: str
     production: bool
 
     @property
@@ -80,6 +82,15 @@ class Settings:
     @property
     def mail_domain(self) -> str:
         return self.sender.domain
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Every configured secret, so the logs can blank it wherever it turns up."""
+        passwords = (
+            unquote(urlsplit(url).password or "")
+            for url in (self.database_url, self.redis_url, self.mail_url)
+        )
+        return tuple(filter(None, (self.secret_key, self.metrics_token, *passwords)))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -132,6 +143,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         contact=get("DRIP_PRIVACY_CONTACT", sender.addr_spec, _plain_text),
         processors=get("DRIP_PRIVACY_PROCESSORS", "", str),
         **_dkim(env),
+        log_format=get("DRIP_LOG_FORMAT", "text", _log_format),
+        metrics_token=get("DRIP_METRICS_TOKEN", "", _metrics_token),
         production=get("DRIP_ENV", "development", _environment) == "production",
     )
     if settings.production:
@@ -325,6 +338,19 @@ def _dkim(env: Mapping[str, str]) -> dict[str, Any]:
         "dkim_domain": domain,
         "dkim_key": Path(key) if key else None,
     }
+
+
+def _log_format(raw: str) -> str:
+    if raw not in {"text", "json"}:
+        raise ValueError("expected text or json")
+    return raw
+
+
+def _metrics_token(raw: str) -> str:
+    """The bearer token Prometheus sends for /metrics; long enough not to be guessed."""
+    if raw and (len(raw) < 16 or any(ch.isspace() or ord(ch) < 32 for ch in raw)):
+        raise ValueError("expected at least 16 characters without spaces")
+    return raw
 
 
 def _environment(raw: str) -> str:

@@ -21,6 +21,7 @@ from drip.proofs import send_proof
 from drip.sending import Mailer, send_delivery
 
 log = logging.getLogger(__name__)
+NAMESPACE = "drip"
 QUEUE = "drip"
 SEND_ACTOR = "send_delivery"
 PROOF_ACTOR = "send_proof"
@@ -43,7 +44,7 @@ def create_broker(client: redis.Redis) -> RedisBroker:
     """
     broker = RedisBroker(
         client=client,
-        namespace="drip",
+        namespace=NAMESPACE,
         heartbeat_timeout=30_000,
         maintenance_chance=20_000,
     )
@@ -92,7 +93,10 @@ class Enqueuer:
                 self.broker.enqueue(message)
             except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
                 log.warning(
-                    "delivery %d not queued (%s); the sweeper will queue it", delivery_id, exc
+                    "delivery %d not queued (%s); the sweeper will queue it",
+                    delivery_id,
+                    exc,
+                    extra={"delivery_id": delivery_id},
                 )
 
     def proof(self, step_id: int, to: str, subscriber_email: str = "") -> None:
@@ -111,15 +115,17 @@ class Enqueuer:
 def setup_worker() -> None:
     """Entry point for `dramatiq drip.tasks:setup_worker`: wire everything from DRIP_*."""
     from drip.headers import STDLIB_HEADERS_SAFE
+    from drip.logs import configure_logging
     from drip.settings import load_settings
     from drip.wiring import make_clock, make_mailer, make_redis, make_sessions
 
+    settings = load_settings()
+    configure_logging(settings, take_over=True)
     if not STDLIB_HEADERS_SAFE:
         log.warning(
             "this Python's email package predates the CVE-2024-6923 fix; drip validates "
             "names and subjects itself, but upgrade to 3.11.10+ or 3.12.5+"
         )
-    settings = load_settings()
     broker = create_broker(make_redis(settings))
     dramatiq.set_broker(broker)
     declare_actors(broker, make_mailer(settings, make_clock(settings), make_sessions(settings)))

@@ -12,7 +12,18 @@ from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
-from drip.web import admin, api, errors, health, limits, manage, privacy, security, signup
+from drip.web import (
+    admin,
+    api,
+    errors,
+    health,
+    limits,
+    manage,
+    metrics,
+    privacy,
+    security,
+    signup,
+)
 from drip.web.context import Proofs, WebContext
 from drip.web.extensions import csrf
 
@@ -27,10 +38,12 @@ def create_app(
     """Build the web app. Tests pass a clock and the queueing functions; production reads
     DRIP_* and queues through the broker."""
     from drip import wiring
+    from drip.logs import configure_logging
     from drip.tasks import Enqueuer, create_broker
     from drip.tokens import Tokens
 
     settings = settings or load_settings()
+    configure_logging(settings)
     clock = clock or wiring.make_clock(settings)
     if enqueue is None:
         queue = Enqueuer(create_broker(wiring.make_redis(settings)))
@@ -71,6 +84,7 @@ def create_app(
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)  # signed tokens, origin checks and rate limits
     admin.register(app)
+    metrics.register(app)
     errors.register(app)
     security.register(app, https=https)
     return app

@@ -1,0 +1,129 @@
+"""Logging for every drip process, set up in one place (web, worker, scheduler, CLI).
+
+DRIP_LOG_FORMAT=json writes one JSON object per line, for a log shipper: time, level,
+logger, message, and the fields a log call passes with `extra=` (delivery_id,
+subscriber_id). `text` is for people reading a terminal.
+
+Either way every line is redacted before it is written: email addresses, signed link
+tokens (they open someone's unsubscribe or privacy page) and the configured secrets are
+blanked, whoever wrote the log call and whatever an exception message quotes
+(standards.md LAW-15). Ids are what a log line may carry, never the address.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from drip.settings import Settings
+
+TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
+EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+TOKEN = re.compile(r"\b[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
+"""An itsdangerous signed value: payload.timestamp.signature, as in drip's links."""
+RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class Redactor:
+    """Blanks secrets, email addresses and signed tokens in a piece of log text."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        words = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self._secrets = re.compile("|".join(map(re.escape, words))) if words else None
+
+    def __call__(self, text: str) -> str:
+        if self._secrets is not None:
+            text = self._secrets.sub("[secret]", text)
+        return TOKEN.sub("[token]", EMAIL.sub("[email]", text))
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites a record in place, so every formatter downstream sees only redacted text."""
+
+    def __init__(self, redact: Redactor) -> None:
+        super().__init__()
+        self.redact = redact
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken log call; logging reports it when formatting
+            return True
+        record.msg, record.args = self.redact(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
+        for name, value in extra_fields(record).items():
+            if isinstance(value, str):
+                setattr(record, name, self.redact(value))
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            **extra_fields(record),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        return json.dumps(entry, default=str)
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is when a record arrives: a Dramatiq worker process
+    swaps it for a pipe to its parent after the handler exists."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> TextIO:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+def extra_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """What the log call added with `extra=`."""
+    return {k: v for k, v in vars(record).items() if k not in RECORD_FIELDS}
+
+
+def log_fields(delivery: Any, **more: str) -> dict[str, Any]:
+    """The `extra=` of a log line about one delivery: its ids, never its address."""
+    return {"delivery_id": delivery.id, "subscriber_id": delivery.subscriber_id, **more}
+
+
+def configure_logging(settings: Settings, *, take_over: bool = False) -> None:
+    """Send drip's logs to standard error in the configured format, redacted.
+
+    Safe to call again (create_app runs once per test): it replaces the handler an
+    earlier call installed. `take_over` also removes handlers someone else installed,
+    for processes drip owns whole, such as a Dramatiq worker.
+    """
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if take_over or isinstance(handler, _StderrHandler):
+            root.removeHandler(handler)
+    handler = _StderrHandler()
+    handler.addFilter(RedactingFilter(Redactor(settings.secrets)))
+    handler.setFormatter(
+        JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)
+    )
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
