@@ -323,6 +323,25 @@ def dkim_keygen(domain: str, selector: str, out: Path | None) -> None:
     click.echo(txt_record(selector, domain, public))
 
 
+@main.command()
+@_handles_errors
+def doctor() -> None:
+    """Check the settings a new operator gets wrong (URLs, DKIM, SPF, DMARC, SMTP login),
+    each with how to fix it. Fails only on errors; a DNS lookup it cannot make is a warning."""
+    from drip.doctor import Level, dns_txt, examine
+
+    checks = examine(_settings(), lookup_txt=dns_txt)
+    for check in checks:
+        click.echo(f"{check.level.value:<8} {check.name}: {check.detail}")
+        if check.fix and check.level != Level.OK:
+            click.echo(f"{'':<8} fix: {check.fix}")
+    errors = sum(check.level == Level.ERROR for check in checks)
+    warnings = sum(check.level == Level.WARNING for check in checks)
+    click.echo(f"{errors} error(s), {warnings} warning(s)")
+    if errors:
+        sys.exit(1)
+
+
 @main.group()
 def admin() -> None:
     """Admin accounts for /admin."""

@@ -83,10 +83,13 @@ def free_port() -> int:
 class SMTPServer:
     """A real SMTP server on loopback that keeps what it accepts and can refuse on cue."""
 
-    def __init__(self) -> None:
+    def __init__(self, **options: Any) -> None:
+        """`options` go to aiosmtpd's SMTP class: tls_context, authenticator, ..."""
         self.port = free_port()
         self._handler = _Handler()
-        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(
+            self._handler, hostname="127.0.0.1", port=self.port, **options
+        )
 
     def start(self) -> None:
         self._controller.start()

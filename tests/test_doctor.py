@@ -1,0 +1,290 @@
+"""`drip doctor`: each check reports ok, warning or error with a fix. DNS is the one
+network boundary and comes from a stub; the SMTP checks talk to a real in-process server
+with STARTTLS and AUTH. A resolver that cannot answer never produces an error."""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import ssl
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiosmtpd.smtp import AuthResult, LoginPassword
+from click.testing import CliRunner
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.x509.oid import NameOID
+
+from drip import doctor
+from drip.cli import main
+from drip.dkim_signing import generate_key
+from drip.doctor import Check, Level, LookupFailed, NoSuchName, examine
+from drip.settings import Settings, load_settings
+from tests.helpers import SMTPServer, free_port
+
+DOMAIN = "calmback.org"
+SELECTOR = "drip2026"
+
+
+class StubDNS:
+    """TXT records by name; any other name does not exist (NXDOMAIN)."""
+
+    def __init__(self, records: dict[str, list[str]]) -> None:
+        self.records = records
+
+    def __call__(self, name: str) -> list[str]:
+        if name not in self.records:
+            raise NoSuchName("NXDOMAIN")
+        return self.records[name]
+
+
+def offline(name: str) -> list[str]:
+    raise LookupFailed("The resolution lifetime expired")
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, as the relay's."""
+    folder = tmp_path_factory.mktemp("tls")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
+    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+@pytest.fixture
+def trust(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """The client's view: verifies the relay's certificate, as the default context does."""
+    return ssl.create_default_context(cafile=str(certificate[0]))
+
+
+def accept_only(user: str, password: str) -> Callable[..., AuthResult]:
+    """An aiosmtpd authenticator; handled=False lets aiosmtpd send the 235 or 535 reply."""
+
+    def authenticator(
+        server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = isinstance(data, LoginPassword) and (data.login, data.password) == (
+            user.encode(),
+            password.encode(),
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return authenticator
+
+
+@pytest.fixture
+def relay(certificate: tuple[Path, Path]) -> Iterator[SMTPServer]:
+    """A submission server: STARTTLS, then AUTH for drip / s3cret only."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*map(str, certificate))
+    server = SMTPServer(tls_context=context, authenticator=accept_only("drip", "s3cret"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def dkim_key(tmp_path: Path) -> tuple[Path, str]:
+    pem, public = generate_key()
+    path = tmp_path / "dkim.pem"
+    path.write_bytes(pem)
+    return path, public
+
+
+def configure(tmp_path: Path, dkim_key: tuple[Path, str], port: int, **env: str) -> Settings:
+    return load_settings(
+        {
+            "DRIP_INSTANCE": str(tmp_path / "instance"),
+            "DRIP_MAIL_URL": f"smtp://drip:s3cret@127.0.0.1:{port}",
+            "DRIP_FROM": f"Calm Back <hello@{DOMAIN}>",
+            "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC",
+            "DRIP_BASE_URL": f"https://mail.{DOMAIN}",
+            "DRIP_SECRET_KEY": "k" * 40,
+            "DRIP_DKIM_DOMAIN": DOMAIN,
+            "DRIP_DKIM_SELECTOR": SELECTOR,
+            "DRIP_DKIM_KEY": str(dkim_key[0]),
+            **env,
+        }
+    )
+
+
+def published(public: str, **changes: list[str]) -> StubDNS:
+    records = {
+        DOMAIN: ["google-site-verification=abc", "v=spf1 include:amazonses.com ~all"],
+        f"{SELECTOR}._domainkey.{DOMAIN}": ["v=DKIM1; k=rsa; ", f"p={public[:60]} {public[60:]}"],
+        f"_dmarc.{DOMAIN}": ["v=DMARC1; p=none; rua=mailto:dmarc@calmback.org"],
+    }
+    return StubDNS({**records, **changes})
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {check.name: check for check in checks}
+
+
+def test_a_sender_set_up_right_passes_every_check(
+    tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer, trust: ssl.SSLContext
+) -> None:
+    settings = configure(tmp_path, dkim_key, relay.port)
+    checks = examine(settings, lookup_txt=published(dkim_key[1]), tls=trust)
+    problems = [c for c in checks if c.level != Level.OK and c.name != "Python email package"]
+    assert problems == []
+    assert by_name(checks)["SMTP relay"].detail.endswith("TLS and login accepted")
+
+
+def test_dns_records_missing_or_wrong_are_errors_that_say_what_to_publish(
+    tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer, trust: ssl.SSLContext
+) -> None:
+    settings = configure(tmp_path, dkim_key, relay.port)
+    _other_pem, other_public = generate_key()
+    dns = published(
+        dkim_key[1],
+        **{
+            DOMAIN: ["v=spf1 include:a.example ~all", "v=spf1 include:b.example ~all"],
+            f"{SELECTOR}._domainkey.{DOMAIN}": [f"v=DKIM1; k=rsa; p={other_public}"],
+            f"_dmarc.{DOMAIN}": ["v=DMARC1; rua=mailto:dmarc@calmback.org"],
+        },
+    )
+    checks = by_name(examine(settings, lookup_txt=dns, tls=trust))
+    assert checks["DKIM key"].level == Level.ERROR
+    assert f'{SELECTOR}._domainkey.{DOMAIN}. IN TXT "v=DKIM1; k=rsa; p={dkim_key[1]}"' in (
+        checks["DKIM key"].fix
+    )
+    assert checks["SPF"].level == Level.ERROR and "2 SPF records" in checks["SPF"].detail
+    assert checks["DMARC"].level == Level.ERROR and "p=" in checks["DMARC"].detail
+
+    nothing = StubDNS({DOMAIN: []})
+    checks = by_name(examine(settings, lookup_txt=nothing, tls=trust))
+    assert [checks[n].level for n in ("DKIM key", "SPF", "DMARC")] == [Level.ERROR] * 3
+    assert "no DKIM record" in checks["DKIM key"].detail
+
+
+def test_dmarc_is_found_at_the_parent_of_a_sending_subdomain(
+    tmp_path: Path, dkim_key: tuple[Path, str]
+) -> None:
+    settings = configure(
+        tmp_path, dkim_key, 1, DRIP_FROM=f"<hi@news.{DOMAIN}>", DRIP_MAIL_URL="maildir:"
+    )
+    dns = published(dkim_key[1], **{f"news.{DOMAIN}": ["v=spf1 -all"]})
+    checks = by_name(examine(settings, lookup_txt=dns))
+    assert checks["DMARC"].level == Level.OK
+    assert checks["DMARC"].detail == f"p=none at _dmarc.{DOMAIN}"
+    assert checks["From and DKIM domains"].level == Level.OK  # relaxed alignment
+
+
+@pytest.mark.parametrize("resolver", [offline, StubDNS({})], ids=["timeout", "nxdomain-all"])
+def test_dns_that_cannot_answer_gives_warnings_never_errors(
+    tmp_path: Path, dkim_key: tuple[Path, str], resolver: doctor.TxtLookup
+) -> None:
+    settings = configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL="maildir:")
+    checks = by_name(examine(settings, lookup_txt=resolver))
+    for name in ("DKIM key", "SPF", "DMARC"):
+        assert checks[name].level == Level.WARNING
+        assert checks[name].detail.startswith("could not look up")
+    assert not [c for c in checks.values() if c.level == Level.ERROR]
+
+
+def test_a_refused_login_is_an_error(
+    tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer, trust: ssl.SSLContext
+) -> None:
+    url = f"smtp://drip:wrong@127.0.0.1:{relay.port}"
+    settings = configure(tmp_path, dkim_key, relay.port, DRIP_MAIL_URL=url)
+    check = doctor.smtp_relay(settings, tls=trust)
+    assert check.level == Level.ERROR
+    assert "refused the login for 'drip': 535" in check.detail
+    assert "wrong" not in check.detail
+
+
+def test_a_relay_certificate_that_is_not_trusted_is_an_error(
+    tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer
+) -> None:
+    check = doctor.smtp_relay(configure(tmp_path, dkim_key, relay.port))
+    assert check.level == Level.ERROR and check.detail.startswith("TLS with 127.0.0.1")
+
+
+def test_a_plaintext_loopback_relay_is_a_warning_and_no_relay_an_error(
+    tmp_path: Path, dkim_key: tuple[Path, str], smtp_server: SMTPServer
+) -> None:
+    url = f"smtp://127.0.0.1:{smtp_server.port}"
+    check = doctor.smtp_relay(configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL=url))
+    assert check.level == Level.WARNING and "no STARTTLS" in check.detail
+    nobody = f"smtp://127.0.0.1:{free_port()}"
+    check = doctor.smtp_relay(configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL=nobody))
+    assert check.level == Level.ERROR and "cannot talk to" in check.detail
+
+
+def test_settings_an_operator_gets_wrong(tmp_path: Path, dkim_key: tuple[Path, str]) -> None:
+    local = configure(tmp_path, dkim_key, 1, DRIP_BASE_URL="http://localhost:5000")
+    assert doctor.base_url(local).level == Level.ERROR
+    plain = configure(tmp_path, dkim_key, 1, DRIP_BASE_URL=f"http://mail.{DOMAIN}")
+    assert doctor.base_url(plain).level == Level.WARNING
+    other = configure(tmp_path, dkim_key, 1, DRIP_DKIM_DOMAIN="mailer.example.net")
+    assert doctor.alignment(other).level == Level.ERROR
+    generated = load_settings({"DRIP_INSTANCE": str(tmp_path / "laptop")})
+    assert doctor.secret_key(generated).level == Level.OK
+    assert doctor.postal_address(generated).level == Level.WARNING
+    real_mail = load_settings(
+        {
+            "DRIP_INSTANCE": str(tmp_path / "laptop"),
+            "DRIP_MAIL_URL": "smtp://relay.example.net",
+            "DRIP_POSTAL_ADDRESS": "1 Road",
+        }
+    )
+    assert doctor.secret_key(real_mail).level == Level.WARNING
+
+
+def test_drip_doctor_prints_each_check_and_fails_only_on_errors(
+    tmp_path: Path, dkim_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(doctor, "dns_txt", published(dkim_key[1]))
+    env = {
+        "DRIP_INSTANCE": str(tmp_path / "instance"),
+        "DRIP_MAIL_URL": "maildir:",
+        "DRIP_FROM": f"<hello@{DOMAIN}>",
+        "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC",
+        "DRIP_BASE_URL": f"https://mail.{DOMAIN}",
+        "DRIP_DKIM_DOMAIN": DOMAIN,
+        "DRIP_DKIM_SELECTOR": SELECTOR,
+        "DRIP_DKIM_KEY": str(dkim_key[0]),
+    }
+    healthy = CliRunner().invoke(main, ["doctor"], env=env)
+    assert healthy.exit_code == 0, healthy.output
+    assert f"ok       DMARC: p=none at _dmarc.{DOMAIN}" in healthy.output
+
+    relay = SMTPServer(authenticator=accept_only("drip", "s3cret"), auth_require_tls=False)
+    relay.start()
+    refused = {**env, "DRIP_MAIL_URL": f"smtp://drip:nope@127.0.0.1:{relay.port}"}
+    try:
+        failing = CliRunner().invoke(main, ["doctor"], env=refused)
+    finally:
+        relay.stop()
+    assert failing.exit_code == 1, failing.output
+    assert "error    SMTP relay:" in failing.output
+    assert "fix: check the user and password in DRIP_MAIL_URL" in failing.output
