@@ -64,6 +64,51 @@ def init() -> None:
         click.echo(line)
 
 
+@main.group()
+def db() -> None:
+    """The database schema (Alembic migrations, applied from code)."""
+
+
+@db.command("upgrade")
+@_handles_errors
+def db_upgrade() -> None:
+    """Apply every new migration. Safe on every deploy: run it before starting the new
+    web and worker processes (drip init does this too, and installs the series once)."""
+    from drip import schema
+    from drip.wiring import make_engine
+
+    engine = make_engine(_settings())
+    try:
+        schema.upgrade(engine)
+        current, _newest = schema.revisions(engine)
+    finally:
+        engine.dispose()
+    where = engine.url.render_as_string(hide_password=True)
+    click.echo(f"database at {', '.join(sorted(current))}: {where}")
+
+
+@db.command("current")
+@_handles_errors
+def db_current() -> None:
+    """Print the database's migration and the newest one; exit 1 when it is behind."""
+    from drip import schema
+    from drip.wiring import make_engine
+
+    engine = make_engine(_settings())
+    try:
+        current, newest = schema.revisions(engine)
+    finally:
+        engine.dispose()
+    at, head = (
+        ", ".join(sorted(current)) or "nothing (an empty database)",
+        ", ".join(sorted(newest)),
+    )
+    if current != newest:
+        click.echo(f"database at {at}, newest is {head}: run drip db upgrade")
+        sys.exit(1)
+    click.echo(f"database at {at} (the newest)")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))

@@ -25,9 +25,15 @@ def upgrade(engine: Engine) -> None:
         command.upgrade(config, "head")
 
 
-def is_current(engine: Engine) -> bool:
-    """Is the database at the newest revision the code knows?"""
+def revisions(engine: Engine) -> tuple[set[str], set[str]]:
+    """The revisions the database is at, and the newest ones the code knows."""
     script = ScriptDirectory.from_config(alembic_config(engine))
     with engine.connect() as connection:
         current = MigrationContext.configure(connection).get_current_heads()
-    return set(current) == set(script.get_heads())
+    return set(current), set(script.get_heads())
+
+
+def is_current(engine: Engine) -> bool:
+    """Is the database at the newest revision the code knows?"""
+    current, newest = revisions(engine)
+    return current == newest

@@ -89,3 +89,16 @@ def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "DRIP_POSTAL_ADDRESS" in result.output
+
+
+def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) -> None:
+    env = {"DRIP_INSTANCE": str(tmp_path / "fresh")}
+    behind = CliRunner().invoke(main, ["db", "current"], env=env)
+    assert behind.exit_code == 1
+    assert "an empty database" in behind.output and "run drip db upgrade" in behind.output
+    upgraded = CliRunner().invoke(main, ["db", "upgrade"], env=env)
+    assert upgraded.exit_code == 0, upgraded.output
+    current = CliRunner().invoke(main, ["db", "current"], env=env)
+    assert current.exit_code == 0, current.output
+    assert current.output.endswith("(the newest)\n")
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -45,3 +46,18 @@ def link(system: System, address: str, kind: str) -> str:
 
 def status_of(system: System, address: str) -> SubscriberStatus:
     return system.subscriber(address).status
+
+
+@pytest.fixture
+def app_with(system: System) -> Iterator[Callable[..., Flask]]:
+    """Apps on the test system with some settings changed."""
+    built: list[Flask] = []
+
+    def build(**changes: object) -> Flask:
+        settings = dataclasses.replace(system.settings, **changes)
+        built.append(create_app(settings, clock=system.clock, enqueue=system.enqueue))
+        return built[-1]
+
+    yield build
+    for app in built:
+        app.extensions["drip"].engine.dispose()

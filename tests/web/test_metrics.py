@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import redis
 from click.testing import CliRunner
 from flask import Flask
@@ -18,7 +16,6 @@ from drip.cli import main
 from drip.db import transaction
 from drip.metrics import DripCollector
 from drip.subscriptions import unsubscribe
-from drip.web import create_app
 from tests.helpers import System, drip_env
 
 SERIES = "feel-better"
@@ -70,21 +67,6 @@ def test_metrics_count_the_list_the_emails_the_queue_and_the_last_scheduler_pass
     assert value(samples, "drip_source_up", source="database") == 1
     assert value(samples, "drip_source_up", source="redis") == 1
     assert "example.com" not in response.get_data(as_text=True)
-
-
-@pytest.fixture
-def app_with(system: System) -> Iterator[Callable[..., Flask]]:
-    """Apps on the test system with some settings changed."""
-    built: list[Flask] = []
-
-    def build(**changes: object) -> Flask:
-        settings = dataclasses.replace(system.settings, **changes)
-        built.append(create_app(settings, clock=system.clock, enqueue=system.enqueue))
-        return built[-1]
-
-    yield build
-    for app in built:
-        app.extensions["drip"].engine.dispose()
 
 
 def test_a_configured_token_is_required_as_a_bearer_token(

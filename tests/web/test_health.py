@@ -1,0 +1,24 @@
+"""/readyz says why it is not ready: a database behind the code's migrations, Redis gone."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from flask import Flask
+
+
+def test_not_ready_until_the_database_is_upgraded_nor_without_redis(
+    app_with: Callable[..., Flask], tmp_path: Path
+) -> None:
+    behind = app_with(database_url=f"sqlite:///{tmp_path / 'new.db'}").test_client()
+    response = behind.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["migrations"] == "behind: run drip db upgrade"
+    assert behind.get("/healthz").status_code == 200
+
+    gone = app_with(redis_url=f"unix://{tmp_path / 'no-redis.sock'}").test_client()
+    response = gone.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["redis"].startswith("error")
+    assert response.get_json()["database"] == "ok"
