@@ -90,23 +90,25 @@ def db_upgrade() -> None:
 @db.command("current")
 @_handles_errors
 def db_current() -> None:
-    """Print the database's migration and the newest one; exit 1 when it is behind."""
+    """Print the database's migration and the code's newest; exit 1 when it is behind."""
     from drip import schema
     from drip.wiring import make_engine
 
     engine = make_engine(_settings())
     try:
         current, newest = schema.revisions(engine)
+        behind = schema.is_behind(engine)
     finally:
         engine.dispose()
-    at, head = (
-        ", ".join(sorted(current)) or "nothing (an empty database)",
-        ", ".join(sorted(newest)),
-    )
-    if current != newest:
+    at = ", ".join(sorted(current)) or "nothing (an empty database)"
+    head = ", ".join(sorted(newest))
+    if current == newest:
+        click.echo(f"database at {at} (the newest)")
+    elif behind:
         click.echo(f"database at {at}, newest is {head}: run drip db upgrade")
         sys.exit(1)
-    click.echo(f"database at {at} (the newest)")
+    else:
+        click.echo(f"database at {at}, newer than this code ({head})")
 
 
 @main.command()

@@ -33,7 +33,16 @@ def revisions(engine: Engine) -> tuple[set[str], set[str]]:
     return set(current), set(script.get_heads())
 
 
-def is_current(engine: Engine) -> bool:
-    """Is the database at the newest revision the code knows?"""
+def is_behind(engine: Engine) -> bool:
+    """Does the database lack migrations this code needs?
+
+    A revision the code does not know was written by newer code: during a rolling
+    deploy `drip db upgrade` runs first and the old processes keep serving (migrations
+    add before they take away), so a database ahead of the code is not behind.
+    """
     current, newest = revisions(engine)
-    return current == newest
+    if current == newest:
+        return False
+    script = ScriptDirectory.from_config(alembic_config(engine))
+    known = {revision.revision for revision in script.walk_revisions()}
+    return not current or current <= known

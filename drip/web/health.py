@@ -40,7 +40,7 @@ def _database() -> str:
 
 def _migrations() -> str:
     try:
-        return "ok" if schema.is_current(ctx().engine) else "behind: run drip db upgrade"
+        return "behind: run drip db upgrade" if schema.is_behind(ctx().engine) else "ok"
     except Exception as exc:
         return f"error: {type(exc).__name__}"
 

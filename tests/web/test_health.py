@@ -5,7 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import sqlalchemy as sa
 from flask import Flask
+from flask.testing import FlaskClient
+
+from drip.db import transaction
+from tests.helpers import System
 
 
 def test_not_ready_until_the_database_is_upgraded_nor_without_redis(
@@ -22,3 +27,15 @@ def test_not_ready_until_the_database_is_upgraded_nor_without_redis(
     assert response.status_code == 503
     assert response.get_json()["redis"].startswith("error")
     assert response.get_json()["database"] == "ok"
+
+
+def test_a_database_upgraded_by_newer_code_keeps_the_old_processes_ready(
+    client: FlaskClient, system: System
+) -> None:
+    """A rolling deploy runs drip db upgrade first; the old web processes must stay in
+    the load balancer until the new ones replace them."""
+    with transaction(system.sessions) as session:
+        session.execute(sa.text("UPDATE alembic_version SET version_num = '9999_from_the_future'"))
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.get_json()["migrations"] == "ok"
