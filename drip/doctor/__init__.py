@@ -1,0 +1,71 @@
+"""`drip doctor`: the configuration checks a new operator needs, each with how to fix it.
+
+Each check returns ok, warning or error; only an error makes the command fail. The
+network is optional: a DNS lookup that cannot be made is a warning that says the record
+was not checked, never an error. The SMTP check talks to the real relay: connect, EHLO,
+STARTTLS, AUTH, QUIT, sending nothing.
+"""
+
+from __future__ import annotations
+
+import ssl
+
+from drip.doctor.config import (
+    alignment,
+    base_url,
+    postal_address,
+    python_email_package,
+    secret_key,
+    sends_real_mail,
+)
+from drip.doctor.records import (
+    LookupFailed,
+    NoSuchName,
+    TxtLookup,
+    dkim_key,
+    dmarc,
+    dns_txt,
+    spf,
+    trusted,
+)
+from drip.doctor.report import Check, Level
+from drip.doctor.smtp import smtp_relay
+from drip.settings import Settings
+
+__all__ = [
+    "Check",
+    "Level",
+    "LookupFailed",
+    "NoSuchName",
+    "TxtLookup",
+    "alignment",
+    "base_url",
+    "dkim_key",
+    "dmarc",
+    "dns_txt",
+    "examine",
+    "postal_address",
+    "python_email_package",
+    "secret_key",
+    "sends_real_mail",
+    "smtp_relay",
+    "spf",
+]
+
+
+def examine(
+    settings: Settings, *, lookup_txt: TxtLookup, tls: ssl.SSLContext | None = None
+) -> list[Check]:
+    """Every check, in the order an operator would fix them."""
+    lookup_txt = trusted(lookup_txt, settings.mail_domain)
+    return [
+        base_url(settings),
+        secret_key(settings),
+        postal_address(settings),
+        alignment(settings),
+        dkim_key(settings, lookup_txt),
+        spf(settings, lookup_txt),
+        dmarc(settings, lookup_txt),
+        smtp_relay(settings, tls=tls),
+        python_email_package(),
+    ]

@@ -1,0 +1,113 @@
+"""Checks of the settings themselves, which need no network."""
+
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from drip.doctor.report import Check, Level
+from drip.headers import STDLIB_HEADERS_SAFE
+from drip.settings import DEMO_POSTAL_ADDRESS, Settings
+
+LOCAL_SUFFIXES = (".localhost", ".local", ".test", ".invalid", ".example", ".internal")
+
+
+def sends_real_mail(settings: Settings) -> bool:
+    return not settings.mail_url.startswith("maildir:")
+
+
+def base_url(settings: Settings) -> Check:
+    name = "base URL"
+    host = urlsplit(settings.base_url).hostname or ""
+    if _is_local(host):
+        if sends_real_mail(settings):
+            return Check(
+                name,
+                Level.ERROR,
+                f"links in emails point at {host}, which recipients cannot reach",
+                "set DRIP_BASE_URL to the public https:// address of this service",
+            )
+        return Check(name, Level.OK, f"{settings.base_url} (local use, mail goes to a Maildir)")
+    if not settings.base_url.startswith("https://"):
+        return Check(
+            name,
+            Level.ERROR if settings.production else Level.WARNING,
+            f"{settings.base_url} is not https: unsubscribe links travel in the clear",
+            "serve drip over TLS and set DRIP_BASE_URL=https://...",
+        )
+    return Check(name, Level.OK, settings.base_url)
+
+
+def secret_key(settings: Settings) -> Check:
+    generated = settings.instance_dir / "secret_key"
+    if generated.is_file() and generated.read_text().strip() == settings.secret_key:
+        if not (settings.production or sends_real_mail(settings)):
+            return Check("secret key", Level.OK, f"generated in {generated} (one machine)")
+        return Check(
+            "secret key",
+            Level.ERROR if settings.production else Level.WARNING,
+            f"generated in {generated}: another machine would generate a different one, "
+            "and the links it signed would stop working",
+            'set DRIP_SECRET_KEY on every process: python3 -c "import secrets; '
+            'print(secrets.token_urlsafe(48))"',
+        )
+    return Check("secret key", Level.OK, "set by DRIP_SECRET_KEY")
+
+
+def postal_address(settings: Settings) -> Check:
+    if settings.postal_address == DEMO_POSTAL_ADDRESS:
+        return Check(
+            "postal address",
+            Level.WARNING,
+            "the demo address is in every email's footer",
+            "set DRIP_POSTAL_ADDRESS to your real postal address (CAN-SPAM requires one)",
+        )
+    return Check("postal address", Level.OK, settings.postal_address)
+
+
+def alignment(settings: Settings) -> Check:
+    name = "From and DKIM domains"
+    sender = settings.mail_domain
+    if settings.dkim_key is None:
+        return Check(
+            name,
+            Level.WARNING,
+            "mail is not DKIM-signed: Gmail and Yahoo reject or spam-folder unsigned bulk mail",
+            f"drip dkim keygen {sender} SELECTOR, publish the record, set DRIP_DKIM_*",
+        )
+    if _aligned(settings.dkim_domain, sender):
+        return Check(name, Level.OK, f"d={settings.dkim_domain} aligns with From @{sender}")
+    return Check(
+        name,
+        Level.ERROR,
+        f"d={settings.dkim_domain} does not align with From @{sender}: DMARC will fail",
+        f"sign with a key for {sender} (DRIP_DKIM_DOMAIN), or send From that domain",
+    )
+
+
+def python_email_package() -> Check:
+    if STDLIB_HEADERS_SAFE:
+        return Check("Python email package", Level.OK, "has the CVE-2024-6923 fix")
+    return Check(
+        "Python email package",
+        Level.WARNING,
+        "predates the CVE-2024-6923 header-injection fix (drip validates headers itself)",
+        "run drip on Python 3.11.10+, 3.12.5+ or newer",
+    )
+
+
+def _aligned(dkim_domain: str, from_domain: str) -> bool:
+    """DMARC relaxed alignment, approximated without the public suffix list: the same
+    domain, or one a subdomain of the other."""
+    a, b = dkim_domain.lower().rstrip("."), from_domain.lower().rstrip(".")
+    return a == b or a.endswith("." + b) or b.endswith("." + a)
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost" or host.endswith(LOCAL_SUFFIXES) or "." not in host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local
