@@ -14,6 +14,9 @@ from drip.logs import configure_logging
 from drip.sending import send_delivery
 from tests.helpers import System
 
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""These prove HTTP, logging or auth behaviour that does not depend on the database."""
+
 
 @pytest.fixture
 def json_logs(system: System) -> Iterator[None]:
@@ -26,6 +29,7 @@ def lines(err: str) -> list[dict[str, object]]:
     return [json.loads(line) for line in err.splitlines() if line.startswith("{")]
 
 
+@SQLITE_ONLY
 def test_a_worker_logs_one_json_object_per_event_with_ids_and_no_address(
     system: System, json_logs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -48,6 +52,7 @@ def test_a_worker_logs_one_json_object_per_event_with_ids_and_no_address(
     assert str(retry["time"]).endswith("+00:00")
 
 
+@SQLITE_ONLY
 def test_secrets_tokens_and_addresses_are_blanked_even_in_tracebacks(
     system: System, json_logs: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -69,6 +74,7 @@ def test_secrets_tokens_and_addresses_are_blanked_even_in_tracebacks(
         assert leaked not in err
 
 
+@SQLITE_ONLY
 def test_text_logs_are_redacted_too(system: System, capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging(system.settings)
     logging.getLogger("drip.test").warning("bounce from %s", "carol@example.net")

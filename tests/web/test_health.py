@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
@@ -12,7 +13,11 @@ from flask.testing import FlaskClient
 from drip.db import transaction
 from tests.helpers import System
 
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""These prove HTTP, logging or auth behaviour that does not depend on the database."""
 
+
+@SQLITE_ONLY
 def test_not_ready_until_the_database_is_upgraded_nor_without_redis(
     app_with: Callable[..., Flask], tmp_path: Path
 ) -> None:
@@ -29,6 +34,7 @@ def test_not_ready_until_the_database_is_upgraded_nor_without_redis(
     assert response.get_json()["database"] == "ok"
 
 
+@SQLITE_ONLY
 def test_a_database_upgraded_by_newer_code_keeps_the_old_processes_ready(
     client: FlaskClient, system: System
 ) -> None:

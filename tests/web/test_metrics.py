@@ -5,18 +5,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import redis
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from drip.cli import main
 from drip.db import transaction
 from drip.metrics import DripCollector
 from drip.subscriptions import unsubscribe
 from tests.helpers import System, drip_env
+
+SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+"""These prove HTTP, logging or auth behaviour that does not depend on the database."""
 
 SERIES = "feel-better"
 TOKEN = "t0ken-for-prometheus-0123456789"
@@ -69,6 +75,7 @@ def test_metrics_count_the_list_the_emails_the_queue_and_the_last_scheduler_pass
     assert "example.com" not in response.get_data(as_text=True)
 
 
+@SQLITE_ONLY
 def test_a_configured_token_is_required_as_a_bearer_token(
     app_with: Callable[..., Flask],
 ) -> None:
@@ -84,6 +91,7 @@ def test_a_configured_token_is_required_as_a_bearer_token(
     assert b"drip_signups" in right.data
 
 
+@SQLITE_ONLY
 def test_production_serves_metrics_only_with_a_token(app_with: Callable[..., Flask]) -> None:
     assert app_with(production=True).test_client().get("/metrics").status_code == 404
     client = app_with(production=True, metrics_token=TOKEN).test_client()
@@ -91,11 +99,14 @@ def test_production_serves_metrics_only_with_a_token(app_with: Callable[..., Fla
     assert client.get("/metrics", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
+@SQLITE_ONLY
 def test_a_source_that_cannot_be_read_is_reported_down_and_the_rest_still_counted(
     system: System, tmp_path: Path
 ) -> None:
     system.join("ana@example.com")
-    gone = redis.Redis(unix_socket_path=str(tmp_path / "no-redis.sock"))
+    gone = redis.Redis(
+        unix_socket_path=str(tmp_path / "no-redis.sock"), retry=Retry(NoBackoff(), 0)
+    )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(DripCollector(system.sessions, lambda: gone))
 
