@@ -33,7 +33,7 @@ from drip.clock import Clock
 from drip.composing import Composed, compose
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
 from drip.dkim_signing import DkimSigner, serialise
-from drip.errors import TransportError
+from drip.errors import NoSendingSlot, TransportError
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import BLOCKING, suppression
 from drip.rendering import Renderer
@@ -221,6 +221,8 @@ def _record_failure(
     now = mailer.clock.now()
     delivery.last_error = str(exc)[:500]
     delivery.lease_until = None
+    if isinstance(exc, NoSendingSlot):
+        return _postpone(delivery, now + timedelta(seconds=exc.retry_after))
     if exc.permanent:
         log.warning("delivery %d refused for good: %s", delivery.id, exc)
         delivery.status = DeliveryStatus.FAILED
@@ -243,6 +245,15 @@ def _record_failure(
     )
     delivery.status = DeliveryStatus.QUEUED
     delivery.retry_at = now + delay
+    return Outcome.RETRY
+
+
+def _postpone(delivery: Delivery, until: datetime) -> Outcome:
+    """Back to the queue for a while without counting the attempt: nothing was sent."""
+    log.info("delivery %d postponed until %s: %s", delivery.id, until, delivery.last_error)
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.attempts -= 1
+    delivery.retry_at = until
     return Outcome.RETRY
 
 

@@ -158,7 +158,7 @@ class System:
         engine = make_engine(settings)
         initialise(settings, engine, clock, make_renderer(settings))
         sessions = make_session_factory(engine)
-        mailer = make_mailer(settings, clock, sessions)
+        mailer = make_mailer(settings, clock, sessions, redis_client=redis_client)
         broker = create_broker(redis_client)
         declare_actors(broker, mailer)
         built = cls(settings, clock, sessions, mailer, broker, smtp)
@@ -167,7 +167,7 @@ class System:
         finally:
             built.stop_worker()
             built.broker.close()
-            mailer.transport.close()  # type: ignore[attr-defined]
+            mailer.transport.close()
             engine.dispose()
 
     def enqueue(self, delivery_ids: Any) -> None:
