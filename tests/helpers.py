@@ -48,9 +48,19 @@ class Received:
 class _Handler:
     def __init__(self) -> None:
         self.delay = 0.0
+        self.hang_up_after_data = False
         self.received: list[Received] = []
         self.scripted: dict[str, list[str]] = {}
+        self.sessions: list[Any] = []
         self.lock = threading.Lock()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.sessions.append(server)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -71,6 +81,8 @@ class _Handler:
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
             )
+        if self.hang_up_after_data:
+            server.transport.close()
         return "250 Message accepted"
 
 
@@ -107,6 +119,28 @@ class SMTPServer:
     def slow_down(self, seconds: float) -> None:
         """Wait this long before accepting each message, and discard it if the client left."""
         self._handler.delay = seconds
+
+    def hang_up_after_data(self) -> None:
+        """Keep each message, then drop the connection instead of saying so."""
+        self._handler.hang_up_after_data = True
+
+    @property
+    def connections(self) -> int:
+        """How many connections have greeted the server (EHLO) so far."""
+        with self._handler.lock:
+            return len(self._handler.sessions)
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side, as a relay does to idle ones."""
+
+        async def close_all() -> None:
+            with self._handler.lock:
+                servers = list(self._handler.sessions)
+            for server in servers:
+                if server.transport is not None:
+                    server.transport.close()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self._controller.loop).result(timeout=10)
 
     def to(self, address: str) -> list[EmailMessage]:
         return [r.message for r in self.received if address in r.rcpt_tos]
