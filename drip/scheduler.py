@@ -51,19 +51,29 @@ def run_pass(
     batch_size: int,
     requeue_after: timedelta,
     pending_ttl: timedelta,
+    max_in_flight: int | None = None,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
-    delete signups never confirmed within `pending_ttl`."""
+    delete signups never confirmed within `pending_ttl`.
+
+    With `max_in_flight` (when sending is paced), only enough steps are issued to bring
+    the deliveries waiting to be sent up to that number; the rest stay due in the
+    database for the next passes. Issuing a whole backlog at once would leave most of it
+    queued in Redis longer than `requeue_after`, and the sweeper would queue it again.
+    """
     now = clock.now()
     result = PassResult()
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
-    while True:
+        room = None if max_in_flight is None else max_in_flight - in_flight(session)
+    while room is None or room > 0:
+        limit = batch_size if room is None else min(batch_size, room)
         with transaction(sessions) as session:
-            claimed, issued = claim_due(session, now, batch_size)
+            claimed, issued = claim_due(session, now, limit)
         enqueue(issued)
         result.issued += issued
-        if claimed < batch_size:
+        room = None if room is None else room - len(issued)
+        if claimed < limit:
             break
     while True:
         with transaction(sessions) as session:
@@ -73,6 +83,16 @@ def run_pass(
         if len(stale) < batch_size:
             break
     return result
+
+
+def in_flight(session: Session) -> int:
+    """Deliveries waiting for a worker or being sent. Those waiting for their retry time
+    do not count: a few slow retries must not hold back every new lesson."""
+    waiting = sa.or_(
+        sa.and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.retry_at.is_(None)),
+        Delivery.status == DeliveryStatus.SENDING,
+    )
+    return session.scalar(sa.select(sa.func.count()).where(waiting)) or 0
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:

@@ -68,6 +68,15 @@ class Settings:
         return "drip" + hashlib.sha256(self.mail_domain.encode()).hexdigest()[:8]
 
     @property
+    def max_in_flight(self) -> int | None:
+        """With a send rate, how many deliveries the scheduler lets wait to be sent: what
+        the rate sends in half of DRIP_REQUEUE_AFTER, so none waits long enough in Redis
+        for the sweeper to take it for lost."""
+        if not self.send_rate:
+            return None
+        return max(1, int(self.send_rate * self.requeue_after.total_seconds() / 2))
+
+    @property
     def embedded_redis(self) -> bool:
         return self.redis_url == "embedded"
 

@@ -263,6 +263,7 @@ class System:
             batch_size=self.settings.batch_size,
             requeue_after=self.settings.requeue_after,
             pending_ttl=self.settings.pending_ttl,
+            max_in_flight=self.settings.max_in_flight,
         )
 
     def start_worker(self) -> None:

@@ -111,7 +111,7 @@ def paced(
     start: datetime,
     request: pytest.FixtureRequest,
 ) -> Iterator[System]:
-    env = {"DRIP_SEND_RATE": str(request.param)}
+    env = {"DRIP_SEND_RATE": str(request.param), "DRIP_REQUEUE_AFTER": "0.2"}
     with System.build(
         tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=env
     ) as built:
@@ -195,3 +195,20 @@ def test_without_redis_a_delivery_waits_in_the_database(paced: System, tmp_path:
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 0)
     assert delivery.retry_at == paced.clock.now() + timedelta(seconds=UNREACHABLE_RETRY)
     assert paced.smtp.received == []
+
+
+@pytest.mark.parametrize("paced", [20], indirect=True)
+def test_a_backlog_of_due_lessons_waits_in_the_database_not_in_redis(paced: System) -> None:
+    assert paced.settings.max_in_flight == 2, "what 20/s sends in half of 0.2 s"
+    for n in range(5):
+        paced.join(f"reader{n}@example.com")
+    welcomed = len(paced.smtp.received)
+    paced.clock.advance(timedelta(days=1, hours=3))
+
+    issued = []
+    for _ in range(4):
+        issued.append(len(paced.tick().issued))
+        assert paced.tick().issued == [], "nothing more until those went out"
+        paced.drain()
+    assert issued == [2, 2, 1, 0]
+    assert len(paced.smtp.received) == welcomed + 5
