@@ -25,8 +25,9 @@ from drip.errors import TransportError
 SMTP_TIMEOUT = 30
 ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 THROTTLING = re.compile(r"\brate\b|too many|throttl|slow(ing)? down|\b4\.7\.28\b", re.IGNORECASE)
-IDLE_CHECK = 10.0
-"""Seconds a connection may sit unused before it is checked with NOOP before a message."""
+IDLE_CHECK = 5.0
+"""Seconds a connection may sit unused before it is checked with NOOP before a message
+(relays close idle connections, Postfix after 300 s, some much sooner)."""
 
 
 class Transport(Protocol):
@@ -61,13 +62,16 @@ class SMTPTransport:
     Reusing the connection about doubles throughput even on loopback (stack-notes 3b),
     and saves a TLS handshake and a login per message on a real relay; the cap keeps
     relays that limit messages per connection happy. A connection is checked with NOOP
-    only after IDLE_CHECK seconds unused; otherwise a dead one is noticed by the send
-    itself: if it dies before the relay could have accepted anything (at MAIL FROM or
-    RCPT TO), the message goes out at once on a fresh connection. Once DATA is under
-    way it never is: the relay may already have it, so that stays a temporary failure.
+    only after `idle_check` seconds unused (not before every message: that costs a round
+    trip); otherwise a dead one is noticed by the send itself: if it dies before the
+    relay could have accepted anything (at MAIL FROM or RCPT TO), the message goes out
+    at once on a fresh connection. Once DATA is under way it never is: the relay may
+    already have it, so that stays a temporary failure.
     """
 
-    def __init__(self, url: str, *, max_per_connection: int = 100) -> None:
+    def __init__(
+        self, url: str, *, max_per_connection: int = 100, idle_check: float = IDLE_CHECK
+    ) -> None:
         parts = urlsplit(url)
         self.implicit_tls = parts.scheme == "smtps"
         self.host = parts.hostname or "localhost"
@@ -75,6 +79,7 @@ class SMTPTransport:
         self.username = unquote(parts.username or "")
         self.password = unquote(parts.password or "")
         self.max_per_connection = max_per_connection
+        self.idle_check = idle_check
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open_conns: list[smtplib.SMTP] = []
@@ -123,6 +128,7 @@ class SMTPTransport:
         self, conn: smtplib.SMTP, mail_from: str, rcpt_to: str, size: int
     ) -> smtplib.SMTP:
         self._local.sent += 1
+        conn.ehlo_or_helo_if_needed()
         code, reply = conn.mail(mail_from, [f"size={size}"] if conn.has_extn("size") else [])
         if code != 250:
             if code == 421 or not _reset(conn):
@@ -179,7 +185,7 @@ class SMTPTransport:
     def _reusable(self, conn: smtplib.SMTP, *, idle: float) -> bool:
         if self._local.sent >= self.max_per_connection:
             return False
-        return idle <= IDLE_CHECK or _alive(conn)
+        return idle <= self.idle_check or _alive(conn)
 
     def _open(self) -> smtplib.SMTP:
         context = ssl.create_default_context()

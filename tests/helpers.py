@@ -52,7 +52,13 @@ class _Handler:
         self.received: list[Received] = []
         self.scripted: dict[str, list[str]] = {}
         self.sessions: list[Any] = []
+        self.noops = 0
         self.lock = threading.Lock()
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        with self.lock:
+            self.noops += 1
+        return "250 OK"
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -129,6 +135,11 @@ class SMTPServer:
         """How many connections have greeted the server (EHLO) so far."""
         with self._handler.lock:
             return len(self._handler.sessions)
+
+    @property
+    def noops(self) -> int:
+        with self._handler.lock:
+            return self._handler.noops
 
     def drop_connections(self) -> None:
         """Close every open connection from the server's side, as a relay does to idle ones."""

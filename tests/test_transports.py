@@ -33,6 +33,7 @@ def test_a_connection_carries_at_most_the_configured_number_of_messages(
         send(transport)
     assert len(smtp_server.received) == 7
     assert smtp_server.connections == 3, "3 + 3 + 1 messages"
+    assert smtp_server.noops == 0, "a busy connection is not checked before each message"
 
 
 def test_a_connection_the_relay_dropped_is_replaced_and_the_message_sent_once(
@@ -45,6 +46,20 @@ def test_a_connection_the_relay_dropped_is_replaced_and_the_message_sent_once(
         ["first@example.com"],
         ["second@example.com"],
     ]
+    assert smtp_server.connections == 2
+
+
+def test_an_idle_connection_is_checked_before_use_and_replaced_if_closed(
+    smtp_server: SMTPServer,
+) -> None:
+    checking = SMTPTransport(f"smtp://127.0.0.1:{smtp_server.port}", idle_check=0)
+    send(checking, "first@example.com")
+    send(checking, "second@example.com")
+    assert (smtp_server.noops, smtp_server.connections) == (1, 1)
+    smtp_server.drop_connections()
+    send(checking, "third@example.com")
+    checking.close()
+    assert len(smtp_server.received) == 3
     assert smtp_server.connections == 2
 
 
