@@ -8,8 +8,9 @@ queued in slot order, and their number is bounded by the worker threads, so a bu
 used: they count in fixed or sliding windows (bursts at window edges) and answer only
 yes or no, which leaves each waiting thread to poll.
 
-Time is Redis's own clock (TIME), so machines whose clocks disagree still share one
-schedule; tests inject a time source instead.
+Time is Redis's own clock (TIME; Redis 5+ replicates a script's effects, so a script
+may read it and then write), so machines whose clocks disagree still share one schedule;
+tests inject a time source instead.
 
 When the relay says "slow down", the spacing of every slot doubles (up to MAX_FACTOR)
 and then relaxes back smoothly, halving every RECOVERY seconds without another such reply.

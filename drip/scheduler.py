@@ -63,9 +63,11 @@ def run_pass(
     """
     now = clock.now()
     result = PassResult()
+    room: int | None = None
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
-        room = None if max_in_flight is None else max_in_flight - in_flight(session)
+        if max_in_flight is not None:
+            room = max_in_flight - in_flight(session, now + requeue_after)
     while room is None or room > 0:
         limit = batch_size if room is None else min(batch_size, room)
         with transaction(sessions) as session:
@@ -85,12 +87,15 @@ def run_pass(
     return result
 
 
-def in_flight(session: Session) -> int:
-    """Deliveries waiting for a worker or being sent. Those waiting for their retry time
+def in_flight(session: Session, until: datetime) -> int:
+    """Deliveries being sent, or to be sent before `until`. Those whose retry comes later
     do not count: a few slow retries must not hold back every new lesson."""
     waiting = sa.or_(
-        sa.and_(Delivery.status == DeliveryStatus.QUEUED, Delivery.retry_at.is_(None)),
         Delivery.status == DeliveryStatus.SENDING,
+        sa.and_(
+            Delivery.status == DeliveryStatus.QUEUED,
+            sa.or_(Delivery.retry_at.is_(None), Delivery.retry_at <= until),
+        ),
     )
     return session.scalar(sa.select(sa.func.count()).where(waiting)) or 0
 

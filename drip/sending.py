@@ -7,8 +7,9 @@
   3. re-check that the subscriber still wants it, then hand it to the transport while
      holding no database lock.
   4. record the outcome: `sent`; back to `queued` with a `retry_at` for a temporary
-     failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries);
-     or `failed`, with the subscriber `bounced` when the relay refused the address.
+     failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries),
+     without counting the attempt when no slot of the shared send rate came free; or
+     `failed`, with the subscriber `bounced` when the relay refused the address.
 
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
 idempotent. Two duplicates remain possible, both logged: a worker dying between the
