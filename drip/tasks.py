@@ -126,6 +126,10 @@ def setup_worker() -> None:
             "this Python's email package predates the CVE-2024-6923 fix; drip validates "
             "names and subjects itself, but upgrade to 3.11.10+ or 3.12.5+"
         )
-    broker = create_broker(make_redis(settings))
+    client = make_redis(settings)
+    broker = create_broker(client)
     dramatiq.set_broker(broker)
-    declare_actors(broker, make_mailer(settings, make_clock(settings), make_sessions(settings)))
+    mailer = make_mailer(
+        settings, make_clock(settings), make_sessions(settings), redis_client=client
+    )
+    declare_actors(broker, mailer)
