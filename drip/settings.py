@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -59,6 +60,10 @@ class Settings:
     dkim_domain: str
     dkim_key: Path | None
     production: bool
+    bounce_domain: str = ""
+    ses_topic_arns: frozenset[str] = frozenset()
+    postmark_webhook_secret: str = ""
+    mailgun_signing_key: str = ""
 
     @property
     def feedback_sender(self) -> str:
@@ -133,6 +138,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         processors=get("DRIP_PRIVACY_PROCESSORS", "", str),
         **_dkim(env),
         production=get("DRIP_ENV", "development", _environment) == "production",
+        bounce_domain=get("DRIP_BOUNCE_DOMAIN", "", _domain),
+        ses_topic_arns=get("DRIP_SES_TOPIC_ARN", "", _topic_arns),
+        postmark_webhook_secret=get("DRIP_POSTMARK_WEBHOOK_SECRET", "", _webhook_secret),
+        mailgun_signing_key=get("DRIP_MAILGUN_SIGNING_KEY", "", _webhook_secret),
     )
     if settings.production:
         _check_production(settings, env)
@@ -325,6 +334,32 @@ def _dkim(env: Mapping[str, str]) -> dict[str, Any]:
         "dkim_domain": domain,
         "dkim_key": Path(key) if key else None,
     }
+
+
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
+
+
+def _domain(raw: str) -> str:
+    """The domain of VERP envelope senders (its MX must deliver bounces to drip)."""
+    if raw and not DOMAIN.match(raw.lower()):
+        raise ValueError("expected a domain name such as bounces.example.com")
+    return raw.lower()
+
+
+def _topic_arns(raw: str) -> frozenset[str]:
+    """Comma-separated SNS topic ARNs whose notifications the SES hook accepts."""
+    arns = frozenset(filter(None, (part.strip() for part in raw.split(","))))
+    bad = sorted(arn for arn in arns if not TOPIC_ARN.match(arn))
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return arns
+
+
+def _webhook_secret(raw: str) -> str:
+    if raw and len(raw) < 16:
+        raise ValueError("use at least 16 random characters")
+    return raw
 
 
 def _environment(raw: str) -> str:

@@ -85,7 +85,7 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     )
     result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
     assert result.exit_code == 0, result.output
-    assert "1 hard bounces, 1 complaints, 1 soft bounces" in result.output
+    assert "1 hard bounces, 1 complaints, 1 soft bounces (0 stopped" in result.output
     assert "1 not a report" in result.output
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE

@@ -12,7 +12,8 @@ from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
-from drip.web import admin, api, errors, health, limits, manage, privacy, security, signup
+from drip.sns import Fetch
+from drip.web import admin, api, errors, health, hooks, limits, manage, privacy, security, signup
 from drip.web.context import Proofs, WebContext
 from drip.web.extensions import csrf
 
@@ -23,9 +24,10 @@ def create_app(
     clock: Clock | None = None,
     enqueue: Enqueue | None = None,
     proofs: Proofs | None = None,
+    fetch: Fetch | None = None,
 ) -> Flask:
-    """Build the web app. Tests pass a clock and the queueing functions; production reads
-    DRIP_* and queues through the broker."""
+    """Build the web app. Tests pass a clock, the queueing functions and the fetch of SNS
+    URLs; production reads DRIP_* and queues through the broker."""
     from drip import wiring
     from drip.tasks import Enqueuer, create_broker
     from drip.tokens import Tokens
@@ -70,6 +72,7 @@ def create_app(
     CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)  # signed tokens, origin checks and rate limits
+    hooks.register(app, settings, fetch=fetch)  # verified per provider, not by CSRF
     admin.register(app)
     errors.register(app)
     security.register(app, https=https)
