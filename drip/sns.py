@@ -85,9 +85,11 @@ class SesHook:
         if algorithm is None:
             raise Unverified("unknown SNS SignatureVersion")
         try:
-            signature = base64.b64decode(required(message, "Signature"), validate=True)
+            signature = base64.b64decode(text(message, "Signature"), validate=True)
         except binascii.Error:
             raise Unverified("the SNS signature is not base64") from None
+        if not signature:
+            raise Unverified("the SNS message is not signed")
         key = self._key(text(message, "SigningCertURL"))
         try:
             key.verify(signature, string_to_sign(message), padding.PKCS1v15(), algorithm())
