@@ -23,6 +23,7 @@ Reports that are not DSN or ARF are counted as unreadable and left alone; none r
 from __future__ import annotations
 
 import email
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from drip.models import Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 
+log = logging.getLogger(__name__)
 MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
 """Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
@@ -136,6 +138,8 @@ def _delivery(session: Session, report: Report, secret: str) -> Delivery | None:
         delivery_id = verp.delivery_id(secret, address)
         if delivery_id is not None:
             return session.get(Delivery, delivery_id)
+        if address.lower().startswith(verp.PREFIX):
+            log.warning("verp_token_rejected: a report came back to a token that does not verify")
     if report.message_id:
         return session.scalars(
             sa.select(Delivery).where(Delivery.message_id == report.message_id)

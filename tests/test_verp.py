@@ -95,7 +95,9 @@ def test_a_bounce_returned_to_a_verp_address_stops_exactly_that_subscriber(
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
-def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(system: System) -> None:
+def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
     system.join("ana@example.com")
     forged = "bounces+ae-aaaaaaaaaaaaaaaa@bounces.drip.example.com"
     raw = fixture("dsn_hard.eml", "<unknown@elsewhere.example>").replace(
@@ -113,4 +115,5 @@ def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(system: Syst
             tally=tally,
         )
     assert tally.hard == 1  # by the reported address, ana@example.com
+    assert "verp_token_rejected" in caplog.text
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
