@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import http.client
 import logging
 import re
 import urllib.request
@@ -55,8 +56,11 @@ MAX_CACHED = 32
 
 def fetch(url: str) -> bytes:
     """GET an https URL on an SNS host (the network boundary tests replace)."""
-    with urllib.request.urlopen(url, timeout=10) as response:
-        return bytes(response.read(MAX_FETCH))
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return bytes(response.read(MAX_FETCH))
+    except http.client.HTTPException as exc:
+        raise OSError(f"bad HTTP answer from {urlsplit(url).netloc}: {exc!r}") from None
 
 
 class SesHook:

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
 
+from drip import sns
 from drip.bounces import Tally, apply
 from drip.errors import InvalidInput, Unverified
 from drip.settings import Settings
@@ -20,13 +21,12 @@ from drip.web.context import ctx
 from drip.webhooks import FirstUse, Hook, HookRequest, configured_hooks
 
 bp = Blueprint("hooks", __name__)
-MAX_BODY = 256 * 1024
-"""SNS messages go up to 256 KiB; the app's default limit is smaller."""
+MAX_BODY = 512 * 1024
+"""An SES notification may be up to 256 KiB, and more once escaped into its SNS envelope;
+the app's default limit is far smaller."""
 
 
 def register(app: Flask, settings: Settings, *, fetch: Fetch | None = None) -> None:
-    from drip import sns
-
     app.extensions["drip.hooks"] = configured_hooks(
         settings, fetch=fetch or sns.fetch, first_use=redis_first_use(settings)
     )

@@ -583,7 +583,7 @@ def test_unknown_or_unconfigured_providers_are_not_found(system: System, network
 
 
 def test_an_oversized_webhook_is_refused_before_it_is_read(client: FlaskClient) -> None:
-    response = client.post("/hooks/postmark", data=b"x" * (300 * 1024), content_type="text/plain")
+    response = client.post("/hooks/postmark", data=b"x" * (600 * 1024), content_type="text/plain")
     assert response.status_code == 413
     sns_sized = json.dumps({"Type": "Notification", "Message": "x" * 200_000})
     assert client.post("/hooks/ses", data=sns_sized).status_code == 403
