@@ -387,6 +387,7 @@ def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[],
             batch_size=settings.batch_size,
             requeue_after=settings.requeue_after,
             pending_ttl=settings.pending_ttl,
+            max_in_flight=settings.max_in_flight,
         )
     finally:
         broker.close()

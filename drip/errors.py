@@ -41,9 +41,22 @@ class TemplateProblem(InvalidInput):
 
 class TransportError(DripError):
     """Sending failed. `permanent`: trying again cannot help. `bounce`: the address itself
-    was refused, so nothing more should be sent to it."""
+    was refused, so nothing more should be sent to it. `throttled`: the relay asked us to
+    slow down (421, or a 4xx about rates), so every worker should."""
 
-    def __init__(self, message: str, *, permanent: bool, bounce: bool = False) -> None:
+    def __init__(
+        self, message: str, *, permanent: bool, bounce: bool = False, throttled: bool = False
+    ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.bounce = bounce
+        self.throttled = throttled
+
+
+class NoSendingSlot(TransportError):
+    """No slot of the shared sending rate came free in time, or the rate could not be
+    checked: nothing reached the relay, so this is a postponement, not a failed attempt."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message, permanent=False)
+        self.retry_after = retry_after

@@ -51,19 +51,31 @@ def run_pass(
     batch_size: int,
     requeue_after: timedelta,
     pending_ttl: timedelta,
+    max_in_flight: int | None = None,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
-    delete signups never confirmed within `pending_ttl`."""
+    delete signups never confirmed within `pending_ttl`.
+
+    With `max_in_flight` (when sending is paced), only enough steps are issued to bring
+    the deliveries waiting to be sent up to that number; the rest stay due in the
+    database for the next passes. Issuing a whole backlog at once would leave most of it
+    queued in Redis longer than `requeue_after`, and the sweeper would queue it again.
+    """
     now = clock.now()
     result = PassResult()
+    room: int | None = None
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
-    while True:
+        if max_in_flight is not None:
+            room = max_in_flight - in_flight(session, now + requeue_after)
+    while room is None or room > 0:
+        limit = batch_size if room is None else min(batch_size, room)
         with transaction(sessions) as session:
-            claimed, issued = claim_due(session, now, batch_size)
+            claimed, issued = claim_due(session, now, limit)
         enqueue(issued)
         result.issued += issued
-        if claimed < batch_size:
+        room = None if room is None else room - len(issued)
+        if claimed < limit:
             break
     while True:
         with transaction(sessions) as session:
@@ -73,6 +85,19 @@ def run_pass(
         if len(stale) < batch_size:
             break
     return result
+
+
+def in_flight(session: Session, until: datetime) -> int:
+    """Deliveries being sent, or to be sent before `until`. Those whose retry comes later
+    do not count: a few slow retries must not hold back every new lesson."""
+    waiting = sa.or_(
+        Delivery.status == DeliveryStatus.SENDING,
+        sa.and_(
+            Delivery.status == DeliveryStatus.QUEUED,
+            sa.or_(Delivery.retry_at.is_(None), Delivery.retry_at <= until),
+        ),
+    )
+    return session.scalar(sa.select(sa.func.count()).where(waiting)) or 0
 
 
 def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:

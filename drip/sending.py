@@ -7,8 +7,9 @@
   3. re-check that the subscriber still wants it, then hand it to the transport while
      holding no database lock.
   4. record the outcome: `sent`; back to `queued` with a `retry_at` for a temporary
-     failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries);
-     or `failed`, with the subscriber `bounced` when the relay refused the address.
+     failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries),
+     without counting the attempt when no slot of the shared send rate came free; or
+     `failed`, with the subscriber `bounced` when the relay refused the address.
 
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
 idempotent. Two duplicates remain possible, both logged: a worker dying between the
@@ -33,7 +34,7 @@ from drip.clock import Clock
 from drip.composing import Composed, compose
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
 from drip.dkim_signing import DkimSigner, serialise
-from drip.errors import TransportError
+from drip.errors import NoSendingSlot, TransportError
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import BLOCKING, suppression
 from drip.rendering import Renderer
@@ -222,6 +223,8 @@ def _record_failure(
     now = mailer.clock.now()
     delivery.last_error = str(exc)[:500]
     delivery.lease_until = None
+    if isinstance(exc, NoSendingSlot):
+        return _postpone(delivery, now + timedelta(seconds=exc.retry_after))
     if exc.permanent:
         log.warning("delivery %d refused for good: %s", delivery.id, exc)
         delivery.status = DeliveryStatus.FAILED
@@ -244,6 +247,15 @@ def _record_failure(
     )
     delivery.status = DeliveryStatus.QUEUED
     delivery.retry_at = now + delay
+    return Outcome.RETRY
+
+
+def _postpone(delivery: Delivery, until: datetime) -> Outcome:
+    """Back to the queue for a while without counting the attempt: nothing was sent."""
+    log.info("delivery %d postponed until %s: %s", delivery.id, until, delivery.last_error)
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.attempts -= 1
+    delivery.retry_at = until
     return Outcome.RETRY
 
 

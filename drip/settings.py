@@ -46,6 +46,8 @@ class Settings:
     requeue_after: timedelta
     send_lease: timedelta
     max_attempts: int
+    send_rate: float
+    smtp_max_per_connection: int
     pending_ttl: timedelta
     default_timezone: str
     allowed_origins: frozenset[str]
@@ -69,6 +71,15 @@ class Settings:
     def feedback_sender(self) -> str:
         """The constant SenderId of Feedback-ID headers (5 to 15 characters, per Gmail)."""
         return "drip" + hashlib.sha256(self.mail_domain.encode()).hexdigest()[:8]
+
+    @property
+    def max_in_flight(self) -> int | None:
+        """With a send rate, how many deliveries the scheduler lets wait to be sent: what
+        the rate sends in half of DRIP_REQUEUE_AFTER, so none waits long enough in Redis
+        for the sweeper to take it for lost."""
+        if not self.send_rate:
+            return None
+        return max(1, int(self.send_rate * self.requeue_after.total_seconds() / 2))
 
     @property
     def embedded_redis(self) -> bool:
@@ -126,6 +137,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
         send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
+        send_rate=get("DRIP_SEND_RATE", "0", _send_rate),
+        smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
         pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "30", _positive_float)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
@@ -264,6 +277,14 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be greater than zero")
+    return value
+
+
+def _send_rate(raw: str) -> float:
+    """Messages per second across every worker; 0 sends as fast as the workers can."""
+    value = float(raw)
+    if not 0 <= value <= 100_000:
+        raise ValueError("expected messages per second, e.g. 14, or 0 for no limit")
     return value
 
 

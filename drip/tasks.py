@@ -120,6 +120,10 @@ def setup_worker() -> None:
             "names and subjects itself, but upgrade to 3.11.10+ or 3.12.5+"
         )
     settings = load_settings()
-    broker = create_broker(make_redis(settings))
+    client = make_redis(settings)
+    broker = create_broker(client)
     dramatiq.set_broker(broker)
-    declare_actors(broker, make_mailer(settings, make_clock(settings), make_sessions(settings)))
+    mailer = make_mailer(
+        settings, make_clock(settings), make_sessions(settings), redis_client=client
+    )
+    declare_actors(broker, mailer)

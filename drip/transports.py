@@ -15,6 +15,7 @@ import re
 import smtplib
 import ssl
 import threading
+import time
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -23,12 +24,20 @@ from drip.errors import TransportError
 
 SMTP_TIMEOUT = 30
 ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
+THROTTLING = re.compile(r"\brate\b|too many|throttl|slow(ing)? down|\b4\.7\.28\b", re.IGNORECASE)
+IDLE_CHECK = 5.0
+"""Seconds a connection may sit unused before it is checked with NOOP before a message
+(relays close idle connections, Postfix after 300 s, some much sooner)."""
 
 
 class Transport(Protocol):
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
         """Hand one serialised message (CRLF line ends, DKIM-signed if configured) over;
         TransportError when it was not accepted."""
+        ...
+
+    def close(self) -> None:
+        """Let go of any open connection (at worker shutdown)."""
         ...
 
 
@@ -42,42 +51,55 @@ class MaildirTransport:
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
         self._box.add(raw)
 
+    def close(self) -> None:
+        self._box.close()
+
 
 class SMTPTransport:
-    """One connection per worker thread, kept open and reused across messages.
+    """One connection per worker thread, kept open and reused for up to
+    `max_per_connection` messages, then closed with QUIT and replaced.
 
     Reusing the connection about doubles throughput even on loopback (stack-notes 3b),
-    and saves a TLS handshake and a login per message on a real relay.
+    and saves a TLS handshake and a login per message on a real relay; the cap keeps
+    relays that limit messages per connection happy. A connection is checked with NOOP
+    only after `idle_check` seconds unused (not before every message: that costs a round
+    trip); otherwise a dead one is noticed by the send itself: if it dies before the
+    relay could have accepted anything (at MAIL FROM or RCPT TO), the message goes out
+    at once on a fresh connection. Once DATA is under way it never is: the relay may
+    already have it, so that stays a temporary failure.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, max_per_connection: int = 100, idle_check: float = IDLE_CHECK
+    ) -> None:
         parts = urlsplit(url)
         self.implicit_tls = parts.scheme == "smtps"
         self.host = parts.hostname or "localhost"
         self.port = parts.port or (465 if self.implicit_tls else 587)
         self.username = unquote(parts.username or "")
         self.password = unquote(parts.password or "")
+        self.max_per_connection = max_per_connection
+        self.idle_check = idle_check
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open_conns: list[smtplib.SMTP] = []
 
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
         try:
-            self._connection().sendmail(mail_from, [rcpt_to], raw)
-        except smtplib.SMTPRecipientsRefused as exc:
-            code, reply = next(iter(exc.recipients.values()))
-            raise self._failed(code, reply, at_rcpt=True) from None
-        except smtplib.SMTPSenderRefused as exc:
-            self._drop()
-            raise TransportError(f"SMTP refused our sender: {exc}", permanent=False) from None
+            conn = self._envelope(mail_from, rcpt_to, len(raw))
+            code, reply = conn.data(raw)
         except smtplib.SMTPDataError as exc:
             raise self._failed(exc.smtp_code, exc.smtp_error, at_rcpt=False) from None
         except (smtplib.SMTPException, OSError) as exc:
             self._drop()
-            raise TransportError(f"SMTP {self.host}:{self.port}: {exc}", permanent=False) from None
+            raise TransportError(
+                f"SMTP {self.host}:{self.port}: {exc}", permanent=False, throttled=_throttled(exc)
+            ) from None
         except UnicodeError as exc:
             self._drop()
             raise TransportError(f"cannot be sent over SMTP: {exc}", permanent=True) from None
+        if code != 250:
+            raise self._failed(code, reply, at_rcpt=False)
 
     def close(self) -> None:
         """Close every thread's connection (at worker shutdown)."""
@@ -86,8 +108,43 @@ class SMTPTransport:
         for conn in conns:
             _quit(conn)
 
+    def _envelope(self, mail_from: str, rcpt_to: str, size: int) -> smtplib.SMTP:
+        """MAIL FROM and RCPT TO on a working connection; the connection, ready for DATA.
+
+        Nothing can have been accepted yet, so a reused connection found dead here is
+        replaced and the envelope given once more.
+        """
+        conn, reused = self._connection()
+        try:
+            return self._mail_and_rcpt(conn, mail_from, rcpt_to, size)
+        except smtplib.SMTPServerDisconnected:
+            self._drop()
+            if not reused:
+                raise
+        conn, _ = self._connection()
+        return self._mail_and_rcpt(conn, mail_from, rcpt_to, size)
+
+    def _mail_and_rcpt(
+        self, conn: smtplib.SMTP, mail_from: str, rcpt_to: str, size: int
+    ) -> smtplib.SMTP:
+        self._local.sent += 1
+        conn.ehlo_or_helo_if_needed()
+        code, reply = conn.mail(mail_from, [f"size={size}"] if conn.has_extn("size") else [])
+        if code != 250:
+            if code == 421 or not _reset(conn):
+                self._drop()
+            raise TransportError(
+                f"SMTP refused our sender: {code} {_text(reply)}"[:500],
+                permanent=False,
+                throttled=_throttled_reply(code, _text(reply)),
+            )
+        code, reply = conn.rcpt(rcpt_to)
+        if code not in (250, 251):
+            raise self._failed(code, reply, at_rcpt=True)
+        return conn
+
     def _failed(self, code: int, reply: bytes | str, *, at_rcpt: bool) -> TransportError:
-        text = reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+        text = _text(reply)
         conn = self._connection_or_none()
         if code == 421 or conn is None or not _reset(conn):
             self._drop()
@@ -95,6 +152,7 @@ class SMTPTransport:
             f"SMTP {code} {text}"[:500],
             permanent=code >= 500,
             bounce=code >= 500 and _address_refused(code, text, at_rcpt=at_rcpt),
+            throttled=_throttled_reply(code, text),
         )
 
     def _connection_or_none(self) -> smtplib.SMTP | None:
@@ -109,20 +167,25 @@ class SMTPTransport:
                     self._open_conns.remove(conn)
             _quit(conn)
 
-    def _connection(self) -> smtplib.SMTP:
+    def _connection(self) -> tuple[smtplib.SMTP, bool]:
+        """This thread's connection, and whether it was used before (so may be stale)."""
         conn = self._connection_or_none()
+        now = time.monotonic()
         if conn is not None:
-            try:
-                if conn.noop()[0] == 250:
-                    return conn
-            except (smtplib.SMTPException, OSError):
-                pass
+            if self._reusable(conn, idle=now - self._local.used_at):
+                self._local.used_at = now
+                return conn, True
             self._drop()
         conn = self._open()
-        self._local.conn = conn
+        self._local.conn, self._local.sent, self._local.used_at = conn, 0, now
         with self._lock:
             self._open_conns.append(conn)
-        return conn
+        return conn, False
+
+    def _reusable(self, conn: smtplib.SMTP, *, idle: float) -> bool:
+        if self._local.sent >= self.max_per_connection:
+            return False
+        return idle <= self.idle_check or _alive(conn)
 
     def _open(self) -> smtplib.SMTP:
         context = ssl.create_default_context()
@@ -142,6 +205,31 @@ class SMTPTransport:
         if self.username:
             conn.login(self.username, self.password)
         return conn
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode(errors="replace") if isinstance(reply, bytes) else reply
+
+
+def _throttled_reply(code: int, text: str) -> bool:
+    """Whether a reply asks us to send more slowly: 421 (closing, often for rate), or
+    another 4xx that says so (e.g. SES's "454 Throttling failure: Maximum sending rate
+    exceeded", Gmail's "4.7.28 ... unusual rate")."""
+    return code == 421 or (400 <= code < 500 and THROTTLING.search(text) is not None)
+
+
+def _throttled(exc: Exception) -> bool:
+    """A refused connection (a 421 greeting, "too many connections") is a slow-down too."""
+    return isinstance(exc, smtplib.SMTPResponseException) and _throttled_reply(
+        exc.smtp_code, _text(exc.smtp_error)
+    )
+
+
+def _alive(conn: smtplib.SMTP) -> bool:
+    try:
+        return conn.noop()[0] == 250
+    except (smtplib.SMTPException, OSError):
+        return False
 
 
 def _address_refused(code: int, text: str, *, at_rcpt: bool) -> bool:
@@ -175,8 +263,8 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def transport_from_url(url: str, *, outbox: Path) -> Transport:
+def transport_from_url(url: str, *, outbox: Path, max_per_connection: int = 100) -> Transport:
     parts = urlsplit(url)
     if parts.scheme == "maildir":
         return MaildirTransport(Path(parts.path) if parts.path else outbox)
-    return SMTPTransport(url)
+    return SMTPTransport(url, max_per_connection=max_per_connection)

@@ -12,12 +12,13 @@ from sqlalchemy.engine import Engine
 from drip.clock import Clock, FileClock, SystemClock
 from drip.db import SessionFactory, create_db_engine, make_session_factory
 from drip.dkim_signing import DkimSigner
+from drip.pacing import PacedTransport, SendRate
 from drip.rendering import Renderer
 from drip.sending import Mailer
 from drip.series_files import LAYOUT_FOLDER
 from drip.settings import Settings
 from drip.tokens import Tokens
-from drip.transports import transport_from_url
+from drip.transports import Transport, transport_from_url
 
 
 def make_clock(settings: Settings) -> Clock:
@@ -42,16 +43,35 @@ def make_renderer(settings: Settings) -> Renderer:
     return Renderer(settings.emails_dir / LAYOUT_FOLDER)
 
 
-def make_mailer(settings: Settings, clock: Clock, sessions: SessionFactory) -> Mailer:
+def make_mailer(
+    settings: Settings, clock: Clock, sessions: SessionFactory, *, redis_client: redis.Redis
+) -> Mailer:
     return Mailer(
         settings=settings,
         clock=clock,
         sessions=sessions,
         renderer=make_renderer(settings),
-        transport=transport_from_url(settings.mail_url, outbox=settings.outbox_dir),
+        transport=make_transport(settings, redis_client),
         tokens=Tokens(settings.secret_key, clock),
         signer=make_signer(settings),
     )
+
+
+def make_transport(settings: Settings, redis_client: redis.Redis) -> Transport:
+    """The configured transport, paced by the shared DRIP_SEND_RATE when one is set.
+
+    A message may wait for its slot at most a quarter of DRIP_SEND_LEASE, which leaves
+    the rest of the lease for composing and the SMTP transaction itself.
+    """
+    transport = transport_from_url(
+        settings.mail_url,
+        outbox=settings.outbox_dir,
+        max_per_connection=settings.smtp_max_per_connection,
+    )
+    if not settings.send_rate:
+        return transport
+    max_wait = settings.send_lease.total_seconds() / 4
+    return PacedTransport(transport, SendRate(redis_client, settings.send_rate, max_wait=max_wait))
 
 
 def make_signer(settings: Settings) -> DkimSigner | None:

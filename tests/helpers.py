@@ -48,9 +48,25 @@ class Received:
 class _Handler:
     def __init__(self) -> None:
         self.delay = 0.0
+        self.hang_up_after_data = False
         self.received: list[Received] = []
         self.scripted: dict[str, list[str]] = {}
+        self.sessions: list[Any] = []
+        self.noops = 0
         self.lock = threading.Lock()
+
+    async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
+        with self.lock:
+            self.noops += 1
+        return "250 OK"
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        with self.lock:
+            self.sessions.append(server)
+        session.host_name = hostname
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
@@ -71,6 +87,8 @@ class _Handler:
             self.received.append(
                 Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.content)
             )
+        if self.hang_up_after_data:
+            server.transport.close()
         return "250 Message accepted"
 
 
@@ -107,6 +125,33 @@ class SMTPServer:
     def slow_down(self, seconds: float) -> None:
         """Wait this long before accepting each message, and discard it if the client left."""
         self._handler.delay = seconds
+
+    def hang_up_after_data(self) -> None:
+        """Keep each message, then drop the connection instead of saying so."""
+        self._handler.hang_up_after_data = True
+
+    @property
+    def connections(self) -> int:
+        """How many connections have greeted the server (EHLO) so far."""
+        with self._handler.lock:
+            return len(self._handler.sessions)
+
+    @property
+    def noops(self) -> int:
+        with self._handler.lock:
+            return self._handler.noops
+
+    def drop_connections(self) -> None:
+        """Close every open connection from the server's side, as a relay does to idle ones."""
+
+        async def close_all() -> None:
+            with self._handler.lock:
+                servers = list(self._handler.sessions)
+            for server in servers:
+                if server.transport is not None:
+                    server.transport.close()
+
+        asyncio.run_coroutine_threadsafe(close_all(), self._controller.loop).result(timeout=10)
 
     def to(self, address: str) -> list[EmailMessage]:
         return [r.message for r in self.received if address in r.rcpt_tos]
@@ -158,7 +203,7 @@ class System:
         engine = make_engine(settings)
         initialise(settings, engine, clock, make_renderer(settings))
         sessions = make_session_factory(engine)
-        mailer = make_mailer(settings, clock, sessions)
+        mailer = make_mailer(settings, clock, sessions, redis_client=redis_client)
         broker = create_broker(redis_client)
         declare_actors(broker, mailer)
         built = cls(settings, clock, sessions, mailer, broker, smtp)
@@ -167,7 +212,7 @@ class System:
         finally:
             built.stop_worker()
             built.broker.close()
-            mailer.transport.close()  # type: ignore[attr-defined]
+            mailer.transport.close()
             engine.dispose()
 
     def enqueue(self, delivery_ids: Any) -> None:
@@ -229,6 +274,7 @@ class System:
             batch_size=self.settings.batch_size,
             requeue_after=self.settings.requeue_after,
             pending_ttl=self.settings.pending_ttl,
+            max_in_flight=self.settings.max_in_flight,
         )
 
     def start_worker(self) -> None:

@@ -1,4 +1,5 @@
-"""Settings: the generated secret key is safe when many processes start at once."""
+"""Settings: the generated secret key is safe when many processes start at once, and a
+bad value is refused naming its variable."""
 
 from __future__ import annotations
 
@@ -32,6 +33,35 @@ def test_processes_starting_together_share_one_complete_secret_key(tmp_path: Pat
 def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="DRIP_SECRET_KEY"):
         load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_SECRET_KEY": "hunter2"})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("DRIP_SEND_RATE", "-1"),
+        ("DRIP_SEND_RATE", "fast"),
+        ("DRIP_SEND_RATE", "nan"),
+        ("DRIP_SEND_RATE", "inf"),
+        ("DRIP_SMTP_MAX_PER_CONNECTION", "0"),
+        ("DRIP_SMTP_MAX_PER_CONNECTION", "2.5"),
+    ],
+)
+def test_a_bad_sending_pace_is_refused_naming_the_variable(
+    tmp_path: Path, name: str, raw: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name}='{raw}' is not valid"):
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+
+
+def test_sending_is_unpaced_unless_a_rate_is_set(tmp_path: Path) -> None:
+    default = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    assert (default.send_rate, default.max_in_flight, default.smtp_max_per_connection) == (
+        0,
+        None,
+        100,
+    )
+    paced = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_SEND_RATE": "14"})
+    assert (paced.send_rate, paced.max_in_flight) == (14, 2100), "14/s for 150 s"
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,105 @@
+"""The pooled SMTP transport against a real server: connections are reused up to a cap,
+a dead one is replaced without losing or repeating the message, and "slow down" is told
+apart from other refusals."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from drip.errors import TransportError
+from drip.transports import SMTPTransport
+from tests.helpers import SMTPServer
+
+RAW = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
+
+
+@pytest.fixture
+def transport(smtp_server: SMTPServer) -> Iterator[SMTPTransport]:
+    pooled = SMTPTransport(f"smtp://127.0.0.1:{smtp_server.port}", max_per_connection=3)
+    yield pooled
+    pooled.close()
+
+
+def send(transport: SMTPTransport, rcpt_to: str = "b@example.com") -> None:
+    transport.send(RAW, mail_from="a@example.com", rcpt_to=rcpt_to)
+
+
+def test_a_connection_carries_at_most_the_configured_number_of_messages(
+    transport: SMTPTransport, smtp_server: SMTPServer
+) -> None:
+    for _ in range(7):
+        send(transport)
+    assert len(smtp_server.received) == 7
+    assert smtp_server.connections == 3, "3 + 3 + 1 messages"
+    assert smtp_server.noops == 0, "a busy connection is not checked before each message"
+
+
+def test_a_connection_the_relay_dropped_is_replaced_and_the_message_sent_once(
+    transport: SMTPTransport, smtp_server: SMTPServer
+) -> None:
+    send(transport, "first@example.com")
+    smtp_server.drop_connections()
+    send(transport, "second@example.com")
+    assert [r.rcpt_tos for r in smtp_server.received] == [
+        ["first@example.com"],
+        ["second@example.com"],
+    ]
+    assert smtp_server.connections == 2
+
+
+def test_an_idle_connection_is_checked_before_use_and_replaced_if_closed(
+    smtp_server: SMTPServer,
+) -> None:
+    checking = SMTPTransport(f"smtp://127.0.0.1:{smtp_server.port}", idle_check=0)
+    send(checking, "first@example.com")
+    send(checking, "second@example.com")
+    assert (smtp_server.noops, smtp_server.connections) == (1, 1)
+    smtp_server.drop_connections()
+    send(checking, "third@example.com")
+    checking.close()
+    assert len(smtp_server.received) == 3
+    assert smtp_server.connections == 2
+
+
+def test_a_fresh_connection_that_fails_is_not_retried_in_a_loop(
+    smtp_server: SMTPServer,
+) -> None:
+    unreachable = SMTPTransport("smtp://127.0.0.1:9")
+    with pytest.raises(TransportError) as failed:
+        send(unreachable)
+    assert not failed.value.permanent
+
+
+def test_a_message_whose_acceptance_was_not_heard_is_never_resent_at_once(
+    transport: SMTPTransport, smtp_server: SMTPServer
+) -> None:
+    smtp_server.hang_up_after_data()
+    with pytest.raises(TransportError) as failed:
+        send(transport)
+    assert not failed.value.permanent, "the database retries it later: an ambiguous outcome"
+    assert len(smtp_server.received) == 1
+
+
+@pytest.mark.parametrize(
+    ("reply", "throttled"),
+    [
+        ("421 4.7.0 Too many messages, slow down", True),
+        ("421 4.3.2 Service not available", True),
+        ("454 Throttling failure: Maximum sending rate exceeded.", True),
+        ("451 4.7.28 Our system has detected an unusual rate of mail", True),
+        ("450 4.2.1 The user you are trying to contact is receiving mail too quickly", False),
+        ("451 4.7.1 Greylisted, try again later", False),
+        ("452 4.2.2 Mailbox full", False),
+    ],
+)
+def test_a_slow_down_reply_is_told_apart_from_other_temporary_refusals(
+    transport: SMTPTransport, smtp_server: SMTPServer, reply: str, throttled: bool
+) -> None:
+    smtp_server.script("b@example.com", reply)
+    with pytest.raises(TransportError) as failed:
+        send(transport)
+    assert (failed.value.permanent, failed.value.throttled) == (False, throttled)
+    send(transport)
+    assert len(smtp_server.received) == 1
