@@ -39,6 +39,7 @@ class Delivery(Base):
         sa.UniqueConstraint("subscriber_id", "step_id", name="uq_deliveries_subscriber_step"),
         sa.Index("ix_deliveries_status_queued_at", "status", "queued_at"),
         sa.Index("ix_deliveries_step_status", "step_id", "status"),
+        sa.Index("ix_deliveries_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
