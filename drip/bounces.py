@@ -1,31 +1,51 @@
-"""Bounces and complaints from a mailbox: delivery status notifications (RFC 3464) and
-abuse reports (ARF, RFC 5965).
+"""Bounces and complaints: what a report says, and what drip does about it.
 
-A report is tied to its delivery by the Message-ID of the original message (drip's own,
-so it is trustworthy); only when that is missing does the reported address decide. A
-hard bounce (Action: failed, Status 5.x.x) stops the subscriber and bars the address; a
-complaint unsubscribes and bars it; a delayed or 4.x.x report changes nothing. Reports
-that are not DSN or ARF are counted as unreadable and left alone; none raises.
+Reports come from a mailbox, as delivery status notifications (RFC 3464) and abuse
+reports (ARF, RFC 5965) parsed here, or from a provider's webhook (drip.webhooks); all
+become the same `Report`s and go through `apply`.
+
+A report is tied to its delivery by the VERP envelope sender it was returned to (signed,
+so exact), else by the Message-ID of the original message (drip's own); only when both
+are missing does the reported address decide. The kinds:
+
+- hard (Action: failed with a 5.x.x status, a provider's "Permanent"/"HardBounce"): the
+  subscriber stops at once and the address goes on the suppression list;
+- complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
+- soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
+  subscriber's last three sent emails all soft-bounced, the subscriber stops (bounced),
+  without barring the address: a mailbox that is full for weeks may work again. Any
+  later email that is not reported bouncing breaks the run. The mark is per delivery,
+  so a report received twice (providers retry) counts once.
+
+Reports that are not DSN or ARF are counted as unreadable and left alone; none raises.
 """
 
 from __future__ import annotations
 
 import email
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
+from email.utils import getaddresses
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip.models import Delivery, Subscriber
+from drip import verp
+from drip.db import FOR_NO_KEY_UPDATE
+from drip.models import Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
-from drip.subscriptions import mark_bounced, unsubscribe
+from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 
+log = logging.getLogger(__name__)
 MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
+ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
+"""Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
+SOFT_RUN = 3
 
 
 @dataclass(frozen=True)
@@ -34,6 +54,8 @@ class Report:
     recipient: str
     message_id: str | None
     detail: str
+    envelope: tuple[str, ...] = ()
+    """Addresses the report was returned to, or the original envelope sender."""
 
 
 @dataclass
@@ -43,6 +65,15 @@ class Tally:
     complaints: int = 0
     unmatched: int = 0
     unreadable: int = 0
+    stopped: int = 0
+
+    def count(self, kind: str) -> None:
+        if kind == "hard":
+            self.hard += 1
+        elif kind == "complaint":
+            self.complaints += 1
+        else:
+            self.soft += 1
 
 
 def parse(raw: bytes) -> list[Report]:
@@ -53,46 +84,95 @@ def parse(raw: bytes) -> list[Report]:
     report_type = msg.get_param("report-type", "")
     original = _original_message_id(msg)
     if report_type == "delivery-status":
-        return _delivery_status(msg, original)
-    if report_type == "feedback-report":
-        return _feedback(msg, original)
-    return []
+        reports = _delivery_status(msg, original)
+    elif report_type == "feedback-report":
+        reports = _feedback(msg, original)
+    else:
+        return []
+    envelope = _envelope(msg)
+    return [Report(r.kind, r.recipient, r.message_id, r.detail, envelope) for r in reports]
 
 
 def apply(
     session: Session, reports: Iterable[Report], *, secret: str, now: datetime, tally: Tally
 ) -> None:
     for report in reports:
-        if report.kind == "soft":
-            tally.soft += 1
-            continue
-        subscribers = _subscribers(session, report)
+        delivery = _delivery(session, report, secret)
+        subscribers = _subscribers(session, report, delivery)
         if not subscribers:
             tally.unmatched += 1
             continue
         for subscriber in subscribers:
-            if report.kind == "hard":
-                mark_bounced(session, subscriber, now, secret=secret)
-            else:
-                unsubscribe(session, subscriber.id, now)
-                suppress(session, secret, subscriber.email, "complaint", now=now)
-        if report.kind == "hard":
-            tally.hard += 1
-        else:
-            tally.complaints += 1
+            target = delivery or _latest_sent(session, subscriber.id)
+            if _record(session, subscriber, target, report, secret=secret, now=now):
+                tally.stopped += 1
+        tally.count(report.kind)
 
 
-def _subscribers(session: Session, report: Report) -> list[Subscriber]:
+def _record(
+    session: Session,
+    subscriber: Subscriber,
+    delivery: Delivery | None,
+    report: Report,
+    *,
+    secret: str,
+    now: datetime,
+) -> bool:
+    """Apply one report to one subscriber; True when a soft bounce stopped them. A late
+    soft report never downgrades a delivery already marked hard or complained about."""
+    if delivery is not None and (report.kind != "soft" or delivery.bounce in (None, "soft")):
+        delivery.bounce = report.kind
+    if report.kind == "hard":
+        mark_bounced(session, subscriber, now, secret=secret)
+    elif report.kind == "complaint":
+        unsubscribe(session, subscriber.id, now)
+        suppress(session, secret, subscriber.email, "complaint", now=now)
+    elif _soft_run(session, subscriber.id):
+        return stop_bouncing(session, subscriber, now)
+    return False
+
+
+def _delivery(session: Session, report: Report, secret: str) -> Delivery | None:
+    """The delivery a report is about: by its VERP address, else by Message-ID."""
+    for address in report.envelope:
+        delivery_id = verp.delivery_id(secret, address)
+        if delivery_id is not None:
+            return session.get(Delivery, delivery_id)
+        if address.lower().startswith(verp.PREFIX):
+            log.warning("verp_token_rejected: a report came back to a token that does not verify")
     if report.message_id:
-        subscriber_id = session.scalar(
-            sa.select(Delivery.subscriber_id).where(Delivery.message_id == report.message_id)
-        )
-        if subscriber_id is not None:
-            return [session.get_one(Subscriber, subscriber_id)]
+        return session.scalars(
+            sa.select(Delivery).where(Delivery.message_id == report.message_id)
+        ).first()
+    return None
+
+
+def _subscribers(session: Session, report: Report, delivery: Delivery | None) -> list[Subscriber]:
+    """Locked, first (drip's lock order is subscriber, then delivery)."""
+    query = sa.select(Subscriber).with_for_update(**FOR_NO_KEY_UPDATE)
+    if delivery is not None:
+        return list(session.scalars(query.where(Subscriber.id == delivery.subscriber_id)))
     if not report.recipient:
         return []
-    return list(
-        session.scalars(sa.select(Subscriber).where(Subscriber.email == report.recipient.lower()))
+    address = report.recipient.strip().lower()
+    return list(session.scalars(query.where(Subscriber.email == address)))
+
+
+def _latest_sent(session: Session, subscriber_id: int) -> Delivery | None:
+    return session.scalars(_sent(subscriber_id).limit(1)).first()
+
+
+def _soft_run(session: Session, subscriber_id: int) -> bool:
+    """Did the subscriber's last SOFT_RUN sent emails all soft-bounce?"""
+    recent = session.scalars(_sent(subscriber_id).limit(SOFT_RUN)).all()
+    return len(recent) == SOFT_RUN and all(d.bounce == "soft" for d in recent)
+
+
+def _sent(subscriber_id: int) -> sa.Select[tuple[Delivery]]:
+    return (
+        sa.select(Delivery)
+        .where(Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.SENT)
+        .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
     )
 
 
@@ -124,6 +204,11 @@ def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
             recipient = _address(fields.get("original-rcpt-to", ""))
             return [Report("complaint", recipient, original, fields.get("feedback-type", "abuse"))]
     return []
+
+
+def _envelope(msg: EmailMessage) -> tuple[str, ...]:
+    values = [str(v) for name in ENVELOPE_HEADERS for v in msg.get_all(name, [])]
+    return tuple(address for _, address in getaddresses(values) if address)
 
 
 def _blocks(part: Message) -> list[Message]:

@@ -317,7 +317,7 @@ def bounces_process(source: str) -> None:
     message on standard input) and stop the subscribers they name."""
     import mailbox
 
-    from drip.bounces import Tally, apply, parse
+    from drip.bounces import SOFT_RUN, Tally, apply, parse
 
     settings = _settings()
     if source == "-":
@@ -336,7 +336,8 @@ def bounces_process(source: str) -> None:
             apply(session, reports, secret=settings.secret_key, now=clock.now(), tally=tally)
     click.echo(
         f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
-        f"(no action), {tally.unmatched} not matched, {tally.unreadable} not a report"
+        f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.unmatched} not matched, "
+        f"{tally.unreadable} not a report"
     )
 
 

@@ -30,6 +30,11 @@ class ExpiredToken(BadToken):
     """A signed link was genuine but is past its age limit."""
 
 
+class Unverified(DripError):
+    """A request could not be proven to come from whom it claims (a webhook without a
+    valid signature or secret); nothing was changed."""
+
+
 class TemplateProblem(InvalidInput):
     """A lesson template fails to compile or render in the sandbox."""
 

@@ -194,6 +194,7 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "retry_at": _iso(d.retry_at),
                 "attempts": d.attempts,
                 "last_error": d.last_error,
+                "bounce": d.bounce,
             }
             for d, number in deliveries
         ],

@@ -43,6 +43,7 @@ from drip.settings import Settings
 from drip.subscriptions import mark_bounced
 from drip.tokens import Tokens
 from drip.transports import Transport
+from drip.verp import envelope_sender
 
 log = logging.getLogger(__name__)
 RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720, 1440))
@@ -104,7 +105,7 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     try:
         mailer.transport.send(
             serialise(composed.message, mailer.signer),
-            mail_from=mailer.settings.sender.addr_spec,
+            mail_from=envelope_sender(mailer.settings, delivery_id),
             rcpt_to=composed.rcpt_to,
         )
     except TransportError as exc:

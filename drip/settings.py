@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,6 +64,10 @@ class Settings:
     log_format: str
     metrics_token: str
     production: bool
+    bounce_domain: str = ""
+    ses_topic_arns: frozenset[str] = frozenset()
+    postmark_webhook_secret: str = ""
+    mailgun_signing_key: str = ""
 
     @property
     def feedback_sender(self) -> str:
@@ -101,7 +106,8 @@ class Settings:
             unquote(urlsplit(url).password or "")
             for url in (self.database_url, self.redis_url, self.mail_url)
         )
-        return tuple(filter(None, (self.secret_key, self.metrics_token, *passwords)))
+        keys = (self.secret_key, self.metrics_token, self.postmark_webhook_secret)
+        return tuple(filter(None, (*keys, self.mailgun_signing_key, *passwords)))
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -159,6 +165,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_format=get("DRIP_LOG_FORMAT", "text", _log_format),
         metrics_token=get("DRIP_METRICS_TOKEN", "", _metrics_token),
         production=get("DRIP_ENV", "development", _environment) == "production",
+        bounce_domain=get("DRIP_BOUNCE_DOMAIN", "", _domain),
+        ses_topic_arns=get("DRIP_SES_TOPIC_ARN", "", _topic_arns),
+        postmark_webhook_secret=get("DRIP_POSTMARK_WEBHOOK_SECRET", "", _webhook_secret),
+        mailgun_signing_key=get("DRIP_MAILGUN_SIGNING_KEY", "", _webhook_secret),
     )
     if settings.production:
         _check_production(settings, env)
@@ -371,6 +381,32 @@ def _metrics_token(raw: str) -> str:
     """The bearer token Prometheus sends for /metrics; long enough not to be guessed."""
     if raw and (len(raw) < 16 or any(ch.isspace() or ord(ch) < 32 for ch in raw)):
         raise ValueError("expected at least 16 characters without spaces")
+    return raw
+
+
+DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
+
+
+def _domain(raw: str) -> str:
+    """The domain of VERP envelope senders (its MX must deliver bounces to drip)."""
+    if raw and not DOMAIN.match(raw.lower()):
+        raise ValueError("expected a domain name such as bounces.example.com")
+    return raw.lower()
+
+
+def _topic_arns(raw: str) -> frozenset[str]:
+    """Comma-separated SNS topic ARNs whose notifications the SES hook accepts."""
+    arns = frozenset(filter(None, (part.strip() for part in raw.split(","))))
+    bad = sorted(arn for arn in arns if not TOPIC_ARN.match(arn))
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
+    return arns
+
+
+def _webhook_secret(raw: str) -> str:
+    if raw and len(raw) < 16:
+        raise ValueError("use at least 16 random characters")
     return raw
 
 

@@ -137,6 +137,15 @@ def mark_bounced(session: Session, subscriber: Subscriber, now: datetime, *, sec
     suppress(session, secret, subscriber.email, "bounced", now=now)
 
 
+def stop_bouncing(session: Session, subscriber: Subscriber, now: datetime) -> bool:
+    """Mail to the address keeps failing for now (a full mailbox, a server down for days):
+    stop the series, but do not bar the address, which may work again. True if stopped."""
+    if subscriber.status not in ENDABLE:
+        return False
+    end(session, subscriber, SubscriberStatus.BOUNCED, now)
+    return True
+
+
 def end(session: Session, subscriber: Subscriber, status: SubscriberStatus, now: datetime) -> None:
     subscriber.status = status
     subscriber.ended_at = now

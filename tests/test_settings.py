@@ -62,3 +62,41 @@ def test_sending_is_unpaced_unless_a_rate_is_set(tmp_path: Path) -> None:
     )
     paced = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_SEND_RATE": "14"})
     assert (paced.send_rate, paced.max_in_flight) == (14, 2100), "14/s for 150 s"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DRIP_BOUNCE_DOMAIN", "bounces@example.com"),
+        ("DRIP_BOUNCE_DOMAIN", "-bad.example.com"),
+        ("DRIP_BOUNCE_DOMAIN", "localhost"),
+        ("DRIP_SES_TOPIC_ARN", "drip-bounces"),
+        ("DRIP_SES_TOPIC_ARN", "arn:aws:sns:eu-west-1:123456789012:ok,arn:aws:sqs:x:1:q"),
+        ("DRIP_POSTMARK_WEBHOOK_SECRET", "short"),
+        ("DRIP_MAILGUN_SIGNING_KEY", "key-123"),
+    ],
+)
+def test_bounce_settings_that_cannot_work_are_refused_by_name(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    with pytest.raises(ConfigError, match=name):
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: value})
+
+
+def test_bounce_settings_are_read_and_left_off_by_default(tmp_path: Path) -> None:
+    default = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    assert (default.bounce_domain, default.ses_topic_arns) == ("", frozenset())
+    assert (default.postmark_webhook_secret, default.mailgun_signing_key) == ("", "")
+    arns = "arn:aws:sns:eu-west-1:123456789012:drip, arn:aws:sns:us-east-1:123456789012:b"
+    chosen = load_settings(
+        {
+            "DRIP_INSTANCE": str(tmp_path),
+            "DRIP_BOUNCE_DOMAIN": "Bounces.Example.COM",
+            "DRIP_SES_TOPIC_ARN": arns,
+        }
+    )
+    assert chosen.bounce_domain == "bounces.example.com"
+    assert chosen.ses_topic_arns == {
+        "arn:aws:sns:eu-west-1:123456789012:drip",
+        "arn:aws:sns:us-east-1:123456789012:b",
+    }

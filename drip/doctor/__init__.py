@@ -13,6 +13,7 @@ import ssl
 from drip.doctor.config import (
     alignment,
     base_url,
+    bounce_domain,
     postal_address,
     python_email_package,
     secret_key,
@@ -40,6 +41,7 @@ __all__ = [
     "TxtLookup",
     "alignment",
     "base_url",
+    "bounce_domain",
     "dkim_key",
     "dmarc",
     "dns_txt",
@@ -63,6 +65,7 @@ def examine(
         secret_key(settings),
         postal_address(settings),
         alignment(settings),
+        bounce_domain(settings),
         dkim_key(settings, lookup_txt),
         spf(settings, lookup_txt),
         dmarc(settings, lookup_txt),

@@ -85,6 +85,23 @@ def alignment(settings: Settings) -> Check:
     )
 
 
+def bounce_domain(settings: Settings) -> Check:
+    name = "bounce domain"
+    if not settings.bounce_domain:
+        return Check(name, Level.OK, f"not set: the envelope sender is @{settings.mail_domain}")
+    if _aligned(settings.bounce_domain, settings.mail_domain):
+        return Check(
+            name, Level.OK, f"{settings.bounce_domain} aligns with From @{settings.mail_domain}"
+        )
+    return Check(
+        name,
+        Level.WARNING,
+        f"{settings.bounce_domain} does not align with From @{settings.mail_domain}: "
+        "SPF cannot count for DMARC, which then rests on DKIM alone",
+        f"use a subdomain of {settings.mail_domain}, e.g. bounces.{settings.mail_domain}",
+    )
+
+
 def python_email_package() -> Check:
     if STDLIB_HEADERS_SAFE:
         return Check("Python email package", Level.OK, "has the CVE-2024-6923 fix")

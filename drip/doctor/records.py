@@ -60,7 +60,8 @@ def dkim_key(settings: Settings, lookup_txt: TxtLookup) -> Check:
 
 
 def spf(settings: Settings, lookup_txt: TxtLookup) -> Check:
-    domain = settings.mail_domain
+    """SPF is checked on the envelope sender: the bounce domain when VERP is on."""
+    domain = settings.bounce_domain or settings.mail_domain
     fix = f"publish one TXT record at {domain} with your provider's include, e.g. "
     fix += '"v=spf1 include:amazonses.com ~all"'
     try:

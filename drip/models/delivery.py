@@ -31,13 +31,15 @@ class Delivery(Base):
     message can never create it twice. Confirmation and privacy-link emails have no step
     (each re-send is its own row). `lease_until` bounds how long a worker may hold a
     delivery in `sending` before the sweeper treats the outcome as unknown; `retry_at` is
-    when a delivery that failed temporarily is due to be tried again."""
+    when a delivery that failed temporarily is due to be tried again. `bounce` is what the
+    recipient's side reported after it was sent: "soft", "hard" or "complaint"."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
         sa.UniqueConstraint("subscriber_id", "step_id", name="uq_deliveries_subscriber_step"),
         sa.Index("ix_deliveries_status_queued_at", "status", "queued_at"),
         sa.Index("ix_deliveries_step_status", "step_id", "status"),
+        sa.Index("ix_deliveries_message_id", "message_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -58,3 +60,4 @@ class Delivery(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    bounce: Mapped[str | None] = mapped_column(sa.String(16))

@@ -12,11 +12,13 @@ from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue
 from drip.settings import Settings, load_settings
+from drip.sns import Fetch
 from drip.web import (
     admin,
     api,
     errors,
     health,
+    hooks,
     limits,
     manage,
     metrics,
@@ -34,9 +36,10 @@ def create_app(
     clock: Clock | None = None,
     enqueue: Enqueue | None = None,
     proofs: Proofs | None = None,
+    fetch: Fetch | None = None,
 ) -> Flask:
-    """Build the web app. Tests pass a clock and the queueing functions; production reads
-    DRIP_* and queues through the broker."""
+    """Build the web app. Tests pass a clock, the queueing functions and the fetch of SNS
+    URLs; production reads DRIP_* and queues through the broker."""
     from drip import wiring
     from drip.logs import configure_logging
     from drip.tasks import Enqueuer, create_broker
@@ -83,6 +86,7 @@ def create_app(
     CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)  # signed tokens, origin checks and rate limits
+    hooks.register(app, settings, fetch=fetch)  # verified per provider, not by CSRF
     admin.register(app)
     metrics.register(app)
     errors.register(app)

@@ -1,0 +1,119 @@
+"""VERP: every delivery's envelope sender names it, and bounces come back to it."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from drip import verp
+from drip.bounces import Tally, apply, parse
+from drip.db import transaction
+from drip.models import Delivery, Step, SubscriberStatus
+from drip.proofs import send_proof
+from tests.helpers import System
+from tests.test_bounces import fixture
+
+SECRET = "k" * 40
+
+
+@pytest.fixture
+def system_env() -> dict[str, str]:
+    return {"DRIP_BOUNCE_DOMAIN": "Bounces.Drip.Example.com"}
+
+
+def test_a_token_names_its_delivery_in_any_letter_case_and_only_with_the_key() -> None:
+    for delivery_id in (1, 255, 256, 123_456_789, 2**62):
+        address = verp.return_path(SECRET, delivery_id, "bounces.example.com")
+        local = address.partition("@")[0]
+        assert local.startswith("bounces+") and len(local) <= 64
+        assert all(ch.isalnum() or ch in "+-" for ch in local)
+        assert verp.delivery_id(SECRET, address) == delivery_id
+        assert verp.delivery_id(SECRET, f"<{address.upper()}>") == delivery_id
+        assert verp.delivery_id("x" * 40, address) is None
+
+
+def test_a_forged_or_altered_token_names_nothing() -> None:
+    genuine = verp.token(SECRET, 42)
+    number, _, mac = genuine.partition("-")
+    other = verp.token(SECRET, 43).partition("-")[0]
+    for forged in (
+        f"{other}-{mac}",
+        f"{number}-{mac[:-1]}",
+        f"{number}-{mac[:-1]}{'a' if mac[-1] != 'a' else 'b'}",
+        f"{number}",
+        f"-{mac}",
+        "",
+        "!!!-???",
+    ):
+        assert verp.delivery_id(SECRET, f"bounces+{forged}@bounces.example.com") is None
+    assert verp.delivery_id(SECRET, "hello@drip.example.com") is None
+    assert verp.delivery_id(SECRET, "not an address") is None
+
+
+def test_each_delivery_leaves_with_its_own_return_path_and_a_proof_with_the_sender(
+    system: System,
+) -> None:
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        ids = session.scalars(sa.select(Delivery.id).order_by(Delivery.id)).all()
+        step = session.scalars(sa.select(Step).where(Step.number == 1)).first()
+        assert step is not None
+        step_id = step.id
+    senders = [r.mail_from for r in system.smtp.received]
+    assert len(ids) == len(senders) == 2
+    for delivery_id, sender in zip(ids, senders, strict=True):
+        assert sender.endswith("@bounces.drip.example.com")
+        assert verp.delivery_id(system.settings.secret_key, sender) == delivery_id
+    send_proof(system.mailer, step_id, "writer@example.com", "")
+    assert system.smtp.received[-1].mail_from == "hello@drip.example.com"
+
+
+def test_a_bounce_returned_to_a_verp_address_stops_exactly_that_subscriber(
+    system: System,
+) -> None:
+    """The report names another address and no Message-ID drip knows (a forwarded
+    mailbox): the return path alone attributes it."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    welcome = system.smtp.to("bob@example.com")[-1]
+    returned_to = next(r.mail_from for r in system.smtp.received if "bob@example.com" in r.rcpt_tos)
+    raw = fixture("dsn_hard.eml", "<unknown@elsewhere.example>").replace(
+        b"To: hello@drip.example.com", f"To: {returned_to}".encode()
+    )
+    assert welcome["Message-ID"]
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            parse(raw),
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    assert tally.hard == 1
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    system.join("ana@example.com")
+    forged = "bounces+ae-aaaaaaaaaaaaaaaa@bounces.drip.example.com"
+    raw = fixture("dsn_hard.eml", "<unknown@elsewhere.example>").replace(
+        b"To: hello@drip.example.com", f"To: {forged}".encode()
+    )
+    (report,) = parse(raw)
+    assert forged in report.envelope
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            [report],
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    assert tally.hard == 1  # by the reported address, ana@example.com
+    assert "verp_token_rejected" in caplog.text
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
