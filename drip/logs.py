@@ -83,7 +83,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Writes to whatever sys.stderr is when a record arrives: a Dramatiq worker process
     swaps it for a pipe to its parent after the handler exists."""
 
@@ -118,9 +118,9 @@ def configure_logging(settings: Settings, *, take_over: bool = False) -> None:
     """
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if take_over or isinstance(handler, _StderrHandler):
+        if take_over or isinstance(handler, StderrHandler):
             root.removeHandler(handler)
-    handler = _StderrHandler()
+    handler = StderrHandler()
     handler.addFilter(RedactingFilter(Redactor(settings.secrets)))
     handler.setFormatter(
         JsonFormatter() if settings.log_format == "json" else logging.Formatter(TEXT_FORMAT)

