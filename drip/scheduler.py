@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import complaints
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
 from drip.models import (
@@ -54,7 +55,8 @@ def run_pass(
     max_in_flight: int | None = None,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
-    delete signups never confirmed within `pending_ttl`.
+    delete signups never confirmed within `pending_ttl`. No step is issued while the
+    complaint-rate guard holds new lessons (drip.complaints).
 
     With `max_in_flight` (when sending is paced), only enough steps are issued to bring
     the deliveries waiting to be sent up to that number; the rest stay due in the
@@ -66,9 +68,10 @@ def run_pass(
     room: int | None = None
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+        held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
             room = max_in_flight - in_flight(session, now + requeue_after)
-    while room is None or room > 0:
+    while not held and (room is None or room > 0):
         limit = batch_size if room is None else min(batch_size, room)
         with transaction(sessions) as session:
             claimed, issued = claim_due(session, now, limit)
