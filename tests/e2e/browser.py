@@ -44,7 +44,7 @@ class Watch:
     it provokes on purpose with `expect`."""
 
     errors: list[str] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[BrowserRequest, bool]] = field(default_factory=list)
     downloads: set[str] = field(default_factory=set)
     expected: set[tuple[str, int]] = field(default_factory=set)
 
@@ -60,13 +60,23 @@ class Watch:
 
     @property
     def problems(self) -> list[str]:
-        """A link that downloads a file ends its navigation as "aborted": not a failure."""
+        """Chromium reports as "aborted" two things that are not failures: a link whose
+        answer is a download (known only once the download starts), and a frame
+        navigation replaced by a newer one before it finished (the lesson editor's
+        preview, refreshed as the admin types)."""
         failed = [
-            f"{url} failed: {why}"
-            for url, why in self.failed
-            if not (url in self.downloads and why == "net::ERR_ABORTED")
+            f"{request.method} {request.url} failed: {request.failure}"
+            for request, in_subframe in self.failed
+            if not (
+                request.failure == "net::ERR_ABORTED"
+                and (in_subframe or request.url in self.downloads)
+            )
         ]
         return self.errors + failed
+
+    def _request_failed(self, request: BrowserRequest) -> None:
+        in_subframe = request.is_navigation_request() and request.frame.parent_frame is not None
+        self.failed.append((request, in_subframe))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type != "error":
@@ -75,9 +85,6 @@ class Watch:
         if message.text.startswith("Failed to load resource") and self._is_expected(url):
             return
         self.errors.append(f"console error on {message.page and message.page.url}: {message.text}")
-
-    def _request_failed(self, request: BrowserRequest) -> None:
-        self.failed.append((request.url, request.failure or "?"))
 
     def _download(self, download: Download) -> None:
         self.downloads.add(download.url)
@@ -123,3 +130,4 @@ def join(page: Page, stack: Stack, address: str) -> None:
     page.get_by_role("button", name="Confirm my subscription").click()
     expect(page.get_by_role("heading", name="You're in")).to_be_visible()
     stack.wait_for_email(address, received + 2)
+    stack.wait_for_worker()

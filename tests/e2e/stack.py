@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,22 +28,13 @@ import sqlalchemy as sa
 
 from drip.clock import FileClock
 from drip.db import SessionFactory, make_session_factory, reading
-from drip.models import Subscriber
+from drip.models import Delivery, DeliveryStatus, Subscriber
 from drip.settings import Settings, load_settings
 from drip.wiring import make_engine
-from tests.helpers import SMTPServer, free_port
+from tests.helpers import SMTPServer, free_port, wait_until
 
 PASSWORD = "correct horse battery staple"
 STARTUP_SECONDS = 60
-
-
-def wait_until(condition: Callable[[], object], what: str, timeout: float = 30) -> None:
-    """Poll `condition` until it is true; fail naming `what` after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class Service:
@@ -125,6 +116,20 @@ class Stack:
 
         wait_until(arrived, f"email #{number} to {address}", timeout)
         return self.emails_to(address)[number - 1]
+
+    def wait_for_worker(self) -> None:
+        """Until every queued email has been sent and recorded."""
+
+        def idle() -> bool:
+            with reading(self.sessions) as session:
+                busy = session.scalar(
+                    sa.select(sa.func.count()).where(
+                        Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING])
+                    )
+                )
+            return busy == 0
+
+        wait_until(idle, "the worker to send and record every queued email")
 
     def subscriber(self, address: str) -> Subscriber | None:
         with reading(self.sessions) as session:

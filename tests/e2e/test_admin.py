@@ -42,6 +42,9 @@ def test_an_admin_edits_a_lesson_restores_it_and_sends_a_test(
     expect(page.frame_locator("#preview-frame").get_by_text(NEW_LINE)).to_be_visible()
     expect(versions).to_have_count(saved)
     expect(versions.first).to_contain_text(old_subject)
+    body.press("Control+Home")  # the changed paragraph in view, for the screenshot
+    body.blur()
+    expect(status).to_have_text("Preview up to date")
     screenshot(page, "lesson-editor", full_page=False)
 
     broken_line = next(n for n, line in enumerate(new_body.splitlines(), 1) if NEW_LINE in line)
