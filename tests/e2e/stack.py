@@ -10,6 +10,7 @@ Every process shares one file clock, so a test can move them all to tomorrow tog
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -35,6 +36,15 @@ from tests.helpers import SMTPServer, free_port, wait_until
 
 PASSWORD = "correct horse battery staple"
 STARTUP_SECONDS = 60
+PR_SET_PDEATHSIG = 1
+LIBC = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_the_tests() -> None:
+    """In the child before exec: on Linux, get SIGTERM when the test process dies, even
+    if it is killed and never runs its clean-up."""
+    if LIBC is not None:
+        LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class Service:
@@ -46,7 +56,12 @@ class Service:
         self.log = logs / f"{name}.log"
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_the_tests,
             )
 
     def check_alive(self) -> None:
