@@ -9,9 +9,8 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from tests.helpers import SMTPServer, System, drip_env
+from tests.helpers import SMTPServer, System, drip_env, wait_until
 
 pytestmark = pytest.mark.slow
 DRAMATIQ = [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
@@ -51,14 +50,6 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGTERM)
             self.proc.wait(timeout=30)
         self.log.close()
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
 
 
 def statuses(system: System) -> Counter[DeliveryStatus]:
