@@ -36,6 +36,16 @@ COLUMNS = (
     "last_sent_at",
     "ended_at",
 )
+DELIVERY_COLUMNS = (
+    "subscriber_id",
+    "kind",
+    "step_id",
+    "status",
+    "attempts",
+    "created_at",
+    "queued_at",
+    "sent_at",
+)
 
 
 def prepare(env: dict[str, str], now: datetime) -> tuple[Engine, int]:
@@ -58,16 +68,16 @@ def load_subscribers(
     _copy_or_insert(engine, Subscriber.__table__, COLUMNS, rows)
 
 
-def load_sent_deliveries(engine: Engine, sequence_id: int, *, now: datetime) -> int:
-    """One sent step-1 delivery for every subscriber past pending (the dashboard's funnel)."""
+def load_sent_deliveries(engine: Engine, sequence_id: int, *, after: int) -> int:
+    """One sent step-1 delivery for every subscriber past pending whose id is above
+    `after` (the dashboard's funnel); returns how many deliveries there are now."""
     with engine.begin() as conn:
         step_id = conn.scalar(
             sa.select(Step.id).where(Step.sequence_id == sequence_id, Step.number == 1)
         )
         conn.execute(
             sa.insert(Delivery.__table__).from_select(
-                ["subscriber_id", "kind", "step_id", "status", "attempts"]
-                + ["created_at", "queued_at", "sent_at"],
+                DELIVERY_COLUMNS,
                 sa.select(
                     Subscriber.id,
                     sa.literal(DeliveryKind.STEP.value),
@@ -77,7 +87,7 @@ def load_sent_deliveries(engine: Engine, sequence_id: int, *, now: datetime) -> 
                     Subscriber.created_at,
                     Subscriber.created_at,
                     Subscriber.created_at,
-                ).where(Subscriber.status != "pending"),
+                ).where(Subscriber.status != "pending", Subscriber.id > after),
             )
         )
         count = conn.scalar(sa.select(sa.func.count()).select_from(Delivery))

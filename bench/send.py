@@ -92,7 +92,9 @@ def run_setup(
         loader.analyse(engine)
         log = folder / f"worker-{kind}-{processes}.log"
         with log.open("w") as err:
-            worker = _drip(env, err, "worker", "--processes", str(processes), "--threads", str(threads))
+            worker = _drip(
+                env, err, "worker", "--processes", str(processes), "--threads", str(threads)
+            )
             try:
                 wait_until(
                     lambda: log.read_text().count("ready for action") >= processes,
@@ -159,12 +161,16 @@ def main(argv: list[str] | None = None) -> list[SendRun]:
             profile_folder.mkdir()
             with database(kind, profile_folder) as url:
                 parts, raw = profile_send_path(url, profile_folder, port, n=args.profile_n)
-            print(f"\nWhere the time goes: one worker thread in-process, {kind}, "
-                  f"{args.profile_n} lessons of {len(raw):,} bytes")
+            print(
+                f"\nWhere the time goes: one worker thread in-process, {kind}, "
+                f"{args.profile_n} lessons of {len(raw):,} bytes"
+            )
             print_table(["part", "ms per lesson", "share"], parts)
         rate = ceiling(port, raw, args.n)
-        print(f"\nCeiling: {args.n:,} pre-built messages of {len(raw):,} bytes over one "
-              f"persistent connection: {rate:,.0f}/s")
+        print(
+            f"\nCeiling: {args.n:,} pre-built messages of {len(raw):,} bytes over one "
+            f"persistent connection: {rate:,.0f}/s"
+        )
         for kind in kinds:
             for processes in counts:
                 with database(kind, folder) as url:
@@ -172,17 +178,38 @@ def main(argv: list[str] | None = None) -> list[SendRun]:
                     run_folder.mkdir()
                     runs.append(
                         run_setup(
-                            kind, url, run_folder, port,
-                            n=args.n, processes=processes, threads=args.threads,
+                            kind,
+                            url,
+                            run_folder,
+                            port,
+                            n=args.n,
+                            processes=processes,
+                            threads=args.threads,
                         )
                     )
     print()
     print_table(
-        ["database", "processes", "threads", "seconds", "lessons/s", "x ceiling", "target",
-         "worker peak RSS MB"],
         [
-            (r.database, r.processes, r.threads, r.seconds, r.rate, r.rate / rate,
-             f">= {TARGET.get(r.processes, 0)}", r.worker_rss_mb)
+            "database",
+            "processes",
+            "threads",
+            "seconds",
+            "lessons/s",
+            "x ceiling",
+            "target",
+            "worker peak RSS MB",
+        ],
+        [
+            (
+                r.database,
+                r.processes,
+                r.threads,
+                r.seconds,
+                r.rate,
+                r.rate / rate,
+                f">= {TARGET.get(r.processes, 0)}",
+                r.worker_rss_mb,
+            )
             for r in runs
         ],
     )
@@ -196,11 +223,15 @@ def main(argv: list[str] | None = None) -> list[SendRun]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.send", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 20_000)))
     parser.add_argument("--processes", default=os.environ.get("BENCH_PROCESSES", "1,2"))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 8)))
-    parser.add_argument("--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES)))
+    parser.add_argument(
+        "--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES))
+    )
     parser.add_argument("--profile-n", type=int, default=500, help="lessons in the timed profile")
     return parser
 

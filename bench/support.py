@@ -150,7 +150,11 @@ def database(kind: str, folder: Path, pg_admin: str | None) -> Iterator[str]:
     with psycopg.connect(pg_admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     try:
-        yield pg_admin.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + "/" + name
+        yield (
+            pg_admin.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0]
+            + "/"
+            + name
+        )
     finally:
         with psycopg.connect(pg_admin, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
