@@ -23,10 +23,9 @@ from flask.testing import FlaskClient
 
 from bench import loader
 from bench.support import (
-    DATABASES,
+    arguments,
     databases,
-    drip_env,
-    embedded_redis,
+    drip_instance,
     machine,
     print_table,
     summary,
@@ -84,16 +83,12 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="drip-bench-") as tmp, databases(kinds) as database:
         for kind in kinds:
             folder = Path(tmp) / kind
-            folder.mkdir()
             now = datetime.now(UTC)
-            with database(kind, folder) as url, embedded_redis(folder) as redis:
-                env = drip_env(
-                    folder / "instance", url, DRIP_REDIS_URL=f"unix://{redis.socket_file}"
-                )
-                engine, sequence_id = loader.prepare(env, now)
+            with database(kind, folder) as url, drip_instance(url, folder, now=now) as drip:
+                engine, sequence_id = drip.engine, drip.sequence_id
                 with transaction(make_session_factory(engine)) as session:
                     create_admin(session, EMAIL, PASSWORD, now=now)
-                client = create_app(load_settings(env)).test_client()
+                client = create_app(load_settings(drip.env)).test_client()
                 log_in(client)
                 loaded, baseline = 0, {}
                 for size in sizes:
@@ -119,7 +114,6 @@ def main(argv: list[str] | None = None) -> None:
                     for name, (cold, warm) in timings.items():
                         rows.append((kind, size, name, cold, warm, warm / baseline[name][1]))
                     worst[kind] = max(timings.items(), key=lambda item: item[1][1])
-                engine.dispose()
     print()
     print_table(
         ["database", "subscribers", "page", "cold ms", "median ms", f"x at {sizes[0]:,}"], rows
@@ -135,13 +129,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.admin", description=__doc__.split("\n")[0]
-    )
+    parser = arguments("bench.admin", __doc__)
     parser.add_argument("--sizes", default=os.environ.get("BENCH_ADMIN_SIZES", "10000,1000000"))
-    parser.add_argument(
-        "--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES))
-    )
     parser.add_argument("--repeat", type=int, default=3)
     return parser
 

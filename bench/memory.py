@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench import send, signup
 from bench.support import (
-    DATABASES,
+    arguments,
     databases,
     machine,
     print_table,
@@ -57,14 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     ):
         for kind in kinds:
             folder = Path(tmp) / kind
-            folder.mkdir()
-            (folder / "send").mkdir()
             with database(kind, folder) as url:
                 run = send.run_setup(
                     kind, url, folder / "send", port, n=args.n, processes=2, threads=args.threads
                 )
             web_folder = folder / "web"
-            web_folder.mkdir()
             with database(kind, web_folder) as url:
                 *_, web_rss = signup.run(
                     kind, url, web_folder, seconds=args.seconds, connections=16
@@ -92,15 +89,10 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.memory", description=__doc__.split("\n")[0]
-    )
+    parser = arguments("bench.memory", __doc__)
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 20_000)))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 8)))
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 20)))
-    parser.add_argument(
-        "--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES))
-    )
     return parser
 
 

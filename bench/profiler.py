@@ -25,7 +25,7 @@ import drip.composing
 import drip.sending
 import drip.tasks
 from bench import loader
-from bench.support import drip_env, embedded_redis
+from bench.support import drip_instance
 from drip.clock import SystemClock
 from drip.db import make_session_factory
 from drip.scheduler import run_pass
@@ -88,17 +88,12 @@ def profile_send_path(
     """Send n lessons with one worker thread; returns the table rows and one sent message."""
     now = datetime.now(UTC)
     watch = Stopwatch()
-    with embedded_redis(folder) as redis:
-        env = drip_env(
-            folder / "instance",
-            database_url,
-            DRIP_REDIS_URL=f"unix://{redis.socket_file}",
-            DRIP_MAIL_URL=f"smtp://127.0.0.1:{port}",
+    with drip_instance(database_url, folder, now=now, smtp_port=port) as drip:
+        settings = load_settings(drip.env)
+        loader.load_subscribers(
+            drip.engine, drip.sequence_id, start=1, count=n, due_every=1, now=now
         )
-        settings = load_settings(env)
-        engine, sequence_id = loader.prepare(env, now)
-        loader.load_subscribers(engine, sequence_id, start=1, count=n, due_every=1, now=now)
-        sessions = make_session_factory(engine)
+        sessions = make_session_factory(drip.engine)
         mailer = make_mailer(settings, SystemClock(), sessions)
         transport = mailer.transport
 
@@ -111,7 +106,7 @@ def profile_send_path(
             renderer=_Timed(mailer.renderer, "render", watch, "render"),
             transport=_Timed(_Keep(keep), "send", watch, "smtp"),
         )
-        broker = create_broker(redis)
+        broker = create_broker(drip.redis)
         declare_actors(broker, mailer)
         enqueue = Enqueuer(broker)
         started = time.perf_counter()
@@ -135,7 +130,6 @@ def profile_send_path(
         wall = time.perf_counter() - scheduled
         broker.close()
         transport.close()  # type: ignore[attr-defined]
-        engine.dispose()
     t = watch.total
     rows = {
         "render (Jinja + CSS inline)": t["render"],

@@ -24,10 +24,9 @@ from sqlalchemy.engine import Engine
 
 from bench import loader
 from bench.support import (
-    DATABASES,
+    arguments,
     databases,
-    drip_env,
-    embedded_redis,
+    drip_instance,
     machine,
     print_table,
     summary,
@@ -108,13 +107,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="drip-bench-") as tmp, databases(kinds) as database:
         for kind in kinds:
             folder = Path(tmp) / kind
-            folder.mkdir()
             now = datetime.now(UTC)
-            with database(kind, folder) as url, embedded_redis(folder) as redis:
-                env = drip_env(
-                    folder / "instance", url, DRIP_REDIS_URL=f"unix://{redis.socket_file}"
-                )
-                engine, sequence_id = loader.prepare(env, now)
+            with database(kind, folder) as url, drip_instance(url, folder, now=now) as drip:
+                engine, sequence_id = drip.engine, drip.sequence_id
                 loaded = 0
                 times = {}
                 for size in sizes:
@@ -130,7 +125,12 @@ def main(argv: list[str] | None = None) -> None:
                     load_seconds = time.perf_counter() - started
                     loaded = size
                     seconds, queued = measure(
-                        engine, env, redis, due=min(args.due, sizes[0]), now=now, repeat=args.repeat
+                        engine,
+                        drip.env,
+                        drip.redis,
+                        due=min(args.due, sizes[0]),
+                        now=now,
+                        repeat=args.repeat,
                     )
                     times[size] = seconds
                     rows.append(
@@ -149,7 +149,6 @@ def main(argv: list[str] | None = None) -> None:
                         flush=True,
                     )
                 ratios[kind] = times[sizes[-1]] / times[sizes[0]]
-                engine.dispose()
     print()
     print_table(
         [
@@ -177,14 +176,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.scheduler", description=__doc__.split("\n")[0]
-    )
+    parser = arguments("bench.scheduler", __doc__)
     parser.add_argument("--due", type=int, default=int(os.environ.get("BENCH_DUE", 10_000)))
     parser.add_argument("--sizes", default=os.environ.get("BENCH_SIZES", "10000,100000,1000000"))
-    parser.add_argument(
-        "--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES))
-    )
     parser.add_argument("--repeat", type=int, default=2)
     return parser
 

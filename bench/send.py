@@ -31,11 +31,10 @@ import sqlalchemy as sa
 from bench import loader
 from bench.profiler import profile_send_path
 from bench.support import (
-    DATABASES,
     ROOT,
+    arguments,
     databases,
-    drip_env,
-    embedded_redis,
+    drip_instance,
     machine,
     peak_rss_mb,
     print_table,
@@ -79,16 +78,11 @@ def run_setup(
 ) -> SendRun:
     """Load N due subscribers, then time real scheduler and worker processes sending them."""
     now = datetime.now(UTC)
-    with embedded_redis(folder) as redis:
-        env = drip_env(
-            folder / "instance",
-            database_url,
-            DRIP_REDIS_URL=f"unix://{redis.socket_file}",
-            DRIP_MAIL_URL=f"smtp://127.0.0.1:{port}",
-            DRIP_SCHEDULER_INTERVAL="3600",
-        )
-        engine, sequence_id = loader.prepare(env, now)
-        loader.load_subscribers(engine, sequence_id, start=1, count=n, due_every=1, now=now)
+    with drip_instance(
+        database_url, folder, now=now, smtp_port=port, DRIP_SCHEDULER_INTERVAL="3600"
+    ) as drip:
+        env, engine = drip.env, drip.engine
+        loader.load_subscribers(engine, drip.sequence_id, start=1, count=n, due_every=1, now=now)
         loader.analyse(engine)
         log = folder / f"worker-{kind}-{processes}.log"
         with log.open("w") as err:
@@ -117,7 +111,6 @@ def run_setup(
             finally:
                 stop(worker)
         failed = _count(engine, DeliveryStatus.FAILED)
-        engine.dispose()
     if worker.returncode not in (None, 0, -15) or failed:
         raise RuntimeError(f"worker exited {worker.returncode}, {failed} failed; see {log}")
     return SendRun(kind, processes, threads, seconds, n / seconds, rss)
@@ -158,8 +151,7 @@ def main(argv: list[str] | None = None) -> list[SendRun]:
         folder = Path(tmp)
         for kind in kinds:
             profile_folder = folder / f"profile-{kind}"
-            profile_folder.mkdir()
-            with database(kind, profile_folder) as url:
+            with database(kind, folder) as url:
                 parts, raw = profile_send_path(url, profile_folder, port, n=args.profile_n)
             print(
                 f"\nWhere the time goes: one worker thread in-process, {kind}, "
@@ -175,7 +167,6 @@ def main(argv: list[str] | None = None) -> list[SendRun]:
             for processes in counts:
                 with database(kind, folder) as url:
                     run_folder = folder / f"{kind}-{processes}"
-                    run_folder.mkdir()
                     runs.append(
                         run_setup(
                             kind,
@@ -223,15 +214,10 @@ def main(argv: list[str] | None = None) -> list[SendRun]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.send", description=__doc__.split("\n")[0]
-    )
+    parser = arguments("bench.send", __doc__)
     parser.add_argument("--n", type=int, default=int(os.environ.get("BENCH_N", 20_000)))
     parser.add_argument("--processes", default=os.environ.get("BENCH_PROCESSES", "1,2"))
     parser.add_argument("--threads", type=int, default=int(os.environ.get("BENCH_THREADS", 8)))
-    parser.add_argument(
-        "--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES))
-    )
     parser.add_argument("--profile-n", type=int, default=500, help="lessons in the timed profile")
     return parser
 

@@ -25,13 +25,11 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bench import loader
 from bench.support import (
-    DATABASES,
     ROOT,
+    arguments,
     databases,
-    drip_env,
-    embedded_redis,
+    drip_instance,
     free_port,
     machine,
     peak_rss_mb,
@@ -113,15 +111,14 @@ def run(
     kind: str, database_url: str, folder: Path, *, seconds: int, connections: int
 ) -> tuple[Load, Load, int, float]:
     """(healthz, signup, rows created, peak RSS of the biggest web process in MB)."""
-    with embedded_redis(folder) as redis:
-        env = drip_env(
-            folder / "instance",
-            database_url,
-            DRIP_REDIS_URL=f"unix://{redis.socket_file}",
-            DRIP_SIGNUP_LIMIT=NO_LIMIT,
-            DRIP_ADDRESS_LIMIT=NO_LIMIT,
-        )
-        engine, _ = loader.prepare(env, datetime.now(UTC))
+    with drip_instance(
+        database_url,
+        folder,
+        now=datetime.now(UTC),
+        DRIP_SIGNUP_LIMIT=NO_LIMIT,
+        DRIP_ADDRESS_LIMIT=NO_LIMIT,
+    ) as drip:
+        env, engine = drip.env, drip.engine
         port = free_port()
         script = folder / "signup.lua"
         script.write_text(SCRIPT)
@@ -138,7 +135,6 @@ def run(
                 stop(web)
         with engine.connect() as conn:
             created = int(conn.scalar(sa.select(sa.func.count()).select_from(Subscriber)) or 0)
-        engine.dispose()
     return healthz, signup, created, rss
 
 
@@ -163,7 +159,6 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="drip-bench-") as tmp, databases(kinds) as database:
         for kind in kinds:
             folder = Path(tmp) / kind
-            folder.mkdir()
             with database(kind, folder) as url:
                 healthz, signup, created, rss = run(
                     kind, url, folder, seconds=args.seconds, connections=args.connections
@@ -199,14 +194,9 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.signup", description=__doc__.split("\n")[0]
-    )
+    parser = arguments("bench.signup", __doc__)
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", 20)))
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument(
-        "--databases", default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES))
-    )
     return parser
 
 

