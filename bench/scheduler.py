@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     ]
     if pg_pass:
         parts.append(
-            f"postgresql pass at {sizes[-1]:,}: {pg_pass[0]:.2f} s "
+            f"postgresql {args.due:,}-due pass among {sizes[-1]:,}: {pg_pass[0]:.2f} s "
             f"({verdict(pg_pass[0] < PG_SECONDS_TARGET)} < {PG_SECONDS_TARGET:.0f} s)"
         )
     summary("scheduler", f"{args.due:,} due, {sizes[-1]:,}/{sizes[0]:,}: " + "; ".join(parts))
