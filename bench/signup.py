@@ -68,7 +68,12 @@ class Load:
     rate: float
     p50_ms: float
     p99_ms: float
-    errors: int
+    non_2xx: int
+    socket_errors: int
+
+    @property
+    def errors(self) -> int:
+        return self.non_2xx + self.socket_errors
 
 
 def procfile_web(port: int) -> list[str]:
@@ -90,15 +95,14 @@ def wrk(url: str, *, seconds: int, connections: int, threads: int, script: Path 
     sockets = re.search(
         r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out
     )
-    errors = int(non_2xx.group(1)) if non_2xx else 0
-    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
     return Load(
         url.rsplit("/", 1)[1] if "healthz" in url else "POST /api/v1/subscribers",
         requests,
         float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
         _latency(out, "50"),
         _latency(out, "99"),
-        errors,
+        int(non_2xx.group(1)) if non_2xx else 0,
+        sum(int(n) for n in sockets.groups()) if sockets else 0,
     )
 
 
@@ -173,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
                         load.rate,
                         load.p50_ms,
                         load.p99_ms,
-                        load.errors,
+                        f"{load.non_2xx} non-2xx, {load.socket_errors} socket",
                         f"{load.rate / healthz.rate:.2f}",
                     )
                 )
