@@ -107,7 +107,10 @@ def insert_delivery(
         .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
         .returning(Delivery.id)
     )
-    return session.scalar(statement)
+    # On the connection, not the session: an ORM execute would autoflush first, writing
+    # the previous subscriber's UPDATE on its own for every row a scheduler pass issues;
+    # left to the commit they go out together (benchmark 2: half the CPU per pass).
+    return session.connection().scalar(statement)
 
 
 def resume_point(session: Session, subscriber: Subscriber, steps: list[Step]) -> int | None:
