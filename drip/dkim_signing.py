@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 import dkim
@@ -17,7 +19,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from drip.errors import ConfigError
-from drip.messages import Message
 
 SIGNED_HEADERS = [
     b"from",
@@ -68,9 +69,10 @@ class DkimSigner:
         return header + raw
 
 
-def serialise(message: Message, signer: DkimSigner | None) -> bytes:
+def serialise(message: EmailMessage, signer: DkimSigner | None) -> bytes:
     """The bytes that go on the wire: CRLF line ends, signed last when DKIM is set up."""
-    return signer.sign(message.raw) if signer else message.raw
+    raw = message.as_bytes(policy=SMTP_POLICY)
+    return signer.sign(raw) if signer else raw
 
 
 def _has_header(raw: bytes, name: bytes) -> bool:

@@ -198,7 +198,7 @@ def _last_look(
     refusal = _refusal(mailer, session, delivery, subscriber)
     if refusal:
         return _cancel(delivery, refusal)
-    delivery.message_id = composed.message.message_id
+    delivery.message_id = str(composed.message["Message-ID"])
     delivery.template_version_id = composed.template_version_id
     return None
 
