@@ -92,11 +92,10 @@ def worker(processes: int, threads: int) -> None:
     """Start Dramatiq worker processes for drip's actors."""
     _settings()
     env = dict(os.environ)
-    # With prefetch = threads, Dramatiq's consumer finds its quota full while every thread
-    # is busy and backs off (5 ms doubling, up to 1 s), so threads then wait idle for it.
-    # A few messages in hand per thread keeps them fed; a killed worker's prefetched ids
-    # go back to the queue after the heartbeat timeout, and their rows are still `queued`.
-    env.setdefault("dramatiq_queue_prefetch", str(threads * 4))
+    # One message in hand per thread (standards REL-09): a killed worker strands at most
+    # one per thread. A larger prefetch measured faster under load (bench/send.py), but
+    # every stranded id then waits for the sweeper's DRIP_REQUEUE_AFTER.
+    env.setdefault("dramatiq_queue_prefetch", str(threads))
     argv = [sys.executable, "-m", "dramatiq", "drip.tasks:setup_worker"]
     argv += ["--processes", str(processes), "--threads", str(threads), "--queues", "drip"]
     os.execve(sys.executable, argv, env)
