@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from email.message import EmailMessage
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.errors import DripError
-from drip.messages import Envelope, Message, build_message, message_id, recipient_address
+from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.models import (
     ConsentRecord,
     Delivery,
@@ -36,7 +37,7 @@ from drip.tokens import CONFIRM, PRIVACY, UNSUBSCRIBE, Tokens
 
 @dataclass(frozen=True)
 class Composed:
-    message: Message
+    message: EmailMessage
     rcpt_to: str
     template_version_id: int | None
 
