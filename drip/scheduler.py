@@ -26,12 +26,11 @@ from drip.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
-    Step,
     Subscriber,
     SubscriberStatus,
 )
 from drip.privacy import purge_unconfirmed
-from drip.schedule import issue_next, steps_of
+from drip.schedule import issue_many, steps_of
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[Iterable[int]], None]
@@ -125,15 +124,8 @@ def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[in
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     ).all()
-    steps: dict[int, list[Step]] = {}
-    issued = []
-    for subscriber in due:
-        if subscriber.sequence_id not in steps:
-            steps[subscriber.sequence_id] = steps_of(session, subscriber.sequence_id)
-        delivery_id = issue_next(session, subscriber, steps[subscriber.sequence_id], now)
-        if delivery_id is not None:
-            issued.append(delivery_id)
-    return len(due), issued
+    steps = {sid: steps_of(session, sid) for sid in {s.sequence_id for s in due}}
+    return len(due), issue_many(session, list(due), steps, now)
 
 
 def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedelta) -> list[int]:
