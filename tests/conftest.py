@@ -91,3 +91,14 @@ def system(
     """drip wired from real parts, with the shipped series installed, on a fixed clock."""
     with System.build(tmp_path, database_url, redis_client, smtp_server, start=start) as built:
         yield built
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per property test: generated inputs tried, and how many failed."""
+    from tests.tally import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("hostile input")
+        for line in lines:
+            terminalreporter.write_line(line)
