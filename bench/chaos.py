@@ -549,6 +549,12 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=Plan.subscribers)
     parser.add_argument("--days", type=int, default=Plan.days)
     parser.add_argument("--workers", type=int, default=Plan.workers)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=Plan.threads,
+        help="per worker; allows that many duplicates per kill",
+    )
     parser.add_argument("--kill-every", type=float, default=Plan.kill_every)
     parser.add_argument("--database-url", default="", help="PostgreSQL URL (default: SQLite)")
     parser.add_argument("--folder", type=Path, default=None, help="keep the run's files here")
@@ -558,6 +564,7 @@ def main() -> None:
         subscribers=args.subscribers,
         days=args.days,
         workers=args.workers,
+        threads=args.threads,
         kill_every=args.kill_every,
         database_url=args.database_url,
         seed=args.seed,
