@@ -24,6 +24,7 @@ from drip.errors import InvalidInput
 from drip.lessons import check_lesson
 from drip.models.base import Base
 from drip.rendering import EmailTemplate, Renderer
+from drip.tokens import CONFIRM, PRIVACY, UNSUBSCRIBE, Tokens
 from drip.wiring import make_renderer
 from tests.helpers import System
 from tests.tally import counted
@@ -47,6 +48,7 @@ json_values = st.recursive(
 )
 nested_json = st.integers(1, 3_000).map(lambda depth: '{"email":' + "[" * depth + "]" * depth)
 tokens = st.one_of(texts, st.binary(max_size=60).map(lambda b: b.hex()), huge_texts)
+id_lists = st.lists(st.integers(-(2**70), 2**70), max_size=3)
 
 
 @pytest.fixture
@@ -116,35 +118,54 @@ def test_signup_api_never_fails_and_a_refusal_writes_nothing(
     assert_clean(system, post, accepted=frozenset({202}))
 
 
+def link_token(system: System, purpose: str, forged: str, signed: list[int] | None) -> str:
+    """A forged token, or a genuine signature over ids nobody has (as after an erasure),
+    quoted for a URL path."""
+    if signed is not None:
+        return Tokens(system.settings.secret_key, system.clock).make(purpose, signed)
+    return quote(forged, safe="")
+
+
 @BOUNDED
-@given(token=tokens, one_click=st.booleans(), form=st.dictionaries(texts, texts, max_size=3))
+@given(
+    token=tokens,
+    signed=st.none() | id_lists,
+    one_click=st.booleans(),
+    form=st.dictionaries(texts, texts, max_size=3),
+)
 @counted("confirm and unsubscribe links")
 def test_forged_confirm_and_unsubscribe_links_change_nothing(
     unlimited_client: FlaskClient,
     system: System,
     token: str,
+    signed: list[int] | None,
     one_click: bool,
     form: dict[str, str],
 ) -> None:
-    path = quote(token, safe="")
+    confirm = link_token(system, CONFIRM, token, signed)
+    unsubscribe = link_token(system, UNSUBSCRIBE, token, signed)
     if one_click:
         form = {**form, "List-Unsubscribe": "One-Click"}
     assert_clean(
         system,
-        lambda: unlimited_client.get(f"/confirm/{path}"),
-        lambda: unlimited_client.post(f"/confirm/{path}", data=form),
-        lambda: unlimited_client.get(f"/unsubscribe/{path}"),
-        lambda: unlimited_client.post(f"/unsubscribe/{path}", data=form),
+        lambda: unlimited_client.get(f"/confirm/{confirm}"),
+        lambda: unlimited_client.post(f"/confirm/{confirm}", data=form),
+        lambda: unlimited_client.get(f"/unsubscribe/{unsubscribe}"),
+        lambda: unlimited_client.post(f"/unsubscribe/{unsubscribe}", data=form),
     )
 
 
 @BOUNDED
-@given(token=tokens, email=field_texts)
+@given(token=tokens, signed=st.none() | id_lists, email=field_texts)
 @counted("privacy request, download and erase")
 def test_privacy_requests_and_forged_links_change_nothing(
-    unlimited_client: FlaskClient, system: System, token: str, email: str
+    unlimited_client: FlaskClient,
+    system: System,
+    token: str,
+    signed: list[int] | None,
+    email: str,
 ) -> None:
-    path = quote(token, safe="")
+    path = link_token(system, PRIVACY, token, signed)
     assert_clean(  # nobody is on file, so not even a privacy email may be queued
         system,
         lambda: unlimited_client.post("/privacy", data={"email": email}),
