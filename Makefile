@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format bench clean
+.PHONY: install run test lint format bench chaos clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(BIN)/ruff check drip tests bench
 	$(BIN)/ruff format --check drip tests bench
 	$(BIN)/pytest
+
+# Kill workers, the scheduler and Redis while 2,000 subscribers get a 10-day series.
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos
 
 lint: $(STAMP)
 	$(BIN)/ruff check drip tests bench

@@ -103,11 +103,16 @@ def worker(processes: int, threads: int) -> None:
 
 @main.command()
 @click.option("--interval", type=float, default=None, help="Seconds between passes.")
+@click.option(
+    "--sweep-only",
+    is_flag=True,
+    help="Only re-queue stale deliveries (a separate sweeper); issue nothing new.",
+)
 @_handles_errors
-def scheduler(interval: float | None) -> None:
+def scheduler(interval: float | None, sweep_only: bool) -> None:
     """Run scheduler passes forever."""
     settings = _settings()
-    with _scheduler(settings, None) as run_pass:
+    with _scheduler(settings, None, sweep_only=sweep_only) as run_pass:
         while True:
             try:
                 result = run_pass()
@@ -371,10 +376,13 @@ def _session() -> Iterator[tuple[Session, Clock]]:
 
 
 @contextmanager
-def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[], PassResult]]:
-    """A function running one scheduler pass, with the database and Redis it needs."""
+def _scheduler(
+    settings: Settings, clock: Clock | None, *, sweep_only: bool = False
+) -> Iterator[Callable[[], PassResult]]:
+    """A function running one scheduler pass (or only its sweep), with the database and
+    Redis it needs."""
     from drip.db import make_session_factory
-    from drip.scheduler import run_pass
+    from drip.scheduler import run_pass, sweep_pass
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_clock, make_engine, make_redis
 
@@ -382,16 +390,28 @@ def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[],
     broker = create_broker(make_redis(settings))
     sessions = make_session_factory(engine)
     chosen = clock or make_clock(settings)
+    enqueue = Enqueuer(broker)
     try:
-        yield lambda: run_pass(
-            sessions,
-            chosen,
-            Enqueuer(broker),
-            batch_size=settings.batch_size,
-            requeue_after=settings.requeue_after,
-            pending_ttl=settings.pending_ttl,
-            max_in_flight=settings.max_in_flight,
-        )
+        if sweep_only:
+            yield lambda: PassResult(
+                requeued=sweep_pass(
+                    sessions,
+                    chosen,
+                    enqueue,
+                    batch_size=settings.batch_size,
+                    requeue_after=settings.requeue_after,
+                )
+            )
+        else:
+            yield lambda: run_pass(
+                sessions,
+                chosen,
+                enqueue,
+                batch_size=settings.batch_size,
+                requeue_after=settings.requeue_after,
+                pending_ttl=settings.pending_ttl,
+                max_in_flight=settings.max_in_flight,
+            )
     finally:
         broker.close()
         engine.dispose()

@@ -79,14 +79,32 @@ def run_pass(
         room = None if room is None else room - len(issued)
         if claimed < limit:
             break
+    result.requeued = sweep_pass(
+        sessions, clock, enqueue, batch_size=batch_size, requeue_after=requeue_after, now=now
+    )
+    return result
+
+
+def sweep_pass(
+    sessions: SessionFactory,
+    clock: Clock,
+    enqueue: Enqueue,
+    *,
+    batch_size: int,
+    requeue_after: timedelta,
+    now: datetime | None = None,
+) -> list[int]:
+    """Only the sweeping half of a pass: re-enqueue every stale delivery as of `now`
+    (clock.now() by default). A separate sweeper process runs this alone."""
+    now = now or clock.now()
+    requeued: list[int] = []
     while True:
         with transaction(sessions) as session:
             stale = sweep(session, now, batch_size, requeue_after=requeue_after)
         enqueue(stale)
-        result.requeued += stale
+        requeued += stale
         if len(stale) < batch_size:
-            break
-    return result
+            return requeued
 
 
 def in_flight(session: Session, until: datetime) -> int:

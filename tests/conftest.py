@@ -100,3 +100,14 @@ def system(
         tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=system_env
     ) as built:
         yield built
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per property test: generated inputs tried, and how many failed."""
+    from tests.tally import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("hostile input")
+        for line in lines:
+            terminalreporter.write_line(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Iterator
 
@@ -32,6 +33,22 @@ def app(system: System) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def unlimited_app(system: System) -> Iterator[Flask]:
+    """The app with rate limits out of the way, for tests about input, not volume."""
+    settings = dataclasses.replace(
+        system.settings, signup_limit="1000 per second", address_limit="1000 per second"
+    )
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    yield app
+    app.extensions["drip"].engine.dispose()
+
+
+@pytest.fixture
+def unlimited_client(unlimited_app: Flask) -> FlaskClient:
+    return unlimited_app.test_client()
 
 
 def link(system: System, address: str, kind: str) -> str:
