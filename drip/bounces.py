@@ -12,8 +12,8 @@ are missing does the reported address decide. The kinds:
   subscriber stops at once and the address goes on the suppression list;
 - complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
-  subscriber's last three sent emails all soft-bounced, the subscriber stops (bounced),
-  without barring the address: a mailbox that is full for weeks may work again. Any
+  subscriber's last three sent emails all soft-bounced, it counts as a hard bounce
+  (stopped, address suppressed: providers hold repeated bounces against the sender). Any
   later email that is not reported bouncing breaks the run. The mark is per delivery,
   so a report received twice (providers retry) counts once.
 
@@ -128,7 +128,7 @@ def _record(
         unsubscribe(session, subscriber.id, now)
         suppress(session, secret, subscriber.email, "complaint", now=now)
     elif _soft_run(session, subscriber.id):
-        return stop_bouncing(session, subscriber, now)
+        return stop_bouncing(session, subscriber, now, secret=secret)
     return False
 
 

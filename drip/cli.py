@@ -147,6 +147,9 @@ def worker(processes: int, threads: int) -> None:
     prefetch setting from the environment when it is first imported: set it before.
     """
     _settings()
+    # One message in hand per thread (standards REL-09): a killed worker strands at most
+    # one per thread. A larger prefetch measured faster under load (bench/send.py), but
+    # every stranded id then waits for the sweeper's DRIP_REQUEUE_AFTER.
     os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
@@ -158,11 +161,16 @@ def worker(processes: int, threads: int) -> None:
 
 @main.command()
 @click.option("--interval", type=float, default=None, help="Seconds between passes.")
+@click.option(
+    "--sweep-only",
+    is_flag=True,
+    help="Only re-queue stale deliveries (a separate sweeper); issue nothing new.",
+)
 @_handles_errors
-def scheduler(interval: float | None) -> None:
+def scheduler(interval: float | None, sweep_only: bool) -> None:
     """Run scheduler passes forever."""
     settings = _settings()
-    with _scheduler(settings, None) as run_pass:
+    with _scheduler(settings, None, sweep_only=sweep_only) as run_pass:
         while True:
             try:
                 result = run_pass()
@@ -445,11 +453,14 @@ def _session() -> Iterator[tuple[Session, Clock]]:
 
 
 @contextmanager
-def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[], PassResult]]:
-    """A function running one scheduler pass, with the database and Redis it needs."""
+def _scheduler(
+    settings: Settings, clock: Clock | None, *, sweep_only: bool = False
+) -> Iterator[Callable[[], PassResult]]:
+    """A function running one scheduler pass (or only its sweep), with the database and
+    Redis it needs."""
     from drip.db import make_session_factory
     from drip.metrics import record_pass
-    from drip.scheduler import run_pass
+    from drip.scheduler import run_pass, sweep_pass
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_clock, make_engine, make_redis
 
@@ -458,18 +469,30 @@ def _scheduler(settings: Settings, clock: Clock | None) -> Iterator[Callable[[],
     broker = create_broker(client)
     sessions = make_session_factory(engine)
     chosen = clock or make_clock(settings)
+    enqueue = Enqueuer(broker)
 
     def one_pass() -> PassResult:
         began = time.monotonic()
-        result = run_pass(
-            sessions,
-            chosen,
-            Enqueuer(broker),
-            batch_size=settings.batch_size,
-            requeue_after=settings.requeue_after,
-            pending_ttl=settings.pending_ttl,
-            max_in_flight=settings.max_in_flight,
-        )
+        if sweep_only:
+            result = PassResult(
+                requeued=sweep_pass(
+                    sessions,
+                    chosen,
+                    enqueue,
+                    batch_size=settings.batch_size,
+                    requeue_after=settings.requeue_after,
+                )
+            )
+        else:
+            result = run_pass(
+                sessions,
+                chosen,
+                enqueue,
+                batch_size=settings.batch_size,
+                requeue_after=settings.requeue_after,
+                pending_ttl=settings.pending_ttl,
+                max_in_flight=settings.max_in_flight,
+            )
         record_pass(client, result, seconds=time.monotonic() - began, finished_at=chosen.now())
         return result
 

@@ -42,15 +42,23 @@ class TemplateProblem(InvalidInput):
 class TransportError(DripError):
     """Sending failed. `permanent`: trying again cannot help. `bounce`: the address itself
     was refused, so nothing more should be sent to it. `throttled`: the relay asked us to
-    slow down (421, or a 4xx about rates), so every worker should."""
+    slow down (421, or a 4xx about rates), so every worker should. `domain_throttled`:
+    the recipient's domain did (Gmail's 4.7.28), so nobody there gets mail for a while."""
 
     def __init__(
-        self, message: str, *, permanent: bool, bounce: bool = False, throttled: bool = False
+        self,
+        message: str,
+        *,
+        permanent: bool,
+        bounce: bool = False,
+        throttled: bool = False,
+        domain_throttled: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.bounce = bounce
         self.throttled = throttled
+        self.domain_throttled = domain_throttled
 
 
 class NoSendingSlot(TransportError):

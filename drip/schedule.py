@@ -40,6 +40,33 @@ def issue_next(
 
     Returns the new delivery's id, or None when there was nothing (left) to create.
     """
+    step = plan_next(subscriber, steps, now)
+    if step is None:
+        return None
+    return insert_delivery(
+        session, subscriber_id=subscriber.id, kind=DeliveryKind.STEP, step_id=step.id, now=now
+    )
+
+
+def issue_many(
+    session: Session, subscribers: list[Subscriber], steps: dict[int, list[Step]], now: datetime
+) -> list[int]:
+    """`issue_next` for a batch of due subscribers (a scheduler pass): the new deliveries
+    go in as one INSERT, not one round trip per subscriber. `steps` maps each series id
+    to its steps."""
+    planned = []
+    for subscriber in subscribers:
+        step = plan_next(subscriber, steps[subscriber.sequence_id], now)
+        if step is not None:
+            planned.append(_delivery_row(subscriber.id, DeliveryKind.STEP, step.id, now))
+    if not planned:
+        return []
+    return list(session.connection().scalars(_insert(session, planned)))
+
+
+def plan_next(subscriber: Subscriber, steps: list[Step], now: datetime) -> Step | None:
+    """Move the subscriber past its due step and schedule the one after it; the step to
+    send now, or None when there is nothing to send today (or nothing left)."""
     due_at = subscriber.next_send_at or now
     first = subscriber.next_step
     remaining = [s for s in steps if first is not None and s.number >= first]
@@ -53,9 +80,6 @@ def issue_next(
         subscriber.next_send_at = send_hour_after(subscriber, now)
         return None
     step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
-    delivery_id = insert_delivery(
-        session, subscriber_id=subscriber.id, kind=DeliveryKind.STEP, step_id=step.id, now=now
-    )
     if following is None:
         subscriber.next_step = None
         subscriber.next_send_at = None
@@ -68,7 +92,7 @@ def issue_next(
             hour=subscriber.send_hour,
             tz=timing.zone(subscriber.timezone),
         )
-    return delivery_id
+    return step
 
 
 def send_hour_after(subscriber: Subscriber, now: datetime, *, days: int = 1) -> datetime:
@@ -91,23 +115,37 @@ def insert_delivery(
     session: Session, *, subscriber_id: int, kind: DeliveryKind, step_id: int | None, now: datetime
 ) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed."""
+    row = _delivery_row(subscriber_id, kind, step_id, now)
+    return session.connection().scalar(_insert(session, [row]))
+
+
+def _delivery_row(
+    subscriber_id: int, kind: DeliveryKind, step_id: int | None, now: datetime
+) -> dict[str, object]:
+    return {
+        "subscriber_id": subscriber_id,
+        "kind": kind,
+        "step_id": step_id,
+        "status": DeliveryStatus.QUEUED,
+        "attempts": 0,
+        "created_at": now,
+        "queued_at": now,
+    }
+
+
+def _insert(session: Session, rows: list[dict[str, object]]) -> sa.Insert:
+    """One INSERT of `rows` that skips any (subscriber, step) already issued, returning
+    the new ids. Run on the connection, not the session: an ORM execute would autoflush
+    first, writing each pending subscriber UPDATE on its own; left to the commit they go
+    out together (bench/scheduler.py)."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
+    return (
         insert(Delivery)
-        .values(
-            subscriber_id=subscriber_id,
-            kind=kind,
-            step_id=step_id,
-            status=DeliveryStatus.QUEUED,
-            attempts=0,
-            created_at=now,
-            queued_at=now,
-        )
+        .values(rows)
         .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
         .returning(Delivery.id)
     )
-    return session.scalar(statement)
 
 
 def resume_point(session: Session, subscriber: Subscriber, steps: list[Step]) -> int | None:

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import complaints
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
 from drip.logs import log_fields
@@ -26,12 +27,11 @@ from drip.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
-    Step,
     Subscriber,
     SubscriberStatus,
 )
 from drip.privacy import purge_unconfirmed
-from drip.schedule import issue_next, steps_of
+from drip.schedule import issue_many, steps_of
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[Iterable[int]], None]
@@ -55,7 +55,8 @@ def run_pass(
     max_in_flight: int | None = None,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
-    delete signups never confirmed within `pending_ttl`.
+    delete signups never confirmed within `pending_ttl`. No step is issued while the
+    complaint-rate guard holds new lessons (drip.complaints).
 
     With `max_in_flight` (when sending is paced), only enough steps are issued to bring
     the deliveries waiting to be sent up to that number; the rest stay due in the
@@ -67,9 +68,10 @@ def run_pass(
     room: int | None = None
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+        held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
             room = max_in_flight - in_flight(session, now + requeue_after)
-    while room is None or room > 0:
+    while not held and (room is None or room > 0):
         limit = batch_size if room is None else min(batch_size, room)
         with transaction(sessions) as session:
             claimed, issued = claim_due(session, now, limit)
@@ -78,14 +80,32 @@ def run_pass(
         room = None if room is None else room - len(issued)
         if claimed < limit:
             break
+    result.requeued = sweep_pass(
+        sessions, clock, enqueue, batch_size=batch_size, requeue_after=requeue_after, now=now
+    )
+    return result
+
+
+def sweep_pass(
+    sessions: SessionFactory,
+    clock: Clock,
+    enqueue: Enqueue,
+    *,
+    batch_size: int,
+    requeue_after: timedelta,
+    now: datetime | None = None,
+) -> list[int]:
+    """Only the sweeping half of a pass: re-enqueue every stale delivery as of `now`
+    (clock.now() by default). A separate sweeper process runs this alone."""
+    now = now or clock.now()
+    requeued: list[int] = []
     while True:
         with transaction(sessions) as session:
             stale = sweep(session, now, batch_size, requeue_after=requeue_after)
         enqueue(stale)
-        result.requeued += stale
+        requeued += stale
         if len(stale) < batch_size:
-            break
-    return result
+            return requeued
 
 
 def in_flight(session: Session, until: datetime) -> int:
@@ -123,15 +143,8 @@ def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[in
         .limit(limit)
         .with_for_update(skip_locked=True, key_share=True)
     ).all()
-    steps: dict[int, list[Step]] = {}
-    issued = []
-    for subscriber in due:
-        if subscriber.sequence_id not in steps:
-            steps[subscriber.sequence_id] = steps_of(session, subscriber.sequence_id)
-        delivery_id = issue_next(session, subscriber, steps[subscriber.sequence_id], now)
-        if delivery_id is not None:
-            issued.append(delivery_id)
-    return len(due), issued
+    steps = {sid: steps_of(session, sid) for sid in {s.sequence_id for s in due}}
+    return len(due), issue_many(session, list(due), steps, now)
 
 
 def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedelta) -> list[int]:

@@ -3,6 +3,7 @@
   1. claim (one short transaction): move the row from `queued` to `sending` with a lease
      and count the attempt, after re-checking the subscriber. The attempt is committed
      before any rendering, so a delivery that crashes its worker cannot loop forever.
+     A delivery to a domain that asked for a pause (drip.domain_pauses) waits instead.
   2. compose the message (reads only); a failure here fails the delivery for good.
   3. re-check that the subscriber still wants it, then hand it to the transport while
      holding no database lock.
@@ -30,6 +31,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import domain_pauses
 from drip.clock import Clock
 from drip.composing import Composed, compose
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
@@ -156,6 +158,10 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
     refusal = _refusal(mailer, session, delivery, subscriber)
     if refusal:
         return _cancel(delivery, refusal)
+    resume_at = domain_pauses.paused_until(session, domain_pauses.domain_of(subscriber.email), now)
+    if resume_at is not None:
+        delivery.retry_at = resume_at
+        return Outcome.RETRY
     if delivery.attempts >= mailer.settings.max_attempts:
         return _give_up(
             mailer,
@@ -249,6 +255,11 @@ def _record_failure(
             mailer, session, delivery_id, f"gave up after {delivery.attempts} attempts: {exc}"
         )
     delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
+    if exc.domain_throttled:
+        delay = max(delay, domain_pauses.PAUSE)
+        domain = domain_pauses.domain_of(subscriber.email)
+        log.warning("domain_paused domain=%s for %s: %s", domain, delay, exc)
+        domain_pauses.pause(session, domain, now + delay, str(exc))
     log.info(
         "delivery %d failed (attempt %d), retrying in %s: %s",
         delivery.id,

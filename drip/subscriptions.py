@@ -137,13 +137,13 @@ def mark_bounced(session: Session, subscriber: Subscriber, now: datetime, *, sec
     suppress(session, secret, subscriber.email, "bounced", now=now)
 
 
-def stop_bouncing(session: Session, subscriber: Subscriber, now: datetime) -> bool:
-    """Mail to the address keeps failing for now (a full mailbox, a server down for days):
-    stop the series, but do not bar the address, which may work again. True if stopped."""
-    if subscriber.status not in ENDABLE:
-        return False
-    end(session, subscriber, SubscriberStatus.BOUNCED, now)
-    return True
+def stop_bouncing(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> bool:
+    """Mail to the address has kept failing (three soft bounces in a row): handled as a
+    hard bounce, because mailbox providers count repeated bounces against the sender
+    (standards DEL-05). True if this stopped the series."""
+    stopping = subscriber.status in ENDABLE
+    mark_bounced(session, subscriber, now, secret=secret)
+    return stopping
 
 
 def end(session: Session, subscriber: Subscriber, status: SubscriberStatus, now: datetime) -> None:

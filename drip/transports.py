@@ -24,6 +24,7 @@ from drip.errors import TransportError
 
 SMTP_TIMEOUT = 30
 ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
+DOMAIN_THROTTLING = re.compile(r"\b4\.7\.28\b")
 THROTTLING = re.compile(r"\brate\b|too many|throttl|slow(ing)? down|\b4\.7\.28\b", re.IGNORECASE)
 IDLE_CHECK = 5.0
 """Seconds a connection may sit unused before it is checked with NOOP before a message
@@ -153,6 +154,7 @@ class SMTPTransport:
             permanent=code >= 500,
             bounce=code >= 500 and _address_refused(code, text, at_rcpt=at_rcpt),
             throttled=_throttled_reply(code, text),
+            domain_throttled=_domain_throttled(code, text, at_rcpt=at_rcpt),
         )
 
     def _connection_or_none(self) -> smtplib.SMTP | None:
@@ -216,6 +218,12 @@ def _throttled_reply(code: int, text: str) -> bool:
     another 4xx that says so (e.g. SES's "454 Throttling failure: Maximum sending rate
     exceeded", Gmail's "4.7.28 ... unusual rate")."""
     return code == 421 or (400 <= code < 500 and THROTTLING.search(text) is not None)
+
+
+def _domain_throttled(code: int, text: str, *, at_rcpt: bool) -> bool:
+    """Whether the recipient's domain, not the relay, asked for a pause: Gmail's 4.7.28
+    (passed on by the relay at RCPT or after DATA), or a 421 for this one recipient."""
+    return DOMAIN_THROTTLING.search(text) is not None or (at_rcpt and code == 421)
 
 
 def _throttled(exc: Exception) -> bool:

@@ -115,3 +115,14 @@ def _logging_as_it_was() -> Iterator[None]:
     for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """One line per property test: generated inputs tried, and how many failed."""
+    from tests.tally import summary
+
+    lines = summary()
+    if lines:
+        terminalreporter.section("hostile input")
+        for line in lines:
+            terminalreporter.write_line(line)

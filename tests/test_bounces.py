@@ -128,7 +128,7 @@ def next_lesson(system: System) -> None:
     system.drain()
 
 
-def test_three_soft_bounces_in_a_row_stop_the_subscriber_but_do_not_bar_the_address(
+def test_three_soft_bounces_in_a_row_stop_the_subscriber_and_bar_the_address(
     system: System,
 ) -> None:
     system.join("ana@example.com")
@@ -140,7 +140,7 @@ def test_three_soft_bounces_in_a_row_stop_the_subscriber_but_do_not_bar_the_addr
     assert report(system, "soft", third).stopped == 1
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
     with transaction(system.sessions) as session:
-        assert not is_suppressed(session, system.settings.secret_key, "ana@example.com")
+        assert is_suppressed(session, system.settings.secret_key, "ana@example.com")
     sent = len(system.smtp.received)
     next_lesson(system)
     assert len(system.smtp.received) == sent

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.models import Delivery
-from drip.scheduler import run_pass
+from drip.scheduler import run_pass, sweep_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Transport
 from tests.helpers import System
@@ -97,6 +97,26 @@ def test_the_sweeper_requeues_what_redis_lost(system: System) -> None:
     assert len(system.tick().requeued) == 1
     system.drain()
     assert len(system.smtp.to("ana@example.com")) == 1
+
+
+def test_a_sweeper_alone_requeues_but_issues_nothing_new(system: System) -> None:
+    confirm_many(system, 2)
+    system.signup("ana@example.com")
+    system.broker.client.flushall()
+    system.clock.advance(timedelta(days=1, hours=3))
+
+    def sweep_only() -> list[int]:
+        return sweep_pass(
+            system.sessions,
+            system.clock,
+            system.enqueue,
+            batch_size=system.settings.batch_size,
+            requeue_after=system.settings.requeue_after,
+        )
+
+    assert len(sweep_only()) == 1, "the lost confirmation, and none of the due lessons"
+    assert sweep_only() == []
+    assert len(system.tick().issued) == 2
 
 
 def test_a_send_whose_outcome_is_unknown_is_resent_once_and_logged(

@@ -4,6 +4,8 @@ from drip.models.admin import Admin
 from drip.models.base import Base
 from drip.models.consent import ConsentRecord
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
+from drip.models.domain_pause import DomainPause
+from drip.models.sending_hold import SendingHold
 from drip.models.sequence import Sequence, Step, TemplateVersion
 from drip.models.subscriber import Subscriber, SubscriberStatus
 from drip.models.suppression import Suppression
@@ -15,6 +17,8 @@ __all__ = [
     "Delivery",
     "DeliveryKind",
     "DeliveryStatus",
+    "DomainPause",
+    "SendingHold",
     "Sequence",
     "Step",
     "Subscriber",

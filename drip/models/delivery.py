@@ -40,6 +40,7 @@ class Delivery(Base):
         sa.Index("ix_deliveries_status_queued_at", "status", "queued_at"),
         sa.Index("ix_deliveries_step_status", "step_id", "status"),
         sa.Index("ix_deliveries_message_id", "message_id"),
+        sa.Index("ix_deliveries_sent_at", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

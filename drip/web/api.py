@@ -10,6 +10,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from drip.errors import InvalidInput
 from drip.signup import SignupRequest, find_sequence, subscribe
+from drip.timing import known_zones
 from drip.web.context import ctx, seen
 from drip.web.limits import address_key, limiter
 
@@ -53,6 +54,10 @@ def create_subscriber() -> tuple[Response, int]:
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
+    """The API's description, completed with this server's URL and the timezone names
+    its tz database knows (they differ between installations); "" means the default."""
     spec = json.loads(OPENAPI.read_text())
     spec["servers"] = [{"url": ctx().settings.base_url}]
+    timezone = spec["components"]["schemas"]["Signup"]["properties"]["timezone"]
+    timezone["enum"] = ["", *sorted(known_zones())]
     return jsonify(spec)

@@ -35,6 +35,22 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture
+def unlimited_app(system: System) -> Iterator[Flask]:
+    """The app with rate limits out of the way, for tests about input, not volume."""
+    settings = dataclasses.replace(
+        system.settings, signup_limit="1000 per second", address_limit="1000 per second"
+    )
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    yield app
+    app.extensions["drip"].engine.dispose()
+
+
+@pytest.fixture
+def unlimited_client(unlimited_app: Flask) -> FlaskClient:
+    return unlimited_app.test_client()
+
+
 def link(system: System, address: str, kind: str) -> str:
     """The path of the newest `kind` link (confirm, unsubscribe, privacy) emailed to `address`."""
     system.drain()

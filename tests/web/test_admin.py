@@ -16,6 +16,7 @@ from drip.admins import create_admin
 from drip.db import transaction
 from drip.models import (
     Delivery,
+    DeliveryKind,
     DeliveryStatus,
     Step,
     Subscriber,
@@ -550,3 +551,72 @@ def test_exported_names_cannot_run_as_spreadsheet_formulas(
     system.signup("eve@example.com", first_name='=HYPERLINK("http://evil.example")')
     lines = admin.get("/admin/subscribers/export.csv").get_data(as_text=True).splitlines()
     assert "'=HYPERLINK" in lines[1]
+
+
+def sent_today(system: System, count: int, complaints: int) -> None:
+    """`count` lessons sent just now to made-up readers, `complaints` of them reported."""
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        sequence_id, step_id = session.execute(
+            sa.select(Step.sequence_id, Step.id).where(Step.number == 1)
+        ).one()
+        session.execute(
+            sa.insert(Subscriber),
+            [
+                dict(
+                    sequence_id=sequence_id,
+                    email=f"r{n}@example.org",
+                    status=SubscriberStatus.COMPLETED,
+                    created_at=now,
+                )
+                for n in range(count)
+            ],
+        )
+        ids = session.scalars(
+            sa.select(Subscriber.id).where(Subscriber.email.like("%@example.org"))
+        ).all()
+        session.execute(
+            sa.insert(Delivery),
+            [
+                dict(
+                    subscriber_id=subscriber_id,
+                    kind=DeliveryKind.STEP,
+                    step_id=step_id,
+                    status=DeliveryStatus.SENT,
+                    created_at=now,
+                    queued_at=now,
+                    sent_at=now,
+                    bounce="complaint" if n < complaints else None,
+                )
+                for n, subscriber_id in enumerate(ids)
+            ],
+        )
+
+
+def test_complaints_at_a_quarter_percent_hold_new_lessons_until_the_admin_resumes(
+    system: System, admin: FlaskClient
+) -> None:
+    system.join("ana@example.com")
+    system.clock.advance(timedelta(days=1, hours=3))
+    sent_today(system, 10_000, complaints=26)
+
+    assert system.tick().issued == [], "lesson 1 is due, but held"
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert "New lessons are on hold" in page
+    assert "26 spam complaints about 10000 emails" in page
+    assert system.tick().issued == []
+
+    assert post(admin, "/admin/resume-sending").status_code == 302
+    assert "New lessons are on hold" not in admin.get("/admin/").get_data(as_text=True)
+    assert len(system.tick().issued) == 1, "resumed, and not held again the same day"
+
+
+def test_complaints_under_the_line_only_warn(system: System, admin: FlaskClient) -> None:
+    system.join("ana@example.com")
+    system.clock.advance(timedelta(days=1, hours=3))
+    sent_today(system, 10_000, complaints=9)
+
+    assert len(system.tick().issued) == 1
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert "Spam complaints today: 9 of 10000 emails (0.09%)" in page
+    assert "New lessons are on hold" not in page

@@ -3,19 +3,15 @@ clear error, no row written, no email sent."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from collections.abc import Iterator
 from urllib.parse import urlencode
 
 import pytest
 import sqlalchemy as sa
-from flask import Flask
 from flask.testing import FlaskClient
 
 from drip.db import transaction
 from drip.models import ConsentRecord, Delivery, Subscriber
-from drip.web import create_app
 from tests.helpers import System
 
 OK = {"email": "ana@example.com"}
@@ -77,17 +73,6 @@ JSON_ONLY: list[tuple[str, object]] = [
 ]
 
 
-@pytest.fixture
-def app(system: System) -> Iterator[Flask]:
-    """The app with rate limits out of the way: this test is about input, not volume."""
-    settings = dataclasses.replace(
-        system.settings, signup_limit="1000 per minute", address_limit="1000 per minute"
-    )
-    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
-    yield app
-    app.extensions["drip"].engine.dispose()
-
-
 def nothing_happened(system: System) -> None:
     system.drain()
     with transaction(system.sessions) as session:
@@ -96,11 +81,13 @@ def nothing_happened(system: System) -> None:
     assert system.smtp.received == []
 
 
-def test_hostile_form_posts_are_refused_cleanly(client: FlaskClient, system: System) -> None:
+def test_hostile_form_posts_are_refused_cleanly(
+    unlimited_client: FlaskClient, system: System
+) -> None:
     assert len(HOSTILE) + len(JSON_ONLY) >= 40
     for name, form in HOSTILE:
         body = urlencode(form, encoding="utf-8", errors="surrogatepass")
-        response = client.post(
+        response = unlimited_client.post(
             "/subscribe", data=body, content_type="application/x-www-form-urlencoded"
         )
         assert response.status_code in (400, 404), name
@@ -108,9 +95,9 @@ def test_hostile_form_posts_are_refused_cleanly(client: FlaskClient, system: Sys
     nothing_happened(system)
 
 
-def test_hostile_json_is_refused_cleanly(client: FlaskClient, system: System) -> None:
+def test_hostile_json_is_refused_cleanly(unlimited_client: FlaskClient, system: System) -> None:
     for name, body in [*HOSTILE, *JSON_ONLY]:
-        response = client.post(
+        response = unlimited_client.post(
             "/api/v1/subscribers",
             data=json.dumps(body),
             content_type="application/json",
@@ -131,14 +118,14 @@ def test_hostile_json_is_refused_cleanly(client: FlaskClient, system: System) ->
     ],
 )
 def test_broken_bodies_are_refused_cleanly(
-    client: FlaskClient, system: System, body: str, content_type: str
+    unlimited_client: FlaskClient, system: System, body: str, content_type: str
 ) -> None:
     for path in ("/subscribe", "/api/v1/subscribers"):
-        response = client.post(path, data=body, content_type=content_type)
+        response = unlimited_client.post(path, data=body, content_type=content_type)
         assert 400 <= response.status_code < 500, (path, body[:20])
     nothing_happened(system)
 
 
-def test_odd_paths_are_not_found_not_errors(client: FlaskClient) -> None:
+def test_odd_paths_are_not_found_not_errors(unlimited_client: FlaskClient) -> None:
     for path in ("/s/%00", "/s/..%2F..", "/s/" + "a" * 300, "/confirm/%00", "/unsubscribe/%ff"):
-        assert client.get(path).status_code in (400, 404), path
+        assert unlimited_client.get(path).status_code in (400, 404), path

@@ -1,0 +1,114 @@
+"""The complaint-rate guard (standards DEL-01).
+
+Gmail stops delivering for a sender whose spam-complaint rate reaches 0.3% of a day's
+mail, and lifts that only after a week under it. So drip watches its own rate per UTC
+day: at 0.08% the admin is warned, at 0.25% new lessons are held (confirmations and
+privacy links still go out) until an admin has read why and resumes. One instance sends
+from one domain (DRIP_FROM), so the rate is the instance's.
+
+Below MIN_DELIVERED emails in the day a rate means little (one complaint in 100 is 1%),
+so the guard waits for that many before it holds anything.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.models import Delivery, DeliveryStatus, SendingHold
+
+log = logging.getLogger(__name__)
+WARN_AT = 0.0008
+HOLD_AT = 0.0025
+MIN_DELIVERED = 1000
+
+
+class Level(enum.StrEnum):
+    OK = "ok"
+    WARN = "warn"
+    HOLD = "hold"
+
+
+@dataclass(frozen=True)
+class DayRate:
+    """Complaints about the emails sent since `since` (midnight UTC)."""
+
+    since: datetime
+    delivered: int
+    complaints: int
+
+    @property
+    def rate(self) -> float:
+        return self.complaints / self.delivered if self.delivered else 0.0
+
+    @property
+    def level(self) -> Level:
+        if self.delivered < MIN_DELIVERED:
+            return Level.OK
+        if self.rate >= HOLD_AT:
+            return Level.HOLD
+        return Level.WARN if self.rate >= WARN_AT else Level.OK
+
+
+def day_rate(session: Session, now: datetime) -> DayRate:
+    since = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    delivered, complaints = session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(sa.case((Delivery.bounce == "complaint", 1), else_=0)), 0),
+        ).where(Delivery.sent_at >= since, Delivery.status == DeliveryStatus.SENT)
+    ).one()
+    return DayRate(since=since, delivered=int(delivered), complaints=int(complaints))
+
+
+def current_hold(session: Session) -> SendingHold | None:
+    return session.scalars(
+        sa.select(SendingHold).where(SendingHold.resumed_at.is_(None)).order_by(SendingHold.id)
+    ).first()
+
+
+def guard(session: Session, now: datetime) -> SendingHold | None:
+    """Hold new lessons when today's rate calls for it; the hold in force, if any.
+
+    Once an admin resumes, the guard does not hold again the same UTC day: the admin
+    has seen today's figure, and tomorrow starts a new count.
+    """
+    hold = current_hold(session)
+    if hold is not None:
+        return hold
+    today = day_rate(session, now)
+    if today.level is not Level.HOLD or _held_since(session, today.since):
+        return None
+    hold = SendingHold(
+        reason=(
+            f"{today.complaints} spam complaints about {today.delivered} emails sent since "
+            f"{today.since:%Y-%m-%d} 00:00 UTC ({today.rate:.2%}); new lessons wait until "
+            f"you resume. Gmail blocks senders at 0.3%."
+        ),
+        created_at=now,
+    )
+    session.add(hold)
+    log.warning("sending_held complaints=%d delivered=%d", today.complaints, today.delivered)
+    return hold
+
+
+def resume(session: Session, now: datetime, *, admin: str) -> bool:
+    """Let new lessons go out again; False when nothing was held."""
+    hold = current_hold(session)
+    if hold is None:
+        return False
+    hold.resumed_at = now
+    hold.resumed_by = admin
+    return True
+
+
+def _held_since(session: Session, since: datetime) -> bool:
+    return (
+        session.scalar(sa.select(SendingHold.id).where(SendingHold.created_at >= since).limit(1))
+        is not None
+    )

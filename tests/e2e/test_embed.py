@@ -1,0 +1,31 @@
+"""A reader on the writer's own site, signing up through the embedded form."""
+
+from __future__ import annotations
+
+from playwright.sync_api import Page, expect
+
+from drip.models import SubscriberStatus
+from tests.e2e.blog import Blog
+from tests.e2e.stack import Stack
+
+
+def test_the_form_embedded_on_another_site_signs_up_and_lands_on_its_thank_you_page(
+    page: Page, stack: Stack, blog: Blog
+) -> None:
+    page.goto("/embed")
+    snippet = page.get_by_label("The snippet").input_value()
+    thanks = blog.publish("thanks.html", "Thanks for signing up", "<p>Check your inbox.</p>")
+    article = blog.publish("index.html", "My blog", f"<p>A post.</p>\n{snippet}")
+
+    page.goto(article)
+    page.get_by_label("Your email address").fill("linus@example.com")
+    page.get_by_label("Your first name").fill("Linus")
+    page.get_by_role("button", name="Send me Calm Back, Calm Mind").click()
+
+    expect(page).to_have_url(thanks)
+    expect(page.get_by_role("heading", name="Thanks for signing up")).to_be_visible()
+    subscriber = stack.subscriber("linus@example.com")
+    assert subscriber is not None
+    assert subscriber.status == SubscriberStatus.PENDING
+    assert subscriber.first_name == "Linus"
+    assert subscriber.timezone == "Europe/Lisbon", "the snippet's script sent the timezone"
