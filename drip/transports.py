@@ -154,7 +154,7 @@ class SMTPTransport:
             permanent=code >= 500,
             bounce=code >= 500 and _address_refused(code, text, at_rcpt=at_rcpt),
             throttled=_throttled_reply(code, text),
-            domain_throttled=_domain_throttled(code, text, at_rcpt=at_rcpt),
+            domain_throttled=_domain_throttled(text),
         )
 
     def _connection_or_none(self) -> smtplib.SMTP | None:
@@ -220,10 +220,11 @@ def _throttled_reply(code: int, text: str) -> bool:
     return code == 421 or (400 <= code < 500 and THROTTLING.search(text) is not None)
 
 
-def _domain_throttled(code: int, text: str, *, at_rcpt: bool) -> bool:
-    """Whether the recipient's domain, not the relay, asked for a pause: Gmail's 4.7.28
-    (passed on by the relay at RCPT or after DATA), or a 421 for this one recipient."""
-    return DOMAIN_THROTTLING.search(text) is not None or (at_rcpt and code == 421)
+def _domain_throttled(text: str) -> bool:
+    """Whether the recipient's domain, not the relay, asked for a pause: Gmail's 4.7.28,
+    passed on by the relay. A bare 421 comes from the relay itself (it slows every
+    worker, drip.pacing) and says nothing about one domain."""
+    return DOMAIN_THROTTLING.search(text) is not None
 
 
 def _throttled(exc: Exception) -> bool:
