@@ -16,7 +16,7 @@ from datetime import datetime
 
 import redis
 import sqlalchemy as sa
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from drip.db import SessionFactory, reading
@@ -94,9 +94,20 @@ class DripCollector(Collector):
                     Delivery.step_id, Delivery.status
                 )
             )
+            resends = session.scalar(
+                sa.select(sa.func.coalesce(sa.func.sum(Delivery.ambiguous_resends), 0)).where(
+                    Delivery.ambiguous_resends > 0
+                )
+            )
             return [
                 *_subscriber_families(slugs, by_status.all(), confirmed.all()),
                 *_email_families(steps, emails.all()),
+                CounterMetricFamily(
+                    "drip_ambiguous_resends",
+                    "Emails sent again after a worker vanished between the relay's answer and "
+                    "recording it: the only duplicates drip allows (each one logged).",
+                    value=resends,
+                ),
             ]
 
     def _redis(self) -> list[Metric]:

@@ -182,6 +182,7 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
             )
             delivery.status = DeliveryStatus.QUEUED
             delivery.lease_until = None
+            delivery.ambiguous_resends += 1
         delivery.retry_at = None
         delivery.queued_at = now
     return [d.id for d in stale]

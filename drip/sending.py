@@ -151,6 +151,7 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
             delivery.attempts,
             extra=log_fields(delivery, event="ambiguous_resend"),
         )
+        delivery.ambiguous_resends += 1
     elif delivery.status != DeliveryStatus.QUEUED or (
         delivery.retry_at is not None and delivery.retry_at > now
     ):

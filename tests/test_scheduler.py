@@ -146,6 +146,8 @@ def test_a_send_whose_outcome_is_unknown_is_resent_once_and_logged(
         r for r in caplog.records if f"ambiguous_resend delivery={delivery.id}" in r.getMessage()
     ]
     assert send_delivery(system.mailer, delivery.id) is Outcome.SKIPPED
+    with transaction(system.sessions) as session:
+        assert session.get_one(Delivery, delivery.id).ambiguous_resends == 1
 
 
 def test_the_due_query_uses_the_status_and_time_index(system: System) -> None:

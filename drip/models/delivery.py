@@ -41,6 +41,12 @@ class Delivery(Base):
         sa.Index("ix_deliveries_step_status", "step_id", "status"),
         sa.Index("ix_deliveries_message_id", "message_id"),
         sa.Index("ix_deliveries_sent_at", "sent_at"),
+        sa.Index(
+            "ix_deliveries_ambiguous",
+            "ambiguous_resends",
+            postgresql_where=sa.text("ambiguous_resends > 0"),
+            sqlite_where=sa.text("ambiguous_resends > 0"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -62,3 +68,5 @@ class Delivery(Base):
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounce: Mapped[str | None] = mapped_column(sa.String(16))
+    ambiguous_resends: Mapped[int] = mapped_column(default=0, server_default="0")
+    """Times this email was sent again after its worker vanished mid-send (REL-05)."""

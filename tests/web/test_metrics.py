@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import sqlalchemy as sa
 from click.testing import CliRunner
 from flask import Flask
 from flask.testing import FlaskClient
@@ -18,6 +19,7 @@ from redis.retry import Retry
 from drip.cli import main
 from drip.db import transaction
 from drip.metrics import DripCollector
+from drip.models import Delivery
 from drip.subscriptions import unsubscribe
 from tests.helpers import System, drip_env
 
@@ -72,7 +74,13 @@ def test_metrics_count_the_list_the_emails_the_queue_and_the_last_scheduler_pass
     assert value(samples, "drip_scheduler_last_pass_seconds") > 0
     assert value(samples, "drip_source_up", source="database") == 1
     assert value(samples, "drip_source_up", source="redis") == 1
+    assert value(samples, "drip_ambiguous_resends_total") == 0
     assert "example.com" not in response.get_data(as_text=True)
+
+    with transaction(system.sessions) as session:
+        session.execute(sa.update(Delivery).values(ambiguous_resends=1))
+    samples = scrape(client.get("/metrics").get_data(as_text=True))
+    assert value(samples, "drip_ambiguous_resends_total") == 5, "one for each of the five emails"
 
 
 @SQLITE_ONLY
