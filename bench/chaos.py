@@ -58,6 +58,7 @@ from drip.schedule import steps_of
 from drip.settings import load_settings
 from drip.signup import find_sequence
 from drip.wiring import make_engine, make_renderer
+from tests.helpers import free_port, wait_until
 
 START = datetime(2026, 10, 24, 6, 0, tzinfo=UTC)
 """A Saturday: Europe's clocks go back the next night, North America's a week later."""
@@ -250,20 +251,6 @@ def _answers(client: redis.Redis) -> bool:
         return bool(client.ping())
     except redis.RedisError:
         return False
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def listening(port: int) -> bool:
