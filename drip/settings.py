@@ -35,7 +35,14 @@ class Settings:
     redis_url: str
     mail_url: str
     base_url: str
+    secret_keys: tuple[str, ...]
+    """Signing keys, oldest to newest: links and sessions are signed with the newest and
+    verified with any (standards SEC-11)."""
     secret_key: str
+    """The key of keyed hashes that outlive a rotation: suppression hashes, VERP
+    addresses, Message-IDs and rate-limit counters. It never rotates, because an erased
+    address survives only as its hash and a bounce may name mail sent months ago:
+    DRIP_HASH_KEY, else the oldest signing key."""
     sender: Address
     postal_address: str
     emails_dir: Path
@@ -124,9 +131,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
         mail_url=mail_url,
         base_url=base_url,
-        secret_key=_secret(env["DRIP_SECRET_KEY"].strip())
-        if env.get("DRIP_SECRET_KEY", "").strip()
-        else _instance_secret(instance),
+        **_keys(env, instance),
         sender=sender,
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
@@ -186,12 +191,31 @@ def _instance_secret(instance: Path) -> str:
             pass
         finally:
             draft.unlink()
-    return _secret(path.read_text().strip())
+    return _secret(str(path), path.read_text().strip())
 
 
-def _secret(raw: str) -> str:
+def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:
+    """DRIP_SECRET_KEYS (comma-separated, oldest to newest), or DRIP_SECRET_KEY as a list
+    of one, or the key generated in the instance folder; and the stable hash key."""
+    many, one = (env.get(name, "").strip() for name in ("DRIP_SECRET_KEYS", "DRIP_SECRET_KEY"))
+    if many and one:
+        raise ConfigError("set DRIP_SECRET_KEYS or DRIP_SECRET_KEY, not both")
+    if many:
+        keys = tuple(_secret("DRIP_SECRET_KEYS", part.strip()) for part in many.split(","))
+        if len(set(keys)) != len(keys):
+            raise ConfigError("DRIP_SECRET_KEYS lists one key twice")
+    else:
+        keys = (_secret("DRIP_SECRET_KEY", one) if one else _instance_secret(instance),)
+    pinned = env.get("DRIP_HASH_KEY", "").strip()
+    return {
+        "secret_keys": keys,
+        "secret_key": _secret("DRIP_HASH_KEY", pinned) if pinned else keys[0],
+    }
+
+
+def _secret(name: str, raw: str) -> str:
     if len(raw) < 32:
-        raise ConfigError("DRIP_SECRET_KEY must be at least 32 characters (random)")
+        raise ConfigError(f"{name}: each key must be at least 32 characters (random)")
     return raw
 
 
@@ -398,9 +422,9 @@ def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
         problems.append("DRIP_MAIL_URL: a Maildir outbox delivers nothing; set an SMTP relay")
     if settings.database_url.startswith("sqlite"):
         problems.append("DRIP_DATABASE_URL: use PostgreSQL when several machines share the list")
-    if not env.get("DRIP_SECRET_KEY", "").strip():
+    if not (env.get("DRIP_SECRET_KEYS", "").strip() or env.get("DRIP_SECRET_KEY", "").strip()):
         problems.append(
-            "DRIP_SECRET_KEY: set one key for every process (a generated one differs per machine)"
+            "DRIP_SECRET_KEYS: set the keys for every process (a generated one differs per machine)"
         )
     if not settings.base_url.startswith("https://"):
         problems.append("DRIP_BASE_URL: links in emails must use https")

@@ -3,10 +3,15 @@
 Payloads hold ids only, never an email address: a signed token is readable base64.
 Unsubscribe tokens never expire (CAN-SPAM wants 30 days, CASL 60; a link in an old
 email must keep working); confirmation tokens expire after Settings.confirm_max_age.
+
+Keys rotate (standards SEC-11): itsdangerous signs with the newest of the keys, oldest
+to newest, and verifies with every one, so a link signed before a rotation keeps
+working until its key is retired (drip/keys.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -32,13 +37,13 @@ class _ClockSigner(TimestampSigner):
 
 
 class Tokens:
-    def __init__(self, secret_key: str, clock: Clock) -> None:
-        self._secret_key = secret_key
+    def __init__(self, secret_keys: Sequence[str], clock: Clock) -> None:
+        self._secret_keys = secret_keys
         self._clock = clock
 
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(
-            self._secret_key,
+            self._secret_keys,
             salt=purpose,
             signer=_ClockSigner,
             signer_kwargs={"clock": self._clock},
