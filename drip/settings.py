@@ -73,6 +73,9 @@ class Settings:
     ses_topic_arns: frozenset[str] = frozenset()
     postmark_webhook_secret: str = ""
     mailgun_signing_key: str = ""
+    trusted_hosts: frozenset[str] = frozenset()
+    """Host names the web app answers to in production: the host of DRIP_BASE_URL and
+    those in DRIP_TRUSTED_HOSTS (standards SEC-08)."""
 
     @property
     def feedback_sender(self) -> str:
@@ -160,6 +163,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ses_topic_arns=get("DRIP_SES_TOPIC_ARN", "", _topic_arns),
         postmark_webhook_secret=get("DRIP_POSTMARK_WEBHOOK_SECRET", "", _webhook_secret),
         mailgun_signing_key=get("DRIP_MAILGUN_SIGNING_KEY", "", _webhook_secret),
+        trusted_hosts=get("DRIP_TRUSTED_HOSTS", "", _hosts) | {urlsplit(base_url).hostname or ""},
     )
     if settings.production:
         _check_production(settings, env)
@@ -382,6 +386,8 @@ def _dkim(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOST = re.compile(rf"^\.?{LABEL}(\.{LABEL})*$")
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
 
 
@@ -399,6 +405,16 @@ def _topic_arns(raw: str) -> frozenset[str]:
     if bad:
         raise ValueError(f"{bad[0]!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
     return arns
+
+
+def _hosts(raw: str) -> frozenset[str]:
+    """Comma-separated host names, e.g. an internal name a load balancer probes /healthz
+    with; a leading dot allows every subdomain."""
+    hosts = frozenset(filter(None, (part.strip().lower() for part in raw.split(","))))
+    bad = sorted(host for host in hosts if not HOST.match(host))
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a host name such as mail.example.com or 10.0.0.5")
+    return hosts
 
 
 def _webhook_secret(raw: str) -> str:

@@ -52,6 +52,7 @@ def create_app(
         RATELIMIT_STORAGE_URI=limits.storage_uri(settings),
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the login session; a long edit must still save
+        TRUSTED_HOSTS=sorted(settings.trusted_hosts) if settings.production else None,
     )
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from drip.errors import BadToken, ExpiredToken, InvalidInput, NotFound
 
@@ -25,6 +25,12 @@ def register(app: Flask) -> None:
         """A number too large for the database (an id in a URL, a page marker) names
         nothing that exists."""
         return answer(404, "not found")
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(_exc: SecurityError) -> tuple[Response, int]:
+        """A Host outside TRUSTED_HOSTS (standards SEC-08): Flask could not bind URLs to
+        it, so the answer is plain text that builds no link and repeats nothing."""
+        return Response("Bad request: unknown host.\n", mimetype="text/plain"), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response | str, int]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -11,6 +12,8 @@ from flask.testing import FlaskClient
 
 from drip.db import transaction
 from drip.models import ConsentRecord, Subscriber, SubscriberStatus
+from drip.tasks import Enqueuer
+from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
 
@@ -204,3 +207,32 @@ def test_links_in_emails_use_the_configured_base_url_not_the_host_header(
 ) -> None:
     client.post("/subscribe", data={"email": "ana@example.com"}, headers={"Host": "evil.example"})
     assert link(system, "ana@example.com", "confirm").startswith("/confirm/")
+
+
+def test_in_production_a_request_for_another_host_is_refused_and_builds_nothing(
+    system: System,
+) -> None:
+    settings = dataclasses.replace(
+        system.settings, production=True, trusted_hosts=frozenset({"drip.example.com"})
+    )
+    app = create_app(
+        settings, clock=system.clock, enqueue=system.enqueue, proofs=Enqueuer(system.broker).proof
+    )
+    client = app.test_client()
+    for method in (client.get, client.post):
+        refused = method(
+            "/subscribe", data={"email": "ana@example.com"}, headers={"Host": "evil.example"}
+        )
+        assert refused.status_code == 400
+        assert b"evil.example" not in refused.get_data()
+        assert "evil.example" not in str(refused.headers)
+    system.drain()
+    assert system.smtp.received == []
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 0
+    ok = client.post(
+        "/subscribe", data={"email": "ana@example.com"}, headers={"Host": "drip.example.com"}
+    )
+    assert ok.status_code == 303
+    assert link(system, "ana@example.com", "confirm").startswith("/confirm/")
+    app.extensions["drip"].engine.dispose()
