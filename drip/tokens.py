@@ -22,7 +22,11 @@ from drip.errors import BadToken, ExpiredToken
 
 CONFIRM = "drip.confirm"
 UNSUBSCRIBE = "drip.unsubscribe"
-PRIVACY = "drip.privacy"
+PRIVACY = "drip.privacy-export"
+"""The emailed privacy link: it shows and downloads the data."""
+PRIVACY_ERASE = "drip.privacy-erase"
+"""The erase button's own token, minted on the page the privacy link opens: a privacy
+link alone (forwarded, quoted, fetched by a scanner) cannot erase (standards SEC-10)."""
 
 
 class _ClockSigner(TimestampSigner):

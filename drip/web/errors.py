@@ -6,15 +6,22 @@ from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from drip.errors import BadToken, ExpiredToken, InvalidInput, NotFound
+from drip.errors import BadToken, InvalidInput, NotFound
 
-STATUS = {ExpiredToken: 410, BadToken: 400, NotFound: 404, InvalidInput: 400}
+STATUS = {NotFound: 404, InvalidInput: 400}
+BAD_LINK = "This link is no longer valid: it may have expired, or been cut short in copying."
+"""The one answer to every link that does not work, expired, tampered, made for another
+purpose or naming someone erased (standards SEC-10, UNS-05): telling them apart would
+tell a prober which signatures are genuine."""
 
 
 def register(app: Flask) -> None:
+    @app.errorhandler(BadToken)
+    def bad_link(_exc: BadToken) -> tuple[Response | str, int]:
+        return answer(400, BAD_LINK)
+
     @app.errorhandler(InvalidInput)
     @app.errorhandler(NotFound)
-    @app.errorhandler(BadToken)
     def domain_error(exc: Exception) -> tuple[Response | str, int]:
         status = next(code for kind, code in STATUS.items() if isinstance(exc, kind))
         return answer(status, str(exc))

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import secrets
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous.encoding import base64_decode, base64_encode
+from werkzeug.test import TestResponse
 
 from drip.db import transaction
-from drip.models import ConsentRecord, Subscriber, SubscriberStatus
+from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus
 from drip.tasks import Enqueuer
+from drip.tokens import CONFIRM, PRIVACY, PRIVACY_ERASE, Tokens
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
@@ -142,12 +147,16 @@ def test_a_tampered_or_expired_confirm_link_is_refused_and_changes_nothing(
 ) -> None:
     client.post("/subscribe", data={"email": "ana@example.com"})
     confirm = link(system, "ana@example.com", "confirm")
-    assert client.post(confirm[:-2] + "xx").status_code == 400
-    assert client.post("/confirm/garbage").status_code == 400
+    tampered = client.post(confirm[:-2] + ("xx" if not confirm.endswith("xx") else "yy"))
+    assert (tampered.status_code, tampered.get_data()) == answer(client.post("/confirm/garbage"))
     system.clock.advance(timedelta(days=8))
-    assert client.get(confirm).status_code == 410
-    assert client.post(confirm).status_code == 410
+    assert answer(client.get(confirm)) == answer(client.post(confirm)) == answer(tampered)
+    assert tampered.status_code == 400
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def answer(response: TestResponse) -> tuple[int, bytes]:
+    return response.status_code, response.get_data()
 
 
 def test_an_unsubscribe_token_cannot_confirm(client: FlaskClient, system: System) -> None:
@@ -191,6 +200,67 @@ def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
         assert response.status_code == 200
         assert "Location" not in response.headers
         assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def snapshot(system: System) -> list[object]:
+    with transaction(system.sessions) as session:
+        return [session.execute(sa.select(t)).all() for t in Base.metadata.sorted_tables]
+
+
+def test_a_bad_unsubscribe_token_gets_one_generic_answer_and_changes_nothing(
+    app: Flask, system: System, active: str
+) -> None:
+    """Tampered, made for another purpose, or random: one answer, whatever the request."""
+    bare = app.test_client(use_cookies=False)
+    ana = system.subscriber("ana@example.com").id
+    tokens = Tokens(system.settings.secret_keys, system.clock)
+    payload, signed = active.removeprefix("/unsubscribe/").split(".", 1)
+    other_payload = base64_encode(json.dumps([ana + 1]).encode()).decode()
+    flipped = signed[:-1] + ("A" if signed[-1] != "A" else "B")
+    bad = [
+        f"{other_payload}.{signed}",
+        f"{payload}.{flipped}",
+        *(tokens.make(purpose, [ana]) for purpose in (CONFIRM, PRIVACY, PRIVACY_ERASE)),
+        secrets.token_urlsafe(40),
+    ]
+    before = snapshot(system)
+    answers = set()
+    for token in bad:
+        for response in (
+            bare.get(f"/unsubscribe/{token}"),
+            bare.post(f"/unsubscribe/{token}"),
+            bare.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}),
+            bare.post(f"/resubscribe/{token}"),
+            bare.post(f"/preferences/{token}", data={"action": "pause"}),
+        ):
+            answers.add(answer(response))
+    assert len(answers) == 1
+    assert answers.pop()[0] == 400
+    assert snapshot(system) == before
+
+
+def test_an_unsubscribe_link_still_works_61_days_after_it_was_sent(
+    app: Flask, system: System, active: str
+) -> None:
+    system.clock.advance(timedelta(days=61))
+    one_click = app.test_client(use_cookies=False).post(
+        active, data={"List-Unsubscribe": "One-Click"}
+    )
+    assert one_click.status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_the_links_in_emails_carry_ids_never_the_address(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    client.post(confirm)
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client.post("/privacy", data={"email": "ana@example.com"})
+    for path in (confirm, unsubscribe, link(system, "ana@example.com", "privacy")):
+        payload = base64_decode(path.rsplit("/", 1)[1].split(".")[0])
+        assert isinstance(json.loads(payload), list) and b"@" not in payload, path
 
 
 def test_the_unsubscribe_button_confirms_on_a_page(
