@@ -16,6 +16,8 @@ from werkzeug.test import TestResponse
 
 from drip.db import transaction
 from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus
+from drip.privacy import suppress
+from drip.subscriptions import mark_bounced, unsubscribe
 from drip.tasks import Enqueuer
 from drip.tokens import CONFIRM, PRIVACY, PRIVACY_ERASE, Tokens
 from drip.web import create_app
@@ -58,20 +60,44 @@ def test_signing_up_by_form_sends_a_confirmation_and_redirects(
     assert "one-click unsubscribe" in consent.consent_text
 
 
+PER_CLIENT = ("Date", "X-RateLimit-Reset")
+"""Headers about the moment and the caller's own rate-limit window, not the address."""
+
+
 def test_the_answer_is_the_same_whatever_the_address_state(
     client: FlaskClient, system: System
 ) -> None:
-    def signup() -> tuple[int, str | None, bytes]:
-        response = client.post("/subscribe", data={"email": "ana@example.com"})
-        return response.status_code, response.headers.get("Location"), response.get_data()
-
-    new = signup()
-    pending = signup()
-    client.post(link(system, "ana@example.com", "confirm"))
-    active = signup()
-    assert new == pending == active
+    """One signup per state (standards SEC-12): status, headers, cookies and body are the
+    same byte for byte, so the form tells nobody whether an address is on the list."""
+    now = system.clock.now()
+    system.signup("pending@example.com")
+    for address in ("active", "completed", "unsubscribed", "bounced"):
+        system.join(f"{address}@example.com")
+    with transaction(system.sessions) as session:
+        system.subscriber(
+            "completed@example.com", session=session
+        ).status = SubscriberStatus.COMPLETED
+        unsubscribe(session, system.subscriber("unsubscribed@example.com", session=session).id, now)
+        bounced = system.subscriber("bounced@example.com", session=session)
+        mark_bounced(session, bounced, now, secret=system.settings.secret_key)
+        suppress(
+            session, system.settings.secret_key, "complained@example.com", "complaint", now=now
+        )
+    states = ("new", "pending", "active", "completed", "unsubscribed", "bounced", "complained")
+    answers = {}
+    for n, state in enumerate((*states, "honeypot")):
+        form = {"email": f"{state}@example.com", "website": "x" if state == "honeypot" else ""}
+        response = client.post("/subscribe", data=form, environ_base={"REMOTE_ADDR": f"10.9.0.{n}"})
+        headers = sorted((k, v) for k, v in response.headers.items() if k not in PER_CLIENT)
+        answers[state] = (response.status_code, headers, response.get_data())
+    assert answers["new"][0] == 303
+    for state in answers:
+        assert answers[state] == answers["new"], state
+    assert client.get_cookie("session") is None
     system.drain()
-    assert len(system.smtp.to("ana@example.com")) == 2, "one confirmation, then the welcome"
+    assert len(system.smtp.to("new@example.com")) == 1
+    assert system.smtp.to("complained@example.com") == system.smtp.to("honeypot@example.com") == []
+    assert len(system.smtp.to("bounced@example.com")) == 2, "nothing after the welcome"
 
 
 @pytest.mark.parametrize(
