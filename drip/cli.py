@@ -399,6 +399,40 @@ def doctor() -> None:
 
 
 @main.group()
+def keys() -> None:
+    """Signing keys: rotate to a new one, retire the oldest (standards SEC-11)."""
+
+
+@keys.command("rotate")
+@_handles_errors
+def keys_rotate() -> None:
+    """Print the environment with a fresh newest key; deploy it to every process."""
+    from drip.keys import rotated
+
+    settings = _settings()
+    _print_keys(settings, rotated(settings.secret_keys))
+
+
+@keys.command("retire")
+@_handles_errors
+def keys_retire() -> None:
+    """Print the environment without the oldest key, once it has not signed for 60 days."""
+    from drip.keys import retired
+    from drip.wiring import make_clock
+
+    settings = _settings()
+    now = make_clock(settings).now()
+    _print_keys(settings, retired(settings.instance_dir, settings.secret_keys, now))
+
+
+def _print_keys(settings: Settings, keys: tuple[str, ...]) -> None:
+    """The variables to deploy. DRIP_HASH_KEY is printed too, pinned to the key already
+    hashing, so that dropping the oldest signing key changes no stored hash."""
+    click.echo(f"DRIP_SECRET_KEYS={','.join(keys)}")
+    click.echo(f"DRIP_HASH_KEY={settings.secret_key}")
+
+
+@main.group()
 def admin() -> None:
     """Admin accounts for /admin."""
 

@@ -35,7 +35,14 @@ class Settings:
     redis_url: str
     mail_url: str
     base_url: str
+    secret_keys: tuple[str, ...]
+    """Signing keys, oldest to newest: links and sessions are signed with the newest and
+    verified with any (standards SEC-11)."""
     secret_key: str
+    """The key of keyed hashes that outlive a rotation: suppression hashes, VERP
+    addresses, Message-IDs and rate-limit counters. It never rotates, because an erased
+    address survives only as its hash and a bounce may name mail sent months ago:
+    DRIP_HASH_KEY, else the oldest signing key."""
     sender: Address
     postal_address: str
     emails_dir: Path
@@ -68,6 +75,9 @@ class Settings:
     ses_topic_arns: frozenset[str] = frozenset()
     postmark_webhook_secret: str = ""
     mailgun_signing_key: str = ""
+    trusted_hosts: frozenset[str] = frozenset()
+    """Host names the web app answers to in production: the host of DRIP_BASE_URL and
+    those in DRIP_TRUSTED_HOSTS (standards SEC-08)."""
 
     @property
     def feedback_sender(self) -> str:
@@ -136,9 +146,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
         mail_url=mail_url,
         base_url=base_url,
-        secret_key=_secret(env["DRIP_SECRET_KEY"].strip())
-        if env.get("DRIP_SECRET_KEY", "").strip()
-        else _instance_secret(instance),
+        **_keys(env, instance),
         sender=sender,
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
@@ -169,6 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ses_topic_arns=get("DRIP_SES_TOPIC_ARN", "", _topic_arns),
         postmark_webhook_secret=get("DRIP_POSTMARK_WEBHOOK_SECRET", "", _webhook_secret),
         mailgun_signing_key=get("DRIP_MAILGUN_SIGNING_KEY", "", _webhook_secret),
+        trusted_hosts=get("DRIP_TRUSTED_HOSTS", "", _hosts) | {urlsplit(base_url).hostname or ""},
     )
     if settings.production:
         _check_production(settings, env)
@@ -200,12 +209,31 @@ def _instance_secret(instance: Path) -> str:
             pass
         finally:
             draft.unlink()
-    return _secret(path.read_text().strip())
+    return _secret(str(path), path.read_text().strip())
 
 
-def _secret(raw: str) -> str:
+def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:
+    """DRIP_SECRET_KEYS (comma-separated, oldest to newest), or DRIP_SECRET_KEY as a list
+    of one, or the key generated in the instance folder; and the stable hash key."""
+    many, one = (env.get(name, "").strip() for name in ("DRIP_SECRET_KEYS", "DRIP_SECRET_KEY"))
+    if many and one:
+        raise ConfigError("set DRIP_SECRET_KEYS or DRIP_SECRET_KEY, not both")
+    if many:
+        keys = tuple(_secret("DRIP_SECRET_KEYS", part.strip()) for part in many.split(","))
+        if len(set(keys)) != len(keys):
+            raise ConfigError("DRIP_SECRET_KEYS lists one key twice")
+    else:
+        keys = (_secret("DRIP_SECRET_KEY", one) if one else _instance_secret(instance),)
+    pinned = env.get("DRIP_HASH_KEY", "").strip()
+    return {
+        "secret_keys": keys,
+        "secret_key": _secret("DRIP_HASH_KEY", pinned) if pinned else keys[0],
+    }
+
+
+def _secret(name: str, raw: str) -> str:
     if len(raw) < 32:
-        raise ConfigError("DRIP_SECRET_KEY must be at least 32 characters (random)")
+        raise ConfigError(f"{name}: each key must be at least 32 characters (random)")
     return raw
 
 
@@ -385,6 +413,8 @@ def _metrics_token(raw: str) -> str:
 
 
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+HOST = re.compile(rf"^\.?{LABEL}(\.{LABEL})*$")
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
 
 
@@ -402,6 +432,16 @@ def _topic_arns(raw: str) -> frozenset[str]:
     if bad:
         raise ValueError(f"{bad[0]!r} is not an SNS topic ARN (arn:aws:sns:REGION:ACCOUNT:NAME)")
     return arns
+
+
+def _hosts(raw: str) -> frozenset[str]:
+    """Comma-separated host names, e.g. an internal name a load balancer probes /healthz
+    with; a leading dot allows every subdomain."""
+    hosts = frozenset(filter(None, (part.strip().lower() for part in raw.split(","))))
+    bad = sorted(host for host in hosts if not HOST.match(host))
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a host name such as mail.example.com or 10.0.0.5")
+    return hosts
 
 
 def _webhook_secret(raw: str) -> str:
@@ -425,9 +465,9 @@ def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
         problems.append("DRIP_MAIL_URL: a Maildir outbox delivers nothing; set an SMTP relay")
     if settings.database_url.startswith("sqlite"):
         problems.append("DRIP_DATABASE_URL: use PostgreSQL when several machines share the list")
-    if not env.get("DRIP_SECRET_KEY", "").strip():
+    if not (env.get("DRIP_SECRET_KEYS", "").strip() or env.get("DRIP_SECRET_KEY", "").strip()):
         problems.append(
-            "DRIP_SECRET_KEY: set one key for every process (a generated one differs per machine)"
+            "DRIP_SECRET_KEYS: set the keys for every process (a generated one differs per machine)"
         )
     if not settings.base_url.startswith("https://"):
         problems.append("DRIP_BASE_URL: links in emails must use https")

@@ -3,10 +3,15 @@
 Payloads hold ids only, never an email address: a signed token is readable base64.
 Unsubscribe tokens never expire (CAN-SPAM wants 30 days, CASL 60; a link in an old
 email must keep working); confirmation tokens expire after Settings.confirm_max_age.
+
+Keys rotate (standards SEC-11): itsdangerous signs with the newest of the keys, oldest
+to newest, and verifies with every one, so a link signed before a rotation keeps
+working until its key is retired (drip/keys.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -17,7 +22,11 @@ from drip.errors import BadToken, ExpiredToken
 
 CONFIRM = "drip.confirm"
 UNSUBSCRIBE = "drip.unsubscribe"
-PRIVACY = "drip.privacy"
+PRIVACY = "drip.privacy-export"
+"""The emailed privacy link: it shows and downloads the data."""
+PRIVACY_ERASE = "drip.privacy-erase"
+"""The erase button's own token, minted on the page the privacy link opens: a privacy
+link alone (forwarded, quoted, fetched by a scanner) cannot erase (standards SEC-10)."""
 
 
 class _ClockSigner(TimestampSigner):
@@ -32,13 +41,13 @@ class _ClockSigner(TimestampSigner):
 
 
 class Tokens:
-    def __init__(self, secret_key: str, clock: Clock) -> None:
-        self._secret_key = secret_key
+    def __init__(self, secret_keys: Sequence[str], clock: Clock) -> None:
+        self._secret_keys = secret_keys
         self._clock = clock
 
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
         return URLSafeTimedSerializer(
-            self._secret_key,
+            self._secret_keys,
             salt=purpose,
             signer=_ClockSigner,
             signer_kwargs={"clock": self._clock},

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from drip.clock import Clock, FileClock, SystemClock
 from drip.db import SessionFactory, create_db_engine, make_session_factory
 from drip.dkim_signing import DkimSigner
+from drip.keys import note_stopped_signing
 from drip.pacing import PacedTransport, SendRate
 from drip.rendering import Renderer
 from drip.sending import Mailer
@@ -46,13 +47,16 @@ def make_renderer(settings: Settings) -> Renderer:
 def make_mailer(
     settings: Settings, clock: Clock, sessions: SessionFactory, *, redis_client: redis.Redis
 ) -> Mailer:
+    """The mailer; it signs unsubscribe links, so its start is when older keys stop
+    signing them (drip/keys.py)."""
+    note_stopped_signing(settings.instance_dir, settings.secret_keys, clock.now())
     return Mailer(
         settings=settings,
         clock=clock,
         sessions=sessions,
         renderer=make_renderer(settings),
         transport=make_transport(settings, redis_client),
-        tokens=Tokens(settings.secret_key, clock),
+        tokens=Tokens(settings.secret_keys, clock),
         signer=make_signer(settings),
     )
 

@@ -100,3 +100,12 @@ def test_bounce_settings_are_read_and_left_off_by_default(tmp_path: Path) -> Non
         "arn:aws:sns:eu-west-1:123456789012:drip",
         "arn:aws:sns:us-east-1:123456789012:b",
     }
+
+
+def test_trusted_hosts_are_the_base_url_host_and_the_listed_ones(tmp_path: Path) -> None:
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_BASE_URL": "https://Mail.Example.com:8443/x"}
+    assert load_settings(env).trusted_hosts == {"mail.example.com"}
+    extra = load_settings({**env, "DRIP_TRUSTED_HOSTS": "drip-web, 10.0.0.5,.internal.example"})
+    assert extra.trusted_hosts == {"mail.example.com", "drip-web", "10.0.0.5", ".internal.example"}
+    with pytest.raises(ConfigError, match="DRIP_TRUSTED_HOSTS"):
+        load_settings({**env, "DRIP_TRUSTED_HOSTS": "evil.example/path"})

@@ -54,7 +54,8 @@ def create_app(
     https = settings.base_url.startswith("https://")
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=settings.secret_key,
+        SECRET_KEY=settings.secret_keys[-1],
+        SECRET_KEY_FALLBACKS=list(settings.secret_keys[:-1]),
         MAX_CONTENT_LENGTH=64 * 1024,
         SESSION_COOKIE_SECURE=https,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -65,6 +66,7 @@ def create_app(
         RATELIMIT_STORAGE_URI=limits.storage_uri(settings),
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the login session; a long edit must still save
+        TRUSTED_HOSTS=sorted(settings.trusted_hosts) if settings.production else None,
     )
     if settings.proxy_hops:
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
@@ -76,7 +78,7 @@ def create_app(
         clock=clock,
         engine=engine,
         sessions=make_session_factory(engine),
-        tokens=Tokens(settings.secret_key, clock),
+        tokens=Tokens(settings.secret_keys, clock),
         enqueue=enqueue,
         proofs=proofs,
         renderer=wiring.make_renderer(settings),

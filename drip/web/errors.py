@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from flask import Flask, Response, jsonify, render_template, request
 from sqlalchemy.exc import DataError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
-from drip.errors import BadToken, ExpiredToken, InvalidInput, NotFound
+from drip.errors import BadToken, InvalidInput, NotFound
 
-STATUS = {ExpiredToken: 410, BadToken: 400, NotFound: 404, InvalidInput: 400}
+STATUS = {NotFound: 404, InvalidInput: 400}
+BAD_LINK = "This link is no longer valid: it may have expired, or been cut short in copying."
+"""The one answer to every link that does not work, expired, tampered, made for another
+purpose or naming someone erased (standards SEC-10, UNS-05): telling them apart would
+tell a prober which signatures are genuine."""
 
 
 def register(app: Flask) -> None:
+    @app.errorhandler(BadToken)
+    def bad_link(_exc: BadToken) -> tuple[Response | str, int]:
+        return answer(400, BAD_LINK)
+
     @app.errorhandler(InvalidInput)
     @app.errorhandler(NotFound)
-    @app.errorhandler(BadToken)
     def domain_error(exc: Exception) -> tuple[Response | str, int]:
         status = next(code for kind, code in STATUS.items() if isinstance(exc, kind))
         return answer(status, str(exc))
@@ -25,6 +32,12 @@ def register(app: Flask) -> None:
         """A number too large for the database (an id in a URL, a page marker) names
         nothing that exists."""
         return answer(404, "not found")
+
+    @app.errorhandler(SecurityError)
+    def untrusted_host(_exc: SecurityError) -> tuple[Response, int]:
+        """A Host outside TRUSTED_HOSTS (standards SEC-08): Flask could not bind URLs to
+        it, so the answer is plain text that builds no link and repeats nothing."""
+        return Response("Bad request: unknown host.\n", mimetype="text/plain"), 400
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response | str, int]:

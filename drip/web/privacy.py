@@ -2,7 +2,8 @@
 
 Asking for the link answers the same whether or not the address is on a list; the
 emailed link (valid for a day) opens a page whose buttons download or erase. Opening
-it changes nothing.
+it changes nothing. The erase button carries a token of its own salt, minted by that
+page and valid for a day too: the emailed link itself cannot erase (standards SEC-10).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from drip.errors import BadToken
 from drip.models import Subscriber
 from drip.privacy import erase, export, request_link
 from drip.signup import normalise_email
-from drip.tokens import PRIVACY
+from drip.tokens import PRIVACY, PRIVACY_ERASE
 from drip.web.context import ctx
 from drip.web.limits import address_key, limiter
 
@@ -60,7 +61,9 @@ def link_sent() -> str:
 
 @bp.get("/privacy/<token>")
 def manage(token: str) -> str:
-    return render_template("privacy_manage.html", token=token, data=_exported(token))
+    data = _exported(token)
+    erase_token = ctx().tokens.make(PRIVACY_ERASE, _payload(PRIVACY, token))
+    return render_template("privacy_manage.html", token=token, erase_token=erase_token, data=data)
 
 
 @bp.get("/privacy/<token>/export.json")
@@ -75,7 +78,7 @@ def download(token: str) -> Response:
 @bp.post("/privacy/<token>/erase")
 def erase_everything(token: str) -> str:
     web = ctx()
-    email = _email(token)
+    email = _email(PRIVACY_ERASE, token)
     with web.transaction() as session:
         erase(session, email, secret=web.settings.secret_key, now=web.clock.now())
     scrub(web.engine)
@@ -89,17 +92,21 @@ def erase_everything(token: str) -> str:
 
 def _exported(token: str) -> str:
     """Everything stored about the link's address, as readable JSON."""
-    email = _email(token)
+    email = _email(PRIVACY, token)
     with ctx().reading() as session:
         return json.dumps(export(session, email), indent=2, ensure_ascii=False)
 
 
-def _email(token: str) -> str:
-    """The address a privacy link is for; BadToken once it has been erased."""
+def _email(purpose: str, token: str) -> str:
+    """The address a privacy token is for; BadToken once it has been erased."""
     web = ctx()
-    payload = web.tokens.read(PRIVACY, token, max_age=LINK_AGE)
+    payload = _payload(purpose, token)
     with web.reading() as session:
         subscriber = session.get(Subscriber, payload[0]) if len(payload) == 1 else None
         if subscriber is None:
             raise BadToken("this link is no longer valid")
         return subscriber.email
+
+
+def _payload(purpose: str, token: str) -> list[int]:
+    return ctx().tokens.read(purpose, token, max_age=LINK_AGE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -305,7 +306,7 @@ def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
 ) -> None:
     client.post("/privacy", data={"email": "ana@example.com"})
     manage = link(system, "ana@example.com", "privacy")
-    assert client.post(f"{manage}/erase").status_code == 200
+    assert client.post(erase_button(client, manage)).status_code == 200
 
     traces = ("ana@example.com", "Ana Tester", "test-browser/1.0", "203.0.113.7")
     with transaction(system.sessions) as session:
@@ -331,9 +332,31 @@ def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
 def test_a_privacy_link_expires_after_a_day(client: FlaskClient, system: System, ana: str) -> None:
     client.post("/privacy", data={"email": "ana@example.com"})
     manage = link(system, "ana@example.com", "privacy")
+    erase = erase_button(client, manage)
     system.clock.advance(timedelta(hours=25))
-    assert client.get(manage).status_code == 410
-    assert client.post(f"{manage}/erase").status_code == 410
+    expired = client.get(manage)
+    assert expired.status_code == 400
+    assert (
+        expired.get_data() == client.post(erase).get_data() == client.get("/privacy/x").get_data()
+    )
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+def erase_button(client: FlaskClient, manage: str) -> str:
+    """Where the privacy page's erase button posts (a token of its own, not the link's)."""
+    (action,) = re.findall(r'action="(/privacy/[^"]+/erase)"', client.get(manage).get_data(True))
+    return action
+
+
+def test_the_privacy_link_cannot_erase_and_the_erase_token_cannot_open_the_data(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    erase = erase_button(client, manage)
+    assert client.post(f"{manage}/erase").status_code == 400
+    assert client.get(erase.removesuffix("/erase")).status_code == 400
+    assert client.get(erase.replace("/erase", "/export.json")).status_code == 400
     assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
 
 

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import secrets
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from itsdangerous.encoding import base64_decode, base64_encode
+from werkzeug.test import TestResponse
 
 from drip.db import transaction
-from drip.models import ConsentRecord, Subscriber, SubscriberStatus
+from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus
+from drip.privacy import suppress
+from drip.subscriptions import mark_bounced, unsubscribe
+from drip.tasks import Enqueuer
+from drip.tokens import CONFIRM, PRIVACY, PRIVACY_ERASE, Tokens
+from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
 
@@ -50,20 +60,44 @@ def test_signing_up_by_form_sends_a_confirmation_and_redirects(
     assert "one-click unsubscribe" in consent.consent_text
 
 
+PER_CLIENT = ("Date", "X-RateLimit-Reset")
+"""Headers about the moment and the caller's own rate-limit window, not the address."""
+
+
 def test_the_answer_is_the_same_whatever_the_address_state(
     client: FlaskClient, system: System
 ) -> None:
-    def signup() -> tuple[int, str | None, bytes]:
-        response = client.post("/subscribe", data={"email": "ana@example.com"})
-        return response.status_code, response.headers.get("Location"), response.get_data()
-
-    new = signup()
-    pending = signup()
-    client.post(link(system, "ana@example.com", "confirm"))
-    active = signup()
-    assert new == pending == active
+    """One signup per state (standards SEC-12): status, headers, cookies and body are the
+    same byte for byte, so the form tells nobody whether an address is on the list."""
+    now = system.clock.now()
+    system.signup("pending@example.com")
+    for address in ("active", "completed", "unsubscribed", "bounced"):
+        system.join(f"{address}@example.com")
+    with transaction(system.sessions) as session:
+        system.subscriber(
+            "completed@example.com", session=session
+        ).status = SubscriberStatus.COMPLETED
+        unsubscribe(session, system.subscriber("unsubscribed@example.com", session=session).id, now)
+        bounced = system.subscriber("bounced@example.com", session=session)
+        mark_bounced(session, bounced, now, secret=system.settings.secret_key)
+        suppress(
+            session, system.settings.secret_key, "complained@example.com", "complaint", now=now
+        )
+    states = ("new", "pending", "active", "completed", "unsubscribed", "bounced", "complained")
+    answers = {}
+    for n, state in enumerate((*states, "honeypot")):
+        form = {"email": f"{state}@example.com", "website": "x" if state == "honeypot" else ""}
+        response = client.post("/subscribe", data=form, environ_base={"REMOTE_ADDR": f"10.9.0.{n}"})
+        headers = sorted((k, v) for k, v in response.headers.items() if k not in PER_CLIENT)
+        answers[state] = (response.status_code, headers, response.get_data())
+    assert answers["new"][0] == 303
+    for state in answers:
+        assert answers[state] == answers["new"], state
+    assert client.get_cookie("session") is None
     system.drain()
-    assert len(system.smtp.to("ana@example.com")) == 2, "one confirmation, then the welcome"
+    assert len(system.smtp.to("new@example.com")) == 1
+    assert system.smtp.to("complained@example.com") == system.smtp.to("honeypot@example.com") == []
+    assert len(system.smtp.to("bounced@example.com")) == 2, "nothing after the welcome"
 
 
 @pytest.mark.parametrize(
@@ -139,12 +173,16 @@ def test_a_tampered_or_expired_confirm_link_is_refused_and_changes_nothing(
 ) -> None:
     client.post("/subscribe", data={"email": "ana@example.com"})
     confirm = link(system, "ana@example.com", "confirm")
-    assert client.post(confirm[:-2] + "xx").status_code == 400
-    assert client.post("/confirm/garbage").status_code == 400
+    tampered = client.post(confirm[:-2] + ("xx" if not confirm.endswith("xx") else "yy"))
+    assert (tampered.status_code, tampered.get_data()) == answer(client.post("/confirm/garbage"))
     system.clock.advance(timedelta(days=8))
-    assert client.get(confirm).status_code == 410
-    assert client.post(confirm).status_code == 410
+    assert answer(client.get(confirm)) == answer(client.post(confirm)) == answer(tampered)
+    assert tampered.status_code == 400
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def answer(response: TestResponse) -> tuple[int, bytes]:
+    return response.status_code, response.get_data()
 
 
 def test_an_unsubscribe_token_cannot_confirm(client: FlaskClient, system: System) -> None:
@@ -190,6 +228,67 @@ def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
         assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
 
 
+def snapshot(system: System) -> list[object]:
+    with transaction(system.sessions) as session:
+        return [session.execute(sa.select(t)).all() for t in Base.metadata.sorted_tables]
+
+
+def test_a_bad_unsubscribe_token_gets_one_generic_answer_and_changes_nothing(
+    app: Flask, system: System, active: str
+) -> None:
+    """Tampered, made for another purpose, or random: one answer, whatever the request."""
+    bare = app.test_client(use_cookies=False)
+    ana = system.subscriber("ana@example.com").id
+    tokens = Tokens(system.settings.secret_keys, system.clock)
+    payload, signed = active.removeprefix("/unsubscribe/").split(".", 1)
+    other_payload = base64_encode(json.dumps([ana + 1]).encode()).decode()
+    flipped = signed[:-1] + ("A" if signed[-1] != "A" else "B")
+    bad = [
+        f"{other_payload}.{signed}",
+        f"{payload}.{flipped}",
+        *(tokens.make(purpose, [ana]) for purpose in (CONFIRM, PRIVACY, PRIVACY_ERASE)),
+        secrets.token_urlsafe(40),
+    ]
+    before = snapshot(system)
+    answers = set()
+    for token in bad:
+        for response in (
+            bare.get(f"/unsubscribe/{token}"),
+            bare.post(f"/unsubscribe/{token}"),
+            bare.post(f"/unsubscribe/{token}", data={"List-Unsubscribe": "One-Click"}),
+            bare.post(f"/resubscribe/{token}"),
+            bare.post(f"/preferences/{token}", data={"action": "pause"}),
+        ):
+            answers.add(answer(response))
+    assert len(answers) == 1
+    assert answers.pop()[0] == 400
+    assert snapshot(system) == before
+
+
+def test_an_unsubscribe_link_still_works_61_days_after_it_was_sent(
+    app: Flask, system: System, active: str
+) -> None:
+    system.clock.advance(timedelta(days=61))
+    one_click = app.test_client(use_cookies=False).post(
+        active, data={"List-Unsubscribe": "One-Click"}
+    )
+    assert one_click.status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_the_links_in_emails_carry_ids_never_the_address(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    client.post(confirm)
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client.post("/privacy", data={"email": "ana@example.com"})
+    for path in (confirm, unsubscribe, link(system, "ana@example.com", "privacy")):
+        payload = base64_decode(path.rsplit("/", 1)[1].split(".")[0])
+        assert isinstance(json.loads(payload), list) and b"@" not in payload, path
+
+
 def test_the_unsubscribe_button_confirms_on_a_page(
     client: FlaskClient, system: System, active: str
 ) -> None:
@@ -204,3 +303,32 @@ def test_links_in_emails_use_the_configured_base_url_not_the_host_header(
 ) -> None:
     client.post("/subscribe", data={"email": "ana@example.com"}, headers={"Host": "evil.example"})
     assert link(system, "ana@example.com", "confirm").startswith("/confirm/")
+
+
+def test_in_production_a_request_for_another_host_is_refused_and_builds_nothing(
+    system: System,
+) -> None:
+    settings = dataclasses.replace(
+        system.settings, production=True, trusted_hosts=frozenset({"drip.example.com"})
+    )
+    app = create_app(
+        settings, clock=system.clock, enqueue=system.enqueue, proofs=Enqueuer(system.broker).proof
+    )
+    client = app.test_client()
+    for method in (client.get, client.post):
+        refused = method(
+            "/subscribe", data={"email": "ana@example.com"}, headers={"Host": "evil.example"}
+        )
+        assert refused.status_code == 400
+        assert b"evil.example" not in refused.get_data()
+        assert "evil.example" not in str(refused.headers)
+    system.drain()
+    assert system.smtp.received == []
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 0
+    ok = client.post(
+        "/subscribe", data={"email": "ana@example.com"}, headers={"Host": "drip.example.com"}
+    )
+    assert ok.status_code == 303
+    assert link(system, "ana@example.com", "confirm").startswith("/confirm/")
+    app.extensions["drip"].engine.dispose()

@@ -1,0 +1,23 @@
+"""Signed links: one salt per purpose (standards SEC-10)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from itertools import permutations
+
+import pytest
+
+from drip.clock import FixedClock
+from drip.errors import BadToken
+from drip.tokens import CONFIRM, PRIVACY, PRIVACY_ERASE, UNSUBSCRIBE, Tokens
+
+PURPOSES = (CONFIRM, UNSUBSCRIBE, PRIVACY, PRIVACY_ERASE)
+
+
+@pytest.mark.parametrize(("made_for", "read_as"), list(permutations(PURPOSES, 2)))
+def test_a_token_of_one_purpose_is_refused_by_every_other(made_for: str, read_as: str) -> None:
+    tokens = Tokens(["k" * 40], FixedClock(datetime(2026, 1, 5, tzinfo=UTC)))
+    token = tokens.make(made_for, [7, 3])
+    assert tokens.read(made_for, token) == [7, 3]
+    with pytest.raises(BadToken):
+        tokens.read(read_as, token)
