@@ -116,7 +116,12 @@ class Settings:
             unquote(urlsplit(url).password or "")
             for url in (self.database_url, self.redis_url, self.mail_url)
         )
-        keys = (self.secret_key, self.metrics_token, self.postmark_webhook_secret)
+        keys = (
+            self.secret_key,
+            *self.secret_keys,
+            self.metrics_token,
+            self.postmark_webhook_secret,
+        )
         return tuple(filter(None, (*keys, self.mailgun_signing_key, *passwords)))
 
 
