@@ -54,7 +54,12 @@ def issue_next(
         return None
     step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
     delivery_id = insert_delivery(
-        session, subscriber_id=subscriber.id, kind=DeliveryKind.STEP, step_id=step.id, now=now
+        session,
+        subscriber_id=subscriber.id,
+        kind=DeliveryKind.STEP,
+        step_id=step.id,
+        now=now,
+        due_at=due_at,
     )
     if following is None:
         subscriber.next_step = None
@@ -69,6 +74,17 @@ def issue_next(
             tz=timing.zone(subscriber.timezone),
         )
     return delivery_id
+
+
+def lesson_sent(subscriber: Subscriber, delivery: Delivery, now: datetime) -> None:
+    """Note that a lesson went out at `now`; if it went out late, the next one waits a full
+    day after it (drip.timing.catch_up). Applied when the send is recorded, not when the
+    lesson was issued, because retries and worker outages make it late too."""
+    subscriber.last_sent_at = now
+    if subscriber.next_send_at is not None and delivery.due_at is not None:
+        subscriber.next_send_at = timing.catch_up(
+            subscriber.next_send_at, due_at=delivery.due_at, sent_at=now
+        )
 
 
 def send_hour_after(subscriber: Subscriber, now: datetime, *, days: int = 1) -> datetime:
@@ -88,7 +104,13 @@ def _sent_a_lesson_today(subscriber: Subscriber, now: datetime) -> bool:
 
 
 def insert_delivery(
-    session: Session, *, subscriber_id: int, kind: DeliveryKind, step_id: int | None, now: datetime
+    session: Session,
+    *,
+    subscriber_id: int,
+    kind: DeliveryKind,
+    step_id: int | None,
+    now: datetime,
+    due_at: datetime | None = None,
 ) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed."""
     dialect = session.get_bind().dialect.name
@@ -103,6 +125,7 @@ def insert_delivery(
             attempts=0,
             created_at=now,
             queued_at=now,
+            due_at=due_at,
         )
         .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
         .returning(Delivery.id)
