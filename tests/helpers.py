@@ -49,6 +49,7 @@ class Received:
 class _Handler:
     def __init__(self) -> None:
         self.delay = 0.0
+        self.hang = False
         self.hang_up_after_data = False
         self.received: list[Received] = []
         self.scripted: dict[str, list[str]] = {}
@@ -80,8 +81,10 @@ class _Handler:
         return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.delay:
+        if self.delay or self.hang:
             await asyncio.sleep(self.delay)
+            while self.hang and not (server.transport is None or server.transport.is_closing()):
+                await asyncio.sleep(0.02)
             if server.transport is None or server.transport.is_closing():
                 return "451 Client went away before the reply; message discarded"
         with self.lock:
@@ -111,10 +114,11 @@ def free_port() -> int:
 class SMTPServer:
     """A real SMTP server on loopback that keeps what it accepts and can refuse on cue."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.port = free_port()
         self._handler = _Handler()
-        self._controller = Controller(self._handler, hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(self._handler, hostname=host, port=self.port)
 
     def start(self) -> None:
         self._controller.start()
@@ -135,6 +139,11 @@ class SMTPServer:
     def slow_down(self, seconds: float) -> None:
         """Wait this long before accepting each message, and discard it if the client left."""
         self._handler.delay = seconds
+
+    def hang_on_data(self, hang: bool = True) -> None:
+        """Take each message but never answer it, until the client gives up and leaves
+        (then discard it), or until called again with False."""
+        self._handler.hang = hang
 
     def hang_up_after_data(self) -> None:
         """Keep each message, then drop the connection instead of saying so."""

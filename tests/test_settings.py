@@ -100,3 +100,38 @@ def test_bounce_settings_are_read_and_left_off_by_default(tmp_path: Path) -> Non
         "arn:aws:sns:eu-west-1:123456789012:drip",
         "arn:aws:sns:us-east-1:123456789012:b",
     }
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("DRIP_SMTP_ALLOW_PLAINTEXT", "maybe"),
+        ("DRIP_SMTP_ALLOW_PLAINTEXT", "2"),
+        ("DRIP_SMTP_TIMEOUT", "0"),
+        ("DRIP_SMTP_TIMEOUT", "soon"),
+        ("DRIP_IDEMPOTENCY_HEADER", "Idempotency Key"),
+        ("DRIP_IDEMPOTENCY_HEADER", "X-Key:\r\nBcc"),
+    ],
+)
+def test_a_bad_relay_setting_is_refused_naming_the_variable(
+    tmp_path: Path, name: str, raw: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name}="):
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+
+
+def test_an_smtp_timeout_as_long_as_the_send_lease_is_refused(tmp_path: Path) -> None:
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_SEND_LEASE": "60", "DRIP_SMTP_TIMEOUT": "60"}
+    with pytest.raises(ConfigError, match="DRIP_SMTP_TIMEOUT=60 must be shorter"):
+        load_settings(env)
+
+
+def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
+    default = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    assert (default.smtp_allow_plaintext, default.smtp_timeout, default.idempotency_header) == (
+        False,
+        30,
+        "",
+    )
+    on = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_SMTP_ALLOW_PLAINTEXT": "1"})
+    assert on.smtp_allow_plaintext is True
