@@ -145,9 +145,10 @@ class SMTPServer:
         (then discard it), or until called again with False."""
         self._handler.hang = hang
 
-    def hang_up_after_data(self) -> None:
-        """Keep each message, then drop the connection instead of saying so."""
-        self._handler.hang_up_after_data = True
+    def hang_up_after_data(self, hang_up: bool = True) -> None:
+        """Keep each message, then drop the connection instead of saying so (until called
+        again with False)."""
+        self._handler.hang_up_after_data = hang_up
 
     @property
     def connections(self) -> int:

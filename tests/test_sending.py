@@ -233,3 +233,25 @@ def test_a_delivery_that_kills_its_worker_fails_after_max_attempts_instead_of_lo
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, attempts)
     system.clock.advance(timedelta(days=1))
     assert system.tick().requeued == []
+
+
+def test_every_attempt_of_a_delivery_carries_the_same_idempotency_key(system: System) -> None:
+    delivery_id = pending(system)
+    settings = dataclasses.replace(system.settings, idempotency_header="Resend-Idempotency-Key")
+    mailer = dataclasses.replace(system.mailer, settings=settings)
+    system.smtp.hang_up_after_data()  # the relay got it, but we cannot know: an ambiguous send
+    assert send_delivery(mailer, delivery_id) is Outcome.RETRY
+    system.smtp.hang_up_after_data(False)
+    system.clock.advance(RETRY_DELAYS[0])
+    assert send_delivery(mailer, delivery_id) is Outcome.SENT
+
+    first, second = (r.message for r in system.smtp.received)
+    keys = [m.get_all("Resend-Idempotency-Key") for m in (first, second)]
+    assert keys[0] == keys[1] and keys[0] is not None and len(keys[0]) == 1
+    assert keys[0][0] == str(first["Message-ID"]).strip("<>")
+
+    other = pending(system, "bob@example.com")
+    assert send_delivery(mailer, other) is Outcome.SENT
+    assert system.smtp.received[-1].message["Resend-Idempotency-Key"] != keys[0][0]
+    assert send_delivery(system.mailer, pending(system, "cat@example.com")) is Outcome.SENT
+    assert "Resend-Idempotency-Key" not in system.smtp.received[-1].message, "off by default"
