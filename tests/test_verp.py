@@ -21,6 +21,34 @@ def system_env() -> dict[str, str]:
     return {"DRIP_BOUNCE_DOMAIN": "Bounces.Drip.Example.com"}
 
 
+def returned_to(system: System, address: str) -> str:
+    return next(r.mail_from for r in system.smtp.received if address in r.rcpt_tos)
+
+
+def plain_bounce(
+    to: str, *, sender: str = "MAILER-DAEMON@mx.example.net", extra: str = ""
+) -> bytes:
+    """A bounce written for people: no DSN part, no recipient field, no Message-ID."""
+    return (
+        f"From: Mail Delivery System <{sender}>\r\nTo: {to}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\n{extra}\r\n"
+        "I'm sorry to have to inform you that your message could not be delivered.\r\n"
+    ).encode()
+
+
+def apply_raw(system: System, raw: bytes) -> Tally:
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            parse(raw),
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    return tally
+
+
 def test_a_token_names_its_delivery_in_any_letter_case_and_only_with_the_key() -> None:
     for delivery_id in (1, 255, 256, 123_456_789, 2**62):
         address = verp.return_path(SECRET, delivery_id, "bounces.example.com")
@@ -76,20 +104,11 @@ def test_a_bounce_returned_to_a_verp_address_stops_exactly_that_subscriber(
     system.join("ana@example.com")
     system.join("bob@example.com")
     welcome = system.smtp.to("bob@example.com")[-1]
-    returned_to = next(r.mail_from for r in system.smtp.received if "bob@example.com" in r.rcpt_tos)
     raw = fixture("dsn_hard.eml", "<unknown@elsewhere.example>").replace(
-        b"To: hello@drip.example.com", f"To: {returned_to}".encode()
+        b"To: hello@drip.example.com", f"To: {returned_to(system, 'bob@example.com')}".encode()
     )
     assert welcome["Message-ID"]
-    tally = Tally()
-    with transaction(system.sessions) as session:
-        apply(
-            session,
-            parse(raw),
-            secret=system.settings.secret_key,
-            now=system.clock.now(),
-            tally=tally,
-        )
+    tally = apply_raw(system, raw)
     assert tally.hard == 1
     assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
@@ -117,34 +136,6 @@ def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(
     assert tally.hard == 1  # by the reported address, ana@example.com
     assert "verp_token_rejected" in caplog.text
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
-
-
-def returned_to(system: System, address: str) -> str:
-    return next(r.mail_from for r in system.smtp.received if address in r.rcpt_tos)
-
-
-def plain_bounce(
-    to: str, *, sender: str = "MAILER-DAEMON@mx.example.net", extra: str = ""
-) -> bytes:
-    """A bounce written for people: no DSN part, no recipient field, no Message-ID."""
-    return (
-        f"From: Mail Delivery System <{sender}>\r\nTo: {to}\r\n"
-        f"Subject: Undelivered Mail Returned to Sender\r\n{extra}\r\n"
-        "I'm sorry to have to inform you that your message could not be delivered.\r\n"
-    ).encode()
-
-
-def apply_raw(system: System, raw: bytes) -> Tally:
-    tally = Tally()
-    with transaction(system.sessions) as session:
-        apply(
-            session,
-            parse(raw),
-            secret=system.settings.secret_key,
-            now=system.clock.now(),
-            tally=tally,
-        )
-    return tally
 
 
 def test_a_plain_text_bounce_to_a_verp_address_is_a_soft_bounce_of_that_delivery(
