@@ -20,8 +20,8 @@ are missing does the reported address decide. The kinds:
 A bounce that is not a machine-readable DSN (a plain-text "undeliverable" note, as some
 servers still send) is attributed by its VERP address alone, as a soft bounce: its text
 cannot be trusted to say hard or soft, and three in a row stop the subscriber anyway. It
-must look like a bounce (from MAILER-DAEMON or postmaster, or a bounce-like subject, and
-not marked as an auto-reply), because vacation replies and human answers go back to the
+must look like a bounce (from MAILER-DAEMON or postmaster, or a bounce-like subject on a
+message not marked Auto-Submitted), because vacation replies and human answers go back to the
 return path too and must never count against anyone.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
@@ -136,11 +136,15 @@ def _plain_bounce(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
 
 
 def _looks_like_a_bounce(msg: EmailMessage) -> bool:
-    if str(msg.get("Auto-Submitted", "no")).strip().lower().startswith("auto-replied"):
-        return False
+    """From a mail system (Exim's plain-text bounces also say Auto-Submitted: auto-replied,
+    so that header cannot rule them out), or with a bounce's subject and not an auto-reply
+    (a vacation notice may well quote "undeliverable")."""
     senders = [address.lower() for _, address in getaddresses([str(msg.get("From", ""))])]
-    from_daemon = any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders)
-    return from_daemon or BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
+    if any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders):
+        return True
+    if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
+        return False
+    return BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
 
 
 def apply(

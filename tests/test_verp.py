@@ -163,10 +163,12 @@ def test_replies_that_come_back_to_a_verp_address_are_not_bounces(system: System
         "Auto-Submitted: auto-replied\r\n\r\nAway until Monday.\r\n"
     ).encode()
     human = f"From: Ana <ana@example.com>\r\nTo: {to}\r\nSubject: Re: hello\r\n\r\nThanks!\r\n"
-    auto_replied_daemon = plain_bounce(to, extra="Auto-Submitted: auto-replied\r\n")
-    for raw in (vacation, human.encode(), auto_replied_daemon):
+    quoting = plain_bounce(to, sender="ana@example.com", extra="Auto-Submitted: auto-replied\r\n")
+    for raw in (vacation, human.encode(), quoting):
         assert parse(raw) == [], raw
     assert parse(plain_bounce("hello@drip.example.com")) == [], "not to a VERP address"
+    exim = plain_bounce(to, extra="Auto-Submitted: auto-replied\r\n")
+    assert [r.kind for r in parse(exim)] == ["soft"], "a mail system's bounce says so too"
 
 
 def test_a_plain_text_bounce_to_a_tampered_verp_address_is_ignored_and_logged(
