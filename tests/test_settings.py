@@ -11,6 +11,8 @@ import pytest
 
 from drip.errors import ConfigError
 from drip.settings import load_settings
+from drip.transports import SMTPTransport
+from drip.wiring import make_transport
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
 
@@ -133,5 +135,15 @@ def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
         30,
         "",
     )
-    on = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_SMTP_ALLOW_PLAINTEXT": "1"})
-    assert on.smtp_allow_plaintext is True
+    on = load_settings(
+        {
+            "DRIP_INSTANCE": str(tmp_path),
+            "DRIP_MAIL_URL": "smtp://relay.example.com:587",
+            "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
+            "DRIP_SMTP_ALLOW_PLAINTEXT": "yes",
+            "DRIP_SMTP_TIMEOUT": "5",
+        }
+    )
+    transport = make_transport(on, redis_client=None)  # type: ignore[arg-type]  # unpaced
+    assert isinstance(transport, SMTPTransport)
+    assert (transport.allow_plaintext, transport.timeout) == (True, 5)
