@@ -17,7 +17,16 @@ are missing does the reported address decide. The kinds:
   later email that is not reported bouncing breaks the run. The mark is per delivery,
   so a report received twice (providers retry) counts once.
 
-Reports that are not DSN or ARF are counted as unreadable and left alone; none raises.
+A bounce that is not a machine-readable DSN (a plain-text "undeliverable" note, as some
+servers still send) is attributed by its VERP address alone, as a soft bounce: its text
+cannot be trusted to say hard or soft, and three in a row stop the subscriber anyway. It
+must look like a bounce (from MAILER-DAEMON or postmaster, or a bounce-like subject on a
+message not marked Auto-Submitted), because vacation replies and human answers go back to the
+return path too and must never count against anyone.
+
+A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
+the caller to keep and flag; messages that are none of these are counted as unreadable
+and left alone. No input raises.
 """
 
 from __future__ import annotations
@@ -45,6 +54,12 @@ log = logging.getLogger(__name__)
 MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
 """Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
+BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
+BOUNCE_SUBJECT = re.compile(
+    r"undeliver|undelivered|delivery (status notification|failure|has failed)|returned mail"
+    r"|failure notice|mail delivery (failed|subsystem)|could not be delivered|non-?delivery",
+    re.IGNORECASE,
+)
 SOFT_RUN = 3
 
 
@@ -65,6 +80,7 @@ class Tally:
     complaints: int = 0
     unmatched: int = 0
     unreadable: int = 0
+    held: int = 0
     stopped: int = 0
 
     def count(self, kind: str) -> None:
@@ -77,20 +93,58 @@ class Tally:
 
 
 def parse(raw: bytes) -> list[Report]:
-    """The reports in one message; empty when it is neither a DSN nor an ARF report."""
+    """The reports in one message: from a DSN or ARF report, or one soft bounce for a
+    plain-text bounce sent back to a VERP address; empty for anything else."""
     msg = email.message_from_bytes(raw, policy=default_policy)
+    envelope = _envelope(msg)
     if msg.get_content_type() != "multipart/report":
+        return _plain_bounce(msg, envelope)
+    try:
+        reports = _report(msg)
+    except Exception as exc:  # a malformed report must not stop the batch behind it
+        log.warning("unparseable report (%s: %s); held", type(exc).__name__, exc)
         return []
+    return [
+        Report(r.kind, r.recipient, r.message_id, r.detail, envelope + r.envelope) for r in reports
+    ]
+
+
+def is_report(raw: bytes) -> bool:
+    """Whether a message claims to be a DSN or ARF report (so, if `parse` found nothing
+    in it, one to keep for a person to read rather than drop)."""
+    msg = email.message_from_bytes(raw, policy=default_policy)
+    return msg.get_content_type() == "multipart/report"
+
+
+def _report(msg: EmailMessage) -> list[Report]:
     report_type = msg.get_param("report-type", "")
     original = _original_message_id(msg)
     if report_type == "delivery-status":
-        reports = _delivery_status(msg, original)
-    elif report_type == "feedback-report":
-        reports = _feedback(msg, original)
-    else:
+        return _delivery_status(msg, original)
+    if report_type == "feedback-report":
+        return _feedback(msg, original)
+    return []
+
+
+def _plain_bounce(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
+    """A bounce a person could read but a program cannot, known by where it was sent."""
+    returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
+    if not returned_to or not _looks_like_a_bounce(msg):
         return []
-    envelope = _envelope(msg)
-    return [Report(r.kind, r.recipient, r.message_id, r.detail, envelope) for r in reports]
+    subject = str(msg.get("Subject", ""))[:200]
+    return [Report("soft", "", None, f"plain-text bounce: {subject}", returned_to)]
+
+
+def _looks_like_a_bounce(msg: EmailMessage) -> bool:
+    """From a mail system (Exim's plain-text bounces also say Auto-Submitted: auto-replied,
+    so that header cannot rule them out), or with a bounce's subject and not an auto-reply
+    (a vacation notice may well quote "undeliverable")."""
+    senders = [address.lower() for _, address in getaddresses([str(msg.get("From", ""))])]
+    if any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders):
+        return True
+    if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
+        return False
+    return BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
 
 
 def apply(
@@ -202,7 +256,11 @@ def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
         fields = _fields(part)
         if fields.get("feedback-type", "").lower() in ("abuse", "fraud"):
             recipient = _address(fields.get("original-rcpt-to", ""))
-            return [Report("complaint", recipient, original, fields.get("feedback-type", "abuse"))]
+            mail_from = _address(fields.get("original-mail-from", ""))
+            kind = fields.get("feedback-type", "abuse")
+            return [
+                Report("complaint", recipient, original, kind, (mail_from,) if mail_from else ())
+            ]
     return []
 
 

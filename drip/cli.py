@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import mailbox
 import os
 import sys
 import time
@@ -322,31 +323,42 @@ def bounces() -> None:
 @_handles_errors
 def bounces_process(source: str) -> None:
     """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
-    message on standard input) and stop the subscribers they name."""
-    import mailbox
-
-    from drip.bounces import SOFT_RUN, Tally, apply, parse
+    message on standard input) and stop the subscribers they name. A report that cannot
+    be read is held: left in the Maildir with the Flagged flag, for a person to read."""
+    from drip.bounces import SOFT_RUN, Tally, apply, is_report, parse
 
     settings = _settings()
+    box: mailbox.Maildir | None = None
     if source == "-":
-        messages = [sys.stdin.buffer.read()]
+        messages = {"-": sys.stdin.buffer.read()}
     else:
         if not Path(source, "cur").is_dir():
             raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
         box = mailbox.Maildir(source, create=False)
-        messages = [box.get_bytes(key) for key in box.iterkeys()]
+        messages = {key: box.get_bytes(key) for key in box.iterkeys()}
     tally = Tally()
     with _session() as (session, clock):
-        for raw in messages:
+        for key, raw in messages.items():
             reports = parse(raw)
-            if not reports:
+            if not reports and is_report(raw):
+                tally.held += 1
+                if box is not None:
+                    _flag(box, key)
+            elif not reports:
                 tally.unreadable += 1
             apply(session, reports, secret=settings.secret_key, now=clock.now(), tally=tally)
     click.echo(
         f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
         f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.unmatched} not matched, "
-        f"{tally.unreadable} not a report"
+        f"{tally.unreadable} not a report, {tally.held} unreadable reports held"
     )
+
+
+def _flag(box: mailbox.Maildir, key: str) -> None:
+    """Mark a Maildir message Flagged (F), where any mail client shows it."""
+    message = box.get_message(key)
+    message.add_flag("F")
+    box[key] = message
 
 
 @main.group()

@@ -89,6 +89,7 @@ def compose(
             sender_name=str(context["sender_name"]),
         ),
     )
+    msgid = message_id(delivery.id, secret=settings.secret_key, domain=settings.mail_domain)
     message = build_message(
         rendered,
         Envelope(
@@ -99,9 +100,19 @@ def compose(
             unsubscribe_url=links.unsubscribe(),
             date=now,
         ),
-        msgid=message_id(delivery.id, secret=settings.secret_key, domain=settings.mail_domain),
+        msgid=msgid,
     )
+    if settings.idempotency_header:
+        message[settings.idempotency_header] = idempotency_key(msgid)
     return Composed(message, subscriber.email, version_id)
+
+
+def idempotency_key(msgid: str) -> str:
+    """The DRIP_IDEMPOTENCY_HEADER value: the same on every attempt of one delivery, so a
+    relay that dedupes (Resend-Idempotency-Key, X-EE-Idempotency-Key...) drops a resend
+    after an ambiguous outcome. The Message-ID's signed part, not the bare delivery id:
+    two installations sharing one provider account must never collide."""
+    return msgid.strip("<>")
 
 
 def _feedback_id(

@@ -27,6 +27,9 @@ SAMPLE: dict[str, str | int] = {
     "lesson_total": 10,
 }
 DISHONEST_PREFIXES = ("re:", "fwd:", "fw:")
+PREHEADER_CHARS = (40, 100)
+"""Shorter leaves the inbox preview to whatever text follows; longer is cut off by every
+client (standards STD-04)."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
 
@@ -43,9 +46,11 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
         raise TemplateProblem(
             "subject: must not pretend to be a reply or a forward", field="subject"
         )
-    if not 20 <= len(template.preheader.strip()) <= 150:
+    shortest, longest = PREHEADER_CHARS
+    if not shortest <= len(template.preheader.strip()) <= longest:
         raise TemplateProblem(
-            "preheader: write one sentence of 20 to 150 characters", field="preheader"
+            f"preheader: write one sentence of {shortest} to {longest} characters",
+            field="preheader",
         )
     renderer.check(template, LESSON_VARIABLES, SAMPLE)
 

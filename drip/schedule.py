@@ -40,12 +40,10 @@ def issue_next(
 
     Returns the new delivery's id, or None when there was nothing (left) to create.
     """
-    step = plan_next(subscriber, steps, now)
-    if step is None:
+    row = _advance(subscriber, steps, now)
+    if row is None:
         return None
-    return insert_delivery(
-        session, subscriber_id=subscriber.id, kind=DeliveryKind.STEP, step_id=step.id, now=now
-    )
+    return session.connection().scalar(_insert(session, [row]))
 
 
 def issue_many(
@@ -54,19 +52,16 @@ def issue_many(
     """`issue_next` for a batch of due subscribers (a scheduler pass): the new deliveries
     go in as one INSERT, not one round trip per subscriber. `steps` maps each series id
     to its steps."""
-    planned = []
-    for subscriber in subscribers:
-        step = plan_next(subscriber, steps[subscriber.sequence_id], now)
-        if step is not None:
-            planned.append(_delivery_row(subscriber.id, DeliveryKind.STEP, step.id, now))
+    rows = [_advance(subscriber, steps[subscriber.sequence_id], now) for subscriber in subscribers]
+    planned = [row for row in rows if row is not None]
     if not planned:
         return []
     return list(session.connection().scalars(_insert(session, planned)))
 
 
-def plan_next(subscriber: Subscriber, steps: list[Step], now: datetime) -> Step | None:
-    """Move the subscriber past its due step and schedule the one after it; the step to
-    send now, or None when there is nothing to send today (or nothing left)."""
+def _advance(subscriber: Subscriber, steps: list[Step], now: datetime) -> dict[str, object] | None:
+    """Move the subscriber past its due step and schedule the one after it; the delivery
+    row to insert for the due step, or None when nothing goes out today (or ever again)."""
     due_at = subscriber.next_send_at or now
     first = subscriber.next_step
     remaining = [s for s in steps if first is not None and s.number >= first]
@@ -92,7 +87,18 @@ def plan_next(subscriber: Subscriber, steps: list[Step], now: datetime) -> Step 
             hour=subscriber.send_hour,
             tz=timing.zone(subscriber.timezone),
         )
-    return step
+    return _delivery_row(subscriber.id, DeliveryKind.STEP, step.id, now, due_at)
+
+
+def lesson_sent(subscriber: Subscriber, delivery: Delivery, now: datetime) -> None:
+    """Note that a lesson went out at `now`; if it went out late, the next one waits a full
+    day after it (drip.timing.catch_up). Applied when the send is recorded, not when the
+    lesson was issued, because retries and worker outages make it late too."""
+    subscriber.last_sent_at = now
+    if subscriber.next_send_at is not None and delivery.due_at is not None:
+        subscriber.next_send_at = timing.catch_up(
+            subscriber.next_send_at, due_at=delivery.due_at, sent_at=now
+        )
 
 
 def send_hour_after(subscriber: Subscriber, now: datetime, *, days: int = 1) -> datetime:
@@ -112,17 +118,28 @@ def _sent_a_lesson_today(subscriber: Subscriber, now: datetime) -> bool:
 
 
 def insert_delivery(
-    session: Session, *, subscriber_id: int, kind: DeliveryKind, step_id: int | None, now: datetime
+    session: Session,
+    *,
+    subscriber_id: int,
+    kind: DeliveryKind,
+    step_id: int | None,
+    now: datetime,
+    due_at: datetime | None = None,
 ) -> int | None:
     """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed."""
-    row = _delivery_row(subscriber_id, kind, step_id, now)
+    row = _delivery_row(subscriber_id, kind, step_id, now, due_at)
     return session.connection().scalar(_insert(session, [row]))
 
 
 def _delivery_row(
-    subscriber_id: int, kind: DeliveryKind, step_id: int | None, now: datetime
+    subscriber_id: int,
+    kind: DeliveryKind,
+    step_id: int | None,
+    now: datetime,
+    due_at: datetime | None = None,
 ) -> dict[str, object]:
     return {
+        "due_at": due_at,
         "subscriber_id": subscriber_id,
         "kind": kind,
         "step_id": step_id,

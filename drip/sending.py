@@ -41,6 +41,7 @@ from drip.logs import log_fields
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import BLOCKING, suppression
 from drip.rendering import Renderer
+from drip.schedule import lesson_sent
 from drip.settings import Settings
 from drip.subscriptions import mark_bounced
 from drip.tokens import Tokens
@@ -225,7 +226,7 @@ def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
     if delivery.kind == DeliveryKind.CONFIRMATION:
         subscriber.confirmation_sent_at = now
     if delivery.kind == DeliveryKind.STEP:
-        subscriber.last_sent_at = now
+        lesson_sent(subscriber, delivery, now)
     _complete_if_done(subscriber, now)
 
 

@@ -78,6 +78,9 @@ class Settings:
     trusted_hosts: frozenset[str] = frozenset()
     """Host names the web app answers to in production: the host of DRIP_BASE_URL and
     those in DRIP_TRUSTED_HOSTS (standards SEC-08)."""
+    smtp_timeout: float = 30.0
+    smtp_allow_plaintext: bool = False
+    idempotency_header: str = ""
 
     @property
     def feedback_sender(self) -> str:
@@ -183,7 +186,16 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postmark_webhook_secret=get("DRIP_POSTMARK_WEBHOOK_SECRET", "", _webhook_secret),
         mailgun_signing_key=get("DRIP_MAILGUN_SIGNING_KEY", "", _webhook_secret),
         trusted_hosts=get("DRIP_TRUSTED_HOSTS", "", _hosts) | {urlsplit(base_url).hostname or ""},
+        smtp_timeout=get("DRIP_SMTP_TIMEOUT", "30", _positive_float),
+        smtp_allow_plaintext=get("DRIP_SMTP_ALLOW_PLAINTEXT", "0", _flag),
+        idempotency_header=get("DRIP_IDEMPOTENCY_HEADER", "", _header_name),
     )
+    if settings.smtp_timeout >= settings.send_lease.total_seconds():
+        raise ConfigError(
+            f"DRIP_SMTP_TIMEOUT={settings.smtp_timeout:g} must be shorter than "
+            f"DRIP_SEND_LEASE={settings.send_lease.total_seconds():g}: a send still blocked "
+            "when the lease ends would be sent twice"
+        )
     if settings.production:
         _check_production(settings, env)
     return settings
@@ -452,6 +464,24 @@ def _hosts(raw: str) -> frozenset[str]:
 def _webhook_secret(raw: str) -> str:
     if raw and len(raw) < 16:
         raise ValueError("use at least 16 random characters")
+    return raw
+
+
+def _flag(raw: str) -> bool:
+    """A yes/no switch; anything unrecognised is an error, never a silent "no" or "yes"."""
+    value = raw.lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected 1 or 0 (true/false, yes/no, on/off)")
+
+
+def _header_name(raw: str) -> str:
+    """An extra header's name: letters, digits and hyphens (RFC 5322 allows more, but no
+    provider's idempotency header needs it, and this keeps a typo from breaking mail)."""
+    if raw and not re.fullmatch(r"[A-Za-z][A-Za-z0-9-]{0,75}", raw):
+        raise ValueError("expected a header name such as Idempotency-Key")
     return raw
 
 

@@ -3,7 +3,10 @@
 The rule: lesson N goes out on local day N after confirmation, at the subscriber's send
 hour in their own timezone, and never two lessons on one local day. Days are counted
 on the local calendar, not in 24-hour blocks, so a daylight-saving change moves the
-UTC instant by an hour but never skips or doubles a day.
+UTC instant by an hour but never skips or doubles a day. One exception in 24-hour terms:
+a lesson that went out more than LATE_THRESHOLD late (after an outage) is followed by the
+next no sooner than CATCH_UP_GAP later, so a lesson caught up at 20:00 is not chased by
+the next one at 08:00 the morning after.
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ from functools import cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from drip.clock import as_utc
+
+LATE_THRESHOLD = timedelta(hours=20)
+CATCH_UP_GAP = timedelta(hours=24)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -60,3 +66,12 @@ def next_send_at(
     planned = local_date(due_at, tz) + timedelta(days=max(day_gap, 1))
     earliest = local_date(now, tz) + timedelta(days=1)
     return at_send_hour(max(planned, earliest), hour, tz)
+
+
+def catch_up(next_due: datetime, *, due_at: datetime, sent_at: datetime) -> datetime:
+    """When the next lesson is due, given that the previous one, due at `due_at`, went out
+    at `sent_at`: unchanged unless that was more than LATE_THRESHOLD late, then at least
+    CATCH_UP_GAP after it actually went out."""
+    if sent_at - due_at > LATE_THRESHOLD:
+        return max(next_due, sent_at + CATCH_UP_GAP)
+    return next_due

@@ -22,7 +22,9 @@ from urllib.parse import unquote, urlsplit
 
 from drip.errors import TransportError
 
-SMTP_TIMEOUT = 30
+SMTP_TIMEOUT = 30.0
+"""Seconds any one SMTP read or write may block (DRIP_SMTP_TIMEOUT): well inside the
+send lease, because the actor's time limit cannot interrupt a blocked socket call."""
 ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 DOMAIN_THROTTLING = re.compile(r"\b4\.7\.28\b")
 THROTTLING = re.compile(r"\brate\b|too many|throttl|slow(ing)? down|\b4\.7\.28\b", re.IGNORECASE)
@@ -71,7 +73,13 @@ class SMTPTransport:
     """
 
     def __init__(
-        self, url: str, *, max_per_connection: int = 100, idle_check: float = IDLE_CHECK
+        self,
+        url: str,
+        *,
+        max_per_connection: int = 100,
+        idle_check: float = IDLE_CHECK,
+        timeout: float = SMTP_TIMEOUT,
+        allow_plaintext: bool = False,
     ) -> None:
         parts = urlsplit(url)
         self.implicit_tls = parts.scheme == "smtps"
@@ -81,6 +89,8 @@ class SMTPTransport:
         self.password = unquote(parts.password or "")
         self.max_per_connection = max_per_connection
         self.idle_check = idle_check
+        self.timeout = timeout
+        self.allow_plaintext = allow_plaintext
         self._local = threading.local()
         self._lock = threading.Lock()
         self._open_conns: list[smtplib.SMTP] = []
@@ -92,7 +102,7 @@ class SMTPTransport:
         except smtplib.SMTPDataError as exc:
             raise self._failed(exc.smtp_code, exc.smtp_error, at_rcpt=False) from None
         except (smtplib.SMTPException, OSError) as exc:
-            self._drop()
+            self._drop(polite=not isinstance(exc, TimeoutError))
             raise TransportError(
                 f"SMTP {self.host}:{self.port}: {exc}", permanent=False, throttled=_throttled(exc)
             ) from None
@@ -160,14 +170,19 @@ class SMTPTransport:
     def _connection_or_none(self) -> smtplib.SMTP | None:
         return getattr(self._local, "conn", None)
 
-    def _drop(self) -> None:
+    def _drop(self, *, polite: bool = True) -> None:
+        """Forget this thread's connection, saying QUIT unless the relay has stopped
+        answering (waiting for its reply would block a whole timeout more)."""
         conn = self._connection_or_none()
         self._local.conn = None
         if conn is not None:
             with self._lock:
                 if conn in self._open_conns:
                     self._open_conns.remove(conn)
-            _quit(conn)
+            if polite:
+                _quit(conn)
+            else:
+                conn.close()
 
     def _connection(self) -> tuple[smtplib.SMTP, bool]:
         """This thread's connection, and whether it was used before (so may be stale)."""
@@ -193,17 +208,20 @@ class SMTPTransport:
         context = ssl.create_default_context()
         if self.implicit_tls:
             conn: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, timeout=SMTP_TIMEOUT, context=context
+                self.host, self.port, timeout=self.timeout, context=context
             )
         else:
-            conn = smtplib.SMTP(self.host, self.port, timeout=SMTP_TIMEOUT)
+            conn = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             conn.ehlo()
             if conn.has_extn("starttls"):
                 conn.starttls(context=context)
                 conn.ehlo()
-            elif not _is_loopback(self.host):
+            elif not (self.allow_plaintext or _is_loopback(self.host)):
                 conn.close()
-                raise smtplib.SMTPException("the relay does not offer STARTTLS; refusing plaintext")
+                raise smtplib.SMTPException(
+                    "the relay does not offer STARTTLS; refusing plaintext "
+                    "(DRIP_SMTP_ALLOW_PLAINTEXT=1 allows it, for a local test relay only)"
+                )
         if self.username:
             conn.login(self.username, self.password)
         return conn
@@ -272,8 +290,20 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def transport_from_url(url: str, *, outbox: Path, max_per_connection: int = 100) -> Transport:
+def transport_from_url(
+    url: str,
+    *,
+    outbox: Path,
+    max_per_connection: int = 100,
+    timeout: float = SMTP_TIMEOUT,
+    allow_plaintext: bool = False,
+) -> Transport:
     parts = urlsplit(url)
     if parts.scheme == "maildir":
         return MaildirTransport(Path(parts.path) if parts.path else outbox)
-    return SMTPTransport(url, max_per_connection=max_per_connection)
+    return SMTPTransport(
+        url,
+        max_per_connection=max_per_connection,
+        timeout=timeout,
+        allow_plaintext=allow_plaintext,
+    )

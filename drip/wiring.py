@@ -71,6 +71,8 @@ def make_transport(settings: Settings, redis_client: redis.Redis) -> Transport:
         settings.mail_url,
         outbox=settings.outbox_dir,
         max_per_connection=settings.smtp_max_per_connection,
+        timeout=settings.smtp_timeout,
+        allow_plaintext=settings.smtp_allow_plaintext,
     )
     if not settings.send_rate:
         return transport

@@ -49,6 +49,7 @@ class Received:
 class _Handler:
     def __init__(self) -> None:
         self.delay = 0.0
+        self.hang = False
         self.hang_up_after_data = False
         self.received: list[Received] = []
         self.scripted: dict[str, list[str]] = {}
@@ -80,8 +81,10 @@ class _Handler:
         return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        if self.delay:
+        if self.delay or self.hang:
             await asyncio.sleep(self.delay)
+            while self.hang and not (server.transport is None or server.transport.is_closing()):
+                await asyncio.sleep(0.02)
             if server.transport is None or server.transport.is_closing():
                 return "451 Client went away before the reply; message discarded"
         with self.lock:
@@ -111,13 +114,12 @@ def free_port() -> int:
 class SMTPServer:
     """A real SMTP server on loopback that keeps what it accepts and can refuse on cue."""
 
-    def __init__(self, **options: Any) -> None:
+    def __init__(self, host: str = "127.0.0.1", **options: Any) -> None:
         """`options` go to aiosmtpd's SMTP class: tls_context, authenticator, ..."""
+        self.host = host
         self.port = free_port()
         self._handler = _Handler()
-        self._controller = Controller(
-            self._handler, hostname="127.0.0.1", port=self.port, **options
-        )
+        self._controller = Controller(self._handler, hostname=host, port=self.port, **options)
 
     def start(self) -> None:
         self._controller.start()
@@ -139,9 +141,15 @@ class SMTPServer:
         """Wait this long before accepting each message, and discard it if the client left."""
         self._handler.delay = seconds
 
-    def hang_up_after_data(self) -> None:
-        """Keep each message, then drop the connection instead of saying so."""
-        self._handler.hang_up_after_data = True
+    def hang_on_data(self, hang: bool = True) -> None:
+        """Take each message but never answer it, until the client gives up and leaves
+        (then discard it), or until called again with False."""
+        self._handler.hang = hang
+
+    def hang_up_after_data(self, hang_up: bool = True) -> None:
+        """Keep each message, then drop the connection instead of saying so (until called
+        again with False)."""
+        self._handler.hang_up_after_data = hang_up
 
     @property
     def connections(self) -> int:

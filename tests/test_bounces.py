@@ -188,3 +188,25 @@ def test_a_barred_address_gets_nothing_whatever_happens_to_its_subscriber_row(
     assert system.signup("ana@example.com") is None  # ...and signs up again
     system.drain()
     assert len(system.smtp.received) == sent
+
+
+def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
+    readers: System, tmp_path: Path
+) -> None:
+    system = readers
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    garbage = box.add(
+        b"From: MAILER-DAEMON@mx.example.net\r\nTo: hello@drip.example.com\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n\x00\xff garbage ;;; \r\n--b"
+    )
+    reply = box.add(b"Subject: out of office\r\n\r\nI am away.")
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+    result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
+    assert result.exit_code == 0, result.output
+    assert "1 not a report, 1 unreadable reports held" in result.output
+    box = mailbox.Maildir(tmp_path / "bounces", create=False)
+    assert "F" in box.get_message(garbage).get_flags()
+    assert "F" not in box.get_message(reply).get_flags()

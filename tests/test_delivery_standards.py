@@ -11,11 +11,26 @@ import pytest
 from click.testing import CliRunner
 
 from drip.cli import main
+from drip.dkim_signing import MIN_BITS, DkimSigner, generate_key
 from drip.errors import ConfigError
 from drip.sending import send_delivery
 from drip.settings import load_settings
 from drip.wiring import make_signer
 from tests.helpers import System
+
+WEAK_KEY = b"""-----BEGIN PRIVATE KEY-----
+MIIBVgIBADANBgkqhkiG9w0BAQEFAASCAUAwggE8AgEAAkEA8CJfRkj82O96WJ0k
+q8ZQMGOmtvCG2TaeBIw97CU26UK2nOM0nDRR9lPdtDsZk5l8pFYLIq7YeMsJsj+l
+GtOWIwIDAQABAkEAyZHQr8rsk5zR8jhWY+pfvX6onr9gMkzqb57ZC7RhV4KMLWwa
+6G2w2v5zRVHFSwEdd3SesnwtENvxqbq5xnd5gQIhAP5CRtugHMhH6ZiVgxppOUA5
+lWQdACi6LuIQavCNCyMxAiEA8cdVoYpDiR6kk9cWNZIs+HRF9O0sPadf9rAWZZZS
+MZMCIFqM6AdXomiBk+PPe31wc/83gsjAu0nF5OSFzFAXKxxBAiEAr9hrhlbaMbNQ
+vZnUtFfBT165tp5868Z8/B0r3OzMkPMCIQC0zIsl/LTJBSC7jrx8oDtm5g2v9ZLW
+gjJc3HO8lSe5XQ==
+-----END PRIVATE KEY-----
+"""
+"""A throwaway 512-bit RSA key (`openssl genrsa 512`): the cryptography package refuses
+to generate one, so it is written out here."""
 
 
 @pytest.fixture
@@ -67,6 +82,7 @@ def test_sent_mail_carries_a_dkim_signature_over_the_one_click_headers(
         "message-id",
         "list-unsubscribe",
         "list-unsubscribe-post",
+        "feedback-id",
     ):
         assert header in signed_headers
     head, body = received.raw.split(b"\r\n\r\n", 1)
@@ -128,3 +144,13 @@ def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:
         }
     )
     assert settings.production
+
+
+def test_a_dkim_key_under_1024_bits_is_refused_and_1024_is_the_floor(tmp_path: Path) -> None:
+    weak = tmp_path / "weak.pem"
+    weak.write_bytes(WEAK_KEY)
+    with pytest.raises(ConfigError, match=f"RSA key of {MIN_BITS}\\+ bits"):
+        DkimSigner.from_file("s1", "drip.example.com", weak)
+    floor = tmp_path / "floor.pem"
+    floor.write_bytes(generate_key(MIN_BITS)[0])
+    assert DkimSigner.from_file("s1", "drip.example.com", floor).domain == "drip.example.com"

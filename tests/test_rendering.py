@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from drip.errors import TemplateProblem
+from drip.lessons import check_lesson
 from drip.rendering import LESSON_VARIABLES, EmailTemplate, Footer, Renderer
 from drip.settings import load_settings
 
@@ -116,3 +117,18 @@ def test_every_shipped_email_passes_the_same_checks_a_save_would(tmp_path: Path)
         assert 40 <= len(step.template.preheader) <= 100
         assert not step.template.subject.lower().startswith(("re:", "fwd:"))
         assert "not medical advice" in step.template.body_text.lower()
+
+
+@pytest.mark.parametrize(
+    ("preheader", "saved"),
+    [("", False), ("x" * 39, False), ("x" * 40, True), ("x" * 100, True), ("x" * 101, False)],
+)
+def test_a_lesson_preheader_is_40_to_100_characters(
+    renderer: Renderer, preheader: str, saved: bool
+) -> None:
+    template = EmailTemplate("Subject", preheader, "<p>Hi</p>", "Hi")
+    if saved:
+        check_lesson(renderer, template)
+        return
+    with pytest.raises(TemplateProblem, match="preheader: write one sentence of 40 to 100"):
+        check_lesson(renderer, template)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
 
 import pytest
@@ -169,3 +170,88 @@ def test_a_hard_bounce_bars_the_address_whatever_happens_to_its_row(system: Syst
     assert system.signup("ana@example.com") is None
     system.drain()
     assert system.smtp.received == []
+
+
+def test_a_relay_that_never_answers_data_times_out_and_the_delivery_is_retried(
+    system: System,
+) -> None:
+    delivery_id = pending(system)
+    system.smtp.hang_on_data()
+    timeout = 0.5
+    url = f"smtp://127.0.0.1:{system.smtp.port}"
+    hanging = dataclasses.replace(system.mailer, transport=SMTPTransport(url, timeout=timeout))
+
+    began = time.monotonic()
+    assert send_delivery(hanging, delivery_id) is Outcome.RETRY
+    assert time.monotonic() - began < timeout + 1.0
+
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
+    assert "timed out" in (delivery.last_error or "")
+    system.smtp.hang_on_data(False)
+    system.clock.advance(RETRY_DELAYS[0])
+    assert system.tick().requeued == [delivery_id]
+    system.drain()
+    assert len(system.smtp.received) == 1, "retried, not lost"
+    assert only_delivery(system).status == DeliveryStatus.SENT
+
+
+class _KillsItsWorker:
+    """A send that takes its worker process down before any SMTP is spoken, every time."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+        self.calls += 1
+        raise SystemExit("the worker died while sending")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_delivery_that_kills_its_worker_fails_after_max_attempts_instead_of_looping(
+    system: System,
+) -> None:
+    delivery_id = pending(system)
+    killer = _KillsItsWorker()
+    deadly = dataclasses.replace(system.mailer, transport=killer)
+    attempts = system.settings.max_attempts
+    outcome = None
+    for _ in range(attempts + 3):
+        try:
+            outcome = send_delivery(deadly, delivery_id)
+            break
+        except SystemExit:
+            system.clock.advance(system.settings.send_lease)  # the lease runs out
+            assert system.tick().requeued == [delivery_id], "the sweeper takes it back"
+            system.broker.client.flushall()
+
+    assert outcome is Outcome.FAILED
+    assert killer.calls == attempts
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, attempts)
+    system.clock.advance(timedelta(days=1))
+    assert system.tick().requeued == []
+
+
+def test_every_attempt_of_a_delivery_carries_the_same_idempotency_key(system: System) -> None:
+    delivery_id = pending(system)
+    settings = dataclasses.replace(system.settings, idempotency_header="Resend-Idempotency-Key")
+    mailer = dataclasses.replace(system.mailer, settings=settings)
+    system.smtp.hang_up_after_data()  # the relay got it, but we cannot know: an ambiguous send
+    assert send_delivery(mailer, delivery_id) is Outcome.RETRY
+    system.smtp.hang_up_after_data(False)
+    system.clock.advance(RETRY_DELAYS[0])
+    assert send_delivery(mailer, delivery_id) is Outcome.SENT
+
+    first, second = (r.message for r in system.smtp.received)
+    keys = [m.get_all("Resend-Idempotency-Key") for m in (first, second)]
+    assert keys[0] == keys[1] and keys[0] is not None and len(keys[0]) == 1
+    assert keys[0][0] == str(first["Message-ID"]).strip("<>")
+
+    other = pending(system, "bob@example.com")
+    assert send_delivery(mailer, other) is Outcome.SENT
+    assert system.smtp.received[-1].message["Resend-Idempotency-Key"] != keys[0][0]
+    assert send_delivery(system.mailer, pending(system, "cat@example.com")) is Outcome.SENT
+    assert "Resend-Idempotency-Key" not in system.smtp.received[-1].message, "off by default"

@@ -193,3 +193,26 @@ def test_lessons_held_up_by_a_worker_outage_do_not_arrive_together(
     assert [n for n, _ in lessons] == list(range(1, 11))
     days = [when.date() for _, when in lessons]
     assert len(set(days)) == len(days), "never two lessons on one day"
+
+
+def test_a_lesson_caught_up_in_the_evening_is_not_chased_by_the_next_at_dawn(
+    system: System, start: datetime
+) -> None:
+    system.signup("ana@example.com", timezone="UTC")
+    system.drain()
+    system.confirm("ana@example.com")
+    run_until(system, start + timedelta(days=2, hours=3))
+    system.clock.set(datetime(2026, 10, 29, 20, 0, tzinfo=UTC))  # scheduler down three days
+
+    run_until(system, start + timedelta(days=8, hours=3))
+
+    lessons = lessons_received(system, "ana@example.com")[1:]
+    assert [n for n, _ in lessons] == list(range(1, 7))
+    days = [when.date() for _, when in lessons]
+    assert days == [date(2026, 10, 25) + timedelta(days=i) for i in range(2)] + [
+        date(2026, 10, 29) + timedelta(days=i) for i in range(4)
+    ]
+    by_number = dict(lessons)
+    assert by_number[3] == datetime(2026, 10, 29, 20, 0, tzinfo=UTC), "lesson 3, 60 h late"
+    assert by_number[4] - by_number[3] >= timedelta(hours=24), "not at 08:00 the next morning"
+    assert by_number[5].time().isoformat() == "08:00:00", "back on the send hour after that"

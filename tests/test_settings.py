@@ -11,6 +11,8 @@ import pytest
 
 from drip.errors import ConfigError
 from drip.settings import load_settings
+from drip.transports import SMTPTransport
+from drip.wiring import make_transport
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
 
@@ -109,3 +111,48 @@ def test_trusted_hosts_are_the_base_url_host_and_the_listed_ones(tmp_path: Path)
     assert extra.trusted_hosts == {"mail.example.com", "drip-web", "10.0.0.5", ".internal.example"}
     with pytest.raises(ConfigError, match="DRIP_TRUSTED_HOSTS"):
         load_settings({**env, "DRIP_TRUSTED_HOSTS": "evil.example/path"})
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("DRIP_SMTP_ALLOW_PLAINTEXT", "maybe"),
+        ("DRIP_SMTP_ALLOW_PLAINTEXT", "2"),
+        ("DRIP_SMTP_TIMEOUT", "0"),
+        ("DRIP_SMTP_TIMEOUT", "soon"),
+        ("DRIP_IDEMPOTENCY_HEADER", "Idempotency Key"),
+        ("DRIP_IDEMPOTENCY_HEADER", "X-Key:\r\nBcc"),
+    ],
+)
+def test_a_bad_relay_setting_is_refused_naming_the_variable(
+    tmp_path: Path, name: str, raw: str
+) -> None:
+    with pytest.raises(ConfigError, match=f"{name}="):
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+
+
+def test_an_smtp_timeout_as_long_as_the_send_lease_is_refused(tmp_path: Path) -> None:
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_SEND_LEASE": "60", "DRIP_SMTP_TIMEOUT": "60"}
+    with pytest.raises(ConfigError, match="DRIP_SMTP_TIMEOUT=60 must be shorter"):
+        load_settings(env)
+
+
+def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
+    default = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    assert (default.smtp_allow_plaintext, default.smtp_timeout, default.idempotency_header) == (
+        False,
+        30,
+        "",
+    )
+    on = load_settings(
+        {
+            "DRIP_INSTANCE": str(tmp_path),
+            "DRIP_MAIL_URL": "smtp://relay.example.com:587",
+            "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
+            "DRIP_SMTP_ALLOW_PLAINTEXT": "yes",
+            "DRIP_SMTP_TIMEOUT": "5",
+        }
+    )
+    transport = make_transport(on, redis_client=None)  # type: ignore[arg-type]  # unpaced
+    assert isinstance(transport, SMTPTransport)
+    assert (transport.allow_plaintext, transport.timeout) == (True, 5)

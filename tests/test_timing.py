@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drip.timing import at_send_hour, next_send_at, zone
+from drip.timing import at_send_hour, catch_up, next_send_at, zone
 
 BERLIN = zone("Europe/Berlin")
 NEW_YORK = zone("America/New_York")
@@ -61,3 +61,18 @@ def test_after_an_outage_the_next_lesson_waits_for_the_next_local_day() -> None:
 def test_only_real_iana_zone_names_are_accepted(name: str) -> None:
     with pytest.raises(ValueError):
         zone(name)
+
+
+def test_a_lesson_sent_more_than_twenty_hours_late_holds_the_next_back_a_full_day() -> None:
+    due = utc(2026, 5, 1, 6, 0)
+    sent_late = utc(2026, 5, 4, 18, 0)  # 20:00 in Berlin
+    next_morning = next_send_at(due_at=due, now=sent_late, day_gap=1, hour=8, tz=BERLIN)
+    assert next_morning == utc(2026, 5, 5, 6, 0)
+    assert catch_up(next_morning, due_at=due, sent_at=sent_late) == utc(2026, 5, 5, 18, 0)
+
+
+def test_a_lesson_less_than_twenty_hours_late_keeps_the_calendar_rule() -> None:
+    due = utc(2026, 5, 1, 6, 0)
+    sent = due + timedelta(hours=19, minutes=59)
+    next_due = utc(2026, 5, 2, 6, 0)
+    assert catch_up(next_due, due_at=due, sent_at=sent) == next_due

@@ -4,6 +4,7 @@ apart from other refusals."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -103,3 +104,36 @@ def test_a_slow_down_reply_is_told_apart_from_other_temporary_refusals(
     assert (failed.value.permanent, failed.value.throttled) == (False, throttled)
     send(transport)
     assert len(smtp_server.received) == 1
+
+
+@pytest.fixture
+def remote_relay() -> Iterator[tuple[str, SMTPServer]]:
+    """A relay without STARTTLS, reached by a host name rather than a loopback address:
+    this machine's own name, which the transport must treat like any remote host."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    if name == "localhost":
+        pytest.skip("this machine is called localhost")
+    server = SMTPServer(host=address)
+    server.start()
+    yield name, server
+    server.stop()
+
+
+def test_a_remote_relay_without_starttls_is_refused_unless_plaintext_is_allowed(
+    remote_relay: tuple[str, SMTPServer],
+) -> None:
+    name, server = remote_relay
+    strict = SMTPTransport(f"smtp://{name}:{server.port}")
+    with pytest.raises(TransportError, match="refusing plaintext") as refused:
+        send(strict)
+    assert not refused.value.permanent, "a relay misconfiguration delays mail, never bounces it"
+    assert server.received == []
+
+    allowed = SMTPTransport(f"smtp://{name}:{server.port}", allow_plaintext=True)
+    send(allowed)
+    allowed.close()
+    assert len(server.received) == 1

@@ -21,6 +21,34 @@ def system_env() -> dict[str, str]:
     return {"DRIP_BOUNCE_DOMAIN": "Bounces.Drip.Example.com"}
 
 
+def returned_to(system: System, address: str) -> str:
+    return next(r.mail_from for r in system.smtp.received if address in r.rcpt_tos)
+
+
+def plain_bounce(
+    to: str, *, sender: str = "MAILER-DAEMON@mx.example.net", extra: str = ""
+) -> bytes:
+    """A bounce written for people: no DSN part, no recipient field, no Message-ID."""
+    return (
+        f"From: Mail Delivery System <{sender}>\r\nTo: {to}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\n{extra}\r\n"
+        "I'm sorry to have to inform you that your message could not be delivered.\r\n"
+    ).encode()
+
+
+def apply_raw(system: System, raw: bytes) -> Tally:
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            parse(raw),
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    return tally
+
+
 def test_a_token_names_its_delivery_in_any_letter_case_and_only_with_the_key() -> None:
     for delivery_id in (1, 255, 256, 123_456_789, 2**62):
         address = verp.return_path(SECRET, delivery_id, "bounces.example.com")
@@ -76,20 +104,11 @@ def test_a_bounce_returned_to_a_verp_address_stops_exactly_that_subscriber(
     system.join("ana@example.com")
     system.join("bob@example.com")
     welcome = system.smtp.to("bob@example.com")[-1]
-    returned_to = next(r.mail_from for r in system.smtp.received if "bob@example.com" in r.rcpt_tos)
     raw = fixture("dsn_hard.eml", "<unknown@elsewhere.example>").replace(
-        b"To: hello@drip.example.com", f"To: {returned_to}".encode()
+        b"To: hello@drip.example.com", f"To: {returned_to(system, 'bob@example.com')}".encode()
     )
     assert welcome["Message-ID"]
-    tally = Tally()
-    with transaction(system.sessions) as session:
-        apply(
-            session,
-            parse(raw),
-            secret=system.settings.secret_key,
-            now=system.clock.now(),
-            tally=tally,
-        )
+    tally = apply_raw(system, raw)
     assert tally.hard == 1
     assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
@@ -117,3 +136,75 @@ def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(
     assert tally.hard == 1  # by the reported address, ana@example.com
     assert "verp_token_rejected" in caplog.text
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
+
+
+def test_a_plain_text_bounce_to_a_verp_address_is_a_soft_bounce_of_that_delivery(
+    system: System,
+) -> None:
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    bob_welcome = returned_to(system, "bob@example.com")
+
+    tally = apply_raw(system, plain_bounce(bob_welcome))
+
+    assert (tally.soft, tally.unmatched) == (1, 0)
+    with transaction(system.sessions) as session:
+        marked = session.scalars(sa.select(Delivery).where(Delivery.bounce.is_not(None))).all()
+        assert [d.id for d in marked] == [verp.delivery_id(system.settings.secret_key, bob_welcome)]
+        assert marked[0].bounce == "soft"
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_replies_that_come_back_to_a_verp_address_are_not_bounces(system: System) -> None:
+    system.join("ana@example.com")
+    to = returned_to(system, "ana@example.com")
+    vacation = (
+        f"From: Ana <ana@example.com>\r\nTo: {to}\r\nSubject: Out of office\r\n"
+        "Auto-Submitted: auto-replied\r\n\r\nAway until Monday.\r\n"
+    ).encode()
+    human = f"From: Ana <ana@example.com>\r\nTo: {to}\r\nSubject: Re: hello\r\n\r\nThanks!\r\n"
+    quoting = plain_bounce(to, sender="ana@example.com", extra="Auto-Submitted: auto-replied\r\n")
+    for raw in (vacation, human.encode(), quoting):
+        assert parse(raw) == [], raw
+    assert parse(plain_bounce("hello@drip.example.com")) == [], "not to a VERP address"
+    exim = plain_bounce(to, extra="Auto-Submitted: auto-replied\r\n")
+    assert [r.kind for r in parse(exim)] == ["soft"], "a mail system's bounce says so too"
+
+
+def test_a_plain_text_bounce_to_a_tampered_verp_address_is_ignored_and_logged(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    system.join("ana@example.com")
+    genuine = returned_to(system, "ana@example.com")
+    local, _, domain = genuine.partition("@")
+    tampered = f"{local[:-1]}{'a' if local[-1] != 'a' else 'b'}@{domain}"
+
+    tally = apply_raw(system, plain_bounce(tampered, sender="postmaster@mx.example.net"))
+
+    assert (tally.soft, tally.unmatched) == (0, 1)
+    assert "verp_token_rejected" in caplog.text
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).where(Delivery.bounce.is_not(None))) == 0
+
+
+def test_a_complaint_is_attributed_by_its_original_mail_from(system: System) -> None:
+    """An ARF report whose embedded copy lost its Message-ID and whose Original-Rcpt-To is
+    redacted (some providers do both): the VERP Original-Mail-From still names it."""
+    system.join("ana@example.com")
+    system.join("cat@example.com")
+    raw = (
+        fixture("arf_abuse.eml", "<gone@elsewhere.example>")
+        .replace(
+            b"Original-Rcpt-To: <cat@example.com>", b"Original-Rcpt-To: <redacted@example.com>"
+        )
+        .replace(
+            b"Original-Mail-From: <hello@drip.example.com>",
+            f"Original-Mail-From: <{returned_to(system, 'cat@example.com')}>".encode(),
+        )
+    )
+
+    tally = apply_raw(system, raw)
+
+    assert tally.complaints == 1
+    assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE

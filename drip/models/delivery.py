@@ -32,7 +32,9 @@ class Delivery(Base):
     (each re-send is its own row). `lease_until` bounds how long a worker may hold a
     delivery in `sending` before the sweeper treats the outcome as unknown; `retry_at` is
     when a delivery that failed temporarily is due to be tried again. `bounce` is what the
-    recipient's side reported after it was sent: "soft", "hard" or "complaint"."""
+    recipient's side reported after it was sent: "soft", "hard" or "complaint". A step's
+    `due_at` is when the schedule wanted it out; how late it actually went decides when the
+    next one may follow (drip.timing.catch_up)."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -66,6 +68,7 @@ class Delivery(Base):
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounce: Mapped[str | None] = mapped_column(sa.String(16))
     ambiguous_resends: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -1,14 +1,14 @@
 """/healthz (the process answers) and /readyz (it can do its work) for load balancers.
 
-Ready means: the database answers and is at the newest migration, and Redis (the queue
-and the rate-limit counters) answers. The unsubscribe pages need only the database, but
-a web process that cannot queue a confirmation is not ready for signups.
+Ready means: the database takes a write and is at the newest migration, and Redis (the
+queue and the rate-limit counters) answers. The unsubscribe route needs only the
+database, and must be able to write to it (standards UNS-09); a web process that cannot
+queue a confirmation is not ready for signups either.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
-from sqlalchemy import text
 
 from drip import schema
 from drip.web.context import ctx
@@ -31,8 +31,7 @@ def readyz() -> tuple[Response, int]:
 
 def _database() -> str:
     try:
-        with ctx().reading() as session:
-            session.execute(text("SELECT 1"))
+        schema.probe_write(ctx().engine)
     except Exception as exc:
         return f"error: {type(exc).__name__}"
     return "ok"

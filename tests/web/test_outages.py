@@ -1,0 +1,74 @@
+"""What the web side still does when a part it depends on is down (standards UNS-09): the
+unsubscribe route needs only the database, and /readyz says when the database cannot
+take the write that route makes."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import event
+
+from drip.models import SubscriberStatus
+from drip.web import create_app
+from tests.helpers import System
+from tests.web.conftest import link, status_of
+
+
+@pytest.fixture
+def without_redis(system: System, tmp_path: Path) -> Iterator[Flask]:
+    """The app wired the production way (no test queue), to a Redis that is not there."""
+    dead = dataclasses.replace(system.settings, redis_url=f"unix://{tmp_path}/no-redis.sock")
+    app = create_app(dead, clock=system.clock)
+    yield app
+    app.extensions["drip"].engine.dispose()
+
+
+@pytest.mark.parametrize("button", [{"List-Unsubscribe": "One-Click"}, {}])
+def test_unsubscribing_works_while_redis_is_down(
+    without_redis: Flask, system: System, button: dict[str, str]
+) -> None:
+    system.join("ana@example.com")
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client = without_redis.test_client(use_cookies=False)
+
+    response = client.post(unsubscribe, data=button)
+
+    assert response.status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.get_json()["redis"].startswith("error")
+    assert ready.get_json()["database"] == "ok"
+
+
+def test_not_ready_when_the_database_answers_reads_but_refuses_writes(
+    app: Flask, client: FlaskClient
+) -> None:
+    engine = app.extensions["drip"].engine
+    read_only = (
+        "PRAGMA query_only = ON"
+        if engine.dialect.name == "sqlite"
+        else "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY"
+    )
+
+    def refuse_writes(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(read_only)
+        cursor.close()
+        dbapi_connection.commit()  # psycopg opened a transaction for the SET
+
+    assert client.get("/readyz").status_code == 200
+    event.listen(engine, "connect", refuse_writes)
+    engine.dispose()
+
+    ready = client.get("/readyz")
+
+    assert ready.status_code == 503
+    assert ready.get_json()["database"].startswith("error")
+    assert ready.get_json()["migrations"] == "ok"
