@@ -70,6 +70,8 @@ def app_with(system: System) -> Iterator[Callable[..., Flask]]:
     built: list[Flask] = []
 
     def build(**changes: object) -> Flask:
+        if changes.get("production"):  # the test client's host, as DRIP_BASE_URL would give
+            changes.setdefault("trusted_hosts", frozenset({"localhost"}))
         settings = dataclasses.replace(system.settings, **changes)
         built.append(create_app(settings, clock=system.clock, enqueue=system.enqueue))
         return built[-1]
