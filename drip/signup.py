@@ -137,26 +137,39 @@ def subscribe(
         subscriber = _new_subscriber(session, sequence.id, email, now)
         if subscriber is None:
             return None  # a concurrent signup for the same address got there first
-    subscriber.status = SubscriberStatus.PENDING
     subscriber.first_name = first_name
     subscriber.timezone = tz
     subscriber.next_step = None
+    consent = ConsentRecord(
+        created_at=now,
+        ip=_evidence(request.ip, 45),
+        user_agent=_evidence(request.user_agent, 400),
+        page=_evidence(request.page, 500),
+        consent_text=consent_text,
+        consent_version=consent_version(consent_text),
+    )
+    return ask_to_confirm(session, subscriber, consent, now)
+
+
+def ask_to_confirm(
+    session: Session, subscriber: Subscriber, consent: ConsentRecord, now: datetime
+) -> int | None:
+    """Make `subscriber` pending on a fresh, unconfirmed consent record and queue the one
+    confirmation email; returns its delivery id.
+
+    The only way anyone, signed up on the form or imported from a file, is put on a
+    series: nobody is enrolled before they click the confirmation themselves (double
+    opt-in, standards DEL-04 and LAW-20). A `next_step` already set is the lesson an
+    import asked them to start at once they confirm.
+    """
+    subscriber.status = SubscriberStatus.PENDING
     subscriber.next_send_at = None
     subscriber.confirmed_at = None
     subscriber.ended_at = None
     subscriber.confirmation_sent_at = now
     session.flush()
-    session.add(
-        ConsentRecord(
-            subscriber_id=subscriber.id,
-            created_at=now,
-            ip=_evidence(request.ip, 45),
-            user_agent=_evidence(request.user_agent, 400),
-            page=_evidence(request.page, 500),
-            consent_text=consent_text,
-            consent_version=consent_version(consent_text),
-        )
-    )
+    consent.subscriber_id = subscriber.id
+    session.add(consent)
     return _queue_confirmation(session, subscriber, now)
 
 
@@ -243,6 +256,9 @@ def confirm(
     subscriber.confirmed_at = now
     forget_suppression(session, secret, subscriber.email)
     steps = steps_of(session, subscriber.sequence_id)
+    start = subscriber.next_step
     subscriber.next_step = resume_point(session, subscriber, steps)
+    if start is not None and subscriber.next_step is not None:
+        subscriber.next_step = max(start, subscriber.next_step)
     subscriber.next_send_at = now
     return issue_next(session, subscriber, steps, now)
