@@ -40,6 +40,15 @@ BLOCKING = ("bounced", "complaint")
 An erasure only keeps the address from being mailed by accident; a fresh signup with a
 fresh confirmation lifts it."""
 
+DECLINED = "declined"
+DECLINE_QUIET = timedelta(days=30)
+"""Someone declined a signup from its confirmation email (one-click unsubscribe on a
+pending signup, standards UNS-08): whoever typed their address into the form cannot
+have them asked again for this long. After it, a deliberate new signup is allowed, and
+its confirmation lifts the suppression as it does an erasure's."""
+
+RANK = {"erased": 0, DECLINED: 1, **dict.fromkeys(BLOCKING, 2)}
+
 
 def suppression(session: Session, secret: str, email: str) -> str | None:
     """Why the address is suppressed, or None."""
@@ -52,13 +61,27 @@ def is_suppressed(session: Session, secret: str, email: str) -> bool:
 
 
 def suppress(session: Session, secret: str, email: str, reason: str, *, now: datetime) -> None:
-    """Record a suppression; a bounce or complaint outranks an erasure, never the reverse."""
+    """Record a suppression; a bounce or complaint outranks a declined signup, which
+    outranks an erasure, never the reverse. Declining again starts a new quiet period."""
     hashed = email_hash(secret, email)
     existing = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
     if existing is None:
         session.add(Suppression(email_hash=hashed, reason=reason, created_at=now))
-    elif reason in BLOCKING:
+    elif RANK[reason] >= RANK[existing.reason]:
         existing.reason = reason
+        existing.created_at = now
+
+
+def may_ask_to_confirm(session: Session, secret: str, email: str, *, now: datetime) -> bool:
+    """Whether a confirmation email may go to `email` now: not if it bounced or
+    complained, nor while a declined signup's quiet period lasts."""
+    hashed = email_hash(secret, email)
+    found = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
+    if found is None:
+        return True
+    if found.reason == DECLINED:
+        return now - found.created_at >= DECLINE_QUIET
+    return found.reason not in BLOCKING
 
 
 def forget_suppression(session: Session, secret: str, email: str) -> None:

@@ -27,7 +27,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
-from drip.privacy import BLOCKING, forget_suppression, suppression
+from drip.privacy import forget_suppression, may_ask_to_confirm
 from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
 from drip.series_files import latest_version
 
@@ -104,7 +104,8 @@ def subscribe(
 
     new, or unsubscribed earlier: a fresh pending signup with its own consent record;
     pending: the confirmation again, at most once per RESEND_INTERVAL;
-    active, completed, or bounced (the address does not exist): nothing changes.
+    active, completed, or bounced (the address does not exist): nothing changes;
+    suppressed, or declined from a confirmation email not long ago: nothing is sent.
     """
     email = normalise_email(request.email)
     first_name = clean_first_name(request.first_name)
@@ -114,8 +115,8 @@ def subscribe(
     except ValueError:
         raise InvalidInput(f"timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
     sequence = find_sequence(session, request.sequence.strip())
-    if suppression(session, secret, email) in BLOCKING:
-        return None  # the address bounced or complained: never mail it again
+    if not may_ask_to_confirm(session, secret, email, now=now):
+        return None  # it bounced, complained, or its owner just declined a signup
     subscriber = session.scalar(
         sa.select(Subscriber)
         .where(Subscriber.sequence_id == sequence.id, Subscriber.email == email)

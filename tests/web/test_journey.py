@@ -16,7 +16,7 @@ from flask.testing import FlaskClient
 
 from drip.db import transaction
 from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus, Suppression
-from drip.privacy import email_hash
+from drip.privacy import DECLINE_QUIET, email_hash
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
@@ -245,6 +245,17 @@ def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
     assert client.post(confirm).status_code == 400
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
+    system.clock.advance(DECLINE_QUIET - timedelta(days=1))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1, "declined: not asked again so soon"
+    system.clock.advance(timedelta(days=1))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    assert count(system, Suppression) == 0, "their own confirmation lifts the suppression"
 
 
 def test_pages_send_security_headers(client: FlaskClient) -> None:
