@@ -76,7 +76,11 @@ def compose(
         step = session.get_one(Step, delivery.step_id)
         template, version_id = _current_template(session, step)
         context["lesson_number"] = step.number
-        reason = f"You are getting this because you signed up for {sequence.name} and confirmed."
+        confirmed = subscriber.confirmed_at or now
+        reason = (
+            f"You are getting this because you signed up for {sequence.name} and confirmed "
+            f"on {confirmed:%d %B %Y}."
+        )
     rendered = renderer.render(
         template,
         context,
@@ -85,6 +89,7 @@ def compose(
             unsubscribe_url=links.unsubscribe(),
             postal_address=settings.postal_address,
             sender_name=str(context["sender_name"]),
+            contact=settings.contact,
         ),
     )
     message = build_message(

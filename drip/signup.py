@@ -35,9 +35,10 @@ RESEND_INTERVAL = timedelta(minutes=10)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
-    "sent by {sender} ({address}). We keep your address, first name, timezone and a record of this "
-    "consent only to send the series. Every email has a one-click unsubscribe link, and you "
-    "can download or erase your data at any time."
+    "sent by {sender} ({address}; {contact}). We keep your address, first name, timezone and a "
+    "record of this consent only to send the series. You can withdraw your consent at any "
+    "time: every email has a one-click unsubscribe link, and you can download or erase your "
+    "data whenever you like."
 )
 
 

@@ -39,6 +39,25 @@ def test_the_landing_page_tells_what_the_reader_gets(client: FlaskClient) -> Non
     assert client.get("/s/feel-better").status_code == 200
 
 
+def test_the_form_says_who_asks_for_what_how_to_reach_them_and_how_to_withdraw(
+    client: FlaskClient,
+) -> None:
+    """Standards LAW-10 and LAW-30: beside the button, the controller, the purpose, a
+    contact besides the postal address, the privacy policy and the right to withdraw."""
+    page = client.get("/").get_data(as_text=True)
+    after_button = page[page.index('<button type="submit">') :]
+    notice = after_button[: after_button.index("</p>")]
+    for expected in (
+        "sent by Calm Back",
+        "a welcome email and one lesson a day",
+        "12 Harbour Road",
+        "hello@drip.example.com",
+        'href="/privacy"',
+        "withdraw your consent at any time",
+    ):
+        assert expected in notice
+
+
 def test_the_embed_page_gives_a_snippet_that_posts_to_drip(client: FlaskClient) -> None:
     page = client.get("/embed").get_data(as_text=True)
     assert "&lt;form action=&#34;https://drip.example.com/subscribe&#34;" in page
