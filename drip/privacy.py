@@ -47,8 +47,6 @@ pending signup, standards UNS-08): whoever typed their address into the form can
 have them asked again for this long. After it, a deliberate new signup is allowed, and
 its confirmation lifts the suppression as it does an erasure's."""
 
-RANK = {"erased": 0, DECLINED: 1, **dict.fromkeys(BLOCKING, 2)}
-
 
 def suppression(session: Session, secret: str, email: str) -> str | None:
     """Why the address is suppressed, or None."""
@@ -67,9 +65,13 @@ def suppress(session: Session, secret: str, email: str, reason: str, *, now: dat
     existing = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
     if existing is None:
         session.add(Suppression(email_hash=hashed, reason=reason, created_at=now))
-    elif RANK[reason] >= RANK[existing.reason]:
+    elif _rank(reason) >= _rank(existing.reason):
         existing.reason = reason
         existing.created_at = now
+
+
+def _rank(reason: str) -> int:
+    return 2 if reason in BLOCKING else 1 if reason == DECLINED else 0
 
 
 def may_ask_to_confirm(session: Session, secret: str, email: str, *, now: datetime) -> bool:

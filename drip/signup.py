@@ -243,7 +243,8 @@ def confirm(
 
     Confirming again with the same link is harmless and returns None; a link from an
     older signup, or for someone who has since unsubscribed, is refused. Confirming is a
-    fresh consent, so it lifts a suppression left by an earlier erasure.
+    fresh consent, so it lifts a suppression left by an earlier erasure or a declined
+    signup. An imported subscriber starts at the step their row named.
     """
     subscriber = pending_signup(session, subscriber_id, consent_id)
     if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLETED):
