@@ -153,14 +153,21 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
 
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
     """Delete signups not confirmed within `older_than` of their latest signup (GDPR
-    storage limitation); someone who comes back after unsubscribing starts a new clock."""
+    storage limitation); someone who comes back after unsubscribing starts a new clock.
+
+    A signup declined or cancelled before anyone confirmed goes too: it was never a
+    subscription. A declined address keeps only its suppression hash.
+    """
     cutoff = now - older_than
     recent_consent = sa.exists().where(
         ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.created_at > cutoff
     )
+    ever_confirmed = sa.exists().where(
+        ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.confirmed_at.is_not(None)
+    )
     result = session.execute(
         sa.delete(Subscriber).where(
-            Subscriber.status == SubscriberStatus.PENDING,
+            sa.or_(Subscriber.status == SubscriberStatus.PENDING, ~ever_confirmed),
             Subscriber.created_at <= cutoff,
             ~recent_consent,
         )

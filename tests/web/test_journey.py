@@ -385,6 +385,20 @@ def test_signups_never_confirmed_are_deleted_after_seven_days(
         ]
 
 
+def test_a_signup_declined_from_its_confirmation_email_is_deleted_with_the_unconfirmed(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post("/subscribe", data={"email": "bob@example.com"})
+    decline = link(system, "bob@example.com", "unsubscribe")
+    client.post(decline, data={"List-Unsubscribe": "One-Click"})
+    client.post(ana)
+    system.clock.advance(timedelta(days=7, minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
+
+
 def test_a_browser_post_from_the_landing_page_is_accepted(
     client: FlaskClient, system: System
 ) -> None:
