@@ -280,11 +280,14 @@ def subscribers_export(file: Path, series: str) -> None:
 @_handles_errors
 def subscribers_import(file: Path, series: str) -> None:
     """Import subscribers from FILE (CSV with email and consent columns; optional
-    first_name, timezone, send_hour, step). Bad rows are reported and skipped."""
+    first_name, timezone, send_hour, step). Each becomes a pending signup and gets one
+    confirmation email; bad rows are reported and skipped."""
     import csv
 
     from drip.csvio import import_rows
     from drip.signup import find_sequence
+    from drip.tasks import Enqueuer, create_broker
+    from drip.wiring import make_redis
 
     settings = _settings()
     with file.open(newline="", encoding="utf-8-sig") as lines:
@@ -302,9 +305,17 @@ def subscribers_import(file: Path, series: str) -> None:
             secret=settings.secret_key,
             source=file.name,
         )
+    broker = create_broker(make_redis(settings))
+    try:
+        Enqueuer(broker)(report.confirmations)
+    finally:
+        broker.close()
     for line, problem in report.problems:
         click.echo(f"line {line}: {problem}", err=True)
-    click.echo(f"imported {report.imported}, skipped {len(report.problems)}")
+    click.echo(
+        f"imported {report.imported} as pending, each asked by email to confirm; "
+        f"skipped {len(report.problems)}"
+    )
 
 
 def _counted(lines: Iterator[str], bar: Any) -> Iterator[str]:

@@ -78,7 +78,11 @@ def compose(
     else:
         step, template, version_id = _lesson(session, delivery.step_id)
         context["lesson_number"] = step.number
-        reason = f"You are getting this because you signed up for {sequence.name} and confirmed."
+        confirmed = subscriber.confirmed_at or now
+        reason = (
+            f"You are getting this because you signed up for {sequence.name} and confirmed "
+            f"on {confirmed:%d %B %Y}."
+        )
     rendered = renderer.render(
         template,
         context,
@@ -87,6 +91,7 @@ def compose(
             unsubscribe_url=links.unsubscribe(),
             postal_address=settings.postal_address,
             sender_name=str(context["sender_name"]),
+            contact=settings.contact,
         ),
     )
     msgid = message_id(delivery.id, secret=settings.secret_key, domain=settings.mail_domain)

@@ -1,8 +1,11 @@
 """Subscribers as CSV: export everyone, import a list that carries its consent.
 
 An import row needs a `consent` column saying where and when the person agreed (a list
-bought or scraped has no such column, and drip refuses it). Addresses that are already
-on the series, or were erased, are skipped; every refused row is reported by line.
+bought or scraped has no such column, and drip refuses it). Even then an import enrols
+nobody: each address becomes a pending signup and gets one confirmation email, and only
+their click starts the series (standards DEL-04). Addresses already on the series, or on
+the suppression list, are skipped and mailed nothing; every refused row is reported by
+line.
 """
 
 from __future__ import annotations
@@ -20,9 +23,9 @@ from drip import timing
 from drip.errors import DripError, InvalidInput
 from drip.headers import clean_first_name
 from drip.models import ConsentRecord, Sequence, Subscriber, SubscriberStatus
-from drip.privacy import is_suppressed
+from drip.privacy import suppression
 from drip.schedule import steps_of
-from drip.signup import consent_version, normalise_email
+from drip.signup import ask_to_confirm, consent_version, normalise_email
 
 EXPORT_COLUMNS = (
     "email",
@@ -39,8 +42,11 @@ REQUIRED_IMPORT_COLUMNS = {"email", "consent"}
 
 @dataclass
 class ImportReport:
+    """`confirmations` are the delivery ids to queue once the import has committed."""
+
     imported: int = 0
     problems: list[tuple[int, str]] = field(default_factory=list)
+    confirmations: list[int] = field(default_factory=list)
 
 
 def export_rows(session: Session, sequence_id: int) -> Iterator[dict[str, object]]:
@@ -95,7 +101,8 @@ def import_rows(
     secret: str,
     source: str,
 ) -> ImportReport:
-    """Import rows as active subscribers starting at step 0 (or the row's `step`)."""
+    """Import rows as pending signups, each asked to confirm by email; once confirmed,
+    they start at the welcome (or at the row's `step`)."""
     missing = REQUIRED_IMPORT_COLUMNS - set(reader.fieldnames or [])
     if missing:
         raise InvalidInput(f"the file needs the column(s): {', '.join(sorted(missing))}")
@@ -105,8 +112,12 @@ def import_rows(
         line = reader.line_num
         try:
             with session.begin_nested():
-                _import_one(session, sequence, row, steps, now=now, secret=secret, source=source)
+                delivery_id = _import_one(
+                    session, sequence, row, steps, now=now, secret=secret, source=source
+                )
             report.imported += 1
+            if delivery_id is not None:
+                report.confirmations.append(delivery_id)
         except DripError as exc:
             report.problems.append((line, str(exc)))
     return report
@@ -121,20 +132,26 @@ def _import_one(
     now: datetime,
     secret: str,
     source: str,
-) -> None:
+) -> int | None:
+    """Add one row as a pending signup; returns its confirmation's delivery id.
+
+    Someone already on the series is left alone whatever their state: a re-import is not
+    the person asking again, so it never sends a second confirmation.
+    """
     email = normalise_email(row.get("email") or "")
     consent = (row.get("consent") or "").strip()
     if not consent:
         raise InvalidInput("no consent given")
-    if is_suppressed(session, secret, email):
-        raise InvalidInput("this address was erased at its owner's request")
-    exists = session.scalar(
-        sa.select(Subscriber.id).where(
+    reason = suppression(session, secret, email)
+    if reason is not None:
+        raise InvalidInput(f"this address is on the suppression list ({reason})")
+    status = session.scalar(
+        sa.select(Subscriber.status).where(
             Subscriber.sequence_id == sequence.id, Subscriber.email == email
         )
     )
-    if exists is not None:
-        raise InvalidInput("already on this series")
+    if status is not None:
+        raise InvalidInput(f"already on this series ({status.value})")
     tz = (row.get("timezone") or "").strip() or "UTC"
     try:
         timing.zone(tz)
@@ -152,25 +169,16 @@ def _import_one(
         first_name=clean_first_name(row.get("first_name") or ""),
         timezone=tz,
         send_hour=hour,
-        status=SubscriberStatus.ACTIVE,
+        status=SubscriberStatus.PENDING,
         next_step=step,
-        next_send_at=now,
         created_at=now,
-        confirmed_at=now,
     )
     session.add(subscriber)
-    session.flush()
     text = f"Imported from {source}: {consent}"
-    session.add(
-        ConsentRecord(
-            subscriber_id=subscriber.id,
-            created_at=now,
-            page=source[:500],
-            consent_text=text,
-            consent_version=consent_version(text),
-            confirmed_at=now,
-        )
+    evidence = ConsentRecord(
+        created_at=now, page=source[:500], consent_text=text, consent_version=consent_version(text)
     )
+    return ask_to_confirm(session, subscriber, evidence, now)
 
 
 def _number(raw: str | None, *, default: int, what: str) -> int:

@@ -40,6 +40,13 @@ BLOCKING = ("bounced", "complaint")
 An erasure only keeps the address from being mailed by accident; a fresh signup with a
 fresh confirmation lifts it."""
 
+DECLINED = "declined"
+DECLINE_QUIET = timedelta(days=30)
+"""Someone declined a signup from its confirmation email (one-click unsubscribe on a
+pending signup, standards UNS-08): whoever typed their address into the form cannot
+have them asked again for this long. After it, a deliberate new signup is allowed, and
+its confirmation lifts the suppression as it does an erasure's."""
+
 
 def suppression(session: Session, secret: str, email: str) -> str | None:
     """Why the address is suppressed, or None."""
@@ -52,13 +59,31 @@ def is_suppressed(session: Session, secret: str, email: str) -> bool:
 
 
 def suppress(session: Session, secret: str, email: str, reason: str, *, now: datetime) -> None:
-    """Record a suppression; a bounce or complaint outranks an erasure, never the reverse."""
+    """Record a suppression; a bounce or complaint outranks a declined signup, which
+    outranks an erasure, never the reverse. Declining again starts a new quiet period."""
     hashed = email_hash(secret, email)
     existing = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
     if existing is None:
         session.add(Suppression(email_hash=hashed, reason=reason, created_at=now))
-    elif reason in BLOCKING:
+    elif _rank(reason) >= _rank(existing.reason):
         existing.reason = reason
+        existing.created_at = now
+
+
+def _rank(reason: str) -> int:
+    return 2 if reason in BLOCKING else 1 if reason == DECLINED else 0
+
+
+def may_ask_to_confirm(session: Session, secret: str, email: str, *, now: datetime) -> bool:
+    """Whether a confirmation email may go to `email` now: not if it bounced or
+    complained, nor while a declined signup's quiet period lasts."""
+    hashed = email_hash(secret, email)
+    found = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
+    if found is None:
+        return True
+    if found.reason == DECLINED:
+        return now - found.created_at >= DECLINE_QUIET
+    return found.reason not in BLOCKING
 
 
 def forget_suppression(session: Session, secret: str, email: str) -> None:
@@ -128,14 +153,21 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
 
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
     """Delete signups not confirmed within `older_than` of their latest signup (GDPR
-    storage limitation); someone who comes back after unsubscribing starts a new clock."""
+    storage limitation); someone who comes back after unsubscribing starts a new clock.
+
+    A signup declined or cancelled before anyone confirmed goes too: it was never a
+    subscription. A declined address keeps only its suppression hash.
+    """
     cutoff = now - older_than
     recent_consent = sa.exists().where(
         ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.created_at > cutoff
     )
+    ever_confirmed = sa.exists().where(
+        ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.confirmed_at.is_not(None)
+    )
     result = session.execute(
         sa.delete(Subscriber).where(
-            Subscriber.status == SubscriberStatus.PENDING,
+            sa.or_(Subscriber.status == SubscriberStatus.PENDING, ~ever_confirmed),
             Subscriber.created_at <= cutoff,
             ~recent_consent,
         )

@@ -75,6 +75,7 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             unsubscribe_url=unsubscribe_url,
             postal_address=settings.postal_address,
             sender_name=str(context["sender_name"]),
+            contact=settings.contact,
         ),
     )
     proof = RenderedEmail(

@@ -56,12 +56,14 @@ class RenderedEmail:
 
 @dataclass(frozen=True)
 class Footer:
-    """What the shared layout prints under every email (CAN-SPAM: reason, opt-out, address)."""
+    """What the shared layout prints under every email (CAN-SPAM: reason, opt-out, address;
+    CASL: who sends it and how to reach them)."""
 
     reason: str
     unsubscribe_url: str
     postal_address: str
     sender_name: str
+    contact: str
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -113,6 +115,7 @@ class Renderer:
             "unsubscribe_url": footer.unsubscribe_url,
             "postal_address": footer.postal_address,
             "sender_name": footer.sender_name,
+            "contact": footer.contact,
         }
         html = _limited(self._layout_html.generate(layout, content=body_html))
         text = _limited(self._layout_text.generate(layout, content=body_text))
@@ -131,7 +134,7 @@ class Renderer:
                     f"available: {', '.join(sorted(allowed))}",
                     field=part,
                 )
-        self.render(template, sample, Footer("check", "https://example.invalid/u/x", "-", "-"))
+        self.render(template, sample, Footer("check", "https://example.invalid/u/x", "-", "-", "-"))
 
     def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
         compiled = self._compile(part, getattr(template, part))

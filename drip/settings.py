@@ -167,7 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
         send_rate=get("DRIP_SEND_RATE", "0", _send_rate),
         smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
-        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "30", _positive_float)),
+        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", _positive_float)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),

@@ -27,7 +27,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
-from drip.privacy import BLOCKING, forget_suppression, suppression
+from drip.privacy import forget_suppression, may_ask_to_confirm
 from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
 from drip.series_files import latest_version
 
@@ -35,9 +35,10 @@ RESEND_INTERVAL = timedelta(minutes=10)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
-    "sent by {sender} ({address}). We keep your address, first name, timezone and a record of this "
-    "consent only to send the series. Every email has a one-click unsubscribe link, and you "
-    "can download or erase your data at any time."
+    "sent by {sender} ({address}; {contact}). We keep your address, first name, timezone and a "
+    "record of this consent only to send the series. You can withdraw your consent at any "
+    "time: every email has a one-click unsubscribe link, and you can download or erase your "
+    "data whenever you like."
 )
 
 
@@ -104,7 +105,8 @@ def subscribe(
 
     new, or unsubscribed earlier: a fresh pending signup with its own consent record;
     pending: the confirmation again, at most once per RESEND_INTERVAL;
-    active, completed, or bounced (the address does not exist): nothing changes.
+    active, completed, or bounced (the address does not exist): nothing changes;
+    suppressed, or declined from a confirmation email not long ago: nothing is sent.
     """
     email = normalise_email(request.email)
     first_name = clean_first_name(request.first_name)
@@ -114,8 +116,8 @@ def subscribe(
     except ValueError:
         raise InvalidInput(f"timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
     sequence = find_sequence(session, request.sequence.strip())
-    if suppression(session, secret, email) in BLOCKING:
-        return None  # the address bounced or complained: never mail it again
+    if not may_ask_to_confirm(session, secret, email, now=now):
+        return None  # it bounced, complained, or its owner just declined a signup
     subscriber = session.scalar(
         sa.select(Subscriber)
         .where(Subscriber.sequence_id == sequence.id, Subscriber.email == email)
@@ -137,26 +139,39 @@ def subscribe(
         subscriber = _new_subscriber(session, sequence.id, email, now)
         if subscriber is None:
             return None  # a concurrent signup for the same address got there first
-    subscriber.status = SubscriberStatus.PENDING
     subscriber.first_name = first_name
     subscriber.timezone = tz
     subscriber.next_step = None
+    consent = ConsentRecord(
+        created_at=now,
+        ip=_evidence(request.ip, 45),
+        user_agent=_evidence(request.user_agent, 400),
+        page=_evidence(request.page, 500),
+        consent_text=consent_text,
+        consent_version=consent_version(consent_text),
+    )
+    return ask_to_confirm(session, subscriber, consent, now)
+
+
+def ask_to_confirm(
+    session: Session, subscriber: Subscriber, consent: ConsentRecord, now: datetime
+) -> int | None:
+    """Make `subscriber` pending on a fresh, unconfirmed consent record and queue the one
+    confirmation email; returns its delivery id.
+
+    The only way anyone, signed up on the form or imported from a file, is put on a
+    series: nobody is enrolled before they click the confirmation themselves (double
+    opt-in, standards DEL-04 and LAW-20). A `next_step` already set is the lesson an
+    import asked them to start at once they confirm.
+    """
+    subscriber.status = SubscriberStatus.PENDING
     subscriber.next_send_at = None
     subscriber.confirmed_at = None
     subscriber.ended_at = None
     subscriber.confirmation_sent_at = now
     session.flush()
-    session.add(
-        ConsentRecord(
-            subscriber_id=subscriber.id,
-            created_at=now,
-            ip=_evidence(request.ip, 45),
-            user_agent=_evidence(request.user_agent, 400),
-            page=_evidence(request.page, 500),
-            consent_text=consent_text,
-            consent_version=consent_version(consent_text),
-        )
-    )
+    consent.subscriber_id = subscriber.id
+    session.add(consent)
     return _queue_confirmation(session, subscriber, now)
 
 
@@ -228,7 +243,8 @@ def confirm(
 
     Confirming again with the same link is harmless and returns None; a link from an
     older signup, or for someone who has since unsubscribed, is refused. Confirming is a
-    fresh consent, so it lifts a suppression left by an earlier erasure.
+    fresh consent, so it lifts a suppression left by an earlier erasure or a declined
+    signup. An imported subscriber starts at the step their row named.
     """
     subscriber = pending_signup(session, subscriber_id, consent_id)
     if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLETED):
@@ -243,6 +259,9 @@ def confirm(
     subscriber.confirmed_at = now
     forget_suppression(session, secret, subscriber.email)
     steps = steps_of(session, subscriber.sequence_id)
+    start = subscriber.next_step
     subscriber.next_step = resume_point(session, subscriber, steps)
+    if start is not None and subscriber.next_step is not None:
+        subscriber.next_step = max(start, subscriber.next_step)
     subscriber.next_send_at = now
     return issue_next(session, subscriber, steps, now)

@@ -17,7 +17,7 @@ from drip import timing
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import InvalidInput
 from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
-from drip.privacy import suppress
+from drip.privacy import DECLINED, suppress
 from drip.schedule import resume_point, send_hour_after, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
@@ -29,6 +29,22 @@ def unsubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscrib
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is not None and subscriber.status in ENDABLE:
         end(session, subscriber, SubscriberStatus.UNSUBSCRIBED, now)
+    return subscriber
+
+
+def withdraw(
+    session: Session, subscriber_id: int, now: datetime, *, secret: str
+) -> Subscriber | None:
+    """The person's own unsubscribe, from the link in an email. On a pending signup it
+    means "I did not sign up": the address is also suppressed as declined, so that no new
+    confirmation reaches it for a while (standards UNS-08; see privacy.DECLINE_QUIET)."""
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    if subscriber is None:
+        return None
+    declining = subscriber.status == SubscriberStatus.PENDING
+    unsubscribe(session, subscriber_id, now)
+    if declining:
+        suppress(session, secret, subscriber.email, DECLINED, now=now)
     return subscriber
 
 

@@ -4,6 +4,7 @@ export/import`, and the admin's CSV download."""
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,15 +13,36 @@ from click.testing import CliRunner
 
 from drip.cli import main
 from drip.db import transaction
-from drip.models import ConsentRecord, Subscriber, SubscriberStatus, TemplateVersion
+from drip.models import (
+    ConsentRecord,
+    Delivery,
+    DeliveryKind,
+    Subscriber,
+    SubscriberStatus,
+    TemplateVersion,
+)
+from drip.privacy import suppress
+from drip.signup import RESEND_INTERVAL
 from tests.helpers import System, drip_env
 
 
 @pytest.fixture
+def system_env(tmp_path: Path) -> dict[str, str]:
+    """The commands run on the tests' clock, which lives in a file they can read."""
+    return {"DRIP_CLOCK": f"file:{tmp_path / 'clock'}"}
+
+
+@pytest.fixture
 def env(system: System, tmp_path: Path) -> dict[str, str]:
-    return drip_env(
-        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
-    )
+    return {
+        **drip_env(
+            tmp_path,
+            system.settings.database_url,
+            system.broker.client.socket_file,
+            system.smtp.port,
+        ),
+        "DRIP_CLOCK": system.settings.clock,
+    }
 
 
 def run(env: dict[str, str], *args: str) -> str:
@@ -87,7 +109,7 @@ def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
     )
     result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
     assert result.exit_code == 0, result.output
-    assert "imported 2, skipped 5" in result.output
+    assert "imported 2 as pending, each asked by email to confirm; skipped 5" in result.output
     for line in (
         "line 3:",
         "line 4: unknown timezone",
@@ -103,8 +125,65 @@ def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
         consent = session.scalars(
             sa.select(ConsentRecord).where(ConsentRecord.subscriber_id == eve.id)
         ).one()
-    assert (eve.status, eve.next_step, eve.timezone) == (SubscriberStatus.ACTIVE, 4, "Asia/Tokyo")
+    assert (eve.status, eve.timezone) == (SubscriberStatus.PENDING, "Asia/Tokyo")
     assert "paper form at the clinic" in consent.consent_text
+    assert consent.confirmed_at is None
+    system.confirm("eve@example.com")
+    assert system.subscriber("eve@example.com").next_step == 5  # lesson 4 was issued at once
+
+
+def confirmations_to(system: System, email: str) -> int:
+    with transaction(system.sessions) as session:
+        return (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Delivery)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Subscriber.email == email, Delivery.kind == DeliveryKind.CONFIRMATION)
+            )
+            or 0
+        )
+
+
+def test_an_import_enrols_nobody_it_asks_each_address_once_to_confirm(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    file = tmp_path / "list.csv"
+    file.write_text("email,consent\nana@example.com,webinar signup 2026-03-01\n")
+    run(env, "subscribers", "import", str(file))
+    system.tick()
+    system.drain()
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.PENDING
+    [mail] = system.smtp.to("ana@example.com")
+    assert "confirm" in mail["Subject"].lower()
+    system.clock.advance(RESEND_INTERVAL + timedelta(minutes=1))
+    assert "already on this series (pending)" in run(env, "subscribers", "import", str(file))
+    system.tick()
+    system.drain()
+    assert confirmations_to(system, "ana@example.com") == 1
+    assert len(system.smtp.to("ana@example.com")) == 1
+    system.confirm("ana@example.com")
+    system.drain()
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    assert len(system.smtp.to("ana@example.com")) == 2  # the welcome, only after the click
+
+
+def test_an_import_mails_no_suppressed_address(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    with transaction(system.sessions) as session:
+        suppress(
+            session,
+            system.settings.secret_key,
+            "gone@example.com",
+            "bounced",
+            now=system.clock.now(),
+        )
+    file = tmp_path / "list.csv"
+    file.write_text("email,consent\ngone@example.com,webinar\n")
+    output = run(env, "subscribers", "import", str(file))
+    assert "on the suppression list (bounced)" in output
+    assert confirmations_to(system, "gone@example.com") == 0
 
 
 def test_a_file_without_a_consent_column_is_refused(

@@ -62,6 +62,11 @@ def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessa
     for body in (text, html):
         assert unsubscribe_url in body
         assert "12 Harbour Road, Victoria BC" in body
+        assert "hello@drip.example.com" in body, "a way to reach the sender (CASL)"
+        assert (
+            "You are getting this because you signed up for Calm Back, Calm Mind and "
+            "confirmed on 24 October 2026." in body
+        ), "why the reader gets this mail (standards LAW-05)"
         assert "not medical advice" in body.lower()
     assert text.startswith(text.splitlines()[0]) and len(text.splitlines()[0]) >= 40
     assert 'class="preheader"' in html or "display: none" in html

@@ -19,7 +19,7 @@ SAMPLE = {
     "lesson_number": 1,
     "lesson_total": 10,
 }
-FOOTER = Footer("because", "https://drip.example.com/unsubscribe/t", "1 Road", "Me")
+FOOTER = Footer("because", "https://drip.example.com/unsubscribe/t", "1 Road", "Me", "me@x.org")
 SSTI = [
     "{{ ''.__class__.__mro__[1].__subclasses__() }}",
     "{{ ''.__class__.__mro__ }}",

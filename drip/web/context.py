@@ -62,7 +62,10 @@ class WebContext:
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec
         return CONSENT_TEXT.format(
-            series=series_name, sender=sender, address=self.settings.postal_address
+            series=series_name,
+            sender=sender,
+            address=self.settings.postal_address,
+            contact=self.settings.contact,
         )
 
 

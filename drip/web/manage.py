@@ -12,7 +12,7 @@ from flask import Blueprint, Response, render_template, request
 
 from drip.errors import BadToken, InvalidInput
 from drip.models import Subscriber, SubscriberStatus
-from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, unsubscribe
+from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, withdraw
 from drip.tokens import UNSUBSCRIBE
 from drip.web.context import ctx
 
@@ -32,7 +32,9 @@ def page(token: str) -> str:
 def unsubscribe_now(token: str) -> Response | str:
     web = ctx()
     with web.transaction() as session:
-        subscriber = unsubscribe(session, _subscriber_id(token), web.clock.now())
+        subscriber = withdraw(
+            session, _subscriber_id(token), web.clock.now(), secret=web.settings.secret_key
+        )
         if request.form.get("List-Unsubscribe") == "One-Click":
             return Response("You are unsubscribed.\n", status=200, mimetype="text/plain")
         return _page(token, subscriber, notice="You are unsubscribed. No more emails will come.")

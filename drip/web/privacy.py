@@ -17,7 +17,7 @@ from werkzeug.wrappers import Response as BaseResponse
 from drip.db import scrub
 from drip.errors import BadToken
 from drip.models import Subscriber
-from drip.privacy import erase, export, request_link
+from drip.privacy import DECLINE_QUIET, erase, export, request_link
 from drip.signup import normalise_email
 from drip.tokens import PRIVACY, PRIVACY_ERASE
 from drip.web.context import ctx
@@ -34,6 +34,7 @@ def policy() -> str:
         "privacy.html",
         settings=web.settings,
         pending_days=web.settings.pending_ttl.days,
+        declined_days=DECLINE_QUIET.days,
     )
 
 

@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 
 from drip.db import transaction
 from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus, Suppression
-from drip.privacy import email_hash
+from drip.privacy import DECLINE_QUIET, email_hash
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
@@ -38,6 +38,25 @@ def test_the_landing_page_tells_what_the_reader_gets(client: FlaskClient) -> Non
     assert "<noscript>" in page and "Europe/Berlin" in page, "a timezone list without script"
     assert 'name="website"' in page and 'tabindex="-1"' in page
     assert client.get("/s/feel-better").status_code == 200
+
+
+def test_the_form_says_who_asks_for_what_how_to_reach_them_and_how_to_withdraw(
+    client: FlaskClient,
+) -> None:
+    """Standards LAW-10 and LAW-30: beside the button, the controller, the purpose, a
+    contact besides the postal address, the privacy policy and the right to withdraw."""
+    page = client.get("/").get_data(as_text=True)
+    after_button = page[page.index('<button type="submit">') :]
+    notice = after_button[: after_button.index("</p>")]
+    for expected in (
+        "sent by Calm Back",
+        "a welcome email and one lesson a day",
+        "12 Harbour Road",
+        "hello@drip.example.com",
+        'href="/privacy"',
+        "withdraw your consent at any time",
+    ):
+        assert expected in notice
 
 
 def test_the_embed_page_gives_a_snippet_that_posts_to_drip(client: FlaskClient) -> None:
@@ -246,6 +265,17 @@ def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
     assert client.post(confirm).status_code == 400
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
+    system.clock.advance(DECLINE_QUIET - timedelta(days=1))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1, "declined: not asked again so soon"
+    system.clock.advance(timedelta(days=1))
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    assert count(system, Suppression) == 0, "their own confirmation lifts the suppression"
 
 
 def test_pages_send_security_headers(client: FlaskClient) -> None:
@@ -265,7 +295,8 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "Calm Back",
         "12 Harbour Road",
         "hello@drip.example.com",
-        "30 days",
+        "deleted after 7 days",
+        "asked again for 30 days",
         "consent",
     ):
         assert expected in page
@@ -360,18 +391,35 @@ def test_the_privacy_link_cannot_erase_and_the_erase_token_cannot_open_the_data(
     assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
 
 
-def test_signups_never_confirmed_are_deleted_after_thirty_days(
-    client: FlaskClient, system: System
+def test_signups_never_confirmed_are_deleted_after_seven_days(
+    client: FlaskClient, system: System, ana: str
 ) -> None:
     client.post("/subscribe", data={"email": "old@example.com"})
-    system.clock.advance(timedelta(days=29))
+    system.clock.advance(timedelta(days=6))
     client.post("/subscribe", data={"email": "new@example.com"})
     system.tick()
-    assert count(system, Subscriber) == 2
+    assert count(system, Subscriber) == 3
     system.clock.advance(timedelta(days=1, minutes=1))
     assert system.tick().purged == 1
     with transaction(system.sessions) as session:
-        assert session.scalars(sa.select(Subscriber.email)).all() == ["new@example.com"]
+        assert sorted(session.scalars(sa.select(Subscriber.email))) == [
+            "ana@example.com",
+            "new@example.com",
+        ]
+
+
+def test_a_signup_declined_from_its_confirmation_email_is_deleted_with_the_unconfirmed(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post("/subscribe", data={"email": "bob@example.com"})
+    decline = link(system, "bob@example.com", "unsubscribe")
+    client.post(decline, data={"List-Unsubscribe": "One-Click"})
+    client.post(ana)
+    system.clock.advance(timedelta(days=7, minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
 
 
 def test_a_browser_post_from_the_landing_page_is_accepted(

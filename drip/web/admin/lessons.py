@@ -32,6 +32,7 @@ SAMPLE_FOOTER = Footer(
     unsubscribe_url="https://example.invalid/unsubscribe/preview",
     postal_address="(your postal address)",
     sender_name="(your name)",
+    contact="(your contact address)",
 )
 
 
