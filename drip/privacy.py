@@ -156,18 +156,19 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     storage limitation); someone who comes back after unsubscribing starts a new clock.
 
     A signup declined or cancelled before anyone confirmed goes too: it was never a
-    subscription. A declined address keeps only its suppression hash.
+    subscription. A declined address keeps only its suppression hash. Nobody who ever
+    confirmed is touched, whatever their consent records say.
     """
     cutoff = now - older_than
     recent_consent = sa.exists().where(
         ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.created_at > cutoff
     )
-    ever_confirmed = sa.exists().where(
-        ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.confirmed_at.is_not(None)
+    declined = sa.and_(
+        Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
     )
     result = session.execute(
         sa.delete(Subscriber).where(
-            sa.or_(Subscriber.status == SubscriberStatus.PENDING, ~ever_confirmed),
+            sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
             Subscriber.created_at <= cutoff,
             ~recent_consent,
         )

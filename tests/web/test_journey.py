@@ -422,6 +422,14 @@ def test_a_signup_declined_from_its_confirmation_email_is_deleted_with_the_uncon
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
 
 
+def test_the_purge_never_touches_a_subscriber_who_confirmed(system: System, ana: str) -> None:
+    with transaction(system.sessions) as session:
+        session.execute(sa.delete(ConsentRecord))  # e.g. rows from before consent records
+    system.clock.advance(timedelta(days=40))
+    assert system.tick().purged == 0
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
 def test_a_browser_post_from_the_landing_page_is_accepted(
     client: FlaskClient, system: System
 ) -> None:
