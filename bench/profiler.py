@@ -94,7 +94,7 @@ def profile_send_path(
             drip.engine, drip.sequence_id, start=1, count=n, due_every=1, now=now
         )
         sessions = make_session_factory(drip.engine)
-        mailer = make_mailer(settings, SystemClock(), sessions)
+        mailer = make_mailer(settings, SystemClock(), sessions, redis_client=drip.redis)
         transport = mailer.transport
 
         def keep(raw: bytes, **kwargs: str) -> None:
