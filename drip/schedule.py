@@ -124,10 +124,10 @@ def insert_delivery(
     kind: DeliveryKind,
     step_id: int | None,
     now: datetime,
-    due_at: datetime | None = None,
 ) -> int | None:
-    """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed."""
-    row = _delivery_row(subscriber_id, kind, step_id, now, due_at)
+    """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed.
+    For confirmation and privacy emails; lessons go through `issue_next`/`issue_many`."""
+    row = _delivery_row(subscriber_id, kind, step_id, now)
     return session.connection().scalar(_insert(session, [row]))
 
 
