@@ -78,18 +78,30 @@ def test_loading_an_edited_series_adds_versions_and_keeps_the_old_ones(
     assert version_count(system) == before + 1
 
 
-def test_a_broken_lesson_file_loads_nothing(
-    system: System, env: dict[str, str], tmp_path: Path
-) -> None:
+def load_refused(system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str]) -> str:
+    """Export the series, apply `edits` (path -> new text), load it back: the load must
+    fail and save no version. Returns what it printed."""
     out = tmp_path / "series"
     run(env, "lessons", "export", str(out))
-    (out / "02" / "subject.txt").write_text("Fine subject\n")
-    (out / "05" / "body.html").write_text("<p>{{ config.SECRET_KEY }}</p>")
+    for path, text in edits.items():
+        (out / path).write_text(text)
     before = version_count(system)
     result = CliRunner().invoke(main, ["lessons", "load", str(out)], env=env)
     assert result.exit_code == 1
-    assert "config" in result.output
     assert version_count(system) == before
+    return result.output
+
+
+def test_a_broken_lesson_file_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    output = load_refused(
+        system,
+        env,
+        tmp_path,
+        {"02/subject.txt": "Fine subject\n", "05/body.html": "<p>{{ config.SECRET_KEY }}</p>"},
+    )
+    assert "config" in output
 
 
 def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
@@ -209,11 +221,5 @@ def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path
 def test_loading_holds_lessons_to_the_rules_an_admin_save_does(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:
-    out = tmp_path / "series"
-    run(env, "lessons", "export", str(out))
-    (out / "02" / "subject.txt").write_text("Re: your gut\n")
-    before = version_count(system)
-    result = CliRunner().invoke(main, ["lessons", "load", str(out)], env=env)
-    assert result.exit_code == 1
-    assert "reply or a forward" in result.output
-    assert version_count(system) == before
+    output = load_refused(system, env, tmp_path, {"02/subject.txt": "Re: your gut\n"})
+    assert "reply or a forward" in output
