@@ -517,7 +517,7 @@ def _scheduler(
     Redis it needs."""
     from drip.db import make_session_factory
     from drip.metrics import record_pass
-    from drip.scheduler import run_pass, sweep_pass
+    from drip.scheduler import configured_pass
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_clock, make_engine, make_redis
 
@@ -530,26 +530,7 @@ def _scheduler(
 
     def one_pass() -> PassResult:
         began = time.monotonic()
-        if sweep_only:
-            result = PassResult(
-                requeued=sweep_pass(
-                    sessions,
-                    chosen,
-                    enqueue,
-                    batch_size=settings.batch_size,
-                    requeue_after=settings.requeue_after,
-                )
-            )
-        else:
-            result = run_pass(
-                sessions,
-                chosen,
-                enqueue,
-                batch_size=settings.batch_size,
-                requeue_after=settings.requeue_after,
-                pending_ttl=settings.pending_ttl,
-                max_in_flight=settings.max_in_flight,
-            )
+        result = configured_pass(settings, sessions, chosen, enqueue, sweep_only=sweep_only)
         record_pass(client, result, seconds=time.monotonic() - began, finished_at=chosen.now())
         return result
 

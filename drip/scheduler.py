@@ -32,6 +32,7 @@ from drip.models import (
 )
 from drip.privacy import purge_unconfirmed
 from drip.schedule import issue_many, steps_of
+from drip.settings import Settings
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[Iterable[int]], None]
@@ -84,6 +85,37 @@ def run_pass(
         sessions, clock, enqueue, batch_size=batch_size, requeue_after=requeue_after, now=now
     )
     return result
+
+
+def configured_pass(
+    settings: Settings,
+    sessions: SessionFactory,
+    clock: Clock,
+    enqueue: Enqueue,
+    *,
+    sweep_only: bool,
+) -> PassResult:
+    """A pass (or only its sweep, for a separate sweeper) with the batch, delays and cap
+    the settings give: what `drip scheduler` and the tests' System run."""
+    if sweep_only:
+        return PassResult(
+            requeued=sweep_pass(
+                sessions,
+                clock,
+                enqueue,
+                batch_size=settings.batch_size,
+                requeue_after=settings.requeue_after,
+            )
+        )
+    return run_pass(
+        sessions,
+        clock,
+        enqueue,
+        batch_size=settings.batch_size,
+        requeue_after=settings.requeue_after,
+        pending_ttl=settings.pending_ttl,
+        max_in_flight=settings.max_in_flight,
+    )
 
 
 def sweep_pass(

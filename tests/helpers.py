@@ -25,7 +25,7 @@ from drip.bootstrap import initialise
 from drip.clock import FileClock, FixedClock
 from drip.db import SessionFactory, make_session_factory, transaction
 from drip.models import ConsentRecord, Subscriber
-from drip.scheduler import PassResult, run_pass
+from drip.scheduler import PassResult, configured_pass
 from drip.sending import Mailer
 from drip.settings import Settings, load_settings
 from drip.signup import Seen, SignupRequest, confirm, subscribe
@@ -287,15 +287,9 @@ class System:
         assert found is not None, email
         return found
 
-    def tick(self) -> PassResult:
-        return run_pass(
-            self.sessions,
-            self.clock,
-            self.enqueue,
-            batch_size=self.settings.batch_size,
-            requeue_after=self.settings.requeue_after,
-            pending_ttl=self.settings.pending_ttl,
-            max_in_flight=self.settings.max_in_flight,
+    def tick(self, *, sweep_only: bool = False) -> PassResult:
+        return configured_pass(
+            self.settings, self.sessions, self.clock, self.enqueue, sweep_only=sweep_only
         )
 
     def start_worker(self) -> None:

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.models import Delivery
-from drip.scheduler import run_pass, sweep_pass
+from drip.scheduler import run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Transport
 from tests.helpers import System
@@ -106,13 +106,7 @@ def test_a_sweeper_alone_requeues_but_issues_nothing_new(system: System) -> None
     system.clock.advance(timedelta(days=1, hours=3))
 
     def sweep_only() -> list[int]:
-        return sweep_pass(
-            system.sessions,
-            system.clock,
-            system.enqueue,
-            batch_size=system.settings.batch_size,
-            requeue_after=system.settings.requeue_after,
-        )
+        return system.tick(sweep_only=True).requeued
 
     assert len(sweep_only()) == 1, "the lost confirmation, and none of the due lessons"
     assert sweep_only() == []
