@@ -11,8 +11,9 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 from datetime import datetime
-from email.headerregistry import Address
+from email.headerregistry import Address, BaseHeader, HeaderRegistry
 from email.message import EmailMessage
+from email.policy import default as default_policy
 from email.utils import format_datetime
 
 from drip.headers import check_header_text
@@ -43,8 +44,32 @@ def recipient_address(email: str, first_name: str) -> Address:
     return Address(display_name=first_name, username=local, domain=domain)
 
 
+class _ReusedHeaderClasses(HeaderRegistry):
+    """The standard registry, except that it builds each header's class once.
+
+    The stock one creates a fresh class with type() for every header of every message
+    (about 35 per email): a third of the time spent building one. The header objects,
+    their parsing and their checks are the standard library's, unchanged (SEC-07).
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._made: dict[str, type[BaseHeader]] = {}
+
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        key = name.lower()
+        made = self._made.get(key)
+        if made is None:
+            made = self._made[key] = super().__getitem__(name)
+        return made
+
+
+POLICY = default_policy.clone(header_factory=_ReusedHeaderClasses())
+"""`policy.default`, building header classes once (see _ReusedHeaderClasses)."""
+
+
 def build_message(email: RenderedEmail, envelope: Envelope, *, msgid: str) -> EmailMessage:
-    msg = EmailMessage()
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = envelope.sender
     msg["To"] = envelope.recipient
     msg["Subject"] = email.subject

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email import policy
+from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 
 import pytest
 
+from drip import messages
 from drip.errors import InvalidInput
-from drip.messages import message_id, recipient_address
+from drip.messages import Envelope, build_message, message_id, recipient_address
+from drip.rendering import RenderedEmail
 from tests.helpers import System
 
 SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
@@ -85,6 +89,35 @@ def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -
     first = message_id(7, secret="k", domain="drip.example.com")
     assert first == message_id(7, secret="k", domain="drip.example.com")
     assert first != message_id(8, secret="k", domain="drip.example.com")
+
+
+def test_the_message_is_byte_for_byte_what_stock_policy_default_builds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """drip's policy only reuses header classes: the bytes and the checks must not change."""
+    envelope = Envelope(
+        sender=Address("Calm Back", "hello", "drip.example.com"),
+        recipient=recipient_address("ana@example.com", "Ana María"),
+        list_id="<feel-better.drip.example.com>",
+        feedback_id="1:feel-better:step:drip",
+        unsubscribe_url="https://drip.example.com/unsubscribe/t0k3n",
+        date=datetime(2026, 11, 29, 7, 0, tzinfo=UTC),
+    )
+    email = RenderedEmail("Día 1 — water", "Drink first.", "<p>é</p>" * 99, "Drink.\n" * 90)
+
+    def wire(message: EmailMessage) -> bytes:
+        message.set_boundary("==boundary==")
+        return message.as_bytes(policy=policy.SMTP)
+
+    ours = build_message(email, envelope, msgid="<d1.x@drip.example.com>")
+    again = build_message(email, envelope, msgid="<d1.x@drip.example.com>")
+    monkeypatch.setattr(messages, "POLICY", policy.default)
+    stock = build_message(email, envelope, msgid="<d1.x@drip.example.com>")
+    assert type(ours["To"]) is type(again["To"]), "one class per header name"
+    assert type(stock["To"]) is not type(ours["To"])
+    assert wire(ours) == wire(again) == wire(stock)
+    with pytest.raises(ValueError, match="linefeed"):
+        ours["Keywords"] = "x\nBcc: victim@example.com"
 
 
 @pytest.mark.parametrize(
