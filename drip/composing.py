@@ -1,7 +1,10 @@
 """Composing the message for one delivery: which template, which values, which links.
 
-Everything here reads; nothing is written. A template renders with plain values only
-(names, numbers, URLs built from DRIP_BASE_URL), never with ORM objects or settings.
+Two halves, so that no transaction is open while a message is rendered and built:
+`draft` reads what the email needs (inside the sending claim's transaction, where the
+subscriber is already locked) and `compose` turns that draft into a message without
+touching the database. A template renders with plain values only (names, numbers, URLs
+built from DRIP_BASE_URL), never with ORM objects or settings.
 """
 
 from __future__ import annotations
@@ -36,22 +39,35 @@ from drip.tokens import CONFIRM, PRIVACY, UNSUBSCRIBE, Tokens
 
 
 @dataclass(frozen=True)
-class Composed:
-    message: EmailMessage
+class Draft:
+    """Everything one email needs from the database, as plain values."""
+
+    kind: DeliveryKind
+    template: EmailTemplate
+    context: dict[str, str | int]
+    footer: Footer
+    envelope: Envelope
+    msgid: str
     rcpt_to: str
     template_version_id: int | None
 
 
-def compose(
+@dataclass(frozen=True)
+class Composed:
+    message: EmailMessage
+    rcpt_to: str
+
+
+def draft(
     session: Session,
     delivery: Delivery,
+    subscriber: Subscriber,
     *,
     settings: Settings,
-    renderer: Renderer,
     tokens: Tokens,
     now: datetime,
-) -> Composed:
-    subscriber, sequence, total = _recipient(session, delivery.subscriber_id)
+) -> Draft:
+    sequence, total = _series(session, subscriber.sequence_id)
     links = _Links(settings, tokens, subscriber)
     context: dict[str, str | int] = {
         "first_name": subscriber.first_name,
@@ -83,33 +99,39 @@ def compose(
             f"You are getting this because you signed up for {sequence.name} and confirmed "
             f"on {confirmed:%d %B %Y}."
         )
-    rendered = renderer.render(
-        template,
-        context,
-        Footer(
+    unsubscribe_url = links.unsubscribe()
+    return Draft(
+        kind=delivery.kind,
+        template=template,
+        context=context,
+        footer=Footer(
             reason=reason,
-            unsubscribe_url=links.unsubscribe(),
+            unsubscribe_url=unsubscribe_url,
             postal_address=settings.postal_address,
             sender_name=str(context["sender_name"]),
             contact=settings.contact,
         ),
-    )
-    msgid = message_id(delivery.id, secret=settings.secret_key, domain=settings.mail_domain)
-    message = build_message(
-        rendered,
-        Envelope(
+        envelope=Envelope(
             sender=settings.sender,
             recipient=recipient_address(subscriber.email, subscriber.first_name),
             list_id=f"<{sequence.slug}.{settings.mail_domain}>",
             feedback_id=_feedback_id(delivery, context, sequence.slug, settings),
-            unsubscribe_url=links.unsubscribe(),
+            unsubscribe_url=unsubscribe_url,
             date=now,
         ),
-        msgid=msgid,
+        msgid=message_id(delivery.id, secret=settings.secret_key, domain=settings.mail_domain),
+        rcpt_to=subscriber.email,
+        template_version_id=version_id,
     )
+
+
+def compose(draft: Draft, *, settings: Settings, renderer: Renderer) -> Composed:
+    """Render and build the message; reads nothing, so it runs outside any transaction."""
+    rendered = renderer.render(draft.template, draft.context, draft.footer)
+    message = build_message(rendered, draft.envelope, msgid=draft.msgid)
     if settings.idempotency_header:
-        message[settings.idempotency_header] = idempotency_key(msgid)
-    return Composed(message, subscriber.email, version_id)
+        message[settings.idempotency_header] = idempotency_key(draft.msgid)
+    return Composed(message, draft.rcpt_to)
 
 
 def idempotency_key(msgid: str) -> str:
@@ -128,18 +150,16 @@ def _feedback_id(
     return f"{step}:{slug}:{delivery.kind.value}:{settings.feedback_sender}"
 
 
-def _recipient(session: Session, subscriber_id: int) -> tuple[Subscriber, Sequence, int | None]:
-    """The subscriber, their series and its number of lessons, in one query (every query
-    saved here is saved on every email sent)."""
+def _series(session: Session, sequence_id: int) -> tuple[Sequence, int | None]:
+    """The series and its number of lessons, in one query (every query saved here is saved
+    on every email sent)."""
     total = (
         sa.select(sa.func.max(Step.number)).where(Step.sequence_id == Sequence.id).scalar_subquery()
     )
-    subscriber, sequence, count = session.execute(
-        sa.select(Subscriber, Sequence, total)
-        .join(Sequence, Sequence.id == Subscriber.sequence_id)
-        .where(Subscriber.id == subscriber_id)
+    sequence, count = session.execute(
+        sa.select(Sequence, total).where(Sequence.id == sequence_id)
     ).one()
-    return subscriber, sequence, count
+    return sequence, count
 
 
 def _lesson(session: Session, step_id: int | None) -> tuple[Step, EmailTemplate, int]:

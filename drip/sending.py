@@ -1,12 +1,14 @@
 """Sending one delivery, by id, exactly once as far as drip can make it so.
 
   1. claim (one short transaction): move the row from `queued` to `sending` with a lease
-     and count the attempt, after re-checking the subscriber. The attempt is committed
-     before any rendering, so a delivery that crashes its worker cannot loop forever.
-     A delivery to a domain that asked for a pause (drip.domain_pauses) waits instead.
-  2. compose the message (reads only); a failure here fails the delivery for good.
-  3. re-check that the subscriber still wants it, then hand it to the transport while
-     holding no database lock.
+     and count the attempt, after re-checking the subscriber, and read what the email
+     needs (drip.composing.draft). The attempt is committed before any rendering, so a
+     delivery that crashes its worker cannot loop forever. A delivery to a domain that
+     asked for a pause (drip.domain_pauses) waits instead.
+  2. render and build the message with no transaction open; a failure here fails the
+     delivery for good.
+  3. a last look, reading only: the subscriber still wants it. Then hand it to the
+     transport while holding no database lock.
   4. record the outcome: `sent`; back to `queued` with a `retry_at` for a temporary
      failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries),
      without counting the attempt when no slot of the shared send rate came free; or
@@ -15,8 +17,10 @@
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
 idempotent. Two duplicates remain possible, both logged: a worker dying between the
 relay's "250" and step 4 (`ambiguous_resend`, when the lease runs out), and an
-unsubscribe committed while the SMTP transaction of step 3 is already under way.
+unsubscribe committed after the last look while the SMTP transaction is under way.
 
+Two write transactions and one read per email: on SQLite every write queues for the one
+write lock, and on PostgreSQL every statement is a round trip, so each one counts.
 Every transaction that locks a delivery locks its subscriber first, in the same order
 as unsubscribing and scheduling do, so none of them can deadlock another.
 """
@@ -33,13 +37,20 @@ from sqlalchemy.orm import Session
 
 from drip import domain_pauses
 from drip.clock import Clock
-from drip.composing import Composed, compose
+from drip.composing import Draft, compose, draft
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
 from drip.dkim_signing import DkimSigner, serialise
 from drip.errors import NoSendingSlot, TransportError
 from drip.logs import log_fields
-from drip.models import Delivery, DeliveryKind, DeliveryStatus, Subscriber, SubscriberStatus
-from drip.privacy import BLOCKING, suppression
+from drip.models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
+from drip.privacy import BLOCKING, email_hash, suppression
 from drip.rendering import Renderer
 from drip.schedule import lesson_sent
 from drip.settings import Settings
@@ -82,27 +93,18 @@ class Mailer:
 
 def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     with transaction(mailer.sessions) as session:
-        refused = _claim(mailer, session, delivery_id)
-    if refused is not None:
-        return refused
+        claimed = _claim(mailer, session, delivery_id)
+    if isinstance(claimed, Outcome):
+        return claimed
     try:
-        with reading(mailer.sessions) as session:
-            composed = compose(
-                session,
-                session.get_one(Delivery, delivery_id),
-                settings=mailer.settings,
-                renderer=mailer.renderer,
-                tokens=mailer.tokens,
-                now=mailer.clock.now(),
-            )
+        composed = compose(claimed, settings=mailer.settings, renderer=mailer.renderer)
     except Exception as exc:
         log.exception(
             "delivery %d could not be composed", delivery_id, extra={"delivery_id": delivery_id}
         )
         with transaction(mailer.sessions) as session:
             return _give_up(mailer, session, delivery_id, f"could not build the message: {exc}")
-    with transaction(mailer.sessions) as session:
-        refused = _last_look(mailer, session, delivery_id, composed)
+    refused = _last_look(mailer, delivery_id, claimed)
     if refused is not None:
         return refused
     try:
@@ -121,18 +123,22 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
 
 def _lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
     """Lock the delivery's subscriber, then the delivery (the one lock order drip uses)."""
-    subscriber_id = session.scalar(
-        sa.select(Delivery.subscriber_id).where(Delivery.id == delivery_id)
+    subscriber = session.scalar(
+        sa.select(Subscriber)
+        .where(
+            Subscriber.id
+            == sa.select(Delivery.subscriber_id).where(Delivery.id == delivery_id).scalar_subquery()
+        )
+        .with_for_update(**FOR_NO_KEY_UPDATE)
     )
-    if subscriber_id is None:
+    if subscriber is None:
         return None
-    subscriber = session.get_one(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     delivery = session.get_one(Delivery, delivery_id, with_for_update=FOR_NO_KEY_UPDATE)
     return delivery, subscriber
 
 
-def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None:
-    """Take the delivery for this worker; None when it is ours to send, else why not."""
+def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | Draft:
+    """Take the delivery for this worker: what to send when it is ours, else why not."""
     now = mailer.clock.now()
     locked = _lock(session, delivery_id)
     if locked is None:
@@ -157,7 +163,8 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
         delivery.retry_at is not None and delivery.retry_at > now
     ):
         return Outcome.SKIPPED
-    refusal = _refusal(mailer, session, delivery, subscriber)
+    reason = suppression(session, mailer.settings.secret_key, subscriber.email)
+    refusal = _refusal(delivery.kind, subscriber.status, reason)
     if refusal:
         return _cancel(delivery, refusal)
     resume_at = domain_pauses.paused_until(session, domain_pauses.domain_of(subscriber.email), now)
@@ -165,26 +172,41 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | None
         delivery.retry_at = resume_at
         return Outcome.RETRY
     if delivery.attempts >= mailer.settings.max_attempts:
-        return _give_up(
+        return _fail(
             mailer,
-            session,
-            delivery_id,
+            delivery,
+            subscriber,
             f"gave up after {delivery.attempts} attempts: {delivery.last_error}",
         )
     delivery.status = DeliveryStatus.SENDING
     delivery.attempts += 1
     delivery.retry_at = None
     delivery.lease_until = now + mailer.settings.send_lease
-    return None
+    try:
+        prepared = draft(
+            session,
+            delivery,
+            subscriber,
+            settings=mailer.settings,
+            tokens=mailer.tokens,
+            now=now,
+        )
+    except Exception as exc:
+        log.exception(
+            "delivery %d could not be drafted", delivery_id, extra={"delivery_id": delivery_id}
+        )
+        return _fail(mailer, delivery, subscriber, f"could not build the message: {exc}")
+    delivery.message_id = prepared.msgid
+    delivery.template_version_id = prepared.template_version_id
+    return prepared
 
 
-def _refusal(mailer: Mailer, session: Session, delivery: Delivery, subscriber: Subscriber) -> str:
+def _refusal(kind: DeliveryKind, status: SubscriberStatus, suppressed: str | None) -> str:
     """Why this email must not go out now, or "" when it may."""
-    if delivery.kind in ALLOWED and subscriber.status not in ALLOWED[delivery.kind]:
-        return f"subscriber is {subscriber.status.value}"
-    reason = suppression(session, mailer.settings.secret_key, subscriber.email)
-    if reason in BLOCKING or (reason and delivery.kind == DeliveryKind.STEP):
-        return f"address is suppressed ({reason})"
+    if kind in ALLOWED and status not in ALLOWED[kind]:
+        return f"subscriber is {status.value}"
+    if suppressed in BLOCKING or (suppressed and kind == DeliveryKind.STEP):
+        return f"address is suppressed ({suppressed})"
     return ""
 
 
@@ -195,22 +217,27 @@ def _cancel(delivery: Delivery, reason: str) -> Outcome:
     return Outcome.CANCELLED
 
 
-def _last_look(
-    mailer: Mailer, session: Session, delivery_id: int, composed: Composed
-) -> Outcome | None:
-    """Record what is about to be sent, unless the subscriber left since the claim."""
-    locked = _lock(session, delivery_id)
-    if locked is None:
+def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> Outcome | None:
+    """None if the email may still go: the row is ours and the subscriber has not left
+    since the claim. Only reads, in one query; a refusal, rare, then locks to cancel."""
+    hashed = email_hash(mailer.settings.secret_key, prepared.rcpt_to)
+    with reading(mailer.sessions) as session:
+        row = session.execute(
+            sa.select(Delivery.status, Subscriber.status, Suppression.reason)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .outerjoin(Suppression, Suppression.email_hash == hashed)
+            .where(Delivery.id == delivery_id)
+        ).one_or_none()
+    if row is None or row[0] != DeliveryStatus.SENDING:
         return Outcome.SKIPPED
-    delivery, subscriber = locked
-    if delivery.status != DeliveryStatus.SENDING:
-        return Outcome.SKIPPED
-    refusal = _refusal(mailer, session, delivery, subscriber)
-    if refusal:
-        return _cancel(delivery, refusal)
-    delivery.message_id = str(composed.message["Message-ID"])
-    delivery.template_version_id = composed.template_version_id
-    return None
+    refusal = _refusal(prepared.kind, row[1], row[2])
+    if not refusal:
+        return None
+    with transaction(mailer.sessions) as session:
+        locked = _lock(session, delivery_id)
+        if locked is None or locked[0].status != DeliveryStatus.SENDING:
+            return Outcome.SKIPPED
+        return _cancel(locked[0], refusal)
 
 
 def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
@@ -253,8 +280,8 @@ def _record_failure(
             _complete_if_done(subscriber, now)
         return Outcome.FAILED
     if delivery.attempts >= mailer.settings.max_attempts:
-        return _give_up(
-            mailer, session, delivery_id, f"gave up after {delivery.attempts} attempts: {exc}"
+        return _fail(
+            mailer, delivery, subscriber, f"gave up after {delivery.attempts} attempts: {exc}"
         )
     delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
     if exc.domain_throttled:
@@ -294,7 +321,10 @@ def _give_up(mailer: Mailer, session: Session, delivery_id: int, reason: str) ->
     locked = _lock(session, delivery_id)
     if locked is None:
         return Outcome.SKIPPED
-    delivery, subscriber = locked
+    return _fail(mailer, *locked, reason)
+
+
+def _fail(mailer: Mailer, delivery: Delivery, subscriber: Subscriber, reason: str) -> Outcome:
     delivery.status = DeliveryStatus.FAILED
     delivery.last_error = reason[:500]
     delivery.lease_until = None
