@@ -1,0 +1,54 @@
+"""SQLite's write lock: a waiting writer gets it as soon as it is free, and gives up in time."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from drip.db import BUSY_WAIT, take_write_lock
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    return conn
+
+
+def test_a_waiting_writer_takes_the_lock_once_the_holder_commits(tmp_path: Path) -> None:
+    holder, waiter = _connect(tmp_path / "d.db"), _connect(tmp_path / "d.db")
+    holder.execute("CREATE TABLE t (x)")
+    take_write_lock(holder)
+    attempts: list[str] = []
+    retried = threading.Event()
+
+    def traced(statement: str) -> None:
+        if statement == "BEGIN IMMEDIATE":
+            attempts.append(statement)
+            if len(attempts) >= 2:
+                retried.set()
+
+    waiter.set_trace_callback(traced)
+    thread = threading.Thread(target=take_write_lock, args=(waiter,), kwargs={"wait": 60})
+    thread.start()
+    assert retried.wait(10), "the waiter tried again while the lock was held"
+    holder.execute("INSERT INTO t VALUES (1)")
+    holder.execute("COMMIT")
+    thread.join(60)
+    assert not thread.is_alive()
+    assert waiter.in_transaction, "the waiter holds the lock now"
+    waiter.execute("INSERT INTO t VALUES (2)")
+    waiter.execute("COMMIT")
+    timeout = waiter.execute("PRAGMA busy_timeout").fetchone()[0]
+    assert timeout == BUSY_WAIT * 1000, "other statements keep the busy timeout"
+
+
+def test_a_writer_gives_up_when_the_lock_stays_taken(tmp_path: Path) -> None:
+    holder, waiter = _connect(tmp_path / "d.db"), _connect(tmp_path / "d.db")
+    take_write_lock(holder)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        take_write_lock(waiter, wait=0.05)
+    assert not waiter.in_transaction
+    assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_WAIT * 1000
