@@ -19,7 +19,7 @@ from typing import TextIO
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import timing
+from drip import list_bombing, timing
 from drip.errors import DripError, InvalidInput
 from drip.headers import clean_first_name
 from drip.models import ConsentRecord, Sequence, Subscriber, SubscriberStatus
@@ -152,6 +152,8 @@ def _import_one(
     )
     if status is not None:
         raise InvalidInput(f"already on this series ({status.value})")
+    if not list_bombing.may_mail(session, secret, email, now=now):
+        raise InvalidInput("was sent a confirmation lately (one a day, three a month at most)")
     tz = (row.get("timezone") or "").strip() or "UTC"
     try:
         timing.zone(tz)
@@ -178,7 +180,7 @@ def _import_one(
     evidence = ConsentRecord(
         created_at=now, page=source[:500], consent_text=text, consent_version=consent_version(text)
     )
-    return ask_to_confirm(session, subscriber, evidence, now)
+    return ask_to_confirm(session, subscriber, evidence, now, secret=secret)
 
 
 def _number(raw: str | None, *, default: int, what: str) -> int:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import complaints
+from drip import complaints, list_bombing
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
 from drip.logs import log_fields
@@ -69,6 +69,7 @@ def run_pass(
     room: int | None = None
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+        list_bombing.forget_old(session, now=now)
         held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
             room = max_in_flight - in_flight(session, now + requeue_after)

@@ -9,14 +9,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from drip import timing
+from drip import list_bombing, timing
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.headers import check_header_text, clean_first_name
@@ -31,7 +31,6 @@ from drip.privacy import forget_suppression, may_ask_to_confirm
 from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
 from drip.series_files import latest_version
 
-RESEND_INTERVAL = timedelta(minutes=10)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
@@ -104,9 +103,10 @@ def subscribe(
     """Record a signup; returns the id of a confirmation delivery to queue, if any.
 
     new, or unsubscribed earlier: a fresh pending signup with its own consent record;
-    pending: the confirmation again, at most once per RESEND_INTERVAL;
+    pending: the confirmation again;
     active, completed, or bounced (the address does not exist): nothing changes;
-    suppressed, or declined from a confirmation email not long ago: nothing is sent.
+    suppressed, declined from a confirmation email not long ago, or already sent as many
+    confirmations as drip.list_bombing allows: nothing changes and nothing is sent.
     """
     email = normalise_email(request.email)
     first_name = clean_first_name(request.first_name)
@@ -129,12 +129,11 @@ def subscribe(
         SubscriberStatus.BOUNCED,
     ):
         return None
+    if not list_bombing.may_mail(session, secret, email, now=now):
+        return None
     if subscriber is not None and subscriber.status == SubscriberStatus.PENDING:
-        last = subscriber.confirmation_sent_at or subscriber.created_at
-        if now - last < RESEND_INTERVAL:
-            return None
         subscriber.confirmation_sent_at = now
-        return _queue_confirmation(session, subscriber, now)
+        return _queue_confirmation(session, subscriber, now, secret=secret)
     if subscriber is None:
         subscriber = _new_subscriber(session, sequence.id, email, now)
         if subscriber is None:
@@ -150,11 +149,11 @@ def subscribe(
         consent_text=consent_text,
         consent_version=consent_version(consent_text),
     )
-    return ask_to_confirm(session, subscriber, consent, now)
+    return ask_to_confirm(session, subscriber, consent, now, secret=secret)
 
 
 def ask_to_confirm(
-    session: Session, subscriber: Subscriber, consent: ConsentRecord, now: datetime
+    session: Session, subscriber: Subscriber, consent: ConsentRecord, now: datetime, *, secret: str
 ) -> int | None:
     """Make `subscriber` pending on a fresh, unconfirmed consent record and queue the one
     confirmation email; returns its delivery id.
@@ -172,7 +171,7 @@ def ask_to_confirm(
     session.flush()
     consent.subscriber_id = subscriber.id
     session.add(consent)
-    return _queue_confirmation(session, subscriber, now)
+    return _queue_confirmation(session, subscriber, now, secret=secret)
 
 
 def _new_subscriber(
@@ -195,7 +194,10 @@ def _evidence(text: str, limit: int) -> str:
     return "".join(ch for ch in text if ch.isprintable())[:limit]
 
 
-def _queue_confirmation(session: Session, subscriber: Subscriber, now: datetime) -> int | None:
+def _queue_confirmation(
+    session: Session, subscriber: Subscriber, now: datetime, *, secret: str
+) -> int | None:
+    list_bombing.note_mailed(session, secret, subscriber.email, now=now)
     return insert_delivery(
         session,
         subscriber_id=subscriber.id,

@@ -2,6 +2,7 @@
 
 from drip.models.admin import Admin
 from drip.models.base import Base
+from drip.models.confirmation_mail import ConfirmationMail
 from drip.models.consent import ConsentRecord
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
 from drip.models.domain_pause import DomainPause
@@ -13,6 +14,7 @@ from drip.models.suppression import Suppression
 __all__ = [
     "Admin",
     "Base",
+    "ConfirmationMail",
     "ConsentRecord",
     "Delivery",
     "DeliveryKind",

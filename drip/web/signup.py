@@ -120,7 +120,8 @@ def check_inbox() -> str:
         "message.html",
         title="Check your inbox",
         message="We sent you an email with a confirmation button. Press it and your "
-        "welcome email arrives straight away. Nothing else is sent until you do.",
+        "welcome email arrives straight away. Nothing else is sent until you do. "
+        "Signed up more than once today? Look for the first email: we send one a day.",
     )
 
 
