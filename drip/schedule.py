@@ -8,7 +8,10 @@ twice for the same step can never produce a second email.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,6 +26,54 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+
+
+class Place(Protocol):
+    """What deciding a subscriber's next step reads: a Subscriber, or one of the plain
+    rows the scheduler selects (`PLACE_COLUMNS`) so a pass loads no ORM objects."""
+
+    id: int
+    sequence_id: int
+    status: SubscriberStatus
+    next_step: int | None
+    next_send_at: datetime | None
+    last_sent_at: datetime | None
+    ended_at: datetime | None
+    timezone: str
+    send_hour: int
+
+
+PLACE_COLUMNS = (
+    Subscriber.id,
+    Subscriber.sequence_id,
+    Subscriber.status,
+    Subscriber.next_step,
+    Subscriber.next_send_at,
+    Subscriber.last_sent_at,
+    Subscriber.ended_at,
+    Subscriber.timezone,
+    Subscriber.send_hour,
+)
+
+
+@dataclass(frozen=True)
+class Advance:
+    """A subscriber's schedule after its due step, and the delivery row to insert for it
+    (None when nothing goes out today, or ever again)."""
+
+    status: SubscriberStatus
+    next_step: int | None
+    next_send_at: datetime | None
+    ended_at: datetime | None
+    delivery: dict[str, object] | None
+
+    def columns(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "next_step": self.next_step,
+            "next_send_at": self.next_send_at,
+            "ended_at": self.ended_at,
+        }
 
 
 def steps_of(session: Session, sequence_id: int) -> list[Step]:
@@ -40,54 +91,70 @@ def issue_next(
 
     Returns the new delivery's id, or None when there was nothing (left) to create.
     """
-    row = _advance(subscriber, steps, now)
-    if row is None:
+    advance = _advance(subscriber, steps, now)
+    for name, value in advance.columns().items():
+        setattr(subscriber, name, value)
+    if advance.delivery is None:
         return None
-    return session.connection().scalar(_insert(session, [row]))
+    return session.connection().scalar(_insert(session), advance.delivery)
 
 
 def issue_many(
-    session: Session, subscribers: list[Subscriber], steps: dict[int, list[Step]], now: datetime
+    session: Session, places: Sequence[Place], steps: dict[int, list[Step]], now: datetime
 ) -> list[int]:
-    """`issue_next` for a batch of due subscribers (a scheduler pass): the new deliveries
-    go in as one INSERT, not one round trip per subscriber. `steps` maps each series id
-    to its steps."""
-    rows = [_advance(subscriber, steps[subscriber.sequence_id], now) for subscriber in subscribers]
-    planned = [row for row in rows if row is not None]
+    """`issue_next` for a batch of due subscribers (a scheduler pass), read as plain rows:
+    one executemany UPDATE moves them all on and one INSERT creates their deliveries,
+    instead of loading, tracking and flushing an ORM object per subscriber. `steps` maps
+    each series id to its steps."""
+    advances = [(place.id, _advance(place, steps[place.sequence_id], now)) for place in places]
+    if not advances:
+        return []
+    connection = session.connection()
+    connection.execute(_ADVANCE, [{"place_id": id, **a.columns()} for id, a in advances])
+    planned = [a.delivery for _, a in advances if a.delivery is not None]
     if not planned:
         return []
-    return list(session.connection().scalars(_insert(session, planned)))
+    return list(connection.scalars(_insert(session), planned))
 
 
-def _advance(subscriber: Subscriber, steps: list[Step], now: datetime) -> dict[str, object] | None:
-    """Move the subscriber past its due step and schedule the one after it; the delivery
-    row to insert for the due step, or None when nothing goes out today (or ever again)."""
-    due_at = subscriber.next_send_at or now
-    first = subscriber.next_step
+_ADVANCE = (
+    sa.update(Subscriber)
+    .where(Subscriber.id == sa.bindparam("place_id"))
+    .values(
+        status=sa.bindparam("status"),
+        next_step=sa.bindparam("next_step"),
+        next_send_at=sa.bindparam("next_send_at"),
+        ended_at=sa.bindparam("ended_at"),
+    )
+)
+"""One statement compiled once for every batch; executemany sends it pipelined on
+PostgreSQL (psycopg) and in one C loop on SQLite."""
+
+
+def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
+    """The subscriber's schedule once past its due step, and the delivery row for that
+    step unless nothing goes out today (or ever again). Reads `place`, changes nothing."""
+    due_at = place.next_send_at or now
+    first = place.next_step
     remaining = [s for s in steps if first is not None and s.number >= first]
     if not remaining:
-        subscriber.status = SubscriberStatus.COMPLETED
-        subscriber.ended_at = now
-        subscriber.next_step = None
-        subscriber.next_send_at = None
-        return None
-    if _sent_a_lesson_today(subscriber, now):
-        subscriber.next_send_at = send_hour_after(subscriber, now)
-        return None
-    step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
-    if following is None:
-        subscriber.next_step = None
-        subscriber.next_send_at = None
-    else:
-        subscriber.next_step = following.number
-        subscriber.next_send_at = timing.next_send_at(
-            due_at=due_at,
-            now=now,
-            day_gap=following.day_offset - step.day_offset,
-            hour=subscriber.send_hour,
-            tz=timing.zone(subscriber.timezone),
+        return Advance(SubscriberStatus.COMPLETED, None, None, now, None)
+    if _sent_a_lesson_today(place, now):
+        return Advance(
+            place.status, place.next_step, send_hour_after(place, now), place.ended_at, None
         )
-    return _delivery_row(subscriber.id, DeliveryKind.STEP, step.id, now, due_at)
+    step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
+    delivery = _delivery_row(place.id, DeliveryKind.STEP, step.id, now, due_at)
+    if following is None:
+        return Advance(place.status, None, None, place.ended_at, delivery)
+    next_send_at = timing.next_send_at(
+        due_at=due_at,
+        now=now,
+        day_gap=following.day_offset - step.day_offset,
+        hour=place.send_hour,
+        tz=timing.zone(place.timezone),
+    )
+    return Advance(place.status, following.number, next_send_at, place.ended_at, delivery)
 
 
 def lesson_sent(subscriber: Subscriber, delivery: Delivery, now: datetime) -> None:
@@ -101,7 +168,7 @@ def lesson_sent(subscriber: Subscriber, delivery: Delivery, now: datetime) -> No
         )
 
 
-def send_hour_after(subscriber: Subscriber, now: datetime, *, days: int = 1) -> datetime:
+def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:
     """The subscriber's send hour, `days` local days after today in their timezone."""
     tz = timing.zone(subscriber.timezone)
     return timing.at_send_hour(
@@ -109,7 +176,7 @@ def send_hour_after(subscriber: Subscriber, now: datetime, *, days: int = 1) -> 
     )
 
 
-def _sent_a_lesson_today(subscriber: Subscriber, now: datetime) -> bool:
+def _sent_a_lesson_today(subscriber: Place, now: datetime) -> bool:
     """One email of the series per local day, even when a late one went out this afternoon."""
     if subscriber.last_sent_at is None:
         return False
@@ -128,7 +195,7 @@ def insert_delivery(
     """INSERT ... ON CONFLICT DO NOTHING: the id of the new row, or None if it existed.
     For confirmation and privacy emails; lessons go through `issue_next`/`issue_many`."""
     row = _delivery_row(subscriber_id, kind, step_id, now)
-    return session.connection().scalar(_insert(session, [row]))
+    return session.connection().scalar(_insert(session), row)
 
 
 def _delivery_row(
@@ -150,16 +217,17 @@ def _delivery_row(
     }
 
 
-def _insert(session: Session, rows: list[dict[str, object]]) -> sa.Insert:
-    """One INSERT of `rows` that skips any (subscriber, step) already issued, returning
-    the new ids. Run on the connection, not the session: an ORM execute would autoflush
-    first, writing each pending subscriber UPDATE on its own; left to the commit they go
-    out together (bench/scheduler.py)."""
+def _insert(session: Session) -> sa.Insert:
+    """An INSERT that skips any (subscriber, step) already issued, returning the new ids.
+    Executed with a list of rows it goes out as multi-row INSERTs (SQLAlchemy's
+    "insertmanyvalues") from one cached compilation; a `.values(rows)` statement would be
+    compiled afresh, bind by bind, for every batch (bench/scheduler.py). Run on the
+    connection, not the session: an ORM execute would autoflush first, writing each
+    pending subscriber UPDATE on its own."""
     dialect = session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
     return (
         insert(Delivery)
-        .values(rows)
         .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
         .returning(Delivery.id)
     )

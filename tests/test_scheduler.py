@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.models import Delivery
-from drip.scheduler import run_pass
+from drip.scheduler import due_query, run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Transport
 from tests.helpers import System
@@ -156,3 +156,18 @@ def test_the_due_query_uses_the_status_and_time_index(system: System) -> None:
             {"now": "2026-01-01"},
         ).all()
     assert "ix_subscribers_due" in " ".join(str(row) for row in plan)
+
+
+def test_the_in_flight_check_stays_a_probe_per_candidate_on_postgresql(system: System) -> None:
+    """Planned as an anti-join, with statistics from before a pass (nothing in flight),
+    the check compared each candidate with every lesson the pass had issued so far, so
+    each batch of a big pass took longer than the one before (bench/scheduler.py)."""
+    with transaction(system.sessions) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("the plan that goes wrong is PostgreSQL's")
+        session.execute(sa.text("ANALYZE deliveries"))
+        query = due_query(system.clock.now(), 500)
+        sql = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        plan = "\n".join(session.scalars(sa.text(f"EXPLAIN {sql}")))
+    assert "Anti Join" not in plan
+    assert "SubPlan" in plan
