@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -10,14 +11,32 @@ from drip import schema
 from drip.db import create_db_engine
 from drip.models import Base
 
+MIGRATION_ONLY_INDEXES = {
+    "ix_subscribers_email_trgm",
+    "ix_subscribers_name_trgm",
+    "ix_subscribers_name",
+}
+"""Name search (migration 0012): trigram indexes on PostgreSQL, an index on lower(first_name)
+on SQLite; the models cannot spell either for both databases."""
 
+
+def _described_by_the_models(obj: object, name: str | None, kind: str, *_: object) -> bool:
+    return not (kind == "index" and name in MIGRATION_ONLY_INDEXES)
+
+
+@pytest.mark.filterwarnings(
+    "ignore:Skipped unsupported reflection of expression-based index ix_subscribers_name"
+)
 def test_migrations_match_the_models_and_upgrade_is_repeatable(database_url: str) -> None:
     engine = create_db_engine(database_url)
     try:
         schema.upgrade(engine)
         schema.upgrade(engine)
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            context = MigrationContext.configure(
+                conn, opts={"include_object": _described_by_the_models}
+            )
+            diff = compare_metadata(context, Base.metadata)
         assert diff == []
     finally:
         engine.dispose()

@@ -1,0 +1,63 @@
+"""Finding subscribers: what a search matches on each database, newest first, in pages."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from drip import directory
+from drip.db import transaction
+from drip.models import Sequence
+from tests.helpers import System
+
+NAMES = {
+    "ana@example.com": "Ana",
+    "anabel@example.org": "Belle",
+    "bob@example.com": "Anatol",
+    "cem@example.com": "Joanna",
+    "dan@example.com": "",
+}
+
+
+def search(system: System, term: str, **query: object) -> list[str]:
+    with transaction(system.sessions) as session:
+        sequence_id = session.scalar(sa.select(Sequence.id)) or 0
+        found, _ = directory.find(session, directory.Query(sequence_id, search=term, **query))  # type: ignore[arg-type]
+        return [s.email for s in found]
+
+
+@pytest.fixture
+def people(system: System) -> System:
+    for address, name in NAMES.items():
+        system.signup(address, first_name=name)
+    return system
+
+
+def test_a_name_search_finds_the_start_of_a_name_or_address_newest_first(
+    people: System,
+) -> None:
+    assert search(people, " ANA ") == ["bob@example.com", "anabel@example.org", "ana@example.com"]
+    assert search(people, "ana@") == ["ana@example.com"]
+    assert search(people, "50%_") == []
+
+
+def test_postgresql_also_finds_a_search_inside_names_and_addresses(people: System) -> None:
+    inside = search(people, "nna") + search(people, "example.org")
+    if people.settings.database_url.startswith("sqlite"):
+        assert inside == [], "SQLite matches only the start"
+    else:
+        assert inside == ["cem@example.com", "anabel@example.org"]
+
+
+def test_a_common_term_pages_the_same_when_it_reads_the_list_back(
+    people: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = search(people, "an")
+    monkeypatch.setattr(directory, "CANDIDATES", 1)
+    assert search(people, "an") == expected
+    newest = expected[0]
+    with transaction(people.sessions) as session:
+        newest_id = session.scalar(
+            sa.text("SELECT id FROM subscribers WHERE email = :e"), {"e": newest}
+        )
+    assert search(people, "an", before=newest_id) == expected[1:]
