@@ -3,10 +3,15 @@
 Passwords are hashed with Argon2id (argon2-cffi's defaults). A login for an unknown
 address still runs one hash verification, so the answer takes as long as for a wrong
 password and reveals nothing about which accounts exist.
+
+Each hash takes 64 MiB for a moment (Argon2's memory cost), so the stand-in hash for
+unknown addresses is made at the first login, not at import: a web process that only
+takes signups never reaches that peak.
 """
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -20,7 +25,11 @@ from drip.signup import normalise_email
 
 MIN_PASSWORD = 12
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not a real password, only for timing")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    return _hasher.hash("not a real password, only for timing")
 
 
 def check_password(password: str) -> None:
@@ -49,10 +58,12 @@ def set_password(session: Session, email: str, password: str) -> Admin:
 
 
 def authenticate(session: Session, email: str, password: str, *, now: datetime) -> Admin | None:
-    """The admin whose email and password these are, or None (same cost either way)."""
+    """The admin whose email and password these are, or None (same cost either way: the
+    stand-in hash is made at the first login of the process, whoever logs in)."""
+    dummy = _dummy_hash()
     admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()[:254]))
     try:
-        _hasher.verify(admin.password_hash if admin else _DUMMY_HASH, password)
+        _hasher.verify(admin.password_hash if admin else dummy, password)
     except (VerificationError, InvalidHashError):
         return None
     if admin is None:
