@@ -8,20 +8,22 @@ names, and is never retried. It is still sent by a worker, never by the web proc
 from __future__ import annotations
 
 from email.utils import make_msgid
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.db import reading
-from drip.dkim_signing import serialise
 from drip.errors import NotFound
 from drip.lessons import SAMPLE
 from drip.messages import Envelope, build_message, recipient_address
 from drip.models import Sequence, Step, Subscriber
 from drip.rendering import Footer, RenderedEmail
-from drip.sending import Mailer
 from drip.series_files import latest_version, version_template
 from drip.signup import normalise_email
+
+if TYPE_CHECKING:
+    from drip.sending import Mailer
 
 
 def lesson_context(
@@ -53,6 +55,10 @@ def lesson_context(
 
 
 def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = "") -> None:
+    """Run by a worker; DKIM (dkimpy, dnspython, cryptography) is imported here so the
+    web process, which uses this module for previews, does not load it."""
+    from drip.dkim_signing import serialise
+
     settings = mailer.settings
     with reading(mailer.sessions) as session:
         step = session.get(Step, step_id)

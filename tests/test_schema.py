@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from drip import schema
 from drip.db import create_db_engine
@@ -52,6 +54,37 @@ def test_the_migrations_downgrade_cleanly(database_url: str) -> None:
             command.downgrade(config, "base")
         with engine.connect() as conn:
             assert MigrationContext.configure(conn).get_current_revision() is None
+    finally:
+        engine.dispose()
+
+
+def test_the_revisions_named_by_the_migration_files_are_alembics() -> None:
+    script = ScriptDirectory(str(schema.VERSIONS.parent))
+    chain = [(r.revision, r.down_revision) for r in script.walk_revisions()]
+    known, newest = schema.code_revisions()
+    assert {revision for revision, _ in chain} == known
+    assert set(script.get_heads()) == newest
+    assert all(
+        down is None or int(down) == int(revision) - 1
+        for revision, down in chain  # type: ignore[arg-type]
+    ), "each migration revises the one numbered before it"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_database_at_an_older_revision_is_behind_and_one_at_a_newer_is_not(
+    database_url: str,
+) -> None:
+    engine = create_db_engine(database_url)
+    try:
+        assert schema.is_behind(engine), "no tables yet"
+        schema.upgrade(engine)
+        assert not schema.is_behind(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '0010'"))
+        assert schema.is_behind(engine)
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
+        assert not schema.is_behind(engine), "written by newer code during a rolling deploy"
     finally:
         engine.dispose()
 
