@@ -37,7 +37,7 @@ BOUNDED = settings(
 FIELDS = ("email", "first_name", "timezone", "sequence", "website")
 
 texts = st.text(max_size=80)
-huge_texts = st.builds(lambda c, n: c * n, st.characters(), st.integers(1_000, 80_000))
+huge_texts = st.builds(lambda c, n: c * n, st.characters(codec="utf-8"), st.integers(1_000, 80_000))
 emails = st.emails().map(str)
 field_texts = st.one_of(texts, emails, huge_texts, st.sampled_from(["UTC", "Europe/Berlin", ""]))
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), texts)
