@@ -99,11 +99,8 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     try:
         composed = compose(claimed, settings=mailer.settings, renderer=mailer.renderer)
     except Exception as exc:
-        log.exception(
-            "delivery %d could not be composed", delivery_id, extra={"delivery_id": delivery_id}
-        )
         with transaction(mailer.sessions) as session:
-            return _give_up(mailer, session, delivery_id, f"could not build the message: {exc}")
+            return _give_up(mailer, session, delivery_id, _unbuildable(delivery_id, exc))
     refused = _last_look(mailer, delivery_id, claimed)
     if refused is not None:
         return refused
@@ -192,13 +189,19 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | Draf
             now=now,
         )
     except Exception as exc:
-        log.exception(
-            "delivery %d could not be drafted", delivery_id, extra={"delivery_id": delivery_id}
-        )
-        return _fail(mailer, delivery, subscriber, f"could not build the message: {exc}")
+        return _fail(mailer, delivery, subscriber, _unbuildable(delivery_id, exc))
     delivery.message_id = prepared.msgid
     delivery.template_version_id = prepared.template_version_id
     return prepared
+
+
+def _unbuildable(delivery_id: int, exc: Exception) -> str:
+    """Log why the message for this delivery cannot be made (a bad template, a name that
+    fails the header checks): the delivery fails for good with the returned reason."""
+    log.exception(
+        "delivery %d could not be composed", delivery_id, extra={"delivery_id": delivery_id}
+    )
+    return f"could not build the message: {exc}"
 
 
 def _refusal(kind: DeliveryKind, status: SubscriberStatus, suppressed: str | None) -> str:
