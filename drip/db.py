@@ -26,6 +26,7 @@ SessionFactory = sessionmaker[Session]
 READ_ONLY = "drip_read_only"
 BUSY_WAIT = 30.0
 """Seconds a SQLite statement waits for a lock another connection holds, then fails."""
+_BUSY_TIMEOUT = f"PRAGMA busy_timeout={BUSY_WAIT * 1000:.0f}"
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -70,7 +71,7 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={BUSY_WAIT * 1000:.0f}")
+    cursor.execute(_BUSY_TIMEOUT)
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
 
@@ -106,7 +107,7 @@ def take_write_lock(dbapi_conn: sqlite3.Connection, *, wait: float = BUSY_WAIT) 
             time.sleep(pause)
             pause = min(pause * 2, 0.002)
     finally:
-        dbapi_conn.execute(f"PRAGMA busy_timeout={BUSY_WAIT * 1000:.0f}")
+        dbapi_conn.execute(_BUSY_TIMEOUT)
 
 
 def make_session_factory(engine: Engine) -> SessionFactory:
