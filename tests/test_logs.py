@@ -14,7 +14,7 @@ from drip.logs import configure_logging
 from drip.sending import send_delivery
 from tests.helpers import System
 
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 """These prove HTTP, logging or auth behaviour that does not depend on the database."""
 
 

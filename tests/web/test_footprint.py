@@ -27,7 +27,7 @@ print(" ".join(sorted(m for m in sys.modules if m.split(".")[0] in ("alembic", "
 """
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 def test_a_web_process_serves_without_the_worker_side_alembic_or_a_password_hash(
     system: System,
     tmp_path: Path,

@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 from drip.db import transaction
 from tests.helpers import System
 
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 """These prove HTTP, logging or auth behaviour that does not depend on the database."""
 
 

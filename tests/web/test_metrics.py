@@ -23,7 +23,7 @@ from drip.models import Delivery
 from drip.subscriptions import unsubscribe
 from tests.helpers import System, drip_env
 
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 """These prove HTTP, logging or auth behaviour that does not depend on the database."""
 
 SERIES = "feel-better"
