@@ -20,7 +20,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check drip tests bench
 	$(BIN)/ruff format --check drip tests bench
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadgroup
 
 # Kill workers, the scheduler and Redis while 2,000 subscribers get a 10-day series.
 chaos: $(STAMP)

@@ -31,5 +31,15 @@ def counted(name: str) -> Callable[[F], F]:
     return decorate
 
 
+def export() -> dict[str, dict[str, int]]:
+    """This process's counts, for an xdist worker to hand to the controller."""
+    return {"tried": dict(TRIED), "failed": dict(FAILED)}
+
+
+def merge(counts: dict[str, dict[str, int]]) -> None:
+    TRIED.update(counts.get("tried", {}))
+    FAILED.update(counts.get("failed", {}))
+
+
 def summary() -> list[str]:
     return [f"{name}: {TRIED[name]} inputs tried, {FAILED[name]} failed" for name in sorted(TRIED)]
