@@ -530,7 +530,9 @@ def _scheduler(
 
     def one_pass() -> PassResult:
         began = time.monotonic()
-        result = configured_pass(settings, sessions, chosen, enqueue, sweep_only=sweep_only)
+        result = configured_pass(
+            settings, sessions, chosen, enqueue, sweep_only=sweep_only, recount=enqueue.recount
+        )
         record_pass(client, result, seconds=time.monotonic() - began, finished_at=chosen.now())
         return result
 

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import complaints, list_bombing
+from drip import complaints, list_bombing, snapshots
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
 from drip.logs import log_fields
@@ -37,6 +37,8 @@ from drip.settings import Settings
 
 log = logging.getLogger(__name__)
 Enqueue = Callable[[Iterable[int]], None]
+Recount = Callable[[int], bool]
+"""Queues a count of one series' dashboard numbers (drip.snapshots); False if it could not."""
 
 
 @dataclass
@@ -55,10 +57,16 @@ def run_pass(
     requeue_after: timedelta,
     pending_ttl: timedelta,
     max_in_flight: int | None = None,
+    recount: Recount | None = None,
+    recount_every: timedelta | None = None,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
     delete signups never confirmed within `pending_ttl`. No step is issued while the
     complaint-rate guard holds new lessons (drip.complaints).
+
+    With `recount` and `recount_every`, a worker is also asked to count the dashboard
+    numbers of each series not asked for within `recount_every`; the pass itself never
+    reads the whole list.
 
     With `max_in_flight` (when sending is paced), only enough steps are issued to bring
     the deliveries waiting to be sent up to that number; the rest stay due in the
@@ -74,6 +82,11 @@ def run_pass(
         held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
             room = max_in_flight - in_flight(session, now + requeue_after)
+        if recount and recount_every:
+            asked = snapshots.request_recounts(session, now, every=recount_every)
+    if recount and recount_every:
+        for sequence_id in asked:
+            recount(sequence_id)
     while not held and (room is None or room > 0):
         limit = batch_size if room is None else min(batch_size, room)
         with transaction(sessions) as session:
@@ -96,6 +109,7 @@ def configured_pass(
     enqueue: Enqueue,
     *,
     sweep_only: bool,
+    recount: Recount | None = None,
 ) -> PassResult:
     """A pass (or only its sweep, for a separate sweeper) with the batch, delays and cap
     the settings give: what `drip scheduler` and the tests' System run."""
@@ -117,6 +131,8 @@ def configured_pass(
         requeue_after=settings.requeue_after,
         pending_ttl=settings.pending_ttl,
         max_in_flight=settings.max_in_flight,
+        recount=recount,
+        recount_every=settings.recount_every,
     )
 
 

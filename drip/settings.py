@@ -51,6 +51,8 @@ class Settings:
     batch_size: int
     confirm_max_age: timedelta
     requeue_after: timedelta
+    recount_every: timedelta
+    """How often the scheduler asks a worker to count each series' dashboard numbers."""
     send_lease: timedelta
     max_attempts: int
     send_rate: float
@@ -163,6 +165,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
         confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
+        recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", _positive_float)),
         send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
         send_rate=get("DRIP_SEND_RATE", "0", _send_rate),

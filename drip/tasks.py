@@ -27,6 +27,7 @@ NAMESPACE = "drip"
 QUEUE = "drip"
 SEND_ACTOR = "send_delivery"
 PROOF_ACTOR = "send_proof"
+RECOUNT_ACTOR = "recount"
 MIN_BACKOFF_MS = 15_000
 MAX_BACKOFF_MS = 3_600_000
 
@@ -95,6 +96,7 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
     them."""
     from drip.proofs import send_proof
     from drip.sending import send_delivery
+    from drip.snapshots import recount_series
 
     def send(delivery_id: int) -> None:
         send_delivery(mailer, delivery_id)
@@ -102,7 +104,14 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
     def proof(step_id: int, to: str, subscriber_email: str) -> None:
         send_proof(mailer, step_id, to, subscriber_email)
 
+    def recount(sequence_id: int) -> None:
+        recount_series(mailer.sessions, sequence_id, now=mailer.clock.now())
+
     dramatiq.actor(proof, broker=broker, actor_name=PROOF_ACTOR, queue_name=QUEUE, max_retries=0)
+    # Not retried: the scheduler asks for the next count within DRIP_RECOUNT_EVERY anyway.
+    dramatiq.actor(
+        recount, broker=broker, actor_name=RECOUNT_ACTOR, queue_name=QUEUE, max_retries=0
+    )
     dramatiq.actor(
         send,
         broker=broker,
@@ -145,6 +154,19 @@ class Enqueuer:
                 exc,
                 extra={"delivery_ids": ids},
             )
+
+    def recount(self, sequence_id: int) -> bool:
+        """Queue a count of a series' dashboard numbers (drip.snapshots); False when Redis
+        is unreachable: the scheduler asks again within DRIP_RECOUNT_EVERY."""
+        message = dramatiq.Message(
+            queue_name=QUEUE, actor_name=RECOUNT_ACTOR, args=(sequence_id,), kwargs={}, options={}
+        )
+        try:
+            self.broker.enqueue(message)
+        except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
+            log.warning("the count of series %d is not queued (%s)", sequence_id, exc)
+            return False
+        return True
 
     def proof(self, step_id: int, to: str, subscriber_email: str = "") -> None:
         """Queue a test send of a lesson (it has no delivery row: nothing to sweep)."""

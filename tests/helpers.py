@@ -202,6 +202,7 @@ class System:
     smtp: SMTPServer
     worker: dramatiq.Worker | None = None
     enqueued: list[int] = field(default_factory=list)
+    recounts: list[int] = field(default_factory=list)
 
     @classmethod
     @contextmanager
@@ -240,6 +241,10 @@ class System:
         ids = list(delivery_ids)
         self.enqueued += ids
         Enqueuer(self.broker)(ids)
+
+    def recount(self, sequence_id: int) -> bool:
+        self.recounts.append(sequence_id)
+        return Enqueuer(self.broker).recount(sequence_id)
 
     def signup(self, email: str, *, timezone: str = "UTC", first_name: str = "") -> int | None:
         with transaction(self.sessions) as session:
@@ -289,7 +294,12 @@ class System:
 
     def tick(self, *, sweep_only: bool = False) -> PassResult:
         return configured_pass(
-            self.settings, self.sessions, self.clock, self.enqueue, sweep_only=sweep_only
+            self.settings,
+            self.sessions,
+            self.clock,
+            self.enqueue,
+            sweep_only=sweep_only,
+            recount=self.recount,
         )
 
     def start_worker(self) -> None:

@@ -8,6 +8,7 @@ from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
 from drip.models.domain_pause import DomainPause
 from drip.models.sending_hold import SendingHold
 from drip.models.sequence import Sequence, Step, TemplateVersion
+from drip.models.stats_snapshot import StatsSnapshot
 from drip.models.subscriber import Subscriber, SubscriberStatus
 from drip.models.suppression import Suppression
 
@@ -22,6 +23,7 @@ __all__ = [
     "DomainPause",
     "SendingHold",
     "Sequence",
+    "StatsSnapshot",
     "Step",
     "Subscriber",
     "SubscriberStatus",

@@ -10,7 +10,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from drip.clock import Clock
 from drip.db import make_session_factory
-from drip.scheduler import Enqueue
+from drip.scheduler import Enqueue, Recount
 from drip.settings import Settings, load_settings
 from drip.sns import Fetch
 from drip.web import (
@@ -36,6 +36,7 @@ def create_app(
     clock: Clock | None = None,
     enqueue: Enqueue | None = None,
     proofs: Proofs | None = None,
+    recount: Recount | None = None,
     fetch: Fetch | None = None,
 ) -> Flask:
     """Build the web app. Tests pass a clock, the queueing functions and the fetch of SNS
@@ -50,7 +51,7 @@ def create_app(
     clock = clock or wiring.make_clock(settings)
     if enqueue is None:
         queue = Enqueuer(create_broker(wiring.make_redis(settings)))
-        enqueue, proofs = queue, queue.proof
+        enqueue, proofs, recount = queue, queue.proof, queue.recount
     https = settings.base_url.startswith("https://")
     app = Flask(__name__)
     app.config.update(
@@ -81,6 +82,7 @@ def create_app(
         tokens=Tokens(settings.secret_keys, clock),
         enqueue=enqueue,
         proofs=proofs,
+        recount=recount,
         renderer=wiring.make_renderer(settings),
     )
     limits.limiter.init_app(app)

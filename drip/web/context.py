@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from drip.clock import Clock
 from drip.db import SessionFactory, reading, transaction
 from drip.rendering import Renderer
-from drip.scheduler import Enqueue
+from drip.scheduler import Enqueue, Recount
 from drip.settings import Settings
 from drip.signup import CONSENT_TEXT, Seen
 from drip.tokens import Tokens
@@ -31,6 +31,7 @@ class WebContext:
     tokens: Tokens
     enqueue: Enqueue
     proofs: Proofs | None
+    recount: Recount | None
     renderer: Renderer
 
     @contextmanager

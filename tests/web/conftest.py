@@ -25,6 +25,7 @@ def app(system: System) -> Iterator[Flask]:
         clock=system.clock,
         enqueue=system.enqueue,
         proofs=Enqueuer(system.broker).proof,
+        recount=system.recount,
     )
     yield app
     app.extensions["drip"].engine.dispose()

@@ -18,11 +18,14 @@ from drip.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    Sequence,
+    StatsSnapshot,
     Step,
     Subscriber,
     SubscriberStatus,
     TemplateVersion,
 )
+from drip.snapshots import recount_series
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from tests.helpers import System
@@ -205,6 +208,47 @@ def test_the_dashboard_shows_the_series_in_numbers_and_charts(
     assert page.count("<svg") == 3
     assert "Calm Back, Calm Mind" in page
     assert "100%" in page, "one signup, confirmed"
+
+
+def slow_to_count(system: System) -> None:
+    """Store a count of the series now, marked as having taken a second to count."""
+    with transaction(system.sessions) as session:
+        sequence_id = session.scalars(sa.select(Sequence.id)).first() or 0
+    recount_series(system.sessions, sequence_id, now=system.clock.now())
+    with transaction(system.sessions) as session:
+        session.execute(sa.update(StatsSnapshot).values(took_ms=1000))
+
+
+def test_a_small_list_shows_live_numbers(admin: FlaskClient, system: System) -> None:
+    system.join("ana@example.com")
+    system.tick()
+    system.drain()
+    system.join("ben@example.com")
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert '<span class="n">2</span> signups' in page
+    assert "Numbers as of" not in page and "Recount now" not in page
+
+
+def test_a_list_slow_to_count_shows_the_last_count_and_can_be_recounted(
+    admin: FlaskClient, system: System
+) -> None:
+    system.join("ana@example.com")
+    system.clock.set(system.clock.now().replace(hour=9, minute=5))
+    slow_to_count(system)
+    system.clock.advance(timedelta(minutes=3))
+    system.join("ben@example.com")
+
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert "Numbers as of 09:05 UTC (3 min ago)" in page
+    assert '<span class="n">1</span> signups' in page, "the stored count, not the live 2"
+
+    response = post(admin, "/admin/recount", {"series": "feel-better"})
+    assert response.status_code == 302
+    assert len(system.recounts) == 1
+    system.drain()
+    page = admin.get("/admin/").get_data(as_text=True)
+    assert "A worker is counting again" in page
+    assert "Numbers as of" not in page, "counted again, fast this time: live from now on"
 
 
 @pytest.fixture

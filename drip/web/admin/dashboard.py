@@ -1,4 +1,4 @@
-"""/admin: how the series is doing."""
+"""/admin: how the series is doing; on a big list, as a worker last counted it (drip.snapshots)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from flask_login import current_user
 from werkzeug.wrappers import Response
 
 from drip import complaints
+from drip.errors import InvalidInput
 from drip.signup import find_sequence
-from drip.stats import overview
+from drip.snapshots import dashboard_numbers
 from drip.web.admin import protected
 from drip.web.admin.charts import bar_chart
 from drip.web.context import ctx
@@ -19,19 +20,24 @@ bp = protected("admin_dashboard", __name__, "/admin")
 @bp.get("/")
 def index() -> str:
     web = ctx()
+    now = web.clock.now()
     with web.reading() as session:
         sequence = find_sequence(session, request.args.get("series", ""))
-        stats = overview(session, sequence.id, now=web.clock.now())
-        name = sequence.name
-        today = complaints.day_rate(session, web.clock.now())
+        counted = dashboard_numbers(session, sequence.id, now=now)
+        name, slug = sequence.name, sequence.slug
+        today = complaints.day_rate(session, now)
         hold = complaints.current_hold(session)
+    stats = counted.overview
     signups = [(d.strftime("%d %b"), n) for d, n in stats.signups]
     confirmations = [(d.strftime("%d %b"), n) for d, n in stats.confirmations]
     funnel = [("welcome" if s.number == 0 else str(s.number), s.sent) for s in stats.steps]
     return render_template(
         "admin/dashboard.html",
         name=name,
+        slug=slug,
         stats=stats,
+        as_of=counted.as_of,
+        minutes_old=counted.minutes_old(now),
         today=today,
         hold=hold,
         signups_chart=bar_chart(signups, title="Signups per day", label_every=5),
@@ -47,6 +53,22 @@ def resume_sending() -> Response:
         resumed = complaints.resume(session, web.clock.now(), admin=current_user.email)
     flash("New lessons go out again." if resumed else "Nothing was held.")
     return redirect(url_for("admin_dashboard.index"))
+
+
+@bp.post("/recount")
+def recount() -> Response:
+    """Ask a worker to count the series again now, instead of within DRIP_RECOUNT_EVERY."""
+    web = ctx()
+    if web.recount is None:
+        raise InvalidInput("counting needs the queue, which this app was started without")
+    with web.reading() as session:
+        sequence = find_sequence(session, request.form.get("series", ""))
+        sequence_id, slug = sequence.id, sequence.slug
+    if web.recount(sequence_id):
+        flash("A worker is counting again: reload in a minute for the new numbers.")
+    else:
+        flash("The queue is unreachable; the numbers are counted again within minutes anyway.")
+    return redirect(url_for("admin_dashboard.index", series=slug))
 
 
 @bp.get("/lessons")

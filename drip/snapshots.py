@@ -1,0 +1,124 @@
+"""Dashboard numbers counted in the background, for lists too big to count per page view.
+
+`drip.stats.overview` reads every subscriber and delivery of a series: a few
+milliseconds on a small list, seconds on a million. Counters bumped on every signup and
+send were tried and rejected (every worker and web process would queue on the same
+rows, and a SQLite migration that rebuilds a table silently drops triggers). Instead the
+scheduler asks a worker to count each series at most every DRIP_RECOUNT_EVERY
+(`request_recounts`), the worker stores the result (`recount_series`), and the dashboard shows
+it, with its time, once counting has taken LIVE_UNDER_MS or more; below that it counts
+live, so a small list always shows current numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from drip.db import SessionFactory, reading, transaction
+from drip.models import Sequence, StatsSnapshot
+from drip.stats import Overview, StepStats, overview
+
+LIVE_UNDER_MS = 200
+"""A count faster than this is done again for every dashboard view."""
+
+
+@dataclass(frozen=True)
+class Counted:
+    overview: Overview
+    as_of: datetime | None
+    """When a worker counted these numbers; None when they were counted for this page."""
+
+    def minutes_old(self, now: datetime) -> int:
+        return int((now - self.as_of).total_seconds() // 60) if self.as_of else 0
+
+
+def dashboard_numbers(session: Session, sequence_id: int, *, now: datetime) -> Counted:
+    """The stored count when counting is slow, else a live one (also when there is none
+    yet, or its counting time is unknown)."""
+    snapshot = session.get(StatsSnapshot, sequence_id)
+    if snapshot is None or snapshot.body is None or (snapshot.took_ms or 0) < LIVE_UNDER_MS:
+        return Counted(overview(session, sequence_id, now=now), as_of=None)
+    return Counted(from_json(snapshot.body), as_of=snapshot.computed_at)
+
+
+def recount_series(sessions: SessionFactory, sequence_id: int, *, now: datetime) -> None:
+    """Count a series as of `now` and store the numbers with how long counting took.
+
+    The counting runs in a read-only transaction: on SQLite a write transaction would
+    hold the one write lock for the seconds a big list takes, and every send and signup
+    would wait. Only the store is a (short) write. A series deleted meanwhile is skipped.
+    """
+    started = time.perf_counter()
+    with reading(sessions) as session:
+        if session.get(Sequence, sequence_id) is None:
+            return
+        counted = overview(session, sequence_id, now=now)
+    took_ms = round((time.perf_counter() - started) * 1000)
+    with transaction(sessions) as session:
+        _upsert(
+            session,
+            sequence_id,
+            requested_at=now,
+            update={"computed_at": now, "took_ms": took_ms, "body": to_json(counted)},
+        )
+
+
+def request_recounts(session: Session, now: datetime, *, every: timedelta) -> list[int]:
+    """The series a worker should count now: those not asked for within `every`.
+
+    They are marked asked, so a series is asked for at most once per `every` however
+    often the scheduler passes, and whether or not a worker is there to count it. Two
+    schedulers passing at the same instant may both ask: one count too many, no harm.
+    """
+    due = session.scalars(
+        sa.select(Sequence.id)
+        .outerjoin(StatsSnapshot, StatsSnapshot.sequence_id == Sequence.id)
+        .where(
+            sa.or_(StatsSnapshot.requested_at.is_(None), StatsSnapshot.requested_at <= now - every)
+        )
+        .order_by(Sequence.id)
+    ).all()
+    for sequence_id in due:
+        _upsert(session, sequence_id, requested_at=now, update={"requested_at": now})
+    return list(due)
+
+
+def to_json(counted: Overview) -> dict[str, Any]:
+    return {
+        "by_status": counted.by_status,
+        "confirmed": counted.confirmed,
+        "signups": [[day.isoformat(), n] for day, n in counted.signups],
+        "confirmations": [[day.isoformat(), n] for day, n in counted.confirmations],
+        "steps": [dataclasses.asdict(step) for step in counted.steps],
+    }
+
+
+def from_json(body: dict[str, Any]) -> Overview:
+    return Overview(
+        by_status=dict(body["by_status"]),
+        confirmed=body["confirmed"],
+        signups=[(date.fromisoformat(day), n) for day, n in body["signups"]],
+        confirmations=[(date.fromisoformat(day), n) for day, n in body["confirmations"]],
+        steps=[StepStats(**step) for step in body["steps"]],
+    )
+
+
+def _upsert(
+    session: Session, sequence_id: int, *, requested_at: datetime, update: dict[str, Any]
+) -> None:
+    """Insert the series' row or change `update` in it: the scheduler and a worker may
+    each be first to write it."""
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    statement = insert(StatsSnapshot).values(
+        {"sequence_id": sequence_id, "requested_at": requested_at, **update}
+    )
+    session.execute(statement.on_conflict_do_update(index_elements=["sequence_id"], set_=update))

@@ -1,0 +1,98 @@
+"""Dashboard numbers counted by a worker: stored faithfully, asked for at most once per
+DRIP_RECOUNT_EVERY, and shown instead of a live count only when counting is slow."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlalchemy as sa
+
+from drip.db import reading, transaction
+from drip.models import Sequence, StatsSnapshot
+from drip.snapshots import LIVE_UNDER_MS, dashboard_numbers, from_json, recount_series
+from drip.stats import overview
+from tests.helpers import System
+
+
+def series_id(system: System) -> int:
+    with reading(system.sessions) as session:
+        return session.scalars(sa.select(Sequence.id).order_by(Sequence.id)).first() or 0
+
+
+def snapshot(system: System) -> StatsSnapshot | None:
+    with reading(system.sessions) as session:
+        found = session.get(StatsSnapshot, series_id(system))
+        if found is not None:
+            session.expunge(found)
+        return found
+
+
+def counting_took(system: System, ms: int) -> None:
+    with transaction(system.sessions) as session:
+        session.execute(sa.update(StatsSnapshot).values(took_ms=ms))
+
+
+def test_a_stored_count_reads_back_equal_to_a_live_one(system: System) -> None:
+    system.join("ana@example.com")
+    system.join("ben@example.com")
+    system.signup("cy@example.com")
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+    now = system.clock.now()
+
+    recount_series(system.sessions, series_id(system), now=now)
+
+    stored = snapshot(system)
+    assert stored is not None and stored.body is not None
+    assert stored.computed_at == now
+    with reading(system.sessions) as session:
+        live = overview(session, series_id(system), now=now)
+    assert from_json(stored.body) == live
+    assert live.total == 3 and live.steps[1].sent == 2, "the count is not empty"
+
+
+def test_the_scheduler_asks_for_a_count_at_most_once_per_interval(system: System) -> None:
+    every = system.settings.recount_every
+    system.tick()
+    assert system.recounts == [series_id(system)]
+    system.tick()
+    system.clock.advance(every - timedelta(seconds=1))
+    system.tick()
+    assert len(system.recounts) == 1, "asked again before the interval, with no worker yet"
+
+    system.clock.advance(timedelta(seconds=1))
+    system.tick()
+    assert len(system.recounts) == 2
+    system.drain()
+    stored = snapshot(system)
+    assert stored is not None and stored.computed_at == system.clock.now(), "a worker counted"
+
+
+def test_a_sweep_alone_asks_for_no_count(system: System) -> None:
+    system.tick(sweep_only=True)
+    assert system.recounts == []
+
+
+def test_a_small_list_is_counted_live_whatever_is_stored(system: System) -> None:
+    system.join("ana@example.com")
+    recount_series(system.sessions, series_id(system), now=system.clock.now())
+    system.join("ben@example.com")
+    with reading(system.sessions) as session:
+        counted = dashboard_numbers(session, series_id(system), now=system.clock.now())
+    assert counted.as_of is None
+    assert counted.overview.total == 2
+
+
+def test_a_list_slow_to_count_shows_the_stored_count_and_its_time(system: System) -> None:
+    system.join("ana@example.com")
+    counted_at = system.clock.now()
+    recount_series(system.sessions, series_id(system), now=counted_at)
+    counting_took(system, LIVE_UNDER_MS)
+    system.clock.advance(timedelta(minutes=4, seconds=30))
+    system.join("ben@example.com")
+    with reading(system.sessions) as session:
+        counted = dashboard_numbers(session, series_id(system), now=system.clock.now())
+    assert counted.as_of == counted_at
+    assert counted.minutes_old(system.clock.now()) == 4
+    assert counted.overview.total == 1, "the stored count, not a live one"
