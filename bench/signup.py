@@ -2,8 +2,8 @@
 
 gunicorn serves the app as the Procfile's `web` line says; wrk (a load generator in its
 own process) posts a distinct address to /api/v1/subscribers on every request for
-`--seconds`. The signup rate limits are raised for the run by configuration
-(DRIP_SIGNUP_LIMIT, DRIP_ADDRESS_LIMIT). Baseline (same run, same server, same load):
+`--seconds`. The signup rate limit per IP is raised for the run by configuration
+(DRIP_SIGNUP_LIMIT). Baseline (same run, same server, same load):
 GET /healthz, which does no database or Redis work.
 
     python -m bench.signup --seconds 10 --databases sqlite
@@ -120,7 +120,6 @@ def run(
         folder,
         now=datetime.now(UTC),
         DRIP_SIGNUP_LIMIT=NO_LIMIT,
-        DRIP_ADDRESS_LIMIT=NO_LIMIT,
     ) as drip:
         env, engine = drip.env, drip.engine
         port = free_port()

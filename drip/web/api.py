@@ -12,7 +12,7 @@ from drip.errors import InvalidInput
 from drip.signup import SignupRequest, find_sequence, subscribe
 from drip.timing import known_zones
 from drip.web.context import ctx, seen
-from drip.web.limits import address_key, limiter
+from drip.web.limits import limiter
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 FIELDS = ("email", "first_name", "timezone", "sequence")
@@ -21,7 +21,6 @@ OPENAPI = Path(__file__).with_name("openapi.json")
 
 @bp.post("/subscribers")
 @limiter.limit(lambda: ctx().settings.signup_limit)
-@limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
 def create_subscriber() -> tuple[Response, int]:
     try:
         data = request.get_json(silent=True)

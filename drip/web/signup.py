@@ -17,7 +17,7 @@ from drip.signup import confirm as confirm_signup
 from drip.timing import known_zones
 from drip.tokens import CONFIRM
 from drip.web.context import ctx, seen
-from drip.web.limits import address_key, limiter
+from drip.web.limits import limiter
 
 bp = Blueprint("signup", __name__)
 HONEYPOT = "website"
@@ -71,7 +71,6 @@ def embed(slug: str = "") -> str:
 
 @bp.post("/subscribe")
 @limiter.limit(lambda: ctx().settings.signup_limit)
-@limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
 def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url

@@ -68,7 +68,9 @@ def test_the_answer_is_the_same_whatever_the_address_state(
     client: FlaskClient, system: System
 ) -> None:
     """One signup per state (standards SEC-12): status, headers, cookies and body are the
-    same byte for byte, so the form tells nobody whether an address is on the list."""
+    same byte for byte, so the form tells nobody whether an address is on the list, nor
+    that others have just asked for it ("repeated", which drip.list_bombing keeps from
+    more email)."""
     now = system.clock.now()
     system.signup("pending@example.com")
     for address in ("active", "completed", "unsubscribed", "bounced"):
@@ -83,7 +85,16 @@ def test_the_answer_is_the_same_whatever_the_address_state(
         suppress(
             session, system.settings.secret_key, "complained@example.com", "complaint", now=now
         )
-    states = ("new", "pending", "active", "completed", "unsubscribed", "bounced", "complained")
+    for n in range(4):
+        client.post(
+            "/subscribe",
+            data={"email": "repeated@example.com"},
+            environ_base={"REMOTE_ADDR": f"10.8.0.{n}"},
+        )
+    states = (
+        *("new", "pending", "active", "completed", "unsubscribed", "bounced", "complained"),
+        "repeated",
+    )
     answers = {}
     for n, state in enumerate((*states, "honeypot")):
         form = {"email": f"{state}@example.com", "website": "x" if state == "honeypot" else ""}
@@ -97,6 +108,7 @@ def test_the_answer_is_the_same_whatever_the_address_state(
     system.drain()
     assert len(system.smtp.to("new@example.com")) == 1
     assert system.smtp.to("complained@example.com") == system.smtp.to("honeypot@example.com") == []
+    assert len(system.smtp.to("repeated@example.com")) == 1
     assert len(system.smtp.to("bounced@example.com")) == 2, "nothing after the welcome"
 
 
