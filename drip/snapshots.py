@@ -36,8 +36,15 @@ class Counted:
     as_of: datetime | None
     """When a worker counted these numbers; None when they were counted for this page."""
 
-    def minutes_old(self, now: datetime) -> int:
-        return int((now - self.as_of).total_seconds() // 60) if self.as_of else 0
+    def age(self, now: datetime) -> str:
+        """How long ago the numbers were counted, in the largest whole unit: a count that
+        is hours or days old says the workers are not running."""
+        minutes = int((now - self.as_of).total_seconds() // 60) if self.as_of else 0
+        if minutes < 120:
+            return f"{minutes} min"
+        if minutes < 48 * 60:
+            return f"{minutes // 60} hours"
+        return f"{minutes // (24 * 60)} days"
 
 
 def dashboard_numbers(session: Session, sequence_id: int, *, now: datetime) -> Counted:

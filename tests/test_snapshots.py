@@ -94,5 +94,7 @@ def test_a_list_slow_to_count_shows_the_stored_count_and_its_time(system: System
     with reading(system.sessions) as session:
         counted = dashboard_numbers(session, series_id(system), now=system.clock.now())
     assert counted.as_of == counted_at
-    assert counted.minutes_old(system.clock.now()) == 4
+    assert counted.age(system.clock.now()) == "4 min"
+    assert counted.age(counted_at + timedelta(hours=3, minutes=59)) == "3 hours"
+    assert counted.age(counted_at + timedelta(days=3)) == "3 days"
     assert counted.overview.total == 1, "the stored count, not a live one"

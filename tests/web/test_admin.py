@@ -239,7 +239,7 @@ def test_a_list_slow_to_count_shows_the_last_count_and_can_be_recounted(
     system.join("ben@example.com")
 
     page = admin.get("/admin/").get_data(as_text=True)
-    assert "Numbers as of 09:05 UTC (3 min ago)" in page
+    assert "Numbers as of 24 Oct 09:05 UTC (3 min ago)" in page
     assert '<span class="n">1</span> signups' in page, "the stored count, not the live 2"
 
     response = post(admin, "/admin/recount", {"series": "feel-better"})

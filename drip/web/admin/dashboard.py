@@ -37,7 +37,7 @@ def index() -> str:
         slug=slug,
         stats=stats,
         as_of=counted.as_of,
-        minutes_old=counted.minutes_old(now),
+        age=counted.age(now),
         today=today,
         hold=hold,
         signups_chart=bar_chart(signups, title="Signups per day", label_every=5),
