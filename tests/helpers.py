@@ -187,6 +187,9 @@ def drip_env(tmp_path: Path, database_url: str, socket_file: str, smtp_port: int
         "DRIP_FROM": "Calm Back <hello@drip.example.com>",
         "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
         "DRIP_BASE_URL": "https://drip.example.com",
+        # A worker counting the dashboard every 3 simulated minutes would be most of
+        # what a simulated fortnight does; tests/test_snapshots.py reads the interval.
+        "DRIP_RECOUNT_EVERY": str(24 * 3600),
     }
 
 
