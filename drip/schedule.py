@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from drip import timing
+from drip.batch_sql import batch_statements, delivery_insert
 from drip.models import (
     Delivery,
     DeliveryKind,
@@ -103,32 +103,21 @@ def issue_many(
     session: Session, places: Sequence[Place], steps: dict[int, list[Step]], now: datetime
 ) -> list[int]:
     """`issue_next` for a batch of due subscribers (a scheduler pass), read as plain rows:
-    one executemany UPDATE moves them all on and one INSERT creates their deliveries,
-    instead of loading, tracking and flushing an ORM object per subscriber. `steps` maps
-    each series id to its steps."""
+    one UPDATE moves them all on and one INSERT creates their deliveries, instead of
+    loading, tracking and flushing an ORM object per subscriber. `steps` maps each series
+    id to its steps."""
     advances = [(place.id, _advance(place, steps[place.sequence_id], now)) for place in places]
     if not advances:
         return []
     connection = session.connection()
-    connection.execute(_ADVANCE, [{"place_id": id, **a.columns()} for id, a in advances])
+    batch = batch_statements(connection.dialect.name)
+    connection.execute(
+        batch.advance, batch.bind([{"place_id": id, **a.columns()} for id, a in advances])
+    )
     planned = [a.delivery for _, a in advances if a.delivery is not None]
     if not planned:
         return []
-    return list(connection.scalars(_insert(session), planned))
-
-
-_ADVANCE = (
-    sa.update(Subscriber)
-    .where(Subscriber.id == sa.bindparam("place_id"))
-    .values(
-        status=sa.bindparam("status"),
-        next_step=sa.bindparam("next_step"),
-        next_send_at=sa.bindparam("next_send_at"),
-        ended_at=sa.bindparam("ended_at"),
-    )
-)
-"""One statement compiled once for every batch; executemany sends it pipelined on
-PostgreSQL (psycopg) and in one C loop on SQLite."""
+    return list(connection.scalars(batch.insert, batch.bind(planned)))
 
 
 def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
@@ -218,19 +207,7 @@ def _delivery_row(
 
 
 def _insert(session: Session) -> sa.Insert:
-    """An INSERT that skips any (subscriber, step) already issued, returning the new ids.
-    Executed with a list of rows it goes out as multi-row INSERTs (SQLAlchemy's
-    "insertmanyvalues") from one cached compilation; a `.values(rows)` statement would be
-    compiled afresh, bind by bind, for every batch (bench/scheduler.py). Run on the
-    connection, not the session: an ORM execute would autoflush first, writing each
-    pending subscriber UPDATE on its own."""
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    return (
-        insert(Delivery)
-        .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
-        .returning(Delivery.id)
-    )
+    return delivery_insert(session.get_bind().dialect.name)
 
 
 def resume_point(session: Session, subscriber: Subscriber, steps: list[Step]) -> int | None:

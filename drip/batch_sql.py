@@ -1,0 +1,112 @@
+"""The statements that write deliveries and move subscribers on, per database.
+
+A scheduler batch is hundreds of subscribers. PostgreSQL gets each batch as one array
+per column spread with unnest(); SQLite gets it as rows. This module is the one place
+that chooses between them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.selectable import TableValuedAlias
+
+from drip.models import Delivery, Subscriber
+
+Rows = list[dict[str, object]]
+MOVED = ("status", "next_step", "next_send_at", "ended_at")
+"""What a pass changes on a subscriber; the rows also carry `place_id`, whose row it is."""
+ISSUED = (
+    "due_at",
+    "subscriber_id",
+    "kind",
+    "step_id",
+    "status",
+    "attempts",
+    "created_at",
+    "queued_at",
+)
+"""The columns of a new delivery row (schedule._delivery_row)."""
+
+
+def delivery_insert(dialect: str) -> sa.Insert:
+    """An INSERT that skips any (subscriber, step) already issued, returning the new ids.
+    Executed with a list of rows it goes out as multi-row INSERTs (SQLAlchemy's
+    "insertmanyvalues") from one cached compilation; a `.values(rows)` statement would be
+    compiled afresh, bind by bind, for every batch (bench/scheduler.py). Run it on the
+    connection, not the session: an ORM execute would autoflush first, writing each
+    pending subscriber UPDATE on its own."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    return (
+        insert(Delivery)
+        .on_conflict_do_nothing(index_elements=["subscriber_id", "step_id"])
+        .returning(Delivery.id)
+    )
+
+
+@dataclass(frozen=True)
+class BatchStatements:
+    """The UPDATE that moves a batch of subscribers on, the INSERT of their deliveries,
+    and how a list of rows is bound to either."""
+
+    advance: sa.Update
+    insert: sa.Insert
+    bind: Callable[[Rows], Rows | dict[str, list[object]]]
+
+
+def batch_statements(dialect: str) -> BatchStatements:
+    """Arrays on PostgreSQL, rows on SQLite.
+
+    psycopg sends an executemany as one statement per row, and parses the text of a
+    multi-row INSERT of a whole batch (thousands of placeholders, too long for its
+    cache) afresh every time: together most of a 10,000-due pass (bench/scheduler.py).
+    Bound as arrays, each is one short statement of a few parameters. SQLite runs an
+    executemany in one C loop and has no arrays, so it keeps the rows."""
+    return _ARRAYS if dialect == "postgresql" else _ROWS
+
+
+def _columns(rows: Rows) -> dict[str, list[object]]:
+    return {key: [row[key] for row in rows] for key in rows[0]}
+
+
+def _unnest(name: str, columns: dict[str, sa.Column[Any]]) -> TableValuedAlias:
+    """`unnest(:a::type[], :b::type[], ...) AS name(a, b, ...)`: one typed array per
+    column, read back as rows."""
+    arrays = [sa.bindparam(key, type_=postgresql.ARRAY(c.type)) for key, c in columns.items()]
+    return (
+        sa.func.unnest(*arrays)
+        .table_valued(*(sa.column(key, c.type) for key, c in columns.items()))
+        .render_derived(name)
+    )
+
+
+def _table_columns(table: sa.Table, names: Sequence[str]) -> dict[str, sa.Column[Any]]:
+    return {name: table.c[name] for name in names}
+
+
+def _arrays() -> BatchStatements:
+    subscribers, deliveries = Subscriber.__table__, Delivery.__table__
+    moved = _unnest("moved", {"place_id": subscribers.c.id} | _table_columns(subscribers, MOVED))
+    issued = _unnest("issued", _table_columns(deliveries, ISSUED))
+    return BatchStatements(
+        advance=sa.update(Subscriber)
+        .where(Subscriber.id == moved.c.place_id)
+        .values({name: moved.c[name] for name in MOVED}),
+        insert=delivery_insert("postgresql").from_select(ISSUED, sa.select(issued)),
+        bind=_columns,
+    )
+
+
+_ROWS = BatchStatements(
+    advance=sa.update(Subscriber)
+    .where(Subscriber.id == sa.bindparam("place_id"))
+    .values({name: sa.bindparam(name) for name in MOVED}),
+    insert=delivery_insert("sqlite"),
+    bind=list,
+)
+"""Compiled once for every batch; SQLite runs each executemany in one C loop."""
+_ARRAYS = _arrays()

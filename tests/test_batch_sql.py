@@ -1,0 +1,110 @@
+"""How a scheduler batch is written: on PostgreSQL as arrays in two short statements,
+and on either database without issuing a step twice."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from drip.db import transaction
+from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step, SubscriberStatus
+from tests.helpers import System
+
+
+def join_many(system: System, count: int, *, prefix: str) -> list[str]:
+    addresses = [f"{prefix}{n}@example.com" for n in range(count)]
+    for address in addresses:
+        system.signup(address)
+    system.drain()
+    for address in addresses:
+        system.confirm(address)
+    system.drain()
+    return addresses
+
+
+@contextmanager
+def batch_writes(system: System) -> Iterator[list[tuple[str, bool]]]:
+    """Each UPDATE of subscribers and INSERT into deliveries sent to the database while
+    inside: its text, and whether it went as an executemany."""
+    engine = system.sessions.kw["bind"]
+    seen: list[tuple[str, bool]] = []
+
+    def record(*args: Any) -> None:
+        statement, executemany = args[2], args[5]
+        if statement.startswith(("UPDATE subscribers", "INSERT INTO deliveries")):
+            seen.append((statement, executemany))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_on_postgresql_a_batch_is_two_statements_whatever_its_size(system: System) -> None:
+    """psycopg runs an executemany a row at a time, and parses a multi-row INSERT of a
+    whole batch afresh each time: the pass was several times slower (bench/scheduler.py)."""
+    if system.sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("SQLite keeps the rows: it runs an executemany in one C loop")
+    join_many(system, 2, prefix="a")
+    system.clock.advance(timedelta(days=1, hours=3))
+    with batch_writes(system) as small:
+        assert len(system.tick().issued) == 2
+    join_many(system, 7, prefix="b")
+    system.clock.advance(timedelta(days=1, hours=3))
+    with batch_writes(system) as large:
+        assert len(system.tick().issued) == 9
+
+    assert [executemany for _, executemany in small + large] == [False] * 4
+    assert small == large, "the same two statements, so each is parsed and planned once"
+
+
+def test_a_step_already_issued_is_skipped_and_its_subscriber_moves_on(system: System) -> None:
+    first, second = join_many(system, 2, prefix="c")
+    system.clock.advance(timedelta(days=1, hours=3))
+    with transaction(system.sessions) as session:
+        early = system.subscriber(first, session=session)
+        due_step = session.scalars(
+            sa.select(Step.id).where(
+                Step.sequence_id == early.sequence_id, Step.number == early.next_step
+            )
+        ).one()
+        session.add(
+            Delivery(
+                subscriber_id=early.id,
+                kind=DeliveryKind.STEP,
+                step_id=due_step,
+                status=DeliveryStatus.SENT,
+                created_at=system.clock.now(),
+                queued_at=system.clock.now(),
+            )
+        )
+        before = early.next_step
+
+    issued = system.tick().issued
+
+    with transaction(system.sessions) as session:
+        late = system.subscriber(second, session=session)
+        assert (
+            issued
+            == list(
+                session.scalars(sa.select(Delivery.id).where(Delivery.subscriber_id == late.id))
+            )[-1:]
+        )
+        moved = system.subscriber(first, session=session)
+        assert moved.status is SubscriberStatus.ACTIVE
+        assert moved.next_step == before + 1
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).where(
+                    Delivery.subscriber_id == moved.id, Delivery.step_id == due_step
+                )
+            )
+            == 1
+        )
