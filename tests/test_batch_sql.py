@@ -5,15 +5,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from drip.batch_sql import ISSUED
 from drip.db import transaction
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step, SubscriberStatus
+from drip.schedule import _delivery_row
 from tests.helpers import System
 
 
@@ -108,3 +110,10 @@ def test_a_step_already_issued_is_skipped_and_its_subscriber_moves_on(system: Sy
             )
             == 1
         )
+
+
+def test_the_array_insert_writes_every_column_of_a_delivery_row() -> None:
+    """The PostgreSQL INSERT names its columns once (ISSUED); a column added to the rows
+    and not there would be left out without an error."""
+    row = _delivery_row(1, DeliveryKind.STEP, 2, datetime(2026, 10, 24, tzinfo=UTC))
+    assert set(row) == set(ISSUED)
