@@ -7,8 +7,9 @@ the same pages on the smallest list. Each page: one cold request, then the media
 
 The dashboard is timed twice at each size: first with no stored count, so it counts
 live (as it did before drip.snapshots), then after a worker's count (`recount_series`,
-timed on its own), which it shows instead when counting took LIVE_UNDER_MS or more. The
-complaint-rate queries the dashboard always runs live are timed on their own too.
+timed on its own), which it shows instead on a list of more than DRIP_LIVE_COUNT_UP_TO
+subscribers (20,000). The complaint-rate queries the dashboard always runs live are
+timed on their own too.
 
     python -m bench.admin --sizes 10000,100000 --databases sqlite
 """

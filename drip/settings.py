@@ -52,6 +52,7 @@ class Settings:
     confirm_max_age: timedelta
     requeue_after: timedelta
     recount_every: timedelta
+    live_count_up_to: int
     """How often the scheduler asks a worker to count each series' dashboard numbers."""
     send_lease: timedelta
     max_attempts: int
@@ -166,6 +167,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
         recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", _positive_float)),
+        live_count_up_to=get("DRIP_LIVE_COUNT_UP_TO", "20000", _positive_int),
         send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
         send_rate=get("DRIP_SEND_RATE", "0", _send_rate),

@@ -5,9 +5,11 @@ milliseconds on a small list, seconds on a million. Counters bumped on every sig
 send were tried and rejected (every worker and web process would queue on the same
 rows, and a SQLite migration that rebuilds a table silently drops triggers). Instead the
 scheduler asks a worker to count each series at most every DRIP_RECOUNT_EVERY
-(`request_recounts`), the worker stores the result (`recount_series`), and the dashboard shows
-it, with its time, once counting has taken LIVE_UNDER_MS or more; below that it counts
-live, so a small list always shows current numbers.
+(`request_recounts`), the worker stores the result (`recount_series`), and the dashboard
+shows it, with its time, once the list has grown past DRIP_LIVE_COUNT_UP_TO subscribers;
+up to there it counts live, so a small list always shows current numbers. The rule goes
+by size, not by how long the last count took: one count slowed by a busy machine or a
+worker's first query would otherwise make an empty list show stale numbers.
 """
 
 from __future__ import annotations
@@ -23,11 +25,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from drip.db import SessionFactory, reading, transaction
-from drip.models import Sequence, StatsSnapshot
+from drip.models import Sequence, StatsSnapshot, Subscriber
 from drip.stats import Overview, StepStats, overview
-
-LIVE_UNDER_MS = 200
-"""A count faster than this is done again for every dashboard view."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,8 @@ class Counted:
     overview: Overview
     as_of: datetime | None
     """When a worker counted these numbers; None when they were counted for this page."""
+    took_ms: int = 0
+    """How long the worker's count took."""
 
     def age(self, now: datetime) -> str:
         """How long ago the numbers were counted, in the largest whole unit: a count that
@@ -47,13 +48,19 @@ class Counted:
         return f"{minutes // (24 * 60)} days"
 
 
-def dashboard_numbers(session: Session, sequence_id: int, *, now: datetime) -> Counted:
-    """The stored count when counting is slow, else a live one (also when there is none
-    yet, or its counting time is unknown)."""
+def dashboard_numbers(
+    session: Session, sequence_id: int, *, now: datetime, live_up_to: int
+) -> Counted:
+    """The stored count on a list of more than `live_up_to` subscribers, else (or when
+    none is stored yet) a live one. The size is the highest subscriber id, read from the
+    primary key's end: never less than the list, and free to find."""
     snapshot = session.get(StatsSnapshot, sequence_id)
-    if snapshot is None or snapshot.body is None or (snapshot.took_ms or 0) < LIVE_UNDER_MS:
+    size = session.scalar(sa.select(sa.func.max(Subscriber.id))) or 0
+    if snapshot is None or snapshot.body is None or size <= live_up_to:
         return Counted(overview(session, sequence_id, now=now), as_of=None)
-    return Counted(from_json(snapshot.body), as_of=snapshot.computed_at)
+    return Counted(
+        from_json(snapshot.body), as_of=snapshot.computed_at, took_ms=snapshot.took_ms or 0
+    )
 
 
 def recount_series(sessions: SessionFactory, sequence_id: int, *, now: datetime) -> None:

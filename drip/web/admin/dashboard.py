@@ -23,7 +23,9 @@ def index() -> str:
     now = web.clock.now()
     with web.reading() as session:
         sequence = find_sequence(session, request.args.get("series", ""))
-        counted = dashboard_numbers(session, sequence.id, now=now)
+        counted = dashboard_numbers(
+            session, sequence.id, now=now, live_up_to=web.settings.live_count_up_to
+        )
         name, slug = sequence.name, sequence.slug
         today = complaints.day_rate(session, now)
         hold = complaints.current_hold(session)
@@ -37,6 +39,7 @@ def index() -> str:
         slug=slug,
         stats=stats,
         as_of=counted.as_of,
+        counting_took=f"{counted.took_ms / 1000:.1f} s",
         age=counted.age(now),
         today=today,
         hold=hold,
