@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
@@ -24,14 +23,6 @@ from tests.e2e.browser import CHROMIUM_ARGS, NO_CHROMIUM, Watch, find_chromium
 from tests.helpers import SMTPServer
 
 CHROMIUM = find_chromium()
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """One xdist worker runs every browser test, so the stack's processes start once."""
-    here = Path(__file__).parent
-    for item in items:
-        if here in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("browser"))
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import Watch, join, screenshot
 from tests.e2e.stack import PASSWORD, Stack
+
+# One xdist worker runs every browser test, so drip's processes start once for them.
+pytestmark = pytest.mark.xdist_group("browser")
 
 OLD_LINE = "Magnesium is a mineral your body uses in hundreds of jobs"
 NEW_LINE = "Magnesium is a quiet helper your body leans on in hundreds of jobs"

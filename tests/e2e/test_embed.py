@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from drip.models import SubscriberStatus
 from tests.e2e.blog import Blog
 from tests.e2e.stack import Stack
+
+# One xdist worker runs every browser test, so drip's processes start once for them.
+pytestmark = pytest.mark.xdist_group("browser")
 
 
 def test_the_form_embedded_on_another_site_signs_up_and_lands_on_its_thank_you_page(

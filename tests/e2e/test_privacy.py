@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import Watch, join, link
 from tests.e2e.stack import Stack
+
+# One xdist worker runs every browser test, so drip's processes start once for them.
+pytestmark = pytest.mark.xdist_group("browser")
 
 
 def test_a_subscriber_downloads_their_data_then_erases_it(

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from playwright.sync_api import Page, expect
 
 from tests.e2e.browser import join, screenshot, show_email
 from tests.e2e.stack import Stack
+
+# One xdist worker runs every browser test, so drip's processes start once for them.
+pytestmark = pytest.mark.xdist_group("browser")
 
 
 def test_a_visitor_signs_up_with_the_keyboard_confirms_and_unsubscribes(
