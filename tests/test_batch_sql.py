@@ -19,17 +19,6 @@ from drip.schedule import _delivery_row
 from tests.helpers import System
 
 
-def join_many(system: System, count: int, *, prefix: str) -> list[str]:
-    addresses = [f"{prefix}{n}@example.com" for n in range(count)]
-    for address in addresses:
-        system.signup(address)
-    system.drain()
-    for address in addresses:
-        system.confirm(address)
-    system.drain()
-    return addresses
-
-
 @contextmanager
 def batch_writes(system: System) -> Iterator[list[tuple[str, bool]]]:
     """Each UPDATE of subscribers and INSERT into deliveries sent to the database while
@@ -54,11 +43,11 @@ def test_on_postgresql_a_batch_is_two_statements_whatever_its_size(system: Syste
     whole batch afresh each time: the pass was several times slower (bench/scheduler.py)."""
     if system.sessions.kw["bind"].dialect.name != "postgresql":
         pytest.skip("SQLite keeps the rows: it runs an executemany in one C loop")
-    join_many(system, 2, prefix="a")
+    system.join_many(2, prefix="a")
     system.clock.advance(timedelta(days=1, hours=3))
     with batch_writes(system) as small:
         assert len(system.tick().issued) == 2
-    join_many(system, 7, prefix="b")
+    system.join_many(7, prefix="b")
     system.clock.advance(timedelta(days=1, hours=3))
     with batch_writes(system) as large:
         assert len(system.tick().issued) == 9
@@ -68,7 +57,7 @@ def test_on_postgresql_a_batch_is_two_statements_whatever_its_size(system: Syste
 
 
 def test_a_step_already_issued_is_skipped_and_its_subscriber_moves_on(system: System) -> None:
-    first, second = join_many(system, 2, prefix="c")
+    first, second = system.join_many(2, prefix="c")
     system.clock.advance(timedelta(days=1, hours=3))
     with transaction(system.sessions) as session:
         early = system.subscriber(first, session=session)

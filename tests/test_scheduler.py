@@ -31,18 +31,8 @@ class DiesAfterSending:
         raise SystemExit("worker killed")
 
 
-def confirm_many(system: System, count: int) -> None:
-    addresses = [f"p{n:03d}@example.com" for n in range(count)]
-    for address in addresses:
-        system.signup(address)
-    system.drain()
-    for address in addresses:
-        system.confirm(address)
-    system.drain()
-
-
 def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: System) -> None:
-    confirm_many(system, 40)
+    system.join_many(40)
     system.clock.advance(timedelta(days=1, hours=3))
     barrier = threading.Barrier(2)
     issued: list[list[int]] = [[], []]
@@ -79,7 +69,7 @@ def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: Sy
 
 
 def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
-    confirm_many(system, 3)
+    system.join_many(3)
     system.drain()
     assert system.tick().issued == []
     system.clock.advance(timedelta(days=1, hours=3))
@@ -100,7 +90,7 @@ def test_the_sweeper_requeues_what_redis_lost(system: System) -> None:
 
 
 def test_a_sweeper_alone_requeues_but_issues_nothing_new(system: System) -> None:
-    confirm_many(system, 2)
+    system.join_many(2)
     system.signup("ana@example.com")
     system.broker.client.flushall()
     system.clock.advance(timedelta(days=1, hours=3))
