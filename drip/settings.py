@@ -52,8 +52,9 @@ class Settings:
     confirm_max_age: timedelta
     requeue_after: timedelta
     recount_every: timedelta
-    live_count_up_to: int
     """How often the scheduler asks a worker to count each series' dashboard numbers."""
+    live_count_up_to: int
+    """Up to this many subscribers the dashboard counts live instead of showing that count."""
     send_lease: timedelta
     max_attempts: int
     send_rate: float
