@@ -76,6 +76,7 @@ def run_pass(
     now = clock.now()
     result = PassResult()
     room: int | None = None
+    asked: list[int] = []
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
         list_bombing.forget_old(session, now=now)
@@ -84,7 +85,7 @@ def run_pass(
             room = max_in_flight - in_flight(session, now + requeue_after)
         if recount and recount_every:
             asked = snapshots.request_recounts(session, now, every=recount_every)
-    if recount and recount_every:
+    if recount:
         for sequence_id in asked:
             recount(sequence_id)
     while not held and (room is None or room > 0):
