@@ -139,14 +139,8 @@ class Enqueuer:
     def __call__(self, delivery_ids: Iterable[int]) -> None:
         """Queue the deliveries in one round trip to Redis (a scheduler batch is hundreds)."""
         ids = list(delivery_ids)
-        messages = (
-            dramatiq.Message(
-                queue_name=QUEUE, actor_name=SEND_ACTOR, args=(i,), kwargs={}, options={}
-            )
-            for i in ids
-        )
         try:
-            self.broker.enqueue_many(messages)
+            self.broker.enqueue_many(_message(SEND_ACTOR, i) for i in ids)
         except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
             log.warning(
                 "%d deliveries may not be queued (%s); the sweeper will queue them",
@@ -158,11 +152,8 @@ class Enqueuer:
     def recount(self, sequence_id: int) -> bool:
         """Queue a count of a series' dashboard numbers (drip.snapshots); False when Redis
         is unreachable: the scheduler asks again within DRIP_RECOUNT_EVERY."""
-        message = dramatiq.Message(
-            queue_name=QUEUE, actor_name=RECOUNT_ACTOR, args=(sequence_id,), kwargs={}, options={}
-        )
         try:
-            self.broker.enqueue(message)
+            self.broker.enqueue(_message(RECOUNT_ACTOR, sequence_id))
         except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
             log.warning("the count of series %d is not queued (%s)", sequence_id, exc)
             return False
@@ -170,15 +161,12 @@ class Enqueuer:
 
     def proof(self, step_id: int, to: str, subscriber_email: str = "") -> None:
         """Queue a test send of a lesson (it has no delivery row: nothing to sweep)."""
-        self.broker.enqueue(
-            dramatiq.Message(
-                queue_name=QUEUE,
-                actor_name=PROOF_ACTOR,
-                args=(step_id, to, subscriber_email),
-                kwargs={},
-                options={},
-            )
-        )
+        self.broker.enqueue(_message(PROOF_ACTOR, step_id, to, subscriber_email))
+
+
+def _message(actor: str, *args: object) -> dramatiq.Message[Any]:
+    """A message for one of drip's actors, declared by name in the worker (declare_actors)."""
+    return dramatiq.Message(queue_name=QUEUE, actor_name=actor, args=args, kwargs={}, options={})
 
 
 def setup_worker() -> None:
