@@ -64,6 +64,9 @@ class Settings:
     allowed_origins: frozenset[str]
     thanks_url: str
     signup_limit: str
+    min_fill_time: timedelta
+    """A landing-page form posted back sooner than this after it was shown is a bot's
+    (standards SEC-13): it gets the usual answer and nothing is stored or sent."""
     address_limit: str
     proxy_hops: int
     operator: str
@@ -178,6 +181,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
         signup_limit=get("DRIP_SIGNUP_LIMIT", "10 per minute;50 per hour", _rate_limit),
+        min_fill_time=timedelta(seconds=get("DRIP_MIN_FILL_SECONDS", "2", _fill_seconds)),
         address_limit=get("DRIP_ADDRESS_LIMIT", "3 per hour;6 per day", _rate_limit),
         proxy_hops=get("DRIP_PROXY_HOPS", "0", _hops),
         operator=get("DRIP_PRIVACY_OPERATOR", sender.display_name or sender.domain, _plain_text),
@@ -335,6 +339,13 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("must be greater than zero")
+    return value
+
+
+def _fill_seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= 3600:
+        raise ValueError("expected seconds, e.g. 2, or 0 for no minimum")
     return value
 
 

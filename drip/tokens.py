@@ -22,6 +22,8 @@ from drip.errors import BadToken, ExpiredToken
 
 CONFIRM = "drip.confirm"
 UNSUBSCRIBE = "drip.unsubscribe"
+FORM_SHOWN = "drip.form-shown"
+"""Carried by the landing page's form: when it was shown (standards SEC-13)."""
 PRIVACY = "drip.privacy-export"
 """The emailed privacy link: it shows and downloads the data."""
 PRIVACY_ERASE = "drip.privacy-erase"
@@ -68,3 +70,12 @@ class Tokens:
         if not isinstance(payload, list) or not all(type(v) is int for v in payload):
             raise BadToken("this link is not valid")
         return payload
+
+    def age(self, purpose: str, token: str) -> timedelta:
+        """How long ago a genuine token for `purpose` was made, to the second; BadToken
+        otherwise."""
+        try:
+            _, made_at = self._serializer(purpose).loads(token, return_timestamp=True)
+        except BadSignature:
+            raise BadToken("this link is not valid") from None
+        return self._clock.now() - made_at

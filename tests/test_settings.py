@@ -46,9 +46,12 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_SEND_RATE", "inf"),
         ("DRIP_SMTP_MAX_PER_CONNECTION", "0"),
         ("DRIP_SMTP_MAX_PER_CONNECTION", "2.5"),
+        ("DRIP_MIN_FILL_SECONDS", "-1"),
+        ("DRIP_MIN_FILL_SECONDS", "nan"),
+        ("DRIP_MIN_FILL_SECONDS", "inf"),
     ],
 )
-def test_a_bad_sending_pace_is_refused_naming_the_variable(
+def test_a_bad_pace_or_wait_is_refused_naming_the_variable(
     tmp_path: Path, name: str, raw: str
 ) -> None:
     with pytest.raises(ConfigError, match=f"{name}='{raw}' is not valid"):

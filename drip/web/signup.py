@@ -1,8 +1,9 @@
 """Signing up: the landing page, the embeddable form, and double opt-in.
 
 The form answers the same way whatever happens to the address (new, pending, active,
-unsubscribed), and also when the honeypot is filled or the form was posted from a site
-not in DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. The confirm
+unsubscribed), and also when the honeypot is filled, the landing page's form came back
+sooner than a person fills it in, or the form was posted from a site not in
+DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. The confirm
 link changes nothing on GET (mail scanners open every link); its page's button POSTs.
 """
 
@@ -15,12 +16,14 @@ from drip.errors import BadToken, InvalidInput
 from drip.signup import SignupRequest, find_sequence, outline, pending_signup, subscribe
 from drip.signup import confirm as confirm_signup
 from drip.timing import known_zones
-from drip.tokens import CONFIRM
+from drip.tokens import CONFIRM, FORM_SHOWN
 from drip.web.context import ctx, seen
 from drip.web.limits import limiter
 
 bp = Blueprint("signup", __name__)
 HONEYPOT = "website"
+SHOWN = "shown"
+"""The landing page form's signed "shown at" stamp (standards SEC-13)."""
 
 
 @bp.get("/")
@@ -43,6 +46,8 @@ def _landing_page(slug: str, *, error: str = "", field: str = "") -> str:
             zones=sorted(known_zones()),
             default_zone=web.settings.default_timezone,
             honeypot=HONEYPOT,
+            shown_field=SHOWN,
+            shown=request.form.get(SHOWN) or web.tokens.make(FORM_SHOWN, []),
             error=error,
             error_field=field,
             values=request.form if error else {},
@@ -74,7 +79,7 @@ def embed(slug: str = "") -> str:
 def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
-    if request.form.get(HONEYPOT) or not web.origin_allowed():
+    if request.form.get(HONEYPOT) or _filled_too_fast() or not web.origin_allowed():
         return redirect(thanks, code=303)
     timezone = next((tz for tz in request.form.getlist("timezone") if tz.strip()), "")
     try:
@@ -88,6 +93,20 @@ def subscribe_form() -> Response | tuple[str, int]:
         return page, 400
     web.enqueue([delivery_id] if delivery_id else [])
     return redirect(thanks, code=303)
+
+
+def _filled_too_fast() -> bool:
+    """A person needs a few seconds to fill the form; a bot posting the page straight back
+    does not. A form without the stamp passes: the embed snippet is static HTML on the
+    writer's site, so any stamp in it would be as old as the snippet."""
+    stamp = request.form.get(SHOWN)
+    if stamp is None:
+        return False
+    web = ctx()
+    try:
+        return web.tokens.age(FORM_SHOWN, stamp) < web.settings.min_fill_time
+    except BadToken:
+        return True
 
 
 def _subscribe(timezone: str) -> int | None:

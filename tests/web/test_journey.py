@@ -106,6 +106,50 @@ def test_a_bot_gets_the_usual_answer_and_nothing_happens(
     assert system.smtp.received == []
 
 
+def shown_stamp(client: FlaskClient) -> str:
+    """The signed "shown at" stamp of the landing page's form, as a browser would send it."""
+    found = re.search(r'name="shown" value="([^"]+)"', client.get("/").get_data(as_text=True))
+    assert found, "the landing page's form carries a stamp"
+    return found.group(1)
+
+
+@pytest.mark.parametrize(
+    ("waited", "stamp", "stored"),
+    [
+        (timedelta(seconds=1), "genuine", 0),
+        (timedelta(seconds=3), "genuine", 1),
+        (timedelta(seconds=3), "forged", 0),
+    ],
+    ids=["too-fast", "a-person", "forged"],
+)
+def test_a_form_sent_back_faster_than_a_person_fills_it_stores_nothing(
+    client: FlaskClient, system: System, waited: timedelta, stamp: str, stored: int
+) -> None:
+    """SEC-13's minimum form-fill time (DRIP_MIN_FILL_SECONDS, 2 s by default)."""
+    genuine = shown_stamp(client)
+    system.clock.advance(waited)
+    form = {"email": "ana@example.com", "shown": genuine if stamp == "genuine" else "1.2.3"}
+    response = client.post("/subscribe", data=form)
+    assert (response.status_code, response.headers["Location"]) == (303, "/check-inbox")
+    system.drain()
+    assert count(system, Subscriber) == stored
+    assert len(system.smtp.received) == stored
+
+
+def test_a_refused_form_keeps_the_time_it_was_first_shown(
+    client: FlaskClient, system: System
+) -> None:
+    """Fixing a typo must not restart the wait: the page shown again carries the stamp."""
+    stamp = shown_stamp(client)
+    system.clock.advance(timedelta(seconds=3))
+    own_page = {"Sec-Fetch-Site": "same-origin"}
+    refused = client.post("/subscribe", data={"email": "ana@", "shown": stamp}, headers=own_page)
+    assert refused.status_code == 400
+    assert f'name="shown" value="{stamp}"' in refused.get_data(as_text=True)
+    client.post("/subscribe", data={"email": "ana@example.com", "shown": stamp}, headers=own_page)
+    assert count(system, Subscriber) == 1
+
+
 def test_without_script_the_timezone_list_is_used(client: FlaskClient, system: System) -> None:
     client.post("/subscribe", data={"email": "ana@example.com", "timezone": ["Asia/Tokyo", ""]})
     assert system.subscriber("ana@example.com").timezone == "Asia/Tokyo"

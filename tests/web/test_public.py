@@ -19,7 +19,7 @@ from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, unsubscribe
 from drip.tasks import Enqueuer
-from drip.tokens import CONFIRM, PRIVACY, PRIVACY_ERASE, Tokens
+from drip.tokens import CONFIRM, FORM_SHOWN, PRIVACY, PRIVACY_ERASE, Tokens
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
@@ -96,8 +96,10 @@ def test_the_answer_is_the_same_whatever_the_address_state(
         "repeated",
     )
     answers = {}
-    for n, state in enumerate((*states, "honeypot")):
+    too_fast = {"shown": system.mailer.tokens.make(FORM_SHOWN, [])}
+    for n, state in enumerate((*states, "honeypot", "too-fast")):
         form = {"email": f"{state}@example.com", "website": "x" if state == "honeypot" else ""}
+        form |= too_fast if state == "too-fast" else {}
         response = client.post("/subscribe", data=form, environ_base={"REMOTE_ADDR": f"10.9.0.{n}"})
         headers = sorted((k, v) for k, v in response.headers.items() if k not in PER_CLIENT)
         answers[state] = (response.status_code, headers, response.get_data())
@@ -107,7 +109,8 @@ def test_the_answer_is_the_same_whatever_the_address_state(
     assert client.get_cookie("session") is None
     system.drain()
     assert len(system.smtp.to("new@example.com")) == 1
-    assert system.smtp.to("complained@example.com") == system.smtp.to("honeypot@example.com") == []
+    for bot in ("complained", "honeypot", "too-fast"):
+        assert system.smtp.to(f"{bot}@example.com") == [], bot
     assert len(system.smtp.to("repeated@example.com")) == 1
     assert len(system.smtp.to("bounced@example.com")) == 2, "nothing after the welcome"
 
