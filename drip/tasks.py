@@ -62,12 +62,19 @@ class BatchingBroker(RedisBroker):
 
     def enqueue_many(self, messages: Iterable[dramatiq.Message]) -> None:
         """Enqueue `messages` in one pipeline; raises what the pipeline raises, in which
-        case any of them may or may not have been queued."""
+        case any of them may or may not have been queued.
+
+        A single message (a signup's confirmation) goes without one: a pipeline holding a
+        script first asks Redis whether the script exists, a second round trip."""
+        batch = list(messages)
+        if len(batch) == 1:
+            self.enqueue(batch[0])
+            return
         pipeline = self.client.pipeline(transaction=False)
         dispatch = pipeline.register_script(self._scripts["dispatch"].script)
         self._batch.scripts = {**self._scripts, "dispatch": dispatch}
         try:
-            for message in messages:
+            for message in batch:
                 self.enqueue(message)
         finally:
             del self._batch.scripts

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from flask import Flask, Response, jsonify, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask_limiter import RateLimitExceeded
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from drip.errors import BadToken, InvalidInput, NotFound
+from drip.web.limits import retry_after
 
 STATUS = {NotFound: 404, InvalidInput: 400}
 BAD_LINK = "This link is no longer valid: it may have expired, or been cut short in copying."
@@ -38,6 +40,12 @@ def register(app: Flask) -> None:
         """A Host outside TRUSTED_HOSTS (standards SEC-08): Flask could not bind URLs to
         it, so the answer is plain text that builds no link and repeats nothing."""
         return Response("Bad request: unknown host.\n", mimetype="text/plain"), 400
+
+    @app.errorhandler(RateLimitExceeded)
+    def rate_limited(exc: RateLimitExceeded) -> Response:
+        response = make_response(answer(429, exc.description or exc.name))
+        response.headers["Retry-After"] = str(retry_after())
+        return response
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response | str, int]:

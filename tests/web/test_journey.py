@@ -9,11 +9,13 @@ import re
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from redis.connection import AbstractConnection
 
 from drip.db import transaction
 from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus, Suppression
@@ -201,8 +203,27 @@ def test_the_signup_form_is_rate_limited_per_ip_with_retry_after(
     assert answers == [303] * 10 + [429]
     limited = client.post("/subscribe", data={"email": "late@example.com"})
     assert limited.status_code == 429
-    assert int(limited.headers["Retry-After"]) > 0
+    assert 0 < int(limited.headers["Retry-After"]) <= 60, "the minute's window"
     assert count(system, Subscriber) == 10
+
+
+def test_a_signup_costs_three_round_trips_to_redis(
+    client: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The two windows of the per-IP limit and the confirmation's dispatch. Rate-limit
+    headers on every answer (two more) or a one-message pipeline (which first asks
+    whether its script exists) would each slow every signup by a round trip."""
+    client.post("/subscribe", data={"email": "first@example.com"})  # connections made
+    sent: list[object] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(connection: AbstractConnection, command: object, **options: Any) -> None:
+        sent.append(command)
+        send(connection, command, **options)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    assert len(sent) == 3
 
 
 def test_one_address_cannot_be_mail_bombed_from_many_ips(app: Flask, system: System) -> None:
