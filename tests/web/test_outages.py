@@ -1,6 +1,6 @@
 """What the web side still does when a part it depends on is down (standards UNS-09): the
-unsubscribe route needs only the database, and /readyz says when the database cannot
-take the write that route makes."""
+unsubscribe route and signing up need only the database, and /readyz says when the
+database cannot take the write that unsubscribing makes."""
 
 from __future__ import annotations
 
@@ -72,3 +72,11 @@ def test_not_ready_when_the_database_answers_reads_but_refuses_writes(
     assert ready.status_code == 503
     assert ready.get_json()["database"].startswith("error")
     assert ready.get_json()["migrations"] == "ok"
+
+
+def test_signing_up_works_while_redis_is_down(without_redis: Flask, system: System) -> None:
+    """The per-IP limit goes uncounted; the confirmation waits in the database."""
+    client = without_redis.test_client(use_cookies=False)
+    response = client.post("/subscribe", data={"email": "ana@example.com"})
+    assert response.status_code == 303
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
