@@ -186,6 +186,7 @@ def test_a_relay_that_never_answers_data_times_out_and_the_delivery_is_retried(
     assert send_delivery(hanging, delivery_id) is Outcome.RETRY
     waited = time.monotonic() - began
     assert waited < timeout + 5.0 < SMTP_TIMEOUT, "its own timeout, not the default one"
+    assert system.smtp.connections == 1, "given up, not tried again at once"
 
     delivery = only_delivery(system)
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.QUEUED, 1)
