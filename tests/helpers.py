@@ -327,7 +327,11 @@ class System:
             self.worker = None
 
     def drain(self) -> None:
-        """Wait until every queued message has been processed and acknowledged."""
+        """Wait until every queued message has been processed and acknowledged.
+
+        The worker keeps running afterwards and sends whatever is queued next at once:
+        a test that must act before that (script a refusal, flush Redis, count
+        statements) calls stop_worker() first."""
         self.start_worker()
         self.broker.join(QUEUE, timeout=60_000)
         assert self.worker is not None

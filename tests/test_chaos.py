@@ -19,7 +19,7 @@ SHORT = Plan(
     kill_every=5.0,
     send_hours=(8,),
     clock_step=timedelta(hours=1),
-    timeout=240,
+    timeout=480,
 )
 
 

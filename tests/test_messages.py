@@ -147,8 +147,9 @@ def test_a_subscriber_name_cannot_add_headers(system: System) -> None:
 def test_an_erased_or_bounced_address_is_not_mailed_by_signing_it_up_again(system: System) -> None:
     system.signup("bob@example.com")
     system.drain()
-    system.confirm("bob@example.com")
+    # Before the welcome is queued: the worker drain() left running may send it at once.
     system.smtp.script("bob@example.com", "550 5.1.1 No such user")
+    system.confirm("bob@example.com")
     system.drain()
     system.clock.advance(timedelta(hours=1))
     assert system.signup("bob@example.com") is None

@@ -91,6 +91,7 @@ def test_the_sweeper_requeues_what_redis_lost(system: System) -> None:
 
 def test_a_sweeper_alone_requeues_but_issues_nothing_new(system: System) -> None:
     system.join_many(2)
+    system.stop_worker()  # the confirmation must not be sent before Redis loses it
     system.signup("ana@example.com")
     system.broker.client.flushall()
     system.clock.advance(timedelta(days=1, hours=3))

@@ -65,23 +65,25 @@ class Watch:
 
     @property
     def problems(self) -> list[str]:
-        """Chromium reports as "aborted" two things that are not failures: a link whose
-        answer is a download (known only once the download starts), and a frame
-        navigation replaced by a newer one before it finished (the lesson editor's
-        preview, refreshed as the admin types)."""
+        """Chromium reports as "aborted" three things that are not failures: a link whose
+        answer is a download (known only once the download starts), a frame navigation
+        replaced by a newer one before it finished (the lesson editor's preview,
+        refreshed as the admin types), and a script's request cut off because its page
+        was left (the editor's preview, still rendering when the admin saves)."""
         failed = [
             f"{request.method} {request.url} failed: {request.failure}"
-            for request, in_subframe in self.failed
+            for request, left_behind in self.failed
             if not (
                 request.failure == "net::ERR_ABORTED"
-                and (in_subframe or request.url in self.downloads)
+                and (left_behind or request.url in self.downloads)
             )
         ]
         return self.errors + failed
 
     def _request_failed(self, request: BrowserRequest) -> None:
         in_subframe = request.is_navigation_request() and request.frame.parent_frame is not None
-        self.failed.append((request, in_subframe))
+        by_script = request.resource_type in ("fetch", "xhr")
+        self.failed.append((request, in_subframe or by_script))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type != "error":
