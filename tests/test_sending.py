@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from drip.db import transaction
-from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTPTransport
@@ -146,7 +146,12 @@ def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -
     class UnsubscribesWhileRendering:
         def render(self, *args: object, **kwargs: object) -> object:
             with transaction(system.sessions) as session:
-                unsubscribe(session, system.subscriber("ana@example.com").id, system.clock.now())
+                unsubscribe(
+                    session,
+                    system.subscriber("ana@example.com").id,
+                    system.clock.now(),
+                    method=ConsentMethod.ADMIN,
+                )
             return renderer.render(*args, **kwargs)  # type: ignore[arg-type]
 
     racing = dataclasses.replace(system.mailer, renderer=UnsubscribesWhileRendering())
