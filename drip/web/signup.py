@@ -95,9 +95,10 @@ def subscribe_form() -> Response | tuple[str, int]:
 def _subscribe(timezone: str) -> int | None:
     """The form's signup. Its evidence: the landing page's own form (same site) or the
     embedded snippet on someone's site (with that site's Origin); the page the form was
-    on, which the snippet's script reports as `page` because a browser sends a foreign
-    site only its origin as Referer; and `referrer`, the page the visitor came from,
-    which the landing page took from its own request and the snippet from its script."""
+    on, which the snippet's script reports as `page` because by default a browser tells
+    another site only the page's origin in Referer; and `referrer`, the page the visitor
+    came from, which the landing page took from its own request and the snippet from
+    its script."""
     web = ctx()
     same_site = web.same_site()
     with web.transaction() as session:
