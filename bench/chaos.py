@@ -54,7 +54,14 @@ from drip.clock import FileClock
 from drip.csvio import import_rows
 from drip.db import SessionFactory, make_session_factory, reading, transaction
 from drip.lessons import remove_step
-from drip.models import ConsentRecord, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentEvent,
+    ConsentEventKind,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.schedule import steps_of
 from drip.settings import load_settings
 from drip.signup import Seen, confirm, find_sequence
@@ -534,12 +541,14 @@ class ChaosRun:
 
 def confirm_everyone(session: Session, now: datetime) -> None:
     """Click every imported subscriber's confirmation link, as `confirm` would."""
-    latest = sa.select(ConsentRecord.subscriber_id, sa.func.max(ConsentRecord.id)).group_by(
-        ConsentRecord.subscriber_id
+    latest = (
+        sa.select(ConsentEvent.subscriber_id, sa.func.max(ConsentEvent.id))
+        .where(ConsentEvent.kind == ConsentEventKind.SIGNUP)
+        .group_by(ConsentEvent.subscriber_id)
     )
     seen = Seen(ip="127.0.0.1", user_agent="bench/chaos.py")
-    for subscriber_id, consent_id in session.execute(latest).all():
-        confirm(session, subscriber_id, consent_id, now=now, seen=seen, secret=SECRET)
+    for subscriber_id, signup_id in session.execute(latest).all():
+        confirm(session, subscriber_id, signup_id, now=now, seen=seen, secret=SECRET)
 
 
 def run(plan: Plan, folder: Path, say: Callable[[str], None] = lambda _: None) -> Report:

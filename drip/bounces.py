@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from drip import verp
 from drip.db import FOR_NO_KEY_UPDATE
-from drip.models import Delivery, DeliveryStatus, Subscriber
+from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 
@@ -179,7 +179,7 @@ def _record(
     if report.kind == "hard":
         mark_bounced(session, subscriber, now, secret=secret)
     elif report.kind == "complaint":
-        unsubscribe(session, subscriber.id, now)
+        unsubscribe(session, subscriber.id, now, method=ConsentMethod.COMPLAINT)
         suppress(session, secret, subscriber.email, "complaint", now=now)
     elif _soft_run(session, subscriber.id):
         return stop_bouncing(session, subscriber, now, secret=secret)

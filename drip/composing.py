@@ -16,10 +16,10 @@ from email.message import EmailMessage
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import consent
 from drip.errors import DripError
 from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.models import (
-    ConsentRecord,
     Delivery,
     DeliveryKind,
     Sequence,
@@ -78,7 +78,7 @@ def draft(
     version_id = None
     if delivery.kind == DeliveryKind.CONFIRMATION:
         template = read_email(settings.emails_dir / CONFIRM_FOLDER)
-        context["confirm_url"] = links.confirm(_latest_consent(session, subscriber))
+        context["confirm_url"] = links.confirm(_latest_signup(session, subscriber))
         context["confirm_days"] = max(1, settings.confirm_max_age.days)
         reason = (
             f"Someone, hopefully you, asked to join {sequence.name} with this address. "
@@ -176,11 +176,10 @@ def _lesson(session: Session, step_id: int | None) -> tuple[Step, EmailTemplate,
     return step, version_template(version), version.id
 
 
-def _latest_consent(session: Session, subscriber: Subscriber) -> int:
-    consent_id = session.scalar(
-        sa.select(sa.func.max(ConsentRecord.id)).where(ConsentRecord.subscriber_id == subscriber.id)
-    )
-    return consent_id or 0
+def _latest_signup(session: Session, subscriber: Subscriber) -> int:
+    """The signup event a confirmation link names (drip.signup.pending_signup)."""
+    signup = consent.latest_signup(session, subscriber.id)
+    return signup.id if signup else 0
 
 
 @dataclass(frozen=True)
@@ -195,8 +194,8 @@ class _Links:
         token = self.tokens.make(UNSUBSCRIBE, [self.subscriber.id])
         return f"{self.settings.base_url}/unsubscribe/{token}"
 
-    def confirm(self, consent_id: int) -> str:
-        token = self.tokens.make(CONFIRM, [self.subscriber.id, consent_id])
+    def confirm(self, signup_id: int) -> str:
+        token = self.tokens.make(CONFIRM, [self.subscriber.id, signup_id])
         return f"{self.settings.base_url}/confirm/{token}"
 
     def privacy(self) -> str:

@@ -20,12 +20,13 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import list_bombing, timing
+from drip.consent import Origin, text_for
 from drip.errors import DripError, InvalidInput
 from drip.headers import clean_first_name
-from drip.models import ConsentRecord, Sequence, Subscriber, SubscriberStatus
+from drip.models import Sequence, Subscriber, SubscriberStatus
 from drip.privacy import suppression
 from drip.schedule import steps_of
-from drip.signup import ask_to_confirm, consent_version, normalise_email
+from drip.signup import ask_to_confirm, normalise_email, purposes_of
 
 EXPORT_COLUMNS = (
     "email",
@@ -176,11 +177,18 @@ def _import_one(
         created_at=now,
     )
     session.add(subscriber)
-    text = f"Imported from {source}: {consent}"
-    evidence = ConsentRecord(
-        created_at=now, page=source[:500], consent_text=text, consent_version=consent_version(text)
+    notice = text_for(session, f"Imported from {source}: {consent}", privacy_policy="", now=now)
+    return ask_to_confirm(
+        session,
+        subscriber,
+        notice,
+        Origin(
+            email_entered=(row.get("email") or "")[:320], form_id="import", page_url=source[:500]
+        ),
+        purposes=purposes_of(sequence),
+        now=now,
+        secret=secret,
     )
-    return ask_to_confirm(session, subscriber, evidence, now, secret=secret)
 
 
 def _number(raw: str | None, *, default: int, what: str) -> int:

@@ -13,8 +13,17 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import consent
 from drip.errors import InvalidInput, NotFound
-from drip.models import ConsentRecord, Delivery, DeliveryStatus, Step, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentEvent,
+    ConsentText,
+    Delivery,
+    DeliveryStatus,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+)
 
 PAGE = 50
 CANDIDATES = 5000
@@ -109,7 +118,7 @@ def _starting_with(
 @dataclass(frozen=True)
 class Timeline:
     subscriber: Subscriber
-    consents: list[ConsentRecord]
+    consents: list[tuple[ConsentEvent, ConsentText | None]]
     deliveries: list[tuple[Delivery, int | None]]
 
 
@@ -117,18 +126,15 @@ def timeline(session: Session, subscriber_id: int) -> Timeline:
     subscriber = session.get(Subscriber, subscriber_id)
     if subscriber is None:
         raise NotFound("no such subscriber")
-    consents = session.scalars(
-        sa.select(ConsentRecord)
-        .where(ConsentRecord.subscriber_id == subscriber_id)
-        .order_by(ConsentRecord.id)
-    )
     deliveries = session.execute(
         sa.select(Delivery, Step.number)
         .outerjoin(Step, Step.id == Delivery.step_id)
         .where(Delivery.subscriber_id == subscriber_id)
         .order_by(Delivery.id)
     )
-    return Timeline(subscriber, list(consents), [(d, n) for d, n in deliveries])
+    return Timeline(
+        subscriber, consent.events_of(session, subscriber_id), [(d, n) for d, n in deliveries]
+    )
 
 
 def resend(session: Session, delivery_id: int, subscriber_id: int, *, now: datetime) -> int:

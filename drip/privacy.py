@@ -16,8 +16,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from drip import consent
 from drip.models import (
-    ConsentRecord,
+    ConsentEvent,
+    ConsentEventKind,
+    ConsentText,
     Delivery,
     DeliveryKind,
     Sequence,
@@ -144,9 +147,12 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
     """
     subscriptions = subscriptions_of(session, email)
-    for subscriber in subscriptions:
-        session.delete(subscriber)
-    session.flush()
+    with consent.erasing(session):
+        texts = consent.texts_of(session, sa.select(Subscriber.id).where(Subscriber.email == email))
+        for subscriber in subscriptions:
+            session.delete(subscriber)
+        session.flush()
+        consent.drop_unused_texts(session, texts)
     suppress(session, secret, email, "erased", now=now)
     return len(subscriptions)
 
@@ -157,31 +163,35 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
 
     A signup declined or cancelled before anyone confirmed goes too: it was never a
     subscription. A declined address keeps only its suppression hash. Nobody who ever
-    confirmed is touched, whatever their consent records say.
+    confirmed is touched, whatever their consent log says. Deleting a signup's consent
+    events is an erasure, so it runs under `consent.erasing`; a pass with nothing to
+    purge writes nothing.
     """
     cutoff = now - older_than
-    recent_consent = sa.exists().where(
-        ConsentRecord.subscriber_id == Subscriber.id, ConsentRecord.created_at > cutoff
+    recent_signup = sa.exists().where(
+        ConsentEvent.subscriber_id == Subscriber.id,
+        ConsentEvent.kind == ConsentEventKind.SIGNUP,
+        ConsentEvent.occurred_at > cutoff,
     )
     declined = sa.and_(
         Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
     )
-    result = session.execute(
-        sa.delete(Subscriber).where(
-            sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
-            Subscriber.created_at <= cutoff,
-            ~recent_consent,
-        )
+    unconfirmed = (
+        sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
+        Subscriber.created_at <= cutoff,
+        ~recent_signup,
     )
+    doomed = sa.select(Subscriber.id).where(*unconfirmed)
+    if not session.scalar(sa.select(doomed.exists())):
+        return 0
+    with consent.erasing(session):
+        texts = consent.texts_of(session, doomed)
+        result = session.execute(sa.delete(Subscriber).where(*unconfirmed))
+        consent.drop_unused_texts(session, texts)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    consents = session.scalars(
-        sa.select(ConsentRecord)
-        .where(ConsentRecord.subscriber_id == subscriber.id)
-        .order_by(ConsentRecord.id)
-    )
     deliveries = session.execute(
         sa.select(Delivery, Step.number)
         .outerjoin(Step, Step.id == Delivery.step_id)
@@ -201,19 +211,8 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
         "last_lesson_sent_at": _iso(subscriber.last_sent_at),
         "ended_at": _iso(subscriber.ended_at),
-        "consent_records": [
-            {
-                "at": _iso(c.created_at),
-                "ip": c.ip,
-                "user_agent": c.user_agent,
-                "page": c.page,
-                "notice_shown": c.consent_text,
-                "notice_version": c.consent_version,
-                "confirmed_at": _iso(c.confirmed_at),
-                "confirmed_from_ip": c.confirm_ip,
-                "confirmed_with_user_agent": c.confirm_user_agent,
-            }
-            for c in consents
+        "consent_events": [
+            _consent_event(event, text) for event, text in consent.events_of(session, subscriber.id)
         ],
         "emails": [
             {
@@ -231,6 +230,36 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
             }
             for d, number in deliveries
         ],
+    }
+
+
+def _consent_event(event: ConsentEvent, text: ConsentText | None) -> dict[str, Any]:
+    """One event with every CON-01 field it holds, and the notice it points to."""
+    return {
+        "id": event.id,
+        "kind": event.kind.value,
+        "signup_event": event.signup_id,
+        "occurred_at": _iso(event.occurred_at),
+        "email_entered": event.email_entered,
+        "email_normalised": event.email_normalised,
+        "form_id": event.form_id,
+        "page_url": event.page_url,
+        "referrer": event.referrer,
+        "embed_origin": event.embed_origin,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "purposes": event.purposes,
+        "confirmation_message_id": event.confirmation_message_id,
+        "confirmation_sent_at": _iso(event.confirmation_sent_at),
+        "method": event.method and event.method.value,
+        "notice_shown": None
+        if text is None
+        else {
+            "version": text.version,
+            "text": text.body,
+            "sha256": text.sha256,
+            "privacy_policy_version": text.privacy_policy_version,
+        },
     }
 
 

@@ -6,7 +6,6 @@ gives one answer for every case); what differs is only which email, if any, is q
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,12 +15,13 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from drip import list_bombing, timing
+from drip import consent, list_bombing, timing
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.headers import check_header_text, clean_first_name
 from drip.models import (
-    ConsentRecord,
+    ConsentEvent,
+    ConsentText,
     DeliveryKind,
     Sequence,
     Subscriber,
@@ -43,6 +43,9 @@ CONSENT_TEXT = (
 
 @dataclass(frozen=True)
 class SignupRequest:
+    """What a form or API call submitted; `form_id` ("landing", "embed", "api"), the
+    page, referrer and embed origin, IP and user agent are kept as consent evidence."""
+
     email: str
     first_name: str = ""
     timezone: str = ""
@@ -50,19 +53,23 @@ class SignupRequest:
     ip: str = ""
     user_agent: str = ""
     page: str = ""
+    referrer: str = ""
+    embed_origin: str = ""
+    form_id: str = ""
 
 
 @dataclass(frozen=True)
 class Seen:
-    """Who confirmed, from where: the evidence stored on the consent record."""
+    """Who confirmed, from where: the evidence stored on the confirm event."""
 
     ip: str = ""
     user_agent: str = ""
 
 
-def consent_version(text: str) -> str:
-    """Names the exact wording a visitor was shown: any edit to it is a new version."""
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:16]
+def purposes_of(sequence: Sequence) -> str:
+    """What a signup consents to: the series named, nothing else (drip sends no
+    newsletter or "updates" beside it)."""
+    return f"series:{sequence.slug}"
 
 
 def normalise_email(raw: str) -> str:
@@ -98,11 +105,15 @@ def subscribe(
     now: datetime,
     consent_text: str,
     secret: str,
+    privacy_policy: str = "",
     default_timezone: str = "UTC",
 ) -> int | None:
     """Record a signup; returns the id of a confirmation delivery to queue, if any.
 
-    new, or unsubscribed earlier: a fresh pending signup with its own consent record;
+    `consent_text` is the notice shown beside the form, verbatim, and `privacy_policy`
+    the version of the policy it links to.
+
+    new, or unsubscribed earlier: a fresh pending signup with its own signup event;
     pending: the confirmation again;
     active, completed, or bounced (the address does not exist): nothing changes;
     suppressed, declined from a confirmation email not long ago, or already sent as many
@@ -141,22 +152,33 @@ def subscribe(
     subscriber.first_name = first_name
     subscriber.timezone = tz
     subscriber.next_step = None
-    consent = ConsentRecord(
-        created_at=now,
+    origin = consent.Origin(
+        email_entered=_evidence(request.email, 320),
+        form_id=_evidence(request.form_id, 32),
+        page_url=_evidence(request.page, 500),
+        referrer=_evidence(request.referrer, 500),
+        embed_origin=_evidence(request.embed_origin, 200),
         ip=_evidence(request.ip, 45),
         user_agent=_evidence(request.user_agent, 400),
-        page=_evidence(request.page, 500),
-        consent_text=consent_text,
-        consent_version=consent_version(consent_text),
     )
-    return ask_to_confirm(session, subscriber, consent, now, secret=secret)
+    notice = consent.text_for(session, consent_text, privacy_policy=privacy_policy, now=now)
+    return ask_to_confirm(
+        session, subscriber, notice, origin, purposes=purposes_of(sequence), now=now, secret=secret
+    )
 
 
 def ask_to_confirm(
-    session: Session, subscriber: Subscriber, consent: ConsentRecord, now: datetime, *, secret: str
+    session: Session,
+    subscriber: Subscriber,
+    notice: ConsentText,
+    origin: consent.Origin,
+    *,
+    purposes: str,
+    now: datetime,
+    secret: str,
 ) -> int | None:
-    """Make `subscriber` pending on a fresh, unconfirmed consent record and queue the one
-    confirmation email; returns its delivery id.
+    """Make `subscriber` pending on a fresh signup event and queue the one confirmation
+    email; returns its delivery id.
 
     The only way anyone, signed up on the form or imported from a file, is put on a
     series: nobody is enrolled before they click the confirmation themselves (double
@@ -169,8 +191,9 @@ def ask_to_confirm(
     subscriber.ended_at = None
     subscriber.confirmation_sent_at = now
     session.flush()
-    consent.subscriber_id = subscriber.id
-    session.add(consent)
+    consent.record_signup(
+        session, subscriber.id, notice, origin, email=subscriber.email, purposes=purposes, now=now
+    )
     return _queue_confirmation(session, subscriber, now, secret=secret)
 
 
@@ -218,16 +241,15 @@ def outline(session: Session, sequence: Sequence) -> list[tuple[int, str]]:
 
 
 def pending_signup(
-    session: Session, subscriber_id: int, consent_id: int, *, lock: bool = True
+    session: Session, subscriber_id: int, signup_id: int, *, lock: bool = True
 ) -> Subscriber:
-    """The subscriber a confirmation link names, if the link is still the current one."""
+    """The subscriber a confirmation link names, if the link is still the current one:
+    it names the subscriber's latest signup event."""
     subscriber = session.get(
         Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE if lock else None
     )
-    latest = session.scalar(
-        sa.select(sa.func.max(ConsentRecord.id)).where(ConsentRecord.subscriber_id == subscriber_id)
-    )
-    if subscriber is None or latest != consent_id:
+    latest = consent.latest_signup(session, subscriber_id)
+    if subscriber is None or latest is None or latest.id != signup_id:
         raise BadToken("this confirmation link is no longer valid")
     return subscriber
 
@@ -235,7 +257,7 @@ def pending_signup(
 def confirm(
     session: Session,
     subscriber_id: int,
-    consent_id: int,
+    signup_id: int,
     *,
     now: datetime,
     seen: Seen,
@@ -248,15 +270,18 @@ def confirm(
     fresh consent, so it lifts a suppression left by an earlier erasure or a declined
     signup. An imported subscriber starts at the step their row named.
     """
-    subscriber = pending_signup(session, subscriber_id, consent_id)
+    subscriber = pending_signup(session, subscriber_id, signup_id)
     if subscriber.status in (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLETED):
         return None
     if subscriber.status != SubscriberStatus.PENDING:
         raise BadToken("this confirmation link is no longer valid")
-    consent = session.get_one(ConsentRecord, consent_id)
-    consent.confirmed_at = now
-    consent.confirm_ip = seen.ip[:45]
-    consent.confirm_user_agent = seen.user_agent[:400]
+    consent.record_confirm(
+        session,
+        session.get_one(ConsentEvent, signup_id),
+        ip=_evidence(seen.ip, 45),
+        user_agent=_evidence(seen.user_agent, 400),
+        now=now,
+    )
     subscriber.status = SubscriberStatus.ACTIVE
     subscriber.confirmed_at = now
     forget_suppression(session, secret, subscriber.email)

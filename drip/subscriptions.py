@@ -13,27 +13,37 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import timing
+from drip import consent, timing
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import InvalidInput
-from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentEventKind,
+    ConsentMethod,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.privacy import DECLINED, suppress
 from drip.schedule import resume_point, send_hour_after, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 
 
-def unsubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
+def unsubscribe(
+    session: Session, subscriber_id: int, now: datetime, *, method: ConsentMethod
+) -> Subscriber | None:
     """Idempotent: unsubscribing twice, after the series ended, or after the subscriber was
-    erased (None) changes nothing more and is not an error."""
+    erased (None) changes nothing more and is not an error. `method` is how the consent
+    was withdrawn, for the consent log."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is not None and subscriber.status in ENDABLE:
-        end(session, subscriber, SubscriberStatus.UNSUBSCRIBED, now)
+        end(session, subscriber, SubscriberStatus.UNSUBSCRIBED, now, method=method)
     return subscriber
 
 
 def withdraw(
-    session: Session, subscriber_id: int, now: datetime, *, secret: str
+    session: Session, subscriber_id: int, now: datetime, *, method: ConsentMethod, secret: str
 ) -> Subscriber | None:
     """The person's own unsubscribe, from the link in an email. On a pending signup it
     means "I did not sign up": the address is also suppressed as declined, so that no new
@@ -42,21 +52,39 @@ def withdraw(
     if subscriber is None:
         return None
     declining = subscriber.status == SubscriberStatus.PENDING
-    unsubscribe(session, subscriber_id, now)
+    unsubscribe(session, subscriber_id, now, method=method)
     if declining:
         suppress(session, secret, subscriber.email, DECLINED, now=now)
     return subscriber
 
 
-def resubscribe(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
+def resubscribe(
+    session: Session,
+    subscriber_id: int,
+    now: datetime,
+    *,
+    method: ConsentMethod = ConsentMethod.LINK,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> Subscriber | None:
     """Undo an unsubscribe: the series resumes with the next unsent step, on the next
     local day at the subscriber's hour (never two lessons on one day). Only someone who
-    had confirmed can undo; a bounced address stays stopped."""
+    had confirmed can undo; a bounced address stays stopped. The consent log records who
+    undid it: the person by their link (from `ip` with `user_agent`), or an admin."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None or subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         return subscriber
     if subscriber.confirmed_at is None or _too_late_to_undo(subscriber, now):
         return subscriber
+    consent.record_change(
+        session,
+        subscriber.id,
+        ConsentEventKind.RESUBSCRIBE,
+        method,
+        now=now,
+        ip=ip,
+        user_agent=user_agent,
+    )
     steps = steps_of(session, subscriber.sequence_id)
     subscriber.status = SubscriberStatus.ACTIVE
     subscriber.ended_at = None
@@ -74,7 +102,7 @@ def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber | 
     hour), or undo an unsubscribe."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None or subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        return resubscribe(session, subscriber_id, now)
+        return resubscribe(session, subscriber_id, now, method=ConsentMethod.ADMIN)
     if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_send_at is not None:
         subscriber.next_send_at = min(subscriber.next_send_at, send_hour_after(subscriber, now))
     return subscriber
@@ -149,7 +177,7 @@ def mark_bounced(session: Session, subscriber: Subscriber, now: datetime, *, sec
     """The address does not exist: stop this series and never mail the address again,
     whatever later happens to this row (a re-signup, an erasure, an import)."""
     if subscriber.status in (*ENDABLE, SubscriberStatus.COMPLETED):
-        end(session, subscriber, SubscriberStatus.BOUNCED, now)
+        end(session, subscriber, SubscriberStatus.BOUNCED, now, method=ConsentMethod.HARD_BOUNCE)
     suppress(session, secret, subscriber.email, "bounced", now=now)
 
 
@@ -162,7 +190,16 @@ def stop_bouncing(session: Session, subscriber: Subscriber, now: datetime, *, se
     return stopping
 
 
-def end(session: Session, subscriber: Subscriber, status: SubscriberStatus, now: datetime) -> None:
+def end(
+    session: Session,
+    subscriber: Subscriber,
+    status: SubscriberStatus,
+    now: datetime,
+    *,
+    method: ConsentMethod,
+) -> None:
+    """Stop the subscription, cancel what is queued, and log the withdrawal."""
+    consent.record_change(session, subscriber.id, ConsentEventKind.WITHDRAW, method, now=now)
     subscriber.status = status
     subscriber.ended_at = now
     subscriber.next_step = None

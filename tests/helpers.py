@@ -23,8 +23,9 @@ from aiosmtpd.controller import Controller
 
 from drip.bootstrap import initialise
 from drip.clock import FileClock, FixedClock
+from drip.consent import latest_signup
 from drip.db import SessionFactory, make_session_factory, transaction
-from drip.models import ConsentRecord, Subscriber
+from drip.models import Subscriber
 from drip.scheduler import PassResult, configured_pass
 from drip.sending import Mailer
 from drip.settings import Settings, load_settings
@@ -264,15 +265,12 @@ class System:
     def confirm(self, email: str) -> int | None:
         with transaction(self.sessions) as session:
             subscriber = self.subscriber(email, session=session)
-            consent_id = session.scalar(
-                sa.select(sa.func.max(ConsentRecord.id)).where(
-                    ConsentRecord.subscriber_id == subscriber.id
-                )
-            )
+            signup = latest_signup(session, subscriber.id)
+            assert signup is not None
             delivery_id = confirm(
                 session,
                 subscriber.id,
-                consent_id,
+                signup.id,
                 now=self.clock.now(),
                 seen=Seen(),
                 secret=self.settings.secret_key,

@@ -1,6 +1,6 @@
 """Demonstrable consent (standards LAW-11): whichever way someone became active (the form
 and its confirmation, an import and its confirmation, undoing an unsubscribe, an admin's
-resume), their latest consent record carries a confirmation click."""
+resume), their latest signup event has a confirm event: their own click."""
 
 from __future__ import annotations
 
@@ -8,35 +8,41 @@ import csv
 import io
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
 from drip.csvio import import_rows
 from drip.db import transaction
-from drip.models import ConsentRecord, Subscriber, SubscriberStatus
+from drip.models import ConsentEvent, ConsentEventKind, ConsentMethod, Subscriber, SubscriberStatus
 from drip.signup import find_sequence
-from drip.subscriptions import pause, resubscribe, resume, unsubscribe
+from drip.subscriptions import pause, resubscribe, resume
+from drip.subscriptions import unsubscribe as withdraw_consent
 from tests.helpers import System
 
 
 def active_without_confirmed_consent(session: Session) -> list[str]:
-    """Active subscribers whose newest consent record was never confirmed, or who have none."""
-    newer = aliased(ConsentRecord)
-    latest = (
-        sa.select(ConsentRecord.confirmed_at)
-        .where(ConsentRecord.subscriber_id == Subscriber.id)
+    """Active subscribers whose newest signup was never confirmed, or who have none."""
+    confirm = aliased(ConsentEvent)
+    latest_signup = (
+        sa.select(sa.func.max(ConsentEvent.id))
         .where(
-            ~sa.exists().where(
-                newer.subscriber_id == ConsentRecord.subscriber_id, newer.id > ConsentRecord.id
-            )
+            ConsentEvent.subscriber_id == Subscriber.id,
+            ConsentEvent.kind == ConsentEventKind.SIGNUP,
         )
+        .correlate(Subscriber)
         .scalar_subquery()
+    )
+    confirmed = (
+        sa.exists()
+        .where(confirm.kind == ConsentEventKind.CONFIRM, confirm.signup_id == latest_signup)
+        .correlate(Subscriber)
     )
     return list(
         session.scalars(
             sa.select(Subscriber.email).where(
-                Subscriber.status == SubscriberStatus.ACTIVE, latest.is_(None)
+                Subscriber.status == SubscriberStatus.ACTIVE, ~confirmed
             )
         )
     )
@@ -48,6 +54,7 @@ def check(system: System) -> None:
 
 
 Change = Callable[[Session, int, datetime], object]
+unsubscribe = partial(withdraw_consent, method=ConsentMethod.ADMIN)
 
 
 def act(system: System, change: Change, email: str) -> SubscriberStatus:

@@ -12,9 +12,10 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from drip.cli import main
+from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
-    ConsentRecord,
+    ConsentEventKind,
     Delivery,
     DeliveryKind,
     Subscriber,
@@ -133,12 +134,10 @@ def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
         eve = session.scalars(
             sa.select(Subscriber).where(Subscriber.email == "eve@example.com")
         ).one()
-        consent = session.scalars(
-            sa.select(ConsentRecord).where(ConsentRecord.subscriber_id == eve.id)
-        ).one()
+        [(signup, text)] = events_of(session, eve.id)
     assert (eve.status, eve.timezone) == (SubscriberStatus.PENDING, "Asia/Tokyo")
-    assert "paper form at the clinic" in consent.consent_text
-    assert consent.confirmed_at is None
+    assert text is not None and "paper form at the clinic" in text.body
+    assert (signup.kind, signup.form_id) == (ConsentEventKind.SIGNUP, "import")
     system.confirm("eve@example.com")
     assert system.subscriber("eve@example.com").next_step == 5  # lesson 4 was issued at once
 

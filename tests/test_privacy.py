@@ -10,7 +10,7 @@ from drip.models import Base
 from drip.privacy import export
 from tests.helpers import System
 
-EXPORTED_AS = {"consent_records": "consent_records", "deliveries": "emails"}
+EXPORTED_AS = {"consent_events": "consent_events", "deliveries": "emails"}
 """Each table keyed to a subscriber, and the list in an export's subscription holding
 its rows. A new such table must be added to drip.privacy.export and here."""
 
@@ -45,4 +45,4 @@ def test_every_table_keyed_to_a_subscriber_is_in_the_export(system: System) -> N
 
 
 def test_the_guard_sees_every_table_that_points_at_subscribers() -> None:
-    assert {t.name for t in keyed_to_subscribers()} >= {"consent_records", "deliveries"}
+    assert {t.name for t in keyed_to_subscribers()} >= {"consent_events", "deliveries"}

@@ -93,3 +93,101 @@ def test_the_app_factory_is_importable_from_the_package() -> None:
     import drip
 
     assert callable(drip.create_app)
+
+
+def _migrate(engine: sa.Engine, direction: str, revision: str) -> None:
+    config = schema.alembic_config(engine)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        getattr(command, direction)(config, revision)
+
+
+RECORDS = [
+    # id, subscriber, created_at, ip, user agent, page, text, version, confirmed, its ip and UA
+    (3, 1, "2026-01-01 10:00:00", "10.0.0.1", "ua-1", "https://a.example/", "Old notice",
+     "sha256:old", None, None, None),
+    (5, 1, "2026-01-02 10:00:00", "10.0.0.2", "ua-2", "https://a.example/", "New notice",
+     "sha256:new", "2026-01-02 11:00:00", "10.0.0.3", "ua-3"),
+    (7, 2, "2026-01-03 10:00:00", "10.0.0.4", "ua-4", "", "Old notice",
+     "sha256:old", None, None, None),
+]  # fmt: skip
+RECORD_COLUMNS = (
+    "id, subscriber_id, created_at, ip, user_agent, page, consent_text, consent_version, "
+    "confirmed_at, confirm_ip, confirm_user_agent"
+)
+
+
+def _seed_revision_0013(conn: sa.Connection) -> None:
+    """A series, ana (signed up twice, confirmed the second time, after her confirmation
+    email went out) and bob (never confirmed, his address bounced)."""
+    statements = [
+        "INSERT INTO sequences (id, slug, name, tagline, description, bonuses, created_at) "
+        "VALUES (1, 's', 'S', '', '', '[]', '2026-01-01 00:00:00')",
+        "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, send_hour, "
+        "status, created_at, ended_at) VALUES "
+        "(1, 1, 'ana@example.com', '', 'UTC', 8, 'active', '2026-01-01 10:00:00', NULL), "
+        "(2, 1, 'bob@example.com', '', 'UTC', 8, 'bounced', '2026-01-03 10:00:00', "
+        "'2026-01-04 10:00:00')",
+        "INSERT INTO deliveries (id, subscriber_id, kind, status, attempts, message_id, "
+        "created_at, queued_at, sent_at, due_at, ambiguous_resends) VALUES "
+        "(1, 1, 'confirmation', 'sent', 1, '<c@d>', '2026-01-02 10:00:00', "
+        "'2026-01-02 10:00:00', '2026-01-02 10:01:00', '2026-01-02 10:00:00', 0)",
+    ]
+    for statement in statements:
+        conn.execute(sa.text(statement))
+    for record in RECORDS:
+        names = [f"p{n}" for n in range(len(record))]
+        conn.execute(
+            sa.text(
+                f"INSERT INTO consent_records ({RECORD_COLUMNS}) VALUES (:{', :'.join(names)})"
+            ),
+            dict(zip(names, record, strict=True)),
+        )
+
+
+def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url: str) -> None:
+    """Each record becomes a signup with the same id (links in inboxes keep working), a
+    confirm event if confirmed, with its confirmation email's Message-ID, and an ended
+    subscription a withdrawal; each wording a version. Downgrading folds them back."""
+    engine = create_db_engine(database_url)
+    try:
+        _migrate(engine, "upgrade", "0013")
+        with engine.begin() as conn:
+            _seed_revision_0013(conn)
+        _migrate(engine, "upgrade", "head")
+        with engine.begin() as conn:
+            events = conn.execute(
+                sa.text(
+                    "SELECT e.id, e.subscriber_id, e.kind, e.signup_id, t.version, e.ip, "
+                    "e.confirmation_message_id, e.method, e.purposes, e.email_normalised "
+                    "FROM consent_events e JOIN consent_texts t ON t.id = e.consent_text_id "
+                    "ORDER BY e.id"
+                )
+            ).all()
+            texts = conn.execute(sa.text("SELECT version, body FROM consent_texts")).all()
+            conn.execute(
+                sa.text(
+                    "INSERT INTO consent_events (subscriber_id, kind, occurred_at) "
+                    "VALUES (2, 'signup', '2026-02-01 10:00:00')"
+                )
+            )
+        assert sorted(texts) == [(1, "Old notice"), (2, "New notice")]
+        assert [tuple(e) for e in events] == [
+            (3, 1, "signup", None, 1, "10.0.0.1", None, None, "series:s", "ana@example.com"),
+            (5, 1, "signup", None, 2, "10.0.0.2", None, None, "series:s", "ana@example.com"),
+            (7, 2, "signup", None, 1, "10.0.0.4", None, None, "series:s", "bob@example.com"),
+            (8, 1, "confirm", 5, 2, "10.0.0.3", "<c@d>", None, None, None),
+            (9, 2, "withdraw", 7, 1, None, None, "hard_bounce", None, None),
+        ]
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM consent_events WHERE id = 10"))
+        _migrate(engine, "downgrade", "0013")
+        with engine.begin() as conn:
+            back = conn.execute(
+                sa.text(f"SELECT {RECORD_COLUMNS} FROM consent_records WHERE id < 10 ORDER BY id")
+            ).all()
+        assert [(r[0], r[3], r[6], r[9], r[10]) for r in back] == [
+            (r[0], r[3], r[6], r[9], r[10]) for r in RECORDS
+        ]
+    finally:
+        engine.dispose()

@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
+from drip.consent import erasing
 from drip.db import transaction
-from drip.models import Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTP_TIMEOUT, SMTPTransport
@@ -147,7 +148,12 @@ def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -
     class UnsubscribesWhileRendering:
         def render(self, *args: object, **kwargs: object) -> object:
             with transaction(system.sessions) as session:
-                unsubscribe(session, system.subscriber("ana@example.com").id, system.clock.now())
+                unsubscribe(
+                    session,
+                    system.subscriber("ana@example.com").id,
+                    system.clock.now(),
+                    method=ConsentMethod.ADMIN,
+                )
             return renderer.render(*args, **kwargs)  # type: ignore[arg-type]
 
     racing = dataclasses.replace(system.mailer, renderer=UnsubscribesWhileRendering())
@@ -166,7 +172,7 @@ def test_a_hard_bounce_bars_the_address_whatever_happens_to_its_row(system: Syst
     delivery_id = pending(system)
     system.smtp.script("ana@example.com", "550 5.1.1 No such user")
     assert send_delivery(system.mailer, delivery_id) is Outcome.FAILED
-    with transaction(system.sessions) as session:
+    with transaction(system.sessions) as session, erasing(session):
         session.execute(sa.delete(Subscriber))  # say an admin erased it, or it was purged
     assert system.signup("ana@example.com") is None
     system.drain()

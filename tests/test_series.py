@@ -13,7 +13,15 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from drip.db import transaction
-from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentMethod,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.subscriptions import unsubscribe
 from tests.helpers import System
 
@@ -138,7 +146,12 @@ def test_unsubscribing_mid_series_stops_the_rest_even_what_is_already_queued(
     queued = system.tick().issued
     assert len(queued) == 1, "lesson 4 is in Redis, not yet sent"
     with transaction(system.sessions) as session:
-        unsubscribe(session, system.subscriber("ana@example.com").id, system.clock.now())
+        unsubscribe(
+            session,
+            system.subscriber("ana@example.com").id,
+            system.clock.now(),
+            method=ConsentMethod.ADMIN,
+        )
     system.drain()
     run_until(system, start + timedelta(days=12))
 

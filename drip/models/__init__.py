@@ -3,7 +3,13 @@
 from drip.models.admin import Admin
 from drip.models.base import Base
 from drip.models.confirmation_mail import ConfirmationMail
-from drip.models.consent import ConsentRecord
+from drip.models.consent import (
+    ConsentEvent,
+    ConsentEventKind,
+    ConsentMethod,
+    ConsentText,
+    ErasureMark,
+)
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
 from drip.models.domain_pause import DomainPause
 from drip.models.sending_hold import SendingHold
@@ -16,11 +22,15 @@ __all__ = [
     "Admin",
     "Base",
     "ConfirmationMail",
-    "ConsentRecord",
+    "ConsentEvent",
+    "ConsentEventKind",
+    "ConsentMethod",
+    "ConsentText",
     "Delivery",
     "DeliveryKind",
     "DeliveryStatus",
     "DomainPause",
+    "ErasureMark",
     "SendingHold",
     "Sequence",
     "StatsSnapshot",

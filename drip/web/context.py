@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 from flask import current_app, request
 from sqlalchemy.engine import Engine
@@ -18,6 +21,7 @@ from drip.settings import Settings
 from drip.signup import CONSENT_TEXT, Seen
 from drip.tokens import Tokens
 
+PRIVACY_POLICY = Path(__file__).with_name("templates") / "privacy.html"
 Proofs = Callable[[int, str, str], None]
 """Queues a test send: (step id, to address, subscriber email whose data to use)."""
 
@@ -60,6 +64,9 @@ class WebContext:
             request.headers.get("Origin", "") == "/".join(own)
         )
 
+    def privacy_policy_version(self) -> str:
+        return privacy_policy_version()
+
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec
         return CONSENT_TEXT.format(
@@ -68,6 +75,14 @@ class WebContext:
             address=self.settings.postal_address,
             contact=self.settings.contact,
         )
+
+
+@cache
+def privacy_policy_version() -> str:
+    """Names the privacy policy a consent notice links to: a digest of the page's
+    template, so any edit to the policy is a new version without anyone bumping a number
+    (the settings it shows, such as the operator's name, are part of the notice itself)."""
+    return "sha256:" + hashlib.sha256(PRIVACY_POLICY.read_bytes()).hexdigest()[:16]
 
 
 def ctx() -> WebContext:

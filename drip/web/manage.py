@@ -11,10 +11,10 @@ from __future__ import annotations
 from flask import Blueprint, Response, render_template, request
 
 from drip.errors import BadToken, InvalidInput
-from drip.models import Subscriber, SubscriberStatus
+from drip.models import ConsentMethod, Subscriber, SubscriberStatus
 from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, withdraw
 from drip.tokens import UNSUBSCRIBE
-from drip.web.context import ctx
+from drip.web.context import ctx, seen
 
 bp = Blueprint("manage", __name__)
 PAUSE_DAYS = 7
@@ -31,11 +31,16 @@ def page(token: str) -> str:
 @bp.post("/unsubscribe/<token>")
 def unsubscribe_now(token: str) -> Response | str:
     web = ctx()
+    one_click = request.form.get("List-Unsubscribe") == "One-Click"
     with web.transaction() as session:
         subscriber = withdraw(
-            session, _subscriber_id(token), web.clock.now(), secret=web.settings.secret_key
+            session,
+            _subscriber_id(token),
+            web.clock.now(),
+            method=ConsentMethod.ONE_CLICK_POST if one_click else ConsentMethod.LINK,
+            secret=web.settings.secret_key,
         )
-        if request.form.get("List-Unsubscribe") == "One-Click":
+        if one_click:
             return Response("You are unsubscribed.\n", status=200, mimetype="text/plain")
         return _page(token, subscriber, notice="You are unsubscribed. No more emails will come.")
 
@@ -44,7 +49,13 @@ def unsubscribe_now(token: str) -> Response | str:
 def undo(token: str) -> str:
     web = ctx()
     with web.transaction() as session:
-        subscriber = resubscribe(session, _subscriber_id(token), web.clock.now())
+        subscriber = resubscribe(
+            session,
+            _subscriber_id(token),
+            web.clock.now(),
+            ip=seen().ip,
+            user_agent=seen().user_agent,
+        )
         return _page(token, subscriber, notice="Welcome back. The series carries on tomorrow.")
 
 

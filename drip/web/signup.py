@@ -34,7 +34,8 @@ def landing(slug: str = "") -> str:
 
 def _landing_page(slug: str, *, error: str = "", field: str = "") -> str:
     """The landing page; after a refused signup, with the reason beside the form and
-    what the visitor typed still in it."""
+    what the visitor typed still in it. The page that sent the visitor here rides along
+    in the form, as consent evidence."""
     web = ctx()
     with web.reading() as session:
         sequence = find_sequence(session, slug)
@@ -51,6 +52,7 @@ def _landing_page(slug: str, *, error: str = "", field: str = "") -> str:
             error=error,
             error_field=field,
             values=request.form if error else {},
+            referrer=request.form.get("referrer", "") if error else request.referrer or "",
         )
 
 
@@ -110,7 +112,14 @@ def _filled_too_fast() -> bool:
 
 
 def _subscribe(timezone: str) -> int | None:
+    """The form's signup. Its evidence: the landing page's own form (same site) or the
+    embedded snippet on someone's site (with that site's Origin); the page the form was
+    on, which the snippet's script reports as `page` because by default a browser tells
+    another site only the page's origin in Referer; and `referrer`, the page the visitor
+    came from, which the landing page took from its own request and the snippet from
+    its script."""
     web = ctx()
+    same_site = web.same_site()
     with web.transaction() as session:
         sequence = find_sequence(session, request.form.get("sequence", ""))
         delivery_id = subscribe(
@@ -122,10 +131,14 @@ def _subscribe(timezone: str) -> int | None:
                 sequence=sequence.slug,
                 ip=seen().ip,
                 user_agent=seen().user_agent,
-                page=request.referrer or request.headers.get("Origin", ""),
+                page=request.form.get("page", "") or request.referrer or "",
+                referrer=request.form.get("referrer", ""),
+                embed_origin="" if same_site else request.headers.get("Origin", ""),
+                form_id="landing" if same_site else "embed",
             ),
             now=web.clock.now(),
             consent_text=web.consent_text(sequence.name),
+            privacy_policy=web.privacy_policy_version(),
             secret=web.settings.secret_key,
             default_timezone=web.settings.default_timezone,
         )
@@ -146,21 +159,21 @@ def check_inbox() -> str:
 @bp.get("/confirm/<token>")
 def confirm_page(token: str) -> str:
     web = ctx()
-    subscriber_id, consent_id = _confirm_payload(token)
+    subscriber_id, signup_id = _confirm_payload(token)
     with web.reading() as session:
-        pending_signup(session, subscriber_id, consent_id, lock=False)
+        pending_signup(session, subscriber_id, signup_id, lock=False)
     return render_template("confirm.html", token=token)
 
 
 @bp.post("/confirm/<token>")
 def confirm(token: str) -> str:
     web = ctx()
-    subscriber_id, consent_id = _confirm_payload(token)
+    subscriber_id, signup_id = _confirm_payload(token)
     with web.transaction() as session:
         delivery_id = confirm_signup(
             session,
             subscriber_id,
-            consent_id,
+            signup_id,
             now=web.clock.now(),
             seen=seen(),
             secret=web.settings.secret_key,

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from bench.support import shut_down
 from drip.clock import FileClock
 from drip.db import SessionFactory, make_session_factory, reading
-from drip.models import Delivery, DeliveryStatus, Subscriber
+from drip.models import ConsentEvent, ConsentEventKind, Delivery, DeliveryStatus, Subscriber
 from drip.settings import Settings, load_settings
 from drip.wiring import make_engine
 from tests.helpers import SMTPServer, free_port, wait_until
@@ -146,6 +146,17 @@ class Stack:
             return busy == 0
 
         wait_until(idle, "the worker to send and record every queued email")
+
+    def signup_event(self, address: str) -> ConsentEvent | None:
+        """The newest signup event of `address`, as its consent evidence."""
+        with reading(self.sessions) as session:
+            return session.scalar(
+                sa.select(ConsentEvent)
+                .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+                .where(Subscriber.email == address, ConsentEvent.kind == ConsentEventKind.SIGNUP)
+                .order_by(ConsentEvent.id.desc())
+                .limit(1)
+            )
 
     def subscriber(self, address: str) -> Subscriber | None:
         with reading(self.sessions) as session:

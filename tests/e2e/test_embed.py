@@ -33,3 +33,7 @@ def test_the_form_embedded_on_another_site_signs_up_and_lands_on_its_thank_you_p
     assert subscriber.status == SubscriberStatus.PENDING
     assert subscriber.first_name == "Linus"
     assert subscriber.timezone == "Europe/Lisbon", "the snippet's script sent the timezone"
+    signup = stack.signup_event("linus@example.com")
+    assert signup is not None
+    assert (signup.form_id, signup.page_url) == ("embed", article), "and the page it is on"
+    assert signup.embed_origin and article.startswith(signup.embed_origin)

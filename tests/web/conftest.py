@@ -16,6 +16,7 @@ from drip.web import create_app
 from tests.helpers import System
 
 BASE = "https://drip.example.com"
+BLOG = "https://blog.example.com"
 
 
 @pytest.fixture
@@ -34,6 +35,19 @@ def app(system: System) -> Iterator[Flask]:
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
     return app.test_client()
+
+
+@pytest.fixture
+def blog(system: System) -> Iterator[FlaskClient]:
+    """A client of drip set up for a writer whose blog embeds the form."""
+    settings = dataclasses.replace(
+        system.settings,
+        allowed_origins=system.settings.allowed_origins | {BLOG},
+        thanks_url=f"{BLOG}/thanks",
+    )
+    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    yield app.test_client()
+    app.extensions["drip"].engine.dispose()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from collections.abc import Iterator
 from datetime import timedelta
@@ -15,9 +16,12 @@ from flask.testing import FlaskClient
 from drip.admins import create_admin
 from drip.db import transaction
 from drip.models import (
+    ConsentEvent,
+    ConsentText,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    ErasureMark,
     Sequence,
     Step,
     Subscriber,
@@ -439,9 +443,18 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
     post(admin, f"{page}/action", {"action": "resume"}, page=page)
     assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    with transaction(system.sessions) as session:
+        message_id = session.scalar(
+            sa.select(Delivery.message_id).where(Delivery.kind == DeliveryKind.CONFIRMATION)
+        )
+    evidence = admin.get(page).get_data(as_text=True)
+    for shown in ("Signup", "127.0.0.1", "version 1", "Confirm", str(message_id)):
+        assert shown in evidence or html.escape(shown) in evidence, shown
+    assert "Withdraw" in evidence and "Resubscribe" in evidence and "(admin)" in evidence
     post(admin, f"{page}/action", {"action": "erase"}, page=page)
     with transaction(system.sessions) as session:
-        assert session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) == 0
+        for model in (Subscriber, ConsentEvent, ConsentText, ErasureMark):
+            assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
 
 
 def test_a_failed_email_can_be_sent_again(admin: FlaskClient, system: System) -> None:

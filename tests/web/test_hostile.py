@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from drip.db import transaction
-from drip.models import ConsentRecord, Delivery, Subscriber
+from drip.models import ConsentEvent, ConsentText, Delivery, Subscriber
 from tests.helpers import System
 
 OK = {"email": "ana@example.com"}
@@ -76,7 +76,7 @@ JSON_ONLY: list[tuple[str, object]] = [
 def nothing_happened(system: System) -> None:
     system.drain()
     with transaction(system.sessions) as session:
-        for model in (Subscriber, ConsentRecord, Delivery):
+        for model in (Subscriber, ConsentEvent, ConsentText, Delivery):
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
     assert system.smtp.received == []
 

@@ -19,7 +19,7 @@ from redis.retry import Retry
 from drip.cli import main
 from drip.db import transaction
 from drip.metrics import DripCollector
-from drip.models import Delivery
+from drip.models import ConsentMethod, Delivery
 from drip.subscriptions import unsubscribe
 from tests.helpers import System, drip_env
 
@@ -49,7 +49,12 @@ def test_metrics_count_the_list_the_emails_the_queue_and_the_last_scheduler_pass
     system.join("ana@example.com")
     system.join("ben@example.com")
     with transaction(system.sessions) as session:
-        unsubscribe(session, system.subscriber("ben@example.com").id, system.clock.now())
+        unsubscribe(
+            session,
+            system.subscriber("ben@example.com").id,
+            system.clock.now(),
+            method=ConsentMethod.ADMIN,
+        )
     system.stop_worker()
     system.signup("cy@example.com")  # its confirmation waits in the queue
     env = drip_env(tmp_path, system.settings.database_url, system.broker.client.socket_file, 1)

@@ -14,8 +14,9 @@ from flask.testing import FlaskClient
 from itsdangerous.encoding import base64_decode, base64_encode
 from werkzeug.test import TestResponse
 
+from drip.consent import events_of
 from drip.db import transaction
-from drip.models import Base, ConsentRecord, Subscriber, SubscriberStatus
+from drip.models import Base, ConsentMethod, Subscriber, SubscriberStatus
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, unsubscribe
 from drip.tasks import Enqueuer
@@ -48,16 +49,17 @@ def test_signing_up_by_form_sends_a_confirmation_and_redirects(
     assert link(system, "ana@example.com", "confirm")
     with transaction(system.sessions) as session:
         ana = session.scalars(sa.select(Subscriber)).one()
-        consent = session.scalars(sa.select(ConsentRecord)).one()
+        signup, text = events_of(session, ana.id)[0]
     assert (ana.email, ana.first_name, ana.timezone, ana.status) == (
         "ana@example.com",
         "Ana",
         "Europe/Berlin",
         SubscriberStatus.PENDING,
     )
-    assert consent.user_agent == "test-browser"
-    assert consent.page == "https://blog.example.com/post"
-    assert "one-click unsubscribe" in consent.consent_text
+    assert signup.user_agent == "test-browser"
+    assert signup.page_url == "https://blog.example.com/post"
+    assert signup.email_entered == "Ana@Example.com"
+    assert text is not None and "one-click unsubscribe" in text.body
 
 
 PER_CLIENT = ("Date",)
@@ -79,7 +81,12 @@ def test_the_answer_is_the_same_whatever_the_address_state(
         system.subscriber(
             "completed@example.com", session=session
         ).status = SubscriberStatus.COMPLETED
-        unsubscribe(session, system.subscriber("unsubscribed@example.com", session=session).id, now)
+        unsubscribe(
+            session,
+            system.subscriber("unsubscribed@example.com", session=session).id,
+            now,
+            method=ConsentMethod.ADMIN,
+        )
         bounced = system.subscriber("bounced@example.com", session=session)
         mark_bounced(session, bounced, now, secret=system.settings.secret_key)
         suppress(

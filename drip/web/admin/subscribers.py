@@ -14,7 +14,7 @@ from drip import directory
 from drip.csvio import export_rows, write_csv, write_csv_row
 from drip.db import scrub
 from drip.errors import InvalidInput
-from drip.models import SubscriberStatus
+from drip.models import ConsentMethod, SubscriberStatus
 from drip.privacy import erase
 from drip.signup import find_sequence
 from drip.subscriptions import move_to_step, pause, resume, unsubscribe
@@ -92,7 +92,7 @@ def act(subscriber_id: int) -> Response:
         elif action == "resume":
             resume(session, subscriber_id, now)
         elif action == "unsubscribe":
-            unsubscribe(session, subscriber_id, now)
+            unsubscribe(session, subscriber_id, now, method=ConsentMethod.ADMIN)
         elif action == "move":
             step = request.form.get("step", "")
             if not (step.isascii() and step.isdigit()):

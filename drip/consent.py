@@ -1,0 +1,231 @@
+"""Keeping the proof of consent (standards CON-01, LAW-11, LAW-21): an append-only log.
+
+Each signup, confirmation, withdrawal and undone withdrawal adds one `consent_events`
+row; the notice a person was shown is a `consent_texts` row the events point to. Nothing
+here updates or deletes a row, and the database refuses anyone who tries (migration
+0014), except inside `erasing`, which erasure and the purge of unconfirmed signups use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from drip.models import (
+    ConsentEvent,
+    ConsentEventKind,
+    ConsentMethod,
+    ConsentText,
+    Delivery,
+    DeliveryKind,
+    ErasureMark,
+)
+
+NEW_VERSION_TRIES = 5
+"""Two PostgreSQL transactions adding different new wordings at once both pick the same
+next version; the loser takes the one after. Beyond a few rounds something else is wrong."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where and how a signup happened, as the request told it (all of it evidence, none
+    of it trusted for anything else)."""
+
+    email_entered: str = ""
+    form_id: str = ""
+    page_url: str = ""
+    referrer: str = ""
+    embed_origin: str = ""
+    ip: str = ""
+    user_agent: str = ""
+
+
+def text_for(session: Session, body: str, *, privacy_policy: str, now: datetime) -> ConsentText:
+    """The stored notice with exactly this wording and policy, added as the next version
+    the first time it is shown."""
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    for _ in range(NEW_VERSION_TRIES):
+        found = session.scalar(
+            sa.select(ConsentText).where(
+                ConsentText.sha256 == digest, ConsentText.privacy_policy_version == privacy_policy
+            )
+        )
+        if found is not None:
+            return found
+        latest = session.scalar(sa.select(sa.func.max(ConsentText.version))) or 0
+        text = ConsentText(
+            version=latest + 1,
+            body=body,
+            sha256=digest,
+            privacy_policy_version=privacy_policy,
+            created_at=now,
+        )
+        try:
+            with session.begin_nested():
+                session.add(text)
+        except IntegrityError:
+            continue
+        return text
+    raise RuntimeError("could not store a new consent text version")
+
+
+def record_signup(
+    session: Session,
+    subscriber_id: int,
+    text: ConsentText,
+    origin: Origin,
+    *,
+    email: str,
+    purposes: str,
+    now: datetime,
+) -> ConsentEvent:
+    event = ConsentEvent(
+        subscriber_id=subscriber_id,
+        kind=ConsentEventKind.SIGNUP,
+        occurred_at=now,
+        consent_text_id=text.id,
+        email_entered=origin.email_entered,
+        email_normalised=email,
+        form_id=origin.form_id,
+        page_url=origin.page_url,
+        referrer=origin.referrer,
+        embed_origin=origin.embed_origin,
+        ip=origin.ip,
+        user_agent=origin.user_agent,
+        purposes=purposes,
+    )
+    session.add(event)
+    return event
+
+
+def latest_signup(session: Session, subscriber_id: int) -> ConsentEvent | None:
+    """The signup a confirmation link must name: any older one is superseded."""
+    return session.scalar(
+        sa.select(ConsentEvent)
+        .where(
+            ConsentEvent.subscriber_id == subscriber_id,
+            ConsentEvent.kind == ConsentEventKind.SIGNUP,
+        )
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    )
+
+
+def record_confirm(
+    session: Session, signup: ConsentEvent, *, ip: str, user_agent: str, now: datetime
+) -> None:
+    """The click on the confirmation email, with that email's Message-ID and send time
+    copied from its delivery: delivery logs are pruned, the proof must not be."""
+    mail = session.execute(
+        sa.select(Delivery.message_id, Delivery.sent_at)
+        .where(
+            Delivery.subscriber_id == signup.subscriber_id,
+            Delivery.kind == DeliveryKind.CONFIRMATION,
+            Delivery.created_at >= signup.occurred_at,
+            Delivery.sent_at.is_not(None),
+        )
+        .order_by(Delivery.sent_at.desc())
+        .limit(1)
+    ).first()
+    session.add(
+        ConsentEvent(
+            subscriber_id=signup.subscriber_id,
+            kind=ConsentEventKind.CONFIRM,
+            signup_id=signup.id,
+            occurred_at=now,
+            consent_text_id=signup.consent_text_id,
+            ip=ip,
+            user_agent=user_agent,
+            confirmation_message_id=mail.message_id if mail else None,
+            confirmation_sent_at=mail.sent_at if mail else None,
+        )
+    )
+
+
+def record_change(
+    session: Session,
+    subscriber_id: int,
+    kind: ConsentEventKind,
+    method: ConsentMethod,
+    *,
+    now: datetime,
+    ip: str | None = None,
+    user_agent: str | None = None,
+) -> None:
+    """A withdrawal, or an unsubscribe undone, against the subscriber's latest signup
+    (none for rows older than the consent log)."""
+    signup = latest_signup(session, subscriber_id)
+    session.add(
+        ConsentEvent(
+            subscriber_id=subscriber_id,
+            kind=kind,
+            signup_id=signup.id if signup else None,
+            occurred_at=now,
+            consent_text_id=signup.consent_text_id if signup else None,
+            ip=ip,
+            user_agent=user_agent,
+            method=method,
+        )
+    )
+
+
+def events_of(
+    session: Session, subscriber_id: int
+) -> list[tuple[ConsentEvent, ConsentText | None]]:
+    """A subscriber's log, oldest first, each event with the notice it points to."""
+    rows = session.execute(
+        sa.select(ConsentEvent, ConsentText)
+        .outerjoin(ConsentText, ConsentText.id == ConsentEvent.consent_text_id)
+        .where(ConsentEvent.subscriber_id == subscriber_id)
+        .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
+    )
+    return [(event, text) for event, text in rows]
+
+
+@contextmanager
+def erasing(session: Session) -> Iterator[None]:
+    """Let this transaction delete consent rows (standards LAW-14), and no other.
+
+    The triggers refuse a DELETE unless `erasure_marks` holds a row. The mark is inserted
+    here and deleted before the block ends, so it is never committed: on PostgreSQL no
+    other transaction can see an uncommitted row, and on SQLite no other connection
+    writes while this one holds the write lock. A marker table works the same on both
+    databases and can be read by a trigger; a PostgreSQL `SET LOCAL` setting would be
+    tidier there, but SQLite has no per-transaction setting a trigger can read. On an
+    exception the transaction rolls back, and the mark with it.
+    """
+    mark = session.scalar(sa.insert(ErasureMark).returning(ErasureMark.id))
+    yield
+    session.flush()
+    session.execute(sa.delete(ErasureMark).where(ErasureMark.id == mark))
+
+
+def texts_of(session: Session, subscribers: sa.Select[tuple[int]]) -> set[int]:
+    """The notices the events of `subscribers` (a query for their ids) point to."""
+    return set(
+        session.scalars(
+            sa.select(ConsentEvent.consent_text_id)
+            .where(
+                ConsentEvent.subscriber_id.in_(subscribers),
+                ConsentEvent.consent_text_id.is_not(None),
+            )
+            .distinct()
+        )
+    )
+
+
+def drop_unused_texts(session: Session, text_ids: set[int]) -> None:
+    """After an erasure, delete the texts it left unreferenced: an import's statement
+    ("signed up at the webinar on ...") may describe the person; a text no event points
+    to proves nothing. Call inside `erasing`."""
+    if not text_ids:
+        return
+    used = sa.exists().where(ConsentEvent.consent_text_id == ConsentText.id)
+    session.execute(sa.delete(ConsentText).where(ConsentText.id.in_(text_ids), ~used))

@@ -1,0 +1,145 @@
+"""The consent log (standards CON-01): notices are versioned, never rewritten, and the
+database itself refuses to change or delete evidence outside an erasure (LAW-14)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+import sqlalchemy as sa
+
+from drip.consent import erasing, events_of
+from drip.db import transaction
+from drip.models import (
+    ConsentEvent,
+    ConsentEventKind,
+    ConsentMethod,
+    ConsentText,
+    ErasureMark,
+)
+from drip.signup import SignupRequest, subscribe
+from drip.subscriptions import mark_bounced, unsubscribe
+from tests.helpers import System
+
+CHANGES = [
+    "UPDATE consent_events SET ip = '10.0.0.1'",
+    "DELETE FROM consent_events",
+    "UPDATE consent_texts SET body = 'something milder'",
+    "DELETE FROM consent_texts",
+]
+
+
+def sign_up(system: System, email: str, notice: str, *, policy: str = "") -> None:
+    with transaction(system.sessions) as session:
+        subscribe(
+            session,
+            SignupRequest(email=email),
+            now=system.clock.now(),
+            consent_text=notice,
+            privacy_policy=policy,
+            secret=system.settings.secret_key,
+        )
+
+
+def notice_of(system: System, email: str) -> ConsentText:
+    with transaction(system.sessions) as session:
+        [(_, text)] = events_of(session, system.subscriber(email, session=session).id)
+    assert text is not None
+    return text
+
+
+def test_a_changed_notice_is_a_new_version_and_old_events_keep_the_old_text(
+    system: System,
+) -> None:
+    sign_up(system, "ana@example.com", "Ten lessons, one a day.")
+    sign_up(system, "bob@example.com", "Ten lessons, one a day, and a bonus.")
+    sign_up(system, "cat@example.com", "Ten lessons, one a day.")
+    sign_up(system, "dan@example.com", "Ten lessons, one a day.", policy="sha256:new")
+    emails = ("ana@example.com", "bob@example.com", "cat@example.com", "dan@example.com")
+    versions = {
+        email: (notice_of(system, email).version, notice_of(system, email).body) for email in emails
+    }
+    assert versions == {
+        "ana@example.com": (1, "Ten lessons, one a day."),
+        "bob@example.com": (2, "Ten lessons, one a day, and a bonus."),
+        "cat@example.com": (1, "Ten lessons, one a day."),
+        "dan@example.com": (3, "Ten lessons, one a day."),
+    }
+    assert notice_of(system, "dan@example.com").privacy_policy_version == "sha256:new"
+
+
+@pytest.mark.parametrize("change", CHANGES)
+def test_the_database_refuses_to_change_or_delete_consent_evidence(
+    system: System, change: str
+) -> None:
+    system.join("ana@example.com")
+    with (
+        pytest.raises(sa.exc.IntegrityError, match=r"append-only|erasure"),
+        transaction(system.sessions) as session,
+    ):
+        session.execute(sa.text(change))
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ConsentEvent)) == 2
+        assert session.scalar(sa.select(ConsentText.body)) == "test consent"
+
+
+def test_an_erasure_may_delete_but_not_update_and_leaves_no_mark(system: System) -> None:
+    system.join("ana@example.com")
+    with (
+        pytest.raises(sa.exc.IntegrityError, match="append-only"),
+        transaction(system.sessions) as session,
+        erasing(session),
+    ):
+        session.execute(sa.text(CHANGES[0]))
+    with transaction(system.sessions) as session, erasing(session):
+        session.execute(sa.delete(ConsentEvent))
+        session.execute(sa.delete(ConsentText))
+    with transaction(system.sessions) as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(ErasureMark)) == 0
+    system.join("bob@example.com")
+    with pytest.raises(sa.exc.IntegrityError), transaction(system.sessions) as session:
+        session.execute(sa.delete(ConsentEvent))
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_an_erasure_in_progress_unlocks_nothing_for_other_transactions(
+    system: System, postgres_url: str
+) -> None:
+    system.join("ana@example.com")
+    with transaction(system.sessions) as erasure, erasing(erasure):
+        erasure.flush()
+        with psycopg.connect(postgres_url, autocommit=True) as other:
+            with pytest.raises(psycopg.errors.RestrictViolation):
+                other.execute("DELETE FROM consent_events")
+            with pytest.raises(psycopg.errors.RestrictViolation):
+                other.execute("TRUNCATE consent_texts CASCADE")
+
+
+@pytest.fixture
+def postgres_url(system: System) -> Iterator[str]:
+    """The system's database as a plain libpq address, for a second connection."""
+    with system.sessions() as session:
+        url = session.get_bind().url
+    yield url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def test_withdrawals_say_how(system: System) -> None:
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        bob = system.subscriber("bob@example.com", session=session)
+        unsubscribe(session, ana.id, system.clock.now(), method=ConsentMethod.ADMIN)
+        mark_bounced(session, bob, system.clock.now(), secret=system.settings.secret_key)
+    assert methods(system, "ana@example.com") == [ConsentMethod.ADMIN]
+    assert methods(system, "bob@example.com") == [ConsentMethod.HARD_BOUNCE]
+
+
+def methods(system: System, email: str) -> list[ConsentMethod | None]:
+    with transaction(system.sessions) as session:
+        return [
+            event.method
+            for event, _ in events_of(session, system.subscriber(email, session=session).id)
+            if event.kind == ConsentEventKind.WITHDRAW
+        ]

@@ -1,0 +1,148 @@
+"""The consent record over HTTP (standards CON-01, LAW-13): one signup, confirm and
+unsubscribe leave three events that together carry every field, and the download shows
+them with the notice that was shown."""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from drip.consent import events_of
+from drip.db import transaction
+from drip.models import ConsentEvent, ConsentEventKind, ConsentMethod, Delivery, DeliveryKind
+from tests.helpers import System
+from tests.web.conftest import BLOG, link
+
+F5 = {
+    ConsentEventKind.SIGNUP: (
+        "subscriber_id",
+        "occurred_at",
+        "consent_text_id",
+        "email_entered",
+        "email_normalised",
+        "form_id",
+        "page_url",
+        "referrer",
+        "embed_origin",
+        "ip",
+        "user_agent",
+        "purposes",
+    ),
+    ConsentEventKind.CONFIRM: (
+        "subscriber_id",
+        "signup_id",
+        "occurred_at",
+        "consent_text_id",
+        "ip",
+        "user_agent",
+        "confirmation_message_id",
+        "confirmation_sent_at",
+    ),
+    ConsentEventKind.WITHDRAW: (
+        "subscriber_id",
+        "signup_id",
+        "occurred_at",
+        "consent_text_id",
+        "method",
+    ),
+}
+"""The CON-01 fields each event of the cycle must fill (signed_up_at, confirmed_at and
+withdrawn_at are the `occurred_at` of their event)."""
+
+
+def test_signup_confirm_and_unsubscribe_leave_three_events_carrying_every_field(
+    blog: FlaskClient, client: FlaskClient, system: System
+) -> None:
+    blog.post(
+        "/subscribe",
+        data={
+            "email": " Ana@Example.COM ",
+            "page": f"{BLOG}/posts/sleep",
+            "referrer": "https://search.example/?q=sleep",
+        },
+        headers={"Origin": BLOG, "User-Agent": "laptop-browser"},
+    )
+    confirm = link(system, "ana@example.com", "confirm")
+    client.post(confirm, headers={"User-Agent": "phone-browser"})
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+
+    with transaction(system.sessions) as session:
+        events = events_of(session, system.subscriber("ana@example.com", session=session).id)
+        mail = session.scalars(
+            sa.select(Delivery).where(Delivery.kind == DeliveryKind.CONFIRMATION)
+        ).one()
+    assert [e.kind for e, _ in events] == list(F5)
+    for (event, text), fields in zip(events, F5.values(), strict=True):
+        missing = [name for name in fields if getattr(event, name) in (None, "")]
+        assert missing == [], f"{event.kind} event lacks {missing}"
+        assert text is not None and text.id == events[0][0].consent_text_id
+    signup, confirmed, withdrawn = (e for e, _ in events)
+    assert (signup.email_entered, signup.email_normalised) == (
+        " Ana@Example.COM ",
+        "ana@example.com",
+    )
+    assert (signup.form_id, signup.page_url, signup.embed_origin) == (
+        "embed",
+        f"{BLOG}/posts/sleep",
+        BLOG,
+    )
+    assert (signup.ip, signup.user_agent, signup.purposes) == (
+        "127.0.0.1",
+        "laptop-browser",
+        "series:feel-better",
+    )
+    assert (confirmed.signup_id, confirmed.user_agent) == (signup.id, "phone-browser")
+    assert (confirmed.confirmation_message_id, confirmed.confirmation_sent_at) == (
+        mail.message_id,
+        mail.sent_at,
+    )
+    assert (withdrawn.signup_id, withdrawn.method) == (signup.id, ConsentMethod.ONE_CLICK_POST)
+    text = events[0][1]
+    assert text is not None and text.body.startswith("By signing up you agree to receive")
+    assert text.privacy_policy_version.startswith("sha256:")
+
+
+def test_the_landing_page_keeps_where_the_visitor_came_from(
+    client: FlaskClient, system: System
+) -> None:
+    page = client.get("/", headers={"Referer": "https://news.example/item/7"})
+    assert 'name="referrer" value="https://news.example/item/7"' in page.get_data(as_text=True)
+    client.post(
+        "/subscribe",
+        data={"email": "ana@example.com", "referrer": "https://news.example/item/7"},
+        headers={"Referer": "https://drip.example.com/", "Sec-Fetch-Site": "same-origin"},
+    )
+    with transaction(system.sessions) as session:
+        signup = session.scalars(sa.select(ConsentEvent)).one()
+    assert (signup.form_id, signup.page_url, signup.referrer, signup.embed_origin) == (
+        "landing",
+        "https://drip.example.com/",
+        "https://news.example/item/7",
+        "",
+    )
+
+
+def test_the_download_holds_the_consent_log_and_the_notices(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    client.post(link(system, "ana@example.com", "unsubscribe"))
+    client.post("/privacy", data={"email": "ana@example.com"})
+    data = json.loads(client.get(f"{link(system, 'ana@example.com', 'privacy')}/export.json").data)
+    signup, confirmed, withdrawn = data["subscriptions"][0]["consent_events"]
+    assert (signup["kind"], confirmed["kind"], withdrawn["kind"]) == (
+        "signup",
+        "confirm",
+        "withdraw",
+    )
+    assert signup["email_normalised"] == "ana@example.com" and signup["ip"] == "127.0.0.1"
+    assert confirmed["confirmation_message_id"] and confirmed["confirmation_sent_at"]
+    assert withdrawn["method"] == "link"
+    notice = signup["notice_shown"]
+    assert notice["version"] == 1 and len(notice["sha256"]) == 64
+    assert notice["text"].startswith("By signing up")
+    assert withdrawn["notice_shown"] == notice, "every event points to the notice shown"
