@@ -20,7 +20,6 @@ from functools import lru_cache
 SHARED_NAMES = frozenset(
     {
         "from",
-        "reply-to",
         "subject",
         "auto-submitted",
         "list-id",
@@ -31,9 +30,9 @@ SHARED_NAMES = frozenset(
         "content-transfer-encoding",
     }
 )
-"""Headers whose value is usually the same for every reader of a lesson. Any value is
-keyed by its full text, so one that differs (a subject with a first name in it, the
-boundary of a multipart Content-Type) is still right, it only takes a cache slot."""
+"""Headers whose value is usually the same for every reader of a lesson. A value is keyed
+by its full text, so one that differs (a subject with the reader's first name in it, a
+lesson the admin edited) gets a header of its own; it only takes a cache slot."""
 SHARED_HEADERS = 512
 """Parsed values kept: a few per lesson and series, so this holds every lesson's."""
 
@@ -41,10 +40,11 @@ SHARED_HEADERS = 512
 class FoldedOnce(BaseHeader):
     """A header that remembers its last fold, and for which policy settings it was made.
 
-    The generator folds each header of a shared header object again for every email;
-    the fold depends only on the parse tree (immutable) and the policy's settings. The
-    generator clones the policy for every part, so the settings, not the policy object,
-    are the key. One slot, replaced whole, so threads sharing a header never see half.
+    The generator folds every header of every email it writes, a shared one included,
+    and the fold depends only on the parse tree (immutable) and the policy's settings.
+    The generator clones the policy for every part, so the settings, not the policy
+    object, are the key. One slot, replaced whole: threads sharing a header never see
+    half of one, at worst both fold it.
     """
 
     def fold(self, *, policy: Policy) -> str:
