@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.headerregistry import Address
@@ -120,6 +122,30 @@ def test_the_message_is_byte_for_byte_what_stock_policy_default_builds(
         assert ours.as_bytes(policy=wire) == stock.as_bytes(policy=wire), wire
     with pytest.raises(ValueError, match="linefeed"):
         ours["Keywords"] = "x\nBcc: victim@example.com"
+
+
+def test_threads_sharing_the_parsed_headers_build_the_same_bytes() -> None:
+    """Worker threads share parsed headers and their folds (drip.email_policy); here half
+    of them write with another policy, so a fold slot keeps changing under the others."""
+    jobs = [
+        (RenderedEmail(f"Day {n % 3}", "p", f"<p>{n}</p>", f"Lesson {n}.\n"), wire)
+        for n in range(64)
+        for wire in (policy.SMTP, policy.default)
+    ]
+
+    def written(job: tuple[RenderedEmail, policy.Policy]) -> bytes:
+        email, wire = job
+        return build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>").as_bytes(policy=wire)
+
+    alone = [written(job) for job in jobs]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(5):
+                assert list(pool.map(written, jobs)) == alone
+    finally:
+        sys.setswitchinterval(interval)
 
 
 @pytest.mark.parametrize(
