@@ -3,21 +3,34 @@
 from __future__ import annotations
 
 import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from email import policy
+from email import message_from_bytes, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import parsedate_to_datetime
+from email.utils import format_datetime, parsedate_to_datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from drip import messages
+from drip.dkim_signing import serialise
 from drip.errors import InvalidInput
 from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.rendering import RenderedEmail
 from tests.helpers import System
 
 SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
+
+ENVELOPE = Envelope(
+    sender=Address("Calm Back", "hello", "drip.example.com"),
+    recipient=recipient_address("ana@example.com", "Ana María"),
+    list_id="<feel-better.drip.example.com>",
+    feedback_id="1:feel-better:step:drip",
+    unsubscribe_url="https://drip.example.com/unsubscribe/t0k3n",
+    date=datetime(2026, 11, 29, 7, 0, tzinfo=UTC),
+)
 
 
 @pytest.fixture
@@ -94,30 +107,79 @@ def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -
 def test_the_message_is_byte_for_byte_what_stock_policy_default_builds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """drip's policy only reuses header classes: the bytes and the checks must not change."""
-    envelope = Envelope(
-        sender=Address("Calm Back", "hello", "drip.example.com"),
-        recipient=recipient_address("ana@example.com", "Ana María"),
-        list_id="<feel-better.drip.example.com>",
-        feedback_id="1:feel-better:step:drip",
-        unsubscribe_url="https://drip.example.com/unsubscribe/t0k3n",
-        date=datetime(2026, 11, 29, 7, 0, tzinfo=UTC),
-    )
+    """drip's policy only reuses header classes, parsed headers and their folds: the bytes
+    and the checks must not change, whichever policy writes the message and in what order."""
     email = RenderedEmail("Día 1 — water", "Drink first.", "<p>é</p>" * 99, "Drink.\n" * 90)
-
-    def wire(message: EmailMessage) -> bytes:
-        message.set_boundary("==boundary==")
-        return message.as_bytes(policy=policy.SMTP)
-
-    ours = build_message(email, envelope, msgid="<d1.x@drip.example.com>")
-    again = build_message(email, envelope, msgid="<d1.x@drip.example.com>")
+    ours = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
+    again = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
     monkeypatch.setattr(messages, "POLICY", policy.default)
-    stock = build_message(email, envelope, msgid="<d1.x@drip.example.com>")
+    stock = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
     assert type(ours["To"]) is type(again["To"]), "one class per header name"
     assert type(stock["To"]) is not type(ours["To"])
-    assert wire(ours) == wire(again) == wire(stock)
+    assert ours["From"] is again["From"], "one parsed header per repeated value"
+    for wire in (policy.default, policy.SMTP, policy.SMTP.clone(max_line_length=40), policy.SMTP):
+        assert ours.as_bytes(policy=wire) == again.as_bytes(policy=wire)
+        assert ours.as_bytes(policy=wire) == stock.as_bytes(policy=wire), wire
     with pytest.raises(ValueError, match="linefeed"):
         ours["Keywords"] = "x\nBcc: victim@example.com"
+
+
+def test_threads_sharing_the_parsed_headers_build_the_same_bytes() -> None:
+    """Worker threads share parsed headers and their folds (drip.email_policy); here half
+    of them write with another policy, so a fold slot keeps changing under the others."""
+    jobs = [
+        (RenderedEmail(f"Day {n % 3}", "p", f"<p>{n}</p>", f"Lesson {n}.\n"), wire)
+        for n in range(64)
+        for wire in (policy.SMTP, policy.default)
+    ]
+
+    def written(job: tuple[RenderedEmail, policy.Policy]) -> bytes:
+        email, wire = job
+        return build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>").as_bytes(policy=wire)
+
+    alone = [written(job) for job in jobs]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            for _ in range(5):
+                assert list(pool.map(written, jobs)) == alone
+    finally:
+        sys.setswitchinterval(interval)
+
+
+@pytest.mark.parametrize(
+    "date",
+    [
+        datetime(2026, 11, 29, 7, 0, 5, 250_000, tzinfo=UTC),
+        datetime(2026, 3, 29, 9, 30, tzinfo=ZoneInfo("Europe/Berlin")),
+        datetime(2026, 3, 29, 9, 30),
+    ],
+)
+def test_the_sender_as_text_and_the_date_as_a_datetime_are_written_as_before(
+    date: datetime,
+) -> None:
+    """build_message passes the sender as text (so it is parsed once) and the date as a
+    datetime (so it is not parsed back); stock policy.default wrote them the same from
+    the Address and the formatted date."""
+    sender = Address('Calm Back, "Ünï" Ltd.', "hello", "drip.example.com")
+    ours = EmailMessage(policy=policy.default)
+    ours["From"], ours["Date"] = str(sender), date
+    before = EmailMessage(policy=policy.default)
+    before["From"], before["Date"] = sender, format_datetime(date)
+    assert ours.as_bytes(policy=policy.SMTP) == before.as_bytes(policy=policy.SMTP)
+
+
+def test_a_body_holding_the_boundary_line_stays_inside_its_part() -> None:
+    """Every message shares one boundary, safe only while both parts are quoted-printable."""
+    fake = f"--{messages.BOUNDARY}\nContent-Type: text/plain\n\nBcc: v@example.com\n"
+    email = RenderedEmail("s", "p", f"<pre>{fake}--{messages.BOUNDARY}--</pre>", fake)
+    message = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
+    raw = serialise(message, None)
+    assert raw.count(f"--{messages.BOUNDARY}".encode()) == 3, "two parts and the close"
+    text, html = parts(message_from_bytes(raw.replace(b"\r\n", b"\n"), policy=policy.default))
+    assert text == fake + "\n"
+    assert html == email.html + "\n"
 
 
 @pytest.mark.parametrize(
