@@ -12,7 +12,7 @@ asked, and a test checks the bytes equal stock `policy.default`'s.
 
 from __future__ import annotations
 
-from email.headerregistry import BaseHeader, HeaderRegistry
+from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
 from email.policy import Policy
 from email.policy import default as default_policy
 from functools import lru_cache
@@ -57,6 +57,27 @@ class FoldedOnce(BaseHeader):
         return folded
 
 
+class OneLineURIs(UnstructuredHeader):
+    """List-Unsubscribe (RFC 2369): URIs in angle brackets, with no space to fold at.
+
+    policy.default writes a value that does not fit its line length as RFC 2047
+    encoded-words, which RFC 2369 does not allow and with which Gmail and Outlook offer
+    no one-click unsubscribe; every real unsubscribe URL is that long. So it is written
+    on one line, which RFC 5322 allows up to 998 characters. The value has passed the
+    same CR/LF check as every other (SEC-07).
+    """
+
+    def fold(self, *, policy: Policy) -> str:
+        line = f"{self.name}: {self}"
+        if line.isascii() and len(line) <= LONGEST_LINE:
+            return line + policy.linesep
+        return super().fold(policy=policy)  # type: ignore[misc]
+
+
+LONGEST_LINE = 998
+"""RFC 5322 2.1.1: a line's hard limit, without its CRLF."""
+
+
 class ReusedHeaders(HeaderRegistry):
     """The standard registry, except that it builds each header's class once, and each
     header of a name in SHARED_NAMES once per distinct value.
@@ -67,6 +88,7 @@ class ReusedHeaders(HeaderRegistry):
 
     def __init__(self) -> None:
         super().__init__(base_class=FoldedOnce)
+        self.map_to_type("list-unsubscribe", OneLineURIs)
         self._made: dict[str, type[BaseHeader]] = {}
         self._shared = lru_cache(maxsize=SHARED_HEADERS)(super().__call__)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
-from email.headerregistry import Address
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime, parsedate_to_datetime
 from zoneinfo import ZoneInfo
@@ -16,6 +17,7 @@ import pytest
 
 from drip import messages
 from drip.dkim_signing import serialise
+from drip.email_policy import OneLineURIs
 from drip.errors import InvalidInput
 from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.rendering import RenderedEmail
@@ -72,6 +74,17 @@ def test_one_click_unsubscribe_headers_follow_rfc_8058(lesson: EmailMessage) -> 
     assert "@" not in str(lesson["List-Unsubscribe"]), "the token names an id, never the address"
 
 
+def test_a_long_unsubscribe_url_is_written_on_one_line_not_encoded() -> None:
+    """Stock policy.default would write it as =?utf-8?q?...?= encoded-words, which RFC
+    2369 does not allow; mailbox providers then offer no one-click unsubscribe."""
+    url = "https://drip.example.com/unsubscribe/WzUwXQ.awz-Tg.mxC04WO8myOMx5j5nljMhI5lFqk"
+    envelope = dataclasses.replace(ENVELOPE, unsubscribe_url=url)
+    email = RenderedEmail("Day 1", "Drink first.", "<p>Drink.</p>", "Drink.")
+    raw = serialise(build_message(email, envelope, msgid="<d1.x@drip.example.com>"), None)
+    assert f"\r\nList-Unsubscribe: <{url}>\r\n".encode() in raw
+    assert message_from_bytes(raw, policy=policy.default)["List-Unsubscribe"] == f"<{url}>"
+
+
 def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessage) -> None:
     assert lesson.get_content_type() == "multipart/alternative"
     text, html = parts(lesson)
@@ -108,11 +121,14 @@ def test_the_message_is_byte_for_byte_what_stock_policy_default_builds(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """drip's policy only reuses header classes, parsed headers and their folds: the bytes
-    and the checks must not change, whichever policy writes the message and in what order."""
+    and the checks must not change, whichever policy writes the message and in what order.
+    The one difference on purpose, List-Unsubscribe on one line, is given to stock too."""
     email = RenderedEmail("Día 1 — water", "Drink first.", "<p>é</p>" * 99, "Drink.\n" * 90)
     ours = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
     again = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
-    monkeypatch.setattr(messages, "POLICY", policy.default)
+    stock_headers = HeaderRegistry()
+    stock_headers.map_to_type("list-unsubscribe", OneLineURIs)
+    monkeypatch.setattr(messages, "POLICY", policy.default.clone(header_factory=stock_headers))
     stock = build_message(email, ENVELOPE, msgid="<d1.x@drip.example.com>")
     assert type(ours["To"]) is type(again["To"]), "one class per header name"
     assert type(stock["To"]) is not type(ours["To"])
