@@ -180,14 +180,15 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | Draf
     delivery.retry_at = None
     delivery.lease_until = now + mailer.settings.send_lease
     try:
-        prepared = draft(
-            session,
-            delivery,
-            subscriber,
-            settings=mailer.settings,
-            tokens=mailer.tokens,
-            now=now,
-        )
+        with session.no_autoflush:  # the claim's changes go out in one UPDATE, at commit
+            prepared = draft(
+                session,
+                delivery,
+                subscriber,
+                settings=mailer.settings,
+                tokens=mailer.tokens,
+                now=now,
+            )
     except Exception as exc:
         return _fail(mailer, delivery, subscriber, _unbuildable(delivery_id, exc))
     delivery.message_id = prepared.msgid
