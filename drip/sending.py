@@ -262,20 +262,33 @@ _LAST_LOOK = (
 
 
 def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
+    """Two UPDATEs, with the values worked out here from the locked rows: the ORM's
+    change tracking and flush cost more than the rest of this transaction."""
     locked = _lock(session, delivery_id)
     if locked is None:
         return
     delivery, subscriber = locked
     now = mailer.clock.now()
-    delivery.status = DeliveryStatus.SENT
-    delivery.sent_at = now
-    delivery.lease_until = None
     log.info("delivery %d sent", delivery.id, extra=log_fields(delivery))
+    connection = session.connection()
+    connection.execute(_SENT, {"delivery_id": delivery.id, "now": now})
+    changes: dict[str, object] = {}
     if delivery.kind == DeliveryKind.CONFIRMATION:
-        subscriber.confirmation_sent_at = now
+        changes["confirmation_sent_at"] = now
     if delivery.kind == DeliveryKind.STEP:
-        lesson_sent(subscriber, delivery, now)
-    _complete_if_done(subscriber, now)
+        changes |= lesson_sent(subscriber, delivery.due_at, now)
+    changes |= _completion(subscriber, now)
+    if changes:
+        connection.execute(
+            sa.update(Subscriber).where(Subscriber.id == subscriber.id).values(changes)
+        )
+
+
+_SENT = (
+    sa.update(Delivery)
+    .where(Delivery.id == sa.bindparam("delivery_id"))
+    .values(status=DeliveryStatus.SENT, sent_at=sa.bindparam("now"), lease_until=None)
+)
 
 
 def _record_failure(
@@ -355,6 +368,13 @@ def _fail(mailer: Mailer, delivery: Delivery, subscriber: Subscriber, reason: st
 
 
 def _complete_if_done(subscriber: Subscriber, now: datetime) -> None:
+    for name, value in _completion(subscriber, now).items():
+        setattr(subscriber, name, value)
+
+
+def _completion(subscriber: Subscriber, now: datetime) -> dict[str, object]:
+    """The subscriber's columns once its last email is done with: completed if active
+    with nothing more to come."""
     if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_step is None:
-        subscriber.status = SubscriberStatus.COMPLETED
-        subscriber.ended_at = now
+        return {"status": SubscriberStatus.COMPLETED, "ended_at": now}
+    return {}
