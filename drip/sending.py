@@ -120,11 +120,15 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
 
 def _lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
     """Lock the delivery's subscriber, then the delivery (the one lock order drip uses)."""
-    ids = {"delivery_id": delivery_id}
-    subscriber = session.scalars(_LOCK_SUBSCRIBER, ids).one_or_none()
+    subscriber = _lock_subscriber(session, delivery_id)
     if subscriber is None:
         return None
-    return session.scalars(_LOCK_DELIVERY, ids).one(), subscriber
+    return session.scalars(_LOCK_DELIVERY, {"delivery_id": delivery_id}).one(), subscriber
+
+
+def _lock_subscriber(session: Session, delivery_id: int) -> Subscriber | None:
+    """Lock the delivery's subscriber, or None if there is no such delivery."""
+    return session.scalars(_LOCK_SUBSCRIBER, {"delivery_id": delivery_id}).one_or_none()
 
 
 _LOCK_SUBSCRIBER = (
@@ -262,16 +266,17 @@ _LAST_LOOK = (
 
 
 def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
-    """Two UPDATEs, with the values worked out here from the locked rows: the ORM's
-    change tracking and flush cost more than the rest of this transaction."""
-    locked = _lock(session, delivery_id)
-    if locked is None:
+    """Lock the subscriber, then mark the delivery sent in the UPDATE that locks it and
+    returns what the subscriber's new columns depend on. Plain statements, with the
+    values worked out here: the ORM's change tracking and flush cost more than the rest
+    of this transaction."""
+    subscriber = _lock_subscriber(session, delivery_id)
+    if subscriber is None:
         return
-    delivery, subscriber = locked
     now = mailer.clock.now()
-    log.info("delivery %d sent", delivery.id, extra=log_fields(delivery))
     connection = session.connection()
-    connection.execute(_SENT, {"delivery_id": delivery.id, "now": now})
+    delivery = connection.execute(_SENT, {"delivery_id": delivery_id, "now": now}).one()
+    log.info("delivery %d sent", delivery_id, extra=log_fields(delivery))
     changes: dict[str, object] = {}
     if delivery.kind == DeliveryKind.CONFIRMATION:
         changes["confirmation_sent_at"] = now
@@ -288,6 +293,7 @@ _SENT = (
     sa.update(Delivery)
     .where(Delivery.id == sa.bindparam("delivery_id"))
     .values(status=DeliveryStatus.SENT, sent_at=sa.bindparam("now"), lease_until=None)
+    .returning(Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.due_at)
 )
 
 
