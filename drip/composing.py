@@ -14,7 +14,7 @@ from datetime import datetime
 from email.message import EmailMessage
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from drip import consent
 from drip.errors import DripError
@@ -32,7 +32,6 @@ from drip.series_files import (
     CONFIRM_FOLDER,
     PRIVACY_FOLDER,
     read_email,
-    version_template,
 )
 from drip.settings import Settings
 from drip.tokens import CONFIRM, PRIVACY, UNSUBSCRIBE, Tokens
@@ -67,16 +66,27 @@ def draft(
     tokens: Tokens,
     now: datetime,
 ) -> Draft:
-    sequence, total = _series(session, subscriber.sequence_id)
+    lesson = None
+    if delivery.kind == DeliveryKind.STEP:
+        lesson = _lesson(session, subscriber.sequence_id, delivery.step_id)
+    sequence = lesson.series if lesson else _series(session, subscriber.sequence_id)
     links = _Links(settings, tokens, subscriber)
     context: dict[str, str | int] = {
         "first_name": subscriber.first_name,
         "series_name": sequence.name,
         "sender_name": settings.sender.display_name or sequence.name,
-        "lesson_total": total or 0,
+        "lesson_total": sequence.total or 0,
     }
     version_id = None
-    if delivery.kind == DeliveryKind.CONFIRMATION:
+    if lesson is not None:
+        template, version_id = lesson.template, lesson.version_id
+        context["lesson_number"] = lesson.number
+        confirmed = subscriber.confirmed_at or now
+        reason = (
+            f"You are getting this because you signed up for {sequence.name} and confirmed "
+            f"on {confirmed:%d %B %Y}."
+        )
+    elif delivery.kind == DeliveryKind.CONFIRMATION:
         template = read_email(settings.emails_dir / CONFIRM_FOLDER)
         context["confirm_url"] = links.confirm(_latest_signup(session, subscriber))
         context["confirm_days"] = max(1, settings.confirm_max_age.days)
@@ -84,20 +94,12 @@ def draft(
             f"Someone, hopefully you, asked to join {sequence.name} with this address. "
             "Without a click on the confirm button you will get nothing more from us."
         )
-    elif delivery.kind == DeliveryKind.PRIVACY:
+    else:
         template = read_email(settings.emails_dir / PRIVACY_FOLDER)
         context["privacy_url"] = links.privacy()
         reason = (
             "Someone, hopefully you, asked on our privacy page for the data we keep about "
             "this address. If it was not you, ignore this email: nothing changes."
-        )
-    else:
-        step, template, version_id = _lesson(session, delivery.step_id)
-        context["lesson_number"] = step.number
-        confirmed = subscriber.confirmed_at or now
-        reason = (
-            f"You are getting this because you signed up for {sequence.name} and confirmed "
-            f"on {confirmed:%d %B %Y}."
         )
     unsubscribe_url = links.unsubscribe()
     return Draft(
@@ -150,30 +152,66 @@ def _feedback_id(
     return f"{step}:{slug}:{delivery.kind.value}:{settings.feedback_sender}"
 
 
-def _series(session: Session, sequence_id: int) -> tuple[Sequence, int | None]:
-    """The series and its number of lessons, in one query (every query saved here is saved
-    on every email sent)."""
-    total = (
-        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == Sequence.id).scalar_subquery()
+@dataclass(frozen=True)
+class _Series:
+    name: str
+    slug: str
+    total: int | None
+
+
+@dataclass(frozen=True)
+class _Lesson:
+    series: _Series
+    number: int
+    template: EmailTemplate
+    version_id: int
+
+
+def _series(session: Session, sequence_id: int) -> _Series:
+    return _Series(*session.execute(_SERIES, {"sequence_id": sequence_id}).one())
+
+
+def _lesson(session: Session, sequence_id: int, step_id: int | None) -> _Lesson:
+    row = session.execute(_LESSON, {"sequence_id": sequence_id, "step_id": step_id}).one()
+    if row.version_id is None:
+        raise DripError(f"step {row.number} has no template")
+    template = EmailTemplate(row.subject, row.preheader, row.body_html, row.body_text)
+    return _Lesson(_Series(row.name, row.slug, row.total), row.number, template, row.version_id)
+
+
+_counted = aliased(Step)
+_SERIES = (
+    sa.select(
+        Sequence.name,
+        Sequence.slug,
+        sa.select(sa.func.max(_counted.number))
+        .where(_counted.sequence_id == Sequence.id)
+        .correlate(Sequence)
+        .scalar_subquery()
+        .label("total"),
     )
-    sequence, count = session.execute(
-        sa.select(Sequence, total).where(Sequence.id == sequence_id)
-    ).one()
-    return sequence, count
+    .select_from(Sequence)
+    .where(Sequence.id == sa.bindparam("sequence_id"))
+)
+"""The series' name, slug and number of lessons, as plain columns. Built once: every
+query, ORM object and statement construction saved here is saved on every email sent.
+The lesson count reads its own alias of steps so that `_LESSON` can join the step."""
 
-
-def _lesson(session: Session, step_id: int | None) -> tuple[Step, EmailTemplate, int]:
-    """The step and its newest template version, in one query."""
-    step, version = session.execute(
-        sa.select(Step, TemplateVersion)
-        .outerjoin(TemplateVersion, TemplateVersion.step_id == Step.id)
-        .where(Step.id == step_id)
-        .order_by(TemplateVersion.id.desc())
-        .limit(1)
-    ).one()
-    if version is None:
-        raise DripError(f"step {step.number} has no template")
-    return step, version_template(version), version.id
+_LESSON = (
+    _SERIES.add_columns(
+        Step.number,
+        TemplateVersion.id.label("version_id"),
+        TemplateVersion.subject,
+        TemplateVersion.preheader,
+        TemplateVersion.body_html,
+        TemplateVersion.body_text,
+    )
+    .join(Step, Step.id == sa.bindparam("step_id"))
+    .outerjoin(TemplateVersion, TemplateVersion.step_id == Step.id)
+    .order_by(TemplateVersion.id.desc())
+    .limit(1)
+)
+"""`_SERIES`, the step and its newest template version, in one query."""
 
 
 def _latest_signup(session: Session, subscriber: Subscriber) -> int:

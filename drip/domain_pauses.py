@@ -40,6 +40,10 @@ def pause(session: Session, domain: str, until: datetime, reason: str) -> None:
 
 def paused_until(session: Session, domain: str, now: datetime) -> datetime | None:
     """When mail to `domain` may go out again, or None if it may now."""
-    return session.scalar(
-        sa.select(DomainPause.until).where(DomainPause.domain == domain, DomainPause.until > now)
-    )
+    return session.scalar(_PAUSED_UNTIL, {"domain": domain, "now": now})
+
+
+_PAUSED_UNTIL = sa.select(DomainPause.until).where(
+    DomainPause.domain == sa.bindparam("domain"), DomainPause.until > sa.bindparam("now")
+)
+"""Built once: every email's claim reads it."""

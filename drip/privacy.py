@@ -53,8 +53,11 @@ its confirmation lifts the suppression as it does an erasure's."""
 
 def suppression(session: Session, secret: str, email: str) -> str | None:
     """Why the address is suppressed, or None."""
-    hashed = email_hash(secret, email)
-    return session.scalar(sa.select(Suppression.reason).where(Suppression.email_hash == hashed))
+    return session.scalar(_REASON, {"email_hash": email_hash(secret, email)})
+
+
+_REASON = sa.select(Suppression.reason).where(Suppression.email_hash == sa.bindparam("email_hash"))
+"""Built once: every email's claim reads it."""
 
 
 def is_suppressed(session: Session, secret: str, email: str) -> bool:

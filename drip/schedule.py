@@ -146,15 +146,17 @@ def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
     return Advance(place.status, following.number, next_send_at, place.ended_at, delivery)
 
 
-def lesson_sent(subscriber: Subscriber, delivery: Delivery, now: datetime) -> None:
-    """Note that a lesson went out at `now`; if it went out late, the next one waits a full
-    day after it (drip.timing.catch_up). Applied when the send is recorded, not when the
-    lesson was issued, because retries and worker outages make it late too."""
-    subscriber.last_sent_at = now
-    if subscriber.next_send_at is not None and delivery.due_at is not None:
-        subscriber.next_send_at = timing.catch_up(
-            subscriber.next_send_at, due_at=delivery.due_at, sent_at=now
+def lesson_sent(subscriber: Place, due_at: datetime | None, now: datetime) -> dict[str, object]:
+    """The subscriber's columns once a lesson due at `due_at` went out at `now`; if it went
+    out late, the next one waits a full day after it (drip.timing.catch_up). Applied when
+    the send is recorded, not when the lesson was issued, because retries and worker
+    outages make it late too."""
+    changes: dict[str, object] = {"last_sent_at": now}
+    if subscriber.next_send_at is not None and due_at is not None:
+        changes["next_send_at"] = timing.catch_up(
+            subscriber.next_send_at, due_at=due_at, sent_at=now
         )
+    return changes
 
 
 def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:

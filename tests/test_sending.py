@@ -11,7 +11,14 @@ import sqlalchemy as sa
 
 from drip.consent import erasing
 from drip.db import transaction
-from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentMethod,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+    TemplateVersion,
+)
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTP_TIMEOUT, SMTPTransport
@@ -134,6 +141,23 @@ def test_a_delivery_that_cannot_be_composed_fails_once_and_for_all(system: Syste
     assert "a bug in rendering" in (delivery.last_error or "")
     system.clock.advance(timedelta(days=1))
     assert system.tick().requeued == []
+
+
+def test_a_lesson_whose_step_has_no_template_fails_once_and_for_all(system: System) -> None:
+    system.signup("ana@example.com")
+    system.drain()
+    system.confirm("ana@example.com")
+    system.broker.client.flushall()
+    welcome = only_delivery(system)
+    with transaction(system.sessions) as session:
+        session.execute(
+            sa.delete(TemplateVersion).where(TemplateVersion.step_id == welcome.step_id)
+        )
+    assert send_delivery(system.mailer, welcome.id) is Outcome.FAILED
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.attempts) == (DeliveryStatus.FAILED, 1)
+    assert "has no template" in (delivery.last_error or "")
+    assert len(system.smtp.received) == 1, "the confirmation only"
 
 
 def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -> None:
