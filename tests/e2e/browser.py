@@ -68,8 +68,9 @@ class Watch:
         """Chromium reports as "aborted" three things that are not failures: a link whose
         answer is a download (known only once the download starts), a frame navigation
         replaced by a newer one before it finished (the lesson editor's preview,
-        refreshed as the admin types), and a script's request cut off because its page
-        was left (the editor's preview, still rendering when the admin saves)."""
+        refreshed as the admin types), and anything a page was still loading when it was
+        left (the editor's preview, still rendering when the admin saves; the favicon).
+        A page's own navigation cut off still counts, and so does any error answer."""
         failed = [
             f"{request.method} {request.url} failed: {request.failure}"
             for request, left_behind in self.failed
@@ -81,9 +82,8 @@ class Watch:
         return self.errors + failed
 
     def _request_failed(self, request: BrowserRequest) -> None:
-        in_subframe = request.is_navigation_request() and request.frame.parent_frame is not None
-        by_script = request.resource_type in ("fetch", "xhr")
-        self.failed.append((request, in_subframe or by_script))
+        page_itself = request.is_navigation_request() and request.frame.parent_frame is None
+        self.failed.append((request, not page_itself))
 
     def _console(self, message: ConsoleMessage) -> None:
         if message.type != "error":
