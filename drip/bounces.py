@@ -4,9 +4,11 @@ Reports come from a mailbox, as delivery status notifications (RFC 3464) and abu
 reports (ARF, RFC 5965) parsed here, or from a provider's webhook (drip.webhooks); all
 become the same `Report`s and go through `apply`.
 
-A report is tied to its delivery by the VERP envelope sender it was returned to (signed,
-so exact), else by the Message-ID of the original message (drip's own); only when both
-are missing does the reported address decide. The kinds:
+A report is tied to what it is about by the surest mark it carries (standards BNC-04):
+the Message-ID of the original message (keyed to its delivery and stored with it), then
+the subscriber its List-Unsubscribe link names (signed), then the VERP envelope sender
+it was returned to (keyed); only when none is there does the reported address decide.
+The kinds:
 
 - hard (Action: failed with a 5.x.x status, a provider's "Permanent"/"HardBounce"): the
   subscriber stops at once and the address goes on the suppression list;
@@ -35,7 +37,7 @@ import email
 import logging
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
@@ -46,12 +48,17 @@ from sqlalchemy.orm import Session
 
 from drip import verp
 from drip.db import FOR_NO_KEY_UPDATE
+from drip.errors import DripError
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
+from drip.tokens import UNSUBSCRIBE, Tokens
 
 log = logging.getLogger(__name__)
 MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
+UNSUBSCRIBE_TOKEN = re.compile(
+    r"^List-Unsubscribe:\s*<[^>\s]*/unsubscribe/([\w.-]+)>", re.IGNORECASE | re.MULTILINE
+)
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
 """Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
 BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
@@ -71,6 +78,8 @@ class Report:
     detail: str
     envelope: tuple[str, ...] = ()
     """Addresses the report was returned to, or the original envelope sender."""
+    unsubscribe_token: str | None = None
+    """The token of the original message's List-Unsubscribe link, when it is embedded."""
 
 
 @dataclass
@@ -104,9 +113,7 @@ def parse(raw: bytes) -> list[Report]:
     except Exception as exc:  # a malformed report must not stop the batch behind it
         log.warning("unparseable report (%s: %s); held", type(exc).__name__, exc)
         return []
-    return [
-        Report(r.kind, r.recipient, r.message_id, r.detail, envelope + r.envelope) for r in reports
-    ]
+    return [replace(r, envelope=envelope + r.envelope) for r in reports]
 
 
 def is_report(raw: bytes) -> bool:
@@ -118,12 +125,16 @@ def is_report(raw: bytes) -> bool:
 
 def _report(msg: EmailMessage) -> list[Report]:
     report_type = msg.get_param("report-type", "")
-    original = _original_message_id(msg)
+    headers = _original_headers(msg)
+    original = _first(MESSAGE_ID, headers)
     if report_type == "delivery-status":
-        return _delivery_status(msg, original)
-    if report_type == "feedback-report":
-        return _feedback(msg, original)
-    return []
+        reports = _delivery_status(msg, original)
+    elif report_type == "feedback-report":
+        reports = _feedback(msg, original)
+    else:
+        return []
+    token = _first(UNSUBSCRIBE_TOKEN, headers)
+    return [replace(r, unsubscribe_token=token) for r in reports]
 
 
 def _plain_bounce(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
@@ -148,11 +159,17 @@ def _looks_like_a_bounce(msg: EmailMessage) -> bool:
 
 
 def apply(
-    session: Session, reports: Iterable[Report], *, secret: str, now: datetime, tally: Tally
+    session: Session,
+    reports: Iterable[Report],
+    *,
+    secret: str,
+    tokens: Tokens,
+    now: datetime,
+    tally: Tally,
 ) -> None:
     for report in reports:
-        delivery = _delivery(session, report, secret)
-        subscribers = _subscribers(session, report, delivery)
+        delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
+        subscribers = _subscribers(session, report, subscriber_id)
         if not subscribers:
             tally.unmatched += 1
             continue
@@ -186,26 +203,51 @@ def _record(
     return False
 
 
-def _delivery(session: Session, report: Report, secret: str) -> Delivery | None:
-    """The delivery a report is about: by its VERP address, else by Message-ID."""
+def _attribute(
+    session: Session, report: Report, *, secret: str, tokens: Tokens
+) -> tuple[Delivery | None, int | None]:
+    """The delivery and subscriber a report is about, by its surest mark (BNC-04);
+    (None, None) leaves it to the reported address."""
+    if report.message_id:
+        delivery = session.scalars(
+            sa.select(Delivery).where(Delivery.message_id == report.message_id)
+        ).first()
+        if delivery is not None:
+            return delivery, delivery.subscriber_id
+    subscriber_id = _named_by_link(report, tokens)
+    if subscriber_id is not None:
+        return None, subscriber_id
+    delivery = _by_verp(session, report, secret)
+    return delivery, delivery.subscriber_id if delivery else None
+
+
+def _named_by_link(report: Report, tokens: Tokens) -> int | None:
+    """The subscriber the original's List-Unsubscribe link names, if it is genuine."""
+    if not report.unsubscribe_token:
+        return None
+    try:
+        payload = tokens.read(UNSUBSCRIBE, report.unsubscribe_token)
+    except DripError:
+        log.warning("unsubscribe_token_rejected: a report embeds a link that does not verify")
+        return None
+    return payload[0] if len(payload) == 1 else None
+
+
+def _by_verp(session: Session, report: Report, secret: str) -> Delivery | None:
     for address in report.envelope:
         delivery_id = verp.delivery_id(secret, address)
         if delivery_id is not None:
             return session.get(Delivery, delivery_id)
         if address.lower().startswith(verp.PREFIX):
             log.warning("verp_token_rejected: a report came back to a token that does not verify")
-    if report.message_id:
-        return session.scalars(
-            sa.select(Delivery).where(Delivery.message_id == report.message_id)
-        ).first()
     return None
 
 
-def _subscribers(session: Session, report: Report, delivery: Delivery | None) -> list[Subscriber]:
+def _subscribers(session: Session, report: Report, subscriber_id: int | None) -> list[Subscriber]:
     """Locked, first (drip's lock order is subscriber, then delivery)."""
     query = sa.select(Subscriber).with_for_update(**FOR_NO_KEY_UPDATE)
-    if delivery is not None:
-        return list(session.scalars(query.where(Subscriber.id == delivery.subscriber_id)))
+    if subscriber_id is not None:
+        return list(session.scalars(query.where(Subscriber.id == subscriber_id)))
     if not report.recipient:
         return []
     address = report.recipient.strip().lower()
@@ -288,19 +330,24 @@ def _fields(part: Message) -> dict[str, str]:
     return fields
 
 
-def _original_message_id(msg: EmailMessage) -> str | None:
+def _original_headers(msg: EmailMessage) -> str:
+    """The header section of the original message a report embeds, as text; "" if none."""
     for part in msg.walk():
         kind = part.get_content_type()
         if kind == "message/rfc822":
             inner = part.get_payload()
             embedded = inner[0] if isinstance(inner, list) and inner else None
-            if isinstance(embedded, Message) and embedded.get("Message-ID"):
-                return str(embedded["Message-ID"]).strip()
+            if isinstance(embedded, Message):
+                fields = embedded.items()
+                return "".join(f"{name}: {str(value).strip()}\n" for name, value in fields)
         if kind == "text/rfc822-headers":
-            found = MESSAGE_ID.search(part.get_payload(decode=True).decode(errors="replace"))
-            if found:
-                return found.group(1)
-    return None
+            return part.get_payload(decode=True).decode(errors="replace")
+    return ""
+
+
+def _first(pattern: re.Pattern[str], text: str) -> str | None:
+    found = pattern.search(text)
+    return found.group(1) if found else None
 
 
 def _address(field: object) -> str:

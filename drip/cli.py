@@ -337,6 +337,7 @@ def bounces_process(source: str) -> None:
     message on standard input) and stop the subscribers they name. A report that cannot
     be read is held: left in the Maildir with the Flagged flag, for a person to read."""
     from drip.bounces import SOFT_RUN, Tally, apply, is_report, parse
+    from drip.tokens import Tokens
 
     settings = _settings()
     box: mailbox.Maildir | None = None
@@ -357,7 +358,14 @@ def bounces_process(source: str) -> None:
                     _flag(box, key)
             elif not reports:
                 tally.unreadable += 1
-            apply(session, reports, secret=settings.secret_key, now=clock.now(), tally=tally)
+            apply(
+                session,
+                reports,
+                secret=settings.secret_key,
+                tokens=Tokens(settings.secret_keys, clock),
+                now=clock.now(),
+                tally=tally,
+            )
     click.echo(
         f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
         f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.unmatched} not matched, "

@@ -20,8 +20,13 @@ from tests.helpers import System, drip_env
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
-def fixture(name: str, message_id: str = "<none@example.com>") -> bytes:
+def fixture(
+    name: str,
+    message_id: str = "<none@example.com>",
+    list_unsubscribe: str = "<https://drip.example.com/unsubscribe/none>",
+) -> bytes:
     text = (FIXTURES / name).read_text().replace("{message_id}", message_id)
+    text = text.replace("{list_unsubscribe}", list_unsubscribe)
     return text.replace("\n", "\r\n").encode()
 
 
@@ -96,6 +101,46 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
         assert system.signup(address) is None, "a barred address is never mailed again"
 
 
+@pytest.mark.parametrize(
+    ("message_id_of", "link_of", "complained"),
+    [
+        ("cat", "bob", "cat"),
+        ("nobody", "bob", "bob"),
+        ("nobody", "forged", "cat"),
+    ],
+    ids=["message-id-first", "then-the-link", "a-forged-link-names-nobody"],
+)
+def test_a_complaint_names_its_subscriber_by_the_surest_mark(
+    readers: System, message_id_of: str, link_of: str, complained: str
+) -> None:
+    """BNC-04's order of trust: the embedded original's Message-ID, then its
+    List-Unsubscribe link, then (here) the address the report names, Cat's."""
+    system = readers
+    message_id = "<d0.none@example.com>"
+    if message_id_of != "nobody":
+        message_id = welcome_id(system, f"{message_id_of}@example.com")
+    link = "<https://drip.example.com/unsubscribe/WzJd.forged.x>"
+    if link_of != "forged":
+        link = str(system.smtp.to(f"{link_of}@example.com")[-1]["List-Unsubscribe"])
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            parse(fixture("arf_abuse.eml", message_id, link)),
+            secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    assert tally.complaints == 1
+    left = {r for r in ("ana", "bob", "cat") if status_of(system, r) != SubscriberStatus.ACTIVE}
+    assert left == {complained}
+
+
+def status_of(system: System, reader: str) -> SubscriberStatus:
+    return system.subscriber(f"{reader}@example.com").status
+
+
 def sent_ids(system: System, address: str) -> list[str]:
     """Message-IDs of the emails sent to `address`, oldest first."""
     with transaction(system.sessions) as session:
@@ -116,6 +161,7 @@ def report(system: System, kind: str, message_id: str, recipient: str = "") -> T
             session,
             [Report(kind, recipient, message_id, "test")],
             secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
             now=system.clock.now(),
             tally=tally,
         )

@@ -43,6 +43,7 @@ def apply_raw(system: System, raw: bytes) -> Tally:
             session,
             parse(raw),
             secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
             now=system.clock.now(),
             tally=tally,
         )
@@ -130,6 +131,7 @@ def test_a_bounce_to_a_forged_verp_address_falls_back_to_the_report(
             session,
             [report],
             secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
             now=system.clock.now(),
             tally=tally,
         )

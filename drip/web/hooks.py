@@ -71,5 +71,12 @@ def receive(provider: str) -> tuple[Response, int]:
         return jsonify(error=str(exc)), 400
     tally = Tally()
     with web.transaction() as session:
-        apply(session, reports, secret=web.settings.secret_key, now=incoming.now, tally=tally)
+        apply(
+            session,
+            reports,
+            secret=web.settings.secret_key,
+            tokens=web.tokens,
+            now=incoming.now,
+            tally=tally,
+        )
     return jsonify(status="ok", hard=tally.hard, soft=tally.soft, complaints=tally.complaints), 200
