@@ -207,8 +207,8 @@ def erasing(session: Session) -> Iterator[None]:
     session.execute(sa.delete(ErasureMark).where(ErasureMark.id == mark))
 
 
-def texts_of(session: Session, subscribers: sa.Select[tuple[int]]) -> set[int]:
-    """The notices the events of `subscribers` (a query for their ids) point to."""
+def texts_of(session: Session, subscribers: sa.Select[tuple[int]] | list[int]) -> set[int]:
+    """The notices the events of `subscribers` (their ids, or a query for them) point to."""
     return set(
         session.scalars(
             sa.select(ConsentEvent.consent_text_id)

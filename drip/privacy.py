@@ -151,7 +151,7 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     """
     subscriptions = subscriptions_of(session, email)
     with consent.erasing(session):
-        texts = consent.texts_of(session, sa.select(Subscriber.id).where(Subscriber.email == email))
+        texts = consent.texts_of(session, [subscriber.id for subscriber in subscriptions])
         for subscriber in subscriptions:
             session.delete(subscriber)
         session.flush()
