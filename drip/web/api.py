@@ -9,7 +9,7 @@ from pathlib import Path
 from flask import Blueprint, Response, jsonify, request
 
 from drip.errors import InvalidInput
-from drip.signup import SignupRequest, find_sequence, subscribe
+from drip.signup import SignupRequest
 from drip.timing import known_zones
 from drip.web.context import ctx, seen
 from drip.web.limits import limiter
@@ -32,24 +32,16 @@ def create_subscriber() -> tuple[Response, int]:
     if not all(isinstance(v, str) for v in values.values()):
         raise InvalidInput("every field must be a string")
     web = ctx()
-    with web.transaction() as session:
-        sequence = find_sequence(session, values["sequence"])
-        delivery_id = subscribe(
-            session,
-            SignupRequest(
-                **values,
-                ip=seen().ip,
-                user_agent=seen().user_agent,
-                page=request.referrer or "",
-                embed_origin=request.headers.get("Origin", ""),
-                form_id="api",
-            ),
-            now=web.clock.now(),
-            consent_text=web.consent_text(sequence.name),
-            privacy_policy=web.privacy_policy_version(),
-            secret=web.settings.secret_key,
-            default_timezone=web.settings.default_timezone,
+    delivery_id = web.subscribe(
+        SignupRequest(
+            **values,
+            ip=seen().ip,
+            user_agent=seen().user_agent,
+            page=request.referrer or "",
+            embed_origin=request.headers.get("Origin", ""),
+            form_id="api",
         )
+    )
     web.enqueue([delivery_id] if delivery_id else [])
     return jsonify(status="accepted", message="Check your inbox to confirm."), 202
 

@@ -18,7 +18,7 @@ from drip.db import SessionFactory, reading, transaction
 from drip.rendering import Renderer
 from drip.scheduler import Enqueue, Recount
 from drip.settings import Settings
-from drip.signup import CONSENT_TEXT, Seen
+from drip.signup import CONSENT_TEXT, Seen, SignupRequest, find_sequence, subscribe
 from drip.tokens import Tokens
 
 PRIVACY_POLICY = Path(__file__).with_name("templates") / "privacy.html"
@@ -64,8 +64,21 @@ class WebContext:
             request.headers.get("Origin", "") == "/".join(own)
         )
 
-    def privacy_policy_version(self) -> str:
-        return privacy_policy_version()
+    def subscribe(self, signup: SignupRequest) -> int | None:
+        """A signup from the form or the API (drip.signup.subscribe), with what the web
+        adds: the notice shown beside the form, the privacy policy it links to, and the
+        defaults the settings give. Returns the confirmation's delivery id to queue."""
+        with self.transaction() as session:
+            sequence = find_sequence(session, signup.sequence)
+            return subscribe(
+                session,
+                signup,
+                now=self.clock.now(),
+                consent_text=self.consent_text(sequence.name),
+                privacy_policy=privacy_policy_version(),
+                secret=self.settings.secret_key,
+                default_timezone=self.settings.default_timezone,
+            )
 
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec

@@ -13,7 +13,7 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from drip.errors import BadToken, InvalidInput
-from drip.signup import SignupRequest, find_sequence, outline, pending_signup, subscribe
+from drip.signup import SignupRequest, find_sequence, outline, pending_signup
 from drip.signup import confirm as confirm_signup
 from drip.timing import known_zones
 from drip.tokens import CONFIRM, FORM_SHOWN
@@ -120,29 +120,20 @@ def _subscribe(timezone: str) -> int | None:
     its script."""
     web = ctx()
     same_site = web.same_site()
-    with web.transaction() as session:
-        sequence = find_sequence(session, request.form.get("sequence", ""))
-        delivery_id = subscribe(
-            session,
-            SignupRequest(
-                email=request.form.get("email", ""),
-                first_name=request.form.get("first_name", ""),
-                timezone=timezone,
-                sequence=sequence.slug,
-                ip=seen().ip,
-                user_agent=seen().user_agent,
-                page=request.form.get("page", "") or request.referrer or "",
-                referrer=request.form.get("referrer", ""),
-                embed_origin="" if same_site else request.headers.get("Origin", ""),
-                form_id="landing" if same_site else "embed",
-            ),
-            now=web.clock.now(),
-            consent_text=web.consent_text(sequence.name),
-            privacy_policy=web.privacy_policy_version(),
-            secret=web.settings.secret_key,
-            default_timezone=web.settings.default_timezone,
+    return web.subscribe(
+        SignupRequest(
+            email=request.form.get("email", ""),
+            first_name=request.form.get("first_name", ""),
+            timezone=timezone,
+            sequence=request.form.get("sequence", ""),
+            ip=seen().ip,
+            user_agent=seen().user_agent,
+            page=request.form.get("page", "") or request.referrer or "",
+            referrer=request.form.get("referrer", ""),
+            embed_origin="" if same_site else request.headers.get("Origin", ""),
+            form_id="landing" if same_site else "embed",
         )
-    return delivery_id
+    )
 
 
 @bp.get("/check-inbox")
