@@ -25,7 +25,7 @@ from drip.bootstrap import initialise
 from drip.clock import FileClock, FixedClock
 from drip.consent import latest_signup
 from drip.db import SessionFactory, make_session_factory, transaction
-from drip.models import Subscriber
+from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step, Subscriber, SubscriberStatus
 from drip.scheduler import PassResult, configured_pass
 from drip.sending import Mailer
 from drip.settings import Settings, load_settings
@@ -336,3 +336,43 @@ class System:
         self.worker.join()
         dead = self.broker.client.zcard(f"drip:{QUEUE}.XQ")
         assert dead == 0, f"{dead} message(s) failed in the worker; see the captured log"
+
+
+def sent_today(system: System, count: int, complaints: int) -> None:
+    """`count` lessons sent just now to made-up readers, `complaints` of them reported."""
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        sequence_id, step_id = session.execute(
+            sa.select(Step.sequence_id, Step.id).where(Step.number == 1)
+        ).one()
+        session.execute(
+            sa.insert(Subscriber),
+            [
+                dict(
+                    sequence_id=sequence_id,
+                    email=f"r{n}@example.org",
+                    status=SubscriberStatus.COMPLETED,
+                    created_at=now,
+                )
+                for n in range(count)
+            ],
+        )
+        ids = session.scalars(
+            sa.select(Subscriber.id).where(Subscriber.email.like("%@example.org"))
+        ).all()
+        session.execute(
+            sa.insert(Delivery),
+            [
+                dict(
+                    subscriber_id=subscriber_id,
+                    kind=DeliveryKind.STEP,
+                    step_id=step_id,
+                    status=DeliveryStatus.SENT,
+                    created_at=now,
+                    queued_at=now,
+                    sent_at=now,
+                    bounce="complaint" if n < complaints else None,
+                )
+                for n, subscriber_id in enumerate(ids)
+            ],
+        )

@@ -49,6 +49,12 @@ class Delivery(Base):
             postgresql_where=sa.text("ambiguous_resends > 0"),
             sqlite_where=sa.text("ambiguous_resends > 0"),
         ),
+        sa.Index(
+            "ix_deliveries_complaints",
+            "sent_at",
+            postgresql_where=sa.text("bounce = 'complaint'"),
+            sqlite_where=sa.text("bounce = 'complaint'"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -31,7 +31,7 @@ from drip.models import (
 from drip.snapshots import recount_series
 from drip.transports import MaildirTransport
 from drip.web import create_app
-from tests.helpers import System
+from tests.helpers import System, sent_today
 from tests.web.conftest import link, status_of
 
 PASSWORD = "correct horse battery staple"
@@ -634,46 +634,6 @@ def test_exported_names_cannot_run_as_spreadsheet_formulas(
     system.signup("eve@example.com", first_name='=HYPERLINK("http://evil.example")')
     lines = admin.get("/admin/subscribers/export.csv").get_data(as_text=True).splitlines()
     assert "'=HYPERLINK" in lines[1]
-
-
-def sent_today(system: System, count: int, complaints: int) -> None:
-    """`count` lessons sent just now to made-up readers, `complaints` of them reported."""
-    now = system.clock.now()
-    with transaction(system.sessions) as session:
-        sequence_id, step_id = session.execute(
-            sa.select(Step.sequence_id, Step.id).where(Step.number == 1)
-        ).one()
-        session.execute(
-            sa.insert(Subscriber),
-            [
-                dict(
-                    sequence_id=sequence_id,
-                    email=f"r{n}@example.org",
-                    status=SubscriberStatus.COMPLETED,
-                    created_at=now,
-                )
-                for n in range(count)
-            ],
-        )
-        ids = session.scalars(
-            sa.select(Subscriber.id).where(Subscriber.email.like("%@example.org"))
-        ).all()
-        session.execute(
-            sa.insert(Delivery),
-            [
-                dict(
-                    subscriber_id=subscriber_id,
-                    kind=DeliveryKind.STEP,
-                    step_id=step_id,
-                    status=DeliveryStatus.SENT,
-                    created_at=now,
-                    queued_at=now,
-                    sent_at=now,
-                    bounce="complaint" if n < complaints else None,
-                )
-                for n, subscriber_id in enumerate(ids)
-            ],
-        )
 
 
 def test_complaints_at_a_quarter_percent_hold_new_lessons_until_the_admin_resumes(
