@@ -59,10 +59,12 @@ def init() -> None:
     from drip.wiring import make_clock, make_engine, make_renderer
 
     settings = _settings()
-    for line in initialise(
-        settings, make_engine(settings), make_clock(settings), make_renderer(settings)
-    ):
-        click.echo(line)
+    engine = make_engine(settings)
+    try:
+        lines = initialise(settings, engine, make_clock(settings), make_renderer(settings))
+    finally:
+        engine.dispose()
+    click.echo("\n".join(lines))
 
 
 @main.group()

@@ -23,10 +23,12 @@ from drip.wiring import make_clock, make_engine, make_redis, make_renderer
 
 
 def run_all(settings: Settings, *, host: str, port: int) -> int:
-    for line in initialise(
-        settings, make_engine(settings), make_clock(settings), make_renderer(settings)
-    ):
-        click.echo(line)
+    engine = make_engine(settings)
+    try:
+        lines = initialise(settings, engine, make_clock(settings), make_renderer(settings))
+    finally:
+        engine.dispose()  # the children open their own
+    click.echo("\n".join(lines))
     redis_client = make_redis(settings)
     redis_client.ping()
     env = {
