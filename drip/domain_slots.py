@@ -41,8 +41,8 @@ SINGLE_AFTER_PAUSE = timedelta(hours=1)
 """How long a domain gets one connection once its pause is over. Gmail says how long
 to stop (10 minutes) but not how long to stay on one connection: an hour lets the
 domain see a calm sender for a good while, without slowing a domain that asked once
-for the rest of the day. Counted from the refusal as PAUSE plus this; a pause that was
-longer (it follows the refused delivery's own retry delay, drip.sending) leaves less."""
+for the rest of the day. Counted from the refusal as PAUSE plus this, since the
+domain's pause is always PAUSE (drip.sending)."""
 
 _ACQUIRE = (
     MICROS

@@ -325,10 +325,12 @@ def _record_failure(
         )
     delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
     if exc.domain_throttled:
+        # The domain waits the ten minutes it asked for; this delivery also waits its
+        # own back-off, which on a late attempt is longer and says nothing of the domain.
         delay = max(delay, domain_pauses.PAUSE)
         domain = domain_pauses.domain_of(subscriber.email)
-        log.warning("domain_paused domain=%s for %s: %s", domain, delay, exc)
-        domain_pauses.pause(session, domain, now + delay, str(exc))
+        log.warning("domain_paused domain=%s for %s: %s", domain, domain_pauses.PAUSE, exc)
+        domain_pauses.pause(session, domain, now + domain_pauses.PAUSE, str(exc))
     log.info(
         "delivery %d failed (attempt %d), retrying in %s: %s",
         delivery.id,

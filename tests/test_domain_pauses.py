@@ -84,3 +84,19 @@ def test_after_the_pause_the_domain_gets_one_connection_at_a_time(system: System
     assert system.smtp.peak("gmail.com") == 1
     assert sorted(to for r in system.smtp.received for to in r.rcpt_tos) == emails
     assert [delivery_to(system, email).attempts for email in emails] == [2, 1, 1, 1]
+
+
+def test_a_late_attempt_pauses_the_domain_ten_minutes_not_its_own_back_off(
+    system: System,
+) -> None:
+    """The delivery's fifth attempt waits an hour; the domain asked for ten minutes."""
+    late, neighbour = queued_without_sending(system, "ana@gmail.com", "bo@gmail.com")
+    with transaction(system.sessions) as session:
+        session.get_one(Delivery, late).attempts = 4
+    system.smtp.script("ana@gmail.com", THROTTLED)
+    began = system.clock.now()
+
+    assert send_delivery(system.mailer, late) is Outcome.RETRY
+    assert delivery_to(system, "ana@gmail.com").retry_at == began + timedelta(hours=1)
+    assert send_delivery(system.mailer, neighbour) is Outcome.RETRY
+    assert delivery_to(system, "bo@gmail.com").retry_at == began + PAUSE
