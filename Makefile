@@ -1,5 +1,10 @@
 # Every install step lives here: `make run` and `make test` work on a fresh clone.
-PYTHON ?= python3
+# The newest Python on this machine whose email package has the CVE-2024-6923 fix
+# (standards SEC-07), looking at pyenv's versions too; set PYTHON to choose another.
+HAS_FIX := import email.policy, sys; sys.exit(not hasattr(email.policy.default, "verify_generated_headers"))
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3 \
+	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[1-9]*/bin/python3 2>/dev/null | sort -rV); \
+	do $$p -c '$(HAS_FIX)' 2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -7,7 +12,9 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test lint format bench chaos clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "drip needs Python 3.11.10+, 3.12.5+ or 3.13+ (CVE-2024-6923);" \
+		"none found: install one, or name it with PYTHON=/path/to/python3" >&2; exit 1; }
+	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $(STAMP)

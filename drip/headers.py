@@ -1,21 +1,34 @@
 """Header safety for text that came from a visitor or an admin (standards.md SEC-07).
 
-Python 3.11.7's email package re-parses an RFC 2047 encoded word such as
-"=?UTF-8?Q?=0A?=Bcc: x" into a real header line (CVE-2024-6923), so drip refuses
-control characters, Unicode line separators and the "=?" sequence itself rather than
-trusting the standard library to fold safely.
+Before 3.11.10 and 3.12.5, Python's email package re-parses an RFC 2047 encoded word
+such as "=?UTF-8?Q?=0A?=Bcc: x" into a real header line (CVE-2024-6923). drip needs a
+Python with that fix (a worker refuses to start without it), and still refuses control
+characters, Unicode line separators and the "=?" sequence itself rather than trusting
+the standard library alone.
 """
 
 from __future__ import annotations
 
 import email.policy
+import platform
 import unicodedata
 
-from drip.errors import InvalidInput
+from drip.errors import ConfigError, InvalidInput
 
 MAX_NAME = 100
 STDLIB_HEADERS_SAFE = hasattr(email.policy.default, "verify_generated_headers")
-"""True on a Python with the CVE-2024-6923 fix; drip's own checks apply either way."""
+"""True on a Python with the CVE-2024-6923 fix, the check the standard names."""
+
+
+def require_safe_stdlib() -> None:
+    """Refuse to build email on a Python without the CVE-2024-6923 fix (standards SEC-07)."""
+    if not STDLIB_HEADERS_SAFE:
+        raise ConfigError(
+            f"Python {platform.python_version()}'s email package lacks the CVE-2024-6923 "
+            "header-injection fix: run drip on Python 3.11.10+, 3.12.5+ or 3.13+"
+        )
+
+
 _LINE_SEPARATORS = {"\u2028", "\u2029", "\x85"}
 
 

@@ -178,18 +178,14 @@ def _message(actor: str, *args: object) -> dramatiq.Message[Any]:
 
 def setup_worker() -> None:
     """Entry point for `dramatiq drip.tasks:setup_worker`: wire everything from DRIP_*."""
-    from drip.headers import STDLIB_HEADERS_SAFE
+    from drip.headers import require_safe_stdlib
     from drip.logs import configure_logging
     from drip.settings import load_settings
     from drip.wiring import make_clock, make_mailer, make_redis, make_sessions
 
+    require_safe_stdlib()
     settings = load_settings()
     configure_logging(settings, take_over=True)
-    if not STDLIB_HEADERS_SAFE:
-        log.warning(
-            "this Python's email package predates the CVE-2024-6923 fix; drip validates "
-            "names and subjects itself, but upgrade to 3.11.10+ or 3.12.5+"
-        )
     client = make_redis(settings)
     broker = create_broker(client)
     dramatiq.set_broker(broker)

@@ -15,12 +15,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from drip import messages
+from drip import headers, messages
 from drip.dkim_signing import serialise
 from drip.email_policy import OneLineURIs
-from drip.errors import InvalidInput
+from drip.errors import ConfigError, InvalidInput
 from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.rendering import RenderedEmail
+from drip.tasks import setup_worker
 from tests.helpers import System
 
 SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
@@ -233,3 +234,17 @@ def test_an_erased_or_bounced_address_is_not_mailed_by_signing_it_up_again(syste
     assert system.signup("bob@example.com") is None
     system.drain()
     assert len(system.smtp.to("bob@example.com")) == 1, "the confirmation only"
+
+
+def test_this_python_has_the_header_injection_fix() -> None:
+    """SEC-07: CI fails on a Python without it (the Makefile looks for one that has it)."""
+    assert headers.STDLIB_HEADERS_SAFE, f"Python {sys.version} lacks the CVE-2024-6923 fix"
+    headers.require_safe_stdlib()
+
+
+def test_a_worker_refuses_to_start_on_a_python_without_the_fix(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(headers, "STDLIB_HEADERS_SAFE", False)
+    with pytest.raises(ConfigError, match="CVE-2024-6923"):
+        setup_worker()

@@ -107,9 +107,9 @@ def python_email_package() -> Check:
         return Check("Python email package", Level.OK, "has the CVE-2024-6923 fix")
     return Check(
         "Python email package",
-        Level.WARNING,
-        "predates the CVE-2024-6923 header-injection fix (drip validates headers itself)",
-        "run drip on Python 3.11.10+, 3.12.5+ or newer",
+        Level.ERROR,
+        "predates the CVE-2024-6923 header-injection fix: workers refuse to start",
+        "run drip on Python 3.11.10+, 3.12.5+ or 3.13+",
     )
 
 
