@@ -1,10 +1,14 @@
 # Every install step lives here: `make run` and `make test` work on a fresh clone.
-# The newest Python on this machine whose email package has the CVE-2024-6923 fix
-# (standards SEC-07), looking at pyenv's versions too; set PYTHON to choose another.
-HAS_FIX := import email.policy, sys; sys.exit(not hasattr(email.policy.default, "verify_generated_headers"))
-PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 python3.11 python3 \
-	$$(ls -d $${PYENV_ROOT:-$$HOME/.pyenv}/versions/3.1[1-9]*/bin/python3 2>/dev/null | sort -rV); \
-	do $$p -c '$(HAS_FIX)' 2>/dev/null && { echo $$p; break; }; done)
+# A Python whose email package has the CVE-2024-6923 fix (standards SEC-07), with venv:
+# python3 if it has it, else the newest python3.X on PATH or in pyenv that does.
+# PYTHON=/path/to/python3 chooses another. Worked out once, when nothing names one.
+HAS_FIX := import email.policy, ensurepip, sys, venv; \
+	sys.exit(not hasattr(email.policy.default, "verify_generated_headers"))
+ifeq ($(origin PYTHON),undefined)
+PYTHON := $(shell for p in python3 python3.14 python3.13 python3.12 python3.11 \
+	$$(ls -d "$$(pyenv root 2>/dev/null || echo "$${PYENV_ROOT:-$$HOME/.pyenv}")"/versions/3.1[1-9].*[0-9]/bin/python3 \
+	2>/dev/null | sort -rV 2>/dev/null); do $$p -c '$(HAS_FIX)' 2>/dev/null && { echo $$p; break; }; done)
+endif
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -12,8 +16,9 @@ STAMP := $(VENV)/.installed
 .PHONY: install run test lint format bench chaos clean
 
 $(STAMP): pyproject.toml
-	@test -n "$(PYTHON)" || { echo "drip needs Python 3.11.10+, 3.12.5+ or 3.13+ (CVE-2024-6923);" \
-		"none found: install one, or name it with PYTHON=/path/to/python3" >&2; exit 1; }
+	@$(or $(PYTHON),false) -c '$(HAS_FIX)' 2>/dev/null || { echo "drip needs a Python with the" \
+		"CVE-2024-6923 fix (3.11.10+, 3.12.5+, 3.13+) and venv; '$(PYTHON)' is not one:" \
+		"install one, or name it with PYTHON=/path/to/python3" >&2; exit 1; }
 	$(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[test]'

@@ -120,8 +120,10 @@ def guard(session: Session, now: datetime) -> SendingHold | None:
     hold = current_hold(session)
     if hold is not None:
         return hold
+    if _held_since(session, _midnight(now)):
+        return None  # resumed today: not again, and not worth counting
     today = holding_rate(session, now)
-    if today is None or _held_since(session, today.since):
+    if today is None:
         return None
     hold = SendingHold(
         reason=(

@@ -20,6 +20,7 @@ Time is Redis's own clock unless a time source is injected (tests), as in drip.p
 from __future__ import annotations
 
 import logging
+import random
 import secrets
 from collections.abc import Callable
 from datetime import timedelta
@@ -37,6 +38,11 @@ FULL_RETRY = 5.0
 """Seconds to postpone a delivery whose domain has every slot taken: an SMTP
 transaction takes well under a second, so a slot is most likely free by the time the
 sweeper brings the delivery back."""
+CALM_RETRY = 600.0
+"""Up to how many seconds to postpone a delivery turned away while its domain has one
+slot after a pause, chosen at random from FULL_RETRY on. The domain's whole backlog is
+turned away then, and would otherwise come back on every sweep, each one claimed and
+built only to be turned away again; spread out, it comes back a few at a time."""
 SINGLE_AFTER_PAUSE = timedelta(hours=1)
 """How long a domain gets one connection once its pause is over. Gmail says how long
 to stop (10 minutes) but not how long to stay on one connection: an hour lets the
@@ -119,10 +125,11 @@ class DomainSlots:
                 f"the cap of {domain} cannot be checked: {exc}", retry_after=UNREACHABLE_RETRY
             ) from None
         if not int(granted):
-            why = "resuming after a pause" if int(cap) < self.cap else "DRIP_DOMAIN_CONCURRENCY"
+            calm = int(cap) < self.cap
+            why = "resuming after a pause" if calm else "DRIP_DOMAIN_CONCURRENCY"
             raise NoSendingSlot(
                 f"{int(cap)} transaction(s) to {domain} already in flight ({why})",
-                retry_after=FULL_RETRY,
+                retry_after=random.uniform(FULL_RETRY, CALM_RETRY) if calm else FULL_RETRY,
             )
         return token
 

