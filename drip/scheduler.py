@@ -2,8 +2,7 @@
 
 Each batch is one short transaction that creates the delivery rows and advances the
 subscribers; the Dramatiq messages are sent only after it commits, so a crash between
-the two loses nothing (the sweeper finds the row) and a rollback sends nothing. They are
-sent from a thread of the pass's own while it claims the next batch (drip.handoff).
+the two loses nothing (the sweeper finds the row) and a rollback sends nothing.
 
 Claims use SELECT ... FOR UPDATE SKIP LOCKED: on PostgreSQL two schedulers running at
 once each take different rows. SQLite has no row locks and drops the clause, but every
@@ -13,7 +12,7 @@ SQLite transaction begins IMMEDIATE (drip.db), so there two passes simply take t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,7 +23,6 @@ from sqlalchemy.orm import Session
 from drip import complaints, list_bombing, snapshots
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
-from drip.handoff import Enqueue, queued_behind
 from drip.logs import log_fields
 from drip.models import (
     Delivery,
@@ -38,6 +36,7 @@ from drip.schedule import PLACE_COLUMNS, issue_many, steps_of
 from drip.settings import Settings
 
 log = logging.getLogger(__name__)
+Enqueue = Callable[[Iterable[int]], None]
 Recount = Callable[[int], bool]
 """Queues a count of one series' dashboard numbers (drip.snapshots); False if it could not."""
 
@@ -89,19 +88,18 @@ def run_pass(
     if recount:
         for sequence_id in asked:
             recount(sequence_id)
-    with queued_behind(enqueue) as hand_over:
-        while not held and (room is None or room > 0):
-            limit = batch_size if room is None else min(batch_size, room)
-            with transaction(sessions) as session:
-                claimed, issued = claim_due(session, now, limit)
-            hand_over(issued)
-            result.issued += issued
-            room = None if room is None else room - len(issued)
-            if claimed < limit:
-                break
-        result.requeued = sweep_pass(
-            sessions, clock, hand_over, batch_size=batch_size, requeue_after=requeue_after, now=now
-        )
+    while not held and (room is None or room > 0):
+        limit = batch_size if room is None else min(batch_size, room)
+        with transaction(sessions) as session:
+            claimed, issued = claim_due(session, now, limit)
+        enqueue(issued)
+        result.issued += issued
+        room = None if room is None else room - len(issued)
+        if claimed < limit:
+            break
+    result.requeued = sweep_pass(
+        sessions, clock, enqueue, batch_size=batch_size, requeue_after=requeue_after, now=now
+    )
     return result
 
 
@@ -177,9 +175,9 @@ def in_flight(session: Session, until: datetime) -> int:
 def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:
     """Claim up to `limit` due subscribers; returns how many were claimed and the new deliveries.
 
-    They are read as plain rows on the session's connection, not through the ORM: a
-    batch is hundreds, and issue_many moves them all on in one statement."""
-    due = session.connection().execute(due_query(now, limit)).all()
+    They are read as plain rows, not ORM objects: a batch is hundreds, and issue_many
+    moves them all on in one statement."""
+    due = session.execute(due_query(now, limit)).all()
     steps = {sid: steps_of(session, sid) for sid in {s.sequence_id for s in due}}
     return len(due), issue_many(session, due, steps, now)
 
