@@ -122,7 +122,7 @@ def issue_many(
     planned = [a.delivery for _, a in advances if a.delivery is not None]
     if not planned:
         return []
-    return list(connection.scalars(batch.insert, batch.bind(planned)))
+    return list(connection.scalars(batch.insert, batch.bind_issued(planned)))
 
 
 def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:

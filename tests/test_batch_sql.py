@@ -15,7 +15,7 @@ from psycopg import pq
 from psycopg.adapt import PyFormat
 from sqlalchemy import event
 
-from drip.batch_sql import ISSUED
+from drip.batch_sql import ISSUED, SHARED, batch_statements
 from drip.db import transaction
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step, SubscriberStatus
 from drip.schedule import _delivery_row
@@ -89,7 +89,7 @@ def test_on_postgresql_a_batch_goes_as_binary_arrays(system: System) -> None:
     finally:
         event.remove(engine, "before_cursor_execute", record)
 
-    assert len(formats) == 12, "five columns of subscribers but ended_at, all NULL; eight"
+    assert len(formats) == 7, "subscribers' five columns but ended_at (all NULL); three"
     assert set(formats) == {pq.Format.BINARY}
 
 
@@ -143,3 +143,18 @@ def test_the_array_insert_writes_every_column_of_a_delivery_row() -> None:
     and not there would be left out without an error."""
     row = _delivery_row(1, DeliveryKind.STEP, 2, datetime(2026, 10, 24, tzinfo=UTC))
     assert set(row) == set(ISSUED)
+
+
+def test_on_postgresql_a_batch_binds_what_its_deliveries_share_once() -> None:
+    """kind, status, attempts and the two times go as one value each, not as arrays;
+    a batch whose deliveries differ in one of them is refused, not written wrong."""
+    now = datetime(2026, 10, 24, tzinfo=UTC)
+    rows = [_delivery_row(n, DeliveryKind.STEP, 2, now, now) for n in (1, 2)]
+    bound = batch_statements("postgresql").bind_issued(rows)
+    assert isinstance(bound, dict)
+    assert {key: bound[key] for key in SHARED} == {key: rows[0][key] for key in SHARED}
+    assert bound["subscriber_id"] == [1, 2]
+
+    rows[1] = _delivery_row(2, DeliveryKind.STEP, 2, now + timedelta(seconds=1), now)
+    with pytest.raises(ValueError, match="must agree"):
+        batch_statements("postgresql").bind_issued(rows)
