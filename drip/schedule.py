@@ -8,9 +8,11 @@ twice for the same step can never produce a second email.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import attrgetter
 from typing import Protocol
 
 import sqlalchemy as sa
@@ -76,6 +78,9 @@ class Advance:
         }
 
 
+_number = attrgetter("number")
+
+
 def steps_of(session: Session, sequence_id: int) -> list[Step]:
     return list(
         session.scalars(
@@ -117,22 +122,24 @@ def issue_many(
     planned = [a.delivery for _, a in advances if a.delivery is not None]
     if not planned:
         return []
-    return list(connection.scalars(batch.insert, batch.bind(planned)))
+    return list(connection.scalars(batch.insert, batch.bind_issued(planned)))
 
 
 def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
     """The subscriber's schedule once past its due step, and the delivery row for that
-    step unless nothing goes out today (or ever again). Reads `place`, changes nothing."""
+    step unless nothing goes out today (or ever again). Reads `place`, changes nothing.
+    `steps` are in order (steps_of): the due one is found by bisection, since a pass
+    runs this for every due subscriber."""
     due_at = place.next_send_at or now
     first = place.next_step
-    remaining = [s for s in steps if first is not None and s.number >= first]
-    if not remaining:
+    at = len(steps) if first is None else bisect_left(steps, first, key=_number)
+    if at == len(steps):
         return Advance(SubscriberStatus.COMPLETED, None, None, now, None)
     if _sent_a_lesson_today(place, now):
         return Advance(
             place.status, place.next_step, send_hour_after(place, now), place.ended_at, None
         )
-    step, following = remaining[0], remaining[1] if len(remaining) > 1 else None
+    step, following = steps[at], steps[at + 1] if at + 1 < len(steps) else None
     delivery = _delivery_row(place.id, DeliveryKind.STEP, step.id, now, due_at)
     if following is None:
         return Advance(place.status, None, None, place.ended_at, delivery)

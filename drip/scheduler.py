@@ -175,9 +175,10 @@ def in_flight(session: Session, until: datetime) -> int:
 def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:
     """Claim up to `limit` due subscribers; returns how many were claimed and the new deliveries.
 
-    They are read as plain rows, not ORM objects: a batch is hundreds, and issue_many
-    moves them all on in one statement."""
-    due = session.execute(due_query(now, limit)).all()
+    They are read as plain rows on the session's connection, not through the ORM's
+    result machinery: a batch is hundreds, and issue_many moves them all on in one
+    statement."""
+    due = session.connection().execute(due_query(now, limit)).all()
     steps = {sid: steps_of(session, sid) for sid in {s.sequence_id for s in due}}
     return len(due), issue_many(session, due, steps, now)
 
