@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,14 +12,26 @@ import pytest
 from drip.db import BUSY_WAIT, take_write_lock
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    return conn
+@pytest.fixture
+def connect(tmp_path: Path) -> Iterator[Callable[[], sqlite3.Connection]]:
+    """Opens connections to one database file, in WAL mode; closes them after the test."""
+    opened: list[sqlite3.Connection] = []
+
+    def open_one() -> sqlite3.Connection:
+        conn = sqlite3.connect(tmp_path / "d.db", isolation_level=None, check_same_thread=False)
+        opened.append(conn)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    yield open_one
+    for conn in opened:
+        conn.close()
 
 
-def test_a_waiting_writer_takes_the_lock_once_the_holder_commits(tmp_path: Path) -> None:
-    holder, waiter = _connect(tmp_path / "d.db"), _connect(tmp_path / "d.db")
+def test_a_waiting_writer_takes_the_lock_once_the_holder_commits(
+    connect: Callable[[], sqlite3.Connection],
+) -> None:
+    holder, waiter = connect(), connect()
     holder.execute("CREATE TABLE t (x)")
     take_write_lock(holder)
     attempts: list[str] = []
@@ -45,8 +58,10 @@ def test_a_waiting_writer_takes_the_lock_once_the_holder_commits(tmp_path: Path)
     assert timeout == BUSY_WAIT * 1000, "other statements keep the busy timeout"
 
 
-def test_a_writer_gives_up_when_the_lock_stays_taken(tmp_path: Path) -> None:
-    holder, waiter = _connect(tmp_path / "d.db"), _connect(tmp_path / "d.db")
+def test_a_writer_gives_up_when_the_lock_stays_taken(
+    connect: Callable[[], sqlite3.Connection],
+) -> None:
+    holder, waiter = connect(), connect()
     take_write_lock(holder)
     with pytest.raises(sqlite3.OperationalError, match="locked"):
         take_write_lock(waiter, wait=0.05)
