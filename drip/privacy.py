@@ -23,6 +23,7 @@ from drip.models import (
     ConsentText,
     Delivery,
     DeliveryKind,
+    ReceivedSignup,
     Sequence,
     Step,
     Subscriber,
@@ -144,7 +145,9 @@ def export(session: Session, email: str) -> dict[str, Any]:
 
 
 def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
-    """Delete every row about `email` and keep only its keyed hash; returns rows deleted.
+    """Delete every row about `email` and keep only its keyed hash; returns how many
+    subscriptions were deleted. A signup received and not yet handled by a worker
+    (drip.intake) goes too, so it cannot bring the address back a moment later.
 
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
@@ -156,6 +159,7 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
             session.delete(subscriber)
         session.flush()
         consent.drop_unused_texts(session, texts)
+    session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.email == email))
     suppress(session, secret, email, "erased", now=now)
     return len(subscriptions)
 
