@@ -167,7 +167,7 @@ def worker(processes: int, threads: int) -> None:
 @click.option(
     "--sweep-only",
     is_flag=True,
-    help="Only re-queue stale deliveries (a separate sweeper); issue nothing new.",
+    help="Only re-queue stale deliveries and signups (a separate sweeper); issue nothing new.",
 )
 @_handles_errors
 def scheduler(interval: float | None, sweep_only: bool) -> None:

@@ -19,7 +19,14 @@ from redis.connection import AbstractConnection
 
 from drip.consent import erasing
 from drip.db import transaction
-from drip.models import Base, ConsentEvent, Subscriber, SubscriberStatus, Suppression
+from drip.models import (
+    Base,
+    ConsentEvent,
+    ReceivedSignup,
+    Subscriber,
+    SubscriberStatus,
+    Suppression,
+)
 from drip.privacy import DECLINE_QUIET, email_hash
 from drip.web import create_app
 from tests.helpers import System
@@ -82,14 +89,18 @@ def test_the_embedded_form_works_from_an_allowed_site_without_javascript(
     [
         ({"email": "ana@example.com", "website": "https://spam.example"}, {}),
         ({"email": "ana@example.com"}, {"Origin": "https://evil.example"}),
+        ({"email": "not an address", "website": "https://spam.example"}, {}),
+        ({"email": "ana@example.com", "sequence": "nope", "website": "x"}, {}),
     ],
-    ids=["honeypot", "foreign-origin"],
+    ids=["honeypot", "foreign-origin", "honeypot-garbage", "honeypot-no-series"],
 )
 def test_a_bot_gets_the_usual_answer_and_nothing_happens(
     client: FlaskClient, system: System, form: dict[str, str], headers: dict[str, str]
 ) -> None:
+    """It does the work a signup does, and then none of it is kept (standards SEC-12)."""
     response = client.post("/subscribe", data=form, headers=headers)
     assert (response.status_code, response.headers["Location"]) == (303, "/check-inbox")
+    assert count(system, ReceivedSignup) == 0
     system.drain()
     assert count(system, Subscriber) == 0
     assert system.smtp.received == []
@@ -470,6 +481,7 @@ def test_signups_never_confirmed_are_deleted_after_seven_days(
     client.post("/subscribe", data={"email": "old@example.com"})
     system.clock.advance(timedelta(days=6))
     client.post("/subscribe", data={"email": "new@example.com"})
+    system.drain()
     system.tick()
     assert count(system, Subscriber) == 3
     system.clock.advance(timedelta(days=1, minutes=1))
@@ -564,6 +576,7 @@ def test_a_returning_subscriber_is_not_purged_by_their_first_signups_age(
     client.post(ana)
     system.clock.advance(timedelta(days=40))
     client.post("/subscribe", data={"email": "ana@example.com"})
+    system.drain()
     assert system.tick().purged == 0
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
 
