@@ -149,9 +149,14 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     subscriptions were deleted. A signup received and not yet handled by a worker
     (drip.intake) goes too, so it cannot bring the address back a moment later.
 
+    Those go first: a worker handling one right now holds its row, so the delete waits
+    until that worker commits, and the subscription it made is then read and erased
+    with the rest (the worker, too, locks that row before any subscriber: no deadlock).
+
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
     """
+    session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.email == email))
     subscriptions = subscriptions_of(session, email)
     with consent.erasing(session):
         texts = consent.texts_of(session, [subscriber.id for subscriber in subscriptions])
@@ -159,7 +164,6 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
             session.delete(subscriber)
         session.flush()
         consent.drop_unused_texts(session, texts)
-    session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.email == email))
     suppress(session, secret, email, "erased", now=now)
     return len(subscriptions)
 

@@ -89,6 +89,7 @@ def test_a_signup_whose_message_redis_lost_is_queued_again_by_the_sweeper(
 
 def test_erasure_deletes_a_signup_no_worker_has_handled_yet(system: System) -> None:
     system.join("ana@example.com")
+    system.stop_worker()
     receive(system, "ana@example.com")
     with transaction(system.sessions) as session:
         erase(session, "ana@example.com", secret=system.settings.secret_key, now=system.clock.now())
