@@ -22,6 +22,10 @@ from tests.helpers import System
 pytestmark = pytest.mark.slow
 RUNS = 30
 MAX_P50_SPREAD_MS = 20.0
+MAX_P50_RATIO = 3.0
+"""Beside the standard's 20 ms: on an idle machine a signup done in the request (a new
+address 13 ms, a known one 6, a bot 2) stays within 20 ms, and only the ratio shows it.
+Deferred, the ratio is 1.2 idle and up to 1.8 with other tests running."""
 
 
 def prepare(system: System) -> None:
@@ -62,7 +66,8 @@ def test_a_signup_takes_as_long_whatever_the_address_state(
     unlimited_client: FlaskClient, system: System
 ) -> None:
     """30 signups per state, interleaved so that a busy moment of the machine falls on
-    every state alike; the medians differ by less than 20 ms."""
+    every state alike; the medians differ by less than 20 ms, and the slowest is under
+    three times the fastest."""
     prepare(system)
     posts = signups(system, unlimited_client)
     took: dict[str, list[float]] = {state: [] for state in posts}
@@ -75,5 +80,6 @@ def test_a_signup_takes_as_long_whatever_the_address_state(
     medians = {state: statistics.median(times) for state, times in took.items()}
     table = ", ".join(f"{state} {ms:.1f}" for state, ms in medians.items())
     print(f"p50 ms per state ({system.settings.database_url.split(':')[0]}): {table}")
-    spread = max(medians.values()) - min(medians.values())
-    assert spread < MAX_P50_SPREAD_MS, f"p50 spread {spread:.1f} ms: {table}"
+    slowest, fastest = max(medians.values()), min(medians.values())
+    assert slowest - fastest < MAX_P50_SPREAD_MS, f"p50 spread {slowest - fastest:.1f} ms: {table}"
+    assert slowest < MAX_P50_RATIO * fastest, f"p50 ratio {slowest / fastest:.1f}: {table}"
