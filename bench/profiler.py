@@ -112,6 +112,7 @@ def profile_send_path(
             sessions,
             SystemClock(),
             watch.timed("enqueue", enqueue),
+            signups=enqueue.signups,
             batch_size=settings.batch_size,
             requeue_after=settings.requeue_after,
             pending_ttl=settings.pending_ttl,

@@ -69,6 +69,7 @@ def measure(
             sessions,
             FixedClock(now),
             timed_enqueue,
+            signups=enqueue.signups,
             batch_size=settings.batch_size,
             requeue_after=settings.requeue_after,
             pending_ttl=settings.pending_ttl,

@@ -167,7 +167,7 @@ def worker(processes: int, threads: int) -> None:
 @click.option(
     "--sweep-only",
     is_flag=True,
-    help="Only re-queue stale deliveries (a separate sweeper); issue nothing new.",
+    help="Only re-queue stale deliveries and signups (a separate sweeper); issue nothing new.",
 )
 @_handles_errors
 def scheduler(interval: float | None, sweep_only: bool) -> None:
@@ -180,8 +180,11 @@ def scheduler(interval: float | None, sweep_only: bool) -> None:
             except Exception:
                 log.exception("scheduler pass failed; trying again at the next one")
             else:
-                if result.issued or result.requeued:
-                    click.echo(f"queued {len(result.issued)} new, re-queued {len(result.requeued)}")
+                if result.issued or result.requeued or result.requeued_signups:
+                    click.echo(
+                        f"queued {len(result.issued)} new, re-queued {len(result.requeued)}"
+                        f" and {len(result.requeued_signups)} received signups"
+                    )
             time.sleep(interval or settings.scheduler_interval)
 
 
@@ -207,6 +210,8 @@ def tick(now: str | None) -> None:
         click.echo(f"queued delivery {delivery_id}")
     for delivery_id in result.requeued:
         click.echo(f"re-queued delivery {delivery_id}")
+    for received_id in result.requeued_signups:
+        click.echo(f"re-queued received signup {received_id}")
     click.echo(f"{len(result.issued)} queued, {len(result.requeued)} re-queued")
 
 
@@ -541,7 +546,13 @@ def _scheduler(
     def one_pass() -> PassResult:
         began = time.monotonic()
         result = configured_pass(
-            settings, sessions, chosen, enqueue, sweep_only=sweep_only, recount=enqueue.recount
+            settings,
+            sessions,
+            chosen,
+            enqueue,
+            signups=enqueue.signups,
+            sweep_only=sweep_only,
+            recount=enqueue.recount,
         )
         record_pass(client, result, seconds=time.monotonic() - began, finished_at=chosen.now())
         return result

@@ -23,6 +23,7 @@ from drip.models import (
     ConsentText,
     Delivery,
     DeliveryKind,
+    ReceivedSignup,
     Sequence,
     Step,
     Subscriber,
@@ -144,11 +145,18 @@ def export(session: Session, email: str) -> dict[str, Any]:
 
 
 def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
-    """Delete every row about `email` and keep only its keyed hash; returns rows deleted.
+    """Delete every row about `email` and keep only its keyed hash; returns how many
+    subscriptions were deleted. A signup received and not yet handled by a worker
+    (drip.intake) goes too, so it cannot bring the address back a moment later.
+
+    Those go first: a worker handling one right now holds its row, so the delete waits
+    until that worker commits, and the subscription it made is then read and erased
+    with the rest (the worker, too, locks that row before any subscriber: no deadlock).
 
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
     """
+    session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.email == email))
     subscriptions = subscriptions_of(session, email)
     with consent.erasing(session):
         texts = consent.texts_of(session, [subscriber.id for subscriber in subscriptions])

@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import complaints, list_bombing, snapshots
+from drip import complaints, intake, list_bombing, snapshots
 from drip.clock import Clock
 from drip.db import SessionFactory, transaction
 from drip.logs import log_fields
@@ -45,6 +45,7 @@ Recount = Callable[[int], bool]
 class PassResult:
     issued: list[int] = field(default_factory=list)
     requeued: list[int] = field(default_factory=list)
+    requeued_signups: list[int] = field(default_factory=list)
     purged: int = 0
 
 
@@ -53,6 +54,7 @@ def run_pass(
     clock: Clock,
     enqueue: Enqueue,
     *,
+    signups: Enqueue,
     batch_size: int,
     requeue_after: timedelta,
     pending_ttl: timedelta,
@@ -60,8 +62,9 @@ def run_pass(
     recount: Recount | None = None,
     recount_every: timedelta | None = None,
 ) -> PassResult:
-    """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries, and
-    delete signups never confirmed within `pending_ttl`. No step is issued while the
+    """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries (with
+    `enqueue`) and received signups (with `signups`), and delete signups never confirmed,
+    or never handled, within `pending_ttl`. No step is issued while the
     complaint-rate guard holds new lessons (drip.complaints).
 
     With `recount` and `recount_every`, a worker is also asked to count the dashboard
@@ -79,6 +82,7 @@ def run_pass(
     asked: list[int] = []
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+        intake.forget_old(session, now=now, older_than=pending_ttl)
         list_bombing.forget_old(session, now=now)
         held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
@@ -97,9 +101,16 @@ def run_pass(
         room = None if room is None else room - len(issued)
         if claimed < limit:
             break
-    result.requeued = sweep_pass(
-        sessions, clock, enqueue, batch_size=batch_size, requeue_after=requeue_after, now=now
+    swept = sweep_pass(
+        sessions,
+        clock,
+        enqueue,
+        signups=signups,
+        batch_size=batch_size,
+        requeue_after=requeue_after,
+        now=now,
     )
+    result.requeued, result.requeued_signups = swept.requeued, swept.requeued_signups
     return result
 
 
@@ -109,25 +120,26 @@ def configured_pass(
     clock: Clock,
     enqueue: Enqueue,
     *,
+    signups: Enqueue,
     sweep_only: bool,
     recount: Recount | None = None,
 ) -> PassResult:
     """A pass (or only its sweep, for a separate sweeper) with the batch, delays and cap
     the settings give: what `drip scheduler` and the tests' System run."""
     if sweep_only:
-        return PassResult(
-            requeued=sweep_pass(
-                sessions,
-                clock,
-                enqueue,
-                batch_size=settings.batch_size,
-                requeue_after=settings.requeue_after,
-            )
+        return sweep_pass(
+            sessions,
+            clock,
+            enqueue,
+            signups=signups,
+            batch_size=settings.batch_size,
+            requeue_after=settings.requeue_after,
         )
     return run_pass(
         sessions,
         clock,
         enqueue,
+        signups=signups,
         batch_size=settings.batch_size,
         requeue_after=settings.requeue_after,
         pending_ttl=settings.pending_ttl,
@@ -142,17 +154,33 @@ def sweep_pass(
     clock: Clock,
     enqueue: Enqueue,
     *,
+    signups: Enqueue,
     batch_size: int,
     requeue_after: timedelta,
     now: datetime | None = None,
-) -> list[int]:
-    """Only the sweeping half of a pass: re-enqueue every stale delivery as of `now`
-    (clock.now() by default). A separate sweeper process runs this alone."""
+) -> PassResult:
+    """Only the sweeping half of a pass: re-enqueue every stale delivery and received
+    signup as of `now` (clock.now() by default). A separate sweeper process runs this alone."""
     now = now or clock.now()
+    return PassResult(
+        requeued=_requeue(sessions, sweep, enqueue, now, batch_size, requeue_after),
+        requeued_signups=_requeue(sessions, intake.sweep, signups, now, batch_size, requeue_after),
+    )
+
+
+def _requeue(
+    sessions: SessionFactory,
+    find: Callable[..., list[int]],
+    enqueue: Enqueue,
+    now: datetime,
+    batch_size: int,
+    requeue_after: timedelta,
+) -> list[int]:
+    """Queue again, a batch per transaction, every row `find` says Redis may have lost."""
     requeued: list[int] = []
     while True:
         with transaction(sessions) as session:
-            stale = sweep(session, now, batch_size, requeue_after=requeue_after)
+            stale = find(session, now, batch_size, requeue_after=requeue_after)
         enqueue(stale)
         requeued += stale
         if len(stale) < batch_size:

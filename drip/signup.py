@@ -6,6 +6,7 @@ gives one answer for every case); what differs is only which email, if any, is q
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -98,6 +99,44 @@ def find_sequence(session: Session, slug: str) -> Sequence:
     return sequence
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A signup's fields as they will be stored, and the series it is for."""
+
+    email: str
+    first_name: str
+    timezone: str
+    sequence: Sequence
+
+
+def check(session: Session, request: SignupRequest, *, default_timezone: str) -> Checked:
+    """Everything about a signup that does not depend on its address's state: the
+    address, name and timezone are well formed and the series exists. InvalidInput or
+    NotFound otherwise, before anything is stored."""
+    email = normalise_email(request.email)
+    first_name = clean_first_name(request.first_name)
+    tz = request.timezone.strip() or default_timezone
+    try:
+        timing.zone(tz)
+    except ValueError:
+        raise InvalidInput(f"timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
+    return Checked(email, first_name, tz, find_sequence(session, request.sequence.strip()))
+
+
+def as_evidence(request: SignupRequest) -> SignupRequest:
+    """The request with the evidence its browser sent cut to what the consent log
+    keeps, without characters a database refuses (the address is checked as typed)."""
+    return dataclasses.replace(
+        request,
+        form_id=_evidence(request.form_id, 32),
+        page=_evidence(request.page, 500),
+        referrer=_evidence(request.referrer, 500),
+        embed_origin=_evidence(request.embed_origin, 200),
+        ip=_evidence(request.ip, 45),
+        user_agent=_evidence(request.user_agent, 400),
+    )
+
+
 def subscribe(
     session: Session,
     request: SignupRequest,
@@ -119,14 +158,9 @@ def subscribe(
     suppressed, declined from a confirmation email not long ago, or already sent as many
     confirmations as drip.list_bombing allows: nothing changes and nothing is sent.
     """
-    email = normalise_email(request.email)
-    first_name = clean_first_name(request.first_name)
-    tz = request.timezone.strip() or default_timezone
-    try:
-        timing.zone(tz)
-    except ValueError:
-        raise InvalidInput(f"timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
-    sequence = find_sequence(session, request.sequence.strip())
+    request = as_evidence(request)
+    checked = check(session, request, default_timezone=default_timezone)
+    email, sequence = checked.email, checked.sequence
     if not may_ask_to_confirm(session, secret, email, now=now):
         return None  # it bounced, complained, or its owner just declined a signup
     subscriber = session.scalar(
@@ -149,17 +183,17 @@ def subscribe(
         subscriber = _new_subscriber(session, sequence.id, email, now)
         if subscriber is None:
             return None  # a concurrent signup for the same address got there first
-    subscriber.first_name = first_name
-    subscriber.timezone = tz
+    subscriber.first_name = checked.first_name
+    subscriber.timezone = checked.timezone
     subscriber.next_step = None
     origin = consent.Origin(
         email_entered=_evidence(request.email, 320),
-        form_id=_evidence(request.form_id, 32),
-        page_url=_evidence(request.page, 500),
-        referrer=_evidence(request.referrer, 500),
-        embed_origin=_evidence(request.embed_origin, 200),
-        ip=_evidence(request.ip, 45),
-        user_agent=_evidence(request.user_agent, 400),
+        form_id=request.form_id,
+        page_url=request.page,
+        referrer=request.referrer,
+        embed_origin=request.embed_origin,
+        ip=request.ip,
+        user_agent=request.user_agent,
     )
     notice = consent.text_for(session, consent_text, privacy_policy=privacy_policy, now=now)
     return ask_to_confirm(

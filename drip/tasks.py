@@ -1,7 +1,8 @@
 """The only module that owns the Dramatiq broker and declares actors.
 
-Messages carry a delivery id and nothing else; the database says what to send, and when
-to try again after a temporary SMTP failure (the sweeper re-queues it then). Dramatiq's
+Messages carry a row's id and nothing else (a delivery, or a signup the web received);
+the database says what to do, and when to try again after a temporary SMTP failure (the
+sweeper re-queues it then). Dramatiq's
 own retries, with short backoffs, cover only a database or Redis blip. Nothing is ever
 delayed with `delay=`: the Redis broker holds delayed messages in worker memory.
 """
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 NAMESPACE = "drip"
 QUEUE = "drip"
 SEND_ACTOR = "send_delivery"
+SIGNUP_ACTOR = "process_signup"
 PROOF_ACTOR = "send_proof"
 RECOUNT_ACTOR = "recount"
 MIN_BACKOFF_MS = 15_000
@@ -101,12 +103,19 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
     """The worker's side. Its modules (sending, proofs, DKIM with dnspython and
     cryptography) are imported here, so a web process, which only enqueues, never loads
     them."""
+    from drip.intake import process
     from drip.proofs import send_proof
     from drip.sending import send_delivery
     from drip.snapshots import recount_series
 
+    enqueue = Enqueuer(broker)
+
     def send(delivery_id: int) -> None:
         send_delivery(mailer, delivery_id)
+
+    def signup(received_id: int) -> None:
+        delivery_id = process(mailer.sessions, received_id, secret=mailer.settings.secret_key)
+        enqueue([delivery_id] if delivery_id else [])
 
     def proof(step_id: int, to: str, subscriber_email: str) -> None:
         send_proof(mailer, step_id, to, subscriber_email)
@@ -118,6 +127,17 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
     # Not retried: the scheduler asks for the next count within DRIP_RECOUNT_EVERY anyway.
     dramatiq.actor(
         recount, broker=broker, actor_name=RECOUNT_ACTOR, queue_name=QUEUE, max_retries=0
+    )
+    dramatiq.actor(
+        signup,
+        broker=broker,
+        actor_name=SIGNUP_ACTOR,
+        queue_name=QUEUE,
+        min_backoff=MIN_BACKOFF_MS,
+        max_backoff=MAX_BACKOFF_MS,
+        retry_when=lambda retries, exc: (
+            isinstance(exc, RETRIABLE) and retries < mailer.settings.max_attempts
+        ),
     )
     dramatiq.actor(
         send,
@@ -134,10 +154,11 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
 
 
 class Enqueuer:
-    """Queues deliveries by id. Call it only after the transaction that created them commits.
+    """Queues deliveries and received signups by id. Call it only after the transaction
+    that created them commits.
 
-    If Redis is unreachable the delivery stays `queued` in the database and the sweeper
-    queues it later, so a visitor's signup or an unsubscribe page never fails for it.
+    If Redis is unreachable the row stays in the database and the sweeper queues it
+    later, so a visitor's signup or an unsubscribe page never fails for it.
     """
 
     def __init__(self, broker: BatchingBroker) -> None:
@@ -145,15 +166,23 @@ class Enqueuer:
 
     def __call__(self, delivery_ids: Iterable[int]) -> None:
         """Queue the deliveries in one round trip to Redis (a scheduler batch is hundreds)."""
-        ids = list(delivery_ids)
+        self._many(SEND_ACTOR, list(delivery_ids), "deliveries", "delivery_ids")
+
+    def signups(self, received_ids: Iterable[int]) -> None:
+        """Queue the handling of signups the web received (drip.intake); as for
+        deliveries, the row waits for the sweeper if Redis is unreachable."""
+        self._many(SIGNUP_ACTOR, list(received_ids), "received signups", "received_ids")
+
+    def _many(self, actor: str, ids: list[int], what: str, key: str) -> None:
         try:
-            self.broker.enqueue_many(_message(SEND_ACTOR, i) for i in ids)
+            self.broker.enqueue_many(_message(actor, i) for i in ids)
         except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
             log.warning(
-                "%d deliveries may not be queued (%s); the sweeper will queue them",
+                "%d %s may not be queued (%s); the sweeper will queue them",
                 len(ids),
+                what,
                 exc,
-                extra={"delivery_ids": ids},
+                extra={key: ids},
             )
 
     def recount(self, sequence_id: int) -> bool:

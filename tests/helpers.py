@@ -300,6 +300,10 @@ class System:
         self.enqueued += ids
         Enqueuer(self.broker)(ids)
 
+    def enqueue_signups(self, received_ids: Any) -> None:
+        """Queue signups the web received, for the worker (drain) to handle."""
+        Enqueuer(self.broker).signups(received_ids)
+
     def recount(self, sequence_id: int) -> bool:
         self.recounts.append(sequence_id)
         return Enqueuer(self.broker).recount(sequence_id)
@@ -364,6 +368,7 @@ class System:
             self.sessions,
             self.clock,
             self.enqueue,
+            signups=self.enqueue_signups,
             sweep_only=sweep_only,
             recount=self.recount,
         )

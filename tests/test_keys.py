@@ -42,8 +42,12 @@ def test_new_links_are_signed_with_the_newest_key() -> None:
 
 
 def test_an_admin_session_survives_a_rotation(system: System) -> None:
-    before = create_app(dataclasses.replace(system.settings, secret_keys=(A,)), enqueue=print)
-    after = create_app(dataclasses.replace(system.settings, secret_keys=(A, B)), enqueue=print)
+    before = create_app(
+        dataclasses.replace(system.settings, secret_keys=(A,)), enqueue=print, signups=print
+    )
+    after = create_app(
+        dataclasses.replace(system.settings, secret_keys=(A, B)), enqueue=print, signups=print
+    )
     cookie = before.session_interface.get_signing_serializer(before).dumps({"admin": 1})  # type: ignore[attr-defined]
     assert after.session_interface.get_signing_serializer(after).loads(cookie) == {"admin": 1}  # type: ignore[attr-defined]
     for app in (before, after):

@@ -44,6 +44,7 @@ def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: Sy
                 system.sessions,
                 system.clock,
                 system.enqueue,
+                signups=system.enqueue_signups,
                 batch_size=7,
                 requeue_after=system.settings.requeue_after,
                 pending_ttl=system.settings.pending_ttl,

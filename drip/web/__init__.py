@@ -35,12 +35,14 @@ def create_app(
     *,
     clock: Clock | None = None,
     enqueue: Enqueue | None = None,
+    signups: Enqueue | None = None,
     proofs: Proofs | None = None,
     recount: Recount | None = None,
     fetch: Fetch | None = None,
 ) -> Flask:
-    """Build the web app. Tests pass a clock, the queueing functions and the fetch of SNS
-    URLs; production reads DRIP_* and queues through the broker."""
+    """Build the web app. Tests pass a clock, the queueing functions (`enqueue` for
+    deliveries, `signups` for signups received) and the fetch of SNS URLs; production
+    reads DRIP_* and queues through the broker."""
     from drip import wiring
     from drip.logs import configure_logging
     from drip.tasks import Enqueuer, create_broker
@@ -51,7 +53,9 @@ def create_app(
     clock = clock or wiring.make_clock(settings)
     if enqueue is None:
         queue = Enqueuer(create_broker(wiring.make_redis(settings)))
-        enqueue, proofs, recount = queue, queue.proof, queue.recount
+        enqueue, signups, proofs, recount = queue, queue.signups, queue.proof, queue.recount
+    elif signups is None:
+        raise TypeError("create_app: whoever passes `enqueue` passes `signups` too")
     https = settings.base_url.startswith("https://")
     app = Flask(__name__)
     app.config.update(
@@ -81,6 +85,7 @@ def create_app(
         sessions=make_session_factory(engine),
         tokens=Tokens(settings.secret_keys, clock),
         enqueue=enqueue,
+        signups=signups,
         proofs=proofs,
         recount=recount,
         renderer=wiring.make_renderer(settings),

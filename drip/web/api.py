@@ -32,7 +32,7 @@ def create_subscriber() -> tuple[Response, int]:
     if not all(isinstance(v, str) for v in values.values()):
         raise InvalidInput("every field must be a string")
     web = ctx()
-    delivery_id = web.subscribe(
+    web.subscribe(
         SignupRequest(
             **values,
             ip=seen().ip,
@@ -42,7 +42,6 @@ def create_subscriber() -> tuple[Response, int]:
             form_id="api",
         )
     )
-    web.enqueue([delivery_id] if delivery_id else [])
     return jsonify(status="accepted", message="Check your inbox to confirm."), 202
 
 

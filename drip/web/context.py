@@ -15,10 +15,12 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, reading, transaction
+from drip.errors import DripError
+from drip.intake import receive
 from drip.rendering import Renderer
 from drip.scheduler import Enqueue, Recount
 from drip.settings import Settings
-from drip.signup import CONSENT_TEXT, Seen, SignupRequest, find_sequence, subscribe
+from drip.signup import CONSENT_TEXT, Seen, SignupRequest
 from drip.tokens import Tokens
 
 PRIVACY_POLICY = Path(__file__).with_name("templates") / "privacy.html"
@@ -34,6 +36,7 @@ class WebContext:
     sessions: SessionFactory
     tokens: Tokens
     enqueue: Enqueue
+    signups: Enqueue
     proofs: Proofs | None
     recount: Recount | None
     renderer: Renderer
@@ -64,21 +67,34 @@ class WebContext:
             request.headers.get("Origin", "") == "/".join(own)
         )
 
-    def subscribe(self, signup: SignupRequest) -> int | None:
-        """A signup from the form or the API (drip.signup.subscribe), with what the web
-        adds: the notice shown beside the form, the privacy policy it links to, and the
-        defaults the settings give. Returns the confirmation's delivery id to queue."""
-        with self.transaction() as session:
-            sequence = find_sequence(session, signup.sequence)
-            return subscribe(
-                session,
-                signup,
-                now=self.clock.now(),
-                consent_text=self.consent_text(sequence.name),
-                privacy_policy=privacy_policy_version(),
-                secret=self.settings.secret_key,
-                default_timezone=self.settings.default_timezone,
-            )
+    def subscribe(self, signup: SignupRequest, *, trapped: bool = False) -> None:
+        """A signup from the form or the API, received for a worker (drip.intake) with
+        what the web adds: the notice shown beside the form, the privacy policy it links
+        to, and the defaults the settings give. The same work whatever the address.
+
+        A `trapped` signup (a bot's: honeypot, form-fill time, foreign origin) does the
+        same work and is rolled back, its errors unsaid, like the dummy verify of an
+        unknown admin: answering it sooner would tell the bot which trap it fell into
+        (standards SEC-12)."""
+        with self.sessions() as session:
+            try:
+                received_id = receive(
+                    session,
+                    signup,
+                    now=self.clock.now(),
+                    consent_text=self.consent_text,
+                    privacy_policy=privacy_policy_version(),
+                    default_timezone=self.settings.default_timezone,
+                )
+            except DripError:
+                if trapped:
+                    return
+                raise
+            if trapped:
+                session.rollback()
+                return
+            session.commit()
+        self.signups([received_id])
 
     def consent_text(self, series_name: str) -> str:
         sender = self.settings.sender.display_name or self.settings.sender.addr_spec

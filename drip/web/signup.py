@@ -3,8 +3,11 @@
 The form answers the same way whatever happens to the address (new, pending, active,
 unsubscribed), and also when the honeypot is filled, the landing page's form came back
 sooner than a person fills it in, or the form was posted from a site not in
-DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. The confirm
-link changes nothing on GET (mail scanners open every link); its page's button POSTs.
+DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. Otherwise the request
+stores the signup as received and a worker decides what it means (drip.intake); a bot's
+signup does the same work and is rolled back, so the answer takes as long either way.
+The confirm link changes nothing on GET (mail scanners open every link); its page's
+button POSTs.
 """
 
 from __future__ import annotations
@@ -81,11 +84,10 @@ def embed(slug: str = "") -> str:
 def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
-    if request.form.get(HONEYPOT) or _filled_too_fast() or not web.origin_allowed():
-        return redirect(thanks, code=303)
+    trapped = bool(request.form.get(HONEYPOT)) or _filled_too_fast() or not web.origin_allowed()
     timezone = next((tz for tz in request.form.getlist("timezone") if tz.strip()), "")
     try:
-        delivery_id = _subscribe(timezone)
+        _subscribe(timezone, trapped=trapped)
     except InvalidInput as exc:
         if not web.same_site():
             raise
@@ -93,7 +95,6 @@ def subscribe_form() -> Response | tuple[str, int]:
             request.form.get("sequence", ""), error=str(exc), field=exc.field or ""
         )
         return page, 400
-    web.enqueue([delivery_id] if delivery_id else [])
     return redirect(thanks, code=303)
 
 
@@ -111,7 +112,7 @@ def _filled_too_fast() -> bool:
         return True
 
 
-def _subscribe(timezone: str) -> int | None:
+def _subscribe(timezone: str, *, trapped: bool) -> None:
     """The form's signup. Its evidence: the landing page's own form (same site) or the
     embedded snippet on someone's site (with that site's Origin); the page the form was
     on, which the snippet's script reports as `page` because by default a browser tells
@@ -120,7 +121,7 @@ def _subscribe(timezone: str) -> int | None:
     its script."""
     web = ctx()
     same_site = web.same_site()
-    return web.subscribe(
+    web.subscribe(
         SignupRequest(
             email=request.form.get("email", ""),
             first_name=request.form.get("first_name", ""),
@@ -132,7 +133,8 @@ def _subscribe(timezone: str) -> int | None:
             referrer=request.form.get("referrer", ""),
             embed_origin="" if same_site else request.headers.get("Origin", ""),
             form_id="landing" if same_site else "embed",
-        )
+        ),
+        trapped=trapped,
     )
 
 

@@ -30,7 +30,14 @@ import sqlalchemy as sa
 from bench.support import shut_down
 from drip.clock import FileClock
 from drip.db import SessionFactory, make_session_factory, reading
-from drip.models import ConsentEvent, ConsentEventKind, Delivery, DeliveryStatus, Subscriber
+from drip.models import (
+    ConsentEvent,
+    ConsentEventKind,
+    Delivery,
+    DeliveryStatus,
+    ReceivedSignup,
+    Subscriber,
+)
 from drip.settings import Settings, load_settings
 from drip.wiring import make_engine
 from tests.helpers import SMTPServer, free_port, wait_until
@@ -134,7 +141,8 @@ class Stack:
         return self.emails_to(address)[number - 1]
 
     def wait_for_worker(self) -> None:
-        """Until every queued email has been sent and recorded."""
+        """Until every signup received has been handled and every queued email sent and
+        recorded."""
 
         def idle() -> bool:
             with reading(self.sessions) as session:
@@ -143,9 +151,10 @@ class Stack:
                         Delivery.status.in_([DeliveryStatus.QUEUED, DeliveryStatus.SENDING])
                     )
                 )
-            return busy == 0
+                received = session.scalar(sa.select(sa.func.count()).select_from(ReceivedSignup))
+            return busy == 0 and received == 0
 
-        wait_until(idle, "the worker to send and record every queued email")
+        wait_until(idle, "the worker to handle every signup and send every queued email")
 
     def signup_event(self, address: str) -> ConsentEvent | None:
         """The newest signup event of `address`, as its consent evidence."""

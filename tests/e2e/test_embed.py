@@ -28,6 +28,7 @@ def test_the_form_embedded_on_another_site_signs_up_and_lands_on_its_thank_you_p
 
     expect(page).to_have_url(thanks)
     expect(page.get_by_role("heading", name="Thanks for signing up")).to_be_visible()
+    stack.wait_for_worker()
     subscriber = stack.subscriber("linus@example.com")
     assert subscriber is not None
     assert subscriber.status == SubscriberStatus.PENDING

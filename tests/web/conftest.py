@@ -25,6 +25,7 @@ def app(system: System) -> Iterator[Flask]:
         system.settings,
         clock=system.clock,
         enqueue=system.enqueue,
+        signups=system.enqueue_signups,
         proofs=Enqueuer(system.broker).proof,
         recount=system.recount,
     )
@@ -45,7 +46,9 @@ def blog(system: System) -> Iterator[FlaskClient]:
         allowed_origins=system.settings.allowed_origins | {BLOG},
         thanks_url=f"{BLOG}/thanks",
     )
-    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    app = create_app(
+        settings, clock=system.clock, enqueue=system.enqueue, signups=system.enqueue_signups
+    )
     yield app.test_client()
     app.extensions["drip"].engine.dispose()
 
@@ -56,7 +59,9 @@ def unlimited_app(system: System) -> Iterator[Flask]:
     settings = dataclasses.replace(
         system.settings, signup_limit="1000 per second", address_limit="1000 per second"
     )
-    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    app = create_app(
+        settings, clock=system.clock, enqueue=system.enqueue, signups=system.enqueue_signups
+    )
     yield app
     app.extensions["drip"].engine.dispose()
 
@@ -88,7 +93,11 @@ def app_with(system: System) -> Iterator[Callable[..., Flask]]:
         if changes.get("production"):  # the test client's host, as DRIP_BASE_URL would give
             changes.setdefault("trusted_hosts", frozenset({"localhost"}))
         settings = dataclasses.replace(system.settings, **changes)
-        built.append(create_app(settings, clock=system.clock, enqueue=system.enqueue))
+        built.append(
+            create_app(
+                settings, clock=system.clock, enqueue=system.enqueue, signups=system.enqueue_signups
+            )
+        )
         return built[-1]
 
     yield build

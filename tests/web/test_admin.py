@@ -473,7 +473,9 @@ def test_a_failed_email_can_be_sent_again(admin: FlaskClient, system: System) ->
 @pytest.fixture
 def maildir_app(system: System) -> Iterator[Flask]:
     settings = dataclasses.replace(system.settings, mail_url="maildir:")
-    app = create_app(settings, clock=system.clock, enqueue=system.enqueue)
+    app = create_app(
+        settings, clock=system.clock, enqueue=system.enqueue, signups=system.enqueue_signups
+    )
     yield app
     app.extensions["drip"].engine.dispose()
 

@@ -115,6 +115,7 @@ def test_the_landing_page_keeps_where_the_visitor_came_from(
         data={"email": "ana@example.com", "referrer": "https://news.example/item/7"},
         headers={"Referer": "https://drip.example.com/", "Sec-Fetch-Site": "same-origin"},
     )
+    system.drain()
     with transaction(system.sessions) as session:
         signup = session.scalars(sa.select(ConsentEvent)).one()
     assert (signup.form_id, signup.page_url, signup.referrer, signup.embed_origin) == (

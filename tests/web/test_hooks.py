@@ -101,6 +101,7 @@ def app(system: System, network: Network) -> Iterator[Flask]:
         system.settings,
         clock=system.clock,
         enqueue=system.enqueue,
+        signups=system.enqueue_signups,
         proofs=Enqueuer(system.broker).proof,
         fetch=network.fetch,
     )
@@ -570,7 +571,13 @@ def test_unknown_or_unconfigured_providers_are_not_found(system: System, network
     bare = dataclasses.replace(
         system.settings, ses_topic_arns=frozenset(), postmark_webhook_secret=""
     )
-    app = create_app(bare, clock=system.clock, enqueue=system.enqueue, fetch=network.fetch)
+    app = create_app(
+        bare,
+        clock=system.clock,
+        enqueue=system.enqueue,
+        signups=system.enqueue_signups,
+        fetch=network.fetch,
+    )
     try:
         client = app.test_client()
         assert client.post("/hooks/ses", data=b"{}").status_code == 404

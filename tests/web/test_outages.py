@@ -75,8 +75,14 @@ def test_not_ready_when_the_database_answers_reads_but_refuses_writes(
 
 
 def test_signing_up_works_while_redis_is_down(without_redis: Flask, system: System) -> None:
-    """The per-IP limit goes uncounted; the confirmation waits in the database."""
+    """The per-IP limit goes uncounted; the signup waits in the database, and the
+    sweeper queues it once Redis is back (standards REL-03)."""
     client = without_redis.test_client(use_cookies=False)
     response = client.post("/subscribe", data={"email": "ana@example.com"})
     assert response.status_code == 303
+    system.drain()
+    assert system.smtp.received == []
+    system.clock.advance(system.settings.requeue_after)
+    assert len(system.tick(sweep_only=True).requeued_signups) == 1
+    assert link(system, "ana@example.com", "confirm")
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING

@@ -151,6 +151,7 @@ def test_the_json_api_accepts_a_signup(client: FlaskClient, system: System) -> N
     )
     assert response.status_code == 202
     assert response.get_json()["status"] == "accepted"
+    system.drain()
     assert status_of(system, "ben@example.com") == SubscriberStatus.PENDING
     for bad in ({"email": 5}, ["ben@example.com"], {"email": "nope"}):
         answer = client.post("/api/v1/subscribers", json=bad)
@@ -336,7 +337,11 @@ def test_in_production_a_request_for_another_host_is_refused_and_builds_nothing(
         system.settings, production=True, trusted_hosts=frozenset({"drip.example.com"})
     )
     app = create_app(
-        settings, clock=system.clock, enqueue=system.enqueue, proofs=Enqueuer(system.broker).proof
+        settings,
+        clock=system.clock,
+        enqueue=system.enqueue,
+        signups=system.enqueue_signups,
+        proofs=Enqueuer(system.broker).proof,
     )
     client = app.test_client()
     for method in (client.get, client.post):

@@ -1,0 +1,138 @@
+"""Signups from the form and the API: received by the web, handled by a worker.
+
+The web request does the same work for every address (standards SEC-12): it checks what
+does not depend on the address's state (drip.signup.check), writes one
+`received_signups` row, commits, and only then queues `process_signup` with its id. The
+worker runs drip.signup.subscribe on that row, as of the moment the visitor asked, and
+deletes it in the same transaction, so a redelivered message finds nothing to do. A
+row whose message Redis lost is queued again by the sweeper (drip.scheduler).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drip.db import SessionFactory, transaction
+from drip.errors import InvalidInput, NotFound
+from drip.models import ReceivedSignup
+from drip.signup import SignupRequest, as_evidence, check, subscribe
+
+log = logging.getLogger(__name__)
+
+
+def receive(
+    session: Session,
+    request: SignupRequest,
+    *,
+    now: datetime,
+    consent_text: Callable[[str], str],
+    privacy_policy: str,
+    default_timezone: str,
+) -> int:
+    """Store a checked signup for a worker; returns the id to queue after commit.
+
+    `consent_text` gives the notice shown beside the form for a series' name; the row
+    keeps it verbatim, with the privacy policy's version, as the visitor saw them.
+    InvalidInput or NotFound for a signup no worker could carry out, and nothing stored.
+    """
+    checked = check(session, request, default_timezone=default_timezone)
+    evidence = as_evidence(request)
+    row = ReceivedSignup(
+        email=checked.email,
+        email_entered=request.email,
+        first_name=checked.first_name,
+        timezone=checked.timezone,
+        sequence=checked.sequence.slug,
+        ip=evidence.ip,
+        user_agent=evidence.user_agent,
+        page=evidence.page,
+        referrer=evidence.referrer,
+        embed_origin=evidence.embed_origin,
+        form_id=evidence.form_id,
+        consent_text=consent_text(checked.sequence.name),
+        privacy_policy=privacy_policy,
+        received_at=now,
+        queued_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row.id
+
+
+def handle(session: Session, received_id: int, *, secret: str) -> int | None:
+    """Carry out a received signup and forget it; returns the confirmation delivery to
+    queue after commit, if any. Nothing happens when the row is gone: handled already,
+    or erased.
+
+    The row is locked first, so a second worker given the same id (a redelivery, or a
+    sweep while the first is busy) waits and then finds it deleted.
+    """
+    row = session.get(ReceivedSignup, received_id, with_for_update=True)
+    if row is None:
+        return None
+    session.delete(row)
+    return subscribe(
+        session,
+        _request_of(row),
+        now=row.received_at,
+        consent_text=row.consent_text,
+        privacy_policy=row.privacy_policy,
+        secret=secret,
+        default_timezone=row.timezone,
+    )
+
+
+def process(sessions: SessionFactory, received_id: int, *, secret: str) -> int | None:
+    """`handle` in its own transaction. A signup that no longer passes its checks (its
+    series is gone, its timezone left the tz database) is dropped with a warning, since
+    retrying it cannot help; any other error rolls back and leaves the row to a retry
+    or the sweeper."""
+    try:
+        with transaction(sessions) as session:
+            return handle(session, received_id, secret=secret)
+    except (InvalidInput, NotFound) as exc:
+        with transaction(sessions) as session:
+            session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.id == received_id))
+        log.warning("received signup %d dropped: %s", received_id, exc)
+        return None
+
+
+def _request_of(row: ReceivedSignup) -> SignupRequest:
+    return SignupRequest(
+        email=row.email_entered,
+        first_name=row.first_name,
+        timezone=row.timezone,
+        sequence=row.sequence,
+        ip=row.ip,
+        user_agent=row.user_agent,
+        page=row.page,
+        referrer=row.referrer,
+        embed_origin=row.embed_origin,
+        form_id=row.form_id,
+    )
+
+
+def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedelta) -> list[int]:
+    """Ids of received signups queued longer ago than `requeue_after`, which Redis may
+    have lost, marked queued again as of `now`; a row a worker holds is skipped."""
+    stale = session.scalars(
+        sa.select(ReceivedSignup)
+        .where(ReceivedSignup.queued_at <= now - requeue_after)
+        .order_by(ReceivedSignup.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in stale:
+        row.queued_at = now
+    return [row.id for row in stale]
+
+
+def forget_old(session: Session, *, now: datetime, older_than: timedelta) -> None:
+    """Delete received signups no worker managed to handle within `older_than` (a bug
+    that fails each attempt): they hold an address, and storage is limited."""
+    session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.received_at <= now - older_than))

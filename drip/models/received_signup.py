@@ -1,0 +1,42 @@
+"""Signups received by the web and not yet handled by a worker."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from drip.db import UTCDateTime
+from drip.models.base import Base
+
+
+class ReceivedSignup(Base):
+    """One form or API signup as the visitor sent it, with the notice the page showed,
+    held for the seconds until a worker handles it (drip.intake) and then deleted.
+
+    The web writes this one row whatever the address's state, so the time a signup
+    takes tells nobody whether the address is on the list (standards SEC-12). The
+    fields are already checked, and cut as consent evidence; `email` is the normalised
+    address, which an erasure looks for, `email_entered` the address as typed, which
+    the worker checks again exactly as the web did.
+    """
+
+    __tablename__ = "received_signups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(sa.String(254), index=True)
+    email_entered: Mapped[str] = mapped_column(sa.Text)
+    first_name: Mapped[str] = mapped_column(sa.String(100))
+    timezone: Mapped[str] = mapped_column(sa.String(64))
+    sequence: Mapped[str] = mapped_column(sa.String(64))
+    ip: Mapped[str] = mapped_column(sa.String(45))
+    user_agent: Mapped[str] = mapped_column(sa.String(400))
+    page: Mapped[str] = mapped_column(sa.String(500))
+    referrer: Mapped[str] = mapped_column(sa.String(500))
+    embed_origin: Mapped[str] = mapped_column(sa.String(200))
+    form_id: Mapped[str] = mapped_column(sa.String(32))
+    consent_text: Mapped[str] = mapped_column(sa.Text)
+    privacy_policy: Mapped[str] = mapped_column(sa.String(64))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
