@@ -128,27 +128,22 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
     dramatiq.actor(
         recount, broker=broker, actor_name=RECOUNT_ACTOR, queue_name=QUEUE, max_retries=0
     )
-    dramatiq.actor(
-        signup,
-        broker=broker,
-        actor_name=SIGNUP_ACTOR,
-        queue_name=QUEUE,
-        min_backoff=MIN_BACKOFF_MS,
-        max_backoff=MAX_BACKOFF_MS,
-        retry_when=lambda retries, exc: (
+    # Retried quickly only through a database or Redis blip (RETRIABLE); the sweeper
+    # queues anything else again from the database.
+    blips: dict[str, Any] = {
+        "min_backoff": MIN_BACKOFF_MS,
+        "max_backoff": MAX_BACKOFF_MS,
+        "retry_when": lambda retries, exc: (
             isinstance(exc, RETRIABLE) and retries < mailer.settings.max_attempts
         ),
-    )
+    }
+    dramatiq.actor(signup, broker=broker, actor_name=SIGNUP_ACTOR, queue_name=QUEUE, **blips)
     dramatiq.actor(
         send,
         broker=broker,
         actor_name=SEND_ACTOR,
         queue_name=QUEUE,
-        min_backoff=MIN_BACKOFF_MS,
-        max_backoff=MAX_BACKOFF_MS,
-        retry_when=lambda retries, exc: (
-            isinstance(exc, RETRIABLE) and retries < mailer.settings.max_attempts
-        ),
+        **blips,
         time_limit=int(mailer.settings.send_lease.total_seconds() * 1000),
     )
 
