@@ -38,12 +38,8 @@ def pause(session: Session, domain: str, until: datetime, reason: str) -> None:
     )
 
 
-def paused_until(session: Session, domain: str, now: datetime) -> datetime | None:
-    """When mail to `domain` may go out again, or None if it may now."""
-    return session.scalar(_PAUSED_UNTIL, {"domain": domain, "now": now})
-
-
-_PAUSED_UNTIL = sa.select(DomainPause.until).where(
+PAUSED_UNTIL = sa.select(DomainPause.until).where(
     DomainPause.domain == sa.bindparam("domain"), DomainPause.until > sa.bindparam("now")
 )
-"""Built once: every email's claim reads it."""
+"""When mail to `:domain` may go out again, if not yet at `:now`. Built once: every
+email's claim reads it, with the address's suppression (drip.sending)."""

@@ -54,11 +54,13 @@ its confirmation lifts the suppression as it does an erasure's."""
 
 def suppression(session: Session, secret: str, email: str) -> str | None:
     """Why the address is suppressed, or None."""
-    return session.scalar(_REASON, {"email_hash": email_hash(secret, email)})
+    return session.scalar(SUPPRESSION_REASON, {"email_hash": email_hash(secret, email)})
 
 
-_REASON = sa.select(Suppression.reason).where(Suppression.email_hash == sa.bindparam("email_hash"))
-"""Built once: every email's claim reads it."""
+SUPPRESSION_REASON = sa.select(Suppression.reason).where(
+    Suppression.email_hash == sa.bindparam("email_hash")
+)
+"""Built once: every email's claim reads it, with its domain's pause (drip.sending)."""
 
 
 def is_suppressed(session: Session, secret: str, email: str) -> bool:

@@ -46,14 +46,18 @@ class Tokens:
     def __init__(self, secret_keys: Sequence[str], clock: Clock) -> None:
         self._secret_keys = secret_keys
         self._clock = clock
+        self._serializers: dict[str, URLSafeTimedSerializer] = {}
 
     def _serializer(self, purpose: str) -> URLSafeTimedSerializer:
-        return URLSafeTimedSerializer(
-            self._secret_keys,
-            salt=purpose,
-            signer=_ClockSigner,
-            signer_kwargs={"clock": self._clock},
-        )
+        """One serializer per purpose, made once: every email signs a link or two."""
+        if purpose not in self._serializers:
+            self._serializers[purpose] = URLSafeTimedSerializer(
+                self._secret_keys,
+                salt=purpose,
+                signer=_ClockSigner,
+                signer_kwargs={"clock": self._clock},
+            )
+        return self._serializers[purpose]
 
     def make(self, purpose: str, payload: list[int]) -> str:
         return self._serializer(purpose).dumps(payload)
