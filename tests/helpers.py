@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email
+import errno
 import socket
 import threading
 import time
@@ -146,6 +147,9 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
         time.sleep(0.02)
 
 
+PORT_TRIES = 3
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -160,9 +164,25 @@ class SMTPServer:
         self.host = host
         self.port = free_port()
         self._handler = _Handler()
+        self._options = options
         self._controller = Controller(self._handler, hostname=host, port=self.port, **options)
 
     def start(self) -> None:
+        """Listen on the port free_port found free, or on another if some other process
+        bound that one in the meantime (about one run of the suite in 2,000 lost that
+        race). Read `port` after this."""
+        for _ in range(PORT_TRIES - 1):
+            try:
+                self._controller.start()
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+            self._controller.loop.close()  # its thread gave up and left the loop open
+            self.port = free_port()
+            self._controller = Controller(
+                self._handler, hostname=self.host, port=self.port, **self._options
+            )
         self._controller.start()
 
     def stop(self) -> None:
