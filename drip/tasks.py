@@ -49,7 +49,7 @@ class BatchingBroker(RedisBroker):
     third of a 10,000-due scheduler pass (bench/scheduler.py). `enqueue_many` writes
     what that script's "enqueue" writes (each message's data into the queue's hash
     under a fresh `redis_message_id`, then the ids onto the queue's list), for a whole
-    batch in one HSET and one RPUSH: about 30 microseconds a message. The layout is
+    batch in one HSET and one RPUSH: under 40 microseconds a message. The layout is
     Dramatiq's, described in its dispatch.lua; tests/test_tasks.py checks a batch
     against messages Dramatiq queued itself, and that a worker runs them. No
     middleware drip installs acts on enqueue (a test checks that too), so skipping
