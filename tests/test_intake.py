@@ -4,6 +4,9 @@ the moment the visitor asked, and never lost with Redis."""
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
 from datetime import timedelta
 
 import pytest
@@ -17,6 +20,9 @@ from drip.models import ReceivedSignup, Subscriber
 from drip.privacy import erase
 from drip.signup import SignupRequest
 from tests.helpers import System
+
+TIMEOUT = 60
+"""Seconds any wait in a race may take before the test fails instead of hanging."""
 
 
 def receive(system: System, email: str, **fields: str) -> int:
@@ -132,3 +138,97 @@ def test_bad_input_is_refused_before_anything_is_stored(system: System) -> None:
     with pytest.raises(NotFound):
         receive(system, "ana@example.com", sequence="no-such-series")
     assert waiting(system) == 0
+
+
+def process(system: System, received_id: int, *, max_attempts: int | None = None) -> int | None:
+    """What the `process_signup` actor does with a message, on the test's thread."""
+    return intake.process(
+        system.sessions,
+        received_id,
+        secret=system.settings.secret_key,
+        max_attempts=max_attempts or system.settings.max_attempts,
+    )
+
+
+def row(system: System, received_id: int) -> ReceivedSignup | None:
+    with transaction(system.sessions) as session:
+        return session.get(ReceivedSignup, received_id)
+
+
+def a_bug(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("a bug in handling signups")
+
+
+def test_a_signup_whose_handling_keeps_failing_is_given_up_after_max_attempts(
+    system: System, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    received_id = receive(system, "ana@example.com")
+    monkeypatch.setattr(intake, "subscribe", a_bug)
+    for _ in range(system.settings.max_attempts):
+        with pytest.raises(RuntimeError):
+            process(system, received_id)
+        system.clock.advance(system.settings.requeue_after)
+        assert system.tick(sweep_only=True).requeued_signups == [received_id]
+    with caplog.at_level(logging.ERROR, logger="drip"):
+        assert process(system, received_id) is None, "the message after the last attempt"
+        system.clock.advance(system.settings.requeue_after)
+        assert system.tick(sweep_only=True).requeued_signups == [], "never queued again"
+        assert process(system, received_id) is None, "a stray redelivery changes nothing"
+    [gave_up] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    given_up = f"received signup {received_id} given up after {system.settings.max_attempts}"
+    assert gave_up.getMessage().startswith(given_up)
+    assert "ana@example.com" not in caplog.text
+    kept = row(system, received_id)
+    assert kept is not None and kept.queued_at is None, "kept for an operator to look at"
+    assert kept.attempts == system.settings.max_attempts + 1
+    system.clock.advance(system.settings.pending_ttl)
+    system.tick()
+    assert waiting(system) == 0, "until the pending TTL, as any received signup"
+    assert system.smtp.received == []
+
+
+def test_a_signup_that_failed_once_is_handled_when_the_sweeper_queues_it_again(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received_id = receive(system, "ana@example.com")
+    with monkeypatch.context() as patched:
+        patched.setattr(intake, "subscribe", a_bug)
+        with pytest.raises(RuntimeError):
+            process(system, received_id)
+    system.clock.advance(system.settings.requeue_after)
+    assert system.tick(sweep_only=True).requeued_signups == [received_id]
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1
+    assert waiting(system) == 0
+
+
+KILLED_WHILE_HANDLING = """
+import os, signal, sys
+from drip import intake
+from drip.db import create_db_engine, make_session_factory
+url, received_id, max_attempts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+intake.subscribe = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sessions = make_session_factory(create_db_engine(url))
+intake.process(sessions, received_id, secret="unused", max_attempts=max_attempts)
+"""
+"""A worker process that SIGKILLs itself while it handles the signup (after it locked
+and deleted the row, before it commits): no except, finally or Dramatiq retry runs."""
+
+
+def test_a_worker_killed_while_handling_a_signup_still_counts_the_attempt(
+    system: System,
+) -> None:
+    received_id = receive(system, "ana@example.com")
+
+    def worker() -> int:
+        argv = [sys.executable, "-c", KILLED_WHILE_HANDLING]
+        argv += [system.settings.database_url, str(received_id), "2"]
+        return subprocess.run(argv, capture_output=True, timeout=TIMEOUT).returncode
+
+    assert worker() == worker() == -signal.SIGKILL
+    survivor = row(system, received_id)
+    assert survivor is not None and survivor.attempts == 2, "both kills were counted"
+    assert survivor.queued_at is not None, "and the sweeper may queue it once more"
+    assert worker() == 0, "the third message gives up instead of handling it"
+    given_up = row(system, received_id)
+    assert given_up is not None and given_up.queued_at is None
