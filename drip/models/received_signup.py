@@ -21,8 +21,9 @@ class ReceivedSignup(Base):
     address, which an erasure looks for, `email_entered` the address as typed, which
     the worker checks again exactly as the web did.
 
-    `attempts` counts the workers that began handling it, each in a transaction of its
-    own committed first, so one killed mid-handling counts too (drip.intake.attempt).
+    `attempts` counts the messages workers took for it, each in a transaction of its
+    own committed before the handling, so one killed mid-handling counts too
+    (drip.intake.attempt); the one past DRIP_MAX_ATTEMPTS gives up instead of handling.
     `queued_at` is when a message for it was last queued, and None once a worker gave
     up on it: the sweeper then leaves it alone until DRIP_PENDING_DAYS deletes it.
     """
