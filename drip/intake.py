@@ -3,9 +3,10 @@
 The web request does the same work for every address (standards SEC-12): it checks what
 does not depend on the address's state (drip.signup.check), writes one
 `received_signups` row, commits, and only then queues `process_signup` with its id. The
-worker runs drip.signup.subscribe on that row, as of the moment the visitor asked, and
-deletes it in the same transaction, so a redelivered message finds nothing to do. A
-row whose message Redis lost is queued again by the sweeper (drip.scheduler).
+worker counts an attempt on the row and commits, then runs drip.signup.subscribe on it,
+as of the moment the visitor asked, and deletes it in the same transaction, so a
+redelivered message finds nothing to do. A row whose message Redis lost is queued
+again by the sweeper (drip.scheduler), until a worker gives up on it (`attempt`).
 """
 
 from __future__ import annotations
@@ -64,18 +65,59 @@ def receive(
     return row.id
 
 
-def handle(session: Session, received_id: int, *, secret: str) -> int | None:
+def attempt(session: Session, received_id: int, *, max_attempts: int) -> ReceivedSignup | None:
+    """Count one more attempt at a received signup and return it, for `handle` to carry
+    out in a transaction of its own; None when there is nothing to handle: the row is
+    gone (handled, or erased) or was given up on.
+
+    The count is committed before the handling, as a delivery's is in its claim
+    (standards REL-08): a worker killed mid-handling rolls back all but this, so a
+    signup that raises a bug's error every time, or kills its worker, is handled at most
+    `max_attempts` times. The next message for it (the sweeper's) gives up instead: it
+    logs the row's id at ERROR, never the address, and clears `queued_at` so the
+    sweeper stops queueing it. The row is kept, not deleted: the log names only its id,
+    and its fields are how an operator finds what the handling chokes on. It holds an
+    address, so it goes like any received signup: after DRIP_PENDING_DAYS
+    (`forget_old`), or with an erasure of that address.
+    """
+    row = session.scalar(
+        sa.update(ReceivedSignup)
+        .where(ReceivedSignup.id == received_id, ReceivedSignup.queued_at.is_not(None))
+        .values(attempts=ReceivedSignup.attempts + 1)
+        .returning(ReceivedSignup)
+        .execution_options(synchronize_session=False)
+    )
+    if row is None or row.attempts <= max_attempts:
+        return row
+    row.queued_at = None
+    log.error(
+        "received signup %d given up after %d attempts; it stays in received_signups "
+        "until DRIP_PENDING_DAYS deletes it",
+        received_id,
+        max_attempts,
+        extra={"received_id": received_id},
+    )
+    return None
+
+
+def handle(session: Session, row: ReceivedSignup, *, secret: str) -> int | None:
     """Carry out a received signup and forget it; returns the confirmation delivery to
     queue after commit, if any. Nothing happens when the row is gone: handled already,
     or erased.
 
-    The row is locked first, so a second worker given the same id (a redelivery, or a
-    sweep while the first is busy) waits and then finds it deleted.
+    The row is deleted first, which locks it: a second worker given the same id (a
+    redelivery, or a sweep while the first is busy) waits, then deletes nothing and
+    stops; so does an erasure of the address (drip.privacy.erase), which then finds the
+    subscription made here.
     """
-    row = session.get(ReceivedSignup, received_id, with_for_update=True)
-    if row is None:
+    deleted = session.scalar(
+        sa.delete(ReceivedSignup)
+        .where(ReceivedSignup.id == row.id)
+        .returning(ReceivedSignup.id)
+        .execution_options(synchronize_session=False)
+    )
+    if deleted is None:
         return None
-    session.delete(row)
     return subscribe(
         session,
         _request_of(row),
@@ -87,14 +129,20 @@ def handle(session: Session, received_id: int, *, secret: str) -> int | None:
     )
 
 
-def process(sessions: SessionFactory, received_id: int, *, secret: str) -> int | None:
-    """`handle` in its own transaction. A signup that no longer passes its checks (its
-    series is gone, its timezone left the tz database) is dropped with a warning, since
-    retrying it cannot help; any other error rolls back and leaves the row to a retry
-    or the sweeper."""
+def process(
+    sessions: SessionFactory, received_id: int, *, secret: str, max_attempts: int
+) -> int | None:
+    """`attempt`, then `handle`, each in its own transaction. A signup that no longer
+    passes its checks (its series is gone, its timezone left the tz database) is dropped
+    with a warning, since retrying it cannot help; any other error rolls back the
+    handling and leaves the row to a retry or the sweeper, up to `max_attempts`."""
+    with transaction(sessions) as session:
+        row = attempt(session, received_id, max_attempts=max_attempts)
+    if row is None:
+        return None
     try:
         with transaction(sessions) as session:
-            return handle(session, received_id, secret=secret)
+            return handle(session, row, secret=secret)
     except (InvalidInput, NotFound) as exc:
         with transaction(sessions) as session:
             session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.id == received_id))
@@ -119,7 +167,8 @@ def _request_of(row: ReceivedSignup) -> SignupRequest:
 
 def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedelta) -> list[int]:
     """Ids of received signups queued longer ago than `requeue_after`, which Redis may
-    have lost, marked queued again as of `now`; a row a worker holds is skipped."""
+    have lost, marked queued again as of `now`; a row a worker holds is skipped, and one
+    a worker gave up on (`attempt`) has no `queued_at` to be stale."""
     stale = session.scalars(
         sa.select(ReceivedSignup)
         .where(ReceivedSignup.queued_at <= now - requeue_after)

@@ -38,7 +38,7 @@ RETRIABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, redis.RedisError)
 """Worth a quick Dramatiq retry: the database or Redis briefly unreachable. SMTP failures
 are not retried here: the delivery row carries its own `retry_at`. Anything else is a
 bug; the delivery then waits in `sending` until its lease ends and the sweeper retries
-it, bounded by Settings.max_attempts."""
+it, bounded by Settings.max_attempts; a received signup likewise (drip.intake.attempt)."""
 
 
 class BatchingBroker(RedisBroker):
@@ -107,7 +107,12 @@ def declare_actors(broker: BatchingBroker, mailer: Mailer) -> None:
         send_delivery(mailer, delivery_id)
 
     def signup(received_id: int) -> None:
-        delivery_id = process(mailer.sessions, received_id, secret=mailer.settings.secret_key)
+        delivery_id = process(
+            mailer.sessions,
+            received_id,
+            secret=mailer.settings.secret_key,
+            max_attempts=mailer.settings.max_attempts,
+        )
         enqueue([delivery_id] if delivery_id else [])
 
     def proof(step_id: int, to: str, subscriber_email: str) -> None:

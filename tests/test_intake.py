@@ -1,22 +1,35 @@
 """Signups received by the web and handled by a worker (drip.intake): once each, as of
-the moment the visitor asked, and never lost with Redis."""
+the moment the visitor asked, never lost with Redis, given up after DRIP_MAX_ATTEMPTS
+failures, and erased without a trace whichever of a worker and an erasure comes first."""
 
 from __future__ import annotations
 
 import logging
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
 from datetime import timedelta
+from types import ModuleType
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 
-from drip import intake
+from drip import intake, privacy
 from drip.consent import events_of
-from drip.db import transaction
+from drip.db import SessionFactory, make_session_factory, transaction
 from drip.errors import InvalidInput, NotFound
-from drip.models import ReceivedSignup, Subscriber
-from drip.privacy import erase
+from drip.models import Base, ReceivedSignup, Subscriber
+from drip.privacy import erase, is_suppressed
 from drip.signup import SignupRequest
-from tests.helpers import System
+from drip.wiring import make_engine
+from tests.helpers import System, wait_until
+
+TIMEOUT = 60
+"""Seconds any wait in a race may take before the test fails instead of hanging."""
 
 
 def receive(system: System, email: str, **fields: str) -> int:
@@ -132,3 +145,252 @@ def test_bad_input_is_refused_before_anything_is_stored(system: System) -> None:
     with pytest.raises(NotFound):
         receive(system, "ana@example.com", sequence="no-such-series")
     assert waiting(system) == 0
+
+
+def process(system: System, received_id: int, *, max_attempts: int | None = None) -> int | None:
+    """What the `process_signup` actor does with a message, on the test's thread."""
+    return intake.process(
+        system.sessions,
+        received_id,
+        secret=system.settings.secret_key,
+        max_attempts=max_attempts or system.settings.max_attempts,
+    )
+
+
+def row(system: System, received_id: int) -> ReceivedSignup | None:
+    with transaction(system.sessions) as session:
+        return session.get(ReceivedSignup, received_id)
+
+
+def a_bug(*args: object, **kwargs: object) -> None:
+    raise RuntimeError("a bug in handling signups")
+
+
+def test_a_signup_whose_handling_keeps_failing_is_given_up_after_max_attempts(
+    system: System, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    received_id = receive(system, "ana@example.com")
+    monkeypatch.setattr(intake, "subscribe", a_bug)
+    for _ in range(system.settings.max_attempts):
+        with pytest.raises(RuntimeError):
+            process(system, received_id)
+        system.clock.advance(system.settings.requeue_after)
+        assert system.tick(sweep_only=True).requeued_signups == [received_id]
+    with caplog.at_level(logging.ERROR, logger="drip"):
+        assert process(system, received_id) is None, "the message after the last attempt"
+        system.clock.advance(system.settings.requeue_after)
+        assert system.tick(sweep_only=True).requeued_signups == [], "never queued again"
+        assert process(system, received_id) is None, "a stray redelivery changes nothing"
+    [gave_up] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    given_up = f"received signup {received_id} given up after {system.settings.max_attempts}"
+    assert gave_up.getMessage().startswith(given_up)
+    assert "ana@example.com" not in caplog.text
+    kept = row(system, received_id)
+    assert kept is not None and kept.queued_at is None, "kept for an operator to look at"
+    assert kept.attempts == system.settings.max_attempts + 1
+    system.clock.advance(system.settings.pending_ttl)
+    system.tick()
+    assert waiting(system) == 0, "until the pending TTL, as any received signup"
+    assert system.smtp.received == []
+
+
+def test_a_signup_that_failed_once_is_handled_when_the_sweeper_queues_it_again(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received_id = receive(system, "ana@example.com")
+    with monkeypatch.context() as patched:
+        patched.setattr(intake, "subscribe", a_bug)
+        with pytest.raises(RuntimeError):
+            process(system, received_id)
+    system.clock.advance(system.settings.requeue_after)
+    assert system.tick(sweep_only=True).requeued_signups == [received_id]
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1
+    assert waiting(system) == 0
+
+
+KILLED_WHILE_HANDLING = """
+import os, signal, sys
+from drip import intake
+from drip.db import create_db_engine, make_session_factory
+url, received_id, max_attempts = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+intake.subscribe = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+sessions = make_session_factory(create_db_engine(url))
+intake.process(sessions, received_id, secret="unused", max_attempts=max_attempts)
+"""
+"""A worker process that SIGKILLs itself while it handles the signup (after it locked
+and deleted the row, before it commits): no except, finally or Dramatiq retry runs."""
+
+
+def test_a_worker_killed_while_handling_a_signup_still_counts_the_attempt(
+    system: System,
+) -> None:
+    received_id = receive(system, "ana@example.com")
+
+    def worker() -> int:
+        argv = [sys.executable, "-c", KILLED_WHILE_HANDLING]
+        argv += [system.settings.database_url, str(received_id), "2"]
+        return subprocess.run(argv, capture_output=True, timeout=TIMEOUT).returncode
+
+    assert worker() == worker() == -signal.SIGKILL
+    survivor = row(system, received_id)
+    assert survivor is not None and survivor.attempts == 2, "both kills were counted"
+    assert survivor.queued_at is not None, "and the sweeper may queue it once more"
+    assert worker() == 0, "the third message gives up instead of handling it"
+    given_up = row(system, received_id)
+    assert given_up is not None and given_up.queued_at is None
+
+
+ANA = ("ana@example.com", "Ana Tester", "test-browser/1.0", "203.0.113.7")
+"""Ana's address, name, user agent and IP: what an erasure must leave nowhere."""
+
+
+class Racer:
+    """Runs `work` on a thread and an engine of its own, as another process would; it
+    notes when `work` connects, just before it begins a transaction (SQLite's BEGIN
+    IMMEDIATE, which waits for the write lock)."""
+
+    def __init__(self, system: System, work: Callable[[SessionFactory], object]) -> None:
+        self.engine = make_engine(system.settings)
+        self.began = threading.Event()
+        event.listen(self.engine, "engine_connect", lambda _: self.began.set())
+        self.outcome: list[object] = []
+        sessions = make_session_factory(self.engine)
+        self.thread = threading.Thread(target=self._run, args=(work, sessions), daemon=True)
+        self.thread.start()
+
+    def _run(self, work: Callable[[SessionFactory], object], sessions: SessionFactory) -> None:
+        try:
+            self.outcome.append(work(sessions))
+        except BaseException as exc:  # handed to the test's thread by result()
+            self.outcome.append(exc)
+
+    @property
+    def done(self) -> bool:
+        return not self.thread.is_alive()
+
+    def result(self) -> Any:
+        """What `work` returned; what it raised is raised here, on the test's thread."""
+        self.thread.join(TIMEOUT)
+        assert self.done, "still waiting: a deadlock, or a lock nobody releases"
+        [outcome] = self.outcome
+        if isinstance(outcome, BaseException):
+            raise outcome
+        return outcome
+
+    def wait_until_blocked(self, system: System) -> None:
+        """Until `work` waits for a lock another racer holds: on SQLite, the write lock
+        its transaction asks for as it begins; on PostgreSQL, a row lock."""
+        assert self.began.wait(TIMEOUT), self.outcome
+        if system.settings.database_url.startswith("postgresql"):
+            wait_until(lambda: self.done or lock_waits(system) > 0, "a wait for a row lock")
+        assert not self.done, f"it went through without waiting: {self.outcome}"
+
+
+def lock_waits(system: System) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(_LOCK_WAITS) or 0
+
+
+_LOCK_WAITS = sa.text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+def hold(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str) -> tuple[Any, Any]:
+    """Make `module.name` stop until released, before it does anything: returns the
+    events (inside, release) the test waits for and sets."""
+    inside, release = threading.Event(), threading.Event()
+    function = getattr(module, name)
+
+    def held(*args: object, **kwargs: object) -> object:
+        inside.set()
+        assert release.wait(TIMEOUT)
+        return function(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, held)
+    return inside, release
+
+
+def handling(system: System, received_id: int) -> Callable[[SessionFactory], object]:
+    return lambda sessions: intake.process(
+        sessions,
+        received_id,
+        secret=system.settings.secret_key,
+        max_attempts=system.settings.max_attempts,
+    )
+
+
+def erasing(system: System) -> Callable[[SessionFactory], object]:
+    def work(sessions: SessionFactory) -> int:
+        with transaction(sessions) as session:
+            return erase(session, ANA[0], secret=system.settings.secret_key, now=system.clock.now())
+
+    return work
+
+
+def receive_ana(system: System) -> int:
+    return receive(system, ANA[0], first_name=ANA[1], user_agent=ANA[2], ip=ANA[3])
+
+
+def assert_erased(system: System) -> None:
+    """No row anywhere holds anything of Ana's; only her keyed hash is left."""
+    with transaction(system.sessions) as session:
+        for table in Base.metadata.sorted_tables:
+            for found in session.execute(sa.select(table)).all():
+                for trace in ANA:
+                    assert trace.lower() not in repr(tuple(found)).lower(), (table.name, trace)
+        assert is_suppressed(session, system.settings.secret_key, ANA[0])
+
+
+def test_an_erasure_waits_for_a_worker_handling_the_signup_then_erases_what_it_made(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received_id = receive_ana(system)
+    inside, release = hold(monkeypatch, intake, "subscribe")  # the row locked and deleted
+    worker = Racer(system, handling(system, received_id))
+    assert inside.wait(TIMEOUT)
+    eraser = Racer(system, erasing(system))
+    eraser.wait_until_blocked(system)
+    release.set()
+    delivery_id = worker.result()
+    assert delivery_id is not None, "the worker made a subscription and its confirmation"
+    assert eraser.result() == 1, "which the erasure, let through after, deleted"
+    assert_erased(system)
+    system.enqueue([delivery_id])
+    system.drain()
+    assert system.smtp.received == [], "the confirmation went with the subscription"
+
+
+def test_a_worker_waits_for_an_erasure_of_the_signup_then_finds_nothing_to_do(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received_id = receive_ana(system)
+    inside, release = hold(monkeypatch, privacy, "subscriptions_of")  # the row deleted
+    eraser = Racer(system, erasing(system))
+    assert inside.wait(TIMEOUT)
+    worker = Racer(system, handling(system, received_id))
+    worker.wait_until_blocked(system)
+    release.set()
+    assert eraser.result() == 0
+    assert worker.result() is None
+    assert_erased(system)
+    system.drain()
+    assert system.smtp.received == []
+
+
+def test_an_erasure_between_a_workers_count_and_its_handling_leaves_it_nothing_to_do(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    received_id = receive_ana(system)
+    inside, release = hold(monkeypatch, intake, "handle")  # the attempt counted, committed
+    worker = Racer(system, handling(system, received_id))
+    assert inside.wait(TIMEOUT)
+    eraser = Racer(system, erasing(system))
+    assert eraser.result() == 0, "nothing to wait for: the count is committed"
+    release.set()
+    assert worker.result() is None
+    assert_erased(system)
+    system.drain()
+    assert system.smtp.received == []

@@ -20,6 +20,12 @@ class ReceivedSignup(Base):
     fields are already checked, and cut as consent evidence; `email` is the normalised
     address, which an erasure looks for, `email_entered` the address as typed, which
     the worker checks again exactly as the web did.
+
+    `attempts` counts the messages workers took for it, each in a transaction of its
+    own committed before the handling, so one killed mid-handling counts too
+    (drip.intake.attempt); the one past DRIP_MAX_ATTEMPTS gives up instead of handling.
+    `queued_at` is when a message for it was last queued, and None once a worker gave
+    up on it: the sweeper then leaves it alone until DRIP_PENDING_DAYS deletes it.
     """
 
     __tablename__ = "received_signups"
@@ -39,4 +45,5 @@ class ReceivedSignup(Base):
     consent_text: Mapped[str] = mapped_column(sa.Text)
     privacy_policy: Mapped[str] = mapped_column(sa.String(64))
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(default=0, server_default="0")
