@@ -185,7 +185,7 @@ def _import_one(
         Origin(
             email_entered=(row.get("email") or "")[:320], form_id="import", page_url=source[:500]
         ),
-        purposes=purposes_of(sequence),
+        purposes=purposes_of(sequence.slug),
         now=now,
         secret=secret,
     )

@@ -22,7 +22,7 @@ from drip import intake, privacy
 from drip.consent import events_of
 from drip.db import SessionFactory, make_session_factory, transaction
 from drip.errors import InvalidInput, NotFound
-from drip.models import Base, ReceivedSignup, Subscriber
+from drip.models import Base, ReceivedSignup, Sequence, Subscriber
 from drip.privacy import erase, is_suppressed
 from drip.signup import SignupRequest
 from drip.wiring import make_engine
@@ -36,7 +36,7 @@ def receive(system: System, email: str, **fields: str) -> int:
     """What the web does for a signup: store it, commit, queue it."""
     with transaction(system.sessions) as session:
         received_id = intake.receive(
-            session,
+            session.connection(),
             SignupRequest(email=email, **fields),
             now=system.clock.now(),
             consent_text=lambda series: f"the notice for {series}",
@@ -70,6 +70,30 @@ def test_the_worker_signs_up_as_of_the_moment_the_visitor_asked(system: System) 
     assert text.privacy_policy_version == "sha256:policy"
     assert len(system.smtp.to("ana@example.com")) == 1
     assert waiting(system) == 0
+
+
+def test_every_signup_sees_its_series_as_the_database_has_it_now(system: System) -> None:
+    """Another process may rename, add or delete a series at any moment: the very next
+    signup stores the new name, finds the new series, and is refused for the deleted one,
+    and one without a series still goes to the first installed."""
+    with transaction(system.sessions) as session:
+        session.scalars(sa.select(Sequence)).one().name = "Renamed"
+        session.add(Sequence(slug="second", name="Second", created_at=system.clock.now()))
+    first = receive(system, "ana@example.com")
+    second = receive(system, "bo@example.com", sequence="second")
+    with transaction(system.sessions) as session:
+        session.execute(sa.delete(Sequence).where(Sequence.slug == "second"))
+    with pytest.raises(NotFound):
+        receive(system, "cy@example.com", sequence="second")
+    with transaction(system.sessions) as session:
+        rows = {
+            row.id: (row.sequence, row.consent_text)
+            for row in session.scalars(sa.select(ReceivedSignup))
+        }
+    assert rows == {
+        first: ("feel-better", "the notice for Renamed"),
+        second: ("second", "the notice for Second"),
+    }
 
 
 def test_a_redelivered_message_does_nothing_the_second_time(system: System) -> None:

@@ -76,10 +76,10 @@ class WebContext:
         same work and is rolled back, its errors unsaid, like the dummy verify of an
         unknown admin: answering it sooner would tell the bot which trap it fell into
         (standards SEC-12)."""
-        with self.sessions() as session:
+        with self.engine.connect() as connection:
             try:
                 received_id = receive(
-                    session,
+                    connection,
                     signup,
                     now=self.clock.now(),
                     consent_text=self.consent_text,
@@ -91,9 +91,9 @@ class WebContext:
                     return
                 raise
             if trapped:
-                session.rollback()
+                connection.rollback()
                 return
-            session.commit()
+            connection.commit()
         self.signups([received_id])
 
     def consent_text(self, series_name: str) -> str:
