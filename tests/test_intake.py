@@ -5,12 +5,14 @@ failures, and erased without a trace whichever of a worker and an erasure comes 
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -216,6 +218,27 @@ def test_a_signup_whose_handling_keeps_failing_is_given_up_after_max_attempts(
     system.tick()
     assert waiting(system) == 0, "until the pending TTL, as any received signup"
     assert system.smtp.received == []
+
+
+def test_the_deploy_guides_sql_hands_given_up_signups_back_to_the_sweeper(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text()
+    [sql] = re.findall(r"```sql\n(UPDATE received_signups .*?)\n```", guide, re.DOTALL)
+    received_id = receive(system, "ana@example.com")
+    with monkeypatch.context() as patched:
+        patched.setattr(intake, "subscribe", a_bug)
+        for _ in range(system.settings.max_attempts):
+            with pytest.raises(RuntimeError):
+                process(system, received_id)
+        assert process(system, received_id) is None, "given up"
+    with transaction(system.sessions) as session:
+        session.execute(sa.text(sql))
+    system.clock.advance(system.settings.requeue_after)  # the attempts took far longer
+    assert system.tick(sweep_only=True).requeued_signups == [received_id]
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 1
+    assert waiting(system) == 0
 
 
 def test_a_signup_that_failed_once_is_handled_when_the_sweeper_queues_it_again(
