@@ -21,8 +21,9 @@ unsubscribe committed after the last look while the SMTP transaction is under wa
 
 Two write transactions and one read per email: on SQLite every write queues for the one
 write lock, and on PostgreSQL every statement is a round trip, so each one counts.
-Every transaction that locks a delivery locks its subscriber first, in the same order
-as unsubscribing and scheduling do, so none of them can deadlock another.
+Every transaction that locks a delivery locks its subscriber first (drip.delivery_locks),
+in the same order as unsubscribing and scheduling do, so none of them can deadlock
+another.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ from sqlalchemy.orm import Session
 from drip import domain_pauses
 from drip.clock import Clock
 from drip.composing import Draft, compose, draft
-from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, reading, transaction
+from drip.db import SessionFactory, reading, transaction
+from drip.delivery_locks import lock, lock_subscriber
 from drip.dkim_signing import DkimSigner, serialise
 from drip.errors import NoSendingSlot, TransportError
 from drip.logs import log_fields
@@ -119,42 +121,10 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     return Outcome.SENT
 
 
-def _lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
-    """Lock the delivery's subscriber, then the delivery (the one lock order drip uses)."""
-    subscriber = _lock_subscriber(session, delivery_id)
-    if subscriber is None:
-        return None
-    return session.scalars(_LOCK_DELIVERY, {"delivery_id": delivery_id}).one(), subscriber
-
-
-def _lock_subscriber(session: Session, delivery_id: int) -> Subscriber | None:
-    """Lock the delivery's subscriber, or None if there is no such delivery."""
-    return session.scalars(_LOCK_SUBSCRIBER, {"delivery_id": delivery_id}).one_or_none()
-
-
-_LOCK_SUBSCRIBER = (
-    sa.select(Subscriber)
-    .where(
-        Subscriber.id
-        == sa.select(Delivery.subscriber_id)
-        .where(Delivery.id == sa.bindparam("delivery_id"))
-        .scalar_subquery()
-    )
-    .with_for_update(**FOR_NO_KEY_UPDATE)
-)
-_LOCK_DELIVERY = (
-    sa.select(Delivery)
-    .where(Delivery.id == sa.bindparam("delivery_id"))
-    .with_for_update(**FOR_NO_KEY_UPDATE)
-)
-"""The statements of `_lock`, built once: building a statement costs more Python than
-running it on SQLite, and this runs twice for every email."""
-
-
 def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | Draft:
     """Take the delivery for this worker: what to send when it is ours, else why not."""
     now = mailer.clock.now()
-    locked = _lock(session, delivery_id)
+    locked = lock(session, delivery_id)
     if locked is None:
         log.warning(
             "delivery %d does not exist; dropping its message",
@@ -272,7 +242,7 @@ def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> Outcome | N
     if not refusal:
         return None
     with transaction(mailer.sessions) as session:
-        locked = _lock(session, delivery_id)
+        locked = lock(session, delivery_id)
         if locked is None or locked[0].status != DeliveryStatus.SENDING:
             return Outcome.SKIPPED
         return _cancel(locked[0], refusal)
@@ -291,7 +261,7 @@ def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
     returns what the subscriber's new columns depend on. Plain statements, with the
     values worked out here: the ORM's change tracking and flush cost more than the rest
     of this transaction."""
-    subscriber = _lock_subscriber(session, delivery_id)
+    subscriber = lock_subscriber(session, delivery_id)
     if subscriber is None:
         return
     now = mailer.clock.now()
@@ -330,7 +300,7 @@ def _subscriber_update(*columns: str) -> sa.Update:
 def _record_failure(
     mailer: Mailer, session: Session, delivery_id: int, exc: TransportError
 ) -> Outcome:
-    locked = _lock(session, delivery_id)
+    locked = lock(session, delivery_id)
     if locked is None or locked[0].status != DeliveryStatus.SENDING:
         return Outcome.SKIPPED  # our lease ran out and another worker took it over
     delivery, subscriber = locked
@@ -392,7 +362,7 @@ def _postpone(delivery: Delivery, until: datetime) -> Outcome:
 
 
 def _give_up(mailer: Mailer, session: Session, delivery_id: int, reason: str) -> Outcome:
-    locked = _lock(session, delivery_id)
+    locked = lock(session, delivery_id)
     if locked is None:
         return Outcome.SKIPPED
     return _fail(mailer, *locked, reason)
