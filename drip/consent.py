@@ -224,8 +224,19 @@ def texts_of(session: Session, subscribers: sa.Select[tuple[int]] | list[int]) -
 def drop_unused_texts(session: Session, text_ids: set[int]) -> None:
     """After an erasure, delete the texts it left unreferenced: an import's statement
     ("signed up at the webinar on ...") may describe the person; a text no event points
-    to proves nothing. Call inside `erasing`."""
+    to proves nothing. Call inside `erasing`.
+
+    Someone else's signup may point a new event at one of these texts meanwhile. On
+    PostgreSQL the DELETE, which cannot see that event uncommitted, then waits for it
+    and fails on the foreign key once it commits. The text is in use again, so it must
+    stay: the first try runs in a savepoint, and the second, on a fresh snapshot that
+    sees the event, deletes only the texts still unused."""
     if not text_ids:
         return
     used = sa.exists().where(ConsentEvent.consent_text_id == ConsentText.id)
-    session.execute(sa.delete(ConsentText).where(ConsentText.id.in_(text_ids), ~used))
+    unused = sa.delete(ConsentText).where(ConsentText.id.in_(text_ids), ~used)
+    try:
+        with session.begin_nested():
+            session.execute(unused)
+    except IntegrityError:
+        session.execute(unused)

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from drip import intake, privacy
+from drip import intake, privacy, signup
 from drip.consent import events_of
 from drip.db import SessionFactory, make_session_factory, transaction
 from drip.errors import InvalidInput, NotFound
@@ -441,3 +441,41 @@ def test_an_erasure_between_a_workers_count_and_its_handling_leaves_it_nothing_t
     assert_erased(system)
     system.drain()
     assert system.smtp.received == []
+
+
+def test_an_erasure_keeps_a_notice_another_signup_takes_up_meanwhile(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ana's erasure drops the consent notice only her events pointed to, while Bob's
+    signup, handled at that moment, points a new event at it. On PostgreSQL the
+    erasure's DELETE waited for Bob and then failed on the foreign key; now the notice
+    stays and the erasure goes through."""
+    receive_ana(system)
+    system.drain()
+    system.stop_worker()  # Bob's signup is handled by the racer alone
+    bob = receive(system, "bob@example.com")
+    inside, release = threading.Event(), threading.Event()
+    queue_confirmation = signup._queue_confirmation
+
+    def held(session: Any, *args: Any, **kwargs: Any) -> Any:
+        session.flush()  # Bob's consent event is written, not yet committed
+        inside.set()
+        assert release.wait(TIMEOUT)
+        return queue_confirmation(session, *args, **kwargs)
+
+    monkeypatch.setattr(signup, "_queue_confirmation", held)
+    worker = Racer(system, handling(system, bob))
+    assert inside.wait(TIMEOUT)
+    eraser = Racer(system, erasing(system))
+    eraser.wait_until_blocked(system)
+    release.set()
+
+    assert worker.result() is not None, "Bob's confirmation is queued"
+    assert eraser.result() == 1
+    assert_erased(system)
+    with transaction(system.sessions) as session:
+        subscriber = session.scalars(
+            sa.select(Subscriber).where(Subscriber.email == "bob@example.com")
+        ).one()
+        [(_, notice)] = events_of(session, subscriber.id)
+        assert notice is not None, "the notice his event points to is still there"
