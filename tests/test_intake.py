@@ -345,13 +345,21 @@ _LOCK_WAITS = sa.text(
 )
 
 
-def hold(monkeypatch: pytest.MonkeyPatch, module: ModuleType, name: str) -> tuple[Any, Any]:
-    """Make `module.name` stop until released, before it does anything: returns the
-    events (inside, release) the test waits for and sets."""
+def hold(
+    monkeypatch: pytest.MonkeyPatch,
+    module: ModuleType,
+    name: str,
+    *,
+    first: Callable[..., object] = lambda *args, **kwargs: None,
+) -> tuple[Any, Any]:
+    """Make `module.name` stop until released, before it does anything but `first`
+    (given its arguments): returns the events (inside, release) the test waits for and
+    sets."""
     inside, release = threading.Event(), threading.Event()
     function = getattr(module, name)
 
     def held(*args: object, **kwargs: object) -> object:
+        first(*args, **kwargs)
         inside.set()
         assert release.wait(TIMEOUT)
         return function(*args, **kwargs)
@@ -454,16 +462,9 @@ def test_an_erasure_keeps_a_notice_another_signup_takes_up_meanwhile(
     system.drain()
     system.stop_worker()  # Bob's signup is handled by the racer alone
     bob = receive(system, "bob@example.com")
-    inside, release = threading.Event(), threading.Event()
-    queue_confirmation = signup._queue_confirmation
-
-    def held(session: Any, *args: Any, **kwargs: Any) -> Any:
-        session.flush()  # Bob's consent event is written, not yet committed
-        inside.set()
-        assert release.wait(TIMEOUT)
-        return queue_confirmation(session, *args, **kwargs)
-
-    monkeypatch.setattr(signup, "_queue_confirmation", held)
+    inside, release = hold(  # Bob's consent event written, not yet committed
+        monkeypatch, signup, "_queue_confirmation", first=lambda session, *_, **__: session.flush()
+    )
     worker = Racer(system, handling(system, bob))
     assert inside.wait(TIMEOUT)
     eraser = Racer(system, erasing(system))
