@@ -12,7 +12,9 @@ SQLite transaction begins IMMEDIATE (drip.db), so there two passes simply take t
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,6 +63,7 @@ def run_pass(
     max_in_flight: int | None = None,
     recount: Recount | None = None,
     recount_every: timedelta | None = None,
+    claimers: int = 1,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries (with
     `enqueue`) and received signups (with `signups`), and delete signups never confirmed,
@@ -75,6 +78,8 @@ def run_pass(
     the deliveries waiting to be sent up to that number; the rest stay due in the
     database for the next passes. Issuing a whole backlog at once would leave most of it
     queued in Redis longer than `requeue_after`, and the sweeper would queue it again.
+
+    `claimers` transactions claim at once, each on a connection of its own (`_issue`).
     """
     now = clock.now()
     result = PassResult()
@@ -92,15 +97,8 @@ def run_pass(
     if recount:
         for sequence_id in asked:
             recount(sequence_id)
-    while not held and (room is None or room > 0):
-        limit = batch_size if room is None else min(batch_size, room)
-        with transaction(sessions) as session:
-            claimed, issued = claim_due(session, now, limit)
-        enqueue(issued)
-        result.issued += issued
-        room = None if room is None else room - len(issued)
-        if claimed < limit:
-            break
+    if not held:
+        result.issued = _issue(sessions, now, enqueue, batch_size, room, claimers)
     swept = sweep_pass(
         sessions,
         clock,
@@ -112,6 +110,67 @@ def run_pass(
     )
     result.requeued, result.requeued_signups = swept.requeued, swept.requeued_signups
     return result
+
+
+def _issue(
+    sessions: SessionFactory,
+    now: datetime,
+    enqueue: Enqueue,
+    batch_size: int,
+    room: int | None,
+    claimers: int,
+) -> list[int]:
+    """Claim and queue every due step, in batches, with `claimers` transactions at once.
+
+    One claimer spends most of a batch waiting: for the database to write the rows, then
+    for Redis to take the messages. Two keep PostgreSQL busy meanwhile (a 10,000-due pass
+    in 1.4 s instead of 2.1 s, docs/performance.md) and on SQLite overlap one's queueing
+    with the other's transaction. They cannot take the same subscriber: a claim skips
+    rows another holds (SKIP LOCKED), and on SQLite the transactions take turns. Each
+    stops at a batch short of its limit; the other still finishes the rows it skipped.
+    """
+    budget = _Budget(room)
+
+    def claimer() -> list[int]:
+        issued: list[int] = []
+        while limit := budget.take(batch_size):
+            with transaction(sessions) as session:
+                claimed, ids = claim_due(session, now, limit)
+            budget.give_back(limit - len(ids))
+            enqueue(ids)
+            issued += ids
+            if claimed < limit:
+                break
+        return issued
+
+    if claimers == 1:
+        return claimer()
+    with ThreadPoolExecutor(claimers, thread_name_prefix="claimer") as pool:
+        runs = [pool.submit(claimer) for _ in range(claimers)]
+        return [delivery_id for run in runs for delivery_id in run.result()]
+
+
+class _Budget:
+    """How many more steps a pass may issue, shared by its claimers; None for no cap."""
+
+    def __init__(self, room: int | None) -> None:
+        self._room = room
+        self._lock = threading.Lock()
+
+    def take(self, most: int) -> int:
+        """Up to `most` of what is left, for one batch; 0 once nothing is."""
+        with self._lock:
+            if self._room is None:
+                return most
+            taken = min(most, self._room)
+            self._room -= taken
+            return taken
+
+    def give_back(self, unused: int) -> None:
+        """What a batch took and did not issue, for the next batch."""
+        with self._lock:
+            if self._room is not None:
+                self._room += unused
 
 
 def configured_pass(
@@ -145,6 +204,7 @@ def configured_pass(
         pending_ttl=settings.pending_ttl,
         max_in_flight=settings.max_in_flight,
         recount=recount,
+        claimers=settings.scheduler_claimers,
         recount_every=settings.recount_every,
     )
 

@@ -49,6 +49,8 @@ class Settings:
     clock: str
     scheduler_interval: float
     batch_size: int
+    scheduler_claimers: int
+    """Transactions a scheduler pass claims due subscribers with at once (drip.scheduler)."""
     confirm_max_age: timedelta
     requeue_after: timedelta
     recount_every: timedelta
@@ -171,6 +173,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         clock=get("DRIP_CLOCK", "system", _clock),
         scheduler_interval=get("DRIP_SCHEDULER_INTERVAL", "30", _positive_float),
         batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
+        scheduler_claimers=get("DRIP_SCHEDULER_CLAIMERS", "2", _positive_int),
         confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
         recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", _positive_float)),

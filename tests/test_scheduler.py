@@ -4,17 +4,21 @@ workers lose, and an unknown outcome is resent once and logged."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import threading
 from collections import Counter
-from datetime import timedelta
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from drip import scheduler
 from drip.db import transaction
 from drip.models import Delivery
-from drip.scheduler import due_query, run_pass
+from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Transport
 from tests.helpers import System
@@ -67,6 +71,56 @@ def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: Sy
     sent = Counter(r.message["Message-ID"] for r in system.smtp.received)
     assert len(sent) == 40 * 3, "confirmation, welcome and lesson 1 for each"
     assert max(sent.values()) == 1
+
+
+def _pass(system: System, *, enqueue: Enqueue | None = None, **options: object) -> list[int]:
+    return run_pass(
+        system.sessions,
+        system.clock,
+        enqueue or system.enqueue,
+        signups=system.enqueue_signups,
+        requeue_after=system.settings.requeue_after,
+        pending_ttl=system.settings.pending_ttl,
+        **options,  # type: ignore[arg-type]
+    ).issued
+
+
+def test_a_pass_claims_in_two_transactions_at_once(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While one claimer waits, before its transaction begins, the other claims every
+    due subscriber; with one claimer at a time this pass would never end."""
+    system.join_many(6)
+    system.clock.advance(timedelta(days=1, hours=3))
+    claim_due, calls, rest_queued = scheduler.claim_due, itertools.count(), threading.Event()
+
+    def claim_after_the_rest(session: Session, now: datetime, limit: int) -> object:
+        if next(calls) == 0:
+            assert rest_queued.wait(60), "no other claimer ran while this one waited"
+        return claim_due(session, now, limit)
+
+    def enqueue(delivery_ids: Iterable[int]) -> None:
+        system.enqueue(delivery_ids)
+        if len(system.enqueued) == 6:
+            rest_queued.set()
+
+    monkeypatch.setattr(scheduler, "claim_due", claim_after_the_rest)
+    system.enqueued.clear()
+    issued = _pass(system, batch_size=2, claimers=2, enqueue=enqueue)
+
+    assert sorted(issued) == sorted(system.enqueued)
+    assert len(set(issued)) == 6
+
+
+def test_claimers_share_the_room_a_paced_pass_has(system: System) -> None:
+    system.join_many(12)
+    system.stop_worker()  # what is issued stays in flight
+    system.clock.advance(timedelta(days=1, hours=3))
+
+    issued = _pass(system, batch_size=2, claimers=2, max_in_flight=5)
+
+    assert len(issued) == 5, "five, not five for each claimer"
+    assert len(_pass(system, batch_size=2, claimers=2, max_in_flight=5)) == 0, "5 in flight"
 
 
 def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
