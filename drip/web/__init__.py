@@ -68,7 +68,6 @@ def create_app(
         REMEMBER_COOKIE_SECURE=https,
         REMEMBER_COOKIE_HTTPONLY=True,
         PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
-        RATELIMIT_STORAGE_URI=limits.storage_uri(settings),
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the login session; a long edit must still save
         TRUSTED_HOSTS=sorted(settings.trusted_hosts) if settings.production else None,
@@ -90,7 +89,7 @@ def create_app(
         recount=recount,
         renderer=wiring.make_renderer(settings),
     )
-    limits.limiter.init_app(app)
+    limits.limiter.init_app(app, limits.storage_uri(settings))
     csrf.init_app(app)
     CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):

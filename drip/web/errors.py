@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
-from flask_limiter import RateLimitExceeded
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from drip.errors import BadToken, InvalidInput, NotFound
-from drip.web.limits import retry_after
+from drip.web.limits import RateLimited
 
 STATUS = {NotFound: 404, InvalidInput: 400}
 BAD_LINK = "This link is no longer valid: it may have expired, or been cut short in copying."
@@ -41,10 +40,10 @@ def register(app: Flask) -> None:
         it, so the answer is plain text that builds no link and repeats nothing."""
         return Response("Bad request: unknown host.\n", mimetype="text/plain"), 400
 
-    @app.errorhandler(RateLimitExceeded)
-    def rate_limited(exc: RateLimitExceeded) -> Response:
+    @app.errorhandler(RateLimited)
+    def rate_limited(exc: RateLimited) -> Response:
         response = make_response(answer(429, exc.description or exc.name))
-        response.headers["Retry-After"] = str(retry_after())
+        response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.errorhandler(HTTPException)

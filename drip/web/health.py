@@ -8,11 +8,11 @@ queue a confirmation is not ready for signups either.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from drip import schema
 from drip.web.context import ctx
-from drip.web.limits import limiter
+from drip.web.limits import storage_answers
 
 bp = Blueprint("health", __name__)
 
@@ -46,6 +46,6 @@ def _migrations() -> str:
 
 def _redis() -> str:
     try:
-        return "ok" if limiter.storage.check() else "error: no answer"
+        return "ok" if storage_answers(current_app) else "error: no answer"
     except Exception as exc:
         return f"error: {type(exc).__name__}"

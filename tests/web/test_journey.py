@@ -208,6 +208,17 @@ def test_the_signup_form_is_rate_limited_per_ip_with_retry_after(
     assert count(system, Subscriber) == 10
 
 
+def test_the_form_and_the_api_count_one_ip_separately(client: FlaskClient) -> None:
+    """A blog's embedded form and its own API integration may share a server's IP."""
+    for n in range(10):
+        client.post("/subscribe", data={"email": f"p{n}@example.com"})
+    assert client.post("/subscribe", data={"email": "late@example.com"}).status_code == 429
+
+    response = client.post("/api/v1/subscribers", json={"email": "api@example.com"})
+
+    assert response.status_code == 202
+
+
 def test_a_signup_costs_three_round_trips_to_redis(
     client: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -5,6 +5,7 @@ database cannot take the write that unsubscribing makes."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -86,3 +87,16 @@ def test_signing_up_works_while_redis_is_down(without_redis: Flask, system: Syst
     assert len(system.tick(sweep_only=True).requeued_signups) == 1
     assert link(system, "ana@example.com", "confirm")
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_the_signup_limit_goes_uncounted_and_logged_while_redis_is_down(
+    without_redis: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = without_redis.test_client(use_cookies=False)
+    with caplog.at_level(logging.WARNING, logger="drip.web.limits"):
+        answers = [
+            client.post("/subscribe", data={"email": f"p{n}@example.com"}).status_code
+            for n in range(11)
+        ]
+    assert answers == [303] * 11, "one more than the per-IP limit"
+    assert "not counted: Redis did not answer" in caplog.text
