@@ -12,7 +12,7 @@ again by the sweeper (drip.scheduler), until a worker gives up on it (`attempt`)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -184,6 +184,61 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
     for row in stale:
         row.queued_at = now
     return [row.id for row in stale]
+
+
+GIVEN_UP = ReceivedSignup.queued_at.is_(None)
+"""A received signup a worker gave up on (`attempt`): the sweeper no longer queues it.
+Served by the index on `queued_at`, which holds NULLs on SQLite and PostgreSQL alike."""
+
+
+def count_given_up(session: Session) -> int:
+    """How many received signups workers gave up on: the admin dashboard asks on every
+    visit, so it reads the `queued_at` index, not the table."""
+    return session.scalar(_COUNT_GIVEN_UP) or 0
+
+
+_COUNT_GIVEN_UP = sa.select(sa.func.count()).where(GIVEN_UP)
+
+
+def given_up(session: Session, limit: int) -> list[ReceivedSignup]:
+    """The `limit` received signups given up on most recently received, for an operator
+    to see what the handling chokes on."""
+    return list(
+        session.scalars(
+            sa.select(ReceivedSignup)
+            .where(GIVEN_UP)
+            .order_by(ReceivedSignup.received_at.desc(), ReceivedSignup.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def retry_given_up(
+    session: Session,
+    now: datetime,
+    *,
+    requeue_after: timedelta,
+    ids: Collection[int] | None = None,
+) -> int:
+    """Hand received signups workers gave up on (all, or those of `ids`) back to the
+    sweeper, with their attempts counted from zero; returns how many.
+
+    Nothing is queued here: `queued_at` becomes `now - requeue_after`, the latest time
+    `sweep`'s `queued_at <= now - requeue_after` still takes at its next pass (whose
+    `now` is no earlier), so the sweeper queues them in its own batches, and a worker
+    handles them like any signup Redis lost. Only rows still given up on change: a second
+    click, or a second admin, resets no count of a signup already handed back and in a
+    worker's hands.
+    """
+    query = sa.update(ReceivedSignup).where(GIVEN_UP)
+    if ids is not None:
+        query = query.where(ReceivedSignup.id.in_(ids))
+    handed_back = session.scalars(
+        query.values(attempts=0, queued_at=now - requeue_after)
+        .returning(ReceivedSignup.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return len(handed_back)
 
 
 def forget_old(session: Session, *, now: datetime, older_than: timedelta) -> None:
