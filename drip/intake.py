@@ -4,9 +4,10 @@ The web request does the same work for every address (standards SEC-12): it chec
 does not depend on the address's state (drip.signup.check), writes one
 `received_signups` row, commits, and only then queues `process_signup` with its id. The
 worker counts an attempt on the row and commits, then runs drip.signup.subscribe on it,
-as of the moment the visitor asked, and deletes it in the same transaction, so a
-redelivered message finds nothing to do. A row whose message Redis lost is queued
-again by the sweeper (drip.scheduler), until a worker gives up on it (`attempt`).
+as of the moment the visitor asked and for the series the row names by id, and deletes
+it in the same transaction, so a redelivered message finds nothing to do. A row whose
+message Redis lost is queued again by the sweeper (drip.scheduler), until a worker
+gives up on it (`attempt`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from drip.db import SessionFactory, transaction
 from drip.errors import InvalidInput, NotFound
-from drip.models import ReceivedSignup
+from drip.models import ReceivedSignup, Sequence
 from drip.signup import SignupRequest, as_evidence, check, subscribe
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def receive(
             "email_entered": request.email,
             "first_name": checked.first_name,
             "timezone": checked.timezone,
-            "sequence": checked.series.slug,
+            "sequence_id": checked.series.id,
             "ip": evidence.ip,
             "user_agent": evidence.user_agent,
             "page": evidence.page,
@@ -131,6 +132,7 @@ def handle(session: Session, row: ReceivedSignup, *, secret: str) -> int | None:
         privacy_policy=row.privacy_policy,
         secret=secret,
         default_timezone=row.timezone,
+        series_id=row.sequence_id,
     )
 
 
@@ -138,7 +140,7 @@ def process(
     sessions: SessionFactory, received_id: int, *, secret: str, max_attempts: int
 ) -> int | None:
     """`attempt`, then `handle`, each in its own transaction. A signup that no longer
-    passes its checks (its series is gone, its timezone left the tz database) is dropped
+    passes its checks (its timezone left the tz database, say) is dropped
     with a warning, since retrying it cannot help; any other error rolls back the
     handling and leaves the row to a retry or the sweeper, up to `max_attempts`."""
     with transaction(sessions) as session:
@@ -160,7 +162,6 @@ def _request_of(row: ReceivedSignup) -> SignupRequest:
         email=row.email_entered,
         first_name=row.first_name,
         timezone=row.timezone,
-        sequence=row.sequence,
         ip=row.ip,
         user_agent=row.user_agent,
         page=row.page,
@@ -200,17 +201,17 @@ def count_given_up(session: Session) -> int:
 _COUNT_GIVEN_UP = sa.select(sa.func.count()).where(GIVEN_UP)
 
 
-def given_up(session: Session, limit: int) -> list[ReceivedSignup]:
-    """The `limit` received signups given up on most recently received, for an operator
-    to see what the handling chokes on."""
-    return list(
-        session.scalars(
-            sa.select(ReceivedSignup)
-            .where(GIVEN_UP)
-            .order_by(ReceivedSignup.received_at.desc(), ReceivedSignup.id.desc())
-            .limit(limit)
-        )
+def given_up(session: Session, limit: int) -> list[tuple[ReceivedSignup, str]]:
+    """The `limit` received signups given up on most recently received, each with its
+    series' name, for an operator to see what the handling chokes on."""
+    rows = session.execute(
+        sa.select(ReceivedSignup, Sequence.name)
+        .join(Sequence, Sequence.id == ReceivedSignup.sequence_id)
+        .where(GIVEN_UP)
+        .order_by(ReceivedSignup.received_at.desc(), ReceivedSignup.id.desc())
+        .limit(limit)
     )
+    return [(row, name) for row, name in rows]
 
 
 def retry_given_up(

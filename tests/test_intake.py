@@ -81,23 +81,56 @@ def test_every_signup_sees_its_series_as_the_database_has_it_now(system: System)
     signup stores the new name, finds the new series, and is refused for the deleted one,
     and one without a series still goes to the first installed."""
     with transaction(system.sessions) as session:
-        session.scalars(sa.select(Sequence)).one().name = "Renamed"
-        session.add(Sequence(slug="second", name="Second", created_at=system.clock.now()))
+        renamed = session.scalars(sa.select(Sequence)).one()
+        renamed.name = "Renamed"
+        added = Sequence(slug="second", name="Second", created_at=system.clock.now())
+        session.add(added)
+        session.flush()
+        ids = renamed.id, added.id
     first = receive(system, "ana@example.com")
     second = receive(system, "bo@example.com", sequence="second")
     with transaction(system.sessions) as session:
+        rows = {
+            row.id: (row.sequence_id, row.consent_text)
+            for row in session.scalars(sa.select(ReceivedSignup))
+        }
         session.execute(sa.delete(Sequence).where(Sequence.slug == "second"))
     with pytest.raises(NotFound):
         receive(system, "cy@example.com", sequence="second")
-    with transaction(system.sessions) as session:
-        rows = {
-            row.id: (row.sequence, row.consent_text)
-            for row in session.scalars(sa.select(ReceivedSignup))
-        }
     assert rows == {
-        first: ("feel-better", "the notice for Renamed"),
-        second: ("second", "the notice for Second"),
+        first: (ids[0], "the notice for Renamed"),
+        second: (ids[1], "the notice for Second"),
     }
+
+
+def test_a_signup_joins_the_series_it_was_for_even_if_its_slug_went_to_another(
+    system: System,
+) -> None:
+    """An admin renames the series between the signup and its handling, and gives its
+    old slug to a new series: the signup still joins the series the visitor saw."""
+    receive(system, "ana@example.com", sequence="feel-better")
+    with transaction(system.sessions) as session:
+        renamed = session.scalars(sa.select(Sequence)).one()
+        renamed.slug = "calm-back"
+        session.flush()
+        session.add(Sequence(slug="feel-better", name="Other", created_at=system.clock.now()))
+        renamed_id = renamed.id
+    system.drain()
+    ana = system.subscriber("ana@example.com")
+    assert ana.sequence_id == renamed_id
+
+
+def test_a_signup_whose_series_was_deleted_meanwhile_goes_with_it(system: System) -> None:
+    """Like the series' subscribers: the worker then finds nothing to do."""
+    system.stop_worker()
+    with transaction(system.sessions) as session:
+        session.add(Sequence(slug="second", name="Second", created_at=system.clock.now()))
+    receive(system, "ana@example.com", sequence="second")
+    with transaction(system.sessions) as session:
+        session.execute(sa.delete(Sequence).where(Sequence.slug == "second"))
+    assert waiting(system) == 0
+    system.drain()
+    assert system.smtp.received == []
 
 
 def test_a_redelivered_message_does_nothing_the_second_time(system: System) -> None:
@@ -270,13 +303,14 @@ def test_retrying_hands_only_given_up_signups_back_to_the_next_sweep(
             process(system, cy)
     with transaction(system.sessions) as session:
         assert intake.count_given_up(session) == 2
-        assert [r.id for r in intake.given_up(session, 10)] == [bo, ana], "newest first"
-        assert [r.id for r in intake.given_up(session, 1)] == [bo]
+        assert [r.id for r, _ in intake.given_up(session, 10)] == [bo, ana], "newest first"
+        newest = [(r.id, name) for r, name in intake.given_up(session, 1)]
+        assert newest == [(bo, "Calm Back, Calm Mind")]
         now = system.clock.now()
         requeue_after = system.settings.requeue_after
         assert intake.retry_given_up(session, now, requeue_after=requeue_after, ids=[ana]) == 1
     with transaction(system.sessions) as session:
-        assert [r.id for r in intake.given_up(session, 10)] == [bo]
+        assert [r.id for r, _ in intake.given_up(session, 10)] == [bo]
         assert intake.retry_given_up(session, now, requeue_after=requeue_after) == 1
         assert intake.retry_given_up(session, now, requeue_after=requeue_after) == 0
     assert sorted(system.tick(sweep_only=True).requeued_signups) == [ana, bo]
