@@ -4,15 +4,16 @@ The web request does the same work for every address (standards SEC-12): it chec
 does not depend on the address's state (drip.signup.check), writes one
 `received_signups` row, commits, and only then queues `process_signup` with its id. The
 worker counts an attempt on the row and commits, then runs drip.signup.subscribe on it,
-as of the moment the visitor asked, and deletes it in the same transaction, so a
-redelivered message finds nothing to do. A row whose message Redis lost is queued
-again by the sweeper (drip.scheduler), until a worker gives up on it (`attempt`).
+as of the moment the visitor asked and for the series the row names by id, and deletes
+it in the same transaction, so a redelivered message finds nothing to do. A row whose
+message Redis lost is queued again by the sweeper (drip.scheduler), until a worker
+gives up on it (`attempt`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from drip.db import SessionFactory, transaction
 from drip.errors import InvalidInput, NotFound
-from drip.models import ReceivedSignup
+from drip.models import ReceivedSignup, Sequence
 from drip.signup import SignupRequest, as_evidence, check, subscribe
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def receive(
             "email_entered": request.email,
             "first_name": checked.first_name,
             "timezone": checked.timezone,
-            "sequence": checked.series.slug,
+            "sequence_id": checked.series.id,
             "ip": evidence.ip,
             "user_agent": evidence.user_agent,
             "page": evidence.page,
@@ -131,6 +132,7 @@ def handle(session: Session, row: ReceivedSignup, *, secret: str) -> int | None:
         privacy_policy=row.privacy_policy,
         secret=secret,
         default_timezone=row.timezone,
+        series_id=row.sequence_id,
     )
 
 
@@ -138,7 +140,7 @@ def process(
     sessions: SessionFactory, received_id: int, *, secret: str, max_attempts: int
 ) -> int | None:
     """`attempt`, then `handle`, each in its own transaction. A signup that no longer
-    passes its checks (its series is gone, its timezone left the tz database) is dropped
+    passes its checks (its timezone left the tz database, say) is dropped
     with a warning, since retrying it cannot help; any other error rolls back the
     handling and leaves the row to a retry or the sweeper, up to `max_attempts`."""
     with transaction(sessions) as session:
@@ -160,7 +162,6 @@ def _request_of(row: ReceivedSignup) -> SignupRequest:
         email=row.email_entered,
         first_name=row.first_name,
         timezone=row.timezone,
-        sequence=row.sequence,
         ip=row.ip,
         user_agent=row.user_agent,
         page=row.page,
@@ -184,6 +185,61 @@ def sweep(session: Session, now: datetime, limit: int, *, requeue_after: timedel
     for row in stale:
         row.queued_at = now
     return [row.id for row in stale]
+
+
+GIVEN_UP = ReceivedSignup.queued_at.is_(None)
+"""A received signup a worker gave up on (`attempt`): the sweeper no longer queues it.
+Served by the index on `queued_at`, which holds NULLs on SQLite and PostgreSQL alike."""
+
+
+def count_given_up(session: Session) -> int:
+    """How many received signups workers gave up on: the admin dashboard asks on every
+    visit, so it reads the `queued_at` index, not the table."""
+    return session.scalar(_COUNT_GIVEN_UP) or 0
+
+
+_COUNT_GIVEN_UP = sa.select(sa.func.count()).where(GIVEN_UP)
+
+
+def given_up(session: Session, limit: int) -> list[tuple[ReceivedSignup, str]]:
+    """The `limit` received signups given up on most recently received, each with its
+    series' name, for an operator to see what the handling chokes on."""
+    rows = session.execute(
+        sa.select(ReceivedSignup, Sequence.name)
+        .join(Sequence, Sequence.id == ReceivedSignup.sequence_id)
+        .where(GIVEN_UP)
+        .order_by(ReceivedSignup.received_at.desc(), ReceivedSignup.id.desc())
+        .limit(limit)
+    )
+    return [(row, name) for row, name in rows]
+
+
+def retry_given_up(
+    session: Session,
+    now: datetime,
+    *,
+    requeue_after: timedelta,
+    ids: Collection[int] | None = None,
+) -> int:
+    """Hand received signups workers gave up on (all, or those of `ids`) back to the
+    sweeper, with their attempts counted from zero; returns how many.
+
+    Nothing is queued here: `queued_at` becomes `now - requeue_after`, the latest time
+    `sweep`'s `queued_at <= now - requeue_after` still takes at its next pass (whose
+    `now` is no earlier), so the sweeper queues them in its own batches, and a worker
+    handles them like any signup Redis lost. Only rows still given up on change: a second
+    click, or a second admin, resets no count of a signup already handed back and in a
+    worker's hands.
+    """
+    query = sa.update(ReceivedSignup).where(GIVEN_UP)
+    if ids is not None:
+        query = query.where(ReceivedSignup.id.in_(ids))
+    handed_back = session.scalars(
+        query.values(attempts=0, queued_at=now - requeue_after)
+        .returning(ReceivedSignup.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return len(handed_back)
 
 
 def forget_old(session: Session, *, now: datetime, older_than: timedelta) -> None:

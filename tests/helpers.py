@@ -25,6 +25,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from sqlalchemy.orm import Session
 
 from drip.bootstrap import initialise
 from drip.clock import FileClock, FixedClock
@@ -145,6 +146,18 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
         time.sleep(0.02)
+
+
+def plan_of(session: Session, query: sa.Executable) -> str:
+    """How the database would run `query`, as text to look for an index's name in. On
+    PostgreSQL sequential scans are off, since on a test's few rows one is cheapest
+    whatever the indexes: what matters is that an index can serve the query."""
+    bind = session.get_bind()
+    sql = query.compile(bind, compile_kwargs={"literal_binds": True})
+    if bind.dialect.name == "sqlite":
+        return " ".join(str(row) for row in session.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}")))
+    session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+    return "\n".join(session.scalars(sa.text(f"EXPLAIN {sql}")))
 
 
 PORT_TRIES = 3

@@ -28,14 +28,15 @@ from drip.models import Base, ReceivedSignup, Sequence, Subscriber
 from drip.privacy import erase, is_suppressed
 from drip.signup import SignupRequest
 from drip.wiring import make_engine
-from tests.helpers import System, wait_until
+from tests.helpers import System, plan_of, wait_until
 
 TIMEOUT = 60
 """Seconds any wait in a race may take before the test fails instead of hanging."""
 
 
-def receive(system: System, email: str, **fields: str) -> int:
-    """What the web does for a signup: store it, commit, queue it."""
+def receive(system: System, email: str, *, queued: bool = True, **fields: str) -> int:
+    """What the web does for a signup: store it, commit, queue it (unless Redis lost
+    the message: not `queued`)."""
     with transaction(system.sessions) as session:
         received_id = intake.receive(
             session.connection(),
@@ -45,7 +46,8 @@ def receive(system: System, email: str, **fields: str) -> int:
             privacy_policy="sha256:policy",
             default_timezone="UTC",
         )
-    system.enqueue_signups([received_id])
+    if queued:
+        system.enqueue_signups([received_id])
     return received_id
 
 
@@ -79,23 +81,56 @@ def test_every_signup_sees_its_series_as_the_database_has_it_now(system: System)
     signup stores the new name, finds the new series, and is refused for the deleted one,
     and one without a series still goes to the first installed."""
     with transaction(system.sessions) as session:
-        session.scalars(sa.select(Sequence)).one().name = "Renamed"
-        session.add(Sequence(slug="second", name="Second", created_at=system.clock.now()))
+        renamed = session.scalars(sa.select(Sequence)).one()
+        renamed.name = "Renamed"
+        added = Sequence(slug="second", name="Second", created_at=system.clock.now())
+        session.add(added)
+        session.flush()
+        ids = renamed.id, added.id
     first = receive(system, "ana@example.com")
     second = receive(system, "bo@example.com", sequence="second")
     with transaction(system.sessions) as session:
+        rows = {
+            row.id: (row.sequence_id, row.consent_text)
+            for row in session.scalars(sa.select(ReceivedSignup))
+        }
         session.execute(sa.delete(Sequence).where(Sequence.slug == "second"))
     with pytest.raises(NotFound):
         receive(system, "cy@example.com", sequence="second")
-    with transaction(system.sessions) as session:
-        rows = {
-            row.id: (row.sequence, row.consent_text)
-            for row in session.scalars(sa.select(ReceivedSignup))
-        }
     assert rows == {
-        first: ("feel-better", "the notice for Renamed"),
-        second: ("second", "the notice for Second"),
+        first: (ids[0], "the notice for Renamed"),
+        second: (ids[1], "the notice for Second"),
     }
+
+
+def test_a_signup_joins_the_series_it_was_for_even_if_its_slug_went_to_another(
+    system: System,
+) -> None:
+    """An admin renames the series between the signup and its handling, and gives its
+    old slug to a new series: the signup still joins the series the visitor saw."""
+    receive(system, "ana@example.com", sequence="feel-better")
+    with transaction(system.sessions) as session:
+        renamed = session.scalars(sa.select(Sequence)).one()
+        renamed.slug = "calm-back"
+        session.flush()
+        session.add(Sequence(slug="feel-better", name="Other", created_at=system.clock.now()))
+        renamed_id = renamed.id
+    system.drain()
+    ana = system.subscriber("ana@example.com")
+    assert ana.sequence_id == renamed_id
+
+
+def test_a_signup_whose_series_was_deleted_meanwhile_goes_with_it(system: System) -> None:
+    """Like the series' subscribers: the worker then finds nothing to do."""
+    system.stop_worker()
+    with transaction(system.sessions) as session:
+        session.add(Sequence(slug="second", name="Second", created_at=system.clock.now()))
+    receive(system, "ana@example.com", sequence="second")
+    with transaction(system.sessions) as session:
+        session.execute(sa.delete(Sequence).where(Sequence.slug == "second"))
+    assert waiting(system) == 0
+    system.drain()
+    assert system.smtp.received == []
 
 
 def test_a_redelivered_message_does_nothing_the_second_time(system: System) -> None:
@@ -188,6 +223,12 @@ def row(system: System, received_id: int) -> ReceivedSignup | None:
         return session.get(ReceivedSignup, received_id)
 
 
+def attempts(system: System, received_id: int) -> int:
+    found = row(system, received_id)
+    assert found is not None
+    return found.attempts
+
+
 def a_bug(*args: object, **kwargs: object) -> None:
     raise RuntimeError("a bug in handling signups")
 
@@ -220,18 +261,25 @@ def test_a_signup_whose_handling_keeps_failing_is_given_up_after_max_attempts(
     assert system.smtp.received == []
 
 
-def test_the_deploy_guides_sql_hands_given_up_signups_back_to_the_sweeper(
-    system: System, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    guide = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text()
-    [sql] = re.findall(r"```sql\n(UPDATE received_signups .*?)\n```", guide, re.DOTALL)
-    received_id = receive(system, "ana@example.com")
+def give_up(system: System, monkeypatch: pytest.MonkeyPatch, email: str) -> int:
+    """A signup whose handling failed every attempt, and which the worker gave up on;
+    the web's message for it is gone, so only the sweeper can queue it again."""
+    received_id = receive(system, email, queued=False)
     with monkeypatch.context() as patched:
         patched.setattr(intake, "subscribe", a_bug)
         for _ in range(system.settings.max_attempts):
             with pytest.raises(RuntimeError):
                 process(system, received_id)
         assert process(system, received_id) is None, "given up"
+    return received_id
+
+
+def test_the_deploy_guides_sql_hands_given_up_signups_back_to_the_sweeper(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = (Path(__file__).parent.parent / "docs" / "deploy.md").read_text()
+    [sql] = re.findall(r"```sql\n(UPDATE received_signups .*?)\n```", guide, re.DOTALL)
+    received_id = give_up(system, monkeypatch, "ana@example.com")
     with transaction(system.sessions) as session:
         session.execute(sa.text(sql))
     system.clock.advance(system.settings.requeue_after)  # the attempts took far longer
@@ -239,6 +287,54 @@ def test_the_deploy_guides_sql_hands_given_up_signups_back_to_the_sweeper(
     system.drain()
     assert len(system.smtp.to("ana@example.com")) == 1
     assert waiting(system) == 0
+
+
+def test_retrying_hands_only_given_up_signups_back_to_the_next_sweep(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Handed back as of now, the sweeper takes them at its very next pass, with their
+    attempts counted from zero; a signup still in the workers' hands keeps its count."""
+    ana = give_up(system, monkeypatch, "ana@example.com")
+    bo = give_up(system, monkeypatch, "bo@example.com")
+    cy = receive(system, "cy@example.com", queued=False)
+    with monkeypatch.context() as patched:
+        patched.setattr(intake, "subscribe", a_bug)
+        with pytest.raises(RuntimeError):
+            process(system, cy)
+    with transaction(system.sessions) as session:
+        assert intake.count_given_up(session) == 2
+        assert [r.id for r, _ in intake.given_up(session, 10)] == [bo, ana], "newest first"
+        newest = [(r.id, name) for r, name in intake.given_up(session, 1)]
+        assert newest == [(bo, "Calm Back, Calm Mind")]
+        now = system.clock.now()
+        requeue_after = system.settings.requeue_after
+        assert intake.retry_given_up(session, now, requeue_after=requeue_after, ids=[ana]) == 1
+    with transaction(system.sessions) as session:
+        assert [r.id for r, _ in intake.given_up(session, 10)] == [bo]
+        assert intake.retry_given_up(session, now, requeue_after=requeue_after) == 1
+        assert intake.retry_given_up(session, now, requeue_after=requeue_after) == 0
+    assert sorted(system.tick(sweep_only=True).requeued_signups) == [ana, bo]
+    assert [attempts(system, received_id) for received_id in (ana, bo, cy)] == [0, 0, 1]
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == len(system.smtp.to("bo@example.com")) == 1
+    assert waiting(system) == 1, "Cy's, which nobody queued again"
+
+
+def test_counting_given_up_signups_reads_the_queued_at_index(system: System) -> None:
+    """The admin dashboard counts them on every visit: the count reads only the index,
+    whatever number of signups workers have in hand."""
+    with transaction(system.sessions) as session:
+        assert "ix_received_signups_queued_at" in plan_of(session, intake._COUNT_GIVEN_UP)
+
+
+def test_an_erasure_deletes_a_signup_a_worker_gave_up_on(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kept for an operator to look at, it still goes with its address."""
+    give_up(system, monkeypatch, ANA[0])
+    assert erasing(system)(system.sessions) == 0, "no subscription was made"
+    assert waiting(system) == 0
+    assert_erased(system)
 
 
 def test_a_signup_that_failed_once_is_handled_when_the_sweeper_queues_it_again(

@@ -191,3 +191,38 @@ def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url
         ]
     finally:
         engine.dispose()
+
+
+def test_migration_0018_names_each_received_signups_series_by_id_and_back(
+    database_url: str,
+) -> None:
+    """Signups waiting at upgrade time keep their series, found by slug; one whose
+    series is gone (the worker would drop it) goes."""
+    engine = create_db_engine(database_url)
+    received = (
+        "INSERT INTO received_signups (id, email, email_entered, first_name, timezone, "
+        "sequence, ip, user_agent, page, referrer, embed_origin, form_id, consent_text, "
+        "privacy_policy, received_at, queued_at, attempts) VALUES "
+        "(:id, 'a@example.com', 'a@example.com', '', 'UTC', :slug, '', '', '', '', '', "
+        "'', 'notice', 'v1', '2026-01-01 10:00:00', '2026-01-01 10:00:00', 0)"
+    )
+    try:
+        _migrate(engine, "upgrade", "0017")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sequences (id, slug, name, tagline, description, bonuses, "
+                    "created_at) VALUES (4, 's', 'S', '', '', '[]', '2026-01-01 00:00:00')"
+                )
+            )
+            conn.execute(sa.text(received), [{"id": 1, "slug": "s"}, {"id": 2, "slug": "gone"}])
+        _migrate(engine, "upgrade", "head")
+        with engine.begin() as conn:
+            rows = conn.execute(sa.text("SELECT id, sequence_id FROM received_signups")).all()
+        assert [tuple(r) for r in rows] == [(1, 4)]
+        _migrate(engine, "downgrade", "0017")
+        with engine.begin() as conn:
+            rows = conn.execute(sa.text("SELECT id, sequence FROM received_signups")).all()
+        assert [tuple(r) for r in rows] == [(1, "s")]
+    finally:
+        engine.dispose()

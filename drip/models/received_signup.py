@@ -21,6 +21,13 @@ class ReceivedSignup(Base):
     address, which an erasure looks for, `email_entered` the address as typed, which
     the worker checks again exactly as the web did.
 
+    `sequence_id` is the series the form was for, by id, not by slug: an admin may
+    rename a series and give its old slug to another before a worker gets here. A
+    series deleted meanwhile takes its received signups with it, as it does its
+    subscribers, so a worker finds nothing to do rather than a series that is gone; on
+    SQLite, which may give a deleted highest id to the next series, that also keeps
+    that series from taking them over.
+
     `attempts` counts the messages workers took for it, each in a transaction of its
     own committed before the handling, so one killed mid-handling counts too
     (drip.intake.attempt); the one past DRIP_MAX_ATTEMPTS gives up instead of handling.
@@ -35,7 +42,7 @@ class ReceivedSignup(Base):
     email_entered: Mapped[str] = mapped_column(sa.Text)
     first_name: Mapped[str] = mapped_column(sa.String(100))
     timezone: Mapped[str] = mapped_column(sa.String(64))
-    sequence: Mapped[str] = mapped_column(sa.String(64))
+    sequence_id: Mapped[int] = mapped_column(sa.ForeignKey("sequences.id", ondelete="CASCADE"))
     ip: Mapped[str] = mapped_column(sa.String(45))
     user_agent: Mapped[str] = mapped_column(sa.String(400))
     page: Mapped[str] = mapped_column(sa.String(500))

@@ -10,6 +10,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from drip.admins import create_admin
+from drip.db import transaction
 from drip.models import SubscriberStatus
 from drip.tasks import Enqueuer
 from drip.web import create_app
@@ -17,6 +19,7 @@ from tests.helpers import System
 
 BASE = "https://drip.example.com"
 BLOG = "https://blog.example.com"
+PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
@@ -103,3 +106,38 @@ def app_with(system: System) -> Iterator[Callable[..., Flask]]:
     yield build
     for app in built:
         app.extensions["drip"].engine.dispose()
+
+
+def csrf_token(client: FlaskClient, path: str = "/admin/login") -> str:
+    page = client.get(path).get_data(as_text=True)
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, f"no CSRF token on {path}"
+    return found.group(1)
+
+
+def log_in(client: FlaskClient, email: str = "writer@example.com", password: str = PASSWORD) -> int:
+    token = csrf_token(client)
+    return client.post(
+        "/admin/login", data={"email": email, "password": password, "csrf_token": token}
+    ).status_code
+
+
+@pytest.fixture
+def writer(system: System) -> str:
+    with transaction(system.sessions) as session:
+        create_admin(session, "writer@example.com", PASSWORD, now=system.clock.now())
+    return "writer@example.com"
+
+
+@pytest.fixture
+def admin(client: FlaskClient, writer: str) -> FlaskClient:
+    """The test client, logged in as the writer."""
+    assert log_in(client) == 302
+    return client
+
+
+def post(
+    client: FlaskClient, path: str, data: dict[str, object] | None = None, *, page: str = "/admin/"
+):
+    """POST a form with the CSRF token of the admin page `page`."""
+    return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client, page)})

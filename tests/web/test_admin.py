@@ -13,7 +13,6 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from drip.admins import create_admin
 from drip.db import transaction
 from drip.models import (
     ConsentEvent,
@@ -32,9 +31,8 @@ from drip.snapshots import recount_series
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from tests.helpers import System, sent_today
-from tests.web.conftest import link, status_of
+from tests.web.conftest import PASSWORD, csrf_token, link, log_in, post, status_of
 
-PASSWORD = "correct horse battery staple"
 SSTI = [
     "{{ ''.__class__.__mro__ }}",
     "{{ config }}",
@@ -44,42 +42,9 @@ SSTI = [
 ]
 
 
-def csrf_token(client: FlaskClient, path: str = "/admin/login") -> str:
-    page = client.get(path).get_data(as_text=True)
-    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert found, f"no CSRF token on {path}"
-    return found.group(1)
-
-
 def without_token(page: str) -> str:
     """The page with its CSRF token (signed with a timestamp, so it changes) blanked."""
     return re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token"', page)
-
-
-def log_in(client: FlaskClient, email: str = "writer@example.com", password: str = PASSWORD) -> int:
-    token = csrf_token(client)
-    return client.post(
-        "/admin/login", data={"email": email, "password": password, "csrf_token": token}
-    ).status_code
-
-
-@pytest.fixture
-def writer(system: System) -> str:
-    with transaction(system.sessions) as session:
-        create_admin(session, "writer@example.com", PASSWORD, now=system.clock.now())
-    return "writer@example.com"
-
-
-@pytest.fixture
-def admin(client: FlaskClient, writer: str) -> FlaskClient:
-    assert log_in(client) == 302
-    return client
-
-
-def post(
-    client: FlaskClient, path: str, data: dict[str, object] | None = None, *, page: str = "/admin/"
-):
-    return client.post(path, data={**(data or {}), "csrf_token": csrf_token(client, page)})
 
 
 def test_every_admin_page_refuses_anonymous_visitors(app: Flask) -> None:

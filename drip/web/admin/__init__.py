@@ -36,12 +36,12 @@ def check_csrf() -> None:
 
 
 def register(app: Flask) -> None:
-    from drip.web.admin import auth, dashboard, lessons, outbox, subscribers
+    from drip.web.admin import auth, dashboard, lessons, outbox, signups, subscribers
 
     login_manager.init_app(app)
     login_manager.user_loader(load_admin)
     login_manager.login_view = "admin_auth.login"
-    for module in (auth, dashboard, lessons, subscribers, outbox):
+    for module in (auth, dashboard, lessons, subscribers, outbox, signups):
         app.register_blueprint(module.bp)
 
 

@@ -6,7 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
-from drip import complaints
+from drip import complaints, intake
 from drip.errors import InvalidInput
 from drip.signup import find_sequence
 from drip.snapshots import dashboard_numbers
@@ -29,6 +29,7 @@ def index() -> str:
         name, slug = sequence.name, sequence.slug
         today = complaints.day_rate(session, now)
         hold = complaints.current_hold(session)
+        given_up = intake.count_given_up(session)
     stats = counted.overview
     signups = [(d.strftime("%d %b"), n) for d, n in stats.signups]
     confirmations = [(d.strftime("%d %b"), n) for d, n in stats.confirmations]
@@ -43,6 +44,7 @@ def index() -> str:
         age=counted.age(now),
         today=today,
         hold=hold,
+        given_up=given_up,
         signups_chart=bar_chart(signups, title="Signups per day", label_every=5),
         confirmations_chart=bar_chart(confirmations, title="Confirmations per day", label_every=5),
         funnel_chart=bar_chart(funnel, title="Subscribers who got each email"),
