@@ -2,11 +2,11 @@
 
 10,000 subscribers due among 10,000, then 100,000, then 1,000,000 (bulk-loaded, then
 ANALYZE as autovacuum would). Each pass is the real `run_pass`: purge, claim due in
-batches (DRIP_SCHEDULER_CLAIMERS transactions at once, 2 unless set), create the
-delivery rows, queue them in the embedded Redis, sweep. Between passes the due
-subscribers are put back as they were. Baseline (same run): the pass
-over the smallest list; the ratio says whether cost follows what is due (about 1) or
-the size of the list.
+batches (on PostgreSQL in DRIP_SCHEDULER_CLAIMERS transactions at once, 2 unless set),
+create the delivery rows, queue them in the embedded Redis, sweep. Between passes the
+due subscribers are put back as they were. Baseline (same run): the pass over the
+smallest list; the ratio says whether cost follows what is due (about 1) or the size
+of the list.
 
     python -m bench.scheduler --sizes 10000,100000 --databases sqlite
 """

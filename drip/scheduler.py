@@ -79,7 +79,8 @@ def run_pass(
     database for the next passes. Issuing a whole backlog at once would leave most of it
     queued in Redis longer than `requeue_after`, and the sweeper would queue it again.
 
-    `claimers` transactions claim at once, each on a connection of its own (`_issue`).
+    `claimers` transactions claim at once on PostgreSQL, each on a connection of its own
+    (`_issue`); one on SQLite.
     """
     now = clock.now()
     result = PassResult()
@@ -94,6 +95,8 @@ def run_pass(
             room = max_in_flight - in_flight(session, now + requeue_after)
         if recount and recount_every:
             asked = snapshots.request_recounts(session, now, every=recount_every)
+        if session.get_bind().dialect.name == "sqlite":
+            claimers = 1  # one writer at a time: a second claimer would only wait
     if recount:
         for sequence_id in asked:
             recount(sequence_id)
@@ -122,12 +125,12 @@ def _issue(
 ) -> list[int]:
     """Claim and queue every due step, in batches, with `claimers` transactions at once.
 
-    One claimer spends most of a batch waiting: for the database to write the rows, then
-    for Redis to take the messages. Two keep PostgreSQL busy meanwhile (a 10,000-due pass
-    in 1.4 s instead of 2.1 s, docs/performance.md) and on SQLite overlap one's queueing
-    with the other's transaction. They cannot take the same subscriber: a claim skips
-    rows another holds (SKIP LOCKED), and on SQLite the transactions take turns. Each
-    stops at a batch short of its limit; the other still finishes the rows it skipped.
+    One claimer spends most of a batch waiting: for PostgreSQL to write the rows, then
+    for Redis to take the messages. Two keep the database busy meanwhile (a 10,000-due
+    pass in 1.4 s instead of 2.1 s, docs/performance.md). They cannot take the same
+    subscriber: a claim skips rows another holds (SKIP LOCKED). Each stops at a batch
+    short of its limit; the other still finishes the rows it skipped. SQLite, which
+    writes one transaction at a time, gets one claimer (`run_pass`).
     """
     budget = _Budget(room)
 
