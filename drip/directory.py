@@ -27,6 +27,15 @@ from drip.models import (
 
 PAGE = 50
 CANDIDATES = 5000
+SEARCH = sa.table(
+    "subscriber_search",
+    sa.column("subscriber_id", sa.Integer),
+    sa.column("email", sa.Text),
+    sa.column("first_name", sa.Text),
+)
+"""PostgreSQL only: each subscriber's address and first name, copied by a trigger when
+either is written, with the trigram indexes of the name search (migration 0019). Not a
+model: SQLite has no such table, and drip never writes it."""
 
 
 @dataclass(frozen=True)
@@ -64,24 +73,26 @@ def _search(
 
     An address ("ana@ex") matches from its start, through the (sequence, email) index.
     Anything else is a name or part of an address: on PostgreSQL it matches anywhere in
-    either, through the trigram indexes (migration 0012). SQLite has no such index, so
-    there it matches the start of the first name or of the address. The newest matches
-    come first; the indexes find the matches, but not in id order, so when more than
-    CANDIDATES match, the page is read from the newest subscriber back instead (a
-    common term fills a page quickly). Only a term that matches many but only old
-    subscribers, or a domain ("@example.com") on SQLite, reads much of the list.
+    either, through the trigram indexes of `subscriber_search` (migration 0019). SQLite
+    has no such index, so there it matches the start of the first name or of the
+    address. The newest matches come first; the indexes find the matches, but not in id
+    order, so when more than CANDIDATES match, the page is read from the newest
+    subscriber back instead (a common term fills a page quickly). Only a term that
+    matches many but only old subscribers, or a domain ("@example.com") on SQLite,
+    reads much of the list.
     """
     if "@" in term and not term.startswith("@"):
         # a range, not LIKE: SQLite's LIKE ignores case and so cannot use the index
         return statement.where(Subscriber.email >= term, Subscriber.email < term + "\uffff")
     pattern = "%" + term.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
     if session.get_bind().dialect.name == "postgresql":
-        return statement.where(
+        matching = sa.select(SEARCH.c.subscriber_id).where(
             sa.or_(
-                Subscriber.email.like(pattern, escape="/"),
-                Subscriber.first_name.ilike(pattern, escape="/"),
+                SEARCH.c.email.like(pattern, escape="/"),
+                SEARCH.c.first_name.ilike(pattern, escape="/"),
             )
         )
+        return statement.where(Subscriber.id.in_(matching))
     if term.startswith("@"):
         return statement.where(Subscriber.email.like(pattern, escape="/"))
     return _starting_with(session, statement, sequence_id, term)

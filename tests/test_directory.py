@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
 
 from drip import directory
 from drip.db import transaction
 from drip.models import Sequence
+from drip.privacy import erase
 from tests.helpers import System
 
 NAMES = {
@@ -61,3 +64,34 @@ def test_a_common_term_pages_the_same_when_it_reads_the_list_back(
             sa.text("SELECT id FROM subscribers WHERE email = :e"), {"e": newest}
         )
     assert search(people, "an", before=newest_id) == expected[1:]
+
+
+def _search_rows(system: System) -> dict[str, str]:
+    """subscriber_search's row version (xmin) per address: PostgreSQL's name search."""
+    with transaction(system.sessions) as session:
+        if session.get_bind().dialect.name != "postgresql":
+            pytest.skip("SQLite searches the subscribers table itself")
+        rows = session.execute(sa.text("SELECT email, xmin::text FROM subscriber_search"))
+        return {email: version for email, version in rows}
+
+
+def test_a_scheduler_pass_never_writes_postgresqls_search_table(system: System) -> None:
+    """The pass updates every due subscriber; the trigram indexes must not pay for it."""
+    system.join_many(3)
+    before = _search_rows(system)
+    system.clock.advance(timedelta(days=1, hours=3))
+
+    assert len(system.tick().issued) == 3
+    system.drain()
+
+    assert _search_rows(system) == before
+    assert search(system, "p00") == ["p002@example.com", "p001@example.com", "p000@example.com"]
+
+
+def test_an_erased_subscriber_leaves_postgresqls_search_table(people: System) -> None:
+    assert "ana@example.com" in _search_rows(people)
+    with transaction(people.sessions) as session:
+        erase(session, "ana@example.com", secret=people.settings.secret_key, now=people.clock.now())
+
+    assert "ana@example.com" not in _search_rows(people)
+    assert search(people, "ana") == ["bob@example.com", "anabel@example.org"]

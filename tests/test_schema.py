@@ -13,17 +13,18 @@ from drip import schema
 from drip.db import create_db_engine
 from drip.models import Base
 
-MIGRATION_ONLY_INDEXES = {
-    "ix_subscribers_email_trgm",
-    "ix_subscribers_name_trgm",
-    "ix_subscribers_name",
-}
-"""Name search (migration 0012): trigram indexes on PostgreSQL, an index on lower(first_name)
-on SQLite; the models cannot spell either for both databases."""
+MIGRATION_ONLY_INDEXES = {"ix_subscribers_name"}
+MIGRATION_ONLY_TABLES = {"subscriber_search"}
+"""Name search: on SQLite an index on lower(first_name) (migration 0012), on PostgreSQL a
+table with trigram indexes, kept by a trigger (0019); the models cannot spell either
+for both databases."""
 
 
 def _described_by_the_models(obj: object, name: str | None, kind: str, *_: object) -> bool:
-    return not (kind == "index" and name in MIGRATION_ONLY_INDEXES)
+    return not (
+        (kind == "index" and name in MIGRATION_ONLY_INDEXES)
+        or (kind == "table" and name in MIGRATION_ONLY_TABLES)
+    )
 
 
 @pytest.mark.filterwarnings(
