@@ -9,10 +9,11 @@ failing: the per-address cap that stops mail-bombing is in the database
 (drip.list_bombing), and the confirmation waits there for the sweeper.
 
 The `limits` library parses the limits and keeps the fixed-window counters; this module
-only says which counters a request hits. Flask-Limiter did that before, and its own
-bookkeeping on every request (exemption scopes, request context proxies, per-request
-limit objects) cost 0.6-1.0 ms of CPU a signup, a fifth of the whole request, for
-features drip does not use (docs/performance.md, run 8).
+only says which counters a request hits. Flask-Limiter did that before, with its own
+bookkeeping on every request, every route included (exemption scopes, request-context
+proxies, per-request limit objects), for features drip does not use: without it
+gunicorn takes 1.3-1.5 times the signups a second on SQLite and about 1.1 times on
+PostgreSQL (docs/performance.md, run 8).
 """
 
 from __future__ import annotations
