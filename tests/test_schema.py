@@ -227,3 +227,39 @@ def test_migration_0018_names_each_received_signups_series_by_id_and_back(
         assert [tuple(r) for r in rows] == [(1, "s")]
     finally:
         engine.dispose()
+
+
+def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and_back(
+    database_url: str,
+) -> None:
+    """Subscribers there at upgrade time are found by the new search table, later
+    changes reach it through the trigger, and a downgrade puts the indexes back."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite's name search stays on subscribers")
+    engine = create_db_engine(database_url)
+    try:
+        _migrate(engine, "upgrade", "0018")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO sequences (id, slug, name, tagline, description, bonuses, "
+                    "created_at) VALUES (4, 's', 'S', '', '', '[]', '2026-01-01 00:00:00');"
+                    "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, "
+                    "send_hour, status, created_at) VALUES (1, 4, 'ana@example.com', 'Ana', "
+                    "'UTC', 8, 'active', '2026-01-01 10:00:00')"
+                )
+            )
+        _migrate(engine, "upgrade", "head")
+        with engine.begin() as conn:
+            conn.execute(sa.text("UPDATE subscribers SET first_name = 'Anna' WHERE id = 1"))
+            copied = conn.execute(sa.text("SELECT * FROM subscriber_search")).all()
+        assert [tuple(r) for r in copied] == [(1, "ana@example.com", "Anna")]
+        _migrate(engine, "downgrade", "0018")
+        with engine.begin() as conn:
+            indexes = conn.scalars(
+                sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'subscribers'")
+            ).all()
+            assert conn.scalar(sa.text("SELECT to_regclass('subscriber_search')")) is None
+        assert {"ix_subscribers_email_trgm", "ix_subscribers_name_trgm"} <= set(indexes)
+    finally:
+        engine.dispose()

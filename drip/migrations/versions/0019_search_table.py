@@ -31,11 +31,6 @@ UPGRADE = [
         email text NOT NULL,
         first_name text NOT NULL
     )""",
-    "INSERT INTO subscriber_search SELECT id, email, first_name FROM subscribers",
-    "CREATE INDEX ix_subscriber_search_email_trgm ON subscriber_search"
-    " USING gin (email gin_trgm_ops)",
-    "CREATE INDEX ix_subscriber_search_name_trgm ON subscriber_search"
-    " USING gin (first_name gin_trgm_ops)",
     """CREATE FUNCTION subscriber_search_copy() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
         INSERT INTO subscriber_search (subscriber_id, email, first_name)
@@ -46,9 +41,20 @@ UPGRADE = [
     END $$""",
     "CREATE TRIGGER subscriber_search_copy AFTER INSERT OR UPDATE OF email, first_name"
     " ON subscribers FOR EACH ROW EXECUTE FUNCTION subscriber_search_copy()",
+    "INSERT INTO subscriber_search SELECT id, email, first_name FROM subscribers"
+    " ON CONFLICT (subscriber_id) DO NOTHING",
+    "CREATE INDEX ix_subscriber_search_email_trgm ON subscriber_search"
+    " USING gin (email gin_trgm_ops)",
+    "CREATE INDEX ix_subscriber_search_name_trgm ON subscriber_search"
+    " USING gin (first_name gin_trgm_ops)",
     "DROP INDEX ix_subscribers_email_trgm",
     "DROP INDEX ix_subscribers_name_trgm",
 ]
+"""The trigger comes before the copy: creating it waits for every transaction writing
+to `subscribers` and holds off new ones until the migration commits, so no subscriber
+written meanwhile can miss both the copy and the trigger. Workers writing to
+subscribers wait for that, for as long as the copy and the two index builds take on
+the list; signups still come in (the web writes only `received_signups`)."""
 DOWNGRADE = [
     "CREATE INDEX ix_subscribers_email_trgm ON subscribers USING gin (email gin_trgm_ops)",
     "CREATE INDEX ix_subscribers_name_trgm ON subscribers USING gin (first_name gin_trgm_ops)",
