@@ -96,3 +96,14 @@ def test_one_signup_can_be_tried_again_alone(
     assert len(system.smtp.to("ana@example.com")) == 1
     assert system.smtp.to("bo@example.com") == []
     assert "1 signup could not be handled" in admin.get("/admin/").get_data(as_text=True)
+
+
+def test_a_malformed_number_is_refused_and_hands_nothing_back(
+    admin: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not read as "no number given", which means all of them."""
+    received_id = give_up(system, monkeypatch, "ana@example.com")
+    response = post(admin, "/admin/signups/retry", {"id": "1x"}, page="/admin/signups/")
+    assert response.status_code == 400
+    kept = row(system, received_id)
+    assert kept is not None and kept.queued_at is None

@@ -6,6 +6,7 @@ from flask import flash, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from drip import intake
+from drip.errors import InvalidInput
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -25,7 +26,10 @@ def index() -> str:
 def retry() -> Response:
     """Every given-up signup, or the one whose `id` the form names."""
     web = ctx()
-    ids = request.form.getlist("id", type=int) or None
+    try:
+        ids = [int(value) for value in request.form.getlist("id")] or None
+    except ValueError:
+        raise InvalidInput("id: not a signup number") from None
     with web.transaction() as session:
         handed_back = intake.retry_given_up(
             session, web.clock.now(), requeue_after=web.settings.requeue_after, ids=ids
