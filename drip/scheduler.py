@@ -132,18 +132,22 @@ def _issue(
     short of its limit; the other still finishes the rows it skipped. SQLite, which
     writes one transaction at a time, gets one claimer (`run_pass`).
     """
-    budget = _Budget(room)
+    budget, failed = _Budget(room), threading.Event()
 
     def claimer() -> list[int]:
         issued: list[int] = []
-        while limit := budget.take(batch_size):
-            with transaction(sessions) as session:
-                claimed, ids = claim_due(session, now, limit)
-            budget.give_back(limit - len(ids))
-            enqueue(ids)
-            issued += ids
-            if claimed < limit:
-                break
+        try:
+            while not failed.is_set() and (limit := budget.take(batch_size)):
+                with transaction(sessions) as session:
+                    claimed, ids = claim_due(session, now, limit)
+                budget.give_back(limit - len(ids))
+                enqueue(ids)
+                issued += ids
+                if claimed < limit:
+                    break
+        except BaseException:
+            failed.set()  # the others stop at their next batch; the error ends the pass
+            raise
         return issued
 
     if claimers == 1:
@@ -157,7 +161,7 @@ class _Budget:
     """How many more steps a pass may issue, shared by its claimers; None for no cap."""
 
     def __init__(self, room: int | None) -> None:
-        self._room = room
+        self._room = None if room is None else max(0, room)  # below 0 when over the cap
         self._lock = threading.Lock()
 
     def take(self, most: int) -> int:

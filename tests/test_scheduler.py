@@ -150,6 +150,56 @@ def test_claimers_share_the_room_a_paced_pass_has(system: System) -> None:
     assert len(_pass(system, batch_size=2, claimers=2, max_in_flight=5)) == 0, "5 in flight"
 
 
+def test_a_paced_pass_over_its_cap_issues_nothing_and_still_sweeps(system: System) -> None:
+    """More in flight than the cap (a lowered DRIP_SEND_RATE, confirmations, retries):
+    the room is below zero, which must mean none, not a negative LIMIT."""
+    system.join_many(6)
+    system.stop_worker()
+    system.clock.advance(timedelta(days=1, hours=3))
+    assert len(_pass(system, batch_size=2, claimers=2, max_in_flight=5)) == 5
+    system.broker.client.flushall()  # Redis lost them: the sweep must still run
+    system.clock.advance(system.settings.requeue_after)
+
+    result = run_pass(
+        system.sessions,
+        system.clock,
+        system.enqueue,
+        signups=system.enqueue_signups,
+        batch_size=2,
+        requeue_after=system.settings.requeue_after,
+        pending_ttl=system.settings.pending_ttl,
+        max_in_flight=2,
+        claimers=2,
+    )
+
+    assert result.issued == []
+    assert len(result.requeued) == 5
+
+
+def test_when_one_claimer_fails_the_other_stops_and_the_pass_raises(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if _dialect(system) == "sqlite":
+        pytest.skip("SQLite gets one claimer")
+    system.join_many(8)
+    system.clock.advance(timedelta(days=1, hours=3))
+    claim_due, calls, failed = scheduler.claim_due, itertools.count(), threading.Event()
+
+    def first_fails(session: Session, now: datetime, limit: int) -> object:
+        if next(calls) == 0:
+            failed.set()
+            raise RuntimeError("the database went away")
+        assert failed.wait(60)
+        return claim_due(session, now, limit)
+
+    monkeypatch.setattr(scheduler, "claim_due", first_fails)
+    system.enqueued.clear()
+
+    with pytest.raises(RuntimeError, match="went away"):
+        _pass(system, batch_size=2, claimers=2)
+    assert len(system.enqueued) <= 2, "at most the batch the other had begun"
+
+
 def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
     system.join_many(3)
     system.drain()
