@@ -89,7 +89,7 @@ def create_app(
         recount=recount,
         renderer=wiring.make_renderer(settings),
     )
-    limits.limiter.init_app(app, limits.storage_uri(settings))
+    limits.limiter.init_app(app, limits.storage_uri(settings), timeout=wiring.REDIS_TIMEOUT)
     csrf.init_app(app)
     CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):

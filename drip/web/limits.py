@@ -12,8 +12,8 @@ The `limits` library parses the limits and keeps the fixed-window counters; this
 only says which counters a request hits. Flask-Limiter did that before, with its own
 bookkeeping on every request, every route included (exemption scopes, request-context
 proxies, per-request limit objects), for features drip does not use: without it
-gunicorn takes 1.3-1.5 times the signups a second on SQLite and about 1.1 times on
-PostgreSQL (docs/performance.md, run 8).
+gunicorn took 1.3-1.5 times the signups a second on SQLite (docs/performance.md,
+run 8).
 """
 
 from __future__ import annotations
@@ -60,8 +60,13 @@ def remote_address() -> str:
 class Limiter:
     """Decorates views with limits; each app gets its counters from `init_app`."""
 
-    def init_app(self, app: Flask, storage_uri: str) -> None:
-        app.extensions[EXTENSION] = FixedWindowRateLimiter(storage_from_string(storage_uri))
+    def init_app(self, app: Flask, storage_uri: str, *, timeout: float) -> None:
+        """Counters in the Redis at `storage_uri`; a Redis that stops answering is given
+        up on after `timeout` seconds, and the request goes on uncounted."""
+        storage = storage_from_string(
+            storage_uri, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        app.extensions[EXTENSION] = FixedWindowRateLimiter(storage)
 
     def limit(
         self, value: str | Callable[[], str], *, key_func: Callable[[], str] = remote_address
@@ -92,12 +97,13 @@ def storage_answers(app: Flask) -> bool:
 
 def _hit(items: list[RateLimitItem], key: str) -> None:
     """Count this request in every window, the shortest first; RateLimited at the first
-    that is full. Counting stops, logged, when Redis does not answer."""
+    that is full. Counting stops, logged, when Redis does not answer. The counters'
+    keys are Flask-Limiter's (key, then view), so a deploy carries the counts over."""
     strategy: FixedWindowRateLimiter = current_app.extensions[EXTENSION]
     scope = request.endpoint or request.path
     for item in items:
         try:
-            allowed = strategy.hit(item, scope, key)
+            allowed = strategy.hit(item, key, scope)
         except Exception:
             log.warning("rate limit %s on %s not counted: Redis did not answer", item, scope)
             return
@@ -111,7 +117,7 @@ def _retry_after(
 ) -> int:
     """Seconds until the full window ends; a minute if Redis cannot say."""
     try:
-        reset_at = strategy.get_window_stats(item, scope, key).reset_time
+        reset_at = strategy.get_window_stats(item, key, scope).reset_time
     except Exception:
         return 60
     return max(1, math.ceil(reset_at - time.time()))
@@ -119,7 +125,8 @@ def _retry_after(
 
 @functools.cache
 def _parsed(value: str) -> list[RateLimitItem]:
-    return parse_many(value)
+    """The limits of a limits string, the shortest window first, whatever their order."""
+    return sorted(parse_many(value))
 
 
 def storage_uri(settings: Settings) -> str:

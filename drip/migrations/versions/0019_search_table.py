@@ -52,9 +52,11 @@ UPGRADE = [
 ]
 """The trigger comes before the copy: creating it waits for every transaction writing
 to `subscribers` and holds off new ones until the migration commits, so no subscriber
-written meanwhile can miss both the copy and the trigger. Workers writing to
-subscribers wait for that, for as long as the copy and the two index builds take on
-the list; signups still come in (the web writes only `received_signups`)."""
+written meanwhile can miss both the copy and the trigger. Every write to subscribers
+waits for that, for as long as the copy and the two index builds take on the list:
+workers, and on the web confirmations and unsubscribes (docs/deploy.md says to run it
+at a quiet time on a big list). Signups still come in: the web writes only
+`received_signups`."""
 DOWNGRADE = [
     "CREATE INDEX ix_subscribers_email_trgm ON subscribers USING gin (email gin_trgm_ops)",
     "CREATE INDEX ix_subscribers_name_trgm ON subscribers USING gin (first_name gin_trgm_ops)",
