@@ -194,6 +194,13 @@ def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url
         engine.dispose()
 
 
+SERIES_S = sa.text(
+    "INSERT INTO sequences (id, slug, name, tagline, description, bonuses, created_at) "
+    "VALUES (4, 's', 'S', '', '', '[]', '2026-01-01 00:00:00')"
+)
+"""A series, slug "s", for the data tests of migrations after 0014 to hang rows on."""
+
+
 def test_migration_0018_names_each_received_signups_series_by_id_and_back(
     database_url: str,
 ) -> None:
@@ -210,12 +217,7 @@ def test_migration_0018_names_each_received_signups_series_by_id_and_back(
     try:
         _migrate(engine, "upgrade", "0017")
         with engine.begin() as conn:
-            conn.execute(
-                sa.text(
-                    "INSERT INTO sequences (id, slug, name, tagline, description, bonuses, "
-                    "created_at) VALUES (4, 's', 'S', '', '', '[]', '2026-01-01 00:00:00')"
-                )
-            )
+            conn.execute(SERIES_S)
             conn.execute(sa.text(received), [{"id": 1, "slug": "s"}, {"id": 2, "slug": "gone"}])
         _migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
@@ -240,10 +242,9 @@ def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and
     try:
         _migrate(engine, "upgrade", "0018")
         with engine.begin() as conn:
+            conn.execute(SERIES_S)
             conn.execute(
                 sa.text(
-                    "INSERT INTO sequences (id, slug, name, tagline, description, bonuses, "
-                    "created_at) VALUES (4, 's', 'S', '', '', '[]', '2026-01-01 00:00:00');"
                     "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, "
                     "send_hour, status, created_at) VALUES (1, 4, 'ana@example.com', 'Ana', "
                     "'UTC', 8, 'active', '2026-01-01 10:00:00')"
