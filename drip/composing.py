@@ -2,9 +2,10 @@
 
 Two halves, so that no transaction is open while a message is rendered and built:
 `draft` reads what the email needs (inside the sending claim's transaction, where the
-subscriber is already locked) and `compose` turns that draft into a message without
-touching the database. A template renders with plain values only (names, numbers, URLs
-built from DRIP_BASE_URL), never with ORM objects or settings.
+subscriber is already locked, with plain rows and statements) and `compose` turns that
+draft into a message without touching the database. A template renders with plain
+values only (names, numbers, URLs built from DRIP_BASE_URL), never with ORM objects or
+settings.
 """
 
 from __future__ import annotations
@@ -14,17 +15,16 @@ from datetime import datetime
 from email.message import EmailMessage
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import aliased
 
 from drip import consent
+from drip.delivery_locks import Row
 from drip.errors import DripError
 from drip.messages import Envelope, build_message, message_id, recipient_address
 from drip.models import (
-    Delivery,
     DeliveryKind,
     Sequence,
     Step,
-    Subscriber,
     TemplateVersion,
 )
 from drip.rendering import EmailTemplate, Footer, Renderer
@@ -58,9 +58,9 @@ class Composed:
 
 
 def draft(
-    session: Session,
-    delivery: Delivery,
-    subscriber: Subscriber,
+    connection: sa.Connection,
+    delivery: Row,
+    subscriber: Row,
     *,
     settings: Settings,
     tokens: Tokens,
@@ -68,8 +68,8 @@ def draft(
 ) -> Draft:
     lesson = None
     if delivery.kind == DeliveryKind.STEP:
-        lesson = _lesson(session, subscriber.sequence_id, delivery.step_id)
-    sequence = lesson.series if lesson else _series(session, subscriber.sequence_id)
+        lesson = _lesson(connection, subscriber.sequence_id, delivery.step_id)
+    sequence = lesson.series if lesson else _series(connection, subscriber.sequence_id)
     links = _Links(settings, tokens, subscriber)
     context: dict[str, str | int] = {
         "first_name": subscriber.first_name,
@@ -88,7 +88,9 @@ def draft(
         )
     elif delivery.kind == DeliveryKind.CONFIRMATION:
         template = read_email(settings.emails_dir / CONFIRM_FOLDER)
-        context["confirm_url"] = links.confirm(_latest_signup(session, subscriber))
+        context["confirm_url"] = links.confirm(
+            consent.latest_signup_id(connection, subscriber.id) or 0
+        )
         context["confirm_days"] = max(1, settings.confirm_max_age.days)
         reason = (
             f"Someone, hopefully you, asked to join {sequence.name} with this address. "
@@ -145,7 +147,7 @@ def idempotency_key(msgid: str) -> str:
 
 
 def _feedback_id(
-    delivery: Delivery, context: dict[str, str | int], slug: str, settings: Settings
+    delivery: Row, context: dict[str, str | int], slug: str, settings: Settings
 ) -> str:
     """Gmail's feedback loop groups complaints by these fields: step, series, kind, sender."""
     step = context.get("lesson_number", delivery.kind.value)
@@ -167,16 +169,12 @@ class _Lesson:
     version_id: int
 
 
-def _series(session: Session, sequence_id: int) -> _Series:
-    return _Series(*session.connection().execute(_SERIES, {"sequence_id": sequence_id}).one())
+def _series(connection: sa.Connection, sequence_id: int) -> _Series:
+    return _Series(*connection.execute(_SERIES, {"sequence_id": sequence_id}).one())
 
 
-def _lesson(session: Session, sequence_id: int, step_id: int | None) -> _Lesson:
-    row = (
-        session.connection()
-        .execute(_LESSON, {"sequence_id": sequence_id, "step_id": step_id})
-        .one()
-    )
+def _lesson(connection: sa.Connection, sequence_id: int, step_id: int | None) -> _Lesson:
+    row = connection.execute(_LESSON, {"sequence_id": sequence_id, "step_id": step_id}).one()
     if row.version_id is None:
         raise DripError(f"step {row.number} has no template")
     template = EmailTemplate(row.subject, row.preheader, row.body_html, row.body_text)
@@ -215,15 +213,7 @@ _LESSON = (
     .order_by(TemplateVersion.id.desc())
     .limit(1)
 )
-"""`_SERIES`, the step and its newest template version, in one query. Both run on the
-session's connection: they read plain columns, and the ORM's execution path around a
-statement costs more than the statement on SQLite."""
-
-
-def _latest_signup(session: Session, subscriber: Subscriber) -> int:
-    """The signup event a confirmation link names (drip.signup.pending_signup)."""
-    signup = consent.latest_signup(session, subscriber.id)
-    return signup.id if signup else 0
+"""`_SERIES`, the step and its newest template version, in one query of plain columns."""
 
 
 @dataclass(frozen=True)
@@ -232,7 +222,7 @@ class _Links:
 
     settings: Settings
     tokens: Tokens
-    subscriber: Subscriber
+    subscriber: Row
 
     def unsubscribe(self) -> str:
         token = self.tokens.make(UNSUBSCRIBE, [self.subscriber.id])

@@ -107,15 +107,26 @@ def record_signup(
 
 def latest_signup(session: Session, subscriber_id: int) -> ConsentEvent | None:
     """The signup a confirmation link must name: any older one is superseded."""
-    return session.scalar(
-        sa.select(ConsentEvent)
-        .where(
-            ConsentEvent.subscriber_id == subscriber_id,
-            ConsentEvent.kind == ConsentEventKind.SIGNUP,
-        )
-        .order_by(ConsentEvent.id.desc())
-        .limit(1)
+    return session.scalar(_LATEST_SIGNUP, {"subscriber_id": subscriber_id})
+
+
+def latest_signup_id(connection: sa.Connection, subscriber_id: int) -> int | None:
+    """`latest_signup`'s id, read without the ORM (the send path composes with plain rows)."""
+    return connection.execute(_LATEST_SIGNUP_ID, {"subscriber_id": subscriber_id}).scalar()
+
+
+_LATEST_SIGNUP_ID = (
+    sa.select(ConsentEvent.id)
+    .where(
+        ConsentEvent.subscriber_id == sa.bindparam("subscriber_id"),
+        ConsentEvent.kind == ConsentEventKind.SIGNUP,
     )
+    .order_by(ConsentEvent.id.desc())
+    .limit(1)
+)
+_LATEST_SIGNUP = sa.select(ConsentEvent).where(
+    ConsentEvent.id == _LATEST_SIGNUP_ID.scalar_subquery()
+)
 
 
 def record_confirm(

@@ -130,6 +130,30 @@ def reading(factory: SessionFactory) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def writing(factory: SessionFactory) -> Iterator[sa.Connection]:
+    """`transaction` without the ORM, on the factory's engine: for the send path, which
+    runs only plain statements for every email, and where a Session's own bookkeeping
+    (its transaction, identity map and flush) cost more than the statements."""
+    with _engine(factory).begin() as connection:
+        yield connection
+
+
+@contextmanager
+def looking(factory: SessionFactory) -> Iterator[sa.Connection]:
+    """`reading` without the ORM (see `writing`)."""
+    with _engine(factory).connect() as connection:
+        connection.execution_options(**{READ_ONLY: True})
+        with connection.begin():
+            yield connection
+
+
+def _engine(factory: SessionFactory) -> Engine:
+    bind = factory.kw["bind"]
+    assert isinstance(bind, Engine), "drip's session factories are bound to an engine"
+    return bind
+
+
 FOR_NO_KEY_UPDATE = {"key_share": True}
 """Row lock for rows drip updates but whose key never changes (`with_for_update=` value).
 

@@ -1,11 +1,14 @@
 """Row locks on a delivery, always its subscriber first, then the delivery.
 
 Sending, unsubscribing and scheduling all lock in that order, so none of them can
-deadlock another. The statements are built once: building a statement costs more
-Python than running it on SQLite, and sending runs them for every email.
+deadlock another. The statements are built once and read plain columns: building a
+statement, or loading ORM objects, costs more Python than running it on SQLite, and
+sending runs them for every email.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -13,23 +16,35 @@ from sqlalchemy.orm import Session
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.models import Delivery, Subscriber
 
+Row = sa.Row[Any]
 
-def lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
-    """Lock the delivery's subscriber, then the delivery; None if there is no such
-    delivery."""
-    subscriber = lock_subscriber(session, delivery_id)
+
+def lock_rows(connection: sa.Connection, delivery_id: int) -> tuple[Row, Row] | None:
+    """Lock the delivery's subscriber, then the delivery, and read both rows' columns;
+    None if there is no such delivery."""
+    subscriber = lock_subscriber(connection, delivery_id)
     if subscriber is None:
         return None
-    return session.scalars(_DELIVERY, {"delivery_id": delivery_id}).one(), subscriber
+    return connection.execute(_DELIVERY, {"delivery_id": delivery_id}).one(), subscriber
 
 
-def lock_subscriber(session: Session, delivery_id: int) -> Subscriber | None:
+def lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
+    """`lock_rows` for the rare outcomes that change a subscriber the ORM way (a bounce):
+    the rows are this transaction's once locked, so reading them as objects is safe."""
+    locked = lock_rows(session.connection(), delivery_id)
+    if locked is None:
+        return None
+    delivery = session.get_one(Delivery, delivery_id)
+    return delivery, session.get_one(Subscriber, delivery.subscriber_id)
+
+
+def lock_subscriber(connection: sa.Connection, delivery_id: int) -> Row | None:
     """Lock the delivery's subscriber only, or None if there is no such delivery."""
-    return session.scalars(_SUBSCRIBER, {"delivery_id": delivery_id}).one_or_none()
+    return connection.execute(_SUBSCRIBER, {"delivery_id": delivery_id}).one_or_none()
 
 
 _SUBSCRIBER = (
-    sa.select(Subscriber)
+    sa.select(*Subscriber.__table__.c)
     .where(
         Subscriber.id
         == sa.select(Delivery.subscriber_id)
@@ -39,7 +54,7 @@ _SUBSCRIBER = (
     .with_for_update(**FOR_NO_KEY_UPDATE)
 )
 _DELIVERY = (
-    sa.select(Delivery)
+    sa.select(*Delivery.__table__.c)
     .where(Delivery.id == sa.bindparam("delivery_id"))
     .with_for_update(**FOR_NO_KEY_UPDATE)
 )

@@ -33,6 +33,7 @@ import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -40,8 +41,8 @@ from sqlalchemy.orm import Session
 from drip import domain_pauses
 from drip.clock import Clock
 from drip.composing import Draft, compose, draft
-from drip.db import SessionFactory, reading, transaction
-from drip.delivery_locks import lock, lock_subscriber
+from drip.db import SessionFactory, looking, transaction, writing
+from drip.delivery_locks import Row, lock, lock_rows, lock_subscriber
 from drip.dkim_signing import DkimSigner, serialise
 from drip.errors import NoSendingSlot, TransportError
 from drip.logs import log_fields
@@ -95,8 +96,8 @@ class Mailer:
 
 
 def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
-    with transaction(mailer.sessions) as session:
-        claimed = _claim(mailer, session, delivery_id)
+    with writing(mailer.sessions) as connection:
+        claimed = _claim(mailer, connection, delivery_id)
     if isinstance(claimed, Outcome):
         return claimed
     try:
@@ -116,15 +117,15 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     except TransportError as exc:
         with transaction(mailer.sessions) as session:
             return _record_failure(mailer, session, delivery_id, exc)
-    with transaction(mailer.sessions) as session:
-        _record_sent(mailer, session, delivery_id)
+    with writing(mailer.sessions) as connection:
+        _record_sent(mailer, connection, delivery_id)
     return Outcome.SENT
 
 
-def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | Draft:
-    """Take the delivery for this worker: what to send when it is ours, else why not."""
-    now = mailer.clock.now()
-    locked = lock(session, delivery_id)
+def _claim(mailer: Mailer, connection: sa.Connection, delivery_id: int) -> Outcome | Draft:
+    """Take the delivery for this worker: what to send when it is ours, else why not.
+    What changes is written at the end, in one UPDATE per row."""
+    locked = lock_rows(connection, delivery_id)
     if locked is None:
         log.warning(
             "delivery %d does not exist; dropping its message",
@@ -133,72 +134,83 @@ def _claim(mailer: Mailer, session: Session, delivery_id: int) -> Outcome | Draf
         )
         return Outcome.SKIPPED
     delivery, subscriber = locked
+    taken = _take(mailer, connection, delivery, subscriber)
+    if taken.delivery:
+        _write(connection, Delivery, delivery.id, taken.delivery)
+    if taken.subscriber:
+        _write(connection, Subscriber, subscriber.id, taken.subscriber)
+    return taken.result
+
+
+class _Taken(NamedTuple):
+    """What the claim decided, and the columns it changes on each row."""
+
+    result: Outcome | Draft
+    delivery: dict[str, object]
+    subscriber: dict[str, object]
+
+
+def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: Row) -> _Taken:
+    now = mailer.clock.now()
+    changes: dict[str, object] = {}
     if delivery.status == DeliveryStatus.SENDING:
         if delivery.lease_until is not None and delivery.lease_until > now:
-            return Outcome.SKIPPED
+            return _Taken(Outcome.SKIPPED, {}, {})
         log.warning(
             "ambiguous_resend delivery=%d attempts=%d: taking over after an unknown outcome",
             delivery.id,
             delivery.attempts,
             extra=log_fields(delivery, event="ambiguous_resend"),
         )
-        delivery.ambiguous_resends += 1
+        changes["ambiguous_resends"] = delivery.ambiguous_resends + 1
     elif delivery.status != DeliveryStatus.QUEUED or (
         delivery.retry_at is not None and delivery.retry_at > now
     ):
-        return Outcome.SKIPPED
-    reason, resume_at = (
-        session.connection()
-        .execute(
-            _HOLDS,
-            {
-                "email_hash": email_hash(mailer.settings.secret_key, subscriber.email),
-                "domain": domain_pauses.domain_of(subscriber.email),
-                "now": now,
-            },
-        )
-        .one()
-    )
+        return _Taken(Outcome.SKIPPED, {}, {})
+    reason, resume_at = connection.execute(
+        _HOLDS,
+        {
+            "email_hash": email_hash(mailer.settings.secret_key, subscriber.email),
+            "domain": domain_pauses.domain_of(subscriber.email),
+            "now": now,
+        },
+    ).one()
     refusal = _refusal(delivery.kind, subscriber.status, reason)
     if refusal:
-        return _cancel(delivery, refusal)
+        return _Taken(Outcome.CANCELLED, changes | _cancelled(refusal), {})
     if resume_at is not None:
-        delivery.retry_at = resume_at
-        return Outcome.RETRY
+        return _Taken(Outcome.RETRY, changes | {"retry_at": resume_at}, {})
     if delivery.attempts >= mailer.settings.max_attempts:
-        return _fail(
-            mailer,
+        reason = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"
+        return _Taken(Outcome.FAILED, changes | _failed(reason), _completion(subscriber, now))
+    changes["attempts"] = delivery.attempts + 1
+    try:
+        prepared = draft(
+            connection,
             delivery,
             subscriber,
-            f"gave up after {delivery.attempts} attempts: {delivery.last_error}",
+            settings=mailer.settings,
+            tokens=mailer.tokens,
+            now=now,
         )
-    delivery.status = DeliveryStatus.SENDING
-    delivery.attempts += 1
-    delivery.retry_at = None
-    delivery.lease_until = now + mailer.settings.send_lease
-    try:
-        with session.no_autoflush:  # the claim's changes go out in one UPDATE, at commit
-            prepared = draft(
-                session,
-                delivery,
-                subscriber,
-                settings=mailer.settings,
-                tokens=mailer.tokens,
-                now=now,
-            )
     except Exception as exc:
-        return _fail(mailer, delivery, subscriber, _unbuildable(delivery_id, exc))
-    delivery.message_id = prepared.msgid
-    delivery.template_version_id = prepared.template_version_id
-    return prepared
+        reason = _unbuildable(delivery.id, exc)
+        return _Taken(Outcome.FAILED, changes | _failed(reason), _completion(subscriber, now))
+    claim = {
+        "status": DeliveryStatus.SENDING,
+        "retry_at": None,
+        "lease_until": now + mailer.settings.send_lease,
+        "message_id": prepared.msgid,
+        "template_version_id": prepared.template_version_id,
+    }
+    return _Taken(prepared, changes | claim, {})
 
 
 _HOLDS = sa.select(
     SUPPRESSION_REASON.scalar_subquery(), domain_pauses.PAUSED_UNTIL.scalar_subquery()
 )
 """Why the address is suppressed and until when its domain is paused, each None if not,
-in one statement on the claim's connection (the ORM's execution path costs more than
-the statement on SQLite)."""
+in one statement."""
 
 
 def _unbuildable(delivery_id: int, exc: Exception) -> str:
@@ -219,23 +231,27 @@ def _refusal(kind: DeliveryKind, status: SubscriberStatus, suppressed: str | Non
     return ""
 
 
-def _cancel(delivery: Delivery, reason: str) -> Outcome:
-    delivery.status = DeliveryStatus.CANCELLED
-    delivery.last_error = reason
-    delivery.lease_until = None
-    return Outcome.CANCELLED
+def _cancelled(reason: str) -> dict[str, object]:
+    return {"status": DeliveryStatus.CANCELLED, "last_error": reason, "lease_until": None}
+
+
+def _failed(reason: str) -> dict[str, object]:
+    return {
+        "status": DeliveryStatus.FAILED,
+        "last_error": reason[:500],
+        "lease_until": None,
+        "retry_at": None,
+    }
 
 
 def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> Outcome | None:
     """None if the email may still go: the row is ours and the subscriber has not left
     since the claim. Only reads, in one query; a refusal, rare, then locks to cancel."""
     hashed = email_hash(mailer.settings.secret_key, prepared.rcpt_to)
-    with reading(mailer.sessions) as session:
-        row = (
-            session.connection()
-            .execute(_LAST_LOOK, {"delivery_id": delivery_id, "email_hash": hashed})
-            .one_or_none()
-        )
+    with looking(mailer.sessions) as connection:
+        row = connection.execute(
+            _LAST_LOOK, {"delivery_id": delivery_id, "email_hash": hashed}
+        ).one_or_none()
     if row is None or row[0] != DeliveryStatus.SENDING:
         return Outcome.SKIPPED
     refusal = _refusal(prepared.kind, row[1], row[2])
@@ -245,7 +261,8 @@ def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> Outcome | N
         locked = lock(session, delivery_id)
         if locked is None or locked[0].status != DeliveryStatus.SENDING:
             return Outcome.SKIPPED
-        return _cancel(locked[0], refusal)
+        _apply(locked[0], _cancelled(refusal))
+        return Outcome.CANCELLED
 
 
 _LAST_LOOK = (
@@ -256,16 +273,13 @@ _LAST_LOOK = (
 )
 
 
-def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
+def _record_sent(mailer: Mailer, connection: sa.Connection, delivery_id: int) -> None:
     """Lock the subscriber, then mark the delivery sent in the UPDATE that locks it and
-    returns what the subscriber's new columns depend on. Plain statements, with the
-    values worked out here: the ORM's change tracking and flush cost more than the rest
-    of this transaction."""
-    subscriber = lock_subscriber(session, delivery_id)
+    returns what the subscriber's new columns depend on."""
+    subscriber = lock_subscriber(connection, delivery_id)
     if subscriber is None:
         return
     now = mailer.clock.now()
-    connection = session.connection()
     delivery = connection.execute(_SENT, {"delivery_id": delivery_id, "now": now}).one()
     log.info("delivery %d sent", delivery_id, extra=log_fields(delivery))
     changes: dict[str, object] = {}
@@ -275,7 +289,7 @@ def _record_sent(mailer: Mailer, session: Session, delivery_id: int) -> None:
         changes |= lesson_sent(subscriber, delivery.due_at, now)
     changes |= _completion(subscriber, now)
     if changes:
-        connection.execute(_subscriber_update(*sorted(changes)), {**changes, "id_": subscriber.id})
+        _write(connection, Subscriber, subscriber.id, changes)
 
 
 _SENT = (
@@ -286,13 +300,22 @@ _SENT = (
 )
 
 
+def _write(
+    connection: sa.Connection,
+    model: type[Delivery | Subscriber],
+    id_: int,
+    changes: dict[str, object],
+) -> None:
+    connection.execute(_update(model, *sorted(changes)), {**changes, "id_": id_})
+
+
 @functools.cache
-def _subscriber_update(*columns: str) -> sa.Update:
-    """The UPDATE of these subscriber columns, built once per set of columns: building
+def _update(model: type[Delivery | Subscriber], *columns: str) -> sa.Update:
+    """The UPDATE of these columns of one row, built once per set of columns: building
     it afresh cost more than running it on SQLite."""
     return (
-        sa.update(Subscriber)
-        .where(Subscriber.id == sa.bindparam("id_"))
+        sa.update(model)
+        .where(model.id == sa.bindparam("id_"))
         .values({name: sa.bindparam(name) for name in columns})
     )
 
@@ -317,7 +340,7 @@ def _record_failure(
         if exc.bounce:
             mark_bounced(session, subscriber, now, secret=mailer.settings.secret_key)
         else:
-            _complete_if_done(subscriber, now)
+            _apply(subscriber, _completion(subscriber, now))
         return Outcome.FAILED
     if exc.domain_throttled:
         # The domain waits the ten minutes it asked for, even when this delivery gives up
@@ -369,20 +392,18 @@ def _give_up(mailer: Mailer, session: Session, delivery_id: int, reason: str) ->
 
 
 def _fail(mailer: Mailer, delivery: Delivery, subscriber: Subscriber, reason: str) -> Outcome:
-    delivery.status = DeliveryStatus.FAILED
-    delivery.last_error = reason[:500]
-    delivery.lease_until = None
-    delivery.retry_at = None
-    _complete_if_done(subscriber, mailer.clock.now())
+    _apply(delivery, _failed(reason))
+    _apply(subscriber, _completion(subscriber, mailer.clock.now()))
     return Outcome.FAILED
 
 
-def _complete_if_done(subscriber: Subscriber, now: datetime) -> None:
-    for name, value in _completion(subscriber, now).items():
-        setattr(subscriber, name, value)
+def _apply(row: Delivery | Subscriber, changes: dict[str, object]) -> None:
+    """Make a decision's changes on an ORM object (the rare outcomes, which need the ORM)."""
+    for name, value in changes.items():
+        setattr(row, name, value)
 
 
-def _completion(subscriber: Subscriber, now: datetime) -> dict[str, object]:
+def _completion(subscriber: Row | Subscriber, now: datetime) -> dict[str, object]:
     """The subscriber's columns once its last email is done with: completed if active
     with nothing more to come."""
     if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_step is None:

@@ -1,4 +1,5 @@
-"""SQLite's write lock: a waiting writer gets it as soon as it is free, and gives up in time."""
+"""SQLite's write lock: a waiting writer gets it as soon as it is free, and gives up in time;
+only transactions that may write take it."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from drip.db import BUSY_WAIT, take_write_lock
+from drip.db import (
+    BUSY_WAIT,
+    create_db_engine,
+    looking,
+    make_session_factory,
+    take_write_lock,
+    writing,
+)
 
 
 @pytest.fixture
@@ -67,3 +75,24 @@ def test_a_writer_gives_up_when_the_lock_stays_taken(
         take_write_lock(waiter, wait=0.05)
     assert not waiter.in_transaction
     assert waiter.execute("PRAGMA busy_timeout").fetchone()[0] == BUSY_WAIT * 1000
+
+
+def test_a_plain_write_transaction_holds_the_write_lock_and_a_plain_read_does_not_wait(
+    tmp_path: Path, connect: Callable[[], sqlite3.Connection]
+) -> None:
+    """The send path's connections without the ORM start their transactions as sessions do."""
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    factory = make_session_factory(engine)
+    with writing(factory) as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x)")
+    try:
+        with writing(factory) as connection:
+            connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                take_write_lock(connect(), wait=0.05)
+            with looking(factory) as reader:
+                assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 0
+        with looking(factory) as reader:
+            assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+    finally:
+        engine.dispose()
