@@ -67,7 +67,7 @@ def _patched(watch: Stopwatch) -> Iterator[None]:
     """Time the module-level functions the send path calls by name."""
     saved = [
         (drip.composing, "build_message"),
-        (drip.sending, "serialise"),
+        (drip.sending, "signed"),
         (drip.sending, "send_delivery"),
     ]
     originals = [getattr(module, name) for module, name in saved]

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from email.message import EmailMessage
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
@@ -53,7 +52,8 @@ class Draft:
 
 @dataclass(frozen=True)
 class Composed:
-    message: EmailMessage
+    raw: bytes
+    """The message as it goes on the wire, before any DKIM signature."""
     rcpt_to: str
 
 
@@ -132,18 +132,13 @@ def draft(
 def compose(draft: Draft, *, settings: Settings, renderer: Renderer) -> Composed:
     """Render and build the message; reads nothing, so it runs outside any transaction."""
     rendered = renderer.render(draft.template, draft.context, draft.footer)
-    message = build_message(rendered, draft.envelope, msgid=draft.msgid)
-    if settings.idempotency_header:
-        message[settings.idempotency_header] = idempotency_key(draft.msgid)
-    return Composed(message, draft.rcpt_to)
-
-
-def idempotency_key(msgid: str) -> str:
-    """The DRIP_IDEMPOTENCY_HEADER value: the same on every attempt of one delivery, so a
-    relay that dedupes (Resend-Idempotency-Key, X-EE-Idempotency-Key...) drops a resend
-    after an ambiguous outcome. The Message-ID's signed part, not the bare delivery id:
-    two installations sharing one provider account must never collide."""
-    return msgid.strip("<>")
+    raw = build_message(
+        rendered,
+        draft.envelope,
+        msgid=draft.msgid,
+        idempotency_header=settings.idempotency_header,
+    )
+    return Composed(raw, draft.rcpt_to)
 
 
 def _feedback_id(

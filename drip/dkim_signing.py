@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
 
 import dkim
@@ -69,9 +67,8 @@ class DkimSigner:
         return header + raw
 
 
-def serialise(message: EmailMessage, signer: DkimSigner | None) -> bytes:
-    """The bytes that go on the wire: CRLF line ends, signed last when DKIM is set up."""
-    raw = message.as_bytes(policy=SMTP_POLICY)
+def signed(raw: bytes, signer: DkimSigner | None) -> bytes:
+    """The bytes that go on the wire: the built message, signed last when DKIM is set up."""
     return signer.sign(raw) if signer else raw
 
 

@@ -1,18 +1,23 @@
-"""`policy.default` for the messages drip sends, doing the same parsing and folding less often.
+"""`policy.default` for the messages drip sends, doing the same parsing and folding less
+often, and writing a message's headers without the rest of the generator.
 
 The standard library parses every header value into a tree when it is set and folds
-that tree into lines when the message is written: most of the cost of building one
-email. Most headers hold the same value in every email of a lesson (the sender, the
-list headers, the MIME headers of the parts), and a parsed header is immutable, so
-drip parses each such value once and lets the header remember how it folded. The
-header objects, their parser and their checks stay the standard library's (SEC-07):
-the CR/LF check in `header_store_parse` runs on every value before the registry is
-asked, and a test checks the bytes equal stock `policy.default`'s.
+that tree into lines when the message is written. Most headers hold the same value in
+every email of a lesson (the sender, the list headers, the MIME headers), and a parsed
+header is immutable, so drip parses each such value once and lets the header remember
+how it folded. Every header is still set on an EmailMessage and written by the standard
+library's header objects (SEC-07): the CR/LF check in `header_store_parse` runs on every
+value, and `written_headers` checks each fold as the generator does. drip.messages
+writes the bodies itself.
 """
 
 from __future__ import annotations
 
+import re
+from email.errors import HeaderWriteError
 from email.headerregistry import BaseHeader, HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from email.policy import SMTP as WIRE
 from email.policy import Policy
 from email.policy import default as default_policy
 from functools import lru_cache
@@ -40,11 +45,11 @@ SHARED_HEADERS = 512
 class FoldedOnce(BaseHeader):
     """A header that remembers its last fold, and for which policy settings it was made.
 
-    The generator folds every header of every email it writes, a shared one included,
-    and the fold depends only on the parse tree (immutable) and the policy's settings.
-    The generator clones the policy for every part, so the settings, not the policy
-    object, are the key. One slot, replaced whole: threads sharing a header never see
-    half of one, at worst both fold it.
+    A shared header is folded for every email that carries it, and the fold depends only
+    on the parse tree (immutable) and the policy's settings. `written_headers` folds with
+    WIRE, but an EmailMessage's generator clones its policy for every part, so the
+    settings, not the policy object, are the key. One slot, replaced whole: threads
+    sharing a header never see half of one, at worst both fold it.
     """
 
     def fold(self, *, policy: Policy) -> str:
@@ -112,3 +117,20 @@ def _settings(policy: Policy) -> tuple[object, ...]:
 
 POLICY = default_policy.clone(header_factory=ReusedHeaders())
 """`policy.default`, parsing and folding less often (see ReusedHeaders, FoldedOnce)."""
+
+_NEWLINE_WITHOUT_FWSP = re.compile(rb"\r\n[^ \t]|\r[^ \n\t]|\n[^ \t]")
+"""The generator's check on a folded header (email.generator, CVE-2024-6923)."""
+
+
+def written_headers(message: EmailMessage) -> bytes:
+    """The message's headers as BytesGenerator writes them for the wire (`WIRE`: CRLF,
+    RFC 2047 encoded-words for non-ASCII text), and nothing else: each folded by its
+    header object, and each fold refused if a line in it could start a header of its
+    own. Python 3.13.0's BytesGenerator does not run that check; this does."""
+    lines = []
+    for name, value in message.raw_items():
+        folded = WIRE.fold_binary(name, value)
+        if not folded.endswith(b"\r\n") or _NEWLINE_WITHOUT_FWSP.search(folded[:-2]):
+            raise HeaderWriteError(f"folded header contains newline: {folded!r}")
+        lines.append(folded)
+    return b"".join(lines)

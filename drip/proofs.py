@@ -57,7 +57,7 @@ def lesson_context(
 def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = "") -> None:
     """Run by a worker; DKIM (dkimpy, dnspython, cryptography) is imported here so the
     web process, which uses this module for previews, does not load it."""
-    from drip.dkim_signing import serialise
+    from drip.dkim_signing import signed
 
     settings = mailer.settings
     with reading(mailer.sessions) as session:
@@ -88,7 +88,7 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
         f"[TEST] {rendered.subject}", rendered.preheader, rendered.html, rendered.text
     )
     address = normalise_email(to)
-    message = build_message(
+    raw = build_message(
         proof,
         Envelope(
             sender=settings.sender,
@@ -101,5 +101,5 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
         msgid=make_msgid("test", domain=settings.mail_domain),
     )
     mailer.transport.send(
-        serialise(message, mailer.signer), mail_from=settings.sender.addr_spec, rcpt_to=address
+        signed(raw, mailer.signer), mail_from=settings.sender.addr_spec, rcpt_to=address
     )

@@ -43,7 +43,7 @@ from drip.clock import Clock
 from drip.composing import Draft, compose, draft
 from drip.db import SessionFactory, looking, transaction, writing
 from drip.delivery_locks import Row, lock, lock_rows, lock_subscriber
-from drip.dkim_signing import DkimSigner, serialise
+from drip.dkim_signing import DkimSigner, signed
 from drip.errors import NoSendingSlot, TransportError
 from drip.logs import log_fields
 from drip.models import (
@@ -110,7 +110,7 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
         return refused
     try:
         mailer.transport.send(
-            serialise(composed.message, mailer.signer),
+            signed(composed.raw, mailer.signer),
             mail_from=envelope_sender(mailer.settings, delivery_id),
             rcpt_to=composed.rcpt_to,
         )

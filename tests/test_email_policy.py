@@ -1,13 +1,25 @@
-"""drip's email policy: policy.default's own headers, parsed and folded less often (SEC-07)."""
+"""drip's email policy: policy.default's own headers, parsed and folded less often, and
+written by drip.email_policy.written_headers as the generator writes them (SEC-07)."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from email import policy
+from email.errors import HeaderWriteError
+from email.headerregistry import Address, HeaderRegistry
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from drip.email_policy import POLICY, SHARED_NAMES
+from drip.email_policy import (
+    POLICY,
+    SHARED_NAMES,
+    FoldedOnce,
+    OneLineURIs,
+    written_headers,
+)
 
 
 def message(**headers: str) -> EmailMessage:
@@ -45,3 +57,78 @@ def test_a_shared_header_folds_for_whichever_policy_writes_it() -> None:
     for wire in (policy.default, policy.SMTP, narrow, policy.default, narrow):
         assert ours.as_bytes(policy=wire) == again.as_bytes(policy=wire)
         assert ours.as_bytes(policy=wire) == stock.as_bytes(policy=wire), wire
+
+
+STOCK = policy.default.clone(header_factory=HeaderRegistry())
+STOCK.header_factory.map_to_type("list-unsubscribe", OneLineURIs)
+"""policy.default with the one difference drip asks for on purpose (OneLineURIs)."""
+
+
+def stock_line(name: str, value: object) -> bytes:
+    """The header as EmailMessage and stock policy.default write it for the wire."""
+    msg = EmailMessage(policy=STOCK)
+    msg[name] = value
+    return msg.as_bytes(policy=policy.SMTP).removesuffix(b"\r\n")
+
+
+texts = st.one_of(
+    st.text(max_size=100),
+    st.text(alphabet=" \t<>@.,:;\"'\\()=?_-aZé", max_size=90),
+    st.text(alphabet="ab ", min_size=60, max_size=90),
+    st.text(alphabet="abc/:?=.-_~%<>", max_size=1100),
+)
+display_names = texts.filter(lambda name: len(f"{name}.".splitlines()) == 1)
+"""Names without a line separator: those are refused (see below)."""
+NAMES = ["Subject", "List-Id", "Feedback-ID", "List-Unsubscribe", "Message-ID", "X-Key"]
+
+
+def header_line(name: str, value: object) -> bytes:
+    """The header as drip writes it: set on an EmailMessage with POLICY, then written."""
+    msg = EmailMessage(policy=POLICY)
+    msg[name] = value
+    return written_headers(msg)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(NAMES), texts)
+@example("Subject", "=?utf-8?q?caf=C3=A9?=")
+@example("Message-ID", "<a b@c>")
+@example("List-Unsubscribe", "<https://x.example/" + "u" * 960 + ">")
+def test_a_text_header_is_written_as_the_standard_library_writes_it(name: str, value: str) -> None:
+    """A line break is refused, and a raw non-ASCII Message-ID cannot be encoded, as before."""
+    try:
+        want = stock_line(name, value)
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            header_line(name, value)
+        return
+    assert header_line(name, value) == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(["From", "To"]), display_names, st.sampled_from(["ana", "a.b+c", "j s"]))
+def test_an_address_is_written_as_the_standard_library_writes_it(
+    name: str, display_name: str, username: str
+) -> None:
+    address = Address(display_name, username, "example.com")
+    assert header_line(name, str(address)) == stock_line(name, address)
+
+
+@pytest.mark.parametrize("display_name", ["Eve\x0bBcc", "Eve\x1eBcc", "Eve\u2028Bcc", "Eve\x85Bcc"])
+def test_a_name_holding_a_line_separator_is_refused(display_name: str) -> None:
+    """An Address object skips the library's line-break check (it wrote these as
+    encoded-words); its text, which drip sets, does not."""
+    with pytest.raises(ValueError, match="linefeed"):
+        header_line("To", str(Address(display_name, "eve", "example.com")))
+
+
+@given(st.datetimes(timezones=st.none() | st.timezones()))
+def test_a_date_is_written_as_the_standard_library_writes_it(date: datetime) -> None:
+    assert header_line("Date", date) == stock_line("Date", date)
+
+
+def test_a_fold_that_would_start_a_header_line_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generator's check (CVE-2024-6923) runs on every fold written_headers writes."""
+    monkeypatch.setattr(FoldedOnce, "fold", lambda self, policy: "Subject: a\r\nBcc: v@x\r\n")
+    with pytest.raises(HeaderWriteError):
+        header_line("Subject", "Día 1")
