@@ -138,7 +138,10 @@ def _count(engine: sa.Engine, status: DeliveryStatus) -> int:
 
 
 def main(argv: list[str] | None = None) -> list[SendRun]:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.profile_n < 1:
+        parser.error("--profile-n must be at least 1: the ceiling sends the profiled message")
     print(f"# Benchmark 1: send throughput, N={args.n:,}, {machine()}")
     kinds = args.databases.split(",")
     counts = [int(p) for p in args.processes.split(",")]
