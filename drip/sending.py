@@ -167,7 +167,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
         delivery.retry_at is not None and delivery.retry_at > now
     ):
         return _Taken(Outcome.SKIPPED, {}, {})
-    reason, resume_at = connection.execute(
+    suppressed, resume_at = connection.execute(
         _HOLDS,
         {
             "email_hash": email_hash(mailer.settings.secret_key, subscriber.email),
@@ -175,7 +175,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
             "now": now,
         },
     ).one()
-    refusal = _refusal(delivery.kind, subscriber.status, reason)
+    refusal = _refusal(delivery.kind, subscriber.status, suppressed)
     if refusal:
         return _Taken(Outcome.CANCELLED, changes | _cancelled(refusal), {})
     if resume_at is not None:
