@@ -20,6 +20,8 @@ import redis
 import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
+from drip.consumer import PromptConsumer
+
 if TYPE_CHECKING:
     from drip.sending import Mailer
 
@@ -54,7 +56,13 @@ class BatchingBroker(RedisBroker):
     against messages Dramatiq queued itself, and that a worker runs them. No
     middleware drip installs acts on enqueue (a test checks that too), so skipping
     those hooks skips nothing.
+
+    Its consumers fetch again as soon as a thread frees up (drip.consumer).
     """
+
+    @property
+    def consumer_class(self) -> type[PromptConsumer]:
+        return PromptConsumer
 
     def enqueue_many(self, messages: Iterable[dramatiq.Message[Any]]) -> None:
         """Enqueue `messages`, in order, in one MULTI/EXEC: Dramatiq's script stores and
