@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from drip.db import (
     BUSY_WAIT,
@@ -96,3 +97,57 @@ def test_a_plain_write_transaction_holds_the_write_lock_and_a_plain_read_does_no
             assert reader.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[sa.Engine]:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'd.db'}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t (x)")
+    yield engine
+    engine.dispose()
+
+
+def test_writers_in_one_process_wait_their_turn_instead_of_polling(engine: sa.Engine) -> None:
+    attempts: list[str] = []
+    done = threading.Event()
+
+    def write() -> None:
+        with engine.connect() as connection:
+            connection.connection.driver_connection.set_trace_callback(  # type: ignore[union-attr]
+                lambda statement: attempts.append(statement) if "BEGIN" in statement else None
+            )
+            with connection.begin():
+                connection.exec_driver_sql("INSERT INTO t VALUES (2)")
+        done.set()
+
+    with engine.begin() as holder:
+        holder.exec_driver_sql("INSERT INTO t VALUES (1)")
+        thread = threading.Thread(target=write)
+        thread.start()
+        assert not done.wait(0.3), "the other writer waits while this one holds the lock"
+    thread.join(10)
+
+    assert done.is_set()
+    assert attempts == ["BEGIN IMMEDIATE"], "one try, once its turn came"
+
+
+def test_a_rolled_back_transaction_hands_on_the_turn(engine: sa.Engine) -> None:
+    with pytest.raises(ZeroDivisionError), engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+        1 / 0  # noqa: B018
+    with engine.connect() as connection:
+        take_write_lock(connection.connection.driver_connection, wait=0.05)  # type: ignore[arg-type]
+        connection.connection.driver_connection.rollback()  # type: ignore[union-attr]
+
+
+def test_a_writer_gives_up_when_its_turn_does_not_come(engine: sa.Engine) -> None:
+    with engine.begin() as holder:
+        holder.exec_driver_sql("INSERT INTO t VALUES (1)")
+        with engine.connect() as waiter:
+            raw = waiter.connection.driver_connection
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                take_write_lock(raw, wait=0.05)  # type: ignore[arg-type]
+            assert not raw.in_transaction  # type: ignore[union-attr]
+    with engine.begin() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
