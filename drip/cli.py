@@ -149,11 +149,12 @@ def worker(processes: int, threads: int) -> None:
     skipped), so the parent's lines are in DRIP_LOG_FORMAT too. Dramatiq reads its
     prefetch setting from the environment when it is first imported: set it before.
     """
-    _settings()
+    settings = _settings()
     # One message in hand per thread (standards REL-09): a killed worker strands at most
     # one per thread. A larger prefetch measured faster under load (bench/send.py), but
     # every stranded id then waits for the sweeper's DRIP_REQUEUE_AFTER.
     os.environ.setdefault("dramatiq_queue_prefetch", str(threads))
+    os.environ["DRIP_DB_POOL_SIZE"] = str(max(threads, settings.db_pool_size))
     from dramatiq.cli import main as dramatiq_main
     from dramatiq.cli import make_argument_parser
 

@@ -50,6 +50,10 @@ class Settings:
     scheduler_interval: float
     batch_size: int
     scheduler_claimers: int
+    db_pool_size: int
+    """Database connections a process keeps open. A thread holds one at a time, so a
+    worker keeps one per thread (`drip worker` raises it to that): with fewer, every
+    email opened and closed one, on PostgreSQL a server process each time."""
     """Transactions a scheduler pass claims due subscribers with at once (drip.scheduler)."""
     confirm_max_age: timedelta
     requeue_after: timedelta
@@ -174,6 +178,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         scheduler_interval=get("DRIP_SCHEDULER_INTERVAL", "30", _positive_float),
         batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
         scheduler_claimers=get("DRIP_SCHEDULER_CLAIMERS", "2", _positive_int),
+        db_pool_size=get("DRIP_DB_POOL_SIZE", "5", _positive_int),
         confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
         recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", _positive_float)),

@@ -33,7 +33,7 @@ def make_clock(settings: Settings) -> Clock:
 
 
 def make_engine(settings: Settings) -> Engine:
-    return create_db_engine(settings.database_url)
+    return create_db_engine(settings.database_url, pool_size=settings.db_pool_size)
 
 
 REDIS_TIMEOUT = 10.0

@@ -3,6 +3,7 @@ and a bad setting stops it with a message naming the variable."""
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from drip.cli import main
+from drip.settings import load_settings
 from tests.helpers import System, drip_env
 
 
@@ -102,3 +104,27 @@ def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) ->
     assert current.exit_code == 0, current.output
     assert current.output.endswith("(the newest)\n")
     assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+
+
+@pytest.mark.parametrize(("threads", "configured", "kept"), [(8, 5, 8), (2, 5, 5), (8, 20, 20)])
+def test_a_worker_keeps_a_database_connection_for_each_thread(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, threads: int, configured: int, kept: int
+) -> None:
+    """Stopped where Dramatiq's command line would start the worker processes, which
+    read their settings from this environment."""
+    started: list[str] = []
+
+    def start_processes(args: object) -> int:
+        started.append(os.environ["DRIP_DB_POOL_SIZE"])
+        return 0
+
+    monkeypatch.setattr("dramatiq.cli.main", start_processes)
+    monkeypatch.setenv("DRIP_INSTANCE", str(tmp_path))
+    monkeypatch.setenv("DRIP_DB_POOL_SIZE", str(configured))
+    monkeypatch.delenv("dramatiq_queue_prefetch", raising=False)
+
+    result = CliRunner().invoke(main, ["worker", "--threads", str(threads)])
+
+    assert result.exit_code == 0, result.output
+    assert started == [str(kept)]
+    assert load_settings().db_pool_size == kept

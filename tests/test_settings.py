@@ -15,7 +15,7 @@ from drip.errors import ConfigError
 from drip.pacing import PacedTransport
 from drip.settings import load_settings
 from drip.transports import MaildirTransport, SMTPTransport
-from drip.wiring import make_transport
+from drip.wiring import make_engine, make_transport
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
 
@@ -48,6 +48,7 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_SEND_RATE", "nan"),
         ("DRIP_SEND_RATE", "inf"),
         ("DRIP_SMTP_MAX_PER_CONNECTION", "0"),
+        ("DRIP_DB_POOL_SIZE", "0"),
         ("DRIP_DOMAIN_CONCURRENCY", "-1"),
         ("DRIP_DOMAIN_CONCURRENCY", "1001"),
         ("DRIP_DOMAIN_CONCURRENCY", "2.5"),
@@ -62,6 +63,16 @@ def test_a_bad_pace_or_wait_is_refused_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=f"{name}='{raw}' is not valid"):
         load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+
+
+def test_a_process_keeps_as_many_database_connections_as_configured(tmp_path: Path) -> None:
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_DB_POOL_SIZE": "12"})
+    engine = make_engine(settings)
+    try:
+        assert engine.pool.size() == 12  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+    assert load_settings({"DRIP_INSTANCE": str(tmp_path)}).db_pool_size == 5
 
 
 def test_sending_is_unpaced_unless_a_rate_is_set(tmp_path: Path) -> None:
