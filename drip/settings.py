@@ -50,11 +50,11 @@ class Settings:
     scheduler_interval: float
     batch_size: int
     scheduler_claimers: int
+    """Transactions a scheduler pass claims due subscribers with at once (drip.scheduler)."""
     db_pool_size: int
     """Database connections a process keeps open. A thread holds one at a time, so a
     worker keeps one per thread (`drip worker` raises it to that): with fewer, every
     email opened and closed one, on PostgreSQL a server process each time."""
-    """Transactions a scheduler pass claims due subscribers with at once (drip.scheduler)."""
     confirm_max_age: timedelta
     requeue_after: timedelta
     recount_every: timedelta

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from drip.db import (
     BUSY_WAIT,
+    TurnTaking,
     create_db_engine,
     looking,
     make_session_factory,
@@ -151,3 +152,34 @@ def test_a_writer_gives_up_when_its_turn_does_not_come(engine: sa.Engine) -> Non
             assert not raw.in_transaction  # type: ignore[union-attr]
     with engine.begin() as connection:
         assert connection.exec_driver_sql("SELECT count(*) FROM t").scalar() == 1
+
+
+def test_a_turn_never_handed_on_is_taken_over(
+    engine: sa.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As when a Dramatiq time limit interrupts a thread just after it took the turn."""
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection
+        assert isinstance(raw, TurnTaking)
+        raw.turn.lock.acquire()
+
+        take_write_lock(raw, wait=0.05)
+        raw.commit()
+
+        assert raw.turn.lock.acquire(blocking=False), "handed on at the commit"
+        raw.turn.lock.release()
+    assert "never handed on" in caplog.text
+
+
+def test_a_write_transaction_that_cannot_start_fails_as_sqlalchemy_fails(
+    engine: sa.Engine, connect: Callable[[], sqlite3.Connection], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The actors retry SQLAlchemy's OperationalError; the lock's own error escaped them."""
+    monkeypatch.setattr("drip.db.BUSY_WAIT", 0.05)
+    other_process = connect()
+    take_write_lock(other_process)
+    with pytest.raises(sa.exc.OperationalError, match="locked"), engine.begin():
+        pass
+    other_process.rollback()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("INSERT INTO t VALUES (1)")
