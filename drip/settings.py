@@ -177,7 +177,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         clock=get("DRIP_CLOCK", "system", _clock),
         scheduler_interval=get("DRIP_SCHEDULER_INTERVAL", "30", _positive_float),
         batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
-        scheduler_claimers=get("DRIP_SCHEDULER_CLAIMERS", "2", _positive_int),
+        scheduler_claimers=get("DRIP_SCHEDULER_CLAIMERS", "2", _claimers),
         db_pool_size=get("DRIP_DB_POOL_SIZE", "5", _positive_int),
         confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
@@ -365,6 +365,16 @@ def _positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
         raise ValueError("must be greater than zero")
+    return value
+
+
+def _claimers(raw: str) -> int:
+    """Each claimer is a thread of the scheduler process with a connection of its own:
+    past a few they only wait on each other, and past 15 on the pool (5, plus 10 opened
+    as needed)."""
+    value = int(raw)
+    if not 1 <= value <= 8:
+        raise ValueError("expected 1 to 8 claiming transactions at once")
     return value
 
 

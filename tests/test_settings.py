@@ -49,6 +49,8 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_SEND_RATE", "inf"),
         ("DRIP_SMTP_MAX_PER_CONNECTION", "0"),
         ("DRIP_DB_POOL_SIZE", "0"),
+        ("DRIP_SCHEDULER_CLAIMERS", "0"),
+        ("DRIP_SCHEDULER_CLAIMERS", "9"),
         ("DRIP_DOMAIN_CONCURRENCY", "-1"),
         ("DRIP_DOMAIN_CONCURRENCY", "1001"),
         ("DRIP_DOMAIN_CONCURRENCY", "2.5"),
