@@ -30,7 +30,7 @@ import redis
 from drip.domain_pauses import PAUSE, domain_of
 from drip.errors import NoSendingSlot, TransportError
 from drip.pacing import MICROS, UNREACHABLE_RETRY, micros_arg
-from drip.transports import Transport
+from drip.transports import Ready, Transport, go
 
 log = logging.getLogger(__name__)
 KEY = "drip:domain"
@@ -153,12 +153,12 @@ class CappedTransport:
         self.inner = inner
         self.slots = slots
 
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
         domain = domain_of(rcpt_to)
         token = self.slots.acquire(domain)
         calm = False
         try:
-            self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to)
+            self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
         except TransportError as exc:
             calm = exc.domain_throttled
             raise

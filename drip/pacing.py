@@ -25,7 +25,7 @@ from collections.abc import Callable
 import redis
 
 from drip.errors import NoSendingSlot, TransportError
-from drip.transports import Transport
+from drip.transports import Ready, Transport, go
 
 log = logging.getLogger(__name__)
 KEY = "drip:send-rate"
@@ -179,10 +179,10 @@ class PacedTransport:
         self.inner = inner
         self.rate = rate
 
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
         self.rate.acquire()
         try:
-            self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to)
+            self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
         except TransportError as exc:
             if exc.throttled and (factor := self.rate.slow_down()) is not None:
                 log.warning(

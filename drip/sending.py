@@ -7,8 +7,9 @@
      asked for a pause (drip.domain_pauses) waits instead.
   2. render and build the message with no transaction open; a failure here fails the
      delivery for good.
-  3. a last look, reading only: the subscriber still wants it. Then hand it to the
-     transport while holding no database lock.
+  3. hand it to the transport while holding no database lock. Once any wait for a
+     sending slot or a connection is over, the transport calls back for a last look,
+     reading only: the subscriber still wants it.
   4. record the outcome: `sent`; back to `queued` with a `retry_at` for a temporary
      failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries),
      without counting the attempt when no slot of the shared send rate came free; or
@@ -17,7 +18,7 @@
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
 idempotent. Two duplicates remain possible, both logged: a worker dying between the
 relay's "250" and step 4 (`ambiguous_resend`, when the lease runs out), and an
-unsubscribe committed after the last look while the SMTP transaction is under way.
+unsubscribe committed after the last look, while the SMTP transaction is under way.
 
 Two write transactions and one read per email: on SQLite every write queues for the one
 write lock, and on PostgreSQL every statement is a round trip, so each one counts.
@@ -105,15 +106,15 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
     except Exception as exc:
         with transaction(mailer.sessions) as session:
             return _give_up(mailer, session, delivery_id, _unbuildable(delivery_id, exc))
-    refused = _last_look(mailer, delivery_id, claimed)
-    if refused is not None:
-        return refused
     try:
         mailer.transport.send(
             signed(composed.raw, mailer.signer),
             mail_from=envelope_sender(mailer.settings, delivery_id),
             rcpt_to=composed.rcpt_to,
+            ready=functools.partial(_last_look, mailer, delivery_id, claimed),
         )
+    except _Withdrawn as withdrawn:
+        return _withdraw(mailer, delivery_id, withdrawn.refusal)
     except TransportError as exc:
         with transaction(mailer.sessions) as session:
             return _record_failure(mailer, session, delivery_id, exc)
@@ -244,19 +245,37 @@ def _failed(reason: str) -> dict[str, object]:
     }
 
 
-def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> Outcome | None:
-    """None if the email may still go: the row is ours and the subscriber has not left
-    since the claim. Only reads, in one query; a refusal, rare, then locks to cancel."""
+class _Withdrawn(Exception):
+    """The last look's answer that the email must not go: the row is no longer ours, or
+    `refusal` says why the subscriber no longer gets it."""
+
+    def __init__(self, refusal: str = "") -> None:
+        super().__init__(refusal)
+        self.refusal = refusal
+
+
+def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> None:
+    """The transport's `ready`: returns if the email may still go, the row ours and the
+    subscriber not gone since the claim; raises _Withdrawn otherwise. Only reads, in one
+    query. The transport calls it after any wait for a sending slot or a connection, just
+    before the SMTP transaction, so an unsubscribe committed while the email waited
+    still stops it."""
     hashed = email_hash(mailer.settings.secret_key, prepared.rcpt_to)
     with looking(mailer.sessions) as connection:
         row = connection.execute(
             _LAST_LOOK, {"delivery_id": delivery_id, "email_hash": hashed}
         ).one_or_none()
     if row is None or row[0] != DeliveryStatus.SENDING:
-        return Outcome.SKIPPED
+        raise _Withdrawn()
     refusal = _refusal(prepared.kind, row[1], row[2])
+    if refusal:
+        raise _Withdrawn(refusal)
+
+
+def _withdraw(mailer: Mailer, delivery_id: int, refusal: str) -> Outcome:
+    """Cancel a withdrawn email's delivery (rare: it locks), unless it is no longer ours."""
     if not refusal:
-        return None
+        return Outcome.SKIPPED
     with transaction(mailer.sessions) as session:
         locked = lock(session, delivery_id)
         if locked is None or locked[0].status != DeliveryStatus.SENDING:

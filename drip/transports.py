@@ -16,6 +16,7 @@ import smtplib
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
@@ -33,10 +34,21 @@ IDLE_CHECK = 5.0
 (relays close idle connections, Postfix after 300 s, some much sooner)."""
 
 
+Ready = Callable[[], None]
+"""What a transport calls at the last moment before a message's transaction, after any
+wait for a sending slot or a connection; it raises to stop the message. drip.sending
+looks there whether the subscriber still wants the email, so an unsubscribe committed
+while a message waited for its slot stops it."""
+
+
+def go() -> None:
+    """The `ready` of a message nothing can stop (a test send)."""
+
+
 class Transport(Protocol):
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
-        """Hand one serialised message (CRLF line ends, DKIM-signed if configured) over;
-        TransportError when it was not accepted."""
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+        """Hand one serialised message (CRLF line ends, DKIM-signed if configured) over,
+        calling `ready` just before; TransportError when it was not accepted."""
         ...
 
     def close(self) -> None:
@@ -51,7 +63,8 @@ class MaildirTransport:
         self.path = path
         self._box = mailbox.Maildir(path, create=True)
 
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+        ready()
         self._box.add(raw)
 
     def close(self) -> None:
@@ -98,9 +111,9 @@ class SMTPTransport:
         self._lock = threading.Lock()
         self._open_conns: list[smtplib.SMTP] = []
 
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
         try:
-            conn = self._envelope(mail_from, rcpt_to, len(raw))
+            conn = self._envelope(mail_from, rcpt_to, len(raw), ready)
             code, reply = conn.data(raw)
         except smtplib.SMTPDataError as exc:
             raise self._failed(exc.smtp_code, exc.smtp_error, at_rcpt=False) from None
@@ -122,13 +135,15 @@ class SMTPTransport:
         for conn in conns:
             _quit(conn)
 
-    def _envelope(self, mail_from: str, rcpt_to: str, size: int) -> smtplib.SMTP:
-        """MAIL FROM and RCPT TO on a working connection; the connection, ready for DATA.
+    def _envelope(self, mail_from: str, rcpt_to: str, size: int, ready: Ready) -> smtplib.SMTP:
+        """MAIL FROM and RCPT TO on a working connection, `ready` called once it is
+        there; the connection, ready for DATA.
 
         Nothing can have been accepted yet, so a reused connection found dead here is
         replaced and the envelope given once more.
         """
         conn, reused = self._connection()
+        ready()
         try:
             return self._mail_and_rcpt(conn, mail_from, rcpt_to, size)
         except smtplib.SMTPServerDisconnected:

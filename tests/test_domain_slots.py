@@ -27,6 +27,7 @@ from drip.errors import NoSendingSlot
 from drip.models import Delivery, DeliveryStatus
 from drip.pacing import UNREACHABLE_RETRY, PacedTransport, SendRate
 from drip.sending import Outcome, send_delivery
+from drip.transports import Ready, go
 from tests.helpers import FakeTime, System, unreachable, wait_until
 
 LEASE = 120.0
@@ -116,7 +117,8 @@ def test_a_delivery_its_domain_turns_away_uses_no_slot_of_the_shared_rate(
     rate = SendRate(redis_client, 1, max_wait=30, now=clock, sleep=lambda _: None)
 
     class Relay:
-        def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+        def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+            ready()
             sent.append(rcpt_to)
 
     capped = slots(redis_client, clock, 1)

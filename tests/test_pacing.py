@@ -18,9 +18,10 @@ import sqlalchemy as sa
 
 from drip.db import transaction
 from drip.errors import NoSendingSlot
-from drip.models import Delivery, DeliveryStatus
+from drip.models import ConsentMethod, Delivery, DeliveryStatus
 from drip.pacing import QUIET, RECOVERY, UNREACHABLE_RETRY, PacedTransport, SendRate
 from drip.sending import Outcome, send_delivery
+from drip.subscriptions import unsubscribe
 from tests.helpers import FakeTime, SMTPServer, System, unreachable
 
 SLOW_DOWN = "421 4.7.0 Too many messages, slow down"
@@ -149,6 +150,31 @@ def test_a_slow_down_reply_retries_the_delivery_and_slows_every_worker_once(
     assert sorted(paced.tick().requeued) == ids
     paced.drain()
     assert len(paced.smtp.received) == 3
+
+
+@pytest.mark.parametrize("paced", [1000], indirect=True)
+def test_an_unsubscribe_while_the_email_waits_for_its_slot_stops_it(paced: System) -> None:
+    """The last look comes after the wait, not before it (standards UNS-06): a slot can
+    be up to a quarter of the send lease away, 30 s by default."""
+    (delivery_id,) = queued_without_sending(paced, 1)
+
+    def unsubscribe_meanwhile(seconds: float) -> None:
+        with transaction(paced.sessions) as session:
+            reader = paced.subscriber("reader0@example.com", session=session)
+            unsubscribe(session, reader.id, paced.clock.now(), method=ConsentMethod.ADMIN)
+
+    rate = SendRate(paced.broker.client, 1, max_wait=30, sleep=unsubscribe_meanwhile, key="t")
+    rate.reserve()  # another worker's: this email's slot is a second away
+    waiting = dataclasses.replace(
+        paced.mailer, transport=PacedTransport(paced.mailer.transport, rate)
+    )
+    assert send_delivery(waiting, delivery_id) is Outcome.CANCELLED
+    assert paced.smtp.received == []
+    (delivery,) = deliveries(paced)
+    assert (delivery.status, delivery.last_error) == (
+        DeliveryStatus.CANCELLED,
+        "subscriber is unsubscribed",
+    )
 
 
 @pytest.mark.parametrize("paced", [0.01], indirect=True)

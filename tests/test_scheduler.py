@@ -20,7 +20,7 @@ from drip.db import transaction
 from drip.models import Delivery
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
-from drip.transports import Transport
+from drip.transports import Ready, Transport, go
 from tests.helpers import System
 
 
@@ -30,8 +30,8 @@ class DiesAfterSending:
     def __init__(self, inner: Transport) -> None:
         self.inner = inner
 
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
-        self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to)
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+        self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
         raise SystemExit("worker killed")
 
 

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
+from collections import Counter
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 
+from bench.loader import load_subscribers
 from drip.consent import erasing
 from drip.db import transaction
 from drip.models import (
     ConsentMethod,
     Delivery,
     DeliveryStatus,
+    Sequence,
     Subscriber,
     SubscriberStatus,
     TemplateVersion,
 )
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.subscriptions import unsubscribe
-from drip.transports import SMTP_TIMEOUT, SMTPTransport
+from drip.transports import SMTP_TIMEOUT, Ready, SMTPTransport, Transport, go
 from tests.helpers import System
 
 
@@ -185,6 +189,81 @@ def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -
     assert len(system.smtp.received) == 1, "the confirmation only"
 
 
+RACES = 1000
+
+
+class _Witness:
+    """A transport that notes when each message's `ready` (the last look) began, for the
+    messages it let through."""
+
+    def __init__(self, inner: Transport) -> None:
+        self.inner = inner
+        self.looked: dict[str, float] = {}
+
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+        def look() -> None:
+            began = time.monotonic()
+            ready()
+            self.looked[rcpt_to] = began
+
+        self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=look)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_unsubscribe_racing_the_send_of_a_lesson_stops_it_once_committed(
+    system: System,
+) -> None:
+    """Standards REL-11: an unsubscribe and the send of a lesson to the same reader, let
+    go at once by two threads, a thousand times. The email leaves only if the last look
+    before its SMTP transaction began before the unsubscribe committed; otherwise it is
+    cancelled, whether the unsubscribe came before the claim or after it."""
+    with transaction(system.sessions) as session:
+        sequence_id = session.scalar(sa.select(Sequence.id))
+    assert sequence_id is not None
+    engine = system.sessions.kw["bind"]
+    load_subscribers(engine, sequence_id, start=0, count=RACES, due_every=1, now=system.clock.now())
+    system.tick()
+    system.broker.client.flushall()  # the races call the actor's function directly
+    with transaction(system.sessions) as session:
+        races = session.execute(
+            sa.select(Delivery.id, Subscriber.id, Subscriber.email)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Delivery.status == DeliveryStatus.QUEUED)
+        ).all()
+    assert len(races) == RACES
+    witness = _Witness(system.mailer.transport)
+    mailer = dataclasses.replace(system.mailer, transport=witness)
+    committed: dict[str, float] = {}
+
+    def race(delivery_id: int, subscriber_id: int, address: str) -> Outcome:
+        both = threading.Barrier(2)
+
+        def unsubscribing() -> None:
+            both.wait()
+            with transaction(system.sessions) as session:
+                unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.ADMIN)
+            committed[address] = time.monotonic()
+
+        other = threading.Thread(target=unsubscribing)
+        other.start()
+        both.wait()
+        try:
+            return send_delivery(mailer, delivery_id)
+        finally:
+            other.join()
+
+    outcomes = Counter(race(*r) for r in races)
+    sent = [received.rcpt_tos[0] for received in system.smtp.received]
+    assert outcomes[Outcome.SENT] == len(sent) == len(set(sent))
+    assert [a for a in sent if witness.looked[a] >= committed[a]] == []
+    with transaction(system.sessions) as session:
+        statuses = Counter(session.scalars(sa.select(Delivery.status)))
+    assert statuses == {DeliveryStatus.SENT: len(sent), DeliveryStatus.CANCELLED: RACES - len(sent)}
+    assert outcomes[Outcome.SKIPPED] + outcomes[Outcome.CANCELLED] == RACES - len(sent)
+
+
 def test_an_international_domain_is_stored_and_sent_in_ascii(system: System) -> None:
     system.signup("Jürgen@Bücher.example.com".replace("Jürgen", "juergen"))
     system.drain()
@@ -235,7 +314,7 @@ class _KillsItsWorker:
     def __init__(self) -> None:
         self.calls = 0
 
-    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str) -> None:
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
         self.calls += 1
         raise SystemExit("the worker died while sending")
 
