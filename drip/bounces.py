@@ -8,6 +8,11 @@ A report is tied to what it is about by the surest mark it carries (standards BN
 the Message-ID of the original message (keyed to its delivery and stored with it), then
 the subscriber its List-Unsubscribe link names (signed), then the VERP envelope sender
 it was returned to (keyed); only when none is there does the reported address decide.
+Without a delivery, a report is about the last email sent to the subscriber before the
+report's own date (its Arrival-Date or Date, give or take CLOCK_SKEW), never about one
+sent after it; an undated one is about no email. So a report applied again (a crash
+before its message was deleted, two runs at once) lands on the same email and changes
+nothing more, and a late one cannot count against an email that never bounced.
 The kinds:
 
 - hard (Action: failed with a 5.x.x status, a provider's "Permanent"/"HardBounce"): the
@@ -38,10 +43,10 @@ import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage, Message
 from email.policy import default as default_policy
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -68,6 +73,11 @@ BOUNCE_SUBJECT = re.compile(
     re.IGNORECASE,
 )
 SOFT_RUN = 3
+CLOCK_SKEW = timedelta(minutes=5)
+"""How far a report's date may fall before drip recorded the email it is about: the
+reporting server's clock may be behind drip's, and its Arrival-Date (whole seconds) is
+taken before drip records the send."""
+REPORT_PARTS = ("message/delivery-status", "message/feedback-report")
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,8 @@ class Report:
     """Addresses the report was returned to, or the original envelope sender."""
     unsubscribe_token: str | None = None
     """The token of the original message's List-Unsubscribe link, when it is embedded."""
+    dated: datetime | None = None
+    """When the report was made, at the latest: the original was sent before it."""
 
 
 @dataclass
@@ -134,7 +146,8 @@ def _report(msg: EmailMessage) -> list[Report]:
     else:
         return []
     token = _first(UNSUBSCRIBE_TOKEN, headers)
-    return [replace(r, unsubscribe_token=token) for r in reports]
+    dated = _dated(msg)
+    return [replace(r, unsubscribe_token=token, dated=dated) for r in reports]
 
 
 def _plain_bounce(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
@@ -174,7 +187,7 @@ def apply(
             tally.unmatched += 1
             continue
         for subscriber in subscribers:
-            target = delivery or _latest_sent(session, subscriber.id)
+            target = delivery or _sent_before(session, subscriber.id, report.dated)
             if _record(session, subscriber, target, report, secret=secret, now=now):
                 tally.stopped += 1
         tally.count(report.kind)
@@ -190,7 +203,8 @@ def _record(
     now: datetime,
 ) -> bool:
     """Apply one report to one subscriber; True when a soft bounce stopped them. A late
-    soft report never downgrades a delivery already marked hard or complained about."""
+    soft report never downgrades a delivery already marked hard or complained about, and
+    one tied to no email counts toward no run."""
     if delivery is not None and (report.kind != "soft" or delivery.bounce in (None, "soft")):
         delivery.bounce = report.kind
     if report.kind == "hard":
@@ -198,7 +212,7 @@ def _record(
     elif report.kind == "complaint":
         unsubscribe(session, subscriber.id, now, method=ConsentMethod.COMPLAINT)
         suppress(session, secret, subscriber.email, "complaint", now=now)
-    elif _soft_run(session, subscriber.id):
+    elif delivery is not None and _soft_run(session, subscriber.id):
         return stop_bouncing(session, subscriber, now, secret=secret)
     return False
 
@@ -254,8 +268,14 @@ def _subscribers(session: Session, report: Report, subscriber_id: int | None) ->
     return list(session.scalars(query.where(Subscriber.email == address)))
 
 
-def _latest_sent(session: Session, subscriber_id: int) -> Delivery | None:
-    return session.scalars(_sent(subscriber_id).limit(1)).first()
+def _sent_before(session: Session, subscriber_id: int, dated: datetime | None) -> Delivery | None:
+    """The email a report naming only an address is about: the last one sent before the
+    report was made. Not the last one sent before it is read, which may be newer and fine
+    (a report read again, or late); so an undated report is about none."""
+    if dated is None:
+        return None
+    sent_before = _sent(subscriber_id).where(Delivery.sent_at <= dated + CLOCK_SKEW)
+    return session.scalars(sent_before.limit(1)).first()
 
 
 def _soft_run(session: Session, subscriber_id: int) -> bool:
@@ -304,6 +324,26 @@ def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
                 Report("complaint", recipient, original, kind, (mail_from,) if mail_from else ())
             ]
     return []
+
+
+def _dated(msg: EmailMessage) -> datetime | None:
+    """The earliest date a report gives: its own Date, or the Arrival-Date of the original
+    at the server reporting on it. The original was sent before either."""
+    stamps = [str(msg.get("Date", ""))]
+    for part in msg.walk():
+        if part.get_content_type() in REPORT_PARTS:
+            stamps.append(_fields(part).get("arrival-date", ""))
+    dates = [when for when in map(_date, stamps) if when is not None]
+    return min(dates, default=None)
+
+
+def _date(text: str) -> datetime | None:
+    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC."""
+    try:
+        when = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _envelope(msg: EmailMessage) -> tuple[str, ...]:

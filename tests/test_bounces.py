@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import mailbox
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,11 @@ def fixture(
     text = (FIXTURES / name).read_text().replace("{message_id}", message_id)
     text = text.replace("{list_unsubscribe}", list_unsubscribe)
     return text.replace("\n", "\r\n").encode()
+
+
+def dated(raw: bytes, when: datetime) -> bytes:
+    """A report with a Date header, as every real one has (the fixture has none)."""
+    return f"Date: {format_datetime(when)}\r\n".encode() + raw
 
 
 def welcome_id(system: System, address: str) -> str:
@@ -61,14 +67,16 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
         "ana@example.com",
         "<d1.x@drip.example.com>",
     )
+    assert hard.dated == datetime(2026, 10, 26, 8, 1, 10, tzinfo=UTC), "its Arrival-Date"
     (soft,) = parse(fixture("dsn_delayed.eml"))
-    assert (soft.kind, soft.recipient) == ("soft", "bob@example.com")
+    assert (soft.kind, soft.recipient, soft.dated) == ("soft", "bob@example.com", None)
     (complaint,) = parse(fixture("arf_abuse.eml", "<d9.y@drip.example.com>"))
     assert (complaint.kind, complaint.recipient, complaint.message_id) == (
         "complaint",
         "cat@example.com",
         "<d9.y@drip.example.com>",
     )
+    assert complaint.dated == datetime(2026, 10, 27, 8, 59, tzinfo=UTC)
     assert parse(b"Subject: hello\r\n\r\njust a reply") == []
     assert (
         parse(
@@ -99,6 +107,18 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
     for address in ("ana@example.com", "cat@example.com"):
         assert system.signup(address) is None, "a barred address is never mailed again"
+
+
+def bounces_of(system: System, address: str) -> dict[str, str]:
+    """The emails sent to `address` that are marked bouncing, by Message-ID."""
+    with transaction(system.sessions) as session:
+        subscriber = system.subscriber(address, session=session)
+        marked = session.execute(
+            sa.select(Delivery.message_id, Delivery.bounce).where(
+                Delivery.subscriber_id == subscriber.id, Delivery.bounce.is_not(None)
+            )
+        )
+        return {message_id: bounce for message_id, bounce in marked}
 
 
 @pytest.mark.parametrize(
@@ -154,12 +174,19 @@ def sent_ids(system: System, address: str) -> list[str]:
         )
 
 
-def report(system: System, kind: str, message_id: str, recipient: str = "") -> Tally:
+def report(
+    system: System,
+    kind: str,
+    message_id: str,
+    recipient: str = "",
+    *,
+    dated: datetime | None = None,
+) -> Tally:
     tally = Tally()
     with transaction(system.sessions) as session:
         apply(
             session,
-            [Report(kind, recipient, message_id, "test")],
+            [Report(kind, recipient, message_id, "test", dated=dated)],
             secret=system.settings.secret_key,
             tokens=system.mailer.tokens,
             now=system.clock.now(),
@@ -202,17 +229,22 @@ def test_an_email_that_did_not_bounce_breaks_a_run_of_soft_bounces(system: Syste
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
-def test_a_soft_bounce_known_only_by_address_counts_against_the_latest_email(
+def test_a_soft_bounce_known_only_by_address_counts_against_the_email_sent_before_it(
     system: System,
 ) -> None:
     system.join("ana@example.com")
+    made = system.clock.now()
     next_lesson(system)
+    first, second, third = sent_ids(system, "ana@example.com")
+    report(system, "soft", "", "ana@example.com", dated=made)  # read a lesson late
+    assert bounces_of(system, "ana@example.com") == {second: "soft"}
+    report(system, "soft", "", "ana@example.com")  # undated: no email to pin it on
+    assert bounces_of(system, "ana@example.com") == {second: "soft"}
     for _ in range(2):
-        report(system, "soft", "", "ana@example.com")
+        report(system, "soft", "", "ana@example.com", dated=system.clock.now())
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
-    first, second, _third = sent_ids(system, "ana@example.com")
-    report(system, "soft", first)
-    assert report(system, "soft", second).stopped == 1
+    assert report(system, "soft", first).stopped == 1
+    assert bounces_of(system, "ana@example.com") == {m: "soft" for m in (first, second, third)}
 
 
 @pytest.mark.parametrize("kind", ["hard", "complaint"])

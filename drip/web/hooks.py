@@ -3,11 +3,14 @@
 A thin shell over drip.webhooks: look the provider up (unknown or not configured: 404),
 read at most MAX_BODY bytes, let the provider's hook verify and read it (unverified: 403,
 malformed: 400, nothing changed either way), then apply the reports in one transaction.
+A provider calls as it learns of a bounce, so a report is dated by its request (what
+ties one that names only an address to the email sent before it).
 No CSRF check (the blueprint does not opt in): the providers prove themselves instead.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 from flask import Blueprint, Flask, Response, abort, current_app, jsonify, request
@@ -73,7 +76,7 @@ def receive(provider: str) -> tuple[Response, int]:
     with web.transaction() as session:
         apply(
             session,
-            reports,
+            [replace(r, dated=r.dated or incoming.now) for r in reports],
             secret=web.settings.secret_key,
             tokens=web.tokens,
             now=incoming.now,
