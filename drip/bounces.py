@@ -33,13 +33,21 @@ return path too and must never count against anyone.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
 the caller to keep and flag; messages that are none of these are counted as unreadable
-and left alone. No input raises.
+(not a report). No input raises.
+
+A Maildir is read once (`process_maildir`): each message is applied in its own
+transaction and deleted once that commits, whether it was a report or not (an
+auto-reply): kept, it would be read again on every run, and it holds an address that an
+erasure (drip.privacy.erase) cannot reach. Only held reports stay, marked Seen and
+Flagged for a person to read, skipped by later runs, and deleted HELD_FOR after they
+arrived, so an erased address is gone from the Maildir within a month.
 """
 
 from __future__ import annotations
 
 import email
 import logging
+import mailbox
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -52,7 +60,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import verp
-from drip.db import FOR_NO_KEY_UPDATE
+from drip.clock import Clock
+from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
@@ -77,6 +86,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 """How far a report's date may fall before drip recorded the email it is about: the
 reporting server's clock may be behind drip's, and its Arrival-Date (whole seconds) is
 taken before drip records the send."""
+HELD_FOR = timedelta(days=30)
+"""How long a held report stays in the Maildir: time for a person to read it, and within
+the month an erasure may take (GDPR Art. 12(3)), since drip cannot find the address in it."""
 REPORT_PARTS = ("message/delivery-status", "message/feedback-report")
 
 
@@ -103,6 +115,7 @@ class Tally:
     unreadable: int = 0
     held: int = 0
     stopped: int = 0
+    expired: int = 0
 
     def count(self, kind: str) -> None:
         if kind == "hard":
@@ -169,6 +182,67 @@ def _looks_like_a_bounce(msg: EmailMessage) -> bool:
     if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
         return False
     return BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
+
+
+def process_maildir(
+    box: mailbox.Maildir,
+    sessions: SessionFactory,
+    *,
+    secret: str,
+    tokens: Tokens,
+    clock: Clock,
+    tally: Tally,
+) -> None:
+    """Each message not yet Seen, once: applied and committed, then deleted (held ones
+    marked Seen and Flagged instead). A crash between the commit and the delete leaves
+    the message to the next run, which applies it again to the same email, to no effect."""
+    for key in list(box.iterkeys()):  # iterating a Maildir yields messages, not keys
+        try:
+            message = box.get_message(key)
+            raw = box.get_bytes(key)
+        except (KeyError, FileNotFoundError):  # a run alongside took it
+            continue
+        if "S" in message.get_flags():
+            if "F" in message.get_flags() and _expired(message, clock.now()):
+                box.discard(key)
+                tally.expired += 1
+            continue
+        with transaction(sessions) as session:
+            done = process_message(
+                session, raw, secret=secret, tokens=tokens, now=clock.now(), tally=tally
+            )
+        if done:
+            box.discard(key)
+        else:
+            message.set_subdir("cur")
+            message.add_flag("FS")
+            box[key] = message
+
+
+def _expired(message: mailbox.MaildirMessage, now: datetime) -> bool:
+    """Held for HELD_FOR since it arrived (its file's time, which holding it keeps)."""
+    return now.timestamp() - message.get_date() > HELD_FOR.total_seconds()
+
+
+def process_message(
+    session: Session,
+    raw: bytes,
+    *,
+    secret: str,
+    tokens: Tokens,
+    now: datetime,
+    tally: Tally,
+) -> bool:
+    """Apply the reports in one message; False for a report that cannot be read, to be
+    held for a person rather than dropped."""
+    reports = parse(raw)
+    if not reports:
+        if is_report(raw):
+            tally.held += 1
+            return False
+        tally.unreadable += 1
+    apply(session, reports, secret=secret, tokens=tokens, now=now, tally=tally)
+    return True
 
 
 def apply(

@@ -17,6 +17,7 @@ import click
 from sqlalchemy.orm import Session
 
 from drip.clock import Clock, FixedClock, parse_instant
+from drip.db import SessionFactory
 from drip.errors import ConfigError, DripError
 from drip.scheduler import PassResult
 from drip.settings import Settings, load_settings
@@ -342,50 +343,43 @@ def bounces() -> None:
 @_handles_errors
 def bounces_process(source: str) -> None:
     """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
-    message on standard input) and stop the subscribers they name. A report that cannot
-    be read is held: left in the Maildir with the Flagged flag, for a person to read."""
-    from drip.bounces import SOFT_RUN, Tally, apply, is_report, parse
+    message on standard input) and stop the subscribers they name. Each message not yet
+    Seen is read once, then deleted, reports and anything else alike (it holds an address
+    an erasure cannot reach). A report that cannot be read is held: left in the Maildir
+    marked Seen and Flagged for a person to read, and deleted after 30 days."""
+    from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
     settings = _settings()
-    box: mailbox.Maildir | None = None
-    if source == "-":
-        messages = {"-": sys.stdin.buffer.read()}
-    else:
-        if not Path(source, "cur").is_dir():
-            raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
-        box = mailbox.Maildir(source, create=False)
-        messages = {key: box.get_bytes(key) for key in box.iterkeys()}
     tally = Tally()
-    with _session() as (session, clock):
-        for key, raw in messages.items():
-            reports = parse(raw)
-            if not reports and is_report(raw):
-                tally.held += 1
-                if box is not None:
-                    _flag(box, key)
-            elif not reports:
-                tally.unreadable += 1
-            apply(
+    if source == "-":
+        with _session() as (session, clock):
+            process_message(
                 session,
-                reports,
+                sys.stdin.buffer.read(),
                 secret=settings.secret_key,
                 tokens=Tokens(settings.secret_keys, clock),
                 now=clock.now(),
                 tally=tally,
             )
+    else:
+        if not Path(source, "cur").is_dir():
+            raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
+        with _sessions() as (sessions, clock):
+            process_maildir(
+                mailbox.Maildir(source, create=False),
+                sessions,
+                secret=settings.secret_key,
+                tokens=Tokens(settings.secret_keys, clock),
+                clock=clock,
+                tally=tally,
+            )
     click.echo(
         f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
         f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.unmatched} not matched, "
-        f"{tally.unreadable} not a report, {tally.held} unreadable reports held"
+        f"{tally.unreadable} not a report, {tally.held} unreadable reports held, "
+        f"{tally.expired} held reports deleted after {HELD_FOR.days} days"
     )
-
-
-def _flag(box: mailbox.Maildir, key: str) -> None:
-    """Mark a Maildir message Flagged (F), where any mail client shows it."""
-    message = box.get_message(key)
-    message.add_flag("F")
-    box[key] = message
 
 
 @main.group()
@@ -513,14 +507,22 @@ def _password(from_stdin: bool) -> str:
 @contextmanager
 def _session() -> Iterator[tuple[Session, Clock]]:
     """One transaction on the configured database, for commands that change a few rows."""
-    from drip.db import make_session_factory, transaction
+    from drip.db import transaction
+
+    with _sessions() as (sessions, clock), transaction(sessions) as session:
+        yield session, clock
+
+
+@contextmanager
+def _sessions() -> Iterator[tuple[SessionFactory, Clock]]:
+    """The configured database, for commands that commit as they go."""
+    from drip.db import make_session_factory
     from drip.wiring import make_clock, make_engine
 
     settings = _settings()
     engine = make_engine(settings)
     try:
-        with transaction(make_session_factory(engine)) as session:
-            yield session, make_clock(settings)
+        yield make_session_factory(engine), make_clock(settings)
     finally:
         engine.dispose()
 

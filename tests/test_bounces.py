@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from drip.bounces import Report, Tally, apply, parse
+from drip.bounces import HELD_FOR, Report, Tally, apply, parse, process_maildir
 from drip.cli import main
 from drip.db import transaction
 from drip.models import Delivery, SubscriberStatus
@@ -107,6 +107,17 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
     for address in ("ana@example.com", "cat@example.com"):
         assert system.signup(address) is None, "a barred address is never mailed again"
+    assert list(box.keys()) == [], "each message is deleted once read"
+
+
+def process(system: System, tmp_path: Path) -> str:
+    """`drip bounces process` on tmp_path/bounces, as cron runs it; its summary."""
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+    result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
+    assert result.exit_code == 0, result.output
+    return result.output
 
 
 def bounces_of(system: System, address: str) -> dict[str, str]:
@@ -119,6 +130,67 @@ def bounces_of(system: System, address: str) -> dict[str, str]:
             )
         )
         return {message_id: bounce for message_id, bounce in marked}
+
+
+@pytest.mark.parametrize("with_date", [False, True], ids=["undated", "dated"])
+def test_a_report_is_read_once_however_often_cron_runs(
+    readers: System, tmp_path: Path, with_date: bool
+) -> None:
+    """A reviewer's case: one delayed DSN for Bob, and `drip bounces process` run each day
+    as lessons go out. It used to be read again every day and pinned on that day's
+    lesson, so on the third day Bob was barred for one "still retrying" notice."""
+    system = readers
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    raw = fixture("dsn_delayed.eml")
+    box.add(dated(raw, system.clock.now()) if with_date else raw)
+    welcome = sent_ids(system, "bob@example.com")[-1]
+    summaries = []
+    for _day in range(3):
+        summaries.append(process(system, tmp_path))
+        next_lesson(system)
+    assert "1 soft bounces (0 stopped" in summaries[0]
+    assert all("0 soft bounces (0 stopped" in summary for summary in summaries[1:])
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
+    assert bounces_of(system, "bob@example.com") == ({welcome: "soft"} if with_date else {})
+    assert list(box.keys()) == []
+
+
+def read_maildir(system: System, box: mailbox.Maildir) -> Tally:
+    tally = Tally()
+    process_maildir(
+        box,
+        system.sessions,
+        secret=system.settings.secret_key,
+        tokens=system.mailer.tokens,
+        clock=system.clock,
+        tally=tally,
+    )
+    return tally
+
+
+def test_a_report_read_again_after_a_crash_lands_on_the_same_email(
+    readers: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process dies after a report's effect is committed and before its message is
+    deleted; the next run, a lesson later, reads it again to the same email and no
+    further effect."""
+    system = readers
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    box.add(dated(fixture("dsn_delayed.eml"), system.clock.now()))
+    welcome = sent_ids(system, "bob@example.com")[-1]
+
+    def die(_box: mailbox.Maildir, _key: str) -> None:
+        raise OSError("the process died here")
+
+    with monkeypatch.context() as patched, pytest.raises(OSError):
+        patched.setattr(mailbox.Maildir, "discard", die)
+        read_maildir(system, box)
+    assert bounces_of(system, "bob@example.com") == {welcome: "soft"}, "committed"
+    next_lesson(system)
+    tally = read_maildir(system, box)
+    assert (tally.soft, tally.stopped) == (1, 0)
+    assert bounces_of(system, "bob@example.com") == {welcome: "soft"}
+    assert list(box.keys()) == []
 
 
 @pytest.mark.parametrize(
@@ -271,6 +343,8 @@ def test_a_barred_address_gets_nothing_whatever_happens_to_its_subscriber_row(
 def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
     readers: System, tmp_path: Path
 ) -> None:
+    """Held once (Seen, so never read again), deleted HELD_FOR after it arrived; an
+    out-of-office reply is deleted at once, like every message read."""
     system = readers
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
     garbage = box.add(
@@ -278,13 +352,17 @@ def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
         b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
         b"--b\r\nContent-Type: message/delivery-status\r\n\r\n\x00\xff garbage ;;; \r\n--b"
     )
-    reply = box.add(b"Subject: out of office\r\n\r\nI am away.")
-    env = drip_env(
-        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
-    )
-    result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
-    assert result.exit_code == 0, result.output
-    assert "1 not a report, 1 unreadable reports held" in result.output
-    box = mailbox.Maildir(tmp_path / "bounces", create=False)
-    assert "F" in box.get_message(garbage).get_flags()
-    assert "F" not in box.get_message(reply).get_flags()
+    box.add(b"Subject: out of office\r\n\r\nI am away.")
+    assert "1 not a report, 1 unreadable reports held" in process(system, tmp_path)
+    assert list(box.keys()) == [garbage]
+    held = box.get_message(garbage)
+    assert (held.get_subdir(), held.get_flags()) == ("cur", "FS")
+    assert "0 not a report, 0 unreadable reports held" in process(system, tmp_path)
+
+    held.set_date((system.clock.now() - HELD_FOR).timestamp() + 60)
+    box[garbage] = held
+    assert read_maildir(system, box).expired == 0
+    held.set_date((system.clock.now() - HELD_FOR).timestamp() - 60)
+    box[garbage] = held
+    assert read_maildir(system, box).expired == 1
+    assert list(box.keys()) == []
