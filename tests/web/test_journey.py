@@ -22,12 +22,17 @@ from drip.db import transaction
 from drip.models import (
     Base,
     ConsentEvent,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
     ReceivedSignup,
+    Step,
     Subscriber,
     SubscriberStatus,
     Suppression,
 )
 from drip.privacy import DECLINE_QUIET, email_hash
+from drip.schedule import insert_delivery
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import BLOG, link, status_of
@@ -302,7 +307,9 @@ def test_unsubscribing_can_be_undone_and_the_series_resumes_tomorrow(
     assert "Undo" in page
     token = ana.rsplit("/", 1)[1]
     for _ in range(2):
-        assert client.post(f"/resubscribe/{token}").status_code == 200
+        undone = client.post(f"/resubscribe/{token}")
+        assert undone.status_code == 200
+        assert "Welcome back. The series carries on tomorrow." in undone.get_data(as_text=True)
     ana_now = system.subscriber("ana@example.com")
     assert ana_now.status == SubscriberStatus.ACTIVE
     assert ana_now.next_step == 1
@@ -600,7 +607,36 @@ def test_an_unsubscribe_can_be_undone_for_thirty_days_only(
     token = ana.rsplit("/", 1)[1]
     page = client.post(f"/resubscribe/{token}").get_data(as_text=True)
     assert "Undo" not in page
+    assert "Welcome back" not in page, "the notice follows what the undo did"
+    assert "can no longer be undone" in page
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_undoing_after_every_email_was_sent_says_none_is_left(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post(ana)
+    with transaction(system.sessions) as session:
+        subscriber = system.subscriber("ana@example.com", session=session)
+        for step_id in session.scalars(
+            sa.select(Step.id).where(Step.sequence_id == subscriber.sequence_id)
+        ):
+            insert_delivery(
+                session,
+                subscriber_id=subscriber.id,
+                kind=DeliveryKind.STEP,
+                step_id=step_id,
+                now=system.clock.now(),
+            )
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.status == DeliveryStatus.QUEUED)
+            .values(status=DeliveryStatus.SENT, sent_at=system.clock.now())
+        )
+    page = client.post(f"/resubscribe/{ana.rsplit('/', 1)[1]}").get_data(as_text=True)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
+    assert "carries on tomorrow" not in page
+    assert "every email of the series already" in page
 
 
 def test_odd_preference_values_are_refused_not_errors(client: FlaskClient, ana: str) -> None:
