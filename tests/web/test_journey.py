@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,27 @@ def test_a_refused_form_keeps_the_time_it_was_first_shown(
     client.post("/subscribe", data={"email": "ana@example.com", "shown": stamp}, headers=own_page)
     system.drain()
     assert count(system, Subscriber) == 1
+
+
+def test_a_detected_timezone_the_server_does_not_know_falls_back_to_the_default(
+    app_with: Callable[..., Flask], system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The script fills the field again on every try: refused, the visitor could never
+    sign up (a browser that knows Europe/Kyiv, a server whose tzdata does not)."""
+    client = app_with(default_timezone="Europe/Berlin").test_client()
+    with caplog.at_level(logging.WARNING, logger="drip"):
+        response = client.post(
+            "/subscribe", data={"email": "ana@example.com", "timezone": "Etc/Unknown"}
+        )
+    assert response.status_code == 303
+    system.drain()
+    assert system.subscriber("ana@example.com").timezone == "Europe/Berlin"
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "drip.signup"]
+    assert "Etc/Unknown" in warning and "ana@" not in warning
+    refused = client.post(
+        "/api/v1/subscribers", json={"email": "bob@example.com", "timezone": "Etc/Unknown"}
+    )
+    assert refused.status_code == 400, "an API client sends a zone its OpenAPI lists"
 
 
 def test_without_script_the_timezone_list_is_used(client: FlaskClient, system: System) -> None:
