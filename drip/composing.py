@@ -11,12 +11,12 @@ settings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, date, datetime, tzinfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from drip import consent
+from drip import consent, timing
 from drip.delivery_locks import Row
 from drip.errors import DripError
 from drip.messages import Envelope, build_message, message_id, recipient_address
@@ -81,10 +81,9 @@ def draft(
     if lesson is not None:
         template, version_id = lesson.template, lesson.version_id
         context["lesson_number"] = lesson.number
-        confirmed = subscriber.confirmed_at or now
         reason = (
             f"You are getting this because you signed up for {sequence.name} and confirmed "
-            f"on {confirmed:%d %B %Y}."
+            f"on {_confirmed_on(subscriber, now):%d %B %Y}."
         )
     elif delivery.kind == DeliveryKind.CONFIRMATION:
         template = read_email(settings.emails_dir / CONFIRM_FOLDER)
@@ -139,6 +138,18 @@ def compose(draft: Draft, *, settings: Settings, renderer: Renderer) -> Composed
         idempotency_header=settings.idempotency_header,
     )
     return Composed(raw, draft.rcpt_to)
+
+
+def _confirmed_on(subscriber: Row, now: datetime) -> date:
+    """The day the reader confirmed, on their own calendar: someone in Auckland who
+    confirmed at 01:30 on 25 October did so on the 24th in UTC. The zone comes with the
+    row the send already locked, so this costs no query. A zone this server's tz
+    database no longer knows reads as UTC: a footer's date must not stop a lesson."""
+    try:
+        tz: tzinfo = timing.zone(subscriber.timezone)
+    except ValueError:
+        tz = UTC
+    return (subscriber.confirmed_at or now).astimezone(tz).date()
 
 
 def _feedback_id(

@@ -187,6 +187,20 @@ def record_change(
     )
 
 
+def withdrawal_method(session: Session, subscriber_id: int) -> ConsentMethod | None:
+    """How the subscriber's latest withdrawal was made (their link, a complaint, an
+    admin...), or None when the log holds none, as for rows older than the log."""
+    return session.scalar(
+        sa.select(ConsentEvent.method)
+        .where(
+            ConsentEvent.subscriber_id == subscriber_id,
+            ConsentEvent.kind == ConsentEventKind.WITHDRAW,
+        )
+        .order_by(ConsentEvent.id.desc())
+        .limit(1)
+    )
+
+
 def events_of(
     session: Session, subscriber_id: int
 ) -> list[tuple[ConsentEvent, ConsentText | None]]:

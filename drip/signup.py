@@ -7,6 +7,7 @@ gives one answer for every case); what differs is only which email, if any, is q
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +34,7 @@ from drip.privacy import forget_suppression, may_ask_to_confirm
 from drip.schedule import insert_delivery, issue_next, resume_point, steps_of
 from drip.series_files import latest_version
 
+log = logging.getLogger(__name__)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 CONSENT_TEXT = (
     "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
@@ -144,6 +146,33 @@ class Checked:
     first_name: str
     timezone: str
     series: Series
+
+
+def detected_timezone(raw: str, *, default_timezone: str) -> str:
+    """The timezone the signup form's script detected, or `default_timezone` when this
+    server's tz database does not know it.
+
+    The script fills the field again on every try, so refusing a zone would turn the
+    visitor away for good, and a browser's zone list can be newer than the server's
+    tzdata (Europe/Kyiv on an older one). Lessons at the default zone's hour beat no
+    signup; the warning names the zone, never the address, so an operator sees that
+    tzdata wants updating. The check is the same whatever the address (standards
+    SEC-12). The JSON API does not come here: its client sends one of the zones its
+    OpenAPI description lists, and anything else is its own mistake to hear about."""
+    tz = raw.strip()
+    if not tz:
+        return ""
+    try:
+        timing.zone(tz)
+    except ValueError:
+        log.warning(
+            "signup_timezone_unknown timezone=%r: not in this server's tz database; "
+            "using DRIP_DEFAULT_TIMEZONE %s",
+            tz[:64],
+            default_timezone,
+        )
+        return default_timezone
+    return tz
 
 
 def check(

@@ -14,10 +14,13 @@ from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 
 from drip import headers, messages
+from drip.db import transaction
+from drip.directory import resend
 from drip.email_policy import POLICY
 from drip.errors import ConfigError, InvalidInput
 from drip.messages import (
@@ -28,6 +31,7 @@ from drip.messages import (
     message_id,
     recipient_address,
 )
+from drip.models import Delivery, DeliveryKind, DeliveryStatus
 from drip.rendering import RenderedEmail
 from drip.tasks import setup_worker
 from tests.helpers import System
@@ -171,6 +175,35 @@ def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessa
     assert 'class="preheader"' in html or "display: none" in html
     assert "<style" not in html, "CSS is inlined for mail clients that drop <style>"
     assert "Hi Ana María," in text
+
+
+def test_the_footer_dates_the_confirmation_on_the_readers_calendar(system: System) -> None:
+    """Confirmed at 01:30 on 25 October in Auckland, when UTC's calendar still says the
+    24th: the reader is told the day they remember (standards LAW-05)."""
+    system.clock.advance(timedelta(hours=6, minutes=30))
+    assert system.clock.now().astimezone(ZoneInfo("Pacific/Auckland")).hour == 1
+    system.join("kiri@example.com", timezone="Pacific/Auckland")
+    welcome = system.smtp.to("kiri@example.com")[-1]
+    for body in parts(welcome):
+        assert "confirmed on 25 October 2026." in body
+
+
+def test_a_zone_the_server_no_longer_knows_dates_the_footer_in_utc(system: System) -> None:
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        ana.timezone = "Mars/Olympus_Mons"
+        welcome = session.scalars(
+            sa.select(Delivery).where(Delivery.kind == DeliveryKind.STEP)
+        ).one()
+        welcome.status = DeliveryStatus.FAILED
+        again = resend(session, welcome.id, ana.id, now=system.clock.now())
+    system.enqueue([again])
+    system.drain()
+    received = system.smtp.to("ana@example.com")
+    assert len(received) == 3, "confirmation, welcome, the welcome again"
+    text, _html = parts(received[-1])
+    assert "confirmed on 24 October 2026." in text
 
 
 def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) -> None:

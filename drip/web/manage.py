@@ -18,6 +18,15 @@ from drip.web.context import ctx, seen
 
 bp = Blueprint("manage", __name__)
 PAUSE_DAYS = 7
+UNDO_NOTICES = {
+    SubscriberStatus.ACTIVE: "Welcome back. The series carries on tomorrow.",
+    SubscriberStatus.COMPLETED: "Welcome back. You have had every email of the series "
+    "already, so none is left to send.",
+    SubscriberStatus.UNSUBSCRIBED: "This can no longer be undone: an unsubscribe can be "
+    "undone for 30 days after it. To get the series again, sign up once more.",
+}
+"""What an undo says, by the status it left: it may also have come too late, or found
+nothing left to send, and must then not welcome anyone back."""
 
 
 @bp.get("/unsubscribe/<token>")
@@ -56,7 +65,8 @@ def undo(token: str) -> str:
             ip=seen().ip,
             user_agent=seen().user_agent,
         )
-        return _page(token, subscriber, notice="Welcome back. The series carries on tomorrow.")
+        notice = UNDO_NOTICES.get(subscriber.status, "") if subscriber is not None else ""
+        return _page(token, subscriber, notice=notice)
 
 
 @bp.post("/preferences/<token>")

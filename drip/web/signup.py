@@ -16,7 +16,13 @@ from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from drip.errors import BadToken, InvalidInput
-from drip.signup import SignupRequest, find_sequence, outline, pending_signup
+from drip.signup import (
+    SignupRequest,
+    detected_timezone,
+    find_sequence,
+    outline,
+    pending_signup,
+)
 from drip.signup import confirm as confirm_signup
 from drip.timing import known_zones
 from drip.tokens import CONFIRM, FORM_SHOWN
@@ -85,7 +91,10 @@ def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
     trapped = bool(request.form.get(HONEYPOT)) or _filled_too_fast() or not web.origin_allowed()
-    timezone = next((tz for tz in request.form.getlist("timezone") if tz.strip()), "")
+    timezone = detected_timezone(
+        next((tz for tz in request.form.getlist("timezone") if tz.strip()), ""),
+        default_timezone=web.settings.default_timezone,
+    )
     try:
         _subscribe(timezone, trapped=trapped)
     except InvalidInput as exc:

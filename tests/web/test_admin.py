@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 from drip.db import transaction
 from drip.models import (
     ConsentEvent,
+    ConsentEventKind,
     ConsentText,
     Delivery,
     DeliveryKind,
@@ -420,6 +421,28 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     with transaction(system.sessions) as session:
         for model in (Subscriber, ConsentEvent, ConsentText, ErasureMark):
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
+
+
+def test_an_admin_cannot_resume_someone_who_unsubscribed_themselves(
+    admin: FlaskClient, system: System
+) -> None:
+    """Re-adding a person who opted out needs their new consent (GDPR Art. 7(3),
+    CAN-SPAM): the admin's Resume undoes an admin's unsubscribe only, and the page says
+    why it offers none."""
+    system.join("ana@example.com")
+    admin.post(
+        link(system, "ana@example.com", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}
+    )
+    page = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
+    detail = admin.get(page).get_data(as_text=True)
+    assert 'value="resume"' not in detail and "unsubscribed themselves" in detail
+    refused = post(admin, f"{page}/action", {"action": "resume"}, page=page)
+    assert refused.status_code == 400
+    assert "unsubscribed themselves" in refused.get_data(as_text=True)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+    with transaction(system.sessions) as session:
+        kinds = session.scalars(sa.select(ConsentEvent.kind).order_by(ConsentEvent.id)).all()
+    assert ConsentEventKind.RESUBSCRIBE not in kinds
 
 
 def test_a_failed_email_can_be_sent_again(admin: FlaskClient, system: System) -> None:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,17 @@ from drip.db import transaction
 from drip.models import (
     Base,
     ConsentEvent,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
     ReceivedSignup,
+    Step,
     Subscriber,
     SubscriberStatus,
     Suppression,
 )
 from drip.privacy import DECLINE_QUIET, email_hash
+from drip.schedule import insert_delivery
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import BLOG, link, status_of
@@ -149,6 +155,27 @@ def test_a_refused_form_keeps_the_time_it_was_first_shown(
     client.post("/subscribe", data={"email": "ana@example.com", "shown": stamp}, headers=own_page)
     system.drain()
     assert count(system, Subscriber) == 1
+
+
+def test_a_detected_timezone_the_server_does_not_know_falls_back_to_the_default(
+    app_with: Callable[..., Flask], system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The script fills the field again on every try: refused, the visitor could never
+    sign up (a browser that knows Europe/Kyiv, a server whose tzdata does not)."""
+    client = app_with(default_timezone="Europe/Berlin").test_client()
+    with caplog.at_level(logging.WARNING, logger="drip"):
+        response = client.post(
+            "/subscribe", data={"email": "ana@example.com", "timezone": "Etc/Unknown"}
+        )
+    assert response.status_code == 303
+    system.drain()
+    assert system.subscriber("ana@example.com").timezone == "Europe/Berlin"
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "drip.signup"]
+    assert "Etc/Unknown" in warning and "ana@" not in warning
+    refused = client.post(
+        "/api/v1/subscribers", json={"email": "bob@example.com", "timezone": "Etc/Unknown"}
+    )
+    assert refused.status_code == 400, "an API client sends a zone its OpenAPI lists"
 
 
 def test_without_script_the_timezone_list_is_used(client: FlaskClient, system: System) -> None:
@@ -302,7 +329,9 @@ def test_unsubscribing_can_be_undone_and_the_series_resumes_tomorrow(
     assert "Undo" in page
     token = ana.rsplit("/", 1)[1]
     for _ in range(2):
-        assert client.post(f"/resubscribe/{token}").status_code == 200
+        undone = client.post(f"/resubscribe/{token}")
+        assert undone.status_code == 200
+        assert "Welcome back. The series carries on tomorrow." in undone.get_data(as_text=True)
     ana_now = system.subscriber("ana@example.com")
     assert ana_now.status == SubscriberStatus.ACTIVE
     assert ana_now.next_step == 1
@@ -600,7 +629,36 @@ def test_an_unsubscribe_can_be_undone_for_thirty_days_only(
     token = ana.rsplit("/", 1)[1]
     page = client.post(f"/resubscribe/{token}").get_data(as_text=True)
     assert "Undo" not in page
+    assert "Welcome back" not in page, "the notice follows what the undo did"
+    assert "can no longer be undone" in page
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_undoing_after_every_email_was_sent_says_none_is_left(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post(ana)
+    with transaction(system.sessions) as session:
+        subscriber = system.subscriber("ana@example.com", session=session)
+        for step_id in session.scalars(
+            sa.select(Step.id).where(Step.sequence_id == subscriber.sequence_id)
+        ):
+            insert_delivery(
+                session,
+                subscriber_id=subscriber.id,
+                kind=DeliveryKind.STEP,
+                step_id=step_id,
+                now=system.clock.now(),
+            )
+        session.execute(
+            sa.update(Delivery)
+            .where(Delivery.status == DeliveryStatus.QUEUED)
+            .values(status=DeliveryStatus.SENT, sent_at=system.clock.now())
+        )
+    page = client.post(f"/resubscribe/{ana.rsplit('/', 1)[1]}").get_data(as_text=True)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
+    assert "carries on tomorrow" not in page
+    assert "every email of the series already" in page
 
 
 def test_odd_preference_values_are_refused_not_errors(client: FlaskClient, ana: str) -> None:

@@ -127,7 +127,6 @@ def test_the_answer_is_the_same_whatever_the_address_state(
     [
         {"email": "not-an-address"},
         {"email": ""},
-        {"email": "ana@example.com", "timezone": "Mars/Olympus_Mons"},
         {"email": "ana@example.com", "first_name": "Eve\r\nBcc: x@example.com"},
         {"email": "ana@example.com", "first_name": "x" * 101},
         {"email": "ana@example.com", "sequence": "no-such-series"},

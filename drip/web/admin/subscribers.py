@@ -17,7 +17,7 @@ from drip.errors import InvalidInput
 from drip.models import ConsentMethod, SubscriberStatus
 from drip.privacy import erase
 from drip.signup import find_sequence
-from drip.subscriptions import move_to_step, pause, resume, unsubscribe
+from drip.subscriptions import move_to_step, pause, resume, resume_refusal, unsubscribe
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -74,9 +74,13 @@ def export() -> Response:
 
 @bp.get("/<int:subscriber_id>")
 def detail(subscriber_id: int) -> str:
-    with ctx().reading() as session:
+    web = ctx()
+    with web.reading() as session:
+        t = directory.timeline(session, subscriber_id)
         return render_template(
-            "admin/subscriber.html", t=directory.timeline(session, subscriber_id)
+            "admin/subscriber.html",
+            t=t,
+            resume_refusal=resume_refusal(session, t.subscriber, web.clock.now()),
         )
 
 
