@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from drip import schema
 from drip.db import create_db_engine
@@ -49,12 +52,35 @@ def test_the_migrations_downgrade_cleanly(database_url: str) -> None:
     engine = create_db_engine(database_url)
     try:
         schema.upgrade(engine)
-        config = schema.alembic_config(engine)
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
+        schema.migrate(engine, "downgrade", "base")
         with engine.connect() as conn:
             assert MigrationContext.configure(conn).get_current_revision() is None
+    finally:
+        engine.dispose()
+
+
+ORPHAN_DELIVERY = (
+    "INSERT INTO deliveries (id, subscriber_id, kind, status, attempts, created_at, queued_at) "
+    "VALUES (1, 1, 'confirmation', 'sent', 1, '2026-01-01 10:00:00', '2026-01-01 10:00:00')"
+)
+"""A delivery to subscriber 1, who does not exist."""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_migrating_sqlite_with_a_row_naming_a_missing_one_changes_nothing(
+    database_url: str,
+) -> None:
+    """Foreign keys are off while SQLite migrates (drip.schema.migrate), so the check
+    they would have made comes before the commit, and refuses the whole upgrade."""
+    engine = create_db_engine(database_url)
+    try:
+        schema.migrate(engine, "upgrade", "0018")
+        with closing(sqlite3.connect(make_url(database_url).database or "")) as unchecked:
+            unchecked.execute(ORPHAN_DELIVERY)
+            unchecked.commit()
+        with pytest.raises(RuntimeError, match="deliveries"):
+            schema.migrate(engine, "upgrade", "head")
+        assert schema.revisions(engine)[0] == {"0018"}
     finally:
         engine.dispose()
 
@@ -94,13 +120,6 @@ def test_the_app_factory_is_importable_from_the_package() -> None:
     import drip
 
     assert callable(drip.create_app)
-
-
-def _migrate(engine: sa.Engine, direction: str, revision: str) -> None:
-    config = schema.alembic_config(engine)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        getattr(command, direction)(config, revision)
 
 
 RECORDS = [
@@ -152,10 +171,10 @@ def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url
     subscription a withdrawal; each wording a version. Downgrading folds them back."""
     engine = create_db_engine(database_url)
     try:
-        _migrate(engine, "upgrade", "0013")
+        schema.migrate(engine, "upgrade", "0013")
         with engine.begin() as conn:
             _seed_revision_0013(conn)
-        _migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
             events = conn.execute(
                 sa.text(
@@ -182,7 +201,7 @@ def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url
         ]
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM consent_events WHERE id = 10"))
-        _migrate(engine, "downgrade", "0013")
+        schema.migrate(engine, "downgrade", "0013")
         with engine.begin() as conn:
             back = conn.execute(
                 sa.text(f"SELECT {RECORD_COLUMNS} FROM consent_records WHERE id < 10 ORDER BY id")
@@ -215,15 +234,15 @@ def test_migration_0018_names_each_received_signups_series_by_id_and_back(
         "'', 'notice', 'v1', '2026-01-01 10:00:00', '2026-01-01 10:00:00', 0)"
     )
     try:
-        _migrate(engine, "upgrade", "0017")
+        schema.migrate(engine, "upgrade", "0017")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(sa.text(received), [{"id": 1, "slug": "s"}, {"id": 2, "slug": "gone"}])
-        _migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
             rows = conn.execute(sa.text("SELECT id, sequence_id FROM received_signups")).all()
         assert [tuple(r) for r in rows] == [(1, 4)]
-        _migrate(engine, "downgrade", "0017")
+        schema.migrate(engine, "downgrade", "0017")
         with engine.begin() as conn:
             rows = conn.execute(sa.text("SELECT id, sequence FROM received_signups")).all()
         assert [tuple(r) for r in rows] == [(1, "s")]
@@ -240,7 +259,7 @@ def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and
         pytest.skip("SQLite's name search stays on subscribers")
     engine = create_db_engine(database_url)
     try:
-        _migrate(engine, "upgrade", "0018")
+        schema.migrate(engine, "upgrade", "0018")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(
@@ -250,12 +269,12 @@ def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and
                     "'UTC', 8, 'active', '2026-01-01 10:00:00')"
                 )
             )
-        _migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE subscribers SET first_name = 'Anna' WHERE id = 1"))
             copied = conn.execute(sa.text("SELECT * FROM subscriber_search")).all()
         assert [tuple(r) for r in copied] == [(1, "ana@example.com", "Anna")]
-        _migrate(engine, "downgrade", "0018")
+        schema.migrate(engine, "downgrade", "0018")
         with engine.begin() as conn:
             indexes = conn.scalars(
                 sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'subscribers'")
