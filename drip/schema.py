@@ -6,7 +6,9 @@ asks whether the database is behind, and answers from the migration file names.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Literal
 
 import sqlalchemy as sa
 from sqlalchemy import text
@@ -35,12 +37,53 @@ def upgrade(engine: Engine) -> None:
     current, newest = revisions(engine)
     if current == newest:
         return
+    migrate(engine, "upgrade", "head")
+
+
+def migrate(engine: Engine, direction: Literal["upgrade", "downgrade"], revision: str) -> None:
+    """Run Alembic's upgrade or downgrade to `revision`, all in one transaction.
+
+    On SQLite, foreign keys are off meanwhile. A migration that rebuilds a table (a new
+    copy, the original dropped, the copy renamed: migration 0020) would otherwise have
+    the drop delete every row that references the original, or fail on a trigger. SQLite
+    ignores the pragma inside a transaction, so it is set before BEGIN, and
+    `PRAGMA foreign_key_check` stands in for the skipped checks before the commit (it
+    reads every referencing table once: seconds on a big list, at upgrade time only).
+    """
     from alembic import command
 
     config = alembic_config(engine)
-    with engine.begin() as connection:
+    with engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        getattr(command, direction)(config, revision)
+        _check_foreign_keys(connection)
+
+
+@contextmanager
+def _foreign_keys_off(connection: sa.Connection) -> Iterator[None]:
+    """Foreign keys off on SQLite while the block runs; on the raw connection, which
+    begins no transaction of its own (SQLAlchemy's would, and ignore the pragma)."""
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _check_foreign_keys(connection: sa.Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    broken = {row[0] for row in connection.exec_driver_sql("PRAGMA foreign_key_check")}
+    if broken:
+        raise RuntimeError(
+            f"after migrating, rows of {', '.join(sorted(broken))} name rows that do not "
+            "exist; nothing was changed"
+        )
 
 
 def code_revisions() -> tuple[set[str], set[str]]:

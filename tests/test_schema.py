@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from drip import schema
 from drip.db import create_db_engine
@@ -49,12 +53,37 @@ def test_the_migrations_downgrade_cleanly(database_url: str) -> None:
     engine = create_db_engine(database_url)
     try:
         schema.upgrade(engine)
-        config = schema.alembic_config(engine)
-        with engine.begin() as conn:
-            config.attributes["connection"] = conn
-            command.downgrade(config, "base")
+        schema.migrate(engine, "downgrade", "base")
         with engine.connect() as conn:
             assert MigrationContext.configure(conn).get_current_revision() is None
+    finally:
+        engine.dispose()
+
+
+ORPHAN_DELIVERY = (
+    "INSERT INTO deliveries (id, subscriber_id, kind, status, attempts, created_at, queued_at) "
+    "VALUES (1, 1, 'confirmation', 'sent', 1, '2026-01-01 10:00:00', '2026-01-01 10:00:00')"
+)
+"""A delivery to subscriber 1, who does not exist."""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_migrating_sqlite_with_a_row_naming_a_missing_one_changes_nothing(
+    database_url: str,
+) -> None:
+    """Foreign keys are off while SQLite migrates (drip.schema.migrate), so the check
+    they would have made comes before the commit, and refuses the whole upgrade."""
+    engine = create_db_engine(database_url)
+    try:
+        schema.migrate(engine, "upgrade", "0018")
+        with closing(sqlite3.connect(make_url(database_url).database or "")) as unchecked:
+            unchecked.execute(ORPHAN_DELIVERY)
+            unchecked.commit()
+        with pytest.raises(RuntimeError, match="deliveries"):
+            schema.migrate(engine, "upgrade", "head")
+        assert schema.revisions(engine)[0] == {"0018"}
+        with engine.connect() as conn:
+            assert _never_reusing_ids(conn) == set(), "0020's rebuilds were rolled back too"
     finally:
         engine.dispose()
 
@@ -94,13 +123,6 @@ def test_the_app_factory_is_importable_from_the_package() -> None:
     import drip
 
     assert callable(drip.create_app)
-
-
-def _migrate(engine: sa.Engine, direction: str, revision: str) -> None:
-    config = schema.alembic_config(engine)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        getattr(command, direction)(config, revision)
 
 
 RECORDS = [
@@ -152,10 +174,10 @@ def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url
     subscription a withdrawal; each wording a version. Downgrading folds them back."""
     engine = create_db_engine(database_url)
     try:
-        _migrate(engine, "upgrade", "0013")
+        schema.migrate(engine, "upgrade", "0013")
         with engine.begin() as conn:
             _seed_revision_0013(conn)
-        _migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
             events = conn.execute(
                 sa.text(
@@ -182,7 +204,7 @@ def test_migration_0014_moves_consent_records_into_the_log_and_back(database_url
         ]
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.text("DELETE FROM consent_events WHERE id = 10"))
-        _migrate(engine, "downgrade", "0013")
+        schema.migrate(engine, "downgrade", "0013")
         with engine.begin() as conn:
             back = conn.execute(
                 sa.text(f"SELECT {RECORD_COLUMNS} FROM consent_records WHERE id < 10 ORDER BY id")
@@ -215,15 +237,15 @@ def test_migration_0018_names_each_received_signups_series_by_id_and_back(
         "'', 'notice', 'v1', '2026-01-01 10:00:00', '2026-01-01 10:00:00', 0)"
     )
     try:
-        _migrate(engine, "upgrade", "0017")
+        schema.migrate(engine, "upgrade", "0017")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(sa.text(received), [{"id": 1, "slug": "s"}, {"id": 2, "slug": "gone"}])
-        _migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
             rows = conn.execute(sa.text("SELECT id, sequence_id FROM received_signups")).all()
         assert [tuple(r) for r in rows] == [(1, 4)]
-        _migrate(engine, "downgrade", "0017")
+        schema.migrate(engine, "downgrade", "0017")
         with engine.begin() as conn:
             rows = conn.execute(sa.text("SELECT id, sequence FROM received_signups")).all()
         assert [tuple(r) for r in rows] == [(1, "s")]
@@ -240,7 +262,7 @@ def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and
         pytest.skip("SQLite's name search stays on subscribers")
     engine = create_db_engine(database_url)
     try:
-        _migrate(engine, "upgrade", "0018")
+        schema.migrate(engine, "upgrade", "0018")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(
@@ -250,12 +272,12 @@ def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and
                     "'UTC', 8, 'active', '2026-01-01 10:00:00')"
                 )
             )
-        _migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "head")
         with engine.begin() as conn:
             conn.execute(sa.text("UPDATE subscribers SET first_name = 'Anna' WHERE id = 1"))
             copied = conn.execute(sa.text("SELECT * FROM subscriber_search")).all()
         assert [tuple(r) for r in copied] == [(1, "ana@example.com", "Anna")]
-        _migrate(engine, "downgrade", "0018")
+        schema.migrate(engine, "downgrade", "0018")
         with engine.begin() as conn:
             indexes = conn.scalars(
                 sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'subscribers'")
@@ -264,3 +286,134 @@ def test_migration_0019_copies_postgresqls_subscribers_into_the_search_table_and
         assert {"ix_subscribers_email_trgm", "ix_subscribers_name_trgm"} <= set(indexes)
     finally:
         engine.dispose()
+
+
+IDS_NEVER_REUSED = {
+    "admins",
+    "steps",
+    "template_versions",
+    "subscribers",
+    "consent_events",
+    "deliveries",
+    "received_signups",
+}
+"""The tables migration 0020 gives AUTOINCREMENT on SQLite: their ids leave the database."""
+
+ROW_AT_0019 = {
+    "admins": "INSERT INTO admins (id, email, password_hash, created_at) "
+    "VALUES (:id, 'admin' || :n || '@example.com', 'x', '2026-01-01 00:00:00')",
+    "steps": "INSERT INTO steps (id, sequence_id, number, day_offset) VALUES (:id, 4, :n, :n)",
+    "template_versions": "INSERT INTO template_versions (id, step_id, subject, preheader, "
+    "body_html, body_text, created_at, created_by) "
+    "VALUES (:id, 1, '', '', '', '', '2026-01-01 00:00:00', '')",
+    "subscribers": "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, "
+    "send_hour, status, created_at) VALUES (:id, 4, 'p' || :n || '@example.com', '', 'UTC', "
+    "8, 'active', '2026-01-01 00:00:00')",
+    "consent_events": "INSERT INTO consent_events (id, subscriber_id, kind, occurred_at) "
+    "VALUES (:id, 1, 'signup', '2026-01-01 00:00:00')",
+    "deliveries": "INSERT INTO deliveries (id, subscriber_id, kind, status, attempts, "
+    "created_at, queued_at) VALUES (:id, 1, 'confirmation', 'sent', 1, "
+    "'2026-01-01 00:00:00', '2026-01-01 00:00:00')",
+    "received_signups": "INSERT INTO received_signups (id, email, email_entered, first_name, "
+    "timezone, sequence_id, ip, user_agent, page, referrer, embed_origin, form_id, "
+    "consent_text, privacy_policy, received_at, queued_at) VALUES (:id, 'a@example.com', "
+    "'a@example.com', '', 'UTC', 4, '', '', '', '', '', '', 'notice', 'v1', "
+    "'2026-01-01 10:00:00', '2026-01-01 10:00:00')",
+}
+"""One row of each table 0020 rebuilds: an :id of None lets the database choose it."""
+
+
+def _delete_row(conn: sa.Connection, table: str, row_id: int) -> None:
+    """Delete one row; the consent log lets a DELETE through during an erasure only."""
+    conn.execute(sa.text("INSERT INTO erasure_marks (id) VALUES (1)"))
+    conn.execute(sa.text(f"DELETE FROM {table} WHERE id = :id"), {"id": row_id})
+    conn.execute(sa.text("DELETE FROM erasure_marks"))
+
+
+def _sqlite_schema(conn: sa.Connection) -> tuple[dict[str, str | None], dict[str, object]]:
+    """What a table rebuild must keep: every index and trigger word for word, and each
+    table's columns, foreign keys and constraints (its CREATE TABLE is written anew)."""
+    inspector = sa.inspect(conn)
+    extras = conn.execute(
+        sa.text("SELECT name, sql FROM sqlite_master WHERE type IN ('index', 'trigger')")
+    ).all()
+    tables = {
+        table: (
+            conn.exec_driver_sql(f"PRAGMA table_xinfo({table})").all(),
+            sorted(map(repr, inspector.get_foreign_keys(table))),
+            sorted(map(repr, inspector.get_check_constraints(table))),
+            sorted(
+                (name, unique, origin, partial, _columns_of(conn, name))
+                for _, name, unique, origin, partial in conn.exec_driver_sql(
+                    f"PRAGMA index_list({table})"
+                )
+            ),
+        )
+        for table in inspector.get_table_names()
+    }
+    return dict(extras), tables  # type: ignore[arg-type]
+
+
+def _columns_of(conn: sa.Connection, index: str) -> list[tuple[object, ...]]:
+    return [tuple(row) for row in conn.exec_driver_sql(f"PRAGMA index_info({index})")]
+
+
+def _never_reusing_ids(conn: sa.Connection) -> set[str]:
+    tables = "SELECT name FROM sqlite_master WHERE type = 'table' AND sql LIKE '%AUTOINCREMENT%'"
+    return set(conn.scalars(sa.text(tables)))
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_migration_0020_keeps_sqlite_from_handing_out_an_id_twice_and_back(
+    database_url: str,
+) -> None:
+    """After the upgrade a new row's id is above every id in the table when it ran, even
+    once the row holding the largest is deleted; indexes (the partial and expression
+    ones too), triggers, keys and constraints come through both ways. A row deleted
+    before it is no row to rebuild: its id was free to go again anyway."""
+    engine = create_db_engine(database_url)
+    try:
+        schema.migrate(engine, "upgrade", "0019")
+        with engine.begin() as conn:
+            conn.execute(SERIES_S)
+            for table, insert in ROW_AT_0019.items():
+                conn.execute(sa.text(insert), [{"id": n, "n": n} for n in (1, 2, 3)])
+                _delete_row(conn, table, 2)
+            before = _sqlite_schema(conn)
+            assert _never_reusing_ids(conn) == set()
+        schema.migrate(engine, "upgrade", "0020")
+        with engine.begin() as conn:
+            assert _sqlite_schema(conn) == before
+            assert _never_reusing_ids(conn) == IDS_NEVER_REUSED
+            assert dict(conn.execute(sa.text("SELECT name, seq FROM sqlite_sequence")).all()) == {
+                table: 3 for table in IDS_NEVER_REUSED
+            }
+            for table, insert in ROW_AT_0019.items():
+                assert conn.scalars(sa.text(f"SELECT id FROM {table}")).all() == [1, 3]
+                _delete_row(conn, table, 3)
+                conn.execute(sa.text(insert), {"id": None, "n": 4})
+                assert conn.scalars(sa.text(f"SELECT id FROM {table}")).all() == [1, 4], table
+        schema.migrate(engine, "downgrade", "0019")
+        with engine.begin() as conn:
+            assert _sqlite_schema(conn) == before
+            assert _never_reusing_ids(conn) == set()
+            assert conn.scalar(sa.text("SELECT count(*) FROM sqlite_sequence")) == 0
+            assert conn.scalars(sa.text("SELECT id FROM deliveries")).all() == [1, 4]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_the_models_and_the_migrations_agree_on_which_ids_are_never_reused(
+    database_url: str, tmp_path: Path
+) -> None:
+    migrated = create_db_engine(database_url)
+    described = create_db_engine(f"sqlite:///{tmp_path / 'models.db'}")
+    try:
+        schema.upgrade(migrated)
+        Base.metadata.create_all(described)
+        with migrated.connect() as one, described.connect() as other:
+            assert _never_reusing_ids(one) == _never_reusing_ids(other) == IDS_NEVER_REUSED
+    finally:
+        migrated.dispose()
+        described.dispose()

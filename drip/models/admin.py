@@ -8,11 +8,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import UTCDateTime
-from drip.models.base import Base
+from drip.models.base import IDS_NEVER_REUSED, Base
 
 
 class Admin(Base):
     __tablename__ = "admins"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(sa.String(254), unique=True)

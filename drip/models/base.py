@@ -15,6 +15,13 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+IDS_NEVER_REUSED = {"sqlite_autoincrement": True}
+"""Table options for a table whose ids leave the database, in signed links, Message-IDs,
+VERP addresses, queued messages, admin URLs or cookies: without AUTOINCREMENT SQLite
+gives the highest id of a deleted row to the next one, and a link made for the deleted
+person acts on the new one (migration 0020 says which tables and why). PostgreSQL's
+sequences never go back, so it needs nothing."""
+
 
 class Base(DeclarativeBase):
     metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import UTCDateTime
-from drip.models.base import Base, str_enum
+from drip.models.base import IDS_NEVER_REUSED, Base, str_enum
 
 
 class ConsentText(Base):
@@ -72,7 +72,10 @@ class ConsentEvent(Base):
     """
 
     __tablename__ = "consent_events"
-    __table_args__ = (sa.Index("ix_consent_events_consent_text_id", "consent_text_id"),)
+    __table_args__ = (
+        sa.Index("ix_consent_events_consent_text_id", "consent_text_id"),
+        IDS_NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subscriber_id: Mapped[int] = mapped_column(

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import UTCDateTime
-from drip.models.base import Base, str_enum
+from drip.models.base import IDS_NEVER_REUSED, Base, str_enum
 
 
 class DeliveryKind(enum.StrEnum):
@@ -55,6 +55,7 @@ class Delivery(Base):
             postgresql_where=sa.text("bounce = 'complaint'"),
             sqlite_where=sa.text("bounce = 'complaint'"),
         ),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

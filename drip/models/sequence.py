@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from drip.db import UTCDateTime
-from drip.models.base import Base
+from drip.models.base import IDS_NEVER_REUSED, Base
 
 
 class Sequence(Base):
@@ -34,6 +34,7 @@ class Step(Base):
         sa.UniqueConstraint("sequence_id", "number", name="uq_steps_sequence_number"),
         sa.CheckConstraint("number >= 0", name="number_not_negative"),
         sa.CheckConstraint("day_offset >= 0", name="day_offset_not_negative"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -47,6 +48,7 @@ class TemplateVersion(Base):
     """One saved edit of a step's email. Rows are never updated: a save adds a version."""
 
     __tablename__ = "template_versions"
+    __table_args__ = IDS_NEVER_REUSED
 
     id: Mapped[int] = mapped_column(primary_key=True)
     step_id: Mapped[int] = mapped_column(sa.ForeignKey("steps.id", ondelete="CASCADE"), index=True)

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column
 
 from drip.db import UTCDateTime
-from drip.models.base import Base, str_enum
+from drip.models.base import IDS_NEVER_REUSED, Base, str_enum
 
 
 class SubscriberStatus(enum.StrEnum):
@@ -34,6 +34,7 @@ class Subscriber(Base):
         sa.Index("ix_subscribers_created", "sequence_id", "created_at"),
         sa.Index("ix_subscribers_confirmed", "sequence_id", "confirmed_at"),
         sa.CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour_range"),
+        IDS_NEVER_REUSED,
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

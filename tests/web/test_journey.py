@@ -484,6 +484,36 @@ def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
     assert count(system, Suppression) == 0, "a fresh confirmation lifts the suppression"
 
 
+def test_an_erased_persons_old_links_never_act_on_whoever_signs_up_next(
+    client: FlaskClient, system: System
+) -> None:
+    """On SQLite the next signup took the ids Ana's erasure freed (migration 0020): her
+    old privacy link showed Bob's data with an erase button, her one-click unsubscribe
+    ended his subscription, and her old confirmation link confirmed an address she had
+    just submitted, past double opt-in (standards UNS-05, SEC-10). His emails took her
+    Message-IDs too. Her links must find nobody."""
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    client.post(confirm)
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    hers = {mail["Message-ID"] for mail in system.smtp.to("ana@example.com")}
+    assert client.post(erase_button(client, manage)).status_code == 200
+
+    client.post("/subscribe", data={"email": "bob@example.com", "timezone": "America/Chicago"})
+    system.drain()
+    assert client.post(confirm).status_code == 400
+    assert status_of(system, "bob@example.com") == SubscriberStatus.PENDING
+    assert client.get(manage).status_code == 400
+    client.post(link(system, "bob@example.com", "confirm"))
+    assert "America/Chicago" not in client.get(unsubscribe).get_data(as_text=True)
+    assert client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+    assert status_of(system, "bob@example.com") == SubscriberStatus.ACTIVE
+    system.drain()
+    assert not hers & {mail["Message-ID"] for mail in system.smtp.to("bob@example.com")}
+
+
 def test_a_privacy_link_expires_after_a_day(client: FlaskClient, system: System, ana: str) -> None:
     client.post("/privacy", data={"email": "ana@example.com"})
     manage = link(system, "ana@example.com", "privacy")
