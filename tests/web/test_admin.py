@@ -474,6 +474,15 @@ def test_the_admin_can_download_every_subscriber_as_csv(
     assert len(lines) == 61
 
 
+def test_an_export_of_an_unknown_series_is_not_found(admin: FlaskClient) -> None:
+    """The series is looked up before the body streams: an error raised while streaming
+    escapes Flask's error pages and breaks the download half-way."""
+    response = admin.get("/admin/subscribers/export.csv?series=nope")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "no series" in body
+
+
 def test_a_test_send_arrives_marked_test_with_a_chosen_subscribers_data(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
