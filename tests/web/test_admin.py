@@ -30,6 +30,7 @@ from drip.models import (
 from drip.snapshots import recount_series
 from drip.transports import MaildirTransport
 from drip.web import create_app
+from drip.web.context import ctx
 from tests.helpers import System, sent_today
 from tests.web.conftest import PASSWORD, csrf_token, link, log_in, post, status_of
 
@@ -264,6 +265,10 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
         ({"body_text": "line one\n{{ unknown_thing }}"}, "unknown variable"),
         ({"subject": "Re: your back"}, "reply or a forward"),
         ({"preheader": "short"}, "preheader"),
+        ({"subject": "A" * 201}, "subject: at most 200 characters"),
+        ({"subject": "Why stress\x00 settles"}, "subject: contains a NUL"),
+        ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
+        ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
@@ -386,6 +391,10 @@ def test_the_subscriber_list_searches_filters_and_pages(
         == 0
     )
     assert admin.get("/admin/subscribers/?status=nonsense").status_code == 400
+    for term, count in {"%00": 50, "z%00ed": 6, "reader042%00@": 1}.items():
+        response = admin.get(f"/admin/subscribers/?q={term}")  # a NUL is ignored, not refused
+        assert response.status_code == 200, term
+        assert response.get_data(as_text=True).count("@example.com</a>") == count, term
 
 
 def test_an_admin_can_see_and_act_on_one_subscriber(
@@ -591,7 +600,32 @@ def test_moving_a_lesson_later_works_and_nobody_skips_a_lesson(
     ],
 )
 def test_huge_numbers_in_admin_urls_are_not_found_not_errors(admin: FlaskClient, path: str) -> None:
-    assert admin.get(path).status_code in (400, 404)
+    """PostgreSQL refuses them (DataError, integer out of range), SQLite too
+    (OverflowError): either way they name nothing that exists."""
+    response = admin.get(path)
+    assert response.status_code == 404
+    assert "not found" in response.get_data(as_text=True)
+
+
+def test_a_value_the_database_refuses_is_a_clear_400_not_a_404(
+    app: Flask, client: FlaskClient, database_kind: str
+) -> None:
+    """Text PostgreSQL cannot store (a NUL, or too long for its column) is input that
+    slipped past validation: "not found" would send the admin looking for a record."""
+    if database_kind != "postgresql":
+        pytest.skip("SQLite stores any text; only PostgreSQL refuses a value")
+
+    @app.get("/refused/<kind>")
+    def refused(kind: str) -> str:
+        name = "a\x00b" if kind == "nul" else "x" * 201  # sequences.name is String(200)
+        with ctx().transaction() as session:
+            session.execute(sa.update(Sequence).values(name=name))
+        return "stored"
+
+    for kind in ("nul", "long"):
+        response = client.get(f"/refused/{kind}")
+        assert response.status_code == 400, kind
+        assert "cannot be stored" in response.get_data(as_text=True), kind
 
 
 def test_a_template_that_calls_itself_is_refused(
