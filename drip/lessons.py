@@ -176,7 +176,7 @@ def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime
         session.add(
             TemplateVersion(
                 step_id=step.id,
-                subject=f"{source.subject} (copy)",
+                subject=_copy_of(source.subject),
                 preheader=source.preheader,
                 body_html=source.body_html,
                 body_text=source.body_text,
@@ -185,6 +185,12 @@ def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime
             )
         )
     return step
+
+
+def _copy_of(subject: str) -> str:
+    """The copy's subject, marked as a copy and cut to fit its column."""
+    mark = " (copy)"
+    return subject[: STORED_LENGTH["subject"] - len(mark)] + mark
 
 
 def remove_step(session: Session, step_id: int) -> None:

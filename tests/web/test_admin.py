@@ -360,6 +360,21 @@ def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
         assert session.get_one(Step, lesson_2).day_offset == 4
 
 
+def test_a_lesson_added_after_one_with_the_longest_subject_still_fits(
+    admin: FlaskClient, system: System
+) -> None:
+    with transaction(system.sessions) as session:
+        last = session.scalar(sa.select(Step.id).where(Step.number == 10)) or 0
+    page = f"/admin/lessons/{last}"
+    assert post(admin, page, edit(last, subject="A" * 200), page=page).status_code == 302
+    series = "/admin/sequences/feel-better"
+    assert post(admin, f"{series}/steps", page=series).status_code == 302
+    with transaction(system.sessions) as session:
+        step = session.scalar(sa.select(Step.id).where(Step.number == 11)) or 0
+    (copy,) = versions(system, step)
+    assert len(copy.subject) == 200 and copy.subject.endswith(" (copy)")
+
+
 @pytest.fixture
 def readers(system: System) -> list[str]:
     addresses = [f"reader{n:03d}@example.com" for n in range(60)]
