@@ -27,6 +27,7 @@ from drip.models import (
     SubscriberStatus,
     TemplateVersion,
 )
+from drip.rendering import MAX_SOURCE, PARTS
 from drip.snapshots import recount_series
 from drip.transports import MaildirTransport
 from drip.web import create_app
@@ -287,6 +288,38 @@ def test_a_lesson_that_would_fail_in_the_worker_is_not_saved(
     assert message in body
     assert system.settings.secret_key not in body
     assert len(versions(system, lesson_1)) == before
+
+
+def test_a_lesson_with_every_body_at_its_longest_saves_and_previews(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Both bodies at MAX_SOURCE characters, each one that a form sends percent-encoded
+    as up to twelve bytes, go far past the 64 KB the rest of the app accepts."""
+    page = f"/admin/lessons/{lesson_1}"
+    html_body = "<p>" + "é<>" * ((MAX_SOURCE - 7) // 3) + "</p>"
+    text_body = "ü" * MAX_SOURCE
+    long = edit(lesson_1, body_html=html_body, body_text=text_body)
+    assert post(admin, f"{page}/preview.json", long, page=page).get_json()["ok"]
+    assert post(admin, f"{page}/preview", long, page=page).status_code == 200
+    assert post(admin, page, long, page=page).status_code == 302
+    assert versions(system, lesson_1)[-1].body_text == text_body
+
+
+def test_a_lesson_too_large_even_for_the_editor_is_refused_with_a_clear_message(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    page = f"/admin/lessons/{lesson_1}"
+    huge = edit(lesson_1, body_html="a" * (len(PARTS) * MAX_SOURCE * 12 + 1))
+    before = len(versions(system, lesson_1))
+    response = post(admin, page, huge, page=page)
+    assert response.status_code == 413
+    assert "too large to save" in response.get_data(as_text=True)
+    assert len(versions(system, lesson_1)) == before
+    preview = post(admin, f"{page}/preview.json", huge, page=page)
+    assert preview.status_code == 413
+    assert "too large to save" in preview.get_json()["error"]
+    elsewhere = post(admin, f"{page}/test", {"to": "w@example.com", "x": "a" * 70_000}, page=page)
+    assert elsewhere.status_code == 413, "other forms keep the small limit"
 
 
 def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_1: int) -> None:
