@@ -176,8 +176,10 @@ def send_test(step_id: int) -> BaseResponse:
             sender_name=web.settings.sender.display_name,
             subscriber_email=as_subscriber,
         )
-    web.proofs(step_id, to, as_subscriber)
-    flash(f"A test of the saved version is on its way to {to}.")
+    if web.proofs(step_id, to, as_subscriber):
+        flash(f"A test of the saved version is on its way to {to}.")
+    else:
+        flash("The queue is unreachable, so no test was sent; try again in a moment.")
     return redirect(url_for(".editor", step_id=step_id))
 
 
