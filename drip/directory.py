@@ -50,8 +50,8 @@ class Query:
 def find(session: Session, query: Query) -> tuple[list[Subscriber], int | None]:
     """One page of subscribers, newest first, and the id to continue from (None at the end)."""
     statement = sa.select(Subscriber).where(Subscriber.sequence_id == query.sequence_id)
-    if query.search:
-        statement = _search(session, statement, query.sequence_id, query.search.strip().lower())
+    if term := _term(query.search):
+        statement = _search(session, statement, query.sequence_id, term)
     if query.status:
         try:
             statement = statement.where(Subscriber.status == SubscriberStatus(query.status))
@@ -64,6 +64,12 @@ def find(session: Session, query: Query) -> tuple[list[Subscriber], int | None]:
     rows = list(session.scalars(statement.order_by(Subscriber.id.desc()).limit(PAGE + 1)))
     more = len(rows) > PAGE
     return rows[:PAGE], rows[PAGE - 1].id if more else None
+
+
+def _term(search: str) -> str:
+    """The search as matched: lower-case, trimmed, and without NUL characters, which no
+    stored address or name holds and PostgreSQL refuses in a query."""
+    return search.replace("\x00", "").strip().lower()
 
 
 def _search(

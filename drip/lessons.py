@@ -30,6 +30,13 @@ DISHONEST_PREFIXES = ("re:", "fwd:", "fw:")
 PREHEADER_CHARS = (40, 100)
 """Shorter leaves the inbox preview to whatever text follows; longer is cut off by every
 client (standards STD-04)."""
+STORED_LENGTH = {
+    part: column.type.length
+    for part in PARTS
+    if isinstance((column := TemplateVersion.__table__.c[part]).type, sa.String)
+    and column.type.length
+}
+"""The longest text each part's column holds: PostgreSQL refuses more, SQLite stores it."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
 
@@ -41,7 +48,9 @@ class StepRow:
 
 
 def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
-    """Everything the worker would trip over, plus the mailbox providers' rules."""
+    """Everything the worker or the database would trip over, plus the mailbox
+    providers' rules."""
+    _check_storable(template)
     if template.subject.strip().lower().startswith(DISHONEST_PREFIXES):
         raise TemplateProblem(
             "subject: must not pretend to be a reply or a forward", field="subject"
@@ -53,6 +62,21 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
             field="preheader",
         )
     renderer.check(template, LESSON_VARIABLES, SAMPLE)
+
+
+def _check_storable(template: EmailTemplate) -> None:
+    """Refuse what PostgreSQL would refuse (SQLite would store it, and the worker mail
+    it): a NUL, or more than the column holds. Checked here, not left to the database, so
+    the admin sees which part to fix and keeps the edit (standards SEC-04)."""
+    for part in PARTS:
+        text = getattr(template, part)
+        if "\x00" in text:
+            raise TemplateProblem(
+                f"{part}: contains a NUL character, which cannot be stored", field=part
+            )
+        longest = STORED_LENGTH.get(part)
+        if longest is not None and len(text.strip()) > longest:
+            raise TemplateProblem(f"{part}: at most {longest} characters", field=part)
 
 
 def steps(session: Session, sequence: Sequence) -> list[StepRow]:
@@ -152,7 +176,7 @@ def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime
         session.add(
             TemplateVersion(
                 step_id=step.id,
-                subject=f"{source.subject} (copy)",
+                subject=_copy_of(source.subject),
                 preheader=source.preheader,
                 body_html=source.body_html,
                 body_text=source.body_text,
@@ -161,6 +185,12 @@ def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime
             )
         )
     return step
+
+
+def _copy_of(subject: str) -> str:
+    """The copy's subject, marked as a copy and cut to fit its column."""
+    mark = " (copy)"
+    return subject[: STORED_LENGTH["subject"] - len(mark)] + mark
 
 
 def remove_step(session: Session, step_id: int) -> None:

@@ -23,7 +23,8 @@ from typing import Any, TextIO
 from drip.settings import Settings
 
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
-EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
+"""An address, its @ written as such or percent-encoded, as a logged URL quotes it."""
 TOKEN = re.compile(r"\b[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
 """An itsdangerous signed value: payload.timestamp.signature, as in drip's links."""
 RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}

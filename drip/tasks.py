@@ -203,9 +203,15 @@ class Enqueuer:
             return False
         return True
 
-    def proof(self, step_id: int, to: str, subscriber_email: str = "") -> None:
-        """Queue a test send of a lesson (it has no delivery row: nothing to sweep)."""
-        self.broker.enqueue(_message(PROOF_ACTOR, step_id, to, subscriber_email))
+    def proof(self, step_id: int, to: str, subscriber_email: str = "") -> bool:
+        """Queue a test send of a lesson; False when Redis is unreachable. It has no
+        delivery row, so no sweeper queues it later: the admin is told to try again."""
+        try:
+            self.broker.enqueue(_message(PROOF_ACTOR, step_id, to, subscriber_email))
+        except (redis.RedisError, dramatiq.errors.BrokerError) as exc:
+            log.warning("a test send of step %d is not queued (%s)", step_id, exc)
+            return False
+        return True
 
 
 def _message(actor: str, *args: object) -> dramatiq.Message[Any]:

@@ -81,3 +81,23 @@ def test_text_logs_are_redacted_too(system: System, capsys: pytest.CaptureFixtur
     err = capsys.readouterr().err
     assert "drip.test WARNING bounce from [email]" in err
     assert "carol@example.net" not in err
+
+
+@SQLITE_ONLY
+def test_addresses_percent_encoded_in_a_logged_url_are_blanked(
+    system: System, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An admin's search puts the address in the query string, which the request log
+    (Werkzeug's, here as it writes it) quotes as the browser sent it: @ as %40."""
+    configure_logging(system.settings)
+    for query in ("ana%40example.com", "ana%2Bnews%40Example.COM", "bob.b%40mail.example.org"):
+        logging.getLogger("werkzeug").info(
+            '%s - - [30/Nov/2026 10:00:00] "%s" %s -',
+            "127.0.0.1",
+            f"GET /admin/subscribers/?q={query} HTTP/1.1",
+            "200",
+        )
+    err = capsys.readouterr().err
+    assert err.count("[email] HTTP/1.1") == 3
+    for leaked in ("ana", "example.com", "Example.COM", "bob.b", "mail.example.org"):
+        assert leaked not in err

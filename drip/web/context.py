@@ -24,8 +24,9 @@ from drip.signup import CONSENT_TEXT, Seen, SignupRequest
 from drip.tokens import Tokens
 
 PRIVACY_POLICY = Path(__file__).with_name("templates") / "privacy.html"
-Proofs = Callable[[int, str, str], None]
-"""Queues a test send: (step id, to address, subscriber email whose data to use)."""
+Proofs = Callable[[int, str, str], bool]
+"""Queues a test send: (step id, to address, subscriber email whose data to use); False
+when the queue is unreachable."""
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from flask import Flask, Response, jsonify, make_response, render_template, request
 from sqlalchemy.exc import DataError
 from werkzeug.exceptions import HTTPException, SecurityError
@@ -10,10 +12,16 @@ from drip.errors import BadToken, InvalidInput, NotFound
 from drip.web.limits import RateLimited
 
 STATUS = {NotFound: 404, InvalidInput: 400}
+OUT_OF_RANGE = "22003"
+"""PostgreSQL's SQLSTATE numeric_value_out_of_range."""
+CANNOT_STORE = (
+    "That value cannot be stored: it is too long, or holds a character the database refuses."
+)
 BAD_LINK = "This link is no longer valid: it may have expired, or been cut short in copying."
 """The one answer to every link that does not work, expired, tampered, made for another
 purpose or naming someone erased (standards SEC-10, UNS-05): telling them apart would
 tell a prober which signatures are genuine."""
+log = logging.getLogger(__name__)
 
 
 def register(app: Flask) -> None:
@@ -28,11 +36,21 @@ def register(app: Flask) -> None:
         return answer(status, str(exc))
 
     @app.errorhandler(OverflowError)
-    @app.errorhandler(DataError)
     def out_of_range(_exc: Exception) -> tuple[Response | str, int]:
-        """A number too large for the database (an id in a URL, a page marker) names
-        nothing that exists."""
+        """A number too large for SQLite (an id in a URL, a page marker) names nothing
+        that exists."""
         return answer(404, "not found")
+
+    @app.errorhandler(DataError)
+    def refused_value(exc: DataError) -> tuple[Response | str, int]:
+        """A value PostgreSQL refuses. A number out of range is an id or page marker from
+        a URL, as OverflowError is on SQLite; anything else (text too long for its
+        column, a NUL) is input that validation let through, which "not found" would
+        hide and send the admin looking for a missing record."""
+        if getattr(exc.orig, "sqlstate", None) == OUT_OF_RANGE:
+            return out_of_range(exc)
+        log.warning("the database refused a value: %s", exc.orig)
+        return answer(400, CANNOT_STORE)
 
     @app.errorhandler(SecurityError)
     def untrusted_host(_exc: SecurityError) -> tuple[Response, int]:

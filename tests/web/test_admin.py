@@ -28,9 +28,11 @@ from drip.models import (
     SubscriberStatus,
     TemplateVersion,
 )
+from drip.rendering import MAX_SOURCE, PARTS
 from drip.snapshots import recount_series
 from drip.transports import MaildirTransport
 from drip.web import create_app
+from drip.web.context import ctx
 from tests.helpers import System, sent_today
 from tests.web.conftest import PASSWORD, csrf_token, link, log_in, post, status_of
 
@@ -265,6 +267,10 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
         ({"body_text": "line one\n{{ unknown_thing }}"}, "unknown variable"),
         ({"subject": "Re: your back"}, "reply or a forward"),
         ({"preheader": "short"}, "preheader"),
+        ({"subject": "A" * 201}, "subject: at most 200 characters"),
+        ({"subject": "Why stress\x00 settles"}, "subject: contains a NUL"),
+        ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
+        ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
@@ -283,6 +289,38 @@ def test_a_lesson_that_would_fail_in_the_worker_is_not_saved(
     assert message in body
     assert system.settings.secret_key not in body
     assert len(versions(system, lesson_1)) == before
+
+
+def test_a_lesson_with_every_body_at_its_longest_saves_and_previews(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Both bodies at MAX_SOURCE characters, each one that a form sends percent-encoded
+    as up to twelve bytes, go far past the 64 KB the rest of the app accepts."""
+    page = f"/admin/lessons/{lesson_1}"
+    html_body = "<p>" + "é<>" * ((MAX_SOURCE - 7) // 3) + "</p>"
+    text_body = "ü" * MAX_SOURCE
+    long = edit(lesson_1, body_html=html_body, body_text=text_body)
+    assert post(admin, f"{page}/preview.json", long, page=page).get_json()["ok"]
+    assert post(admin, f"{page}/preview", long, page=page).status_code == 200
+    assert post(admin, page, long, page=page).status_code == 302
+    assert versions(system, lesson_1)[-1].body_text == text_body
+
+
+def test_a_lesson_too_large_even_for_the_editor_is_refused_with_a_clear_message(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    page = f"/admin/lessons/{lesson_1}"
+    huge = edit(lesson_1, body_html="a" * (len(PARTS) * MAX_SOURCE * 12 + 1))
+    before = len(versions(system, lesson_1))
+    response = post(admin, page, huge, page=page)
+    assert response.status_code == 413
+    assert "too large to save" in response.get_data(as_text=True)
+    assert len(versions(system, lesson_1)) == before
+    preview = post(admin, f"{page}/preview.json", huge, page=page)
+    assert preview.status_code == 413
+    assert "too large to save" in preview.get_json()["error"]
+    elsewhere = post(admin, f"{page}/test", {"to": "w@example.com", "x": "a" * 70_000}, page=page)
+    assert elsewhere.status_code == 413, "other forms keep the small limit"
 
 
 def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_1: int) -> None:
@@ -356,6 +394,21 @@ def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
         assert session.get_one(Step, lesson_2).day_offset == 4
 
 
+def test_a_lesson_added_after_one_with_the_longest_subject_still_fits(
+    admin: FlaskClient, system: System
+) -> None:
+    with transaction(system.sessions) as session:
+        last = session.scalar(sa.select(Step.id).where(Step.number == 10)) or 0
+    page = f"/admin/lessons/{last}"
+    assert post(admin, page, edit(last, subject="A" * 200), page=page).status_code == 302
+    series = "/admin/sequences/feel-better"
+    assert post(admin, f"{series}/steps", page=series).status_code == 302
+    with transaction(system.sessions) as session:
+        step = session.scalar(sa.select(Step.id).where(Step.number == 11)) or 0
+    (copy,) = versions(system, step)
+    assert len(copy.subject) == 200 and copy.subject.endswith(" (copy)")
+
+
 @pytest.fixture
 def readers(system: System) -> list[str]:
     addresses = [f"reader{n:03d}@example.com" for n in range(60)]
@@ -387,6 +440,10 @@ def test_the_subscriber_list_searches_filters_and_pages(
         == 0
     )
     assert admin.get("/admin/subscribers/?status=nonsense").status_code == 400
+    for term, count in {"%00": 50, "z%00ed": 6, "reader042%00@": 1}.items():
+        response = admin.get(f"/admin/subscribers/?q={term}")  # a NUL is ignored, not refused
+        assert response.status_code == 200, term
+        assert response.get_data(as_text=True).count("@example.com</a>") == count, term
 
 
 def test_an_admin_can_see_and_act_on_one_subscriber(
@@ -497,6 +554,15 @@ def test_the_admin_can_download_every_subscriber_as_csv(
     assert len(lines) == 61
 
 
+def test_an_export_of_an_unknown_series_is_not_found(admin: FlaskClient) -> None:
+    """The series is looked up before the body streams: an error raised while streaming
+    escapes Flask's error pages and breaks the download half-way."""
+    response = admin.get("/admin/subscribers/export.csv?series=nope")
+    body = response.get_data(as_text=True)
+    assert response.status_code == 404
+    assert "no series" in body
+
+
 def test_a_test_send_arrives_marked_test_with_a_chosen_subscribers_data(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
@@ -605,7 +671,32 @@ def test_moving_a_lesson_later_works_and_nobody_skips_a_lesson(
     ],
 )
 def test_huge_numbers_in_admin_urls_are_not_found_not_errors(admin: FlaskClient, path: str) -> None:
-    assert admin.get(path).status_code in (400, 404)
+    """PostgreSQL refuses them (DataError, integer out of range), SQLite too
+    (OverflowError): either way they name nothing that exists."""
+    response = admin.get(path)
+    assert response.status_code == 404
+    assert "not found" in response.get_data(as_text=True)
+
+
+def test_a_value_the_database_refuses_is_a_clear_400_not_a_404(
+    app: Flask, client: FlaskClient, database_kind: str
+) -> None:
+    """Text PostgreSQL cannot store (a NUL, or too long for its column) is input that
+    slipped past validation: "not found" would send the admin looking for a record."""
+    if database_kind != "postgresql":
+        pytest.skip("SQLite stores any text; only PostgreSQL refuses a value")
+
+    @app.get("/refused/<kind>")
+    def refused(kind: str) -> str:
+        name = "a\x00b" if kind == "nul" else "x" * 201  # sequences.name is String(200)
+        with ctx().transaction() as session:
+            session.execute(sa.update(Sequence).values(name=name))
+        return "stored"
+
+    for kind in ("nul", "long"):
+        response = client.get(f"/refused/{kind}")
+        assert response.status_code == 400, kind
+        assert "cannot be stored" in response.get_data(as_text=True), kind
 
 
 def test_a_template_that_calls_itself_is_refused(

@@ -11,14 +11,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event
 
-from drip.models import SubscriberStatus
+from drip.db import transaction
+from drip.models import Step, SubscriberStatus
+from drip.tasks import Enqueuer, create_broker
 from drip.web import create_app
-from tests.helpers import System
-from tests.web.conftest import link, status_of
+from tests.helpers import System, unreachable
+from tests.web.conftest import link, log_in, post, status_of
 
 
 @pytest.fixture
@@ -100,3 +103,24 @@ def test_the_signup_limit_goes_uncounted_and_logged_while_redis_is_down(
         ]
     assert answers == [303] * 11, "one more than the per-IP limit"
     assert "not counted: Redis did not answer" in caplog.text
+
+
+def test_a_test_send_while_the_queue_is_down_tells_the_admin_to_try_again(
+    system: System, tmp_path: Path, writer: str
+) -> None:
+    app = create_app(
+        system.settings,
+        clock=system.clock,
+        enqueue=system.enqueue,
+        signups=system.enqueue_signups,
+        proofs=Enqueuer(create_broker(unreachable(tmp_path))).proof,
+    )
+    client = app.test_client()
+    assert log_in(client) == 302
+    with transaction(system.sessions) as session:
+        page = f"/admin/lessons/{session.scalar(sa.select(Step.id).where(Step.number == 1))}"
+    response = post(client, f"{page}/test", {"to": "writer@example.com"}, page=page)
+    assert response.status_code == 302
+    shown = client.get(page).get_data(as_text=True)
+    assert "The queue is unreachable" in shown and "on its way" not in shown
+    app.extensions["drip"].engine.dispose()

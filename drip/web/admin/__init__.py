@@ -7,7 +7,10 @@ token of every state-changing request. Views cannot forget either.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, jsonify, redirect, request, url_for
+from collections.abc import Callable
+from typing import TypeVar
+
+from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
 from flask_login import current_user
 from werkzeug.wrappers import Response
 
@@ -26,8 +29,33 @@ def protected(name: str, import_name: str, url_prefix: str) -> Blueprint:
             return jsonify(error="log in first"), 401
         return redirect(url_for("admin_auth.login", next=request.path))
 
+    bp.before_request(allow_large_body)
     bp.before_request(check_csrf)
     return bp
+
+
+View = TypeVar("View", bound=Callable[..., object])
+MAX_BODY = "drip_max_body"
+
+
+def large_body(limit: int) -> Callable[[View], View]:
+    """Let a view take a request body of up to `limit` bytes, past the app's
+    MAX_CONTENT_LENGTH (the lesson editor, whose lesson may be far larger than any
+    other form)."""
+
+    def allow(view: View) -> View:
+        setattr(view, MAX_BODY, limit)
+        return view
+
+    return allow
+
+
+def allow_large_body() -> None:
+    """Raise this request's limit for a view marked by `large_body`: it runs before
+    the CSRF check, the first to read the form, once the admin is known to be logged in."""
+    limit = getattr(current_app.view_functions.get(request.endpoint or ""), MAX_BODY, None)
+    if limit is not None:
+        request.max_content_length = limit
 
 
 def check_csrf() -> None:
@@ -45,4 +73,4 @@ def register(app: Flask) -> None:
         app.register_blueprint(module.bp)
 
 
-__all__ = ["AdminUser", "protected", "register"]
+__all__ = ["AdminUser", "large_body", "protected", "register"]

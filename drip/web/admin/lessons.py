@@ -11,21 +11,31 @@ from flask import Response, flash, jsonify, redirect, render_template, request, 
 from flask_login import current_user
 from markupsafe import escape
 from sqlalchemy.orm import Session
+from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import lessons
 from drip.errors import DripError, InvalidInput, NotFound, TemplateProblem
 from drip.models import Sequence, Step, TemplateVersion
 from drip.proofs import lesson_context
-from drip.rendering import LESSON_VARIABLES, EmailTemplate, Footer
+from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, EmailTemplate, Footer
 from drip.signup import find_sequence, normalise_email
-from drip.web.admin import protected
+from drip.web.admin import large_body, protected
 from drip.web.context import ctx
+from drip.web.errors import answer
 
 bp = protected("admin_lessons", __name__, "/admin")
 PREVIEW_CSP = (
     "default-src 'none'; img-src https: data:; style-src 'unsafe-inline'; "
     "frame-ancestors 'self'; sandbox"
+)
+EDITOR_BODY = len(PARTS) * MAX_SOURCE * 12
+"""The largest body the editor's forms take: every part at MAX_SOURCE characters, each
+as a form may send it at worst (four UTF-8 bytes, percent-encoded: twelve). A lesson
+the checks accept is never refused for its size; 3 MiB, from logged-in admins only."""
+TOO_LARGE = (
+    f"This lesson is too large to save: each part holds at most {MAX_SOURCE // 1024} KiB. "
+    "Nothing was saved; go back to the editor to keep your edit and shorten it."
 )
 SAMPLE_FOOTER = Footer(
     reason="You are getting this because you signed up (this is a preview).",
@@ -34,6 +44,15 @@ SAMPLE_FOOTER = Footer(
     sender_name="(your name)",
     contact="(your contact address)",
 )
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(_exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
+    """Past EDITOR_BODY a part is over MAX_SOURCE anyway; the form is never read, so
+    the answer is a message, in the form the editor's page expects."""
+    if request.endpoint == "admin_lessons.preview_json":
+        return jsonify(ok=False, error=TOO_LARGE), 413
+    return answer(413, TOO_LARGE)
 
 
 @bp.get("/sequences/<slug>")
@@ -92,6 +111,7 @@ def editor(step_id: int) -> str:
 
 
 @bp.post("/lessons/<int:step_id>")
+@large_body(EDITOR_BODY)
 def save(step_id: int) -> BaseResponse | tuple[str, int]:
     web = ctx()
     draft = _draft()
@@ -113,6 +133,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
 
 
 @bp.post("/lessons/<int:step_id>/preview")
+@large_body(EDITOR_BODY)
 def preview(step_id: int) -> Response:
     try:
         html = ctx().renderer.render(_draft(), _context(step_id), SAMPLE_FOOTER).html
@@ -125,6 +146,7 @@ def preview(step_id: int) -> Response:
 
 
 @bp.post("/lessons/<int:step_id>/preview.json")
+@large_body(EDITOR_BODY)
 def preview_json(step_id: int) -> Response:
     web = ctx()
     draft = _draft()
@@ -154,8 +176,10 @@ def send_test(step_id: int) -> BaseResponse:
             sender_name=web.settings.sender.display_name,
             subscriber_email=as_subscriber,
         )
-    web.proofs(step_id, to, as_subscriber)
-    flash(f"A test of the saved version is on its way to {to}.")
+    if web.proofs(step_id, to, as_subscriber):
+        flash(f"A test of the saved version is on its way to {to}.")
+    else:
+        flash("The queue is unreachable, so no test was sent; try again in a moment.")
     return redirect(url_for(".editor", step_id=step_id))
 
 

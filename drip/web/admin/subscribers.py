@@ -49,14 +49,18 @@ def index() -> str:
 
 @bp.get("/export.csv")
 def export() -> Response:
-    """Every subscriber of the series as CSV, streamed row by row."""
+    """Every subscriber of the series as CSV, streamed row by row.
+
+    The series is looked up before the response starts: once the body streams, an
+    error no longer becomes an error page, only a download cut short."""
     web = ctx()
-    slug = request.args.get("series", "")
+    with web.reading() as session:
+        sequence_id = find_sequence(session, request.args.get("series", "")).id
 
     def generate() -> Iterator[str]:
         buffer = io.StringIO()
         with web.reading() as session:
-            rows = export_rows(session, find_sequence(session, slug).id)
+            rows = export_rows(session, sequence_id)
             write_csv([], buffer)
             for row in rows:
                 write_csv_row(row, buffer)
