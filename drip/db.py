@@ -70,6 +70,7 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
+    dbapi_conn.create_function("drip_lower", 1, _lower, deterministic=True)
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -77,6 +78,17 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute(_BUSY_TIMEOUT)
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def _lower(text: object) -> object:
+    """`drip_lower(text)` on SQLite: lower case as Python's str.lower, for the name
+    search (drip.directory). SQLite's own lower() changes only A to Z, so "Élodie" stayed
+    "Élodie" and no search could find it. A function of its own name, not a replacement
+    for lower(): the index on it (migration 0020) is then never computed by two
+    different functions. Only drip's connections have it: the sqlite3 shell can read the
+    database and `.backup` it, but deleting a subscriber or VACUUM there fails with
+    "unknown function: drip_lower()"."""
+    return text.lower() if isinstance(text, str) else text
 
 
 def _sqlite_begin_immediate(conn: sa.Connection) -> None:
