@@ -37,6 +37,11 @@ SEARCH = sa.table(
 either is written, with the trigram indexes of the name search (migration 0019). Not a
 model: SQLite has no such table, and drip never writes it."""
 
+_LAST = "\U0010ffff"
+"""Appended to a prefix, the end of the range of text that starts with it: the last
+code point. SQLite compares text as UTF-8 bytes, in which U+FFFF sorts before any
+character past it, an emoji say, so a name going on with one fell outside the range."""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -83,7 +88,7 @@ def _search(
     """
     if "@" in term and not term.startswith("@"):
         # a range, not LIKE: SQLite's LIKE ignores case and so cannot use the index
-        return statement.where(Subscriber.email >= term, Subscriber.email < term + "\uffff")
+        return statement.where(Subscriber.email >= term, Subscriber.email < term + _LAST)
     pattern = "%" + term.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
     if session.get_bind().dialect.name == "postgresql":
         matching = sa.select(SEARCH.c.subscriber_id).where(
@@ -121,8 +126,8 @@ def _candidates(sequence_id: int, term: str) -> sa.Select[tuple[int]]:
     with `term`: one range in the (sequence, email) index, one in ix_subscribers_name."""
     name = _lower_name()
     in_range = sa.or_(
-        sa.and_(Subscriber.email >= term, Subscriber.email < term + "\uffff"),
-        sa.and_(name >= term, name < term + "\uffff"),
+        sa.and_(Subscriber.email >= term, Subscriber.email < term + _LAST),
+        sa.and_(name >= term, name < term + _LAST),
     )
     return (
         sa.select(Subscriber.id)

@@ -64,6 +64,12 @@ def test_a_name_search_ignores_case_beyond_ascii(
     assert search(system, "élo") == ["elodie@example.com"], "read back from the newest"
 
 
+def test_a_name_search_finds_a_name_that_goes_on_past_the_basic_plane(system: System) -> None:
+    """The range a prefix starts ended at U+FFFF, which sorts before an emoji."""
+    system.signup("fiore@example.com", first_name="Flor🌸")
+    assert search(system, "flor") == ["fiore@example.com"]
+
+
 def test_sqlites_name_search_seeks_in_its_indexes(system: System) -> None:
     """The candidates are two range seeks, never a scan, whatever the term's letters."""
     with transaction(system.sessions) as session:
