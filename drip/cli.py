@@ -292,14 +292,13 @@ def subscribers_import(file: Path, series: str) -> None:
     confirmation email; bad rows are reported and skipped."""
     import csv
 
-    from drip.csvio import import_rows
+    from drip.csvio import count_lines, import_rows
     from drip.signup import find_sequence
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_redis
 
     settings = _settings()
-    with file.open(newline="", encoding="utf-8-sig") as lines:
-        total = sum(1 for _ in lines)
+    total = count_lines(file)
     with (
         _session() as (session, clock),
         file.open(newline="", encoding="utf-8-sig") as lines,

@@ -14,6 +14,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 import sqlalchemy as sa
@@ -91,6 +92,25 @@ def _inert(row: dict[str, object]) -> dict[str, object]:
         else value
         for key, value in row.items()
     }
+
+
+def count_lines(file: Path) -> int:
+    """How many lines FILE has, once all of it has been checked to be UTF-8 (a leading
+    byte-order mark, which Excel writes, is UTF-8 too). A file in another encoding, such
+    as Excel's plain "CSV" (Windows-1252), is refused before any row is imported, naming
+    the line, not partway through with a traceback. Line by line in bytes: a newline
+    byte is never part of a longer UTF-8 character, so each line decodes on its own."""
+    count = 0
+    with file.open("rb") as lines:
+        for count, line in enumerate(lines, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"{file.name}, line {count}: byte 0x{line[exc.start]:02x} is not UTF-8;"
+                    " save the file as CSV UTF-8"
+                ) from None
+    return count
 
 
 def import_rows(

@@ -206,6 +206,30 @@ def test_a_file_without_a_consent_column_is_refused(
     assert "consent" in result.output
 
 
+def subscriber_count(system: System) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) or 0
+
+
+def test_a_file_not_in_utf8_is_refused_and_imports_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Excel's plain "CSV" is Windows-1252: the import stopped at the first accent with
+    a UnicodeDecodeError traceback."""
+    file = tmp_path / "excel.csv"
+    file.write_bytes(
+        "email,first_name,consent\n"
+        "ana@example.com,Ana,webinar\n"
+        "zoe@example.com,Zoé,webinar\n".encode("latin-1")
+    )
+    before = subscriber_count(system)
+    result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
+    assert result.exit_code == 1
+    assert "excel.csv, line 3: byte 0xe9 is not UTF-8" in result.output
+    assert isinstance(result.exception, SystemExit), "a message, not a traceback"
+    assert subscriber_count(system) == before
+
+
 def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path: Path) -> None:
     system.signup("ana@example.com", first_name="Ana")
     file = tmp_path / "out.csv"
