@@ -159,6 +159,7 @@ def _import_one(
     Someone already on the series is left alone whatever their state: a re-import is not
     the person asking again, so it never sends a second confirmation.
     """
+    _refuse_nul(row)
     email = normalise_email(row.get("email") or "")
     consent = (row.get("consent") or "").strip()
     if not consent:
@@ -209,6 +210,15 @@ def _import_one(
         now=now,
         secret=secret,
     )
+
+
+def _refuse_nul(row: dict[str, str]) -> None:
+    """PostgreSQL refuses a NUL in text (SQLite stores it), and a refused statement
+    aborts the whole transaction, not only the row. It is the one character it refuses:
+    the file was decoded as UTF-8, so nothing else in it is invalid."""
+    for column, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(f"{column}: a NUL character, which cannot be stored")
 
 
 def _number(raw: str | None, *, default: int, what: str) -> int:

@@ -230,6 +230,23 @@ def test_a_file_not_in_utf8_is_refused_and_imports_nothing(
     assert subscriber_count(system) == before
 
 
+def test_a_row_holding_a_nul_is_refused_by_line(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """PostgreSQL cannot store a NUL: the row's insert failed and took the whole import
+    with it; SQLite stored it."""
+    file = tmp_path / "list.csv"
+    file.write_text(
+        "email,consent\nana@example.com,webinar\x00\nben@example.com,webinar\n",
+        encoding="utf-8",
+    )
+    output = run(env, "subscribers", "import", str(file))
+    assert "line 2: consent: a NUL character" in output
+    assert "imported 1 as pending" in output
+    assert confirmations_to(system, "ben@example.com") == 1
+    assert confirmations_to(system, "ana@example.com") == 0
+
+
 def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path: Path) -> None:
     system.signup("ana@example.com", first_name="Ana")
     file = tmp_path / "out.csv"
