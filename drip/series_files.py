@@ -90,12 +90,15 @@ def install_series(session: Session, series: SeriesFile, *, now: datetime, autho
     """Create the sequence, its steps and a first template version of each.
 
     For a sequence that already exists, a step whose files differ from its newest
-    version gets a new version; nothing is overwritten or deleted.
+    version gets a new version; no lesson is overwritten or deleted. The name, tagline,
+    description and bonuses are the files' (the slug is what identifies the series): a
+    writer who renames the series in series.toml means the series to be renamed.
     """
     sequence = session.scalar(sa.select(Sequence).where(Sequence.slug == series.slug))
     if sequence is None:
-        sequence = Sequence(slug=series.slug, name=series.name, created_at=now)
+        sequence = Sequence(slug=series.slug, created_at=now)
         session.add(sequence)
+    sequence.name = series.name
     sequence.tagline = series.tagline
     sequence.description = series.description
     sequence.bonuses = [{"title": b.title, "description": b.description} for b in series.bonuses]

@@ -18,6 +18,7 @@ from drip.models import (
     ConsentEventKind,
     Delivery,
     DeliveryKind,
+    Sequence,
     Subscriber,
     SubscriberStatus,
     TemplateVersion,
@@ -76,6 +77,23 @@ def test_loading_an_edited_series_adds_versions_and_keeps_the_old_ones(
     before = version_count(system)
     assert "1 new lesson version(s)" in run(env, "lessons", "load", str(out))
     assert version_count(system) == before + 1
+
+
+def series_names(system: System) -> list[str]:
+    with transaction(system.sessions) as session:
+        return list(session.scalars(sa.select(Sequence.name)))
+
+
+def test_loading_a_renamed_series_renames_it(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The command said it loaded the new name while the database kept the old one."""
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    toml = out / "series.toml"
+    toml.write_text(toml.read_text().replace('name = "Calm Back, Calm Mind"', 'name = "Renamed"'))
+    assert "loaded 'Renamed'" in run(env, "lessons", "load", str(out))
+    assert series_names(system) == ["Renamed"]
 
 
 def load_refused(system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str]) -> str:
