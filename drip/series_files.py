@@ -80,6 +80,10 @@ def read_series(directory: Path) -> SeriesFile:
         )
     except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise InvalidInput(f"{directory / 'series.toml'}: {type(exc).__name__}: {exc}") from None
+    for name in ("slug", "name", "tagline"):
+        limit = Sequence.__table__.c[name].type.length
+        if len(getattr(series, name)) > limit:
+            raise InvalidInput(f"{directory / 'series.toml'}: {name}: at most {limit} characters")
     numbers = [s.number for s in series.steps]
     if len(set(numbers)) != len(numbers) or not numbers or numbers[0] != 0:
         raise InvalidInput(f"{directory}: step numbers must be unique and start at 0 (the welcome)")

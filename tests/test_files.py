@@ -122,6 +122,19 @@ def test_a_broken_lesson_file_loads_nothing(
     assert "config" in output
 
 
+def test_a_series_name_too_long_to_store_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """PostgreSQL refused it with a DataError traceback; SQLite stored it."""
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    toml = (out / "series.toml").read_text()
+    long_name = toml.replace('"Calm Back, Calm Mind"', '"' + "x" * 201 + '"')
+    output = load_refused(system, env, tmp_path, {"series.toml": long_name})
+    assert "name: at most 200 characters" in output
+    assert series_names(system) == ["Calm Back, Calm Mind"]
+
+
 def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:
