@@ -82,12 +82,10 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
 
 def _lower(text: object) -> object:
     """`drip_lower(text)` on SQLite: lower case as Python's str.lower, for the name
-    search (drip.directory). SQLite's own lower() changes only A to Z, so "Élodie" stayed
-    "Élodie" and no search could find it. A function of its own name, not a replacement
-    for lower(): the index on it (migration 0020) is then never computed by two
-    different functions. Only drip's connections have it: the sqlite3 shell can read the
-    database and `.backup` it, but deleting a subscriber or VACUUM there fails with
-    "unknown function: drip_lower()"."""
+    search (drip.directory). SQLite's own lower() changes only A to Z, so no search with
+    another letter could find "Élodie". Used in queries only, never in an index or a
+    trigger: a database must stay writable by connections that lack it (the sqlite3
+    shell, an older drip)."""
     return text.lower() if isinstance(text, str) else text
 
 

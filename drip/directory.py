@@ -106,25 +106,33 @@ def _search(
 def _starting_with(
     session: Session, statement: sa.Select[tuple[Subscriber]], sequence_id: int, term: str
 ) -> sa.Select[tuple[Subscriber]]:
-    """SQLite's name search: the address or the lower-cased first name starts with `term`."""
-    found = session.scalars(_candidates(sequence_id, term)).all()
-    if len(found) <= CANDIDATES:
-        return statement.where(Subscriber.id.in_(found))
-    # the same test, spelled so that no index serves it: SQLite walks (sequence_id, id),
-    # calling drip_lower (Python) on each row it reads: about 1 µs a row more than lower()
+    """SQLite's name search: the address or the lower-cased first name starts with `term`.
+
+    SQLite's own lower() changes only A to Z, and ix_subscribers_name is built on it; it
+    serves an ASCII term. A term with other letters ("élodie", "анна") is compared with
+    names lower-cased by Python (`drip_lower`, which drip.db registers): no index can
+    serve that, so SQLite reads the list from the newest back. An index on drip_lower
+    would make the database unwritable for the sqlite3 shell and for processes that
+    lack the function, a high price for a rare search on a laptop-sized list."""
     length = len(term)
+    if term.isascii():
+        found = session.scalars(_candidates(sequence_id, term)).all()
+        if len(found) <= CANDIDATES:
+            return statement.where(Subscriber.id.in_(found))
+    # the same test, spelled so that no index serves it: SQLite walks (sequence_id, id)
     return statement.where(
         sa.or_(
             sa.func.substr(Subscriber.email, 1, length) == term,
-            sa.func.substr(_lower_name(), 1, length) == term,
+            sa.func.substr(sa.func.drip_lower(Subscriber.first_name), 1, length) == term,
         )
     )
 
 
 def _candidates(sequence_id: int, term: str) -> sa.Select[tuple[int]]:
     """Up to CANDIDATES + 1 ids on SQLite whose address or lower-cased first name starts
-    with `term`: one range in the (sequence, email) index, one in ix_subscribers_name."""
-    name = _lower_name()
+    with the ASCII `term`: one range in the (sequence, email) index, one in
+    ix_subscribers_name."""
+    name = sa.func.lower(Subscriber.first_name)
     in_range = sa.or_(
         sa.and_(Subscriber.email >= term, Subscriber.email < term + _LAST),
         sa.and_(name >= term, name < term + _LAST),
@@ -134,12 +142,6 @@ def _candidates(sequence_id: int, term: str) -> sa.Select[tuple[int]]:
         .where(Subscriber.sequence_id == sequence_id, in_range)
         .limit(CANDIDATES + 1)
     )
-
-
-def _lower_name() -> sa.ColumnElement[str]:
-    """The first name in lower case as Python lowers it (drip.db registers the function
-    on SQLite): the expression of the index ix_subscribers_name (migration 0020)."""
-    return sa.func.drip_lower(Subscriber.first_name, type_=sa.String)
 
 
 @dataclass(frozen=True)

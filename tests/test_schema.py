@@ -15,9 +15,9 @@ from drip.models import Base
 
 MIGRATION_ONLY_INDEXES = {"ix_subscribers_name"}
 MIGRATION_ONLY_TABLES = {"subscriber_search"}
-"""Name search: on SQLite an index on drip_lower(first_name) (migrations 0012, 0020), on
-PostgreSQL a table with trigram indexes, kept by a trigger (0019); the models cannot spell
-either for both databases."""
+"""Name search: on SQLite an index on lower(first_name) (migration 0012), on PostgreSQL a
+table with trigram indexes, kept by a trigger (0019); the models cannot spell either
+for both databases."""
 
 
 def _described_by_the_models(obj: object, name: str | None, kind: str, *_: object) -> bool:
