@@ -20,7 +20,7 @@ from drip.clock import Clock, FixedClock, parse_instant
 from drip.db import SessionFactory
 from drip.errors import ConfigError, DripError
 from drip.scheduler import PassResult
-from drip.settings import Settings, load_settings
+from drip.settings import Settings, load_settings, positive_float
 
 log = logging.getLogger("drip.scheduler")
 
@@ -164,8 +164,25 @@ def worker(processes: int, threads: int) -> None:
     sys.exit(dramatiq_main(make_argument_parser().parse_args(argv)))
 
 
+def _seconds(_ctx: click.Context, _param: click.Parameter, raw: str | None) -> float | None:
+    """DRIP_SCHEDULER_INTERVAL's rule for the option that overrides it: a negative, zero,
+    NaN or infinite interval is refused here, not by time.sleep after the first pass."""
+    if raw is None:
+        return None
+    try:
+        return positive_float(raw)
+    except ValueError as exc:
+        raise click.BadParameter(f"{raw!r} {exc}") from None
+
+
 @main.command()
-@click.option("--interval", type=float, default=None, help="Seconds between passes.")
+@click.option(
+    "--interval",
+    default=None,
+    metavar="SECONDS",
+    callback=_seconds,
+    help="Seconds between passes (default DRIP_SCHEDULER_INTERVAL).",
+)
 @click.option(
     "--sweep-only",
     is_flag=True,
@@ -175,6 +192,7 @@ def worker(processes: int, threads: int) -> None:
 def scheduler(interval: float | None, sweep_only: bool) -> None:
     """Run scheduler passes forever."""
     settings = _settings()
+    pause = settings.scheduler_interval if interval is None else interval
     with _scheduler(settings, None, sweep_only=sweep_only) as run_pass:
         while True:
             try:
@@ -187,7 +205,7 @@ def scheduler(interval: float | None, sweep_only: bool) -> None:
                         f"queued {len(result.issued)} new, re-queued {len(result.requeued)}"
                         f" and {len(result.requeued_signups)} received signups"
                     )
-            time.sleep(interval or settings.scheduler_interval)
+            time.sleep(pause)
 
 
 @main.command()
@@ -293,14 +311,13 @@ def subscribers_import(file: Path, series: str) -> None:
     confirmation email; bad rows are reported and skipped."""
     import csv
 
-    from drip.csvio import import_rows
+    from drip.csvio import count_lines, import_rows
     from drip.signup import find_sequence
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_redis
 
     settings = _settings()
-    with file.open(newline="", encoding="utf-8-sig") as lines:
-        total = sum(1 for _ in lines)
+    total = count_lines(file)
     with (
         _session() as (session, clock),
         file.open(newline="", encoding="utf-8-sig") as lines,

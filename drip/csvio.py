@@ -14,6 +14,7 @@ import csv
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import TextIO
 
 import sqlalchemy as sa
@@ -93,6 +94,25 @@ def _inert(row: dict[str, object]) -> dict[str, object]:
     }
 
 
+def count_lines(file: Path) -> int:
+    """How many lines FILE has, once all of it has been checked to be UTF-8 (a leading
+    byte-order mark, which Excel writes, is UTF-8 too). A file in another encoding, such
+    as Excel's plain "CSV" (Windows-1252), is refused before any row is imported, naming
+    the line, not partway through with a traceback. Line by line in bytes: a newline
+    byte is never part of a longer UTF-8 character, so each line decodes on its own."""
+    count = 0
+    with file.open("rb") as lines:
+        for count, line in enumerate(lines, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InvalidInput(
+                    f"{file.name}, line {count}: byte 0x{line[exc.start]:02x} is not UTF-8;"
+                    " save the file as CSV UTF-8"
+                ) from None
+    return count
+
+
 def import_rows(
     session: Session,
     sequence: Sequence,
@@ -139,6 +159,7 @@ def _import_one(
     Someone already on the series is left alone whatever their state: a re-import is not
     the person asking again, so it never sends a second confirmation.
     """
+    _refuse_nul(row)
     email = normalise_email(row.get("email") or "")
     consent = (row.get("consent") or "").strip()
     if not consent:
@@ -189,6 +210,15 @@ def _import_one(
         now=now,
         secret=secret,
     )
+
+
+def _refuse_nul(row: dict[str, str]) -> None:
+    """PostgreSQL refuses a NUL in text (SQLite stores it), and a refused statement
+    aborts the whole transaction, not only the row. It is the one character it refuses:
+    the file was decoded as UTF-8, so nothing else in it is invalid."""
+    for column, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise InvalidInput(f"{column}: a NUL character, which cannot be stored")
 
 
 def _number(raw: str | None, *, default: int, what: str) -> int:

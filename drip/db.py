@@ -70,6 +70,7 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
+    dbapi_conn.create_function("drip_lower", 1, _lower, deterministic=True)
     cursor = dbapi_conn.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
@@ -77,6 +78,15 @@ def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
     cursor.execute(_BUSY_TIMEOUT)
     cursor.execute("PRAGMA secure_delete=ON")
     cursor.close()
+
+
+def _lower(text: object) -> object:
+    """`drip_lower(text)` on SQLite: lower case as Python's str.lower, for the name
+    search (drip.directory). SQLite's own lower() changes only A to Z, so no search with
+    another letter could find "Élodie". Used in queries only, never in an index or a
+    trigger: a database must stay writable by connections that lack it (the sqlite3
+    shell, an older drip)."""
+    return text.lower() if isinstance(text, str) else text
 
 
 def _sqlite_begin_immediate(conn: sa.Connection) -> None:

@@ -37,6 +37,11 @@ SEARCH = sa.table(
 either is written, with the trigram indexes of the name search (migration 0019). Not a
 model: SQLite has no such table, and drip never writes it."""
 
+_LAST = "\U0010ffff"
+"""Appended to a prefix, the end of the range of text that starts with it: the last
+code point. SQLite compares text as UTF-8 bytes, in which U+FFFF sorts before any
+character past it, an emoji say, so a name going on with one fell outside the range."""
+
 
 @dataclass(frozen=True)
 class Query:
@@ -89,7 +94,7 @@ def _search(
     """
     if "@" in term and not term.startswith("@"):
         # a range, not LIKE: SQLite's LIKE ignores case and so cannot use the index
-        return statement.where(Subscriber.email >= term, Subscriber.email < term + "\uffff")
+        return statement.where(Subscriber.email >= term, Subscriber.email < term + _LAST)
     pattern = "%" + term.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
     if session.get_bind().dialect.name == "postgresql":
         matching = sa.select(SEARCH.c.subscriber_id).where(
@@ -107,28 +112,41 @@ def _search(
 def _starting_with(
     session: Session, statement: sa.Select[tuple[Subscriber]], sequence_id: int, term: str
 ) -> sa.Select[tuple[Subscriber]]:
-    """SQLite's name search: the address or the lower-cased first name starts with `term`."""
-    in_range = sa.or_(
-        sa.and_(Subscriber.email >= term, Subscriber.email < term + "\uffff"),
-        sa.and_(
-            sa.func.lower(Subscriber.first_name) >= term,
-            sa.func.lower(Subscriber.first_name) < term + "\uffff",
-        ),
-    )
-    found = session.scalars(
-        sa.select(Subscriber.id)
-        .where(Subscriber.sequence_id == sequence_id, in_range)
-        .limit(CANDIDATES + 1)
-    ).all()
-    if len(found) <= CANDIDATES:
-        return statement.where(Subscriber.id.in_(found))
-    # the same test, spelled so that no index serves it: SQLite walks (sequence_id, id)
+    """SQLite's name search: the address or the lower-cased first name starts with `term`.
+
+    SQLite's own lower() changes only A to Z, and ix_subscribers_name is built on it; it
+    serves an ASCII term. A term with other letters ("élodie", "анна") is compared with
+    names lower-cased by Python (`drip_lower`, which drip.db registers): no index can
+    serve that, so SQLite reads the list from the newest back. An index on drip_lower
+    would make the database unwritable for the sqlite3 shell and for processes that
+    lack the function, a high price for a rare search on a laptop-sized list."""
     length = len(term)
+    if term.isascii():
+        found = session.scalars(_candidates(sequence_id, term)).all()
+        if len(found) <= CANDIDATES:
+            return statement.where(Subscriber.id.in_(found))
+    # the same test, spelled so that no index serves it: SQLite walks (sequence_id, id)
     return statement.where(
         sa.or_(
             sa.func.substr(Subscriber.email, 1, length) == term,
-            sa.func.substr(sa.func.lower(Subscriber.first_name), 1, length) == term,
+            sa.func.substr(sa.func.drip_lower(Subscriber.first_name), 1, length) == term,
         )
+    )
+
+
+def _candidates(sequence_id: int, term: str) -> sa.Select[tuple[int]]:
+    """Up to CANDIDATES + 1 ids on SQLite whose address or lower-cased first name starts
+    with the ASCII `term`: one range in the (sequence, email) index, one in
+    ix_subscribers_name."""
+    name = sa.func.lower(Subscriber.first_name)
+    in_range = sa.or_(
+        sa.and_(Subscriber.email >= term, Subscriber.email < term + _LAST),
+        sa.and_(name >= term, name < term + _LAST),
+    )
+    return (
+        sa.select(Subscriber.id)
+        .where(Subscriber.sequence_id == sequence_id, in_range)
+        .limit(CANDIDATES + 1)
     )
 
 

@@ -80,6 +80,10 @@ def read_series(directory: Path) -> SeriesFile:
         )
     except (OSError, KeyError, TypeError, ValueError, tomllib.TOMLDecodeError) as exc:
         raise InvalidInput(f"{directory / 'series.toml'}: {type(exc).__name__}: {exc}") from None
+    for name in ("slug", "name", "tagline"):
+        limit = Sequence.__table__.c[name].type.length
+        if len(getattr(series, name)) > limit:
+            raise InvalidInput(f"{directory / 'series.toml'}: {name}: at most {limit} characters")
     numbers = [s.number for s in series.steps]
     if len(set(numbers)) != len(numbers) or not numbers or numbers[0] != 0:
         raise InvalidInput(f"{directory}: step numbers must be unique and start at 0 (the welcome)")
@@ -90,12 +94,15 @@ def install_series(session: Session, series: SeriesFile, *, now: datetime, autho
     """Create the sequence, its steps and a first template version of each.
 
     For a sequence that already exists, a step whose files differ from its newest
-    version gets a new version; nothing is overwritten or deleted.
+    version gets a new version; no lesson is overwritten or deleted. The name, tagline,
+    description and bonuses are the files' (the slug is what identifies the series): a
+    writer who renames the series in series.toml means the series to be renamed.
     """
     sequence = session.scalar(sa.select(Sequence).where(Sequence.slug == series.slug))
     if sequence is None:
-        sequence = Sequence(slug=series.slug, name=series.name, created_at=now)
+        sequence = Sequence(slug=series.slug, created_at=now)
         session.add(sequence)
+    sequence.name = series.name
     sequence.tagline = series.tagline
     sequence.description = series.description
     sequence.bonuses = [{"title": b.title, "description": b.description} for b in series.bonuses]

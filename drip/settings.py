@@ -8,6 +8,7 @@ fails at start with a message naming the variable instead of falling back silent
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import re
 import secrets
@@ -175,20 +176,20 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
         clock=get("DRIP_CLOCK", "system", _clock),
-        scheduler_interval=get("DRIP_SCHEDULER_INTERVAL", "30", _positive_float),
+        scheduler_interval=get("DRIP_SCHEDULER_INTERVAL", "30", positive_float),
         batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
         scheduler_claimers=get("DRIP_SCHEDULER_CLAIMERS", "2", _claimers),
         db_pool_size=get("DRIP_DB_POOL_SIZE", "5", _positive_int),
-        confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _positive_float)),
-        requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", _positive_float)),
-        recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", _positive_float)),
+        confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", positive_float)),
+        requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", positive_float)),
+        recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", positive_float)),
         live_count_up_to=get("DRIP_LIVE_COUNT_UP_TO", "20000", _positive_int),
-        send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", _positive_float)),
+        send_lease=timedelta(seconds=get("DRIP_SEND_LEASE", "120", positive_float)),
         max_attempts=get("DRIP_MAX_ATTEMPTS", "8", _positive_int),
         send_rate=get("DRIP_SEND_RATE", "0", _send_rate),
         domain_concurrency=get("DRIP_DOMAIN_CONCURRENCY", "5", _domain_concurrency),
         smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
-        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", _positive_float)),
+        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", positive_float)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
@@ -208,7 +209,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         postmark_webhook_secret=get("DRIP_POSTMARK_WEBHOOK_SECRET", "", _webhook_secret),
         mailgun_signing_key=get("DRIP_MAILGUN_SIGNING_KEY", "", _webhook_secret),
         trusted_hosts=get("DRIP_TRUSTED_HOSTS", "", _hosts) | {urlsplit(base_url).hostname or ""},
-        smtp_timeout=get("DRIP_SMTP_TIMEOUT", "30", _positive_float),
+        smtp_timeout=get("DRIP_SMTP_TIMEOUT", "30", positive_float),
         smtp_allow_plaintext=get("DRIP_SMTP_ALLOW_PLAINTEXT", "0", _flag),
         idempotency_header=get("DRIP_IDEMPOTENCY_HEADER", "", _header_name),
     )
@@ -347,10 +348,12 @@ def _clock(raw: str) -> str:
     raise ValueError("expected 'system' or 'file:PATH'")
 
 
-def _positive_float(raw: str) -> float:
+def positive_float(raw: str) -> float:
+    """A length of time, so finite too: time.sleep, timedelta and socket timeouts
+    refuse infinity, and only long after start (a scheduler after its first pass)."""
     value = float(raw)
-    if not value > 0:
-        raise ValueError("must be greater than zero")
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError("must be a finite number greater than zero")
     return value
 
 

@@ -67,8 +67,17 @@ def _per_day(
     since: datetime,
     days: int,
 ) -> list[tuple[date, int]]:
+    """Counts per UTC day, the days the chart is labelled with. SQLite stores UTC
+    already; PostgreSQL's cast of a timestamptz to a date takes the day in the session's
+    timezone, which the server's or database's configuration chooses, so the instant is
+    turned into UTC wall time first. In the query rather than by setting the timezone on
+    drip's connections: PgBouncer (docs/deploy.md) refuses startup options and does not
+    keep a session's SET in transaction pooling."""
     dialect = session.get_bind().dialect.name
-    day = sa.func.date(column) if dialect == "sqlite" else sa.cast(column, sa.Date)
+    if dialect == "sqlite":
+        day = sa.func.date(column)
+    else:
+        day = sa.cast(sa.func.timezone("UTC", column), sa.Date)
     rows = session.execute(
         sa.select(day, sa.func.count())
         .where(Subscriber.sequence_id == sequence_id, column >= since)

@@ -59,6 +59,18 @@ def test_tick_refuses_an_instant_it_cannot_read(env: dict[str, str]) -> None:
     assert "ISO-8601" in result.output
 
 
+@pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf"])
+def test_the_scheduler_refuses_an_interval_it_cannot_wait(tmp_path: Path, interval: str) -> None:
+    """-1 crashed after the first pass (sleep length must be non-negative), and 0
+    silently meant DRIP_SCHEDULER_INTERVAL."""
+    result = CliRunner().invoke(
+        main, ["scheduler", "--interval", interval], env={"DRIP_INSTANCE": str(tmp_path)}
+    )
+    assert result.exit_code == 2
+    assert "--interval" in result.output
+    assert not (tmp_path / "drip.db").exists(), "refused before anything started"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

@@ -11,7 +11,7 @@ from drip import directory
 from drip.db import transaction
 from drip.models import Sequence
 from drip.privacy import erase
-from tests.helpers import System
+from tests.helpers import System, plan_of
 
 NAMES = {
     "ana@example.com": "Ana",
@@ -42,6 +42,42 @@ def test_a_name_search_finds_the_start_of_a_name_or_address_newest_first(
     assert search(people, " ANA ") == ["bob@example.com", "anabel@example.org", "ana@example.com"]
     assert search(people, "ana@") == ["ana@example.com"]
     assert search(people, "50%_") == []
+
+
+def test_a_name_search_ignores_case_beyond_ascii(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite's own lower() changes only A-Z: a name starting with É, Ö or any Cyrillic
+    or Greek capital could not be found there at all."""
+    for address, name in [
+        ("elodie@example.com", "Élodie"),
+        ("ozgur@example.com", "Özgür"),
+        ("anna@example.com", "Анна"),
+        ("eleni@example.com", "ΕΛΕΝΗ"),
+    ]:
+        system.signup(address, first_name=name)
+    for term in ("Élodie", "élodie", "ÉLO", "özgür", "Özg"):
+        assert len(search(system, term)) == 1, term
+    assert search(system, "анна") == search(system, "анна".upper()) == ["anna@example.com"]
+    assert search(system, "ελ") == ["eleni@example.com"]
+    monkeypatch.setattr(directory, "CANDIDATES", 0)
+    assert search(system, "élo") == ["elodie@example.com"], "read back from the newest"
+
+
+def test_a_name_search_finds_a_name_that_goes_on_past_the_basic_plane(system: System) -> None:
+    """The range a prefix starts ended at U+FFFF, which sorts before an emoji."""
+    system.signup("fiore@example.com", first_name="Flor🌸")
+    assert search(system, "flor") == ["fiore@example.com"]
+
+
+def test_sqlites_name_search_seeks_in_its_indexes_for_an_ascii_term(system: System) -> None:
+    """The candidates are two range seeks, never a scan."""
+    with transaction(system.sessions) as session:
+        if session.get_bind().dialect.name != "sqlite":
+            pytest.skip("PostgreSQL searches subscriber_search's trigram indexes")
+        plan = plan_of(session, directory._candidates(1, "elodie"))
+    assert "sqlite_autoindex_subscribers_1 (sequence_id=? AND email>? AND email<?)" in plan
+    assert "ix_subscribers_name (sequence_id=? AND <expr>>? AND <expr><?)" in plan
 
 
 def test_postgresql_also_finds_a_search_inside_names_and_addresses(people: System) -> None:

@@ -18,6 +18,7 @@ from drip.models import (
     ConsentEventKind,
     Delivery,
     DeliveryKind,
+    Sequence,
     Subscriber,
     SubscriberStatus,
     TemplateVersion,
@@ -78,6 +79,23 @@ def test_loading_an_edited_series_adds_versions_and_keeps_the_old_ones(
     assert version_count(system) == before + 1
 
 
+def series_names(system: System) -> list[str]:
+    with transaction(system.sessions) as session:
+        return list(session.scalars(sa.select(Sequence.name)))
+
+
+def test_loading_a_renamed_series_renames_it(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The command said it loaded the new name while the database kept the old one."""
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    toml = out / "series.toml"
+    toml.write_text(toml.read_text().replace('name = "Calm Back, Calm Mind"', 'name = "Renamed"'))
+    assert "loaded 'Renamed'" in run(env, "lessons", "load", str(out))
+    assert series_names(system) == ["Renamed"]
+
+
 def load_refused(system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str]) -> str:
     """Export the series, apply `edits` (path -> new text), load it back: the load must
     fail and save no version. Returns what it printed."""
@@ -102,6 +120,19 @@ def test_a_broken_lesson_file_loads_nothing(
         {"02/subject.txt": "Fine subject\n", "05/body.html": "<p>{{ config.SECRET_KEY }}</p>"},
     )
     assert "config" in output
+
+
+def test_a_series_name_too_long_to_store_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """PostgreSQL refused it with a DataError traceback; SQLite stored it."""
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    toml = (out / "series.toml").read_text()
+    long_name = toml.replace('"Calm Back, Calm Mind"', '"' + "x" * 201 + '"')
+    output = load_refused(system, env, tmp_path, {"series.toml": long_name})
+    assert "name: at most 200 characters" in output
+    assert series_names(system) == ["Calm Back, Calm Mind"]
 
 
 def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
@@ -204,6 +235,47 @@ def test_a_file_without_a_consent_column_is_refused(
     result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
     assert result.exit_code == 1
     assert "consent" in result.output
+
+
+def subscriber_count(system: System) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) or 0
+
+
+def test_a_file_not_in_utf8_is_refused_and_imports_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Excel's plain "CSV" is Windows-1252: the import stopped at the first accent with
+    a UnicodeDecodeError traceback."""
+    file = tmp_path / "excel.csv"
+    file.write_bytes(
+        "email,first_name,consent\n"
+        "ana@example.com,Ana,webinar\n"
+        "zoe@example.com,Zoé,webinar\n".encode("latin-1")
+    )
+    before = subscriber_count(system)
+    result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
+    assert result.exit_code == 1
+    assert "excel.csv, line 3: byte 0xe9 is not UTF-8" in result.output
+    assert isinstance(result.exception, SystemExit), "a message, not a traceback"
+    assert subscriber_count(system) == before
+
+
+def test_a_row_holding_a_nul_is_refused_by_line(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """PostgreSQL cannot store a NUL: the row's insert failed and took the whole import
+    with it; SQLite stored it."""
+    file = tmp_path / "list.csv"
+    file.write_text(
+        "email,consent\nana@example.com,webinar\x00\nben@example.com,webinar\n",
+        encoding="utf-8",
+    )
+    output = run(env, "subscribers", "import", str(file))
+    assert "line 2: consent: a NUL character" in output
+    assert "imported 1 as pending" in output
+    assert confirmations_to(system, "ben@example.com") == 1
+    assert confirmations_to(system, "ana@example.com") == 0
 
 
 def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path: Path) -> None:

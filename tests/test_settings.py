@@ -58,6 +58,10 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_MIN_FILL_SECONDS", "-1"),
         ("DRIP_MIN_FILL_SECONDS", "nan"),
         ("DRIP_MIN_FILL_SECONDS", "inf"),
+        ("DRIP_SCHEDULER_INTERVAL", "inf"),
+        ("DRIP_SCHEDULER_INTERVAL", "nan"),
+        ("DRIP_REQUEUE_AFTER", "inf"),
+        ("DRIP_CONFIRM_DAYS", "inf"),
     ],
 )
 def test_a_bad_pace_or_wait_is_refused_naming_the_variable(

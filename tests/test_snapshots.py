@@ -3,11 +3,12 @@ DRIP_RECOUNT_EVERY, and shown instead of a live count only on a big list."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.engine import make_url
 
-from drip.db import reading
+from drip.db import create_db_engine, make_session_factory, reading
 from drip.models import Sequence, StatsSnapshot
 from drip.snapshots import dashboard_numbers, from_json, recount_series
 from drip.stats import overview
@@ -96,3 +97,25 @@ def test_a_big_list_shows_the_stored_count_and_its_time(system: System) -> None:
     assert counted.age(counted_at + timedelta(hours=3, minutes=59)) == "3 hours"
     assert counted.age(counted_at + timedelta(days=3)) == "3 days"
     assert counted.overview.total == 1, "the stored count, not a live one"
+
+
+def test_the_charts_count_utc_days_whatever_the_database_timezone(system: System) -> None:
+    """A PostgreSQL server set to Auckland's time (UTC+13 in October) put a signup at
+    12:30 UTC on 24 October on the 25th, a day the chart, labelled in UTC, leaves out."""
+    system.clock.advance(timedelta(hours=6, minutes=30))
+    system.signup("ana@example.com")
+    url = make_url(system.settings.database_url)
+    engine = create_db_engine(system.settings.database_url)
+    try:
+        if url.get_backend_name() == "postgresql":
+            with engine.begin() as conn:
+                conn.execute(
+                    sa.text(f"ALTER DATABASE \"{url.database}\" SET timezone = 'Pacific/Auckland'")
+                )
+            engine.dispose()  # the setting holds for connections made from now on
+        with reading(make_session_factory(engine)) as session:
+            numbers = overview(session, series_id(system), now=system.clock.now())
+    finally:
+        engine.dispose()
+    assert numbers.signups[-1] == (date(2026, 10, 24), 1)
+    assert sum(count for _, count in numbers.signups) == 1
