@@ -74,6 +74,8 @@ CSRF_EXEMPT = {
     "privacy.ask_for_link": "acts on no session: it only mails a link to the address typed, "
     "rate-limited per IP and per address, and answers the same either way",
     "privacy.erase_everything": "the signed privacy-erase token is the authority, not a cookie",
+    "privacy.unsubscribe_everything": "the signed privacy-withdraw token is the authority, "
+    "not a cookie",
     "api.create_subscriber": "the JSON API uses no cookies (CORS allow-list, rate limits); "
     "it only starts a double opt-in",
     "hooks.receive": "providers' webhooks, each verified by the provider's signature or secret",

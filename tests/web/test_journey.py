@@ -22,6 +22,8 @@ from drip.db import transaction
 from drip.models import (
     Base,
     ConsentEvent,
+    ConsentEventKind,
+    ConsentMethod,
     ReceivedSignup,
     Subscriber,
     SubscriberStatus,
@@ -472,6 +474,52 @@ def erase_button(client: FlaskClient, manage: str) -> str:
     """Where the privacy page's erase button posts (a token of its own, not the link's)."""
     (action,) = re.findall(r'action="(/privacy/[^"]+/erase)"', client.get(manage).get_data(True))
     return action
+
+
+def withdraw_button(client: FlaskClient, manage: str) -> str | None:
+    """Where the privacy page's unsubscribe button posts, if the page shows one."""
+    found = re.findall(r'action="(/privacy/[^"]+/unsubscribe)"', client.get(manage).get_data(True))
+    return found[0] if found else None
+
+
+def test_the_privacy_page_withdraws_consent_as_easily_as_it_erases(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Standards LAW-12: withdrawing is as easy as giving, from the privacy page too."""
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    withdraw = withdraw_button(client, manage)
+    assert withdraw is not None
+    erase = erase_button(client, manage)
+    assert client.post(f"{manage}/unsubscribe").status_code == 400, "the link alone cannot"
+    assert client.post(erase.replace("/erase", "/unsubscribe")).status_code == 400
+    assert client.post(withdraw.replace("/unsubscribe", "/erase")).status_code == 400
+    assert client.get(withdraw.removesuffix("/unsubscribe")).status_code == 400
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+    assert client.post(withdraw).status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+    with transaction(system.sessions) as session:
+        withdrawals = session.execute(
+            sa.select(ConsentEvent.method).where(ConsentEvent.kind == ConsentEventKind.WITHDRAW)
+        ).all()
+    assert withdrawals == [(ConsentMethod.LINK,)]
+    assert withdraw_button(client, manage) is None, "nothing left to withdraw"
+    assert client.post(withdraw).status_code == 200, "twice changes nothing more"
+    system.clock.advance(timedelta(days=2))
+    assert system.tick().issued == []
+
+
+def test_a_pending_signup_can_be_withdrawn_from_the_privacy_page(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "bob@example.com"})
+    system.drain()
+    client.post("/privacy", data={"email": "bob@example.com"})
+    withdraw = withdraw_button(client, link(system, "bob@example.com", "privacy"))
+    assert withdraw is not None
+    client.post(withdraw)
+    assert status_of(system, "bob@example.com") == SubscriberStatus.UNSUBSCRIBED
 
 
 def test_the_privacy_link_cannot_erase_and_the_erase_token_cannot_open_the_data(
