@@ -57,13 +57,16 @@ class RenderedEmail:
 @dataclass(frozen=True)
 class Footer:
     """What the shared layout prints under every email (CAN-SPAM: reason, opt-out, address;
-    CASL: who sends it and how to reach them)."""
+    CASL: who sends it and how to reach them). `ad_notice` labels a lesson as an
+    advertisement where its content is commercial (standards LAW-05); it stays empty in
+    the confirmation and privacy emails, which advertise nothing (STD-09)."""
 
     reason: str
     unsubscribe_url: str
     postal_address: str
     sender_name: str
     contact: str
+    ad_notice: str = ""
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -116,6 +119,7 @@ class Renderer:
             "postal_address": footer.postal_address,
             "sender_name": footer.sender_name,
             "contact": footer.contact,
+            "ad_notice": footer.ad_notice,
         }
         html = _limited(self._layout_html.generate(layout, content=body_html))
         text = _limited(self._layout_text.generate(layout, content=body_text))

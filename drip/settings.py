@@ -97,6 +97,8 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_allow_plaintext: bool = False
     idempotency_header: str = ""
+    ad_notice: str = ""
+    """Printed atop every lesson's footer when set, e.g. "Advertisement" (standards LAW-05)."""
 
     @property
     def feedback_sender(self) -> str:
@@ -211,6 +213,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_timeout=get("DRIP_SMTP_TIMEOUT", "30", _positive_float),
         smtp_allow_plaintext=get("DRIP_SMTP_ALLOW_PLAINTEXT", "0", _flag),
         idempotency_header=get("DRIP_IDEMPOTENCY_HEADER", "", _header_name),
+        ad_notice=get("DRIP_AD_NOTICE", "", _ad_notice),
     )
     if settings.smtp_timeout >= settings.send_lease.total_seconds():
         raise ConfigError(
@@ -443,6 +446,12 @@ def _plain_text(raw: str) -> str:
     if any(ord(ch) < 32 for ch in raw):
         raise ValueError("control characters are not allowed")
     return raw
+
+
+def _ad_notice(raw: str) -> str:
+    if len(raw) > 200:
+        raise ValueError("at most 200 characters: it is a label, not a paragraph")
+    return _plain_text(raw)
 
 
 def _dkim(env: Mapping[str, str]) -> dict[str, Any]:

@@ -173,6 +173,25 @@ def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessa
     assert "Hi Ana María," in text
 
 
+@pytest.mark.parametrize("system_env", [{}, {"DRIP_AD_NOTICE": "Advertisement"}], ids=["off", "on"])
+def test_an_advertisement_notice_can_be_switched_on_for_lessons_only(
+    lesson: EmailMessage, system: System, system_env: dict[str, str]
+) -> None:
+    """Standards LAW-05: off by default; when set, every lesson's footer opens with it in
+    both parts, and the confirmation email, which advertises nothing (STD-09), has none."""
+    confirmation, welcome = system.smtp.to("ana@example.com")[:2]
+    notice = system_env.get("DRIP_AD_NOTICE")
+    for mail in (welcome, lesson):
+        text, html = parts(mail)
+        footer = html[html.index('class="footer"') :]
+        if notice:
+            assert re.search(r"\n--\r?\nAdvertisement\r?\nYou are getting this", text)
+            assert re.search(r">Advertisement</p>\s*<p[^>]*>You are getting this", footer)
+        else:
+            assert "Advertisement" not in text + html
+    assert "Advertisement" not in "".join(parts(confirmation))
+
+
 def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) -> None:
     text, html = parts(lesson)
     preheader = text.splitlines()[0]

@@ -163,6 +163,8 @@ def test_trusted_hosts_are_the_base_url_host_and_the_listed_ones(tmp_path: Path)
         ("DRIP_SMTP_TIMEOUT", "soon"),
         ("DRIP_IDEMPOTENCY_HEADER", "Idempotency Key"),
         ("DRIP_IDEMPOTENCY_HEADER", "X-Key:\r\nBcc"),
+        ("DRIP_AD_NOTICE", "Advertisement\nBcc: x"),
+        ("DRIP_AD_NOTICE", "Ad " * 70),
     ],
 )
 def test_a_bad_relay_setting_is_refused_naming_the_variable(
