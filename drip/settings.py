@@ -194,7 +194,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
-        signup_limit=get("DRIP_SIGNUP_LIMIT", "10 per minute;50 per hour", _rate_limit),
+        signup_limit=get("DRIP_SIGNUP_LIMIT", "5 per minute;30 per hour", _rate_limit),
         min_fill_time=timedelta(seconds=get("DRIP_MIN_FILL_SECONDS", "2", _fill_seconds)),
         address_limit=get("DRIP_ADDRESS_LIMIT", "3 per hour;6 per day", _rate_limit),
         proxy_hops=get("DRIP_PROXY_HOPS", "0", _hops),

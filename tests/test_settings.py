@@ -200,3 +200,9 @@ def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
     transport = make_transport(on, redis_client=None)  # type: ignore[arg-type]  # uncapped
     assert isinstance(transport, SMTPTransport)
     assert (transport.allow_plaintext, transport.timeout) == (True, 5)
+
+
+def test_the_per_ip_signup_limit_defaults_to_the_standards(tmp_path: Path) -> None:
+    """Standards SEC-13: 5 a minute and 30 an hour per IP, for signups and privacy links."""
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    assert settings.signup_limit == "5 per minute;30 per hour"
