@@ -125,8 +125,11 @@ class Renderer:
         text = _limited(self._layout_text.generate(layout, content=body_text))
         return RenderedEmail(subject, preheader, self._inliner.inline(html), text)
 
-    def check(self, template: EmailTemplate, variables: Iterable[str], sample: Context) -> None:
-        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox."""
+    def check(
+        self, template: EmailTemplate, variables: Iterable[str], sample: Context
+    ) -> RenderedEmail:
+        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox.
+        Returns the email rendered with `sample`, for checks on what readers would see."""
         allowed = frozenset(variables)
         for part in PARTS:
             source = getattr(template, part)
@@ -138,7 +141,9 @@ class Renderer:
                     f"available: {', '.join(sorted(allowed))}",
                     field=part,
                 )
-        self.render(template, sample, Footer("check", "https://example.invalid/u/x", "-", "-", "-"))
+        return self.render(
+            template, sample, Footer("check", "https://example.invalid/u/x", "-", "-", "-")
+        )
 
     def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
         compiled = self._compile(part, getattr(template, part))
