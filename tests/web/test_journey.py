@@ -361,15 +361,43 @@ def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     assert count(system, Suppression) == 0, "their own confirmation lifts the suppression"
 
 
-def test_pages_send_security_headers(client: FlaskClient) -> None:
-    for path in ("/", "/privacy", "/check-inbox", "/api/v1/openapi.json"):
-        headers = client.get(path).headers
-        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
-        assert "unsafe-inline" not in headers["Content-Security-Policy"]
-        assert headers["X-Content-Type-Options"] == "nosniff"
-        assert headers["X-Frame-Options"] == "DENY"
-        assert headers["Referrer-Policy"] == "same-origin"
-        assert headers["Strict-Transport-Security"]
+SAMPLE_ARGUMENTS = {
+    "slug": "feel-better",
+    "step_id": "1",
+    "subscriber_id": "1",
+    "token": "not-a-token",
+    "key": "no-such-message",
+    "filename": "drip.css",
+}
+"""A value for each URL argument: a real one where the test system has it (the series,
+its first step, the first subscriber, a stylesheet), a bad one otherwise, whose error
+page needs the headers just as much."""
+
+FRAMED_BY_THE_ADMIN = {
+    "admin_outbox.html": "an email from the outbox, shown in a sandboxed iframe of the "
+    "admin's own page: frame-ancestors 'self' and a CSP of its own",
+}
+
+
+def test_every_page_sends_security_headers(app: Flask, admin: FlaskClient, system: System) -> None:
+    """Standards SEC-18, over every GET route there is, as a logged-in admin so that the
+    admin pages answer with themselves rather than a redirect to the login."""
+    system.join("ana@example.com")
+    rules = [rule for rule in app.url_map.iter_rules() if "GET" in (rule.methods or ())]
+    assert len(rules) > 25
+    for rule in rules:
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: SAMPLE_ARGUMENTS[m.group(1)], rule.rule)
+        with admin.get(path) as response:  # a static file's answer holds it open
+            headers = response.headers
+            where = (rule.endpoint, path, response.status_code)
+        assert headers["X-Content-Type-Options"] == "nosniff", where
+        assert headers["Strict-Transport-Security"], where
+        expected = ("no-referrer",) if "<token>" in rule.rule else ("no-referrer", "same-origin")
+        assert headers["Referrer-Policy"] in expected, where
+        if rule.endpoint not in FRAMED_BY_THE_ADMIN:
+            assert "frame-ancestors 'none'" in headers["Content-Security-Policy"], where
+            assert "unsafe-inline" not in headers["Content-Security-Policy"], where
+            assert headers["X-Frame-Options"] == "DENY", where
 
 
 def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) -> None:
@@ -594,9 +622,16 @@ def test_a_browser_post_from_the_landing_page_is_accepted(
 def test_pages_with_a_token_in_the_url_leak_no_referrer_and_are_not_cached(
     client: FlaskClient, system: System, ana: str
 ) -> None:
-    response = client.get(ana)
-    assert response.headers["Referrer-Policy"] == "no-referrer"
-    assert response.headers["Cache-Control"] == "no-store"
+    """Standards SEC-18: the real confirm, unsubscribe and privacy pages, as opened from
+    their emails."""
+    client.post("/subscribe", data={"email": "bob@example.com"})
+    client.post("/privacy", data={"email": "ana@example.com"})
+    privacy = link(system, "ana@example.com", "privacy")
+    for path in (link(system, "bob@example.com", "confirm"), ana, privacy):
+        response = client.get(path)
+        assert response.status_code == 200, path
+        assert response.headers["Referrer-Policy"] == "no-referrer", path
+        assert response.headers["Cache-Control"] == "no-store", path
 
 
 def test_the_writers_thank_you_page_is_used_for_their_site_only(blog: FlaskClient) -> None:
