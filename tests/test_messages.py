@@ -239,6 +239,43 @@ def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) ->
         assert "display: none" in (first.attrs.get("style") or "")
 
 
+class Links(HTMLParser):
+    """Every URL an HTML part links to or loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [v for k, v in attrs if k in ("href", "src", "action") and v is not None]
+
+
+def test_the_confirmation_email_links_only_to_confirm_privacy_and_unsubscribe(
+    lesson: EmailMessage, system: System
+) -> None:
+    """Standards STD-09 (and LAW-20): the double opt-in email asks for the click and
+    promotes nothing; the sign-up bonuses wait for the welcome email."""
+    confirmation, welcome = system.smtp.to("ana@example.com")[:2]
+    text, html = parts(confirmation)
+    links = Links()
+    links.feed(html)
+    allowed = re.compile(r"https://drip\.example\.com/((confirm|unsubscribe)/[\w.-]+|privacy)")
+    url = re.compile(r"(?:https?:|mailto:|www\.)[^\s<>\"')]+", re.IGNORECASE)
+    for part, found in ((text, url.findall(text)), (html, links.urls + url.findall(html))):
+        assert found, "the confirm link at least"
+        for link in found:
+            assert allowed.fullmatch(link), link
+        assert re.search(r"/confirm/", part) and re.search(r"/unsubscribe/", part)
+
+    welcome_text, _ = parts(welcome)
+    bonuses = re.findall(r"^Bonus \d+: (.+)$", welcome_text, re.MULTILINE)
+    assert len(bonuses) == 3, "the welcome's bonuses, to look for"
+    titles = [b.title for b in read_series(system.settings.emails_dir).bonuses]
+    for body in (text, html):
+        for promotion in ("bonus", *bonuses, *titles):
+            assert promotion.lower() not in body.lower(), promotion
+
+
 def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -> None:
     first = message_id(7, secret="k", domain="drip.example.com")
     assert first == message_id(7, secret="k", domain="drip.example.com")
