@@ -113,6 +113,7 @@ def draft(
             postal_address=settings.postal_address,
             sender_name=str(context["sender_name"]),
             contact=settings.contact,
+            ad_notice=settings.ad_notice if lesson is not None else "",
         ),
         envelope=Envelope(
             sender=settings.sender,

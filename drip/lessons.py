@@ -8,6 +8,7 @@ rendered from, so an edit affects only emails not yet sent.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,7 +27,10 @@ SAMPLE: dict[str, str | int] = {
     "lesson_number": 1,
     "lesson_total": 10,
 }
-DISHONEST_PREFIXES = ("re:", "fwd:", "fw:")
+FAKE_REPLY = re.compile(r"(re|fwd?|aw|wg)\s*(\[\d+\])?\s*:", re.IGNORECASE)
+"""Reply and forward markers as mail clients write them (`RE :`, `Fw:`, `Re[2]:`, and the
+German `AW:` and `WG:`), matched against the subject as rendered, so that `{{ 'Re' }}:`
+cannot slip past (standards STD-08)."""
 PREHEADER_CHARS = (40, 100)
 """Shorter leaves the inbox preview to whatever text follows; longer is cut off by every
 client (standards STD-04)."""
@@ -51,17 +55,17 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
     """Everything the worker or the database would trip over, plus the mailbox
     providers' rules."""
     _check_storable(template)
-    if template.subject.strip().lower().startswith(DISHONEST_PREFIXES):
-        raise TemplateProblem(
-            "subject: must not pretend to be a reply or a forward", field="subject"
-        )
     shortest, longest = PREHEADER_CHARS
     if not shortest <= len(template.preheader.strip()) <= longest:
         raise TemplateProblem(
             f"preheader: write one sentence of {shortest} to {longest} characters",
             field="preheader",
         )
-    renderer.check(template, LESSON_VARIABLES, SAMPLE)
+    rendered = renderer.check(template, LESSON_VARIABLES, SAMPLE)
+    if FAKE_REPLY.match(rendered.subject):
+        raise TemplateProblem(
+            "subject: must not pretend to be a reply or a forward", field="subject"
+        )
 
 
 def _check_storable(template: EmailTemplate) -> None:

@@ -82,6 +82,7 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             postal_address=settings.postal_address,
             sender_name=str(context["sender_name"]),
             contact=settings.contact,
+            ad_notice=settings.ad_notice,
         ),
     )
     proof = RenderedEmail(

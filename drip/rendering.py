@@ -57,13 +57,16 @@ class RenderedEmail:
 @dataclass(frozen=True)
 class Footer:
     """What the shared layout prints under every email (CAN-SPAM: reason, opt-out, address;
-    CASL: who sends it and how to reach them)."""
+    CASL: who sends it and how to reach them). `ad_notice` labels a lesson as an
+    advertisement where its content is commercial (standards LAW-05); it stays empty in
+    the confirmation and privacy emails, which advertise nothing (STD-09)."""
 
     reason: str
     unsubscribe_url: str
     postal_address: str
     sender_name: str
     contact: str
+    ad_notice: str = ""
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
@@ -116,13 +119,17 @@ class Renderer:
             "postal_address": footer.postal_address,
             "sender_name": footer.sender_name,
             "contact": footer.contact,
+            "ad_notice": footer.ad_notice,
         }
         html = _limited(self._layout_html.generate(layout, content=body_html))
         text = _limited(self._layout_text.generate(layout, content=body_text))
         return RenderedEmail(subject, preheader, self._inliner.inline(html), text)
 
-    def check(self, template: EmailTemplate, variables: Iterable[str], sample: Context) -> None:
-        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox."""
+    def check(
+        self, template: EmailTemplate, variables: Iterable[str], sample: Context
+    ) -> RenderedEmail:
+        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox.
+        Returns the email rendered with `sample`, for checks on what readers would see."""
         allowed = frozenset(variables)
         for part in PARTS:
             source = getattr(template, part)
@@ -134,7 +141,9 @@ class Renderer:
                     f"available: {', '.join(sorted(allowed))}",
                     field=part,
                 )
-        self.render(template, sample, Footer("check", "https://example.invalid/u/x", "-", "-", "-"))
+        return self.render(
+            template, sample, Footer("check", "https://example.invalid/u/x", "-", "-", "-")
+        )
 
     def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
         compiled = self._compile(part, getattr(template, part))

@@ -98,6 +98,8 @@ class Settings:
     smtp_timeout: float = 30.0
     smtp_allow_plaintext: bool = False
     idempotency_header: str = ""
+    ad_notice: str = ""
+    """Printed atop every lesson's footer when set, e.g. "Advertisement" (standards LAW-05)."""
 
     @property
     def feedback_sender(self) -> str:
@@ -193,7 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
-        signup_limit=get("DRIP_SIGNUP_LIMIT", "10 per minute;50 per hour", _rate_limit),
+        signup_limit=get("DRIP_SIGNUP_LIMIT", "5 per minute;30 per hour", _rate_limit),
         min_fill_time=timedelta(seconds=get("DRIP_MIN_FILL_SECONDS", "2", _fill_seconds)),
         address_limit=get("DRIP_ADDRESS_LIMIT", "3 per hour;6 per day", _rate_limit),
         proxy_hops=get("DRIP_PROXY_HOPS", "0", _hops),
@@ -212,6 +214,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_timeout=get("DRIP_SMTP_TIMEOUT", "30", positive_float),
         smtp_allow_plaintext=get("DRIP_SMTP_ALLOW_PLAINTEXT", "0", _flag),
         idempotency_header=get("DRIP_IDEMPOTENCY_HEADER", "", _header_name),
+        ad_notice=get("DRIP_AD_NOTICE", "", _ad_notice),
     )
     if settings.smtp_timeout >= settings.send_lease.total_seconds():
         raise ConfigError(
@@ -446,6 +449,12 @@ def _plain_text(raw: str) -> str:
     if any(ord(ch) < 32 for ch in raw):
         raise ValueError("control characters are not allowed")
     return raw
+
+
+def _ad_notice(raw: str) -> str:
+    if len(raw) > 200:
+        raise ValueError("at most 200 characters: it is a label, not a paragraph")
+    return _plain_text(raw)
 
 
 def _dkim(env: Mapping[str, str]) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
-from drip.privacy import DECLINED, suppress
+from drip.privacy import DECLINED, subscriptions_of, suppress
 from drip.schedule import resume_point, send_hour_after, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
@@ -56,6 +56,22 @@ def withdraw(
     if declining:
         suppress(session, secret, subscriber.email, DECLINED, now=now)
     return subscriber
+
+
+def still_subscribed(session: Session, email: str) -> list[Subscriber]:
+    """The address's subscriptions that a withdrawal would still end: active or pending."""
+    return [s for s in subscriptions_of(session, email) if s.status in ENDABLE]
+
+
+def withdraw_address(
+    session: Session, email: str, now: datetime, *, method: ConsentMethod, secret: str
+) -> int:
+    """Withdraw every consent the address still gives, from the privacy page: withdrawing
+    is as easy there as erasing (standards LAW-12). Returns how many ended."""
+    ending = still_subscribed(session, email)
+    for subscriber in ending:
+        withdraw(session, subscriber.id, now, method=method, secret=secret)
+    return len(ending)
 
 
 def resubscribe(

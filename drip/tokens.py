@@ -29,6 +29,8 @@ PRIVACY = "drip.privacy-export"
 PRIVACY_ERASE = "drip.privacy-erase"
 """The erase button's own token, minted on the page the privacy link opens: a privacy
 link alone (forwarded, quoted, fetched by a scanner) cannot erase (standards SEC-10)."""
+PRIVACY_WITHDRAW = "drip.privacy-withdraw"
+"""The privacy page's unsubscribe button's own token, minted like the erase button's."""
 
 
 class _ClockSigner(TimestampSigner):

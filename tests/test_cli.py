@@ -3,7 +3,10 @@ and a bad setting stops it with a message naming the variable."""
 
 from __future__ import annotations
 
+import argparse
 import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -119,15 +122,17 @@ def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) ->
 
 
 @pytest.mark.parametrize(("threads", "configured", "kept"), [(8, 5, 8), (2, 5, 5), (8, 20, 20)])
-def test_a_worker_keeps_a_database_connection_for_each_thread(
+def test_a_worker_keeps_a_database_connection_and_one_message_for_each_thread(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, threads: int, configured: int, kept: int
 ) -> None:
     """Stopped where Dramatiq's command line would start the worker processes, which
-    read their settings from this environment."""
-    started: list[str] = []
+    read their settings from this environment: the prefetch equals the thread count,
+    so a killed worker strands at most one message per thread (standards REL-09)."""
+    started: list[tuple[str, str, int]] = []
 
-    def start_processes(args: object) -> int:
-        started.append(os.environ["DRIP_DB_POOL_SIZE"])
+    def start_processes(args: argparse.Namespace) -> int:
+        prefetch = os.environ["dramatiq_queue_prefetch"]  # noqa: SIM112 (Dramatiq's name)
+        started.append((os.environ["DRIP_DB_POOL_SIZE"], prefetch, args.threads))
         return 0
 
     monkeypatch.setattr("dramatiq.cli.main", start_processes)
@@ -138,5 +143,18 @@ def test_a_worker_keeps_a_database_connection_for_each_thread(
     result = CliRunner().invoke(main, ["worker", "--threads", str(threads)])
 
     assert result.exit_code == 0, result.output
-    assert started == [str(kept)]
+    assert started == [(str(kept), str(threads), threads)]
     assert load_settings().db_pool_size == kept
+
+
+def test_the_worker_command_sets_the_prefetch_before_dramatiq_reads_it() -> None:
+    """Dramatiq reads dramatiq_queue_prefetch once, when dramatiq.worker is first
+    imported, and its worker processes are forked from `drip worker`: had drip.cli
+    imported it already, the prefetch set for the threads would be ignored."""
+    imported = subprocess.run(
+        [sys.executable, "-c", "import sys, drip.cli; print('dramatiq' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert imported.stdout.strip() == "False"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).parent.parent
@@ -12,3 +13,20 @@ def test_the_readme_states_the_delivery_contract() -> None:
     assert "Each email is sent at least once and, in all but one case, exactly once." in readme
     assert "logs the case as `ambiguous_resend`" in readme
     assert "`drip_ambiguous_resends_total`" in readme
+
+
+def test_the_deploy_guide_lists_every_metric_by_its_exposed_name() -> None:
+    """Counters are exposed with `_total` (standards REL-13 names
+    `drip_ambiguous_resends_total`)."""
+    families = re.findall(
+        r'(Gauge|Counter)MetricFamily\(\s*"(drip_\w+)"', (ROOT / "drip/metrics.py").read_text()
+    )
+    assert len(families) >= 10
+    table = "\n".join(
+        line
+        for line in (ROOT / "docs/deploy.md").read_text().splitlines()
+        if line.startswith("| `drip_")
+    )
+    documented = set(re.findall(r"`(drip_\w+)`", table))
+    for kind, name in families:
+        assert (name + "_total" if kind == "Counter" else name) in documented, name

@@ -11,6 +11,7 @@ from email import message_from_bytes, policy
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from html.parser import HTMLParser
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -33,6 +34,7 @@ from drip.messages import (
 )
 from drip.models import Delivery, DeliveryKind, DeliveryStatus
 from drip.rendering import RenderedEmail
+from drip.series_files import read_series
 from drip.tasks import setup_worker
 from tests.helpers import System
 
@@ -171,8 +173,6 @@ def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessa
             "confirmed on 24 October 2026." in body
         ), "why the reader gets this mail (standards LAW-05)"
         assert "not medical advice" in body.lower()
-    assert text.startswith(text.splitlines()[0]) and len(text.splitlines()[0]) >= 40
-    assert 'class="preheader"' in html or "display: none" in html
     assert "<style" not in html, "CSS is inlined for mail clients that drop <style>"
     assert "Hi Ana María," in text
 
@@ -206,11 +206,107 @@ def test_a_zone_the_server_no_longer_knows_dates_the_footer_in_utc(system: Syste
     assert "confirmed on 24 October 2026." in text
 
 
+@pytest.mark.parametrize("system_env", [{}, {"DRIP_AD_NOTICE": "Advertisement"}], ids=["off", "on"])
+def test_an_advertisement_notice_can_be_switched_on_for_lessons_only(
+    lesson: EmailMessage, system: System, system_env: dict[str, str]
+) -> None:
+    """Standards LAW-05: off by default; when set, every lesson's footer opens with it in
+    both parts, and the confirmation email, which advertises nothing (STD-09), has none."""
+    confirmation, welcome = system.smtp.to("ana@example.com")[:2]
+    notice = system_env.get("DRIP_AD_NOTICE")
+    for mail in (welcome, lesson):
+        text, html = parts(mail)
+        footer = html[html.index('class="footer"') :]
+        if notice:
+            assert re.search(r"\n--\r?\nAdvertisement\r?\nYou are getting this", text)
+            assert re.search(r">Advertisement</p>\s*<p[^>]*>You are getting this", footer)
+        else:
+            assert "Advertisement" not in text + html
+    assert "Advertisement" not in "".join(parts(confirmation))
+
+
+class FirstInBody(HTMLParser):
+    """The first element inside <body>: its attributes and its text, and any text that
+    came before it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_body = False
+        self.depth = 0
+        self.attrs: dict[str, str | None] | None = None
+        self.text = ""
+        self.before = ""
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "body":
+            self.in_body = True
+        elif self.in_body and self.attrs is None:
+            self.attrs, self.depth = dict(attrs), 1
+        elif self.depth:
+            self.depth += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.depth:
+            self.depth -= 1
+
+    def handle_data(self, data: str) -> None:
+        if self.depth:
+            self.text += data
+        elif self.in_body and self.attrs is None:
+            self.before += data
+
+
 def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) -> None:
-    text, html = parts(lesson)
-    preheader = text.splitlines()[0]
-    body_start = html.index("<body")
-    assert html.index(preheader.split()[0], body_start) < html.index("<h1", body_start)
+    """Standards STD-04: the step's own preheader is the first element of <body>, hidden,
+    and the first line of the text part; for the welcome and lesson 1 alike."""
+    steps = {step.number: step for step in read_series(system.settings.emails_dir).steps}
+    for number, mail in enumerate(system.smtp.to("ana@example.com")[1:]):
+        preheader = " ".join(steps[number].template.preheader.split())
+        assert "{" not in preheader and 40 <= len(preheader) <= 100
+        text, html = parts(mail)
+        assert text.splitlines()[0] == preheader
+        first = FirstInBody()
+        first.feed(html)
+        assert first.attrs is not None and first.before.strip() == ""
+        assert " ".join(first.text.split()) == preheader
+        assert "display: none" in (first.attrs.get("style") or "")
+
+
+class Links(HTMLParser):
+    """Every URL an HTML part links to or loads."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [v for k, v in attrs if k in ("href", "src", "action") and v is not None]
+
+
+def test_the_confirmation_email_links_only_to_confirm_privacy_and_unsubscribe(
+    lesson: EmailMessage, system: System
+) -> None:
+    """Standards STD-09 (and LAW-20): the double opt-in email asks for the click and
+    promotes nothing; the sign-up bonuses wait for the welcome email."""
+    confirmation, welcome = system.smtp.to("ana@example.com")[:2]
+    text, html = parts(confirmation)
+    links = Links()
+    links.feed(html)
+    allowed = re.compile(r"https://drip\.example\.com/((confirm|unsubscribe)/[\w.-]+|privacy)")
+    url = re.compile(r"(?:https?:|mailto:|www\.)[^\s<>\"')]+", re.IGNORECASE)
+    for part, found in ((text, url.findall(text)), (html, links.urls + url.findall(html))):
+        assert found, "the confirm link at least"
+        for link in found:
+            assert allowed.fullmatch(link), link
+        assert re.search(r"/confirm/", part) and re.search(r"/unsubscribe/", part)
+
+    welcome_text, _ = parts(welcome)
+    bonuses = re.findall(r"^Bonus \d+: (.+)$", welcome_text, re.MULTILINE)
+    assert len(bonuses) == 3, "the welcome's bonuses, to look for"
+    titles = [b.title for b in read_series(system.settings.emails_dir).bonuses]
+    for body in (text, html):
+        for promotion in ("bonus", *bonuses, *titles):
+            assert promotion.lower() not in body.lower(), promotion
 
 
 def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -> None:

@@ -120,6 +120,37 @@ def test_every_shipped_email_passes_the_same_checks_a_save_would(tmp_path: Path)
 
 
 @pytest.mark.parametrize(
+    ("subject", "saved"),
+    [
+        ("Re: lesson 3", False),
+        ("Fwd: x", False),
+        ("RE : x", False),
+        ("fw: x", False),
+        ("Re[2]: x", False),
+        ("AW: x", False),
+        ("WG: x", False),
+        ("  re:x", False),
+        ("{{ 'Re' }}: x", False),
+        ("{{ 'F' ~ 'wd' }}: x", False),
+        ("Rest: day {{ lesson_number }}", True),
+        ("Reading list", True),
+        ("Aware: the gut", True),
+        ("Lesson 3: re: the gut", True),
+    ],
+)
+def test_a_subject_cannot_pretend_to_be_a_reply_or_a_forward(
+    renderer: Renderer, subject: str, saved: bool
+) -> None:
+    """Standards STD-08, on the subject as rendered, in the spellings clients use."""
+    template = EmailTemplate(subject, "A preheader that is long enough to read.", "<p>Hi</p>", "Hi")
+    if saved:
+        check_lesson(renderer, template)
+        return
+    with pytest.raises(TemplateProblem, match="subject: must not pretend to be a reply"):
+        check_lesson(renderer, template)
+
+
+@pytest.mark.parametrize(
     ("preheader", "saved"),
     [("", False), ("x" * 39, False), ("x" * 40, True), ("x" * 100, True), ("x" * 101, False)],
 )

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from drip import scheduler
 from drip.db import transaction
-from drip.models import Delivery
+from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Ready, Transport, go
@@ -207,6 +207,31 @@ def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
     system.clock.advance(timedelta(days=1, hours=3))
     assert len(system.tick().issued) == 3
     assert system.tick().issued == []
+
+
+def test_a_signup_never_confirmed_gets_no_lesson_however_long_the_scheduler_runs(
+    system: System,
+) -> None:
+    """Standards LAW-20: only the confirm click starts a series. Beside a subscriber who
+    did confirm (and gets a lesson a day), a pending one gets the confirmation email and
+    nothing else, through six days of passes (on the seventh it is purged)."""
+    system.signup("ana@example.com")
+    system.join("bob@example.com")
+    issued = 0
+    for _ in range(6 * 8):
+        system.clock.advance(timedelta(hours=3))
+        issued += len(system.tick().issued)
+        system.drain()
+    assert issued == 5, "bob's lessons 1 to 5, one a day: the scheduler was at work"
+    with transaction(system.sessions) as session:
+        kinds = session.scalars(
+            sa.select(Delivery.kind)
+            .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+            .where(Subscriber.email == "ana@example.com")
+        ).all()
+    assert kinds == [DeliveryKind.CONFIRMATION]
+    assert len(system.smtp.to("ana@example.com")) == 1
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.PENDING
 
 
 def test_the_sweeper_requeues_what_redis_lost(system: System) -> None:

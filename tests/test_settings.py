@@ -167,6 +167,8 @@ def test_trusted_hosts_are_the_base_url_host_and_the_listed_ones(tmp_path: Path)
         ("DRIP_SMTP_TIMEOUT", "soon"),
         ("DRIP_IDEMPOTENCY_HEADER", "Idempotency Key"),
         ("DRIP_IDEMPOTENCY_HEADER", "X-Key:\r\nBcc"),
+        ("DRIP_AD_NOTICE", "Advertisement\nBcc: x"),
+        ("DRIP_AD_NOTICE", "Ad " * 70),
     ],
 )
 def test_a_bad_relay_setting_is_refused_naming_the_variable(
@@ -202,3 +204,9 @@ def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
     transport = make_transport(on, redis_client=None)  # type: ignore[arg-type]  # uncapped
     assert isinstance(transport, SMTPTransport)
     assert (transport.allow_plaintext, transport.timeout) == (True, 5)
+
+
+def test_the_per_ip_signup_limit_defaults_to_the_standards(tmp_path: Path) -> None:
+    """Standards SEC-13: 5 a minute and 30 an hour per IP, for signups and privacy links."""
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    assert settings.signup_limit == "5 per minute;30 per hour"

@@ -1,9 +1,11 @@
-"""The privacy page and the self-service rights behind it: download and erasure.
+"""The privacy page and the self-service rights behind it: download, withdrawal, erasure.
 
 Asking for the link answers the same whether or not the address is on a list; the
-emailed link (valid for a day) opens a page whose buttons download or erase. Opening
-it changes nothing. The erase button carries a token of its own salt, minted by that
-page and valid for a day too: the emailed link itself cannot erase (standards SEC-10).
+emailed link (valid for a day) opens a page whose buttons download, unsubscribe or
+erase. Opening it changes nothing. The erase and unsubscribe buttons each carry a token
+of their own salt, minted by that page and valid for a day too: the emailed link itself
+cannot erase or unsubscribe (standards SEC-10), and neither button's token opens the
+data or works for the other button.
 """
 
 from __future__ import annotations
@@ -16,10 +18,11 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from drip.db import scrub
 from drip.errors import BadToken
-from drip.models import Subscriber
+from drip.models import ConsentMethod, Subscriber
 from drip.privacy import DECLINE_QUIET, erase, export, request_link
 from drip.signup import normalise_email
-from drip.tokens import PRIVACY, PRIVACY_ERASE
+from drip.subscriptions import still_subscribed, withdraw_address
+from drip.tokens import PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW
 from drip.web.context import ctx
 from drip.web.limits import address_key, limiter
 
@@ -62,9 +65,18 @@ def link_sent() -> str:
 
 @bp.get("/privacy/<token>")
 def manage(token: str) -> str:
+    web = ctx()
     data = _exported(token)
-    erase_token = ctx().tokens.make(PRIVACY_ERASE, _payload(PRIVACY, token))
-    return render_template("privacy_manage.html", token=token, erase_token=erase_token, data=data)
+    payload = _payload(PRIVACY, token)
+    with web.reading() as session:
+        subscribed = bool(still_subscribed(session, _email(PRIVACY, token)))
+    return render_template(
+        "privacy_manage.html",
+        token=token,
+        erase_token=web.tokens.make(PRIVACY_ERASE, payload),
+        withdraw_token=web.tokens.make(PRIVACY_WITHDRAW, payload) if subscribed else None,
+        data=data,
+    )
 
 
 @bp.get("/privacy/<token>/export.json")
@@ -88,6 +100,28 @@ def erase_everything(token: str) -> str:
         title="Erased",
         message="Everything we kept about your address is gone. We keep only a one-way "
         "fingerprint of it, so that it is never mailed again by mistake.",
+    )
+
+
+@bp.post("/privacy/<token>/unsubscribe")
+def unsubscribe_everything(token: str) -> str:
+    """The person's own unsubscribe, logged as by `link`: the privacy page is reached
+    through an emailed link, as the unsubscribe page is."""
+    web = ctx()
+    email = _email(PRIVACY_WITHDRAW, token)
+    with web.transaction() as session:
+        withdraw_address(
+            session,
+            email,
+            web.clock.now(),
+            method=ConsentMethod.LINK,
+            secret=web.settings.secret_key,
+        )
+    return render_template(
+        "message.html",
+        title="Unsubscribed",
+        message="You are unsubscribed. No more emails will come. Until it expires, your "
+        "privacy link can still download or erase your data.",
     )
 
 

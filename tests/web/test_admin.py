@@ -15,6 +15,7 @@ from flask.testing import FlaskClient
 
 from drip.db import transaction
 from drip.models import (
+    Admin,
     ConsentEvent,
     ConsentEventKind,
     ConsentText,
@@ -77,6 +78,8 @@ CSRF_EXEMPT = {
     "privacy.ask_for_link": "acts on no session: it only mails a link to the address typed, "
     "rate-limited per IP and per address, and answers the same either way",
     "privacy.erase_everything": "the signed privacy-erase token is the authority, not a cookie",
+    "privacy.unsubscribe_everything": "the signed privacy-withdraw token is the authority, "
+    "not a cookie",
     "api.create_subscriber": "the JSON API uses no cookies (CORS allow-list, rate limits); "
     "it only starts a double opt-in",
     "hooks.receive": "providers' webhooks, each verified by the provider's signature or secret",
@@ -155,6 +158,40 @@ def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
             ).status_code
         )
     assert codes == [401] * 10 + [429]
+
+
+def test_login_is_rate_limited_per_ip(app: Flask, writer: str) -> None:
+    """Standards SEC-16: the 11th failure from one IP in 15 minutes gets 429, whichever
+    accounts it tried; another IP still logs in."""
+    client = app.test_client()
+    codes = [
+        client.post(
+            "/admin/login",
+            data={
+                "email": f"guess{n}@example.com",
+                "password": "wrong" * 3,
+                "csrf_token": csrf_token(client),
+            },
+            environ_base={"REMOTE_ADDR": "10.2.0.1"},
+        ).status_code
+        for n in range(11)
+    ]
+    assert codes == [401] * 10 + [429]
+    other = app.test_client()
+    response = other.post(
+        "/admin/login",
+        data={"email": writer, "password": PASSWORD, "csrf_token": csrf_token(other)},
+        environ_base={"REMOTE_ADDR": "10.2.0.2"},
+    )
+    assert response.status_code == 302
+
+
+def test_an_admin_password_is_stored_as_an_argon2id_hash(system: System, writer: str) -> None:
+    """Standards SEC-16: Argon2id with argon2-cffi's defaults (64 MiB, 3 passes, 4 lanes)."""
+    with transaction(system.sessions) as session:
+        stored = session.scalars(sa.select(Admin.password_hash)).one()
+    assert stored.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert PASSWORD not in stored
 
 
 def test_the_next_parameter_cannot_redirect_off_site(client: FlaskClient, writer: str) -> None:

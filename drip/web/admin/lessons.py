@@ -7,6 +7,8 @@ never run script in the admin's origin.
 
 from __future__ import annotations
 
+import dataclasses
+
 from flask import Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import escape
@@ -53,6 +55,11 @@ def too_large(_exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
     if request.endpoint == "admin_lessons.preview_json":
         return jsonify(ok=False, error=TOO_LARGE), 413
     return answer(413, TOO_LARGE)
+
+
+def _sample_footer() -> Footer:
+    """The preview's footer, with the advertisement notice the real emails will carry."""
+    return dataclasses.replace(SAMPLE_FOOTER, ad_notice=ctx().settings.ad_notice)
 
 
 @bp.get("/sequences/<slug>")
@@ -136,7 +143,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
 @large_body(EDITOR_BODY)
 def preview(step_id: int) -> Response:
     try:
-        html = ctx().renderer.render(_draft(), _context(step_id), SAMPLE_FOOTER).html
+        html = ctx().renderer.render(_draft(), _context(step_id), _sample_footer()).html
     except DripError as exc:
         html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
     response = Response(html, mimetype="text/html")
@@ -152,7 +159,7 @@ def preview_json(step_id: int) -> Response:
     draft = _draft()
     try:
         lessons.check_lesson(web.renderer, draft)
-        rendered = web.renderer.render(draft, _context(step_id), SAMPLE_FOOTER)
+        rendered = web.renderer.render(draft, _context(step_id), _sample_footer())
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
     return jsonify(ok=True, subject=rendered.subject, text=rendered.text)
