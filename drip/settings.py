@@ -69,6 +69,9 @@ class Settings:
     0 for no cap."""
     smtp_max_per_connection: int
     pending_ttl: timedelta
+    retention: timedelta
+    """How long a subscription's data is kept after it ends, then erased (standards
+    LAW-16): three years by default, the usual period for bringing a claim."""
     default_timezone: str
     allowed_origins: frozenset[str]
     thanks_url: str
@@ -189,6 +192,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         domain_concurrency=get("DRIP_DOMAIN_CONCURRENCY", "5", _domain_concurrency),
         smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
         pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", _positive_float)),
+        retention=timedelta(days=get("DRIP_RETENTION_DAYS", "1095", _retention_days)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
@@ -351,6 +355,15 @@ def _positive_float(raw: str) -> float:
     value = float(raw)
     if not value > 0:
         raise ValueError("must be greater than zero")
+    return value
+
+
+def _retention_days(raw: str) -> float:
+    """At most a century: the scheduler subtracts it from today, and a date before
+    year 1 would fail every pass instead of failing here."""
+    value = _positive_float(raw)
+    if not value <= 36500:
+        raise ValueError("expected days, from more than 0 to 36500")
     return value
 
 
