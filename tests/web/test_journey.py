@@ -411,9 +411,19 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "deleted after 7 days",
         "asked again for 30 days",
         "consent",
+        "for 1095 more days",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
+    assert "stays until you ask us to erase it" not in page, "it has an end now (LAW-16)"
+
+
+def test_the_privacy_page_states_the_configured_retention_period(
+    app_with: Callable[..., Flask],
+) -> None:
+    app = app_with(retention=timedelta(days=400))
+    page = app.test_client().get("/privacy").get_data(as_text=True)
+    assert "for 400 more days" in page and "1095" not in page
 
 
 def test_asking_for_a_privacy_link_reveals_nothing(
