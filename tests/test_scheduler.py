@@ -52,6 +52,8 @@ def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: Sy
                 batch_size=7,
                 requeue_after=system.settings.requeue_after,
                 pending_ttl=system.settings.pending_ttl,
+                retention=system.settings.retention,
+                secret=system.settings.secret_key,
             ).issued
 
     threads = [threading.Thread(target=scheduler, args=(n,)) for n in range(2)]
@@ -81,6 +83,8 @@ def _pass(system: System, *, enqueue: Enqueue | None = None, **options: object) 
         signups=system.enqueue_signups,
         requeue_after=system.settings.requeue_after,
         pending_ttl=system.settings.pending_ttl,
+        retention=system.settings.retention,
+        secret=system.settings.secret_key,
         **options,  # type: ignore[arg-type]
     ).issued
 
@@ -168,6 +172,8 @@ def test_a_paced_pass_over_its_cap_issues_nothing_and_still_sweeps(system: Syste
         batch_size=2,
         requeue_after=system.settings.requeue_after,
         pending_ttl=system.settings.pending_ttl,
+        retention=system.settings.retention,
+        secret=system.settings.secret_key,
         max_in_flight=2,
         claimers=2,
     )

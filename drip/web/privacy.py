@@ -38,6 +38,7 @@ def policy() -> str:
         settings=web.settings,
         pending_days=web.settings.pending_ttl.days,
         declined_days=DECLINE_QUIET.days,
+        retention_days=f"{web.settings.retention / timedelta(days=1):g}",
     )
 
 

@@ -18,6 +18,7 @@ from drip.models import (
     Admin,
     ConsentEvent,
     ConsentEventKind,
+    ConsentMethod,
     ConsentText,
     Delivery,
     DeliveryKind,
@@ -31,6 +32,7 @@ from drip.models import (
 )
 from drip.rendering import MAX_SOURCE, PARTS
 from drip.snapshots import recount_series
+from drip.subscriptions import unsubscribe
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.context import ctx
@@ -233,6 +235,25 @@ def test_a_small_list_shows_live_numbers(admin: FlaskClient, system: System) -> 
     page = admin.get("/admin/").get_data(as_text=True)
     assert '<span class="n">2</span> signups' in page
     assert "Numbers as of" not in page and "Recount now" not in page
+
+
+@pytest.mark.parametrize("system_env", [{}, {"DRIP_LIVE_COUNT_UP_TO": "1"}])
+def test_the_dashboard_counts_what_is_left_after_retention_erased_old_subscriptions(
+    admin: FlaskClient, system: System
+) -> None:
+    """Erasing an ended subscription (standards LAW-16) takes its signup, deliveries and
+    unsubscribe out of the numbers, live or counted by a worker, as an erasure does."""
+    leaving, _ = system.join_many(2)
+    with transaction(system.sessions) as session:
+        subscriber_id = system.subscriber(leaving, session=session).id
+        unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.ADMIN)
+    system.clock.advance(system.settings.retention + timedelta(minutes=1))
+    assert system.tick().erased == 1
+    system.drain()  # the recount the pass asked for
+    count_now(system)
+    response = admin.get("/admin/")
+    assert response.status_code == 200
+    assert '<span class="n">1</span> signups' in response.get_data(as_text=True)
 
 
 @pytest.mark.parametrize("system_env", [{"DRIP_LIVE_COUNT_UP_TO": "1"}])
