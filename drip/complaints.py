@@ -6,8 +6,11 @@ day: at 0.08% the admin is warned, at 0.25% new lessons are held (confirmations 
 privacy links still go out) until an admin has read why and resumes. One instance sends
 from one domain (DRIP_FROM), so the rate is the instance's.
 
-Below MIN_DELIVERED emails in the day a rate means little (one complaint in 100 is 1%),
-so the guard waits for that many before it holds anything.
+A rate needs complaints as well as emails: one or two on a small list are noise (one in
+200 is 0.5%), three in a day are a signal on any list. So a hold takes at least
+MIN_COMPLAINTS of them, and a warning MIN_COMPLAINTS_TO_WARN: on a small list the
+admin hears of the second complaint before the third stops the lessons. (A floor of
+1,000 emails, before, let a list sending 500 a day go on at 10%.)
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from drip.models import Delivery, DeliveryStatus, SendingHold
 log = logging.getLogger(__name__)
 WARN_AT = 0.0008
 HOLD_AT = 0.0025
-MIN_DELIVERED = 1000
+MIN_COMPLAINTS = 3
+MIN_COMPLAINTS_TO_WARN = 2
 
 
 class Level(enum.StrEnum):
@@ -45,15 +49,17 @@ class DayRate:
 
     @property
     def rate(self) -> float:
+        """0 with no email sent: nothing to set the complaints against, and nothing for a
+        hold to stop until the next emails go out, which give a rate again."""
         return self.complaints / self.delivered if self.delivered else 0.0
 
     @property
     def level(self) -> Level:
-        if self.delivered < MIN_DELIVERED:
-            return Level.OK
-        if self.rate >= HOLD_AT:
+        if self.complaints >= MIN_COMPLAINTS and self.rate >= HOLD_AT:
             return Level.HOLD
-        return Level.WARN if self.rate >= WARN_AT else Level.OK
+        if self.complaints >= MIN_COMPLAINTS_TO_WARN and self.rate >= WARN_AT:
+            return Level.WARN
+        return Level.OK
 
 
 def day_rate(session: Session, now: datetime) -> DayRate:
@@ -75,13 +81,14 @@ def holding_rate(session: Session, now: datetime) -> DayRate | None:
     The scheduler asks on every pass, and a busy day sends a million emails, which a
     full count reads one by one. Complaints are few and have an index of their own; the
     rate can reach HOLD_AT only while the day's emails number at most complaints /
-    HOLD_AT, so they are counted up to one past that and no further.
+    HOLD_AT, so they are counted up to one past that and no further, and not at all
+    below MIN_COMPLAINTS.
     """
     since = _midnight(now)
     complaints = session.scalar(_COMPLAINTS, {"since": since}) or 0
-    most = math.floor(complaints / HOLD_AT)
-    if most < MIN_DELIVERED:
+    if complaints < MIN_COMPLAINTS:
         return None
+    most = math.floor(complaints / HOLD_AT)
     delivered = session.scalar(_SENT_UP_TO, {"since": since, "most": most + 1}) or 0
     today = DayRate(since=since, delivered=delivered, complaints=complaints)
     return today if today.level is Level.HOLD else None
