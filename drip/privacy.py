@@ -316,6 +316,7 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "attempts": d.attempts,
                 "last_error": d.last_error,
                 "bounce": d.bounce,
+                "complained_at": _iso(d.complained_at),
             }
             for d, number in deliveries
         ],

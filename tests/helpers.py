@@ -448,12 +448,15 @@ class System:
 
 
 def sent_today(system: System, count: int, complaints: int) -> None:
-    """`count` lessons sent just now to made-up readers, `complaints` of them reported."""
+    """`count` lessons sent just now to new made-up readers (r0@example.org and on, numbered
+    on from those of earlier calls), the first `complaints` of them reported just now."""
     now = system.clock.now()
+    made_up = Subscriber.email.like("%@example.org")
     with transaction(system.sessions) as session:
         sequence_id, step_id = session.execute(
             sa.select(Step.sequence_id, Step.id).where(Step.number == 1)
         ).one()
+        first = session.scalar(sa.select(sa.func.count()).where(made_up)) or 0
         session.execute(
             sa.insert(Subscriber),
             [
@@ -463,11 +466,11 @@ def sent_today(system: System, count: int, complaints: int) -> None:
                     status=SubscriberStatus.COMPLETED,
                     created_at=now,
                 )
-                for n in range(count)
+                for n in range(first, first + count)
             ],
         )
         ids = session.scalars(
-            sa.select(Subscriber.id).where(Subscriber.email.like("%@example.org"))
+            sa.select(Subscriber.id).where(made_up).order_by(Subscriber.id).offset(first)
         ).all()
         session.execute(
             sa.insert(Delivery),
@@ -481,6 +484,7 @@ def sent_today(system: System, count: int, complaints: int) -> None:
                     queued_at=now,
                     sent_at=now,
                     bounce="complaint" if n < complaints else None,
+                    complained_at=now if n < complaints else None,
                 )
                 for n, subscriber_id in enumerate(ids)
             ],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from drip.bounces import Report, Tally, apply
 from drip.db import transaction
 from drip.models import Base
 from drip.privacy import export
@@ -46,3 +47,21 @@ def test_every_table_keyed_to_a_subscriber_is_in_the_export(system: System) -> N
 
 def test_the_guard_sees_every_table_that_points_at_subscribers() -> None:
     assert {t.name for t in keyed_to_subscribers()} >= {"consent_events", "deliveries"}
+
+
+def test_the_export_says_when_the_subscriber_complained_about_an_email(system: System) -> None:
+    system.join("ana@example.com")
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            [Report("complaint", "ana@example.com", "", "test", dated=now)],
+            secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
+            now=now,
+            tally=Tally(),
+        )
+    with transaction(system.sessions) as session:
+        [subscription] = export(session, "ana@example.com")["subscriptions"]
+    complained = [e["complained_at"] for e in subscription["emails"] if e["complained_at"]]
+    assert complained == [now.isoformat()]

@@ -785,7 +785,7 @@ def test_complaints_at_a_quarter_percent_hold_new_lessons_until_the_admin_resume
     assert system.tick().issued == [], "lesson 1 is due, but held"
     page = admin.get("/admin/").get_data(as_text=True)
     assert "New lessons are on hold" in page
-    assert "26 spam complaints about 10000 emails" in page
+    assert "26 spam complaints since 2026-10-25 00:00 UTC, against 10000 emails" in page
     assert system.tick().issued == []
 
     assert post(admin, "/admin/resume-sending").status_code == 302
@@ -801,5 +801,8 @@ def test_complaints_under_the_line_only_warn(system: System, admin: FlaskClient)
     assert len(system.tick().issued) == 1
     system.drain()  # lesson 1 goes out too: counted, whenever the worker sends it
     page = admin.get("/admin/").get_data(as_text=True)
-    assert "Spam complaints today: 9 of 10001 emails (0.09%)" in page
+    assert (
+        "Spam complaints today (since 00:00 UTC): 9, against 10001 emails sent in the last "
+        "24 hours (0.09%)" in page
+    )
     assert "New lessons are on hold" not in page
