@@ -420,7 +420,7 @@ def test_the_models_and_the_migrations_agree_on_which_ids_are_never_reused(
         described.dispose()
 
 
-def test_migration_0021_dates_the_complaints_already_recorded_by_their_email_and_back(
+def test_migration_0022_dates_the_complaints_already_recorded_by_their_email_and_back(
     database_url: str,
 ) -> None:
     """A complaint recorded before drip kept when it arrived is dated by its email's send
@@ -434,7 +434,7 @@ def test_migration_0021_dates_the_complaints_already_recorded_by_their_email_and
     )
     sent_at = "2026-01-02 08:00:00"
     try:
-        schema.migrate(engine, "upgrade", "0020")
+        schema.migrate(engine, "upgrade", "0021")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(sa.text(ROW_AT_0019["subscribers"]), {"id": 1, "n": 1})
@@ -456,7 +456,7 @@ def test_migration_0021_dates_the_complaints_already_recorded_by_their_email_and
             3: None,
             4: None,
         }
-        schema.migrate(engine, "downgrade", "0020")
+        schema.migrate(engine, "downgrade", "0021")
         with engine.begin() as conn:
             inspector = sa.inspect(conn)
             columns = {c["name"] for c in inspector.get_columns("deliveries")}

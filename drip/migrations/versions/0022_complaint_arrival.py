@@ -14,8 +14,8 @@ The index of complaints (0015, on sent_at where bounce = 'complaint') is replace
 on complained_at holding only the rows that have one, so counting the day's complaints
 still reads the few complaint rows and none of the rest; nothing else used the old one.
 
-Revision ID: 0021
-Revises: 0020
+Revision ID: 0022
+Revises: 0021
 Create Date: 2026-12-01 09:00:00
 """
 
@@ -26,8 +26,8 @@ from alembic import op
 
 import drip.db
 
-revision: str = "0021"
-down_revision: str | None = "0020"
+revision: str = "0022"
+down_revision: str | None = "0021"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
