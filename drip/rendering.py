@@ -191,6 +191,9 @@ class Renderer:
             return self._env_for(part).from_string(source)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(f"{part}, line {exc.lineno}: {exc.message}", field=part) from None
+        except (RecursionError, SyntaxError):
+            # Python's own nesting limits, met by Jinja's parser or by compiling its output.
+            raise TemplateProblem(f"{part}: nested too deeply", field=part) from None
 
 
 class _Overtime(BaseException):

@@ -101,6 +101,9 @@ def test_a_rendered_subject_cannot_break_into_a_new_header(renderer: Renderer) -
         (body("line\n{{ nope }}"), "unknown variable 'nope'"),
         (EmailTemplate("{{ first_name", "p", "b", "t"), "subject, line 1"),
         (body("x" * 70_000), "longer than 64 KiB"),
+        (body("{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"), "body_html: nested too deeply"),
+        (body("{% if 1 %}" * 200 + "{% endif %}" * 200), "body_html: nested too deeply"),
+        (body("{% for a in [] %}" * 25 + "{% endfor %}" * 25), "body_html: nested too deeply"),
     ],
 )
 def test_a_broken_template_is_refused_with_a_useful_message(

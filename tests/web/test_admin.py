@@ -310,6 +310,7 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
         ({"subject": "Why stress\x00 settles"}, "subject: contains a NUL"),
         ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
         ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
+        ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
