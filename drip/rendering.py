@@ -34,6 +34,8 @@ from drip.headers import header_problem
 MAX_SOURCE = 64 * 1024
 MAX_OUTPUT = 1024 * 1024
 MAX_PRODUCT = 100_000
+"""The longest string or list `*` may build. The length of the result is what counts, so
+that `'x' * 99999 * 99999` cannot build ten gigabytes in two steps."""
 RENDER_DEADLINE = 2.0
 """Seconds a check or a preview may take. A normal lesson renders in a few milliseconds;
 a template whose loops print nothing would otherwise hold a web worker for minutes."""
@@ -88,9 +90,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return _checked(operator.pow(left, right))
         if isinstance(left, int | float) and isinstance(right, int | float):
             return _checked(operator.mul(left, right))
-        count = right if isinstance(right, int) else left if isinstance(left, int) else 1
-        if count > MAX_PRODUCT:
-            raise SecurityError("repetition too large")
+        if isinstance(right, int) or isinstance(left, int):
+            sequence, count = (left, right) if isinstance(right, int) else (right, left)
+            if len(sequence) * count > MAX_PRODUCT:
+                raise SecurityError("repetition too large")
         return operator.mul(left, right)
 
 

@@ -42,6 +42,8 @@ SSTI = [
     "{{ range(10**7)|length }}",
     "{{ lipsum.__globals__ }}",
     "{{ 'a' * 10**9 }}",
+    "{{ ('x' * 50000 * 10)|length }}",
+    "{{ ([0] * 1000 * 1000)|length }}",
     "{{ 9**9**9 }}",
     "{{ first_name.__class__.__base__.__subclasses__() }}",
     "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
