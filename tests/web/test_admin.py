@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -13,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from drip import rendering
 from drip.db import transaction
 from drip.models import (
     Admin,
@@ -329,6 +331,7 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
         ({"subject": "Why stress\x00 settles"}, "subject: contains a NUL"),
         ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
         ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
+        ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
@@ -394,6 +397,26 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
     ).get_json()
     assert not broken["ok"] and "config" in broken["error"]
     assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
+
+
+def test_the_preview_stops_a_template_that_takes_too_long(
+    admin: FlaskClient, lesson_1: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEC-03: the preview renders in the web process, where no actor time limit applies.
+    The deadline is shortened here; tests/test_rendering.py checks the real one."""
+    monkeypatch.setattr(rendering, "RENDER_DEADLINE", 0.5)
+    page = f"/admin/lessons/{lesson_1}"
+    endless = edit(
+        lesson_1,
+        body_html="{% set s = 'x' * 99999 %}{% for a in s %}{% for b in s %}"
+        "{% endfor %}{% endfor %}",
+    )
+    started = time.monotonic()
+    html = post(admin, f"{page}/preview", endless, page=page).get_data(as_text=True)
+    assert f"The preview cannot be shown: body_html: {rendering.TOO_SLOW}" in html
+    parts = post(admin, f"{page}/preview.json", endless, page=page).get_json()
+    assert not parts["ok"] and parts["error"] == f"body_html: {rendering.TOO_SLOW}"
+    assert time.monotonic() - started < 3
 
 
 def test_an_old_version_can_be_compared_and_restored(
