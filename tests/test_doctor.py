@@ -153,7 +153,7 @@ def test_a_sender_set_up_right_passes_every_check(
     tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer, trust: ssl.SSLContext
 ) -> None:
     settings = configure(tmp_path, dkim_key, relay.port)
-    checks = examine(settings, lookup_txt=published(dkim_key[1]), tls=trust)
+    checks = examine(settings, lookup_txt=published(dkim_key[1]), tls=trust, python=(3, 13, 12))
     problems = [c for c in checks if c.level != Level.OK]
     assert problems == []
     assert by_name(checks)["SMTP relay"].detail.endswith("TLS and login accepted")
@@ -264,6 +264,32 @@ def test_settings_an_operator_gets_wrong(tmp_path: Path, dkim_key: tuple[Path, s
         }
     )
     assert doctor.secret_key(real_mail).level == Level.WARNING
+
+
+@pytest.mark.parametrize(
+    ("version", "level"),
+    [
+        ((3, 11, 14), Level.WARNING),
+        ((3, 11, 15), Level.OK),
+        ((3, 12, 12), Level.WARNING),
+        ((3, 12, 13), Level.OK),
+        ((3, 13, 0), Level.WARNING),
+        ((3, 13, 12), Level.OK),
+        ((3, 14, 2), Level.WARNING),
+        ((3, 14, 3), Level.OK),
+        ((3, 15, 0), Level.OK),
+    ],
+)
+def test_a_python_without_the_cve_2026_1299_fix_is_a_warning_naming_drips_own_check(
+    version: tuple[int, ...], level: Level
+) -> None:
+    """SEC-07: a warning, not an error, because drip writes its headers itself."""
+    check = doctor.python_email_package(version)
+    assert check.level == level
+    if level == Level.WARNING:
+        assert "CVE-2026-1299" in check.detail
+        assert "drip.email_policy.written_headers" in check.detail
+        assert "3.13.12+" in check.fix
 
 
 def test_drip_doctor_prints_each_check_and_fails_only_on_errors(

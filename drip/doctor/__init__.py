@@ -31,6 +31,7 @@ from drip.doctor.records import (
 )
 from drip.doctor.report import Check, Level
 from drip.doctor.smtp import smtp_relay
+from drip.headers import PYTHON
 from drip.settings import Settings
 
 __all__ = [
@@ -56,9 +57,14 @@ __all__ = [
 
 
 def examine(
-    settings: Settings, *, lookup_txt: TxtLookup, tls: ssl.SSLContext | None = None
+    settings: Settings,
+    *,
+    lookup_txt: TxtLookup,
+    tls: ssl.SSLContext | None = None,
+    python: tuple[int, ...] = PYTHON,
 ) -> list[Check]:
-    """Every check, in the order an operator would fix them."""
+    """Every check, in the order an operator would fix them; `python` is the running
+    version, which the tests replace."""
     lookup_txt = trusted(lookup_txt, settings.mail_domain)
     return [
         base_url(settings),
@@ -70,5 +76,5 @@ def examine(
         spf(settings, lookup_txt),
         dmarc(settings, lookup_txt),
         smtp_relay(settings, tls=tls),
-        python_email_package(),
+        python_email_package(python),
     ]
