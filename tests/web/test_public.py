@@ -16,7 +16,15 @@ from werkzeug.test import TestResponse
 
 from drip.consent import events_of
 from drip.db import transaction
-from drip.models import Base, ConsentMethod, Subscriber, SubscriberStatus
+from drip.models import (
+    Base,
+    ConsentEventKind,
+    ConsentMethod,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, unsubscribe
 from drip.tasks import Enqueuer
@@ -236,6 +244,8 @@ def test_opening_the_unsubscribe_link_changes_nothing(
 def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
     app: Flask, system: System, active: str, encoding: str
 ) -> None:
+    """UNS-03: the POST alone unsubscribes and cancels the queued lesson; a repeat
+    answers the same and changes nothing, an hour later included."""
     bare = app.test_client(use_cookies=False)
     body = {"List-Unsubscribe": "One-Click"}
     kwargs = (
@@ -243,11 +253,29 @@ def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
         if encoding == "urlencoded"
         else {"data": body, "content_type": "multipart/form-data"}
     )
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.stop_worker()  # lesson 1 must still be waiting when Ana unsubscribes
+    (lesson_1,) = system.tick().issued
+    states = []
     for _ in range(2):
         response = bare.post(active, **kwargs)
         assert response.status_code == 200
         assert "Location" not in response.headers
         assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+        states.append(snapshot(system))
+        system.clock.advance(timedelta(hours=1))
+    assert states[1] == states[0], "UNS-03: a repeat changes nothing, ended_at included"
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        withdrawals = [
+            e for e, _ in events_of(session, ana.id) if e.kind == ConsentEventKind.WITHDRAW
+        ]
+        lesson = session.get_one(Delivery, lesson_1)
+        assert [e.method for e in withdrawals] == [ConsentMethod.ONE_CLICK_POST]
+        assert ana.ended_at == withdrawals[0].occurred_at
+        assert lesson.status == DeliveryStatus.CANCELLED, "UNS-03: future deliveries cancelled"
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 2, "the confirmation and the welcome"
 
 
 def snapshot(system: System) -> list[object]:
