@@ -6,6 +6,7 @@ import dataclasses
 import json
 import secrets
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 import sqlalchemy as sa
@@ -41,6 +42,56 @@ def test_the_landing_page_has_the_form_and_the_consent_notice(client: FlaskClien
     assert "unsubscribe" in page.lower() and 'href="/privacy"' in page
     assert "http://" not in page and "https://" not in page, "no external assets"
     assert client.get("/s/no-such-series").status_code == 404
+
+
+class FormFields(HTMLParser):
+    """The attributes of every tag inside a <form>, and the text of every <textarea>."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.in_form = self.in_textarea = False
+        self.forms = 0
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.textareas: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "form":
+            self.in_form, self.forms = True, self.forms + 1
+        if self.in_form:
+            self.tags.append((tag, dict(attrs)))
+        self.in_textarea = tag == "textarea"
+
+    def handle_endtag(self, tag: str) -> None:
+        self.in_form = self.in_form and tag != "form"
+        self.in_textarea = self.in_textarea and tag != "textarea"
+
+    def handle_data(self, data: str) -> None:
+        if self.in_textarea:
+            self.textareas.append(data)
+
+
+def test_no_signup_form_has_a_pre_checked_box(client: FlaskClient) -> None:
+    """DEL-04 / LAW-30: the landing page's form, as first shown and after a refused
+    signup, and the snippet the embed page hands out carry no `checked` attribute."""
+    refused = client.post(
+        "/subscribe",
+        data={"email": "ana@example", "first_name": "Ana"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert refused.status_code == 400 and 'value="ana@example"' in refused.get_data(as_text=True)
+    snippet = "".join(FormFields(client.get("/embed").get_data(as_text=True)).textareas)
+    forms = [
+        client.get("/").get_data(as_text=True),
+        client.get("/s/feel-better").get_data(as_text=True),
+        refused.get_data(as_text=True),
+        snippet,
+    ]
+    for html in forms:
+        fields = FormFields(html)
+        assert fields.forms == 1 and fields.tags
+        assert [tag for tag, attrs in fields.tags if "checked" in attrs] == []
 
 
 def test_signing_up_by_form_sends_a_confirmation_and_redirects(
