@@ -19,12 +19,14 @@ from drip.doctor.config import (
     secret_key,
     sends_real_mail,
 )
+from drip.doctor.rdns import RecordLookup, reverse_dns
 from drip.doctor.records import (
     LookupFailed,
     NoSuchName,
     TxtLookup,
     dkim_key,
     dmarc,
+    dns_records,
     dns_txt,
     spf,
     trusted,
@@ -39,16 +41,19 @@ __all__ = [
     "Level",
     "LookupFailed",
     "NoSuchName",
+    "RecordLookup",
     "TxtLookup",
     "alignment",
     "base_url",
     "bounce_domain",
     "dkim_key",
     "dmarc",
+    "dns_records",
     "dns_txt",
     "examine",
     "postal_address",
     "python_email_package",
+    "reverse_dns",
     "secret_key",
     "sends_real_mail",
     "smtp_relay",
@@ -60,11 +65,12 @@ def examine(
     settings: Settings,
     *,
     lookup_txt: TxtLookup,
+    lookup_records: RecordLookup,
     tls: ssl.SSLContext | None = None,
     python: tuple[int, ...] = PYTHON,
 ) -> list[Check]:
-    """Every check, in the order an operator would fix them; `python` is the running
-    version, which the tests replace."""
+    """Every check, in the order an operator would fix them. The lookups are the network
+    seam; `python` is the running version; the tests replace all three."""
     lookup_txt = trusted(lookup_txt, settings.mail_domain)
     return [
         base_url(settings),
@@ -76,5 +82,6 @@ def examine(
         spf(settings, lookup_txt),
         dmarc(settings, lookup_txt),
         smtp_relay(settings, tls=tls),
+        reverse_dns(settings, lookup_records),
         python_email_package(python),
     ]
