@@ -19,10 +19,10 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import consent
+from drip.consent import iso
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
-    ConsentText,
     Delivery,
     DeliveryKind,
     ReceivedSignup,
@@ -294,14 +294,15 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "send_hour": subscriber.send_hour,
         "status": subscriber.status.value,
         "next_step": subscriber.next_step,
-        "next_send_at": _iso(subscriber.next_send_at),
-        "signed_up_at": _iso(subscriber.created_at),
-        "confirmed_at": _iso(subscriber.confirmed_at),
-        "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
-        "last_lesson_sent_at": _iso(subscriber.last_sent_at),
-        "ended_at": _iso(subscriber.ended_at),
+        "next_send_at": iso(subscriber.next_send_at),
+        "signed_up_at": iso(subscriber.created_at),
+        "confirmed_at": iso(subscriber.confirmed_at),
+        "confirmation_sent_at": iso(subscriber.confirmation_sent_at),
+        "last_lesson_sent_at": iso(subscriber.last_sent_at),
+        "ended_at": iso(subscriber.ended_at),
         "consent_events": [
-            _consent_event(event, text) for event, text in consent.events_of(session, subscriber.id)
+            consent.event_record(event, text)
+            for event, text in consent.events_of(session, subscriber.id)
         ],
         "emails": [
             {
@@ -309,49 +310,15 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
                 "step": number,
                 "status": d.status.value,
                 "message_id": d.message_id,
-                "created_at": _iso(d.created_at),
-                "queued_at": _iso(d.queued_at),
-                "sent_at": _iso(d.sent_at),
-                "retry_at": _iso(d.retry_at),
+                "created_at": iso(d.created_at),
+                "queued_at": iso(d.queued_at),
+                "sent_at": iso(d.sent_at),
+                "retry_at": iso(d.retry_at),
                 "attempts": d.attempts,
                 "last_error": d.last_error,
                 "bounce": d.bounce,
-                "complained_at": _iso(d.complained_at),
+                "complained_at": iso(d.complained_at),
             }
             for d, number in deliveries
         ],
     }
-
-
-def _consent_event(event: ConsentEvent, text: ConsentText | None) -> dict[str, Any]:
-    """One event with every CON-01 field it holds, and the notice it points to."""
-    return {
-        "id": event.id,
-        "kind": event.kind.value,
-        "signup_event": event.signup_id,
-        "occurred_at": _iso(event.occurred_at),
-        "email_entered": event.email_entered,
-        "email_normalised": event.email_normalised,
-        "form_id": event.form_id,
-        "page_url": event.page_url,
-        "referrer": event.referrer,
-        "embed_origin": event.embed_origin,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "purposes": event.purposes,
-        "confirmation_message_id": event.confirmation_message_id,
-        "confirmation_sent_at": _iso(event.confirmation_sent_at),
-        "method": event.method and event.method.value,
-        "notice_shown": None
-        if text is None
-        else {
-            "version": text.version,
-            "text": text.body,
-            "sha256": text.sha256,
-            "privacy_policy_version": text.privacy_policy_version,
-        },
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

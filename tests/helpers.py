@@ -155,7 +155,12 @@ def plan_of(session: Session, query: sa.Executable) -> str:
     bind = session.get_bind()
     sql = query.compile(bind, compile_kwargs={"literal_binds": True})
     if bind.dialect.name == "sqlite":
-        return " ".join(str(row) for row in session.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}")))
+        # SQLAlchemy renders the LIMIT -1 that SQLite needs before an OFFSET as a bind
+        # even with literal_binds; the binds still left are passed as they are.
+        binds = sql.construct_params()
+        left = tuple(binds[name] for name in sql.positiontup or ())
+        plan = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", left)
+        return " ".join(str(row) for row in plan)
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     return "\n".join(session.scalars(sa.text(f"EXPLAIN {sql}")))
 

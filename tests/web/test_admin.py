@@ -7,7 +7,8 @@ import html
 import re
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -15,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from drip import rendering
+from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
     Admin,
@@ -39,7 +41,8 @@ from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.context import ctx
 from tests.helpers import System, sent_today
-from tests.web.conftest import PASSWORD, csrf_token, link, log_in, post, status_of
+from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
+from tests.web.test_consent import F5
 
 SSTI = [
     "{{ ''.__class__.__mro__ }}",
@@ -559,6 +562,83 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     with transaction(system.sessions) as session:
         for model in (Subscriber, ConsentEvent, ConsentText, ErasureMark):
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
+
+
+def on_page(name: str, value: object, text: ConsentText | None) -> str:
+    """How the subscriber page writes one CON-01 field of an event."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if name == "consent_text_id":
+        assert text is not None
+        return f"version {text.version}, sha256 {text.sha256}"
+    if name == "signup_id":
+        return f"after signup event {value}"
+    if name == "subscriber_id":
+        return f"Subscriber {value}"
+    return str(getattr(value, "value", value))
+
+
+def in_download(name: str, value: object, document: dict[str, Any], record: dict[str, Any]) -> None:
+    """Assert the downloaded proof holds one CON-01 field of an event, as written."""
+    if name == "subscriber_id":
+        assert document["subscriber_id"] == value
+    elif name == "consent_text_id":
+        assert record["notice_shown"]["id"] == value
+    elif name == "signup_id":
+        assert record["signup_event"] == value
+    elif isinstance(value, datetime):
+        assert record[name] == value.isoformat(), name
+    else:
+        assert record[name] == getattr(value, "value", value), name
+
+
+def test_the_proof_of_consent_shows_and_downloads_every_con_01_field(
+    admin: FlaskClient, app: Flask, blog: FlaskClient, client: FlaskClient, system: System
+) -> None:
+    """LAW-21: the subscriber page, and the document it offers for download, carry every
+    field of CON-01 for a signup (embedded form), its confirmation and a withdrawal,
+    with the signup's and the confirmation's own IP and user agent."""
+    blog.post(
+        "/subscribe",
+        data={
+            "email": " Ana@Example.COM ",
+            "page": f"{BLOG}/posts/sleep",
+            "referrer": "https://search.example/?q=sleep",
+        },
+        headers={"Origin": BLOG, "User-Agent": "laptop-browser"},
+        environ_overrides={"REMOTE_ADDR": "198.51.100.7"},
+    )
+    client.post(
+        link(system, "ana@example.com", "confirm"),
+        headers={"User-Agent": "phone-browser"},
+        environ_overrides={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    system.drain()
+    ana = system.subscriber("ana@example.com")
+    page = f"/admin/subscribers/{ana.id}"
+    post(admin, f"{page}/action", {"action": "unsubscribe"}, page=page)
+    with transaction(system.sessions) as session:
+        events = events_of(session, ana.id)
+    assert [e.kind for e, _ in events] == list(F5)
+
+    shown = html.unescape(admin.get(page).get_data(as_text=True))
+    download = admin.get(f"{page}/consent.json")
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"].startswith("attachment;")
+    document = download.get_json()
+    assert (document["email"], document["series"]) == ("ana@example.com", "feel-better")
+    for (event, text), record in zip(events, document["consent_events"], strict=True):
+        assert record["kind"] == event.kind.value
+        for name in F5[event.kind]:
+            value = getattr(event, name)
+            assert value not in (None, ""), name
+            assert on_page(name, value, text) in shown, (event.kind, name)
+            in_download(name, value, document, record)
+        assert text is not None and record["notice_shown"]["text"] == text.body
+    assert events[0][1] is not None and events[0][1].body in shown, "the notice, verbatim"
+    assert "198.51.100.7, laptop-browser" in shown and "203.0.113.9, phone-browser" in shown
+    assert app.test_client().get(f"{page}/consent.json").status_code == 302, "admins only"
+    assert admin.get("/admin/subscribers/999999/consent.json").status_code == 404
 
 
 def test_an_admin_cannot_resume_someone_who_unsubscribed_themselves(
