@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,12 +19,9 @@ from drip import consent
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
-    ConsentText,
     Delivery,
     DeliveryKind,
     ReceivedSignup,
-    Sequence,
-    Step,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -42,7 +38,12 @@ def email_hash(secret: str, email: str) -> str:
 BLOCKING = ("bounced", "complaint")
 """Reasons that bar an address for good: it does not exist, or its owner reported spam.
 An erasure only keeps the address from being mailed by accident; a fresh signup with a
-fresh confirmation lifts it."""
+fresh confirmation lifts it.
+
+Not even a privacy link goes to such an address (drip.sending): a bounced one cannot
+receive it, and the privacy form cannot tell a complainer from a stranger typing their
+address in (standards DEL-05: never mailed again, by any path). Their right of access
+stands through the contact address the privacy page gives them for this case."""
 
 DECLINED = "declined"
 DECLINE_QUIET = timedelta(days=30)
@@ -138,14 +139,6 @@ def request_link(session: Session, email: str, *, now: datetime) -> int | None:
     )
 
 
-def export(session: Session, email: str) -> dict[str, Any]:
-    """Everything stored about `email`, as plain JSON-ready data."""
-    return {
-        "email": email,
-        "subscriptions": [_subscription(session, s) for s in subscriptions_of(session, email)],
-    }
-
-
 def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     """Delete every row about `email` and keep only its keyed hash; returns how many
     subscriptions were deleted. A signup received and not yet handled by a worker
@@ -202,79 +195,3 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         result = session.execute(sa.delete(Subscriber).where(*unconfirmed))
         consent.drop_unused_texts(session, texts)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    deliveries = session.execute(
-        sa.select(Delivery, Step.number)
-        .outerjoin(Step, Step.id == Delivery.step_id)
-        .where(Delivery.subscriber_id == subscriber.id)
-        .order_by(Delivery.id)
-    )
-    return {
-        "series": session.get_one(Sequence, subscriber.sequence_id).slug,
-        "first_name": subscriber.first_name,
-        "timezone": subscriber.timezone,
-        "send_hour": subscriber.send_hour,
-        "status": subscriber.status.value,
-        "next_step": subscriber.next_step,
-        "next_send_at": _iso(subscriber.next_send_at),
-        "signed_up_at": _iso(subscriber.created_at),
-        "confirmed_at": _iso(subscriber.confirmed_at),
-        "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
-        "last_lesson_sent_at": _iso(subscriber.last_sent_at),
-        "ended_at": _iso(subscriber.ended_at),
-        "consent_events": [
-            _consent_event(event, text) for event, text in consent.events_of(session, subscriber.id)
-        ],
-        "emails": [
-            {
-                "kind": d.kind.value,
-                "step": number,
-                "status": d.status.value,
-                "message_id": d.message_id,
-                "created_at": _iso(d.created_at),
-                "queued_at": _iso(d.queued_at),
-                "sent_at": _iso(d.sent_at),
-                "retry_at": _iso(d.retry_at),
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "bounce": d.bounce,
-            }
-            for d, number in deliveries
-        ],
-    }
-
-
-def _consent_event(event: ConsentEvent, text: ConsentText | None) -> dict[str, Any]:
-    """One event with every CON-01 field it holds, and the notice it points to."""
-    return {
-        "id": event.id,
-        "kind": event.kind.value,
-        "signup_event": event.signup_id,
-        "occurred_at": _iso(event.occurred_at),
-        "email_entered": event.email_entered,
-        "email_normalised": event.email_normalised,
-        "form_id": event.form_id,
-        "page_url": event.page_url,
-        "referrer": event.referrer,
-        "embed_origin": event.embed_origin,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "purposes": event.purposes,
-        "confirmation_message_id": event.confirmation_message_id,
-        "confirmation_sent_at": _iso(event.confirmation_sent_at),
-        "method": event.method and event.method.value,
-        "notice_shown": None
-        if text is None
-        else {
-            "version": text.version,
-            "text": text.body,
-            "sha256": text.sha256,
-            "privacy_policy_version": text.privacy_policy_version,
-        },
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

@@ -438,6 +438,7 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "deleted after 7 days",
         "asked again for 30 days",
         "consent",
+        "not even this link. To see or erase your data then, write to",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
