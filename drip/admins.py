@@ -4,6 +4,10 @@ Passwords are hashed with Argon2id (argon2-cffi's defaults). A login for an unkn
 address still runs one hash verification, so the answer takes as long as for a wrong
 password and reveals nothing about which accounts exist.
 
+A login session carries a stamp made from the password hash (`session_stamp`, as
+Django's session auth hash): setting a new password ends every session made with the
+old one, without a column to keep in step.
+
 Each hash takes 64 MiB for a moment (Argon2's memory cost), so the stand-in hash for
 unknown addresses is made at the first login, not at import: a web process that only
 takes signups never reaches that peak.
@@ -12,6 +16,8 @@ takes signups never reaches that peak.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -55,6 +61,14 @@ def set_password(session: Session, email: str, password: str) -> Admin:
         raise NotFound(f"no admin {email}")
     admin.password_hash = _hasher.hash(password)
     return admin
+
+
+def session_stamp(secret: str, admin: Admin) -> str:
+    """What a login session holds to stay valid: it changes with the password hash. Keyed
+    with the instance's secret, so the cookie, which is signed but readable, tells
+    nothing about the hash."""
+    message = f"{admin.id}:{admin.password_hash}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 def authenticate(session: Session, email: str, password: str, *, now: datetime) -> Admin | None:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from drip.admins import set_password
 from drip.db import transaction
 from drip.models import (
     Admin,
@@ -144,6 +145,21 @@ def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
     assert client.get("/admin/").status_code == 200
     assert post(client, "/admin/logout").status_code == 302
     assert client.get("/admin/").status_code == 302
+
+
+def test_setting_a_password_ends_every_session_made_with_the_old_one(
+    app: Flask, system: System, admin: FlaskClient, writer: str
+) -> None:
+    """`drip admin set-password` is what an admin runs when a password may have leaked:
+    a session someone opened with it must not last its remaining 8 hours."""
+    assert admin.get("/admin/").status_code == 200
+    with transaction(system.sessions) as session:
+        set_password(session, writer, "a brand new passphrase")
+    assert admin.get("/admin/").status_code == 302
+    fresh = app.test_client()
+    assert log_in(fresh, writer, PASSWORD) == 401
+    assert log_in(fresh, writer, "a brand new passphrase") == 302
+    assert fresh.get("/admin/").status_code == 200
 
 
 def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:

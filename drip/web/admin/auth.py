@@ -39,7 +39,7 @@ def login_post() -> Response | tuple[str, int]:
         admin = authenticate(
             db, request.form.get("email", ""), request.form.get("password", ""), now=web.clock.now()
         )
-        user = AdminUser(admin.id, admin.email) if admin else None
+        user = AdminUser.of(admin) if admin else None
     if user is None:
         flash("That email and password do not match an admin account.")
         return render_template("admin/login.html", next=_safe_next()), 401
