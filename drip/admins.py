@@ -54,9 +54,20 @@ def create_admin(session: Session, email: str, password: str, *, now: datetime) 
     return admin
 
 
+def account_address(email: str) -> str:
+    """The address as accounts are stored (punycode, lower case: drip.signup's
+    normalisation), so either spelling of an international domain finds the account. Text
+    that is no address comes back only trimmed and lower-cased, to match nothing: a
+    login's failure must not be told apart by its input (standards SEC-16)."""
+    try:
+        return normalise_email(email)
+    except InvalidInput:
+        return email.strip().lower()[:254]
+
+
 def set_password(session: Session, email: str, password: str) -> Admin:
     check_password(password)
-    admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()))
+    admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
     if admin is None:
         raise NotFound(f"no admin {email}")
     admin.password_hash = _hasher.hash(password)
@@ -75,7 +86,7 @@ def authenticate(session: Session, email: str, password: str, *, now: datetime) 
     """The admin whose email and password these are, or None (same cost either way: the
     stand-in hash is made at the first login of the process, whoever logs in)."""
     dummy = _dummy_hash()
-    admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()[:254]))
+    admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
     try:
         _hasher.verify(admin.password_hash if admin else dummy, password)
     except (VerificationError, InvalidHashError):

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from drip.admins import set_password
+from drip.admins import create_admin, set_password
 from drip.db import transaction
 from drip.models import (
     Admin,
@@ -160,6 +160,18 @@ def test_setting_a_password_ends_every_session_made_with_the_old_one(
     assert log_in(fresh, writer, PASSWORD) == 401
     assert log_in(fresh, writer, "a brand new passphrase") == 302
     assert fresh.get("/admin/").status_code == 200
+
+
+def test_an_admin_at_an_international_domain_logs_in_spelled_either_way(
+    app: Flask, system: System
+) -> None:
+    """The account is stored in punycode (drip.signup.normalise_email); a login or a new
+    password typed with the Unicode spelling must find it all the same."""
+    with transaction(system.sessions) as session:
+        create_admin(session, "Writer@Bücher.example", PASSWORD, now=system.clock.now())
+        set_password(session, "writer@BÜCHER.example", "a brand new passphrase")
+    for spelling in ("writer@bücher.example", "WRITER@xn--bcher-kva.example"):
+        assert log_in(app.test_client(), spelling, "a brand new passphrase") == 302, spelling
 
 
 def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
