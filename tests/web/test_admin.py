@@ -74,6 +74,8 @@ CSRF_EXEMPT = {
     "signup.confirm": "the signed, single-use confirm token is the authority, not a cookie",
     "manage.unsubscribe_now": "RFC 8058 one-click: the mail client posts without cookies; "
     "the signed unsubscribe token is the authority",
+    "manage.test_email": "changes nothing: a test email's one-click unsubscribe only "
+    "answers that it was a test",
     "manage.undo": "the signed unsubscribe token is the authority, not a cookie",
     "manage.preferences": "the signed unsubscribe token is the authority, not a cookie",
     "privacy.ask_for_link": "acts on no session: it only mails a link to the address typed, "
@@ -617,6 +619,29 @@ def test_the_admin_can_download_every_subscriber_as_csv(
     lines = response.get_data(as_text=True).splitlines()
     assert lines[0].startswith("email,first_name,status")
     assert len(lines) == 61
+
+
+def test_a_test_sends_unsubscribe_link_says_so_and_unsubscribes_nobody(
+    admin: FlaskClient, app: Flask, system: System, lesson_1: int
+) -> None:
+    """A proof has no subscriber, so no token for its link; the generic bad-link page
+    told the writer that drip's unsubscribe link was broken."""
+    system.join("ana@example.com")
+    page = f"/admin/lessons/{lesson_1}"
+    post(admin, f"{page}/test", {"to": "writer@example.com"}, page=page)
+    system.drain()
+    (proof,) = system.smtp.to("writer@example.com")
+    url = proof["List-Unsubscribe"].strip("<>")
+    assert url in proof.get_body(("plain",)).get_content()
+    path = url.removeprefix(system.settings.base_url)
+    bare = app.test_client(use_cookies=False)
+    shown = bare.get(path)
+    assert shown.status_code == 200
+    assert "test email" in shown.get_data(as_text=True)
+    assert "nobody was unsubscribed" in shown.get_data(as_text=True)
+    one_click = bare.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
 
 
 def test_an_export_of_an_unknown_series_is_not_found(admin: FlaskClient) -> None:
