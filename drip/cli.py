@@ -507,7 +507,7 @@ def admin_create(email: str, password_stdin: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @_handles_errors
 def admin_set_password(email: str, password_stdin: bool) -> None:
-    """Give an admin a new password."""
+    """Give an admin a new password, which logs out every session made with the old one."""
     from drip.admins import set_password
 
     password = _password(password_stdin)

@@ -13,21 +13,17 @@ import hashlib
 import hmac
 from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import consent
-from drip.consent import iso
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
     Delivery,
     DeliveryKind,
     ReceivedSignup,
-    Sequence,
-    Step,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -44,7 +40,12 @@ def email_hash(secret: str, email: str) -> str:
 BLOCKING = ("bounced", "complaint")
 """Reasons that bar an address for good: it does not exist, or its owner reported spam.
 An erasure only keeps the address from being mailed by accident; a fresh signup with a
-fresh confirmation lifts it."""
+fresh confirmation lifts it.
+
+Not even a privacy link goes to such an address (drip.sending): a bounced one cannot
+receive it, and the privacy form cannot tell a complainer from a stranger typing their
+address in (standards DEL-05: never mailed again, by any path). Their right of access
+stands through the contact address the privacy page gives them for this case."""
 
 ERASED = "erased"
 """The suppression an erasure leaves, whether the person asked for it or the retention
@@ -143,14 +144,6 @@ def request_link(session: Session, email: str, *, now: datetime) -> int | None:
         step_id=None,
         now=now,
     )
-
-
-def export(session: Session, email: str) -> dict[str, Any]:
-    """Everything stored about `email`, as plain JSON-ready data."""
-    return {
-        "email": email,
-        "subscriptions": [_subscription(session, s) for s in subscriptions_of(session, email)],
-    }
 
 
 def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
@@ -278,47 +271,3 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         result = session.execute(sa.delete(Subscriber).where(*unconfirmed))
         consent.drop_unused_texts(session, texts)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    deliveries = session.execute(
-        sa.select(Delivery, Step.number)
-        .outerjoin(Step, Step.id == Delivery.step_id)
-        .where(Delivery.subscriber_id == subscriber.id)
-        .order_by(Delivery.id)
-    )
-    return {
-        "series": session.get_one(Sequence, subscriber.sequence_id).slug,
-        "first_name": subscriber.first_name,
-        "timezone": subscriber.timezone,
-        "send_hour": subscriber.send_hour,
-        "status": subscriber.status.value,
-        "next_step": subscriber.next_step,
-        "next_send_at": iso(subscriber.next_send_at),
-        "signed_up_at": iso(subscriber.created_at),
-        "confirmed_at": iso(subscriber.confirmed_at),
-        "confirmation_sent_at": iso(subscriber.confirmation_sent_at),
-        "last_lesson_sent_at": iso(subscriber.last_sent_at),
-        "ended_at": iso(subscriber.ended_at),
-        "consent_events": [
-            consent.event_record(event, text)
-            for event, text in consent.events_of(session, subscriber.id)
-        ],
-        "emails": [
-            {
-                "kind": d.kind.value,
-                "step": number,
-                "status": d.status.value,
-                "message_id": d.message_id,
-                "created_at": iso(d.created_at),
-                "queued_at": iso(d.queued_at),
-                "sent_at": iso(d.sent_at),
-                "retry_at": iso(d.retry_at),
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "bounce": d.bounce,
-                "complained_at": iso(d.complained_at),
-            }
-            for d, number in deliveries
-        ],
-    }

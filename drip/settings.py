@@ -226,9 +226,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"DRIP_SEND_LEASE={settings.send_lease.total_seconds():g}: a send still blocked "
             "when the lease ends would be sent twice"
         )
+    if settings.confirm_max_age > settings.pending_ttl:
+        raise ConfigError(
+            f"DRIP_CONFIRM_DAYS={_days(settings.confirm_max_age)} must not be longer than "
+            f"DRIP_PENDING_DAYS={_days(settings.pending_ttl)}: the confirmation email "
+            "promises its link that long, but unconfirmed signups are deleted sooner"
+        )
     if settings.production:
         _check_production(settings, env)
     return settings
+
+
+def _days(length: timedelta) -> str:
+    return f"{length / timedelta(days=1):g}"
 
 
 def _shipped_emails_dir() -> Path:

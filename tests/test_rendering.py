@@ -15,7 +15,7 @@ from drip.errors import TemplateProblem
 from drip.lessons import SAMPLE as LESSON_SAMPLE
 from drip.lessons import check_lesson
 from drip.rendering import LESSON_VARIABLES, TOO_SLOW, EmailTemplate, Footer, Renderer
-from drip.series_files import read_email
+from drip.series_files import CONFIRM_FOLDER, read_email
 from drip.settings import load_settings
 
 SAMPLE = {
@@ -57,6 +57,20 @@ def renderer() -> Renderer:
 
 def body(source: str) -> EmailTemplate:
     return EmailTemplate("Subject", "A preheader that is long enough to read.", source, "text")
+
+
+@pytest.mark.parametrize(("days", "says"), [(1, "works for 1 day."), (7, "works for 7 days.")])
+def test_the_confirmation_email_says_how_long_its_link_works_in_good_english(
+    renderer: Renderer, days: int, says: str
+) -> None:
+    """DRIP_CONFIRM_DAYS=1 read "works for 1 days"."""
+    emails_dir = load_settings({"DRIP_INSTANCE": "/tmp/drip-render"}).emails_dir
+    confirm = {"confirm_url": "https://drip.example.com/confirm/t", "confirm_days": days}
+    rendered = renderer.render(
+        read_email(emails_dir / CONFIRM_FOLDER), {**SAMPLE, **confirm}, FOOTER
+    )
+    for part in (rendered.text, rendered.html):
+        assert says in " ".join(part.split())
 
 
 @pytest.mark.parametrize("payload", SSTI)

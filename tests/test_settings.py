@@ -199,6 +199,17 @@ def test_an_smtp_timeout_as_long_as_the_send_lease_is_refused(tmp_path: Path) ->
         load_settings(env)
 
 
+def test_a_confirmation_link_outliving_the_unconfirmed_signup_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The confirmation email promises its link for DRIP_CONFIRM_DAYS; the purge of
+    unconfirmed signups (DRIP_PENDING_DAYS, LAW-16) would end it sooner."""
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_CONFIRM_DAYS": "10", "DRIP_PENDING_DAYS": "7"}
+    with pytest.raises(ConfigError, match="DRIP_CONFIRM_DAYS=10 must not be longer than "):
+        load_settings(env)
+    assert load_settings({**env, "DRIP_PENDING_DAYS": "10"}).pending_ttl.days == 10
+
+
 def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
     default = load_settings({"DRIP_INSTANCE": str(tmp_path)})
     assert (default.smtp_allow_plaintext, default.smtp_timeout, default.idempotency_header) == (

@@ -16,6 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from drip import rendering
+from drip.admins import create_admin, set_password
 from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
@@ -80,6 +81,8 @@ CSRF_EXEMPT = {
     "signup.confirm": "the signed, single-use confirm token is the authority, not a cookie",
     "manage.unsubscribe_now": "RFC 8058 one-click: the mail client posts without cookies; "
     "the signed unsubscribe token is the authority",
+    "manage.test_email": "changes nothing: a test email's one-click unsubscribe only "
+    "answers that it was a test",
     "manage.undo": "the signed unsubscribe token is the authority, not a cookie",
     "manage.preferences": "the signed unsubscribe token is the authority, not a cookie",
     "privacy.ask_for_link": "acts on no session: it only mails a link to the address typed, "
@@ -151,6 +154,33 @@ def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
     assert client.get("/admin/").status_code == 200
     assert post(client, "/admin/logout").status_code == 302
     assert client.get("/admin/").status_code == 302
+
+
+def test_setting_a_password_ends_every_session_made_with_the_old_one(
+    app: Flask, system: System, admin: FlaskClient, writer: str
+) -> None:
+    """`drip admin set-password` is what an admin runs when a password may have leaked:
+    a session someone opened with it must not last its remaining 8 hours."""
+    assert admin.get("/admin/").status_code == 200
+    with transaction(system.sessions) as session:
+        set_password(session, writer, "a brand new passphrase")
+    assert admin.get("/admin/").status_code == 302
+    fresh = app.test_client()
+    assert log_in(fresh, writer, PASSWORD) == 401
+    assert log_in(fresh, writer, "a brand new passphrase") == 302
+    assert fresh.get("/admin/").status_code == 200
+
+
+def test_an_admin_at_an_international_domain_logs_in_spelled_either_way(
+    app: Flask, system: System
+) -> None:
+    """The account is stored in punycode (drip.signup.normalise_email); a login or a new
+    password typed with the Unicode spelling must find it all the same."""
+    with transaction(system.sessions) as session:
+        create_admin(session, "Writer@Bücher.example", PASSWORD, now=system.clock.now())
+        set_password(session, "writer@BÜCHER.example", "a brand new passphrase")
+    for spelling in ("writer@bücher.example", "WRITER@xn--bcher-kva.example"):
+        assert log_in(app.test_client(), spelling, "a brand new passphrase") == 302, spelling
 
 
 def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
@@ -713,6 +743,29 @@ def test_the_admin_can_download_every_subscriber_as_csv(
     lines = response.get_data(as_text=True).splitlines()
     assert lines[0].startswith("email,first_name,status")
     assert len(lines) == 61
+
+
+def test_a_test_sends_unsubscribe_link_says_so_and_unsubscribes_nobody(
+    admin: FlaskClient, app: Flask, system: System, lesson_1: int
+) -> None:
+    """A proof has no subscriber, so no token for its link; the generic bad-link page
+    told the writer that drip's unsubscribe link was broken."""
+    system.join("ana@example.com")
+    page = f"/admin/lessons/{lesson_1}"
+    post(admin, f"{page}/test", {"to": "writer@example.com"}, page=page)
+    system.drain()
+    (proof,) = system.smtp.to("writer@example.com")
+    url = proof["List-Unsubscribe"].strip("<>")
+    assert url in proof.get_body(("plain",)).get_content()
+    path = url.removeprefix(system.settings.base_url)
+    bare = app.test_client(use_cookies=False)
+    shown = bare.get(path)
+    assert shown.status_code == 200
+    assert "test email" in shown.get_data(as_text=True)
+    assert "nobody was unsubscribed" in shown.get_data(as_text=True)
+    one_click = bare.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
 
 
 def test_an_export_of_an_unknown_series_is_not_found(admin: FlaskClient) -> None:

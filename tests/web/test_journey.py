@@ -441,6 +441,7 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "asked again for 30 days",
         "consent",
         "for 1095 more days",
+        "not even this link. To see or erase your data then, write to",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
