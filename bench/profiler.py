@@ -116,6 +116,8 @@ def profile_send_path(
             batch_size=settings.batch_size,
             requeue_after=settings.requeue_after,
             pending_ttl=settings.pending_ttl,
+            retention=settings.retention,
+            secret=settings.secret_key,
         )
         scheduled = time.perf_counter()
         with _patched(watch):

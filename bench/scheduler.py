@@ -75,6 +75,8 @@ def measure(
             batch_size=settings.batch_size,
             requeue_after=settings.requeue_after,
             pending_ttl=settings.pending_ttl,
+            retention=settings.retention,
+            secret=settings.secret_key,
             claimers=settings.scheduler_claimers,
         )
         seconds = time.perf_counter() - started

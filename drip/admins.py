@@ -4,6 +4,10 @@ Passwords are hashed with Argon2id (argon2-cffi's defaults). A login for an unkn
 address still runs one hash verification, so the answer takes as long as for a wrong
 password and reveals nothing about which accounts exist.
 
+A login session carries a stamp made from the password hash (`session_stamp`, as
+Django's session auth hash): setting a new password ends every session made with the
+old one, without a column to keep in step.
+
 Each hash takes 64 MiB for a moment (Argon2's memory cost), so the stand-in hash for
 unknown addresses is made at the first login, not at import: a web process that only
 takes signups never reaches that peak.
@@ -12,6 +16,8 @@ takes signups never reaches that peak.
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -48,20 +54,39 @@ def create_admin(session: Session, email: str, password: str, *, now: datetime) 
     return admin
 
 
+def account_address(email: str) -> str:
+    """The address as accounts are stored (punycode, lower case: drip.signup's
+    normalisation), so either spelling of an international domain finds the account. Text
+    that is no address comes back only trimmed and lower-cased, to match nothing: a
+    login's failure must not be told apart by its input (standards SEC-16)."""
+    try:
+        return normalise_email(email)
+    except InvalidInput:
+        return email.strip().lower()[:254]
+
+
 def set_password(session: Session, email: str, password: str) -> Admin:
     check_password(password)
-    admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()))
+    admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
     if admin is None:
         raise NotFound(f"no admin {email}")
     admin.password_hash = _hasher.hash(password)
     return admin
 
 
+def session_stamp(secret: str, admin: Admin) -> str:
+    """What a login session holds to stay valid: it changes with the password hash. Keyed
+    with the instance's secret, so the cookie, which is signed but readable, tells
+    nothing about the hash."""
+    message = f"{admin.id}:{admin.password_hash}".encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
+
+
 def authenticate(session: Session, email: str, password: str, *, now: datetime) -> Admin | None:
     """The admin whose email and password these are, or None (same cost either way: the
     stand-in hash is made at the first login of the process, whoever logs in)."""
     dummy = _dummy_hash()
-    admin = session.scalar(sa.select(Admin).where(Admin.email == email.strip().lower()[:254]))
+    admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
     try:
         _hasher.verify(admin.password_hash if admin else dummy, password)
     except (VerificationError, InvalidHashError):

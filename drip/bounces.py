@@ -18,6 +18,7 @@ The kinds:
 - hard (Action: failed with a 5.x.x status, a provider's "Permanent"/"HardBounce"): the
   subscriber stops at once and the address goes on the suppression list;
 - complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
+  the delivery keeps when drip learned of it, which the complaint-rate guard counts by;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
   subscriber's last three sent emails all soft-bounced, it counts as a hard bounce
   (stopped, address suppressed: providers hold repeated bounces against the sender). Any
@@ -278,9 +279,17 @@ def _record(
 ) -> bool:
     """Apply one report to one subscriber; True when a soft bounce stopped them. A late
     soft report never downgrades a delivery already marked hard or complained about, and
-    one tied to no email counts toward no run."""
+    one tied to no email counts toward no run.
+
+    A complaint is dated `now`, when drip learns of it, not by the report's own date: one
+    read after midnight about the evening before then counts on a day the guard still
+    judges (drip.complaints). The first report of it keeps its date: a repeat (a provider
+    retrying, a report read again) moved to a later day would count there again.
+    """
     if delivery is not None and (report.kind != "soft" or delivery.bounce in (None, "soft")):
         delivery.bounce = report.kind
+    if delivery is not None and report.kind == "complaint" and delivery.complained_at is None:
+        delivery.complained_at = now
     if report.kind == "hard":
         mark_bounced(session, subscriber, now, secret=secret)
     elif report.kind == "complaint":

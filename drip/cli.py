@@ -432,11 +432,12 @@ def dkim_keygen(domain: str, selector: str, out: Path | None) -> None:
 @main.command()
 @_handles_errors
 def doctor() -> None:
-    """Check the settings a new operator gets wrong (URLs, DKIM, SPF, DMARC, SMTP login),
-    each with how to fix it. Fails only on errors; a DNS lookup it cannot make is a warning."""
-    from drip.doctor import Level, dns_txt, examine
+    """Check the settings a new operator gets wrong (URLs, DKIM, SPF, DMARC, SMTP login,
+    the relay's reverse DNS), each with how to fix it. Fails only on errors; a DNS lookup
+    it cannot make is a warning."""
+    from drip.doctor import Level, dns_records, dns_txt, examine
 
-    checks = examine(_settings(), lookup_txt=dns_txt)
+    checks = examine(_settings(), lookup_txt=dns_txt, lookup_records=dns_records)
     for check in checks:
         click.echo(f"{check.level.value:<8} {check.name}: {check.detail}")
         if check.fix and check.level != Level.OK:
@@ -506,7 +507,7 @@ def admin_create(email: str, password_stdin: bool) -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @_handles_errors
 def admin_set_password(email: str, password_stdin: bool) -> None:
-    """Give an admin a new password."""
+    """Give an admin a new password, which logs out every session made with the old one."""
     from drip.admins import set_password
 
     password = _password(password_stdin)

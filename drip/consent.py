@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from drip.errors import NotFound
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -26,6 +28,8 @@ from drip.models import (
     Delivery,
     DeliveryKind,
     ErasureMark,
+    Sequence,
+    Subscriber,
 )
 
 NEW_VERSION_TRIES = 5
@@ -212,6 +216,60 @@ def events_of(
         .order_by(ConsentEvent.occurred_at, ConsentEvent.id)
     )
     return [(event, text) for event, text in rows]
+
+
+def proof(session: Session, subscriber_id: int, *, now: datetime) -> dict[str, Any]:
+    """One subscriber's proof of consent as one document an admin can keep or print
+    (standards LAW-21): every event of the log with every CON-01 field it holds and the
+    verbatim notice it points to, oldest first. Only what the log says; the subscriber
+    row, which changes, is named, not relied on."""
+    subscriber = session.get(Subscriber, subscriber_id)
+    if subscriber is None:
+        raise NotFound("no such subscriber")
+    return {
+        "document": "proof of consent",
+        "exported_at": iso(now),
+        "subscriber_id": subscriber.id,
+        "email": subscriber.email,
+        "series": session.get_one(Sequence, subscriber.sequence_id).slug,
+        "consent_events": [event_record(e, text) for e, text in events_of(session, subscriber.id)],
+    }
+
+
+def event_record(event: ConsentEvent, text: ConsentText | None) -> dict[str, Any]:
+    """One event with every CON-01 field it holds, and the notice it points to."""
+    return {
+        "id": event.id,
+        "kind": event.kind.value,
+        "signup_event": event.signup_id,
+        "occurred_at": iso(event.occurred_at),
+        "email_entered": event.email_entered,
+        "email_normalised": event.email_normalised,
+        "form_id": event.form_id,
+        "page_url": event.page_url,
+        "referrer": event.referrer,
+        "embed_origin": event.embed_origin,
+        "ip": event.ip,
+        "user_agent": event.user_agent,
+        "purposes": event.purposes,
+        "confirmation_message_id": event.confirmation_message_id,
+        "confirmation_sent_at": iso(event.confirmation_sent_at),
+        "method": event.method and event.method.value,
+        "notice_shown": None
+        if text is None
+        else {
+            "id": text.id,
+            "version": text.version,
+            "text": text.body,
+            "sha256": text.sha256,
+            "privacy_policy_version": text.privacy_policy_version,
+        },
+    }
+
+
+def iso(value: datetime | None) -> str | None:
+    """A time as the JSON documents of consent and privacy write it."""
+    return None if value is None else value.isoformat()
 
 
 @contextmanager

@@ -83,15 +83,29 @@ def write_csv_row(row: dict[str, object], out: TextIO) -> None:
     csv.DictWriter(out, fieldnames=EXPORT_COLUMNS).writerow(_inert(row))
 
 
+FORMULA_STARTS = ("=", "+", "-", "@")
+ESCAPE = "'"
+
+
 def _inert(row: dict[str, object]) -> dict[str, object]:
     """Names come from the public form: a cell starting with = + - @ would run as a
-    formula in a spreadsheet, so it gets a leading apostrophe (OWASP CSV injection)."""
+    formula in a spreadsheet, so it gets a leading apostrophe (OWASP CSV injection).
+
+    Addresses may start with those too, or with an apostrophe of their own, so one
+    starting with an apostrophe gets another: `_as_written` then takes exactly one off
+    again on import, and a file exported and imported keeps every address and name."""
     return {
-        key: "'" + value
-        if isinstance(value, str) and value.startswith(("=", "+", "-", "@"))
+        key: ESCAPE + value
+        if isinstance(value, str) and value.startswith((*FORMULA_STARTS, ESCAPE))
         else value
         for key, value in row.items()
     }
+
+
+def _as_written(cell: str) -> str:
+    """A cell as it was before the export made it inert (`_inert`)."""
+    unescaped = cell.removeprefix(ESCAPE)
+    return unescaped if unescaped.startswith((*FORMULA_STARTS, ESCAPE)) else cell
 
 
 def count_lines(file: Path) -> int:
@@ -160,7 +174,8 @@ def _import_one(
     the person asking again, so it never sends a second confirmation.
     """
     _refuse_nul(row)
-    email = normalise_email(row.get("email") or "")
+    entered = _as_written(row.get("email") or "")
+    email = normalise_email(entered)
     consent = (row.get("consent") or "").strip()
     if not consent:
         raise InvalidInput("no consent given")
@@ -190,7 +205,7 @@ def _import_one(
     subscriber = Subscriber(
         sequence_id=sequence.id,
         email=email,
-        first_name=clean_first_name(row.get("first_name") or ""),
+        first_name=clean_first_name(_as_written(row.get("first_name") or "")),
         timezone=tz,
         send_hour=hour,
         status=SubscriberStatus.PENDING,
@@ -203,9 +218,7 @@ def _import_one(
         session,
         subscriber,
         notice,
-        Origin(
-            email_entered=(row.get("email") or "")[:320], form_id="import", page_url=source[:500]
-        ),
+        Origin(email_entered=entered[:320], form_id="import", page_url=source[:500]),
         purposes=purposes_of(sequence.slug),
         now=now,
         secret=secret,

@@ -234,20 +234,20 @@ def writing(factory: SessionFactory) -> Iterator[sa.Connection]:
     """`transaction` without the ORM, on the factory's engine: for the send path, which
     runs only plain statements for every email, and where a Session's own bookkeeping
     (its transaction, identity map and flush) cost more than the statements."""
-    with _engine(factory).begin() as connection:
+    with engine_of(factory).begin() as connection:
         yield connection
 
 
 @contextmanager
 def looking(factory: SessionFactory) -> Iterator[sa.Connection]:
     """`reading` without the ORM (see `writing`)."""
-    with _engine(factory).connect() as connection:
+    with engine_of(factory).connect() as connection:
         connection.execution_options(**{READ_ONLY: True})
         with connection.begin():
             yield connection
 
 
-def _engine(factory: SessionFactory) -> Engine:
+def engine_of(factory: SessionFactory) -> Engine:
     bind = factory.kw["bind"]
     assert isinstance(bind, Engine), "drip's session factories are bound to an engine"
     return bind

@@ -126,7 +126,9 @@ def written_headers(message: EmailMessage) -> bytes:
     """The message's headers as BytesGenerator writes them for the wire (`WIRE`: CRLF,
     RFC 2047 encoded-words for non-ASCII text), and nothing else: each folded by its
     header object, and each fold refused if a line in it could start a header of its
-    own. Python 3.13.0's BytesGenerator does not run that check; this does."""
+    own. BytesGenerator before 3.11.15, 3.12.13, 3.13.12 and 3.14.3 skips that check
+    (CVE-2026-1299): a raw value set with `set_raw` and holding a newline comes out as a
+    header of its own. This runs it on every Python."""
     lines = []
     for name, value in message.raw_items():
         folded = WIRE.fold_binary(name, value)

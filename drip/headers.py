@@ -5,12 +5,19 @@ such as "=?UTF-8?Q?=0A?=Bcc: x" into a real header line (CVE-2024-6923). drip ne
 Python with that fix (a worker refuses to start without it), and still refuses control
 characters, Unicode line separators and the "=?" sequence itself rather than trusting
 the standard library alone.
+
+CVE-2026-1299 is the follow-up: BytesGenerator (before 3.11.15, 3.12.13, 3.13.12 and
+3.14.3) writes a header whose fold holds a newline without the check Generator runs, so a
+raw value set with `set_raw` can start a header line of its own. drip never uses
+BytesGenerator: drip.email_policy.written_headers writes every header and runs the check
+itself, so an older Python only earns a warning from `drip doctor`.
 """
 
 from __future__ import annotations
 
 import email.policy
 import platform
+import sys
 import unicodedata
 
 from drip.errors import ConfigError, InvalidInput
@@ -18,6 +25,19 @@ from drip.errors import ConfigError, InvalidInput
 MAX_NAME = 100
 STDLIB_HEADERS_SAFE = hasattr(email.policy.default, "verify_generated_headers")
 """True on a Python with the CVE-2024-6923 fix, the check the standard names."""
+PYTHON: tuple[int, ...] = tuple(sys.version_info[:3])
+CVE_2026_1299_FIXED = {(3, 11): 15, (3, 12): 13, (3, 13): 12, (3, 14): 3}
+"""The first patch release of each line whose BytesGenerator refuses a bad fold."""
+
+
+def has_fold_check(version: tuple[int, ...]) -> bool:
+    """True when this Python's own BytesGenerator has the CVE-2026-1299 fix (SEC-07).
+
+    No hasattr() can tell: the fix changed what the generator does, not what it has."""
+    first = CVE_2026_1299_FIXED.get(version[:2])
+    if first is None:
+        return version[:2] > max(CVE_2026_1299_FIXED)
+    return version[2] >= first
 
 
 def require_safe_stdlib() -> None:

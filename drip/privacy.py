@@ -1,5 +1,6 @@
 """A subscriber's data rights, self-served: a link by email, a download, an erasure;
-and storage limitation: signups never confirmed are deleted after a while.
+and storage limitation (standards LAW-16): signups never confirmed are deleted after a
+while, and subscriptions that ended are erased once DRIP_RETENTION_DAYS have passed.
 
 Erasure deletes every row about the address. What remains is one keyed hash in
 `suppressions`, so that nothing mails the address again by accident (an import, a
@@ -10,8 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Collection
 from datetime import datetime, timedelta
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -20,12 +21,9 @@ from drip import consent
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
-    ConsentText,
     Delivery,
     DeliveryKind,
     ReceivedSignup,
-    Sequence,
-    Step,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -42,7 +40,17 @@ def email_hash(secret: str, email: str) -> str:
 BLOCKING = ("bounced", "complaint")
 """Reasons that bar an address for good: it does not exist, or its owner reported spam.
 An erasure only keeps the address from being mailed by accident; a fresh signup with a
-fresh confirmation lifts it."""
+fresh confirmation lifts it.
+
+Not even a privacy link goes to such an address (drip.sending): a bounced one cannot
+receive it, and the privacy form cannot tell a complainer from a stranger typing their
+address in (standards DEL-05: never mailed again, by any path). Their right of access
+stands through the contact address the privacy page gives them for this case."""
+
+ERASED = "erased"
+"""The suppression an erasure leaves, whether the person asked for it or the retention
+period ran out (`erase_ended`): either way nothing but the hash is left, and the hash
+does the same job, so nothing needs to tell the two apart."""
 
 DECLINED = "declined"
 DECLINE_QUIET = timedelta(days=30)
@@ -138,14 +146,6 @@ def request_link(session: Session, email: str, *, now: datetime) -> int | None:
     )
 
 
-def export(session: Session, email: str) -> dict[str, Any]:
-    """Everything stored about `email`, as plain JSON-ready data."""
-    return {
-        "email": email,
-        "subscriptions": [_subscription(session, s) for s in subscriptions_of(session, email)],
-    }
-
-
 def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     """Delete every row about `email` and keep only its keyed hash; returns how many
     subscriptions were deleted. A signup received and not yet handled by a worker
@@ -160,14 +160,83 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     """
     session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.email == email))
     subscriptions = subscriptions_of(session, email)
+    _delete(session, subscriptions)
+    suppress(session, secret, email, ERASED, now=now)
+    return len(subscriptions)
+
+
+def _delete(session: Session, subscriptions: Collection[Subscriber]) -> None:
+    """Delete subscriptions with their consent log and deliveries (the foreign keys
+    cascade), and the consent notices no one else's log points to."""
     with consent.erasing(session):
         texts = consent.texts_of(session, [subscriber.id for subscriber in subscriptions])
         for subscriber in subscriptions:
             session.delete(subscriber)
         session.flush()
         consent.drop_unused_texts(session, texts)
-    suppress(session, secret, email, "erased", now=now)
-    return len(subscriptions)
+
+
+ENDED = (SubscriberStatus.COMPLETED, SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)
+"""The statuses whose subscription is over; each sets `ended_at`."""
+
+RETENTION_BATCH = 200
+"""Subscriptions one scheduler pass erases at most, so that its transaction stays short.
+A backlog (the first pass on a list years old) goes over the passes that follow."""
+
+
+def erase_ended(
+    session: Session,
+    *,
+    secret: str,
+    now: datetime,
+    older_than: timedelta,
+    limit: int = RETENTION_BATCH,
+) -> int:
+    """Erase up to `limit` subscriptions that ended more than `older_than` ago (GDPR
+    storage limitation, standards LAW-16); returns how many. Their consent evidence was
+    kept while they lasted and then for the period in which a claim about them can be
+    brought; after it, it proves nothing anyone may still need.
+
+    Each goes as an erasure takes it: the row, its consent log and its deliveries, and
+    notices no one else's log points to. Pending, active and paused subscriptions are
+    never touched, nor is a signup received and not yet handled (unlike an erasure,
+    this is not the person asking: such a signup is them coming back).
+
+    Unlike an erasure, it goes by subscription, not by address: the same address may be
+    active on another series. So the address's hash is added only once it has no
+    confirmed subscription left, since a hash would stop that one's lessons (or their
+    undo). One still pending needs a confirmation, which lifts the hash anyway. The
+    address's other rows are locked before deciding: a confirmation committing meanwhile
+    is then seen, and one starting later waits, then lifts the hash.
+
+    A subscription being changed right now (SKIP LOCKED) waits for the next pass. On
+    SQLite the caller should scrub the write-ahead log afterwards, as after an erasure.
+    """
+    ended = session.scalars(
+        sa.select(Subscriber)
+        .where(Subscriber.status.in_(ENDED), Subscriber.ended_at <= now - older_than)
+        .order_by(Subscriber.ended_at, Subscriber.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not ended:
+        return 0
+    emails = {subscriber.email for subscriber in ended}
+    _delete(session, ended)
+    remaining = session.execute(
+        sa.select(Subscriber.email, Subscriber.status, Subscriber.confirmed_at)
+        .where(Subscriber.email.in_(emails))
+        .order_by(Subscriber.id)
+        .with_for_update(key_share=True)
+    ).all()
+    still_confirmed = {
+        email
+        for email, status, confirmed_at in remaining
+        if confirmed_at is not None or status == SubscriberStatus.ACTIVE
+    }
+    for email in sorted(emails - still_confirmed):
+        suppress(session, secret, email, ERASED, now=now)
+    return len(ended)
 
 
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
@@ -202,79 +271,3 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         result = session.execute(sa.delete(Subscriber).where(*unconfirmed))
         consent.drop_unused_texts(session, texts)
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
-
-
-def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
-    deliveries = session.execute(
-        sa.select(Delivery, Step.number)
-        .outerjoin(Step, Step.id == Delivery.step_id)
-        .where(Delivery.subscriber_id == subscriber.id)
-        .order_by(Delivery.id)
-    )
-    return {
-        "series": session.get_one(Sequence, subscriber.sequence_id).slug,
-        "first_name": subscriber.first_name,
-        "timezone": subscriber.timezone,
-        "send_hour": subscriber.send_hour,
-        "status": subscriber.status.value,
-        "next_step": subscriber.next_step,
-        "next_send_at": _iso(subscriber.next_send_at),
-        "signed_up_at": _iso(subscriber.created_at),
-        "confirmed_at": _iso(subscriber.confirmed_at),
-        "confirmation_sent_at": _iso(subscriber.confirmation_sent_at),
-        "last_lesson_sent_at": _iso(subscriber.last_sent_at),
-        "ended_at": _iso(subscriber.ended_at),
-        "consent_events": [
-            _consent_event(event, text) for event, text in consent.events_of(session, subscriber.id)
-        ],
-        "emails": [
-            {
-                "kind": d.kind.value,
-                "step": number,
-                "status": d.status.value,
-                "message_id": d.message_id,
-                "created_at": _iso(d.created_at),
-                "queued_at": _iso(d.queued_at),
-                "sent_at": _iso(d.sent_at),
-                "retry_at": _iso(d.retry_at),
-                "attempts": d.attempts,
-                "last_error": d.last_error,
-                "bounce": d.bounce,
-            }
-            for d, number in deliveries
-        ],
-    }
-
-
-def _consent_event(event: ConsentEvent, text: ConsentText | None) -> dict[str, Any]:
-    """One event with every CON-01 field it holds, and the notice it points to."""
-    return {
-        "id": event.id,
-        "kind": event.kind.value,
-        "signup_event": event.signup_id,
-        "occurred_at": _iso(event.occurred_at),
-        "email_entered": event.email_entered,
-        "email_normalised": event.email_normalised,
-        "form_id": event.form_id,
-        "page_url": event.page_url,
-        "referrer": event.referrer,
-        "embed_origin": event.embed_origin,
-        "ip": event.ip,
-        "user_agent": event.user_agent,
-        "purposes": event.purposes,
-        "confirmation_message_id": event.confirmation_message_id,
-        "confirmation_sent_at": _iso(event.confirmation_sent_at),
-        "method": event.method and event.method.value,
-        "notice_shown": None
-        if text is None
-        else {
-            "version": text.version,
-            "text": text.body,
-            "sha256": text.sha256,
-            "privacy_policy_version": text.privacy_policy_version,
-        },
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()

@@ -25,6 +25,12 @@ from drip.signup import normalise_email
 if TYPE_CHECKING:
     from drip.sending import Mailer
 
+UNSUBSCRIBE_PATH = "/unsubscribe/test-email"
+"""Where a proof's unsubscribe link leads (drip.web.manage): a page saying it was a test
+and unsubscribed nobody. A proof has no subscriber to sign a token for, and the generic
+bad-link page read as if drip's unsubscribe link were broken. No token has this form
+(every signed token holds a dot), so every bad token still gets one answer (SEC-10)."""
+
 
 def lesson_context(
     session: Session, step: Step, *, sender_name: str, subscriber_email: str = ""
@@ -72,7 +78,7 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             subscriber_email=subscriber_email,
         )
         slug = session.get_one(Sequence, step.sequence_id).slug
-    unsubscribe_url = f"{settings.base_url}/unsubscribe/test-email"
+    unsubscribe_url = settings.base_url + UNSUBSCRIBE_PATH
     rendered = mailer.renderer.render(
         version_template(version),
         context,

@@ -6,16 +6,21 @@ with a context of plain strings and ints only: a template can print what it is g
 and nothing else. HTML parts are autoescaped; text parts and subjects are not, and the
 subject is checked for header safety before it becomes a header. `*` and `**` are
 intercepted and output is capped, so `{{ 'a' * 10**9 }}` fails fast instead of eating
-the worker's memory.
+the worker's memory. Checks and previews, which run in the web process where no actor
+time limit applies, are also bounded in time (SEC-03).
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import css_inline
@@ -29,6 +34,12 @@ from drip.headers import header_problem
 MAX_SOURCE = 64 * 1024
 MAX_OUTPUT = 1024 * 1024
 MAX_PRODUCT = 100_000
+"""The longest string or list `*` may build. The length of the result is what counts, so
+that `'x' * 99999 * 99999` cannot build ten gigabytes in two steps."""
+RENDER_DEADLINE = 2.0
+"""Seconds a check or a preview may take. A normal lesson renders in a few milliseconds;
+a template whose loops print nothing would otherwise hold a web worker for minutes."""
+TOO_SLOW = "the template took too long to render: check its loops"
 PARTS = ("subject", "preheader", "body_html", "body_text")
 LESSON_VARIABLES = frozenset(
     {"first_name", "series_name", "sender_name", "lesson_number", "lesson_total"}
@@ -79,9 +90,10 @@ class _Sandbox(ImmutableSandboxedEnvironment):
             return _checked(operator.pow(left, right))
         if isinstance(left, int | float) and isinstance(right, int | float):
             return _checked(operator.mul(left, right))
-        count = right if isinstance(right, int) else left if isinstance(left, int) else 1
-        if count > MAX_PRODUCT:
-            raise SecurityError("repetition too large")
+        if isinstance(right, int) or isinstance(left, int):
+            sequence, count = (left, right) if isinstance(right, int) else (right, left)
+            if len(sequence) * count > MAX_PRODUCT:
+                raise SecurityError("repetition too large")
         return operator.mul(left, right)
 
 
@@ -103,7 +115,10 @@ class Renderer:
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
 
     def render(self, template: EmailTemplate, context: Context, footer: Footer) -> RenderedEmail:
-        """Render all four parts; TemplateProblem says which part failed and why."""
+        """Render all four parts; TemplateProblem says which part failed and why.
+
+        No deadline here: this is the send path, and a worker renders under its actor's
+        time limit. Anything saved was first checked under RENDER_DEADLINE."""
         subject = " ".join(self._render_part(template, "subject", context).split())
         preheader = " ".join(self._render_part(template, "preheader", context).split())
         problem = header_problem(subject)
@@ -125,25 +140,32 @@ class Renderer:
         text = _limited(self._layout_text.generate(layout, content=body_text))
         return RenderedEmail(subject, preheader, self._inliner.inline(html), text)
 
+    def preview(self, template: EmailTemplate, context: Context, footer: Footer) -> RenderedEmail:
+        """Render for the admin's live preview, in the web process: bounded by
+        RENDER_DEADLINE, since no actor time limit applies there (SEC-03)."""
+        with _deadline(RENDER_DEADLINE):
+            return self.render(template, context, footer)
+
     def check(
         self, template: EmailTemplate, variables: Iterable[str], sample: Context
     ) -> RenderedEmail:
-        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox.
+        """Refuse a template that would fail in a worker: syntax, unknown names, sandbox,
+        or a render slower than RENDER_DEADLINE (it runs in the web process, SEC-03).
         Returns the email rendered with `sample`, for checks on what readers would see."""
         allowed = frozenset(variables)
-        for part in PARTS:
-            source = getattr(template, part)
-            self._compile(part, source)
-            unknown = _undeclared(self._env_for(part), source) - allowed
-            if unknown:
-                raise TemplateProblem(
-                    f"{part}: unknown variable {sorted(unknown)[0]!r}; "
-                    f"available: {', '.join(sorted(allowed))}",
-                    field=part,
-                )
-        return self.render(
-            template, sample, Footer("check", "https://example.invalid/u/x", "-", "-", "-")
-        )
+        with _deadline(RENDER_DEADLINE):
+            for part in PARTS:
+                source = getattr(template, part)
+                self._compile(part, source)
+                unknown = _undeclared(self._env_for(part), source) - allowed
+                if unknown:
+                    raise TemplateProblem(
+                        f"{part}: unknown variable {sorted(unknown)[0]!r}; "
+                        f"available: {', '.join(sorted(allowed))}",
+                        field=part,
+                    )
+            footer = Footer("check", "https://example.invalid/u/x", "-", "-", "-")
+            return self.render(template, sample, footer)
 
     def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
         compiled = self._compile(part, getattr(template, part))
@@ -159,6 +181,8 @@ class Renderer:
             raise TemplateProblem(
                 f"{part}: the template calls itself without end", field=part
             ) from None
+        except _Overtime:
+            raise TemplateProblem(f"{part}: {TOO_SLOW}", field=part) from None
 
     def _env_for(self, part: str) -> _Sandbox:
         return self._html if part == "body_html" else self._text
@@ -170,6 +194,52 @@ class Renderer:
             return self._env_for(part).from_string(source)
         except TemplateSyntaxError as exc:
             raise TemplateProblem(f"{part}, line {exc.lineno}: {exc.message}", field=part) from None
+        except (RecursionError, SyntaxError):
+            # Python's own nesting limits, met by Jinja's parser or by compiling its output.
+            raise TemplateProblem(f"{part}: nested too deeply", field=part) from None
+
+
+class _Overtime(BaseException):
+    """Raised by the deadline's tracer. Not an Exception, so that no `except Exception` in
+    Jinja or in a filter can swallow it and let the loop run on."""
+
+
+@contextmanager
+def _deadline(seconds: float) -> Iterator[None]:
+    """Refuse a render of this thread that goes on longer than `seconds`.
+
+    A tracer set with sys.settrace (this thread only) looks at the clock on every Python
+    call, which catches long library calls such as `lipsum(99999)`, and on every line of
+    compiled template code (filename "<template>"), which catches loops that call nothing.
+    Frames of other code go to the previous tracer (coverage, a debugger), which is put
+    back afterwards. A render that ends late without being stopped (a long call into C)
+    is refused all the same. Jinja has no hook to count loop iterations, and counting
+    would miss `lipsum` and filters.
+    """
+    end = time.monotonic() + seconds
+    previous = sys.gettrace()
+
+    def on_line(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > end:
+            raise _Overtime
+        return on_line
+
+    def on_call(frame: FrameType, event: str, arg: Any) -> Any:
+        if time.monotonic() > end:
+            raise _Overtime
+        if frame.f_code.co_filename == "<template>":
+            return on_line
+        return previous(frame, event, arg) if previous else None
+
+    sys.settrace(on_call)
+    try:
+        yield
+    except _Overtime:
+        raise TemplateProblem(TOO_SLOW) from None
+    finally:
+        sys.settrace(previous)
+    if time.monotonic() > end:
+        raise TemplateProblem(TOO_SLOW)
 
 
 def _undeclared(env: _Sandbox, source: str) -> set[str]:

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from drip import complaints, intake, list_bombing, snapshots
 from drip.clock import Clock
-from drip.db import SessionFactory, transaction
+from drip.db import SessionFactory, engine_of, scrub, transaction
 from drip.logs import log_fields
 from drip.models import (
     Delivery,
@@ -33,7 +33,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
-from drip.privacy import purge_unconfirmed
+from drip.privacy import erase_ended, purge_unconfirmed
 from drip.schedule import PLACE_COLUMNS, issue_many, steps_of
 from drip.settings import Settings
 
@@ -49,6 +49,8 @@ class PassResult:
     requeued: list[int] = field(default_factory=list)
     requeued_signups: list[int] = field(default_factory=list)
     purged: int = 0
+    erased: int = 0
+    """Subscriptions erased because they ended longer ago than the retention period."""
 
 
 def run_pass(
@@ -60,15 +62,19 @@ def run_pass(
     batch_size: int,
     requeue_after: timedelta,
     pending_ttl: timedelta,
+    retention: timedelta,
+    secret: str,
     max_in_flight: int | None = None,
     recount: Recount | None = None,
     recount_every: timedelta | None = None,
     claimers: int = 1,
 ) -> PassResult:
     """One pass as of clock.now(): issue every due step, re-enqueue stale deliveries (with
-    `enqueue`) and received signups (with `signups`), and delete signups never confirmed,
-    or never handled, within `pending_ttl`. No step is issued while the
-    complaint-rate guard holds new lessons (drip.complaints).
+    `enqueue`) and received signups (with `signups`), delete signups never confirmed,
+    or never handled, within `pending_ttl`, and erase a batch of subscriptions that
+    ended more than `retention` ago (leaving hashes keyed with `secret`; standards
+    LAW-16). No step is issued while the complaint-rate guard holds new lessons
+    (drip.complaints).
 
     With `recount` and `recount_every`, a worker is also asked to count the dashboard
     numbers of each series not asked for within `recount_every`; the pass itself never
@@ -88,6 +94,7 @@ def run_pass(
     asked: list[int] = []
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+        result.erased = erase_ended(session, secret=secret, now=now, older_than=retention)
         intake.forget_old(session, now=now, older_than=pending_ttl)
         list_bombing.forget_old(session, now=now)
         held = complaints.guard(session, now) is not None
@@ -97,6 +104,14 @@ def run_pass(
             asked = snapshots.request_recounts(session, now, every=recount_every)
         if session.get_bind().dialect.name == "sqlite":
             claimers = 1  # one writer at a time: a second claimer would only wait
+    if result.erased:
+        log.info(
+            "retention_erased count=%d: subscriptions ended more than %g days ago",
+            result.erased,
+            retention / timedelta(days=1),
+            extra={"event": "retention_erased", "count": result.erased},
+        )
+        scrub(engine_of(sessions))
     if recount:
         for sequence_id in asked:
             recount(sequence_id)
@@ -209,6 +224,8 @@ def configured_pass(
         batch_size=settings.batch_size,
         requeue_after=settings.requeue_after,
         pending_ttl=settings.pending_ttl,
+        retention=settings.retention,
+        secret=settings.secret_key,
         max_in_flight=settings.max_in_flight,
         recount=recount,
         claimers=settings.scheduler_claimers,

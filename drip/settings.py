@@ -70,6 +70,9 @@ class Settings:
     0 for no cap."""
     smtp_max_per_connection: int
     pending_ttl: timedelta
+    retention: timedelta
+    """How long a subscription's data is kept after it ends, then erased (standards
+    LAW-16): three years by default, the usual period for bringing a claim."""
     default_timezone: str
     allowed_origins: frozenset[str]
     thanks_url: str
@@ -192,6 +195,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         domain_concurrency=get("DRIP_DOMAIN_CONCURRENCY", "5", _domain_concurrency),
         smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
         pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", positive_float)),
+        retention=timedelta(days=get("DRIP_RETENTION_DAYS", "1095", _retention_days)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
@@ -222,9 +226,19 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"DRIP_SEND_LEASE={settings.send_lease.total_seconds():g}: a send still blocked "
             "when the lease ends would be sent twice"
         )
+    if settings.confirm_max_age > settings.pending_ttl:
+        raise ConfigError(
+            f"DRIP_CONFIRM_DAYS={_days(settings.confirm_max_age)} must not be longer than "
+            f"DRIP_PENDING_DAYS={_days(settings.pending_ttl)}: the confirmation email "
+            "promises its link that long, but unconfirmed signups are deleted sooner"
+        )
     if settings.production:
         _check_production(settings, env)
     return settings
+
+
+def _days(length: timedelta) -> str:
+    return f"{length / timedelta(days=1):g}"
 
 
 def _shipped_emails_dir() -> Path:
@@ -357,6 +371,15 @@ def positive_float(raw: str) -> float:
     value = float(raw)
     if not (value > 0 and math.isfinite(value)):
         raise ValueError("must be a finite number greater than zero")
+    return value
+
+
+def _retention_days(raw: str) -> float:
+    """At most a century: the scheduler subtracts it from today, and a date before
+    year 1 would fail every pass instead of failing here."""
+    value = positive_float(raw)
+    if not value <= 36500:
+        raise ValueError("expected days, from more than 0 to 36500")
     return value
 
 

@@ -155,7 +155,12 @@ def plan_of(session: Session, query: sa.Executable) -> str:
     bind = session.get_bind()
     sql = query.compile(bind, compile_kwargs={"literal_binds": True})
     if bind.dialect.name == "sqlite":
-        return " ".join(str(row) for row in session.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}")))
+        # SQLAlchemy renders the LIMIT -1 that SQLite needs before an OFFSET as a bind
+        # even with literal_binds; the binds still left are passed as they are.
+        binds = sql.construct_params()
+        left = tuple(binds[name] for name in sql.positiontup or ())
+        plan = session.connection().exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", left)
+        return " ".join(str(row) for row in plan)
     session.execute(sa.text("SET LOCAL enable_seqscan = off"))
     return "\n".join(session.scalars(sa.text(f"EXPLAIN {sql}")))
 
@@ -448,12 +453,15 @@ class System:
 
 
 def sent_today(system: System, count: int, complaints: int) -> None:
-    """`count` lessons sent just now to made-up readers, `complaints` of them reported."""
+    """`count` lessons sent just now to new made-up readers (r0@example.org and on, numbered
+    on from those of earlier calls), the first `complaints` of them reported just now."""
     now = system.clock.now()
+    made_up = Subscriber.email.like("%@example.org")
     with transaction(system.sessions) as session:
         sequence_id, step_id = session.execute(
             sa.select(Step.sequence_id, Step.id).where(Step.number == 1)
         ).one()
+        first = session.scalar(sa.select(sa.func.count()).where(made_up)) or 0
         session.execute(
             sa.insert(Subscriber),
             [
@@ -463,11 +471,11 @@ def sent_today(system: System, count: int, complaints: int) -> None:
                     status=SubscriberStatus.COMPLETED,
                     created_at=now,
                 )
-                for n in range(count)
+                for n in range(first, first + count)
             ],
         )
         ids = session.scalars(
-            sa.select(Subscriber.id).where(Subscriber.email.like("%@example.org"))
+            sa.select(Subscriber.id).where(made_up).order_by(Subscriber.id).offset(first)
         ).all()
         session.execute(
             sa.insert(Delivery),
@@ -481,6 +489,7 @@ def sent_today(system: System, count: int, complaints: int) -> None:
                     queued_at=now,
                     sent_at=now,
                     bounce="complaint" if n < complaints else None,
+                    complained_at=now if n < complaints else None,
                 )
                 for n, subscriber_id in enumerate(ids)
             ],

@@ -86,6 +86,30 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
     )
 
 
+def test_an_exchange_ndr_is_a_hard_bounce_that_bars_its_recipient(
+    readers: System, tmp_path: Path
+) -> None:
+    """Standards BNC-02's Exchange fixture: Exchange Online puts its text for people in a
+    multipart/alternative beside the delivery-status part, and reports an unknown
+    recipient as 550 5.1.10 RESOLVER.ADR.RecipientNotFound (a three-digit detail)."""
+    system = readers
+    (hard,) = parse(fixture("ndr_exchange.eml", "<d1.x@drip.example.com>"))
+    assert (hard.kind, hard.recipient, hard.message_id) == (
+        "hard",
+        "ana@example.com",
+        "<d1.x@drip.example.com>",
+    )
+    assert hard.dated == datetime(2026, 10, 26, 8, 1, 12, tzinfo=UTC), "its Arrival-Date"
+    assert "5.1.10 RESOLVER.ADR.RecipientNotFound" in hard.detail
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    box.add(fixture("ndr_exchange.eml", welcome_id(system, "ana@example.com")))
+    assert "1 hard bounces, 0 complaints, 0 soft bounces" in process(system, tmp_path)
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
+    with transaction(system.sessions) as session:
+        assert is_suppressed(session, system.settings.secret_key, "ana@example.com")
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
+
+
 def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     readers: System, tmp_path: Path
 ) -> None:

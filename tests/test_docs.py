@@ -5,6 +5,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import click
+
+from drip.cli import main
+
 ROOT = Path(__file__).parent.parent
 
 
@@ -30,3 +34,23 @@ def test_the_deploy_guide_lists_every_metric_by_its_exposed_name() -> None:
     documented = set(re.findall(r"`(drip_\w+)`", table))
     for kind, name in families:
         assert (name + "_total" if kind == "Counter" else name) in documented, name
+
+
+def test_the_readme_lists_every_command() -> None:
+    """The README's command table is where an operator looks first; `drip --help` and it
+    must not drift apart."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    table = "\n".join(line for line in lines if line.startswith("| `drip "))
+    listed = set(re.findall(r"`(drip [a-z -]+?)(?: [A-Z\[][^`]*)?`", table))
+    assert listed == set(commands(main, "drip"))
+
+
+def commands(group: click.Group, prefix: str) -> list[str]:
+    """Every runnable command under `group`, as typed: `drip keys rotate`."""
+    found = []
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            found += commands(command, f"{prefix} {name}")
+        else:
+            found.append(f"{prefix} {name}")
+    return found

@@ -42,8 +42,24 @@ class StubDNS:
         return self.records[name]
 
 
-def offline(name: str) -> list[str]:
+def offline(name: str, rdtype: str = "TXT") -> list[str]:
     raise LookupFailed("The resolution lifetime expired")
+
+
+class StubRecords:
+    """A, AAAA and PTR records by (name, type); a name with none of them does not exist."""
+
+    def __init__(self, records: dict[tuple[str, str], list[str]]) -> None:
+        self.records = records
+
+    def __call__(self, name: str, rdtype: str) -> list[str]:
+        if not any(known == name for known, _type in self.records):
+            raise NoSuchName("NXDOMAIN")
+        return self.records.get((name, rdtype), [])
+
+
+NO_RECORDS = StubRecords({})
+"""For relays on loopback or a Maildir, which the reverse DNS check never looks up."""
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +169,13 @@ def test_a_sender_set_up_right_passes_every_check(
     tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer, trust: ssl.SSLContext
 ) -> None:
     settings = configure(tmp_path, dkim_key, relay.port)
-    checks = examine(settings, lookup_txt=published(dkim_key[1]), tls=trust)
+    checks = examine(
+        settings,
+        lookup_txt=published(dkim_key[1]),
+        lookup_records=NO_RECORDS,
+        tls=trust,
+        python=(3, 13, 12),
+    )
     problems = [c for c in checks if c.level != Level.OK]
     assert problems == []
     assert by_name(checks)["SMTP relay"].detail.endswith("TLS and login accepted")
@@ -172,7 +194,7 @@ def test_dns_records_missing_or_wrong_are_errors_that_say_what_to_publish(
             f"_dmarc.{DOMAIN}": ["v=DMARC1; rua=mailto:dmarc@calmback.org"],
         },
     )
-    checks = by_name(examine(settings, lookup_txt=dns, tls=trust))
+    checks = by_name(examine(settings, lookup_txt=dns, lookup_records=NO_RECORDS, tls=trust))
     assert checks["DKIM key"].level == Level.ERROR
     assert f'{SELECTOR}._domainkey.{DOMAIN}. IN TXT "v=DKIM1; k=rsa; p={dkim_key[1]}"' in (
         checks["DKIM key"].fix
@@ -181,7 +203,7 @@ def test_dns_records_missing_or_wrong_are_errors_that_say_what_to_publish(
     assert checks["DMARC"].level == Level.ERROR and "p=" in checks["DMARC"].detail
 
     nothing = StubDNS({DOMAIN: []})
-    checks = by_name(examine(settings, lookup_txt=nothing, tls=trust))
+    checks = by_name(examine(settings, lookup_txt=nothing, lookup_records=NO_RECORDS, tls=trust))
     assert [checks[n].level for n in ("DKIM key", "SPF", "DMARC")] == [Level.ERROR] * 3
     assert "no DKIM record" in checks["DKIM key"].detail
 
@@ -193,7 +215,7 @@ def test_dmarc_is_found_at_the_parent_of_a_sending_subdomain(
         tmp_path, dkim_key, 1, DRIP_FROM=f"<hi@news.{DOMAIN}>", DRIP_MAIL_URL="maildir:"
     )
     dns = published(dkim_key[1], **{f"news.{DOMAIN}": ["v=spf1 -all"]})
-    checks = by_name(examine(settings, lookup_txt=dns))
+    checks = by_name(examine(settings, lookup_txt=dns, lookup_records=NO_RECORDS))
     assert checks["DMARC"].level == Level.OK
     assert checks["DMARC"].detail == f"p=none at _dmarc.{DOMAIN}"
     assert checks["From and DKIM domains"].level == Level.OK  # relaxed alignment
@@ -204,11 +226,82 @@ def test_dns_that_cannot_answer_gives_warnings_never_errors(
     tmp_path: Path, dkim_key: tuple[Path, str], resolver: doctor.TxtLookup
 ) -> None:
     settings = configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL="maildir:")
-    checks = by_name(examine(settings, lookup_txt=resolver))
+    checks = by_name(examine(settings, lookup_txt=resolver, lookup_records=offline))
     for name in ("DKIM key", "SPF", "DMARC"):
         assert checks[name].level == Level.WARNING
         assert checks[name].detail.startswith("could not look up")
     assert not [c for c in checks.values() if c.level == Level.ERROR]
+
+
+RELAY = f"relay.{DOMAIN}"
+V4, V6 = "54.240.1.7", "2a01:4f8:c0c:1::7"
+PTR_V4, PTR_V6 = (ipaddress.ip_address(a).reverse_pointer for a in (V4, V6))
+
+
+def relay_records(**changes: list[str]) -> StubRecords:
+    """A relay that delivers mail itself, with forward-confirmed reverse DNS on both
+    addresses; `changes` replace records, keyed "TYPE name"."""
+    records = {
+        (RELAY, "A"): [V4],
+        (RELAY, "AAAA"): [V6],
+        (PTR_V4, "PTR"): [f"{RELAY}."],
+        (PTR_V6, "PTR"): [f"{RELAY}."],
+    }
+    for key, value in changes.items():
+        rdtype, name = key.split(" ", 1)
+        records[(name, rdtype)] = value
+    return StubRecords(records)
+
+
+def test_reverse_dns_of_the_relay_is_checked_forward_and_back(
+    tmp_path: Path, dkim_key: tuple[Path, str]
+) -> None:
+    """AUTH-03: each public address of the relay has a PTR naming a host that resolves
+    back to it. A miss is a warning: a provider's submission host is not the address
+    that delivers the mail, so drip cannot know it is wrong."""
+    relay = configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL=f"smtp://drip:pw@{RELAY}:587")
+    good = doctor.reverse_dns(relay, relay_records())
+    assert good.level == Level.OK
+    assert good.detail == (
+        f"{V4} is {RELAY}, which resolves back to it; {V6} is {RELAY}, which resolves back to it"
+    )
+
+    no_ptr = doctor.reverse_dns(relay, relay_records(**{f"PTR {PTR_V6}": []}))
+    assert no_ptr.level == Level.WARNING
+    assert no_ptr.detail == f"{RELAY}: {V6} has no PTR record"
+    assert "PTR record" in no_ptr.fix
+
+    elsewhere = relay_records(
+        **{f"PTR {PTR_V4}": ["host.isp.example."], "A host.isp.example": ["54.240.9.9"]}
+    )
+    check = doctor.reverse_dns(relay, elsewhere)
+    assert check.level == Level.WARNING
+    assert check.detail == f"{RELAY}: {V4} is host.isp.example, which does not resolve back to it"
+    dangling = relay_records(**{f"PTR {PTR_V4}": ["gone.isp.example."]})
+    assert "does not resolve back" in doctor.reverse_dns(relay, dangling).detail
+
+    assert doctor.reverse_dns(relay, offline).level == Level.WARNING
+    assert doctor.reverse_dns(relay, NO_RECORDS).detail.startswith(f"could not look up {RELAY}")
+
+
+@pytest.mark.parametrize(
+    ("url", "records"),
+    [
+        ("maildir:", NO_RECORDS),
+        ("smtp://127.0.0.1:25", NO_RECORDS),
+        ("smtp://localhost", NO_RECORDS),
+        ("smtp://10.0.0.5:587", NO_RECORDS),
+        (f"smtp://{RELAY}", StubRecords({(RELAY, "A"): ["10.1.2.3"]})),
+    ],
+    ids=["maildir", "loopback", "localhost", "private", "name-on-a-private-address"],
+)
+def test_reverse_dns_is_not_checked_for_a_relay_whose_public_address_is_unknown(
+    tmp_path: Path, dkim_key: tuple[Path, str], url: str, records: StubRecords
+) -> None:
+    """A Maildir sends nothing; a relay here or on a private network delivers from a
+    public address the doctor cannot see."""
+    settings = configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL=url)
+    assert doctor.reverse_dns(settings, records).level == Level.OK
 
 
 def test_a_refused_login_is_an_error(
@@ -266,10 +359,37 @@ def test_settings_an_operator_gets_wrong(tmp_path: Path, dkim_key: tuple[Path, s
     assert doctor.secret_key(real_mail).level == Level.WARNING
 
 
+@pytest.mark.parametrize(
+    ("version", "level"),
+    [
+        ((3, 11, 14), Level.WARNING),
+        ((3, 11, 15), Level.OK),
+        ((3, 12, 12), Level.WARNING),
+        ((3, 12, 13), Level.OK),
+        ((3, 13, 0), Level.WARNING),
+        ((3, 13, 12), Level.OK),
+        ((3, 14, 2), Level.WARNING),
+        ((3, 14, 3), Level.OK),
+        ((3, 15, 0), Level.OK),
+    ],
+)
+def test_a_python_without_the_cve_2026_1299_fix_is_a_warning_naming_drips_own_check(
+    version: tuple[int, ...], level: Level
+) -> None:
+    """SEC-07: a warning, not an error, because drip writes its headers itself."""
+    check = doctor.python_email_package(version)
+    assert check.level == level
+    if level == Level.WARNING:
+        assert "CVE-2026-1299" in check.detail
+        assert "drip.email_policy.written_headers" in check.detail
+        assert "3.13.12+" in check.fix
+
+
 def test_drip_doctor_prints_each_check_and_fails_only_on_errors(
     tmp_path: Path, dkim_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(doctor, "dns_txt", published(dkim_key[1]))
+    monkeypatch.setattr(doctor, "dns_records", NO_RECORDS)
     env = {
         "DRIP_INSTANCE": str(tmp_path / "instance"),
         "DRIP_MAIL_URL": "maildir:",

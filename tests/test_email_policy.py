@@ -132,3 +132,16 @@ def test_a_fold_that_would_start_a_header_line_is_refused(monkeypatch: pytest.Mo
     monkeypatch.setattr(FoldedOnce, "fold", lambda self, policy: "Subject: a\r\nBcc: v@x\r\n")
     with pytest.raises(HeaderWriteError):
         header_line("Subject", "Día 1")
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_raw_value_that_would_fold_into_a_header_of_its_own_is_refused(newline: str) -> None:
+    """CVE-2026-1299 (SEC-07): `set_raw` skips the CR/LF check, the value folds as it
+    stands, and BytesGenerator before 3.13.12 (3.11.15, 3.12.13, 3.14.3) writes it as
+    two headers, the second a real Bcc. written_headers refuses the fold on any Python."""
+    msg = message(Subject="Day 1")
+    msg.set_raw("X-Note", f"a{newline}Bcc: v@x")
+    with pytest.raises(HeaderWriteError, match="newline"):
+        written_headers(msg)
+    folded_line = message(X_Note="a b " * 30)
+    assert b"\r\n " in written_headers(folded_line), "a fold that continues a line passes"

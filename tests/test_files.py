@@ -288,6 +288,39 @@ def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path
     ]
 
 
+def test_subscribers_exported_and_imported_again_keep_their_addresses_and_names(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """The export makes a cell starting with = + - @ inert with a leading apostrophe
+    (OWASP CSV injection); an address may start with any of them, or with an apostrophe
+    of its own, and the import must give back exactly what was exported."""
+    people = {
+        "-ana@example.com": "-Ana",
+        "+bo@example.com": "=Bo",
+        "=cy@example.com": "'Cy",
+        "'dee@example.com": "Dee",
+        "'-eve@example.com": "@Eve",
+    }
+    for email, name in people.items():
+        system.signup(email, first_name=name)
+    exported = tmp_path / "out.csv"
+    run(env, "subscribers", "export", str(exported))
+    assert "\n'-ana@example.com,'-Ana," in exported.read_text(), "inert in a spreadsheet"
+    system.clock.advance(system.settings.pending_ttl + timedelta(days=1))
+    system.tick()  # never confirmed, so purged (LAW-16): they may be imported again
+    assert subscriber_count(system) == 0
+    imported = tmp_path / "in.csv"
+    with exported.open(newline="") as rows, imported.open("w", newline="") as out:
+        reader = csv.DictReader(rows)
+        writer = csv.DictWriter(out, fieldnames=[*(reader.fieldnames or []), "consent"])
+        writer.writeheader()
+        writer.writerows({**row, "consent": "webinar"} for row in reader)
+    assert "imported 5 as pending" in run(env, "subscribers", "import", str(imported))
+    with transaction(system.sessions) as session:
+        subscribers = session.scalars(sa.select(Subscriber)).all()
+        assert {s.email: s.first_name for s in subscribers} == people
+
+
 def test_loading_holds_lessons_to_the_rules_an_admin_save_does(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -128,17 +128,34 @@ def assert_written_as_stock(raw: bytes, stock: EmailMessage) -> None:
     assert max(len(line) for line in bodies) <= 76, "RFC 2045 6.7 (5)"
 
 
-def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailMessage) -> None:
+def assert_required_headers(msg: EmailMessage) -> None:
+    """STD-01 on a message parsed from the bytes the SMTP server received."""
     for name in SINGLE:
-        assert len(lesson.get_all(name) or []) == 1, name
-    assert len(lesson["From"].addresses) == 1
-    assert str(lesson["From"]) == "Calm Back <hello@drip.example.com>"
-    assert lesson["To"].addresses[0].display_name == "Ana María"
-    assert parsedate_to_datetime(str(lesson["Date"])).tzinfo is not None
+        assert len(msg.get_all(name) or []) == 1, name
+    assert len(msg["From"].addresses) == 1
+    assert str(msg["From"]) == "Calm Back <hello@drip.example.com>"
+    assert msg["To"].addresses[0].display_name == "Ana María"
+    assert msg["MIME-Version"] == "1.0"
+    assert parsedate_to_datetime(str(msg["Date"])).tzinfo is not None
+    assert not msg.get_all("Bcc")
+
+
+def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailMessage) -> None:
+    assert_required_headers(lesson)
     assert lesson["Auto-Submitted"] == "auto-generated"
     assert re.fullmatch(r"<d\d+\.[0-9a-f]{10}@drip\.example\.com>", str(lesson["Message-ID"]))
     assert re.fullmatch(r".*<feel-better\.drip\.example\.com>", str(lesson["List-Id"]))
-    assert not lesson.get_all("Bcc")
+
+
+def test_the_confirmation_email_has_the_required_headers_too(system: System) -> None:
+    """STD-01 names the confirmation as well as the lessons: it is a delivery of its own
+    kind, with its own template and footer, so it is parsed on its own."""
+    system.signup("ana@example.com", first_name="Ana María")
+    system.drain()
+    (confirmation,) = system.smtp.to("ana@example.com")
+    assert "confirm" in str(confirmation["Subject"]).lower()
+    assert_required_headers(confirmation)
+    assert re.fullmatch(r"<d\d+\.[0-9a-f]{10}@drip\.example\.com>", str(confirmation["Message-ID"]))
 
 
 def test_one_click_unsubscribe_headers_follow_rfc_8058(lesson: EmailMessage) -> None:

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import pytest
 
+from drip import rendering
 from drip.errors import TemplateProblem
+from drip.lessons import SAMPLE as LESSON_SAMPLE
 from drip.lessons import check_lesson
-from drip.rendering import LESSON_VARIABLES, EmailTemplate, Footer, Renderer
+from drip.rendering import LESSON_VARIABLES, TOO_SLOW, EmailTemplate, Footer, Renderer
+from drip.series_files import CONFIRM_FOLDER, read_email
 from drip.settings import load_settings
 
 SAMPLE = {
@@ -36,6 +42,8 @@ SSTI = [
     "{{ range(10**7)|length }}",
     "{{ lipsum.__globals__ }}",
     "{{ 'a' * 10**9 }}",
+    "{{ ('x' * 50000 * 10)|length }}",
+    "{{ ([0] * 1000 * 1000)|length }}",
     "{{ 9**9**9 }}",
     "{{ first_name.__class__.__base__.__subclasses__() }}",
     "{% for c in [].__class__.__base__.__subclasses__() %}{{ c }}{% endfor %}",
@@ -49,6 +57,20 @@ def renderer() -> Renderer:
 
 def body(source: str) -> EmailTemplate:
     return EmailTemplate("Subject", "A preheader that is long enough to read.", source, "text")
+
+
+@pytest.mark.parametrize(("days", "says"), [(1, "works for 1 day."), (7, "works for 7 days.")])
+def test_the_confirmation_email_says_how_long_its_link_works_in_good_english(
+    renderer: Renderer, days: int, says: str
+) -> None:
+    """DRIP_CONFIRM_DAYS=1 read "works for 1 days"."""
+    emails_dir = load_settings({"DRIP_INSTANCE": "/tmp/drip-render"}).emails_dir
+    confirm = {"confirm_url": "https://drip.example.com/confirm/t", "confirm_days": days}
+    rendered = renderer.render(
+        read_email(emails_dir / CONFIRM_FOLDER), {**SAMPLE, **confirm}, FOOTER
+    )
+    for part in (rendered.text, rendered.html):
+        assert says in " ".join(part.split())
 
 
 @pytest.mark.parametrize("payload", SSTI)
@@ -95,6 +117,9 @@ def test_a_rendered_subject_cannot_break_into_a_new_header(renderer: Renderer) -
         (body("line\n{{ nope }}"), "unknown variable 'nope'"),
         (EmailTemplate("{{ first_name", "p", "b", "t"), "subject, line 1"),
         (body("x" * 70_000), "longer than 64 KiB"),
+        (body("{{ " + "(" * 2000 + "1" + ")" * 2000 + " }}"), "body_html: nested too deeply"),
+        (body("{% if 1 %}" * 200 + "{% endif %}" * 200), "body_html: nested too deeply"),
+        (body("{% for a in [] %}" * 25 + "{% endfor %}" * 25), "body_html: nested too deeply"),
     ],
 )
 def test_a_broken_template_is_refused_with_a_useful_message(
@@ -102,6 +127,94 @@ def test_a_broken_template_is_refused_with_a_useful_message(
 ) -> None:
     with pytest.raises(TemplateProblem, match=message):
         renderer.check(template, LESSON_VARIABLES, SAMPLE)
+
+
+NESTED_RANGES = "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"
+NESTED_STRINGS = "{% set s = 'x' * 99999 %}{% for a in s %}{% for b in s %}{% endfor %}{% endfor %}"
+
+
+@pytest.mark.parametrize(
+    "source", [NESTED_RANGES, NESTED_STRINGS], ids=["nested-ranges", "nested-strings"]
+)
+def test_a_template_whose_loops_print_nothing_is_refused_within_the_deadline(
+    renderer: Renderer, source: str
+) -> None:
+    """SEC-03: a save's check runs in the web process, where no actor time limit applies;
+    each of these would take hours. (The preview: tests/web/test_admin.py.)"""
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem, match=f"body_html: {TOO_SLOW}"):
+        renderer.check(body(source), LESSON_VARIABLES, SAMPLE)
+    assert time.monotonic() - started < rendering.RENDER_DEADLINE + 1
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
+        "{{ f(60) }}",
+        "{% for a in range(99999) %}{% for b in range(99999) %}"
+        "{{ loop.cycle('', '') }}{% endfor %}{% endfor %}",
+        "{% for a in range(99999) %}{{ range(99999)|list|length < 0 }}{% endfor %}",
+        "{{ lipsum(99999)|length < 0 }}",
+    ],
+    ids=["macro-fan-out", "loop-cycle", "filters", "library-call"],
+)
+def test_the_deadline_also_stops_macros_filters_and_library_calls(
+    renderer: Renderer, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(rendering, "RENDER_DEADLINE", 0.3)
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem, match=TOO_SLOW):
+        renderer.check(body(source), LESSON_VARIABLES, SAMPLE)
+    assert time.monotonic() - started < 1.3
+
+
+def test_a_macro_that_calls_itself_forever_is_refused(renderer: Renderer) -> None:
+    source = "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
+    with pytest.raises(TemplateProblem, match="body_html: the template calls itself without end"):
+        renderer.check(body(source), LESSON_VARIABLES, SAMPLE)
+
+
+def test_the_deadline_leaves_the_previous_tracer_in_place_and_working(
+    renderer: Renderer,
+) -> None:
+    """Coverage and debuggers trace with sys.settrace too: they keep seeing drip's own
+    code during a check, and get their tracer back after it."""
+    seen: set[str] = set()
+
+    def tracer(frame: FrameType, event: str, arg: Any) -> None:
+        seen.add(frame.f_code.co_name)
+
+    lesson = read_email(
+        load_settings({"DRIP_INSTANCE": "/tmp/drip-render"}).emails_dir / "01-the-anxiety-pain-loop"
+    )
+    sys.settrace(tracer)
+    try:
+        renderer.check(body("{{ 'ab' * 3 }}"), LESSON_VARIABLES, SAMPLE)
+        assert sys.gettrace() is tracer
+        previewed = renderer.preview(lesson, LESSON_SAMPLE, FOOTER)
+        assert sys.gettrace() is tracer
+    finally:
+        sys.settrace(None)
+    assert "call_binop" in seen
+    assert previewed == renderer.render(lesson, LESSON_SAMPLE, FOOTER)
+
+
+def test_the_output_of_a_part_is_capped_at_1_mib(renderer: Renderer) -> None:
+    """SEC-03: 16,000 x 60 characters fit; 99,999 x 60 (6 MB) do not, in a check or in
+    the worker's render."""
+    fits = body("{% for i in range(16000) %}{{ 'x' * 60 }}{% endfor %}")
+    renderer.check(fits, LESSON_VARIABLES, SAMPLE)
+    assert len(renderer.render(fits, SAMPLE, FOOTER).html) > 960_000
+    too_long = body("{% for i in range(99999) %}{{ 'x' * 60 }}{% endfor %}")
+    for render in (
+        lambda: renderer.check(too_long, LESSON_VARIABLES, SAMPLE),
+        lambda: renderer.render(too_long, SAMPLE, FOOTER),
+    ):
+        started = time.monotonic()
+        with pytest.raises(TemplateProblem, match="output larger than 1024 KiB"):
+            render()
+        assert time.monotonic() - started < 1
 
 
 def test_every_shipped_email_passes_the_same_checks_a_save_would(tmp_path: Path) -> None:

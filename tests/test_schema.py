@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from drip import schema
 from drip.db import create_db_engine
-from drip.models import Base
+from drip.models import Base, Delivery
 
 MIGRATION_ONLY_INDEXES = {"ix_subscribers_name"}
 MIGRATION_ONLY_TABLES = {"subscriber_search"}
@@ -417,3 +418,53 @@ def test_the_models_and_the_migrations_agree_on_which_ids_are_never_reused(
     finally:
         migrated.dispose()
         described.dispose()
+
+
+def test_migration_0022_dates_the_complaints_already_recorded_by_their_email_and_back(
+    database_url: str,
+) -> None:
+    """A complaint recorded before drip kept when it arrived is dated by its email's send
+    time (queue time without one): the best guess left. Downgrading drops the dates and
+    brings back the old index, and SQLite's deliveries keep AUTOINCREMENT (0020)."""
+    engine = create_db_engine(database_url)
+    delivery = (
+        "INSERT INTO deliveries (id, subscriber_id, kind, status, attempts, created_at, "
+        "queued_at, sent_at, bounce) VALUES (:id, 1, 'step', 'sent', 1, "
+        "'2026-01-01 00:00:00', '2026-01-01 00:00:00', :sent_at, :bounce)"
+    )
+    sent_at = "2026-01-02 08:00:00"
+    try:
+        schema.migrate(engine, "upgrade", "0021")
+        with engine.begin() as conn:
+            conn.execute(SERIES_S)
+            conn.execute(sa.text(ROW_AT_0019["subscribers"]), {"id": 1, "n": 1})
+            conn.execute(
+                sa.text(delivery),
+                [
+                    {"id": 1, "sent_at": sent_at, "bounce": "complaint"},
+                    {"id": 2, "sent_at": None, "bounce": "complaint"},
+                    {"id": 3, "sent_at": sent_at, "bounce": "hard"},
+                    {"id": 4, "sent_at": sent_at, "bounce": None},
+                ],
+            )
+        schema.migrate(engine, "upgrade", "head")
+        with engine.begin() as conn:
+            dated = dict(conn.execute(sa.select(Delivery.id, Delivery.complained_at)).all())
+        assert dated == {
+            1: datetime(2026, 1, 2, 8, tzinfo=UTC),
+            2: datetime(2026, 1, 1, tzinfo=UTC),
+            3: None,
+            4: None,
+        }
+        schema.migrate(engine, "downgrade", "0021")
+        with engine.begin() as conn:
+            inspector = sa.inspect(conn)
+            columns = {c["name"] for c in inspector.get_columns("deliveries")}
+            indexes = {i["name"] for i in inspector.get_indexes("deliveries")}
+            if conn.dialect.name == "sqlite":
+                assert "deliveries" in _never_reusing_ids(conn)
+        assert "complained_at" not in columns
+        assert "ix_deliveries_complaints" in indexes
+        assert "ix_deliveries_complained_at" not in indexes
+    finally:
+        engine.dispose()

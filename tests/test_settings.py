@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,12 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_SCHEDULER_INTERVAL", "nan"),
         ("DRIP_REQUEUE_AFTER", "inf"),
         ("DRIP_CONFIRM_DAYS", "inf"),
+        ("DRIP_RETENTION_DAYS", "0"),
+        ("DRIP_RETENTION_DAYS", "-30"),
+        ("DRIP_RETENTION_DAYS", "nan"),
+        ("DRIP_RETENTION_DAYS", "inf"),
+        ("DRIP_RETENTION_DAYS", "36501"),
+        ("DRIP_RETENTION_DAYS", "three years"),
     ],
 )
 def test_a_bad_pace_or_wait_is_refused_naming_the_variable(
@@ -79,6 +86,14 @@ def test_a_process_keeps_as_many_database_connections_as_configured(tmp_path: Pa
     finally:
         engine.dispose()
     assert load_settings({"DRIP_INSTANCE": str(tmp_path)}).db_pool_size == 5
+
+
+def test_ended_subscriptions_are_kept_three_years_unless_set(tmp_path: Path) -> None:
+    """Standards LAW-16: the usual period for bringing a claim (e.g. BGB 195)."""
+    assert load_settings({"DRIP_INSTANCE": str(tmp_path)}).retention == timedelta(days=1095)
+    assert load_settings(
+        {"DRIP_INSTANCE": str(tmp_path), "DRIP_RETENTION_DAYS": " 400 "}
+    ).retention == timedelta(days=400)
 
 
 def test_sending_is_unpaced_unless_a_rate_is_set(tmp_path: Path) -> None:
@@ -182,6 +197,17 @@ def test_an_smtp_timeout_as_long_as_the_send_lease_is_refused(tmp_path: Path) ->
     env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_SEND_LEASE": "60", "DRIP_SMTP_TIMEOUT": "60"}
     with pytest.raises(ConfigError, match="DRIP_SMTP_TIMEOUT=60 must be shorter"):
         load_settings(env)
+
+
+def test_a_confirmation_link_outliving_the_unconfirmed_signup_is_refused(
+    tmp_path: Path,
+) -> None:
+    """The confirmation email promises its link for DRIP_CONFIRM_DAYS; the purge of
+    unconfirmed signups (DRIP_PENDING_DAYS, LAW-16) would end it sooner."""
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_CONFIRM_DAYS": "10", "DRIP_PENDING_DAYS": "7"}
+    with pytest.raises(ConfigError, match="DRIP_CONFIRM_DAYS=10 must not be longer than "):
+        load_settings(env)
+    assert load_settings({**env, "DRIP_PENDING_DAYS": "10"}).pending_ttl.days == 10
 
 
 def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:

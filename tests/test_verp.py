@@ -157,6 +157,28 @@ def test_a_plain_text_bounce_to_a_verp_address_is_a_soft_bounce_of_that_delivery
     assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
 
 
+def test_an_exchange_ndr_without_a_delivery_status_is_a_soft_bounce_of_its_delivery(
+    system: System,
+) -> None:
+    """Standards BNC-01 and BNC-02: Ana's mailbox forwards to an Exchange server that no
+    longer has her, and it answers in text for people only. The address it names and
+    its copy's Message-ID are not drip's; the VERP address it came back to names the
+    email, and text that cannot be trusted to say hard or soft counts as soft."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    ana_welcome = returned_to(system, "ana@example.com")
+    raw = fixture("ndr_exchange_plain.eml").replace(b"{return_path}", ana_welcome.encode())
+
+    tally = apply_raw(system, raw)
+
+    assert (tally.hard, tally.soft, tally.unmatched) == (0, 1, 0)
+    with transaction(system.sessions) as session:
+        marked = session.scalars(sa.select(Delivery).where(Delivery.bounce.is_not(None))).all()
+        expected = verp.delivery_id(system.settings.secret_key, ana_welcome)
+        assert [(d.id, d.bounce) for d in marked] == [(expected, "soft")]
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+
+
 def test_replies_that_come_back_to_a_verp_address_are_not_bounces(system: System) -> None:
     system.join("ana@example.com")
     to = returned_to(system, "ana@example.com")

@@ -19,18 +19,21 @@ from drip.doctor.config import (
     secret_key,
     sends_real_mail,
 )
+from drip.doctor.rdns import RecordLookup, reverse_dns
 from drip.doctor.records import (
     LookupFailed,
     NoSuchName,
     TxtLookup,
     dkim_key,
     dmarc,
+    dns_records,
     dns_txt,
     spf,
     trusted,
 )
 from drip.doctor.report import Check, Level
 from drip.doctor.smtp import smtp_relay
+from drip.headers import PYTHON
 from drip.settings import Settings
 
 __all__ = [
@@ -38,16 +41,19 @@ __all__ = [
     "Level",
     "LookupFailed",
     "NoSuchName",
+    "RecordLookup",
     "TxtLookup",
     "alignment",
     "base_url",
     "bounce_domain",
     "dkim_key",
     "dmarc",
+    "dns_records",
     "dns_txt",
     "examine",
     "postal_address",
     "python_email_package",
+    "reverse_dns",
     "secret_key",
     "sends_real_mail",
     "smtp_relay",
@@ -56,9 +62,15 @@ __all__ = [
 
 
 def examine(
-    settings: Settings, *, lookup_txt: TxtLookup, tls: ssl.SSLContext | None = None
+    settings: Settings,
+    *,
+    lookup_txt: TxtLookup,
+    lookup_records: RecordLookup,
+    tls: ssl.SSLContext | None = None,
+    python: tuple[int, ...] = PYTHON,
 ) -> list[Check]:
-    """Every check, in the order an operator would fix them."""
+    """Every check, in the order an operator would fix them. The lookups are the network
+    seam; `python` is the running version; the tests replace all three."""
     lookup_txt = trusted(lookup_txt, settings.mail_domain)
     return [
         base_url(settings),
@@ -70,5 +82,6 @@ def examine(
         spf(settings, lookup_txt),
         dmarc(settings, lookup_txt),
         smtp_relay(settings, tls=tls),
-        python_email_package(),
+        reverse_dns(settings, lookup_records),
+        python_email_package(python),
     ]

@@ -6,7 +6,7 @@ import ipaddress
 from urllib.parse import urlsplit
 
 from drip.doctor.report import Check, Level
-from drip.headers import STDLIB_HEADERS_SAFE
+from drip.headers import PYTHON, STDLIB_HEADERS_SAFE, has_fold_check
 from drip.settings import DEMO_POSTAL_ADDRESS, Settings
 
 LOCAL_SUFFIXES = (".localhost", ".local", ".test", ".invalid", ".example", ".internal")
@@ -102,15 +102,28 @@ def bounce_domain(settings: Settings) -> Check:
     )
 
 
-def python_email_package() -> Check:
-    if STDLIB_HEADERS_SAFE:
-        return Check("Python email package", Level.OK, "has the CVE-2024-6923 fix")
-    return Check(
-        "Python email package",
-        Level.ERROR,
-        "predates the CVE-2024-6923 header-injection fix: workers refuse to start",
-        "run drip on Python 3.11.10+, 3.12.5+ or 3.13+",
-    )
+def python_email_package(version: tuple[int, ...] = PYTHON) -> Check:
+    """SEC-07's two fixes: CVE-2024-6923 is required (workers refuse to start without
+    it); CVE-2026-1299 is a warning, because drip writes headers with its own fold check."""
+    name = "Python email package"
+    running = ".".join(map(str, version))
+    if not STDLIB_HEADERS_SAFE:
+        return Check(
+            name,
+            Level.ERROR,
+            "predates the CVE-2024-6923 header-injection fix: workers refuse to start",
+            "run drip on Python 3.11.10+, 3.12.5+ or 3.13+",
+        )
+    if not has_fold_check(version):
+        return Check(
+            name,
+            Level.WARNING,
+            f"Python {running} predates the CVE-2026-1299 fix (BytesGenerator writes a "
+            "header fold that starts a new line); drip is covered by its own check in "
+            "drip.email_policy.written_headers, which writes every header drip sends",
+            "upgrade to Python 3.11.15+, 3.12.13+, 3.13.12+ or 3.14.3+",
+        )
+    return Check(name, Level.OK, f"Python {running} has the CVE-2024-6923 and CVE-2026-1299 fixes")
 
 
 def _aligned(dkim_domain: str, from_domain: str) -> bool:

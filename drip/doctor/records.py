@@ -1,6 +1,7 @@
-"""DNS checks: the DKIM key against its published record, SPF and DMARC.
+"""DNS checks: the DKIM key against its published record, SPF and DMARC (reverse DNS is
+drip.doctor.rdns).
 
-Lookups come through an injected `TxtLookup`, the one seam the tests replace. When the
+TXT lookups come through an injected `TxtLookup`, the seam the tests replace. When the
 From domain itself does not resolve, every check is a warning that says it could not
 look: an offline or sandboxed resolver answers NXDOMAIN for everything, and a record
 must never be reported missing for lack of network.
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 
@@ -97,18 +99,27 @@ def dmarc(settings: Settings, lookup_txt: TxtLookup) -> Check:
 
 def dns_txt(name: str) -> list[str]:
     """TXT lookups through the system's resolver (dnspython)."""
+    return [b"".join(rdata.strings).decode(errors="replace") for rdata in _resolve(name, "TXT")]
+
+
+def dns_records(name: str, rdtype: str) -> list[str]:
+    """A, AAAA or PTR lookups through the system's resolver, as text (a PTR's name
+    keeps its final dot)."""
+    return [rdata.to_text() for rdata in _resolve(name, rdtype)]
+
+
+def _resolve(name: str, rdtype: str) -> list[Any]:
     import dns.exception
     import dns.resolver
 
     try:
-        answer = dns.resolver.resolve(name, "TXT", lifetime=5)
+        return list(dns.resolver.resolve(name, rdtype, lifetime=5))
     except dns.resolver.NoAnswer:
         return []
     except dns.resolver.NXDOMAIN:
         raise NoSuchName("NXDOMAIN") from None
     except dns.exception.DNSException as exc:
         raise LookupFailed(str(exc) or type(exc).__name__) from None
-    return [b"".join(rdata.strings).decode(errors="replace") for rdata in answer]
 
 
 def trusted(lookup_txt: TxtLookup, domain: str) -> TxtLookup:

@@ -32,7 +32,8 @@ class Delivery(Base):
     (each re-send is its own row). `lease_until` bounds how long a worker may hold a
     delivery in `sending` before the sweeper treats the outcome as unknown; `retry_at` is
     when a delivery that failed temporarily is due to be tried again. `bounce` is what the
-    recipient's side reported after it was sent: "soft", "hard" or "complaint". A step's
+    recipient's side reported after it was sent: "soft", "hard" or "complaint";
+    `complained_at` is when drip learned of a complaint about it (drip.complaints). A step's
     `due_at` is when the schedule wanted it out; how late it actually went decides when the
     next one may follow (drip.timing.catch_up)."""
 
@@ -50,10 +51,10 @@ class Delivery(Base):
             sqlite_where=sa.text("ambiguous_resends > 0"),
         ),
         sa.Index(
-            "ix_deliveries_complaints",
-            "sent_at",
-            postgresql_where=sa.text("bounce = 'complaint'"),
-            sqlite_where=sa.text("bounce = 'complaint'"),
+            "ix_deliveries_complained_at",
+            "complained_at",
+            postgresql_where=sa.text("complained_at IS NOT NULL"),
+            sqlite_where=sa.text("complained_at IS NOT NULL"),
         ),
         IDS_NEVER_REUSED,
     )
@@ -78,5 +79,6 @@ class Delivery(Base):
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     bounce: Mapped[str | None] = mapped_column(sa.String(16))
+    complained_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ambiguous_resends: Mapped[int] = mapped_column(default=0, server_default="0")
     """Times this email was sent again after its worker vanished mid-send (REL-05)."""

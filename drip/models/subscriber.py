@@ -33,6 +33,7 @@ class Subscriber(Base):
         sa.Index("ix_subscribers_by_step", "sequence_id", "next_step", "id"),
         sa.Index("ix_subscribers_created", "sequence_id", "created_at"),
         sa.Index("ix_subscribers_confirmed", "sequence_id", "confirmed_at"),
+        sa.Index("ix_subscribers_ended", "ended_at"),
         sa.CheckConstraint("send_hour BETWEEN 0 AND 23", name="send_hour_range"),
         IDS_NEVER_REUSED,
     )

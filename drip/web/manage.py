@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
 
+from drip import proofs
 from drip.errors import BadToken, InvalidInput
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
 from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, withdraw
@@ -27,6 +28,20 @@ UNDO_NOTICES = {
 }
 """What an undo says, by the status it left: it may also have come too late, or found
 nothing left to send, and must then not welcome anyone back."""
+
+
+@bp.route(proofs.UNSUBSCRIBE_PATH, methods=["GET", "POST"])
+def test_email() -> Response | str:
+    """A test send's unsubscribe link, followed or one-clicked: it unsubscribes nobody.
+    Werkzeug matches this fixed path before `/unsubscribe/<token>`."""
+    said = "That was a test email, sent from the drip admin: nobody was unsubscribed."
+    if request.form.get("List-Unsubscribe") == "One-Click":
+        return Response(said + "\n", status=200, mimetype="text/plain")
+    return render_template(
+        "message.html",
+        title="A test email's link",
+        message=said + " In the series' emails, this link unsubscribes the person it was sent to.",
+    )
 
 
 @bp.get("/unsubscribe/<token>")

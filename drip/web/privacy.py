@@ -19,7 +19,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from drip.db import scrub
 from drip.errors import BadToken
 from drip.models import ConsentMethod, Subscriber
-from drip.privacy import DECLINE_QUIET, erase, export, request_link
+from drip.privacy import DECLINE_QUIET, erase, request_link
+from drip.privacy_export import export
 from drip.signup import normalise_email
 from drip.subscriptions import still_subscribed, withdraw_address
 from drip.tokens import PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW
@@ -38,6 +39,7 @@ def policy() -> str:
         settings=web.settings,
         pending_days=web.settings.pending_ttl.days,
         declined_days=DECLINE_QUIET.days,
+        retention_days=f"{web.settings.retention / timedelta(days=1):g}",
     )
 
 
@@ -127,9 +129,11 @@ def unsubscribe_everything(token: str) -> str:
 
 def _exported(token: str) -> str:
     """Everything stored about the link's address, as readable JSON."""
+    web = ctx()
     email = _email(PRIVACY, token)
-    with ctx().reading() as session:
-        return json.dumps(export(session, email), indent=2, ensure_ascii=False)
+    with web.reading() as session:
+        exported = export(session, email, secret=web.settings.secret_key)
+    return json.dumps(exported, indent=2, ensure_ascii=False)
 
 
 def _email(purpose: str, token: str) -> str:

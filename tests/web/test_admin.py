@@ -5,19 +5,25 @@ from __future__ import annotations
 import dataclasses
 import html
 import re
+import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from drip import rendering
+from drip.admins import create_admin, set_password
+from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
     Admin,
     ConsentEvent,
     ConsentEventKind,
+    ConsentMethod,
     ConsentText,
     Delivery,
     DeliveryKind,
@@ -31,11 +37,13 @@ from drip.models import (
 )
 from drip.rendering import MAX_SOURCE, PARTS
 from drip.snapshots import recount_series
+from drip.subscriptions import unsubscribe
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.context import ctx
 from tests.helpers import System, sent_today
-from tests.web.conftest import PASSWORD, csrf_token, link, log_in, post, status_of
+from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
+from tests.web.test_consent import F5
 
 SSTI = [
     "{{ ''.__class__.__mro__ }}",
@@ -73,6 +81,8 @@ CSRF_EXEMPT = {
     "signup.confirm": "the signed, single-use confirm token is the authority, not a cookie",
     "manage.unsubscribe_now": "RFC 8058 one-click: the mail client posts without cookies; "
     "the signed unsubscribe token is the authority",
+    "manage.test_email": "changes nothing: a test email's one-click unsubscribe only "
+    "answers that it was a test",
     "manage.undo": "the signed unsubscribe token is the authority, not a cookie",
     "manage.preferences": "the signed unsubscribe token is the authority, not a cookie",
     "privacy.ask_for_link": "acts on no session: it only mails a link to the address typed, "
@@ -144,6 +154,33 @@ def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
     assert client.get("/admin/").status_code == 200
     assert post(client, "/admin/logout").status_code == 302
     assert client.get("/admin/").status_code == 302
+
+
+def test_setting_a_password_ends_every_session_made_with_the_old_one(
+    app: Flask, system: System, admin: FlaskClient, writer: str
+) -> None:
+    """`drip admin set-password` is what an admin runs when a password may have leaked:
+    a session someone opened with it must not last its remaining 8 hours."""
+    assert admin.get("/admin/").status_code == 200
+    with transaction(system.sessions) as session:
+        set_password(session, writer, "a brand new passphrase")
+    assert admin.get("/admin/").status_code == 302
+    fresh = app.test_client()
+    assert log_in(fresh, writer, PASSWORD) == 401
+    assert log_in(fresh, writer, "a brand new passphrase") == 302
+    assert fresh.get("/admin/").status_code == 200
+
+
+def test_an_admin_at_an_international_domain_logs_in_spelled_either_way(
+    app: Flask, system: System
+) -> None:
+    """The account is stored in punycode (drip.signup.normalise_email); a login or a new
+    password typed with the Unicode spelling must find it all the same."""
+    with transaction(system.sessions) as session:
+        create_admin(session, "Writer@Bücher.example", PASSWORD, now=system.clock.now())
+        set_password(session, "writer@BÜCHER.example", "a brand new passphrase")
+    for spelling in ("writer@bücher.example", "WRITER@xn--bcher-kva.example"):
+        assert log_in(app.test_client(), spelling, "a brand new passphrase") == 302, spelling
 
 
 def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
@@ -235,6 +272,25 @@ def test_a_small_list_shows_live_numbers(admin: FlaskClient, system: System) -> 
     assert "Numbers as of" not in page and "Recount now" not in page
 
 
+@pytest.mark.parametrize("system_env", [{}, {"DRIP_LIVE_COUNT_UP_TO": "1"}])
+def test_the_dashboard_counts_what_is_left_after_retention_erased_old_subscriptions(
+    admin: FlaskClient, system: System
+) -> None:
+    """Erasing an ended subscription (standards LAW-16) takes its signup, deliveries and
+    unsubscribe out of the numbers, live or counted by a worker, as an erasure does."""
+    leaving, _ = system.join_many(2)
+    with transaction(system.sessions) as session:
+        subscriber_id = system.subscriber(leaving, session=session).id
+        unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.ADMIN)
+    system.clock.advance(system.settings.retention + timedelta(minutes=1))
+    assert system.tick().erased == 1
+    system.drain()  # the recount the pass asked for
+    count_now(system)
+    response = admin.get("/admin/")
+    assert response.status_code == 200
+    assert '<span class="n">1</span> signups' in response.get_data(as_text=True)
+
+
 @pytest.mark.parametrize("system_env", [{"DRIP_LIVE_COUNT_UP_TO": "1"}])
 def test_a_big_list_shows_the_last_count_and_can_be_recounted(
     admin: FlaskClient, system: System
@@ -308,6 +364,7 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
         ({"subject": "Why stress\x00 settles"}, "subject: contains a NUL"),
         ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
         ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
+        ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
@@ -373,6 +430,26 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
     ).get_json()
     assert not broken["ok"] and "config" in broken["error"]
     assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
+
+
+def test_the_preview_stops_a_template_that_takes_too_long(
+    admin: FlaskClient, lesson_1: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SEC-03: the preview renders in the web process, where no actor time limit applies.
+    The deadline is shortened here; tests/test_rendering.py checks the real one."""
+    monkeypatch.setattr(rendering, "RENDER_DEADLINE", 0.5)
+    page = f"/admin/lessons/{lesson_1}"
+    endless = edit(
+        lesson_1,
+        body_html="{% set s = 'x' * 99999 %}{% for a in s %}{% for b in s %}"
+        "{% endfor %}{% endfor %}",
+    )
+    started = time.monotonic()
+    html = post(admin, f"{page}/preview", endless, page=page).get_data(as_text=True)
+    assert f"The preview cannot be shown: body_html: {rendering.TOO_SLOW}" in html
+    parts = post(admin, f"{page}/preview.json", endless, page=page).get_json()
+    assert not parts["ok"] and parts["error"] == f"body_html: {rendering.TOO_SLOW}"
+    assert time.monotonic() - started < 3
 
 
 def test_an_old_version_can_be_compared_and_restored(
@@ -517,6 +594,83 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
 
 
+def on_page(name: str, value: object, text: ConsentText | None) -> str:
+    """How the subscriber page writes one CON-01 field of an event."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S")
+    if name == "consent_text_id":
+        assert text is not None
+        return f"version {text.version}, sha256 {text.sha256}"
+    if name == "signup_id":
+        return f"after signup event {value}"
+    if name == "subscriber_id":
+        return f"Subscriber {value}"
+    return str(getattr(value, "value", value))
+
+
+def in_download(name: str, value: object, document: dict[str, Any], record: dict[str, Any]) -> None:
+    """Assert the downloaded proof holds one CON-01 field of an event, as written."""
+    if name == "subscriber_id":
+        assert document["subscriber_id"] == value
+    elif name == "consent_text_id":
+        assert record["notice_shown"]["id"] == value
+    elif name == "signup_id":
+        assert record["signup_event"] == value
+    elif isinstance(value, datetime):
+        assert record[name] == value.isoformat(), name
+    else:
+        assert record[name] == getattr(value, "value", value), name
+
+
+def test_the_proof_of_consent_shows_and_downloads_every_con_01_field(
+    admin: FlaskClient, app: Flask, blog: FlaskClient, client: FlaskClient, system: System
+) -> None:
+    """LAW-21: the subscriber page, and the document it offers for download, carry every
+    field of CON-01 for a signup (embedded form), its confirmation and a withdrawal,
+    with the signup's and the confirmation's own IP and user agent."""
+    blog.post(
+        "/subscribe",
+        data={
+            "email": " Ana@Example.COM ",
+            "page": f"{BLOG}/posts/sleep",
+            "referrer": "https://search.example/?q=sleep",
+        },
+        headers={"Origin": BLOG, "User-Agent": "laptop-browser"},
+        environ_overrides={"REMOTE_ADDR": "198.51.100.7"},
+    )
+    client.post(
+        link(system, "ana@example.com", "confirm"),
+        headers={"User-Agent": "phone-browser"},
+        environ_overrides={"REMOTE_ADDR": "203.0.113.9"},
+    )
+    system.drain()
+    ana = system.subscriber("ana@example.com")
+    page = f"/admin/subscribers/{ana.id}"
+    post(admin, f"{page}/action", {"action": "unsubscribe"}, page=page)
+    with transaction(system.sessions) as session:
+        events = events_of(session, ana.id)
+    assert [e.kind for e, _ in events] == list(F5)
+
+    shown = html.unescape(admin.get(page).get_data(as_text=True))
+    download = admin.get(f"{page}/consent.json")
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"].startswith("attachment;")
+    document = download.get_json()
+    assert (document["email"], document["series"]) == ("ana@example.com", "feel-better")
+    for (event, text), record in zip(events, document["consent_events"], strict=True):
+        assert record["kind"] == event.kind.value
+        for name in F5[event.kind]:
+            value = getattr(event, name)
+            assert value not in (None, ""), name
+            assert on_page(name, value, text) in shown, (event.kind, name)
+            in_download(name, value, document, record)
+        assert text is not None and record["notice_shown"]["text"] == text.body
+    assert events[0][1] is not None and events[0][1].body in shown, "the notice, verbatim"
+    assert "198.51.100.7, laptop-browser" in shown and "203.0.113.9, phone-browser" in shown
+    assert app.test_client().get(f"{page}/consent.json").status_code == 302, "admins only"
+    assert admin.get("/admin/subscribers/999999/consent.json").status_code == 404
+
+
 def test_an_admin_cannot_resume_someone_who_unsubscribed_themselves(
     admin: FlaskClient, system: System
 ) -> None:
@@ -589,6 +743,29 @@ def test_the_admin_can_download_every_subscriber_as_csv(
     lines = response.get_data(as_text=True).splitlines()
     assert lines[0].startswith("email,first_name,status")
     assert len(lines) == 61
+
+
+def test_a_test_sends_unsubscribe_link_says_so_and_unsubscribes_nobody(
+    admin: FlaskClient, app: Flask, system: System, lesson_1: int
+) -> None:
+    """A proof has no subscriber, so no token for its link; the generic bad-link page
+    told the writer that drip's unsubscribe link was broken."""
+    system.join("ana@example.com")
+    page = f"/admin/lessons/{lesson_1}"
+    post(admin, f"{page}/test", {"to": "writer@example.com"}, page=page)
+    system.drain()
+    (proof,) = system.smtp.to("writer@example.com")
+    url = proof["List-Unsubscribe"].strip("<>")
+    assert url in proof.get_body(("plain",)).get_content()
+    path = url.removeprefix(system.settings.base_url)
+    bare = app.test_client(use_cookies=False)
+    shown = bare.get(path)
+    assert shown.status_code == 200
+    assert "test email" in shown.get_data(as_text=True)
+    assert "nobody was unsubscribed" in shown.get_data(as_text=True)
+    one_click = bare.post(path, data={"List-Unsubscribe": "One-Click"})
+    assert one_click.status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
 
 
 def test_an_export_of_an_unknown_series_is_not_found(admin: FlaskClient) -> None:
@@ -764,7 +941,7 @@ def test_complaints_at_a_quarter_percent_hold_new_lessons_until_the_admin_resume
     assert system.tick().issued == [], "lesson 1 is due, but held"
     page = admin.get("/admin/").get_data(as_text=True)
     assert "New lessons are on hold" in page
-    assert "26 spam complaints about 10000 emails" in page
+    assert "26 spam complaints since 2026-10-25 00:00 UTC, against 10000 emails" in page
     assert system.tick().issued == []
 
     assert post(admin, "/admin/resume-sending").status_code == 302
@@ -780,5 +957,8 @@ def test_complaints_under_the_line_only_warn(system: System, admin: FlaskClient)
     assert len(system.tick().issued) == 1
     system.drain()  # lesson 1 goes out too: counted, whenever the worker sends it
     page = admin.get("/admin/").get_data(as_text=True)
-    assert "Spam complaints today: 9 of 10001 emails (0.09%)" in page
+    assert (
+        "Spam complaints today (since 00:00 UTC): 9, against 10001 emails sent in the last "
+        "24 hours (0.09%)" in page
+    )
     assert "New lessons are on hold" not in page

@@ -1,5 +1,5 @@
 """The subscriber journey over HTTP: landing and embed, abuse protection, the subscriber's
-own page (undo, send hour, pause), the privacy page and its rights, retention."""
+own page (undo, send hour, pause), the privacy page and its rights, retention (standards LAW-16)."""
 
 from __future__ import annotations
 
@@ -29,13 +29,15 @@ from drip.models import (
     DeliveryKind,
     DeliveryStatus,
     ReceivedSignup,
+    Sequence,
     Step,
     Subscriber,
     SubscriberStatus,
     Suppression,
 )
-from drip.privacy import DECLINE_QUIET, email_hash
+from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
+from drip.subscriptions import mark_bounced, pause, unsubscribe
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import BLOG, link, status_of
@@ -438,9 +440,20 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "deleted after 7 days",
         "asked again for 30 days",
         "consent",
+        "for 1095 more days",
+        "not even this link. To see or erase your data then, write to",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
+    assert "stays until you ask us to erase it" not in page, "it has an end now (LAW-16)"
+
+
+def test_the_privacy_page_states_the_configured_retention_period(
+    app_with: Callable[..., Flask],
+) -> None:
+    app = app_with(retention=timedelta(days=400))
+    page = app.test_client().get("/privacy").get_data(as_text=True)
+    assert "for 400 more days" in page and "1095" not in page
 
 
 def test_asking_for_a_privacy_link_reveals_nothing(
@@ -659,6 +672,199 @@ def test_the_purge_never_touches_a_subscriber_who_confirmed(system: System, ana:
     system.clock.advance(timedelta(days=40))
     assert system.tick().purged == 0
     assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+RETENTION_PEOPLE = ("carl", "dora", "eve", "fay", "hal", "ian")
+
+
+def rows_of(system: System, emails: list[str]) -> dict[str, tuple[object, ...]]:
+    """Each subscription of `emails` as retention could change it, with its consent log's
+    and deliveries' ids."""
+    with transaction(system.sessions) as session:
+        found = {}
+        for subscriber in session.scalars(
+            sa.select(Subscriber).where(Subscriber.email.in_(emails))
+        ):
+            events = session.scalars(
+                sa.select(ConsentEvent.id).where(ConsentEvent.subscriber_id == subscriber.id)
+            ).all()
+            deliveries = session.scalars(
+                sa.select(Delivery.id).where(Delivery.subscriber_id == subscriber.id)
+            ).all()
+            found[subscriber.email] = (
+                subscriber.id,
+                subscriber.status,
+                subscriber.first_name,
+                subscriber.timezone,
+                subscriber.confirmed_at,
+                subscriber.ended_at,
+                tuple(events),
+                frozenset(deliveries),
+            )
+        return found
+
+
+def test_subscriptions_ended_longer_ago_than_the_retention_period_are_erased_and_nothing_else(
+    client: FlaskClient, system: System, ana: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Standards LAW-16: consent evidence is kept while the subscription lasts, then for
+    DRIP_RETENTION_DAYS; a pass on the clock seam then erases the subscriptions that ended
+    before that, each as an erasure would, and touches nothing else: not one that ended
+    later, nor an active, paused or pending one."""
+    emails = {name: f"{name}@example.com" for name in RETENTION_PEOPLE}
+    for email in emails.values():
+        system.signup(email, first_name="Tester", timezone="Asia/Tokyo")
+    system.drain()
+    for email in emails.values():
+        system.confirm(email)
+    system.drain()
+    for name in ("carl", "fay"):
+        client.post(
+            link(system, emails[name], "unsubscribe"), data={"List-Unsubscribe": "One-Click"}
+        )
+    secret, now = system.settings.secret_key, system.clock.now()
+    with transaction(system.sessions) as session:
+        mark_bounced(
+            session, system.subscriber(emails["dora"], session=session), now, secret=secret
+        )
+        session.execute(  # the series is over for eve, as the last lesson's send leaves it
+            sa.update(Subscriber)
+            .where(Subscriber.email == emails["eve"])
+            .values(
+                status=SubscriberStatus.COMPLETED, next_step=None, next_send_at=None, ended_at=now
+            )
+        )
+    system.clock.advance(timedelta(days=30))
+    client.post(link(system, emails["hal"], "unsubscribe"), data={"List-Unsubscribe": "One-Click"})
+    system.clock.advance(system.settings.retention - timedelta(days=30, minutes=-1))
+    system.signup(emails["fay"])  # back after years: pending again, on the same row
+    system.drain()
+    with transaction(system.sessions) as session:
+        pause(session, system.subscriber(emails["ian"], session=session).id, system.clock.now())
+    kept = ["ana@example.com", emails["fay"], emails["hal"], emails["ian"]]
+    before = rows_of(system, kept)
+    assert [before[email][1] for email in kept] == [
+        SubscriberStatus.ACTIVE,
+        SubscriberStatus.PENDING,
+        SubscriberStatus.UNSUBSCRIBED,
+        SubscriberStatus.ACTIVE,
+    ]
+
+    with caplog.at_level(logging.INFO, logger="drip.scheduler"):
+        assert system.tick().erased == 3
+    [logged] = [r.getMessage() for r in caplog.records if "retention_erased" in r.getMessage()]
+    assert logged.startswith("retention_erased count=3") and "@" not in logged
+
+    after = rows_of(system, [*emails.values(), "ana@example.com"])
+    assert sorted(after) == sorted(kept)
+    for email in kept:
+        *columns, deliveries = after[email]
+        assert columns == list(before[email][:-1]), email
+        assert deliveries >= before[email][-1], f"{email} lost a delivery"
+    gone = ("carl@example.com", "dora@example.com", "eve@example.com")
+    with transaction(system.sessions) as session:
+        for table in Base.metadata.sorted_tables:
+            for row in session.execute(sa.select(table)).all():
+                for email in gone:
+                    assert email not in repr(tuple(row)), (table.name, email)
+        assert (
+            session.scalar(
+                sa.select(sa.func.count()).where(
+                    ~Delivery.subscriber_id.in_([r[0] for r in after.values()])
+                )
+            )
+            == 0
+        )
+        suppressed = dict(
+            session.execute(sa.select(Suppression.email_hash, Suppression.reason)).all()
+        )
+    assert suppressed == {
+        email_hash(secret, "carl@example.com"): "erased",
+        email_hash(secret, "dora@example.com"): "bounced",
+        email_hash(secret, "eve@example.com"): "erased",
+    }
+    if system.settings.database_url.startswith("sqlite"):
+        database = system.settings.database_url.removeprefix("sqlite:///")
+        for path in (Path(database), Path(database + "-wal")):
+            if path.exists():
+                assert b"carl@example.com" not in path.read_bytes(), path
+
+    system.clock.advance(timedelta(days=30))
+    assert system.tick().erased == 1, "hal's period has run out too"
+    with transaction(system.sessions) as session:
+        assert sorted(session.scalars(sa.select(Subscriber.email))) == [
+            "ana@example.com",
+            emails["ian"],
+        ], "and fay's new signup, never confirmed, went with the pending purge"
+
+
+def test_retention_erases_the_oldest_ended_first_and_a_batch_at_most(system: System) -> None:
+    """A list years old has a backlog on its first pass: each pass erases a batch in one
+    short transaction, and the next passes take the rest."""
+    addresses = system.join_many(3)
+    for address in reversed(addresses):
+        with transaction(system.sessions) as session:
+            subscriber_id = system.subscriber(address, session=session).id
+            unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.ADMIN)
+        system.clock.advance(timedelta(days=1))
+    system.clock.advance(system.settings.retention)
+    left = []
+    for _ in range(3):
+        with transaction(system.sessions) as session:
+            erased = erase_ended(
+                session,
+                secret=system.settings.secret_key,
+                now=system.clock.now(),
+                older_than=system.settings.retention,
+                limit=2,
+            )
+            left.append((erased, sorted(session.scalars(sa.select(Subscriber.email)))))
+    assert left == [(2, [addresses[0]]), (1, []), (0, [])]
+
+
+def test_retention_leaves_the_address_mailable_while_it_is_confirmed_on_another_series(
+    system: System,
+) -> None:
+    """Retention goes by subscription: an address may have ended one series years ago and
+    be reading another. Its hash would stop that one's lessons, so it comes only once
+    no confirmed subscription of the address is left. A signup still to confirm does
+    not count: its confirmation lifts the hash, as after an erasure."""
+    system.join("ana@example.com")
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        second = Sequence(slug="second", name="Second", created_at=now)
+        session.add(second)
+        session.flush()
+        session.add_all(
+            Subscriber(
+                sequence_id=second.id,
+                email=email,
+                status=SubscriberStatus.UNSUBSCRIBED,
+                created_at=now,
+                confirmed_at=now,
+                ended_at=now,
+            )
+            for email in ("ana@example.com", "bob@example.com")
+        )
+    system.clock.advance(system.settings.retention + timedelta(minutes=1))
+    system.signup("bob@example.com")
+    system.drain()
+    mailed = len(system.smtp.to("ana@example.com"))
+
+    assert system.tick().erased == 2
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == mailed + 1, "her lesson still goes"
+    hashes = {
+        email_hash(system.settings.secret_key, e): e for e in ("ana@example.com", "bob@example.com")
+    }
+    with transaction(system.sessions) as session:
+        suppressed = [hashes[h] for h in session.scalars(sa.select(Suppression.email_hash))]
+    assert suppressed == ["bob@example.com"]
+    system.confirm("bob@example.com")
+    system.drain()
+    assert status_of(system, "bob@example.com") == SubscriberStatus.ACTIVE
+    assert "Welcome" in system.smtp.to("bob@example.com")[-1]["Subject"]
+    assert count(system, Suppression) == 0, "his confirmation lifted it"
 
 
 def test_a_browser_post_from_the_landing_page_is_accepted(

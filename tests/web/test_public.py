@@ -6,6 +6,7 @@ import dataclasses
 import json
 import secrets
 from datetime import timedelta
+from html.parser import HTMLParser
 
 import pytest
 import sqlalchemy as sa
@@ -16,7 +17,15 @@ from werkzeug.test import TestResponse
 
 from drip.consent import events_of
 from drip.db import transaction
-from drip.models import Base, ConsentMethod, Subscriber, SubscriberStatus
+from drip.models import (
+    Base,
+    ConsentEventKind,
+    ConsentMethod,
+    Delivery,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.privacy import suppress
 from drip.subscriptions import mark_bounced, unsubscribe
 from drip.tasks import Enqueuer
@@ -33,6 +42,56 @@ def test_the_landing_page_has_the_form_and_the_consent_notice(client: FlaskClien
     assert "unsubscribe" in page.lower() and 'href="/privacy"' in page
     assert "http://" not in page and "https://" not in page, "no external assets"
     assert client.get("/s/no-such-series").status_code == 404
+
+
+class FormFields(HTMLParser):
+    """The attributes of every tag inside a <form>, and the text of every <textarea>."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.in_form = self.in_textarea = False
+        self.forms = 0
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.textareas: list[str] = []
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "form":
+            self.in_form, self.forms = True, self.forms + 1
+        if self.in_form:
+            self.tags.append((tag, dict(attrs)))
+        self.in_textarea = tag == "textarea"
+
+    def handle_endtag(self, tag: str) -> None:
+        self.in_form = self.in_form and tag != "form"
+        self.in_textarea = self.in_textarea and tag != "textarea"
+
+    def handle_data(self, data: str) -> None:
+        if self.in_textarea:
+            self.textareas.append(data)
+
+
+def test_no_signup_form_has_a_pre_checked_box(client: FlaskClient) -> None:
+    """DEL-04 / LAW-30: the landing page's form, as first shown and after a refused
+    signup, and the snippet the embed page hands out carry no `checked` attribute."""
+    refused = client.post(
+        "/subscribe",
+        data={"email": "ana@example", "first_name": "Ana"},
+        headers={"Sec-Fetch-Site": "same-origin"},
+    )
+    assert refused.status_code == 400 and 'value="ana@example"' in refused.get_data(as_text=True)
+    snippet = "".join(FormFields(client.get("/embed").get_data(as_text=True)).textareas)
+    forms = [
+        client.get("/").get_data(as_text=True),
+        client.get("/s/feel-better").get_data(as_text=True),
+        refused.get_data(as_text=True),
+        snippet,
+    ]
+    for html in forms:
+        fields = FormFields(html)
+        assert fields.forms == 1 and fields.tags
+        assert [tag for tag, attrs in fields.tags if "checked" in attrs] == []
 
 
 def test_signing_up_by_form_sends_a_confirmation_and_redirects(
@@ -236,6 +295,8 @@ def test_opening_the_unsubscribe_link_changes_nothing(
 def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
     app: Flask, system: System, active: str, encoding: str
 ) -> None:
+    """UNS-03: the POST alone unsubscribes and cancels the queued lesson; a repeat
+    answers the same and changes nothing, an hour later included."""
     bare = app.test_client(use_cookies=False)
     body = {"List-Unsubscribe": "One-Click"}
     kwargs = (
@@ -243,11 +304,29 @@ def test_one_click_unsubscribe_works_without_cookies_and_never_redirects(
         if encoding == "urlencoded"
         else {"data": body, "content_type": "multipart/form-data"}
     )
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.stop_worker()  # lesson 1 must still be waiting when Ana unsubscribes
+    (lesson_1,) = system.tick().issued
+    states = []
     for _ in range(2):
         response = bare.post(active, **kwargs)
         assert response.status_code == 200
         assert "Location" not in response.headers
         assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+        states.append(snapshot(system))
+        system.clock.advance(timedelta(hours=1))
+    assert states[1] == states[0], "UNS-03: a repeat changes nothing, ended_at included"
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        withdrawals = [
+            e for e, _ in events_of(session, ana.id) if e.kind == ConsentEventKind.WITHDRAW
+        ]
+        lesson = session.get_one(Delivery, lesson_1)
+        assert [e.method for e in withdrawals] == [ConsentMethod.ONE_CLICK_POST]
+        assert ana.ended_at == withdrawals[0].occurred_at
+        assert lesson.status == DeliveryStatus.CANCELLED, "UNS-03: future deliveries cancelled"
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 2, "the confirmation and the welcome"
 
 
 def snapshot(system: System) -> list[object]:

@@ -9,7 +9,7 @@ from flask import Blueprint, flash, redirect, render_template, request, session,
 from flask_login import login_user, logout_user
 from werkzeug.wrappers import Response
 
-from drip.admins import authenticate
+from drip.admins import account_address, authenticate
 from drip.web.admin import check_csrf
 from drip.web.admin.user import AdminUser
 from drip.web.context import ctx
@@ -22,7 +22,7 @@ LOGIN_LIMIT = "10 per 15 minutes"
 
 
 def _account_key() -> str:
-    return "login:" + request.form.get("email", "").strip().lower()[:254]
+    return "login:" + account_address(request.form.get("email", ""))
 
 
 @bp.get("/login")
@@ -39,7 +39,7 @@ def login_post() -> Response | tuple[str, int]:
         admin = authenticate(
             db, request.form.get("email", ""), request.form.get("password", ""), now=web.clock.now()
         )
-        user = AdminUser(admin.id, admin.email) if admin else None
+        user = AdminUser.of(admin) if admin else None
     if user is None:
         flash("That email and password do not match an admin account.")
         return render_template("admin/login.html", next=_safe_next()), 401

@@ -1,8 +1,9 @@
 """The series editor: steps, lesson editor with live preview, versions, diff, restore.
 
-The preview renders in the worker's sandbox and is shown in a sandboxed iframe from a
-response with its own strict Content-Security-Policy, so markup an admin writes can
-never run script in the admin's origin.
+The preview renders in the worker's sandbox, under a deadline since no actor time limit
+applies here (SEC-03), and is shown in a sandboxed iframe from a response with its own
+strict Content-Security-Policy, so markup an admin writes can never run script in the
+admin's origin.
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
 @large_body(EDITOR_BODY)
 def preview(step_id: int) -> Response:
     try:
-        html = ctx().renderer.render(_draft(), _context(step_id), _sample_footer()).html
+        html = ctx().renderer.preview(_draft(), _context(step_id), _sample_footer()).html
     except DripError as exc:
         html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
     response = Response(html, mimetype="text/html")
@@ -159,7 +160,7 @@ def preview_json(step_id: int) -> Response:
     draft = _draft()
     try:
         lessons.check_lesson(web.renderer, draft)
-        rendered = web.renderer.render(draft, _context(step_id), _sample_footer())
+        rendered = web.renderer.preview(draft, _context(step_id), _sample_footer())
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
     return jsonify(ok=True, subject=rendered.subject, text=rendered.text)

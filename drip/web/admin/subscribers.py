@@ -4,13 +4,14 @@ what an admin may do to them."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterator
 
 from flask import Response as FlaskResponse
 from flask import flash, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.wrappers import Response
 
-from drip import directory
+from drip import consent, directory
 from drip.csvio import export_rows, write_csv, write_csv_row
 from drip.db import scrub
 from drip.errors import InvalidInput
@@ -86,6 +87,20 @@ def detail(subscriber_id: int) -> str:
             t=t,
             resume_refusal=resume_refusal(session, t.subscriber, web.clock.now()),
         )
+
+
+@bp.get("/<int:subscriber_id>/consent.json")
+def consent_proof(subscriber_id: int) -> Response:
+    """The proof of consent as a download an admin can keep or print (standards LAW-21).
+    A GET that changes nothing, behind the admin login like every route here."""
+    web = ctx()
+    with web.reading() as session:
+        document = consent.proof(session, subscriber_id, now=web.clock.now())
+    return FlaskResponse(
+        json.dumps(document, indent=2, ensure_ascii=False),
+        mimetype="application/json",
+        headers={"Content-Disposition": f'attachment; filename="consent-{subscriber_id}.json"'},
+    )
 
 
 @bp.post("/<int:subscriber_id>/action")
