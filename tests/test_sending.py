@@ -190,7 +190,8 @@ def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -
     assert len(system.smtp.received) == 1, "the confirmation only"
 
 
-RACES = 1000
+RACES = 500
+"""Races on each database: a thousand in all (standards REL-11)."""
 
 
 class _Witness:
@@ -217,7 +218,7 @@ def test_an_unsubscribe_racing_the_send_of_a_lesson_stops_it_once_committed(
     system: System,
 ) -> None:
     """Standards REL-11: an unsubscribe and the send of a lesson to the same reader, let
-    go at once by two threads, a thousand times. The email leaves only if the last look
+    go at once by two threads, RACES times. The email leaves only if the last look
     before its SMTP transaction began before the unsubscribe committed; otherwise it is
     cancelled, whether the unsubscribe came before the claim or after it."""
     with transaction(system.sessions) as session:
@@ -261,7 +262,10 @@ def test_an_unsubscribe_racing_the_send_of_a_lesson_stops_it_once_committed(
     assert [a for a in sent if witness.looked[a] >= committed[a]] == []
     with transaction(system.sessions) as session:
         statuses = Counter(session.scalars(sa.select(Delivery.status)))
-    assert statuses == {DeliveryStatus.SENT: len(sent), DeliveryStatus.CANCELLED: RACES - len(sent)}
+    assert (statuses[DeliveryStatus.SENT], statuses[DeliveryStatus.CANCELLED]) == (
+        len(sent),
+        RACES - len(sent),
+    )
     assert outcomes[Outcome.SKIPPED] + outcomes[Outcome.CANCELLED] == RACES - len(sent)
 
 
