@@ -197,6 +197,7 @@ def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
     assert codes == [401] * 10 + [429]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
 def test_login_is_rate_limited_per_ip(app: Flask, writer: str) -> None:
     """Standards SEC-16: the 11th failure from one IP in 15 minutes gets 429, whichever
     accounts it tried; another IP still logs in."""
@@ -432,6 +433,7 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
     assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_preview_stops_a_template_that_takes_too_long(
     admin: FlaskClient, lesson_1: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -410,6 +410,7 @@ FRAMED_BY_THE_ADMIN = {
 }
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # headers, not data
 def test_every_page_sends_security_headers(app: Flask, admin: FlaskClient, system: System) -> None:
     """Standards SEC-18, over every GET route there is, as a logged-in admin so that the
     admin pages answer with themselves rather than a redirect to the login."""
