@@ -185,7 +185,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         batch_size=get("DRIP_BATCH_SIZE", "500", _positive_int),
         scheduler_claimers=get("DRIP_SCHEDULER_CLAIMERS", "2", _claimers),
         db_pool_size=get("DRIP_DB_POOL_SIZE", "5", _positive_int),
-        confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", positive_float)),
+        confirm_max_age=timedelta(days=get("DRIP_CONFIRM_DAYS", "7", _day_count)),
         requeue_after=timedelta(seconds=get("DRIP_REQUEUE_AFTER", "300", positive_float)),
         recount_every=timedelta(seconds=get("DRIP_RECOUNT_EVERY", "180", positive_float)),
         live_count_up_to=get("DRIP_LIVE_COUNT_UP_TO", "20000", _positive_int),
@@ -194,8 +194,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         send_rate=get("DRIP_SEND_RATE", "0", _send_rate),
         domain_concurrency=get("DRIP_DOMAIN_CONCURRENCY", "5", _domain_concurrency),
         smtp_max_per_connection=get("DRIP_SMTP_MAX_PER_CONNECTION", "100", _positive_int),
-        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", positive_float)),
-        retention=timedelta(days=get("DRIP_RETENTION_DAYS", "1095", _retention_days)),
+        pending_ttl=timedelta(days=get("DRIP_PENDING_DAYS", "7", _day_count)),
+        retention=timedelta(days=get("DRIP_RETENTION_DAYS", "1095", _day_count)),
         default_timezone=get("DRIP_DEFAULT_TIMEZONE", "UTC", _timezone),
         allowed_origins=get("DRIP_ALLOWED_ORIGINS", "", _origins) | {_origin(base_url)},
         thanks_url=get("DRIP_THANKS_URL", "/check-inbox", _thanks_url),
@@ -374,9 +374,10 @@ def positive_float(raw: str) -> float:
     return value
 
 
-def _retention_days(raw: str) -> float:
-    """At most a century: the scheduler subtracts it from today, and a date before
-    year 1 would fail every pass instead of failing here."""
+def _day_count(raw: str) -> float:
+    """A number of days, at most a century: the scheduler and the confirm check subtract
+    it from today, and a date before year 1 would fail every pass instead of failing
+    here."""
     value = positive_float(raw)
     if not value <= 36500:
         raise ValueError("expected days, from more than 0 to 36500")

@@ -68,6 +68,8 @@ def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:
         ("DRIP_RETENTION_DAYS", "nan"),
         ("DRIP_RETENTION_DAYS", "inf"),
         ("DRIP_RETENTION_DAYS", "36501"),
+        ("DRIP_PENDING_DAYS", "36501"),
+        ("DRIP_CONFIRM_DAYS", "36501"),
         ("DRIP_RETENTION_DAYS", "three years"),
     ],
 )
