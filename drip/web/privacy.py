@@ -14,6 +14,7 @@ import json
 from datetime import timedelta
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip.db import scrub
@@ -68,10 +69,11 @@ def link_sent() -> str:
 @bp.get("/privacy/<token>")
 def manage(token: str) -> str:
     web = ctx()
-    data = _exported(token)
-    payload = _payload(PRIVACY, token)
+    email = _email(PRIVACY, token)
     with web.reading() as session:
-        subscribed = bool(still_subscribed(session, _email(PRIVACY, token)))
+        data = _exported(session, email)
+        subscribed = bool(still_subscribed(session, email))
+    payload = _payload(PRIVACY, token)
     return render_template(
         "privacy_manage.html",
         token=token,
@@ -83,8 +85,11 @@ def manage(token: str) -> str:
 
 @bp.get("/privacy/<token>/export.json")
 def download(token: str) -> Response:
+    email = _email(PRIVACY, token)
+    with ctx().reading() as session:
+        data = _exported(session, email)
     return Response(
-        _exported(token),
+        data,
         mimetype="application/json",
         headers={"Content-Disposition": 'attachment; filename="my-data.json"'},
     )
@@ -127,12 +132,9 @@ def unsubscribe_everything(token: str) -> str:
     )
 
 
-def _exported(token: str) -> str:
-    """Everything stored about the link's address, as readable JSON."""
-    web = ctx()
-    email = _email(PRIVACY, token)
-    with web.reading() as session:
-        exported = export(session, email, secret=web.settings.secret_key)
+def _exported(session: Session, email: str) -> str:
+    """Everything stored about the address, as readable JSON."""
+    exported = export(session, email, secret=ctx().settings.secret_key)
     return json.dumps(exported, indent=2, ensure_ascii=False)
 
 
