@@ -19,7 +19,7 @@ from drip.models import (
     ErasureMark,
 )
 from drip.signup import SignupRequest, subscribe
-from drip.subscriptions import mark_bounced, unsubscribe
+from drip.subscriptions import mark_bounced, unsubscribe, withdraw_address
 from tests.helpers import System
 
 CHANGES = [
@@ -125,15 +125,21 @@ def postgres_url(system: System) -> Iterator[str]:
 
 
 def test_withdrawals_say_how(system: System) -> None:
+    """The privacy page's button is not an email's unsubscribe link: the proof of
+    consent names each way for what it is (standards LAW-12, LAW-21)."""
     system.join("ana@example.com")
     system.join("bob@example.com")
+    system.join("cem@example.com")
+    secret = system.settings.secret_key
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
         bob = system.subscriber("bob@example.com", session=session)
         unsubscribe(session, ana.id, system.clock.now(), method=ConsentMethod.ADMIN)
-        mark_bounced(session, bob, system.clock.now(), secret=system.settings.secret_key)
+        mark_bounced(session, bob, system.clock.now(), secret=secret)
+        withdraw_address(session, "cem@example.com", system.clock.now(), secret=secret)
     assert methods(system, "ana@example.com") == [ConsentMethod.ADMIN]
     assert methods(system, "bob@example.com") == [ConsentMethod.HARD_BOUNCE]
+    assert methods(system, "cem@example.com") == [ConsentMethod.PRIVACY_PAGE]
 
 
 def methods(system: System, email: str) -> list[ConsentMethod | None]:

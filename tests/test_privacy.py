@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from drip.bounces import Report, Tally, apply
 from drip.db import transaction
-from drip.models import Base, ConsentMethod
+from drip.models import Base
 from drip.privacy import request_link, suppress
 from drip.privacy_export import export
 from drip.subscriptions import withdraw_address
@@ -147,7 +147,7 @@ def test_a_privacy_link_never_goes_where_mail_bounced_or_was_reported_as_spam(
     secret = system.settings.secret_key
     with transaction(system.sessions) as session:
         now = system.clock.now()
-        withdraw_address(session, "ana@example.com", now, method=ConsentMethod.LINK, secret=secret)
+        withdraw_address(session, "ana@example.com", now, secret=secret)
         if suppressed:
             suppress(session, secret, "ana@example.com", suppressed, now=now)
     mails = len(system.smtp.to("ana@example.com"))

@@ -468,3 +468,48 @@ def test_migration_0022_dates_the_complaints_already_recorded_by_their_email_and
         assert "ix_deliveries_complained_at" not in indexes
     finally:
         engine.dispose()
+
+
+def test_migration_0023_lets_a_withdrawal_name_the_privacy_page_and_back(
+    database_url: str,
+) -> None:
+    """After the upgrade a withdrawal may say `privacy_page`; the downgrade turns it back
+    into `link`, the only name the old code has for it, and the old list is enforced
+    again. The log stays append-only both ways, and on SQLite the rebuilt table keeps
+    its AUTOINCREMENT (0020), indexes, triggers and keys."""
+    engine = create_db_engine(database_url)
+    withdrawal = sa.text(
+        "INSERT INTO consent_events (id, subscriber_id, kind, occurred_at, method) "
+        "VALUES (:id, 1, 'withdraw', '2026-01-02 00:00:00', :method)"
+    )
+    try:
+        schema.migrate(engine, "upgrade", "0022")
+        with engine.begin() as conn:
+            conn.execute(SERIES_S)
+            conn.execute(sa.text(ROW_AT_0019["subscribers"]), {"id": 1, "n": 1})
+            conn.execute(withdrawal, {"id": 1, "method": "link"})
+            before = _sqlite_schema(conn) if conn.dialect.name == "sqlite" else None
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(withdrawal, {"id": 2, "method": "privacy_page"})
+        schema.migrate(engine, "upgrade", "head")
+        with engine.begin() as conn:
+            conn.execute(withdrawal, {"id": 2, "method": "privacy_page"})
+            checks = {c["name"] for c in sa.inspect(conn).get_check_constraints("consent_events")}
+            if before is not None:
+                assert _sqlite_schema(conn)[0] == before[0], "indexes and triggers"
+                assert _never_reusing_ids(conn) == IDS_NEVER_REUSED
+        assert "ck_consent_events_consent_method" in checks, "a later migration finds it"
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text("UPDATE consent_events SET method = 'admin' WHERE id = 2"))
+        schema.migrate(engine, "downgrade", "0022")
+        with engine.begin() as conn:
+            methods = conn.execute(sa.text("SELECT id, method FROM consent_events")).all()
+            if before is not None:
+                assert _sqlite_schema(conn) == before
+        assert sorted(map(tuple, methods)) == [(1, "link"), (2, "link")]
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(withdrawal, {"id": 3, "method": "privacy_page"})
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text("UPDATE consent_events SET method = 'admin' WHERE id = 2"))
+    finally:
+        engine.dispose()

@@ -45,11 +45,15 @@ class ConsentEventKind(enum.StrEnum):
 class ConsentMethod(enum.StrEnum):
     """How a consent was withdrawn (or an unsubscribe undone: by `link` or `admin`).
 
-    `erasure` completes the standard's list, but an erasure deletes the whole log with
-    it, so no stored row carries it today."""
+    `link` is the unsubscribe link in an email; `privacy_page` the unsubscribe button of
+    the privacy page (standards LAW-12), which the proof of consent names as it is
+    (LAW-21) rather than as the link that led there (migration 0023). `erasure`
+    completes the standard's list, but an erasure deletes the whole log with it, so no
+    stored row carries it today."""
 
     ONE_CLICK_POST = "one_click_post"
     LINK = "link"
+    PRIVACY_PAGE = "privacy_page"
     COMPLAINT = "complaint"
     HARD_BOUNCE = "hard_bounce"
     ADMIN = "admin"

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from drip.db import scrub
 from drip.errors import BadToken
-from drip.models import ConsentMethod, Subscriber
+from drip.models import Subscriber
 from drip.privacy import DECLINE_QUIET, erase, request_link
 from drip.privacy_export import export
 from drip.signup import normalise_email
@@ -112,18 +112,10 @@ def erase_everything(token: str) -> str:
 
 @bp.post("/privacy/<token>/unsubscribe")
 def unsubscribe_everything(token: str) -> str:
-    """The person's own unsubscribe, logged as by `link`: the privacy page is reached
-    through an emailed link, as the unsubscribe page is."""
     web = ctx()
     email = _email(PRIVACY_WITHDRAW, token)
     with web.transaction() as session:
-        withdraw_address(
-            session,
-            email,
-            web.clock.now(),
-            method=ConsentMethod.LINK,
-            secret=web.settings.secret_key,
-        )
+        withdraw_address(session, email, web.clock.now(), secret=web.settings.secret_key)
     return render_template(
         "message.html",
         title="Unsubscribed",

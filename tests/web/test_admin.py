@@ -37,7 +37,7 @@ from drip.models import (
 )
 from drip.rendering import MAX_SOURCE, PARTS
 from drip.snapshots import recount_series
-from drip.subscriptions import unsubscribe
+from drip.subscriptions import unsubscribe, withdraw_address
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.context import ctx
@@ -673,16 +673,22 @@ def test_the_proof_of_consent_shows_and_downloads_every_con_01_field(
     assert admin.get("/admin/subscribers/999999/consent.json").status_code == 404
 
 
+@pytest.mark.parametrize("way", ["one click", "privacy page"])
 def test_an_admin_cannot_resume_someone_who_unsubscribed_themselves(
-    admin: FlaskClient, system: System
+    admin: FlaskClient, system: System, way: str
 ) -> None:
     """Re-adding a person who opted out needs their new consent (GDPR Art. 7(3),
     CAN-SPAM): the admin's Resume undoes an admin's unsubscribe only, and the page says
-    why it offers none."""
+    why it offers none. The privacy page's button (LAW-12) is the person's own too."""
     system.join("ana@example.com")
-    admin.post(
-        link(system, "ana@example.com", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}
-    )
+    if way == "one click":
+        admin.post(
+            link(system, "ana@example.com", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}
+        )
+    else:
+        with transaction(system.sessions) as session:
+            now, secret = system.clock.now(), system.settings.secret_key
+            withdraw_address(session, "ana@example.com", now, secret=secret)
     page = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
     detail = admin.get(page).get_data(as_text=True)
     assert 'value="resume"' not in detail and "unsubscribed themselves" in detail

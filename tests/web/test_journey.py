@@ -586,7 +586,9 @@ def withdraw_button(client: FlaskClient, manage: str) -> str | None:
 def test_the_privacy_page_withdraws_consent_as_easily_as_it_erases(
     client: FlaskClient, system: System, ana: str
 ) -> None:
-    """Standards LAW-12: withdrawing is as easy as giving, from the privacy page too."""
+    """Standards LAW-12: withdrawing is as easy as giving, from the privacy page too. The
+    log, and the export it feeds, say it was the privacy page, not an email's link
+    (LAW-21: the proof says how consent was withdrawn)."""
     client.post("/privacy", data={"email": "ana@example.com"})
     manage = link(system, "ana@example.com", "privacy")
     withdraw = withdraw_button(client, manage)
@@ -604,7 +606,10 @@ def test_the_privacy_page_withdraws_consent_as_easily_as_it_erases(
         withdrawals = session.execute(
             sa.select(ConsentEvent.method).where(ConsentEvent.kind == ConsentEventKind.WITHDRAW)
         ).all()
-    assert withdrawals == [(ConsentMethod.LINK,)]
+    assert withdrawals == [(ConsentMethod.PRIVACY_PAGE,)]
+    [subscription] = client.get(f"{manage}/export.json").get_json()["subscriptions"]
+    exported = [e["method"] for e in subscription["consent_events"] if e["kind"] == "withdraw"]
+    assert exported == ["privacy_page"]
     assert withdraw_button(client, manage) is None, "nothing left to withdraw"
     assert client.post(withdraw).status_code == 200, "twice changes nothing more"
     system.clock.advance(timedelta(days=2))
