@@ -22,7 +22,7 @@ table until the commit).
 
 Revision ID: 0023
 Revises: 0022
-Create Date: 2026-12-01 15:00:00
+Create Date: 2026-11-30 21:30:00
 """
 
 from collections.abc import Iterator, Sequence
