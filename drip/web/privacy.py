@@ -10,18 +10,16 @@ data or works for the other button.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from drip.db import scrub
 from drip.errors import BadToken
 from drip.models import ConsentMethod, Subscriber
-from drip.privacy import DECLINE_QUIET, erase, request_link
-from drip.privacy_export import export
+from drip.privacy import DECLINE_QUIET, erase_address, request_link
+from drip.privacy_export import as_json, export
 from drip.signup import normalise_email
 from drip.subscriptions import still_subscribed, withdraw_address
 from drip.tokens import PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW
@@ -99,9 +97,7 @@ def download(token: str) -> Response:
 def erase_everything(token: str) -> str:
     web = ctx()
     email = _email(PRIVACY_ERASE, token)
-    with web.transaction() as session:
-        erase(session, email, secret=web.settings.secret_key, now=web.clock.now())
-    scrub(web.engine)
+    erase_address(web.sessions, email, secret=web.settings.secret_key, now=web.clock.now())
     return render_template(
         "message.html",
         title="Erased",
@@ -134,8 +130,7 @@ def unsubscribe_everything(token: str) -> str:
 
 def _exported(session: Session, email: str) -> str:
     """Everything stored about the address, as readable JSON."""
-    exported = export(session, email, secret=ctx().settings.secret_key)
-    return json.dumps(exported, indent=2, ensure_ascii=False)
+    return as_json(export(session, email, secret=ctx().settings.secret_key))
 
 
 def _email(purpose: str, token: str) -> str:
