@@ -9,7 +9,6 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -39,7 +38,7 @@ from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
 from drip.subscriptions import mark_bounced, pause, unsubscribe
 from drip.web import create_app
-from tests.helpers import System
+from tests.helpers import System, assert_not_on_disk
 from tests.web.conftest import BLOG, link, status_of
 
 
@@ -509,11 +508,7 @@ def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
                 for trace in traces:
                     assert trace.lower() not in repr(tuple(row)).lower(), (table.name, trace)
         hashes = session.scalars(sa.select(Suppression.email_hash)).all()
-    if system.settings.database_url.startswith("sqlite"):
-        database = system.settings.database_url.removeprefix("sqlite:///")
-        for path in (Path(database), Path(database + "-wal")):
-            if path.exists():
-                assert b"ana@example.com" not in path.read_bytes(), path
+    assert_not_on_disk(system, "ana@example.com")
     assert hashes == [email_hash(system.settings.secret_key, "ana@example.com")]
     assert client.get(manage).status_code == 400, "the link dies with the data"
 
@@ -784,11 +779,7 @@ def test_subscriptions_ended_longer_ago_than_the_retention_period_are_erased_and
         email_hash(secret, "dora@example.com"): "bounced",
         email_hash(secret, "eve@example.com"): "erased",
     }
-    if system.settings.database_url.startswith("sqlite"):
-        database = system.settings.database_url.removeprefix("sqlite:///")
-        for path in (Path(database), Path(database + "-wal")):
-            if path.exists():
-                assert b"carl@example.com" not in path.read_bytes(), path
+    assert_not_on_disk(system, "carl@example.com")
 
     system.clock.advance(timedelta(days=30))
     assert system.tick().erased == 1, "hal's period has run out too"
