@@ -177,6 +177,16 @@ def erase_address(sessions: SessionFactory, email: str, *, secret: str, now: dat
     return erased
 
 
+def erasable(session: Session, email: str) -> tuple[int, int]:
+    """How many subscriptions and received signups an erasure of `email` would delete:
+    what an operator is shown before confirming one, and how a mistyped address is told
+    from a real one (its keyed hash stays whatever happens, so it is not counted)."""
+    received = session.scalar(
+        sa.select(sa.func.count()).select_from(ReceivedSignup).where(ReceivedSignup.email == email)
+    )
+    return len(subscriptions_of(session, email)), received or 0
+
+
 def _delete(session: Session, subscriptions: Collection[Subscriber]) -> None:
     """Delete subscriptions with their consent log and deliveries (the foreign keys
     cascade), and the consent notices no one else's log points to."""

@@ -58,6 +58,12 @@ def as_json(exported: dict[str, Any]) -> str:
     return json.dumps(exported, indent=2, ensure_ascii=False)
 
 
+def holds_nothing(exported: dict[str, Any]) -> bool:
+    """Whether an export found no row at all, not even one under the keyed hash: the
+    honest answer to an access request, and also what a mistyped address gives."""
+    return not any(value for key, value in exported.items() if key != "email")
+
+
 def _received(session: Session, email: str) -> list[dict[str, Any]]:
     """Signups received and not handled yet: in a worker's hands, or given up on."""
     rows = session.execute(
