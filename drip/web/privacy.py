@@ -16,6 +16,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
+from drip import list_bombing
 from drip.errors import BadToken
 from drip.models import ConsentMethod, Subscriber
 from drip.privacy import DECLINE_QUIET, erase_address, request_link
@@ -38,6 +39,7 @@ def policy() -> str:
         settings=web.settings,
         pending_days=web.settings.pending_ttl.days,
         declined_days=DECLINE_QUIET.days,
+        confirmation_days=list_bombing.KEPT.days,
         retention_days=f"{web.settings.retention / timedelta(days=1):g}",
     )
 
@@ -102,7 +104,9 @@ def erase_everything(token: str) -> str:
         "message.html",
         title="Erased",
         message="Everything we kept about your address is gone. We keep only a one-way "
-        "fingerprint of it, so that it is never mailed again by mistake.",
+        "fingerprint of it, so that it is never mailed again by mistake and, for "
+        f"{list_bombing.KEPT.days} days after each confirmation email we sent it, so "
+        "that nobody can sign it up again and again.",
     )
 
 

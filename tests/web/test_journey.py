@@ -442,6 +442,8 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "consent",
         "for 1095 more days",
         "not even this link. To see or erase your data then, write to",
+        "a keyed hash of the address it went to (not the address itself) and the time, and "
+        "keep that for 30 days, also if you erase your data meanwhile",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
@@ -499,7 +501,11 @@ def test_erasure_leaves_no_trace_of_the_address_but_a_keyed_hash(
         headers={"User-Agent": "test-browser/1.0"},
         environ_base={"REMOTE_ADDR": "203.0.113.7"},
     )  # received, and no worker has handled it yet: the erasure deletes it too
-    assert client.post(erase_button(client, manage)).status_code == 200
+    erased = client.post(erase_button(client, manage))
+    assert erased.status_code == 200
+    assert "for 30 days after each confirmation email" in erased.get_data(as_text=True), (
+        "the keyed hashes of its confirmation emails stay, for the limits of SEC-13"
+    )
 
     traces = ("ana@example.com", "Ana Tester", "test-browser/1.0", "203.0.113.7")
     with transaction(system.sessions) as session:
