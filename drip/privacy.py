@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import consent
+from drip.db import SessionFactory, engine_of, scrub, transaction
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -163,6 +164,27 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     _delete(session, subscriptions)
     suppress(session, secret, email, ERASED, now=now)
     return len(subscriptions)
+
+
+def erase_address(sessions: SessionFactory, email: str, *, secret: str, now: datetime) -> int:
+    """`erase` in a transaction of its own, then the write-ahead log scrubbed: a person's
+    erasure as both the privacy page and an operator (`drip privacy erase`) carry it out.
+    The scrub runs after the commit, since SQLite refuses a checkpoint inside a
+    transaction; returns how many subscriptions were deleted."""
+    with transaction(sessions) as session:
+        erased = erase(session, email, secret=secret, now=now)
+    scrub(engine_of(sessions))
+    return erased
+
+
+def erasable(session: Session, email: str) -> tuple[int, int]:
+    """How many subscriptions and received signups an erasure of `email` would delete:
+    what an operator is shown before confirming one, and how a mistyped address is told
+    from a real one (its keyed hash stays whatever happens, so it is not counted)."""
+    received = session.scalar(
+        sa.select(sa.func.count()).select_from(ReceivedSignup).where(ReceivedSignup.email == email)
+    )
+    return len(subscriptions_of(session, email)), received or 0
 
 
 def _delete(session: Session, subscriptions: Collection[Subscriber]) -> None:

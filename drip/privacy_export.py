@@ -11,6 +11,7 @@ the export too. tests/test_privacy.py fails when a table holding addresses is le
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import sqlalchemy as sa
@@ -49,6 +50,18 @@ def export(session: Session, email: str, *, secret: str) -> dict[str, Any]:
         else {"reason": suppression.reason, "since": iso(suppression.created_at)},
         "confirmation_emails": [iso(at) for at in confirmations],
     }
+
+
+def as_json(exported: dict[str, Any]) -> str:
+    """The download's text, the same from the privacy page and `drip privacy export`:
+    indented for a person to read, with names in any script kept as they are."""
+    return json.dumps(exported, indent=2, ensure_ascii=False)
+
+
+def holds_nothing(exported: dict[str, Any]) -> bool:
+    """Whether an export found no row at all, not even one under the keyed hash: the
+    honest answer to an access request, and also what a mistyped address gives."""
+    return not any(value for key, value in exported.items() if key != "email")
 
 
 def _received(session: Session, email: str) -> list[dict[str, Any]]:

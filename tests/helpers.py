@@ -168,6 +168,17 @@ def plan_of(session: Session, query: sa.Executable) -> str:
 PORT_TRIES = 3
 
 
+def assert_not_on_disk(system: System, trace: str) -> None:
+    """On SQLite, `trace` is in neither the database file nor its write-ahead log: an
+    erased row outlives its commit in the WAL until it is scrubbed (drip.db.scrub)."""
+    if not system.settings.database_url.startswith("sqlite"):
+        return
+    database = system.settings.database_url.removeprefix("sqlite:///")
+    for path in (Path(database), Path(database + "-wal")):
+        if path.exists():
+            assert trace.encode() not in path.read_bytes(), path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -1,9 +1,11 @@
 """The `drip` command: init is safe to repeat, tick runs one pass as if at an instant,
-and a bad setting stops it with a message naming the variable."""
+a bad setting stops it with a message naming the variable, and an operator can answer
+an access or erasure request that came by post (standards LAW-13, LAW-14)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -11,11 +13,16 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from drip.cli import main
+from drip.db import transaction
+from drip.models import Subscriber, Suppression
+from drip.privacy_export import as_json, export
 from drip.settings import load_settings
-from tests.helpers import System, drip_env
+from tests.helpers import System, assert_not_on_disk, drip_env
+from tests.test_intake import ANA, assert_erased, receive, receive_ana
 
 
 @pytest.fixture
@@ -158,3 +165,96 @@ def test_the_worker_command_sets_the_prefetch_before_dramatiq_reads_it() -> None
         check=True,
     )
     assert imported.stdout.strip() == "False"
+
+
+def ana_joined(system: System) -> None:
+    """Ana signed up through the form (name, browser, IP) and confirmed."""
+    receive_ana(system)
+    system.drain()
+    system.confirm(ANA[0])
+    system.drain()
+
+
+def rows(system: System, table: type[Subscriber] | type[Suppression]) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(table)) or 0
+
+
+def test_privacy_export_writes_the_download_of_the_privacy_page(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    ana_joined(system)
+    result = CliRunner().invoke(main, ["privacy", "export", " Ana@Example.COM "], env=env)
+    assert result.exit_code == 0, result.output
+    with transaction(system.sessions) as session:
+        download = as_json(export(session, ANA[0], secret=system.settings.secret_key))
+    assert result.stdout == download + "\n"
+    [subscription] = json.loads(result.stdout)["subscriptions"]
+    assert subscription["first_name"] == "Ana Tester"
+    signup, confirm = subscription["consent_events"]
+    assert (signup["kind"], confirm["kind"]) == ("signup", "confirm")
+    assert ANA[3] in result.stdout and ANA[2] in result.stdout, "the IP and browser it saw"
+    assert [email["kind"] for email in subscription["emails"]] == ["confirmation", "step"]
+
+    saved = tmp_path / "ana.json"
+    to_file = CliRunner().invoke(
+        main, ["privacy", "export", ANA[0], "--output", str(saved)], env=env
+    )
+    assert (to_file.exit_code, to_file.stdout) == (0, "")
+    assert saved.read_text(encoding="utf-8") == download + "\n"
+
+
+def test_privacy_export_of_an_address_nobody_holds_is_empty_and_says_so(
+    system: System, env: dict[str, str]
+) -> None:
+    result = CliRunner().invoke(main, ["privacy", "export", "nobody@example.com"], env=env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["subscriptions"] == []
+    assert "nothing is held about nobody@example.com" in result.stderr
+
+
+def test_privacy_erase_leaves_no_trace_of_the_address_but_a_keyed_hash(
+    system: System, env: dict[str, str]
+) -> None:
+    """As the privacy page's erase button does, a signup received and not yet handled
+    goes too, and on SQLite the write-ahead log is scrubbed."""
+    ana_joined(system)
+    system.stop_worker()
+    receive(system, ANA[0], first_name=ANA[1], user_agent=ANA[2], ip=ANA[3])
+    result = CliRunner().invoke(main, ["privacy", "erase", "ANA@example.com"], env=env, input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "Erase ana@example.com for good: 1 subscription(s) and 1 signup(s)" in result.output
+    assert "erased ana@example.com: 1 subscription(s)" in result.output
+    assert_erased(system)
+    assert_not_on_disk(system, ANA[0])
+
+
+def test_privacy_erase_changes_nothing_unless_confirmed_or_when_nobody_holds_the_address(
+    system: System, env: dict[str, str]
+) -> None:
+    ana_joined(system)
+    declined = CliRunner().invoke(main, ["privacy", "erase", ANA[0]], env=env, input="n\n")
+    assert declined.exit_code == 1
+    unknown = CliRunner().invoke(main, ["privacy", "erase", "nobody@example.com"], env=env)
+    assert unknown.exit_code == 1
+    assert "no subscription or signup holds nobody@example.com; nothing was erased" in (
+        unknown.output
+    )
+    assert (rows(system, Subscriber), rows(system, Suppression)) == (1, 0)
+
+    again = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
+    assert again.exit_code == 0, again.output
+    assert (rows(system, Subscriber), rows(system, Suppression)) == (0, 1)
+
+
+@pytest.mark.parametrize("command", ["export", "erase"])
+@pytest.mark.parametrize("address", ["not-an-address", "ana@example.com\nBcc: x@example.com"])
+def test_privacy_commands_refuse_what_is_no_address(
+    tmp_path: Path, command: str, address: str
+) -> None:
+    """Exit 2 as for any usage error, before anything is read or asked."""
+    env = {"DRIP_INSTANCE": str(tmp_path)}
+    result = CliRunner().invoke(main, ["privacy", command, address], env=env)
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for 'ADDRESS': email:" in result.output
+    assert not (tmp_path / "drip.db").exists(), "refused before the database was opened"

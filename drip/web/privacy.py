@@ -10,18 +10,17 @@ data or works for the other button.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 
 from flask import Blueprint, Response, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from drip.db import scrub
+from drip import list_bombing
 from drip.errors import BadToken
 from drip.models import Subscriber
-from drip.privacy import DECLINE_QUIET, erase, request_link
-from drip.privacy_export import export
+from drip.privacy import DECLINE_QUIET, erase_address, request_link
+from drip.privacy_export import as_json, export
 from drip.signup import normalise_email
 from drip.subscriptions import still_subscribed, withdraw_address
 from drip.tokens import PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW
@@ -40,6 +39,7 @@ def policy() -> str:
         settings=web.settings,
         pending_days=web.settings.pending_ttl.days,
         declined_days=DECLINE_QUIET.days,
+        confirmation_days=list_bombing.KEPT.days,
         retention_days=f"{web.settings.retention / timedelta(days=1):g}",
     )
 
@@ -99,14 +99,14 @@ def download(token: str) -> Response:
 def erase_everything(token: str) -> str:
     web = ctx()
     email = _email(PRIVACY_ERASE, token)
-    with web.transaction() as session:
-        erase(session, email, secret=web.settings.secret_key, now=web.clock.now())
-    scrub(web.engine)
+    erase_address(web.sessions, email, secret=web.settings.secret_key, now=web.clock.now())
     return render_template(
         "message.html",
         title="Erased",
         message="Everything we kept about your address is gone. We keep only a one-way "
-        "fingerprint of it, so that it is never mailed again by mistake.",
+        "fingerprint of it, so that it is never mailed again by mistake and, for "
+        f"{list_bombing.KEPT.days} days after each confirmation email we sent it, so "
+        "that nobody can sign it up again and again.",
     )
 
 
@@ -126,8 +126,7 @@ def unsubscribe_everything(token: str) -> str:
 
 def _exported(session: Session, email: str) -> str:
     """Everything stored about the address, as readable JSON."""
-    exported = export(session, email, secret=ctx().settings.secret_key)
-    return json.dumps(exported, indent=2, ensure_ascii=False)
+    return as_json(export(session, email, secret=ctx().settings.secret_key))
 
 
 def _email(purpose: str, token: str) -> str:
