@@ -143,6 +143,7 @@ def test_drip_bounces_process_bars_addresses_a_plain_text_bounce_names(
 
     assert "2 hard bounces, 0 complaints, 1 soft bounces (0 stopped" in summary
     assert "0 not matched, 0 not a report" in summary
+    assert "Running detector" not in summary, "flufl.bounce's tracing stays out of cron mail"
     for who, kind in (("ana", "hard"), ("bob", "soft"), ("cat", "hard")):
         assert bounces_of(system, f"{who}@example.com") == {welcomes[who]: kind}
     statuses = {who: status_of(system, who) for who in ("ana", "bob", "cat")}
