@@ -25,12 +25,16 @@ The kinds:
   later email that is not reported bouncing breaks the run. The mark is per delivery,
   so a report received twice (providers retry) counts once.
 
-A bounce that is not a machine-readable DSN (a plain-text "undeliverable" note, as some
-servers still send) is attributed by its VERP address alone, as a soft bounce: its text
-cannot be trusted to say hard or soft, and three in a row stop the subscriber anyway. It
-must look like a bounce (from MAILER-DAEMON or postmaster, or a bounce-like subject on a
-message not marked Auto-Submitted), because vacation replies and human answers go back to the
-return path too and must never count against anyone.
+A bounce that is not a machine-readable DSN (a plain-text "undeliverable" note, as qmail,
+older Exim and Postfix and some providers still send) must first look like a bounce (from
+MAILER-DAEMON or postmaster, or a bounce-like subject on a message not marked
+Auto-Submitted), because vacation replies and human answers go back to the return path
+too and must never count against anyone. Then flufl.bounce, Mailman's detectors for such
+formats, names the addresses that failed, permanently (a hard bounce) or not (soft), as
+standards BNC-02 asks; each is tied to its email by the same marks as a DSN (here the
+VERP address, else the address and the report's Date). What they cannot read is
+attributed by its VERP address alone, as a soft bounce: three in a row stop the
+subscriber anyway.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
 the caller to keep and flag; messages that are none of these are counted as unreadable
@@ -58,6 +62,7 @@ from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
 
 import sqlalchemy as sa
+from flufl.bounce import all_failures
 from sqlalchemy.orm import Session
 
 from drip import verp
@@ -82,6 +87,9 @@ BOUNCE_SUBJECT = re.compile(
     r"|failure notice|mail delivery (failed|subsystem)|could not be delivered|non-?delivery",
     re.IGNORECASE,
 )
+WARNING_SUBJECT = re.compile(r"delay|warning|still being retried", re.IGNORECASE)
+"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Postfix's
+"Delayed Mail (still being retried)"): the detectors take some warnings for failures."""
 SOFT_RUN = 3
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a report's date may fall before drip recorded the email it is about: the
@@ -128,12 +136,12 @@ class Tally:
 
 
 def parse(raw: bytes) -> list[Report]:
-    """The reports in one message: from a DSN or ARF report, or one soft bounce for a
-    plain-text bounce sent back to a VERP address; empty for anything else."""
+    """The reports in one message: from a DSN or ARF report, or from a bounce in a format
+    of its own (`_plain_bounce`); empty for anything else."""
     msg = email.message_from_bytes(raw, policy=default_policy)
     envelope = _envelope(msg)
     if msg.get_content_type() != "multipart/report":
-        return _plain_bounce(msg, envelope)
+        return _plain_bounce(raw, msg, envelope)
     try:
         reports = _report(msg)
     except Exception as exc:  # a malformed report must not stop the batch behind it
@@ -164,13 +172,40 @@ def _report(msg: EmailMessage) -> list[Report]:
     return [replace(r, unsubscribe_token=token, dated=dated) for r in reports]
 
 
-def _plain_bounce(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
-    """A bounce a person could read but a program cannot, known by where it was sent."""
-    returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
-    if not returned_to or not _looks_like_a_bounce(msg):
+def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
+    """A bounce in a format of its own: the addresses the detectors find in it, else one
+    soft bounce if it came back to a VERP address."""
+    if not _looks_like_a_bounce(msg):
         return []
     subject = str(msg.get("Subject", ""))[:200]
-    return [Report("soft", "", None, f"plain-text bounce: {subject}", returned_to)]
+    detail = f"plain-text bounce: {subject}"
+    failed = _failed(raw, subject)
+    if failed:
+        dated = _dated(msg)
+        return [Report(kind, rcpt, None, detail, envelope, dated=dated) for rcpt, kind in failed]
+    returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
+    return [Report("soft", "", None, detail, returned_to)] if returned_to else []
+
+
+def _failed(raw: bytes, subject: str) -> list[tuple[str, str]]:
+    """BNC-02's fallback: the addresses flufl.bounce's detectors find failed, each "hard"
+    (a permanent failure) or "soft".
+
+    They are written for the compat32 `Message`, so they get their own parse. Some take a
+    delay warning for a failure (Exim's quotes the "RCPT TO:<...>" it was deferred at), so
+    under a warning's subject every address is soft: a false hard bounce bars an address
+    for good, a false soft one only counts toward a run. A detector that fails on some odd
+    message must not stop the batch: that message is left to the VERP rule.
+    """
+    try:
+        temporary, permanent = all_failures(email.message_from_bytes(raw))
+    except Exception as exc:
+        log.warning("bounce detectors failed (%s: %s)", type(exc).__name__, exc)
+        return []
+    if WARNING_SUBJECT.search(subject):
+        temporary, permanent = temporary | permanent, frozenset()
+    kinds = {address: "soft" for address in temporary} | dict.fromkeys(permanent, "hard")
+    return [(address.decode(errors="replace"), kind) for address, kind in sorted(kinds.items())]
 
 
 def _looks_like_a_bounce(msg: EmailMessage) -> bool:

@@ -28,6 +28,9 @@ EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 TOKEN = re.compile(r"\b[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
 """An itsdangerous signed value: payload.timestamp.signature, as in drip's links."""
 RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+CHATTY = ("flufl.bounce",)
+"""Libraries whose INFO lines are their own tracing: flufl.bounce logs each detector it
+tries, a dozen lines for every plain-text bounce, into the output cron mails."""
 
 
 class Redactor:
@@ -128,3 +131,5 @@ def configure_logging(settings: Settings, *, take_over: bool = False) -> None:
     )
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    for name in CHATTY:
+        logging.getLogger(name).setLevel(logging.WARNING)

@@ -6,11 +6,13 @@ import mailbox
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from drip import verp
 from drip.bounces import HELD_FOR, Report, Tally, apply, parse, process_maildir
 from drip.cli import main
 from drip.db import transaction
@@ -25,9 +27,11 @@ def fixture(
     name: str,
     message_id: str = "<none@example.com>",
     list_unsubscribe: str = "<https://drip.example.com/unsubscribe/none>",
+    return_path: str = "hello@drip.example.com",
 ) -> bytes:
     text = (FIXTURES / name).read_text().replace("{message_id}", message_id)
     text = text.replace("{list_unsubscribe}", list_unsubscribe)
+    text = text.replace("{return_path}", return_path)
     return text.replace("\n", "\r\n").encode()
 
 
@@ -84,6 +88,74 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
         )
         == []
     )
+
+
+def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
+    """BNC-02's fallback: qmail's and older Exim's bounces have no DSN part, and name the
+    failed address only in their text. A failure is hard, a delay soft, even where the
+    detectors call an Exim warning a failure (it quotes the RCPT TO it was deferred at)."""
+    when = datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
+    read = {
+        name: [(r.kind, r.recipient, r.dated) for r in parse(dated(fixture(name), when))]
+        for name in ("qmail_hard.eml", "exim_failed.eml", "exim_delayed.eml")
+    }
+    assert read == {
+        "qmail_hard.eml": [("hard", "ana@example.com", when)],
+        "exim_failed.eml": [("hard", "cat@example.com", when)],
+        "exim_delayed.eml": [("soft", "bob@example.com", when)],
+    }
+    plain_warning = b"".join(
+        line
+        for line in fixture("exim_delayed.eml").splitlines(keepends=True)
+        if b"Delay reason" not in line and b"452 4.2.2" not in line
+    ).replace(b"Warning: message 1vQx2b-0004Zm-2C delayed 24 hours", b"Mail delivery status")
+    assert [(r.kind, r.recipient) for r in parse(plain_warning)] == [("soft", "bob@example.com")]
+
+
+def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One odd message must not stop `drip bounces process` for the rest."""
+
+    def broken(_msg: object) -> NoReturn:
+        raise TypeError("a detector's bug")
+
+    monkeypatch.setattr("drip.bounces.all_failures", broken)
+    returned_to = verp.return_path("k" * 40, 7, "bounces.example.com")
+    (report,) = parse(fixture("qmail_hard.eml", return_path=returned_to))
+    assert (report.kind, report.recipient, report.envelope) == ("soft", "", (returned_to,))
+    assert parse(fixture("qmail_hard.eml")) == []
+    assert "bounce detectors failed (TypeError: a detector's bug)" in caplog.text
+
+
+def test_drip_bounces_process_bars_addresses_a_plain_text_bounce_names(
+    readers: System, tmp_path: Path
+) -> None:
+    """Without VERP (bounces come back to the From mailbox) a plain-text bounce is tied by
+    the address the detectors find and the bounce's Date, as a DSN without a Message-ID."""
+    system = readers
+    welcomes = {who: sent_ids(system, f"{who}@example.com")[-1] for who in ("ana", "bob", "cat")}
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    for name in ("qmail_hard.eml", "exim_failed.eml", "exim_delayed.eml"):
+        box.add(dated(fixture(name), system.clock.now()))
+
+    summary = process(system, tmp_path)
+
+    assert "2 hard bounces, 0 complaints, 1 soft bounces (0 stopped" in summary
+    assert "0 not matched, 0 not a report" in summary
+    assert "Running detector" not in summary, "flufl.bounce's tracing stays out of cron mail"
+    for who, kind in (("ana", "hard"), ("bob", "soft"), ("cat", "hard")):
+        assert bounces_of(system, f"{who}@example.com") == {welcomes[who]: kind}
+    statuses = {who: status_of(system, who) for who in ("ana", "bob", "cat")}
+    assert statuses == {
+        "ana": SubscriberStatus.BOUNCED,
+        "bob": SubscriberStatus.ACTIVE,
+        "cat": SubscriberStatus.BOUNCED,
+    }
+    with transaction(system.sessions) as session:
+        for who in ("ana", "cat"):
+            assert is_suppressed(session, system.settings.secret_key, f"{who}@example.com")
+    assert list(box.keys()) == []
 
 
 def test_an_exchange_ndr_is_a_hard_bounce_that_bars_its_recipient(

@@ -167,7 +167,7 @@ def test_an_exchange_ndr_without_a_delivery_status_is_a_soft_bounce_of_its_deliv
     system.join("ana@example.com")
     system.join("bob@example.com")
     ana_welcome = returned_to(system, "ana@example.com")
-    raw = fixture("ndr_exchange_plain.eml").replace(b"{return_path}", ana_welcome.encode())
+    raw = fixture("ndr_exchange_plain.eml", return_path=ana_welcome)
 
     tally = apply_raw(system, raw)
 
@@ -176,6 +176,27 @@ def test_an_exchange_ndr_without_a_delivery_status_is_a_soft_bounce_of_its_deliv
         marked = session.scalars(sa.select(Delivery).where(Delivery.bounce.is_not(None))).all()
         expected = verp.delivery_id(system.settings.secret_key, ana_welcome)
         assert [(d.id, d.bounce) for d in marked] == [(expected, "soft")]
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_a_plain_text_failure_to_a_verp_address_is_a_hard_bounce_of_that_delivery(
+    system: System,
+) -> None:
+    """BNC-01 before BNC-02's fallback: a qmail bounce names Ana (a forwarded mailbox's
+    old address, say), but came back to Bob's email; the return path decides who, and
+    the detectors that it is permanent."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    bob_welcome = returned_to(system, "bob@example.com")
+
+    tally = apply_raw(system, fixture("qmail_hard.eml", return_path=bob_welcome))
+
+    assert (tally.hard, tally.soft, tally.unmatched) == (1, 0, 0)
+    with transaction(system.sessions) as session:
+        marked = session.scalars(sa.select(Delivery).where(Delivery.bounce.is_not(None))).all()
+        expected = verp.delivery_id(system.settings.secret_key, bob_welcome)
+        assert [(d.id, d.bounce) for d in marked] == [(expected, "hard")]
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
