@@ -179,7 +179,7 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
         return []
     subject = str(msg.get("Subject", ""))[:200]
     detail = f"plain-text bounce: {subject}"
-    failed = _failed(raw, subject)
+    failed = _failed(raw, subject, trusted=_from_mail_system(msg))
     if failed:
         dated = _dated(msg)
         return [Report(kind, rcpt, None, detail, envelope, dated=dated) for rcpt, kind in failed]
@@ -187,22 +187,24 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
     return [Report("soft", "", None, detail, returned_to)] if returned_to else []
 
 
-def _failed(raw: bytes, subject: str) -> list[tuple[str, str]]:
+def _failed(raw: bytes, subject: str, *, trusted: bool) -> list[tuple[str, str]]:
     """BNC-02's fallback: the addresses flufl.bounce's detectors find failed, each "hard"
     (a permanent failure) or "soft".
 
     They are written for the compat32 `Message`, so they get their own parse. Some take a
     delay warning for a failure (Exim's quotes the "RCPT TO:<...>" it was deferred at), so
     under a warning's subject every address is soft: a false hard bounce bars an address
-    for good, a false soft one only counts toward a run. A detector that fails on some odd
-    message must not stop the batch: that message is left to the VERP rule.
+    for good, a false soft one only counts toward a run. For the same reason only a
+    message from a mail system (`trusted`) may give a hard bounce: one known by its
+    subject alone may be a person forwarding someone else's bounce. A detector that fails
+    on some odd message must not stop the batch: that message is left to the VERP rule.
     """
     try:
         temporary, permanent = all_failures(email.message_from_bytes(raw))
     except Exception as exc:
         log.warning("bounce detectors failed (%s: %s)", type(exc).__name__, exc)
         return []
-    if WARNING_SUBJECT.search(subject):
+    if not trusted or WARNING_SUBJECT.search(subject):
         temporary, permanent = temporary | permanent, frozenset()
     kinds = {address: "soft" for address in temporary} | dict.fromkeys(permanent, "hard")
     return [(address.decode(errors="replace"), kind) for address, kind in sorted(kinds.items())]
@@ -212,12 +214,16 @@ def _looks_like_a_bounce(msg: EmailMessage) -> bool:
     """From a mail system (Exim's plain-text bounces also say Auto-Submitted: auto-replied,
     so that header cannot rule them out), or with a bounce's subject and not an auto-reply
     (a vacation notice may well quote "undeliverable")."""
-    senders = [address.lower() for _, address in getaddresses([str(msg.get("From", ""))])]
-    if any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders):
+    if _from_mail_system(msg):
         return True
     if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
         return False
     return BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
+
+
+def _from_mail_system(msg: EmailMessage) -> bool:
+    senders = [address.lower() for _, address in getaddresses([str(msg.get("From", ""))])]
+    return any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders)
 
 
 def process_maildir(

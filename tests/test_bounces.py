@@ -112,6 +112,16 @@ def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
     assert [(r.kind, r.recipient) for r in parse(plain_warning)] == [("soft", "bob@example.com")]
 
 
+def test_a_bounce_a_person_forwards_is_soft_at_most() -> None:
+    """A failure bars an address for good, so only a mail system's word counts as one: a
+    bounce known by its subject alone may be someone forwarding another's bounce."""
+    forwarded = fixture("qmail_hard.eml").replace(
+        b"From: MAILER-DAEMON@mail.example.org", b"From: dana@example.org"
+    )
+    assert b"dana@example.org" in forwarded
+    assert [(r.kind, r.recipient) for r in parse(forwarded)] == [("soft", "ana@example.com")]
+
+
 def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
