@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from drip import complaints, intake, list_bombing, snapshots
 from drip.clock import Clock
-from drip.db import SessionFactory, engine_of, scrub, transaction
+from drip.db import SessionFactory, engine_of, is_conflict, scrub, transaction
 from drip.logs import log_fields
 from drip.models import (
     Delivery,
@@ -94,7 +94,7 @@ def run_pass(
     asked: list[int] = []
     with transaction(sessions) as session:
         result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
-        result.erased = erase_ended(session, secret=secret, now=now, older_than=retention)
+        result.erased = _erase_ended(session, secret=secret, now=now, older_than=retention)
         intake.forget_old(session, now=now, older_than=pending_ttl)
         list_bombing.forget_old(session, now=now)
         held = complaints.guard(session, now) is not None
@@ -128,6 +128,26 @@ def run_pass(
     )
     result.requeued, result.requeued_signups = swept.requeued, swept.requeued_signups
     return result
+
+
+def _erase_ended(session: Session, *, secret: str, now: datetime, older_than: timedelta) -> int:
+    """`erase_ended` in a savepoint. Should PostgreSQL abort it for a deadlock or a
+    serialization failure (drip.db.CONFLICTS) with some transaction drip does not yet
+    lock in the erasure's order, only its work is undone: the pass logs it and goes on
+    issuing and sweeping, and the next pass erases what this one could not."""
+    try:
+        with session.begin_nested():
+            return erase_ended(session, secret=secret, now=now, older_than=older_than)
+    except sa.exc.DBAPIError as exc:
+        if not is_conflict(exc):
+            raise
+        log.warning(
+            "retention_conflict sqlstate=%s: the database aborted this pass's erasures; "
+            "the next pass tries again",
+            getattr(exc.orig, "sqlstate", None),
+            extra={"event": "retention_conflict"},
+        )
+        return 0
 
 
 def _issue(

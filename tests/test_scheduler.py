@@ -21,7 +21,8 @@ from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Ready, Transport, go
-from tests.helpers import System, plan_of
+from tests.helpers import System, deadlocked_deletes, plan_of
+from tests.test_privacy import ended_long_ago
 
 
 class DiesAfterSending:
@@ -321,3 +322,19 @@ def test_the_in_flight_check_stays_a_probe_per_candidate_on_postgresql(system: S
         plan = "\n".join(session.scalars(sa.text(f"EXPLAIN {sql}")))
     assert "Anti Join" not in plan
     assert "SubPlan" in plan
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_pass_whose_erasures_the_database_aborts_logs_it_and_goes_on(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should PostgreSQL abort the retention sweep to break a deadlock (standards LAW-16
+    erasures, drip.db CONFLICTS), the pass still issues the lessons due and sweeps, and
+    the next pass erases what this one could not."""
+    system.join("ana@example.com")
+    ended_long_ago(system, "ana@example.com")
+    with deadlocked_deletes(system, "subscribers"), caplog.at_level(logging.WARNING):
+        aborted = system.tick()
+    assert (aborted.erased, len(aborted.issued)) == (0, 1), "ana's lesson still goes"
+    assert any("retention_conflict sqlstate=40P01" in r.getMessage() for r in caplog.records)
+    assert system.tick().erased == 1
