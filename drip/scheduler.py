@@ -93,9 +93,9 @@ def run_pass(
     room: int | None = None
     asked: list[int] = []
     with transaction(sessions) as session:
-        result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
-        result.erased = _erase_ended(session, secret=secret, now=now, older_than=retention)
-        intake.forget_old(session, now=now, older_than=pending_ttl)
+        result.purged, result.erased = _forget(
+            session, now=now, pending_ttl=pending_ttl, retention=retention, secret=secret
+        )
         list_bombing.forget_old(session, now=now)
         held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
@@ -130,24 +130,30 @@ def run_pass(
     return result
 
 
-def _erase_ended(session: Session, *, secret: str, now: datetime, older_than: timedelta) -> int:
-    """`erase_ended` in a savepoint. Should PostgreSQL abort it for a deadlock or a
-    serialization failure (drip.db.CONFLICTS) with some transaction drip does not yet
-    lock in the erasure's order, only its work is undone: the pass logs it and goes on
-    issuing and sweeping, and the next pass erases what this one could not."""
+def _forget(
+    session: Session, *, now: datetime, pending_ttl: timedelta, retention: timedelta, secret: str
+) -> tuple[int, int]:
+    """Delete what storage limitation says must go (standards LAW-16); returns how many
+    subscriptions were purged and erased. In a savepoint: should PostgreSQL abort these
+    deletions for a deadlock or a serialization failure (drip.db.CONFLICTS) with another
+    transaction changing the same rows, only they are undone; the pass logs it and goes
+    on issuing and sweeping, and the next pass deletes what this one could not."""
     try:
         with session.begin_nested():
-            return erase_ended(session, secret=secret, now=now, older_than=older_than)
+            purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+            erased = erase_ended(session, secret=secret, now=now, older_than=retention)
+            intake.forget_old(session, now=now, older_than=pending_ttl)
+            return purged, erased
     except sa.exc.DBAPIError as exc:
         if not is_conflict(exc):
             raise
         log.warning(
-            "retention_conflict sqlstate=%s: the database aborted this pass's erasures; "
+            "retention_conflict sqlstate=%s: the database aborted this pass's deletions; "
             "the next pass tries again",
             getattr(exc.orig, "sqlstate", None),
             extra={"event": "retention_conflict"},
         )
-        return 0
+        return 0, 0
 
 
 def _issue(

@@ -325,16 +325,19 @@ def test_the_in_flight_check_stays_a_probe_per_candidate_on_postgresql(system: S
 
 
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
-def test_a_pass_whose_erasures_the_database_aborts_logs_it_and_goes_on(
+def test_a_pass_whose_deletions_the_database_aborts_logs_it_and_goes_on(
     system: System, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Should PostgreSQL abort the retention sweep to break a deadlock (standards LAW-16
-    erasures, drip.db CONFLICTS), the pass still issues the lessons due and sweeps, and
-    the next pass erases what this one could not."""
+    """Should PostgreSQL abort the pass's deletions (standards LAW-16: the purge of
+    signups never confirmed, the erasure of subscriptions ended long ago) to break a
+    deadlock (drip.db CONFLICTS), the pass still issues the lessons due and sweeps, and
+    the next pass deletes what this one could not."""
     system.join("ana@example.com")
+    system.signup("bob@example.com")
     ended_long_ago(system, "ana@example.com")
     with deadlocked_deletes(system, "subscribers"), caplog.at_level(logging.WARNING):
         aborted = system.tick()
-    assert (aborted.erased, len(aborted.issued)) == (0, 1), "ana's lesson still goes"
+    assert (aborted.purged, aborted.erased, len(aborted.issued)) == (0, 0, 1), "a lesson goes"
     assert any("retention_conflict sqlstate=40P01" in r.getMessage() for r in caplog.records)
-    assert system.tick().erased == 1
+    after = system.tick()
+    assert (after.purged, after.erased) == (1, 1)
