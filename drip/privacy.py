@@ -158,8 +158,11 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     Then every subscription of the address is locked, in id order, before anything is
     deleted. Deleting them one by one locked them one by one: holding the first while
     waiting for a later one that the retention sweep (`erase_ended`) held, which in turn
-    waited for the first, and PostgreSQL aborted one of the two. Whatever else locks
-    several of an address's rows waits in the same order, or takes none it finds held.
+    waited for the first, and PostgreSQL aborted one of the two. A bounce naming the
+    address (drip.bounces) and a withdrawal from the privacy page lock in the same order;
+    the sweep takes none it finds held. The purge of signups never confirmed deletes in
+    its plan's order: should PostgreSQL abort it, the scheduler's next pass tries again,
+    and should it abort an erasure, the page asks for it again (drip.web.errors).
 
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
