@@ -382,8 +382,11 @@ def _by_verp(session: Session, report: Report, secret: str) -> Delivery | None:
 
 
 def _subscribers(session: Session, report: Report, subscriber_id: int | None) -> list[Subscriber]:
-    """Locked, first (drip's lock order is subscriber, then delivery)."""
-    query = sa.select(Subscriber).with_for_update(**FOR_NO_KEY_UPDATE)
+    """Locked, first (drip's lock order is subscriber, then delivery), and an address's
+    several in id order, as an erasure locks them (drip.privacy.erase): in the order a
+    scan happens to read them, this could hold one the erasure waits for while waiting
+    for one it holds."""
+    query = sa.select(Subscriber).order_by(Subscriber.id).with_for_update(**FOR_NO_KEY_UPDATE)
     if subscriber_id is not None:
         return list(session.scalars(query.where(Subscriber.id == subscriber_id)))
     if not report.recipient:

@@ -262,6 +262,18 @@ the two transactions deadlock; FOR NO KEY UPDATE does not. SQLite ignores both.
 """
 
 
+CONFLICTS = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization_failure and deadlock_detected: it aborted this transaction
+so that another, which clashed with it, could go on. Nothing this one did is left, and
+the same work tried again a moment later normally goes through."""
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """Whether `exc` is the database giving up on a transaction for one of `CONFLICTS`;
+    SQLite, whose writers take turns, never raises one."""
+    return isinstance(exc, sa.exc.DBAPIError) and getattr(exc.orig, "sqlstate", None) in CONFLICTS
+
+
 def scrub(engine: Engine) -> None:
     """After an erasure on SQLite: fold the write-ahead log into the database file and
     empty it, so erased rows survive in neither. PostgreSQL reclaims dead rows itself.

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import consent
-from drip.db import SessionFactory, engine_of, scrub, transaction
+from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, engine_of, scrub, transaction
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -114,12 +114,11 @@ def forget_suppression(session: Session, secret: str, email: str) -> None:
     )
 
 
-def subscriptions_of(session: Session, email: str) -> list[Subscriber]:
-    return list(
-        session.scalars(
-            sa.select(Subscriber).where(Subscriber.email == email).order_by(Subscriber.id)
-        )
-    )
+def subscriptions_of(session: Session, email: str, *, lock: bool = False) -> list[Subscriber]:
+    """The address's subscriptions in id order; with `lock`, each locked FOR UPDATE in
+    that order, the one order in which anything locks several of an address's rows."""
+    query = sa.select(Subscriber).where(Subscriber.email == email).order_by(Subscriber.id)
+    return list(session.scalars(query.with_for_update() if lock else query))
 
 
 def request_link(session: Session, email: str, *, now: datetime) -> int | None:
@@ -156,11 +155,20 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     until that worker commits, and the subscription it made is then read and erased
     with the rest (the worker, too, locks that row before any subscriber: no deadlock).
 
+    Then every subscription of the address is locked, in id order, before anything is
+    deleted. Deleting them one by one locked them one by one: holding the first while
+    waiting for a later one that the retention sweep (`erase_ended`) held, which in turn
+    waited for the first, and PostgreSQL aborted one of the two. A bounce naming the
+    address (drip.bounces) and a withdrawal from the privacy page lock in the same order;
+    the sweep takes none it finds held. The purge of signups never confirmed deletes in
+    its plan's order: should PostgreSQL abort it, the scheduler's next pass tries again,
+    and should it abort an erasure, the page asks for it again (drip.web.errors).
+
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
     """
     session.execute(sa.delete(ReceivedSignup).where(ReceivedSignup.email == email))
-    subscriptions = subscriptions_of(session, email)
+    subscriptions = subscriptions_of(session, email, lock=True)
     _delete(session, subscriptions)
     suppress(session, secret, email, ERASED, now=now)
     return len(subscriptions)
@@ -228,11 +236,17 @@ def erase_ended(
     active on another series. So the address's hash is added only once it has no
     confirmed subscription left, since a hash would stop that one's lessons (or their
     undo). One still pending needs a confirmation, which lifts the hash anyway. The
-    address's other rows are locked before deciding: a confirmation committing meanwhile
+    address's other rows are locked before deciding: a confirmation committed meanwhile
     is then seen, and one starting later waits, then lifts the hash.
 
-    A subscription being changed right now (SKIP LOCKED) waits for the next pass. On
-    SQLite the caller should scrub the write-ahead log afterwards, as after an erasure.
+    Nothing here waits for a row lock: the ended subscriptions are taken oldest first,
+    not in the id order an erasure locks an address's rows in (`erase`), so waiting for
+    one of the address's other rows could close a circle with that erasure. Rows someone
+    holds are skipped instead (SKIP LOCKED): an ended one, or every ended one of an
+    address whose other rows are not all free (being confirmed, erased, unsubscribed, or
+    claimed for a lesson), waits for the next pass, which then decides on what committed.
+    On SQLite, where writers take turns and FOR UPDATE is dropped, nothing is ever held.
+    The caller should scrub the write-ahead log afterwards there, as after an erasure.
     """
     ended = session.scalars(
         sa.select(Subscriber)
@@ -244,21 +258,27 @@ def erase_ended(
     if not ended:
         return 0
     emails = {subscriber.email for subscriber in ended}
-    _delete(session, ended)
-    remaining = session.execute(
-        sa.select(Subscriber.email, Subscriber.status, Subscriber.confirmed_at)
-        .where(Subscriber.email.in_(emails))
+    others = (
+        sa.select(Subscriber.id, Subscriber.email, Subscriber.status, Subscriber.confirmed_at)
+        .where(
+            Subscriber.email.in_(emails),
+            Subscriber.id.not_in([subscriber.id for subscriber in ended]),
+        )
         .order_by(Subscriber.id)
-        .with_for_update(key_share=True)
-    ).all()
+    )
+    remaining = session.execute(others.with_for_update(**FOR_NO_KEY_UPDATE, skip_locked=True)).all()
+    locked = {row.id for row in remaining}
+    busy = {row.email for row in session.execute(others) if row.id not in locked}
+    doomed = [subscriber for subscriber in ended if subscriber.email not in busy]
+    _delete(session, doomed)
     still_confirmed = {
         email
-        for email, status, confirmed_at in remaining
+        for _, email, status, confirmed_at in remaining
         if confirmed_at is not None or status == SubscriberStatus.ACTIVE
     }
-    for email in sorted(emails - still_confirmed):
+    for email in sorted(emails - busy - still_confirmed):
         suppress(session, secret, email, ERASED, now=now)
-    return len(ended)
+    return len(doomed)
 
 
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:

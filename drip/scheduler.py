@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from drip import complaints, intake, list_bombing, snapshots
 from drip.clock import Clock
-from drip.db import SessionFactory, engine_of, scrub, transaction
+from drip.db import SessionFactory, engine_of, is_conflict, scrub, transaction
 from drip.logs import log_fields
 from drip.models import (
     Delivery,
@@ -93,9 +93,9 @@ def run_pass(
     room: int | None = None
     asked: list[int] = []
     with transaction(sessions) as session:
-        result.purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
-        result.erased = erase_ended(session, secret=secret, now=now, older_than=retention)
-        intake.forget_old(session, now=now, older_than=pending_ttl)
+        result.purged, result.erased = _forget(
+            session, now=now, pending_ttl=pending_ttl, retention=retention, secret=secret
+        )
         list_bombing.forget_old(session, now=now)
         held = complaints.guard(session, now) is not None
         if max_in_flight is not None:
@@ -128,6 +128,32 @@ def run_pass(
     )
     result.requeued, result.requeued_signups = swept.requeued, swept.requeued_signups
     return result
+
+
+def _forget(
+    session: Session, *, now: datetime, pending_ttl: timedelta, retention: timedelta, secret: str
+) -> tuple[int, int]:
+    """Delete what storage limitation says must go (standards LAW-16); returns how many
+    subscriptions were purged and erased. In a savepoint: should PostgreSQL abort these
+    deletions for a deadlock or a serialization failure (drip.db.CONFLICTS) with another
+    transaction changing the same rows, only they are undone; the pass logs it and goes
+    on issuing and sweeping, and the next pass deletes what this one could not."""
+    try:
+        with session.begin_nested():
+            purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
+            erased = erase_ended(session, secret=secret, now=now, older_than=retention)
+            intake.forget_old(session, now=now, older_than=pending_ttl)
+            return purged, erased
+    except sa.exc.DBAPIError as exc:
+        if not is_conflict(exc):
+            raise
+        log.warning(
+            "retention_conflict sqlstate=%s: the database aborted this pass's deletions; "
+            "the next pass tries again",
+            getattr(exc.orig, "sqlstate", None),
+            extra={"event": "retention_conflict"},
+        )
+        return 0, 0
 
 
 def _issue(

@@ -148,6 +148,29 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = 60) 
         time.sleep(0.02)
 
 
+@contextmanager
+def deadlocked_deletes(system: System, table: str) -> Iterator[None]:
+    """While inside, PostgreSQL refuses every DELETE from `table` with the error it gives
+    the transaction it aborts to break a deadlock (SQLSTATE 40P01): one cannot be staged
+    to order, because which of the two it aborts depends on timing."""
+    statements = [
+        "CREATE FUNCTION drip_test_deadlock() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected'; "
+        "END $$",
+        f"CREATE TRIGGER drip_test_deadlock BEFORE DELETE ON {table} "
+        "FOR EACH ROW EXECUTE FUNCTION drip_test_deadlock()",
+    ]
+    with transaction(system.sessions) as session:
+        for statement in statements:
+            session.execute(sa.text(statement))
+    try:
+        yield
+    finally:
+        with transaction(system.sessions) as session:
+            session.execute(sa.text(f"DROP TRIGGER drip_test_deadlock ON {table}"))
+            session.execute(sa.text("DROP FUNCTION drip_test_deadlock()"))
+
+
 def plan_of(session: Session, query: sa.Executable) -> str:
     """How the database would run `query`, as text to look for an index's name in. On
     PostgreSQL sequential scans are off, since on a test's few rows one is cheapest

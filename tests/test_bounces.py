@@ -15,10 +15,11 @@ from click.testing import CliRunner
 from drip import verp
 from drip.bounces import HELD_FOR, Report, Tally, apply, parse, process_maildir
 from drip.cli import main
-from drip.db import transaction
-from drip.models import Delivery, SubscriberStatus
+from drip.db import SessionFactory, transaction
+from drip.models import Delivery, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase, is_suppressed
-from tests.helpers import System, drip_env
+from tests.helpers import System, drip_env, wait_until
+from tests.test_intake import ANA, Racer, assert_erased, erasing, lock_waits
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -472,3 +473,62 @@ def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
     box[garbage] = held
     assert read_maildir(system, box).expired == 1
     assert list(box.keys()) == []
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_bounce_and_an_erasure_of_one_address_lock_its_rows_in_the_same_order(
+    system: System,
+) -> None:
+    """A report naming only the address locks every subscription of it, as an erasure
+    does, and in the same order (by id), so neither can hold one the other waits for.
+    Here the rows lie in the table in the other order, the higher id first, as a scan
+    without ORDER BY then reads them, and a reader of the higher one (a foreign-key
+    check, say) keeps the erasure waiting while the bounce's lock can still share it:
+    the bounce took that one and waited for the lower, which the erasure held, and
+    PostgreSQL aborted one of the two (deadlock_detected)."""
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        series = session.scalar(sa.select(Sequence.id))
+        second = Sequence(slug="second", name="Second", created_at=now)
+        session.add(second)
+        session.flush()
+        for subscriber_id, sequence_id in ((1001, second.id), (1000, series)):
+            session.add(
+                Subscriber(
+                    id=subscriber_id,
+                    sequence_id=sequence_id,
+                    email=ANA[0],
+                    status=SubscriberStatus.ACTIVE,
+                    created_at=now,
+                    confirmed_at=now,
+                )
+            )
+            session.flush()
+
+    def bouncing(sessions: SessionFactory) -> Tally:
+        tally = Tally()
+        with transaction(sessions) as session:
+            report = Report("hard", ANA[0], None, "550 5.1.1", dated=now)
+            apply(
+                session,
+                [report],
+                secret=system.settings.secret_key,
+                tokens=system.mailer.tokens,
+                now=now,
+                tally=tally,
+            )
+        return tally
+
+    with transaction(system.sessions) as reader:
+        reader.execute(
+            sa.select(Subscriber.id)
+            .where(Subscriber.id == 1001)
+            .with_for_update(read=True, key_share=True)
+        )
+        eraser = Racer(system, erasing(system))
+        eraser.wait_until_blocked(system)
+        bouncer = Racer(system, bouncing)
+        wait_until(lambda: bouncer.done or lock_waits(system) > 1, "the bounce to wait")
+    assert eraser.result() == 2
+    assert bouncer.result().unmatched == 1, "it found her erased"
+    assert_erased(system)

@@ -389,12 +389,18 @@ ANA = ("ana@example.com", "Ana Tester", "test-browser/1.0", "203.0.113.7")
 
 
 class Racer:
-    """Runs `work` on a thread and an engine of its own, as another process would; it
-    notes when `work` connects, just before it begins a transaction (SQLite's BEGIN
-    IMMEDIATE, which waits for the write lock)."""
+    """Runs `work` on a thread and an engine of its own (or `engine`, made for it), as
+    another process would; it notes when `work` connects, just before it begins a
+    transaction (SQLite's BEGIN IMMEDIATE, which waits for the write lock)."""
 
-    def __init__(self, system: System, work: Callable[[SessionFactory], object]) -> None:
-        self.engine = make_engine(system.settings)
+    def __init__(
+        self,
+        system: System,
+        work: Callable[[SessionFactory], object],
+        *,
+        engine: sa.Engine | None = None,
+    ) -> None:
+        self.engine = engine or make_engine(system.settings)
         self.began = threading.Event()
         event.listen(self.engine, "engine_connect", lambda _: self.began.set())
         self.outcome: list[object] = []

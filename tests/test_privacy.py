@@ -1,19 +1,38 @@
 """The self-served export holds every row about the subscriber and the address (standards
-LAW-13), and keeps doing so when someone adds a table."""
+LAW-13), and keeps doing so when someone adds a table; an erasure and the retention sweep
+(LAW-16) of the same address, at the same moment, both go through and keep their word."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+
 import pytest
 import sqlalchemy as sa
+from sqlalchemy import event
 
+from drip import privacy, signup
 from drip.bounces import Report, Tally, apply
-from drip.db import transaction
-from drip.models import Base
-from drip.privacy import request_link, suppress
+from drip.consent import latest_signup
+from drip.db import SessionFactory, transaction
+from drip.models import Base, Sequence, Subscriber, SubscriberStatus
+from drip.privacy import erase_ended, is_suppressed, request_link, suppress
 from drip.privacy_export import export
+from drip.signup import Seen, confirm
 from drip.subscriptions import withdraw_address
-from tests.helpers import System
-from tests.test_intake import receive
+from drip.wiring import make_engine
+from tests.helpers import System, wait_until
+from tests.test_intake import (
+    ANA,
+    TIMEOUT,
+    Racer,
+    assert_erased,
+    erasing,
+    hold,
+    lock_waits,
+    receive,
+)
 
 EXPORTED_AS = {"consent_events": "consent_events", "deliveries": "emails"}
 """Each table keyed to a subscriber, and the list in an export's subscription holding
@@ -156,3 +175,130 @@ def test_a_privacy_link_never_goes_where_mail_bounced_or_was_reported_as_spam(
     system.enqueue([delivery_id])
     system.drain()
     assert len(system.smtp.to("ana@example.com")) == mails + mailed
+
+
+def ended_long_ago(system: System, email: str) -> int:
+    """Give `email` a subscription to a second series that ended longer ago than the
+    retention period, made after (so with a higher id than) the address's others."""
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        second = Sequence(slug="second", name="Second", created_at=now)
+        session.add(second)
+        session.flush()
+        ended = Subscriber(
+            sequence_id=second.id,
+            email=email,
+            status=SubscriberStatus.UNSUBSCRIBED,
+            created_at=now,
+            confirmed_at=now,
+            ended_at=now,
+        )
+        session.add(ended)
+        session.flush()
+    system.clock.advance(system.settings.retention + timedelta(minutes=1))
+    return ended.id
+
+
+def sweeping(system: System) -> Callable[[SessionFactory], int]:
+    """The retention sweep of a scheduler pass, in a transaction of its own."""
+
+    def work(sessions: SessionFactory) -> int:
+        with transaction(sessions) as session:
+            return erase_ended(
+                session,
+                secret=system.settings.secret_key,
+                now=system.clock.now(),
+                older_than=system.settings.retention,
+            )
+
+    return work
+
+
+def stop_after(engine: sa.Engine, marker: str) -> tuple[threading.Event, threading.Event]:
+    """Make the first statement on `engine` whose SQL holds `marker` stop once it has run
+    (its rows locked, its transaction open) until released: returns the events (stopped,
+    release) the test waits for and sets."""
+    stopped, release = threading.Event(), threading.Event()
+
+    def after(*args: object) -> None:
+        if marker in str(args[2]) and not stopped.is_set():
+            stopped.set()
+            assert release.wait(TIMEOUT)
+
+    event.listen(engine, "after_cursor_execute", after)
+    return stopped, release
+
+
+def on_postgresql(system: System) -> bool:
+    return system.settings.database_url.startswith("postgresql")
+
+
+def test_an_erasure_and_the_retention_sweep_of_one_address_both_go_through(
+    system: System,
+) -> None:
+    """Ana reads one series and left another years ago. The sweep holds her ended
+    subscription while her erasure, which takes her subscriptions in id order, holds the
+    one she reads and waits for the ended one. The sweep used to wait for the one she
+    reads before deciding on a hash: each waited for the other, and PostgreSQL aborted
+    one (deadlock_detected), a 500 on the privacy page or a failed scheduler pass.
+    Between them they must erase both, and leave nothing of her but the hash."""
+    system.join(ANA[0])
+    ended_long_ago(system, ANA[0])
+    engine = make_engine(system.settings)
+    picked, release = stop_after(engine, "ORDER BY subscribers.ended_at")
+    sweep = Racer(system, sweeping(system), engine=engine)
+    assert picked.wait(TIMEOUT), sweep.outcome
+    eraser = Racer(system, erasing(system))
+    eraser.wait_until_blocked(system)
+    release.set()
+    assert sweep.result() + eraser.result() == 2
+    assert_erased(system)
+
+
+def test_the_sweep_leaves_no_hash_on_an_address_whose_signup_is_being_confirmed(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ana left one series years ago and is clicking the confirmation of a new one as the
+    sweep erases the old one. Her address may be hashed only if no confirmed subscription
+    is left: the sweep must see the confirmation, whether it waits for it or leaves her
+    for the next pass, and never add a hash her confirmation has already looked for."""
+    system.signup(ANA[0])
+    system.drain()
+    pending = system.subscriber(ANA[0]).id
+    ended_long_ago(system, ANA[0])
+    locked, confirm_on = hold(monkeypatch, signup, "forget_suppression")
+    hashing, hash_on = hold(monkeypatch, privacy, "suppress")
+
+    def confirming(sessions: SessionFactory) -> int | None:
+        with transaction(sessions) as session:
+            event = latest_signup(session, pending)
+            assert event is not None
+            return confirm(
+                session,
+                pending,
+                event.id,
+                now=system.clock.now(),
+                seen=Seen(),
+                secret=system.settings.secret_key,
+            )
+
+    confirmer = Racer(system, confirming)
+    assert locked.wait(TIMEOUT), confirmer.outcome
+    sweep = Racer(system, sweeping(system))
+    if on_postgresql(system):
+        wait_until(
+            lambda: sweep.done or hashing.is_set() or lock_waits(system) > 0,
+            "the sweep to decide, or to wait for her row",
+        )
+    else:
+        sweep.wait_until_blocked(system)
+    confirm_on.set()
+    welcome = confirmer.result()
+    hash_on.set()
+    erased = sweep.result()
+    assert erased + system.tick().erased == 1, "the ended subscription goes, now or next"
+    with transaction(system.sessions) as session:
+        assert not is_suppressed(session, system.settings.secret_key, ANA[0])
+    system.enqueue([welcome])
+    system.drain()
+    assert "Welcome" in system.smtp.to(ANA[0])[-1]["Subject"]

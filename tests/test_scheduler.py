@@ -21,7 +21,8 @@ from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Ready, Transport, go
-from tests.helpers import System, plan_of
+from tests.helpers import System, deadlocked_deletes, plan_of
+from tests.test_privacy import ended_long_ago
 
 
 class DiesAfterSending:
@@ -321,3 +322,22 @@ def test_the_in_flight_check_stays_a_probe_per_candidate_on_postgresql(system: S
         plan = "\n".join(session.scalars(sa.text(f"EXPLAIN {sql}")))
     assert "Anti Join" not in plan
     assert "SubPlan" in plan
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_pass_whose_deletions_the_database_aborts_logs_it_and_goes_on(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Should PostgreSQL abort the pass's deletions (standards LAW-16: the purge of
+    signups never confirmed, the erasure of subscriptions ended long ago) to break a
+    deadlock (drip.db CONFLICTS), the pass still issues the lessons due and sweeps, and
+    the next pass deletes what this one could not."""
+    system.join("ana@example.com")
+    system.signup("bob@example.com")
+    ended_long_ago(system, "ana@example.com")
+    with deadlocked_deletes(system, "subscribers"), caplog.at_level(logging.WARNING):
+        aborted = system.tick()
+    assert (aborted.purged, aborted.erased, len(aborted.issued)) == (0, 0, 1), "a lesson goes"
+    assert any("retention_conflict sqlstate=40P01" in r.getMessage() for r in caplog.records)
+    after = system.tick()
+    assert (after.purged, after.erased) == (1, 1)

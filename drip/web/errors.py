@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 
 from flask import Flask, Response, jsonify, make_response, render_template, request
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException, SecurityError
 
+from drip.db import is_conflict
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.web.limits import RateLimited
 
@@ -21,6 +22,10 @@ BAD_LINK = "This link is no longer valid: it may have expired, or been cut short
 """The one answer to every link that does not work, expired, tampered, made for another
 purpose or naming someone erased (standards SEC-10, UNS-05): telling them apart would
 tell a prober which signatures are genuine."""
+TRY_AGAIN = (
+    "That clashed with another change to the same records at the same moment, so nothing "
+    "was changed. Please go back and try again."
+)
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +56,25 @@ def register(app: Flask) -> None:
             return out_of_range(exc)
         log.warning("the database refused a value: %s", exc.orig)
         return answer(400, CANNOT_STORE)
+
+    @app.errorhandler(OperationalError)
+    def conflict(exc: OperationalError) -> Response:
+        """PostgreSQL aborted the request's transaction for a deadlock or a serialization
+        failure (drip.db.CONFLICTS): everything it did was rolled back, and the same
+        request a moment later normally goes through. Saying so, with a 503 and
+        Retry-After, beats a 500: an erasure from the privacy page, say, can be sent again
+        as it was. The log names the page, never its URL, which may hold a token. Any
+        other OperationalError (the database is down) stays a 500."""
+        if not is_conflict(exc):
+            raise exc
+        log.warning(
+            "transaction_conflict sqlstate=%s endpoint=%s: rolled back; asked to retry",
+            getattr(exc.orig, "sqlstate", None),
+            request.endpoint,
+        )
+        response = make_response(answer(503, TRY_AGAIN))
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(SecurityError)
     def untrusted_host(_exc: SecurityError) -> tuple[Response, int]:

@@ -38,7 +38,7 @@ from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
 from drip.subscriptions import mark_bounced, pause, unsubscribe
 from drip.web import create_app
-from tests.helpers import System, assert_not_on_disk
+from tests.helpers import System, assert_not_on_disk, deadlocked_deletes
 from tests.web.conftest import BLOG, link, status_of
 
 
@@ -570,6 +570,28 @@ def test_a_privacy_link_expires_after_a_day(client: FlaskClient, system: System,
         expired.get_data() == client.post(erase).get_data() == client.get("/privacy/x").get_data()
     )
     assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_an_erasure_the_database_aborts_for_a_deadlock_asks_to_be_sent_again(
+    client: FlaskClient, system: System, ana: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL breaks a deadlock by aborting one of its transactions (drip.db
+    CONFLICTS). When that is the erasure, the page says nothing changed and to try again
+    (503, Retry-After), not a 500; the same button then erases. The log names neither
+    the address nor the token."""
+    client.post("/privacy", data={"email": "ana@example.com"})
+    erase = erase_button(client, link(system, "ana@example.com", "privacy"))
+    with deadlocked_deletes(system, "subscribers"), caplog.at_level(logging.WARNING):
+        aborted = client.post(erase)
+    assert (aborted.status_code, aborted.headers["Retry-After"]) == (503, "1")
+    assert "nothing was changed. Please go back and try again." in aborted.get_data(True)
+    [logged] = [r.getMessage() for r in caplog.records if "transaction_conflict" in r.getMessage()]
+    assert "sqlstate=40P01 endpoint=privacy.erase_everything" in logged
+    assert "ana@" not in logged and erase.split("/")[2] not in logged
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    assert client.post(erase).status_code == 200
+    assert count(system, Subscriber) == 0
 
 
 def erase_button(client: FlaskClient, manage: str) -> str:
