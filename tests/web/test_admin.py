@@ -41,7 +41,7 @@ from drip.subscriptions import unsubscribe, withdraw_address
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.context import ctx
-from tests.helpers import System, commits_conflicting, sent_today
+from tests.helpers import System, assert_not_on_disk, commits_conflicting, sent_today
 from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
 from tests.web.test_consent import F5
 
@@ -612,6 +612,7 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     with transaction(system.sessions) as session:
         for model in (Subscriber, ConsentEvent, ConsentText, ErasureMark):
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
+    assert_not_on_disk(system, "ana@example.com")
 
 
 def on_page(name: str, value: object, text: ConsentText | None) -> str:
