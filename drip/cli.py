@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import click
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from drip.clock import Clock, FixedClock, parse_instant
-from drip.db import SessionFactory
+from drip.db import SessionFactory, is_conflict
 from drip.errors import ConfigError, DripError, InvalidInput, NotFound
 from drip.scheduler import PassResult
 from drip.settings import Settings, load_settings, positive_float
@@ -34,7 +35,19 @@ def _settings() -> Settings:
     return settings
 
 
+CONFLICT = (
+    "the database aborted this for a clash with another change; nothing was changed, run it again"
+)
+
+
 def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's errors as a message and an exit status, not a traceback: 2 for a bad
+    setting, as for any usage error, and 1 for the rest. When PostgreSQL aborts a
+    command's transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
+    unconfirmed signups can still deadlock with `drip privacy erase`, drip.privacy.erase),
+    the aborted transaction leaves nothing behind and the same command run again normally
+    goes through, so the message says that instead of a traceback."""
+
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -43,6 +56,10 @@ def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             raise click.UsageError(str(exc)) from None
         except DripError as exc:
             raise click.ClickException(str(exc)) from None
+        except DBAPIError as exc:
+            if not is_conflict(exc):
+                raise
+            raise click.ClickException(CONFLICT) from None
 
     return wrapper
 

@@ -153,12 +153,38 @@ def deadlocked_deletes(system: System, table: str) -> Iterator[None]:
     """While inside, PostgreSQL refuses every DELETE from `table` with the error it gives
     the transaction it aborts to break a deadlock (SQLSTATE 40P01): one cannot be staged
     to order, because which of the two it aborts depends on timing."""
+    with _failing(
+        system,
+        table,
+        "deadlock_detected",
+        f"TRIGGER drip_test_conflict BEFORE DELETE ON {table} FOR EACH ROW",
+    ):
+        yield
+
+
+@contextmanager
+def commits_conflicting(system: System, table: str) -> Iterator[None]:
+    """While inside, PostgreSQL refuses to commit a transaction that inserted into `table`
+    with the error a serializable transaction gets at commit when another has clashed
+    with it (SQLSTATE 40001): the request has done all its work before the database gives
+    up on it. A deferred trigger raises it, as no timing can be counted on to."""
+    with _failing(
+        system,
+        table,
+        "serialization_failure",
+        f"CONSTRAINT TRIGGER drip_test_conflict AFTER INSERT ON {table} "
+        "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW",
+    ):
+        yield
+
+
+@contextmanager
+def _failing(system: System, table: str, error: str, trigger: str) -> Iterator[None]:
+    """While inside, `trigger` (drip_test_conflict on `table`) raises PostgreSQL's `error`."""
     statements = [
-        "CREATE FUNCTION drip_test_deadlock() RETURNS trigger LANGUAGE plpgsql AS "
-        "$$ BEGIN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = 'deadlock_detected'; "
-        "END $$",
-        f"CREATE TRIGGER drip_test_deadlock BEFORE DELETE ON {table} "
-        "FOR EACH ROW EXECUTE FUNCTION drip_test_deadlock()",
+        "CREATE FUNCTION drip_test_conflict() RETURNS trigger LANGUAGE plpgsql AS "
+        f"$$ BEGIN RAISE EXCEPTION '{error}' USING ERRCODE = '{error}'; END $$",
+        f"CREATE {trigger} EXECUTE FUNCTION drip_test_conflict()",
     ]
     with transaction(system.sessions) as session:
         for statement in statements:
@@ -167,8 +193,8 @@ def deadlocked_deletes(system: System, table: str) -> Iterator[None]:
         yield
     finally:
         with transaction(system.sessions) as session:
-            session.execute(sa.text(f"DROP TRIGGER drip_test_deadlock ON {table}"))
-            session.execute(sa.text("DROP FUNCTION drip_test_deadlock()"))
+            session.execute(sa.text(f"DROP TRIGGER drip_test_conflict ON {table}"))
+            session.execute(sa.text("DROP FUNCTION drip_test_conflict()"))
 
 
 def plan_of(session: Session, query: sa.Executable) -> str:

@@ -21,7 +21,7 @@ from drip.db import transaction
 from drip.models import Subscriber, Suppression
 from drip.privacy_export import as_json, export
 from drip.settings import load_settings
-from tests.helpers import System, assert_not_on_disk, drip_env
+from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, drip_env
 from tests.test_intake import ANA, assert_erased, receive, receive_ana
 
 
@@ -245,6 +245,26 @@ def test_privacy_erase_changes_nothing_unless_confirmed_or_when_nobody_holds_the
     again = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
     assert again.exit_code == 0, again.output
     assert (rows(system, Subscriber), rows(system, Suppression)) == (0, 1)
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_an_erasure_the_database_aborts_for_a_deadlock_says_to_run_it_again(
+    system: System, env: dict[str, str]
+) -> None:
+    """PostgreSQL breaks a deadlock by aborting one of the transactions (drip.db
+    CONFLICTS): the command says nothing changed and to run it again, exits 1 as for
+    any other error, and shows no traceback."""
+    ana_joined(system)
+    with deadlocked_deletes(system, "subscribers"):
+        aborted = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
+    assert (aborted.exit_code, type(aborted.exception)) == (1, SystemExit), aborted.output
+    assert aborted.stderr == (
+        "Error: the database aborted this for a clash with another change; "
+        "nothing was changed, run it again\n"
+    )
+    assert (rows(system, Subscriber), rows(system, Suppression)) == (1, 0)
+    again = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
+    assert again.exit_code == 0, again.output
 
 
 @pytest.mark.parametrize("command", ["export", "erase"])

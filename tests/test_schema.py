@@ -476,7 +476,9 @@ def test_migration_0023_lets_a_withdrawal_name_the_privacy_page_and_back(
     """After the upgrade a withdrawal may say `privacy_page`; the downgrade turns it back
     into `link`, the only name the old code has for it, and the old list is enforced
     again. The log stays append-only both ways, and on SQLite the rebuilt table keeps
-    its AUTOINCREMENT (0020), indexes, triggers and keys."""
+    its AUTOINCREMENT (0020), indexes, triggers and keys, and the largest id it ever
+    gave: an erased event's id, gone from the table, is never given again either way.
+    (PostgreSQL's sequence is untouched by a constraint change.)"""
     engine = create_db_engine(database_url)
     withdrawal = sa.text(
         "INSERT INTO consent_events (id, subscriber_id, kind, occurred_at, method) "
@@ -487,7 +489,8 @@ def test_migration_0023_lets_a_withdrawal_name_the_privacy_page_and_back(
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(sa.text(ROW_AT_0019["subscribers"]), {"id": 1, "n": 1})
-            conn.execute(withdrawal, {"id": 1, "method": "link"})
+            conn.execute(withdrawal, [{"id": 1, "method": "link"}, {"id": 3, "method": "link"}])
+            _delete_row(conn, "consent_events", 3)
             before = _sqlite_schema(conn) if conn.dialect.name == "sqlite" else None
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(withdrawal, {"id": 2, "method": "privacy_page"})
@@ -498,6 +501,8 @@ def test_migration_0023_lets_a_withdrawal_name_the_privacy_page_and_back(
             if before is not None:
                 assert _sqlite_schema(conn)[0] == before[0], "indexes and triggers"
                 assert _never_reusing_ids(conn) == IDS_NEVER_REUSED
+                assert _new_withdrawal(conn) == 4, "3 was erased before the upgrade"
+                _delete_row(conn, "consent_events", 4)
         assert "ck_consent_events_consent_method" in checks, "a later migration finds it"
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.text("UPDATE consent_events SET method = 'admin' WHERE id = 2"))
@@ -509,7 +514,20 @@ def test_migration_0023_lets_a_withdrawal_name_the_privacy_page_and_back(
         assert sorted(map(tuple, methods)) == [(1, "link"), (2, "link")]
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(withdrawal, {"id": 3, "method": "privacy_page"})
+        if before is not None:
+            with engine.begin() as conn:
+                assert _new_withdrawal(conn) == 5, "4 was erased before the downgrade"
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(sa.text("UPDATE consent_events SET method = 'admin' WHERE id = 2"))
     finally:
         engine.dispose()
+
+
+def _new_withdrawal(conn: sa.Connection) -> int:
+    """Log a withdrawal with the id the database chooses, and return that id."""
+    return conn.scalar(
+        sa.text(
+            "INSERT INTO consent_events (subscriber_id, kind, occurred_at, method) "
+            "VALUES (1, 'withdraw', '2026-01-03 00:00:00', 'link') RETURNING id"
+        )
+    )

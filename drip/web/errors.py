@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request, session
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException, SecurityError
 
@@ -64,9 +64,16 @@ def register(app: Flask) -> None:
         request a moment later normally goes through. Saying so, with a 503 and
         Retry-After, beats a 500: an erasure from the privacy page, say, can be sent again
         as it was. The log names the page, never its URL, which may hold a token. Any
-        other OperationalError (the database is down) stays a 500."""
+        other OperationalError (the database is down) stays a 500.
+
+        Admin views flash their outcome ("Saved as version 12") inside the transaction,
+        and the session cookie is saved with this answer too, so the messages waiting
+        to be shown are dropped: the next page would otherwise report a change the
+        rollback undid. A message left over from an earlier request goes with them,
+        which costs less than a false one."""
         if not is_conflict(exc):
             raise exc
+        session.pop("_flashes", None)
         log.warning(
             "transaction_conflict sqlstate=%s endpoint=%s: rolled back; asked to retry",
             getattr(exc.orig, "sqlstate", None),

@@ -41,7 +41,7 @@ from drip.subscriptions import unsubscribe, withdraw_address
 from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.context import ctx
-from tests.helpers import System, sent_today
+from tests.helpers import System, assert_not_on_disk, commits_conflicting, sent_today
 from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
 from tests.web.test_consent import F5
 
@@ -355,6 +355,24 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
     assert "Lesson {{ lesson_number }}." in page.replace("&#39;", "'") or "lesson_number" in page
 
 
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_save_the_database_aborts_at_commit_leaves_no_saved_message_behind(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The editor says "Saved as version N" before the transaction commits. When
+    PostgreSQL then aborts it for a clash (drip.db.CONFLICTS), the answer is the 503 that
+    says nothing changed, and the next page must not say it was saved."""
+    page = f"/admin/lessons/{lesson_1}"
+    before = len(versions(system, lesson_1))
+    with commits_conflicting(system, "template_versions"):
+        aborted = post(admin, page, edit(lesson_1), page=page)
+    assert aborted.status_code == 503
+    assert len(versions(system, lesson_1)) == before
+    assert "Saved as version" not in admin.get(page).get_data(as_text=True)
+    post(admin, page, edit(lesson_1), page=page)
+    assert "Saved as version" in admin.get(page).get_data(as_text=True), "as it was"
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -595,6 +613,7 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     with transaction(system.sessions) as session:
         for model in (Subscriber, ConsentEvent, ConsentText, ErasureMark):
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
+    assert_not_on_disk(system, "ana@example.com")
 
 
 def on_page(name: str, value: object, text: ConsentText | None) -> str:

@@ -10,7 +10,11 @@ PostgreSQL drops and adds the constraint. SQLite cannot change a table's constra
 so it rebuilds the table the way 0020 does: new table, INSERT ... SELECT, old one
 dropped, new one renamed, with foreign keys off (drip.schema.migrate), AUTOINCREMENT
 kept (0020), and the indexes and the append-only triggers (0014) read from
-`sqlite_master` first and created again afterwards from the same SQL.
+`sqlite_master` first and created again afterwards from the same SQL. The copy would
+also restart `sqlite_sequence` at the largest id left in the table, so the id of an
+erased event that had been the largest would go to the next one, which 0020 exists
+to forbid; the old mark is read first and put back if it was higher, both ways. (0020
+had no mark to keep: its tables had no AUTOINCREMENT before it.)
 
 The downgrade turns every `privacy_page` back into `link` before narrowing the
 constraint: the old code reads no other name, and `link` is what it logged for the
@@ -78,6 +82,7 @@ def _allow(methods: tuple[str, ...]) -> None:
             "reference it"
         )
     with (
+        _sqlite_sequence_kept(),
         _sqlite_extras_kept("index", "trigger"),
         op.batch_alter_table(
             "consent_events",
@@ -88,6 +93,26 @@ def _allow(methods: tuple[str, ...]) -> None:
     ):
         batch.drop_constraint(op.f("ck_consent_events_consent_method"), type_="check")
         batch.create_check_constraint("consent_method", check)
+
+
+@contextmanager
+def _sqlite_sequence_kept() -> Iterator[None]:
+    """Keep the largest id consent_events ever gave through a rebuild of the table.
+
+    The copy's INSERT ... SELECT sets the new table's `sqlite_sequence` row to the largest
+    id copied (none at all if the table is empty), below the old one whenever the
+    newest events were erased."""
+    conn = op.get_bind()
+    mark = sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'consent_events'")
+    before = conn.scalar(mark) or 0
+    yield
+    after = conn.scalar(mark) or 0
+    if before > after:
+        conn.execute(sa.text("DELETE FROM sqlite_sequence WHERE name = 'consent_events'"))
+        conn.execute(
+            sa.text("INSERT INTO sqlite_sequence (name, seq) VALUES ('consent_events', :seq)"),
+            {"seq": before},
+        )
 
 
 @contextmanager

@@ -13,10 +13,9 @@ from werkzeug.wrappers import Response
 
 from drip import consent, directory
 from drip.csvio import export_rows, write_csv, write_csv_row
-from drip.db import scrub
 from drip.errors import InvalidInput
 from drip.models import ConsentMethod, SubscriberStatus
-from drip.privacy import erase
+from drip.privacy import erase_address
 from drip.signup import find_sequence
 from drip.subscriptions import move_to_step, pause, resume, resume_refusal, unsubscribe
 from drip.web.admin import protected
@@ -108,6 +107,12 @@ def act(subscriber_id: int) -> Response:
     web = ctx()
     action = request.form.get("action", "")
     now = web.clock.now()
+    if action == "erase":
+        with web.reading() as session:
+            email = directory.timeline(session, subscriber_id).subscriber.email
+        erase_address(web.sessions, email, secret=web.settings.secret_key, now=now)
+        flash("Erased everything about that subscriber.")
+        return redirect(url_for(".index"))
     queued: list[int] = []
     with web.transaction() as session:
         if action == "pause":
@@ -127,15 +132,8 @@ def act(subscriber_id: int) -> Response:
                     session, request.form.get("delivery", type=int) or 0, subscriber_id, now=now
                 )
             )
-        elif action == "erase":
-            email = directory.timeline(session, subscriber_id).subscriber.email
-            erase(session, email, secret=web.settings.secret_key, now=now)
         else:
             raise InvalidInput("unknown action")
-    if action == "erase":
-        scrub(web.engine)
-        flash("Erased everything about that subscriber.")
-        return redirect(url_for(".index"))
     web.enqueue(queued)
     flash("Done.")
     return redirect(url_for(".detail", subscriber_id=subscriber_id))
