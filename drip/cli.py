@@ -36,7 +36,8 @@ def _settings() -> Settings:
 
 
 CONFLICT = (
-    "the database aborted this for a clash with another change; nothing was changed, run it again"
+    "the database aborted a step for a clash with another change; that step changed "
+    "nothing (steps before it are kept), run the command again"
 )
 
 
@@ -45,8 +46,9 @@ def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     setting, as for any usage error, and 1 for the rest. When PostgreSQL aborts a
     command's transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
     unconfirmed signups can still deadlock with `drip privacy erase`, drip.privacy.erase),
-    the aborted transaction leaves nothing behind and the same command run again normally
-    goes through, so the message says that instead of a traceback."""
+    the aborted transaction leaves nothing behind (a command that commits in steps, as
+    `bounces process` does, keeps the steps before it) and the same command run again
+    normally goes through, so the message says that instead of a traceback."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

@@ -259,8 +259,8 @@ def test_an_erasure_the_database_aborts_for_a_deadlock_says_to_run_it_again(
         aborted = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
     assert (aborted.exit_code, type(aborted.exception)) == (1, SystemExit), aborted.output
     assert aborted.stderr == (
-        "Error: the database aborted this for a clash with another change; "
-        "nothing was changed, run it again\n"
+        "Error: the database aborted a step for a clash with another change; that step "
+        "changed nothing (steps before it are kept), run the command again\n"
     )
     assert (rows(system, Subscriber), rows(system, Suppression)) == (1, 0)
     again = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
