@@ -25,16 +25,10 @@ The kinds:
   later email that is not reported bouncing breaks the run. The mark is per delivery,
   so a report received twice (providers retry) counts once.
 
-A bounce that is not a machine-readable DSN (a plain-text "undeliverable" note, as qmail,
-older Exim and Postfix and some providers still send) must first look like a bounce (from
-MAILER-DAEMON or postmaster, or a bounce-like subject on a message not marked
-Auto-Submitted), because vacation replies and human answers go back to the return path
-too and must never count against anyone. Then flufl.bounce, Mailman's detectors for such
-formats, names the addresses that failed, permanently (a hard bounce) or not (soft), as
-standards BNC-02 asks; each is tied to its email by the same marks as a DSN (here the
-VERP address, else the address and the report's Date). What they cannot read is
-attributed by its VERP address alone, as a soft bounce: three in a row stop the
-subscriber anyway.
+A bounce that is not a machine-readable DSN is read by drip.plain_bounces; each address
+it finds failed is tied to its email by the same marks as a DSN (here the VERP address,
+else the address and the report's Date). What it cannot read is attributed by its VERP
+address alone, as a soft bounce: three in a row stop the subscriber anyway.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
 the caller to keep and flag; messages that are none of these are counted as unreadable
@@ -62,10 +56,9 @@ from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
 
 import sqlalchemy as sa
-from flufl.bounce import all_failures
 from sqlalchemy.orm import Session
 
-from drip import verp
+from drip import plain_bounces, verp
 from drip.clock import Clock
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError
@@ -81,15 +74,6 @@ UNSUBSCRIBE_TOKEN = re.compile(
 )
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
 """Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
-BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
-BOUNCE_SUBJECT = re.compile(
-    r"undeliver|undelivered|delivery (status notification|failure|has failed)|returned mail"
-    r"|failure notice|mail delivery (failed|subsystem)|could not be delivered|non-?delivery",
-    re.IGNORECASE,
-)
-WARNING_SUBJECT = re.compile(r"delay|warning|still being retried", re.IGNORECASE)
-"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Postfix's
-"Delayed Mail (still being retried)"): the detectors take some warnings for failures."""
 SOFT_RUN = 3
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a report's date may fall before drip recorded the email it is about: the
@@ -173,57 +157,19 @@ def _report(msg: EmailMessage) -> list[Report]:
 
 
 def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
-    """A bounce in a format of its own: the addresses the detectors find in it, else one
-    soft bounce if it came back to a VERP address."""
-    if not _looks_like_a_bounce(msg):
+    """A bounce in a format of its own: the addresses drip.plain_bounces finds in it, else
+    one soft bounce if it came back to a VERP address."""
+    if not plain_bounces.looks_like_a_bounce(msg):
         return []
     subject = str(msg.get("Subject", ""))[:200]
     detail = f"plain-text bounce: {subject}"
-    failed = _failed(raw, subject, trusted=_from_mail_system(msg))
+    trusted = plain_bounces.from_mail_system(msg)
+    failed = plain_bounces.failures(raw, subject, trusted=trusted)
     if failed:
         dated = _dated(msg)
         return [Report(kind, rcpt, None, detail, envelope, dated=dated) for rcpt, kind in failed]
     returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
     return [Report("soft", "", None, detail, returned_to)] if returned_to else []
-
-
-def _failed(raw: bytes, subject: str, *, trusted: bool) -> list[tuple[str, str]]:
-    """BNC-02's fallback: the addresses flufl.bounce's detectors find failed, each "hard"
-    (a permanent failure) or "soft".
-
-    They are written for the compat32 `Message`, so they get their own parse. Some take a
-    delay warning for a failure (Exim's quotes the "RCPT TO:<...>" it was deferred at), so
-    under a warning's subject every address is soft: a false hard bounce bars an address
-    for good, a false soft one only counts toward a run. For the same reason only a
-    message from a mail system (`trusted`) may give a hard bounce: one known by its
-    subject alone may be a person forwarding someone else's bounce. A detector that fails
-    on some odd message must not stop the batch: that message is left to the VERP rule.
-    """
-    try:
-        temporary, permanent = all_failures(email.message_from_bytes(raw))
-    except Exception as exc:
-        log.warning("bounce detectors failed (%s: %s)", type(exc).__name__, exc)
-        return []
-    if not trusted or WARNING_SUBJECT.search(subject):
-        temporary, permanent = temporary | permanent, frozenset()
-    kinds = {address: "soft" for address in temporary} | dict.fromkeys(permanent, "hard")
-    return [(address.decode(errors="replace"), kind) for address, kind in sorted(kinds.items())]
-
-
-def _looks_like_a_bounce(msg: EmailMessage) -> bool:
-    """From a mail system (Exim's plain-text bounces also say Auto-Submitted: auto-replied,
-    so that header cannot rule them out), or with a bounce's subject and not an auto-reply
-    (a vacation notice may well quote "undeliverable")."""
-    if _from_mail_system(msg):
-        return True
-    if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
-        return False
-    return BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
-
-
-def _from_mail_system(msg: EmailMessage) -> bool:
-    senders = [address.lower() for _, address in getaddresses([str(msg.get("From", ""))])]
-    return any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders)
 
 
 def process_maildir(

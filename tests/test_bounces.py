@@ -131,7 +131,7 @@ def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
     def broken(_msg: object) -> NoReturn:
         raise TypeError("a detector's bug")
 
-    monkeypatch.setattr("drip.bounces.all_failures", broken)
+    monkeypatch.setattr("drip.plain_bounces.all_failures", broken)
     returned_to = verp.return_path("k" * 40, 7, "bounces.example.com")
     (report,) = parse(fixture("qmail_hard.eml", return_path=returned_to))
     assert (report.kind, report.recipient, report.envelope) == ("soft", "", (returned_to,))
