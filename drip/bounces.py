@@ -163,8 +163,7 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
         return []
     subject = str(msg.get("Subject", ""))[:200]
     detail = f"plain-text bounce: {subject}"
-    trusted = plain_bounces.from_mail_system(msg)
-    failed = plain_bounces.failures(raw, subject, trusted=trusted)
+    failed = plain_bounces.failures(raw, msg)
     if failed:
         dated = _dated(msg)
         return [Report(kind, rcpt, None, detail, envelope, dated=dated) for rcpt, kind in failed]

@@ -113,6 +113,36 @@ def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
     assert [(r.kind, r.recipient) for r in parse(plain_warning)] == [("soft", "bob@example.com")]
 
 
+def test_a_failure_that_gives_no_permanent_code_is_soft() -> None:
+    """Exim and qmail give up on an address after days of 4xx deferrals (here a full
+    mailbox) with the same "permanent error" bounce as for an unknown user, and the
+    detectors call both permanent; only a 5yz or 5.x.x code with no 4yz or 4.x.x beside
+    it bars the address (BNC-02: 4.x.x is soft). Each address is judged by the words
+    about it: Cat's 550 is hard next to Bob's retry timeout."""
+    for name in ("exim_retry_timeout.eml", "qmail_queue_too_long.eml"):
+        assert [(r.kind, r.recipient) for r in parse(fixture(name))] == [
+            ("soft", "bob@example.com")
+        ], name
+    cat_unknown = fixture("exim_failed.eml")
+    bob_timed_out = (
+        b"  bob@example.com\r\n"
+        b"    host mx.example.com [198.51.100.7]\r\n"
+        b"    SMTP error from remote mail server after RCPT TO:<bob@example.com>:\r\n"
+        b"    452 4.2.2 <bob@example.com>: Mailbox full\r\n"
+        b"    retry timeout exceeded\r\n"
+    )
+    both = cat_unknown.replace(
+        b"Recipients: cat@example.com", b"Recipients: cat@example.com, bob@example.com"
+    ).replace(b"User unknown\r\n", b"User unknown\r\n" + bob_timed_out)
+    assert [(r.kind, r.recipient) for r in parse(both)] == [
+        ("soft", "bob@example.com"),
+        ("hard", "cat@example.com"),
+    ]
+    diagnosis = cat_unknown.split(b"  cat@example.com\r\n")[1].split(b"\r\n\r\n")[0]
+    unrouteable = cat_unknown.replace(diagnosis, b"    Unrouteable address")
+    assert [(r.kind, r.recipient) for r in parse(unrouteable)] == [("soft", "cat@example.com")]
+
+
 def test_a_bounce_a_person_forwards_is_soft_at_most() -> None:
     """A failure bars an address for good, so only a mail system's word counts as one: a
     bounce known by its subject alone may be someone forwarding another's bounce."""
