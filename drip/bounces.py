@@ -26,9 +26,10 @@ The kinds:
   so a report received twice (providers retry) counts once.
 
 A bounce that is not a machine-readable DSN is read by drip.plain_bounces; each address
-it finds failed is tied to its email by the same marks as a DSN (here the VERP address,
-else the address and the report's Date). What it cannot read is attributed by its VERP
-address alone, as a soft bounce: three in a row stop the subscriber anyway.
+it finds failed is tied to its email by the same marks as a DSN (those of the original
+it returns, the VERP address, else the address and a date). What it cannot read is
+attributed by its VERP address alone, as a soft bounce: three in a row stop the
+subscriber anyway.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
 the caller to keep and flag; messages that are none of these are counted as unreadable
@@ -96,7 +97,8 @@ class Report:
     unsubscribe_token: str | None = None
     """The token of the original message's List-Unsubscribe link, when it is embedded."""
     dated: datetime | None = None
-    """When the report was made, at the latest: the original was sent before it."""
+    """When the report, or the original it quotes, was made, at the latest: the original
+    was sent before it."""
 
 
 @dataclass
@@ -143,30 +145,37 @@ def is_report(raw: bytes) -> bool:
 
 def _report(msg: EmailMessage) -> list[Report]:
     report_type = msg.get_param("report-type", "")
-    headers = _original_headers(msg)
-    original = _first(MESSAGE_ID, headers)
+    original, token = _marks(_original_headers(msg))
     if report_type == "delivery-status":
         reports = _delivery_status(msg, original)
     elif report_type == "feedback-report":
         reports = _feedback(msg, original)
     else:
         return []
-    token = _first(UNSUBSCRIBE_TOKEN, headers)
     dated = _dated(msg)
     return [replace(r, unsubscribe_token=token, dated=dated) for r in reports]
 
 
 def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
     """A bounce in a format of its own: the addresses drip.plain_bounces finds in it, else
-    one soft bounce if it came back to a VERP address."""
+    one soft bounce if it came back to a VERP address.
+
+    Each is tied to its email by the marks a DSN gives: the Message-ID and unsubscribe
+    link of the original it returns (attached, or quoted after its text, as qmail and
+    Exim do), and the original's own date where it gives that instead (Exim's delay
+    warning). Without them, a bounce repeated about one email (a warning every day) would
+    be tied by its own date to the email sent before each, and count several times."""
     if not plain_bounces.looks_like_a_bounce(msg):
         return []
     subject = str(msg.get("Subject", ""))[:200]
     detail = f"plain-text bounce: {subject}"
     failed = plain_bounces.failures(raw, msg)
     if failed:
-        dated = _dated(msg)
-        return [Report(kind, rcpt, None, detail, envelope, dated=dated) for rcpt, kind in failed]
+        original, token = _marks(_original_headers(msg) or plain_bounces.quoted_headers(msg))
+        dated = _dated(msg, plain_bounces.original_date(msg))
+        return [
+            Report(kind, rcpt, original, detail, envelope, token, dated) for rcpt, kind in failed
+        ]
     returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
     return [Report("soft", "", None, detail, returned_to)] if returned_to else []
 
@@ -398,10 +407,11 @@ def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
     return []
 
 
-def _dated(msg: EmailMessage) -> datetime | None:
-    """The earliest date a report gives: its own Date, or the Arrival-Date of the original
-    at the server reporting on it. The original was sent before either."""
-    stamps = [str(msg.get("Date", ""))]
+def _dated(msg: EmailMessage, *others: str) -> datetime | None:
+    """The earliest date a report gives: its own Date, the Arrival-Date of the original
+    at the server reporting on it, or `others` it quotes. The original was sent before
+    any of them (give or take CLOCK_SKEW)."""
+    stamps = [str(msg.get("Date", "")), *others]
     for part in msg.walk():
         if part.get_content_type() in REPORT_PARTS:
             stamps.append(_fields(part).get("arrival-date", ""))
@@ -455,6 +465,11 @@ def _original_headers(msg: EmailMessage) -> str:
         if kind == "text/rfc822-headers":
             return part.get_payload(decode=True).decode(errors="replace")
     return ""
+
+
+def _marks(headers: str) -> tuple[str | None, str | None]:
+    """The Message-ID and List-Unsubscribe token in the original's header section."""
+    return _first(MESSAGE_ID, headers), _first(UNSUBSCRIBE_TOKEN, headers)
 
 
 def _first(pattern: re.Pattern[str], text: str) -> str | None:

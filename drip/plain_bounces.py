@@ -38,6 +38,8 @@ COPY_MARK = re.compile(r"^-{2,}.*\bcopy\b", re.IGNORECASE | re.MULTILINE)
 """The line qmail ("--- Below this line is a copy of the message.") and Exim ("------ This
 is a copy of the message, including all the headers. ------") put before the original
 they return: what follows is drip's own email, not the server's words."""
+ORIGINAL_DATE = re.compile(r"^\s*The date of the message is:\s*(.+)$", re.MULTILINE)
+"""Exim's delay warning returns no copy of the original, only its Date header's value."""
 
 
 def failures(raw: bytes, msg: EmailMessage) -> list[tuple[str, str]]:
@@ -61,7 +63,7 @@ def failures(raw: bytes, msg: EmailMessage) -> list[tuple[str, str]]:
         temporary, permanent = temporary | permanent, frozenset()
     kinds = {address: "soft" for address in temporary} | dict.fromkeys(permanent, "hard")
     found = {address.decode(errors="replace"): kind for address, kind in kinds.items()}
-    said = _said(msg)
+    said = _written(msg)[0]
     return [
         (address, "hard" if kind == "hard" and _permanent(address, said, found) else "soft")
         for address, kind in sorted(found.items())
@@ -102,12 +104,26 @@ def _mention(address: str, text: str) -> int | None:
     return found.start() if found else None
 
 
-def _said(msg: EmailMessage) -> str:
-    """The mail system's own words: the text before the copy of the original it may
-    return, whose headers and lesson text may hold any number."""
+def quoted_headers(msg: EmailMessage) -> str:
+    """The header section of the original the bounce returns after its copy mark, where
+    qmail and Exim keep its Message-ID and List-Unsubscribe link; "" if it returns none."""
+    copy = _written(msg)[1].split("\n", 1)[-1].lstrip("\n")
+    return copy.split("\n\n", 1)[0]
+
+
+def original_date(msg: EmailMessage) -> str:
+    """The original's date as the bounce gives it (Exim's delay warning); "" if it does
+    not. A warning repeated each day about one email then dates that email, not the day."""
+    found = ORIGINAL_DATE.search(_written(msg)[0])
+    return found.group(1) if found else ""
+
+
+def _written(msg: EmailMessage) -> tuple[str, str]:
+    """The mail system's own words, before its copy mark, and from the mark on the copy of
+    the original it returns ("" if none), whose headers and text may hold any number."""
     text = "\n".join(_plain_text(msg))
     mark = COPY_MARK.search(text)
-    return text[: mark.start()] if mark else text
+    return (text[: mark.start()], text[mark.start() :]) if mark else (text, "")
 
 
 def _plain_text(part: Message) -> Iterator[str]:
@@ -119,7 +135,8 @@ def _plain_text(part: Message) -> Iterator[str]:
                 yield from _plain_text(inner)
     elif part.get_content_type() == "text/plain":
         payload = part.get_payload(decode=True)
-        yield payload.decode(errors="replace") if isinstance(payload, bytes) else ""
+        text = payload.decode(errors="replace") if isinstance(payload, bytes) else ""
+        yield text.replace("\r\n", "\n")
 
 
 def looks_like_a_bounce(msg: EmailMessage) -> bool:

@@ -94,8 +94,10 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
 def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
     """BNC-02's fallback: qmail's and older Exim's bounces have no DSN part, and name the
     failed address only in their text. A failure is hard, a delay soft, even where the
-    detectors call an Exim warning a failure (it quotes the RCPT TO it was deferred at)."""
+    detectors call an Exim warning a failure (it quotes the RCPT TO it was deferred at).
+    The warning is dated by the date it gives of the original, the email it is about."""
     when = datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
+    sent = datetime(2026, 10, 26, 8, 1, 10, tzinfo=UTC)
     read = {
         name: [(r.kind, r.recipient, r.dated) for r in parse(dated(fixture(name), when))]
         for name in ("qmail_hard.eml", "exim_failed.eml", "exim_delayed.eml")
@@ -103,7 +105,7 @@ def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
     assert read == {
         "qmail_hard.eml": [("hard", "ana@example.com", when)],
         "exim_failed.eml": [("hard", "cat@example.com", when)],
-        "exim_delayed.eml": [("soft", "bob@example.com", when)],
+        "exim_delayed.eml": [("soft", "bob@example.com", sent)],
     }
     plain_warning = b"".join(
         line
@@ -141,6 +143,21 @@ def test_a_failure_that_gives_no_permanent_code_is_soft() -> None:
     diagnosis = cat_unknown.split(b"  cat@example.com\r\n")[1].split(b"\r\n\r\n")[0]
     unrouteable = cat_unknown.replace(diagnosis, b"    Unrouteable address")
     assert [(r.kind, r.recipient) for r in parse(unrouteable)] == [("soft", "cat@example.com")]
+
+
+def test_a_plain_text_bounce_names_its_email_by_the_copy_it_returns() -> None:
+    """qmail and Exim return the original after their text: its Message-ID and
+    List-Unsubscribe link tie the bounce to its email as a DSN's embedded headers do
+    (BNC-04). Exim's delay warning returns no copy."""
+    link = "<https://drip.example.com/unsubscribe/WzJd.a1-b_2>"
+    for name in ("exim_retry_timeout.eml", "qmail_queue_too_long.eml"):
+        (bounce,) = parse(fixture(name, "<d5.0123456789@drip.example.com>", link))
+        assert (bounce.message_id, bounce.unsubscribe_token) == (
+            "<d5.0123456789@drip.example.com>",
+            "WzJd.a1-b_2",
+        ), name
+    (no_copy,) = parse(fixture("exim_delayed.eml"))
+    assert (no_copy.message_id, no_copy.unsubscribe_token) == (None, None)
 
 
 def test_a_bounce_a_person_forwards_is_soft_at_most() -> None:
@@ -267,6 +284,36 @@ def bounces_of(system: System, address: str) -> dict[str, str]:
             )
         )
         return {message_id: bounce for message_id, bounce in marked}
+
+
+def test_bounces_repeated_about_one_email_count_once_without_verp(
+    readers: System, tmp_path: Path
+) -> None:
+    """A reviewer's case: Bob's mailbox is full for days. Without VERP, Exim's warning
+    about his welcome comes back to the From mailbox every 24 hours, then its bounce when
+    it gives up, while lessons go out daily. Each was tied to the lesson sent before it
+    came, so three of them barred Bob for one email; now the warnings are tied by the
+    date of the original they give and the bounce by its copy's Message-ID, all to the
+    welcome."""
+    system = readers
+    welcome = system.smtp.to("bob@example.com")[-1]
+    warning = fixture("exim_delayed.eml").replace(
+        b"Mon, 26 Oct 2026 08:01:10 +0000", str(welcome["Date"]).encode()
+    )
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    for _day in range(4):
+        next_lesson(system)
+        box.add(dated(warning, system.clock.now()))
+        assert (read_maildir(system, box).soft, status_of(system, "bob")) == (
+            1,
+            SubscriberStatus.ACTIVE,
+        )
+    next_lesson(system)
+    box.add(dated(fixture("exim_retry_timeout.eml", welcome["Message-ID"]), system.clock.now()))
+    tally = read_maildir(system, box)
+    assert (tally.hard, tally.soft, tally.stopped) == (0, 1, 0)
+    assert bounces_of(system, "bob@example.com") == {welcome["Message-ID"]: "soft"}
+    assert status_of(system, "bob") == SubscriberStatus.ACTIVE
 
 
 @pytest.mark.parametrize("with_date", [False, True], ids=["undated", "dated"])
@@ -396,6 +443,20 @@ def report(
         apply(
             session,
             [Report(kind, recipient, message_id, "test", dated=dated)],
+            secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    return tally
+
+
+def apply_raw(system: System, raw: bytes) -> Tally:
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            parse(raw),
             secret=system.settings.secret_key,
             tokens=system.mailer.tokens,
             now=system.clock.now(),
