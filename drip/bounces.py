@@ -12,7 +12,8 @@ Without a delivery, a report is about the last email sent to the subscriber befo
 report's own date (its Arrival-Date or Date, give or take CLOCK_SKEW), never about one
 sent after it; an undated one is about no email. So a report applied again (a crash
 before its message was deleted, two runs at once) lands on the same email and changes
-nothing more, and a late one cannot count against an email that never bounced.
+nothing more, and a late one cannot count against an email that never bounced. A hard
+bounce known only by its address that is about no email bars nothing (`apply`).
 The kinds:
 
 - hard (Action: failed with a 5.x.x status, a provider's "Permanent"/"HardBounce"): the
@@ -250,14 +251,25 @@ def apply(
     now: datetime,
     tally: Tally,
 ) -> None:
+    """Record each report against the subscribers and email it is about.
+
+    A hard bounce known only by its address bars it only for a subscriber drip had mailed
+    before the report was made (an email it is tied to). Without VERP, bounces come back
+    to the From mailbox, which is also the sender's own: a bounce of their personal mail
+    to an address drip had not mailed yet (or an undated one) is no sign about drip's.
+    """
     for report in reports:
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
-        subscribers = _subscribers(session, report, subscriber_id)
-        if not subscribers:
+        targets = [
+            (subscriber, delivery or _sent_before(session, subscriber.id, report.dated))
+            for subscriber in _subscribers(session, report, subscriber_id)
+        ]
+        if report.kind == "hard" and subscriber_id is None:
+            targets = [(subscriber, target) for subscriber, target in targets if target is not None]
+        if not targets:
             tally.unmatched += 1
             continue
-        for subscriber in subscribers:
-            target = delivery or _sent_before(session, subscriber.id, report.dated)
+        for subscriber, target in targets:
             if _record(session, subscriber, target, report, secret=secret, now=now):
                 tally.stopped += 1
         tally.count(report.kind)

@@ -517,6 +517,26 @@ def test_a_soft_bounce_known_only_by_address_counts_against_the_email_sent_befor
     assert bounces_of(system, "ana@example.com") == {m: "soft" for m in (first, second, third)}
 
 
+def test_a_hard_bounce_known_only_by_address_bars_it_only_after_drip_mailed_it(
+    system: System,
+) -> None:
+    """Without VERP, bounces come back to the From mailbox, the sender's own, so the
+    bounce of one of their own emails (its copy's Message-ID is not drip's) comes there
+    too. Dated before drip first mailed Ana, or undated, it is about none of drip's
+    emails and bars nothing; it used to bar her all the same."""
+    bounced_at = system.clock.now()
+    system.clock.advance(timedelta(hours=1))
+    system.join("ana@example.com")
+    for raw in (dated(fixture("qmail_hard.eml"), bounced_at), fixture("qmail_hard.eml")):
+        tally = apply_raw(system, raw)
+        assert (tally.hard, tally.unmatched) == (0, 1)
+        assert status_of(system, "ana") == SubscriberStatus.ACTIVE
+        with transaction(system.sessions) as session:
+            assert not is_suppressed(session, system.settings.secret_key, "ana@example.com")
+    assert apply_raw(system, dated(fixture("qmail_hard.eml"), system.clock.now())).hard == 1
+    assert status_of(system, "ana") == SubscriberStatus.BOUNCED
+
+
 @pytest.mark.parametrize("kind", ["hard", "complaint"])
 def test_a_barred_address_gets_nothing_whatever_happens_to_its_subscriber_row(
     system: System, kind: str
