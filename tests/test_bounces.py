@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from drip import verp
-from drip.bounces import HELD_FOR, Report, Tally, apply, parse, process_maildir
+from drip.bounces import HELD_FOR, Tally, apply, process_maildir
 from drip.cli import main
 from drip.db import SessionFactory, transaction
 from drip.models import Delivery, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase, is_suppressed
+from drip.reports import Report, parse
 from tests.helpers import System, drip_env, wait_until
 from tests.test_intake import ANA, Racer, assert_erased, erasing, lock_waits
 

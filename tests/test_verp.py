@@ -6,10 +6,11 @@ import pytest
 import sqlalchemy as sa
 
 from drip import verp
-from drip.bounces import Tally, apply, parse
+from drip.bounces import Tally, apply
 from drip.db import transaction
 from drip.models import Delivery, Step, SubscriberStatus
 from drip.proofs import send_proof
+from drip.reports import parse
 from tests.helpers import System
 from tests.test_bounces import apply_raw, fixture
 
