@@ -31,9 +31,9 @@ BOUNCE_SUBJECT = re.compile(
 WARNING_SUBJECT = re.compile(r"delay|warning|still being retried", re.IGNORECASE)
 """A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Postfix's
 "Delayed Mail (still being retried)"): the detectors take some warnings for failures."""
-SMTP_CODE = re.compile(r"(?<![\w.:-])([45])(?:[0-5]\d|\.[0-7]\.\d{1,3})(?!\w|\.\d)")
+SMTP_CODE = re.compile(r"(?<![\w.:/=-])([45])(?:[0-5]\d|\.[0-7]\.\d{1,3})(?!\w|\.\d)")
 """An SMTP reply code ("550", "452-") or enhanced status code ("5.1.1", "#4.2.2"), its
-class in group 1; not a part of a number, host name or IP address."""
+class in group 1; not a part of a number, host name, IP address or URL."""
 COPY_MARK = re.compile(r"^-{2,}.*\bcopy\b", re.IGNORECASE | re.MULTILINE)
 """The line qmail ("--- Below this line is a copy of the message.") and Exim ("------ This
 is a copy of the message, including all the headers. ------") put before the original
@@ -84,8 +84,12 @@ def _permanent(address: str, said: str, failed: Iterable[str]) -> bool:
     subscriber. The words about an address run from its first mention to the next
     failed address's, so that another recipient's 550 cannot make its failure hard.
     """
-    codes = {code.group(1) for code in SMTP_CODE.finditer(_about(address, said, failed))}
-    return codes == {"5"}
+    return smtp_classes(_about(address, said, failed)) == {"5"}
+
+
+def smtp_classes(text: str) -> set[str]:
+    """The classes ("4" transient, "5" permanent) of the SMTP codes in `text`."""
+    return {code.group(1) for code in SMTP_CODE.finditer(text)}
 
 
 def _about(address: str, said: str, failed: Iterable[str]) -> str:

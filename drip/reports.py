@@ -125,10 +125,18 @@ def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
             status = str(block.get("Status", "")).strip()
             if not recipient or not action:
                 continue
-            hard = action == "failed" and status.startswith("5")
-            detail = f"{action} {status} {block.get('Diagnostic-Code', '')}".strip()
+            diagnostic = str(block.get("Diagnostic-Code", ""))
+            hard = action == "failed" and status.startswith("5") and not _transient(diagnostic)
+            detail = f"{action} {status} {diagnostic}".strip()
             reports.append(Report("hard" if hard else "soft", recipient, original, detail))
     return reports
+
+
+def _transient(diagnostic: str) -> bool:
+    """Whether a failure's Diagnostic-Code is a 4yz or 4.x.x reply. Exim says Status:
+    5.0.0 of every failure, also of an address it gave up on after days of 4xx
+    deferrals (a mailbox full for a week): that one still works, so it is soft."""
+    return "4" in plain_bounces.smtp_classes(diagnostic)
 
 
 def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:

@@ -146,6 +146,19 @@ def test_a_failure_that_gives_no_permanent_code_is_soft() -> None:
     assert [(r.kind, r.recipient) for r in parse(unrouteable)] == [("soft", "cat@example.com")]
 
 
+def test_an_exim_dsn_of_a_failure_after_4xx_deferrals_is_soft() -> None:
+    """Exim's DSN part says "Action: failed" and "Status: 5.0.0" of every failure, here
+    a mailbox full for five days; its Diagnostic-Code keeps the 452 4.2.2 reply, as
+    BNC-02 counts 4.x.x soft."""
+    (report,) = parse(fixture("exim_dsn_retry_timeout.eml", "<d5.0123456789@drip.example.com>"))
+    assert (report.kind, report.recipient, report.message_id) == (
+        "soft",
+        "bob@example.com",
+        "<d5.0123456789@drip.example.com>",
+    )
+    assert "failed 5.0.0 smtp; 452 4.2.2" in report.detail
+
+
 def test_a_plain_text_bounce_names_its_email_by_the_copy_it_returns() -> None:
     """qmail and Exim return the original after their text: its Message-ID and
     List-Unsubscribe link tie the bounce to its email as a DSN's embedded headers do
