@@ -1,8 +1,8 @@
-"""Bounces and complaints: what a report says, and what drip does about it.
+"""Bounces and complaints: what drip does about a report.
 
-Reports come from a mailbox, as delivery status notifications (RFC 3464) and abuse
-reports (ARF, RFC 5965) parsed here, or from a provider's webhook (drip.webhooks); all
-become the same `Report`s and go through `apply`.
+Reports come from a mailbox, as delivery status notifications (RFC 3464), abuse reports
+(ARF, RFC 5965) and bounces written for people, parsed by drip.reports, or from a
+provider's webhook (drip.webhooks); all become the same `Report`s and go through `apply`.
 
 A report is tied to what it is about by the surest mark it carries (standards BNC-04):
 the Message-ID of the original message (keyed to its delivery and stored with it), then
@@ -12,11 +12,13 @@ Without a delivery, a report is about the last email sent to the subscriber befo
 report's own date (its Arrival-Date or Date, give or take CLOCK_SKEW), never about one
 sent after it; an undated one is about no email. So a report applied again (a crash
 before its message was deleted, two runs at once) lands on the same email and changes
-nothing more, and a late one cannot count against an email that never bounced.
+nothing more, and a late one cannot count against an email that never bounced. A hard
+bounce known only by its address that is about no email bars nothing (`apply`).
 The kinds:
 
-- hard (Action: failed with a 5.x.x status, a provider's "Permanent"/"HardBounce"): the
-  subscriber stops at once and the address goes on the suppression list;
+- hard (Action: failed with a 5.x.x status and no 4xx diagnostic, a provider's
+  "Permanent"/"HardBounce"): the subscriber stops at once and the address goes on the
+  suppression list;
 - complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
   the delivery keeps when drip learned of it, which the complaint-rate guard counts by;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
@@ -25,44 +27,24 @@ The kinds:
   later email that is not reported bouncing breaks the run. The mark is per delivery,
   so a report received twice (providers retry) counts once.
 
-A bounce that is not a machine-readable DSN (a plain-text "undeliverable" note, as qmail,
-older Exim and Postfix and some providers still send) must first look like a bounce (from
-MAILER-DAEMON or postmaster, or a bounce-like subject on a message not marked
-Auto-Submitted), because vacation replies and human answers go back to the return path
-too and must never count against anyone. Then flufl.bounce, Mailman's detectors for such
-formats, names the addresses that failed, permanently (a hard bounce) or not (soft), as
-standards BNC-02 asks; each is tied to its email by the same marks as a DSN (here the
-VERP address, else the address and the report's Date). What they cannot read is
-attributed by its VERP address alone, as a soft bounce: three in a row stop the
-subscriber anyway.
-
-A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
-the caller to keep and flag; messages that are none of these are counted as unreadable
-(not a report). No input raises.
-
 A Maildir is read once (`process_maildir`): each message is applied in its own
 transaction and deleted once that commits, whether it was a report or not (an
 auto-reply): kept, it would be read again on every run, and it holds an address that an
-erasure (drip.privacy.erase) cannot reach. Only held reports stay, marked Seen and
-Flagged for a person to read, skipped by later runs, and deleted HELD_FOR after they
-arrived, so an erased address is gone from the Maildir within a month.
+erasure (drip.privacy.erase) cannot reach. Only held reports (a multipart/report that
+cannot be read) stay, marked Seen and Flagged for a person to read, skipped by later
+runs, and deleted HELD_FOR after they arrived, so an erased address is gone from the
+Maildir within a month.
 """
 
 from __future__ import annotations
 
-import email
 import logging
 import mailbox
-import re
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
-from email.message import EmailMessage, Message
-from email.policy import default as default_policy
-from email.utils import getaddresses, parsedate_to_datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
-from flufl.bounce import all_failures
 from sqlalchemy.orm import Session
 
 from drip import verp
@@ -71,25 +53,11 @@ from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
+from drip.reports import Report, is_report, parse
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 from drip.tokens import UNSUBSCRIBE, Tokens
 
 log = logging.getLogger(__name__)
-MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
-UNSUBSCRIBE_TOKEN = re.compile(
-    r"^List-Unsubscribe:\s*<[^>\s]*/unsubscribe/([\w.-]+)>", re.IGNORECASE | re.MULTILINE
-)
-ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
-"""Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
-BOUNCE_SENDERS = ("mailer-daemon", "postmaster")
-BOUNCE_SUBJECT = re.compile(
-    r"undeliver|undelivered|delivery (status notification|failure|has failed)|returned mail"
-    r"|failure notice|mail delivery (failed|subsystem)|could not be delivered|non-?delivery",
-    re.IGNORECASE,
-)
-WARNING_SUBJECT = re.compile(r"delay|warning|still being retried", re.IGNORECASE)
-"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Postfix's
-"Delayed Mail (still being retried)"): the detectors take some warnings for failures."""
 SOFT_RUN = 3
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a report's date may fall before drip recorded the email it is about: the
@@ -98,21 +66,6 @@ taken before drip records the send."""
 HELD_FOR = timedelta(days=30)
 """How long a held report stays in the Maildir: time for a person to read it, and within
 the month an erasure may take (GDPR Art. 12(3)), since drip cannot find the address in it."""
-REPORT_PARTS = ("message/delivery-status", "message/feedback-report")
-
-
-@dataclass(frozen=True)
-class Report:
-    kind: str  # "hard", "soft" or "complaint"
-    recipient: str
-    message_id: str | None
-    detail: str
-    envelope: tuple[str, ...] = ()
-    """Addresses the report was returned to, or the original envelope sender."""
-    unsubscribe_token: str | None = None
-    """The token of the original message's List-Unsubscribe link, when it is embedded."""
-    dated: datetime | None = None
-    """When the report was made, at the latest: the original was sent before it."""
 
 
 @dataclass
@@ -133,97 +86,6 @@ class Tally:
             self.complaints += 1
         else:
             self.soft += 1
-
-
-def parse(raw: bytes) -> list[Report]:
-    """The reports in one message: from a DSN or ARF report, or from a bounce in a format
-    of its own (`_plain_bounce`); empty for anything else."""
-    msg = email.message_from_bytes(raw, policy=default_policy)
-    envelope = _envelope(msg)
-    if msg.get_content_type() != "multipart/report":
-        return _plain_bounce(raw, msg, envelope)
-    try:
-        reports = _report(msg)
-    except Exception as exc:  # a malformed report must not stop the batch behind it
-        log.warning("unparseable report (%s: %s); held", type(exc).__name__, exc)
-        return []
-    return [replace(r, envelope=envelope + r.envelope) for r in reports]
-
-
-def is_report(raw: bytes) -> bool:
-    """Whether a message claims to be a DSN or ARF report (so, if `parse` found nothing
-    in it, one to keep for a person to read rather than drop)."""
-    msg = email.message_from_bytes(raw, policy=default_policy)
-    return msg.get_content_type() == "multipart/report"
-
-
-def _report(msg: EmailMessage) -> list[Report]:
-    report_type = msg.get_param("report-type", "")
-    headers = _original_headers(msg)
-    original = _first(MESSAGE_ID, headers)
-    if report_type == "delivery-status":
-        reports = _delivery_status(msg, original)
-    elif report_type == "feedback-report":
-        reports = _feedback(msg, original)
-    else:
-        return []
-    token = _first(UNSUBSCRIBE_TOKEN, headers)
-    dated = _dated(msg)
-    return [replace(r, unsubscribe_token=token, dated=dated) for r in reports]
-
-
-def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
-    """A bounce in a format of its own: the addresses the detectors find in it, else one
-    soft bounce if it came back to a VERP address."""
-    if not _looks_like_a_bounce(msg):
-        return []
-    subject = str(msg.get("Subject", ""))[:200]
-    detail = f"plain-text bounce: {subject}"
-    failed = _failed(raw, subject, trusted=_from_mail_system(msg))
-    if failed:
-        dated = _dated(msg)
-        return [Report(kind, rcpt, None, detail, envelope, dated=dated) for rcpt, kind in failed]
-    returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
-    return [Report("soft", "", None, detail, returned_to)] if returned_to else []
-
-
-def _failed(raw: bytes, subject: str, *, trusted: bool) -> list[tuple[str, str]]:
-    """BNC-02's fallback: the addresses flufl.bounce's detectors find failed, each "hard"
-    (a permanent failure) or "soft".
-
-    They are written for the compat32 `Message`, so they get their own parse. Some take a
-    delay warning for a failure (Exim's quotes the "RCPT TO:<...>" it was deferred at), so
-    under a warning's subject every address is soft: a false hard bounce bars an address
-    for good, a false soft one only counts toward a run. For the same reason only a
-    message from a mail system (`trusted`) may give a hard bounce: one known by its
-    subject alone may be a person forwarding someone else's bounce. A detector that fails
-    on some odd message must not stop the batch: that message is left to the VERP rule.
-    """
-    try:
-        temporary, permanent = all_failures(email.message_from_bytes(raw))
-    except Exception as exc:
-        log.warning("bounce detectors failed (%s: %s)", type(exc).__name__, exc)
-        return []
-    if not trusted or WARNING_SUBJECT.search(subject):
-        temporary, permanent = temporary | permanent, frozenset()
-    kinds = {address: "soft" for address in temporary} | dict.fromkeys(permanent, "hard")
-    return [(address.decode(errors="replace"), kind) for address, kind in sorted(kinds.items())]
-
-
-def _looks_like_a_bounce(msg: EmailMessage) -> bool:
-    """From a mail system (Exim's plain-text bounces also say Auto-Submitted: auto-replied,
-    so that header cannot rule them out), or with a bounce's subject and not an auto-reply
-    (a vacation notice may well quote "undeliverable")."""
-    if _from_mail_system(msg):
-        return True
-    if str(msg.get("Auto-Submitted", "no")).strip().lower() != "no":
-        return False
-    return BOUNCE_SUBJECT.search(str(msg.get("Subject", ""))) is not None
-
-
-def _from_mail_system(msg: EmailMessage) -> bool:
-    senders = [address.lower() for _, address in getaddresses([str(msg.get("From", ""))])]
-    return any(a.partition("@")[0] in BOUNCE_SENDERS for a in senders)
 
 
 def process_maildir(
@@ -296,14 +158,25 @@ def apply(
     now: datetime,
     tally: Tally,
 ) -> None:
+    """Record each report against the subscribers and email it is about.
+
+    A hard bounce known only by its address bars it only for a subscriber drip had mailed
+    before the report was made (an email it is tied to). Without VERP, bounces come back
+    to the From mailbox, which is also the sender's own: a bounce of their personal mail
+    to an address drip had not mailed yet (or an undated one) is no sign about drip's.
+    """
     for report in reports:
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
-        subscribers = _subscribers(session, report, subscriber_id)
-        if not subscribers:
+        targets = [
+            (subscriber, delivery or _sent_before(session, subscriber.id, report.dated))
+            for subscriber in _subscribers(session, report, subscriber_id)
+        ]
+        if report.kind == "hard" and subscriber_id is None:
+            targets = [(subscriber, target) for subscriber, target in targets if target is not None]
+        if not targets:
             tally.unmatched += 1
             continue
-        for subscriber in subscribers:
-            target = delivery or _sent_before(session, subscriber.id, report.dated)
+        for subscriber, target in targets:
             if _record(session, subscriber, target, report, secret=secret, now=now):
                 tally.stopped += 1
         tally.count(report.kind)
@@ -417,107 +290,3 @@ def _sent(subscriber_id: int) -> sa.Select[tuple[Delivery]]:
         .where(Delivery.subscriber_id == subscriber_id, Delivery.status == DeliveryStatus.SENT)
         .order_by(Delivery.sent_at.desc(), Delivery.id.desc())
     )
-
-
-def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
-    reports = []
-    for part in msg.walk():
-        if part.get_content_type() != "message/delivery-status":
-            continue
-        for block in _blocks(part):
-            recipient = _address(
-                block.get("Final-Recipient") or block.get("Original-Recipient") or ""
-            )
-            action = str(block.get("Action", "")).strip().lower()
-            status = str(block.get("Status", "")).strip()
-            if not recipient or not action:
-                continue
-            hard = action == "failed" and status.startswith("5")
-            detail = f"{action} {status} {block.get('Diagnostic-Code', '')}".strip()
-            reports.append(Report("hard" if hard else "soft", recipient, original, detail))
-    return reports
-
-
-def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
-    for part in msg.walk():
-        if part.get_content_type() != "message/feedback-report":
-            continue
-        fields = _fields(part)
-        if fields.get("feedback-type", "").lower() in ("abuse", "fraud"):
-            recipient = _address(fields.get("original-rcpt-to", ""))
-            mail_from = _address(fields.get("original-mail-from", ""))
-            kind = fields.get("feedback-type", "abuse")
-            return [
-                Report("complaint", recipient, original, kind, (mail_from,) if mail_from else ())
-            ]
-    return []
-
-
-def _dated(msg: EmailMessage) -> datetime | None:
-    """The earliest date a report gives: its own Date, or the Arrival-Date of the original
-    at the server reporting on it. The original was sent before either."""
-    stamps = [str(msg.get("Date", ""))]
-    for part in msg.walk():
-        if part.get_content_type() in REPORT_PARTS:
-            stamps.append(_fields(part).get("arrival-date", ""))
-    dates = [when for when in map(_date, stamps) if when is not None]
-    return min(dates, default=None)
-
-
-def _date(text: str) -> datetime | None:
-    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC."""
-    try:
-        when = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError):
-        return None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _envelope(msg: EmailMessage) -> tuple[str, ...]:
-    values = [str(v) for name in ENVELOPE_HEADERS for v in msg.get_all(name, [])]
-    return tuple(address for _, address in getaddresses(values) if address)
-
-
-def _blocks(part: Message) -> list[Message]:
-    payload = part.get_payload()
-    return [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
-
-
-def _fields(part: Message) -> dict[str, str]:
-    """An ARF report's fields, whether the parser gave blocks or text."""
-    fields: dict[str, str] = {}
-    for block in _blocks(part):
-        fields.update({k.lower(): str(v) for k, v in block.items()})
-    if not fields:
-        text = part.get_payload(decode=True) or b""
-        for line in text.decode(errors="replace").splitlines():
-            name, _, value = line.partition(":")
-            if value:
-                fields[name.strip().lower()] = value.strip()
-    return fields
-
-
-def _original_headers(msg: EmailMessage) -> str:
-    """The header section of the original message a report embeds, as text; "" if none."""
-    for part in msg.walk():
-        kind = part.get_content_type()
-        if kind == "message/rfc822":
-            inner = part.get_payload()
-            embedded = inner[0] if isinstance(inner, list) and inner else None
-            if isinstance(embedded, Message):
-                fields = embedded.items()
-                return "".join(f"{name}: {str(value).strip()}\n" for name, value in fields)
-        if kind == "text/rfc822-headers":
-            return part.get_payload(decode=True).decode(errors="replace")
-    return ""
-
-
-def _first(pattern: re.Pattern[str], text: str) -> str | None:
-    found = pattern.search(text)
-    return found.group(1) if found else None
-
-
-def _address(field: object) -> str:
-    """The address in a "rfc822; someone@example.com" field."""
-    text = str(field).strip()
-    return text.split(";", 1)[1].strip().strip("<>") if ";" in text else text.strip("<>")

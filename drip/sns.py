@@ -29,8 +29,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from drip.bounces import Report
 from drip.errors import InvalidInput, Unverified
+from drip.reports import Report
 from drip.webhooks import HookRequest, json_object, member, required, text
 
 log = logging.getLogger(__name__)

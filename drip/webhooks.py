@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from drip.bounces import Report
 from drip.errors import InvalidInput, Unverified
+from drip.reports import Report
 from drip.settings import Settings
 
 STALE = timedelta(minutes=15)

@@ -13,11 +13,12 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from drip import verp
-from drip.bounces import HELD_FOR, Report, Tally, apply, parse, process_maildir
+from drip.bounces import HELD_FOR, Tally, apply, process_maildir
 from drip.cli import main
 from drip.db import SessionFactory, transaction
 from drip.models import Delivery, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase, is_suppressed
+from drip.reports import Report, parse
 from tests.helpers import System, drip_env, wait_until
 from tests.test_intake import ANA, Racer, assert_erased, erasing, lock_waits
 
@@ -94,8 +95,10 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
 def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
     """BNC-02's fallback: qmail's and older Exim's bounces have no DSN part, and name the
     failed address only in their text. A failure is hard, a delay soft, even where the
-    detectors call an Exim warning a failure (it quotes the RCPT TO it was deferred at)."""
+    detectors call an Exim warning a failure (it quotes the RCPT TO it was deferred at).
+    The warning is dated by the date it gives of the original, the email it is about."""
     when = datetime(2026, 10, 26, 9, 0, tzinfo=UTC)
+    sent = datetime(2026, 10, 26, 8, 1, 10, tzinfo=UTC)
     read = {
         name: [(r.kind, r.recipient, r.dated) for r in parse(dated(fixture(name), when))]
         for name in ("qmail_hard.eml", "exim_failed.eml", "exim_delayed.eml")
@@ -103,7 +106,7 @@ def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
     assert read == {
         "qmail_hard.eml": [("hard", "ana@example.com", when)],
         "exim_failed.eml": [("hard", "cat@example.com", when)],
-        "exim_delayed.eml": [("soft", "bob@example.com", when)],
+        "exim_delayed.eml": [("soft", "bob@example.com", sent)],
     }
     plain_warning = b"".join(
         line
@@ -111,6 +114,64 @@ def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
         if b"Delay reason" not in line and b"452 4.2.2" not in line
     ).replace(b"Warning: message 1vQx2b-0004Zm-2C delayed 24 hours", b"Mail delivery status")
     assert [(r.kind, r.recipient) for r in parse(plain_warning)] == [("soft", "bob@example.com")]
+
+
+def test_a_failure_that_gives_no_permanent_code_is_soft() -> None:
+    """Exim and qmail give up on an address after days of 4xx deferrals (here a full
+    mailbox) with the same "permanent error" bounce as for an unknown user, and the
+    detectors call both permanent; only a 5yz or 5.x.x code with no 4yz or 4.x.x beside
+    it bars the address (BNC-02: 4.x.x is soft). Each address is judged by the words
+    about it: Cat's 550 is hard next to Bob's retry timeout."""
+    for name in ("exim_retry_timeout.eml", "qmail_queue_too_long.eml"):
+        assert [(r.kind, r.recipient) for r in parse(fixture(name))] == [
+            ("soft", "bob@example.com")
+        ], name
+    cat_unknown = fixture("exim_failed.eml")
+    bob_timed_out = (
+        b"  bob@example.com\r\n"
+        b"    host mx.example.com [198.51.100.7]\r\n"
+        b"    SMTP error from remote mail server after RCPT TO:<bob@example.com>:\r\n"
+        b"    452 4.2.2 <bob@example.com>: Mailbox full\r\n"
+        b"    retry timeout exceeded\r\n"
+    )
+    both = cat_unknown.replace(
+        b"Recipients: cat@example.com", b"Recipients: cat@example.com, bob@example.com"
+    ).replace(b"User unknown\r\n", b"User unknown\r\n" + bob_timed_out)
+    assert [(r.kind, r.recipient) for r in parse(both)] == [
+        ("soft", "bob@example.com"),
+        ("hard", "cat@example.com"),
+    ]
+    diagnosis = cat_unknown.split(b"  cat@example.com\r\n")[1].split(b"\r\n\r\n")[0]
+    unrouteable = cat_unknown.replace(diagnosis, b"    Unrouteable address")
+    assert [(r.kind, r.recipient) for r in parse(unrouteable)] == [("soft", "cat@example.com")]
+
+
+def test_an_exim_dsn_of_a_failure_after_4xx_deferrals_is_soft() -> None:
+    """Exim's DSN part says "Action: failed" and "Status: 5.0.0" of every failure, here
+    a mailbox full for five days; its Diagnostic-Code keeps the 452 4.2.2 reply, as
+    BNC-02 counts 4.x.x soft."""
+    (report,) = parse(fixture("exim_dsn_retry_timeout.eml", "<d5.0123456789@drip.example.com>"))
+    assert (report.kind, report.recipient, report.message_id) == (
+        "soft",
+        "bob@example.com",
+        "<d5.0123456789@drip.example.com>",
+    )
+    assert "failed 5.0.0 smtp; 452 4.2.2" in report.detail
+
+
+def test_a_plain_text_bounce_names_its_email_by_the_copy_it_returns() -> None:
+    """qmail and Exim return the original after their text: its Message-ID and
+    List-Unsubscribe link tie the bounce to its email as a DSN's embedded headers do
+    (BNC-04). Exim's delay warning returns no copy."""
+    link = "<https://drip.example.com/unsubscribe/WzJd.a1-b_2>"
+    for name in ("exim_retry_timeout.eml", "qmail_queue_too_long.eml"):
+        (bounce,) = parse(fixture(name, "<d5.0123456789@drip.example.com>", link))
+        assert (bounce.message_id, bounce.unsubscribe_token) == (
+            "<d5.0123456789@drip.example.com>",
+            "WzJd.a1-b_2",
+        ), name
+    (no_copy,) = parse(fixture("exim_delayed.eml"))
+    assert (no_copy.message_id, no_copy.unsubscribe_token) == (None, None)
 
 
 def test_a_bounce_a_person_forwards_is_soft_at_most() -> None:
@@ -131,7 +192,7 @@ def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
     def broken(_msg: object) -> NoReturn:
         raise TypeError("a detector's bug")
 
-    monkeypatch.setattr("drip.bounces.all_failures", broken)
+    monkeypatch.setattr("drip.plain_bounces.all_failures", broken)
     returned_to = verp.return_path("k" * 40, 7, "bounces.example.com")
     (report,) = parse(fixture("qmail_hard.eml", return_path=returned_to))
     assert (report.kind, report.recipient, report.envelope) == ("soft", "", (returned_to,))
@@ -237,6 +298,36 @@ def bounces_of(system: System, address: str) -> dict[str, str]:
             )
         )
         return {message_id: bounce for message_id, bounce in marked}
+
+
+def test_bounces_repeated_about_one_email_count_once_without_verp(
+    readers: System, tmp_path: Path
+) -> None:
+    """A reviewer's case: Bob's mailbox is full for days. Without VERP, Exim's warning
+    about his welcome comes back to the From mailbox every 24 hours, then its bounce when
+    it gives up, while lessons go out daily. Each was tied to the lesson sent before it
+    came, so three of them barred Bob for one email; now the warnings are tied by the
+    date of the original they give and the bounce by its copy's Message-ID, all to the
+    welcome."""
+    system = readers
+    welcome = system.smtp.to("bob@example.com")[-1]
+    warning = fixture("exim_delayed.eml").replace(
+        b"Mon, 26 Oct 2026 08:01:10 +0000", str(welcome["Date"]).encode()
+    )
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    for _day in range(4):
+        next_lesson(system)
+        box.add(dated(warning, system.clock.now()))
+        assert (read_maildir(system, box).soft, status_of(system, "bob")) == (
+            1,
+            SubscriberStatus.ACTIVE,
+        )
+    next_lesson(system)
+    box.add(dated(fixture("exim_retry_timeout.eml", welcome["Message-ID"]), system.clock.now()))
+    tally = read_maildir(system, box)
+    assert (tally.hard, tally.soft, tally.stopped) == (0, 1, 0)
+    assert bounces_of(system, "bob@example.com") == {welcome["Message-ID"]: "soft"}
+    assert status_of(system, "bob") == SubscriberStatus.ACTIVE
 
 
 @pytest.mark.parametrize("with_date", [False, True], ids=["undated", "dated"])
@@ -374,6 +465,20 @@ def report(
     return tally
 
 
+def apply_raw(system: System, raw: bytes) -> Tally:
+    tally = Tally()
+    with transaction(system.sessions) as session:
+        apply(
+            session,
+            parse(raw),
+            secret=system.settings.secret_key,
+            tokens=system.mailer.tokens,
+            now=system.clock.now(),
+            tally=tally,
+        )
+    return tally
+
+
 def next_lesson(system: System) -> None:
     system.clock.advance(timedelta(days=1, hours=3))
     system.tick()
@@ -424,6 +529,26 @@ def test_a_soft_bounce_known_only_by_address_counts_against_the_email_sent_befor
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
     assert report(system, "soft", first).stopped == 1
     assert bounces_of(system, "ana@example.com") == {m: "soft" for m in (first, second, third)}
+
+
+def test_a_hard_bounce_known_only_by_address_bars_it_only_after_drip_mailed_it(
+    system: System,
+) -> None:
+    """Without VERP, bounces come back to the From mailbox, the sender's own, so the
+    bounce of one of their own emails (its copy's Message-ID is not drip's) comes there
+    too. Dated before drip first mailed Ana, or undated, it is about none of drip's
+    emails and bars nothing; it used to bar her all the same."""
+    bounced_at = system.clock.now()
+    system.clock.advance(timedelta(hours=1))
+    system.join("ana@example.com")
+    for raw in (dated(fixture("qmail_hard.eml"), bounced_at), fixture("qmail_hard.eml")):
+        tally = apply_raw(system, raw)
+        assert (tally.hard, tally.unmatched) == (0, 1)
+        assert status_of(system, "ana") == SubscriberStatus.ACTIVE
+        with transaction(system.sessions) as session:
+            assert not is_suppressed(session, system.settings.secret_key, "ana@example.com")
+    assert apply_raw(system, dated(fixture("qmail_hard.eml"), system.clock.now())).hard == 1
+    assert status_of(system, "ana") == SubscriberStatus.BOUNCED
 
 
 @pytest.mark.parametrize("kind", ["hard", "complaint"])

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from drip import complaints
-from drip.bounces import Report, Tally, apply
+from drip.bounces import Tally, apply
 from drip.complaints import DayRate, Level, day_rate, holding_rate
 from drip.db import transaction
+from drip.reports import Report
 from tests.helpers import System, plan_of, sent_today
 
 MIDNIGHT = datetime(2026, 10, 24, tzinfo=UTC)

@@ -13,12 +13,13 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from drip import privacy, signup
-from drip.bounces import Report, Tally, apply
+from drip.bounces import Tally, apply
 from drip.consent import latest_signup
 from drip.db import SessionFactory, transaction
 from drip.models import Base, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase_ended, is_suppressed, request_link, suppress
 from drip.privacy_export import export
+from drip.reports import Report
 from drip.signup import Seen, confirm
 from drip.subscriptions import withdraw_address
 from drip.wiring import make_engine

@@ -6,12 +6,13 @@ import pytest
 import sqlalchemy as sa
 
 from drip import verp
-from drip.bounces import Tally, apply, parse
+from drip.bounces import Tally, apply
 from drip.db import transaction
 from drip.models import Delivery, Step, SubscriberStatus
 from drip.proofs import send_proof
+from drip.reports import parse
 from tests.helpers import System
-from tests.test_bounces import fixture
+from tests.test_bounces import apply_raw, fixture
 
 SECRET = "k" * 40
 
@@ -34,20 +35,6 @@ def plain_bounce(
         f"Subject: Undelivered Mail Returned to Sender\r\n{extra}\r\n"
         "I'm sorry to have to inform you that your message could not be delivered.\r\n"
     ).encode()
-
-
-def apply_raw(system: System, raw: bytes) -> Tally:
-    tally = Tally()
-    with transaction(system.sessions) as session:
-        apply(
-            session,
-            parse(raw),
-            secret=system.settings.secret_key,
-            tokens=system.mailer.tokens,
-            now=system.clock.now(),
-            tally=tally,
-        )
-    return tally
 
 
 def test_a_token_names_its_delivery_in_any_letter_case_and_only_with_the_key() -> None:

@@ -1,0 +1,230 @@
+"""Bounce and complaint reports from a mailbox: what one says, and about which email.
+
+Delivery status notifications (RFC 3464) and abuse reports (ARF, RFC 5965) are read
+here; each becomes a `Report`, as a provider's webhook's do (drip.webhooks), for
+drip.bounces to apply.
+
+A bounce that is not a machine-readable DSN is read by drip.plain_bounces; each address
+it finds failed is tied to its email by the same marks as a DSN (those of the original
+it returns, the VERP address, else the address and a date). What it cannot read is
+attributed by its VERP address alone, as a soft bounce: three in a row stop the
+subscriber anyway.
+
+A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
+the caller to keep and flag; messages that are none of these are counted as unreadable
+(not a report). No input raises.
+"""
+
+from __future__ import annotations
+
+import email
+import logging
+import re
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from email.message import EmailMessage, Message
+from email.policy import default as default_policy
+from email.utils import getaddresses, parsedate_to_datetime
+
+from drip import plain_bounces, verp
+
+log = logging.getLogger(__name__)
+MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
+UNSUBSCRIBE_TOKEN = re.compile(
+    r"^List-Unsubscribe:\s*<[^>\s]*/unsubscribe/([\w.-]+)>", re.IGNORECASE | re.MULTILINE
+)
+ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
+"""Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
+REPORT_PARTS = ("message/delivery-status", "message/feedback-report")
+
+
+@dataclass(frozen=True)
+class Report:
+    kind: str  # "hard", "soft" or "complaint"
+    recipient: str
+    message_id: str | None
+    detail: str
+    envelope: tuple[str, ...] = ()
+    """Addresses the report was returned to, or the original envelope sender."""
+    unsubscribe_token: str | None = None
+    """The token of the original message's List-Unsubscribe link, when it is embedded."""
+    dated: datetime | None = None
+    """When the report, or the original it quotes, was made, at the latest: the original
+    was sent before it."""
+
+
+def parse(raw: bytes) -> list[Report]:
+    """The reports in one message: from a DSN or ARF report, or from a bounce in a format
+    of its own (`_plain_bounce`); empty for anything else."""
+    msg = email.message_from_bytes(raw, policy=default_policy)
+    envelope = _envelope(msg)
+    if msg.get_content_type() != "multipart/report":
+        return _plain_bounce(raw, msg, envelope)
+    try:
+        reports = _report(msg)
+    except Exception as exc:  # a malformed report must not stop the batch behind it
+        log.warning("unparseable report (%s: %s); held", type(exc).__name__, exc)
+        return []
+    return [replace(r, envelope=envelope + r.envelope) for r in reports]
+
+
+def is_report(raw: bytes) -> bool:
+    """Whether a message claims to be a DSN or ARF report (so, if `parse` found nothing
+    in it, one to keep for a person to read rather than drop)."""
+    msg = email.message_from_bytes(raw, policy=default_policy)
+    return msg.get_content_type() == "multipart/report"
+
+
+def _report(msg: EmailMessage) -> list[Report]:
+    report_type = msg.get_param("report-type", "")
+    original, token = _marks(_original_headers(msg))
+    if report_type == "delivery-status":
+        reports = _delivery_status(msg, original)
+    elif report_type == "feedback-report":
+        reports = _feedback(msg, original)
+    else:
+        return []
+    dated = _dated(msg)
+    return [replace(r, unsubscribe_token=token, dated=dated) for r in reports]
+
+
+def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
+    """A bounce in a format of its own: the addresses drip.plain_bounces finds in it, else
+    one soft bounce if it came back to a VERP address.
+
+    Each is tied to its email by the marks a DSN gives: the Message-ID and unsubscribe
+    link of the original it returns (attached, or quoted after its text, as qmail and
+    Exim do), and the original's own date where it gives that instead (Exim's delay
+    warning). Without them, a bounce repeated about one email (a warning every day) would
+    be tied by its own date to the email sent before each, and count several times."""
+    if not plain_bounces.looks_like_a_bounce(msg):
+        return []
+    subject = str(msg.get("Subject", ""))[:200]
+    detail = f"plain-text bounce: {subject}"
+    failed = plain_bounces.failures(raw, msg)
+    if failed:
+        original, token = _marks(_original_headers(msg) or plain_bounces.quoted_headers(msg))
+        dated = _dated(msg, plain_bounces.original_date(msg))
+        return [
+            Report(kind, rcpt, original, detail, envelope, token, dated) for rcpt, kind in failed
+        ]
+    returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
+    return [Report("soft", "", None, detail, returned_to)] if returned_to else []
+
+
+def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
+    reports = []
+    for part in msg.walk():
+        if part.get_content_type() != "message/delivery-status":
+            continue
+        for block in _blocks(part):
+            recipient = _address(
+                block.get("Final-Recipient") or block.get("Original-Recipient") or ""
+            )
+            action = str(block.get("Action", "")).strip().lower()
+            status = str(block.get("Status", "")).strip()
+            if not recipient or not action:
+                continue
+            diagnostic = str(block.get("Diagnostic-Code", ""))
+            hard = action == "failed" and status.startswith("5") and not _transient(diagnostic)
+            detail = f"{action} {status} {diagnostic}".strip()
+            reports.append(Report("hard" if hard else "soft", recipient, original, detail))
+    return reports
+
+
+def _transient(diagnostic: str) -> bool:
+    """Whether a failure's Diagnostic-Code is a 4yz or 4.x.x reply. Exim says Status:
+    5.0.0 of every failure, also of an address it gave up on after days of 4xx
+    deferrals (a mailbox full for a week): that one still works, so it is soft."""
+    return "4" in plain_bounces.smtp_classes(diagnostic)
+
+
+def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
+    for part in msg.walk():
+        if part.get_content_type() != "message/feedback-report":
+            continue
+        fields = _fields(part)
+        if fields.get("feedback-type", "").lower() in ("abuse", "fraud"):
+            recipient = _address(fields.get("original-rcpt-to", ""))
+            mail_from = _address(fields.get("original-mail-from", ""))
+            kind = fields.get("feedback-type", "abuse")
+            return [
+                Report("complaint", recipient, original, kind, (mail_from,) if mail_from else ())
+            ]
+    return []
+
+
+def _dated(msg: EmailMessage, *others: str) -> datetime | None:
+    """The earliest date a report gives: its own Date, the Arrival-Date of the original
+    at the server reporting on it, or `others` it quotes. The original was sent before
+    any of them (give or take drip.bounces.CLOCK_SKEW)."""
+    stamps = [str(msg.get("Date", "")), *others]
+    for part in msg.walk():
+        if part.get_content_type() in REPORT_PARTS:
+            stamps.append(_fields(part).get("arrival-date", ""))
+    dates = [when for when in map(_date, stamps) if when is not None]
+    return min(dates, default=None)
+
+
+def _date(text: str) -> datetime | None:
+    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC."""
+    try:
+        when = parsedate_to_datetime(text.strip())
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _envelope(msg: EmailMessage) -> tuple[str, ...]:
+    values = [str(v) for name in ENVELOPE_HEADERS for v in msg.get_all(name, [])]
+    return tuple(address for _, address in getaddresses(values) if address)
+
+
+def _blocks(part: Message) -> list[Message]:
+    payload = part.get_payload()
+    return [b for b in payload if isinstance(b, Message)] if isinstance(payload, list) else []
+
+
+def _fields(part: Message) -> dict[str, str]:
+    """An ARF report's fields, whether the parser gave blocks or text."""
+    fields: dict[str, str] = {}
+    for block in _blocks(part):
+        fields.update({k.lower(): str(v) for k, v in block.items()})
+    if not fields:
+        text = part.get_payload(decode=True) or b""
+        for line in text.decode(errors="replace").splitlines():
+            name, _, value = line.partition(":")
+            if value:
+                fields[name.strip().lower()] = value.strip()
+    return fields
+
+
+def _original_headers(msg: EmailMessage) -> str:
+    """The header section of the original message a report embeds, as text; "" if none."""
+    for part in msg.walk():
+        kind = part.get_content_type()
+        if kind == "message/rfc822":
+            inner = part.get_payload()
+            embedded = inner[0] if isinstance(inner, list) and inner else None
+            if isinstance(embedded, Message):
+                fields = embedded.items()
+                return "".join(f"{name}: {str(value).strip()}\n" for name, value in fields)
+        if kind == "text/rfc822-headers":
+            return part.get_payload(decode=True).decode(errors="replace")
+    return ""
+
+
+def _marks(headers: str) -> tuple[str | None, str | None]:
+    """The Message-ID and List-Unsubscribe token in the original's header section."""
+    return _first(MESSAGE_ID, headers), _first(UNSUBSCRIBE_TOKEN, headers)
+
+
+def _first(pattern: re.Pattern[str], text: str) -> str | None:
+    found = pattern.search(text)
+    return found.group(1) if found else None
+
+
+def _address(field: object) -> str:
+    """The address in a "rfc822; someone@example.com" field."""
+    text = str(field).strip()
+    return text.split(";", 1)[1].strip().strip("<>") if ";" in text else text.strip("<>")
