@@ -1,0 +1,60 @@
+"""`drip bounces`: bounce and complaint reports from a mailbox."""
+
+from __future__ import annotations
+
+import mailbox
+import sys
+from pathlib import Path
+
+import click
+
+from drip.cli.common import _handles_errors, _session, _sessions, _settings
+
+
+@click.group()
+def bounces() -> None:
+    """Bounce and complaint reports from a mailbox."""
+
+
+@bounces.command("process")
+@click.argument("source")
+@_handles_errors
+def bounces_process(source: str) -> None:
+    """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
+    message on standard input) and stop the subscribers they name. Each message not yet
+    Seen is read once, then deleted, reports and anything else alike (it holds an address
+    an erasure cannot reach). A report that cannot be read is held: left in the Maildir
+    marked Seen and Flagged for a person to read, and deleted after 30 days."""
+    from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
+    from drip.tokens import Tokens
+
+    settings = _settings()
+    tally = Tally()
+    if source == "-":
+        with _session() as (session, clock):
+            process_message(
+                session,
+                sys.stdin.buffer.read(),
+                secret=settings.secret_key,
+                tokens=Tokens(settings.secret_keys, clock),
+                now=clock.now(),
+                tally=tally,
+            )
+    else:
+        if not Path(source, "cur").is_dir():
+            raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
+        with _sessions() as (sessions, clock):
+            process_maildir(
+                mailbox.Maildir(source, create=False),
+                sessions,
+                secret=settings.secret_key,
+                tokens=Tokens(settings.secret_keys, clock),
+                clock=clock,
+                tally=tally,
+            )
+    click.echo(
+        f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
+        f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.unmatched} not matched, "
+        f"{tally.unreadable} not a report, {tally.held} unreadable reports held, "
+        f"{tally.expired} held reports deleted after {HELD_FOR.days} days"
+    )

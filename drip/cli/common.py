@@ -1,0 +1,80 @@
+"""What every command shares: its settings, its database and how its errors end it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import wraps
+from typing import Any
+
+import click
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from drip.clock import Clock
+from drip.db import SessionFactory, is_conflict
+from drip.errors import ConfigError, DripError
+from drip.settings import Settings, load_settings
+
+
+def _settings() -> Settings:
+    """The settings, with logging set up from them (every command comes through here)."""
+    from drip.logs import configure_logging
+
+    settings = load_settings()
+    configure_logging(settings)
+    return settings
+
+
+CONFLICT = (
+    "the database aborted a step for a clash with another change; that step changed "
+    "nothing (steps before it are kept), run the command again"
+)
+
+
+def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A command's errors as a message and an exit status, not a traceback: 2 for a bad
+    setting, as for any usage error, and 1 for the rest. When PostgreSQL aborts a
+    command's transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
+    unconfirmed signups can still deadlock with `drip privacy erase`, drip.privacy.erase),
+    the aborted transaction leaves nothing behind (a command that commits in steps, as
+    `bounces process` does, keeps the steps before it) and the same command run again
+    normally goes through, so the message says that instead of a traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            raise click.UsageError(str(exc)) from None
+        except DripError as exc:
+            raise click.ClickException(str(exc)) from None
+        except DBAPIError as exc:
+            if not is_conflict(exc):
+                raise
+            raise click.ClickException(CONFLICT) from None
+
+    return wrapper
+
+
+@contextmanager
+def _session() -> Iterator[tuple[Session, Clock]]:
+    """One transaction on the configured database, for commands that change a few rows."""
+    from drip.db import transaction
+
+    with _sessions() as (sessions, clock), transaction(sessions) as session:
+        yield session, clock
+
+
+@contextmanager
+def _sessions() -> Iterator[tuple[SessionFactory, Clock]]:
+    """The configured database, for commands that commit as they go."""
+    from drip.db import make_session_factory
+    from drip.wiring import make_clock, make_engine
+
+    settings = _settings()
+    engine = make_engine(settings)
+    try:
+        yield make_session_factory(engine), make_clock(settings)
+    finally:
+        engine.dispose()

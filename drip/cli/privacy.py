@@ -1,0 +1,81 @@
+"""`drip privacy`: the privacy page's download and erasure, for a request made by post or
+plain email."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import click
+
+from drip.cli.common import _handles_errors, _sessions, _settings
+from drip.errors import InvalidInput, NotFound
+
+
+def _address(_ctx: click.Context, _param: click.Parameter, raw: str) -> str:
+    """ADDRESS normalised as the privacy page normalises what it is given, so that the
+    command finds the rows the page would; one that is no address is a usage error."""
+    from drip.signup import normalise_email
+
+    try:
+        return normalise_email(raw)
+    except InvalidInput as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.group()
+def privacy() -> None:
+    """A person's data rights asked for by post or plain email (standards LAW-13, LAW-14):
+    the download and the erasure the privacy page gives them."""
+
+
+@privacy.command("export")
+@click.argument("address", callback=_address)
+@click.option(
+    "--output",
+    type=click.File("w", encoding="utf-8", lazy=True),
+    default="-",
+    metavar="FILE",
+    help="Write the JSON to FILE instead of standard output.",
+)
+@_handles_errors
+def privacy_export(address: str, output: TextIO) -> None:
+    """Write everything held about ADDRESS as JSON: the privacy page's download. An
+    address nobody holds gives an export with nothing in it (the answer to send) and a
+    note on standard error, in case it was mistyped."""
+    from drip.db import reading
+    from drip.privacy_export import as_json, export, holds_nothing
+
+    settings = _settings()
+    with _sessions() as (sessions, _clock), reading(sessions) as session:
+        exported = export(session, address, secret=settings.secret_key)
+    click.echo(as_json(exported), file=output)
+    if holds_nothing(exported):
+        click.echo(f"nothing is held about {address}", err=True)
+
+
+@privacy.command("erase")
+@click.argument("address", callback=_address)
+@click.option("--yes", is_flag=True, help="Erase without asking first.")
+@_handles_errors
+def privacy_erase(address: str, yes: bool) -> None:
+    """Erase everything held about ADDRESS, as the privacy page's erase button does,
+    keeping only keyed hashes of it, so that nothing mails it again by mistake. Asks first,
+    showing what it would delete; when nothing holds the address, it says so, changes
+    nothing and exits 1 (a mistyped address must not pass for a done erasure)."""
+    from drip.db import reading
+    from drip.privacy import erasable, erase_address
+
+    settings = _settings()
+    with _sessions() as (sessions, clock):
+        with reading(sessions) as session:
+            subscriptions, received = erasable(session, address)
+        if not subscriptions and not received:
+            raise NotFound(f"no subscription or signup holds {address}; nothing was erased")
+        if not yes:
+            click.confirm(
+                f"Erase {address} for good: {subscriptions} subscription(s) and "
+                f"{received} signup(s) received?",
+                abort=True,
+            )
+        erased = erase_address(sessions, address, secret=settings.secret_key, now=clock.now())
+    click.echo(f"erased {address}: {erased} subscription(s); only keyed hashes of it are left")
