@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from drip.cli.common import _handles_errors, _session
+from drip.cli.common import database_session, handles_errors
 
 
 @click.group()
@@ -17,13 +17,13 @@ def admin() -> None:
 @admin.command("create")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@_handles_errors
+@handles_errors
 def admin_create(email: str, password_stdin: bool) -> None:
     """Create an admin who can log into /admin."""
     from drip.admins import create_admin
 
     password = _password(password_stdin)
-    with _session() as (session, clock):
+    with database_session() as (session, clock):
         created = create_admin(session, email, password, now=clock.now())
         click.echo(f"created admin {created.email}")
 
@@ -31,13 +31,13 @@ def admin_create(email: str, password_stdin: bool) -> None:
 @admin.command("set-password")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@_handles_errors
+@handles_errors
 def admin_set_password(email: str, password_stdin: bool) -> None:
     """Give an admin a new password, which logs out every session made with the old one."""
     from drip.admins import set_password
 
     password = _password(password_stdin)
-    with _session() as (session, _clock):
+    with database_session() as (session, _clock):
         changed = set_password(session, email, password)
         click.echo(f"password changed for {changed.email}")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from drip.cli.common import _handles_errors, _session, _sessions, _settings
+from drip.cli.common import configured_settings, database_session, database_sessions, handles_errors
 
 
 @click.group()
@@ -18,7 +18,7 @@ def bounces() -> None:
 
 @bounces.command("process")
 @click.argument("source")
-@_handles_errors
+@handles_errors
 def bounces_process(source: str) -> None:
     """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
     message on standard input) and stop the subscribers they name. Each message not yet
@@ -28,10 +28,10 @@ def bounces_process(source: str) -> None:
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
-    settings = _settings()
+    settings = configured_settings()
     tally = Tally()
     if source == "-":
-        with _session() as (session, clock):
+        with database_session() as (session, clock):
             process_message(
                 session,
                 sys.stdin.buffer.read(),
@@ -43,7 +43,7 @@ def bounces_process(source: str) -> None:
     else:
         if not Path(source, "cur").is_dir():
             raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
-        with _sessions() as (sessions, clock):
+        with database_sessions() as (sessions, clock):
             process_maildir(
                 mailbox.Maildir(source, create=False),
                 sessions,

@@ -17,7 +17,7 @@ from drip.errors import ConfigError, DripError
 from drip.settings import Settings, load_settings
 
 
-def _settings() -> Settings:
+def configured_settings() -> Settings:
     """The settings, with logging set up from them (every command comes through here)."""
     from drip.logs import configure_logging
 
@@ -32,7 +32,7 @@ CONFLICT = (
 )
 
 
-def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command's errors as a message and an exit status, not a traceback: 2 for a bad
     setting, as for any usage error, and 1 for the rest. When PostgreSQL aborts a
     command's transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
@@ -58,21 +58,21 @@ def _handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def _session() -> Iterator[tuple[Session, Clock]]:
+def database_session() -> Iterator[tuple[Session, Clock]]:
     """One transaction on the configured database, for commands that change a few rows."""
     from drip.db import transaction
 
-    with _sessions() as (sessions, clock), transaction(sessions) as session:
+    with database_sessions() as (sessions, clock), transaction(sessions) as session:
         yield session, clock
 
 
 @contextmanager
-def _sessions() -> Iterator[tuple[SessionFactory, Clock]]:
+def database_sessions() -> Iterator[tuple[SessionFactory, Clock]]:
     """The configured database, for commands that commit as they go."""
     from drip.db import make_session_factory
     from drip.wiring import make_clock, make_engine
 
-    settings = _settings()
+    settings = configured_settings()
     engine = make_engine(settings)
     try:
         yield make_session_factory(engine), make_clock(settings)

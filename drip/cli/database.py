@@ -6,17 +6,17 @@ import sys
 
 import click
 
-from drip.cli.common import _handles_errors, _settings
+from drip.cli.common import configured_settings, handles_errors
 
 
 @click.command()
-@_handles_errors
+@handles_errors
 def init() -> None:
     """Create or upgrade the database and install the shipped series if there is none."""
     from drip.bootstrap import initialise
     from drip.wiring import make_clock, make_engine, make_renderer
 
-    settings = _settings()
+    settings = configured_settings()
     engine = make_engine(settings)
     try:
         lines = initialise(settings, engine, make_clock(settings), make_renderer(settings))
@@ -31,14 +31,14 @@ def db() -> None:
 
 
 @db.command("upgrade")
-@_handles_errors
+@handles_errors
 def db_upgrade() -> None:
     """Apply every new migration. Safe on every deploy: run it before starting the new
     web and worker processes (drip init does this too, and installs the series once)."""
     from drip import schema
     from drip.wiring import make_engine
 
-    engine = make_engine(_settings())
+    engine = make_engine(configured_settings())
     try:
         schema.upgrade(engine)
         current, _newest = schema.revisions(engine)
@@ -49,13 +49,13 @@ def db_upgrade() -> None:
 
 
 @db.command("current")
-@_handles_errors
+@handles_errors
 def db_current() -> None:
     """Print the database's migration and the code's newest; exit 1 when it is behind."""
     from drip import schema
     from drip.wiring import make_engine
 
-    engine = make_engine(_settings())
+    engine = make_engine(configured_settings())
     try:
         current, newest = schema.revisions(engine)
         behind = schema.is_behind(engine)

@@ -6,18 +6,18 @@ import sys
 
 import click
 
-from drip.cli.common import _handles_errors, _settings
+from drip.cli.common import configured_settings, handles_errors
 
 
 @click.command()
-@_handles_errors
+@handles_errors
 def doctor() -> None:
     """Check the settings a new operator gets wrong (URLs, DKIM, SPF, DMARC, SMTP login,
     the relay's reverse DNS), each with how to fix it. Fails only on errors; a DNS lookup
     it cannot make is a warning."""
     from drip.doctor import Level, dns_records, dns_txt, examine
 
-    checks = examine(_settings(), lookup_txt=dns_txt, lookup_records=dns_records)
+    checks = examine(configured_settings(), lookup_txt=dns_txt, lookup_records=dns_records)
     for check in checks:
         click.echo(f"{check.level.value:<8} {check.name}: {check.detail}")
         if check.fix and check.level != Level.OK:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from drip.cli.common import _handles_errors, _settings
+from drip.cli.common import configured_settings, handles_errors
 from drip.settings import Settings
 
 
@@ -20,12 +20,12 @@ def dkim() -> None:
 @click.argument("domain")
 @click.argument("selector")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
-@_handles_errors
+@handles_errors
 def dkim_keygen(domain: str, selector: str, out: Path | None) -> None:
     """Write a new 2048-bit key for DOMAIN and print the DNS record to publish."""
     from drip.dkim_signing import generate_key, txt_record
 
-    folder = out or _settings().instance_dir / "dkim"
+    folder = out or configured_settings().instance_dir / "dkim"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{selector}.{domain}.pem"
     if path.exists():
@@ -47,23 +47,23 @@ def keys() -> None:
 
 
 @keys.command("rotate")
-@_handles_errors
+@handles_errors
 def keys_rotate() -> None:
     """Print the environment with a fresh newest key; deploy it to every process."""
     from drip.keys import rotated
 
-    settings = _settings()
+    settings = configured_settings()
     _print_keys(settings, rotated(settings.secret_keys))
 
 
 @keys.command("retire")
-@_handles_errors
+@handles_errors
 def keys_retire() -> None:
     """Print the environment without the oldest key, once it has not signed for 60 days."""
     from drip.keys import retired
     from drip.wiring import make_clock
 
-    settings = _settings()
+    settings = configured_settings()
     now = make_clock(settings).now()
     _print_keys(settings, retired(settings.instance_dir, settings.secret_keys, now))
 

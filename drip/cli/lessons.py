@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from sqlalchemy.orm import Session
 
-from drip.cli.common import _handles_errors, _session, _settings
+from drip.cli.common import configured_settings, database_session, handles_errors
 
 
 @click.group()
@@ -18,20 +18,20 @@ def lessons() -> None:
 @lessons.command("export")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--series", default="", help="Series slug (the first one by default).")
-@_handles_errors
+@handles_errors
 def lessons_export(directory: Path, series: str) -> None:
     """Write the series' current lessons into DIRECTORY."""
     from drip.series_files import export_series
     from drip.signup import find_sequence
 
-    with _session() as (session, _clock):
+    with database_session() as (session, _clock):
         written = export_series(session, find_sequence(session, series), directory)
     click.echo(f"wrote {len(written)} files into {directory}")
 
 
 @lessons.command("load")
 @click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@_handles_errors
+@handles_errors
 def lessons_load(directory: Path) -> None:
     """Load a series from DIRECTORY: changed lessons become new versions; nothing is
     overwritten or deleted. Every template is checked first; one bad file loads nothing."""
@@ -39,10 +39,10 @@ def lessons_load(directory: Path) -> None:
     from drip.series_files import install_series, read_series
     from drip.wiring import make_renderer
 
-    settings = _settings()
+    settings = configured_settings()
     series = read_series(directory)
     check_series(make_renderer(settings), series, settings)
-    with _session() as (session, clock):
+    with database_session() as (session, clock):
         before = _version_count(session)
         install_series(session, series, now=clock.now(), author=f"drip lessons load {directory}")
         added = _version_count(session) - before

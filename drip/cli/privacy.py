@@ -7,7 +7,7 @@ from typing import TextIO
 
 import click
 
-from drip.cli.common import _handles_errors, _sessions, _settings
+from drip.cli.common import configured_settings, database_sessions, handles_errors
 from drip.errors import InvalidInput, NotFound
 
 
@@ -37,7 +37,7 @@ def privacy() -> None:
     metavar="FILE",
     help="Write the JSON to FILE instead of standard output.",
 )
-@_handles_errors
+@handles_errors
 def privacy_export(address: str, output: TextIO) -> None:
     """Write everything held about ADDRESS as JSON: the privacy page's download. An
     address nobody holds gives an export with nothing in it (the answer to send) and a
@@ -45,8 +45,8 @@ def privacy_export(address: str, output: TextIO) -> None:
     from drip.db import reading
     from drip.privacy_export import as_json, export, holds_nothing
 
-    settings = _settings()
-    with _sessions() as (sessions, _clock), reading(sessions) as session:
+    settings = configured_settings()
+    with database_sessions() as (sessions, _clock), reading(sessions) as session:
         exported = export(session, address, secret=settings.secret_key)
     click.echo(as_json(exported), file=output)
     if holds_nothing(exported):
@@ -56,7 +56,7 @@ def privacy_export(address: str, output: TextIO) -> None:
 @privacy.command("erase")
 @click.argument("address", callback=_address)
 @click.option("--yes", is_flag=True, help="Erase without asking first.")
-@_handles_errors
+@handles_errors
 def privacy_erase(address: str, yes: bool) -> None:
     """Erase everything held about ADDRESS, as the privacy page's erase button does,
     keeping only keyed hashes of it, so that nothing mails it again by mistake. Asks first,
@@ -65,8 +65,8 @@ def privacy_erase(address: str, yes: bool) -> None:
     from drip.db import reading
     from drip.privacy import erasable, erase_address
 
-    settings = _settings()
-    with _sessions() as (sessions, clock):
+    settings = configured_settings()
+    with database_sessions() as (sessions, clock):
         with reading(sessions) as session:
             subscriptions, received = erasable(session, address)
         if not subscriptions and not received:

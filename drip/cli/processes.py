@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 import click
 
-from drip.cli.common import _handles_errors, _settings
+from drip.cli.common import configured_settings, handles_errors
 from drip.clock import Clock, FixedClock, parse_instant
 from drip.scheduler import PassResult
 from drip.settings import Settings, positive_float
@@ -23,31 +23,31 @@ log = logging.getLogger("drip.scheduler")
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@_handles_errors
+@handles_errors
 def run(host: str, port: int) -> None:
     """Start everything on this machine: Redis (embedded), web, worker and scheduler."""
     from drip.runner import run_all
 
-    sys.exit(run_all(_settings(), host=host, port=port))
+    sys.exit(run_all(configured_settings(), host=host, port=port))
 
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
-@_handles_errors
+@handles_errors
 def web(host: str, port: int) -> None:
     """Serve the web app with Werkzeug (local use; production runs gunicorn)."""
     from werkzeug.serving import run_simple
 
     from drip.web import create_app
 
-    run_simple(host, port, create_app(_settings()), threaded=True)
+    run_simple(host, port, create_app(configured_settings()), threaded=True)
 
 
 @click.command()
 @click.option("--processes", default=1, show_default=True, type=click.IntRange(1, 64))
 @click.option("--threads", default=4, show_default=True, type=click.IntRange(1, 64))
-@_handles_errors
+@handles_errors
 def worker(processes: int, threads: int) -> None:
     """Start Dramatiq worker processes for drip's actors.
 
@@ -55,7 +55,7 @@ def worker(processes: int, threads: int) -> None:
     skipped), so the parent's lines are in DRIP_LOG_FORMAT too. Dramatiq reads its
     prefetch setting from the environment when it is first imported: set it before.
     """
-    settings = _settings()
+    settings = configured_settings()
     # One message in hand per thread (standards REL-09): a killed worker strands at most
     # one per thread. A larger prefetch measured faster under load (bench/send.py), but
     # every stranded id then waits for the sweeper's DRIP_REQUEUE_AFTER.
@@ -93,10 +93,10 @@ def _seconds(_ctx: click.Context, _param: click.Parameter, raw: str | None) -> f
     is_flag=True,
     help="Only re-queue stale deliveries and signups (a separate sweeper); issue nothing new.",
 )
-@_handles_errors
+@handles_errors
 def scheduler(interval: float | None, sweep_only: bool) -> None:
     """Run scheduler passes forever."""
-    settings = _settings()
+    settings = configured_settings()
     pause = settings.scheduler_interval if interval is None else interval
     with _scheduler(settings, None, sweep_only=sweep_only) as run_pass:
         while True:
@@ -119,10 +119,10 @@ def scheduler(interval: float | None, sweep_only: bool) -> None:
     default=None,
     help="Run as if at this ISO-8601 instant (the sweeper's deadlines move with it).",
 )
-@_handles_errors
+@handles_errors
 def tick(now: str | None) -> None:
     """Run one scheduler pass and print what it queued."""
-    settings = _settings()
+    settings = configured_settings()
     try:
         clock = FixedClock(parse_instant(now)) if now else None
     except ValueError:

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from drip.cli.common import _handles_errors, _session, _settings
+from drip.cli.common import configured_settings, database_session, handles_errors
 
 
 @click.group()
@@ -20,13 +20,13 @@ def subscribers() -> None:
 @subscribers.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--series", default="", help="Series slug (the first one by default).")
-@_handles_errors
+@handles_errors
 def subscribers_export(file: Path, series: str) -> None:
     """Write every subscriber of the series to FILE (CSV)."""
     from drip.csvio import export_rows, write_csv
     from drip.signup import find_sequence
 
-    with _session() as (session, _clock), file.open("w", newline="") as out:
+    with database_session() as (session, _clock), file.open("w", newline="") as out:
         write_csv(export_rows(session, find_sequence(session, series).id), out)
     click.echo(f"wrote {file}")
 
@@ -34,7 +34,7 @@ def subscribers_export(file: Path, series: str) -> None:
 @subscribers.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--series", default="", help="Series slug (the first one by default).")
-@_handles_errors
+@handles_errors
 def subscribers_import(file: Path, series: str) -> None:
     """Import subscribers from FILE (CSV with email and consent columns; optional
     first_name, timezone, send_hour, step). Each becomes a pending signup and gets one
@@ -46,10 +46,10 @@ def subscribers_import(file: Path, series: str) -> None:
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_redis
 
-    settings = _settings()
+    settings = configured_settings()
     total = count_lines(file)
     with (
-        _session() as (session, clock),
+        database_session() as (session, clock),
         file.open(newline="", encoding="utf-8-sig") as lines,
         click.progressbar(length=total, label="importing", file=sys.stderr) as bar,
     ):
