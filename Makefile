@@ -29,10 +29,14 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/drip run
 
+# One pytest worker more than there are cores (at most 5): the tests wait on threads,
+# subprocesses and PostgreSQL often enough that a core would otherwise sit idle.
+WORKERS := $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$((n + 1)))
+
 test: $(STAMP)
 	$(BIN)/ruff check drip tests bench
 	$(BIN)/ruff format --check drip tests bench
-	$(BIN)/pytest -n auto --maxprocesses 4 --dist loadgroup
+	$(BIN)/pytest -n $(WORKERS) --dist loadgroup
 
 # Kill workers, the scheduler and Redis while 2,000 subscribers get a 10-day series.
 chaos: $(STAMP)

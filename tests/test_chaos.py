@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 SHORT = Plan(
     subscribers=200,
     days=3,
-    kill_every=5.0,
+    kill_every=8.0,
     send_hours=(8,),
     clock_step=timedelta(hours=1),
     timeout=480,
