@@ -63,6 +63,7 @@ def test_tick_runs_one_pass_as_if_at_the_given_instant(system: System, env: dict
     assert len(system.smtp.to("ana@example.com")) == 3
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # argument parsing only
 def test_tick_refuses_an_instant_it_cannot_read(env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["tick", "--now", "next tuesday"], env=env)
     assert result.exit_code == 2

@@ -110,6 +110,7 @@ def load_refused(system: System, env: dict[str, str], tmp_path: Path, edits: dic
     return result.output
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
 def test_a_broken_lesson_file_loads_nothing(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -227,6 +228,7 @@ def test_an_import_mails_no_suppressed_address(
     assert confirmations_to(system, "gone@example.com") == 0
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # file format only
 def test_a_file_without_a_consent_column_is_refused(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -242,6 +244,7 @@ def subscriber_count(system: System) -> int:
         return session.scalar(sa.select(sa.func.count()).select_from(Subscriber)) or 0
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # file format only
 def test_a_file_not_in_utf8_is_refused_and_imports_nothing(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -278,6 +281,7 @@ def test_a_row_holding_a_nul_is_refused_by_line(
     assert confirmations_to(system, "ana@example.com") == 0
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # file format only
 def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path: Path) -> None:
     system.signup("ana@example.com", first_name="Ana")
     file = tmp_path / "out.csv"
@@ -321,6 +325,7 @@ def test_subscribers_exported_and_imported_again_keep_their_addresses_and_names(
         assert {s.email: s.first_name for s in subscribers} == people
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
 def test_loading_holds_lessons_to_the_rules_an_admin_save_does(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -140,6 +140,7 @@ def assert_required_headers(msg: EmailMessage) -> None:
     assert not msg.get_all("Bcc")
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
 def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailMessage) -> None:
     assert_required_headers(lesson)
     assert lesson["Auto-Submitted"] == "auto-generated"
@@ -147,6 +148,7 @@ def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailM
     assert re.fullmatch(r".*<feel-better\.drip\.example\.com>", str(lesson["List-Id"]))
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
 def test_the_confirmation_email_has_the_required_headers_too(system: System) -> None:
     """STD-01 names the confirmation as well as the lessons: it is a delivery of its own
     kind, with its own template and footer, so it is parsed on its own."""
@@ -158,6 +160,7 @@ def test_the_confirmation_email_has_the_required_headers_too(system: System) -> 
     assert re.fullmatch(r"<d\d+\.[0-9a-f]{10}@drip\.example\.com>", str(confirmation["Message-ID"]))
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
 def test_one_click_unsubscribe_headers_follow_rfc_8058(lesson: EmailMessage) -> None:
     assert re.fullmatch(
         r"<https://drip\.example\.com/unsubscribe/[\w.-]+>", str(lesson["List-Unsubscribe"])
@@ -224,6 +227,7 @@ def test_a_zone_the_server_no_longer_knows_dates_the_footer_in_utc(system: Syste
 
 
 @pytest.mark.parametrize("system_env", [{}, {"DRIP_AD_NOTICE": "Advertisement"}], ids=["off", "on"])
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
 def test_an_advertisement_notice_can_be_switched_on_for_lessons_only(
     lesson: EmailMessage, system: System, system_env: dict[str, str]
 ) -> None:
@@ -273,6 +277,7 @@ class FirstInBody(HTMLParser):
             self.before += data
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
 def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) -> None:
     """Standards STD-04: the step's own preheader is the first element of <body>, hidden,
     and the first line of the text part; for the welcome and lesson 1 alike."""
@@ -300,6 +305,7 @@ class Links(HTMLParser):
         self.urls += [v for k, v in attrs if k in ("href", "src", "action") and v is not None]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
 def test_the_confirmation_email_links_only_to_confirm_privacy_and_unsubscribe(
     lesson: EmailMessage, system: System
 ) -> None:
@@ -504,6 +510,7 @@ def test_header_injection_through_a_name_is_refused(name: str) -> None:
         recipient_address("ana@example.com", name)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
 def test_a_subscriber_name_cannot_add_headers(system: System) -> None:
     for payload in ("Eve\r\nBcc: v@example.com", "A =?UTF-8?Q?=0A?=Bcc: v@example.com"):
         with pytest.raises(InvalidInput):

@@ -59,6 +59,7 @@ def without_token(page: str) -> str:
     return re.sub(r'name="csrf_token" value="[^"]+"', 'name="csrf_token"', page)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_every_admin_page_refuses_anonymous_visitors(app: Flask) -> None:
     client = app.test_client()
     rules = [r for r in app.url_map.iter_rules() if r.rule.startswith("/admin")]
@@ -98,6 +99,7 @@ CSRF_EXEMPT = {
 them acts on a cookie, so a forged cross-site request gains nothing (standards SEC-15)."""
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CSRF, before any query
 def test_every_state_changing_route_needs_a_csrf_token_unless_exempt_for_a_reason(
     app: Flask, admin: FlaskClient
 ) -> None:
@@ -120,6 +122,7 @@ def test_every_state_changing_route_needs_a_csrf_token_unless_exempt_for_a_reaso
     assert checked >= 10
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # compares two answers
 def test_login_fails_the_same_way_for_a_wrong_password_and_an_unknown_account(
     client: FlaskClient, writer: str
 ) -> None:
@@ -142,6 +145,7 @@ def test_login_fails_the_same_way_for_a_wrong_password_and_an_unknown_account(
     assert client.get("/admin/").status_code == 302
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # cookie flags only
 def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
     client: FlaskClient, writer: str
 ) -> None:
@@ -183,6 +187,7 @@ def test_an_admin_at_an_international_domain_logs_in_spelled_either_way(
         assert log_in(app.test_client(), spelling, "a brand new passphrase") == 302, spelling
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
 def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
     codes = []
     for n in range(11):
@@ -233,6 +238,7 @@ def test_an_admin_password_is_stored_as_an_argon2id_hash(system: System, writer:
     assert PASSWORD not in stored
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # redirects only
 def test_the_next_parameter_cannot_redirect_off_site(client: FlaskClient, writer: str) -> None:
     token = csrf_token(client)
     response = client.post(
@@ -420,6 +426,7 @@ def test_a_lesson_with_every_body_at_its_longest_saves_and_previews(
     assert versions(system, lesson_1)[-1].body_text == text_body
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused by its size
 def test_a_lesson_too_large_even_for_the_editor_is_refused_with_a_clear_message(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
@@ -437,6 +444,7 @@ def test_a_lesson_too_large_even_for_the_editor_is_refused_with_a_clear_message(
     assert elsewhere.status_code == 413, "other forms keep the small limit"
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_1: int) -> None:
     page = f"/admin/lessons/{lesson_1}"
     html = post(admin, f"{page}/preview", edit(lesson_1), page=page)
@@ -744,6 +752,7 @@ def maildir_app(system: System) -> Iterator[Flask]:
     app.extensions["drip"].engine.dispose()
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # reads the Maildir only
 def test_the_outbox_shows_local_mail_as_the_reader_sees_it(
     maildir_app: Flask, system: System, writer: str
 ) -> None:
@@ -941,6 +950,7 @@ def test_a_value_the_database_refuses_is_a_clear_400_not_a_404(
         assert "cannot be stored" in response.get_data(as_text=True), kind
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
 def test_a_template_that_calls_itself_is_refused(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
@@ -951,6 +961,7 @@ def test_a_template_that_calls_itself_is_refused(
     assert "calls itself" in response.get_data(as_text=True)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CSV escaping only
 def test_exported_names_cannot_run_as_spreadsheet_formulas(
     admin: FlaskClient, system: System
 ) -> None:

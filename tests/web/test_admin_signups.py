@@ -54,6 +54,7 @@ def test_the_page_shows_the_newest_and_counts_them_all(
     assert "The 1 most recent of 2." in page
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CSRF, before any query
 def test_trying_again_without_a_csrf_token_is_refused_and_changes_nothing(
     admin: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -98,6 +99,7 @@ def test_one_signup_can_be_tried_again_alone(
     assert "1 signup could not be handled" in admin.get("/admin/").get_data(as_text=True)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_a_malformed_number_is_refused_and_hands_nothing_back(
     admin: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -281,6 +281,7 @@ def test_an_ses_bounce_is_attributed_by_its_verp_source_when_nothing_else_matche
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # signature check only
 def test_a_verified_subscription_confirmation_is_confirmed_and_a_forged_one_is_not(
     client: FlaskClient, network: Network, sns_key: tuple[rsa.RSAPrivateKey, bytes]
 ) -> None:
@@ -321,6 +322,7 @@ def forgeries(key: rsa.RSAPrivateKey, genuine: dict[str, Any]) -> list[dict[str,
     ]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_unverified_ses_messages_are_refused_and_change_nothing(
     client: FlaskClient, system: System, network: Network, sns_key: tuple[rsa.RSAPrivateKey, bytes]
 ) -> None:
@@ -343,6 +345,7 @@ MALFORMED_SNS = [
 ]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_malformed_ses_messages_get_400_even_when_signed(
     client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
 ) -> None:
@@ -436,6 +439,7 @@ def test_postmark_soft_bounces_mark_the_latest_email_and_others_are_ignored(
     assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_postmark_without_the_secret_is_refused_and_changes_nothing(
     client: FlaskClient, system: System
 ) -> None:
@@ -543,6 +547,7 @@ def test_a_temporary_mailgun_failure_only_marks_the_email(
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_unverified_mailgun_events_are_refused_and_change_nothing(
     client: FlaskClient, system: System
 ) -> None:
@@ -567,6 +572,7 @@ def test_unverified_mailgun_events_are_refused_and_change_nothing(
 # --- Routing ----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # routing only
 def test_unknown_or_unconfigured_providers_are_not_found(system: System, network: Network) -> None:
     bare = dataclasses.replace(
         system.settings, ses_topic_arns=frozenset(), postmark_webhook_secret=""
@@ -589,6 +595,7 @@ def test_unknown_or_unconfigured_providers_are_not_found(system: System, network
         app.extensions["drip"].engine.dispose()
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused by its size
 def test_an_oversized_webhook_is_refused_before_it_is_read(client: FlaskClient) -> None:
     response = client.post("/hooks/postmark", data=b"x" * (600 * 1024), content_type="text/plain")
     assert response.status_code == 413

@@ -47,6 +47,7 @@ def count(system: System, model: type[Base]) -> int:
         return session.scalar(sa.select(sa.func.count()).select_from(model)) or 0
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_landing_page_tells_what_the_reader_gets(client: FlaskClient) -> None:
     page = client.get("/").get_data(as_text=True)
     assert "Calm Back, Calm Mind" in page
@@ -57,6 +58,7 @@ def test_the_landing_page_tells_what_the_reader_gets(client: FlaskClient) -> Non
     assert client.get("/s/feel-better").status_code == 200
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_form_says_who_asks_for_what_how_to_reach_them_and_how_to_withdraw(
     client: FlaskClient,
 ) -> None:
@@ -76,6 +78,7 @@ def test_the_form_says_who_asks_for_what_how_to_reach_them_and_how_to_withdraw(
         assert expected in notice
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_embed_page_gives_a_snippet_that_posts_to_drip(client: FlaskClient) -> None:
     page = client.get("/embed").get_data(as_text=True)
     assert "&lt;form action=&#34;https://drip.example.com/subscribe&#34;" in page
@@ -145,6 +148,7 @@ def test_a_form_sent_back_faster_than_a_person_fills_it_stores_nothing(
     assert len(system.smtp.received) == stored
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # form markup and stamp
 def test_a_refused_form_keeps_the_time_it_was_first_shown(
     client: FlaskClient, system: System
 ) -> None:
@@ -223,6 +227,7 @@ def test_signing_up_after_unsubscribing_starts_a_fresh_double_opt_in(
     assert kinds == ["signup", "confirm", "withdraw", "signup", "confirm"]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
 def test_the_signup_form_is_rate_limited_per_ip_with_retry_after(
     client: FlaskClient, system: System
 ) -> None:
@@ -238,6 +243,7 @@ def test_the_signup_form_is_rate_limited_per_ip_with_retry_after(
     assert count(system, Subscriber) == 5
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
 def test_the_form_and_the_api_count_one_ip_separately(client: FlaskClient) -> None:
     """A blog's embedded form and its own API integration may share a server's IP."""
     for n in range(5):
@@ -249,6 +255,7 @@ def test_the_form_and_the_api_count_one_ip_separately(client: FlaskClient) -> No
     assert response.status_code == 202
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counts Redis commands
 def test_a_signup_costs_three_round_trips_to_redis(
     client: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -284,6 +291,7 @@ def test_one_address_cannot_be_mail_bombed_from_many_ips(app: Flask, system: Sys
     assert len(system.smtp.to("victim@example.com")) == 1
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CORS headers only
 def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: System) -> None:
     settings = dataclasses.replace(system.settings, allowed_origins=frozenset({BLOG}))
     app = create_app(
@@ -305,6 +313,7 @@ def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: Sy
         app.extensions["drip"].engine.dispose()
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # a static file
 def test_the_api_is_described_by_an_openapi_file(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
     assert spec["openapi"].startswith("3.")
@@ -431,6 +440,7 @@ def test_every_page_sends_security_headers(app: Flask, admin: FlaskClient, syste
             assert headers["X-Frame-Options"] == "DENY", where
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) -> None:
     page = client.get("/privacy").get_data(as_text=True)
     for expected in (
@@ -450,6 +460,7 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
     assert "stays until you ask us to erase it" not in page, "it has an end now (LAW-16)"
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_privacy_page_states_the_configured_retention_period(
     app_with: Callable[..., Flask],
 ) -> None:
@@ -909,6 +920,7 @@ def test_a_browser_post_from_the_landing_page_is_accepted(
         assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # headers, not data
 def test_pages_with_a_token_in_the_url_leak_no_referrer_and_are_not_cached(
     client: FlaskClient, system: System, ana: str
 ) -> None:
@@ -924,6 +936,7 @@ def test_pages_with_a_token_in_the_url_leak_no_referrer_and_are_not_cached(
         assert response.headers["Cache-Control"] == "no-store", path
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # redirects only
 def test_the_writers_thank_you_page_is_used_for_their_site_only(blog: FlaskClient) -> None:
     own = blog.post(
         "/subscribe", data={"email": "a@example.com"}, headers={"Sec-Fetch-Site": "same-origin"}
@@ -933,6 +946,7 @@ def test_the_writers_thank_you_page_is_used_for_their_site_only(blog: FlaskClien
     assert theirs.headers["Location"] == f"{BLOG}/thanks"
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
 def test_look_alike_spellings_of_one_address_share_its_privacy_request_limit(
     app: Flask, system: System
 ) -> None:
@@ -1017,6 +1031,7 @@ def test_odd_preference_values_are_refused_not_errors(client: FlaskClient, ana: 
     )
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
 def test_a_mistake_on_the_landing_page_is_shown_beside_the_form_with_the_input_kept(
     client: FlaskClient, system: System
 ) -> None:

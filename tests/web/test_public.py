@@ -35,6 +35,7 @@ from tests.helpers import System
 from tests.web.conftest import link, status_of
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_landing_page_has_the_form_and_the_consent_notice(client: FlaskClient) -> None:
     page = client.get("/").get_data(as_text=True)
     assert 'action="/subscribe"' in page
@@ -72,6 +73,7 @@ class FormFields(HTMLParser):
             self.textareas.append(data)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
 def test_no_signup_form_has_a_pre_checked_box(client: FlaskClient) -> None:
     """DEL-04 / LAW-30: the landing page's form, as first shown and after a refused
     signup, and the snippet the embed page hands out carry no `checked` attribute."""
@@ -221,6 +223,7 @@ def test_the_json_api_accepts_a_signup(client: FlaskClient, system: System) -> N
     )
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused by its size
 def test_an_oversized_body_is_refused(client: FlaskClient) -> None:
     response = client.post(
         "/subscribe", data={"email": "a@example.com", "first_name": "x" * 70_000}
@@ -249,6 +252,7 @@ def test_opening_the_confirm_link_changes_nothing_only_the_button_confirms(
     assert len(system.smtp.to("ana@example.com")) == 2
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # token checks only
 def test_a_tampered_or_expired_confirm_link_is_refused_and_changes_nothing(
     client: FlaskClient, system: System
 ) -> None:
@@ -266,6 +270,7 @@ def answer(response: TestResponse) -> tuple[int, bytes]:
     return response.status_code, response.get_data()
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # token checks only
 def test_an_unsubscribe_token_cannot_confirm(client: FlaskClient, system: System) -> None:
     client.post("/subscribe", data={"email": "ana@example.com"})
     unsubscribe = link(system, "ana@example.com", "unsubscribe")
@@ -334,6 +339,7 @@ def snapshot(system: System) -> list[object]:
         return [session.execute(sa.select(t)).all() for t in Base.metadata.sorted_tables]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # token checks only
 def test_a_bad_unsubscribe_token_gets_one_generic_answer_and_changes_nothing(
     app: Flask, system: System, active: str
 ) -> None:
@@ -379,6 +385,7 @@ def test_an_unsubscribe_link_still_works_61_days_after_it_was_sent(
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # token format only
 def test_the_links_in_emails_carry_ids_never_the_address(
     client: FlaskClient, system: System
 ) -> None:
@@ -401,6 +408,7 @@ def test_the_unsubscribe_button_confirms_on_a_page(
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # link building only
 def test_links_in_emails_use_the_configured_base_url_not_the_host_header(
     client: FlaskClient, system: System
 ) -> None:
@@ -408,6 +416,7 @@ def test_links_in_emails_use_the_configured_base_url_not_the_host_header(
     assert link(system, "ana@example.com", "confirm").startswith("/confirm/")
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
 def test_in_production_a_request_for_another_host_is_refused_and_builds_nothing(
     system: System,
 ) -> None:
