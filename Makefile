@@ -31,7 +31,9 @@ run: $(STAMP)
 
 # One pytest worker more than there are cores (at most 5): the tests wait on threads,
 # subprocesses and PostgreSQL often enough that a core would otherwise sit idle.
-WORKERS := $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$((n + 1)))
+# getconf works on Linux and macOS; nproc is GNU only.
+WORKERS := $(shell n=$$(getconf _NPROCESSORS_ONLN 2>/dev/null || nproc 2>/dev/null || echo 1); \
+	[ $$n -gt 4 ] && n=4; echo $$((n + 1)))
 
 test: $(STAMP)
 	$(BIN)/ruff check drip tests bench
