@@ -24,6 +24,7 @@ from drip.db import transaction
 from drip.directory import resend
 from drip.email_policy import POLICY
 from drip.errors import ConfigError, InvalidInput
+from drip.lessons import save_version
 from drip.messages import (
     BOUNDARY,
     Envelope,
@@ -32,10 +33,12 @@ from drip.messages import (
     message_id,
     recipient_address,
 )
-from drip.models import Delivery, DeliveryKind, DeliveryStatus
+from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step
 from drip.rendering import RenderedEmail
 from drip.series_files import read_series
+from drip.settings import Settings
 from drip.tasks import setup_worker
+from drip.wiring import make_renderer
 from tests.helpers import System
 
 SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
@@ -295,14 +298,24 @@ def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) ->
 
 
 class Links(HTMLParser):
-    """Every URL an HTML part links to or loads."""
+    """Every URL an HTML part links to or loads; and, apart, its links and its images."""
 
     def __init__(self) -> None:
         super().__init__()
         self.urls: list[str] = []
+        self.hrefs: list[str] = []
+        self.images: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.urls += [v for k, v in attrs if k in ("href", "src", "action") and v is not None]
+        self.hrefs += [v for k, v in attrs if tag == "a" and k == "href" and v is not None]
+        self.images += [v for k, v in attrs if tag == "img" and k == "src" and v is not None]
+
+
+def links_of(html: str) -> Links:
+    links = Links()
+    links.feed(html)
+    return links
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
@@ -330,6 +343,52 @@ def test_the_confirmation_email_links_only_to_confirm_privacy_and_unsubscribe(
     for body in (text, html):
         for promotion in ("bonus", *bonuses, *titles):
             assert promotion.lower() not in body.lower(), promotion
+
+
+WRITTEN_LINKS = """
+<p>Read <a href="https://example.org/back?topic=stress&amp;from=lesson">the study</a>,
+<a href="https://example.org/sleep#tips">sleep tips</a>
+or <a href="mailto:help@example.org">write</a>.</p>
+<p><img src="https://cdn.example.org/loop.png" alt="The pain loop" width="560"></p>
+"""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
+def test_lessons_carry_no_tracking_pixel_and_every_link_as_written(system: System) -> None:
+    """Standards LAW-17: drip has no open or click tracking, and no setting to turn it on,
+    so a default render loads nothing from drip's own address and sends every click where
+    the author pointed it, with no redirect in between. The shipped lessons link only to
+    the unsubscribe page, so lesson 1 is saved with links and an image added."""
+    assert not [f.name for f in dataclasses.fields(Settings) if "track" in f.name]
+    welcome_step, step = read_series(system.settings.emails_dir).steps[:2]
+    template = dataclasses.replace(
+        step.template,
+        body_html=step.template.body_html + WRITTEN_LINKS,
+        body_text=step.template.body_text + "\n\nThe study: https://example.org/back?topic=stress",
+    )
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        step_id = session.scalars(sa.select(Step.id).where(Step.number == 1)).one()
+        renderer = make_renderer(system.settings)
+        save_version(session, renderer, step_id, template, author="a", now=system.clock.now())
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+    _confirmation, welcome, lesson = system.smtp.to("ana@example.com")
+    assert len(links_of(template.body_html).hrefs) == 3
+    for mail, body_html in (
+        (welcome, welcome_step.template.body_html),
+        (lesson, template.body_html),
+    ):
+        source = links_of(body_html)
+        _text, html = parts(mail)
+        unsubscribe = str(mail["List-Unsubscribe"]).strip("<>")
+        rendered = links_of(html)
+        assert rendered.hrefs == [*source.hrefs, unsubscribe]
+        assert rendered.images == source.images
+        drips_own = [url for url in rendered.urls if url.startswith(system.settings.base_url)]
+        assert drips_own == [unsubscribe], "no pixel, no redirect: only the unsubscribe page"
+    assert "The study: https://example.org/back?topic=stress" in parts(lesson)[0]
 
 
 def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -> None:
