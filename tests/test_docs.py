@@ -19,6 +19,19 @@ def test_the_readme_states_the_delivery_contract() -> None:
     assert "`drip_ambiguous_resends_total`" in readme
 
 
+def test_production_redis_runs_with_appendonly() -> None:
+    """Standards REL-10: no email depends on Redis keeping its data (REL-03), but the
+    rate-limit counters and the slow-downs do, so wherever drip says how Redis runs it
+    says `appendonly yes`. Production's Redis is the operator's own server, not a
+    `Procfile` process; one added there must say it too."""
+    for doc in ("README.md", "docs/deploy.md"):
+        text = " ".join((ROOT / doc).read_text().split())
+        assert re.search(r"Run (the )?Redis( server)? with `appendonly yes`", text), doc
+        assert "`appendonly yes` if you like" not in text, f"{doc}: a requirement, not a hint"
+    for process in (ROOT / "Procfile").read_text().splitlines():
+        assert "redis-server" not in process or "--appendonly yes" in process, process
+
+
 def test_the_deploy_guide_lists_every_metric_by_its_exposed_name() -> None:
     """Counters are exposed with `_total` (standards REL-13 names
     `drip_ambiguous_resends_total`)."""

@@ -24,6 +24,7 @@ from drip.db import transaction
 from drip.directory import resend
 from drip.email_policy import POLICY
 from drip.errors import ConfigError, InvalidInput
+from drip.lessons import save_version
 from drip.messages import (
     BOUNDARY,
     Envelope,
@@ -32,10 +33,12 @@ from drip.messages import (
     message_id,
     recipient_address,
 )
-from drip.models import Delivery, DeliveryKind, DeliveryStatus
+from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step
 from drip.rendering import RenderedEmail
 from drip.series_files import read_series
+from drip.settings import Settings
 from drip.tasks import setup_worker
+from drip.wiring import make_renderer
 from tests.helpers import System
 
 SINGLE = ("From", "To", "Date", "Subject", "Message-ID", "MIME-Version")
@@ -197,6 +200,117 @@ def test_text_comes_first_then_html_and_both_carry_the_footer(lesson: EmailMessa
     assert "Hi Ana María," in text
 
 
+VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "wbr"}
+)
+Element = tuple[str, dict[str, str | None]]
+
+
+class Ancestry(HTMLParser):
+    """Each link to `href`, with the elements it sits in (innermost first) and its text."""
+
+    def __init__(self, href: str) -> None:
+        super().__init__()
+        self.href = href
+        self.open: list[Element] = []
+        self.found: list[list[Element]] = []
+        self.text = ""
+        self.inside = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        element = (tag, dict(attrs))
+        if tag == "a" and element[1].get("href") == self.href:
+            self.found.append([element, *reversed(self.open)])
+            self.inside = True
+        if tag not in VOID:
+            self.open.append(element)
+
+    def handle_endtag(self, tag: str) -> None:
+        self.inside = self.inside and tag != "a"
+        for depth in range(len(self.open) - 1, -1, -1):
+            if self.open[depth][0] == tag:
+                del self.open[depth:]
+                break
+
+    def handle_data(self, data: str) -> None:
+        if self.inside:
+            self.text += data
+
+
+def declarations(element: Element) -> dict[str, str]:
+    pairs = (d.partition(":") for d in (element[1].get("style") or "").split(";"))
+    return {name.strip().lower(): value.strip().lower() for name, _, value in pairs if value}
+
+
+def hiding(element: Element) -> str:
+    """What, in its attributes or inline style, hides the element or all inside it."""
+    style = declarations(element)
+    zero = re.compile(r"(?:0+(?:\.0*)?|\.0+)(?:px|pt|em|rem|%)?")
+    tiny = re.fullmatch(r"(\d*\.?\d+)px", style.get("font-size", ""))
+    checks = {
+        "the hidden attribute": "hidden" in element[1],
+        "aria-hidden": element[1].get("aria-hidden") == "true",
+        "display: none": style.get("display") == "none",
+        "visibility": style.get("visibility") in ("hidden", "collapse"),
+        "opacity: 0": zero.fullmatch(style.get("opacity", "1")) is not None,
+        "font-size: 0": zero.fullmatch(style.get("font-size", "1")) is not None,
+        "font-size under 10px": tiny is not None and float(tiny[1]) < 10,
+        "max-height: 0": zero.fullmatch(style.get("max-height", "1")) is not None,
+        "mso-hide": style.get("mso-hide") == "all",
+    }
+    return ", ".join(name for name, hidden in checks.items() if hidden)
+
+
+def inherited_hex(chain: list[Element], *properties: str) -> str:
+    """The colour the first element of `chain` gets: its own or that of the nearest
+    element around it that sets one of `properties`, as a hex colour."""
+    for element in chain:
+        style = declarations(element)
+        for name in properties:
+            found = re.search(r"#(?:[0-9a-f]{6}|[0-9a-f]{3})\b", style.get(name, ""))
+            if found:
+                return found[0]
+            assert name not in style, f"{name}: {style[name]} is not a hex colour"
+    raise AssertionError(f"nothing sets {properties}")
+
+
+def contrast(foreground: str, background: str) -> float:
+    """WCAG 2's contrast ratio of two hex colours, 1 to 21."""
+
+    def luminance(colour: str) -> float:
+        digits = colour[1:] if len(colour) == 7 else "".join(c * 2 for c in colour[1:])
+        r, g, b = (int(digits[i : i + 2], 16) / 255 for i in (0, 2, 4))
+        r, g, b = (c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b))
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    lighter, darker = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
+def test_the_unsubscribe_link_is_visible_in_every_email(
+    lesson: EmailMessage, system: System
+) -> None:
+    """Standards UNS-07: present in both parts is not enough; the HTML link must not be
+    hidden by its own style or that of anything around it (the way the preheader is), and
+    must stand out from its background (WCAG's 4.5:1 for text)."""
+    for mail in system.smtp.to("ana@example.com"):
+        text, html = parts(mail)
+        url = str(mail["List-Unsubscribe"]).strip("<>")
+        assert re.search(rf"(?:^|\s){re.escape(url)}(?:\s|$)", text), "a URL clients link"
+        ancestry = Ancestry(url)
+        ancestry.feed(html)
+        [chain] = ancestry.found
+        assert "unsubscribe" in ancestry.text.lower()
+        assert chain[-1][0] == "html", "every element around the link was seen"
+        for element in chain:
+            assert not hiding(element), (element, hiding(element))
+        colour = inherited_hex(chain, "color")
+        background = inherited_hex(chain, "background-color", "background")
+        assert colour != background
+        assert contrast(colour, background) >= 4.5, (colour, background)
+
+
 def test_the_footer_dates_the_confirmation_on_the_readers_calendar(system: System) -> None:
     """Confirmed at 01:30 on 25 October in Auckland, when UTC's calendar still says the
     24th: the reader is told the day they remember (standards LAW-05)."""
@@ -295,14 +409,24 @@ def test_the_preheader_opens_both_parts(lesson: EmailMessage, system: System) ->
 
 
 class Links(HTMLParser):
-    """Every URL an HTML part links to or loads."""
+    """Every URL an HTML part links to or loads; and, apart, its links and its images."""
 
     def __init__(self) -> None:
         super().__init__()
         self.urls: list[str] = []
+        self.hrefs: list[str] = []
+        self.images: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.urls += [v for k, v in attrs if k in ("href", "src", "action") and v is not None]
+        self.hrefs += [v for k, v in attrs if tag == "a" and k == "href" and v is not None]
+        self.images += [v for k, v in attrs if tag == "img" and k == "src" and v is not None]
+
+
+def links_of(html: str) -> Links:
+    links = Links()
+    links.feed(html)
+    return links
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
@@ -330,6 +454,52 @@ def test_the_confirmation_email_links_only_to_confirm_privacy_and_unsubscribe(
     for body in (text, html):
         for promotion in ("bonus", *bonuses, *titles):
             assert promotion.lower() not in body.lower(), promotion
+
+
+WRITTEN_LINKS = """
+<p>Read <a href="https://example.org/back?topic=stress&amp;from=lesson">the study</a>,
+<a href="https://example.org/sleep#tips">sleep tips</a>
+or <a href="mailto:help@example.org">write</a>.</p>
+<p><img src="https://cdn.example.org/loop.png" alt="The pain loop" width="560"></p>
+"""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
+def test_lessons_carry_no_tracking_pixel_and_every_link_as_written(system: System) -> None:
+    """Standards LAW-17: drip has no open or click tracking, and no setting to turn it on,
+    so a default render loads nothing from drip's own address and sends every click where
+    the author pointed it, with no redirect in between. The shipped lessons link only to
+    the unsubscribe page, so lesson 1 is saved with links and an image added."""
+    assert not [f.name for f in dataclasses.fields(Settings) if "track" in f.name]
+    welcome_step, step = read_series(system.settings.emails_dir).steps[:2]
+    template = dataclasses.replace(
+        step.template,
+        body_html=step.template.body_html + WRITTEN_LINKS,
+        body_text=step.template.body_text + "\n\nThe study: https://example.org/back?topic=stress",
+    )
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        step_id = session.scalars(sa.select(Step.id).where(Step.number == 1)).one()
+        renderer = make_renderer(system.settings)
+        save_version(session, renderer, step_id, template, author="a", now=system.clock.now())
+    system.clock.advance(timedelta(days=1, hours=3))
+    system.tick()
+    system.drain()
+    _confirmation, welcome, lesson = system.smtp.to("ana@example.com")
+    assert len(links_of(template.body_html).hrefs) == 3
+    for mail, body_html in (
+        (welcome, welcome_step.template.body_html),
+        (lesson, template.body_html),
+    ):
+        source = links_of(body_html)
+        _text, html = parts(mail)
+        unsubscribe = str(mail["List-Unsubscribe"]).strip("<>")
+        rendered = links_of(html)
+        assert rendered.hrefs == [*source.hrefs, unsubscribe]
+        assert rendered.images == source.images
+        drips_own = [url for url in rendered.urls if url.startswith(system.settings.base_url)]
+        assert drips_own == [unsubscribe], "no pixel, no redirect: only the unsubscribe page"
+    assert "The study: https://example.org/back?topic=stress" in parts(lesson)[0]
 
 
 def test_message_ids_are_stable_per_delivery_and_distinct_between_deliveries() -> None:

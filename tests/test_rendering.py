@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import sys
 import time
+import tomllib
+from importlib.metadata import version
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from drip import rendering
 from drip.errors import TemplateProblem
@@ -90,6 +95,27 @@ def test_the_sandbox_is_not_flasks_environment_and_has_only_jinjas_globals(
     assert sorted(env.globals) == ["cycler", "dict", "joiner", "lipsum", "namespace", "range"]
     assert env.autoescape is True
     assert renderer._text.autoescape is False
+
+
+PATCHED_JINJA = Version("3.1.6")
+"""The first Jinja without a known sandbox escape: 3.1.5 fixed `format` reached through a
+filter (CVE-2024-56326) and RCE from a controlled filename (CVE-2024-56201), 3.1.6 `|attr`
+returning the raw `format` (CVE-2025-27516)."""
+
+
+def test_jinja_is_required_and_installed_at_the_first_patched_release() -> None:
+    """Standards SEC-02: the sandbox is only as safe as the Jinja under it, and the lower
+    bound in pyproject.toml is what every install honours. A floor, not an exclusion:
+    `!=3.1.5` would still let 3.1.4 in."""
+    project = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    [jinja] = [
+        requirement
+        for requirement in map(Requirement, project["project"]["dependencies"])
+        if canonicalize_name(requirement.name) == "jinja2"
+    ]
+    floors = [Version(s.version) for s in jinja.specifier if s.operator in (">=", "==", "~=")]
+    assert floors and max(floors) >= PATCHED_JINJA, str(jinja)
+    assert jinja.specifier.contains(version("jinja2")), f"installed Jinja {version('jinja2')}"
 
 
 def test_html_is_escaped_and_text_is_not(renderer: Renderer) -> None:

@@ -361,6 +361,31 @@ def test_saving_a_lesson_adds_a_version_by_its_author(
     assert "Lesson {{ lesson_number }}." in page.replace("&#39;", "'") or "lesson_number" in page
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # form fields only
+def test_the_admin_writes_a_lessons_content_but_never_its_name_or_file(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Standards SEC-02: Jinja's CVE-2024-56201 ran code in the sandbox for whoever chose
+    both a template's content and its filename. The server names a lesson by its step; the
+    editor has no field for a name or a file, a version has nowhere to keep one, and one
+    posted anyway is ignored."""
+    page = f"/admin/lessons/{lesson_1}"
+    form = re.search(r'<form id="editor".*?</form>', admin.get(page).get_data(as_text=True), re.S)
+    assert form is not None
+    fields = set(re.findall(r'<(?:input|textarea|select)\b[^>]*\bname="([^"]+)"', form[0]))
+    assert fields == {"csrf_token", *PARTS, "preview_as"}
+    columns = {column.name for column in TemplateVersion.__table__.columns}
+    assert not {c for c in columns if re.search("name|file|path|template", c)}, columns
+
+    named = {"name": "../../evil", "filename": "evil.html", "template": "evil", "path": "/tmp"}
+    for extra in ({}, named):
+        assert post(admin, page, edit(lesson_1) | extra, page=page).status_code == 302
+    plain, posted = versions(system, lesson_1)[-2:]
+    assert [getattr(posted, part) for part in PARTS] == [getattr(plain, part) for part in PARTS]
+    for folder in (system.settings.instance_dir, system.settings.emails_dir):
+        assert not list(folder.rglob("evil*")), folder
+
+
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
 def test_a_save_the_database_aborts_at_commit_leaves_no_saved_message_behind(
     admin: FlaskClient, system: System, lesson_1: int
