@@ -22,10 +22,11 @@ The kinds:
 - complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
   the delivery keeps when drip learned of it, which the complaint-rate guard counts by;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
-  subscriber's last three sent emails all soft-bounced, it counts as a hard bounce
-  (stopped, address suppressed: providers hold repeated bounces against the sender). Any
-  later email that is not reported bouncing breaks the run. The mark is per delivery,
-  so a report received twice (providers retry) counts once.
+  subscriber's last three sent emails all soft-bounced and were sent within 7 days
+  (standards DEL-05), it counts as a hard bounce (stopped, address suppressed: providers
+  hold repeated bounces against the sender). Any later email that is not reported
+  bouncing breaks the run. The mark is per delivery, so a report received twice
+  (providers retry) counts once.
 
 A Maildir is read once (`process_maildir`): each message is applied in its own
 transaction and deleted once that commits, whether it was a report or not (an
@@ -59,6 +60,9 @@ from drip.tokens import UNSUBSCRIBE, Tokens
 
 log = logging.getLogger(__name__)
 SOFT_RUN = 3
+SOFT_WINDOW = timedelta(days=7)
+"""How close together the SOFT_RUN soft-bounced emails must have been sent to stop the
+subscriber (DEL-05): a mailbox full now and then, over weeks of a series, is still read."""
 CLOCK_SKEW = timedelta(minutes=5)
 """How far a report's date may fall before drip recorded the email it is about: the
 reporting server's clock may be behind drip's, and its Arrival-Date (whole seconds) is
@@ -279,9 +283,20 @@ def _sent_before(session: Session, subscriber_id: int, dated: datetime | None) -
 
 
 def _soft_run(session: Session, subscriber_id: int) -> bool:
-    """Did the subscriber's last SOFT_RUN sent emails all soft-bounce?"""
+    """Did the subscriber's last SOFT_RUN sent emails all soft-bounce, the first sent at
+    most SOFT_WINDOW before the last?
+
+    The window is measured by when the emails were sent, not when their bounces were
+    recorded: drip keeps a soft bounce as a mark on the delivery, with no time of its
+    own, and the time a report is read depends on when cron reads the Maildir or a
+    provider retries its webhook. Sending times are fixed, so a report read late or
+    again decides the same way as on time.
+    """
     recent = session.scalars(_sent(subscriber_id).limit(SOFT_RUN)).all()
-    return len(recent) == SOFT_RUN and all(d.bounce == "soft" for d in recent)
+    if len(recent) < SOFT_RUN or any(d.bounce != "soft" for d in recent):
+        return False
+    last, first = recent[0].sent_at, recent[-1].sent_at
+    return last is not None and first is not None and last - first <= SOFT_WINDOW
 
 
 def _sent(subscriber_id: int) -> sa.Select[tuple[Delivery]]:

@@ -6,12 +6,14 @@ subscriber_id). `text` is for people reading a terminal.
 
 Either way every line is redacted before it is written: email addresses, signed link
 tokens (they open someone's unsubscribe or privacy page) and the configured secrets are
-blanked, whoever wrote the log call and whatever an exception message quotes
-(standards.md LAW-15). Ids are what a log line may carry, never the address.
+blanked, and IP addresses cut to their network, whoever wrote the log call and whatever
+an exception message quotes (standards.md LAW-15). Ids are what a log line may carry,
+never the address.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import re
@@ -27,6 +29,20 @@ EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 """An address, its @ written as such or percent-encoded, as a logged URL quotes it."""
 TOKEN = re.compile(r"\b[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
 """An itsdangerous signed value: payload.timestamp.signature, as in drip's links."""
+OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+IPV4 = rf"(?:{OCTET}\.){{3}}{OCTET}"
+IP = re.compile(
+    rf"(?<![\w.:])[0-9a-f]{{0,4}}(?::[0-9a-f]{{0,4}}){{2,7}}(?:(?<=:){IPV4})?"
+    r"(?:(?<=[0-9a-f])|(?<=::))(?!\w|[.:][0-9a-f])"
+    rf"|(?<![\w.]){IPV4}(?!\w|\.\d)",
+    re.IGNORECASE,
+)
+"""What may be an IPv4 or IPv6 address, not part of a longer dotted or colon-separated
+word (a version, a time). `ipaddress` then decides: 12:30:45 looks like IPv6 to this but
+is no address."""
+KEPT_BITS = {4: 24, 6: 48}
+"""The prefix of an address a log line keeps, by IP version: an IPv4 address loses its
+last octet, an IPv6 one all but its site's /48, as Google Analytics anonymises."""
 RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 CHATTY = ("flufl.bounce",)
 """Libraries whose INFO lines are their own tracing: flufl.bounce logs each detector it
@@ -34,7 +50,8 @@ tries, a dozen lines for every plain-text bounce, into the output cron mails."""
 
 
 class Redactor:
-    """Blanks secrets, email addresses and signed tokens in a piece of log text."""
+    """Blanks secrets, email addresses and signed tokens in a piece of log text, and
+    cuts IP addresses to their network."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         words = sorted({s for s in secrets if s}, key=len, reverse=True)
@@ -43,7 +60,26 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._secrets is not None:
             text = self._secrets.sub("[secret]", text)
-        return TOKEN.sub("[token]", EMAIL.sub("[email]", text))
+        return IP.sub(_network, TOKEN.sub("[token]", EMAIL.sub("[email]", text)))
+
+
+def _network(match: re.Match[str]) -> str:
+    """An address cut to its network (203.0.113.7 to 203.0.113.0), so a log line says
+    where a request came from but not who sent it. Loopback names no one and stays."""
+    try:
+        address = ipaddress.ip_address(match[0])
+    except ValueError:
+        return match[0]
+    if address.is_loopback:
+        return match[0]
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return f"::ffff:{_cut(address.ipv4_mapped)}"
+    return _cut(address)
+
+
+def _cut(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str:
+    network = ipaddress.ip_network(f"{address}/{KEPT_BITS[address.version]}", strict=False)
+    return str(network.network_address)
 
 
 class RedactingFilter(logging.Filter):

@@ -228,7 +228,7 @@ def mark_bounced(session: Session, subscriber: Subscriber, now: datetime, *, sec
 
 
 def stop_bouncing(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> bool:
-    """Mail to the address has kept failing (three soft bounces in a row): handled as a
+    """Mail to the address has kept failing (three soft bounces within 7 days): handled as a
     hard bounce, because mailbox providers count repeated bounces against the sender
     (standards DEL-05). True if this stopped the series."""
     stopping = subscriber.status in ENDABLE

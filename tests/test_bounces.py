@@ -503,6 +503,37 @@ def test_three_soft_bounces_in_a_row_stop_the_subscriber_and_bar_the_address(
     assert len(system.smtp.received) == sent
 
 
+@pytest.mark.parametrize(
+    ("sent_over", "stopped"),
+    [(timedelta(days=7), 1), (timedelta(days=7, minutes=1), 0)],
+    ids=["within-7-days", "over-7-days"],
+)
+def test_three_soft_bounces_stop_the_subscriber_only_within_seven_days(
+    system: System, sent_over: timedelta, stopped: int
+) -> None:
+    """DEL-05: three soft bounces within 7 days suppress, measured from the first
+    bounced email's sending to the last's. Spread wider, they are an address that is
+    sometimes full, not one that is gone; the next three within the window still stop."""
+    system.join("ana@example.com")
+    system.clock.advance(sent_over)
+    system.tick()
+    system.drain()
+    confirmation, welcome, first = sent_ids(system, "ana@example.com")
+    assert report(system, "soft", confirmation).stopped == 0
+    assert report(system, "soft", welcome).stopped == 0
+    assert report(system, "soft", first).stopped == stopped
+    if stopped:
+        return
+    assert status_of(system, "ana") == SubscriberStatus.ACTIVE
+    next_lesson(system)
+    assert report(system, "soft", sent_ids(system, "ana@example.com")[-1]).stopped == 0
+    next_lesson(system)
+    assert report(system, "soft", sent_ids(system, "ana@example.com")[-1]).stopped == 1
+    assert status_of(system, "ana") == SubscriberStatus.BOUNCED
+    with transaction(system.sessions) as session:
+        assert is_suppressed(session, system.settings.secret_key, "ana@example.com")
+
+
 def test_an_email_that_did_not_bounce_breaks_a_run_of_soft_bounces(system: System) -> None:
     system.join("ana@example.com")
     next_lesson(system)

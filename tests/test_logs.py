@@ -1,5 +1,6 @@
 """Structured logs: one JSON object per line with the delivery's ids, and never an email
-address, a signed link token or a configured secret, whoever wrote the log call."""
+address, a signed link token, a configured secret or a full IP address, whoever wrote
+the log call (standards LAW-15)."""
 
 from __future__ import annotations
 
@@ -101,3 +102,56 @@ def test_addresses_percent_encoded_in_a_logged_url_are_blanked(
     assert err.count("[email] HTTP/1.1") == 3
     for leaked in ("ana", "example.com", "Example.COM", "bob.b", "mail.example.org"):
         assert leaked not in err
+
+
+@SQLITE_ONLY
+@pytest.mark.parametrize(
+    ("client", "kept"),
+    [
+        ("203.0.113.57", "203.0.113.0"),
+        ("2001:db8:85a3:8d3:1319:8a2e:370:7348", "2001:db8:85a3::"),
+        ("2001:DB8:85A3::7", "2001:db8:85a3::"),
+        ("::ffff:198.51.100.23", "::ffff:198.51.100.0"),
+    ],
+)
+def test_a_request_log_keeps_only_the_network_of_the_client_address(
+    system: System, capsys: pytest.CaptureFixture[str], client: str, kept: str
+) -> None:
+    """A client address in a log line is cut to its network, as analytics tools do: the
+    last octet of an IPv4 address, all but the /48 of an IPv6 one (standards LAW-15). The
+    full address is consent evidence, kept in the consent events only."""
+    configure_logging(system.settings)
+    logging.getLogger("werkzeug").info(
+        '%s - - [30/Nov/2026 10:00:00] "%s" %s -', client, "POST /subscribe HTTP/1.1", "303"
+    )
+    err = capsys.readouterr().err
+    assert f'{kept} - - [30/Nov/2026 10:00:00] "POST /subscribe HTTP/1.1" 303 -' in err
+    assert client not in err
+
+
+@SQLITE_ONLY
+def test_addresses_anywhere_in_a_line_are_cut_and_nothing_else_is(
+    system: System, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Only real addresses: times, versions, dotted numbers, ids and MAC addresses stay
+    as written; the loopback address names no one and stays too."""
+    configure_logging(system.settings)
+    untouched = (
+        "at 12:30:45 on 2026-11-30T10:00:00.123+00:00, drip 3.13.0 on Python 3.13.0",
+        "delivery 42 sent to subscriber 7 after 1.5 s; 256.1.2.3, 1.2.3.04, 1.2.3.4.5 are not",
+        "batch 2026.11.30.2 of series 550e8400-e29b-41d4-a716-446655440000",
+        "nic 00:1a:2b:3c:4d:5e, ratio 10:1, 1:2:3, redis at 127.0.0.1:6379 and [::1]:6379",
+    )
+    log = logging.getLogger("drip.test")
+    for line in untouched:
+        log.info("%s", line)
+    log.warning(
+        "from %s, %s: ip:%s.",
+        "192.0.2.1:5031, [2001:db8::1]:443",
+        "fe80::1ff:fe23:4567:890a",
+        "198.51.100.7",
+    )
+    err = capsys.readouterr().err
+    for line in untouched:
+        assert line in err
+    assert "from 192.0.2.0:5031, [2001:db8::]:443, fe80::: ip:198.51.100.0." in err

@@ -23,6 +23,7 @@ from drip.models import (
     SubscriberStatus,
     TemplateVersion,
 )
+from drip.privacy import suppress
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTP_TIMEOUT, Ready, SMTPTransport, Transport, go
@@ -188,6 +189,53 @@ def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -
     racing = dataclasses.replace(system.mailer, renderer=UnsubscribesWhileRendering())
     assert send_delivery(racing, welcome) is Outcome.CANCELLED
     assert len(system.smtp.received) == 1, "the confirmation only"
+
+
+@pytest.mark.parametrize("when", ["before-the-claim", "while-rendering"])
+def test_send_refuses_a_suppressed_address_even_when_called_directly(
+    system: System, when: str
+) -> None:
+    """DEL-05: a suppressed address is never mailed, by any path. Here the row still
+    says active and the delivery is queued (an import, a hand edit, or a bounce recorded
+    while the email was being built): the send itself checks the suppression list, at
+    its claim and again at its last look."""
+    system.signup("ana@example.com")
+    system.drain()
+    system.stop_worker()  # the welcome is for the direct send below, not the worker
+    system.confirm("ana@example.com")
+    system.broker.client.flushall()
+    welcome = only_delivery(system).id
+    renderer = system.mailer.renderer
+
+    def bar_the_address() -> None:
+        with transaction(system.sessions) as session:
+            suppress(
+                session,
+                system.settings.secret_key,
+                "ana@example.com",
+                "bounced",
+                now=system.clock.now(),
+            )
+
+    class SuppressesWhileRendering:
+        def render(self, *args: object, **kwargs: object) -> object:
+            bar_the_address()
+            return renderer.render(*args, **kwargs)  # type: ignore[arg-type]
+
+    mailer = system.mailer
+    if when == "before-the-claim":
+        bar_the_address()
+    else:
+        mailer = dataclasses.replace(system.mailer, renderer=SuppressesWhileRendering())
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    assert send_delivery(mailer, welcome) is Outcome.CANCELLED
+    assert len(system.smtp.received) == 1, "the confirmation only"
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.last_error) == (
+        DeliveryStatus.CANCELLED,
+        "address is suppressed (bounced)",
+    )
+    assert delivery.attempts == (0 if when == "before-the-claim" else 1), "which check refused"
 
 
 RACES = 500

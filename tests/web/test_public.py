@@ -223,6 +223,49 @@ def test_the_json_api_accepts_a_signup(client: FlaskClient, system: System) -> N
     )
 
 
+EXTRAS = {
+    "phone": "+44 20 7946 0958",
+    "address": "221B Baker Street",
+    "ip": "203.0.113.66",
+}
+"""Fields no signup asks for: a person's details, and values a forger would like stored."""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # what the web reads
+def test_a_signup_stores_only_the_fields_it_asks_for_and_ignores_extras(
+    client: FlaskClient, system: System
+) -> None:
+    """The form and the API take the address and a first name (with the series and
+    timezone they are for) and nothing else (standards LAW-15): extra fields are ignored,
+    not refused, and stored nowhere. The IP address kept is the client's, as consent
+    evidence, never one the request claims."""
+    form = client.post(
+        "/subscribe",
+        data={"email": "ana@example.com", "first_name": "Ana", **EXTRAS},
+        environ_base={"REMOTE_ADDR": "198.51.100.7"},
+    )
+    api = client.post(
+        "/api/v1/subscribers",
+        json={"email": "ben@example.com", "first_name": "Ben", **EXTRAS},
+        environ_base={"REMOTE_ADDR": "198.51.100.8"},
+    )
+    assert (form.status_code, api.status_code) == (303, 202)
+    received = repr(snapshot(system))
+    system.drain()
+    for stored in (received, repr(snapshot(system))):
+        for name, value in EXTRAS.items():
+            assert value not in stored, name
+    with transaction(system.sessions) as session:
+        for address, name, ip in (
+            ("ana@example.com", "Ana", "198.51.100.7"),
+            ("ben@example.com", "Ben", "198.51.100.8"),
+        ):
+            subscriber = system.subscriber(address, session=session)
+            assert (subscriber.first_name, subscriber.status) == (name, SubscriberStatus.PENDING)
+            ((signup, _text),) = events_of(session, subscriber.id)
+            assert signup.ip == ip
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused by its size
 def test_an_oversized_body_is_refused(client: FlaskClient) -> None:
     response = client.post(
