@@ -12,7 +12,9 @@ subscriber anyway.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
 the caller to keep and flag; messages that are none of these are counted as unreadable
-(not a report). No input raises.
+(not a report), and so is a plain-text bounce whose reading fails. No input raises: one
+that did would roll its transaction back, leave the message in the Maildir, and stop
+every later run on it.
 """
 
 from __future__ import annotations
@@ -57,13 +59,13 @@ def parse(raw: bytes) -> list[Report]:
     """The reports in one message: from a DSN or ARF report, or from a bounce in a format
     of its own (`_plain_bounce`); empty for anything else."""
     msg = email.message_from_bytes(raw, policy=default_policy)
-    envelope = _envelope(msg)
-    if msg.get_content_type() != "multipart/report":
-        return _plain_bounce(raw, msg, envelope)
     try:
+        envelope = _envelope(msg)
+        if msg.get_content_type() != "multipart/report":
+            return _plain_bounce(raw, msg, envelope)
         reports = _report(msg)
-    except Exception as exc:  # a malformed report must not stop the batch behind it
-        log.warning("unparseable report (%s: %s); held", type(exc).__name__, exc)
+    except Exception as exc:  # a malformed message must not stop the batch behind it
+        log.warning("unparseable report or bounce (%s: %s)", type(exc).__name__, exc)
         return []
     return [replace(r, envelope=envelope + r.envelope) for r in reports]
 
@@ -158,7 +160,7 @@ def _dated(msg: EmailMessage, *others: str) -> datetime | None:
     """The earliest date a report gives: its own Date, the Arrival-Date of the original
     at the server reporting on it, or `others` it quotes. The original was sent before
     any of them (give or take drip.bounces.CLOCK_SKEW)."""
-    stamps = [str(msg.get("Date", "")), *others]
+    stamps = [_own_date(msg), *others]
     for part in msg.walk():
         if part.get_content_type() in REPORT_PARTS:
             stamps.append(_fields(part).get("arrival-date", ""))
@@ -166,11 +168,22 @@ def _dated(msg: EmailMessage, *others: str) -> datetime | None:
     return min(dates, default=None)
 
 
+def _own_date(msg: EmailMessage) -> str:
+    """The report's Date header; "" for one Python cannot read: its parser turns an absurd
+    date ("+99999999999999999999") into an OverflowError when the header is read, not
+    into a defect as it does other bad dates."""
+    try:
+        return str(msg.get("Date", ""))
+    except OverflowError:
+        return ""
+
+
 def _date(text: str) -> datetime | None:
-    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC."""
+    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC. Anyone can write a
+    bounce, so any text may come: one too large for a C integer raises OverflowError."""
     try:
         when = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 

@@ -657,3 +657,22 @@ def test_a_bounce_and_an_erasure_of_one_address_lock_its_rows_in_the_same_order(
     assert eraser.result() == 2
     assert bouncer.result().unmatched == 1, "it found her erased"
     assert_erased(system)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message reading only
+def test_a_bounce_with_an_absurd_date_is_read_and_deleted_not_left_to_stop_every_run(
+    readers: System, tmp_path: Path
+) -> None:
+    """Its OverflowError escaped `drip bounces process`: the transaction rolled back, the
+    message stayed, and every later run died on it before the messages behind it."""
+    system = readers
+    absurd = b"Mon, 26 Oct 2026 08:01:10 +99999999999999999999"
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    box.add(fixture("exim_delayed.eml").replace(b"Mon, 26 Oct 2026 08:01:10 +0000", absurd))
+    box.add(b"Date: " + absurd + b"\r\n" + fixture("qmail_hard.eml"))
+    box.add(dated(fixture("dsn_delayed.eml"), system.clock.now()))
+    assert "0 not a report, 0 unreadable reports held" in process(system, tmp_path)
+    assert list(box.keys()) == []
+    assert bounces_of(system, "bob@example.com") == {
+        sent_ids(system, "bob@example.com")[-1]: "soft"
+    }
