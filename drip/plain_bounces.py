@@ -28,9 +28,17 @@ BOUNCE_SUBJECT = re.compile(
     r"|failure notice|mail delivery (failed|subsystem)|could not be delivered|non-?delivery",
     re.IGNORECASE,
 )
-WARNING_SUBJECT = re.compile(r"delay|warning|still being retried", re.IGNORECASE)
-"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Postfix's
-"Delayed Mail (still being retried)"): the detectors take some warnings for failures."""
+WARNING_SUBJECT = re.compile(
+    r"^\s*(?:(?:returned mail:\s*)?warning:|delayed\b|(?:mail |message )?delivery delayed\b"
+    r"|delivery status notification \(delay\))",
+    re.IGNORECASE,
+)
+"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Sendmail's
+"Warning: could not send message for past 4 hours", Postfix's "Delayed Mail (still being
+retried)", Exchange's "Delivery delayed:", Gmail's "Delivery Status Notification
+(Delay)"): the detectors take some warnings for failures. Only at its start: a failure's
+subject may quote the original's ("Undeliverable: Warning signs of burnout"), and every
+failure of that lesson would count as soft."""
 SMTP_CODE = re.compile(r"(?<![\w.:/=-])([45])(?:[0-5]\d|\.[0-7]\.\d{1,3})(?!\w|\.\d)")
 """An SMTP reply code ("550", "452-") or enhanced status code ("5.1.1", "#4.2.2"), its
 class in group 1; not a part of a number, host name, IP address or URL."""
