@@ -42,10 +42,18 @@ failure of that lesson would count as soft."""
 SMTP_CODE = re.compile(r"(?<![\w.:/=-])([45])(?:[0-5]\d|\.[0-7]\.\d{1,3})(?!\w|\.\d)")
 """An SMTP reply code ("550", "452-") or enhanced status code ("5.1.1", "#4.2.2"), its
 class in group 1; not a part of a number, host name, IP address or URL."""
-COPY_MARK = re.compile(r"^-{2,}.*\bcopy\b", re.IGNORECASE | re.MULTILINE)
-"""The line qmail ("--- Below this line is a copy of the message.") and Exim ("------ This
-is a copy of the message, including all the headers. ------") put before the original
-they return: what follows is drip's own email, not the server's words."""
+COPY_MARK = re.compile(
+    r"^[ \t]*-{2,}[ \t]*(?:.*\bcopy\b|(?:original|unsent) message follows"
+    r"|message header follows|(?:start of )?returned (?:message|mail)\b)",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""The line a mail system puts before the original it returns: qmail's "--- Below this
+line is a copy of the message.", Exim's "------ This is a copy of the message, including
+all the headers. ------", Sendmail's "----- Original message follows -----" (or "Message
+header follows", or "Unsent message follows" in version 5), Lotus Domino's "-------
+Returned Message --------". What follows is drip's own email, not the server's words.
+Sendmail's "----- Transcript of session follows -----" is not one: the transcript holds
+the receiving server's replies."""
 ORIGINAL_DATE = re.compile(r"^\s*The date of the message is:\s*(.+)$", re.MULTILINE)
 """Exim's delay warning returns no copy of the original, only its Date header's value."""
 
