@@ -39,9 +39,23 @@ retried)", Exchange's "Delivery delayed:", Gmail's "Delivery Status Notification
 (Delay)"): the detectors take some warnings for failures. Only at its start: a failure's
 subject may quote the original's ("Undeliverable: Warning signs of burnout"), and every
 failure of that lesson would count as soft."""
-SMTP_CODE = re.compile(r"(?<![\w.:/=-])([45])(?:[0-5]\d|\.[0-7]\.\d{1,3})(?!\w|\.\d)")
-"""An SMTP reply code ("550", "452-") or enhanced status code ("5.1.1", "#4.2.2"), its
-class in group 1; not a part of a number, host name, IP address or URL."""
+_REPLY = r"[45][0-5]\d"
+_STATUS = r"[45]\.[0-7]\.\d{1,3}"
+SMTP_CODES = re.compile(
+    r"(?:^[ \t]*(?:<<<[ \t]*)?|[;#'][ \t]*|:[ \t]+)"
+    rf"((?:{_REPLY}(?:[ \t]+|-))?{_STATUS}|{_REPLY})"
+    r"(?![\w@]|[.-]\d|[ \t]+\d)",
+    re.MULTILINE,
+)
+"""A failed reply as mail systems quote it, in group 1: an SMTP reply code ("550", Gmail's
+"550-" of a reply of several lines), an enhanced status code ("5.1.1"), or both ("550
+5.1.1", "550-5.1.1"). Only where a reply is quoted: at the start of a line (Exim's and
+Gmail's; Sendmail's transcript marks it "<<<"), after "said:" (Postfix, qmail) or any
+colon and a space (Exim's "after RCPT TO:<x>: 550", Sendmail's "(reason: 550"), after
+";" (a DSN's "smtp; 550"), "#" (qmail's "(#5.1.1)") or a quote (Exchange's "returned
+'550"). A number anywhere else is no reply: "(after 450 seconds)", "size 512", "(555)",
+"415-555-0100" or "415 555 0100" (a number that another follows), "user@452.pl" or a
+date "4.5.24" would make a 550 soft (a 4), or a failure with no code hard (a 5)."""
 COPY_MARK = re.compile(
     r"^[ \t]*-{2,}[ \t]*(?:.*\bcopy\b|(?:original|unsent) message follows"
     r"|message header follows|(?:start of )?returned (?:message|mail)\b)",
@@ -103,9 +117,14 @@ def _permanent(address: str, said: str, failed: Iterable[str]) -> bool:
     return smtp_classes(_about(address, said, failed)) == {"5"}
 
 
+def smtp_codes(text: str) -> list[str]:
+    """The SMTP reply and enhanced status codes a mail system quotes in `text`."""
+    return [code for reply in SMTP_CODES.finditer(text) for code in re.split(r"[ \t-]+", reply[1])]
+
+
 def smtp_classes(text: str) -> set[str]:
     """The classes ("4" transient, "5" permanent) of the SMTP codes in `text`."""
-    return {code.group(1) for code in SMTP_CODE.finditer(text)}
+    return {code[0] for code in smtp_codes(text)}
 
 
 def _about(address: str, said: str, failed: Iterable[str]) -> str:

@@ -8,7 +8,7 @@ from email.policy import default
 
 import pytest
 
-from drip.plain_bounces import failures, quoted_headers
+from drip.plain_bounces import failures, quoted_headers, smtp_codes
 from tests.test_bounces import fixture
 
 
@@ -65,3 +65,75 @@ def test_a_sendmail_bounce_is_judged_by_its_words_not_the_copy_it_returns() -> N
     no_reason = raw.replace(b"    (reason: 550 5.1.1 <ana@example.com>... User unknown)\r\n", b"")
     assert no_reason != raw
     assert kinds(no_reason) == [("ana@example.com", "hard")]
+
+
+GMAIL = (
+    "550-5.1.1 The email account that you tried to reach does not exist. Please try\n"
+    "550-5.1.1 double-checking the recipient's email address for typos or\n"
+    "550 5.1.1 https://support.google.com/mail/?p=NoSuchUser a1si2 - gsmtp"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "codes"),
+    [
+        (GMAIL, ["550", "5.1.1"] * 3),
+        (
+            "SMTP error from remote mail server after RCPT TO:<x@example.com>: 550 5.1.1 "
+            "<x@example.com>: User unknown",
+            ["550", "5.1.1"],
+        ),
+        ("RCPT TO:<bob@example.com>:\n    452 4.2.2 <bob@example.com>: Full", ["452", "4.2.2"]),
+        ("Remote host said: 550 5.1.1 <ana@example.com>: User unknown", ["550", "5.1.1"]),
+        (
+            "host mx.example.com[198.51.100.7] said: 452 4.2.2 <bob@example.com>: Mailbox "
+            "full (in reply to RCPT TO command)",
+            ["452", "4.2.2"],
+        ),
+        ("Sorry, no mailbox here by that name. #5.1.1", ["5.1.1"]),
+        ("I wasn't able to establish an SMTP connection. (#4.4.1)", ["4.4.1"]),
+        ("Diagnostic-Code: smtp;550 5.1.10 RESOLVER.ADR.RecipientNotFound", ["550", "5.1.10"]),
+        ("Remote Server returned '550 4.4.7 QUEUE.Expired; message expired'", ["550", "4.4.7"]),
+        ("<<< 550 5.1.1 <ana@example.com>... User unknown", ["550", "5.1.1"]),
+        ("    (reason: 554 Service unavailable)", ["554"]),
+        ("550-Verification failed for <x@example.com>", ["550"]),
+    ],
+)
+def test_an_smtp_code_is_read_where_a_mail_system_quotes_a_reply(
+    text: str, codes: list[str]
+) -> None:
+    assert smtp_codes(text) == codes
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Giving up on 203.0.113.25 (after 450 seconds).",
+        "message size 512 exceeds the limit",
+        "Call us on 415-555-0100.",
+        "Phone: 415-555-0100",
+        "Phone: 415 555 0100",
+        "Size: 512 000 bytes",
+        "Phone: (555) 123-4567",
+        "<user@452.pl>: mailbox unavailable",
+        "tried on 4.5.24 and again",
+        "host 2001:db8::451 refused",
+        "https://status.example.com/550",
+        "Received: by mx.example.net; 26 Oct 2026 08:01:12 -0000",
+    ],
+)
+def test_a_number_that_is_no_quoted_reply_is_no_smtp_code(text: str) -> None:
+    assert smtp_codes(text) == []
+
+
+def test_a_stray_number_neither_softens_a_550_nor_hardens_a_failure_without_a_code() -> None:
+    """A 4 beside a real 550 made it soft; a 5 beside a failure with no code made it
+    hard, which bars the address for good."""
+    delayed_giving_up = fixture("qmail_hard.eml").replace(
+        b"Giving up on 203.0.113.25.", b"Giving up on 203.0.113.25 (after 450 seconds)."
+    )
+    assert kinds(delayed_giving_up) == [("ana@example.com", "hard")]
+    exim = fixture("exim_failed.eml")
+    diagnosis = exim.split(b"  cat@example.com\r\n")[1].split(b"\r\n\r\n")[0]
+    unrouteable = exim.replace(diagnosis, b"    Unrouteable address (message size 512 KB)")
+    assert kinds(unrouteable) == [("cat@example.com", "soft")]
