@@ -16,9 +16,9 @@ nothing more, and a late one cannot count against an email that never bounced. A
 bounce known only by its address that is about no email bars nothing (`apply`).
 The kinds:
 
-- hard (Action: failed with a 5.x.x status and no 4xx diagnostic, a provider's
-  "Permanent"/"HardBounce"): the subscriber stops at once and the address goes on the
-  suppression list;
+- hard (Action: failed with a 5.x.x status, a permanent code other than the generic
+  5.0.0 and no 4xx diagnostic; a provider's "Permanent"/"HardBounce"): the subscriber
+  stops at once and the address goes on the suppression list;
 - complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
   the delivery keeps when drip learned of it, which the complaint-rate guard counts by;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the

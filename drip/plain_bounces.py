@@ -114,17 +114,27 @@ def _permanent(address: str, said: str, failed: Iterable[str]) -> bool:
     subscriber. The words about an address run from its first mention to the next
     failed address's, so that another recipient's 550 cannot make its failure hard.
     """
-    return smtp_classes(_about(address, said, failed)) == {"5"}
+    return permanent(_about(address, said, failed))
+
+
+def permanent(text: str) -> bool:
+    """Whether a mail system's words show a permanent SMTP code (5yz, 5.x.x) and no
+    transient one (4yz, 4.x.x): the one rule for a failure in plain text and in a DSN.
+
+    The generic 5.0.0 says only that delivery failed, not why: Exim's DSN gives it for
+    every failure, also for an address it gave up on after days of failed connections
+    (with no Diagnostic-Code), which may well work again. Alone it is no sign of a dead
+    address, just as the same bounce in plain text, with no code at all, is soft.
+    """
+    codes = smtp_codes(text)
+    if any(code.startswith("4") for code in codes):
+        return False
+    return any(code.startswith("5") and code != "5.0.0" for code in codes)
 
 
 def smtp_codes(text: str) -> list[str]:
     """The SMTP reply and enhanced status codes a mail system quotes in `text`."""
     return [code for reply in SMTP_CODES.finditer(text) for code in re.split(r"[ \t-]+", reply[1])]
-
-
-def smtp_classes(text: str) -> set[str]:
-    """The classes ("4" transient, "5" permanent) of the SMTP codes in `text`."""
-    return {code[0] for code in smtp_codes(text)}
 
 
 def _about(address: str, said: str, failed: Iterable[str]) -> str:

@@ -115,6 +115,12 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
 
 
 def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
+    """Each recipient's block. `Action: failed` with a 5.x.x Status is hard only if the
+    Status and Diagnostic-Code show a permanent code and no transient one, the rule for
+    plain text too (plain_bounces.permanent): Exim says Status: 5.0.0 of every failure,
+    also of an address it gave up on after days of 4xx deferrals (a mailbox full for a
+    week, its 452 in the Diagnostic-Code) or of failed connections (no Diagnostic-Code),
+    and that address may well work."""
     reports = []
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
@@ -128,17 +134,11 @@ def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
             if not recipient or not action:
                 continue
             diagnostic = str(block.get("Diagnostic-Code", ""))
-            hard = action == "failed" and status.startswith("5") and not _transient(diagnostic)
+            words = f"{status}\n{diagnostic}"
+            hard = action == "failed" and status.startswith("5") and plain_bounces.permanent(words)
             detail = f"{action} {status} {diagnostic}".strip()
             reports.append(Report("hard" if hard else "soft", recipient, original, detail))
     return reports
-
-
-def _transient(diagnostic: str) -> bool:
-    """Whether a failure's Diagnostic-Code is a 4yz or 4.x.x reply. Exim says Status:
-    5.0.0 of every failure, also of an address it gave up on after days of 4xx
-    deferrals (a mailbox full for a week): that one still works, so it is soft."""
-    return "4" in plain_bounces.smtp_classes(diagnostic)
 
 
 def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:

@@ -8,7 +8,7 @@ from email.policy import default
 
 import pytest
 
-from drip.plain_bounces import failures, quoted_headers, smtp_codes
+from drip.plain_bounces import failures, permanent, quoted_headers, smtp_codes
 from tests.test_bounces import fixture
 
 
@@ -137,3 +137,23 @@ def test_a_stray_number_neither_softens_a_550_nor_hardens_a_failure_without_a_co
     diagnosis = exim.split(b"  cat@example.com\r\n")[1].split(b"\r\n\r\n")[0]
     unrouteable = exim.replace(diagnosis, b"    Unrouteable address (message size 512 KB)")
     assert kinds(unrouteable) == [("cat@example.com", "soft")]
+
+
+@pytest.mark.parametrize(
+    ("words", "judged"),
+    [
+        ("smtp; 550 5.1.1 <ana@example.com>: User unknown", True),
+        ("5.1.1\n", True),
+        ("5.0.0\nsmtp; 550 Unrouteable address", True),
+        ("5.0.0\n", False),
+        ("Sorry, it failed. (#5.0.0)", False),
+        ("5.0.0\nsmtp; 452 4.2.2 <bob@example.com>: Mailbox full", False),
+        ("550 5.1.1 <ana@example.com>\n452 4.2.2 <ana@example.com>", False),
+        ("4.0.0\n", False),
+        ("retry timeout exceeded", False),
+    ],
+)
+def test_a_failure_is_permanent_only_by_a_code_that_says_why(words: str, judged: bool) -> None:
+    """One rule for plain text and DSNs (BNC-02): a permanent code and no transient one;
+    the generic 5.0.0 says only that delivery failed."""
+    assert permanent(words) is judged

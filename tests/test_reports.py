@@ -40,3 +40,23 @@ def test_a_plain_text_bounce_that_fails_to_read_is_nothing_not_an_error(
     monkeypatch.setattr("drip.plain_bounces.quoted_headers", broken)
     assert parse(fixture("qmail_hard.eml")) == []
     assert "unparseable report or bounce (RuntimeError: a reader's bug)" in caplog.text
+
+
+def test_an_exim_dsn_that_gives_only_the_generic_5_0_0_is_soft() -> None:
+    """Exim gave up on Bob after days of failed connections: "Action: failed", "Status:
+    5.0.0" (Exim's for every failure) and no Diagnostic-Code. The same bounce in plain
+    text has no code and is soft; BNC-02 bars only a permanent failure. A 5.0.0 with a
+    permanent reply in its Diagnostic-Code is hard."""
+    (report,) = parse(
+        fixture("exim_dsn_connection_timeout.eml", "<d5.0123456789@drip.example.com>")
+    )
+    assert (report.kind, report.recipient, report.message_id) == (
+        "soft",
+        "bob@example.com",
+        "<d5.0123456789@drip.example.com>",
+    )
+    unknown = fixture("exim_dsn_retry_timeout.eml").replace(
+        b"Diagnostic-Code: smtp; 452 4.2.2 <bob@example.com>: Mailbox full",
+        b"Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown",
+    )
+    assert [r.kind for r in parse(unknown)] == ["hard"]
