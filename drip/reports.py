@@ -53,6 +53,9 @@ class Report:
     dated: datetime | None = None
     """When the report, or the original it quotes, was made, at the latest: the original
     was sent before it."""
+    forgeable: bool = False
+    """Came by mail, which anyone can send (a provider's webhook is verified): the address
+    it names is no proof of a failure, only a mark drip signed is (drip.bounces)."""
 
 
 def parse(raw: bytes) -> list[Report]:
@@ -62,12 +65,13 @@ def parse(raw: bytes) -> list[Report]:
     try:
         envelope = _envelope(msg)
         if msg.get_content_type() != "multipart/report":
-            return _plain_bounce(raw, msg, envelope)
-        reports = _report(msg)
+            reports = _plain_bounce(raw, msg, envelope)
+        else:
+            reports = [replace(r, envelope=envelope + r.envelope) for r in _report(msg)]
     except Exception as exc:  # a malformed message must not stop the batch behind it
         log.warning("unparseable report or bounce (%s: %s)", type(exc).__name__, exc)
         return []
-    return [replace(r, envelope=envelope + r.envelope) for r in reports]
+    return [replace(r, forgeable=True) for r in reports]
 
 
 def is_report(raw: bytes) -> bool:

@@ -204,12 +204,18 @@ def test_drip_bounces_process_bars_addresses_a_plain_text_bounce_names(
     readers: System, tmp_path: Path
 ) -> None:
     """Without VERP (bounces come back to the From mailbox) a plain-text bounce is tied by
-    the address the detectors find and the bounce's Date, as a DSN without a Message-ID."""
+    the Message-ID of the copy it returns, else by the address the detectors find and the
+    bounce's Date, as a DSN without a Message-ID."""
     system = readers
     welcomes = {who: sent_ids(system, f"{who}@example.com")[-1] for who in ("ana", "bob", "cat")}
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    for name in ("qmail_hard.eml", "exim_failed.eml", "exim_delayed.eml"):
-        box.add(dated(fixture(name), system.clock.now()))
+    for name, copy, who in (
+        ("qmail_hard.eml", b"<d1.copy@drip.example.com>", "ana"),
+        ("exim_failed.eml", b"<d3.copy@drip.example.com>", "cat"),
+        ("exim_delayed.eml", b"", "bob"),
+    ):
+        raw = fixture(name).replace(copy, welcomes[who].encode()) if copy else fixture(name)
+        box.add(dated(raw, system.clock.now()))
 
     summary = process(system, tmp_path)
 
@@ -531,23 +537,38 @@ def test_a_soft_bounce_known_only_by_address_counts_against_the_email_sent_befor
     assert bounces_of(system, "ana@example.com") == {m: "soft" for m in (first, second, third)}
 
 
-def test_a_hard_bounce_known_only_by_address_bars_it_only_after_drip_mailed_it(
+def test_a_mailed_hard_bounce_known_only_by_its_address_counts_as_soft(
     system: System,
 ) -> None:
-    """Without VERP, bounces come back to the From mailbox, the sender's own, so the
-    bounce of one of their own emails (its copy's Message-ID is not drip's) comes there
-    too. Dated before drip first mailed Ana, or undated, it is about none of drip's
-    emails and bars nothing; it used to bar her all the same."""
+    """Anyone can mail the bounce mailbox: a forged "<ana@example.com>: 550 5.1.1" from
+    MAILER-DAEMON@evil, dated now, in plain text or as a DSN, barred Ana for good, being
+    tied by her address alone to an email drip had sent her. Only drip's signed marks (its
+    Message-ID, unsubscribe link or VERP address) make a mailed bounce hard; known by
+    the address it is soft, so it still counts toward three in a row (DEL-05). Without
+    VERP, the bounce of the sender's own mail (its copy's Message-ID is not drip's) comes
+    there too: dated before drip first mailed Ana, or undated, it marks no email."""
     bounced_at = system.clock.now()
     system.clock.advance(timedelta(hours=1))
     system.join("ana@example.com")
-    for raw in (dated(fixture("qmail_hard.eml"), bounced_at), fixture("qmail_hard.eml")):
+    next_lesson(system)
+    first, second, third = sent_ids(system, "ana@example.com")
+    forged = fixture("qmail_hard.eml").replace(
+        b"From: MAILER-DAEMON@mail.example.org", b"From: MAILER-DAEMON@evil.example"
+    )
+    now = system.clock.now()
+    forged_dsn = fixture("dsn_hard.eml").replace(
+        b"Arrival-Date: Mon, 26 Oct 2026 08:01:10 +0000",
+        f"Arrival-Date: {format_datetime(now)}".encode(),
+    )
+    for raw in (dated(forged, bounced_at), forged, dated(forged, now), forged_dsn):
         tally = apply_raw(system, raw)
-        assert (tally.hard, tally.unmatched) == (0, 1)
+        assert (tally.hard, tally.soft, tally.unmatched) == (0, 1, 0)
         assert status_of(system, "ana") == SubscriberStatus.ACTIVE
         with transaction(system.sessions) as session:
             assert not is_suppressed(session, system.settings.secret_key, "ana@example.com")
-    assert apply_raw(system, dated(fixture("qmail_hard.eml"), system.clock.now())).hard == 1
+    assert bounces_of(system, "ana@example.com") == {third: "soft"}
+    for message_id in (first, second):
+        report(system, "soft", message_id)
     assert status_of(system, "ana") == SubscriberStatus.BOUNCED
 
 
