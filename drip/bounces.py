@@ -14,7 +14,9 @@ sent after it; an undated one is about no email. So a report applied again (a cr
 before its message was deleted, two runs at once) lands on the same email and changes
 nothing more, and a late one cannot count against an email that never bounced. A hard
 bounce known only by its address counts as soft if it came by mail, since anyone can
-mail one, and from a provider bars nothing when it is about no email (`apply`).
+mail one, and from a provider bars nothing when it is about no email (`apply`); one
+tied by a mark to a subscriber whose address is not the one that failed (a forward)
+counts as soft (`_believed`).
 The kinds:
 
 - hard (Action: failed with a 5.x.x status, a permanent code other than the generic
@@ -52,10 +54,11 @@ from sqlalchemy.orm import Session
 from drip import verp
 from drip.clock import Clock
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
-from drip.errors import DripError
+from drip.errors import DripError, InvalidInput
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
 from drip.reports import Report, is_report, parse
+from drip.signup import normalise_email
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 from drip.tokens import UNSUBSCRIBE, Tokens
 
@@ -172,7 +175,8 @@ def apply(
     for report in reports:
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
         subscribers = _subscribers(session, report, subscriber_id)
-        report = replace(report, kind=_believed(report, tied=subscriber_id is not None))
+        kind = _believed(report, subscribers, tied=subscriber_id is not None)
+        report = replace(report, kind=kind)
         targets = [
             (subscriber, delivery or _sent_before(session, subscriber.id, report.dated))
             for subscriber in subscribers
@@ -188,7 +192,7 @@ def apply(
         tally.count(report.kind)
 
 
-def _believed(report: Report, *, tied: bool) -> str:
+def _believed(report: Report, subscribers: list[Subscriber], *, tied: bool) -> str:
     """The kind to record: a hard bounce drip cannot believe counts as soft, since a hard
     one bars the address for good, and three soft ones in a row still do (DEL-05).
 
@@ -197,10 +201,28 @@ def _believed(report: Report, *, tied: bool) -> str:
     "<victim@example.com>: 550 5.1.1" from MAILER-DAEMON@anywhere, dated now, and drip
     had mailed the victim. Its marks cannot be forged: the Message-ID of drip's email
     and its unsubscribe link are signed, and so is its VERP address.
+
+    Nor is one tied by a mark to a subscriber whose address is not the one that failed:
+    their mailbox took the email and forwarded it (without SRS, so the bounce comes back
+    to drip, its marks and all) to an address that failed. A DSN's Original-Recipient
+    counts as well as its Final-Recipient, which a server may have rewritten (an alias).
     """
-    if report.kind == "hard" and not tied and report.forgeable:
+    if report.kind != "hard":
+        return report.kind
+    if not tied:
+        return "soft" if report.forgeable else "hard"
+    failed = {_normalised(a) for a in (report.recipient, report.original_recipient) if a}
+    if failed and not any(_normalised(s.email) in failed for s in subscribers):
         return "soft"
-    return report.kind
+    return "hard"
+
+
+def _normalised(address: str) -> str:
+    """An address as drip stores a subscriber's; as written, lower-cased, if it is none."""
+    try:
+        return normalise_email(address)
+    except InvalidInput:
+        return address.strip().lower()
 
 
 def _record(

@@ -53,6 +53,9 @@ class Report:
     dated: datetime | None = None
     """When the report, or the original it quotes, was made, at the latest: the original
     was sent before it."""
+    original_recipient: str = ""
+    """A DSN's Original-Recipient: the address as it was given, where a server may have
+    rewritten it (an alias) into `recipient`, its Final-Recipient."""
     forgeable: bool = False
     """Came by mail, which anyone can send (a provider's webhook is verified): the address
     it names is no proof of a failure, only a mark drip signed is (drip.bounces)."""
@@ -130,9 +133,8 @@ def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _blocks(part):
-            recipient = _address(
-                block.get("Final-Recipient") or block.get("Original-Recipient") or ""
-            )
+            original_recipient = _address(block.get("Original-Recipient") or "")
+            recipient = _address(block.get("Final-Recipient") or "") or original_recipient
             action = str(block.get("Action", "")).strip().lower()
             status = str(block.get("Status", "")).strip()
             if not recipient or not action:
@@ -141,7 +143,10 @@ def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
             words = f"{status}\n{diagnostic}"
             hard = action == "failed" and status.startswith("5") and plain_bounces.permanent(words)
             detail = f"{action} {status} {diagnostic}".strip()
-            reports.append(Report("hard" if hard else "soft", recipient, original, detail))
+            kind = "hard" if hard else "soft"
+            reports.append(
+                Report(kind, recipient, original, detail, original_recipient=original_recipient)
+            )
     return reports
 
 

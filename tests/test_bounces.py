@@ -697,3 +697,52 @@ def test_a_bounce_with_an_absurd_date_is_read_and_deleted_not_left_to_stop_every
     assert bounces_of(system, "bob@example.com") == {
         sent_ids(system, "bob@example.com")[-1]: "soft"
     }
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # which kind only
+@pytest.mark.parametrize(
+    ("final", "original", "kind"),
+    [
+        ("bob@example.com", "bob@example.com", "hard"),
+        ("Bob@Example.COM", "", "hard"),
+        ("robert.b@mail.example.net", "bob@example.com", "hard"),
+        ("bob@forwarded.example", "", "soft"),
+        ("bob@forwarded.example", "bob@forwarded.example", "soft"),
+    ],
+    ids=["same", "same-normalised", "alias", "forward", "forward-orcpt"],
+)
+def test_a_bounce_tied_by_its_quoted_mark_is_hard_only_for_the_address_that_failed(
+    system: System, final: str, original: str, kind: str
+) -> None:
+    """Bob's mailbox forwards (without SRS) to one that no longer exists; its bounce
+    comes back to drip quoting Bob's Message-ID, and barred Bob, whose own mailbox took
+    the email. Not Bob's address failing is soft; a DSN names him by Final-Recipient or
+    Original-Recipient (a server may rewrite his address, an alias, into the final one)."""
+    system.join("bob@example.com")
+    welcome = sent_ids(system, "bob@example.com")[-1]
+    recipients = f"Final-Recipient: rfc822; {final}\r\n"
+    if original:
+        recipients += f"Original-Recipient: rfc822; {original}\r\n"
+    raw = fixture("dsn_hard.eml", welcome).replace(
+        b"Final-Recipient: rfc822; ana@example.com\r\n"
+        b"Original-Recipient: rfc822; ana@example.com\r\n",
+        recipients.encode(),
+    )
+    assert getattr(apply_raw(system, raw), kind) == 1
+    assert bounces_of(system, "bob@example.com") == {welcome: kind}
+    bounced = kind == "hard"
+    assert (status_of(system, "bob") == SubscriberStatus.BOUNCED) is bounced
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # which kind only
+def test_a_plain_text_bounce_of_a_forward_is_soft_for_the_subscriber_it_quotes(
+    system: System,
+) -> None:
+    """The same in plain text: qmail returns Bob's email, forwarded to a dead address."""
+    system.join("bob@example.com")
+    welcome = sent_ids(system, "bob@example.com")[-1]
+    raw = fixture("qmail_hard.eml").replace(b"<d1.copy@drip.example.com>", welcome.encode())
+    tally = apply_raw(system, raw.replace(b"ana@example.com", b"bob@forwarded.example"))
+    assert (tally.hard, tally.soft) == (0, 1)
+    assert bounces_of(system, "bob@example.com") == {welcome: "soft"}
+    assert status_of(system, "bob") == SubscriberStatus.ACTIVE
