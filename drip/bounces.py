@@ -13,12 +13,16 @@ report's own date (its Arrival-Date or Date, give or take CLOCK_SKEW), never abo
 sent after it; an undated one is about no email. So a report applied again (a crash
 before its message was deleted, two runs at once) lands on the same email and changes
 nothing more, and a late one cannot count against an email that never bounced. A hard
-bounce known only by its address that is about no email bars nothing (`apply`).
+bounce known only by its address counts as soft if it came by mail, since anyone can
+mail one, and from a provider bars nothing when it is about no email (`apply`); one
+tied by a mark to a subscriber whose address is not the one that failed (a forward)
+counts as soft (`_believed`).
 The kinds:
 
-- hard (Action: failed with a 5.x.x status and no 4xx diagnostic, a provider's
-  "Permanent"/"HardBounce"): the subscriber stops at once and the address goes on the
-  suppression list;
+- hard (Action: failed with a 5.x.x status, a permanent code other than the generic
+  5.0.0 and no 4xx diagnostic, tied by a mark of drip's if it came by mail; a
+  provider's "Permanent"/"HardBounce"): the subscriber stops at once and the address
+  goes on the suppression list;
 - complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
   the delivery keeps when drip learned of it, which the complaint-rate guard counts by;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
@@ -42,7 +46,7 @@ from __future__ import annotations
 import logging
 import mailbox
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
@@ -51,10 +55,11 @@ from sqlalchemy.orm import Session
 from drip import verp
 from drip.clock import Clock
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
-from drip.errors import DripError
+from drip.errors import DripError, InvalidInput
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
 from drip.reports import Report, is_report, parse
+from drip.signup import normalise_email
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 from drip.tokens import UNSUBSCRIBE, Tokens
 
@@ -164,16 +169,21 @@ def apply(
 ) -> None:
     """Record each report against the subscribers and email it is about.
 
-    A hard bounce known only by its address bars it only for a subscriber drip had mailed
-    before the report was made (an email it is tied to). Without VERP, bounces come back
-    to the From mailbox, which is also the sender's own: a bounce of their personal mail
-    to an address drip had not mailed yet (or an undated one) is no sign about drip's.
+    A hard bounce that came by mail counts only when tied by a mark of drip's
+    (`_believed`). One from a provider known only by its address bars it only for a
+    subscriber drip had mailed before the report was made (an email it is tied to): the
+    provider's account, like a bounce mailbox without VERP, may also carry the sender's
+    own mail, and a bounce of that to an address drip had not mailed yet (or an undated
+    one) is no sign about drip's.
     """
     for report in reports:
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
+        subscribers = _subscribers(session, report, subscriber_id)
+        kind = _believed(report, subscribers, tied=subscriber_id is not None)
+        report = replace(report, kind=kind)
         targets = [
             (subscriber, delivery or _sent_before(session, subscriber.id, report.dated))
-            for subscriber in _subscribers(session, report, subscriber_id)
+            for subscriber in subscribers
         ]
         if report.kind == "hard" and subscriber_id is None:
             targets = [(subscriber, target) for subscriber, target in targets if target is not None]
@@ -184,6 +194,39 @@ def apply(
             if _record(session, subscriber, target, report, secret=secret, now=now):
                 tally.stopped += 1
         tally.count(report.kind)
+
+
+def _believed(report: Report, subscribers: list[Subscriber], *, tied: bool) -> str:
+    """The kind to record: a hard bounce drip cannot believe counts as soft, since a hard
+    one bars the address for good, and three soft ones in a row still do (DEL-05).
+
+    A report that came by mail (`Report.forgeable`) and is tied by no mark of drip's,
+    only by the address it names, is not believed: anyone can mail the bounce mailbox
+    "<victim@example.com>: 550 5.1.1" from MAILER-DAEMON@anywhere, dated now, and drip
+    had mailed the victim. Its marks cannot be forged: the Message-ID of drip's email
+    and its unsubscribe link are signed, and so is its VERP address.
+
+    Nor is one tied by a mark to a subscriber whose address is not the one that failed:
+    their mailbox took the email and forwarded it (without SRS, so the bounce comes back
+    to drip, its marks and all) to an address that failed. A DSN's Original-Recipient
+    counts as well as its Final-Recipient, which a server may have rewritten (an alias).
+    """
+    if report.kind != "hard":
+        return report.kind
+    if not tied:
+        return "soft" if report.forgeable else "hard"
+    failed = {_normalised(a) for a in (report.recipient, report.original_recipient) if a}
+    if failed and not any(_normalised(s.email) in failed for s in subscribers):
+        return "soft"
+    return "hard"
+
+
+def _normalised(address: str) -> str:
+    """An address as drip stores a subscriber's; as written, lower-cased, if it is none."""
+    try:
+        return normalise_email(address)
+    except InvalidInput:
+        return address.strip().lower()
 
 
 def _record(

@@ -28,16 +28,46 @@ BOUNCE_SUBJECT = re.compile(
     r"|failure notice|mail delivery (failed|subsystem)|could not be delivered|non-?delivery",
     re.IGNORECASE,
 )
-WARNING_SUBJECT = re.compile(r"delay|warning|still being retried", re.IGNORECASE)
-"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Postfix's
-"Delayed Mail (still being retried)"): the detectors take some warnings for failures."""
-SMTP_CODE = re.compile(r"(?<![\w.:/=-])([45])(?:[0-5]\d|\.[0-7]\.\d{1,3})(?!\w|\.\d)")
-"""An SMTP reply code ("550", "452-") or enhanced status code ("5.1.1", "#4.2.2"), its
-class in group 1; not a part of a number, host name, IP address or URL."""
-COPY_MARK = re.compile(r"^-{2,}.*\bcopy\b", re.IGNORECASE | re.MULTILINE)
-"""The line qmail ("--- Below this line is a copy of the message.") and Exim ("------ This
-is a copy of the message, including all the headers. ------") put before the original
-they return: what follows is drip's own email, not the server's words."""
+WARNING_SUBJECT = re.compile(
+    r"^\s*(?:(?:returned mail:\s*)?warning:|delayed\b|(?:mail |message )?delivery delayed\b"
+    r"|delivery status notification \(delay\))",
+    re.IGNORECASE,
+)
+"""A delay warning's subject (Exim's "Warning: message ... delayed 24 hours", Sendmail's
+"Warning: could not send message for past 4 hours", Postfix's "Delayed Mail (still being
+retried)", Exchange's "Delivery delayed:", Gmail's "Delivery Status Notification
+(Delay)"): the detectors take some warnings for failures. Only at its start: a failure's
+subject may quote the original's ("Undeliverable: Warning signs of burnout"), and every
+failure of that lesson would count as soft."""
+_REPLY = r"[45][0-5]\d"
+_STATUS = r"[45]\.[0-7]\.\d{1,3}"
+SMTP_CODES = re.compile(
+    r"(?:^[ \t]*(?:<<<[ \t]*)?|[;#'][ \t]*|:[ \t]+)"
+    rf"((?:{_REPLY}(?:[ \t]+|-))?{_STATUS}|{_REPLY})"
+    r"(?![\w@]|[.-]\d|[ \t]+\d)",
+    re.MULTILINE,
+)
+"""A failed reply as mail systems quote it, in group 1: an SMTP reply code ("550", Gmail's
+"550-" of a reply of several lines), an enhanced status code ("5.1.1"), or both ("550
+5.1.1", "550-5.1.1"). Only where a reply is quoted: at the start of a line (Exim's and
+Gmail's; Sendmail's transcript marks it "<<<"), after "said:" (Postfix, qmail) or any
+colon and a space (Exim's "after RCPT TO:<x>: 550", Sendmail's "(reason: 550"), after
+";" (a DSN's "smtp; 550"), "#" (qmail's "(#5.1.1)") or a quote (Exchange's "returned
+'550"). A number anywhere else is no reply: "(after 450 seconds)", "size 512", "(555)",
+"415-555-0100" or "415 555 0100" (a number that another follows), "user@452.pl" or a
+date "4.5.24" would make a 550 soft (a 4), or a failure with no code hard (a 5)."""
+COPY_MARK = re.compile(
+    r"^[ \t]*-{2,}[ \t]*(?:.*\bcopy\b|(?:original|unsent) message follows"
+    r"|message header follows|(?:start of )?returned (?:message|mail)\b)",
+    re.IGNORECASE | re.MULTILINE,
+)
+"""The line a mail system puts before the original it returns: qmail's "--- Below this
+line is a copy of the message.", Exim's "------ This is a copy of the message, including
+all the headers. ------", Sendmail's "----- Original message follows -----" (or "Message
+header follows", or "Unsent message follows" in version 5), Lotus Domino's "-------
+Returned Message --------". What follows is drip's own email, not the server's words.
+Sendmail's "----- Transcript of session follows -----" is not one: the transcript holds
+the receiving server's replies."""
 ORIGINAL_DATE = re.compile(r"^\s*The date of the message is:\s*(.+)$", re.MULTILINE)
 """Exim's delay warning returns no copy of the original, only its Date header's value."""
 
@@ -84,12 +114,27 @@ def _permanent(address: str, said: str, failed: Iterable[str]) -> bool:
     subscriber. The words about an address run from its first mention to the next
     failed address's, so that another recipient's 550 cannot make its failure hard.
     """
-    return smtp_classes(_about(address, said, failed)) == {"5"}
+    return permanent(_about(address, said, failed))
 
 
-def smtp_classes(text: str) -> set[str]:
-    """The classes ("4" transient, "5" permanent) of the SMTP codes in `text`."""
-    return {code.group(1) for code in SMTP_CODE.finditer(text)}
+def permanent(text: str) -> bool:
+    """Whether a mail system's words show a permanent SMTP code (5yz, 5.x.x) and no
+    transient one (4yz, 4.x.x): the one rule for a failure in plain text and in a DSN.
+
+    The generic 5.0.0 says only that delivery failed, not why: Exim's DSN gives it for
+    every failure, also for an address it gave up on after days of failed connections
+    (with no Diagnostic-Code), which may well work again. Alone it is no sign of a dead
+    address, just as the same bounce in plain text, with no code at all, is soft.
+    """
+    codes = smtp_codes(text)
+    if any(code.startswith("4") for code in codes):
+        return False
+    return any(code.startswith("5") and code != "5.0.0" for code in codes)
+
+
+def smtp_codes(text: str) -> list[str]:
+    """The SMTP reply and enhanced status codes a mail system quotes in `text`."""
+    return [code for reply in SMTP_CODES.finditer(text) for code in re.split(r"[ \t-]+", reply[1])]
 
 
 def _about(address: str, said: str, failed: Iterable[str]) -> str:

@@ -12,7 +12,9 @@ subscriber anyway.
 
 A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
 the caller to keep and flag; messages that are none of these are counted as unreadable
-(not a report). No input raises.
+(not a report), and so is a plain-text bounce whose reading fails. No input raises: one
+that did would roll its transaction back, leave the message in the Maildir, and stop
+every later run on it.
 """
 
 from __future__ import annotations
@@ -51,21 +53,28 @@ class Report:
     dated: datetime | None = None
     """When the report, or the original it quotes, was made, at the latest: the original
     was sent before it."""
+    original_recipient: str = ""
+    """A DSN's Original-Recipient: the address as it was given, where a server may have
+    rewritten it (an alias) into `recipient`, its Final-Recipient."""
+    forgeable: bool = False
+    """Came by mail, which anyone can send (a provider's webhook is verified): the address
+    it names is no proof of a failure, only a mark drip signed is (drip.bounces)."""
 
 
 def parse(raw: bytes) -> list[Report]:
     """The reports in one message: from a DSN or ARF report, or from a bounce in a format
     of its own (`_plain_bounce`); empty for anything else."""
     msg = email.message_from_bytes(raw, policy=default_policy)
-    envelope = _envelope(msg)
-    if msg.get_content_type() != "multipart/report":
-        return _plain_bounce(raw, msg, envelope)
     try:
-        reports = _report(msg)
-    except Exception as exc:  # a malformed report must not stop the batch behind it
-        log.warning("unparseable report (%s: %s); held", type(exc).__name__, exc)
+        envelope = _envelope(msg)
+        if msg.get_content_type() != "multipart/report":
+            reports = _plain_bounce(raw, msg, envelope)
+        else:
+            reports = [replace(r, envelope=envelope + r.envelope) for r in _report(msg)]
+    except Exception as exc:  # a malformed message must not stop the batch behind it
+        log.warning("unparseable report or bounce (%s: %s)", type(exc).__name__, exc)
         return []
-    return [replace(r, envelope=envelope + r.envelope) for r in reports]
+    return [replace(r, forgeable=True) for r in reports]
 
 
 def is_report(raw: bytes) -> bool:
@@ -113,30 +122,32 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
 
 
 def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
+    """Each recipient's block. `Action: failed` with a 5.x.x Status is hard only if the
+    Status and Diagnostic-Code show a permanent code and no transient one, the rule for
+    plain text too (plain_bounces.permanent): Exim says Status: 5.0.0 of every failure,
+    also of an address it gave up on after days of 4xx deferrals (a mailbox full for a
+    week, its 452 in the Diagnostic-Code) or of failed connections (no Diagnostic-Code),
+    and that address may well work."""
     reports = []
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _blocks(part):
-            recipient = _address(
-                block.get("Final-Recipient") or block.get("Original-Recipient") or ""
-            )
+            original_recipient = _address(block.get("Original-Recipient") or "")
+            recipient = _address(block.get("Final-Recipient") or "") or original_recipient
             action = str(block.get("Action", "")).strip().lower()
             status = str(block.get("Status", "")).strip()
             if not recipient or not action:
                 continue
             diagnostic = str(block.get("Diagnostic-Code", ""))
-            hard = action == "failed" and status.startswith("5") and not _transient(diagnostic)
+            words = f"{status}\n{diagnostic}"
+            hard = action == "failed" and status.startswith("5") and plain_bounces.permanent(words)
             detail = f"{action} {status} {diagnostic}".strip()
-            reports.append(Report("hard" if hard else "soft", recipient, original, detail))
+            kind = "hard" if hard else "soft"
+            reports.append(
+                Report(kind, recipient, original, detail, original_recipient=original_recipient)
+            )
     return reports
-
-
-def _transient(diagnostic: str) -> bool:
-    """Whether a failure's Diagnostic-Code is a 4yz or 4.x.x reply. Exim says Status:
-    5.0.0 of every failure, also of an address it gave up on after days of 4xx
-    deferrals (a mailbox full for a week): that one still works, so it is soft."""
-    return "4" in plain_bounces.smtp_classes(diagnostic)
 
 
 def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:
@@ -158,7 +169,7 @@ def _dated(msg: EmailMessage, *others: str) -> datetime | None:
     """The earliest date a report gives: its own Date, the Arrival-Date of the original
     at the server reporting on it, or `others` it quotes. The original was sent before
     any of them (give or take drip.bounces.CLOCK_SKEW)."""
-    stamps = [str(msg.get("Date", "")), *others]
+    stamps = [_own_date(msg), *others]
     for part in msg.walk():
         if part.get_content_type() in REPORT_PARTS:
             stamps.append(_fields(part).get("arrival-date", ""))
@@ -166,11 +177,22 @@ def _dated(msg: EmailMessage, *others: str) -> datetime | None:
     return min(dates, default=None)
 
 
+def _own_date(msg: EmailMessage) -> str:
+    """The report's Date header; "" for one Python cannot read: its parser turns an absurd
+    date ("+99999999999999999999") into an OverflowError when the header is read, not
+    into a defect as it does other bad dates."""
+    try:
+        return str(msg.get("Date", ""))
+    except OverflowError:
+        return ""
+
+
 def _date(text: str) -> datetime | None:
-    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC."""
+    """An RFC 5322 date; one without a zone ("-0000") is taken as UTC. Anyone can write a
+    bounce, so any text may come: one too large for a C integer raises OverflowError."""
     try:
         when = parsedate_to_datetime(text.strip())
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 

@@ -204,12 +204,18 @@ def test_drip_bounces_process_bars_addresses_a_plain_text_bounce_names(
     readers: System, tmp_path: Path
 ) -> None:
     """Without VERP (bounces come back to the From mailbox) a plain-text bounce is tied by
-    the address the detectors find and the bounce's Date, as a DSN without a Message-ID."""
+    the Message-ID of the copy it returns, else by the address the detectors find and the
+    bounce's Date, as a DSN without a Message-ID."""
     system = readers
     welcomes = {who: sent_ids(system, f"{who}@example.com")[-1] for who in ("ana", "bob", "cat")}
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    for name in ("qmail_hard.eml", "exim_failed.eml", "exim_delayed.eml"):
-        box.add(dated(fixture(name), system.clock.now()))
+    for name, copy, who in (
+        ("qmail_hard.eml", b"<d1.copy@drip.example.com>", "ana"),
+        ("exim_failed.eml", b"<d3.copy@drip.example.com>", "cat"),
+        ("exim_delayed.eml", b"", "bob"),
+    ):
+        raw = fixture(name).replace(copy, welcomes[who].encode()) if copy else fixture(name)
+        box.add(dated(raw, system.clock.now()))
 
     summary = process(system, tmp_path)
 
@@ -562,23 +568,38 @@ def test_a_soft_bounce_known_only_by_address_counts_against_the_email_sent_befor
     assert bounces_of(system, "ana@example.com") == {m: "soft" for m in (first, second, third)}
 
 
-def test_a_hard_bounce_known_only_by_address_bars_it_only_after_drip_mailed_it(
+def test_a_mailed_hard_bounce_known_only_by_its_address_counts_as_soft(
     system: System,
 ) -> None:
-    """Without VERP, bounces come back to the From mailbox, the sender's own, so the
-    bounce of one of their own emails (its copy's Message-ID is not drip's) comes there
-    too. Dated before drip first mailed Ana, or undated, it is about none of drip's
-    emails and bars nothing; it used to bar her all the same."""
+    """Anyone can mail the bounce mailbox: a forged "<ana@example.com>: 550 5.1.1" from
+    MAILER-DAEMON@evil, dated now, in plain text or as a DSN, barred Ana for good, being
+    tied by her address alone to an email drip had sent her. Only drip's signed marks (its
+    Message-ID, unsubscribe link or VERP address) make a mailed bounce hard; known by
+    the address it is soft, so it still counts toward three in a row (DEL-05). Without
+    VERP, the bounce of the sender's own mail (its copy's Message-ID is not drip's) comes
+    there too: dated before drip first mailed Ana, or undated, it marks no email."""
     bounced_at = system.clock.now()
     system.clock.advance(timedelta(hours=1))
     system.join("ana@example.com")
-    for raw in (dated(fixture("qmail_hard.eml"), bounced_at), fixture("qmail_hard.eml")):
+    next_lesson(system)
+    first, second, third = sent_ids(system, "ana@example.com")
+    forged = fixture("qmail_hard.eml").replace(
+        b"From: MAILER-DAEMON@mail.example.org", b"From: MAILER-DAEMON@evil.example"
+    )
+    now = system.clock.now()
+    forged_dsn = fixture("dsn_hard.eml").replace(
+        b"Arrival-Date: Mon, 26 Oct 2026 08:01:10 +0000",
+        f"Arrival-Date: {format_datetime(now)}".encode(),
+    )
+    for raw in (dated(forged, bounced_at), forged, dated(forged, now), forged_dsn):
         tally = apply_raw(system, raw)
-        assert (tally.hard, tally.unmatched) == (0, 1)
+        assert (tally.hard, tally.soft, tally.unmatched) == (0, 1, 0)
         assert status_of(system, "ana") == SubscriberStatus.ACTIVE
         with transaction(system.sessions) as session:
             assert not is_suppressed(session, system.settings.secret_key, "ana@example.com")
-    assert apply_raw(system, dated(fixture("qmail_hard.eml"), system.clock.now())).hard == 1
+    assert bounces_of(system, "ana@example.com") == {third: "soft"}
+    for message_id in (first, second):
+        report(system, "soft", message_id)
     assert status_of(system, "ana") == SubscriberStatus.BOUNCED
 
 
@@ -688,3 +709,71 @@ def test_a_bounce_and_an_erasure_of_one_address_lock_its_rows_in_the_same_order(
     assert eraser.result() == 2
     assert bouncer.result().unmatched == 1, "it found her erased"
     assert_erased(system)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message reading only
+def test_a_bounce_with_an_absurd_date_is_read_and_deleted_not_left_to_stop_every_run(
+    readers: System, tmp_path: Path
+) -> None:
+    """Its OverflowError escaped `drip bounces process`: the transaction rolled back, the
+    message stayed, and every later run died on it before the messages behind it."""
+    system = readers
+    absurd = b"Mon, 26 Oct 2026 08:01:10 +99999999999999999999"
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    box.add(fixture("exim_delayed.eml").replace(b"Mon, 26 Oct 2026 08:01:10 +0000", absurd))
+    box.add(b"Date: " + absurd + b"\r\n" + fixture("qmail_hard.eml"))
+    box.add(dated(fixture("dsn_delayed.eml"), system.clock.now()))
+    assert "0 not a report, 0 unreadable reports held" in process(system, tmp_path)
+    assert list(box.keys()) == []
+    assert bounces_of(system, "bob@example.com") == {
+        sent_ids(system, "bob@example.com")[-1]: "soft"
+    }
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # which kind only
+@pytest.mark.parametrize(
+    ("final", "original", "kind"),
+    [
+        ("bob@example.com", "bob@example.com", "hard"),
+        ("Bob@Example.COM", "", "hard"),
+        ("robert.b@mail.example.net", "bob@example.com", "hard"),
+        ("bob@forwarded.example", "", "soft"),
+        ("bob@forwarded.example", "bob@forwarded.example", "soft"),
+    ],
+    ids=["same", "same-normalised", "alias", "forward", "forward-orcpt"],
+)
+def test_a_bounce_tied_by_its_quoted_mark_is_hard_only_for_the_address_that_failed(
+    system: System, final: str, original: str, kind: str
+) -> None:
+    """Bob's mailbox forwards (without SRS) to one that no longer exists; its bounce
+    comes back to drip quoting Bob's Message-ID, and barred Bob, whose own mailbox took
+    the email. Not Bob's address failing is soft; a DSN names him by Final-Recipient or
+    Original-Recipient (a server may rewrite his address, an alias, into the final one)."""
+    system.join("bob@example.com")
+    welcome = sent_ids(system, "bob@example.com")[-1]
+    recipients = f"Final-Recipient: rfc822; {final}\r\n"
+    if original:
+        recipients += f"Original-Recipient: rfc822; {original}\r\n"
+    raw = fixture("dsn_hard.eml", welcome).replace(
+        b"Final-Recipient: rfc822; ana@example.com\r\n"
+        b"Original-Recipient: rfc822; ana@example.com\r\n",
+        recipients.encode(),
+    )
+    assert getattr(apply_raw(system, raw), kind) == 1
+    assert bounces_of(system, "bob@example.com") == {welcome: kind}
+    bounced = kind == "hard"
+    assert (status_of(system, "bob") == SubscriberStatus.BOUNCED) is bounced
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # which kind only
+def test_a_plain_text_bounce_of_a_forward_is_soft_for_the_subscriber_it_quotes(
+    system: System,
+) -> None:
+    """The same in plain text: qmail returns Bob's email, forwarded to a dead address."""
+    system.join("bob@example.com")
+    welcome = sent_ids(system, "bob@example.com")[-1]
+    raw = fixture("qmail_hard.eml").replace(b"<d1.copy@drip.example.com>", welcome.encode())
+    tally = apply_raw(system, raw.replace(b"ana@example.com", b"bob@forwarded.example"))
+    assert (tally.hard, tally.soft) == (0, 1)
+    assert bounces_of(system, "bob@example.com") == {welcome: "soft"}
+    assert status_of(system, "bob") == SubscriberStatus.ACTIVE

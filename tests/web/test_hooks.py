@@ -21,6 +21,7 @@ from cryptography.x509.oid import NameOID
 from flask import Flask
 from flask.testing import FlaskClient
 
+from drip import verp
 from drip.db import transaction
 from drip.models import Delivery, Subscriber, SubscriberStatus, Suppression
 from drip.tasks import Enqueuer
@@ -274,10 +275,17 @@ def test_ses_notifications_reuse_the_cached_certificate_and_complaints_unsubscri
 def test_an_ses_bounce_is_attributed_by_its_verp_source_when_nothing_else_matches(
     client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
 ) -> None:
+    """The address that failed is not Bob's (his mailbox forwarded the email), so it only
+    marks his email soft: his own mailbox took it."""
     returned_to = next(r.mail_from for r in system.smtp.received if "bob@example.com" in r.rcpt_tos)
     bounce = ses_bounce("forwarded@example.org", "<ses-rewrote-it@x>", source=returned_to)
     assert post_sns(client, notification(sns_key[0], bounce)).status_code == 200
-    assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
+    with transaction(system.sessions) as session:
+        marked = session.scalars(sa.select(Delivery).where(Delivery.bounce.is_not(None))).all()
+        assert [(d.id, d.bounce) for d in marked] == [
+            (verp.delivery_id(system.settings.secret_key, returned_to), "soft")
+        ]
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
@@ -527,8 +535,16 @@ def mailgun_complaint(recipient: str, message_id: str) -> dict[str, Any]:
 def test_signed_mailgun_events_are_applied_once_by_message_id(
     client: FlaskClient, system: System
 ) -> None:
+    """By Message-ID, not the address: Ana's mailbox forwarded the email to one that
+    failed, which marks her email soft (her own mailbox took it); hers failing bars her."""
     ana, bob = welcome(system, "ana@example.com"), welcome(system, "bob@example.com")
-    hard = mailgun_event(system, mailgun_failed("a-forwarded@example.org", ana.message_id or ""))
+    forwarded = mailgun_event(
+        system, mailgun_failed("a-forwarded@example.org", ana.message_id or "")
+    )
+    assert client.post("/hooks/mailgun", json=forwarded).status_code == 200
+    assert welcome(system, "ana@example.com").bounce == "soft"
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    hard = mailgun_event(system, mailgun_failed("Ana@Example.com", ana.message_id or ""))
     assert client.post("/hooks/mailgun", json=hard).status_code == 200
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
     complaint = mailgun_event(system, mailgun_complaint("bob@example.com", bob.message_id or ""))

@@ -1,0 +1,62 @@
+"""Reading a mailed report: what it says and what it is tied by (drip.reports)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import NoReturn
+
+import pytest
+
+from drip.reports import parse
+from tests.test_bounces import fixture
+
+ABSURD_DATE = b"Mon, 26 Oct 2026 08:01:10 +99999999999999999999"
+
+
+def test_an_absurd_date_is_no_date_and_the_report_is_still_read() -> None:
+    """Anyone can mail a bounce; a date too large for a C integer made Python raise
+    OverflowError, past the guard, so the message was never deleted or held and stopped
+    every later `drip bounces process` (BNC-04: it never crashes the worker)."""
+    warning = fixture("exim_delayed.eml").replace(b"Mon, 26 Oct 2026 08:01:10 +0000", ABSURD_DATE)
+    assert [(r.kind, r.recipient, r.dated) for r in parse(warning)] == [
+        ("soft", "bob@example.com", None)
+    ]
+    bad_header = b"Date: " + ABSURD_DATE + b"\r\n"
+    assert [
+        (r.kind, r.recipient, r.dated) for r in parse(bad_header + fixture("qmail_hard.eml"))
+    ] == [("hard", "ana@example.com", None)]
+    (dsn,) = parse(bad_header + fixture("dsn_hard.eml"))
+    assert (dsn.kind, dsn.dated) == ("hard", datetime(2026, 10, 26, 8, 1, 10, tzinfo=UTC))
+
+
+def test_a_plain_text_bounce_that_fails_to_read_is_nothing_not_an_error(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a malformed DSN is: the batch behind it goes on."""
+
+    def broken(_msg: object) -> NoReturn:
+        raise RuntimeError("a reader's bug")
+
+    monkeypatch.setattr("drip.plain_bounces.quoted_headers", broken)
+    assert parse(fixture("qmail_hard.eml")) == []
+    assert "unparseable report or bounce (RuntimeError: a reader's bug)" in caplog.text
+
+
+def test_an_exim_dsn_that_gives_only_the_generic_5_0_0_is_soft() -> None:
+    """Exim gave up on Bob after days of failed connections: "Action: failed", "Status:
+    5.0.0" (Exim's for every failure) and no Diagnostic-Code. The same bounce in plain
+    text has no code and is soft; BNC-02 bars only a permanent failure. A 5.0.0 with a
+    permanent reply in its Diagnostic-Code is hard."""
+    (report,) = parse(
+        fixture("exim_dsn_connection_timeout.eml", "<d5.0123456789@drip.example.com>")
+    )
+    assert (report.kind, report.recipient, report.message_id) == (
+        "soft",
+        "bob@example.com",
+        "<d5.0123456789@drip.example.com>",
+    )
+    unknown = fixture("exim_dsn_retry_timeout.eml").replace(
+        b"Diagnostic-Code: smtp; 452 4.2.2 <bob@example.com>: Mailbox full",
+        b"Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown",
+    )
+    assert [r.kind for r in parse(unknown)] == ["hard"]
