@@ -82,10 +82,10 @@ def test_the_confirmation_email_says_how_long_its_link_works_in_good_english(
 def test_template_injection_runs_no_code_and_leaks_nothing(
     renderer: Renderer, payload: str
 ) -> None:
-    started = time.monotonic()
+    started = time.thread_time()  # CPU, not wall time: the suite shares its cores
     with pytest.raises(TemplateProblem):
         renderer.check(body(payload), LESSON_VARIABLES | {"x"}, {**SAMPLE, "x": 1})
-    assert time.monotonic() - started < 1
+    assert time.thread_time() - started < 1
 
 
 def test_the_sandbox_is_not_flasks_environment_and_has_only_jinjas_globals(
@@ -237,10 +237,10 @@ def test_the_output_of_a_part_is_capped_at_1_mib(renderer: Renderer) -> None:
         lambda: renderer.check(too_long, LESSON_VARIABLES, SAMPLE),
         lambda: renderer.render(too_long, SAMPLE, FOOTER),
     ):
-        started = time.monotonic()
+        started = time.thread_time()  # CPU, not wall time: the suite shares its cores
         with pytest.raises(TemplateProblem, match="output larger than 1024 KiB"):
             render()
-        assert time.monotonic() - started < 1
+        assert time.thread_time() - started < 1
 
 
 def test_every_shipped_email_passes_the_same_checks_a_save_would(tmp_path: Path) -> None:
