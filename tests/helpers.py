@@ -31,7 +31,15 @@ from drip.bootstrap import initialise
 from drip.clock import FileClock, FixedClock
 from drip.consent import latest_signup
 from drip.db import SessionFactory, make_session_factory, transaction
-from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step, Subscriber, SubscriberStatus
+from drip.models import (
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Sequence,
+    Step,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.scheduler import PassResult, configured_pass
 from drip.sending import Mailer
 from drip.settings import Settings, load_settings
@@ -560,3 +568,26 @@ _QUEUED = sa.select(sa.func.count()).where(Delivery.status == DeliveryStatus.QUE
 _POSTPONED = sa.select(sa.func.count()).where(
     Delivery.status == DeliveryStatus.QUEUED, Delivery.retry_at > sa.bindparam("now")
 )
+
+
+def ended_long_ago(system: System, *emails: str) -> None:
+    """Give each address a subscription to a second series that ended longer ago than the
+    retention period (standards LAW-16), made after (so with a higher id than) the
+    address's others."""
+    now = system.clock.now()
+    with transaction(system.sessions) as session:
+        second = Sequence(slug="second", name="Second", created_at=now)
+        session.add(second)
+        session.flush()
+        session.add_all(
+            Subscriber(
+                sequence_id=second.id,
+                email=email,
+                status=SubscriberStatus.UNSUBSCRIBED,
+                created_at=now,
+                confirmed_at=now,
+                ended_at=now,
+            )
+            for email in emails
+        )
+    system.clock.advance(system.settings.retention + timedelta(minutes=1))

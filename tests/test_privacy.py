@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -16,14 +15,14 @@ from drip import privacy, signup
 from drip.bounces import Tally, apply
 from drip.consent import latest_signup
 from drip.db import SessionFactory, transaction
-from drip.models import Base, Sequence, Subscriber, SubscriberStatus
+from drip.models import Base
 from drip.privacy import erase_ended, is_suppressed, request_link, suppress
 from drip.privacy_export import export
 from drip.reports import Report
 from drip.signup import Seen, confirm
 from drip.subscriptions import withdraw_address
 from drip.wiring import make_engine
-from tests.helpers import System, wait_until
+from tests.helpers import System, ended_long_ago, wait_until
 from tests.test_intake import (
     ANA,
     TIMEOUT,
@@ -176,28 +175,6 @@ def test_a_privacy_link_never_goes_where_mail_bounced_or_was_reported_as_spam(
     system.enqueue([delivery_id])
     system.drain()
     assert len(system.smtp.to("ana@example.com")) == mails + mailed
-
-
-def ended_long_ago(system: System, email: str) -> int:
-    """Give `email` a subscription to a second series that ended longer ago than the
-    retention period, made after (so with a higher id than) the address's others."""
-    now = system.clock.now()
-    with transaction(system.sessions) as session:
-        second = Sequence(slug="second", name="Second", created_at=now)
-        session.add(second)
-        session.flush()
-        ended = Subscriber(
-            sequence_id=second.id,
-            email=email,
-            status=SubscriberStatus.UNSUBSCRIBED,
-            created_at=now,
-            confirmed_at=now,
-            ended_at=now,
-        )
-        session.add(ended)
-        session.flush()
-    system.clock.advance(system.settings.retention + timedelta(minutes=1))
-    return ended.id
 
 
 def sweeping(system: System) -> Callable[[SessionFactory], int]:

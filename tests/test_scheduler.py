@@ -21,8 +21,7 @@ from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
 from drip.transports import Ready, Transport, go
-from tests.helpers import System, deadlocked_deletes, plan_of
-from tests.test_privacy import ended_long_ago
+from tests.helpers import System, deadlocked_deletes, ended_long_ago, plan_of
 
 
 class DiesAfterSending:

@@ -28,7 +28,6 @@ from drip.models import (
     DeliveryKind,
     DeliveryStatus,
     ReceivedSignup,
-    Sequence,
     Step,
     Subscriber,
     SubscriberStatus,
@@ -38,7 +37,7 @@ from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
 from drip.subscriptions import mark_bounced, pause, unsubscribe
 from drip.web import create_app
-from tests.helpers import System, assert_not_on_disk, deadlocked_deletes
+from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, ended_long_ago
 from tests.web.conftest import BLOG, link, status_of
 
 
@@ -866,23 +865,7 @@ def test_retention_leaves_the_address_mailable_while_it_is_confirmed_on_another_
     no confirmed subscription of the address is left. A signup still to confirm does
     not count: its confirmation lifts the hash, as after an erasure."""
     system.join("ana@example.com")
-    now = system.clock.now()
-    with transaction(system.sessions) as session:
-        second = Sequence(slug="second", name="Second", created_at=now)
-        session.add(second)
-        session.flush()
-        session.add_all(
-            Subscriber(
-                sequence_id=second.id,
-                email=email,
-                status=SubscriberStatus.UNSUBSCRIBED,
-                created_at=now,
-                confirmed_at=now,
-                ended_at=now,
-            )
-            for email in ("ana@example.com", "bob@example.com")
-        )
-    system.clock.advance(system.settings.retention + timedelta(minutes=1))
+    ended_long_ago(system, "ana@example.com", "bob@example.com")
     system.signup("bob@example.com")
     system.drain()
     mailed = len(system.smtp.to("ana@example.com"))
