@@ -35,6 +35,17 @@ def only_delivery(system: System) -> Delivery:
         return session.scalars(sa.select(Delivery).order_by(Delivery.id.desc()).limit(1)).one()
 
 
+def welcome_held(system: System) -> Delivery:
+    """Ana confirmed, her welcome queued in the database only: the worker is stopped and
+    Redis emptied, so the test sends it itself by calling the actor's function."""
+    system.signup("ana@example.com")
+    system.drain()
+    system.stop_worker()
+    system.confirm("ana@example.com")
+    system.broker.client.flushall()
+    return only_delivery(system)
+
+
 def pending(system: System, address: str = "ana@example.com") -> int:
     system.signup(address)
     system.broker.client.flushall()  # these tests call the actor's function directly
@@ -149,12 +160,7 @@ def test_a_delivery_that_cannot_be_composed_fails_once_and_for_all(system: Syste
 
 
 def test_a_lesson_whose_step_has_no_template_fails_once_and_for_all(system: System) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.stop_worker()  # the welcome is for the send below, not the worker
-    system.confirm("ana@example.com")
-    system.broker.client.flushall()
-    welcome = only_delivery(system)
+    welcome = welcome_held(system)
     with transaction(system.sessions) as session:
         session.execute(
             sa.delete(TemplateVersion).where(TemplateVersion.step_id == welcome.step_id)
@@ -167,12 +173,7 @@ def test_a_lesson_whose_step_has_no_template_fails_once_and_for_all(system: Syst
 
 
 def test_an_unsubscribe_between_claim_and_send_stops_the_email(system: System) -> None:
-    system.signup("ana@example.com")
-    system.drain()
-    system.stop_worker()  # the welcome is for the racing send below, not the worker
-    system.confirm("ana@example.com")
-    system.broker.client.flushall()
-    welcome = only_delivery(system).id
+    welcome = welcome_held(system).id
     renderer = system.mailer.renderer
 
     class UnsubscribesWhileRendering:
@@ -199,12 +200,7 @@ def test_send_refuses_a_suppressed_address_even_when_called_directly(
     says active and the delivery is queued (an import, a hand edit, or a bounce recorded
     while the email was being built): the send itself checks the suppression list, at
     its claim and again at its last look."""
-    system.signup("ana@example.com")
-    system.drain()
-    system.stop_worker()  # the welcome is for the direct send below, not the worker
-    system.confirm("ana@example.com")
-    system.broker.client.flushall()
-    welcome = only_delivery(system).id
+    welcome = welcome_held(system).id
     renderer = system.mailer.renderer
 
     def bar_the_address() -> None:
