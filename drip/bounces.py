@@ -16,15 +16,17 @@ nothing more, and a late one cannot count against an email that never bounced. A
 bounce known only by its address counts as soft if it came by mail, since anyone can
 mail one, and from a provider bars nothing when it is about no email (`apply`); one
 tied by a mark to a subscriber whose address is not the one that failed (a forward)
-counts as soft (`_believed`).
+counts as soft (`_believed`). A complaint that came by mail and is known only by its
+address does nothing at all: it is logged and counted as doubted (`_believed`).
 The kinds:
 
 - hard (Action: failed with a 5.x.x status, a permanent code other than the generic
   5.0.0 and no 4xx diagnostic, tied by a mark of drip's if it came by mail; a
   provider's "Permanent"/"HardBounce"): the subscriber stops at once and the address
   goes on the suppression list;
-- complaint (ARF abuse, "Complaint"/"SpamComplaint"): unsubscribed, address suppressed;
-  the delivery keeps when drip learned of it, which the complaint-rate guard counts by;
+- complaint (ARF abuse tied by a mark of drip's, "Complaint"/"SpamComplaint"):
+  unsubscribed, address suppressed; the delivery keeps when drip learned of it, which the
+  complaint-rate guard counts by;
 - soft (delayed, 4.x.x, "Transient"/"SoftBounce"): marks the delivery only. When the
   subscriber's last three sent emails all soft-bounced and were sent within 7 days
   (standards DEL-05), it counts as a hard bounce (stopped, address suppressed: providers
@@ -87,6 +89,8 @@ class Tally:
     held: int = 0
     stopped: int = 0
     expired: int = 0
+    doubted: int = 0
+    """Complaints that came by mail tied only by the address they name: not acted on."""
 
     def count(self, kind: str) -> None:
         if kind == "hard":
@@ -180,6 +184,14 @@ def apply(
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
         subscribers = _subscribers(session, report, subscriber_id)
         kind = _believed(report, subscribers, tied=subscriber_id is not None)
+        if kind is None:
+            log.warning(
+                "complaint_not_believed: a mailed complaint names %d subscribers by address "
+                "and carries no mark of drip's; nothing done",
+                len(subscribers),
+            )
+            tally.doubted += 1
+            continue
         report = replace(report, kind=kind)
         targets = [
             (subscriber, delivery or _sent_before(session, subscriber.id, report.dated))
@@ -196,21 +208,30 @@ def apply(
         tally.count(report.kind)
 
 
-def _believed(report: Report, subscribers: list[Subscriber], *, tied: bool) -> str:
-    """The kind to record: a hard bounce drip cannot believe counts as soft, since a hard
-    one bars the address for good, and three soft ones in a row still do (DEL-05).
+def _believed(report: Report, subscribers: list[Subscriber], *, tied: bool) -> str | None:
+    """The kind to record; None for a complaint drip cannot believe, to be left alone. A
+    hard bounce drip cannot believe counts as soft, since a hard one bars the address for
+    good, and three soft ones in a row still do (DEL-05).
 
     A report that came by mail (`Report.forgeable`) and is tied by no mark of drip's,
     only by the address it names, is not believed: anyone can mail the bounce mailbox
-    "<victim@example.com>: 550 5.1.1" from MAILER-DAEMON@anywhere, dated now, and drip
-    had mailed the victim. Its marks cannot be forged: the Message-ID of drip's email
-    and its unsubscribe link are signed, and so is its VERP address.
+    "<victim@example.com>: 550 5.1.1" from MAILER-DAEMON@anywhere, dated now, or an ARF
+    report whose Original-Rcpt-To is the victim, and drip had mailed the victim. Its marks
+    cannot be forged: the Message-ID of drip's email and its unsubscribe link are signed,
+    and so is its VERP address. Such a complaint has no weaker effect to fall back on:
+    believed, it would unsubscribe the victim, bar the address for good and count toward
+    the complaint-rate guard (three can hold a small list's lessons). A genuine one
+    quotes drip's email (RFC 5965), so its Message-ID or unsubscribe link ties it, or its
+    Original-Mail-From is the VERP address. A provider's webhook is verified, so its
+    complaints are believed by address alone.
 
     Nor is one tied by a mark to a subscriber whose address is not the one that failed:
     their mailbox took the email and forwarded it (without SRS, so the bounce comes back
     to drip, its marks and all) to an address that failed. A DSN's Original-Recipient
     counts as well as its Final-Recipient, which a server may have rewritten (an alias).
     """
+    if not tied and report.forgeable and report.kind == "complaint":
+        return None
     if report.kind != "hard":
         return report.kind
     if not tied:

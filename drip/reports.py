@@ -58,7 +58,8 @@ class Report:
     rewritten it (an alias) into `recipient`, its Final-Recipient."""
     forgeable: bool = False
     """Came by mail, which anyone can send (a provider's webhook is verified): the address
-    it names is no proof of a failure, only a mark drip signed is (drip.bounces)."""
+    it names is no proof of a failure or a complaint, only a mark drip signed is
+    (drip.bounces)."""
 
 
 def parse(raw: bytes) -> list[Report]:

@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from drip import verp
 from drip.bounces import HELD_FOR, Tally, apply, process_maildir
 from drip.cli import main
+from drip.complaints import day_rate
 from drip.db import SessionFactory, transaction
 from drip.models import Delivery, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase, is_suppressed
@@ -268,6 +269,7 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     box.add(fixture("dsn_hard.eml", welcome_id(system, "ana@example.com")))
     box.add(fixture("dsn_delayed.eml"))
     box.add(fixture("arf_abuse.eml", welcome_id(system, "cat@example.com")))
+    box.add(fixture("arf_abuse.eml").replace(b"<cat@example.com>", b"<bob@example.com>"))
     box.add(b"Subject: out of office\r\n\r\nI am away.")
     env = drip_env(
         tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
@@ -275,6 +277,7 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
     assert result.exit_code == 0, result.output
     assert "1 hard bounces, 1 complaints, 1 soft bounces (0 stopped" in result.output
+    assert "1 complaints known only by address not acted on" in result.output
     assert "1 not a report" in result.output
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
@@ -400,17 +403,18 @@ def test_a_report_read_again_after_a_crash_lands_on_the_same_email(
 @pytest.mark.parametrize(
     ("message_id_of", "link_of", "complained"),
     [
-        ("cat", "bob", "cat"),
-        ("nobody", "bob", "bob"),
-        ("nobody", "forged", "cat"),
+        ("cat", "bob", {"cat"}),
+        ("nobody", "bob", {"bob"}),
+        ("nobody", "forged", set()),
     ],
-    ids=["message-id-first", "then-the-link", "a-forged-link-names-nobody"],
+    ids=["message-id-first", "then-the-link", "the-address-alone-is-not-believed"],
 )
 def test_a_complaint_names_its_subscriber_by_the_surest_mark(
-    readers: System, message_id_of: str, link_of: str, complained: str
+    readers: System, message_id_of: str, link_of: str, complained: set[str]
 ) -> None:
     """BNC-04's order of trust: the embedded original's Message-ID, then its
-    List-Unsubscribe link, then (here) the address the report names, Cat's."""
+    List-Unsubscribe link. The address the report names (Cat's) is no mark of drip's, so
+    a mailed report tied by nothing else changes nothing."""
     system = readers
     message_id = "<d0.none@example.com>"
     if message_id_of != "nobody":
@@ -418,19 +422,42 @@ def test_a_complaint_names_its_subscriber_by_the_surest_mark(
     link = "<https://drip.example.com/unsubscribe/WzJd.forged.x>"
     if link_of != "forged":
         link = str(system.smtp.to(f"{link_of}@example.com")[-1]["List-Unsubscribe"])
-    tally = Tally()
-    with transaction(system.sessions) as session:
-        apply(
-            session,
-            parse(fixture("arf_abuse.eml", message_id, link)),
-            secret=system.settings.secret_key,
-            tokens=system.mailer.tokens,
-            now=system.clock.now(),
-            tally=tally,
-        )
-    assert tally.complaints == 1
+    tally = apply_raw(system, fixture("arf_abuse.eml", message_id, link))
+    assert (tally.complaints, tally.doubted) == (len(complained), 1 - len(complained))
     left = {r for r in ("ana", "bob", "cat") if status_of(system, r) != SubscriberStatus.ACTIVE}
-    assert left == {complained}
+    assert left == complained
+    with transaction(system.sessions) as session:
+        barred = {
+            r
+            for r in ("ana", "bob", "cat")
+            if is_suppressed(session, system.settings.secret_key, f"{r}@example.com")
+        }
+    assert barred == complained
+
+
+def test_a_mailed_complaint_known_only_by_its_address_changes_nothing(
+    readers: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Anyone can mail the bounce mailbox an ARF report whose Original-Rcpt-To is Cat,
+    dated now, with a copy of no email of drip's: it unsubscribed Cat, barred her address
+    for good and counted toward the complaint-rate guard (three could hold a small list's
+    lessons). A forged VERP Original-Mail-From or unsubscribe link ties it no better."""
+    system = readers
+    system.clock.advance(timedelta(hours=1))
+    forged_verp = b"Original-Mail-From: <bounces+ab-aaaaaaaaaaaaaaaa@drip.example.com>"
+    forged = dated(fixture("arf_abuse.eml"), system.clock.now())
+    with_verp = forged.replace(b"Original-Mail-From: <hello@drip.example.com>", forged_verp)
+    tallies = [apply_raw(system, raw) for raw in (forged, with_verp)]
+    assert status_of(system, "cat") == SubscriberStatus.ACTIVE
+    with transaction(system.sessions) as session:
+        assert not is_suppressed(session, system.settings.secret_key, "cat@example.com")
+        marked = sa.select(Delivery.id).where(
+            sa.or_(Delivery.bounce.is_not(None), Delivery.complained_at.is_not(None))
+        )
+        assert session.scalars(marked).all() == []
+        assert day_rate(session, system.clock.now()).complaints == 0
+    assert [(t.complaints, t.doubted, t.unmatched) for t in tallies] == [(0, 1, 0)] * 2
+    assert "complaint_not_believed" in caplog.text
 
 
 def status_of(system: System, reader: str) -> SubscriberStatus:

@@ -9,6 +9,7 @@ from drip import verp
 from drip.bounces import Tally, apply
 from drip.db import transaction
 from drip.models import Delivery, Step, SubscriberStatus
+from drip.privacy import is_suppressed
 from drip.proofs import send_proof
 from drip.reports import parse
 from tests.helpers import System
@@ -248,3 +249,5 @@ def test_a_complaint_is_attributed_by_its_original_mail_from(system: System) -> 
     assert tally.complaints == 1
     assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    with transaction(system.sessions) as session:
+        assert is_suppressed(session, system.settings.secret_key, "cat@example.com")

@@ -54,7 +54,8 @@ def bounces_process(source: str) -> None:
             )
     click.echo(
         f"{tally.hard} hard bounces, {tally.complaints} complaints, {tally.soft} soft bounces "
-        f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.unmatched} not matched, "
+        f"({tally.stopped} stopped after {SOFT_RUN} in a row), {tally.doubted} complaints "
+        f"known only by address not acted on, {tally.unmatched} not matched, "
         f"{tally.unreadable} not a report, {tally.held} unreadable reports held, "
         f"{tally.expired} held reports deleted after {HELD_FOR.days} days"
     )

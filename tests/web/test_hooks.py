@@ -272,6 +272,21 @@ def test_ses_notifications_reuse_the_cached_certificate_and_complaints_unsubscri
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
+def test_an_ses_complaint_known_only_by_its_address_still_unsubscribes_and_bars_it(
+    client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
+) -> None:
+    """SES may give drip's email a Message-ID of its own, and its source is not drip's
+    VERP address, so the complained recipient is all that ties it. The SNS signature and
+    the accepted topic prove it came from SES, unlike a complaint anyone can mail."""
+    complaint = ses_complaint("bob@example.com", "<0102017f-ses@eu-west-1.amazonses.com>")
+    assert post_sns(client, notification(sns_key[0], complaint)).status_code == 200
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.UNSUBSCRIBED
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["complaint"]
+    assert system.signup("bob@example.com") is None
+
+
 def test_an_ses_bounce_is_attributed_by_its_verp_source_when_nothing_else_matches(
     client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
 ) -> None:
