@@ -160,9 +160,8 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     waiting for a later one that the retention sweep (`erase_ended`) held, which in turn
     waited for the first, and PostgreSQL aborted one of the two. A bounce naming the
     address (drip.bounces) and a withdrawal from the privacy page lock in the same order;
-    the sweep takes none it finds held. The purge of signups never confirmed deletes in
-    its plan's order: should PostgreSQL abort it, the scheduler's next pass tries again,
-    and should it abort an erasure, the page asks for it again (drip.web.errors).
+    the sweep, and the purge of signups never confirmed (`purge_unconfirmed`), take
+    none they find held.
 
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
@@ -281,6 +280,12 @@ def erase_ended(
     return len(doomed)
 
 
+IDS_PER_STATEMENT = 10_000
+"""Ids one statement binds at most: psycopg sends each as a parameter of its own, and
+PostgreSQL refuses a statement with more than 65,535. A purge can find more: an import
+nobody confirmed, or a scheduler stopped for days."""
+
+
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
     """Delete signups not confirmed within `older_than` of their latest signup (GDPR
     storage limitation); someone who comes back after unsubscribing starts a new clock.
@@ -290,6 +295,14 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     confirmed is touched, whatever their consent log says. Deleting a signup's consent
     events is an erasure, so it runs under `consent.erasing`; a pass with nothing to
     purge writes nothing.
+
+    The signups are locked in id order, the order an erasure locks an address's rows in
+    (`erase`), and one that someone holds is skipped (SKIP LOCKED), not waited for: an
+    erasure deletes it anyway, and otherwise the next pass does. A DELETE of all of them
+    at once locked them in its plan's order and waited for each held one, so with an
+    erasure holding one of an address's signups and wanting another the purge had
+    taken, each waited for the other until PostgreSQL aborted one. Only the ids locked
+    are deleted. On SQLite, where writers take turns, nothing is ever held.
     """
     cutoff = now - older_than
     recent_signup = sa.exists().where(
@@ -300,16 +313,25 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     declined = sa.and_(
         Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
     )
-    unconfirmed = (
-        sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
-        Subscriber.created_at <= cutoff,
-        ~recent_signup,
+    doomed = list(
+        session.scalars(
+            sa.select(Subscriber.id)
+            .where(
+                sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
+                Subscriber.created_at <= cutoff,
+                ~recent_signup,
+            )
+            .order_by(Subscriber.id)
+            .with_for_update(skip_locked=True)
+        )
     )
-    doomed = sa.select(Subscriber.id).where(*unconfirmed)
-    if not session.scalar(sa.select(doomed.exists())):
+    if not doomed:
         return 0
     with consent.erasing(session):
-        texts = consent.texts_of(session, doomed)
-        result = session.execute(sa.delete(Subscriber).where(*unconfirmed))
+        texts: set[int] = set()
+        for start in range(0, len(doomed), IDS_PER_STATEMENT):
+            ids = doomed[start : start + IDS_PER_STATEMENT]
+            texts |= consent.texts_of(session, ids)
+            session.execute(sa.delete(Subscriber).where(Subscriber.id.in_(ids)))
         consent.drop_unused_texts(session, texts)
-    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+    return len(doomed)

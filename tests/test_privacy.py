@@ -1,11 +1,13 @@
 """The self-served export holds every row about the subscriber and the address (standards
 LAW-13), and keeps doing so when someone adds a table; an erasure and the retention sweep
-(LAW-16) of the same address, at the same moment, both go through and keep their word."""
+(LAW-16) of the same address, at the same moment, both go through and keep their word;
+so do an erasure and the purge of signups never confirmed."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -15,8 +17,8 @@ from drip import privacy, signup
 from drip.bounces import Tally, apply
 from drip.consent import latest_signup
 from drip.db import SessionFactory, transaction
-from drip.models import Base
-from drip.privacy import erase_ended, is_suppressed, request_link, suppress
+from drip.models import Base, ConsentText, Subscriber
+from drip.privacy import erase_ended, is_suppressed, purge_unconfirmed, request_link, suppress
 from drip.privacy_export import export
 from drip.reports import Report
 from drip.signup import Seen, confirm
@@ -33,6 +35,7 @@ from tests.test_intake import (
     lock_waits,
     receive,
 )
+from tests.web.test_journey import count
 
 EXPORTED_AS = {"consent_events": "consent_events", "deliveries": "emails"}
 """Each table keyed to a subscriber, and the list in an export's subscription holding
@@ -280,3 +283,77 @@ def test_the_sweep_leaves_no_hash_on_an_address_whose_signup_is_being_confirmed(
     system.enqueue([welcome])
     system.drain()
     assert "Welcome" in system.smtp.to(ANA[0])[-1]["Subject"]
+
+
+def never_confirmed(system: System, *emails: str) -> None:
+    """Sign each address up and let its confirmation go unanswered past the pending TTL."""
+    for email in emails:
+        system.signup(email)
+    system.drain()
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+
+
+def purge_while_erasing(system: System, monkeypatch: pytest.MonkeyPatch) -> tuple[int, Racer]:
+    """Run the purge while Ana's erasure holds her rows, stopped just before it deletes
+    them; returns what the purge deleted, and the erasure, let go. On PostgreSQL the
+    purge may not wait for a lock more than a moment: it fails rather than hangs."""
+    locked, release = hold(monkeypatch, privacy, "_delete")
+    eraser = Racer(system, erasing(system))
+    assert locked.wait(TIMEOUT), eraser.outcome
+    try:
+        with transaction(system.sessions) as session:
+            session.execute(sa.text("SET LOCAL lock_timeout = '2s'"))
+            purged = purge_unconfirmed(
+                session, now=system.clock.now(), older_than=system.settings.pending_ttl
+            )
+    finally:
+        release.set()
+    return purged, eraser
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_the_purge_leaves_a_signup_an_erasure_holds_to_it_and_never_waits(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Neither Ana nor Bob confirmed; Ana's erasure has locked her rows as the purge
+    runs. The purge deleted in its plan's order, so it waited for her row, and with one
+    of her rows taken first each could wait for the other until PostgreSQL aborted one.
+    It now takes only rows nobody holds: Bob goes, Ana's erasure goes through and
+    deletes her, and nothing of either is left."""
+    never_confirmed(system, ANA[0], "bob@example.com")
+    purged, eraser = purge_while_erasing(system, monkeypatch)
+    assert (purged, eraser.result()) == (1, 1)
+    assert_erased(system)
+    assert count(system, Subscriber) == 0
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_signup_the_purge_found_held_goes_on_a_later_pass(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An erasure that fails once it has locked its rows (the database aborted it, and
+    the page asks for it again) changes nothing: the pass that skipped Ana's signup
+    while it was held leaves it to the next, which deletes it."""
+    never_confirmed(system, ANA[0])
+
+    def aborted(*args: object) -> None:
+        raise RuntimeError("the database aborted the erasure")
+
+    monkeypatch.setattr(privacy, "_delete", aborted)
+    purged, eraser = purge_while_erasing(system, monkeypatch)
+    assert purged == 0
+    with pytest.raises(RuntimeError, match="aborted the erasure"):
+        eraser.result()
+    assert system.tick().purged == 1
+
+
+def test_a_backlog_bigger_than_one_statement_binds_is_purged_in_one_pass(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The purge deletes the ids it locked, so many at a statement at most; a backlog
+    beyond that (an import nobody confirmed) still goes in one pass, and the notice only
+    its signups pointed to goes with it."""
+    never_confirmed(system, "a@example.com", "b@example.com", "c@example.com")
+    monkeypatch.setattr(privacy, "IDS_PER_STATEMENT", 2)
+    assert system.tick().purged == 3
+    assert (count(system, Subscriber), count(system, ConsentText)) == (0, 0)
