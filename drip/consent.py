@@ -53,13 +53,22 @@ class Origin:
 
 def text_for(session: Session, body: str, *, privacy_policy: str, now: datetime) -> ConsentText:
     """The stored notice with exactly this wording and policy, added as the next version
-    the first time it is shown."""
+    the first time it is shown.
+
+    A notice found is locked FOR KEY SHARE, the lock the foreign-key check of the event
+    pointing to it takes anyway, only taken now rather than at that insert: an erasure
+    that finds the notice unused (`drop_unused_texts`) cannot delete it in between, and
+    would otherwise leave this signup's event pointing to nothing, refused on the foreign
+    key. An erasure already deleting it holds it: the lock waits, finds the row gone
+    once the erasure commits, and the wording is stored again."""
     digest = hashlib.sha256(body.encode()).hexdigest()
     for _ in range(NEW_VERSION_TRIES):
         found = session.scalar(
-            sa.select(ConsentText).where(
+            sa.select(ConsentText)
+            .where(
                 ConsentText.sha256 == digest, ConsentText.privacy_policy_version == privacy_policy
             )
+            .with_for_update(read=True, key_share=True)
         )
         if found is not None:
             return found
