@@ -163,6 +163,8 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     the sweep takes none it finds held. The purge of signups never confirmed deletes in
     its plan's order: should PostgreSQL abort it, the scheduler's next pass tries again,
     and should it abort an erasure, the page asks for it again (drip.web.errors).
+    The consent notices their events pointed to are locked last, in id order, so that
+    two erasures sharing one count its users in turn (drip.consent.drop_unused_texts).
 
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.
