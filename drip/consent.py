@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import NotFound
 from drip.models import (
     ConsentEvent,
@@ -53,13 +54,22 @@ class Origin:
 
 def text_for(session: Session, body: str, *, privacy_policy: str, now: datetime) -> ConsentText:
     """The stored notice with exactly this wording and policy, added as the next version
-    the first time it is shown."""
+    the first time it is shown.
+
+    A notice found is locked FOR KEY SHARE, the lock the foreign-key check of the event
+    pointing to it takes anyway, only taken now rather than at that insert: an erasure
+    that finds the notice unused (`drop_unused_texts`) cannot delete it in between, and
+    would otherwise leave this signup's event pointing to nothing, refused on the foreign
+    key. An erasure already deleting it holds it: the lock waits, finds the row gone
+    once the erasure commits, and the wording is stored again."""
     digest = hashlib.sha256(body.encode()).hexdigest()
     for _ in range(NEW_VERSION_TRIES):
         found = session.scalar(
-            sa.select(ConsentText).where(
+            sa.select(ConsentText)
+            .where(
                 ConsentText.sha256 == digest, ConsentText.privacy_policy_version == privacy_policy
             )
+            .with_for_update(read=True, key_share=True)
         )
         if found is not None:
             return found
@@ -307,15 +317,36 @@ def texts_of(session: Session, subscribers: sa.Select[tuple[int]] | list[int]) -
 def drop_unused_texts(session: Session, text_ids: set[int]) -> None:
     """After an erasure, delete the texts it left unreferenced: an import's statement
     ("signed up at the webinar on ...") may describe the person; a text no event points
-    to proves nothing. Call inside `erasing`.
+    to proves nothing. Call inside `erasing`, once the erased subscriptions are deleted.
 
-    Someone else's signup may point a new event at one of these texts meanwhile. On
-    PostgreSQL the DELETE, which cannot see that event uncommitted, then waits for it
-    and fails on the foreign key once it commits. The text is in use again, so it must
-    stay: the first try runs in a savepoint, and the second, on a fresh snapshot that
-    sees the event, deletes only the texts still unused."""
+    The texts are locked, in id order, before their events are counted. Two erasures of
+    different addresses sharing a notice used to count at once on PostgreSQL: each saw
+    the other's events, deleted but not committed, and kept the notice, which then no
+    event pointed to. Now the second waits for the first to commit, and counts on a
+    fresh snapshot that sees its deletes. Nothing else takes this lock on a notice, and
+    every caller takes it after its subscriptions (an erasure locks them in id order,
+    drip.privacy.erase) and after any received signup; the scheduler's pass, which holds
+    it until it commits, deletes its old received signups first (drip.scheduler).
+
+    FOR NO KEY UPDATE, not FOR UPDATE: it does not conflict with the KEY SHARE that a
+    signup takes on the notice its event points to (`text_for`, and the foreign key),
+    so no signup waits for an erasure that keeps the notice. Such a signup may point a
+    new event at one of these texts meanwhile. On PostgreSQL the DELETE, which cannot
+    see that event uncommitted, then waits for it and fails on the foreign key once it
+    commits. The text is in use again, so it must stay: the first try runs in a
+    savepoint, and the second, on a fresh snapshot that sees the event, deletes only the
+    texts still unused.
+
+    A sweep of unused notices in the scheduler's pass would have needed the same lock
+    against signups, and would have left the notice until the next pass."""
     if not text_ids:
         return
+    session.execute(
+        sa.select(ConsentText.id)
+        .where(ConsentText.id.in_(text_ids))
+        .order_by(ConsentText.id)
+        .with_for_update(**FOR_NO_KEY_UPDATE)
+    ).all()
     used = sa.exists().where(ConsentEvent.consent_text_id == ConsentText.id)
     unused = sa.delete(ConsentText).where(ConsentText.id.in_(text_ids), ~used)
     try:

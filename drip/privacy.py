@@ -161,7 +161,9 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     waited for the first, and PostgreSQL aborted one of the two. A bounce naming the
     address (drip.bounces) and a withdrawal from the privacy page lock in the same order;
     the sweep, and the purge of signups never confirmed (`purge_unconfirmed`), take
-    none they find held.
+    none they find held. The consent notices their events pointed to are locked last,
+    in id order, so that two erasures sharing one count its users in turn
+    (drip.consent.drop_unused_texts).
 
     On SQLite, secure_delete overwrites the freed pages, and the caller should checkpoint
     the write-ahead log afterwards (`drip.db.scrub`) so no copy survives in the WAL file.

@@ -137,12 +137,19 @@ def _forget(
     subscriptions were purged and erased. In a savepoint: should PostgreSQL abort these
     deletions for a deadlock or a serialization failure (drip.db.CONFLICTS) with another
     transaction changing the same rows, only they are undone; the pass logs it and goes
-    on issuing and sweeping, and the next pass deletes what this one could not."""
+    on issuing and sweeping, and the next pass deletes what this one could not.
+
+    Received signups go first, as in an erasure (drip.privacy.erase) and a worker
+    (drip.intake.handle): received signups, then subscriptions, then consent notices.
+    The purge and the retention sweep lock the notices their subscriptions pointed to
+    until the pass commits (drip.consent.drop_unused_texts); deleting an old received
+    signup after that waited for an erasure of its address that was itself waiting for
+    one of those notices, and PostgreSQL aborted one of the two."""
     try:
         with session.begin_nested():
+            intake.forget_old(session, now=now, older_than=pending_ttl)
             purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
             erased = erase_ended(session, secret=secret, now=now, older_than=retention)
-            intake.forget_old(session, now=now, older_than=pending_ttl)
             return purged, erased
     except sa.exc.DBAPIError as exc:
         if not is_conflict(exc):

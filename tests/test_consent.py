@@ -1,16 +1,18 @@
 """The consent log (standards CON-01): notices are versioned, never rewritten, and the
-database itself refuses to change or delete evidence outside an erasure (LAW-14)."""
+database itself refuses to change or delete evidence outside an erasure (LAW-14); a
+signup racing an erasure that drops its notice still records the notice it showed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 import sqlalchemy as sa
 
+from drip import privacy, signup
 from drip.consent import erasing, events_of
-from drip.db import transaction
+from drip.db import SessionFactory, transaction
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -20,7 +22,9 @@ from drip.models import (
 )
 from drip.signup import SignupRequest, subscribe
 from drip.subscriptions import mark_bounced, unsubscribe, withdraw_address
-from tests.helpers import System
+from tests.helpers import System, wait_until
+from tests.test_intake import ANA, TIMEOUT, Racer, hold, lock_waits
+from tests.test_intake import erasing as erasing_ana
 
 CHANGES = [
     "UPDATE consent_events SET ip = '10.0.0.1'",
@@ -149,3 +153,60 @@ def methods(system: System, email: str) -> list[ConsentMethod | None]:
             for event, _ in events_of(session, system.subscriber(email, session=session).id)
             if event.kind == ConsentEventKind.WITHDRAW
         ]
+
+
+def signing_up(system: System, email: str) -> Callable[[SessionFactory], int | None]:
+    """A signup shown the notice everyone in these tests is shown, in its own transaction."""
+
+    def work(sessions: SessionFactory) -> int | None:
+        with transaction(sessions) as session:
+            return subscribe(
+                session,
+                SignupRequest(email=email),
+                now=system.clock.now(),
+                consent_text="test consent",
+                secret=system.settings.secret_key,
+            )
+
+    return work
+
+
+def test_a_signup_keeps_the_notice_it_found_while_an_erasure_drops_it(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bob's signup has found the notice and not yet written the event pointing to it
+    when Ana, the only one shown it so far, erases her address. The erasure deleted the
+    notice and committed, and Bob's event was then refused on the foreign key: his
+    signup failed. Now the erasure waits for him and keeps the notice he took up."""
+    system.join(ANA[0])
+    found, release = hold(monkeypatch, signup, "ask_to_confirm")
+    bob = Racer(system, signing_up(system, "bob@example.com"))
+    assert found.wait(TIMEOUT), bob.outcome
+    eraser = Racer(system, erasing_ana(system))
+    if system.settings.database_url.startswith("postgresql"):
+        wait_until(lambda: eraser.done or lock_waits(system) > 0, "the erasure to end, or wait")
+    else:
+        eraser.wait_until_blocked(system)
+    release.set()
+    assert bob.result() is not None, "Bob's confirmation is queued"
+    assert eraser.result() == 1
+    assert notice_of(system, "bob@example.com").body == "test consent"
+
+
+def test_a_signup_stores_the_notice_again_when_an_erasure_is_deleting_it(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ana's erasure has deleted the notice only she was shown and not yet committed
+    when Bob's signup looks for it. Bob's signup found the row still there, and his
+    event was refused on the foreign key once the erasure committed. Now the signup
+    waits for the erasure and, finding the notice gone, stores its wording again."""
+    system.join(ANA[0])
+    deleted, release = hold(monkeypatch, privacy, "suppress")
+    eraser = Racer(system, erasing_ana(system))
+    assert deleted.wait(TIMEOUT), eraser.outcome
+    bob = Racer(system, signing_up(system, "bob@example.com"))
+    bob.wait_until_blocked(system)
+    release.set()
+    assert eraser.result() == 1
+    assert bob.result() is not None, "Bob's confirmation is queued"
+    assert notice_of(system, "bob@example.com").body == "test consent"

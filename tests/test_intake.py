@@ -479,10 +479,10 @@ def handling(system: System, received_id: int) -> Callable[[SessionFactory], obj
     )
 
 
-def erasing(system: System) -> Callable[[SessionFactory], object]:
+def erasing(system: System, email: str = ANA[0]) -> Callable[[SessionFactory], object]:
     def work(sessions: SessionFactory) -> int:
         with transaction(sessions) as session:
-            return erase(session, ANA[0], secret=system.settings.secret_key, now=system.clock.now())
+            return erase(session, email, secret=system.settings.secret_key, now=system.clock.now())
 
     return work
 

@@ -1,19 +1,21 @@
 """The self-served export holds every row about the subscriber and the address (standards
 LAW-13), and keeps doing so when someone adds a table; an erasure and the retention sweep
 (LAW-16) of the same address, at the same moment, both go through and keep their word;
-so do an erasure and the purge of signups never confirmed."""
+so do an erasure and the purge of signups never confirmed; and erasures and purges at
+the same moment leave no consent notice nothing points to."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.orm import Session
 
-from drip import privacy, signup
+from drip import consent, privacy, signup
 from drip.bounces import Tally, apply
 from drip.consent import latest_signup
 from drip.db import SessionFactory, transaction
@@ -21,6 +23,7 @@ from drip.models import Base, ConsentText, Subscriber
 from drip.privacy import erase_ended, is_suppressed, purge_unconfirmed, request_link, suppress
 from drip.privacy_export import export
 from drip.reports import Report
+from drip.scheduler import configured_pass
 from drip.signup import Seen, confirm
 from drip.subscriptions import withdraw_address
 from drip.wiring import make_engine
@@ -357,3 +360,76 @@ def test_a_backlog_bigger_than_one_statement_binds_is_purged_in_one_pass(
     monkeypatch.setattr(privacy, "IDS_PER_STATEMENT", 2)
     assert system.tick().purged == 3
     assert (count(system, Subscriber), count(system, ConsentText)) == (0, 0)
+
+
+def passing(system: System) -> Callable[[SessionFactory], int]:
+    """A scheduler pass; returns how many signups never confirmed it purged."""
+
+    def work(sessions: SessionFactory) -> int:
+        result = configured_pass(
+            system.settings, sessions, system.clock, unqueued, signups=unqueued, sweep_only=False
+        )
+        return result.purged
+
+    return work
+
+
+def unqueued(ids: Iterable[int]) -> None:
+    """What a pass hands the queue, dropped: the test looks only at what it deleted."""
+
+
+def notices(system: System) -> list[str]:
+    with transaction(system.sessions) as session:
+        return list(session.scalars(sa.select(ConsentText.body)))
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_two_erasures_at_once_of_addresses_shown_one_notice_leave_no_notice(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ana and Bob, the only two people shown a notice, erase their addresses at the
+    same moment: both have deleted their consent events, neither has committed, when
+    they look for the notices left unused. Each used to see the other's events still
+    there and keep the notice, which then no event pointed to. (On SQLite the second
+    erasure begins only once the first has committed.)"""
+    system.join(ANA[0])
+    system.join("bob@example.com")
+    meet = threading.Barrier(2, timeout=TIMEOUT)
+    dropping = consent.drop_unused_texts
+
+    def met(session: Session, text_ids: set[int]) -> None:
+        meet.wait()
+        dropping(session, text_ids)
+
+    monkeypatch.setattr(consent, "drop_unused_texts", met)
+    ana = Racer(system, erasing(system, ANA[0]))
+    bob = Racer(system, erasing(system, "bob@example.com"))
+    assert ana.result() + bob.result() == 2
+    assert notices(system) == []
+    assert_erased(system)
+
+
+def test_an_erasure_and_the_purge_of_a_signup_shown_one_notice_leave_no_notice(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ana erases her address as a scheduler pass purges Cem's signup, never confirmed;
+    only the two were shown the notice, and the pass waits for the erasure to delete
+    Ana's old received signup. Each used to keep the notice for the other's consent
+    events, deleted but not committed. With notices locked, the pass must delete
+    received signups before it locks one: when it did so last, it held the notice while
+    waiting for the erasure, which was waiting for the notice, and PostgreSQL aborted
+    one of the two."""
+    system.join(ANA[0])
+    system.signup("cem@example.com")
+    receive(system, ANA[0], queued=False)
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    locking, release = hold(monkeypatch, privacy, "subscriptions_of")
+    eraser = Racer(system, erasing(system, ANA[0]))
+    assert locking.wait(TIMEOUT), eraser.outcome
+    scheduler = Racer(system, passing(system))
+    scheduler.wait_until_blocked(system)
+    release.set()
+    assert eraser.result() == 1
+    assert scheduler.result() == 1, "Cem's signup is purged"
+    assert notices(system) == []
+    assert_erased(system)
