@@ -37,10 +37,10 @@ The kinds:
 A Maildir is read once (`process_maildir`): each message is applied in its own
 transaction and deleted once that commits, whether it was a report or not (an
 auto-reply): kept, it would be read again on every run, and it holds an address that an
-erasure (drip.privacy.erase) cannot reach. Only held reports (a multipart/report that
-cannot be read) stay, marked Seen and Flagged for a person to read, skipped by later
-runs, and deleted HELD_FOR after they arrived, so an erased address is gone from the
-Maildir within a month.
+erasure (drip.privacy.erase) cannot reach. Only held messages stay: a report or bounce
+drip cannot read (drip.reports.parse). They are marked Seen and Flagged for a person,
+skipped by later runs, and deleted HELD_FOR after they arrived, so an erased address is
+gone from the Maildir within a month.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError, InvalidInput
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
-from drip.reports import Report, is_report, parse
+from drip.reports import Report, parse
 from drip.signup import normalise_email
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 from drip.tokens import UNSUBSCRIBE, Tokens
@@ -75,7 +75,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 reporting server's clock may be behind drip's, and its Arrival-Date (whole seconds) is
 taken before drip records the send."""
 HELD_FOR = timedelta(days=30)
-"""How long a held report stays in the Maildir: time for a person to read it, and within
+"""How long a held message stays in the Maildir: time for a person to read it, and within
 the month an erasure may take (GDPR Art. 12(3)), since drip cannot find the address in it."""
 
 
@@ -87,6 +87,7 @@ class Tally:
     unmatched: int = 0
     unreadable: int = 0
     held: int = 0
+    """Reports and bounces that could not be read, kept for a person."""
     stopped: int = 0
     expired: int = 0
     doubted: int = 0
@@ -150,13 +151,13 @@ def process_message(
     now: datetime,
     tally: Tally,
 ) -> bool:
-    """Apply the reports in one message; False for a report that cannot be read, to be
-    held for a person rather than dropped."""
+    """Apply the reports in one message; False for one to hold for a person rather than
+    drop: a report or bounce that cannot be read."""
     reports = parse(raw)
+    if reports is None:
+        tally.held += 1
+        return False
     if not reports:
-        if is_report(raw):
-            tally.held += 1
-            return False
         tally.unreadable += 1
     apply(session, reports, secret=secret, tokens=tokens, now=now, tally=tally)
     return True

@@ -43,6 +43,16 @@ def dated(raw: bytes, when: datetime) -> bytes:
     return f"Date: {format_datetime(when)}\r\n".encode() + raw
 
 
+def bounce_with_unreadable_copy() -> bytes:
+    """An Exchange NDR whose attached copy of the original gives a Date too large for a C
+    integer: Python raises OverflowError when the copy's headers are read, and anyone can
+    mail a bounce."""
+    return fixture("ndr_exchange_2000.eml").replace(
+        b"Date: Mon, 26 Oct 2026 08:01:10 +0000",
+        b"Date: Mon, 26 Oct 2026 08:01:10 +99999999999999999999",
+    )
+
+
 def welcome_id(system: System, address: str) -> str:
     with transaction(system.sessions) as session:
         subscriber = system.subscriber(address, session=session)
@@ -85,12 +95,10 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
     )
     assert complaint.dated == datetime(2026, 10, 27, 8, 59, tzinfo=UTC)
     assert parse(b"Subject: hello\r\n\r\njust a reply") == []
-    assert (
-        parse(
-            b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--"
-        )
-        == []
+    empty_report = (
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--"
     )
+    assert parse(empty_report) is None, "held"
 
 
 def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
@@ -185,10 +193,12 @@ def test_a_bounce_a_person_forwards_is_soft_at_most() -> None:
     assert [(r.kind, r.recipient) for r in parse(forwarded)] == [("soft", "ana@example.com")]
 
 
-def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
+def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule_or_holds_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """One odd message must not stop `drip bounces process` for the rest."""
+    """One odd message must not stop `drip bounces process` for the rest. Without a VERP
+    address it was counted as not a report and deleted, though it is plainly a bounce
+    (from MAILER-DAEMON) naming someone; now it is held for a person to read."""
 
     def broken(_msg: object) -> NoReturn:
         raise TypeError("a detector's bug")
@@ -197,7 +207,7 @@ def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
     returned_to = verp.return_path("k" * 40, 7, "bounces.example.com")
     (report,) = parse(fixture("qmail_hard.eml", return_path=returned_to))
     assert (report.kind, report.recipient, report.envelope) == ("soft", "", (returned_to,))
-    assert parse(fixture("qmail_hard.eml")) == []
+    assert parse(fixture("qmail_hard.eml")) is None
     assert "bounce detectors failed (TypeError: a detector's bug)" in caplog.text
 
 
@@ -651,18 +661,28 @@ def test_a_barred_address_gets_nothing_whatever_happens_to_its_subscriber_row(
     assert len(system.smtp.received) == sent
 
 
+UNREADABLE_DSN = (
+    b"From: MAILER-DAEMON@mx.example.net\r\nTo: hello@drip.example.com\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: message/delivery-status\r\n\r\n\x00\xff garbage ;;; \r\n--b"
+)
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [UNREADABLE_DSN, bounce_with_unreadable_copy()],
+    ids=["dsn", "plain-text-bounce"],
+)
 def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
-    readers: System, tmp_path: Path
+    readers: System, tmp_path: Path, unreadable: bytes
 ) -> None:
     """Held once (Seen, so never read again), deleted HELD_FOR after it arrived; an
-    out-of-office reply is deleted at once, like every message read."""
+    out-of-office reply is deleted at once, like every message read. A plain-text bounce
+    whose reading failed was counted as not a report and deleted, so no one saw whom it
+    named."""
     system = readers
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    garbage = box.add(
-        b"From: MAILER-DAEMON@mx.example.net\r\nTo: hello@drip.example.com\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n\x00\xff garbage ;;; \r\n--b"
-    )
+    garbage = box.add(unreadable)
     box.add(b"Subject: out of office\r\n\r\nI am away.")
     assert "1 not a report, 1 unreadable reports held" in process(system, tmp_path)
     assert list(box.keys()) == [garbage]

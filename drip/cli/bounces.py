@@ -23,8 +23,8 @@ def bounces_process(source: str) -> None:
     """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
     message on standard input) and stop the subscribers they name. Each message not yet
     Seen is read once, then deleted, reports and anything else alike (it holds an address
-    an erasure cannot reach). A report that cannot be read is held: left in the Maildir
-    marked Seen and Flagged for a person to read, and deleted after 30 days."""
+    an erasure cannot reach). A report or bounce that cannot be read is held: left in the
+    Maildir marked Seen and Flagged for a person to read, and deleted after 30 days."""
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
