@@ -17,7 +17,8 @@ bounce known only by its address counts as soft if it came by mail, since anyone
 mail one, and from a provider bars nothing when it is about no email (`apply`); one
 tied by a mark to a subscriber whose address is not the one that failed (a forward)
 counts as soft (`_believed`). A complaint that came by mail and is known only by its
-address does nothing at all: it is logged and counted as doubted (`_believed`).
+address does nothing at all: it is logged, counted as doubted (`_believed`) and its
+message held, for a person to judge whether it is genuine.
 The kinds:
 
 - hard (Action: failed with a 5.x.x status, a permanent code other than the generic
@@ -38,9 +39,11 @@ A Maildir is read once (`process_maildir`): each message is applied in its own
 transaction and deleted once that commits, whether it was a report or not (an
 auto-reply): kept, it would be read again on every run, and it holds an address that an
 erasure (drip.privacy.erase) cannot reach. Only held messages stay: a report or bounce
-drip cannot read (drip.reports.parse). They are marked Seen and Flagged for a person,
-skipped by later runs, and deleted HELD_FOR after they arrived, so an erased address is
-gone from the Maildir within a month.
+drip cannot read (drip.reports.parse) and a complaint it does not believe, which may
+be genuine (a provider that quotes too little of drip's email) and which drip acts on
+neither way. They are marked Seen and Flagged for a person, skipped by later runs, and
+deleted HELD_FOR after they arrived, so an erased address is gone from the Maildir
+within a month.
 """
 
 from __future__ import annotations
@@ -91,7 +94,8 @@ class Tally:
     stopped: int = 0
     expired: int = 0
     doubted: int = 0
-    """Complaints that came by mail tied only by the address they name: not acted on."""
+    """Complaints that came by mail tied only by the address they name: not acted on, and
+    kept for a person (not counted in `held`)."""
 
     def count(self, kind: str) -> None:
         if kind == "hard":
@@ -152,15 +156,14 @@ def process_message(
     tally: Tally,
 ) -> bool:
     """Apply the reports in one message; False for one to hold for a person rather than
-    drop: a report or bounce that cannot be read."""
+    drop: a report or bounce that cannot be read, or a complaint drip does not believe."""
     reports = parse(raw)
     if reports is None:
         tally.held += 1
         return False
     if not reports:
         tally.unreadable += 1
-    apply(session, reports, secret=secret, tokens=tokens, now=now, tally=tally)
-    return True
+    return apply(session, reports, secret=secret, tokens=tokens, now=now, tally=tally)
 
 
 def apply(
@@ -171,8 +174,9 @@ def apply(
     tokens: Tokens,
     now: datetime,
     tally: Tally,
-) -> None:
-    """Record each report against the subscribers and email it is about.
+) -> bool:
+    """Record each report against the subscribers and email it is about; False if one was
+    a complaint left alone because drip cannot believe it (`_believed`).
 
     A hard bounce that came by mail counts only when tied by a mark of drip's
     (`_believed`). One from a provider known only by its address bars it only for a
@@ -181,6 +185,7 @@ def apply(
     own mail, and a bounce of that to an address drip had not mailed yet (or an undated
     one) is no sign about drip's.
     """
+    believed = True
     for report in reports:
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
         subscribers = _subscribers(session, report, subscriber_id)
@@ -192,6 +197,7 @@ def apply(
                 len(subscribers),
             )
             tally.doubted += 1
+            believed = False
             continue
         report = replace(report, kind=kind)
         targets = [
@@ -207,6 +213,7 @@ def apply(
             if _record(session, subscriber, target, report, secret=secret, now=now):
                 tally.stopped += 1
         tally.count(report.kind)
+    return believed
 
 
 def _believed(report: Report, subscribers: list[Subscriber], *, tied: bool) -> str | None:
