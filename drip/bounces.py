@@ -17,7 +17,8 @@ bounce known only by its address counts as soft if it came by mail, since anyone
 mail one, and from a provider bars nothing when it is about no email (`apply`); one
 tied by a mark to a subscriber whose address is not the one that failed (a forward)
 counts as soft (`_believed`). A complaint that came by mail and is known only by its
-address does nothing at all: it is logged and counted as doubted (`_believed`).
+address does nothing at all: it is logged, counted as doubted (`_believed`) and its
+message held, for a person to judge whether it is genuine.
 The kinds:
 
 - hard (Action: failed with a 5.x.x status, a permanent code other than the generic
@@ -37,10 +38,12 @@ The kinds:
 A Maildir is read once (`process_maildir`): each message is applied in its own
 transaction and deleted once that commits, whether it was a report or not (an
 auto-reply): kept, it would be read again on every run, and it holds an address that an
-erasure (drip.privacy.erase) cannot reach. Only held reports (a multipart/report that
-cannot be read) stay, marked Seen and Flagged for a person to read, skipped by later
-runs, and deleted HELD_FOR after they arrived, so an erased address is gone from the
-Maildir within a month.
+erasure (drip.privacy.erase) cannot reach. Only held messages stay: a report or bounce
+drip cannot read (drip.reports.parse) and a complaint it does not believe, which may
+be genuine (a provider that quotes too little of drip's email) and which drip acts on
+neither way. They are marked Seen and Flagged for a person, skipped by later runs, and
+deleted HELD_FOR after they arrived, so an erased address is gone from the Maildir
+within a month.
 """
 
 from __future__ import annotations
@@ -60,7 +63,7 @@ from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError, InvalidInput
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
-from drip.reports import Report, is_report, parse
+from drip.reports import Report, parse
 from drip.signup import normalise_email
 from drip.subscriptions import mark_bounced, stop_bouncing, unsubscribe
 from drip.tokens import UNSUBSCRIBE, Tokens
@@ -75,7 +78,7 @@ CLOCK_SKEW = timedelta(minutes=5)
 reporting server's clock may be behind drip's, and its Arrival-Date (whole seconds) is
 taken before drip records the send."""
 HELD_FOR = timedelta(days=30)
-"""How long a held report stays in the Maildir: time for a person to read it, and within
+"""How long a held message stays in the Maildir: time for a person to read it, and within
 the month an erasure may take (GDPR Art. 12(3)), since drip cannot find the address in it."""
 
 
@@ -87,10 +90,12 @@ class Tally:
     unmatched: int = 0
     unreadable: int = 0
     held: int = 0
+    """Reports and bounces that could not be read, kept for a person."""
     stopped: int = 0
     expired: int = 0
     doubted: int = 0
-    """Complaints that came by mail tied only by the address they name: not acted on."""
+    """Complaints that came by mail tied only by the address they name: not acted on, and
+    kept for a person (not counted in `held`)."""
 
     def count(self, kind: str) -> None:
         if kind == "hard":
@@ -150,16 +155,15 @@ def process_message(
     now: datetime,
     tally: Tally,
 ) -> bool:
-    """Apply the reports in one message; False for a report that cannot be read, to be
-    held for a person rather than dropped."""
+    """Apply the reports in one message; False for one to hold for a person rather than
+    drop: a report or bounce that cannot be read, or a complaint drip does not believe."""
     reports = parse(raw)
+    if reports is None:
+        tally.held += 1
+        return False
     if not reports:
-        if is_report(raw):
-            tally.held += 1
-            return False
         tally.unreadable += 1
-    apply(session, reports, secret=secret, tokens=tokens, now=now, tally=tally)
-    return True
+    return apply(session, reports, secret=secret, tokens=tokens, now=now, tally=tally)
 
 
 def apply(
@@ -170,8 +174,9 @@ def apply(
     tokens: Tokens,
     now: datetime,
     tally: Tally,
-) -> None:
-    """Record each report against the subscribers and email it is about.
+) -> bool:
+    """Record each report against the subscribers and email it is about; False if one was
+    a complaint left alone because drip cannot believe it (`_believed`).
 
     A hard bounce that came by mail counts only when tied by a mark of drip's
     (`_believed`). One from a provider known only by its address bars it only for a
@@ -180,6 +185,7 @@ def apply(
     own mail, and a bounce of that to an address drip had not mailed yet (or an undated
     one) is no sign about drip's.
     """
+    believed = True
     for report in reports:
         delivery, subscriber_id = _attribute(session, report, secret=secret, tokens=tokens)
         subscribers = _subscribers(session, report, subscriber_id)
@@ -191,6 +197,7 @@ def apply(
                 len(subscribers),
             )
             tally.doubted += 1
+            believed = False
             continue
         report = replace(report, kind=kind)
         targets = [
@@ -206,6 +213,7 @@ def apply(
             if _record(session, subscriber, target, report, secret=secret, now=now):
                 tally.stopped += 1
         tally.count(report.kind)
+    return believed
 
 
 def _believed(report: Report, subscribers: list[Subscriber], *, tied: bool) -> str | None:

@@ -72,9 +72,9 @@ ORIGINAL_DATE = re.compile(r"^\s*The date of the message is:\s*(.+)$", re.MULTIL
 """Exim's delay warning returns no copy of the original, only its Date header's value."""
 
 
-def failures(raw: bytes, msg: EmailMessage) -> list[tuple[str, str]]:
+def failures(raw: bytes, msg: EmailMessage) -> list[tuple[str, str]] | None:
     """BNC-02's fallback: the addresses flufl.bounce's detectors find failed, each "hard"
-    (a permanent failure) or "soft".
+    (a permanent failure) or "soft"; None if the detectors failed on the message.
 
     They are written for the compat32 `Message`, so they get their own parse. Some take a
     delay warning for a failure (Exim's quotes the "RCPT TO:<...>" it was deferred at), so
@@ -82,13 +82,14 @@ def failures(raw: bytes, msg: EmailMessage) -> list[tuple[str, str]]:
     for good, a false soft one only counts toward a run. For the same reason only a
     message from a mail system may give a hard bounce: one known by its subject alone may
     be a person forwarding someone else's bounce. A detector that fails on some odd
-    message must not stop the batch: that message is left to the VERP rule.
+    message must not stop the batch: that message is left to the VERP rule, or held for a
+    person to read (drip.reports).
     """
     try:
         temporary, permanent = all_failures(email.message_from_bytes(raw))
     except Exception as exc:
         log.warning("bounce detectors failed (%s: %s)", type(exc).__name__, exc)
-        return []
+        return None
     if not from_mail_system(msg) or WARNING_SUBJECT.search(str(msg.get("Subject", ""))):
         temporary, permanent = temporary | permanent, frozenset()
     kinds = {address: "soft" for address in temporary} | dict.fromkeys(permanent, "hard")

@@ -10,11 +10,13 @@ it returns, the VERP address, else the address and a date). What it cannot read 
 attributed by its VERP address alone, as a soft bounce: three in a row stop the
 subscriber anyway.
 
-A multipart/report that cannot be read is "held" (`is_report` true, nothing parsed) for
-the caller to keep and flag; messages that are none of these are counted as unreadable
-(not a report), and so is a plain-text bounce whose reading fails. No input raises: one
-that did would roll its transaction back, leave the message in the Maildir, and stop
-every later run on it.
+A message drip should have read and could not is "held" (`parse` gives None) for the
+caller to keep for a person: a multipart/report with nothing readable in it, a bounce
+whose detectors failed and that no VERP address ties, and any message whose reading
+raised (a bug, or input no one foresaw: drip cannot tell what it was). Messages that are
+none of these and hold no report are "not a report" (an auto-reply). No input raises:
+one that did would roll its transaction back, leave the message in the Maildir, and
+stop every later run on it.
 """
 
 from __future__ import annotations
@@ -62,30 +64,24 @@ class Report:
     (drip.bounces)."""
 
 
-def parse(raw: bytes) -> list[Report]:
+def parse(raw: bytes) -> list[Report] | None:
     """The reports in one message: from a DSN or ARF report, or from a bounce in a format
-    of its own (`_plain_bounce`); empty for anything else."""
+    of its own (`_plain_bounce`); empty for anything else; None for one to hold (a report
+    or bounce drip cannot read)."""
     msg = email.message_from_bytes(raw, policy=default_policy)
     try:
         envelope = _envelope(msg)
-        if msg.get_content_type() != "multipart/report":
-            reports = _plain_bounce(raw, msg, envelope)
+        if msg.get_content_type() == "multipart/report":
+            reports = _report(msg, envelope) or None  # a report with nothing drip can read
         else:
-            reports = [replace(r, envelope=envelope + r.envelope) for r in _report(msg)]
+            reports = _plain_bounce(raw, msg, envelope)
     except Exception as exc:  # a malformed message must not stop the batch behind it
-        log.warning("unparseable report or bounce (%s: %s)", type(exc).__name__, exc)
-        return []
-    return [replace(r, forgeable=True) for r in reports]
+        log.warning("unreadable report or bounce held (%s: %s)", type(exc).__name__, exc)
+        return None
+    return None if reports is None else [replace(r, forgeable=True) for r in reports]
 
 
-def is_report(raw: bytes) -> bool:
-    """Whether a message claims to be a DSN or ARF report (so, if `parse` found nothing
-    in it, one to keep for a person to read rather than drop)."""
-    msg = email.message_from_bytes(raw, policy=default_policy)
-    return msg.get_content_type() == "multipart/report"
-
-
-def _report(msg: EmailMessage) -> list[Report]:
+def _report(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
     report_type = msg.get_param("report-type", "")
     original, token = _marks(_original_headers(msg))
     if report_type == "delivery-status":
@@ -95,12 +91,17 @@ def _report(msg: EmailMessage) -> list[Report]:
     else:
         return []
     dated = _dated(msg)
-    return [replace(r, unsubscribe_token=token, dated=dated) for r in reports]
+    return [
+        replace(r, envelope=envelope + r.envelope, unsubscribe_token=token, dated=dated)
+        for r in reports
+    ]
 
 
-def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
+def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report] | None:
     """A bounce in a format of its own: the addresses drip.plain_bounces finds in it, else
-    one soft bounce if it came back to a VERP address.
+    one soft bounce if it came back to a VERP address; None (held) if its detectors failed
+    and no VERP address ties it, since it is a bounce that says something drip could not
+    read, about someone drip cannot tell.
 
     Each is tied to its email by the marks a DSN gives: the Message-ID and unsubscribe
     link of the original it returns (attached, or quoted after its text, as qmail and
@@ -119,7 +120,9 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
             Report(kind, rcpt, original, detail, envelope, token, dated) for rcpt, kind in failed
         ]
     returned_to = tuple(a for a in envelope if a.lower().startswith(verp.PREFIX))
-    return [Report("soft", "", None, detail, returned_to)] if returned_to else []
+    if returned_to:
+        return [Report("soft", "", None, detail, returned_to)]
+    return None if failed is None else []
 
 
 def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:

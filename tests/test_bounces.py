@@ -43,6 +43,16 @@ def dated(raw: bytes, when: datetime) -> bytes:
     return f"Date: {format_datetime(when)}\r\n".encode() + raw
 
 
+def bounce_with_unreadable_copy() -> bytes:
+    """An Exchange NDR whose attached copy of the original gives a Date too large for a C
+    integer: Python raises OverflowError when the copy's headers are read, and anyone can
+    mail a bounce."""
+    return fixture("ndr_exchange_2000.eml").replace(
+        b"Date: Mon, 26 Oct 2026 08:01:10 +0000",
+        b"Date: Mon, 26 Oct 2026 08:01:10 +99999999999999999999",
+    )
+
+
 def welcome_id(system: System, address: str) -> str:
     with transaction(system.sessions) as session:
         subscriber = system.subscriber(address, session=session)
@@ -85,12 +95,10 @@ def test_reports_are_read_for_their_kind_recipient_and_original_message() -> Non
     )
     assert complaint.dated == datetime(2026, 10, 27, 8, 59, tzinfo=UTC)
     assert parse(b"Subject: hello\r\n\r\njust a reply") == []
-    assert (
-        parse(
-            b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--"
-        )
-        == []
+    empty_report = (
+        b"Content-Type: multipart/report; report-type=delivery-status; boundary=x\r\n\r\n--x--"
     )
+    assert parse(empty_report) is None, "held"
 
 
 def test_bounces_in_formats_of_their_own_are_read_by_flufl_bounce() -> None:
@@ -185,10 +193,12 @@ def test_a_bounce_a_person_forwards_is_soft_at_most() -> None:
     assert [(r.kind, r.recipient) for r in parse(forwarded)] == [("soft", "ana@example.com")]
 
 
-def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
+def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule_or_holds_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """One odd message must not stop `drip bounces process` for the rest."""
+    """One odd message must not stop `drip bounces process` for the rest. Without a VERP
+    address it was counted as not a report and deleted, though it is plainly a bounce
+    (from MAILER-DAEMON) naming someone; now it is held for a person to read."""
 
     def broken(_msg: object) -> NoReturn:
         raise TypeError("a detector's bug")
@@ -197,7 +207,7 @@ def test_a_detector_that_fails_leaves_a_bounce_to_the_verp_rule(
     returned_to = verp.return_path("k" * 40, 7, "bounces.example.com")
     (report,) = parse(fixture("qmail_hard.eml", return_path=returned_to))
     assert (report.kind, report.recipient, report.envelope) == ("soft", "", (returned_to,))
-    assert parse(fixture("qmail_hard.eml")) == []
+    assert parse(fixture("qmail_hard.eml")) is None
     assert "bounce detectors failed (TypeError: a detector's bug)" in caplog.text
 
 
@@ -269,7 +279,7 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     box.add(fixture("dsn_hard.eml", welcome_id(system, "ana@example.com")))
     box.add(fixture("dsn_delayed.eml"))
     box.add(fixture("arf_abuse.eml", welcome_id(system, "cat@example.com")))
-    box.add(fixture("arf_abuse.eml").replace(b"<cat@example.com>", b"<bob@example.com>"))
+    forged = box.add(fixture("arf_abuse.eml").replace(b"<cat@example.com>", b"<bob@example.com>"))
     box.add(b"Subject: out of office\r\n\r\nI am away.")
     env = drip_env(
         tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
@@ -277,14 +287,14 @@ def test_drip_bounces_process_stops_hard_bounces_and_complainers(
     result = CliRunner().invoke(main, ["bounces", "process", str(tmp_path / "bounces")], env=env)
     assert result.exit_code == 0, result.output
     assert "1 hard bounces, 1 complaints, 1 soft bounces (0 stopped" in result.output
-    assert "1 complaints known only by address not acted on" in result.output
+    assert "1 complaints known only by address held (not acted on)" in result.output
     assert "1 not a report" in result.output
     assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
     assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
     assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
     for address in ("ana@example.com", "cat@example.com"):
         assert system.signup(address) is None, "a barred address is never mailed again"
-    assert list(box.keys()) == [], "each message is deleted once read"
+    assert list(box.keys()) == [forged], "each message is deleted once read, or held"
 
 
 def process(system: System, tmp_path: Path) -> str:
@@ -436,18 +446,23 @@ def test_a_complaint_names_its_subscriber_by_the_surest_mark(
 
 
 def test_a_mailed_complaint_known_only_by_its_address_changes_nothing(
-    readers: System, caplog: pytest.LogCaptureFixture
+    readers: System, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Anyone can mail the bounce mailbox an ARF report whose Original-Rcpt-To is Cat,
     dated now, with a copy of no email of drip's: it unsubscribed Cat, barred her address
     for good and counted toward the complaint-rate guard (three could hold a small list's
-    lessons). A forged VERP Original-Mail-From or unsubscribe link ties it no better."""
+    lessons). A forged VERP Original-Mail-From or unsubscribe link ties it no better.
+    It may still be genuine, so it is held for a person to judge, not deleted."""
     system = readers
     system.clock.advance(timedelta(hours=1))
     forged_verp = b"Original-Mail-From: <bounces+ab-aaaaaaaaaaaaaaaa@drip.example.com>"
     forged = dated(fixture("arf_abuse.eml"), system.clock.now())
     with_verp = forged.replace(b"Original-Mail-From: <hello@drip.example.com>", forged_verp)
-    tallies = [apply_raw(system, raw) for raw in (forged, with_verp)]
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    keys = {box.add(forged), box.add(with_verp)}
+    tallies = [read_maildir(system, box) for _run in range(2)]
+    assert set(box.keys()) == keys
+    assert {box.get_message(key).get_flags() for key in keys} == {"FS"}
     assert status_of(system, "cat") == SubscriberStatus.ACTIVE
     with transaction(system.sessions) as session:
         assert not is_suppressed(session, system.settings.secret_key, "cat@example.com")
@@ -456,7 +471,10 @@ def test_a_mailed_complaint_known_only_by_its_address_changes_nothing(
         )
         assert session.scalars(marked).all() == []
         assert day_rate(session, system.clock.now()).complaints == 0
-    assert [(t.complaints, t.doubted, t.unmatched) for t in tallies] == [(0, 1, 0)] * 2
+    assert [(t.complaints, t.doubted, t.held, t.unmatched) for t in tallies] == [
+        (0, 2, 0, 0),
+        (0, 0, 0, 0),
+    ], "read once"
     assert "complaint_not_believed" in caplog.text
 
 
@@ -651,18 +669,28 @@ def test_a_barred_address_gets_nothing_whatever_happens_to_its_subscriber_row(
     assert len(system.smtp.received) == sent
 
 
+UNREADABLE_DSN = (
+    b"From: MAILER-DAEMON@mx.example.net\r\nTo: hello@drip.example.com\r\nMIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
+    b"--b\r\nContent-Type: message/delivery-status\r\n\r\n\x00\xff garbage ;;; \r\n--b"
+)
+
+
+@pytest.mark.parametrize(
+    "unreadable",
+    [UNREADABLE_DSN, bounce_with_unreadable_copy()],
+    ids=["dsn", "plain-text-bounce"],
+)
 def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
-    readers: System, tmp_path: Path
+    readers: System, tmp_path: Path, unreadable: bytes
 ) -> None:
     """Held once (Seen, so never read again), deleted HELD_FOR after it arrived; an
-    out-of-office reply is deleted at once, like every message read."""
+    out-of-office reply is deleted at once, like every message read. A plain-text bounce
+    whose reading failed was counted as not a report and deleted, so no one saw whom it
+    named."""
     system = readers
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
-    garbage = box.add(
-        b"From: MAILER-DAEMON@mx.example.net\r\nTo: hello@drip.example.com\r\nMIME-Version: 1.0\r\n"
-        b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n\r\n'
-        b"--b\r\nContent-Type: message/delivery-status\r\n\r\n\x00\xff garbage ;;; \r\n--b"
-    )
+    garbage = box.add(unreadable)
     box.add(b"Subject: out of office\r\n\r\nI am away.")
     assert "1 not a report, 1 unreadable reports held" in process(system, tmp_path)
     assert list(box.keys()) == [garbage]

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import NoReturn
 
 import pytest
 
 from drip.reports import parse
-from tests.test_bounces import fixture
+from tests.test_bounces import bounce_with_unreadable_copy, fixture
 
 ABSURD_DATE = b"Mon, 26 Oct 2026 08:01:10 +99999999999999999999"
 
@@ -29,17 +28,15 @@ def test_an_absurd_date_is_no_date_and_the_report_is_still_read() -> None:
     assert (dsn.kind, dsn.dated) == ("hard", datetime(2026, 10, 26, 8, 1, 10, tzinfo=UTC))
 
 
-def test_a_plain_text_bounce_that_fails_to_read_is_nothing_not_an_error(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+def test_a_plain_text_bounce_that_fails_to_read_is_held_not_an_error(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """As a malformed DSN is: the batch behind it goes on."""
-
-    def broken(_msg: object) -> NoReturn:
-        raise RuntimeError("a reader's bug")
-
-    monkeypatch.setattr("drip.plain_bounces.quoted_headers", broken)
-    assert parse(fixture("qmail_hard.eml")) == []
-    assert "unparseable report or bounce (RuntimeError: a reader's bug)" in caplog.text
+    """As a malformed DSN is: the batch behind it goes on, and a person reads it. It was
+    nothing, and so deleted as not a report."""
+    (readable,) = parse(fixture("ndr_exchange_2000.eml"))
+    assert (readable.kind, readable.recipient) == ("soft", "ana@example.com")
+    assert parse(bounce_with_unreadable_copy()) is None
+    assert "unreadable report or bounce held (OverflowError: " in caplog.text
 
 
 def test_an_exim_dsn_that_gives_only_the_generic_5_0_0_is_soft() -> None:
