@@ -531,3 +531,34 @@ def _new_withdrawal(conn: sa.Connection) -> int:
             "VALUES (1, 'withdraw', '2026-01-03 00:00:00', 'link') RETURNING id"
         )
     )
+
+
+def test_migration_0024_deletes_the_notices_no_consent_event_points_to(
+    database_url: str,
+) -> None:
+    """A notice left behind by two erasures at once goes; one an event points to stays,
+    and the log is append-only again afterwards."""
+    engine = create_db_engine(database_url)
+    notice = sa.text(
+        "INSERT INTO consent_texts (id, version, sha256, body, privacy_policy_version, "
+        "created_at) VALUES (:id, :id, :sha, 'notice', 'v1', '2026-01-01 00:00:00')"
+    )
+    signup = sa.text(
+        "INSERT INTO consent_events (id, subscriber_id, kind, occurred_at, consent_text_id) "
+        "VALUES (1, 1, 'signup', '2026-01-02 00:00:00', 1)"
+    )
+    try:
+        schema.migrate(engine, "upgrade", "0023")
+        with engine.begin() as conn:
+            conn.execute(SERIES_S)
+            conn.execute(sa.text(ROW_AT_0019["subscribers"]), {"id": 1, "n": 1})
+            conn.execute(notice, [{"id": 1, "sha": "a" * 64}, {"id": 2, "sha": "b" * 64}])
+            conn.execute(signup)
+        schema.migrate(engine, "upgrade", "0024")
+        with engine.begin() as conn:
+            assert conn.execute(sa.text("SELECT id FROM consent_texts")).scalars().all() == [1]
+            assert conn.execute(sa.text("SELECT count(*) FROM erasure_marks")).scalar() == 0
+        with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM consent_texts WHERE id = 1"))
+    finally:
+        engine.dispose()
