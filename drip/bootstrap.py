@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from drip import schema
 from drip.clock import Clock
 from drip.db import make_session_factory, transaction
-from drip.lessons import SAMPLE, check_lesson
+from drip.lessons import SAMPLE, check_email, check_lesson
 from drip.models import Sequence
 from drip.rendering import LESSON_VARIABLES, Renderer
 from drip.series_files import (
@@ -48,7 +48,7 @@ def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> 
         folder = settings.emails_dir / name
         template = read_email(folder)
         with in_folder(folder):
-            renderer.check(template, variables, FIXED_SAMPLE)
+            check_email(renderer, template, variables, FIXED_SAMPLE)
 
 
 def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Renderer) -> list[str]:

@@ -342,6 +342,22 @@ def test_loading_holds_lessons_to_the_rules_an_admin_save_does(
 @pytest.mark.parametrize(
     ("edits", "message"),
     [
+        ({"03/subject.txt": "\n"}, "/03/subject.txt: write a subject"),
+        ({"03/subject.txt": "Magnesium\r\nBcc: x@y.z\n"}, "/03/subject.txt: control characters"),
+        ({"03/body.html": " \n"}, "/03/body.html: write the HTML body"),
+        ({"03/body.txt": ""}, "/03/body.txt: write the plain-text body"),
+    ],
+)
+def test_a_lesson_without_a_subject_or_a_body_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str], message: str
+) -> None:
+    assert message in load_refused(system, env, tmp_path, {"02/subject.txt": "Fine\n", **edits})
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
         ({"03/body.html": "{% if 1 %}"}, "/03/body.html, line 1: Unexpected end of template"),
         ({"03/body.txt": "{{ nope }}"}, "/03/body.txt: unknown variable 'nope'"),
         ({"03/body.html": "{{ ''.__class__ }}"}, "/03/body.html: not allowed here"),

@@ -436,6 +436,32 @@ def test_a_lesson_that_would_fail_in_the_worker_is_not_saved(
     assert len(versions(system, lesson_1)) == before
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"subject": ""}, "subject: write a subject"),
+        ({"subject": "   "}, "subject: write a subject"),
+        ({"subject": "a\r\nBcc: x@y.z"}, "subject: control characters and line breaks"),
+        ({"body_html": ""}, "body_html: write the HTML body"),
+        ({"body_text": " \r\n "}, "body_text: write the plain-text body"),
+    ],
+)
+def test_a_lesson_without_a_subject_or_a_body_is_not_saved_and_the_edit_is_kept(
+    admin: FlaskClient, system: System, lesson_1: int, changes: dict[str, str], message: str
+) -> None:
+    """A subject's line break was folded into a space and mailed as one subject; empty
+    bodies made a text or HTML part that held only the footer."""
+    page = f"/admin/lessons/{lesson_1}"
+    before = len(versions(system, lesson_1))
+    draft = edit(lesson_1, preheader="A preheader typed in this edit and never saved before.")
+    response = post(admin, page, draft | changes, page=page)
+    assert response.status_code == 400
+    shown = response.get_data(as_text=True)
+    assert f'<p class="error" role="alert">{message}' in shown
+    assert 'value="A preheader typed in this edit and never saved before."' in shown
+    assert len(versions(system, lesson_1)) == before
+
+
 def test_a_lesson_with_every_body_at_its_longest_saves_and_previews(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
