@@ -12,13 +12,14 @@ from sqlalchemy.engine import Engine
 from drip import schema
 from drip.clock import Clock
 from drip.db import make_session_factory, transaction
-from drip.lessons import SAMPLE, check_lesson
+from drip.lessons import SAMPLE, check_email, check_lesson
 from drip.models import Sequence
 from drip.rendering import LESSON_VARIABLES, Renderer
 from drip.series_files import (
     CONFIRM_FOLDER,
     PRIVACY_FOLDER,
     SeriesFile,
+    in_folder,
     install_series,
     read_email,
     read_series,
@@ -38,11 +39,16 @@ FIXED_EMAILS = {
 
 
 def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> None:
-    """The same checks an admin's save runs, for every lesson, plus the fixed emails."""
+    """The same checks an admin's save runs, for every lesson, plus the fixed emails;
+    an error names the folder and file to fix."""
     for step in series.steps:
-        check_lesson(renderer, step.template)
-    for folder, variables in FIXED_EMAILS.items():
-        renderer.check(read_email(settings.emails_dir / folder), variables, FIXED_SAMPLE)
+        with in_folder(step.folder):
+            check_lesson(renderer, step.template)
+    for name, variables in FIXED_EMAILS.items():
+        folder = settings.emails_dir / name
+        template = read_email(folder)
+        with in_folder(folder):
+            check_email(renderer, template, variables, FIXED_SAMPLE)
 
 
 def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Renderer) -> list[str]:

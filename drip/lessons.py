@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -16,8 +17,16 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.errors import InvalidInput, NotFound, TemplateProblem
+from drip.headers import header_problem
 from drip.models import Delivery, Sequence, Step, Subscriber, TemplateVersion
-from drip.rendering import LESSON_VARIABLES, PARTS, EmailTemplate, Renderer
+from drip.rendering import (
+    LESSON_VARIABLES,
+    PARTS,
+    Context,
+    EmailTemplate,
+    RenderedEmail,
+    Renderer,
+)
 from drip.series_files import latest_version, version_template
 
 SAMPLE: dict[str, str | int] = {
@@ -61,11 +70,38 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
             f"preheader: write one sentence of {shortest} to {longest} characters",
             field="preheader",
         )
-    rendered = renderer.check(template, LESSON_VARIABLES, SAMPLE)
+    rendered = check_email(renderer, template, LESSON_VARIABLES, SAMPLE)
     if FAKE_REPLY.match(rendered.subject):
         raise TemplateProblem(
             "subject: must not pretend to be a reply or a forward", field="subject"
         )
+
+
+def check_email(
+    renderer: Renderer, template: EmailTemplate, variables: Iterable[str], sample: Context
+) -> RenderedEmail:
+    """What every email drip sends needs, a lesson or the fixed confirmation and privacy
+    emails: it renders in the sandbox, with a subject of one line and both bodies.
+
+    Rendering folds a subject's line breaks into spaces, so a subject written over two
+    lines ("a", then "Bcc: x") would go out as one odd subject: the subject as written
+    is refused instead (SEC-07). Every email is multipart/alternative with a text and an
+    HTML part (STD-03), and the layout only wraps a body in the footer, so an empty body
+    makes a part with nothing to read. No length limit here: a lesson's subject is held
+    to its column's 200 characters (_check_storable), far below RFC 5322's 998-character
+    line, and the email package folds long headers."""
+    problem = header_problem(template.subject.strip())
+    if problem:
+        raise TemplateProblem(f"subject: {problem}", field="subject")
+    for part, name in (("body_html", "HTML body"), ("body_text", "plain-text body")):
+        if not getattr(template, part).strip():
+            raise TemplateProblem(
+                f"{part}: write the {name}; every email has both bodies", field=part
+            )
+    rendered = renderer.check(template, variables, sample)
+    if not rendered.subject:
+        raise TemplateProblem("subject: write a subject; this one is empty", field="subject")
+    return rendered
 
 
 def _check_storable(template: EmailTemplate) -> None:

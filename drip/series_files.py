@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -23,6 +26,13 @@ from drip.rendering import EmailTemplate
 CONFIRM_FOLDER = "_confirm"
 PRIVACY_FOLDER = "_privacy"
 LAYOUT_FOLDER = "_layout"
+FILES = {
+    "subject": "subject.txt",
+    "preheader": "preheader.txt",
+    "body_html": "body.html",
+    "body_text": "body.txt",
+}
+"""The file in a step folder that holds each part of an EmailTemplate."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,7 @@ class StepFile:
     number: int
     day_offset: int
     template: EmailTemplate
+    folder: Path
 
 
 @dataclass(frozen=True)
@@ -49,25 +60,46 @@ class SeriesFile:
 
 
 def read_email(folder: Path) -> EmailTemplate:
+    text = {part: _read(folder / name) for part, name in FILES.items()}
+    return EmailTemplate(
+        subject=text["subject"].strip(),
+        preheader=text["preheader"].strip(),
+        body_html=text["body_html"],
+        body_text=text["body_text"],
+    )
+
+
+def _read(path: Path) -> str:
     try:
-        return EmailTemplate(
-            subject=(folder / "subject.txt").read_text().strip(),
-            preheader=(folder / "preheader.txt").read_text().strip(),
-            body_html=(folder / "body.html").read_text(),
-            body_text=(folder / "body.txt").read_text(),
-        )
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"{folder}: {exc}") from None
+        return path.read_text()
+    except OSError as exc:
+        raise InvalidInput(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+
+
+@contextmanager
+def in_folder(folder: Path) -> Iterator[None]:
+    """Name the file of `folder` that an InvalidInput raised inside is about.
+
+    The checks name a part as the editor's form does ("body_html, line 30: ..."); a
+    writer loading a series needs the lesson and the file ("03/body.html, line 30")."""
+    try:
+        yield
+    except InvalidInput as exc:
+        message, part = str(exc), exc.field
+        if part in FILES and message.startswith(part):
+            where = f"{folder / FILES[part]}{message.removeprefix(part)}"
+        else:
+            where = f"{folder}: {message}"
+        raise type(exc)(where, field=part) from None
 
 
 def read_series(directory: Path) -> SeriesFile:
     """Parse series.toml and every step folder; InvalidInput names the first problem."""
     try:
         data = tomllib.loads((directory / "series.toml").read_text())
-        steps = [
-            StepFile(int(s["number"]), int(s["day"]), read_email(directory / str(s["folder"])))
-            for s in data["steps"]
-        ]
+        steps = [_read_step(directory, entry) for entry in data["steps"]]
         series = SeriesFile(
             slug=str(data["slug"]),
             name=str(data["name"]),
@@ -88,6 +120,11 @@ def read_series(directory: Path) -> SeriesFile:
     if len(set(numbers)) != len(numbers) or not numbers or numbers[0] != 0:
         raise InvalidInput(f"{directory}: step numbers must be unique and start at 0 (the welcome)")
     return series
+
+
+def _read_step(directory: Path, entry: dict[str, Any]) -> StepFile:
+    folder = directory / str(entry["folder"])
+    return StepFile(int(entry["number"]), int(entry["day"]), read_email(folder), folder)
 
 
 def install_series(session: Session, series: SeriesFile, *, now: datetime, author: str) -> Sequence:
@@ -144,14 +181,10 @@ def export_series(session: Session, sequence: Sequence, directory: Path) -> list
         if version is None:
             continue
         (directory / folder).mkdir(exist_ok=True)
-        for name, text in (
-            ("subject.txt", version.subject + "\n"),
-            ("preheader.txt", version.preheader + "\n"),
-            ("body.html", version.body_html),
-            ("body.txt", version.body_text),
-        ):
+        for part, name in FILES.items():
+            text = getattr(version, part)
             path = directory / folder / name
-            path.write_text(text)
+            path.write_text(text if part.startswith("body") else text + "\n")
             written.append(path)
     toml = directory / "series.toml"
     toml.write_text("\n".join(lines) + "\n")

@@ -96,13 +96,18 @@ def test_loading_a_renamed_series_renames_it(
     assert series_names(system) == ["Renamed"]
 
 
-def load_refused(system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str]) -> str:
-    """Export the series, apply `edits` (path -> new text), load it back: the load must
-    fail and save no version. Returns what it printed."""
+def load_refused(
+    system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str | None]
+) -> str:
+    """Export the series, apply `edits` (path -> new text, or None to delete the file),
+    load it back: the load must fail and save no version. Returns what it printed."""
     out = tmp_path / "series"
     run(env, "lessons", "export", str(out))
     for path, text in edits.items():
-        (out / path).write_text(text)
+        if text is None:
+            (out / path).unlink()
+        else:
+            (out / path).write_text(text)
     before = version_count(system)
     result = CliRunner().invoke(main, ["lessons", "load", str(out)], env=env)
     assert result.exit_code == 1
@@ -331,3 +336,39 @@ def test_loading_holds_lessons_to_the_rules_an_admin_save_does(
 ) -> None:
     output = load_refused(system, env, tmp_path, {"02/subject.txt": "Re: your gut\n"})
     assert "reply or a forward" in output
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"03/subject.txt": "\n"}, "/03/subject.txt: write a subject"),
+        ({"03/subject.txt": "Magnesium\r\nBcc: x@y.z\n"}, "/03/subject.txt: control characters"),
+        ({"03/body.html": " \n"}, "/03/body.html: write the HTML body"),
+        ({"03/body.txt": ""}, "/03/body.txt: write the plain-text body"),
+    ],
+)
+def test_a_lesson_without_a_subject_or_a_body_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str], message: str
+) -> None:
+    assert message in load_refused(system, env, tmp_path, {"02/subject.txt": "Fine\n", **edits})
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
+@pytest.mark.parametrize(
+    ("edits", "message"),
+    [
+        ({"03/body.html": "{% if 1 %}"}, "/03/body.html, line 1: Unexpected end of template"),
+        ({"03/body.txt": "{{ nope }}"}, "/03/body.txt: unknown variable 'nope'"),
+        ({"03/body.html": "{{ ''.__class__ }}"}, "/03/body.html: not allowed here"),
+        ({"03/preheader.txt": "Short.\n"}, "/03/preheader.txt: write one sentence"),
+        ({"03/subject.txt": "Re: magnesium\n"}, "/03/subject.txt: must not pretend"),
+        ({"03/body.txt": None}, "/03/body.txt: No such file or directory"),
+    ],
+)
+def test_a_refused_load_names_the_lesson_folder_and_file(
+    system: System, env: dict[str, str], tmp_path: Path, edits: dict[str, str | None], message: str
+) -> None:
+    """It said "body_html, line 1", the editor's name for the part, and not which lesson."""
+    output = load_refused(system, env, tmp_path, edits)
+    assert message in output, output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import shutil
 import sys
 import time
 import tomllib
@@ -287,6 +289,49 @@ def test_a_subject_cannot_pretend_to_be_a_reply_or_a_forward(
         return
     with pytest.raises(TemplateProblem, match="subject: must not pretend to be a reply"):
         check_lesson(renderer, template)
+
+
+LESSON = EmailTemplate("Subject", "A preheader that is long enough to read.", "<p>Hi</p>", "Hi")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"subject": ""}, "subject: write a subject"),
+        ({"subject": " \t "}, "subject: write a subject"),
+        ({"subject": "{{ '' }}"}, "subject: write a subject"),
+        ({"subject": "a\r\nBcc: x@y.z"}, "subject: control characters and line breaks"),
+        ({"subject": "Lesson\none"}, "subject: control characters and line breaks"),
+        ({"subject": "Lesson\tone"}, "subject: control characters and line breaks"),
+        ({"subject": "Lesson\u2028one"}, "subject: control characters and line breaks"),
+        ({"body_html": ""}, "body_html: write the HTML body"),
+        ({"body_html": " \n\t"}, "body_html: write the HTML body"),
+        ({"body_text": ""}, "body_text: write the plain-text body"),
+        ({"body_text": "\n\n"}, "body_text: write the plain-text body"),
+    ],
+)
+def test_a_lesson_needs_a_one_line_subject_and_both_bodies(
+    renderer: Renderer, changes: dict[str, str], message: str
+) -> None:
+    """A subject's line break was folded into a space and mailed; an empty body made a
+    multipart/alternative part that held only the footer."""
+    check_lesson(renderer, LESSON)
+    with pytest.raises(TemplateProblem, match=message):
+        check_lesson(renderer, dataclasses.replace(LESSON, **changes))
+
+
+def test_init_names_the_file_of_a_fixed_email_that_fails_its_checks(tmp_path: Path) -> None:
+    """The confirmation and privacy emails are held to the same rules as a lesson, and
+    an error names the file, not the editor's field."""
+    from drip.bootstrap import check_series
+    from drip.series_files import read_series
+
+    shipped = load_settings({"DRIP_INSTANCE": str(tmp_path)}).emails_dir
+    emails = shutil.copytree(shipped, tmp_path / "emails")
+    (emails / CONFIRM_FOLDER / "body.txt").write_text("\n")
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_EMAILS_DIR": str(emails)})
+    with pytest.raises(TemplateProblem, match=r"_confirm/body\.txt: write the plain-text body"):
+        check_series(Renderer(emails / "_layout"), read_series(emails), settings)
 
 
 @pytest.mark.parametrize(

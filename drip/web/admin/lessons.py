@@ -167,10 +167,14 @@ def preview_json(step_id: int) -> Response:
 
 
 @bp.post("/lessons/<int:step_id>/test")
-def send_test(step_id: int) -> BaseResponse:
-    """Queue the saved lesson, marked [TEST], to an address the admin gives."""
+def send_test(step_id: int) -> BaseResponse | tuple[str, int]:
+    """Queue the saved lesson, marked [TEST], to an address the admin gives.
+
+    A bad address, or no such subscriber to take the data of, is shown in the editor as
+    a refused save is, with the addresses as typed. The form holds no draft: the editor
+    shows the saved lesson, which is what a test sends."""
     web = ctx()
-    to = normalise_email(request.form.get("to", ""))
+    typed_to = request.form.get("to", "")
     as_subscriber = request.form.get("as", "").strip()
     if web.proofs is None:
         raise InvalidInput("test sends need the queue, which this app was started without")
@@ -178,12 +182,18 @@ def send_test(step_id: int) -> BaseResponse:
         step = session.get(Step, step_id)
         if step is None:
             raise NotFound("no such step")
-        lesson_context(
-            session,
-            step,
-            sender_name=web.settings.sender.display_name,
-            subscriber_email=as_subscriber,
-        )
+        try:
+            to = normalise_email(typed_to)
+            lesson_context(
+                session,
+                step,
+                sender_name=web.settings.sender.display_name,
+                subscriber_email=as_subscriber,
+            )
+        except (InvalidInput, NotFound) as exc:
+            error = f"No test was sent: {exc}"
+            test_form = {"to": typed_to, "as": as_subscriber}
+            return _editor(session, step_id, draft=None, error=error, test_form=test_form), 400
     if web.proofs(step_id, to, as_subscriber):
         flash(f"A test of the saved version is on its way to {to}.")
     else:
@@ -215,7 +225,14 @@ def diff(step_id: int) -> str:
         )
 
 
-def _editor(session: Session, step_id: int, *, draft: EmailTemplate | None, error: str) -> str:
+def _editor(
+    session: Session,
+    step_id: int,
+    *,
+    draft: EmailTemplate | None,
+    error: str,
+    test_form: dict[str, str] | None = None,
+) -> str:
     step = session.get(Step, step_id)
     if step is None:
         raise NotFound("no such step")
@@ -233,6 +250,7 @@ def _editor(session: Session, step_id: int, *, draft: EmailTemplate | None, erro
         template=shown,
         versions=versions,
         error=error,
+        test_form=test_form or {"to": current_user.email, "as": ""},
         variables=sorted(LESSON_VARIABLES),
     )
 
