@@ -52,7 +52,7 @@ def note_stopped_signing(instance_dir: Path, keys: Sequence[str], now: datetime)
         return
     history.update(dict.fromkeys(missing, now.isoformat()))
     draft = instance_dir / f".{HISTORY_FILE}.{os.getpid()}.{secrets.token_hex(4)}"
-    draft.write_text(json.dumps(history, indent=1, sort_keys=True))
+    draft.write_text(json.dumps(history, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(draft, instance_dir / HISTORY_FILE)
 
 
@@ -74,4 +74,4 @@ def retired(instance_dir: Path, keys: Sequence[str], now: datetime) -> tuple[str
 
 def _history(instance_dir: Path) -> dict[str, str]:
     path = instance_dir / HISTORY_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}

@@ -109,8 +109,12 @@ class Renderer:
     def __init__(self, layout_dir: Path) -> None:
         self._html = _Sandbox(autoescape=True, undefined=StrictUndefined)
         self._text = _Sandbox(autoescape=False, undefined=StrictUndefined)
-        self._layout_html = self._html.from_string((layout_dir / "layout.html").read_text())
-        self._layout_text = self._text.from_string((layout_dir / "layout.txt").read_text())
+        self._layout_html = self._html.from_string(
+            (layout_dir / "layout.html").read_text(encoding="utf-8")
+        )
+        self._layout_text = self._text.from_string(
+            (layout_dir / "layout.txt").read_text(encoding="utf-8")
+        )
         self._compile = lru_cache(maxsize=1024)(self._compile_uncached)
         self._inliner = css_inline.CSSInliner(load_remote_stylesheets=False)
 

@@ -71,7 +71,7 @@ def read_email(folder: Path) -> EmailTemplate:
 
 def _read(path: Path) -> str:
     try:
-        return path.read_text()
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InvalidInput(f"{path}: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -98,7 +98,7 @@ def in_folder(folder: Path) -> Iterator[None]:
 def read_series(directory: Path) -> SeriesFile:
     """Parse series.toml and every step folder; InvalidInput names the first problem."""
     try:
-        data = tomllib.loads((directory / "series.toml").read_text())
+        data = tomllib.loads((directory / "series.toml").read_text(encoding="utf-8"))
         steps = [_read_step(directory, entry) for entry in data["steps"]]
         series = SeriesFile(
             slug=str(data["slug"]),
@@ -184,10 +184,10 @@ def export_series(session: Session, sequence: Sequence, directory: Path) -> list
         for part, name in FILES.items():
             text = getattr(version, part)
             path = directory / folder / name
-            path.write_text(text if part.startswith("body") else text + "\n")
+            path.write_text(text if part.startswith("body") else text + "\n", encoding="utf-8")
             written.append(path)
     toml = directory / "series.toml"
-    toml.write_text("\n".join(lines) + "\n")
+    toml.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return [toml, *written]
 
 

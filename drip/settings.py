@@ -266,7 +266,7 @@ def _instance_secret(instance: Path) -> str:
             pass
         finally:
             draft.unlink()
-    return _secret(str(path), path.read_text().strip())
+    return _secret(str(path), path.read_text(encoding="utf-8").strip())
 
 
 def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:

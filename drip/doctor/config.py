@@ -40,7 +40,7 @@ def base_url(settings: Settings) -> Check:
 
 def secret_key(settings: Settings) -> Check:
     generated = settings.instance_dir / "secret_key"
-    if generated.is_file() and generated.read_text().strip() == settings.secret_key:
+    if generated.is_file() and generated.read_text(encoding="utf-8").strip() == settings.secret_key:
         if not (settings.production or sends_real_mail(settings)):
             return Check("secret key", Level.OK, f"generated in {generated} (one machine)")
         return Check(
