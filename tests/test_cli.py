@@ -100,10 +100,22 @@ def test_the_scheduler_refuses_an_interval_it_cannot_wait(tmp_path: Path, interv
 def test_a_wrong_setting_fails_at_start_naming_the_variable(
     tmp_path: Path, name: str, value: str
 ) -> None:
+    """Exit 1 and no usage text: the environment is wrong, not the command line."""
     result = CliRunner().invoke(main, ["init"], env={"DRIP_INSTANCE": str(tmp_path), name: value})
-    assert result.exit_code == 2
-    assert name in result.output
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {name}={value!r} is not valid: ")
+    assert "Usage:" not in result.output
     assert not (tmp_path / "drip.db").exists()
+
+
+def test_a_setting_that_is_no_number_says_what_it_must_be(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["tick"], env={"DRIP_INSTANCE": str(tmp_path), "DRIP_BATCH_SIZE": "abc"}
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Error: DRIP_BATCH_SIZE='abc' is not valid: expected a whole number greater than zero\n"
+    )
 
 
 def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
@@ -112,7 +124,7 @@ def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
         ["init"],
         env={"DRIP_INSTANCE": str(tmp_path), "DRIP_MAIL_URL": "smtp://relay.example.com"},
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "DRIP_POSTAL_ADDRESS" in result.output
 
 

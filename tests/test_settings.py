@@ -80,6 +80,68 @@ def test_a_bad_pace_or_wait_is_refused_naming_the_variable(
         load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
 
 
+WHOLE = "expected a whole number greater than zero"
+SECONDS = "expected a number of seconds greater than zero, e.g. 30 or 0.5"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "reason"),
+    [
+        ("DRIP_BATCH_SIZE", "abc", WHOLE),
+        ("DRIP_BATCH_SIZE", "0", WHOLE),
+        ("DRIP_DB_POOL_SIZE", "2.5", WHOLE),
+        ("DRIP_SCHEDULER_CLAIMERS", "two", "expected 1 to 8 claiming transactions at once"),
+        ("DRIP_PROXY_HOPS", "one", "expected 0 to 5 proxies in front of drip"),
+        ("DRIP_SCHEDULER_INTERVAL", "soon", SECONDS),
+        ("DRIP_SMTP_TIMEOUT", "-1", SECONDS),
+        ("DRIP_CONFIRM_DAYS", "a week", "expected a number of days, from more than 0 to 36500"),
+        ("DRIP_SEND_RATE", "fast", "expected messages per second, e.g. 14, or 0 for no limit"),
+        ("DRIP_MIN_FILL_SECONDS", "x", "expected seconds, e.g. 2, or 0 for no minimum"),
+        ("DRIP_SMTP_ALLOW_PLAINTEXT", "maybe", "expected 1 or 0 (true/false, yes/no, on/off)"),
+        ("DRIP_SIGNUP_LIMIT", "lots", "expected limits such as '5 per minute;30 per hour'"),
+        (
+            "DRIP_DEFAULT_TIMEZONE",
+            "Mars/Base",
+            "expected an IANA time zone such as UTC or Europe/Paris",
+        ),
+        (
+            "DRIP_BASE_URL",
+            "http://[mail",
+            "expected an absolute http(s) URL such as https://mail.example.com",
+        ),
+        ("DRIP_DATABASE_URL", "postgresql://[db", "expected a sqlite:/// or postgresql:// URL"),
+        (
+            "DRIP_REDIS_URL",
+            "redis://[::1",
+            "expected 'embedded' or a redis://, rediss:// or unix:// URL",
+        ),
+        (
+            "DRIP_MAIL_URL",
+            "smtp://relay:99999",
+            "expected maildir:[PATH], smtp://[user:pass@]host[:port] or smtps://...",
+        ),
+        (
+            "DRIP_THANKS_URL",
+            "https://[blog/thanks",
+            "expected a path such as /thanks or an absolute http(s) URL",
+        ),
+        (
+            "DRIP_ALLOWED_ORIGINS",
+            "https://[blog",
+            "'https://[blog' is not an origin such as https://blog.example.com",
+        ),
+    ],
+)
+def test_a_bad_value_is_explained_for_people_not_in_pythons_words(
+    tmp_path: Path, name: str, raw: str, reason: str
+) -> None:
+    """Not "invalid literal for int() with base 10", "Invalid IPv6 URL" or "Port out of
+    range 0-65535": each says what the variable takes, whatever is wrong with the value."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+    assert str(refused.value) == f"{name}={raw!r} is not valid: {reason}"
+
+
 def test_a_process_keeps_as_many_database_connections_as_configured(tmp_path: Path) -> None:
     settings = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_DB_POOL_SIZE": "12"})
     engine = make_engine(settings)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, is_conflict
-from drip.errors import ConfigError, DripError
+from drip.errors import DripError
 from drip.settings import Settings, load_settings
 
 
@@ -33,9 +33,11 @@ CONFLICT = (
 
 
 def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """A command's errors as a message and an exit status, not a traceback: 2 for a bad
-    setting, as for any usage error, and 1 for the rest. When PostgreSQL aborts a
-    command's transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
+    """A command's errors as a message and exit status 1, not a traceback.
+
+    A bad setting is no usage error (status 2, with the command's usage): the
+    environment is wrong, not the command line. When PostgreSQL aborts a command's
+    transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
     unconfirmed signups can still deadlock with `drip privacy erase`, drip.privacy.erase),
     the aborted transaction leaves nothing behind (a command that commits in steps, as
     `bounces process` does, keeps the steps before it) and the same command run again
@@ -45,8 +47,6 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except ConfigError as exc:
-            raise click.UsageError(str(exc)) from None
         except DripError as exc:
             raise click.ClickException(str(exc)) from None
         except DBAPIError as exc:

@@ -77,7 +77,7 @@ def _seconds(_ctx: click.Context, _param: click.Parameter, raw: str | None) -> f
     try:
         return positive_float(raw)
     except ValueError as exc:
-        raise click.BadParameter(f"{raw!r} {exc}") from None
+        raise click.BadParameter(f"{exc}, not {raw!r}") from None
 
 
 @click.command()
