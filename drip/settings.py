@@ -153,8 +153,15 @@ class Settings:
         return tuple(filter(None, (*keys, self.mailgun_signing_key, *passwords)))
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read DRIP_* variables; create the instance folder and its secret key if needed."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, create_instance: bool = True
+) -> Settings:
+    """Read DRIP_* variables; create the instance folder and its secret key if needed.
+
+    create_instance=False is for commands that write nothing there and sign or hash
+    nothing (`drip db current`, the lessons and subscribers exports): neither is
+    created, and while the folder holds no generated key a throwaway one stands in.
+    """
     env = os.environ if environ is None else environ
 
     def get(name: str, default: str, parse: Callable[[str], T]) -> T:
@@ -165,10 +172,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
 
     instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
-    try:
-        instance.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"DRIP_INSTANCE={instance}: cannot create it ({exc.strerror})") from None
+    if create_instance:
+        try:
+            instance.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"DRIP_INSTANCE={instance}: cannot create it ({exc.strerror})"
+            ) from None
     mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
     postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
     base_url = get("DRIP_BASE_URL", "http://localhost:5000", _base_url)
@@ -179,7 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
         mail_url=mail_url,
         base_url=base_url,
-        **_keys(env, instance),
+        **_keys(env, instance, create=create_instance),
         sender=sender,
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
@@ -250,14 +260,17 @@ def _shipped_emails_dir() -> Path:
     return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates" / "emails"
 
 
-def _instance_secret(instance: Path) -> str:
+def _instance_secret(instance: Path, *, create: bool) -> str:
     """A random key generated once and kept in the instance folder, readable by its owner only.
 
     Several processes may start at once (gunicorn workers): each writes a complete key to
     a file of its own and links it into place; the first link wins, and no process can
-    ever read a half-written key.
+    ever read a half-written key. Without `create`, a key not generated yet is not
+    kept: a throwaway one stands in (load_settings).
     """
     path = instance / "secret_key"
+    if not (create or path.exists()):
+        return secrets.token_urlsafe(48)
     if not path.exists():
         draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -272,7 +285,7 @@ def _instance_secret(instance: Path) -> str:
     return _secret(str(path), path.read_text().strip())
 
 
-def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:
+def _keys(env: Mapping[str, str], instance: Path, *, create: bool) -> dict[str, Any]:
     """DRIP_SECRET_KEYS (comma-separated, oldest to newest), or DRIP_SECRET_KEY as a list
     of one, or the key generated in the instance folder; and the stable hash key."""
     many, one = (env.get(name, "").strip() for name in ("DRIP_SECRET_KEYS", "DRIP_SECRET_KEY"))
@@ -283,7 +296,9 @@ def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:
         if len(set(keys)) != len(keys):
             raise ConfigError("DRIP_SECRET_KEYS lists one key twice")
     else:
-        keys = (_secret("DRIP_SECRET_KEY", one) if one else _instance_secret(instance),)
+        keys = (
+            _secret("DRIP_SECRET_KEY", one) if one else _instance_secret(instance, create=create),
+        )
     pinned = env.get("DRIP_HASH_KEY", "").strip()
     return {
         "secret_keys": keys,

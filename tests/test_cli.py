@@ -212,8 +212,27 @@ def test_a_failed_statement_is_a_bug_and_keeps_its_traceback(
     assert result.exception is bug
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["db", "current"], ["subscribers", "export", "out.csv"], ["lessons", "export", "out"]],
+)
+def test_a_command_that_only_reads_creates_no_instance_and_says_to_run_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    instance = tmp_path / "fresh"
+    result = CliRunner().invoke(main, command, env={"DRIP_INSTANCE": str(instance)})
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr == (
+        f"Error: no database yet at {instance / 'drip.db'}; run drip init (or drip db upgrade)\n"
+    )
+    assert sorted(tmp_path.iterdir()) == [], "no instance folder, key, database or output"
+
+
 def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) -> None:
     env = {"DRIP_INSTANCE": str(tmp_path / "fresh")}
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "drip.db").touch()
     behind = CliRunner().invoke(main, ["db", "current"], env=env)
     assert behind.exit_code == 1
     assert "an empty database" in behind.output and "run drip db upgrade" in behind.output

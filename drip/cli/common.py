@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from drip.clock import Clock
 from drip.db import SessionFactory, is_conflict
-from drip.db_problems import is_unreachable, unreachable
+from drip.db_problems import is_unreachable, require_database, unreachable
 from drip.errors import DripError
 from drip.settings import Settings, load_settings
 
@@ -21,11 +21,13 @@ SETTINGS = "drip.settings"
 """Where configured_settings leaves the settings in click's context, for handles_errors."""
 
 
-def configured_settings() -> Settings:
-    """The settings, with logging set up from them (every command comes through here)."""
+def configured_settings(*, create_instance: bool = True) -> Settings:
+    """The settings, with logging set up from them (every command comes through here).
+    A command that writes nothing to the instance folder passes create_instance=False
+    (load_settings)."""
     from drip.logs import configure_logging
 
-    settings = load_settings()
+    settings = load_settings(create_instance=create_instance)
     configure_logging(settings)
     click.get_current_context().meta[SETTINGS] = settings
     return settings
@@ -68,21 +70,26 @@ def handles_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @contextmanager
-def database_session() -> Iterator[tuple[Session, Clock]]:
+def database_session(*, create_instance: bool = True) -> Iterator[tuple[Session, Clock]]:
     """One transaction on the configured database, for commands that change a few rows."""
     from drip.db import transaction
 
-    with database_sessions() as (sessions, clock), transaction(sessions) as session:
+    with (
+        database_sessions(create_instance=create_instance) as (sessions, clock),
+        transaction(sessions) as session,
+    ):
         yield session, clock
 
 
 @contextmanager
-def database_sessions() -> Iterator[tuple[SessionFactory, Clock]]:
-    """The configured database, for commands that commit as they go."""
+def database_sessions(*, create_instance: bool = True) -> Iterator[tuple[SessionFactory, Clock]]:
+    """The configured database, for commands that commit as they go; refused, and not
+    created, when it is a SQLite file that does not exist yet."""
     from drip.db import make_session_factory
     from drip.wiring import make_clock, make_engine
 
-    settings = configured_settings()
+    settings = configured_settings(create_instance=create_instance)
+    require_database(settings.database_url)
     engine = make_engine(settings)
     try:
         yield make_session_factory(engine), make_clock(settings)
