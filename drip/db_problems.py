@@ -1,5 +1,6 @@
 """What keeps drip from its database, said for an operator: no database yet, or a server
-or file it cannot reach (named with its password masked)."""
+or file it cannot reach (named with its password masked). The CLI and `drip doctor` say
+it the same way."""
 
 from __future__ import annotations
 

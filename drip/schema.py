@@ -105,6 +105,11 @@ def revisions(engine: Engine) -> tuple[set[str], set[str]]:
     return current, code_revisions()[1]
 
 
+def listed(revisions: set[str]) -> str:
+    """Revisions for a message: "0023", or what no revision means."""
+    return ", ".join(sorted(revisions)) or "nothing (an empty database)"
+
+
 def is_behind(engine: Engine) -> bool:
     """Does the database lack migrations this code needs?"""
     return behind(*revisions(engine))

@@ -64,8 +64,7 @@ def db_current() -> None:
         current, newest = schema.revisions(engine)
     finally:
         engine.dispose()
-    at = ", ".join(sorted(current)) or "nothing (an empty database)"
-    head = ", ".join(sorted(newest))
+    at, head = schema.listed(current), schema.listed(newest)
     if current == newest:
         click.echo(f"database at {at} (the newest)")
     elif schema.behind(current, newest):
