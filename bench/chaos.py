@@ -360,13 +360,13 @@ class ChaosRun:
             "DRIP_BATCH_SIZE": str(self.plan.batch_size),
             "dramatiq_worker_timeout": "100",  # an idle worker looks for work every 0.1 s
         }
+        self.clock.set(START)
         self.settings = load_settings(self.env)
         self.engine = make_engine(self.settings)
         self.sessions = make_session_factory(self.engine)
 
     def run(self) -> Report:
         began = time.monotonic()
-        self.clock.set(START)
         steps = self.prepare()
         try:
             self.redis.start()

@@ -11,6 +11,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+from drip.errors import ConfigError
+
 
 class Clock(Protocol):
     def now(self) -> datetime:
@@ -56,7 +58,23 @@ class FileClock:
         self.path = path
 
     def now(self) -> datetime:
-        return parse_instant(self.path.read_text().strip())
+        """ConfigError naming DRIP_CLOCK when the file cannot be read or holds no instant:
+        settings check it at start, and a file that goes bad later stops a command with
+        the same message. set() replaces the file whole, so a reader never sees it half
+        written."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"DRIP_CLOCK=file:{self.path}: cannot read the file ({exc.strerror})"
+            ) from None
+        try:
+            return parse_instant(text)
+        except ValueError:
+            raise ConfigError(
+                f"DRIP_CLOCK=file:{self.path}: the file holds {text[:40]!r}, not an ISO-8601 "
+                "instant such as 2026-03-01T08:00:00+00:00"
+            ) from None
 
     def set(self, instant: datetime) -> None:
         tmp = self.path.with_suffix(".tmp")

@@ -105,14 +105,23 @@ def revisions(engine: Engine) -> tuple[set[str], set[str]]:
     return current, code_revisions()[1]
 
 
+def listed(revisions: set[str]) -> str:
+    """Revisions for a message: "0023", or what no revision means."""
+    return ", ".join(sorted(revisions)) or "nothing (an empty database)"
+
+
 def is_behind(engine: Engine) -> bool:
-    """Does the database lack migrations this code needs?
+    """Does the database lack migrations this code needs?"""
+    return behind(*revisions(engine))
+
+
+def behind(current: set[str], newest: set[str]) -> bool:
+    """Do the revisions `current` lack migrations up to `newest` (from `revisions`)?
 
     A revision the code does not know was written by newer code: during a rolling
     deploy `drip db upgrade` runs first and the old processes keep serving (migrations
     add before they take away), so a database ahead of the code is not behind.
     """
-    current, newest = revisions(engine)
     if current == newest:
         return False
     known, _ = code_revisions()

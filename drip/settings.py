@@ -12,19 +12,22 @@ import math
 import os
 import re
 import secrets
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from email.headerregistry import Address
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import SplitResult, unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from drip.clock import FileClock
 from drip.errors import ConfigError
 
 T = TypeVar("T")
+N = TypeVar("N", int, float)
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_POSTAL_ADDRESS = "drip demo, 1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
 
@@ -150,8 +153,15 @@ class Settings:
         return tuple(filter(None, (*keys, self.mailgun_signing_key, *passwords)))
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read DRIP_* variables; create the instance folder and its secret key if needed."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, create_instance: bool = True
+) -> Settings:
+    """Read DRIP_* variables; create the instance folder and its secret key if needed.
+
+    create_instance=False is for commands that write nothing there and sign or hash
+    nothing (`drip db current`, the lessons and subscribers exports): neither is
+    created, and while the folder holds no generated key a throwaway one stands in.
+    """
     env = os.environ if environ is None else environ
 
     def get(name: str, default: str, parse: Callable[[str], T]) -> T:
@@ -162,10 +172,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
 
     instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
-    try:
-        instance.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ConfigError(f"DRIP_INSTANCE={instance}: cannot create it ({exc})") from None
+    if create_instance:
+        try:
+            instance.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"DRIP_INSTANCE={instance}: cannot create it ({exc.strerror})"
+            ) from None
     mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
     postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
     base_url = get("DRIP_BASE_URL", "http://localhost:5000", _base_url)
@@ -176,7 +189,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=get("DRIP_REDIS_URL", "embedded", _redis_url),
         mail_url=mail_url,
         base_url=base_url,
-        **_keys(env, instance),
+        **_keys(env, instance, create=create_instance),
         sender=sender,
         postal_address=get("DRIP_POSTAL_ADDRESS", postal_default, _postal_address),
         emails_dir=get("DRIP_EMAILS_DIR", str(_shipped_emails_dir()), _existing_dir),
@@ -247,14 +260,17 @@ def _shipped_emails_dir() -> Path:
     return installed if installed.is_dir() else PACKAGE_DIR.parent / "templates" / "emails"
 
 
-def _instance_secret(instance: Path) -> str:
+def _instance_secret(instance: Path, *, create: bool) -> str:
     """A random key generated once and kept in the instance folder, readable by its owner only.
 
     Several processes may start at once (gunicorn workers): each writes a complete key to
     a file of its own and links it into place; the first link wins, and no process can
-    ever read a half-written key.
+    ever read a half-written key. Without `create`, a key not generated yet is not
+    kept: a throwaway one stands in (load_settings).
     """
     path = instance / "secret_key"
+    if not (create or path.exists()):
+        return secrets.token_urlsafe(48)
     if not path.exists():
         draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -269,7 +285,7 @@ def _instance_secret(instance: Path) -> str:
     return _secret(str(path), path.read_text(encoding="utf-8").strip())
 
 
-def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:
+def _keys(env: Mapping[str, str], instance: Path, *, create: bool) -> dict[str, Any]:
     """DRIP_SECRET_KEYS (comma-separated, oldest to newest), or DRIP_SECRET_KEY as a list
     of one, or the key generated in the instance folder; and the stable hash key."""
     many, one = (env.get(name, "").strip() for name in ("DRIP_SECRET_KEYS", "DRIP_SECRET_KEY"))
@@ -280,7 +296,9 @@ def _keys(env: Mapping[str, str], instance: Path) -> dict[str, Any]:
         if len(set(keys)) != len(keys):
             raise ConfigError("DRIP_SECRET_KEYS lists one key twice")
     else:
-        keys = (_secret("DRIP_SECRET_KEY", one) if one else _instance_secret(instance),)
+        keys = (
+            _secret("DRIP_SECRET_KEY", one) if one else _instance_secret(instance, create=create),
+        )
     pinned = env.get("DRIP_HASH_KEY", "").strip()
     return {
         "secret_keys": keys,
@@ -294,39 +312,53 @@ def _secret(name: str, raw: str) -> str:
     return raw
 
 
+def _url(raw: str, expected: str) -> SplitResult:
+    """`raw` split into its parts, port included; ValueError saying `expected` for what
+    is no URL at all (an unclosed [ of an IPv6 host, a port that is no number)."""
+    try:
+        parts = urlsplit(raw)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError(expected) from None
+    return parts
+
+
 def _database_url(raw: str) -> str:
-    scheme = urlsplit(raw).scheme
+    expected = "expected a sqlite:/// or postgresql:// URL"
+    scheme = _url(raw, expected).scheme
     if scheme.startswith("postgres"):
         return raw.replace("postgres://", "postgresql+psycopg://", 1).replace(
             "postgresql://", "postgresql+psycopg://", 1
         )
     if scheme.startswith("sqlite"):
         return raw
-    raise ValueError("expected a sqlite:/// or postgresql:// URL")
+    raise ValueError(expected)
 
 
 def _redis_url(raw: str) -> str:
-    if raw == "embedded" or urlsplit(raw).scheme in {"redis", "rediss", "unix"}:
+    expected = "expected 'embedded' or a redis://, rediss:// or unix:// URL"
+    if raw == "embedded" or _url(raw, expected).scheme in {"redis", "rediss", "unix"}:
         return raw
-    raise ValueError("expected 'embedded' or a redis://, rediss:// or unix:// URL")
+    raise ValueError(expected)
 
 
 def _mail_url(raw: str) -> str:
-    parts = urlsplit(raw)
+    expected = "expected maildir:[PATH], smtp://[user:pass@]host[:port] or smtps://..."
+    parts = _url(raw, expected)
     if parts.scheme == "maildir":
         return raw
     if parts.scheme in {"smtp", "smtps"}:
         if not parts.hostname:
             raise ValueError("an SMTP URL needs a host, e.g. smtp://user:pass@host:587")
-        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
         return raw
-    raise ValueError("expected maildir:[PATH], smtp://[user:pass@]host[:port] or smtps://...")
+    raise ValueError(expected)
 
 
 def _base_url(raw: str) -> str:
-    parts = urlsplit(raw)
+    expected = "expected an absolute http(s) URL such as https://mail.example.com"
+    parts = _url(raw, expected)
     if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
-        raise ValueError("expected an absolute http(s) URL such as https://mail.example.com")
+        raise ValueError(expected)
     return raw.rstrip("/")
 
 
@@ -360,17 +392,36 @@ def _existing_dir(raw: str) -> Path:
 
 
 def _clock(raw: str) -> str:
-    if raw == "system" or (raw.startswith("file:") and len(raw) > 5):
+    """'system', or 'file:PATH' of a file that holds an instant already: read here, so a
+    wrong path or a garbled file stops drip at start, not at its first pass."""
+    if raw == "system":
+        return raw
+    if raw.startswith("file:") and len(raw) > 5:
+        FileClock(Path(raw.removeprefix("file:"))).now()
         return raw
     raise ValueError("expected 'system' or 'file:PATH'")
+
+
+def _number(convert: Callable[[str], N], raw: str, low: N, high: N, expected: str) -> N:
+    """`raw` as a number from `low` to `high`; ValueError saying `expected`, also for
+    what is no number at all, whose own message ("invalid literal for int() with base
+    10") would tell an operator nothing. NaN is in no range."""
+    try:
+        value = convert(raw)
+    except ValueError:
+        raise ValueError(expected) from None
+    if not low <= value <= high:
+        raise ValueError(expected)
+    return value
 
 
 def positive_float(raw: str) -> float:
     """A length of time, so finite too: time.sleep, timedelta and socket timeouts
     refuse infinity, and only long after start (a scheduler after its first pass)."""
-    value = float(raw)
+    expected = "expected a number of seconds greater than zero, e.g. 30 or 0.5"
+    value = _number(float, raw, 0.0, math.inf, expected)
     if not (value > 0 and math.isfinite(value)):
-        raise ValueError("must be a finite number greater than zero")
+        raise ValueError(expected)
     return value
 
 
@@ -378,49 +429,37 @@ def _day_count(raw: str) -> float:
     """A number of days, at most a century: the scheduler and the confirm check subtract
     it from today, and a date before year 1 would fail every pass instead of failing
     here."""
-    value = positive_float(raw)
-    if not value <= 36500:
-        raise ValueError("expected days, from more than 0 to 36500")
+    expected = "expected a number of days, from more than 0 to 36500"
+    value = _number(float, raw, 0.0, 36500.0, expected)
+    if value == 0:
+        raise ValueError(expected)
     return value
 
 
 def _fill_seconds(raw: str) -> float:
-    value = float(raw)
-    if not 0 <= value <= 3600:
-        raise ValueError("expected seconds, e.g. 2, or 0 for no minimum")
-    return value
+    return _number(float, raw, 0.0, 3600.0, "expected seconds, e.g. 2, or 0 for no minimum")
 
 
 def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise ValueError("must be greater than zero")
-    return value
+    return _number(int, raw, 1, sys.maxsize, "expected a whole number greater than zero")
 
 
 def _claimers(raw: str) -> int:
     """Each claimer is a thread of the scheduler process with a connection of its own:
     past a few they only wait on each other, and past 15 on the pool (5, plus 10 opened
     as needed)."""
-    value = int(raw)
-    if not 1 <= value <= 8:
-        raise ValueError("expected 1 to 8 claiming transactions at once")
-    return value
+    return _number(int, raw, 1, 8, "expected 1 to 8 claiming transactions at once")
 
 
 def _send_rate(raw: str) -> float:
     """Messages per second across every worker; 0 sends as fast as the workers can."""
-    value = float(raw)
-    if not 0 <= value <= 100_000:
-        raise ValueError("expected messages per second, e.g. 14, or 0 for no limit")
-    return value
+    expected = "expected messages per second, e.g. 14, or 0 for no limit"
+    return _number(float, raw, 0.0, 100_000.0, expected)
 
 
 def _domain_concurrency(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 1000:
-        raise ValueError("expected transactions in flight per domain, e.g. 5, or 0 for no cap")
-    return value
+    expected = "expected SMTP transactions in flight per domain, e.g. 5, or 0 for no cap"
+    return _number(int, raw, 0, 1000, expected)
 
 
 def _origin(url: str) -> str:
@@ -432,41 +471,46 @@ def _origins(raw: str) -> frozenset[str]:
     """Comma-separated origins (scheme://host[:port]) allowed to post the signup form."""
     origins = set()
     for item in filter(None, (part.strip() for part in raw.split(","))):
-        parts = urlsplit(item)
+        expected = f"{item!r} is not an origin such as https://blog.example.com"
+        parts = _url(item, expected)
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path not in {"", "/"}:
-            raise ValueError(f"{item!r} is not an origin such as https://blog.example.com")
+            raise ValueError(expected)
         origins.add(_origin(item))
     return frozenset(origins)
 
 
 def _thanks_url(raw: str) -> str:
-    parts = urlsplit(raw)
+    expected = "expected a path such as /thanks or an absolute http(s) URL"
+    parts = _url(raw, expected)
     if raw.startswith("/") and not raw.startswith("//"):
         return raw
     if parts.scheme in {"http", "https"} and parts.netloc:
         return raw
-    raise ValueError("expected a path such as /thanks or an absolute http(s) URL")
+    raise ValueError(expected)
 
 
 def _timezone(raw: str) -> str:
     from drip.timing import zone
 
-    zone(raw)
+    try:
+        zone(raw)
+    except ValueError:
+        raise ValueError("expected an IANA time zone such as UTC or Europe/Paris") from None
     return raw
 
 
 def _rate_limit(raw: str) -> str:
     from limits import parse_many
 
-    parse_many(raw)
+    try:
+        parse_many(raw)
+    except ValueError:
+        raise ValueError("expected limits such as '5 per minute;30 per hour'") from None
     return raw
 
 
 def _hops(raw: str) -> int:
-    value = int(raw)
-    if not 0 <= value <= 5:
-        raise ValueError("expected 0 to 5 proxies in front of drip")
-    return value
+    return _number(int, raw, 0, 5, "expected 0 to 5 proxies in front of drip")
 
 
 def _plain_text(raw: str) -> str:

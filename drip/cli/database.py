@@ -51,21 +51,23 @@ def db_upgrade() -> None:
 @db.command("current")
 @handles_errors
 def db_current() -> None:
-    """Print the database's migration and the code's newest; exit 1 when it is behind."""
+    """Print the database's migration and the code's newest; exit 1 when it is behind.
+    Only reads: creates no database file, instance folder or key."""
     from drip import schema
+    from drip.db_problems import require_database
     from drip.wiring import make_engine
 
-    engine = make_engine(configured_settings())
+    settings = configured_settings(create_instance=False)
+    require_database(settings.database_url)
+    engine = make_engine(settings)
     try:
         current, newest = schema.revisions(engine)
-        behind = schema.is_behind(engine)
     finally:
         engine.dispose()
-    at = ", ".join(sorted(current)) or "nothing (an empty database)"
-    head = ", ".join(sorted(newest))
+    at, head = schema.listed(current), schema.listed(newest)
     if current == newest:
         click.echo(f"database at {at} (the newest)")
-    elif behind:
+    elif schema.behind(current, newest):
         click.echo(f"database at {at}, newest is {head}: run drip db upgrade")
         sys.exit(1)
     else:

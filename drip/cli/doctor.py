@@ -12,9 +12,9 @@ from drip.cli.common import configured_settings, handles_errors
 @click.command()
 @handles_errors
 def doctor() -> None:
-    """Check the settings a new operator gets wrong (URLs, DKIM, SPF, DMARC, SMTP login,
-    the relay's reverse DNS), each with how to fix it. Fails only on errors; a DNS lookup
-    it cannot make is a warning."""
+    """Check the settings a new operator gets wrong (the database and its migration,
+    Redis, URLs, DKIM, SPF, DMARC, SMTP login, the relay's reverse DNS), each with how to
+    fix it. Fails only on errors; a DNS lookup it cannot make is a warning."""
     from drip.doctor import Level, dns_records, dns_txt, examine
 
     checks = examine(configured_settings(), lookup_txt=dns_txt, lookup_records=dns_records)

@@ -24,7 +24,7 @@ def lessons_export(directory: Path, series: str) -> None:
     from drip.series_files import export_series
     from drip.signup import find_sequence
 
-    with database_session() as (session, _clock):
+    with database_session(create_instance=False) as (session, _clock):
         written = export_series(session, find_sequence(session, series), directory)
     click.echo(f"wrote {len(written)} files into {directory}")
 

@@ -77,7 +77,7 @@ def _seconds(_ctx: click.Context, _param: click.Parameter, raw: str | None) -> f
     try:
         return positive_float(raw)
     except ValueError as exc:
-        raise click.BadParameter(f"{raw!r} {exc}") from None
+        raise click.BadParameter(f"{exc}, not {raw!r}") from None
 
 
 @click.command()
@@ -147,11 +147,13 @@ def _scheduler(
     """A function running one scheduler pass (or only its sweep), with the database and
     Redis it needs."""
     from drip.db import make_session_factory
+    from drip.db_problems import require_database
     from drip.metrics import record_pass
     from drip.scheduler import configured_pass
     from drip.tasks import Enqueuer, create_broker
     from drip.wiring import make_clock, make_engine, make_redis
 
+    require_database(settings.database_url)
     engine = make_engine(settings)
     client = make_redis(settings)
     broker = create_broker(client)

@@ -26,7 +26,10 @@ def subscribers_export(file: Path, series: str) -> None:
     from drip.csvio import export_rows, write_csv
     from drip.signup import find_sequence
 
-    with database_session() as (session, _clock), file.open("w", newline="") as out:
+    with (
+        database_session(create_instance=False) as (session, _clock),
+        file.open("w", newline="") as out,
+    ):
         write_csv(export_rows(session, find_sequence(session, series).id), out)
     click.echo(f"wrote {file}")
 

