@@ -9,6 +9,7 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import sqlalchemy as sa
@@ -40,6 +41,7 @@ from drip.snapshots import recount_series
 from drip.subscriptions import unsubscribe, withdraw_address
 from drip.transports import MaildirTransport
 from drip.web import create_app
+from drip.web.admin.charts import bar_chart
 from drip.web.context import ctx
 from tests.helpers import System, assert_not_on_disk, commits_conflicting, sent_today
 from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
@@ -52,6 +54,7 @@ SSTI = [
     "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
     "{{ request.environ }}",
 ]
+SVG = "http://www.w3.org/2000/svg"
 
 
 def without_token(page: str) -> str:
@@ -261,6 +264,28 @@ def test_the_dashboard_shows_the_series_in_numbers_and_charts(
     assert page.count("<svg") == 3
     assert "Calm Back, Calm Mind" in page
     assert "100%" in page, "one signup, confirmed"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
+def test_each_dashboard_chart_is_named_by_its_own_title(admin: FlaskClient) -> None:
+    """aria-labelledby must point at a real <title>, not at escaped text showing its tags."""
+    page = admin.get("/admin/").get_data(as_text=True)
+    charts = re.findall(r"<svg.*?</svg>", page, flags=re.DOTALL)
+    assert len(charts) == 3
+    for chart in charts:
+        svg = ElementTree.fromstring(chart)
+        title = svg.find(f"{{{SVG}}}title")
+        assert title is not None and title.get("id") == svg.get("aria-labelledby")
+    assert "&lt;" not in page
+
+
+def test_a_chart_escapes_each_label_once_and_its_markup_never() -> None:
+    chart = bar_chart([("<b>&", 2)], title='"Signups" & <more>')
+    svg = ElementTree.fromstring(chart)
+    title = svg.find(f"{{{SVG}}}title")
+    assert title is not None and title.text == '"Signups" & <more>: <b>& 2'
+    assert [t.text for t in svg.iter(f"{{{SVG}}}text")][-1] == "<b>&"
+    assert "&amp;amp;" not in chart
 
 
 def count_now(system: System) -> None:
