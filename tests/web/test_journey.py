@@ -163,25 +163,39 @@ def test_a_refused_form_keeps_the_time_it_was_first_shown(
     assert count(system, Subscriber) == 1
 
 
+@pytest.mark.parametrize("unknown", ["Etc/Unknown", "localtime"])
 def test_a_detected_timezone_the_server_does_not_know_falls_back_to_the_default(
-    app_with: Callable[..., Flask], system: System, caplog: pytest.LogCaptureFixture
+    app_with: Callable[..., Flask],
+    system: System,
+    caplog: pytest.LogCaptureFixture,
+    unknown: str,
 ) -> None:
     """The script fills the field again on every try: refused, the visitor could never
-    sign up (a browser that knows Europe/Kyiv, a server whose tzdata does not)."""
+    sign up (a browser that knows Europe/Kyiv, a server whose tzdata does not).
+    "localtime" is a file in the server's zoneinfo folder, not a zone."""
     client = app_with(default_timezone="Europe/Berlin").test_client()
     with caplog.at_level(logging.WARNING, logger="drip"):
-        response = client.post(
-            "/subscribe", data={"email": "ana@example.com", "timezone": "Etc/Unknown"}
-        )
+        response = client.post("/subscribe", data={"email": "ana@example.com", "timezone": unknown})
     assert response.status_code == 303
     system.drain()
     assert system.subscriber("ana@example.com").timezone == "Europe/Berlin"
     [warning] = [r.getMessage() for r in caplog.records if r.name == "drip.signup"]
-    assert "Etc/Unknown" in warning and "ana@" not in warning
+    assert unknown in warning and "ana@" not in warning
     refused = client.post(
-        "/api/v1/subscribers", json={"email": "bob@example.com", "timezone": "Etc/Unknown"}
+        "/api/v1/subscribers", json={"email": "bob@example.com", "timezone": unknown}
     )
     assert refused.status_code == 400, "an API client sends a zone its OpenAPI lists"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # lists only
+def test_the_form_and_the_api_offer_only_zones_that_name_places(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    offered = set(re.findall(r"<option[^>]*>([^<]+)</option>", page))
+    listed = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Signup"][
+        "properties"
+    ]["timezone"]["enum"]
+    assert {"Europe/Berlin", "US/Eastern"} <= offered and offered <= set(listed)
+    assert not {"localtime", "Factory"} & (offered | set(listed))
 
 
 def test_without_script_the_timezone_list_is_used(client: FlaskClient, system: System) -> None:
