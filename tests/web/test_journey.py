@@ -304,6 +304,30 @@ def test_one_address_cannot_be_mail_bombed_from_many_ips(app: Flask, system: Sys
     assert len(system.smtp.to("victim@example.com")) == 1
 
 
+def test_the_api_refuses_a_signup_from_a_site_not_allowed_and_says_so(
+    blog: FlaskClient, system: System
+) -> None:
+    """Unlike the form's bot trap, a developer calling the API from a site missing from
+    DRIP_ALLOWED_ORIGINS hears why nothing happens; a call without Origin (curl, a
+    server) and one from an allowed site go through."""
+    refused = blog.post(
+        "/api/v1/subscribers",
+        json={"email": "ana@example.com"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert refused.status_code == 403
+    assert "DRIP_ALLOWED_ORIGINS" in refused.get_json()["error"]
+    assert count(system, ReceivedSignup) == 0
+    for address, headers in (("ben@example.com", {"Origin": BLOG}), ("cy@example.com", {})):
+        answer = blog.post("/api/v1/subscribers", json={"email": address}, headers=headers)
+        assert answer.status_code == 202
+    system.drain()
+    assert sorted(r.message["To"] for r in system.smtp.received) == [
+        "ben@example.com",
+        "cy@example.com",
+    ]
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CORS headers only
 def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: System) -> None:
     settings = dataclasses.replace(system.settings, allowed_origins=frozenset({BLOG}))
