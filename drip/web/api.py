@@ -11,6 +11,7 @@ from flask import Blueprint, Response, jsonify, request
 from werkzeug.exceptions import Forbidden
 
 from drip.errors import InvalidInput
+from drip.settings import Settings
 from drip.signup import SignupRequest
 from drip.timing import known_zones
 from drip.web.context import ctx, seen
@@ -19,6 +20,17 @@ from drip.web.limits import limiter
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 FIELDS = ("email", "first_name", "timezone", "sequence")
 OPENAPI = Path(__file__).with_name("openapi.json")
+
+
+def cors_policy(settings: Settings) -> dict[str, object]:
+    """What browsers on the allowed sites may do here: POST a signup and GET the
+    description (OPTIONS is the preflight itself), with the one header a JSON body
+    needs. flask-cors would otherwise advertise PUT, PATCH, DELETE and any header."""
+    return {
+        "origins": sorted(settings.allowed_origins),
+        "methods": ["GET", "OPTIONS", "POST"],
+        "allow_headers": ["Content-Type"],
+    }
 
 
 @bp.post("/subscribers")

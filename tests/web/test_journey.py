@@ -350,6 +350,22 @@ def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: Sy
         app.extensions["drip"].engine.dispose()
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CORS headers only
+def test_the_apis_preflight_offers_only_what_the_api_serves(blog: FlaskClient) -> None:
+    """POST for signups, GET for the description, and the one header a JSON body needs."""
+    preflight = blog.options(
+        "/api/v1/subscribers",
+        headers={
+            "Origin": BLOG,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-extra",
+        },
+    )
+    methods = preflight.headers["Access-Control-Allow-Methods"].split(", ")
+    assert sorted(methods) == ["GET", "OPTIONS", "POST"]
+    assert preflight.headers["Access-Control-Allow-Headers"].lower() == "content-type"
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # a static file
 def test_the_api_is_described_by_an_openapi_file(client: FlaskClient) -> None:
     spec = client.get("/api/v1/openapi.json").get_json()
