@@ -703,6 +703,25 @@ def test_the_privacy_page_withdraws_consent_as_easily_as_it_erases(
     assert system.tick().issued == []
 
 
+def test_the_privacy_page_offers_to_unsubscribe_only_when_it_can(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """The page promises what its buttons do: no unsubscribe once nothing is left to end."""
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+
+    def offers(page: str) -> str:
+        return page.split("<h2>")[0].lower()  # the data shown below may say "unsubscribed"
+
+    before = offers(client.get(manage).get_data(True))
+    assert "unsubscribe" in before and "download" in before and "erase" in before
+    withdraw = withdraw_button(client, manage)
+    assert withdraw is not None
+    client.post(withdraw)
+    after = offers(client.get(manage).get_data(True))
+    assert "unsubscribe" not in after and "download" in after and "erase" in after
+
+
 def test_a_pending_signup_can_be_withdrawn_from_the_privacy_page(
     client: FlaskClient, system: System
 ) -> None:
