@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import mailbox
 import re
 import time
 from collections.abc import Iterator
@@ -46,6 +47,7 @@ from drip.web.context import ctx
 from tests.helpers import System, assert_not_on_disk, commits_conflicting, sent_today
 from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
 from tests.web.test_consent import F5
+from tests.web.test_journey import erase_button
 
 SSTI = [
     "{{ ''.__class__.__mro__ }}",
@@ -820,6 +822,31 @@ def test_the_outbox_shows_local_mail_as_the_reader_sees_it(
     html = client.get(f"/admin/outbox/{key.group(1)}/html")
     assert "sandbox" in html.headers["Content-Security-Policy"]
     assert client.get("/admin/outbox/nope").status_code == 404
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the Maildir's part
+@pytest.mark.parametrize("by", ["privacy page", "admin"])
+def test_an_erasure_deletes_the_addresss_emails_from_the_local_outbox(
+    maildir_app: Flask, system: System, writer: str, by: str
+) -> None:
+    """The outbox is a copy drip keeps: erased, the address must not be readable there."""
+    system.join("ana@example.com", first_name="Ana")
+    system.join("bob@example.com")
+    outbox = MaildirTransport(system.settings.outbox_dir)
+    for received in system.smtp.received:
+        outbox.send(received.raw, mail_from="", rcpt_to=received.rcpt_tos[0])
+    client = maildir_app.test_client()
+    if by == "privacy page":
+        client.post("/privacy", data={"email": "ana@example.com"})
+        erase = erase_button(client, link(system, "ana@example.com", "privacy"))
+        assert client.post(erase).status_code == 200
+    assert log_in(client) == 302
+    if by == "admin":
+        page = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
+        post(client, f"{page}/action", {"action": "erase"}, page=page)
+    left = [message["To"] for message in mailbox.Maildir(system.settings.outbox_dir)]
+    assert left == ["bob@example.com"] * 2, "Bob's confirmation and welcome stay"
+    assert "ana@example.com" not in client.get("/admin/outbox/").get_data(as_text=True)
 
 
 def test_the_admin_can_download_every_subscriber_as_csv(
