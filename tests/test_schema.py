@@ -533,13 +533,13 @@ def _new_withdrawal(conn: sa.Connection) -> int:
     )
 
 
-def test_migration_0024_gives_readers_stored_with_a_placeless_zone_utc(database_url: str) -> None:
+def test_migration_0025_gives_readers_stored_with_a_placeless_zone_utc(database_url: str) -> None:
     """drip.timing no longer knows "localtime" or "Factory": a reader or a waiting signup
     stored with one gets UTC, and every other zone is left alone."""
     engine = create_db_engine(database_url)
     zoned = {1: "localtime", 2: "Factory", 3: "Europe/Berlin"}
     try:
-        schema.migrate(engine, "upgrade", "0023")
+        schema.migrate(engine, "upgrade", "0024")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             for table in ("subscribers", "received_signups"):
