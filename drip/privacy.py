@@ -13,6 +13,7 @@ import hashlib
 import hmac
 from collections.abc import Collection
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -29,6 +30,7 @@ from drip.models import (
     SubscriberStatus,
     Suppression,
 )
+from drip.outbox import delete_addressed_to
 from drip.schedule import insert_delivery
 
 LINK_INTERVAL = timedelta(minutes=10)
@@ -175,14 +177,20 @@ def erase(session: Session, email: str, *, secret: str, now: datetime) -> int:
     return len(subscriptions)
 
 
-def erase_address(sessions: SessionFactory, email: str, *, secret: str, now: datetime) -> int:
-    """`erase` in a transaction of its own, then the write-ahead log scrubbed: a person's
-    erasure as both the privacy page and an operator (`drip privacy erase`) carry it out.
-    The scrub runs after the commit, since SQLite refuses a checkpoint inside a
-    transaction; returns how many subscriptions were deleted."""
+def erase_address(
+    sessions: SessionFactory, email: str, *, secret: str, now: datetime, outbox: Path | None
+) -> int:
+    """`erase` in a transaction of its own, then the write-ahead log scrubbed and, with
+    mail going to the local `outbox` (drip.outbox.location), the emails sent to the
+    address deleted from it: a person's erasure as the privacy page, the admin and an
+    operator (`drip privacy erase`) carry it out. The scrub runs after the commit, since
+    SQLite refuses a checkpoint inside a transaction, and so does the outbox, so that an
+    erasure rolled back keeps its mail; returns how many subscriptions were deleted."""
     with transaction(sessions) as session:
         erased = erase(session, email, secret=secret, now=now)
     scrub(engine_of(sessions))
+    if outbox is not None:
+        delete_addressed_to(outbox, email)
     return erased
 
 

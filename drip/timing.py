@@ -31,9 +31,25 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown timezone {name!r}") from None
 
 
+NOT_PLACES = frozenset({"Factory", "localtime", "posixrules"})
+"""Names the zoneinfo folder holds that no reader lives in. "localtime" is the server's
+own /etc/localtime, which Debian links into the folder; "Factory" is tzdata's "zone not
+set yet" ("-00"); "posixrules" is the tz compiler's template."""
+
+
 @cache
 def known_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    """The zones a signup may name: the form lists them, the API's description enumerates
+    them, and zone() accepts only them, so the three always agree.
+
+    available_timezones() skips right/ and posix/ only at the top of each folder it
+    searches, so copies found deeper are dropped here too. Backward links such as
+    Europe/Kiev and US/Eastern stay: browsers and older clients still send them."""
+    return frozenset(
+        name
+        for name in available_timezones()
+        if name not in NOT_PLACES and not name.startswith(("right/", "posix/"))
+    )
 
 
 def local_date(instant: datetime, tz: ZoneInfo) -> date:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import mailbox
 import os
 import sqlite3
 import subprocess
@@ -23,6 +24,7 @@ from drip.db import transaction
 from drip.models import Subscriber, Suppression
 from drip.privacy_export import as_json, export
 from drip.settings import load_settings
+from drip.transports import MaildirTransport
 from tests.helpers import (
     System,
     assert_not_on_disk,
@@ -361,6 +363,33 @@ def test_privacy_erase_changes_nothing_unless_confirmed_or_when_nobody_holds_the
     again = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
     assert again.exit_code == 0, again.output
     assert (rows(system, Subscriber), rows(system, Suppression)) == (0, 1)
+
+
+def test_privacy_erase_deletes_the_addresss_mail_from_the_local_outbox(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Mail in the outbox alone is something to erase: an erasure before drip deleted
+    outbox mail left it there."""
+    outbox = tmp_path / "outbox"
+    env = {**env, "DRIP_MAIL_URL": f"maildir:{outbox}"}
+    ana_joined(system)
+    local = MaildirTransport(outbox)
+    for received in system.smtp.received:
+        local.send(received.raw, mail_from="", rcpt_to=received.rcpt_tos[0])
+    result = CliRunner().invoke(main, ["privacy", "erase", ANA[0]], env=env, input="y\n")
+    assert result.exit_code == 0, result.output
+    assert "1 subscription(s), 0 signup(s) received and 2 email(s) in the outbox?" in (
+        result.output
+    )
+    assert "erased ana@example.com: 1 subscription(s) and 2 email(s) from the outbox" in (
+        result.output
+    )
+    assert list(mailbox.Maildir(outbox)) == []
+
+    local.send(system.smtp.received[0].raw, mail_from="", rcpt_to=ANA[0])
+    left_over = CliRunner().invoke(main, ["privacy", "erase", ANA[0], "--yes"], env=env)
+    assert left_over.exit_code == 0, left_over.output
+    assert list(mailbox.Maildir(outbox)) == []
 
 
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)

@@ -562,3 +562,31 @@ def test_migration_0024_deletes_the_notices_no_consent_event_points_to(
             conn.execute(sa.text("DELETE FROM consent_texts WHERE id = 1"))
     finally:
         engine.dispose()
+
+
+def test_migration_0025_gives_readers_stored_with_a_placeless_zone_utc(database_url: str) -> None:
+    """drip.timing no longer knows "localtime" or "Factory": a reader or a waiting signup
+    stored with one gets UTC, and every other zone is left alone."""
+    engine = create_db_engine(database_url)
+    zoned = {1: "localtime", 2: "Factory", 3: "Europe/Berlin"}
+    try:
+        schema.migrate(engine, "upgrade", "0024")
+        with engine.begin() as conn:
+            conn.execute(SERIES_S)
+            for table in ("subscribers", "received_signups"):
+                conn.execute(sa.text(ROW_AT_0019[table]), [{"id": i, "n": i} for i in zoned])
+                for i, name in zoned.items():
+                    conn.execute(
+                        sa.text(f"UPDATE {table} SET timezone = :name WHERE id = :id"),
+                        {"id": i, "name": name},
+                    )
+        schema.migrate(engine, "upgrade", "head")
+        with engine.begin() as conn:
+            stored = {
+                table: dict(conn.execute(sa.text(f"SELECT id, timezone FROM {table}")).all())
+                for table in ("subscribers", "received_signups")
+            }
+        expected = {1: "UTC", 2: "UTC", 3: "Europe/Berlin"}
+        assert stored == {"subscribers": expected, "received_signups": expected}
+    finally:
+        engine.dispose()

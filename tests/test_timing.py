@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drip.timing import at_send_hour, catch_up, next_send_at, zone
+from drip.timing import at_send_hour, catch_up, known_zones, next_send_at, zone
 
 BERLIN = zone("Europe/Berlin")
 NEW_YORK = zone("America/New_York")
@@ -57,10 +57,33 @@ def test_after_an_outage_the_next_lesson_waits_for_the_next_local_day() -> None:
     )
 
 
-@pytest.mark.parametrize("name", ["", "Mars/Base", "../../etc/passwd", "/etc/localtime", "UTC\n"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "Mars/Base",
+        "../../etc/passwd",
+        "/etc/localtime",
+        "UTC\n",
+        "localtime",
+        "Factory",
+        "posixrules",
+        "right/UTC",
+        "posix/Europe/Berlin",
+    ],
+)
 def test_only_real_iana_zone_names_are_accepted(name: str) -> None:
+    """ "localtime" is the server's own /etc/localtime, linked into the zoneinfo folder on
+    Debian; "Factory" and the rest are tz database files that name no place."""
     with pytest.raises(ValueError):
         zone(name)
+    assert name not in known_zones()
+
+
+@pytest.mark.parametrize("name", ["Europe/Kyiv", "Europe/Kiev", "US/Eastern", "UTC", "Etc/GMT-3"])
+def test_real_zones_and_their_old_names_are_accepted(name: str) -> None:
+    assert zone(name).key == name
+    assert name in known_zones()
 
 
 def test_a_lesson_sent_more_than_twenty_hours_late_holds_the_next_back_a_full_day() -> None:

@@ -63,19 +63,26 @@ def privacy_erase(address: str, yes: bool) -> None:
     showing what it would delete; when nothing holds the address, it says so, changes
     nothing and exits 1 (a mistyped address must not pass for a done erasure)."""
     from drip.db import reading
+    from drip.outbox import addressed_to, location
     from drip.privacy import erasable, erase_address
 
     settings = configured_settings()
+    outbox = location(settings)
     with database_sessions() as (sessions, clock):
         with reading(sessions) as session:
             subscriptions, received = erasable(session, address)
-        if not subscriptions and not received:
+        emails = len(addressed_to(outbox, address)) if outbox else 0
+        if not subscriptions and not received and not emails:
             raise NotFound(f"no subscription or signup holds {address}; nothing was erased")
         if not yes:
-            click.confirm(
-                f"Erase {address} for good: {subscriptions} subscription(s) and "
-                f"{received} signup(s) received?",
-                abort=True,
-            )
-        erased = erase_address(sessions, address, secret=settings.secret_key, now=clock.now())
-    click.echo(f"erased {address}: {erased} subscription(s); only keyed hashes of it are left")
+            held = [f"{subscriptions} subscription(s)", f"{received} signup(s) received"]
+            held += [f"{emails} email(s) in the outbox"] if emails else []
+            listed = ", ".join(held[:-1]) + " and " + held[-1]
+            click.confirm(f"Erase {address} for good: {listed}?", abort=True)
+        erased = erase_address(
+            sessions, address, secret=settings.secret_key, now=clock.now(), outbox=outbox
+        )
+    from_outbox = f" and {emails} email(s) from the outbox" if emails else ""
+    click.echo(
+        f"erased {address}: {erased} subscription(s){from_outbox}; only keyed hashes of it are left"
+    )

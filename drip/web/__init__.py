@@ -91,7 +91,7 @@ def create_app(
     )
     limits.limiter.init_app(app, limits.storage_uri(settings), timeout=wiring.REDIS_TIMEOUT)
     csrf.init_app(app)
-    CORS(app, resources={r"/api/*": {"origins": sorted(settings.allowed_origins)}})
+    CORS(app, resources={r"/api/*": api.cors_policy(settings)})
     for blueprint in (signup.bp, manage.bp, privacy.bp, api.bp, health.bp):
         app.register_blueprint(blueprint)  # signed tokens, origin checks and rate limits
     hooks.register(app, settings, fetch=fetch)  # verified per provider, not by CSRF

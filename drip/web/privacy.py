@@ -16,7 +16,7 @@ from flask import Blueprint, Response, redirect, render_template, request, url_f
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
-from drip import list_bombing
+from drip import list_bombing, outbox
 from drip.errors import BadToken
 from drip.models import Subscriber
 from drip.privacy import DECLINE_QUIET, erase_address, request_link
@@ -99,7 +99,13 @@ def download(token: str) -> Response:
 def erase_everything(token: str) -> str:
     web = ctx()
     email = _email(PRIVACY_ERASE, token)
-    erase_address(web.sessions, email, secret=web.settings.secret_key, now=web.clock.now())
+    erase_address(
+        web.sessions,
+        email,
+        secret=web.settings.secret_key,
+        now=web.clock.now(),
+        outbox=outbox.location(web.settings),
+    )
     return render_template(
         "message.html",
         title="Erased",

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import html
+import mailbox
 import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import sqlalchemy as sa
@@ -40,10 +42,12 @@ from drip.snapshots import recount_series
 from drip.subscriptions import unsubscribe, withdraw_address
 from drip.transports import MaildirTransport
 from drip.web import create_app
+from drip.web.admin.charts import bar_chart
 from drip.web.context import ctx
 from tests.helpers import System, assert_not_on_disk, commits_conflicting, sent_today
 from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
 from tests.web.test_consent import F5
+from tests.web.test_journey import erase_button
 
 SSTI = [
     "{{ ''.__class__.__mro__ }}",
@@ -52,6 +56,7 @@ SSTI = [
     "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
     "{{ request.environ }}",
 ]
+SVG = "http://www.w3.org/2000/svg"
 
 
 def without_token(page: str) -> str:
@@ -261,6 +266,28 @@ def test_the_dashboard_shows_the_series_in_numbers_and_charts(
     assert page.count("<svg") == 3
     assert "Calm Back, Calm Mind" in page
     assert "100%" in page, "one signup, confirmed"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
+def test_each_dashboard_chart_is_named_by_its_own_title(admin: FlaskClient) -> None:
+    """aria-labelledby must point at a real <title>, not at escaped text showing its tags."""
+    page = admin.get("/admin/").get_data(as_text=True)
+    charts = re.findall(r"<svg.*?</svg>", page, flags=re.DOTALL)
+    assert len(charts) == 3
+    for chart in charts:
+        svg = ElementTree.fromstring(chart)
+        title = svg.find(f"{{{SVG}}}title")
+        assert title is not None and title.get("id") == svg.get("aria-labelledby")
+    assert "&lt;" not in page
+
+
+def test_a_chart_escapes_each_label_once_and_its_markup_never() -> None:
+    chart = bar_chart([("<b>&", 2)], title='"Signups" & <more>')
+    svg = ElementTree.fromstring(chart)
+    title = svg.find(f"{{{SVG}}}title")
+    assert title is not None and title.text == '"Signups" & <more>: <b>& 2'
+    assert [t.text for t in svg.iter(f"{{{SVG}}}text")][-1] == "<b>&"
+    assert "&amp;amp;" not in chart
 
 
 def count_now(system: System) -> None:
@@ -821,6 +848,31 @@ def test_the_outbox_shows_local_mail_as_the_reader_sees_it(
     html = client.get(f"/admin/outbox/{key.group(1)}/html")
     assert "sandbox" in html.headers["Content-Security-Policy"]
     assert client.get("/admin/outbox/nope").status_code == 404
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the Maildir's part
+@pytest.mark.parametrize("by", ["privacy page", "admin"])
+def test_an_erasure_deletes_the_addresss_emails_from_the_local_outbox(
+    maildir_app: Flask, system: System, writer: str, by: str
+) -> None:
+    """The outbox is a copy drip keeps: erased, the address must not be readable there."""
+    system.join("ana@example.com", first_name="Ana")
+    system.join("bob@example.com")
+    outbox = MaildirTransport(system.settings.outbox_dir)
+    for received in system.smtp.received:
+        outbox.send(received.raw, mail_from="", rcpt_to=received.rcpt_tos[0])
+    client = maildir_app.test_client()
+    if by == "privacy page":
+        client.post("/privacy", data={"email": "ana@example.com"})
+        erase = erase_button(client, link(system, "ana@example.com", "privacy"))
+        assert client.post(erase).status_code == 200
+    assert log_in(client) == 302
+    if by == "admin":
+        page = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
+        post(client, f"{page}/action", {"action": "erase"}, page=page)
+    left = [message["To"] for message in mailbox.Maildir(system.settings.outbox_dir)]
+    assert left == ["bob@example.com"] * 2, "Bob's confirmation and welcome stay"
+    assert "ana@example.com" not in client.get("/admin/outbox/").get_data(as_text=True)
 
 
 def test_the_admin_can_download_every_subscriber_as_csv(

@@ -163,25 +163,39 @@ def test_a_refused_form_keeps_the_time_it_was_first_shown(
     assert count(system, Subscriber) == 1
 
 
+@pytest.mark.parametrize("unknown", ["Etc/Unknown", "localtime"])
 def test_a_detected_timezone_the_server_does_not_know_falls_back_to_the_default(
-    app_with: Callable[..., Flask], system: System, caplog: pytest.LogCaptureFixture
+    app_with: Callable[..., Flask],
+    system: System,
+    caplog: pytest.LogCaptureFixture,
+    unknown: str,
 ) -> None:
     """The script fills the field again on every try: refused, the visitor could never
-    sign up (a browser that knows Europe/Kyiv, a server whose tzdata does not)."""
+    sign up (a browser that knows Europe/Kyiv, a server whose tzdata does not).
+    "localtime" is a file in the server's zoneinfo folder, not a zone."""
     client = app_with(default_timezone="Europe/Berlin").test_client()
     with caplog.at_level(logging.WARNING, logger="drip"):
-        response = client.post(
-            "/subscribe", data={"email": "ana@example.com", "timezone": "Etc/Unknown"}
-        )
+        response = client.post("/subscribe", data={"email": "ana@example.com", "timezone": unknown})
     assert response.status_code == 303
     system.drain()
     assert system.subscriber("ana@example.com").timezone == "Europe/Berlin"
     [warning] = [r.getMessage() for r in caplog.records if r.name == "drip.signup"]
-    assert "Etc/Unknown" in warning and "ana@" not in warning
+    assert unknown in warning and "ana@" not in warning
     refused = client.post(
-        "/api/v1/subscribers", json={"email": "bob@example.com", "timezone": "Etc/Unknown"}
+        "/api/v1/subscribers", json={"email": "bob@example.com", "timezone": unknown}
     )
     assert refused.status_code == 400, "an API client sends a zone its OpenAPI lists"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # lists only
+def test_the_form_and_the_api_offer_only_zones_that_name_places(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    offered = set(re.findall(r"<option[^>]*>([^<]+)</option>", page))
+    listed = client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]["Signup"][
+        "properties"
+    ]["timezone"]["enum"]
+    assert {"Europe/Berlin", "US/Eastern"} <= offered and offered <= set(listed)
+    assert not {"localtime", "Factory"} & (offered | set(listed))
 
 
 def test_without_script_the_timezone_list_is_used(client: FlaskClient, system: System) -> None:
@@ -290,6 +304,30 @@ def test_one_address_cannot_be_mail_bombed_from_many_ips(app: Flask, system: Sys
     assert len(system.smtp.to("victim@example.com")) == 1
 
 
+def test_the_api_refuses_a_signup_from_a_site_not_allowed_and_says_so(
+    blog: FlaskClient, system: System
+) -> None:
+    """Unlike the form's bot trap, a developer calling the API from a site missing from
+    DRIP_ALLOWED_ORIGINS hears why nothing happens; a call without Origin (curl, a
+    server) and one from an allowed site go through."""
+    refused = blog.post(
+        "/api/v1/subscribers",
+        json={"email": "ana@example.com"},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert refused.status_code == 403
+    assert "DRIP_ALLOWED_ORIGINS" in refused.get_json()["error"]
+    assert count(system, ReceivedSignup) == 0
+    for address, headers in (("ben@example.com", {"Origin": BLOG}), ("cy@example.com", {})):
+        answer = blog.post("/api/v1/subscribers", json={"email": address}, headers=headers)
+        assert answer.status_code == 202
+    system.drain()
+    assert sorted(r.message["To"] for r in system.smtp.received) == [
+        "ben@example.com",
+        "cy@example.com",
+    ]
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CORS headers only
 def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: System) -> None:
     settings = dataclasses.replace(system.settings, allowed_origins=frozenset({BLOG}))
@@ -310,6 +348,22 @@ def test_the_api_allows_cross_origin_calls_from_configured_sites_only(system: Sy
         assert "Access-Control-Allow-Origin" not in foreign.headers
     finally:
         app.extensions["drip"].engine.dispose()
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # CORS headers only
+def test_the_apis_preflight_offers_only_what_the_api_serves(blog: FlaskClient) -> None:
+    """POST for signups, GET for the description, and the one header a JSON body needs."""
+    preflight = blog.options(
+        "/api/v1/subscribers",
+        headers={
+            "Origin": BLOG,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, x-extra",
+        },
+    )
+    methods = preflight.headers["Access-Control-Allow-Methods"].split(", ")
+    assert sorted(methods) == ["GET", "OPTIONS", "POST"]
+    assert preflight.headers["Access-Control-Allow-Headers"].lower() == "content-type"
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # a static file
@@ -647,6 +701,25 @@ def test_the_privacy_page_withdraws_consent_as_easily_as_it_erases(
     assert client.post(withdraw).status_code == 200, "twice changes nothing more"
     system.clock.advance(timedelta(days=2))
     assert system.tick().issued == []
+
+
+def test_the_privacy_page_offers_to_unsubscribe_only_when_it_can(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """The page promises what its buttons do: no unsubscribe once nothing is left to end."""
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+
+    def offers(page: str) -> str:
+        return page.split("<h2>")[0].lower()  # the data shown below may say "unsubscribed"
+
+    before = offers(client.get(manage).get_data(True))
+    assert "unsubscribe" in before and "download" in before and "erase" in before
+    withdraw = withdraw_button(client, manage)
+    assert withdraw is not None
+    client.post(withdraw)
+    after = offers(client.get(manage).get_data(True))
+    assert "unsubscribe" not in after and "download" in after and "erase" in after
 
 
 def test_a_pending_signup_can_be_withdrawn_from_the_privacy_page(

@@ -6,10 +6,10 @@ import mailbox
 from email import message_from_bytes
 from email.message import EmailMessage
 from email.policy import default as default_policy
-from pathlib import Path
 
 from flask import Response, render_template
 
+from drip import outbox
 from drip.errors import NotFound
 from drip.web.admin import protected
 from drip.web.admin.lessons import PREVIEW_CSP
@@ -52,11 +52,8 @@ def html(key: str) -> Response:
 
 
 def _box() -> mailbox.Maildir | None:
-    settings = ctx().settings
-    if not settings.mail_url.startswith("maildir:"):
-        return None
-    path = settings.mail_url.removeprefix("maildir:") or str(settings.outbox_dir)
-    return mailbox.Maildir(Path(path), create=True)
+    path = outbox.location(ctx().settings)
+    return None if path is None else mailbox.Maildir(path, create=True)
 
 
 def _require_box() -> mailbox.Maildir:

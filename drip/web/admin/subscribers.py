@@ -11,7 +11,7 @@ from flask import Response as FlaskResponse
 from flask import flash, redirect, render_template, request, stream_with_context, url_for
 from werkzeug.wrappers import Response
 
-from drip import consent, directory
+from drip import consent, directory, outbox
 from drip.csvio import export_rows, write_csv, write_csv_row
 from drip.errors import InvalidInput
 from drip.models import ConsentMethod, SubscriberStatus
@@ -110,7 +110,13 @@ def act(subscriber_id: int) -> Response:
     if action == "erase":
         with web.reading() as session:
             email = directory.timeline(session, subscriber_id).subscriber.email
-        erase_address(web.sessions, email, secret=web.settings.secret_key, now=now)
+        erase_address(
+            web.sessions,
+            email,
+            secret=web.settings.secret_key,
+            now=now,
+            outbox=outbox.location(web.settings),
+        )
         flash("Erased everything about that subscriber.")
         return redirect(url_for(".index"))
     queued: list[int] = []
