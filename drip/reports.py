@@ -12,11 +12,13 @@ subscriber anyway.
 
 A message drip should have read and could not is "held" (`parse` gives None) for the
 caller to keep for a person: a multipart/report with nothing readable in it, a bounce
-whose detectors failed and that no VERP address ties, and any message whose reading
-raised (a bug, or input no one foresaw: drip cannot tell what it was). Messages that are
-none of these and hold no report are "not a report" (an auto-reply). No input raises:
-one that did would roll its transaction back, leave the message in the Maildir, and
-stop every later run on it.
+whose detectors failed and that no VERP address ties, a message larger than MAX_SIZE,
+and any message whose reading raised (a bug, or input no one foresaw, such as parts
+nested a thousand deep, on which Python's parser raises RecursionError: drip cannot tell
+what it was). Messages that are none of these and hold no report are "not a report" (an
+auto-reply). No input raises: one that did would roll its transaction back, leave the
+message in the Maildir, and stop every later run on it; so the message is parsed only
+inside `parse`'s guard.
 """
 
 from __future__ import annotations
@@ -40,6 +42,13 @@ UNSUBSCRIBE_TOKEN = re.compile(
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
 """Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
 REPORT_PARTS = ("message/delivery-status", "message/feedback-report")
+MAX_SIZE = 10 * 1024 * 1024
+"""The largest message drip reads; a larger one is held unread. A bounce returns little
+of the original (Postfix its first 50 KB, Exim 100 KB, by default), and a complaint at
+most the whole of drip's email, whose rendered parts drip.rendering caps at 1 MiB each;
+anything larger is no report about drip's mail. Parsing it would take seconds and
+hundreds of MB for each message (one of 50 MB: 5 s and 600 MB), on every run that
+reads the Maildir."""
 
 
 @dataclass(frozen=True)
@@ -67,15 +76,18 @@ class Report:
 def parse(raw: bytes) -> list[Report] | None:
     """The reports in one message: from a DSN or ARF report, or from a bounce in a format
     of its own (`_plain_bounce`); empty for anything else; None for one to hold (a report
-    or bounce drip cannot read)."""
-    msg = email.message_from_bytes(raw, policy=default_policy)
+    or bounce drip cannot read, or a message over MAX_SIZE)."""
+    if len(raw) > MAX_SIZE:
+        log.warning("message of %d bytes held unread: over %d", len(raw), MAX_SIZE)
+        return None
     try:
+        msg = email.message_from_bytes(raw, policy=default_policy)
         envelope = _envelope(msg)
         if msg.get_content_type() == "multipart/report":
             reports = _report(msg, envelope) or None  # a report with nothing drip can read
         else:
             reports = _plain_bounce(raw, msg, envelope)
-    except Exception as exc:  # a malformed message must not stop the batch behind it
+    except Exception as exc:  # RecursionError too: a message must not stop the batch behind it
         log.warning("unreadable report or bounce held (%s: %s)", type(exc).__name__, exc)
         return None
     return None if reports is None else [replace(r, forgeable=True) for r in reports]

@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drip.reports import parse
+from drip.reports import MAX_SIZE, parse
+from tests.helpers import nested_parts
 from tests.test_bounces import bounce_with_unreadable_copy, fixture
 
 ABSURD_DATE = b"Mon, 26 Oct 2026 08:01:10 +99999999999999999999"
@@ -57,3 +58,25 @@ def test_an_exim_dsn_that_gives_only_the_generic_5_0_0_is_soft() -> None:
         b"Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown",
     )
     assert [r.kind for r in parse(unknown)] == ["hard"]
+
+
+def test_a_message_nested_too_deep_to_parse_is_held_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Python's parser raised RecursionError on it before the guard, and anyone can mail
+    one: the batch stopped there on every run."""
+    assert parse(nested_parts()) is None
+    assert "unreadable report or bounce held (RecursionError: " in caplog.text
+    assert parse(nested_parts(20)) == [], "read: nesting alone is no fault"
+
+
+def test_a_message_larger_than_any_report_is_held_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bounce is read whatever its size was: one of 50 MB took 5 s and 600 MB to parse,
+    on every run that reads the Maildir."""
+    bounce = fixture("qmail_hard.eml")
+    padded = bounce + b"x" * (MAX_SIZE - len(bounce))
+    assert [r.kind for r in parse(padded)] == ["hard"]
+    assert parse(padded + b"x") is None
+    assert f"message of {MAX_SIZE + 1} bytes held unread" in caplog.text
