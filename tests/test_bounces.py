@@ -538,6 +538,23 @@ def next_lesson(system: System) -> None:
     system.drain()
 
 
+def test_success_receipts_are_no_bounces_and_are_deleted(system: System, tmp_path: Path) -> None:
+    """A receipt that Ana's server relayed each email (RFC 3464 Action: relayed) was read
+    as a soft bounce of it, and three in a row stopped her, whose mail arrives."""
+    system.join("ana@example.com")
+    next_lesson(system)
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    sent = sent_ids(system, "ana@example.com")
+    for message_id in sent:
+        box.add(dated(fixture("dsn_relayed.eml", message_id), system.clock.now()))
+    summary = process(system, tmp_path)
+    assert "0 hard bounces, 0 complaints, 0 soft bounces (0 stopped" in summary
+    assert f"{len(sent)} not a report, 0 unreadable reports held" in summary
+    assert status_of(system, "ana") == SubscriberStatus.ACTIVE
+    assert bounces_of(system, "ana@example.com") == {}
+    assert list(box.keys()) == []
+
+
 def test_three_soft_bounces_in_a_row_stop_the_subscriber_and_bar_the_address(
     system: System,
 ) -> None:
