@@ -48,11 +48,12 @@ within a month.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import mailbox
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -61,6 +62,7 @@ from drip import verp
 from drip.clock import Clock
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, transaction
 from drip.errors import DripError, InvalidInput
+from drip.maildirs import MessageFile, open_maildir
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber
 from drip.privacy import suppress
 from drip.reports import Report, parse
@@ -107,7 +109,7 @@ class Tally:
 
 
 def process_maildir(
-    box: mailbox.Maildir,
+    folder: Path,
     sessions: SessionFactory,
     *,
     secret: str,
@@ -115,19 +117,26 @@ def process_maildir(
     clock: Clock,
     tally: Tally,
 ) -> None:
-    """Each message not yet Seen, once: applied and committed, then deleted (held ones
-    marked Seen and Flagged instead). A crash between the commit and the delete leaves
-    the message to the next run, which applies it again to the same email, to no effect."""
+    """Each message not yet Seen in the Maildir `folder`, once: applied and committed,
+    then deleted (held ones marked Seen and Flagged instead). A crash between the commit
+    and the delete leaves the message to the next run, which applies it again to the same
+    email, to no effect.
+
+    Only `parse` reads a message's content, inside its guard: its flags and time come from
+    its file (drip.maildirs), and holding it renames the file (`_hold`). A message that
+    made the parser raise outside that guard (parts nested a thousand deep:
+    RecursionError) would stop this run and every later one."""
+    box = open_maildir(folder)
     for key in list(box.iterkeys()):  # iterating a Maildir yields messages, not keys
         try:
-            message = box.get_message(key)
+            found = box.get_message(key)
+            if "S" in found.get_flags():
+                if "F" in found.get_flags() and _expired(found, clock.now()):
+                    box.discard(key)
+                    tally.expired += 1
+                continue
             raw = box.get_bytes(key)
         except (KeyError, FileNotFoundError):  # a run alongside took it
-            continue
-        if "S" in message.get_flags():
-            if "F" in message.get_flags() and _expired(message, clock.now()):
-                box.discard(key)
-                tally.expired += 1
             continue
         with transaction(sessions) as session:
             done = process_message(
@@ -136,14 +145,21 @@ def process_maildir(
         if done:
             box.discard(key)
         else:
-            message.set_subdir("cur")
-            message.add_flag("FS")
-            box[key] = message
+            _hold(folder, key, found, colon=box.colon)
 
 
-def _expired(message: mailbox.MaildirMessage, now: datetime) -> bool:
+def _expired(found: MessageFile, now: datetime) -> bool:
     """Held for HELD_FOR since it arrived (its file's time, which holding it keeps)."""
-    return now.timestamp() - message.get_date() > HELD_FOR.total_seconds()
+    return now.timestamp() - found.get_date() > HELD_FOR.total_seconds()
+
+
+def _hold(folder: Path, key: str, found: MessageFile, *, colon: str) -> None:
+    """Mark a message Seen and Flagged in cur/, as a mail reader marks one it has shown:
+    by renaming its file, which keeps its bytes as they came and its time, from which
+    HELD_FOR counts."""
+    flags = "".join(sorted(set(found.get_flags()) | set("FS")))
+    with contextlib.suppress(FileNotFoundError):  # a run alongside took it
+        found.path.rename(folder / "cur" / f"{key}{colon}2,{flags}")
 
 
 def process_message(

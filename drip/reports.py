@@ -12,11 +12,13 @@ subscriber anyway.
 
 A message drip should have read and could not is "held" (`parse` gives None) for the
 caller to keep for a person: a multipart/report with nothing readable in it, a bounce
-whose detectors failed and that no VERP address ties, and any message whose reading
-raised (a bug, or input no one foresaw: drip cannot tell what it was). Messages that are
-none of these and hold no report are "not a report" (an auto-reply). No input raises:
-one that did would roll its transaction back, leave the message in the Maildir, and
-stop every later run on it.
+whose detectors failed and that no VERP address ties, a message larger than MAX_SIZE,
+and any message whose reading raised (a bug, or input no one foresaw, such as parts
+nested a thousand deep, on which Python's parser raises RecursionError: drip cannot tell
+what it was). Messages that are none of these and hold no report are "not a report" (an
+auto-reply, or a DSN that reports only successes). No input raises: one that did would
+roll its transaction back, leave the message in the Maildir, and stop every later run on
+it; so the message is parsed only inside `parse`'s guard.
 """
 
 from __future__ import annotations
@@ -40,6 +42,22 @@ UNSUBSCRIBE_TOKEN = re.compile(
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "To", "Return-Path")
 """Where a bounce shows the address it was returned to (a VERP address, if drip used one)."""
 REPORT_PARTS = ("message/delivery-status", "message/feedback-report")
+FAILED = ("fail", "error")
+"""How a DSN's Action starts for a recipient it failed: RFC 3464's "failed" (some MTAs add
+a comment) and OpenSMTPD's "error", as flufl.bounce's DSN detector reads them."""
+DELAYED = "delayed"
+SUCCEEDED = ("delivered", "relayed", "expanded")
+"""The Actions of RFC 3464 section 2.3.3 that report no failure: a receipt asked for with
+NOTIFY=SUCCESS, a relay to a system that sends no DSNs, a mailing list expanded. They
+are no bounce: three read as soft bounces in a row would stop a reader whose mail
+arrives (DEL-05)."""
+MAX_SIZE = 10 * 1024 * 1024
+"""The largest message drip reads; a larger one is held unread. A bounce returns little
+of the original (Postfix its first 50 KB, Exim 100 KB, by default), and a complaint at
+most the whole of drip's email, whose rendered parts drip.rendering caps at 1 MiB each;
+anything larger is no report about drip's mail. Parsing it would take seconds and
+hundreds of MB for each message (one of 50 MB: 5 s and 600 MB), on every run that
+reads the Maildir."""
 
 
 @dataclass(frozen=True)
@@ -67,29 +85,36 @@ class Report:
 def parse(raw: bytes) -> list[Report] | None:
     """The reports in one message: from a DSN or ARF report, or from a bounce in a format
     of its own (`_plain_bounce`); empty for anything else; None for one to hold (a report
-    or bounce drip cannot read)."""
-    msg = email.message_from_bytes(raw, policy=default_policy)
+    or bounce drip cannot read, or a message over MAX_SIZE)."""
+    if len(raw) > MAX_SIZE:
+        log.warning("message of %d bytes held unread: over %d", len(raw), MAX_SIZE)
+        return None
     try:
+        msg = email.message_from_bytes(raw, policy=default_policy)
         envelope = _envelope(msg)
         if msg.get_content_type() == "multipart/report":
-            reports = _report(msg, envelope) or None  # a report with nothing drip can read
+            reports = _report(msg, envelope)
         else:
             reports = _plain_bounce(raw, msg, envelope)
-    except Exception as exc:  # a malformed message must not stop the batch behind it
+    except Exception as exc:  # RecursionError too: a message must not stop the batch behind it
         log.warning("unreadable report or bounce held (%s: %s)", type(exc).__name__, exc)
         return None
     return None if reports is None else [replace(r, forgeable=True) for r in reports]
 
 
-def _report(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report]:
+def _report(msg: EmailMessage, envelope: tuple[str, ...]) -> list[Report] | None:
+    """The failures or complaint a multipart/report gives; None (held) for one with nothing
+    drip can read in it."""
     report_type = msg.get_param("report-type", "")
     original, token = _marks(_original_headers(msg))
     if report_type == "delivery-status":
         reports = _delivery_status(msg, original)
     elif report_type == "feedback-report":
-        reports = _feedback(msg, original)
+        reports = _feedback(msg, original) or None
     else:
-        return []
+        reports = None
+    if reports is None:
+        return None
     dated = _dated(msg)
     return [
         replace(r, envelope=envelope + r.envelope, unsubscribe_token=token, dated=dated)
@@ -125,24 +150,32 @@ def _plain_bounce(raw: bytes, msg: EmailMessage, envelope: tuple[str, ...]) -> l
     return None if failed is None else []
 
 
-def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
-    """Each recipient's block. `Action: failed` with a 5.x.x Status is hard only if the
-    Status and Diagnostic-Code show a permanent code and no transient one, the rule for
-    plain text too (plain_bounces.permanent): Exim says Status: 5.0.0 of every failure,
-    also of an address it gave up on after days of 4xx deferrals (a mailbox full for a
-    week, its 452 in the Diagnostic-Code) or of failed connections (no Diagnostic-Code),
-    and that address may well work."""
+def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report] | None:
+    """A report for each recipient's block that says delivery failed or is delayed (soft),
+    none for one that says it succeeded; None (held) if no block names a recipient and
+    one of these Actions.
+
+    `Action: failed` with a 5.x.x Status is hard only if the Status and Diagnostic-Code
+    show a permanent code and no transient one, the rule for plain text too
+    (plain_bounces.permanent): Exim says Status: 5.0.0 of every failure, also of an
+    address it gave up on after days of 4xx deferrals (a mailbox full for a week, its 452
+    in the Diagnostic-Code) or of failed connections (no Diagnostic-Code), and that
+    address may well work."""
     reports = []
+    read = False
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
         for block in _blocks(part):
             original_recipient = _address(block.get("Original-Recipient") or "")
             recipient = _address(block.get("Final-Recipient") or "") or original_recipient
-            action = str(block.get("Action", "")).strip().lower()
-            status = str(block.get("Status", "")).strip()
-            if not recipient or not action:
+            action = _action(block)
+            if not recipient or action is None:
                 continue
+            read = True
+            if action == "succeeded":
+                continue
+            status = str(block.get("Status", "")).strip()
             diagnostic = str(block.get("Diagnostic-Code", ""))
             words = f"{status}\n{diagnostic}"
             hard = action == "failed" and status.startswith("5") and plain_bounces.permanent(words)
@@ -151,7 +184,20 @@ def _delivery_status(msg: EmailMessage, original: str | None) -> list[Report]:
             reports.append(
                 Report(kind, recipient, original, detail, original_recipient=original_recipient)
             )
-    return reports
+    return reports if read else None
+
+
+def _action(block: Message) -> str | None:
+    """What a recipient's block says of its delivery, by its Action: "failed", "delayed"
+    or "succeeded"; None for any other Action, or none."""
+    action = str(block.get("Action", "")).strip().lower()
+    if action.startswith(FAILED):
+        return "failed"
+    if action.startswith(DELAYED):
+        return "delayed"
+    if action.startswith(SUCCEEDED):
+        return "succeeded"
+    return None
 
 
 def _feedback(msg: EmailMessage, original: str | None) -> list[Report]:

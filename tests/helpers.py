@@ -591,3 +591,19 @@ def ended_long_ago(system: System, *emails: str) -> None:
             for email in emails
         )
     system.clock.advance(system.settings.retention + timedelta(minutes=1))
+
+
+def nested_parts(depth: int = 1000) -> bytes:
+    """A bounce whose parts are nested `depth` deep, which anyone can mail: Python's
+    email parser recurses once a level, and raises RecursionError at about a thousand."""
+    opening = b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n)
+        for n in range(depth)
+    )
+    closing = b"".join(b"\r\n--b%d--" % n for n in reversed(range(depth)))
+    return (
+        b"From: MAILER-DAEMON@mx.example.net\r\nSubject: Undelivered Mail\r\n"
+        + opening
+        + b"Content-Type: text/plain\r\n\r\n550 5.1.1 <ana@example.com>: User unknown"
+        + closing
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import mailbox
+import os
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from drip.db import SessionFactory, transaction
 from drip.models import Delivery, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase, is_suppressed
 from drip.reports import Report, parse
-from tests.helpers import System, drip_env, wait_until
+from tests.helpers import System, drip_env, nested_parts, wait_until
 from tests.test_intake import ANA, Racer, assert_erased, erasing, lock_waits
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -337,13 +338,13 @@ def test_bounces_repeated_about_one_email_count_once_without_verp(
     for _day in range(4):
         next_lesson(system)
         box.add(dated(warning, system.clock.now()))
-        assert (read_maildir(system, box).soft, status_of(system, "bob")) == (
+        assert (read_maildir(system, tmp_path).soft, status_of(system, "bob")) == (
             1,
             SubscriberStatus.ACTIVE,
         )
     next_lesson(system)
     box.add(dated(fixture("exim_retry_timeout.eml", welcome["Message-ID"]), system.clock.now()))
-    tally = read_maildir(system, box)
+    tally = read_maildir(system, tmp_path)
     assert (tally.hard, tally.soft, tally.stopped) == (0, 1, 0)
     assert bounces_of(system, "bob@example.com") == {welcome["Message-ID"]: "soft"}
     assert status_of(system, "bob") == SubscriberStatus.ACTIVE
@@ -372,10 +373,11 @@ def test_a_report_is_read_once_however_often_cron_runs(
     assert list(box.keys()) == []
 
 
-def read_maildir(system: System, box: mailbox.Maildir) -> Tally:
+def read_maildir(system: System, tmp_path: Path) -> Tally:
+    """`process_maildir` on tmp_path/bounces, in this process; its tally."""
     tally = Tally()
     process_maildir(
-        box,
+        tmp_path / "bounces",
         system.sessions,
         secret=system.settings.secret_key,
         tokens=system.mailer.tokens,
@@ -401,10 +403,10 @@ def test_a_report_read_again_after_a_crash_lands_on_the_same_email(
 
     with monkeypatch.context() as patched, pytest.raises(OSError):
         patched.setattr(mailbox.Maildir, "discard", die)
-        read_maildir(system, box)
+        read_maildir(system, tmp_path)
     assert bounces_of(system, "bob@example.com") == {welcome: "soft"}, "committed"
     next_lesson(system)
-    tally = read_maildir(system, box)
+    tally = read_maildir(system, tmp_path)
     assert (tally.soft, tally.stopped) == (1, 0)
     assert bounces_of(system, "bob@example.com") == {welcome: "soft"}
     assert list(box.keys()) == []
@@ -460,7 +462,7 @@ def test_a_mailed_complaint_known_only_by_its_address_changes_nothing(
     with_verp = forged.replace(b"Original-Mail-From: <hello@drip.example.com>", forged_verp)
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
     keys = {box.add(forged), box.add(with_verp)}
-    tallies = [read_maildir(system, box) for _run in range(2)]
+    tallies = [read_maildir(system, tmp_path) for _run in range(2)]
     assert set(box.keys()) == keys
     assert {box.get_message(key).get_flags() for key in keys} == {"FS"}
     assert status_of(system, "cat") == SubscriberStatus.ACTIVE
@@ -534,6 +536,23 @@ def next_lesson(system: System) -> None:
     system.clock.advance(timedelta(days=1, hours=3))
     system.tick()
     system.drain()
+
+
+def test_success_receipts_are_no_bounces_and_are_deleted(system: System, tmp_path: Path) -> None:
+    """A receipt that Ana's server relayed each email (RFC 3464 Action: relayed) was read
+    as a soft bounce of it, and three in a row stopped her, whose mail arrives."""
+    system.join("ana@example.com")
+    next_lesson(system)
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    sent = sent_ids(system, "ana@example.com")
+    for message_id in sent:
+        box.add(dated(fixture("dsn_relayed.eml", message_id), system.clock.now()))
+    summary = process(system, tmp_path)
+    assert "0 hard bounces, 0 complaints, 0 soft bounces (0 stopped" in summary
+    assert f"{len(sent)} not a report, 0 unreadable reports held" in summary
+    assert status_of(system, "ana") == SubscriberStatus.ACTIVE
+    assert bounces_of(system, "ana@example.com") == {}
+    assert list(box.keys()) == []
 
 
 def test_three_soft_bounces_in_a_row_stop_the_subscriber_and_bar_the_address(
@@ -700,10 +719,34 @@ def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
 
     held.set_date((system.clock.now() - HELD_FOR).timestamp() + 60)
     box[garbage] = held
-    assert read_maildir(system, box).expired == 0
+    assert read_maildir(system, tmp_path).expired == 0
     held.set_date((system.clock.now() - HELD_FOR).timestamp() - 60)
     box[garbage] = held
-    assert read_maildir(system, box).expired == 1
+    assert read_maildir(system, tmp_path).expired == 1
+    assert list(box.keys()) == []
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message reading only
+def test_a_message_nested_too_deep_to_parse_is_held_not_left_to_stop_every_run(
+    readers: System, tmp_path: Path
+) -> None:
+    """Anyone can mail the bounce address one: the mailbox module parsed it to read its
+    flags, and RecursionError escaped `drip bounces process` before any guard, so it and
+    every message behind it stayed unread on every run. Only the parser's guard reads it
+    now, and holding it renames its file, which keeps its bytes and its time."""
+    system = readers
+    box = mailbox.Maildir(tmp_path / "bounces", create=True)
+    nested = box.add(nested_parts())
+    box.add(dated(fixture("dsn_delayed.eml"), system.clock.now()))
+    summary = process(system, tmp_path)
+    assert "1 soft bounces (0 stopped" in summary
+    assert "1 unreadable reports held" in summary
+    assert list(box.keys()) == [nested]
+    assert "0 unreadable reports held" in process(system, tmp_path), "held once"
+    held = tmp_path / "bounces" / "cur" / f"{nested}:2,FS"
+    assert held.read_bytes() == nested_parts()
+    os.utime(held, (0, (system.clock.now() - HELD_FOR).timestamp() - 60))
+    assert read_maildir(system, tmp_path).expired == 1
     assert list(box.keys()) == []
 
 

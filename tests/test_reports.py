@@ -6,7 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from drip.reports import parse
+from drip.reports import MAX_SIZE, parse
+from tests.helpers import nested_parts
 from tests.test_bounces import bounce_with_unreadable_copy, fixture
 
 ABSURD_DATE = b"Mon, 26 Oct 2026 08:01:10 +99999999999999999999"
@@ -57,3 +58,47 @@ def test_an_exim_dsn_that_gives_only_the_generic_5_0_0_is_soft() -> None:
         b"Diagnostic-Code: smtp; 550 5.1.1 <bob@example.com>: User unknown",
     )
     assert [r.kind for r in parse(unknown)] == ["hard"]
+
+
+@pytest.mark.parametrize("action", ["relayed", "delivered", "expanded", "Delivered (to mailbox)"])
+def test_a_dsn_that_reports_a_success_is_no_bounce_and_not_held(action: str) -> None:
+    """RFC 3464 section 2.3.3: a server sends these for NOTIFY=SUCCESS, or when it relays
+    the email to one that sends no DSNs. Each was read as a soft bounce, so three success
+    receipts in a row stopped a reader whose mail arrived (DEL-05)."""
+    success = fixture("dsn_relayed.eml").replace(b"Action: relayed", f"Action: {action}".encode())
+    assert parse(success) == [], "not a report: deleted"
+
+
+def test_a_dsn_reports_its_failed_recipients_and_not_the_others() -> None:
+    both = fixture("dsn_hard.eml").replace(
+        b"User unknown\r\n",
+        b"User unknown\r\n\r\nFinal-Recipient: rfc822; bob@example.com\r\n"
+        b"Action: delivered\r\nStatus: 2.0.0\r\n",
+    )
+    assert [(r.kind, r.recipient) for r in parse(both)] == [("hard", "ana@example.com")]
+    error = fixture("dsn_hard.eml").replace(b"Action: failed", b"Action: error")
+    assert [r.kind for r in parse(error)] == ["hard"], "OpenSMTPD's word for failed"
+    unknown = fixture("dsn_hard.eml").replace(b"Action: failed", b"Action: vanished")
+    assert parse(unknown) is None, "held: an Action no one foresaw"
+
+
+def test_a_message_nested_too_deep_to_parse_is_held_not_an_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Python's parser raised RecursionError on it before the guard, and anyone can mail
+    one: the batch stopped there on every run."""
+    assert parse(nested_parts()) is None
+    assert "unreadable report or bounce held (RecursionError: " in caplog.text
+    assert parse(nested_parts(20)) == [], "read: nesting alone is no fault"
+
+
+def test_a_message_larger_than_any_report_is_held_unread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bounce is read whatever its size was: one of 50 MB took 5 s and 600 MB to parse,
+    on every run that reads the Maildir."""
+    bounce = fixture("qmail_hard.eml")
+    padded = bounce + b"x" * (MAX_SIZE - len(bounce))
+    assert [r.kind for r in parse(padded)] == ["hard"]
+    assert parse(padded + b"x") is None
+    assert f"message of {MAX_SIZE + 1} bytes held unread" in caplog.text

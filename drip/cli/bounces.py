@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import mailbox
 import sys
 from pathlib import Path
 
@@ -23,9 +22,9 @@ def bounces_process(source: str) -> None:
     """Read DSN bounces and ARF complaints from SOURCE (a Maildir folder, or - for one
     message on standard input) and stop the subscribers they name. Each message not yet
     Seen is read once, then deleted, reports and anything else alike (it holds an address
-    an erasure cannot reach). A report or bounce that cannot be read, and a complaint
-    known only by the address it names, are held: left in the Maildir marked Seen and
-    Flagged for a person to read, and deleted after 30 days."""
+    an erasure cannot reach). A report or bounce that cannot be read (or is over 10 MiB),
+    and a complaint known only by the address it names, are held: left in the Maildir
+    marked Seen and Flagged for a person to read, and deleted after 30 days."""
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
@@ -46,7 +45,7 @@ def bounces_process(source: str) -> None:
             raise click.BadParameter(f"{source} is not a Maildir", param_hint="SOURCE")
         with database_sessions() as (sessions, clock):
             process_maildir(
-                mailbox.Maildir(source, create=False),
+                Path(source),
                 sessions,
                 secret=settings.secret_key,
                 tokens=Tokens(settings.secret_keys, clock),

@@ -44,7 +44,13 @@ from drip.transports import MaildirTransport
 from drip.web import create_app
 from drip.web.admin.charts import bar_chart
 from drip.web.context import ctx
-from tests.helpers import System, assert_not_on_disk, commits_conflicting, sent_today
+from tests.helpers import (
+    System,
+    assert_not_on_disk,
+    commits_conflicting,
+    nested_parts,
+    sent_today,
+)
 from tests.web.conftest import BLOG, PASSWORD, csrf_token, link, log_in, post, status_of
 from tests.web.test_consent import F5
 from tests.web.test_journey import erase_button
@@ -873,6 +879,23 @@ def test_an_erasure_deletes_the_addresss_emails_from_the_local_outbox(
     left = [message["To"] for message in mailbox.Maildir(system.settings.outbox_dir)]
     assert left == ["bob@example.com"] * 2, "Bob's confirmation and welcome stay"
     assert "ana@example.com" not in client.get("/admin/outbox/").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # reads the Maildir only
+def test_the_outbox_lists_a_message_nested_too_deep_to_parse(
+    maildir_app: Flask, system: System, writer: str
+) -> None:
+    """The list parsed every message whole, so one Python's parser raises RecursionError
+    on made the page fail; opened, it is refused with a reason."""
+    key = mailbox.Maildir(system.settings.outbox_dir, create=True).add(nested_parts())
+    client = maildir_app.test_client()
+    assert log_in(client) == 302
+    listing = client.get("/admin/outbox/")
+    assert listing.status_code == 200
+    assert f'href="/admin/outbox/{key}"' in listing.get_data(as_text=True)
+    shown = client.get(f"/admin/outbox/{key}")
+    assert shown.status_code == 400
+    assert "nested too deeply to show" in shown.get_data(as_text=True)
 
 
 def test_the_admin_can_download_every_subscriber_as_csv(

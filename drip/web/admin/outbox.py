@@ -1,16 +1,22 @@
-"""/admin/outbox: the local Maildir, newest first, each message as the reader sees it."""
+"""/admin/outbox: the local Maildir, newest first, each message as the reader sees it.
+
+The list reads only each message's file time and headers: a message that Python's parser
+raises on (parts nested a thousand deep: RecursionError) would otherwise break the whole
+page. Opened, such a message is refused with a reason instead.
+"""
 
 from __future__ import annotations
 
 import mailbox
-from email import message_from_bytes
 from email.message import EmailMessage
+from email.parser import BytesParser
 from email.policy import default as default_policy
 
 from flask import Response, render_template
 
 from drip import outbox
-from drip.errors import NotFound
+from drip.errors import InvalidInput, NotFound
+from drip.maildirs import open_maildir
 from drip.web.admin import protected
 from drip.web.admin.lessons import PREVIEW_CSP
 from drip.web.context import ctx
@@ -25,7 +31,7 @@ def index() -> str:
     entries = []
     if box is not None:
         keys = sorted(box.keys(), key=lambda k: _mtime(box, k), reverse=True)[:SHOWN]
-        entries = [(key, _message(box, key)) for key in keys]
+        entries = [(key, _message(box, key, headers_only=True)) for key in keys]
     return render_template("admin/outbox.html", entries=entries, enabled=box is not None)
 
 
@@ -53,7 +59,7 @@ def html(key: str) -> Response:
 
 def _box() -> mailbox.Maildir | None:
     path = outbox.location(ctx().settings)
-    return None if path is None else mailbox.Maildir(path, create=True)
+    return None if path is None else open_maildir(path, create=True)
 
 
 def _require_box() -> mailbox.Maildir:
@@ -63,12 +69,15 @@ def _require_box() -> mailbox.Maildir:
     return box
 
 
-def _message(box: mailbox.Maildir, key: str) -> EmailMessage:
+def _message(box: mailbox.Maildir, key: str, *, headers_only: bool = False) -> EmailMessage:
     try:
         raw = box.get_bytes(key)
     except (KeyError, ValueError):
         raise NotFound("no such message") from None
-    msg = message_from_bytes(raw, policy=default_policy)
+    try:
+        msg = BytesParser(policy=default_policy).parsebytes(raw, headersonly=headers_only)
+    except RecursionError:
+        raise InvalidInput("this message's parts are nested too deeply to show") from None
     assert isinstance(msg, EmailMessage)
     return msg
 
