@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from drip.errors import ConfigError
+from drip.private_files import make_private_folder, open_private
 
 T = TypeVar("T")
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -151,7 +152,8 @@ class Settings:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Read DRIP_* variables; create the instance folder and its secret key if needed."""
+    """Read DRIP_* variables; create the instance folder (private, drip.private_files) and
+    its secret key if needed."""
     env = os.environ if environ is None else environ
 
     def get(name: str, default: str, parse: Callable[[str], T]) -> T:
@@ -163,7 +165,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
 
     instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
     try:
-        instance.mkdir(parents=True, exist_ok=True)
+        make_private_folder(instance)
     except OSError as exc:
         raise ConfigError(f"DRIP_INSTANCE={instance}: cannot create it ({exc})") from None
     mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
@@ -257,8 +259,7 @@ def _instance_secret(instance: Path) -> str:
     path = instance / "secret_key"
     if not path.exists():
         draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(draft, exclusive=True) as f:
             f.write(secrets.token_urlsafe(48))
         try:
             os.link(draft, path)

@@ -236,6 +236,11 @@ def assert_not_on_disk(system: System, trace: str) -> None:
             assert trace.encode() not in path.read_bytes(), path
 
 
+def is_private(path: Path) -> bool:
+    """Only the owner may read, write or enter it."""
+    return path.stat().st_mode & 0o077 == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -21,7 +21,13 @@ from drip.db import transaction
 from drip.models import Subscriber, Suppression
 from drip.privacy_export import as_json, export
 from drip.settings import load_settings
-from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, drip_env
+from tests.helpers import (
+    System,
+    assert_not_on_disk,
+    deadlocked_deletes,
+    drip_env,
+    is_private,
+)
 from tests.test_intake import ANA, assert_erased, receive, receive_ana
 
 
@@ -197,12 +203,24 @@ def test_privacy_export_writes_the_download_of_the_privacy_page(
     assert ANA[3] in result.stdout and ANA[2] in result.stdout, "the IP and browser it saw"
     assert [email["kind"] for email in subscription["emails"]] == ["confirmation", "step"]
 
-    saved = tmp_path / "ana.json"
-    to_file = CliRunner().invoke(
-        main, ["privacy", "export", ANA[0], "--output", str(saved)], env=env
-    )
-    assert (to_file.exit_code, to_file.stdout) == (0, "")
-    assert saved.read_text(encoding="utf-8") == download + "\n"
+
+@pytest.mark.usefixtures("usual_umask")
+def test_privacy_export_to_a_file_is_readable_by_its_owner_only(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    ana_joined(system)
+    with transaction(system.sessions) as session:
+        download = as_json(export(session, ANA[0], secret=system.settings.secret_key))
+    saved, older = tmp_path / "ana.json", tmp_path / "older.json"
+    older.write_text("an export made before, readable by all")
+    older.chmod(0o644)
+    for path in (saved, older):
+        to_file = CliRunner().invoke(
+            main, ["privacy", "export", ANA[0], "--output", str(path)], env=env
+        )
+        assert (to_file.exit_code, to_file.stdout) == (0, "")
+        assert path.read_text(encoding="utf-8") == download + "\n"
+        assert is_private(path)
 
 
 def test_privacy_export_of_an_address_nobody_holds_is_empty_and_says_so(
