@@ -22,6 +22,7 @@ from urllib.parse import unquote, urlsplit
 
 from email_validator import EmailNotValidError, validate_email
 
+from drip.dns_names import LABEL, dkim_selector, domain_name
 from drip.errors import ConfigError
 from drip.private_files import make_private_folder, open_private
 
@@ -490,13 +491,27 @@ def _dkim(env: Mapping[str, str]) -> dict[str, Any]:
         missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
         raise ConfigError(f"DKIM needs all of {', '.join(names)}; missing {missing}")
     selector, domain, key = values
-    if key and not Path(key).is_file():
-        raise ConfigError(f"DRIP_DKIM_KEY={key}: no such file")
+    if key:
+        selector, domain = _dkim_names(selector, domain)
+        if not Path(key).is_file():
+            raise ConfigError(f"DRIP_DKIM_KEY={key}: no such file")
     return {
         "dkim_selector": selector,
         "dkim_domain": domain,
         "dkim_key": Path(key) if key else None,
     }
+
+
+def _dkim_names(selector: str, domain: str) -> tuple[str, str]:
+    """The checks `drip dkim keygen` makes: no mail is signed with a name DNS cannot hold."""
+    try:
+        domain = domain_name(domain)
+    except ValueError as exc:
+        raise ConfigError(f"DRIP_DKIM_DOMAIN: {exc}") from None
+    try:
+        return dkim_selector(selector, domain=domain), domain
+    except ValueError as exc:
+        raise ConfigError(f"DRIP_DKIM_SELECTOR: {exc}") from None
 
 
 def _log_format(raw: str) -> str:
@@ -512,17 +527,13 @@ def _metrics_token(raw: str) -> str:
     return raw
 
 
-DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOST = re.compile(rf"^\.?{LABEL}(\.{LABEL})*$")
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
 
 
 def _domain(raw: str) -> str:
     """The domain of VERP envelope senders (its MX must deliver bounces to drip)."""
-    if raw and not DOMAIN.match(raw.lower()):
-        raise ValueError("expected a domain name such as bounces.example.com")
-    return raw.lower()
+    return domain_name(raw) if raw else ""
 
 
 def _topic_arns(raw: str) -> frozenset[str]:
