@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from drip import schema
 from drip.cli import main
 from drip.db import transaction
 from drip.models import Subscriber, Suppression
@@ -46,9 +47,12 @@ def test_init_is_safe_to_run_again(tmp_path: Path) -> None:
     first = CliRunner().invoke(main, ["init"], env=env)
     assert first.exit_code == 0, first.output
     assert "installed the series 'Calm Back, Calm Mind' (11 emails)" in first.output
+    (newest,) = schema.code_revisions()[1]
+    assert f"database upgraded to {newest}: sqlite:///" in first.output
+    assert "alembic" not in first.output, "one line for the migrations, not one each"
     second = CliRunner().invoke(main, ["init"], env=env)
     assert second.exit_code == 0, second.output
-    assert "installed" not in second.output
+    assert "installed" not in second.output and "database ready: sqlite:///" in second.output
     assert (tmp_path / "fresh" / "drip.db").exists()
     assert (tmp_path / "fresh" / "secret_key").stat().st_mode & 0o077 == 0
 
@@ -129,6 +133,8 @@ def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) ->
     assert "an empty database" in behind.output and "run drip db upgrade" in behind.output
     upgraded = CliRunner().invoke(main, ["db", "upgrade"], env=env)
     assert upgraded.exit_code == 0, upgraded.output
+    assert "Running upgrade 0001 -> 0002" in upgraded.output, "a deploy's log names each"
+    assert "setup plugin" not in upgraded.output, "Alembic's own tracing is left out"
     current = CliRunner().invoke(main, ["db", "current"], env=env)
     assert current.exit_code == 0, current.output
     assert current.output.endswith("(the newest)\n")
