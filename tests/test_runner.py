@@ -1,5 +1,6 @@
 """`drip run`: it announces the signup page only once the page is served, says in one
-line when the port is taken, and a Ctrl-C stops it all without a complaint."""
+line when the port is taken, and a Ctrl-C stops it all without a complaint; `make run`
+passes it a port and host."""
 
 from __future__ import annotations
 
@@ -15,10 +16,12 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from drip.cli import main
+from drip.cli.processes import run as run_command
 from drip.schema import code_revisions
 from tests.helpers import free_port, wait_until
 
 BANNER = "  signup page:  "
+ROOT = Path(__file__).parent.parent
 
 
 def test_a_taken_port_stops_drip_run_at_once_in_one_line_naming_it(tmp_path: Path) -> None:
@@ -102,6 +105,26 @@ def test_the_embedded_redis_stops_quietly_and_keeps_its_data(tmp_path: Path) -> 
     stopped = python("client.set('k', 'kept')")
     assert stopped.stderr == ""
     assert python("print(client.get('k').decode())").stdout == "kept\n"
+
+
+def test_make_run_passes_its_port_and_host_with_drip_runs_defaults() -> None:
+    defaults = {param.name: param.default for param in run_command.params}
+    assert _make_run() == f"--host {defaults['host']} --port {defaults['port']}"
+    assert _make_run("PORT=8001", "HOST=0.0.0.0") == "--host 0.0.0.0 --port 8001"
+
+
+def _make_run(*variables: str) -> str:
+    """The options `make run` gives drip run (make -n prints, and runs nothing)."""
+    printed = subprocess.run(
+        ["make", "-n", "run", *variables],
+        cwd=ROOT,
+        env={**os.environ, "HOST": "elsewhere.example", "PORT": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (line,) = [line for line in printed.splitlines() if "/drip run" in line]
+    return line.partition("/drip run ")[2]
 
 
 def _accepts(port: int) -> bool:
