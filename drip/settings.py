@@ -28,7 +28,9 @@ from drip.private_files import make_private_folder, open_private
 
 T = TypeVar("T")
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEMO_POSTAL_ADDRESS = "drip demo, 1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
+DEMO_POSTAL_ADDRESS = "1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
+"""The address alone: every footer, the consent notice and /privacy print the sender's name
+before it."""
 
 
 @dataclass(frozen=True)

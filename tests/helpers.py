@@ -351,7 +351,7 @@ def drip_env(tmp_path: Path, database_url: str, socket_file: str, smtp_port: int
         "DRIP_REDIS_URL": f"unix://{socket_file}",
         "DRIP_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "DRIP_FROM": "Calm Back <hello@drip.example.com>",
-        "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
+        "DRIP_POSTAL_ADDRESS": "12 Harbour Road, Victoria BC V8V 1A1, Canada",
         "DRIP_BASE_URL": "https://drip.example.com",
         # A worker counting the dashboard every 3 simulated minutes would be most of
         # what a simulated fortnight does; tests/test_snapshots.py reads the interval.
