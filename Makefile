@@ -26,8 +26,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# `make run PORT=8001 HOST=0.0.0.0` serves elsewhere; the defaults are drip run's. Set
+# with = rather than ?=, so that only the command line changes them: a shell may export
+# HOST or PORT for something else.
+HOST = 127.0.0.1
+PORT = 5000
 run: $(STAMP)
-	$(BIN)/drip run
+	$(BIN)/drip run --host $(HOST) --port $(PORT)
 
 # One pytest worker more than there are cores (at most 5): the tests wait on threads,
 # subprocesses and PostgreSQL often enough that a core would otherwise sit idle.

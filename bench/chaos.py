@@ -353,7 +353,7 @@ class ChaosRun:
             "DRIP_REDIS_URL": self.redis.url,
             "DRIP_MAIL_URL": f"smtp://127.0.0.1:{self.port}",
             "DRIP_FROM": "Calm Back <hello@drip.example.com>",
-            "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
+            "DRIP_POSTAL_ADDRESS": "12 Harbour Road, Victoria BC V8V 1A1, Canada",
             "DRIP_BASE_URL": "https://drip.example.com",
             "DRIP_SECRET_KEY": SECRET,
             "DRIP_CLOCK": f"file:{self.clock.path}",

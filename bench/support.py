@@ -241,7 +241,7 @@ def _drip_env(
         "DRIP_REDIS_URL": f"unix://{redis.socket_file}",
         "DRIP_SECRET_KEY": SECRET,
         "DRIP_FROM": "Calm Back <hello@drip.example.com>",
-        "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
+        "DRIP_POSTAL_ADDRESS": "12 Harbour Road, Victoria BC V8V 1A1, Canada",
         "DRIP_BASE_URL": "https://drip.example.com",
         **extra,
     }

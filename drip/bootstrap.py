@@ -13,6 +13,7 @@ from drip import schema
 from drip.clock import Clock
 from drip.db import make_session_factory, transaction
 from drip.lessons import SAMPLE, check_email, check_lesson
+from drip.logs import held_back
 from drip.models import Sequence
 from drip.rendering import LESSON_VARIABLES, Renderer
 from drip.series_files import (
@@ -52,10 +53,13 @@ def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> 
 
 
 def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Renderer) -> list[str]:
-    """Idempotent; returns one line per thing it did, for the CLI to print."""
-    done = []
-    schema.upgrade(engine)
-    done.append(f"database ready: {engine.url.render_as_string(hide_password=True)}")
+    """Idempotent; returns one line per thing it did, for the CLI to print (Alembic's
+    own line per migration is left out: `drip db upgrade` prints those)."""
+    where = engine.url.render_as_string(hide_password=True)
+    with held_back("alembic"):
+        upgraded = schema.upgrade(engine)
+    newest = ", ".join(sorted(schema.code_revisions()[1]))
+    done = [f"database upgraded to {newest}: {where}" if upgraded else f"database ready: {where}"]
     with transaction(make_session_factory(engine)) as session:
         if session.scalar(sa.select(sa.func.count()).select_from(Sequence)):
             return done

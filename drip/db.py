@@ -18,12 +18,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import Session, sessionmaker
+
+from drip.private_files import create_private
 
 log = logging.getLogger(__name__)
 SessionFactory = sessionmaker[Session]
@@ -61,11 +64,21 @@ def create_db_engine(url: str, **kwargs: Any) -> Engine:
     if url.startswith("sqlite"):
         connect_args = {"timeout": BUSY_WAIT, "check_same_thread": False, "factory": _turns()}
         engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+        event.listen(engine, "do_connect", _sqlite_create_private)
         event.listen(engine, "connect", _sqlite_on_connect)
         event.listen(engine, "begin", _sqlite_begin_immediate)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return sa.create_engine(url, **kwargs)
+
+
+def _sqlite_create_private(_dialect: Dialect, _record: Any, cargs: list[Any], cparams: Any) -> None:
+    """Create a new database file for its owner alone before SQLite opens it: SQLite would
+    create it readable by every account (umask 022), and gives its -wal and -shm files
+    the database file's mode. An in-memory or URI-named database is left to SQLite."""
+    database = cargs[0] if cargs else ""
+    if database and database != ":memory:" and not cparams.get("uri"):
+        create_private(Path(database))
 
 
 def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:

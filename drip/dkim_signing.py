@@ -32,6 +32,8 @@ SIGNED_HEADERS = [
     b"feedback-id",
 ]
 MIN_BITS = 1024
+TXT_STRING = 255
+"""The longest character-string a DNS TXT record holds (RFC 1035 3.3)."""
 
 
 @dataclass(frozen=True)
@@ -92,4 +94,9 @@ def generate_key(bits: int = 2048) -> tuple[bytes, str]:
 
 
 def txt_record(selector: str, domain: str, public_b64: str) -> str:
-    return f'{selector}._domainkey.{domain}. IN TXT "v=DKIM1; k=rsa; p={public_b64}"'
+    """The zone-file line to publish. A 2048-bit key is longer than the 255 characters of
+    one DNS character-string, which BIND and many DNS forms refuse: the value is written
+    as several strings, which a resolver joins back into one (RFC 6376 3.6.2.2)."""
+    chunks = [public_b64[i : i + TXT_STRING] for i in range(0, len(public_b64), TXT_STRING)]
+    strings = " ".join(f'"{part}"' for part in ["v=DKIM1; k=rsa; p=", *chunks])
+    return f"{selector}._domainkey.{domain}. IN TXT {strings}"

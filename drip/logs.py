@@ -18,7 +18,8 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -44,9 +45,10 @@ KEPT_BITS = {4: 24, 6: 48}
 """The prefix of an address a log line keeps, by IP version: an IPv4 address loses its
 last octet, an IPv6 one all but its site's /48, as Google Analytics anonymises."""
 RECORD_FIELDS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-CHATTY = ("flufl.bounce",)
+CHATTY = ("flufl.bounce", "alembic.runtime.plugins")
 """Libraries whose INFO lines are their own tracing: flufl.bounce logs each detector it
-tries, a dozen lines for every plain-text bounce, into the output cron mails."""
+tries, a dozen lines for every plain-text bounce, into the output cron mails; Alembic
+each of its seven plugins before every upgrade."""
 
 
 class Redactor:
@@ -169,3 +171,16 @@ def configure_logging(settings: Settings, *, take_over: bool = False) -> None:
     root.setLevel(logging.INFO)
     for name in CHATTY:
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def held_back(name: str) -> Iterator[None]:
+    """A logger's lines below WARNING left out while the block runs, for a step whose
+    caller reports it in a line of its own."""
+    logger = logging.getLogger(name)
+    before = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(before)

@@ -31,13 +31,15 @@ def alembic_config(engine: Engine) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the database to the newest revision; a no-op when it is already there, told
-    from the file names without loading Alembic (every `drip run` starts here)."""
+def upgrade(engine: Engine) -> bool:
+    """Bring the database to the newest revision, and say whether it had to; a no-op
+    when it is already there, told from the file names without loading Alembic (every
+    `drip run` starts here)."""
     current, newest = revisions(engine)
     if current == newest:
-        return
+        return False
     migrate(engine, "upgrade", "head")
+    return True
 
 
 def migrate(engine: Engine, direction: Literal["upgrade", "downgrade"], revision: str) -> None:

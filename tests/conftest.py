@@ -114,6 +114,15 @@ def smtp_server() -> Iterator[SMTPServer]:
 
 
 @pytest.fixture
+def usual_umask() -> Iterator[None]:
+    """The umask most systems give a process (022), under which a file made without a
+    mode of its own is readable by every account on the machine."""
+    before = os.umask(0o022)
+    yield
+    os.umask(before)
+
+
+@pytest.fixture
 def start() -> datetime:
     """The instant every test's clock starts at: a Saturday, the day before Europe's
     clocks go back (2026-10-25) and a week before North America's (2026-11-01)."""

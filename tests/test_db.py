@@ -20,6 +20,7 @@ from drip.db import (
     take_write_lock,
     writing,
 )
+from tests.helpers import is_private
 
 
 @pytest.fixture
@@ -183,3 +184,18 @@ def test_a_write_transaction_that_cannot_start_fails_as_sqlalchemy_fails(
     other_process.rollback()
     with engine.begin() as connection:
         connection.exec_driver_sql("INSERT INTO t VALUES (1)")
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_new_database_file_and_its_wal_files_are_readable_by_their_owner_only(
+    tmp_path: Path,
+) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'drip.db'}")
+    try:
+        with engine.begin() as connection:
+            connection.exec_driver_sql("CREATE TABLE t (x)")
+            files = sorted(path.name for path in tmp_path.iterdir())
+            assert files == ["drip.db", "drip.db-shm", "drip.db-wal"]
+            assert all(is_private(tmp_path / name) for name in files)
+    finally:
+        engine.dispose()

@@ -3,12 +3,15 @@ health endpoints, and settings that refuse laptop defaults in production."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import re
 from pathlib import Path
 
 import dkim
 import pytest
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
 
 from drip.cli import main
 from drip.dkim_signing import MIN_BITS, DkimSigner, generate_key
@@ -16,7 +19,7 @@ from drip.errors import ConfigError
 from drip.sending import send_delivery
 from drip.settings import load_settings
 from drip.wiring import make_signer
-from tests.helpers import System
+from tests.helpers import System, is_private
 
 WEAK_KEY = b"""-----BEGIN PRIVATE KEY-----
 MIIBVgIBADANBgkqhkiG9w0BAQEFAASCAUAwggE8AgEAAkEA8CJfRkj82O96WJ0k
@@ -42,7 +45,7 @@ def signed(system: System, tmp_path: Path) -> tuple[System, str]:
         env={"DRIP_INSTANCE": str(tmp_path / "keygen")},
     )
     assert result.exit_code == 0, result.output
-    record = result.output.strip().splitlines()[-1].split('"')[1]
+    record = "".join(published_strings(result.output))
     settings = dataclasses.replace(
         system.settings,
         dkim_selector="s1",
@@ -53,6 +56,12 @@ def signed(system: System, tmp_path: Path) -> tuple[System, str]:
         system.mailer, settings=settings, signer=make_signer(settings)
     )
     return system, record
+
+
+def published_strings(output: str) -> list[str]:
+    """The quoted strings of the TXT record `drip dkim keygen` printed."""
+    (line,) = [line for line in output.splitlines() if " IN TXT " in line]
+    return re.findall(r'"([^"]*)"', line.partition(" IN TXT ")[2])
 
 
 def dns(record: str):
@@ -118,6 +127,93 @@ def test_dkim_settings_come_all_together_and_with_a_real_key(tmp_path: Path) -> 
     )
     with pytest.raises(ConfigError, match="PEM"):
         make_signer(settings)
+
+
+def test_keygen_prints_the_record_in_strings_a_dns_server_accepts(tmp_path: Path) -> None:
+    """A 2048-bit key is about 410 characters; BIND and many DNS forms refuse a TXT
+    character-string over 255 (RFC 1035 3.3), so the record comes in several strings."""
+    keys = tmp_path / "keys"
+    result = CliRunner().invoke(
+        main,
+        ["dkim", "keygen", "example.com", "s1", "--out", str(keys)],
+        env={"DRIP_INSTANCE": str(tmp_path / "instance")},
+    )
+    assert result.exit_code == 0, result.output
+    strings = published_strings(result.output)
+    assert strings[0] == "v=DKIM1; k=rsa; p="
+    assert len(strings) >= 3 and all(len(part) <= 255 for part in strings)
+    assert 'example.com. IN TXT "v=DKIM1; k=rsa; p=" "' in result.output
+    assert "join the strings" in result.output, "some DNS forms want one string"
+    key = serialization.load_pem_private_key((keys / "s1.example.com.pem").read_bytes(), None)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    assert "".join(strings) == "v=DKIM1; k=rsa; p=" + base64.b64encode(der).decode()
+
+
+@pytest.mark.parametrize(
+    ("domain", "selector", "refused"),
+    [
+        ("bad domain", "x y", "DOMAIN"),
+        ("example.com", "x y", "SELECTOR"),
+        ("example.com", "../../evil", "SELECTOR"),
+        ("../../evil", "s1", "DOMAIN"),
+        ("example..com", "s1", "DOMAIN"),
+        ("example.com", "s1-", "SELECTOR"),
+        ("example.com", "s1.", "SELECTOR"),
+        ("example.com", "s_1", "SELECTOR"),
+        ("example.com", "", "SELECTOR"),
+        ("example.com", ".".join(["s" * 60] * 4), "SELECTOR"),
+    ],
+)
+def test_keygen_refuses_a_name_dns_cannot_hold_and_writes_nothing(
+    tmp_path: Path, domain: str, selector: str, refused: str
+) -> None:
+    instance = tmp_path / "instance"
+    result = CliRunner().invoke(
+        main, ["dkim", "keygen", domain, selector], env={"DRIP_INSTANCE": str(instance)}
+    )
+    assert result.exit_code == 2, result.output
+    assert f"Invalid value for '{refused}'" in result.output
+    assert list(tmp_path.rglob("*")) == []
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_keygen_writes_the_key_for_its_owner_alone_named_by_the_punycode_domain(
+    tmp_path: Path,
+) -> None:
+    result = CliRunner().invoke(
+        main,
+        ["dkim", "keygen", "Bücher.Example", "s1"],
+        env={"DRIP_INSTANCE": str(tmp_path)},
+    )
+    assert result.exit_code == 0, result.output
+    key = tmp_path / "dkim" / "s1.xn--bcher-kva.example.pem"
+    assert is_private(key) and is_private(key.parent)
+    assert 's1._domainkey.xn--bcher-kva.example. IN TXT "v=DKIM1' in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DRIP_DKIM_SELECTOR", "x y"),
+        ("DRIP_DKIM_SELECTOR", "../../evil"),
+        ("DRIP_DKIM_DOMAIN", "bad domain"),
+        ("DRIP_DKIM_DOMAIN", "example.com/x"),
+    ],
+)
+def test_dkim_settings_refuse_a_name_dns_cannot_hold(tmp_path: Path, name: str, value: str) -> None:
+    key = tmp_path / "s1.example.com.pem"
+    key.write_bytes(generate_key(MIN_BITS)[0])
+    env = {
+        "DRIP_INSTANCE": str(tmp_path),
+        "DRIP_DKIM_SELECTOR": "s1",
+        "DRIP_DKIM_DOMAIN": "example.com",
+        "DRIP_DKIM_KEY": str(key),
+    }
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_settings({**env, name: value})
+    assert load_settings({**env, "DRIP_DKIM_DOMAIN": "Example.COM."}).dkim_domain == "example.com"
 
 
 def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""The delivery contract is written where operators read it (standards REL-13)."""
+"""The delivery contract is written where operators read it (standards REL-13), and the
+README's and the guides' tables render as tables."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import re
 from pathlib import Path
 
 import click
+import pytest
 
 from drip.cli import main
 
@@ -67,3 +69,46 @@ def commands(group: click.Group, prefix: str) -> list[str]:
         else:
             found.append(f"{prefix} {name}")
     return found
+
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+DELIMITER = re.compile(r"\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*")
+
+
+def table_blocks(doc: Path) -> list[list[str]]:
+    """Runs of lines starting with "|" outside code blocks: a Markdown table each, if
+    it has a header and a delimiter row. A blank line ends a table, and the rows after
+    it render as a paragraph of pipes."""
+    blocks: list[list[str]] = [[]]
+    fenced = False
+    for line in doc.read_text().splitlines():
+        fenced ^= line.startswith("```")
+        if line.startswith("|") and not fenced:
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    return [block for block in blocks if block]
+
+
+def cells(row: str) -> list[str]:
+    return [cell.strip() for cell in re.split(r"(?<!\\)\|", row.strip().strip("|"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda doc: doc.name)
+def test_every_table_has_a_header_and_rows_of_its_width(doc: Path) -> None:
+    for block in table_blocks(doc):
+        assert len(block) >= 2 and DELIMITER.fullmatch(block[1]), f"no header: {block[0]}"
+        width = len(cells(block[0]))
+        for row in block:
+            assert len(cells(row)) == width, f"{doc.name}: {row}"
+
+
+def test_the_readme_configuration_table_lists_every_variable() -> None:
+    (table,) = [
+        block
+        for block in table_blocks(ROOT / "README.md")
+        if cells(block[0]) == ["variable", "default", "meaning"]
+    ]
+    listed = " ".join(table)
+    read = set(re.findall(r'"(DRIP_[A-Z0-9_]+)"', (ROOT / "drip/settings.py").read_text()))
+    assert {name for name in read if f"`{name}`" not in listed} == set()

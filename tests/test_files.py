@@ -25,7 +25,7 @@ from drip.models import (
     TemplateVersion,
 )
 from drip.privacy import suppress
-from tests.helpers import System, drip_env
+from tests.helpers import System, drip_env, is_private
 
 
 @pytest.fixture
@@ -290,7 +290,10 @@ def test_a_row_holding_a_nul_is_refused_by_line(
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # file format only
-def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.usefixtures("usual_umask")
+def test_subscribers_export_to_csv_readable_by_its_owner_only(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
     system.signup("ana@example.com", first_name="Ana")
     file = tmp_path / "out.csv"
     run(env, "subscribers", "export", str(file))
@@ -298,6 +301,7 @@ def test_subscribers_export_to_csv(system: System, env: dict[str, str], tmp_path
     assert [(r["email"], r["first_name"], r["status"]) for r in rows] == [
         ("ana@example.com", "Ana", "pending")
     ]
+    assert is_private(file)
 
 
 def test_subscribers_exported_and_imported_again_keep_their_addresses_and_names(

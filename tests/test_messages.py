@@ -12,6 +12,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from html.parser import HTMLParser
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -35,8 +36,9 @@ from drip.messages import (
 )
 from drip.models import Delivery, DeliveryKind, DeliveryStatus, Step
 from drip.rendering import RenderedEmail
+from drip.sending import send_delivery
 from drip.series_files import read_series
-from drip.settings import Settings
+from drip.settings import Settings, load_settings
 from drip.tasks import setup_worker
 from drip.wiring import make_renderer
 from tests.helpers import System
@@ -170,6 +172,25 @@ def test_one_click_unsubscribe_headers_follow_rfc_8058(lesson: EmailMessage) -> 
     )
     assert lesson["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "@" not in str(lesson["List-Unsubscribe"]), "the token names an id, never the address"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
+def test_the_demo_footer_names_the_sender_once_then_the_postal_address(
+    system: System, tmp_path: Path
+) -> None:
+    """The layout prints the sender's name before the postal address, so the demo
+    address must not begin with the name as well."""
+    demo = load_settings({"DRIP_INSTANCE": str(tmp_path)})
+    settings = dataclasses.replace(
+        system.settings, sender=demo.sender, postal_address=demo.postal_address
+    )
+    system.signup("ana@example.com")
+    system.broker.client.flushall()
+    send_delivery(dataclasses.replace(system.mailer, settings=settings), 1)
+    (received,) = system.smtp.received
+    text, html = parts(received.message)
+    assert "drip demo, 1 Example Street, Springfield" in text
+    assert "drip demo · 1 Example Street, Springfield" in html
 
 
 def test_a_long_unsubscribe_url_is_written_on_one_line_not_encoded() -> None:

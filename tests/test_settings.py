@@ -18,6 +18,7 @@ from drip.pacing import PacedTransport
 from drip.settings import load_settings
 from drip.transports import MaildirTransport, SMTPTransport
 from drip.wiring import make_clock, make_engine, make_transport
+from tests.helpers import is_private
 
 READ_KEY = "from drip.settings import load_settings; print(load_settings().secret_key)"
 
@@ -35,6 +36,25 @@ def test_processes_starting_together_share_one_complete_secret_key(tmp_path: Pat
     assert len(keys) == 1
     assert len(keys.pop()) >= 32
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".secret_key")] == []
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_a_new_instance_folder_and_its_outbox_are_their_owners_alone(tmp_path: Path) -> None:
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path / "new" / "instance")})
+    MaildirTransport(settings.outbox_dir)
+    assert is_private(settings.instance_dir)
+    assert is_private(settings.outbox_dir)
+    assert is_private(settings.instance_dir / "secret_key")
+
+
+@pytest.mark.usefixtures("usual_umask")
+def test_an_instance_folder_that_exists_keeps_its_mode(tmp_path: Path) -> None:
+    """It may be the operator's, shared on purpose; what drip writes in it is private."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o750)
+    load_settings({"DRIP_INSTANCE": str(shared)})
+    assert shared.stat().st_mode & 0o777 == 0o750
+    assert is_private(shared / "secret_key")
 
 
 def test_a_short_secret_key_is_refused(tmp_path: Path) -> None:

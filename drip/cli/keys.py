@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
@@ -16,29 +15,49 @@ def dkim() -> None:
     """DKIM keys for signing mail."""
 
 
+def _dns_name(ctx: click.Context, param: click.Parameter, raw: str) -> str:
+    """DOMAIN or SELECTOR, checked as DRIP_DKIM_DOMAIN and DRIP_DKIM_SELECTOR are."""
+    from drip.dns_names import dkim_selector, domain_name
+
+    try:
+        if param.name == "domain":
+            return domain_name(raw)
+        return dkim_selector(raw, domain=ctx.params["domain"])
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
 @dkim.command("keygen")
-@click.argument("domain")
-@click.argument("selector")
+@click.argument("domain", callback=_dns_name)
+@click.argument("selector", callback=_dns_name)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None)
 @handles_errors
 def dkim_keygen(domain: str, selector: str, out: Path | None) -> None:
-    """Write a new 2048-bit key for DOMAIN and print the DNS record to publish."""
+    """Write a new 2048-bit key for DOMAIN and print the DNS record to publish.
+
+    DOMAIN is a domain name (an internationalised one becomes its punycode form);
+    SELECTOR is one or more dot-separated labels of letters, digits and hyphens."""
     from drip.dkim_signing import generate_key, txt_record
+    from drip.private_files import make_private_folder, open_private
 
     folder = out or configured_settings().instance_dir / "dkim"
-    folder.mkdir(parents=True, exist_ok=True)
+    make_private_folder(folder)
     path = folder / f"{selector}.{domain}.pem"
-    if path.exists():
-        raise click.ClickException(f"{path} exists; choose another selector to rotate keys")
     pem, public = generate_key()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(pem)
+    try:
+        with open_private(path, "wb", exclusive=True) as f:
+            f.write(pem)
+    except FileExistsError:
+        raise click.ClickException(
+            f"{path} exists; choose another selector to rotate keys"
+        ) from None
     click.echo(f"private key: {path}")
     click.echo(
         "publish this DNS record, then set DRIP_DKIM_DOMAIN, DRIP_DKIM_SELECTOR, DRIP_DKIM_KEY:"
     )
     click.echo(txt_record(selector, domain, public))
+    click.echo("DNS allows 255 characters in one quoted string, so the value comes in several;")
+    click.echo("some DNS providers' forms want it as one: join the strings, without the quotes.")
 
 
 @click.group()

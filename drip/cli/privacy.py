@@ -3,7 +3,7 @@ plain email."""
 
 from __future__ import annotations
 
-from typing import TextIO
+from pathlib import Path
 
 import click
 
@@ -32,23 +32,28 @@ def privacy() -> None:
 @click.argument("address", callback=_address)
 @click.option(
     "--output",
-    type=click.File("w", encoding="utf-8", lazy=True),
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
     default="-",
     metavar="FILE",
-    help="Write the JSON to FILE instead of standard output.",
+    help="Write the JSON to FILE (readable by its owner only) instead of standard output.",
 )
 @handles_errors
-def privacy_export(address: str, output: TextIO) -> None:
+def privacy_export(address: str, output: Path) -> None:
     """Write everything held about ADDRESS as JSON: the privacy page's download. An
     address nobody holds gives an export with nothing in it (the answer to send) and a
     note on standard error, in case it was mistyped."""
     from drip.db import reading
     from drip.privacy_export import as_json, export, holds_nothing
+    from drip.private_files import open_private
 
     settings = configured_settings()
     with database_sessions() as (sessions, _clock), reading(sessions) as session:
         exported = export(session, address, secret=settings.secret_key)
-    click.echo(as_json(exported), file=output)
+    if output == Path("-"):
+        click.echo(as_json(exported))
+    else:
+        with open_private(output, encoding="utf-8") as out:
+            click.echo(as_json(exported), file=out)
     if holds_nothing(exported):
         click.echo(f"nothing is held about {address}", err=True)
 

@@ -22,13 +22,14 @@ def subscribers() -> None:
 @click.option("--series", default="", help="Series slug (the first one by default).")
 @handles_errors
 def subscribers_export(file: Path, series: str) -> None:
-    """Write every subscriber of the series to FILE (CSV)."""
+    """Write every subscriber of the series to FILE (CSV), readable by its owner only."""
     from drip.csvio import export_rows, write_csv
+    from drip.private_files import open_private
     from drip.signup import find_sequence
 
     with (
         database_session(create_instance=False) as (session, _clock),
-        file.open("w", newline="") as out,
+        open_private(file, newline="", encoding="utf-8") as out,
     ):
         write_csv(export_rows(session, find_sequence(session, series).id), out)
     click.echo(f"wrote {file}")

@@ -182,7 +182,7 @@ def environment(instance: Path, *, web_port: int, smtp_port: int, blog: str) -> 
         "DRIP_MAIL_URL": f"smtp://127.0.0.1:{smtp_port}",
         "DRIP_BASE_URL": f"http://127.0.0.1:{web_port}",
         "DRIP_FROM": "Calm Back <hello@drip.example.com>",
-        "DRIP_POSTAL_ADDRESS": "Calm Back, 12 Harbour Road, Victoria BC V8V 1A1, Canada",
+        "DRIP_POSTAL_ADDRESS": "12 Harbour Road, Victoria BC V8V 1A1, Canada",
         "DRIP_CLOCK": f"file:{instance / 'clock'}",
         "DRIP_SCHEDULER_INTERVAL": "0.5",
         "DRIP_ALLOWED_ORIGINS": blog,

@@ -7,6 +7,7 @@ import json
 import secrets
 from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -27,12 +28,26 @@ from drip.models import (
     SubscriberStatus,
 )
 from drip.privacy import suppress
+from drip.settings import load_settings
 from drip.subscriptions import mark_bounced, unsubscribe
 from drip.tasks import Enqueuer
 from drip.tokens import CONFIRM, FORM_SHOWN, PRIVACY, PRIVACY_ERASE, Tokens
 from drip.web import create_app
 from tests.helpers import System
 from tests.web.conftest import link, status_of
+
+
+def test_the_demo_privacy_page_and_consent_notice_name_the_sender_once(tmp_path: Path) -> None:
+    """Both print the sender's name before the postal address, so the demo address must
+    not begin with the name as well."""
+    app = create_app(load_settings({"DRIP_INSTANCE": str(tmp_path)}), enqueue=print, signups=print)
+    try:
+        page = app.test_client().get("/privacy").get_data(as_text=True)
+        notice = app.extensions["drip"].consent_text("Calm Back, Calm Mind")
+    finally:
+        app.extensions["drip"].engine.dispose()
+    assert "run by <strong>drip demo</strong>, 1 Example Street, Springfield" in page
+    assert "sent by drip demo (1 Example Street, Springfield" in notice
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
