@@ -71,8 +71,9 @@ def draft(
         lesson = _lesson(connection, subscriber.sequence_id, delivery.step_id)
     sequence = lesson.series if lesson else _series(connection, subscriber.sequence_id)
     links = _Links(settings, tokens, subscriber)
+    name = _own_name(delivery, subscriber)
     context: dict[str, str | int] = {
-        "first_name": subscriber.first_name,
+        "first_name": name,
         "series_name": sequence.name,
         "sender_name": settings.sender.display_name or sequence.name,
         "lesson_total": sequence.total or 0,
@@ -117,7 +118,7 @@ def draft(
         ),
         envelope=Envelope(
             sender=settings.sender,
-            recipient=recipient_address(subscriber.email, subscriber.first_name),
+            recipient=recipient_address(subscriber.email, name),
             list_id=f"<{sequence.slug}.{settings.mail_domain}>",
             feedback_id=_feedback_id(delivery, context, sequence.slug, settings),
             unsubscribe_url=unsubscribe_url,
@@ -139,6 +140,21 @@ def compose(draft: Draft, *, settings: Settings, renderer: Renderer) -> Composed
         idempotency_header=settings.idempotency_header,
     )
     return Composed(raw, draft.rcpt_to)
+
+
+def _own_name(delivery: Row, subscriber: Row) -> str:
+    """The first name, or "" in mail to an address its owner has not confirmed.
+
+    Anyone can type any address and any "name" into the signup form, so until the
+    address's owner confirms, the name is a stranger's free text: in the confirmation,
+    or in a privacy link anyone can ask for, it would carry their offer or link to that
+    address in our name and under our DKIM signature (standards STD-09, SEC-13); the
+    templates greet "Hi there" instead. A confirmed row's name is the one its owner
+    confirmed: a new signup, the only thing that sets a name, also clears `confirmed_at`
+    (drip.signup.ask_to_confirm)."""
+    if delivery.kind == DeliveryKind.CONFIRMATION or subscriber.confirmed_at is None:
+        return ""
+    return subscriber.first_name
 
 
 def _confirmed_on(subscriber: Row, now: datetime) -> date:

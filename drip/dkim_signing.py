@@ -2,13 +2,18 @@
 
 The signed header list is explicit: dkimpy's default leaves out List-Unsubscribe-Post
 and Feedback-ID, and RFC 8058 requires both List-Unsubscribe headers to be signed for a
-mailbox provider to offer one-click unsubscribe (standards.md UNS-02, AUTH-01).
+mailbox provider to offer one-click unsubscribe (standards.md UNS-02, AUTH-01). Each is
+signed once more than the message holds it (oversigning, RFC 6376 8.15), which dkimpy's
+default does for From alone: a verifier matches the extra name to a header added
+above ours, so a second List-Unsubscribe, From or Feedback-ID, the one a reader or a
+feedback loop would take, breaks the signature instead of riding on it.
 Relaxed/relaxed canonicalisation survives relays that refold headers.
 """
 
 from __future__ import annotations
 
 import base64
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,7 +68,7 @@ class DkimSigner:
             self.selector.encode(),
             self.domain.encode(),
             self.private_key,
-            include_headers=[h for h in SIGNED_HEADERS if _has_header(raw, h)],
+            include_headers=oversigned(raw),
             canonicalize=(b"relaxed", b"relaxed"),
         )
         return header + raw
@@ -74,9 +79,22 @@ def signed(raw: bytes, signer: DkimSigner | None) -> bytes:
     return signer.sign(raw) if signer else raw
 
 
-def _has_header(raw: bytes, name: bytes) -> bool:
-    head = raw.split(b"\r\n\r\n", 1)[0].lower()
-    return head.startswith(name + b":") or b"\r\n" + name + b":" in head
+def oversigned(raw: bytes) -> list[bytes]:
+    """The h= list: each of SIGNED_HEADERS as many times as `raw` holds it, plus once.
+    A header the message lacks is named once all the same, so none can be added."""
+    held = Counter(_header_names(raw))
+    return [name for name in SIGNED_HEADERS for _ in range(held[name] + 1)]
+
+
+def _header_names(raw: bytes) -> list[bytes]:
+    """The names of the top-level header fields, lower case; a line starting with
+    white space continues the field before it (RFC 5322 2.2.3)."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    return [
+        line.split(b":", 1)[0].rstrip().lower()
+        for line in head.split(b"\r\n")
+        if line and line[:1] not in b" \t"
+    ]
 
 
 def generate_key(bits: int = 2048) -> tuple[bytes, str]:

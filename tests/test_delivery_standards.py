@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import email.policy
 import re
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import serialization
 
 from drip.cli import main
-from drip.dkim_signing import MIN_BITS, DkimSigner, generate_key
+from drip.dkim_signing import MIN_BITS, SIGNED_HEADERS, DkimSigner, generate_key, oversigned
 from drip.errors import ConfigError
 from drip.sending import send_delivery
 from drip.settings import load_settings
@@ -99,6 +100,56 @@ def test_sent_mail_carries_a_dkim_signature_over_the_one_click_headers(
         assert name in head
         forged = head.replace(name, name.replace(b"nsubscribe", b"nsubscribX"), 1)
         assert not dkim.verify(forged + b"\r\n\r\n" + body, dnsfunc=dns(record)), name
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
+@pytest.mark.parametrize(
+    "added",
+    [
+        b"List-Unsubscribe: <https://evil.example/u>",
+        b"From: Calm Back <hello@evil.example>",
+        b"Feedback-ID: 1:other:step:evil",
+    ],
+)
+def test_a_header_added_to_a_signed_lesson_breaks_its_signature(
+    system: System, added: bytes
+) -> None:
+    """Each signed header is named once more than the message holds it (oversigning,
+    RFC 6376 8.15): a second List-Unsubscribe, From or Feedback-ID added above ours,
+    which is the one most readers show, no longer passes as drip's. dkimpy's verifier
+    checks an extra From on its own; others, and every other header, rely on h=."""
+    pem, public = generate_key(1024)
+    signer = DkimSigner("s1", "drip.example.com", pem)
+    system.join("ana@example.com")
+    _, welcome = [r.raw for r in system.smtp.received]
+    signed = signer.sign(welcome)
+    record = f"v=DKIM1; k=rsa; p={public}"
+    assert dkim.verify(signed, dnsfunc=dns(record))
+    names = signed_header_names(signed)
+    for name in SIGNED_HEADERS:
+        assert names.count(name) == 2, name
+
+    assert not dkim.verify(added + b"\r\n" + signed, dnsfunc=dns(record))
+
+
+def test_each_signed_header_is_named_once_more_than_the_message_holds_it() -> None:
+    """A folded line continues its field; a name the message lacks is still named once."""
+    raw = (
+        b"From: a@example.com\r\nTo: b@example.com,\r\n c@example.com\r\n"
+        b"TO: d@example.com\r\nReceived: x\r\nSubject: s\r\n\r\nTo: body"
+    )
+    names = oversigned(raw)
+    assert names.count(b"from") == 2
+    assert names.count(b"to") == 3
+    assert names.count(b"feedback-id") == 1
+    assert b"received" not in names and b" c@example.com" not in names
+
+
+def signed_header_names(raw: bytes) -> list[bytes]:
+    """The header names in the h= tag of the message's DKIM-Signature."""
+    value = email.message_from_bytes(raw, policy=email.policy.compat32)["DKIM-Signature"]
+    tags = dict(tag.strip().split("=", 1) for tag in re.sub(r"\s+", "", value).split(";") if tag)
+    return [name.lower().encode() for name in tags["h"].split(":")]
 
 
 def test_every_email_has_one_feedback_id(system: System) -> None:

@@ -133,13 +133,13 @@ def assert_written_as_stock(raw: bytes, stock: EmailMessage) -> None:
     assert max(len(line) for line in bodies) <= 76, "RFC 2045 6.7 (5)"
 
 
-def assert_required_headers(msg: EmailMessage) -> None:
+def assert_required_headers(msg: EmailMessage, *, to: str) -> None:
     """STD-01 on a message parsed from the bytes the SMTP server received."""
     for name in SINGLE:
         assert len(msg.get_all(name) or []) == 1, name
     assert len(msg["From"].addresses) == 1
     assert str(msg["From"]) == "Calm Back <hello@drip.example.com>"
-    assert msg["To"].addresses[0].display_name == "Ana María"
+    assert str(msg["To"]) == to
     assert msg["MIME-Version"] == "1.0"
     assert parsedate_to_datetime(str(msg["Date"])).tzinfo is not None
     assert not msg.get_all("Bcc")
@@ -147,7 +147,7 @@ def assert_required_headers(msg: EmailMessage) -> None:
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
 def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailMessage) -> None:
-    assert_required_headers(lesson)
+    assert_required_headers(lesson, to="Ana María <ana@example.com>")
     assert lesson["Auto-Submitted"] == "auto-generated"
     assert re.fullmatch(r"<d\d+\.[0-9a-f]{10}@drip\.example\.com>", str(lesson["Message-ID"]))
     assert re.fullmatch(r".*<feel-better\.drip\.example\.com>", str(lesson["List-Id"]))
@@ -156,12 +156,13 @@ def test_required_headers_appear_exactly_once_and_are_well_formed(lesson: EmailM
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
 def test_the_confirmation_email_has_the_required_headers_too(system: System) -> None:
     """STD-01 names the confirmation as well as the lessons: it is a delivery of its own
-    kind, with its own template and footer, so it is parsed on its own."""
+    kind, with its own template and footer, so it is parsed on its own. It is addressed
+    without the name (test_a_name_typed_on_the_form_stays_out_of_the_confirmation)."""
     system.signup("ana@example.com", first_name="Ana María")
     system.drain()
     (confirmation,) = system.smtp.to("ana@example.com")
     assert "confirm" in str(confirmation["Subject"]).lower()
-    assert_required_headers(confirmation)
+    assert_required_headers(confirmation, to="ana@example.com")
     assert re.fullmatch(r"<d\d+\.[0-9a-f]{10}@drip\.example\.com>", str(confirmation["Message-ID"]))
 
 
@@ -721,6 +722,46 @@ def test_an_erased_or_bounced_address_is_not_mailed_by_signing_it_up_again(syste
     assert system.signup("bob@example.com") is None
     system.drain()
     assert len(system.smtp.to("bob@example.com")) == 1, "the confirmation only"
+
+
+SPAM_NAME = "Win $500 now at https://evil.example/x"
+"""A "first name" as someone who wants drip to carry their text to a stranger types it."""
+
+
+def readable(raw: bytes) -> str:
+    """Everything a reader could be shown: the bytes as sent, then every header and
+    every part decoded (an encoded-word or quoted-printable would hide text from the bytes)."""
+    message = parsed(raw)
+    decoded_headers = [f"{name}: {value}" for name, value in message.items()]
+    bodies = [str(part.get_content()) for part in message.iter_parts()]
+    return "\n".join([raw.decode("ascii", "replace"), *decoded_headers, *bodies])
+
+
+def assert_no_name(raw: bytes) -> None:
+    seen = readable(raw)
+    for piece in (SPAM_NAME, "evil.example", "$500"):
+        assert piece not in seen
+    text, html = parts(parsed(raw))
+    assert "Hi there," in text and "Hi there," in html
+    assert parsed(raw)["To"].addresses[0].display_name == ""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
+def test_a_name_typed_on_the_form_stays_out_of_the_confirmation(system: System) -> None:
+    """Anyone can type anyone's address into the form, so the confirmation goes to an
+    address nobody has verified; with the name in it, the form would mail a stranger
+    whatever text, link or offer the "name" holds, signed as drip (STD-09, SEC-13).
+    Once the owner confirms, the lessons are theirs and greet them by the name given."""
+    system.signup("carol@example.org", first_name=SPAM_NAME)
+    system.drain()
+    (confirmation,) = system.smtp.received
+    assert_no_name(confirmation.raw)
+
+    system.confirm("carol@example.org")
+    system.drain()
+    _, welcome = system.smtp.to("carol@example.org")
+    assert welcome["To"].addresses[0].display_name == SPAM_NAME
+    assert f"Hi {SPAM_NAME}," in parts(welcome)[0]
 
 
 def test_this_python_has_the_header_injection_fix() -> None:

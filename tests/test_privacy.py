@@ -38,6 +38,7 @@ from tests.test_intake import (
     lock_waits,
     receive,
 )
+from tests.test_messages import SPAM_NAME, assert_no_name
 from tests.web.test_journey import count
 
 EXPORTED_AS = {"consent_events": "consent_events", "deliveries": "emails"}
@@ -181,6 +182,33 @@ def test_a_privacy_link_never_goes_where_mail_bounced_or_was_reported_as_spam(
     system.enqueue([delivery_id])
     system.drain()
     assert len(system.smtp.to("ana@example.com")) == mails + mailed
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message bytes only
+def test_a_privacy_link_names_only_someone_who_confirmed(system: System) -> None:
+    """Anyone can ask for a privacy link for any address on file, and a pending signup
+    is on file with whatever name its form was given: the link greets by name only once
+    the address's owner has confirmed it, as the confirmation never does."""
+    system.signup("carol@example.org", first_name=SPAM_NAME)
+    system.drain()
+    with transaction(system.sessions) as session:
+        delivery_id = request_link(session, "carol@example.org", now=system.clock.now())
+    system.enqueue([delivery_id])
+    system.drain()
+    _, link = system.smtp.received
+    assert str(link.message["Subject"]).startswith("Your data")
+    assert_no_name(link.raw)
+
+    system.confirm("carol@example.org")
+    system.drain()
+    system.clock.advance(privacy.LINK_INTERVAL)
+    with transaction(system.sessions) as session:
+        delivery_id = request_link(session, "carol@example.org", now=system.clock.now())
+    system.enqueue([delivery_id])
+    system.drain()
+    second_link = system.smtp.received[-1].message
+    assert str(second_link["Subject"]).startswith("Your data")
+    assert second_link["To"].addresses[0].display_name == SPAM_NAME
 
 
 def sweeping(system: System) -> Callable[[SessionFactory], int]:
