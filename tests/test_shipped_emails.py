@@ -24,6 +24,8 @@ FOOTER = Footer(
     contact="hello@drip.example.com",
     ad_notice="Advertisement",
 )
+LAYOUT_TAGS = frozenset({"body", "div", "table", "tbody", "tr", "td"})
+"""What the layout wraps the content in, the preheader's <div> included."""
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +64,27 @@ class Elements(HTMLParser):
 
     def parent(self, index: int) -> tuple[str, dict[str, str], int]:
         return self.found[self.found[index][2]]
+
+
+def headline(html: str) -> str:
+    found = re.search(r"<h1[^>]*>(.*?)</h1>", html, re.DOTALL)
+    assert found, "every email has a headline"
+    return found[1]
+
+
+def test_every_email_opens_with_its_headline_then_greets_the_reader(
+    emails: dict[str, RenderedEmail],
+) -> None:
+    """The greeting sat above the <h1>, and the plain text of the confirmation and
+    privacy emails had no headline at all."""
+    for name, email in emails.items():
+        tags = [tag for tag, _, _ in Elements(email.html).found]
+        content = [tag for tag in tags[tags.index("body") :] if tag not in LAYOUT_TAGS]
+        assert content[0] == "h1", name
+        assert email.html.index("</h1>") < email.html.index("Hi Ada,"), name
+        body = email.text.splitlines()[2:]
+        assert body[:2] == [headline(email.html), "=" * len(body[0])], name
+        assert "Hi Ada," in body[2:6], name
 
 
 def test_the_layout_holds_its_width_and_its_buttons_in_outlook(
