@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from html.parser import HTMLParser
+from itertools import pairwise
 
 import pytest
 
@@ -14,6 +15,7 @@ from drip.rendering import Footer, RenderedEmail, Renderer
 from drip.series_files import read_email, read_series
 from drip.settings import load_settings
 
+WIDTH = 72
 UNSUBSCRIBE = "https://drip.example.com/unsubscribe/WzUwXQ.awz-Tg.mxC04WO8myOMx5j5nljMhI5lFqk"
 FOOTER = Footer(
     reason="You are getting this because you signed up for Calm Back, Calm Mind and "
@@ -24,6 +26,7 @@ FOOTER = Footer(
     contact="hello@drip.example.com",
     ad_notice="Advertisement",
 )
+LIST_ITEM = re.compile(r"\s*(?:-|\d+\.)\s")
 LAYOUT_TAGS = frozenset({"body", "div", "table", "tbody", "tr", "td"})
 """What the layout wraps the content in, the preheader's <div> included."""
 
@@ -110,3 +113,41 @@ def test_the_layout_holds_its_width_and_its_buttons_in_outlook(
                 cell, cell_attrs, _ = elements.parent(index)
                 assert cell == "td" and cell_attrs.get("bgcolor") == "#1f3b36", name
                 assert re.search(r"padding:\s*\d+px \d+px", cell_attrs.get("style", "")), name
+
+
+def test_the_text_footer_follows_a_signature_separator_and_wraps_at_72(
+    emails: dict[str, RenderedEmail],
+) -> None:
+    """Mail readers recognise "-- " (with its space) as the start of a signature; the
+    footer's lines ran to 150 characters under bodies wrapped at 72. A URL too long for
+    a line stays whole on a line of its own, so that clients still link it."""
+    for name, email in emails.items():
+        _body, separator, footer = email.text.partition("\n-- \n")
+        assert separator, name
+        assert footer.startswith("Advertisement\nYou are getting this"), name
+        assert f"\n{UNSUBSCRIBE}\n" in footer, name
+        assert " ".join(footer.split()).endswith(
+            "Calm Back, Calm Mind, 12 Harbour Road, Victoria BC V8V 1A1, Canada, "
+            "hello@drip.example.com"
+        ), name
+        for line in footer.splitlines():
+            assert len(line) <= WIDTH or " " not in line, (name, line)
+
+
+def test_no_sentence_in_a_text_email_ends_its_line_early(
+    emails: dict[str, RenderedEmail],
+) -> None:
+    """The confirmation read "This link works for 7 days." on a line of its own, with the
+    next sentence of the paragraph below it. A sentence that ends a line which could
+    have taken the next word is a stray break, unless the next line starts a list item.
+    (Other short lines can be the work of a short sample name in a line wrapped for a
+    longer one.)"""
+    for name, email in emails.items():
+        body = email.text.partition("\n-- \n")[0]
+        for paragraph in body.split("\n\n"):
+            lines = paragraph.splitlines()
+            for line, following in pairwise(lines):
+                if line[-1] not in ".?!" or LIST_ITEM.match(following):
+                    continue
+                room = WIDTH - len(line) - 1
+                assert len(following.split()[0]) > room, (name, line, following)
