@@ -544,6 +544,16 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
     assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
+def test_the_preheader_box_asks_for_what_a_save_accepts(admin: FlaskClient, lesson_1: int) -> None:
+    """It took 200 characters, where a save takes 40 to 100."""
+    shown = admin.get(f"/admin/lessons/{lesson_1}").get_data(as_text=True)
+    box = re.search(r'<input id="preheader"[^>]*>', shown)
+    assert box is not None
+    assert 'minlength="40"' in box[0] and 'maxlength="100"' in box[0]
+    assert "40 to 100 characters" in shown
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_preview_stops_a_template_that_takes_too_long(
     admin: FlaskClient, lesson_1: int, monkeypatch: pytest.MonkeyPatch

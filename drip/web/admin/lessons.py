@@ -252,6 +252,7 @@ def _editor(
         error=error,
         test_form=test_form or {"to": current_user.email, "as": ""},
         variables=sorted(LESSON_VARIABLES),
+        preheader_chars=lessons.PREHEADER_CHARS,
     )
 
 
