@@ -18,12 +18,13 @@ from drip.errors import NotFound
 from drip.lessons import SAMPLE
 from drip.messages import Envelope, build_message, recipient_address
 from drip.models import Sequence, Step, Subscriber
-from drip.rendering import Footer, RenderedEmail
+from drip.rendering import Context, Footer, RenderedEmail
 from drip.series_files import latest_version, version_template
 from drip.signup import normalise_email
 
 if TYPE_CHECKING:
     from drip.sending import Mailer
+    from drip.settings import Settings
 
 UNSUBSCRIBE_PATH = "/unsubscribe/test-email"
 """Where a proof's unsubscribe link leads (drip.web.manage): a page saying it was a test
@@ -60,6 +61,19 @@ def lesson_context(
     }
 
 
+def proof_footer(settings: Settings, context: Context, *, reason: str) -> Footer:
+    """The footer of a test send and of the editor's preview: the sender, postal address
+    and contact readers see, and a link to the page that says this was a test."""
+    return Footer(
+        reason=reason,
+        unsubscribe_url=settings.base_url + UNSUBSCRIBE_PATH,
+        postal_address=settings.postal_address,
+        sender_name=str(context["sender_name"]),
+        contact=settings.contact,
+        ad_notice=settings.ad_notice,
+    )
+
+
 def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = "") -> None:
     """Run by a worker; DKIM (dkimpy, dnspython, cryptography) is imported here so the
     web process, which uses this module for previews, does not load it."""
@@ -78,19 +92,10 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             subscriber_email=subscriber_email,
         )
         slug = session.get_one(Sequence, step.sequence_id).slug
-    unsubscribe_url = settings.base_url + UNSUBSCRIBE_PATH
-    rendered = mailer.renderer.render(
-        version_template(version),
-        context,
-        Footer(
-            reason="This is a test email, sent from the drip admin.",
-            unsubscribe_url=unsubscribe_url,
-            postal_address=settings.postal_address,
-            sender_name=str(context["sender_name"]),
-            contact=settings.contact,
-            ad_notice=settings.ad_notice,
-        ),
+    footer = proof_footer(
+        settings, context, reason="This is a test email, sent from the drip admin."
     )
+    rendered = mailer.renderer.render(version_template(version), context, footer)
     proof = RenderedEmail(
         f"[TEST] {rendered.subject}", rendered.preheader, rendered.html, rendered.text
     )
@@ -102,7 +107,7 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             recipient=recipient_address(address, ""),
             list_id=f"<{slug}.{settings.mail_domain}>",
             feedback_id=f"test:{slug}:proof:{settings.feedback_sender}",
-            unsubscribe_url=unsubscribe_url,
+            unsubscribe_url=footer.unsubscribe_url,
             date=mailer.clock.now(),
         ),
         msgid=make_msgid("test", domain=settings.mail_domain),

@@ -544,6 +544,23 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
     assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
+def test_the_preview_shows_the_footer_readers_get_with_sample_reader_data(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The preview's footer said "(your name), (your postal address)" where a test send
+    shows the real ones, so the writer could not check what readers see."""
+    page = f"/admin/lessons/{lesson_1}"
+    settings = system.settings
+    html_part = post(admin, f"{page}/preview", edit(lesson_1), page=page).get_data(as_text=True)
+    text_part = post(admin, f"{page}/preview.json", edit(lesson_1), page=page).get_json()["text"]
+    for shown in (html.unescape(html_part), text_part):
+        assert "(your" not in shown
+        for real in (settings.postal_address, settings.sender.display_name, settings.contact):
+            assert real in shown
+        assert "Hi Ada," in shown, "the sample reader's name"
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
 def test_the_preheader_box_asks_for_what_a_save_accepts(admin: FlaskClient, lesson_1: int) -> None:
     """It took 200 characters, where a save takes 40 to 100."""

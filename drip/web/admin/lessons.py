@@ -8,8 +8,6 @@ admin's origin.
 
 from __future__ import annotations
 
-import dataclasses
-
 from flask import Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import escape
@@ -20,8 +18,8 @@ from werkzeug.wrappers import Response as BaseResponse
 from drip import lessons
 from drip.errors import DripError, InvalidInput, NotFound, TemplateProblem
 from drip.models import Sequence, Step, TemplateVersion
-from drip.proofs import lesson_context
-from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, EmailTemplate, Footer
+from drip.proofs import lesson_context, proof_footer
+from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, Context, EmailTemplate, Footer
 from drip.signup import find_sequence, normalise_email
 from drip.web.admin import large_body, protected
 from drip.web.context import ctx
@@ -40,13 +38,7 @@ TOO_LARGE = (
     f"This lesson is too large to save: each part holds at most {MAX_SOURCE // 1024} KiB. "
     "Nothing was saved; go back to the editor to keep your edit and shorten it."
 )
-SAMPLE_FOOTER = Footer(
-    reason="You are getting this because you signed up (this is a preview).",
-    unsubscribe_url="https://example.invalid/unsubscribe/preview",
-    postal_address="(your postal address)",
-    sender_name="(your name)",
-    contact="(your contact address)",
-)
+PREVIEW_REASON = "You are getting this because you signed up (this is a preview)."
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -56,11 +48,6 @@ def too_large(_exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
     if request.endpoint == "admin_lessons.preview_json":
         return jsonify(ok=False, error=TOO_LARGE), 413
     return answer(413, TOO_LARGE)
-
-
-def _sample_footer() -> Footer:
-    """The preview's footer, with the advertisement notice the real emails will carry."""
-    return dataclasses.replace(SAMPLE_FOOTER, ad_notice=ctx().settings.ad_notice)
 
 
 @bp.get("/sequences/<slug>")
@@ -144,7 +131,8 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
 @large_body(EDITOR_BODY)
 def preview(step_id: int) -> Response:
     try:
-        html = ctx().renderer.preview(_draft(), _context(step_id), _sample_footer()).html
+        context = _context(step_id)
+        html = ctx().renderer.preview(_draft(), context, _preview_footer(context)).html
     except DripError as exc:
         html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
     response = Response(html, mimetype="text/html")
@@ -160,7 +148,8 @@ def preview_json(step_id: int) -> Response:
     draft = _draft()
     try:
         lessons.check_lesson(web.renderer, draft)
-        rendered = web.renderer.preview(draft, _context(step_id), _sample_footer())
+        context = _context(step_id)
+        rendered = web.renderer.preview(draft, context, _preview_footer(context))
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
     return jsonify(ok=True, subject=rendered.subject, text=rendered.text)
@@ -269,6 +258,12 @@ def _context(step_id: int) -> dict[str, str | int]:
             sender_name=web.settings.sender.display_name,
             subscriber_email=request.form.get("preview_as", "").strip(),
         )
+
+
+def _preview_footer(context: Context) -> Footer:
+    """The footer readers get, with the sender, postal address and contact of the
+    settings, so the writer sees what they will see; only the reason is a sample."""
+    return proof_footer(ctx().settings, context, reason=PREVIEW_REASON)
 
 
 def _draft() -> EmailTemplate:
