@@ -60,6 +60,18 @@ class StepRow:
     version: TemplateVersion | None
 
 
+@dataclass(frozen=True)
+class Version:
+    """A saved version and its number among its lesson's versions, 1 for the first.
+
+    The number is counted when shown, not stored: ids only ever grow and versions are
+    never deleted (only with their lesson), so a version keeps its number. Links name
+    versions by id."""
+
+    number: int
+    row: TemplateVersion
+
+
 def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
     """Everything the worker or the database would trip over, plus the mailbox
     providers' rules."""
@@ -165,25 +177,34 @@ def restore(
     )
 
 
-def history(session: Session, step_id: int) -> list[TemplateVersion]:
-    return list(
+def history(session: Session, step_id: int) -> list[Version]:
+    """The lesson's versions, the newest first."""
+    rows = list(
         session.scalars(
             sa.select(TemplateVersion)
             .where(TemplateVersion.step_id == step_id)
             .order_by(TemplateVersion.id.desc())
         )
     )
+    return [Version(len(rows) - index, row) for index, row in enumerate(rows)]
 
 
-def diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, list[str]]]:
+def numbered(session: Session, version: TemplateVersion) -> Version:
+    """The version with its number, as history() counts it."""
+    earlier = sa.select(sa.func.count()).where(
+        TemplateVersion.step_id == version.step_id, TemplateVersion.id <= version.id
+    )
+    return Version(session.scalar(earlier) or 0, version)
+
+
+def diff(old: Version, new: Version) -> list[tuple[str, list[str]]]:
     """A unified diff per part that changed."""
     changes = []
     for part in PARTS:
-        before = getattr(old, part).splitlines()
-        after = getattr(new, part).splitlines()
-        lines = list(
-            difflib.unified_diff(before, after, f"v{old.id}", f"v{new.id}", lineterm="", n=2)
-        )
+        before = getattr(old.row, part).splitlines()
+        after = getattr(new.row, part).splitlines()
+        labels = f"v{old.number}", f"v{new.number}"
+        lines = list(difflib.unified_diff(before, after, *labels, lineterm="", n=2))
         if lines:
             changes.append((part, lines))
     return changes

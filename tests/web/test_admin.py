@@ -608,6 +608,31 @@ def test_an_old_version_can_be_compared_and_restored(
     assert restored.subject == original.subject
 
 
+def test_versions_are_numbered_in_order_for_each_lesson(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Versions were labelled by database id, shared by every lesson, so lesson 1's went
+    v2, v12, v13. The URLs still name versions by id."""
+    page = f"/admin/lessons/{lesson_1}"
+    for subject in ("The second subject", "The third subject"):
+        post(admin, page, edit(lesson_1, subject=subject), page=page)
+    first, _, third = versions(system, lesson_1)
+    shown = admin.get(page).get_data(as_text=True)
+    assert "Saved as version 3." in shown
+    assert re.findall(r"<li>\s*v(\d+),", shown) == ["3", "2", "1"]
+    assert re.findall(r'<option value="\d+"(?: selected)?>v(\d+)</option>', shown) == [
+        *("3", "2", "1"),
+        *("3", "2", "1"),
+    ]
+    assert f'value="{third.id}" selected>v3<' in shown
+
+    diff = admin.get(f"{page}/diff?a={first.id}&b={third.id}").get_data(as_text=True)
+    assert "<h1>v1 compared with v3</h1>" in diff
+    assert "--- v1" in diff and "+++ v3" in diff
+    post(admin, f"/admin/versions/{first.id}/restore", page=page)
+    assert "Restored as version 4." in admin.get(page).get_data(as_text=True)
+
+
 def test_an_edit_reaches_only_emails_not_yet_sent(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:

@@ -120,7 +120,8 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
                 author=current_user.email,
                 now=web.clock.now(),
             )
-            flash(f"Saved as version {version.id}. Emails not yet sent will use it.")
+            number = lessons.numbered(session, version).number
+            flash(f"Saved as version {number}. Emails not yet sent will use it.")
     except (InvalidInput, TemplateProblem) as exc:
         with web.reading() as session:
             return _editor(session, step_id, draft=draft, error=str(exc)), 400
@@ -197,7 +198,7 @@ def restore(version_id: int) -> BaseResponse:
         version = lessons.restore(
             session, web.renderer, version_id, author=current_user.email, now=web.clock.now()
         )
-        flash(f"Restored as version {version.id}.")
+        flash(f"Restored as version {lessons.numbered(session, version).number}.")
         step_id = version.step_id
     return redirect(url_for(".editor", step_id=step_id))
 
@@ -209,8 +210,13 @@ def diff(step_id: int) -> str:
         new = session.get(TemplateVersion, request.args.get("b", type=int) or 0)
         if old is None or new is None or old.step_id != step_id or new.step_id != step_id:
             raise NotFound("no such versions of this lesson")
+        numbered = lessons.numbered(session, old), lessons.numbered(session, new)
         return render_template(
-            "admin/diff.html", step_id=step_id, old=old, new=new, changes=lessons.diff(old, new)
+            "admin/diff.html",
+            step_id=step_id,
+            old=numbered[0],
+            new=numbered[1],
+            changes=lessons.diff(*numbered),
         )
 
 
@@ -226,7 +232,7 @@ def _editor(
     if step is None:
         raise NotFound("no such step")
     versions = lessons.history(session, step_id)
-    current = versions[0] if versions else None
+    current = versions[0].row if versions else None
     shown = draft or (
         EmailTemplate(current.subject, current.preheader, current.body_html, current.body_text)
         if current
