@@ -52,12 +52,15 @@ STORED_LENGTH = {
 """The longest text each part's column holds: PostgreSQL refuses more, SQLite stores it."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
+LAST_DAY = 365
 
 
 @dataclass(frozen=True)
 class StepRow:
     step: Step
     version: TemplateVersion | None
+    days: range
+    """The days the lesson may move to (set_day)."""
 
 
 @dataclass(frozen=True)
@@ -132,10 +135,17 @@ def _check_storable(template: EmailTemplate) -> None:
 
 
 def steps(session: Session, sequence: Sequence) -> list[StepRow]:
-    rows = session.scalars(
-        sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number)
+    rows = list(
+        session.scalars(
+            sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number)
+        )
     )
-    return [StepRow(step, latest_version(session, step.id)) for step in rows]
+    before: list[Step | None] = [None, *rows[:-1]]
+    after: list[Step | None] = [*rows[1:], None]
+    return [
+        StepRow(step, latest_version(session, step.id), allowed_days(step, *neighbours))
+        for step, *neighbours in zip(rows, before, after, strict=True)
+    ]
 
 
 def save_version(
@@ -211,15 +221,64 @@ def diff(old: Version, new: Version) -> list[tuple[str, list[str]]]:
 
 
 def set_day(session: Session, step_id: int, day: int) -> Step:
+    """Move a lesson to another day of the series, after the lesson before it and before
+    the next; the welcome stays on day 0, when the reader confirms.
+
+    The scheduler sends one email of a series a day at most: it times each lesson from
+    the one before it, the difference of their days later but never less than a day
+    (drip.timing.next_send_at). A day on or before the previous lesson's would be listed
+    there yet sent the day after that lesson, and every later lesson later still."""
     step = session.get(Step, step_id)
     if step is None:
         raise NotFound("no such step")
+    if not 0 <= day <= LAST_DAY:
+        raise InvalidInput(f"day: a whole number from 0 to {LAST_DAY}", field="day_offset")
     if step.number == 0 and day != 0:
         raise InvalidInput("the welcome goes out on confirmation (day 0)", field="day_offset")
-    if not 0 <= day <= 365:
-        raise InvalidInput("day: 0 to 365", field="day_offset")
+    before, after = _neighbours(session, step)
+    allowed = allowed_days(step, before, after)
+    if day not in allowed:
+        raise InvalidInput(_out_of_order(step, before, after, allowed), field="day_offset")
     step.day_offset = day
     return step
+
+
+def allowed_days(step: Step, before: Step | None, after: Step | None) -> range:
+    """The days `step` may go out on between its neighbours in the series (set_day)."""
+    if step.number == 0:
+        return range(1)
+    first = 0 if before is None else before.day_offset + 1
+    last = LAST_DAY if after is None else after.day_offset - 1
+    return range(first, last + 1)
+
+
+def _neighbours(session: Session, step: Step) -> tuple[Step | None, Step | None]:
+    series = sa.select(Step).where(Step.sequence_id == step.sequence_id).limit(1)
+    before = series.where(Step.number < step.number).order_by(Step.number.desc())
+    after = series.where(Step.number > step.number).order_by(Step.number)
+    return session.scalar(before), session.scalar(after)
+
+
+def _out_of_order(step: Step, before: Step | None, after: Step | None, allowed: range) -> str:
+    bounds = [
+        f"{word} {_name(other)} (day {other.day_offset})"
+        for word, other in (("after", before), ("before", after))
+        if other is not None
+    ]
+    if not allowed:
+        choice = "no day is free between them, so move one of them first"
+    elif len(allowed) == 1:
+        choice = f"choose day {allowed[0]}"
+    else:
+        choice = f"choose a day from {allowed[0]} to {allowed[-1]}"
+    return (
+        f"day: lesson {step.number} goes out {' and '.join(bounds)}, "
+        f"as readers get one email a day; {choice}"
+    )
+
+
+def _name(step: Step) -> str:
+    return "the welcome" if step.number == 0 else f"lesson {step.number}"
 
 
 def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime) -> Step:

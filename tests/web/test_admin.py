@@ -648,6 +648,47 @@ def test_an_edit_reaches_only_emails_not_yet_sent(
     assert sent.template_version_id == versions(system, lesson_1)[-1].id
 
 
+SERIES = "/admin/sequences/feel-better"
+
+
+def step_id(system: System, number: int) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(Step.id).where(Step.number == number)) or 0
+
+
+def days(system: System) -> list[int]:
+    with transaction(system.sessions) as session:
+        return list(session.scalars(sa.select(Step.day_offset).order_by(Step.number)))
+
+
+def test_a_lessons_day_must_fall_after_the_lesson_before_and_before_the_next(
+    admin: FlaskClient, system: System
+) -> None:
+    """Lesson 2 moved to day 0 was listed before lesson 1 yet went out the day after it:
+    the scheduler waits at least a day between lessons (drip.timing.next_send_at)."""
+    lesson_2, lesson_10 = step_id(system, 2), step_id(system, 10)
+    for typed, message in [
+        ("0", "lesson 2 goes out after lesson 1 (day 1) and before lesson 3 (day 3)"),
+        ("1", "choose day 2"),
+        ("3", "choose day 2"),
+        ("x", "day: a whole number from 0 to 365"),
+        ("366", "day: a whole number from 0 to 365"),
+    ]:
+        refused = post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": typed}, page=SERIES)
+        assert refused.status_code == 400, typed
+        shown = refused.get_data(as_text=True)
+        assert re.search(f'<p class="error" role="alert">[^<]*{re.escape(message)}', shown), typed
+        assert f'id="day-{lesson_2}"' in shown, "the list, to pick another day"
+    assert days(system) == list(range(11)), "nothing changed"
+
+    listed = admin.get(SERIES).get_data(as_text=True)
+    assert re.search(f'id="day-{lesson_2}"[^>]* min="2" max="2"', listed)
+    assert re.search(f'id="day-{lesson_10}"[^>]* min="10" max="365"', listed)
+    moved = post(admin, f"/admin/steps/{lesson_10}/day", {"day_offset": "14"}, page=SERIES)
+    assert moved.status_code == 302
+    assert days(system)[-1] == 14
+
+
 def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
     admin: FlaskClient, system: System
 ) -> None:
@@ -659,18 +700,13 @@ def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
         lesson_2 = session.scalar(sa.select(Step.id).where(Step.number == 2))
     assert (new.number, new.day_offset) == (11, 11)
     assert (
-        post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": "4"}, page=page).status_code
+        post(admin, f"/admin/steps/{new.id}/day", {"day_offset": "13"}, page=page).status_code
         == 302
     )
-    assert (
-        post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": "x"}, page=page).status_code
-        == 400
-    )
+    assert days(system)[-1] == 13
     assert post(admin, f"/admin/steps/{lesson_2}/delete", page=page).status_code == 400
     assert post(admin, f"/admin/steps/{new.id}/delete", page=page).status_code == 302
-    with transaction(system.sessions) as session:
-        assert session.scalar(sa.select(sa.func.max(Step.number))) == 10
-        assert session.get_one(Step, lesson_2).day_offset == 4
+    assert days(system) == list(range(11))
 
 
 def test_a_lesson_added_after_one_with_the_longest_subject_still_fits(

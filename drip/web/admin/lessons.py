@@ -53,10 +53,7 @@ def too_large(_exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
 @bp.get("/sequences/<slug>")
 def sequence(slug: str) -> str:
     with ctx().reading() as session:
-        series = find_sequence(session, slug)
-        return render_template(
-            "admin/sequence.html", sequence=series, rows=lessons.steps(session, series)
-        )
+        return _lesson_list(session, find_sequence(session, slug))
 
 
 @bp.post("/sequences/<slug>/steps")
@@ -70,13 +67,17 @@ def add_step(slug: str) -> BaseResponse:
 
 
 @bp.post("/steps/<int:step_id>/day")
-def set_day(step_id: int) -> BaseResponse:
+def set_day(step_id: int) -> BaseResponse | tuple[str, int]:
+    web = ctx()
     raw = request.form.get("day_offset", "")
-    with ctx().transaction() as session:
-        step = lessons.set_day(
-            session, step_id, int(raw) if raw.isascii() and raw.isdigit() else -1
-        )
-        slug = _slug(session, step)
+    day = int(raw) if raw.isascii() and raw.isdigit() else -1
+    try:
+        with web.transaction() as session:
+            slug = _slug(session, lessons.set_day(session, step_id, day))
+    except InvalidInput as exc:
+        with web.reading() as session:
+            series = session.get_one(Sequence, _step(session, step_id).sequence_id)
+            return _lesson_list(session, series, error=str(exc)), 400
     return redirect(url_for(".sequence", slug=slug))
 
 
@@ -220,6 +221,12 @@ def diff(step_id: int) -> str:
         )
 
 
+def _lesson_list(session: Session, series: Sequence, *, error: str = "") -> str:
+    return render_template(
+        "admin/sequence.html", sequence=series, rows=lessons.steps(session, series), error=error
+    )
+
+
 def _editor(
     session: Session,
     step_id: int,
@@ -280,6 +287,13 @@ def _draft() -> EmailTemplate:
         body_html=form.get("body_html", ""),
         body_text=form.get("body_text", ""),
     )
+
+
+def _step(session: Session, step_id: int) -> Step:
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    return step
 
 
 def _slug(session: Session, step: Step) -> str:
