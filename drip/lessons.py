@@ -2,7 +2,8 @@
 two, and changing steps.
 
 A save never changes a version: it adds one. Deliveries record the version they were
-rendered from, so an edit affects only emails not yet sent.
+rendered from, so an edit affects only emails not yet sent. A lesson is added with its
+first version, checked as any save is, so no lesson exists that its writer has not written.
 """
 
 from __future__ import annotations
@@ -161,6 +162,12 @@ def save_version(
     if step is None:
         raise NotFound("no such step")
     check_lesson(renderer, template)
+    return _add_version(session, step, template, author=author, now=now)
+
+
+def _add_version(
+    session: Session, step: Step, template: EmailTemplate, *, author: str, now: datetime
+) -> TemplateVersion:
     version = TemplateVersion(
         step_id=step.id,
         subject=template.subject.strip(),
@@ -281,36 +288,44 @@ def _name(step: Step) -> str:
     return "the welcome" if step.number == 0 else f"lesson {step.number}"
 
 
-def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime) -> Step:
-    """Append a lesson, one day after the last, starting as a copy of the last lesson."""
+def next_step(session: Session, sequence: Sequence) -> Step:
+    """The lesson a writer adds to the series, a day after the last; not in the session,
+    so nothing is added until add_step adds it."""
     last = session.scalar(
         sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number.desc()).limit(1)
     )
     if last is None:
         raise InvalidInput("the series has no welcome step to build on")
-    step = Step(sequence_id=sequence.id, number=last.number + 1, day_offset=last.day_offset + 1)
+    if last.day_offset >= LAST_DAY:
+        raise InvalidInput(f"day: the last lesson is on day {LAST_DAY}; move it earlier first")
+    return Step(sequence_id=sequence.id, number=last.number + 1, day_offset=last.day_offset + 1)
+
+
+def add_step(
+    session: Session,
+    renderer: Renderer,
+    sequence: Sequence,
+    template: EmailTemplate,
+    *,
+    author: str,
+    now: datetime,
+) -> Step:
+    """Append a lesson, a day after the last, with its first version; refused, adding
+    nothing, if the template fails the checks a save makes.
+
+    The lesson is created only now, written and checked: one made in advance (as a copy
+    of the last, say) would be mailed as it stood to readers who reached it before the
+    writer did. Readers still in the series get it after the former last lesson, and
+    their lesson_total counts it from now on. A reader the former last lesson was already
+    issued to (sent, or queued) has no next step and has completed the series, or does
+    once it is sent (drip.sending), and gets nothing more: a lesson arriving after the
+    series ended, unannounced, would read as a mistake."""
+    check_lesson(renderer, template)
+    step = next_step(session, sequence)
     session.add(step)
     session.flush()
-    source = latest_version(session, last.id)
-    if source is not None:
-        session.add(
-            TemplateVersion(
-                step_id=step.id,
-                subject=_copy_of(source.subject),
-                preheader=source.preheader,
-                body_html=source.body_html,
-                body_text=source.body_text,
-                created_at=now,
-                created_by=author,
-            )
-        )
+    _add_version(session, step, template, author=author, now=now)
     return step
-
-
-def _copy_of(subject: str) -> str:
-    """The copy's subject, marked as a copy and cut to fit its column."""
-    mark = " (copy)"
-    return subject[: STORED_LENGTH["subject"] - len(mark)] + mark
 
 
 def remove_step(session: Session, step_id: int) -> None:

@@ -34,10 +34,15 @@ bad-link page read as if drip's unsubscribe link were broken. No token has this 
 
 
 def lesson_context(
-    session: Session, step: Step, *, sender_name: str, subscriber_email: str = ""
+    session: Session,
+    sequence: Sequence,
+    number: int,
+    *,
+    sender_name: str,
+    subscriber_email: str = "",
 ) -> dict[str, str | int]:
-    """The values a lesson renders with: a real subscriber's when one is named, else sample."""
-    sequence = session.get_one(Sequence, step.sequence_id)
+    """The values lesson `number` renders with: a real subscriber's when one is named,
+    else sample. A lesson not saved yet (the editor of a new one) counts in the total."""
     first_name = str(SAMPLE["first_name"])
     if subscriber_email:
         subscriber = session.scalar(
@@ -56,8 +61,8 @@ def lesson_context(
         "first_name": first_name,
         "series_name": sequence.name,
         "sender_name": sender_name or sequence.name,
-        "lesson_number": step.number,
-        "lesson_total": total or 0,
+        "lesson_number": number,
+        "lesson_total": max(total or 0, number),
     }
 
 
@@ -85,13 +90,15 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
         version = latest_version(session, step_id) if step else None
         if step is None or version is None:
             raise NotFound("no such lesson")
+        sequence = session.get_one(Sequence, step.sequence_id)
         context = lesson_context(
             session,
-            step,
+            sequence,
+            step.number,
             sender_name=settings.sender.display_name,
             subscriber_email=subscriber_email,
         )
-        slug = session.get_one(Sequence, step.sequence_id).slug
+        slug = sequence.slug
     footer = proof_footer(
         settings, context, reason="This is a test email, sent from the drip admin."
     )

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -564,11 +565,12 @@ def test_the_preview_shows_the_footer_readers_get_with_sample_reader_data(
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
 def test_the_preheader_box_asks_for_what_a_save_accepts(admin: FlaskClient, lesson_1: int) -> None:
     """It took 200 characters, where a save takes 40 to 100."""
-    shown = admin.get(f"/admin/lessons/{lesson_1}").get_data(as_text=True)
-    box = re.search(r'<input id="preheader"[^>]*>', shown)
-    assert box is not None
-    assert 'minlength="40"' in box[0] and 'maxlength="100"' in box[0]
-    assert "40 to 100 characters" in shown
+    for page in (f"/admin/lessons/{lesson_1}", NEW_LESSON):
+        shown = admin.get(page).get_data(as_text=True)
+        box = re.search(r'<input id="preheader"[^>]*>', shown)
+        assert box is not None
+        assert 'minlength="40"' in box[0] and 'maxlength="100"' in box[0]
+        assert "40 to 100 characters" in shown
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
@@ -649,6 +651,7 @@ def test_an_edit_reaches_only_emails_not_yet_sent(
 
 
 SERIES = "/admin/sequences/feel-better"
+NEW_LESSON = f"{SERIES}/steps/new"
 
 
 def step_id(system: System, number: int) -> int:
@@ -659,6 +662,79 @@ def step_id(system: System, number: int) -> int:
 def days(system: System) -> list[int]:
     with transaction(system.sessions) as session:
         return list(session.scalars(sa.select(Step.day_offset).order_by(Step.number)))
+
+
+def test_a_new_lesson_exists_only_once_its_writer_saves_it(
+    admin: FlaskClient, system: System
+) -> None:
+    """ "Add a lesson" made lesson 11 at once, a copy of lesson 10 marked "(copy)", and
+    readers got it as it was if the writer did not edit it in time."""
+    assert f'href="{NEW_LESSON}"' in admin.get(SERIES).get_data(as_text=True)
+    editor = admin.get(NEW_LESSON).get_data(as_text=True)
+    assert "<h1>New lesson 11</h1>" in editor
+    assert '<input id="subject" name="subject" value=""' in editor
+    assert days(system) == list(range(11)), "opening the editor adds nothing"
+
+    assert post(admin, f"{SERIES}/steps", page=NEW_LESSON).status_code == 400
+    refused = post(admin, f"{SERIES}/steps", edit(0, preheader="Too short."), page=NEW_LESSON)
+    assert refused.status_code == 400
+    shown = refused.get_data(as_text=True)
+    assert '<p class="error" role="alert">preheader: write one sentence' in shown
+    assert 'value="Too short."' in shown, "the edit is kept"
+    assert days(system) == list(range(11))
+
+    draft = edit(0, body_text="Lesson {{ lesson_number }} of {{ lesson_total }}.")
+    preview = post(admin, f"{NEW_LESSON}/preview.json", draft, page=NEW_LESSON).get_json()
+    assert preview["ok"] and "Lesson 11 of 11." in preview["text"]
+    html = post(admin, f"{NEW_LESSON}/preview", draft, page=NEW_LESSON).get_data(as_text=True)
+    assert "Lesson 11." in html
+
+    saved = post(admin, f"{SERIES}/steps", edit(0, subject="A bonus lesson"), page=NEW_LESSON)
+    assert saved.status_code == 302
+    lesson_11 = step_id(system, 11)
+    assert saved.headers["Location"] == f"/admin/lessons/{lesson_11}"
+    assert days(system) == list(range(12)), "a day after the last lesson"
+    (version,) = versions(system, lesson_11)
+    assert (version.subject, version.created_by) == ("A bonus lesson", "writer@example.com")
+    assert "Added lesson 11" in admin.get(f"/admin/lessons/{lesson_11}").get_data(as_text=True)
+
+
+def a_day_passes(system: System, days: int = 1) -> None:
+    for _ in range(days):
+        system.clock.advance(timedelta(days=1))
+        system.tick()
+        system.drain()
+
+
+def test_a_lesson_added_reaches_readers_still_in_the_series_not_those_who_finished(
+    admin: FlaskClient, system: System
+) -> None:
+    """Someone who has had the last lesson has completed the series: a lesson added later
+    is not mailed to them out of the blue. Readers still in it get it after lesson 10."""
+    system.join("ana@example.com")
+    system.clock.advance(timedelta(hours=3))
+    a_day_passes(system, 5)
+    system.join("ben@example.com")
+    a_day_passes(system, 5)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
+    had = len(system.smtp.to("ana@example.com"))
+    assert (
+        "Lesson 10 of 10"
+        in system.smtp.to("ana@example.com")[-1].get_body(("plain",)).get_content()
+    )
+
+    added = post(admin, f"{SERIES}/steps", edit(0, subject="A bonus lesson"), page=NEW_LESSON)
+    assert added.status_code == 302
+    a_day_passes(system, 6)
+
+    assert len(system.smtp.to("ana@example.com")) == had
+    assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
+    *_, tenth, bonus = system.smtp.to("ben@example.com")
+    assert "Lesson 10 of 11" in tenth.get_body(("plain",)).get_content()
+    assert bonus["Subject"] == "A bonus lesson"
+    assert parsedate_to_datetime(bonus["Date"]) - parsedate_to_datetime(tenth["Date"]) == timedelta(
+        days=1
+    )
 
 
 def test_a_lessons_day_must_fall_after_the_lesson_before_and_before_the_next(
@@ -689,39 +765,14 @@ def test_a_lessons_day_must_fall_after_the_lesson_before_and_before_the_next(
     assert days(system)[-1] == 14
 
 
-def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
+def test_the_last_lesson_can_be_removed_until_someone_has_had_it(
     admin: FlaskClient, system: System
 ) -> None:
-    page = "/admin/sequences/feel-better"
-    assert "Why stress settles in your back" in admin.get(page).get_data(as_text=True)
-    post(admin, f"{page}/steps", page=page)
-    with transaction(system.sessions) as session:
-        new = session.scalars(sa.select(Step).order_by(Step.number.desc()).limit(1)).one()
-        lesson_2 = session.scalar(sa.select(Step.id).where(Step.number == 2))
-    assert (new.number, new.day_offset) == (11, 11)
-    assert (
-        post(admin, f"/admin/steps/{new.id}/day", {"day_offset": "13"}, page=page).status_code
-        == 302
-    )
-    assert days(system)[-1] == 13
-    assert post(admin, f"/admin/steps/{lesson_2}/delete", page=page).status_code == 400
-    assert post(admin, f"/admin/steps/{new.id}/delete", page=page).status_code == 302
+    post(admin, f"{SERIES}/steps", edit(0), page=NEW_LESSON)
+    lesson_2, lesson_11 = step_id(system, 2), step_id(system, 11)
+    assert post(admin, f"/admin/steps/{lesson_2}/delete", page=SERIES).status_code == 400
+    assert post(admin, f"/admin/steps/{lesson_11}/delete", page=SERIES).status_code == 302
     assert days(system) == list(range(11))
-
-
-def test_a_lesson_added_after_one_with_the_longest_subject_still_fits(
-    admin: FlaskClient, system: System
-) -> None:
-    with transaction(system.sessions) as session:
-        last = session.scalar(sa.select(Step.id).where(Step.number == 10)) or 0
-    page = f"/admin/lessons/{last}"
-    assert post(admin, page, edit(last, subject="A" * 200), page=page).status_code == 302
-    series = "/admin/sequences/feel-better"
-    assert post(admin, f"{series}/steps", page=series).status_code == 302
-    with transaction(system.sessions) as session:
-        step = session.scalar(sa.select(Step.id).where(Step.number == 11)) or 0
-    (copy,) = versions(system, step)
-    assert len(copy.subject) == 200 and copy.subject.endswith(" (copy)")
 
 
 @pytest.fixture

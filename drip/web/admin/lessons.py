@@ -1,5 +1,8 @@
 """The series editor: steps, lesson editor with live preview, versions, diff, restore.
 
+A new lesson is written in the same editor and created when its writer saves it
+(drip.lessons.add_step); until then it has no step, only a number and a day.
+
 The preview renders in the worker's sandbox, under a deadline since no actor time limit
 applies here (SEC-03), and is shown in a sandboxed iframe from a response with its own
 strict Content-Security-Policy, so markup an admin writes can never run script in the
@@ -16,10 +19,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import lessons
-from drip.errors import DripError, InvalidInput, NotFound, TemplateProblem
+from drip.errors import DripError, InvalidInput, NotFound
 from drip.models import Sequence, Step, TemplateVersion
 from drip.proofs import lesson_context, proof_footer
 from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, Context, EmailTemplate, Footer
+from drip.series_files import version_template
 from drip.signup import find_sequence, normalise_email
 from drip.web.admin import large_body, protected
 from drip.web.context import ctx
@@ -39,6 +43,7 @@ TOO_LARGE = (
     "Nothing was saved; go back to the editor to keep your edit and shorten it."
 )
 PREVIEW_REASON = "You are getting this because you signed up (this is a preview)."
+EMPTY = EmailTemplate("", "", "", "")
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -56,14 +61,35 @@ def sequence(slug: str) -> str:
         return _lesson_list(session, find_sequence(session, slug))
 
 
-@bp.post("/sequences/<slug>/steps")
-def add_step(slug: str) -> BaseResponse:
-    web = ctx()
-    with web.transaction() as session:
+@bp.get("/sequences/<slug>/steps/new")
+def new_lesson(slug: str) -> str:
+    with ctx().reading() as session:
         series = find_sequence(session, slug)
-        step = lessons.add_step(session, series, author=current_user.email, now=web.clock.now())
-        flash(f"Added lesson {step.number}. Edit it before its day comes.")
-    return redirect(url_for(".sequence", slug=slug))
+        return _editor_page(session, series, lessons.next_step(session, series), draft=None)
+
+
+@bp.post("/sequences/<slug>/steps")
+@large_body(EDITOR_BODY)
+def add_step(slug: str) -> BaseResponse | tuple[str, int]:
+    web = ctx()
+    draft = _draft()
+    try:
+        with web.transaction() as session:
+            series = find_sequence(session, slug)
+            step = lessons.add_step(
+                session, web.renderer, series, draft, author=current_user.email, now=web.clock.now()
+            )
+            step_id = step.id
+            flash(
+                f"Added lesson {step.number}, on day {step.day_offset}. Readers still in the "
+                f"series get it after lesson {step.number - 1}; readers who finished do not."
+            )
+    except InvalidInput as exc:
+        with web.reading() as session:
+            series = find_sequence(session, slug)
+            step = lessons.next_step(session, series)
+            return _editor_page(session, series, step, draft=draft, error=str(exc)), 400
+    return redirect(url_for(".editor", step_id=step_id))
 
 
 @bp.post("/steps/<int:step_id>/day")
@@ -92,10 +118,7 @@ def move_step(step_id: int) -> BaseResponse:
 @bp.post("/steps/<int:step_id>/delete")
 def remove_step(step_id: int) -> BaseResponse:
     with ctx().transaction() as session:
-        step = session.get(Step, step_id)
-        if step is None:
-            raise NotFound("no such step")
-        slug = _slug(session, step)
+        slug = _slug(session, _step(session, step_id))
         lessons.remove_step(session, step_id)
     return redirect(url_for(".sequence", slug=slug))
 
@@ -123,17 +146,19 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
             )
             number = lessons.numbered(session, version).number
             flash(f"Saved as version {number}. Emails not yet sent will use it.")
-    except (InvalidInput, TemplateProblem) as exc:
+    except InvalidInput as exc:
         with web.reading() as session:
             return _editor(session, step_id, draft=draft, error=str(exc)), 400
     return redirect(url_for(".editor", step_id=step_id))
 
 
 @bp.post("/lessons/<int:step_id>/preview")
+@bp.post("/sequences/<slug>/steps/new/preview")
 @large_body(EDITOR_BODY)
-def preview(step_id: int) -> Response:
+def preview(step_id: int | None = None, slug: str | None = None) -> Response:
+    """The draft as HTML, for the editor's iframe; for a saved lesson or a new one."""
     try:
-        context = _context(step_id)
+        context = _context(step_id, slug)
         html = ctx().renderer.preview(_draft(), context, _preview_footer(context)).html
     except DripError as exc:
         html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
@@ -144,13 +169,14 @@ def preview(step_id: int) -> Response:
 
 
 @bp.post("/lessons/<int:step_id>/preview.json")
+@bp.post("/sequences/<slug>/steps/new/preview.json")
 @large_body(EDITOR_BODY)
-def preview_json(step_id: int) -> Response:
+def preview_json(step_id: int | None = None, slug: str | None = None) -> Response:
     web = ctx()
     draft = _draft()
     try:
         lessons.check_lesson(web.renderer, draft)
-        context = _context(step_id)
+        context = _context(step_id, slug)
         rendered = web.renderer.preview(draft, context, _preview_footer(context))
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
@@ -170,14 +196,13 @@ def send_test(step_id: int) -> BaseResponse | tuple[str, int]:
     if web.proofs is None:
         raise InvalidInput("test sends need the queue, which this app was started without")
     with web.reading() as session:
-        step = session.get(Step, step_id)
-        if step is None:
-            raise NotFound("no such step")
+        step = _step(session, step_id)
         try:
             to = normalise_email(typed_to)
             lesson_context(
                 session,
-                step,
+                session.get_one(Sequence, step.sequence_id),
+                step.number,
                 sender_name=web.settings.sender.display_name,
                 subscriber_email=as_subscriber,
             )
@@ -235,21 +260,29 @@ def _editor(
     error: str,
     test_form: dict[str, str] | None = None,
 ) -> str:
-    step = session.get(Step, step_id)
-    if step is None:
-        raise NotFound("no such step")
-    versions = lessons.history(session, step_id)
-    current = versions[0].row if versions else None
-    shown = draft or (
-        EmailTemplate(current.subject, current.preheader, current.body_html, current.body_text)
-        if current
-        else EmailTemplate("", "", "", "")
-    )
+    step = _step(session, step_id)
+    series = session.get_one(Sequence, step.sequence_id)
+    return _editor_page(session, series, step, draft=draft, error=error, test_form=test_form)
+
+
+def _editor_page(
+    session: Session,
+    series: Sequence,
+    step: Step,
+    *,
+    draft: EmailTemplate | None,
+    error: str = "",
+    test_form: dict[str, str] | None = None,
+) -> str:
+    """The editor of a saved lesson, or of a new one (lessons.next_step, with no id yet)."""
+    versions = lessons.history(session, step.id) if step.id is not None else []
+    saved = version_template(versions[0].row) if versions else EMPTY
     return render_template(
         "admin/editor.html",
         step=step,
-        slug=_slug(session, step),
-        template=shown,
+        slug=series.slug,
+        lesson={"step_id": step.id} if step.id is not None else {"slug": series.slug},
+        template=draft or saved,
         versions=versions,
         error=error,
         test_form=test_form or {"to": current_user.email, "as": ""},
@@ -258,16 +291,21 @@ def _editor(
     )
 
 
-def _context(step_id: int) -> dict[str, str | int]:
-    """Sample values, or those of the subscriber named in the "preview as" field."""
+def _context(step_id: int | None, slug: str | None) -> dict[str, str | int]:
+    """Sample values, or those of the subscriber named in the "preview as" field, for a
+    saved lesson (`step_id`) or the one being added to the series `slug`."""
     web = ctx()
     with web.reading() as session:
-        step = session.get(Step, step_id)
-        if step is None:
-            raise NotFound("no such step")
+        if step_id is None:
+            series = find_sequence(session, slug or "")
+            number = lessons.next_step(session, series).number
+        else:
+            step = _step(session, step_id)
+            series, number = session.get_one(Sequence, step.sequence_id), step.number
         return lesson_context(
             session,
-            step,
+            series,
+            number,
             sender_name=web.settings.sender.display_name,
             subscriber_email=request.form.get("preview_as", "").strip(),
         )
