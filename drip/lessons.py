@@ -2,7 +2,8 @@
 two, and changing steps.
 
 A save never changes a version: it adds one. Deliveries record the version they were
-rendered from, so an edit affects only emails not yet sent.
+rendered from, so an edit affects only emails not yet sent. A lesson is added with its
+first version, checked as any save is, so no lesson exists that its writer has not written.
 """
 
 from __future__ import annotations
@@ -52,12 +53,27 @@ STORED_LENGTH = {
 """The longest text each part's column holds: PostgreSQL refuses more, SQLite stores it."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
+LAST_DAY = 365
 
 
 @dataclass(frozen=True)
 class StepRow:
     step: Step
     version: TemplateVersion | None
+    days: range
+    """The days the lesson may move to (set_day)."""
+
+
+@dataclass(frozen=True)
+class Version:
+    """A saved version and its number among its lesson's versions, 1 for the first.
+
+    The number is counted when shown, not stored: ids only ever grow and versions are
+    never deleted (only with their lesson), so a version keeps its number. Links name
+    versions by id."""
+
+    number: int
+    row: TemplateVersion
 
 
 def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
@@ -120,10 +136,17 @@ def _check_storable(template: EmailTemplate) -> None:
 
 
 def steps(session: Session, sequence: Sequence) -> list[StepRow]:
-    rows = session.scalars(
-        sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number)
+    rows = list(
+        session.scalars(
+            sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number)
+        )
     )
-    return [StepRow(step, latest_version(session, step.id)) for step in rows]
+    before: list[Step | None] = [None, *rows[:-1]]
+    after: list[Step | None] = [*rows[1:], None]
+    return [
+        StepRow(step, latest_version(session, step.id), allowed_days(step, *neighbours))
+        for step, *neighbours in zip(rows, before, after, strict=True)
+    ]
 
 
 def save_version(
@@ -139,6 +162,12 @@ def save_version(
     if step is None:
         raise NotFound("no such step")
     check_lesson(renderer, template)
+    return _add_version(session, step, template, author=author, now=now)
+
+
+def _add_version(
+    session: Session, step: Step, template: EmailTemplate, *, author: str, now: datetime
+) -> TemplateVersion:
     version = TemplateVersion(
         step_id=step.id,
         subject=template.subject.strip(),
@@ -165,72 +194,138 @@ def restore(
     )
 
 
-def history(session: Session, step_id: int) -> list[TemplateVersion]:
-    return list(
+def history(session: Session, step_id: int) -> list[Version]:
+    """The lesson's versions, the newest first."""
+    rows = list(
         session.scalars(
             sa.select(TemplateVersion)
             .where(TemplateVersion.step_id == step_id)
             .order_by(TemplateVersion.id.desc())
         )
     )
+    return [Version(len(rows) - index, row) for index, row in enumerate(rows)]
 
 
-def diff(old: TemplateVersion, new: TemplateVersion) -> list[tuple[str, list[str]]]:
+def numbered(session: Session, version: TemplateVersion) -> Version:
+    """The version with its number, as history() counts it."""
+    earlier = sa.select(sa.func.count()).where(
+        TemplateVersion.step_id == version.step_id, TemplateVersion.id <= version.id
+    )
+    return Version(session.scalar(earlier) or 0, version)
+
+
+def diff(old: Version, new: Version) -> list[tuple[str, list[str]]]:
     """A unified diff per part that changed."""
     changes = []
     for part in PARTS:
-        before = getattr(old, part).splitlines()
-        after = getattr(new, part).splitlines()
-        lines = list(
-            difflib.unified_diff(before, after, f"v{old.id}", f"v{new.id}", lineterm="", n=2)
-        )
+        before = getattr(old.row, part).splitlines()
+        after = getattr(new.row, part).splitlines()
+        labels = f"v{old.number}", f"v{new.number}"
+        lines = list(difflib.unified_diff(before, after, *labels, lineterm="", n=2))
         if lines:
             changes.append((part, lines))
     return changes
 
 
 def set_day(session: Session, step_id: int, day: int) -> Step:
+    """Move a lesson to another day of the series, after the lesson before it and before
+    the next; the welcome stays on day 0, when the reader confirms.
+
+    The scheduler sends one email of a series a day at most: it times each lesson from
+    the one before it, the difference of their days later but never less than a day
+    (drip.timing.next_send_at). A day on or before the previous lesson's would be listed
+    there yet sent the day after that lesson, and every later lesson later still."""
     step = session.get(Step, step_id)
     if step is None:
         raise NotFound("no such step")
+    if not 0 <= day <= LAST_DAY:
+        raise InvalidInput(f"day: a whole number from 0 to {LAST_DAY}", field="day_offset")
     if step.number == 0 and day != 0:
         raise InvalidInput("the welcome goes out on confirmation (day 0)", field="day_offset")
-    if not 0 <= day <= 365:
-        raise InvalidInput("day: 0 to 365", field="day_offset")
+    before, after = _neighbours(session, step)
+    allowed = allowed_days(step, before, after)
+    if day not in allowed:
+        raise InvalidInput(_out_of_order(step, before, after, allowed), field="day_offset")
     step.day_offset = day
     return step
 
 
-def add_step(session: Session, sequence: Sequence, *, author: str, now: datetime) -> Step:
-    """Append a lesson, one day after the last, starting as a copy of the last lesson."""
+def allowed_days(step: Step, before: Step | None, after: Step | None) -> range:
+    """The days `step` may go out on between its neighbours in the series (set_day)."""
+    if step.number == 0:
+        return range(1)
+    first = 0 if before is None else before.day_offset + 1
+    last = LAST_DAY if after is None else after.day_offset - 1
+    return range(first, last + 1)
+
+
+def _neighbours(session: Session, step: Step) -> tuple[Step | None, Step | None]:
+    series = sa.select(Step).where(Step.sequence_id == step.sequence_id).limit(1)
+    before = series.where(Step.number < step.number).order_by(Step.number.desc())
+    after = series.where(Step.number > step.number).order_by(Step.number)
+    return session.scalar(before), session.scalar(after)
+
+
+def _out_of_order(step: Step, before: Step | None, after: Step | None, allowed: range) -> str:
+    bounds = [
+        f"{word} {_name(other)} (day {other.day_offset})"
+        for word, other in (("after", before), ("before", after))
+        if other is not None
+    ]
+    if not allowed:
+        choice = "no day is free between them, so move one of them first"
+    elif len(allowed) == 1:
+        choice = f"choose day {allowed[0]}"
+    else:
+        choice = f"choose a day from {allowed[0]} to {allowed[-1]}"
+    return (
+        f"day: lesson {step.number} goes out {' and '.join(bounds)}, "
+        f"as readers get one email a day; {choice}"
+    )
+
+
+def _name(step: Step) -> str:
+    return "the welcome" if step.number == 0 else f"lesson {step.number}"
+
+
+def next_step(session: Session, sequence: Sequence) -> Step:
+    """The lesson a writer adds to the series, a day after the last; not in the session,
+    so nothing is added until add_step adds it."""
     last = session.scalar(
         sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number.desc()).limit(1)
     )
     if last is None:
         raise InvalidInput("the series has no welcome step to build on")
-    step = Step(sequence_id=sequence.id, number=last.number + 1, day_offset=last.day_offset + 1)
+    if last.day_offset >= LAST_DAY:
+        raise InvalidInput(f"day: the last lesson is on day {LAST_DAY}; move it earlier first")
+    return Step(sequence_id=sequence.id, number=last.number + 1, day_offset=last.day_offset + 1)
+
+
+def add_step(
+    session: Session,
+    renderer: Renderer,
+    sequence: Sequence,
+    template: EmailTemplate,
+    *,
+    author: str,
+    now: datetime,
+) -> Step:
+    """Append a lesson, a day after the last, with its first version; refused, adding
+    nothing, if the template fails the checks a save makes.
+
+    The lesson is created only now, written and checked: one made in advance (as a copy
+    of the last, say) would be mailed as it stood to readers who reached it before the
+    writer did. Readers still in the series get it after the former last lesson, and
+    their lesson_total counts it from now on. A reader the former last lesson was already
+    issued to (sent, or queued) has no next step and has completed the series, or does
+    once it is sent (drip.sending), and gets nothing more: a lesson arriving after the
+    series ended, unannounced, would read as a mistake."""
+    check_lesson(renderer, template)
+    step = next_step(session, sequence)
     session.add(step)
     session.flush()
-    source = latest_version(session, last.id)
-    if source is not None:
-        session.add(
-            TemplateVersion(
-                step_id=step.id,
-                subject=_copy_of(source.subject),
-                preheader=source.preheader,
-                body_html=source.body_html,
-                body_text=source.body_text,
-                created_at=now,
-                created_by=author,
-            )
-        )
+    _add_version(session, step, template, author=author, now=now)
     return step
-
-
-def _copy_of(subject: str) -> str:
-    """The copy's subject, marked as a copy and cut to fit its column."""
-    mark = " (copy)"
-    return subject[: STORED_LENGTH["subject"] - len(mark)] + mark
 
 
 def remove_step(session: Session, step_id: int) -> None:

@@ -18,12 +18,13 @@ from drip.errors import NotFound
 from drip.lessons import SAMPLE
 from drip.messages import Envelope, build_message, recipient_address
 from drip.models import Sequence, Step, Subscriber
-from drip.rendering import Footer, RenderedEmail
+from drip.rendering import Context, Footer, RenderedEmail
 from drip.series_files import latest_version, version_template
 from drip.signup import normalise_email
 
 if TYPE_CHECKING:
     from drip.sending import Mailer
+    from drip.settings import Settings
 
 UNSUBSCRIBE_PATH = "/unsubscribe/test-email"
 """Where a proof's unsubscribe link leads (drip.web.manage): a page saying it was a test
@@ -33,10 +34,15 @@ bad-link page read as if drip's unsubscribe link were broken. No token has this 
 
 
 def lesson_context(
-    session: Session, step: Step, *, sender_name: str, subscriber_email: str = ""
+    session: Session,
+    sequence: Sequence,
+    number: int,
+    *,
+    sender_name: str,
+    subscriber_email: str = "",
 ) -> dict[str, str | int]:
-    """The values a lesson renders with: a real subscriber's when one is named, else sample."""
-    sequence = session.get_one(Sequence, step.sequence_id)
+    """The values lesson `number` renders with: a real subscriber's when one is named,
+    else sample. A lesson not saved yet (the editor of a new one) counts in the total."""
     first_name = str(SAMPLE["first_name"])
     if subscriber_email:
         subscriber = session.scalar(
@@ -55,9 +61,22 @@ def lesson_context(
         "first_name": first_name,
         "series_name": sequence.name,
         "sender_name": sender_name or sequence.name,
-        "lesson_number": step.number,
-        "lesson_total": total or 0,
+        "lesson_number": number,
+        "lesson_total": max(total or 0, number),
     }
+
+
+def proof_footer(settings: Settings, context: Context, *, reason: str) -> Footer:
+    """The footer of a test send and of the editor's preview: the sender, postal address
+    and contact readers see, and a link to the page that says this was a test."""
+    return Footer(
+        reason=reason,
+        unsubscribe_url=settings.base_url + UNSUBSCRIBE_PATH,
+        postal_address=settings.postal_address,
+        sender_name=str(context["sender_name"]),
+        contact=settings.contact,
+        ad_notice=settings.ad_notice,
+    )
 
 
 def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = "") -> None:
@@ -71,26 +90,19 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
         version = latest_version(session, step_id) if step else None
         if step is None or version is None:
             raise NotFound("no such lesson")
+        sequence = session.get_one(Sequence, step.sequence_id)
         context = lesson_context(
             session,
-            step,
+            sequence,
+            step.number,
             sender_name=settings.sender.display_name,
             subscriber_email=subscriber_email,
         )
-        slug = session.get_one(Sequence, step.sequence_id).slug
-    unsubscribe_url = settings.base_url + UNSUBSCRIBE_PATH
-    rendered = mailer.renderer.render(
-        version_template(version),
-        context,
-        Footer(
-            reason="This is a test email, sent from the drip admin.",
-            unsubscribe_url=unsubscribe_url,
-            postal_address=settings.postal_address,
-            sender_name=str(context["sender_name"]),
-            contact=settings.contact,
-            ad_notice=settings.ad_notice,
-        ),
+        slug = sequence.slug
+    footer = proof_footer(
+        settings, context, reason="This is a test email, sent from the drip admin."
     )
+    rendered = mailer.renderer.render(version_template(version), context, footer)
     proof = RenderedEmail(
         f"[TEST] {rendered.subject}", rendered.preheader, rendered.html, rendered.text
     )
@@ -102,7 +114,7 @@ def send_proof(mailer: Mailer, step_id: int, to: str, subscriber_email: str = ""
             recipient=recipient_address(address, ""),
             list_id=f"<{slug}.{settings.mail_domain}>",
             feedback_id=f"test:{slug}:proof:{settings.feedback_sender}",
-            unsubscribe_url=unsubscribe_url,
+            unsubscribe_url=footer.unsubscribe_url,
             date=mailer.clock.now(),
         ),
         msgid=make_msgid("test", domain=settings.mail_domain),

@@ -1,5 +1,6 @@
 """The writer in the admin: edits a lesson with its live preview, survives a template
-mistake, saves, restores, sends a test; then looks at the dashboard and a reader."""
+mistake, saves, restores, sends a test, starts a new lesson and leaves it unsaved; then
+looks at the dashboard and a reader."""
 
 from __future__ import annotations
 
@@ -74,6 +75,20 @@ def test_an_admin_edits_a_lesson_restores_it_and_sends_a_test(
     expect(page.get_by_role("status").filter(has_text="A test of the saved")).to_be_visible()
     test_send = stack.wait_for_email(stack.admin_email, 1)
     assert test_send["Subject"] == f"[TEST] {old_subject}"
+
+    page.get_by_role("link", name="All lessons").click()
+    lessons = page.get_by_role("row").count()
+    page.get_by_role("link", name="Add a lesson").click()
+    expect(page.get_by_role("heading", name="New lesson 11")).to_be_visible()
+    expect(status).to_contain_text("preheader")
+    page.get_by_label("Subject", exact=True).fill("One more thing")
+    page.get_by_label("Preheader").fill("A lesson written in the editor and never saved.")
+    page.get_by_label("HTML body").fill("<p>Lesson {{ lesson_number }} of {{ lesson_total }}</p>")
+    page.get_by_label("Plain-text body").fill("Lesson {{ lesson_number }}")
+    expect(status).to_have_text("Preview up to date")
+    expect(page.frame_locator("#preview-frame").get_by_text("Lesson 11 of 11")).to_be_visible()
+    page.get_by_role("link", name="All lessons").click()
+    expect(page.get_by_role("row")).to_have_count(lessons)
 
     page.get_by_role("navigation", name="Admin").get_by_role("link", name="Dashboard").click()
     expect(page.get_by_role("heading", name="Calm Back, Calm Mind")).to_be_visible()

@@ -9,6 +9,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import Any
 from xml.etree import ElementTree
 
@@ -545,6 +546,34 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
+def test_the_preview_shows_the_footer_readers_get_with_sample_reader_data(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The preview's footer said "(your name), (your postal address)" where a test send
+    shows the real ones, so the writer could not check what readers see."""
+    page = f"/admin/lessons/{lesson_1}"
+    settings = system.settings
+    html_part = post(admin, f"{page}/preview", edit(lesson_1), page=page).get_data(as_text=True)
+    text_part = post(admin, f"{page}/preview.json", edit(lesson_1), page=page).get_json()["text"]
+    for shown in (html.unescape(html_part), text_part):
+        assert "(your" not in shown
+        for real in (settings.postal_address, settings.sender.display_name, settings.contact):
+            assert real in shown
+        assert "Hi Ada," in shown, "the sample reader's name"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
+def test_the_preheader_box_asks_for_what_a_save_accepts(admin: FlaskClient, lesson_1: int) -> None:
+    """It took 200 characters, where a save takes 40 to 100."""
+    for page in (f"/admin/lessons/{lesson_1}", NEW_LESSON):
+        shown = admin.get(page).get_data(as_text=True)
+        box = re.search(r'<input id="preheader"[^>]*>', shown)
+        assert box is not None
+        assert 'minlength="40"' in box[0] and 'maxlength="100"' in box[0]
+        assert "40 to 100 characters" in shown
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
 def test_the_preview_stops_a_template_that_takes_too_long(
     admin: FlaskClient, lesson_1: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -581,6 +610,31 @@ def test_an_old_version_can_be_compared_and_restored(
     assert restored.subject == original.subject
 
 
+def test_versions_are_numbered_in_order_for_each_lesson(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Versions were labelled by database id, shared by every lesson, so lesson 1's went
+    v2, v12, v13. The URLs still name versions by id."""
+    page = f"/admin/lessons/{lesson_1}"
+    for subject in ("The second subject", "The third subject"):
+        post(admin, page, edit(lesson_1, subject=subject), page=page)
+    first, _, third = versions(system, lesson_1)
+    shown = admin.get(page).get_data(as_text=True)
+    assert "Saved as version 3." in shown
+    assert re.findall(r"<li>\s*v(\d+),", shown) == ["3", "2", "1"]
+    assert re.findall(r'<option value="\d+"(?: selected)?>v(\d+)</option>', shown) == [
+        *("3", "2", "1"),
+        *("3", "2", "1"),
+    ]
+    assert f'value="{third.id}" selected>v3<' in shown
+
+    diff = admin.get(f"{page}/diff?a={first.id}&b={third.id}").get_data(as_text=True)
+    assert "<h1>v1 compared with v3</h1>" in diff
+    assert "--- v1" in diff and "+++ v3" in diff
+    post(admin, f"/admin/versions/{first.id}/restore", page=page)
+    assert "Restored as version 4." in admin.get(page).get_data(as_text=True)
+
+
 def test_an_edit_reaches_only_emails_not_yet_sent(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
@@ -596,44 +650,129 @@ def test_an_edit_reaches_only_emails_not_yet_sent(
     assert sent.template_version_id == versions(system, lesson_1)[-1].id
 
 
-def test_steps_can_be_added_rescheduled_and_the_last_unsent_one_removed(
-    admin: FlaskClient, system: System
-) -> None:
-    page = "/admin/sequences/feel-better"
-    assert "Why stress settles in your back" in admin.get(page).get_data(as_text=True)
-    post(admin, f"{page}/steps", page=page)
-    with transaction(system.sessions) as session:
-        new = session.scalars(sa.select(Step).order_by(Step.number.desc()).limit(1)).one()
-        lesson_2 = session.scalar(sa.select(Step.id).where(Step.number == 2))
-    assert (new.number, new.day_offset) == (11, 11)
-    assert (
-        post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": "4"}, page=page).status_code
-        == 302
-    )
-    assert (
-        post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": "x"}, page=page).status_code
-        == 400
-    )
-    assert post(admin, f"/admin/steps/{lesson_2}/delete", page=page).status_code == 400
-    assert post(admin, f"/admin/steps/{new.id}/delete", page=page).status_code == 302
-    with transaction(system.sessions) as session:
-        assert session.scalar(sa.select(sa.func.max(Step.number))) == 10
-        assert session.get_one(Step, lesson_2).day_offset == 4
+SERIES = "/admin/sequences/feel-better"
+NEW_LESSON = f"{SERIES}/steps/new"
 
 
-def test_a_lesson_added_after_one_with_the_longest_subject_still_fits(
+def step_id(system: System, number: int) -> int:
+    with transaction(system.sessions) as session:
+        return session.scalar(sa.select(Step.id).where(Step.number == number)) or 0
+
+
+def days(system: System) -> list[int]:
+    with transaction(system.sessions) as session:
+        return list(session.scalars(sa.select(Step.day_offset).order_by(Step.number)))
+
+
+def test_a_new_lesson_exists_only_once_its_writer_saves_it(
     admin: FlaskClient, system: System
 ) -> None:
-    with transaction(system.sessions) as session:
-        last = session.scalar(sa.select(Step.id).where(Step.number == 10)) or 0
-    page = f"/admin/lessons/{last}"
-    assert post(admin, page, edit(last, subject="A" * 200), page=page).status_code == 302
-    series = "/admin/sequences/feel-better"
-    assert post(admin, f"{series}/steps", page=series).status_code == 302
-    with transaction(system.sessions) as session:
-        step = session.scalar(sa.select(Step.id).where(Step.number == 11)) or 0
-    (copy,) = versions(system, step)
-    assert len(copy.subject) == 200 and copy.subject.endswith(" (copy)")
+    """ "Add a lesson" made lesson 11 at once, a copy of lesson 10 marked "(copy)", and
+    readers got it as it was if the writer did not edit it in time."""
+    assert f'href="{NEW_LESSON}"' in admin.get(SERIES).get_data(as_text=True)
+    editor = admin.get(NEW_LESSON).get_data(as_text=True)
+    assert "<h1>New lesson 11</h1>" in editor
+    assert '<input id="subject" name="subject" value=""' in editor
+    assert days(system) == list(range(11)), "opening the editor adds nothing"
+
+    assert post(admin, f"{SERIES}/steps", page=NEW_LESSON).status_code == 400
+    refused = post(admin, f"{SERIES}/steps", edit(0, preheader="Too short."), page=NEW_LESSON)
+    assert refused.status_code == 400
+    shown = refused.get_data(as_text=True)
+    assert '<p class="error" role="alert">preheader: write one sentence' in shown
+    assert 'value="Too short."' in shown, "the edit is kept"
+    assert days(system) == list(range(11))
+
+    draft = edit(0, body_text="Lesson {{ lesson_number }} of {{ lesson_total }}.")
+    preview = post(admin, f"{NEW_LESSON}/preview.json", draft, page=NEW_LESSON).get_json()
+    assert preview["ok"] and "Lesson 11 of 11." in preview["text"]
+    html = post(admin, f"{NEW_LESSON}/preview", draft, page=NEW_LESSON).get_data(as_text=True)
+    assert "Lesson 11." in html
+
+    saved = post(admin, f"{SERIES}/steps", edit(0, subject="A bonus lesson"), page=NEW_LESSON)
+    assert saved.status_code == 302
+    lesson_11 = step_id(system, 11)
+    assert saved.headers["Location"] == f"/admin/lessons/{lesson_11}"
+    assert days(system) == list(range(12)), "a day after the last lesson"
+    (version,) = versions(system, lesson_11)
+    assert (version.subject, version.created_by) == ("A bonus lesson", "writer@example.com")
+    assert "Added lesson 11" in admin.get(f"/admin/lessons/{lesson_11}").get_data(as_text=True)
+
+
+def a_day_passes(system: System, days: int = 1) -> None:
+    for _ in range(days):
+        system.clock.advance(timedelta(days=1))
+        system.tick()
+        system.drain()
+
+
+def test_a_lesson_added_reaches_readers_still_in_the_series_not_those_who_finished(
+    admin: FlaskClient, system: System
+) -> None:
+    """Someone who has had the last lesson has completed the series: a lesson added later
+    is not mailed to them out of the blue. Readers still in it get it after lesson 10."""
+    system.join("ana@example.com")
+    system.clock.advance(timedelta(hours=3))
+    a_day_passes(system, 5)
+    system.join("ben@example.com")
+    a_day_passes(system, 5)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
+    had = len(system.smtp.to("ana@example.com"))
+    assert (
+        "Lesson 10 of 10"
+        in system.smtp.to("ana@example.com")[-1].get_body(("plain",)).get_content()
+    )
+
+    added = post(admin, f"{SERIES}/steps", edit(0, subject="A bonus lesson"), page=NEW_LESSON)
+    assert added.status_code == 302
+    a_day_passes(system, 6)
+
+    assert len(system.smtp.to("ana@example.com")) == had
+    assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
+    *_, tenth, bonus = system.smtp.to("ben@example.com")
+    assert "Lesson 10 of 11" in tenth.get_body(("plain",)).get_content()
+    assert bonus["Subject"] == "A bonus lesson"
+    assert parsedate_to_datetime(bonus["Date"]) - parsedate_to_datetime(tenth["Date"]) == timedelta(
+        days=1
+    )
+
+
+def test_a_lessons_day_must_fall_after_the_lesson_before_and_before_the_next(
+    admin: FlaskClient, system: System
+) -> None:
+    """Lesson 2 moved to day 0 was listed before lesson 1 yet went out the day after it:
+    the scheduler waits at least a day between lessons (drip.timing.next_send_at)."""
+    lesson_2, lesson_10 = step_id(system, 2), step_id(system, 10)
+    for typed, message in [
+        ("0", "lesson 2 goes out after lesson 1 (day 1) and before lesson 3 (day 3)"),
+        ("1", "choose day 2"),
+        ("3", "choose day 2"),
+        ("x", "day: a whole number from 0 to 365"),
+        ("366", "day: a whole number from 0 to 365"),
+    ]:
+        refused = post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": typed}, page=SERIES)
+        assert refused.status_code == 400, typed
+        shown = refused.get_data(as_text=True)
+        assert re.search(f'<p class="error" role="alert">[^<]*{re.escape(message)}', shown), typed
+        assert f'id="day-{lesson_2}"' in shown, "the list, to pick another day"
+    assert days(system) == list(range(11)), "nothing changed"
+
+    listed = admin.get(SERIES).get_data(as_text=True)
+    assert re.search(f'id="day-{lesson_2}"[^>]* min="2" max="2"', listed)
+    assert re.search(f'id="day-{lesson_10}"[^>]* min="10" max="365"', listed)
+    moved = post(admin, f"/admin/steps/{lesson_10}/day", {"day_offset": "14"}, page=SERIES)
+    assert moved.status_code == 302
+    assert days(system)[-1] == 14
+
+
+def test_the_last_lesson_can_be_removed_until_someone_has_had_it(
+    admin: FlaskClient, system: System
+) -> None:
+    post(admin, f"{SERIES}/steps", edit(0), page=NEW_LESSON)
+    lesson_2, lesson_11 = step_id(system, 2), step_id(system, 11)
+    assert post(admin, f"/admin/steps/{lesson_2}/delete", page=SERIES).status_code == 400
+    assert post(admin, f"/admin/steps/{lesson_11}/delete", page=SERIES).status_code == 302
+    assert days(system) == list(range(11))
 
 
 @pytest.fixture

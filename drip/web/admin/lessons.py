@@ -1,5 +1,8 @@
 """The series editor: steps, lesson editor with live preview, versions, diff, restore.
 
+A new lesson is written in the same editor and created when its writer saves it
+(drip.lessons.add_step); until then it has no step, only a number and a day.
+
 The preview renders in the worker's sandbox, under a deadline since no actor time limit
 applies here (SEC-03), and is shown in a sandboxed iframe from a response with its own
 strict Content-Security-Policy, so markup an admin writes can never run script in the
@@ -7,8 +10,6 @@ admin's origin.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from flask import Response, flash, jsonify, redirect, render_template, request, url_for
 from flask_login import current_user
@@ -18,10 +19,11 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import lessons
-from drip.errors import DripError, InvalidInput, NotFound, TemplateProblem
+from drip.errors import DripError, InvalidInput, NotFound
 from drip.models import Sequence, Step, TemplateVersion
-from drip.proofs import lesson_context
-from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, EmailTemplate, Footer
+from drip.proofs import lesson_context, proof_footer
+from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, Context, EmailTemplate, Footer
+from drip.series_files import version_template
 from drip.signup import find_sequence, normalise_email
 from drip.web.admin import large_body, protected
 from drip.web.context import ctx
@@ -40,13 +42,8 @@ TOO_LARGE = (
     f"This lesson is too large to save: each part holds at most {MAX_SOURCE // 1024} KiB. "
     "Nothing was saved; go back to the editor to keep your edit and shorten it."
 )
-SAMPLE_FOOTER = Footer(
-    reason="You are getting this because you signed up (this is a preview).",
-    unsubscribe_url="https://example.invalid/unsubscribe/preview",
-    postal_address="(your postal address)",
-    sender_name="(your name)",
-    contact="(your contact address)",
-)
+PREVIEW_REASON = "You are getting this because you signed up (this is a preview)."
+EMPTY = EmailTemplate("", "", "", "")
 
 
 @bp.errorhandler(RequestEntityTooLarge)
@@ -58,38 +55,55 @@ def too_large(_exc: RequestEntityTooLarge) -> tuple[Response | str, int]:
     return answer(413, TOO_LARGE)
 
 
-def _sample_footer() -> Footer:
-    """The preview's footer, with the advertisement notice the real emails will carry."""
-    return dataclasses.replace(SAMPLE_FOOTER, ad_notice=ctx().settings.ad_notice)
-
-
 @bp.get("/sequences/<slug>")
 def sequence(slug: str) -> str:
     with ctx().reading() as session:
+        return _lesson_list(session, find_sequence(session, slug))
+
+
+@bp.get("/sequences/<slug>/steps/new")
+def new_lesson(slug: str) -> str:
+    with ctx().reading() as session:
         series = find_sequence(session, slug)
-        return render_template(
-            "admin/sequence.html", sequence=series, rows=lessons.steps(session, series)
-        )
+        return _editor_page(session, series, lessons.next_step(session, series), draft=None)
 
 
 @bp.post("/sequences/<slug>/steps")
-def add_step(slug: str) -> BaseResponse:
+@large_body(EDITOR_BODY)
+def add_step(slug: str) -> BaseResponse | tuple[str, int]:
     web = ctx()
-    with web.transaction() as session:
-        series = find_sequence(session, slug)
-        step = lessons.add_step(session, series, author=current_user.email, now=web.clock.now())
-        flash(f"Added lesson {step.number}. Edit it before its day comes.")
-    return redirect(url_for(".sequence", slug=slug))
+    draft = _draft()
+    try:
+        with web.transaction() as session:
+            series = find_sequence(session, slug)
+            step = lessons.add_step(
+                session, web.renderer, series, draft, author=current_user.email, now=web.clock.now()
+            )
+            step_id = step.id
+            flash(
+                f"Added lesson {step.number}, on day {step.day_offset}. Readers still in the "
+                f"series get it after lesson {step.number - 1}; readers who finished do not."
+            )
+    except InvalidInput as exc:
+        with web.reading() as session:
+            series = find_sequence(session, slug)
+            step = lessons.next_step(session, series)
+            return _editor_page(session, series, step, draft=draft, error=str(exc)), 400
+    return redirect(url_for(".editor", step_id=step_id))
 
 
 @bp.post("/steps/<int:step_id>/day")
-def set_day(step_id: int) -> BaseResponse:
+def set_day(step_id: int) -> BaseResponse | tuple[str, int]:
+    web = ctx()
     raw = request.form.get("day_offset", "")
-    with ctx().transaction() as session:
-        step = lessons.set_day(
-            session, step_id, int(raw) if raw.isascii() and raw.isdigit() else -1
-        )
-        slug = _slug(session, step)
+    day = int(raw) if raw.isascii() and raw.isdigit() else -1
+    try:
+        with web.transaction() as session:
+            slug = _slug(session, lessons.set_day(session, step_id, day))
+    except InvalidInput as exc:
+        with web.reading() as session:
+            series = session.get_one(Sequence, _step(session, step_id).sequence_id)
+            return _lesson_list(session, series, error=str(exc)), 400
     return redirect(url_for(".sequence", slug=slug))
 
 
@@ -104,10 +118,7 @@ def move_step(step_id: int) -> BaseResponse:
 @bp.post("/steps/<int:step_id>/delete")
 def remove_step(step_id: int) -> BaseResponse:
     with ctx().transaction() as session:
-        step = session.get(Step, step_id)
-        if step is None:
-            raise NotFound("no such step")
-        slug = _slug(session, step)
+        slug = _slug(session, _step(session, step_id))
         lessons.remove_step(session, step_id)
     return redirect(url_for(".sequence", slug=slug))
 
@@ -133,18 +144,22 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
                 author=current_user.email,
                 now=web.clock.now(),
             )
-            flash(f"Saved as version {version.id}. Emails not yet sent will use it.")
-    except (InvalidInput, TemplateProblem) as exc:
+            number = lessons.numbered(session, version).number
+            flash(f"Saved as version {number}. Emails not yet sent will use it.")
+    except InvalidInput as exc:
         with web.reading() as session:
             return _editor(session, step_id, draft=draft, error=str(exc)), 400
     return redirect(url_for(".editor", step_id=step_id))
 
 
 @bp.post("/lessons/<int:step_id>/preview")
+@bp.post("/sequences/<slug>/steps/new/preview")
 @large_body(EDITOR_BODY)
-def preview(step_id: int) -> Response:
+def preview(step_id: int | None = None, slug: str | None = None) -> Response:
+    """The draft as HTML, for the editor's iframe; for a saved lesson or a new one."""
     try:
-        html = ctx().renderer.preview(_draft(), _context(step_id), _sample_footer()).html
+        context = _context(step_id, slug)
+        html = ctx().renderer.preview(_draft(), context, _preview_footer(context)).html
     except DripError as exc:
         html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
     response = Response(html, mimetype="text/html")
@@ -154,13 +169,15 @@ def preview(step_id: int) -> Response:
 
 
 @bp.post("/lessons/<int:step_id>/preview.json")
+@bp.post("/sequences/<slug>/steps/new/preview.json")
 @large_body(EDITOR_BODY)
-def preview_json(step_id: int) -> Response:
+def preview_json(step_id: int | None = None, slug: str | None = None) -> Response:
     web = ctx()
     draft = _draft()
     try:
         lessons.check_lesson(web.renderer, draft)
-        rendered = web.renderer.preview(draft, _context(step_id), _sample_footer())
+        context = _context(step_id, slug)
+        rendered = web.renderer.preview(draft, context, _preview_footer(context))
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
     return jsonify(ok=True, subject=rendered.subject, text=rendered.text)
@@ -179,14 +196,13 @@ def send_test(step_id: int) -> BaseResponse | tuple[str, int]:
     if web.proofs is None:
         raise InvalidInput("test sends need the queue, which this app was started without")
     with web.reading() as session:
-        step = session.get(Step, step_id)
-        if step is None:
-            raise NotFound("no such step")
+        step = _step(session, step_id)
         try:
             to = normalise_email(typed_to)
             lesson_context(
                 session,
-                step,
+                session.get_one(Sequence, step.sequence_id),
+                step.number,
                 sender_name=web.settings.sender.display_name,
                 subscriber_email=as_subscriber,
             )
@@ -208,7 +224,7 @@ def restore(version_id: int) -> BaseResponse:
         version = lessons.restore(
             session, web.renderer, version_id, author=current_user.email, now=web.clock.now()
         )
-        flash(f"Restored as version {version.id}.")
+        flash(f"Restored as version {lessons.numbered(session, version).number}.")
         step_id = version.step_id
     return redirect(url_for(".editor", step_id=step_id))
 
@@ -220,9 +236,20 @@ def diff(step_id: int) -> str:
         new = session.get(TemplateVersion, request.args.get("b", type=int) or 0)
         if old is None or new is None or old.step_id != step_id or new.step_id != step_id:
             raise NotFound("no such versions of this lesson")
+        numbered = lessons.numbered(session, old), lessons.numbered(session, new)
         return render_template(
-            "admin/diff.html", step_id=step_id, old=old, new=new, changes=lessons.diff(old, new)
+            "admin/diff.html",
+            step_id=step_id,
+            old=numbered[0],
+            new=numbered[1],
+            changes=lessons.diff(*numbered),
         )
+
+
+def _lesson_list(session: Session, series: Sequence, *, error: str = "") -> str:
+    return render_template(
+        "admin/sequence.html", sequence=series, rows=lessons.steps(session, series), error=error
+    )
 
 
 def _editor(
@@ -233,41 +260,61 @@ def _editor(
     error: str,
     test_form: dict[str, str] | None = None,
 ) -> str:
-    step = session.get(Step, step_id)
-    if step is None:
-        raise NotFound("no such step")
-    versions = lessons.history(session, step_id)
-    current = versions[0] if versions else None
-    shown = draft or (
-        EmailTemplate(current.subject, current.preheader, current.body_html, current.body_text)
-        if current
-        else EmailTemplate("", "", "", "")
-    )
+    step = _step(session, step_id)
+    series = session.get_one(Sequence, step.sequence_id)
+    return _editor_page(session, series, step, draft=draft, error=error, test_form=test_form)
+
+
+def _editor_page(
+    session: Session,
+    series: Sequence,
+    step: Step,
+    *,
+    draft: EmailTemplate | None,
+    error: str = "",
+    test_form: dict[str, str] | None = None,
+) -> str:
+    """The editor of a saved lesson, or of a new one (lessons.next_step, with no id yet)."""
+    versions = lessons.history(session, step.id) if step.id is not None else []
+    saved = version_template(versions[0].row) if versions else EMPTY
     return render_template(
         "admin/editor.html",
         step=step,
-        slug=_slug(session, step),
-        template=shown,
+        slug=series.slug,
+        lesson={"step_id": step.id} if step.id is not None else {"slug": series.slug},
+        template=draft or saved,
         versions=versions,
         error=error,
         test_form=test_form or {"to": current_user.email, "as": ""},
         variables=sorted(LESSON_VARIABLES),
+        preheader_chars=lessons.PREHEADER_CHARS,
     )
 
 
-def _context(step_id: int) -> dict[str, str | int]:
-    """Sample values, or those of the subscriber named in the "preview as" field."""
+def _context(step_id: int | None, slug: str | None) -> dict[str, str | int]:
+    """Sample values, or those of the subscriber named in the "preview as" field, for a
+    saved lesson (`step_id`) or the one being added to the series `slug`."""
     web = ctx()
     with web.reading() as session:
-        step = session.get(Step, step_id)
-        if step is None:
-            raise NotFound("no such step")
+        if step_id is None:
+            series = find_sequence(session, slug or "")
+            number = lessons.next_step(session, series).number
+        else:
+            step = _step(session, step_id)
+            series, number = session.get_one(Sequence, step.sequence_id), step.number
         return lesson_context(
             session,
-            step,
+            series,
+            number,
             sender_name=web.settings.sender.display_name,
             subscriber_email=request.form.get("preview_as", "").strip(),
         )
+
+
+def _preview_footer(context: Context) -> Footer:
+    """The footer readers get, with the sender, postal address and contact of the
+    settings, so the writer sees what they will see; only the reason is a sample."""
+    return proof_footer(ctx().settings, context, reason=PREVIEW_REASON)
 
 
 def _draft() -> EmailTemplate:
@@ -278,6 +325,13 @@ def _draft() -> EmailTemplate:
         body_html=form.get("body_html", ""),
         body_text=form.get("body_text", ""),
     )
+
+
+def _step(session: Session, step_id: int) -> Step:
+    step = session.get(Step, step_id)
+    if step is None:
+        raise NotFound("no such step")
+    return step
 
 
 def _slug(session: Session, step: Step) -> str:
