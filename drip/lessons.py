@@ -28,7 +28,7 @@ from drip.rendering import (
     RenderedEmail,
     Renderer,
 )
-from drip.series_files import latest_version, version_template
+from drip.series_files import LAST_DAY, latest_version, version_template
 
 SAMPLE: dict[str, str | int] = {
     "first_name": "Ada",
@@ -53,7 +53,6 @@ STORED_LENGTH = {
 """The longest text each part's column holds: PostgreSQL refuses more, SQLite stores it."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
-LAST_DAY = 365
 
 
 @dataclass(frozen=True)

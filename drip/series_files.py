@@ -35,6 +35,10 @@ FILES = {
 """The file in a step folder that holds each part of an EmailTemplate."""
 
 
+LAST_DAY = 365
+"""The last day of a series a lesson may go out on, counted from confirmation."""
+
+
 @dataclass(frozen=True)
 class StepFile:
     number: int
@@ -119,7 +123,29 @@ def read_series(directory: Path) -> SeriesFile:
     numbers = [s.number for s in series.steps]
     if len(set(numbers)) != len(numbers) or not numbers or numbers[0] != 0:
         raise InvalidInput(f"{directory}: step numbers must be unique and start at 0 (the welcome)")
+    _check_days(directory, series.steps)
     return series
+
+
+def _check_days(directory: Path, steps: list[StepFile]) -> None:
+    """The welcome on day 0 and each later lesson on a later day, up to LAST_DAY: the
+    rule the editor keeps (drip.lessons.set_day), for the same reason. The scheduler
+    sends a lesson at least a day after the one before it, so a day that does not rise
+    would be listed in the admin yet go out later than it says."""
+    previous = None
+    for step in steps:
+        if step.number == 0 and step.day_offset != 0:
+            raise InvalidInput(f"{directory / 'series.toml'}: the welcome (step 0) is on day 0")
+        if not 0 <= step.day_offset <= LAST_DAY:
+            raise InvalidInput(
+                f"{directory / 'series.toml'}: step {step.number}: day must be 0 to {LAST_DAY}"
+            )
+        if previous is not None and step.day_offset <= previous.day_offset:
+            raise InvalidInput(
+                f"{directory / 'series.toml'}: step {step.number} is on day {step.day_offset}, "
+                f"not after step {previous.number} (day {previous.day_offset})"
+            )
+        previous = step
 
 
 def _read_step(directory: Path, entry: dict[str, Any]) -> StepFile:

@@ -144,6 +144,27 @@ def test_a_series_name_too_long_to_store_loads_nothing(
     assert series_names(system) == ["Calm Back, Calm Mind"]
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("day = 2\n", "day = 1\n", "step 2 is on day 1, not after step 1 (day 1)"),
+        ("day = 0\n", "day = 3\n", "the welcome (step 0) is on day 0"),
+        ("day = 2\n", "day = 400\n", "step 2: day must be 0 to 365"),
+    ],
+)
+def test_a_series_whose_days_do_not_rise_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path, old: str, new: str, said: str
+) -> None:
+    """The editor refuses such a day (drip.lessons.set_day); a load took it, and the
+    lesson went out a day later than the admin listed."""
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    toml = (out / "series.toml").read_text()
+    output = load_refused(system, env, tmp_path, {"series.toml": toml.replace(old, new, 1)})
+    assert said in output
+
+
 def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
     system: System, env: dict[str, str], tmp_path: Path
 ) -> None:
