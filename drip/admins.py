@@ -6,7 +6,8 @@ password and reveals nothing about which accounts exist.
 
 A login session carries a stamp made from the password hash (`session_stamp`, as
 Django's session auth hash): setting a new password ends every session made with the
-old one, without a column to keep in step.
+old one, without a column to keep in step. Both ways of setting a password refuse one
+easy to guess (drip.passwords).
 
 Each hash takes 64 MiB for a moment (Argon2's memory cost), so the stand-in hash for
 unknown addresses is made at the first login, not at import: a web process that only
@@ -27,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from drip.errors import InvalidInput, NotFound
 from drip.models import Admin
+from drip.passwords import check_password
 from drip.signup import normalise_email
 
-MIN_PASSWORD = 12
 _hasher = PasswordHasher()
 
 
@@ -38,14 +39,9 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a real password, only for timing")
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password: at least {MIN_PASSWORD} characters", field="password")
-
-
 def create_admin(session: Session, email: str, password: str, *, now: datetime) -> Admin:
     address = normalise_email(email)
-    check_password(password)
+    check_password(password, email=email)
     if session.scalar(sa.select(Admin.id).where(Admin.email == address)) is not None:
         raise InvalidInput(f"an admin {address} already exists", field="email")
     admin = Admin(email=address, password_hash=_hasher.hash(password), created_at=now)
@@ -66,7 +62,7 @@ def account_address(email: str) -> str:
 
 
 def set_password(session: Session, email: str, password: str) -> Admin:
-    check_password(password)
+    check_password(password, email=email)
     admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
     if admin is None:
         raise NotFound(f"no admin {email}")
