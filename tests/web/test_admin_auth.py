@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pytest
@@ -12,9 +13,10 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
+from drip.admin_sessions import LIFETIME
 from drip.admins import create_admin, set_password
 from drip.db import transaction
-from drip.models import Admin
+from drip.models import Admin, AdminSession
 from tests.helpers import System
 from tests.web.conftest import PASSWORD, csrf_token, log_in, post
 
@@ -64,15 +66,50 @@ def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
     assert client.get("/admin/").status_code == 302
 
 
+@sqlite_only  # cookies and one row
+def test_a_copy_of_the_session_cookie_is_useless_once_its_admin_logged_out(
+    app: Flask, admin: FlaskClient
+) -> None:
+    """Logging out ends the session on the server, not only in the browser that asked:
+    a cookie copied before (from a shared machine, a proxy's log) no longer logs in."""
+    cookie = admin.get_cookie("session")
+    assert cookie is not None
+    copy = app.test_client()
+    copy.set_cookie("session", cookie.value)
+    assert copy.get("/admin/").status_code == 200
+    assert post(admin, "/admin/logout").status_code == 302
+    assert copy.get("/admin/").status_code == 302
+
+
+def test_a_session_ends_eight_hours_after_its_login_however_busy(
+    admin: FlaskClient, system: System
+) -> None:
+    """Every request renews the cookie (the idle timeout slides with use), so a session
+    in steady use, or a stolen cookie kept warm, must still end 8 hours after its
+    login (SEC-17)."""
+
+    def started_earlier(by: timedelta) -> None:
+        with transaction(system.sessions) as session:
+            for started in session.scalars(sa.select(AdminSession)):
+                started.started_at -= by
+
+    started_earlier(LIFETIME - timedelta(minutes=1))
+    assert admin.get("/admin/").status_code == 200
+    started_earlier(timedelta(minutes=2))
+    assert admin.get("/admin/").status_code == 302
+
+
 def test_setting_a_password_ends_every_session_made_with_the_old_one(
     app: Flask, system: System, admin: FlaskClient, writer: str
 ) -> None:
     """`drip admin set-password` is what an admin runs when a password may have leaked:
     a session someone opened with it must not last its remaining 8 hours."""
-    assert admin.get("/admin/").status_code == 200
+    other = app.test_client()
+    assert log_in(other) == 302
+    assert admin.get("/admin/").status_code == other.get("/admin/").status_code == 200
     with transaction(system.sessions) as session:
         set_password(session, writer, "a brand new passphrase")
-    assert admin.get("/admin/").status_code == 302
+    assert admin.get("/admin/").status_code == other.get("/admin/").status_code == 302
     fresh = app.test_client()
     assert log_in(fresh, writer, PASSWORD) == 401
     assert log_in(fresh, writer, "a brand new passphrase") == 302

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
+from drip.admin_sessions import end_session, start_session
 from drip.admins import account_address, authenticate
 from drip.web.admin import check_csrf
 from drip.web.admin.user import AdminUser
@@ -17,7 +17,6 @@ from drip.web.limits import limiter
 
 bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
-SESSION_HOURS = 8
 LOGIN_LIMIT = "10 per 15 minutes"
 ADMIN_PATH = re.compile(r"/admin(?:[/?][!#-\[\]-~]*)?")
 """A path in the admin, with its query: printable ASCII only, no space, no quote and no
@@ -42,18 +41,23 @@ def login_post() -> Response | tuple[str, int]:
         admin = authenticate(
             db, request.form.get("email", ""), request.form.get("password", ""), now=web.clock.now()
         )
-        user = AdminUser.of(admin) if admin else None
+        user = None
+        if admin is not None:
+            user = AdminUser.of(admin, start_session(db, admin, now=web.wall_clock.now()))
     if user is None:
         flash("That email and password do not match an admin account.")
         return render_template("admin/login.html", next=_safe_next()), 401
     session.clear()
     session.permanent = True
-    login_user(user, duration=timedelta(hours=SESSION_HOURS))
+    login_user(user)
     return redirect(_safe_next() or url_for("admin_dashboard.index"))
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        with ctx().transaction() as db:
+            end_session(db, current_user.token)
     logout_user()
     session.clear()
     return redirect(url_for("admin_auth.login"))
