@@ -59,6 +59,10 @@ def account_address(email: str) -> str:
         return email.strip().lower()[:254]
 
 
+def admin_id(session: Session, email: str) -> int | None:
+    return session.scalar(sa.select(Admin.id).where(Admin.email == account_address(email)))
+
+
 def set_password(session: Session, email: str, password: str) -> Admin:
     """A new password for the admin at `email`, logging out every session of theirs: it
     is what an admin does when the old one may have leaked."""

@@ -20,6 +20,7 @@ from drip.models import Admin, AdminSession
 from tests.helpers import System
 from tests.web.conftest import PASSWORD, csrf_token, log_in, post
 
+WRONG = "wrong" * 3
 sqlite_only = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 
 
@@ -51,16 +52,21 @@ def test_login_fails_the_same_way_for_a_wrong_password_and_an_unknown_account(
     assert client.get("/admin/").status_code == 302
 
 
-@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # cookie flags only
-def test_logging_in_sets_a_safe_session_cookie_and_logging_out_ends_it(
+@sqlite_only  # cookie flags only
+def test_logging_in_sets_safe_cookies_and_logging_out_ends_the_session(
     client: FlaskClient, writer: str
 ) -> None:
     token = csrf_token(client)
     response = client.post(
         "/admin/login", data={"email": writer, "password": PASSWORD, "csrf_token": token}
     )
-    cookie = response.headers["Set-Cookie"]
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" in cookie
+    session_cookie, device_cookie = sorted(
+        response.headers.getlist("Set-Cookie"), key=lambda c: not c.startswith("session=")
+    )
+    assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
+    assert "Secure" in session_cookie
+    assert "HttpOnly" in device_cookie and "SameSite=Strict" in device_cookie
+    assert "Secure" in device_cookie and "Path=/admin/login" in device_cookie
     assert client.get("/admin/").status_code == 200
     assert post(client, "/admin/logout").status_code == 302
     assert client.get("/admin/").status_code == 302
@@ -128,46 +134,78 @@ def test_an_admin_at_an_international_domain_logs_in_spelled_either_way(
         assert log_in(app.test_client(), spelling, "a brand new passphrase") == 302, spelling
 
 
-@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
-def test_login_is_rate_limited_per_account(app: Flask, writer: str) -> None:
-    codes = []
-    for n in range(11):
-        client = app.test_client()
-        codes.append(
-            client.post(
-                "/admin/login",
-                data={"email": writer, "password": "wrong" * 3, "csrf_token": csrf_token(client)},
-                environ_base={"REMOTE_ADDR": f"10.1.0.{n}"},
-            ).status_code
-        )
-    assert codes == [401] * 10 + [429]
-
-
-@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
+@sqlite_only  # counted in Redis
 def test_login_is_rate_limited_per_ip(app: Flask, writer: str) -> None:
     """Standards SEC-16: the 11th failure from one IP in 15 minutes gets 429, whichever
     accounts it tried; another IP still logs in."""
     client = app.test_client()
-    codes = [
-        client.post(
-            "/admin/login",
-            data={
-                "email": f"guess{n}@example.com",
-                "password": "wrong" * 3,
-                "csrf_token": csrf_token(client),
-            },
-            environ_base={"REMOTE_ADDR": "10.2.0.1"},
-        ).status_code
-        for n in range(11)
-    ]
+    codes = [log_in(client, f"guess{n}@example.com", WRONG, ip="10.2.0.1") for n in range(11)]
     assert codes == [401] * 10 + [429]
-    other = app.test_client()
-    response = other.post(
-        "/admin/login",
-        data={"email": writer, "password": PASSWORD, "csrf_token": csrf_token(other)},
-        environ_base={"REMOTE_ADDR": "10.2.0.2"},
-    )
-    assert response.status_code == 302
+    assert log_in(client, writer, PASSWORD, ip="10.2.0.1") == 429
+    assert log_in(app.test_client(), writer, PASSWORD, ip="10.2.0.2") == 302
+
+
+@sqlite_only  # counted in Redis
+def test_login_is_rate_limited_per_account_for_a_browser_never_logged_in_with(
+    app: Flask, writer: str
+) -> None:
+    codes = [log_in(app.test_client(), writer, WRONG, ip=f"10.1.0.{n}") for n in range(11)]
+    assert codes == [401] * 10 + [429]
+    assert log_in(app.test_client(), writer, PASSWORD, ip="10.1.1.1") == 429
+
+
+@sqlite_only  # counted in Redis
+def test_only_failed_logins_count_towards_the_limits(app: Flask, writer: str) -> None:
+    """An admin who logs in all day, from one place or from many, is never refused."""
+    same_place = app.test_client()
+    for n in range(11):
+        assert log_in(app.test_client(), writer, PASSWORD, ip=f"10.3.0.{n}") == 302
+        assert log_in(same_place, writer, PASSWORD, ip="10.3.1.1") == 302
+    codes = [log_in(same_place, writer, WRONG, ip="10.3.1.1") for _ in range(11)]
+    assert codes == [401] * 10 + [429]
+
+
+@sqlite_only  # counted in Redis
+def test_guesses_from_many_ips_cannot_lock_the_admin_out_of_a_browser_they_logged_in_with(
+    app: Flask, writer: str
+) -> None:
+    """The per-account limit holds back only browsers that have not logged into the
+    account before (OWASP's device cookies), so an attacker who fills it keeps out
+    nobody but new browsers."""
+    own = app.test_client()
+    assert log_in(own, writer, PASSWORD, ip="10.4.0.1") == 302
+    assert post(own, "/admin/logout").status_code == 302
+    guesses = [log_in(app.test_client(), writer, WRONG, ip=f"10.4.1.{n}") for n in range(11)]
+    assert guesses == [401] * 10 + [429]
+    assert log_in(own, writer, PASSWORD, ip="10.4.0.2") == 302
+
+
+@sqlite_only  # counted in Redis
+def test_a_browser_logged_in_with_before_has_ten_wrong_passwords_of_its_own(
+    app: Flask, writer: str
+) -> None:
+    """Its cookie, copied, is no way round the limits: it gets its own counter in place
+    of the account's, as a browser's failures in 15 minutes, from whatever IPs."""
+    own = app.test_client()
+    assert log_in(own, writer, PASSWORD, ip="10.5.0.1") == 302
+    assert post(own, "/admin/logout").status_code == 302
+    codes = [log_in(own, writer, WRONG, ip=f"10.5.1.{n}") for n in range(11)]
+    assert codes == [401] * 10 + [429]
+    assert log_in(own, writer, PASSWORD, ip="10.5.2.1") == 429
+    assert log_in(app.test_client(), writer, PASSWORD, ip="10.5.2.1") == 302
+
+
+@sqlite_only  # counted in Redis
+def test_a_browser_trusted_for_one_admin_is_not_trusted_for_another(
+    app: Flask, system: System, writer: str
+) -> None:
+    with transaction(system.sessions) as session:
+        create_admin(session, "editor@example.com", PASSWORD, now=system.clock.now())
+    browser = app.test_client()
+    assert log_in(browser, writer, PASSWORD, ip="10.6.0.1") == 302
+    assert post(browser, "/admin/logout").status_code == 302
+    codes = [log_in(browser, "editor@example.com", WRONG, ip=f"10.6.1.{n}") for n in range(11)]
+    assert codes == [401] * 10 + [429]
 
 
 @pytest.mark.argon2_defaults

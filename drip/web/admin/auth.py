@@ -1,4 +1,5 @@
-"""Logging in and out. Rate-limited per IP and per account; one message for every failure."""
+"""Logging in and out. One message for every failed login; how many may fail is
+drip.web.admin.throttle's business, how long a session lasts drip.admin_sessions'."""
 
 from __future__ import annotations
 
@@ -9,22 +10,17 @@ from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from drip.admin_sessions import end_session, start_session
-from drip.admins import account_address, authenticate
+from drip.admins import authenticate
 from drip.web.admin import check_csrf
+from drip.web.admin.throttle import login_counters, remember_browser
 from drip.web.admin.user import AdminUser
 from drip.web.context import ctx
-from drip.web.limits import limiter
 
 bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
-LOGIN_LIMIT = "10 per 15 minutes"
 ADMIN_PATH = re.compile(r"/admin(?:[/?][!#-\[\]-~]*)?")
 """A path in the admin, with its query: printable ASCII only, no space, no quote and no
 backslash (which browsers read as a slash)."""
-
-
-def _account_key() -> str:
-    return "login:" + account_address(request.form.get("email", ""))
 
 
 @bp.get("/login")
@@ -33,24 +29,26 @@ def login() -> str:
 
 
 @bp.post("/login")
-@limiter.limit(LOGIN_LIMIT)
-@limiter.limit(LOGIN_LIMIT, key_func=_account_key)
 def login_post() -> Response | tuple[str, int]:
     web = ctx()
+    email, password = request.form.get("email", ""), request.form.get("password", "")
     with web.transaction() as db:
-        admin = authenticate(
-            db, request.form.get("email", ""), request.form.get("password", ""), now=web.clock.now()
-        )
+        counters = login_counters(db, email)
+        counters.refuse_if_full()
+        admin = authenticate(db, email, password, now=web.clock.now())
         user = None
         if admin is not None:
             user = AdminUser.of(admin, start_session(db, admin, now=web.wall_clock.now()))
     if user is None:
+        counters.count_failure()
         flash("That email and password do not match an admin account.")
         return render_template("admin/login.html", next=_safe_next()), 401
     session.clear()
     session.permanent = True
     login_user(user)
-    return redirect(_safe_next() or url_for("admin_dashboard.index"))
+    response = redirect(_safe_next() or url_for("admin_dashboard.index"))
+    remember_browser(response, user.id)
+    return response
 
 
 @bp.post("/logout")
