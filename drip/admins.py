@@ -4,9 +4,9 @@ Passwords are hashed with Argon2id (argon2-cffi's defaults). A login for an unkn
 address still runs one hash verification, so the answer takes as long as for a wrong
 password and reveals nothing about which accounts exist.
 
-A login session carries a stamp made from the password hash (`session_stamp`, as
-Django's session auth hash): setting a new password ends every session made with the
-old one, without a column to keep in step.
+Setting a new password ends every session made with the old one
+(drip.admin_sessions), and both ways of setting one refuse a password easy to guess
+(drip.passwords).
 
 Each hash takes 64 MiB for a moment (Argon2's memory cost), so the stand-in hash for
 unknown addresses is made at the first login, not at import: a web process that only
@@ -16,8 +16,6 @@ takes signups never reaches that peak.
 from __future__ import annotations
 
 import functools
-import hashlib
-import hmac
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -25,11 +23,12 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
+from drip.admin_sessions import end_every_session
 from drip.errors import InvalidInput, NotFound
 from drip.models import Admin
+from drip.passwords import check_password
 from drip.signup import normalise_email
 
-MIN_PASSWORD = 12
 _hasher = PasswordHasher()
 
 
@@ -38,14 +37,9 @@ def _dummy_hash() -> str:
     return _hasher.hash("not a real password, only for timing")
 
 
-def check_password(password: str) -> None:
-    if len(password) < MIN_PASSWORD:
-        raise InvalidInput(f"password: at least {MIN_PASSWORD} characters", field="password")
-
-
 def create_admin(session: Session, email: str, password: str, *, now: datetime) -> Admin:
     address = normalise_email(email)
-    check_password(password)
+    check_password(password, email=email)
     if session.scalar(sa.select(Admin.id).where(Admin.email == address)) is not None:
         raise InvalidInput(f"an admin {address} already exists", field="email")
     admin = Admin(email=address, password_hash=_hasher.hash(password), created_at=now)
@@ -65,21 +59,20 @@ def account_address(email: str) -> str:
         return email.strip().lower()[:254]
 
 
+def admin_id(session: Session, email: str) -> int | None:
+    return session.scalar(sa.select(Admin.id).where(Admin.email == account_address(email)))
+
+
 def set_password(session: Session, email: str, password: str) -> Admin:
-    check_password(password)
+    """A new password for the admin at `email`, logging out every session of theirs: it
+    is what an admin does when the old one may have leaked."""
+    check_password(password, email=email)
     admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
     if admin is None:
         raise NotFound(f"no admin {email}")
     admin.password_hash = _hasher.hash(password)
+    end_every_session(session, admin)
     return admin
-
-
-def session_stamp(secret: str, admin: Admin) -> str:
-    """What a login session holds to stay valid: it changes with the password hash. Keyed
-    with the instance's secret, so the cookie, which is signed but readable, tells
-    nothing about the hash."""
-    message = f"{admin.id}:{admin.password_hash}".encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()[:32]
 
 
 def authenticate(session: Session, email: str, password: str, *, now: datetime) -> Admin | None:

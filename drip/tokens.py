@@ -31,6 +31,9 @@ PRIVACY_ERASE = "drip.privacy-erase"
 link alone (forwarded, quoted, fetched by a scanner) cannot erase (standards SEC-10)."""
 PRIVACY_WITHDRAW = "drip.privacy-withdraw"
 """The privacy page's unsubscribe button's own token, minted like the erase button's."""
+ADMIN_DEVICE = "drip.admin-device"
+"""The cookie a browser keeps once an admin has logged in with it: the admin's id and a
+nonce (drip.web.admin.throttle)."""
 
 
 class _ClockSigner(TimestampSigner):

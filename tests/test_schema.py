@@ -494,7 +494,7 @@ def test_migration_0023_lets_a_withdrawal_name_the_privacy_page_and_back(
             before = _sqlite_schema(conn) if conn.dialect.name == "sqlite" else None
         with pytest.raises(sa.exc.IntegrityError), engine.begin() as conn:
             conn.execute(withdrawal, {"id": 2, "method": "privacy_page"})
-        schema.migrate(engine, "upgrade", "head")
+        schema.migrate(engine, "upgrade", "0023")
         with engine.begin() as conn:
             conn.execute(withdrawal, {"id": 2, "method": "privacy_page"})
             checks = {c["name"] for c in sa.inspect(conn).get_check_constraints("consent_events")}

@@ -9,9 +9,17 @@ import pytest
 
 from drip.clock import FixedClock
 from drip.errors import BadToken
-from drip.tokens import CONFIRM, PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW, UNSUBSCRIBE, Tokens
+from drip.tokens import (
+    ADMIN_DEVICE,
+    CONFIRM,
+    PRIVACY,
+    PRIVACY_ERASE,
+    PRIVACY_WITHDRAW,
+    UNSUBSCRIBE,
+    Tokens,
+)
 
-PURPOSES = (CONFIRM, UNSUBSCRIBE, PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW)
+PURPOSES = (CONFIRM, UNSUBSCRIBE, PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW, ADMIN_DEVICE)
 
 
 @pytest.mark.parametrize(("made_for", "read_as"), list(permutations(PURPOSES, 2)))

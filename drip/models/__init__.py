@@ -1,6 +1,6 @@
 """The data model: one module per noun, re-exported here."""
 
-from drip.models.admin import Admin
+from drip.models.admin import Admin, AdminSession
 from drip.models.base import Base
 from drip.models.confirmation_mail import ConfirmationMail
 from drip.models.consent import (
@@ -21,6 +21,7 @@ from drip.models.suppression import Suppression
 
 __all__ = [
     "Admin",
+    "AdminSession",
     "Base",
     "ConfirmationMail",
     "ConsentEvent",

@@ -20,3 +20,18 @@ class Admin(Base):
     password_hash: Mapped[str] = mapped_column(sa.String(255))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class AdminSession(Base):
+    """A login that has not ended (drip.admin_sessions).
+
+    Keyed by the SHA-256 of the random token in the browser's session cookie, not the
+    token itself: whoever reads this table still cannot log in."""
+
+    __tablename__ = "admin_sessions"
+
+    token_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    admin_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("admins.id", ondelete="CASCADE"), index=True
+    )
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)

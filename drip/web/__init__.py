@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from flask import Flask
 from flask_cors import CORS
 from werkzeug.middleware.proxy_fix import ProxyFix
 
+from drip.admin_sessions import IDLE_TIMEOUT
 from drip.clock import Clock
 from drip.db import make_session_factory
 from drip.scheduler import Enqueue, Recount
@@ -67,7 +66,7 @@ def create_app(
         SESSION_COOKIE_HTTPONLY=True,
         REMEMBER_COOKIE_SECURE=https,
         REMEMBER_COOKIE_HTTPONLY=True,
-        PERMANENT_SESSION_LIFETIME=timedelta(hours=8),
+        PERMANENT_SESSION_LIFETIME=IDLE_TIMEOUT,
         WTF_CSRF_CHECK_DEFAULT=False,
         WTF_CSRF_TIME_LIMIT=None,  # tied to the login session; a long edit must still save
         TRUSTED_HOSTS=sorted(settings.trusted_hosts) if settings.production else None,

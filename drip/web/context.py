@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from flask import current_app, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
-from drip.clock import Clock
+from drip.clock import Clock, SystemClock
 from drip.db import SessionFactory, reading, transaction
 from drip.errors import DripError
 from drip.intake import receive
@@ -41,6 +41,9 @@ class WebContext:
     proofs: Proofs | None
     recount: Recount | None
     renderer: Renderer
+    wall_clock: Clock = field(default_factory=SystemClock)
+    """The time at the admin's desk, for how long a login lasts: `clock` is the series'
+    time, which a demo or a test moves days ahead."""
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:

@@ -78,12 +78,23 @@ class Limiter:
         def decorate(view: Callable[P, R]) -> Callable[P, R]:
             @functools.wraps(view)
             def limited(*args: P.args, **kwargs: P.kwargs) -> R:
-                _hit(_parsed(value() if callable(value) else value), key_func())
+                _windows(_parsed(value() if callable(value) else value), key_func(), count=True)
                 return view(*args, **kwargs)
 
             return limited
 
         return decorate
+
+    def refuse_if_full(self, value: str, key: str) -> None:
+        """RateLimited if a window of `value` for `key` on this view is already full;
+        this request is not counted. With `count`, for a limit on some outcomes only (a
+        login's failures): requests served at the same moment all pass the check, so
+        a burst goes over by at most that many."""
+        _windows(_parsed(value), key, count=False)
+
+    def count(self, value: str, key: str) -> None:
+        """Count this request against `value` for `key` on this view, refusing nothing."""
+        _windows(_parsed(value), key, count=True, refuse=False)
 
 
 limiter = Limiter()
@@ -95,19 +106,20 @@ def storage_answers(app: Flask) -> bool:
     return strategy.storage.check()
 
 
-def _hit(items: list[RateLimitItem], key: str) -> None:
-    """Count this request in every window, the shortest first; RateLimited at the first
-    that is full. Counting stops, logged, when Redis does not answer. The counters'
-    keys are Flask-Limiter's (key, then view), so a deploy carries the counts over."""
+def _windows(items: list[RateLimitItem], key: str, *, count: bool, refuse: bool = True) -> None:
+    """Count this request in every window, the shortest first, or (not `count`) only
+    look; RateLimited at the first that is full, if `refuse`. It stops, logged, when
+    Redis does not answer. The counters' keys are Flask-Limiter's (key, then view), so
+    a deploy carries the counts over."""
     strategy: FixedWindowRateLimiter = current_app.extensions[EXTENSION]
     scope = request.endpoint or request.path
     for item in items:
         try:
-            allowed = strategy.hit(item, key, scope)
+            allowed = (strategy.hit if count else strategy.test)(item, key, scope)
         except Exception:
             log.warning("rate limit %s on %s not counted: Redis did not answer", item, scope)
             return
-        if not allowed:
+        if refuse and not allowed:
             log.info("rate limit %s exceeded on %s", item, scope)
             raise RateLimited(_retry_after(strategy, item, scope, key))
 

@@ -115,10 +115,18 @@ def csrf_token(client: FlaskClient, path: str = "/admin/login") -> str:
     return found.group(1)
 
 
-def log_in(client: FlaskClient, email: str = "writer@example.com", password: str = PASSWORD) -> int:
+def log_in(
+    client: FlaskClient,
+    email: str = "writer@example.com",
+    password: str = PASSWORD,
+    *,
+    ip: str = "127.0.0.1",
+) -> int:
     token = csrf_token(client)
     return client.post(
-        "/admin/login", data={"email": email, "password": password, "csrf_token": token}
+        "/admin/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        environ_base={"REMOTE_ADDR": ip},
     ).status_code
 
 

@@ -105,6 +105,20 @@ def test_the_signup_limit_goes_uncounted_and_logged_while_redis_is_down(
     assert "not counted: Redis did not answer" in caplog.text
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # Redis only
+def test_an_admin_logs_in_and_out_while_redis_is_down(
+    without_redis: Flask, writer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The login limits go uncounted, logged, as the signup limits do."""
+    client = without_redis.test_client()
+    with caplog.at_level(logging.WARNING, logger="drip.web.limits"):
+        assert log_in(client, writer, "wrong" * 3) == 401
+        assert log_in(client, writer) == 302
+    assert "not counted: Redis did not answer" in caplog.text
+    assert post(client, "/admin/logout").status_code == 302
+    assert client.get("/admin/").status_code == 302
+
+
 def test_a_test_send_while_the_queue_is_down_tells_the_admin_to_try_again(
     system: System, tmp_path: Path, writer: str
 ) -> None:

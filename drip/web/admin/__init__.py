@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TypeVar
+from urllib.parse import quote
 
 from flask import Blueprint, Flask, current_app, jsonify, redirect, request, url_for
 from flask_login import current_user
@@ -27,11 +28,18 @@ def protected(name: str, import_name: str, url_prefix: str) -> Blueprint:
             return None
         if request.accept_mimetypes.best == "application/json" or request.is_json:
             return jsonify(error="log in first"), 401
-        return redirect(url_for("admin_auth.login", next=request.path))
+        return redirect(url_for("admin_auth.login", next=requested_url()))
 
     bp.before_request(allow_large_body)
     bp.before_request(check_csrf)
     return bp
+
+
+def requested_url() -> str:
+    """This request's path and query, for the login to lead back to: a search, a filter
+    or a diff is in the query."""
+    query = request.query_string.decode("ascii", "replace")
+    return quote(request.path) + (f"?{query}" if query else "")
 
 
 View = TypeVar("View", bound=Callable[..., object])

@@ -1,28 +1,26 @@
-"""Logging in and out. Rate-limited per IP and per account; one message for every failure."""
+"""Logging in and out. One message for every failed login; how many may fail is
+drip.web.admin.throttle's business, how long a session lasts drip.admin_sessions'."""
 
 from __future__ import annotations
 
-from datetime import timedelta
-from urllib.parse import urlsplit
+import re
 
 from flask import Blueprint, flash, redirect, render_template, request, session, url_for
-from flask_login import login_user, logout_user
+from flask_login import current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
-from drip.admins import account_address, authenticate
+from drip.admin_sessions import end_session, start_session
+from drip.admins import authenticate
 from drip.web.admin import check_csrf
+from drip.web.admin.throttle import login_counters, remember_browser
 from drip.web.admin.user import AdminUser
 from drip.web.context import ctx
-from drip.web.limits import limiter
 
 bp = Blueprint("admin_auth", __name__, url_prefix="/admin")
 bp.before_request(check_csrf)
-SESSION_HOURS = 8
-LOGIN_LIMIT = "10 per 15 minutes"
-
-
-def _account_key() -> str:
-    return "login:" + account_address(request.form.get("email", ""))
+ADMIN_PATH = re.compile(r"/admin(?:[/?][!#-\[\]-~]*)?")
+"""A path in the admin, with its query: printable ASCII only, no space, no quote and no
+backslash (which browsers read as a slash)."""
 
 
 @bp.get("/login")
@@ -31,35 +29,40 @@ def login() -> str:
 
 
 @bp.post("/login")
-@limiter.limit(LOGIN_LIMIT)
-@limiter.limit(LOGIN_LIMIT, key_func=_account_key)
 def login_post() -> Response | tuple[str, int]:
     web = ctx()
+    email, password = request.form.get("email", ""), request.form.get("password", "")
     with web.transaction() as db:
-        admin = authenticate(
-            db, request.form.get("email", ""), request.form.get("password", ""), now=web.clock.now()
-        )
-        user = AdminUser.of(admin) if admin else None
+        counters = login_counters(db, email)
+        counters.refuse_if_full()
+        admin = authenticate(db, email, password, now=web.clock.now())
+        user = None
+        if admin is not None:
+            user = AdminUser.of(admin, start_session(db, admin, now=web.wall_clock.now()))
     if user is None:
+        counters.count_failure()
         flash("That email and password do not match an admin account.")
         return render_template("admin/login.html", next=_safe_next()), 401
     session.clear()
     session.permanent = True
-    login_user(user, duration=timedelta(hours=SESSION_HOURS))
-    return redirect(_safe_next() or url_for("admin_dashboard.index"))
+    login_user(user)
+    response = redirect(_safe_next() or url_for("admin_dashboard.index"))
+    remember_browser(response, user.id)
+    return response
 
 
 @bp.post("/logout")
 def logout() -> Response:
+    if current_user.is_authenticated:
+        with ctx().transaction() as db:
+            end_session(db, current_user.token)
     logout_user()
     session.clear()
     return redirect(url_for("admin_auth.login"))
 
 
 def _safe_next() -> str:
-    """Only a path inside /admin: never an open redirect."""
+    """Where to go after logging in: a path inside /admin, or "" for the dashboard. Never
+    another site, and nothing that could not go into a Location header as it is."""
     target = request.values.get("next", "")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/admin") or target.startswith("//"):
-        return ""
-    return target
+    return target if ADMIN_PATH.fullmatch(target) else ""

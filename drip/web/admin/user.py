@@ -1,17 +1,16 @@
 """The logged-in admin as Flask-Login sees it: plain values, never an ORM object.
 
-The session holds the admin's id and session stamp (drip.admins.session_stamp), so a
-session made before a password change no longer loads anyone: Flask-Login's alternative
-ids, with the stamp checked on every request."""
+The session cookie holds the token of a server-side session (drip.admin_sessions), which
+Flask-Login takes for the user id: each request loads the admin through it, so a session
+ended by logout, by its lifetime or by a new password loads nobody."""
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from flask_login import UserMixin
 
-from drip.admins import session_stamp
+from drip.admin_sessions import session_admin
 from drip.models import Admin
 from drip.web.context import ctx
 
@@ -20,23 +19,18 @@ from drip.web.context import ctx
 class AdminUser(UserMixin):
     id: int
     email: str
-    stamp: str
+    token: str
 
     @classmethod
-    def of(cls, admin: Admin) -> AdminUser:
-        return cls(admin.id, admin.email, session_stamp(ctx().settings.secret_key, admin))
+    def of(cls, admin: Admin, token: str) -> AdminUser:
+        return cls(admin.id, admin.email, token)
 
     def get_id(self) -> str:
-        return f"{self.id}:{self.stamp}"
+        return self.token
 
 
-def load_admin(user_id: str) -> AdminUser | None:
-    number, _, stamp = user_id.partition(":")
-    if not (number.isascii() and number.isdigit()):
-        return None
-    with ctx().reading() as session:
-        admin = session.get(Admin, int(number))
-        if admin is None:
-            return None
-        user = AdminUser.of(admin)
-    return user if hmac.compare_digest(user.stamp.encode(), stamp.encode()) else None
+def load_admin(token: str) -> AdminUser | None:
+    web = ctx()
+    with web.reading() as session:
+        admin = session_admin(session, token, now=web.wall_clock.now())
+        return None if admin is None else AdminUser.of(admin, token)
