@@ -4,15 +4,15 @@ Lesson templates are written by admins, so they render in an immutable sandbox t
 never Flask's `app.jinja_env` (whose globals reach `config`), with StrictUndefined, and
 with a context of plain strings and ints only: a template can print what it is given
 and nothing else. HTML parts are autoescaped; text parts and subjects are not, and the
-subject is checked for header safety before it becomes a header. `*` and `**` are
-intercepted and output is capped, so `{{ 'a' * 10**9 }}` fails fast instead of eating
-the worker's memory. Checks and previews, which run in the web process where no actor
-time limit applies, are also bounded in time (SEC-03).
+subject is checked for header safety before it becomes a header. Operations that could
+build huge values are checked before they run (drip.sandbox) and output is capped, so
+`{{ 'a' * 10**9 }}` fails fast instead of eating the worker's memory. Checks and
+previews, which run in the web process where no actor time limit applies, are also
+bounded in time (SEC-03).
 """
 
 from __future__ import annotations
 
-import operator
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,17 +25,15 @@ from typing import Any
 
 import css_inline
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 
+from drip.amplifiers import MAX_OUTPUT
 from drip.errors import TemplateProblem
 from drip.headers import header_problem
+from drip.sandbox import Sandbox
 
 MAX_SOURCE = 64 * 1024
-MAX_OUTPUT = 1024 * 1024
-MAX_PRODUCT = 100_000
-"""The longest string or list `*` may build. The length of the result is what counts, so
-that `'x' * 99999 * 99999` cannot build ten gigabytes in two steps."""
 RENDER_DEADLINE = 2.0
 """Seconds a check or a preview may take. A normal lesson renders in a few milliseconds;
 a template whose loops print nothing would otherwise hold a web worker for minutes."""
@@ -80,35 +78,12 @@ class Footer:
     ad_notice: str = ""
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int) and abs(right) > 64:
-                raise SecurityError("exponent too large")
-            return _checked(operator.pow(left, right))
-        if isinstance(left, int | float) and isinstance(right, int | float):
-            return _checked(operator.mul(left, right))
-        if isinstance(right, int) or isinstance(left, int):
-            sequence, count = (left, right) if isinstance(right, int) else (right, left)
-            if len(sequence) * count > MAX_PRODUCT:
-                raise SecurityError("repetition too large")
-        return operator.mul(left, right)
-
-
-def _checked(value: Any) -> Any:
-    if isinstance(value, int) and value.bit_length() > 256:
-        raise SecurityError("number too large")
-    return value
-
-
 class Renderer:
     """Renders steps inside the shipped layout; compiled templates are cached by source."""
 
     def __init__(self, layout_dir: Path) -> None:
-        self._html = _Sandbox(autoescape=True, undefined=StrictUndefined)
-        self._text = _Sandbox(autoescape=False, undefined=StrictUndefined)
+        self._html = Sandbox(autoescape=True, undefined=StrictUndefined)
+        self._text = Sandbox(autoescape=False, undefined=StrictUndefined)
         self._layout_html = self._html.from_string(
             (layout_dir / "layout.html").read_text(encoding="utf-8")
         )
@@ -188,7 +163,7 @@ class Renderer:
         except _Overtime:
             raise TemplateProblem(f"{part}: {TOO_SLOW}", field=part) from None
 
-    def _env_for(self, part: str) -> _Sandbox:
+    def _env_for(self, part: str) -> Sandbox:
         return self._html if part == "body_html" else self._text
 
     def _compile_uncached(self, part: str, source: str) -> Template:
@@ -246,7 +221,7 @@ def _deadline(seconds: float) -> Iterator[None]:
         raise TemplateProblem(TOO_SLOW)
 
 
-def _undeclared(env: _Sandbox, source: str) -> set[str]:
+def _undeclared(env: Sandbox, source: str) -> set[str]:
     return set(meta.find_undeclared_variables(env.parse(source))) - set(env.globals)
 
 

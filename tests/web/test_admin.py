@@ -449,6 +449,7 @@ def test_a_save_the_database_aborts_at_commit_leaves_no_saved_message_behind(
         ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
         ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
         ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
+        ({"body_html": "{{ ('%010000000d' % 1)|length }}"}, "precision of 10,000,000 is over"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
@@ -542,6 +543,20 @@ def test_the_preview_renders_in_a_sandbox_of_its_own(admin: FlaskClient, lesson_
     ).get_json()
     assert not broken["ok"] and "config" in broken["error"]
     assert 'sandbox title="Preview' in admin.get(page).get_data(as_text=True)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
+def test_the_preview_refuses_a_huge_value_with_a_message(admin: FlaskClient, lesson_1: int) -> None:
+    """SEC-03 holds in the preview too: `center(10**7)` was built and printed."""
+    page = f"/admin/lessons/{lesson_1}"
+    huge = edit(lesson_1, body_html="{{ ('x'|center(10000000))|length }}")
+    shown = post(admin, f"{page}/preview", huge, page=page)
+    assert shown.status_code == 200
+    assert "The preview cannot be shown: body_html: not allowed here: center" in html.unescape(
+        shown.get_data(as_text=True)
+    )
+    checked = post(admin, f"{page}/preview.json", huge, page=page).get_json()
+    assert not checked["ok"] and "width of 10,000,000 is over 100,000" in checked["error"]
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
