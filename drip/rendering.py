@@ -98,13 +98,13 @@ class Renderer:
 
         No deadline here: this is the send path, and a worker renders under its actor's
         time limit. Anything saved was first checked under RENDER_DEADLINE."""
-        subject = " ".join(self._render_part(template, "subject", context).split())
-        preheader = " ".join(self._render_part(template, "preheader", context).split())
+        subject = " ".join(self._render_part("subject", template.subject, context).split())
+        preheader = " ".join(self._render_part("preheader", template.preheader, context).split())
         problem = header_problem(subject)
         if problem:
             raise TemplateProblem(f"subject: {problem}", field="subject")
-        body_html = Markup(self._render_part(template, "body_html", context))
-        body_text = self._render_part(template, "body_text", context).strip()
+        body_html = Markup(self._render_part("body_html", template.body_html, context))
+        body_text = self._render_part("body_text", template.body_text, context).strip()
         layout = {
             "subject": subject,
             "preheader": preheader,
@@ -126,12 +126,17 @@ class Renderer:
             return self.render(template, context, footer)
 
     def check(
-        self, template: EmailTemplate, variables: Iterable[str], sample: Context
-    ) -> RenderedEmail:
+        self, template: EmailTemplate, variables: Iterable[str], samples: Mapping[str, Context]
+    ) -> dict[str, RenderedEmail]:
         """Refuse a template that would fail in a worker: syntax, unknown names, sandbox,
         or a render slower than RENDER_DEADLINE (it runs in the web process, SEC-03).
-        Returns the email rendered with `sample`, for checks on what readers would see."""
+
+        `samples` holds sample readers by label: a template can fail for one reader and
+        not another (`first_name.split()[0]` with no first name), so it renders once for
+        each, all within one deadline, and a failure names its sample. Returns each
+        sample's email, for checks on what readers would see."""
         allowed = frozenset(variables)
+        footer = Footer("check", "https://example.invalid/u/x", "-", "-", "-")
         with _deadline(RENDER_DEADLINE):
             for part in PARTS:
                 source = getattr(template, part)
@@ -143,11 +148,14 @@ class Renderer:
                         f"available: {', '.join(sorted(allowed))}",
                         field=part,
                     )
-            footer = Footer("check", "https://example.invalid/u/x", "-", "-", "-")
-            return self.render(template, sample, footer)
+            rendered = {}
+            for label, sample in samples.items():
+                with for_sample(label):
+                    rendered[label] = self.render(template, sample, footer)
+            return rendered
 
-    def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
-        compiled = self._compile(part, getattr(template, part))
+    def _render_part(self, part: str, source: str, context: Context) -> str:
+        compiled = self._compile(part, source)
         try:
             return _limited(compiled.generate(dict(context)))
         except SecurityError as exc:
@@ -161,7 +169,7 @@ class Renderer:
                 f"{part}: the template calls itself without end", field=part
             ) from None
         except _Overtime:
-            raise TemplateProblem(f"{part}: {TOO_SLOW}", field=part) from None
+            raise _TooSlow(f"{part}: {TOO_SLOW}", field=part) from None
 
     def _env_for(self, part: str) -> Sandbox:
         return self._html if part == "body_html" else self._text
@@ -176,6 +184,22 @@ class Renderer:
         except (RecursionError, SyntaxError):
             # Python's own nesting limits, met by Jinja's parser or by compiling its output.
             raise TemplateProblem(f"{part}: nested too deeply", field=part) from None
+
+
+class _TooSlow(TemplateProblem):
+    """A render past the deadline, which one check shares among its sample readers: the
+    reader whose render it stopped is not the cause, so it goes unnamed."""
+
+
+@contextmanager
+def for_sample(label: str) -> Iterator[None]:
+    """Name the sample reader a TemplateProblem raised inside was found with."""
+    try:
+        yield
+    except _TooSlow:
+        raise
+    except TemplateProblem as exc:
+        raise TemplateProblem(f"{exc} (for {label})", field=exc.field) from None
 
 
 class _Overtime(BaseException):
@@ -214,11 +238,11 @@ def _deadline(seconds: float) -> Iterator[None]:
     try:
         yield
     except _Overtime:
-        raise TemplateProblem(TOO_SLOW) from None
+        raise _TooSlow(TOO_SLOW) from None
     finally:
         sys.settrace(previous)
     if time.monotonic() > end:
-        raise TemplateProblem(TOO_SLOW)
+        raise _TooSlow(TOO_SLOW)
 
 
 def _undeclared(env: Sandbox, source: str) -> set[str]:

@@ -14,7 +14,7 @@ from drip.errors import TemplateProblem
 from drip.rendering import LESSON_VARIABLES, EmailTemplate, Renderer
 from drip.sandbox import Sandbox
 from drip.settings import load_settings
-from tests.test_rendering import SAMPLE
+from tests.test_rendering import READER
 
 TEN_MILLION = 10_000_000
 """Ten times the output cap: enough to show that the value was never built, small enough
@@ -86,7 +86,7 @@ def test_an_amplifier_is_refused_before_it_builds_its_result(
     started = time.thread_time()  # CPU, not wall time: the suite shares its cores
     try:
         with pytest.raises(TemplateProblem, match=r"^body_html: not allowed here: "):
-            renderer.check(template, LESSON_VARIABLES, SAMPLE)
+            renderer.check(template, LESSON_VARIABLES, READER)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

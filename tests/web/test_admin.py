@@ -450,6 +450,7 @@ def test_a_save_the_database_aborts_at_commit_leaves_no_saved_message_behind(
         ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
         ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
         ({"body_html": "{{ ('%010000000d' % 1)|length }}"}, "precision of 10,000,000 is over"),
+        ({"body_text": "Hi {{ first_name.split()[0] }}"}, "(for a reader who gave no first name)"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
