@@ -61,6 +61,11 @@ STORED_LENGTH = {
     and column.type.length
 }
 """The longest text each part's column holds: PostgreSQL refuses more, SQLite stores it."""
+MAX_SUBJECT = STORED_LENGTH["subject"]
+"""The longest subject as rendered, for every sample reader: the limit a typed subject
+has (its column). 200 characters is already more than any inbox shows, and far below
+RFC 5322's 998-character line; a subject that names the reader must leave room for the
+longest name. Without it, `{{ 'x' * 99999 }}` rendered a subject of 99,999 characters."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
 
@@ -93,12 +98,11 @@ def check_email(
 
     Rendering folds a subject's line breaks into spaces, so a subject written over two
     lines ("a", then "Bcc: x") would go out as one odd subject: the subject as written
-    is refused instead (SEC-07). Every email is multipart/alternative with a text and an
-    HTML part (STD-03), and the layout only wraps a body in the footer, so an empty body
-    makes a part with nothing to read. A subject must not pretend to be a reply or a
-    forward (STD-08). No length limit here: a lesson's subject is held to its column's
-    200 characters (_check_storable), far below RFC 5322's 998-character line, and the
-    email package folds long headers."""
+    is refused instead (SEC-07), and so is one that renders with a line break (the
+    renderer's check). Every email is multipart/alternative with a text and an HTML part
+    (STD-03), and the layout only wraps a body in the footer, so an empty body makes a
+    part with nothing to read. A subject must not pretend to be a reply or a forward
+    (STD-08), and is held to MAX_SUBJECT characters as rendered."""
     problem = header_problem(template.subject.strip())
     if problem:
         raise TemplateProblem(f"subject: {problem}", field="subject")
@@ -116,6 +120,11 @@ def check_email(
 def _check_subject(subject: str) -> None:
     if not subject:
         raise TemplateProblem("subject: write a subject; this one is empty", field="subject")
+    if len(subject) > MAX_SUBJECT:
+        raise TemplateProblem(
+            f"subject: at most {MAX_SUBJECT} characters as rendered, not {len(subject)}",
+            field="subject",
+        )
     if FAKE_REPLY.match(subject):
         raise TemplateProblem(
             "subject: must not pretend to be a reply or a forward", field="subject"

@@ -129,12 +129,16 @@ class Renderer:
         self, template: EmailTemplate, variables: Iterable[str], samples: Mapping[str, Context]
     ) -> dict[str, RenderedEmail]:
         """Refuse a template that would fail in a worker: syntax, unknown names, sandbox,
-        or a render slower than RENDER_DEADLINE (it runs in the web process, SEC-03).
+        a subject that renders with a line break or a control character, or a render
+        slower than RENDER_DEADLINE (it runs in the web process, SEC-03).
 
         `samples` holds sample readers by label: a template can fail for one reader and
         not another (`first_name.split()[0]` with no first name), so it renders once for
-        each, all within one deadline, and a failure names its sample. Returns each
-        sample's email, for checks on what readers would see."""
+        each, all within one deadline, and a failure names its sample. The subject is
+        checked as rendered because the render folds line breaks into spaces, which
+        would hide `{{ '\\r\\nBcc: x' }}` (SEC-04, SEC-07); it is rendered as it is
+        stored, without the spaces around it. Returns each sample's email, for checks on
+        what readers would see."""
         allowed = frozenset(variables)
         footer = Footer("check", "https://example.invalid/u/x", "-", "-", "-")
         with _deadline(RENDER_DEADLINE):
@@ -151,6 +155,10 @@ class Renderer:
             rendered = {}
             for label, sample in samples.items():
                 with for_sample(label):
+                    subject = self._render_part("subject", template.subject.strip(), sample)
+                    problem = header_problem(subject)
+                    if problem:
+                        raise TemplateProblem(f"subject, as rendered: {problem}", field="subject")
                     rendered[label] = self.render(template, sample, footer)
             return rendered
 

@@ -323,6 +323,7 @@ def test_a_lesson_needs_a_one_line_subject_and_both_bodies(
 
 
 NO_NAME = re.escape("(for a reader who gave no first name)")
+LONGEST_NAME = re.escape("(for a reader with a name of 100 characters, the longest a signup takes)")
 NON_ASCII = re.escape("(for a reader with a non-ASCII name)")
 
 
@@ -336,6 +337,10 @@ NON_ASCII = re.escape("(for a reader with a non-ASCII name)")
         ),
         ({"body_html": "{{ first_name.encode('ascii') }}"}, f"UnicodeEncodeError: .* {NON_ASCII}"),
         ({"subject": "{{ first_name }}"}, f"subject: write a subject; this one is empty {NO_NAME}"),
+        (
+            {"subject": "Hi {{ first_name }}, " + "a" * 110},
+            f"subject: at most 200 characters as rendered, not 215 {LONGEST_NAME}",
+        ),
         ({"subject": "{{ 'Re' if not first_name }}: x"}, f"reply or a forward {NO_NAME}"),
     ],
 )
@@ -346,6 +351,49 @@ def test_a_lesson_that_fails_for_some_readers_is_refused_naming_the_reader(
     failed for good for every subscriber who signed up without a first name."""
     with pytest.raises(TemplateProblem, match=message):
         check_lesson(renderer, dataclasses.replace(LESSON, **changes))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Hi {{ '\\r\\nBcc: x@y.z' }}",
+        "Hi {{ '\\n' }}there",
+        "Hi {{ '\\t' }}there",
+        "Hi {{ '\\x00' }}there",
+        "Hi {{ '\\u2028' }}there",
+        "Hi {{ '\\r\\n' }}",
+        "Hi {{ first_name }}{{ '\\r\\nBcc: x@y.z' if not first_name }}",
+    ],
+)
+def test_a_subject_that_renders_a_line_break_or_a_control_character_is_refused(
+    renderer: Renderer, subject: str
+) -> None:
+    """Standards SEC-04: `Hi {{ '\\r\\nBcc: x@y.z' }}` was saved, because the render folds
+    line breaks into spaces and the preview showed one line."""
+    with pytest.raises(TemplateProblem, match=r"^subject, as rendered: control characters"):
+        check_lesson(renderer, dataclasses.replace(LESSON, subject=subject))
+
+
+@pytest.mark.parametrize(
+    ("subject", "saved"),
+    [
+        ("{{ 'x' * 200 }}", True),
+        ("{{ 'x' * 201 }}", False),
+        ("{{ 'x' * 99999 }}", False),
+        ("Hi {{ first_name }}, " + "a" * 95, True),
+        ("Hi {{ first_name }}, " + "a" * 96, False),
+    ],
+)
+def test_a_rendered_subject_is_held_to_the_length_of_a_typed_one_for_every_reader(
+    renderer: Renderer, subject: str, saved: bool
+) -> None:
+    """A subject that names the reader leaves room for the longest name a signup takes."""
+    template = dataclasses.replace(LESSON, subject=subject)
+    if saved:
+        check_lesson(renderer, template)
+        return
+    with pytest.raises(TemplateProblem, match="subject: at most 200 characters as rendered"):
+        check_lesson(renderer, template)
 
 
 def test_a_template_renders_for_every_sample_reader_within_one_deadline(
