@@ -18,15 +18,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip.errors import InvalidInput, NotFound, TemplateProblem
-from drip.headers import header_problem
+from drip.headers import MAX_NAME, header_problem
 from drip.models import Delivery, Sequence, Step, Subscriber, TemplateVersion
 from drip.rendering import (
     LESSON_VARIABLES,
     PARTS,
     Context,
     EmailTemplate,
-    RenderedEmail,
     Renderer,
+    for_sample,
 )
 from drip.series_files import LAST_DAY, latest_version, version_template
 
@@ -37,6 +37,17 @@ SAMPLE: dict[str, str | int] = {
     "lesson_number": 1,
     "lesson_total": 10,
 }
+SAMPLE_READERS = {
+    "a reader named Ada": "Ada",
+    "a reader who gave no first name": "",
+    "a reader with a non-ASCII name": "Zoë Łukasiewicz 李",
+    f"a reader with a name of {MAX_NAME} characters, the longest a signup takes": (
+        "Anna-Maria Magdalena " * 5
+    )[:MAX_NAME],
+}
+"""The first names a check renders with, by label. The first name is what differs from
+reader to reader: a signup may leave it out, and takes up to MAX_NAME characters of any
+script (drip.headers.clean_first_name)."""
 FAKE_REPLY = re.compile(r"(re|fwd?|aw|wg)\s*(\[\d+\])?\s*:", re.IGNORECASE)
 """Reply and forward markers as mail clients write them (`RE :`, `Fw:`, `Re[2]:`, and the
 German `AW:` and `WG:`), matched against the subject as rendered, so that `{{ 'Re' }}:`
@@ -51,6 +62,11 @@ STORED_LENGTH = {
     and column.type.length
 }
 """The longest text each part's column holds: PostgreSQL refuses more, SQLite stores it."""
+MAX_SUBJECT = STORED_LENGTH["subject"]
+"""The longest subject as rendered, for every sample reader: the limit a typed subject
+has (its column). 200 characters is already more than any inbox shows, and far below
+RFC 5322's 998-character line; a subject that names the reader must leave room for the
+longest name. Without it, `{{ 'x' * 99999 }}` rendered a subject of 99,999 characters."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
 
@@ -85,26 +101,23 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
             f"preheader: write one sentence of {shortest} to {longest} characters",
             field="preheader",
         )
-    rendered = check_email(renderer, template, LESSON_VARIABLES, SAMPLE)
-    if FAKE_REPLY.match(rendered.subject):
-        raise TemplateProblem(
-            "subject: must not pretend to be a reply or a forward", field="subject"
-        )
+    check_email(renderer, template, LESSON_VARIABLES, SAMPLE)
 
 
 def check_email(
     renderer: Renderer, template: EmailTemplate, variables: Iterable[str], sample: Context
-) -> RenderedEmail:
+) -> None:
     """What every email drip sends needs, a lesson or the fixed confirmation and privacy
-    emails: it renders in the sandbox, with a subject of one line and both bodies.
+    emails: it renders in the sandbox for every sample reader (`sample` with each of
+    SAMPLE_READERS' first names), with a subject of one line and both bodies.
 
     Rendering folds a subject's line breaks into spaces, so a subject written over two
     lines ("a", then "Bcc: x") would go out as one odd subject: the subject as written
-    is refused instead (SEC-07). Every email is multipart/alternative with a text and an
-    HTML part (STD-03), and the layout only wraps a body in the footer, so an empty body
-    makes a part with nothing to read. No length limit here: a lesson's subject is held
-    to its column's 200 characters (_check_storable), far below RFC 5322's 998-character
-    line, and the email package folds long headers."""
+    is refused instead (SEC-07), and so is one that renders with a line break (the
+    renderer's check). Every email is multipart/alternative with a text and an HTML part
+    (STD-03), and the layout only wraps a body in the footer, so an empty body makes a
+    part with nothing to read. A subject must not pretend to be a reply or a forward
+    (STD-08), and is held to MAX_SUBJECT characters as rendered."""
     problem = header_problem(template.subject.strip())
     if problem:
         raise TemplateProblem(f"subject: {problem}", field="subject")
@@ -113,10 +126,24 @@ def check_email(
             raise TemplateProblem(
                 f"{part}: write the {name}; every email has both bodies", field=part
             )
-    rendered = renderer.check(template, variables, sample)
-    if not rendered.subject:
+    samples = {label: {**sample, "first_name": name} for label, name in SAMPLE_READERS.items()}
+    for label, rendered in renderer.check(template, variables, samples).items():
+        with for_sample(label):
+            _check_subject(rendered.subject)
+
+
+def _check_subject(subject: str) -> None:
+    if not subject:
         raise TemplateProblem("subject: write a subject; this one is empty", field="subject")
-    return rendered
+    if len(subject) > MAX_SUBJECT:
+        raise TemplateProblem(
+            f"subject: at most {MAX_SUBJECT} characters as rendered, not {len(subject)}",
+            field="subject",
+        )
+    if FAKE_REPLY.match(subject):
+        raise TemplateProblem(
+            "subject: must not pretend to be a reply or a forward", field="subject"
+        )
 
 
 def _check_storable(template: EmailTemplate) -> None:

@@ -4,15 +4,15 @@ Lesson templates are written by admins, so they render in an immutable sandbox t
 never Flask's `app.jinja_env` (whose globals reach `config`), with StrictUndefined, and
 with a context of plain strings and ints only: a template can print what it is given
 and nothing else. HTML parts are autoescaped; text parts and subjects are not, and the
-subject is checked for header safety before it becomes a header. `*` and `**` are
-intercepted and output is capped, so `{{ 'a' * 10**9 }}` fails fast instead of eating
-the worker's memory. Checks and previews, which run in the web process where no actor
-time limit applies, are also bounded in time (SEC-03).
+subject is checked for header safety before it becomes a header. Operations that could
+build huge values are checked before they run (drip.sandbox) and output is capped, so
+`{{ 'a' * 10**9 }}` fails fast instead of eating the worker's memory. Checks and
+previews, which run in the web process where no actor time limit applies, are also
+bounded in time (SEC-03).
 """
 
 from __future__ import annotations
 
-import operator
 import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,17 +25,15 @@ from typing import Any
 
 import css_inline
 from jinja2 import StrictUndefined, Template, TemplateError, TemplateSyntaxError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment, SecurityError
+from jinja2.sandbox import SecurityError
 from markupsafe import Markup
 
+from drip.amplifiers import MAX_OUTPUT
 from drip.errors import TemplateProblem
 from drip.headers import header_problem
+from drip.sandbox import Sandbox
 
 MAX_SOURCE = 64 * 1024
-MAX_OUTPUT = 1024 * 1024
-MAX_PRODUCT = 100_000
-"""The longest string or list `*` may build. The length of the result is what counts, so
-that `'x' * 99999 * 99999` cannot build ten gigabytes in two steps."""
 RENDER_DEADLINE = 2.0
 """Seconds a check or a preview may take. A normal lesson renders in a few milliseconds;
 a template whose loops print nothing would otherwise hold a web worker for minutes."""
@@ -80,35 +78,12 @@ class Footer:
     ad_notice: str = ""
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator_name: str, left: Any, right: Any) -> Any:
-        if operator_name == "**":
-            if isinstance(right, int) and abs(right) > 64:
-                raise SecurityError("exponent too large")
-            return _checked(operator.pow(left, right))
-        if isinstance(left, int | float) and isinstance(right, int | float):
-            return _checked(operator.mul(left, right))
-        if isinstance(right, int) or isinstance(left, int):
-            sequence, count = (left, right) if isinstance(right, int) else (right, left)
-            if len(sequence) * count > MAX_PRODUCT:
-                raise SecurityError("repetition too large")
-        return operator.mul(left, right)
-
-
-def _checked(value: Any) -> Any:
-    if isinstance(value, int) and value.bit_length() > 256:
-        raise SecurityError("number too large")
-    return value
-
-
 class Renderer:
     """Renders steps inside the shipped layout; compiled templates are cached by source."""
 
     def __init__(self, layout_dir: Path) -> None:
-        self._html = _Sandbox(autoescape=True, undefined=StrictUndefined)
-        self._text = _Sandbox(autoescape=False, undefined=StrictUndefined)
+        self._html = Sandbox(autoescape=True, undefined=StrictUndefined)
+        self._text = Sandbox(autoescape=False, undefined=StrictUndefined)
         self._layout_html = self._html.from_string(
             (layout_dir / "layout.html").read_text(encoding="utf-8")
         )
@@ -123,13 +98,13 @@ class Renderer:
 
         No deadline here: this is the send path, and a worker renders under its actor's
         time limit. Anything saved was first checked under RENDER_DEADLINE."""
-        subject = " ".join(self._render_part(template, "subject", context).split())
-        preheader = " ".join(self._render_part(template, "preheader", context).split())
+        subject = " ".join(self._render_part("subject", template.subject, context).split())
+        preheader = " ".join(self._render_part("preheader", template.preheader, context).split())
         problem = header_problem(subject)
         if problem:
             raise TemplateProblem(f"subject: {problem}", field="subject")
-        body_html = Markup(self._render_part(template, "body_html", context))
-        body_text = self._render_part(template, "body_text", context).strip()
+        body_html = Markup(self._render_part("body_html", template.body_html, context))
+        body_text = self._render_part("body_text", template.body_text, context).strip()
         layout = {
             "subject": subject,
             "preheader": preheader,
@@ -151,12 +126,21 @@ class Renderer:
             return self.render(template, context, footer)
 
     def check(
-        self, template: EmailTemplate, variables: Iterable[str], sample: Context
-    ) -> RenderedEmail:
+        self, template: EmailTemplate, variables: Iterable[str], samples: Mapping[str, Context]
+    ) -> dict[str, RenderedEmail]:
         """Refuse a template that would fail in a worker: syntax, unknown names, sandbox,
-        or a render slower than RENDER_DEADLINE (it runs in the web process, SEC-03).
-        Returns the email rendered with `sample`, for checks on what readers would see."""
+        a subject that renders with a line break or a control character, or a render
+        slower than RENDER_DEADLINE (it runs in the web process, SEC-03).
+
+        `samples` holds sample readers by label: a template can fail for one reader and
+        not another (`first_name.split()[0]` with no first name), so it renders once for
+        each, all within one deadline, and a failure names its sample. The subject is
+        checked as rendered because the render folds line breaks into spaces, which
+        would hide `{{ '\\r\\nBcc: x' }}` (SEC-04, SEC-07); it is rendered as it is
+        stored, without the spaces around it. Returns each sample's email, for checks on
+        what readers would see."""
         allowed = frozenset(variables)
+        footer = Footer("check", "https://example.invalid/u/x", "-", "-", "-")
         with _deadline(RENDER_DEADLINE):
             for part in PARTS:
                 source = getattr(template, part)
@@ -168,11 +152,18 @@ class Renderer:
                         f"available: {', '.join(sorted(allowed))}",
                         field=part,
                     )
-            footer = Footer("check", "https://example.invalid/u/x", "-", "-", "-")
-            return self.render(template, sample, footer)
+            rendered = {}
+            for label, sample in samples.items():
+                with for_sample(label):
+                    subject = self._render_part("subject", template.subject.strip(), sample)
+                    problem = header_problem(subject)
+                    if problem:
+                        raise TemplateProblem(f"subject, as rendered: {problem}", field="subject")
+                    rendered[label] = self.render(template, sample, footer)
+            return rendered
 
-    def _render_part(self, template: EmailTemplate, part: str, context: Context) -> str:
-        compiled = self._compile(part, getattr(template, part))
+    def _render_part(self, part: str, source: str, context: Context) -> str:
+        compiled = self._compile(part, source)
         try:
             return _limited(compiled.generate(dict(context)))
         except SecurityError as exc:
@@ -186,9 +177,9 @@ class Renderer:
                 f"{part}: the template calls itself without end", field=part
             ) from None
         except _Overtime:
-            raise TemplateProblem(f"{part}: {TOO_SLOW}", field=part) from None
+            raise _TooSlow(f"{part}: {TOO_SLOW}", field=part) from None
 
-    def _env_for(self, part: str) -> _Sandbox:
+    def _env_for(self, part: str) -> Sandbox:
         return self._html if part == "body_html" else self._text
 
     def _compile_uncached(self, part: str, source: str) -> Template:
@@ -201,6 +192,22 @@ class Renderer:
         except (RecursionError, SyntaxError):
             # Python's own nesting limits, met by Jinja's parser or by compiling its output.
             raise TemplateProblem(f"{part}: nested too deeply", field=part) from None
+
+
+class _TooSlow(TemplateProblem):
+    """A render past the deadline, which one check shares among its sample readers: the
+    reader whose render it stopped is not the cause, so it goes unnamed."""
+
+
+@contextmanager
+def for_sample(label: str) -> Iterator[None]:
+    """Name the sample reader a TemplateProblem raised inside was found with."""
+    try:
+        yield
+    except _TooSlow:
+        raise
+    except TemplateProblem as exc:
+        raise TemplateProblem(f"{exc} (for {label})", field=exc.field) from None
 
 
 class _Overtime(BaseException):
@@ -239,14 +246,14 @@ def _deadline(seconds: float) -> Iterator[None]:
     try:
         yield
     except _Overtime:
-        raise TemplateProblem(TOO_SLOW) from None
+        raise _TooSlow(TOO_SLOW) from None
     finally:
         sys.settrace(previous)
     if time.monotonic() > end:
-        raise TemplateProblem(TOO_SLOW)
+        raise _TooSlow(TOO_SLOW)
 
 
-def _undeclared(env: _Sandbox, source: str) -> set[str]:
+def _undeclared(env: Sandbox, source: str) -> set[str]:
     return set(meta.find_undeclared_variables(env.parse(source))) - set(env.globals)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 import sys
 import time
@@ -32,6 +33,7 @@ SAMPLE = {
     "lesson_number": 1,
     "lesson_total": 10,
 }
+READER = {"a sample reader": SAMPLE}
 FOOTER = Footer("because", "https://drip.example.com/unsubscribe/t", "1 Road", "Me", "me@x.org")
 SSTI = [
     "{{ ''.__class__.__mro__[1].__subclasses__() }}",
@@ -86,7 +88,7 @@ def test_template_injection_runs_no_code_and_leaks_nothing(
 ) -> None:
     started = time.thread_time()  # CPU, not wall time: the suite shares its cores
     with pytest.raises(TemplateProblem):
-        renderer.check(body(payload), LESSON_VARIABLES | {"x"}, {**SAMPLE, "x": 1})
+        renderer.check(body(payload), LESSON_VARIABLES | {"x"}, {"x is 1": {**SAMPLE, "x": 1}})
     assert time.thread_time() - started < 1
 
 
@@ -154,7 +156,7 @@ def test_a_broken_template_is_refused_with_a_useful_message(
     renderer: Renderer, template: EmailTemplate, message: str
 ) -> None:
     with pytest.raises(TemplateProblem, match=message):
-        renderer.check(template, LESSON_VARIABLES, SAMPLE)
+        renderer.check(template, LESSON_VARIABLES, READER)
 
 
 NESTED_RANGES = "{% for a in range(99999) %}{% for b in range(99999) %}{% endfor %}{% endfor %}"
@@ -171,7 +173,7 @@ def test_a_template_whose_loops_print_nothing_is_refused_within_the_deadline(
     each of these would take hours. (The preview: tests/web/test_admin.py.)"""
     started = time.monotonic()
     with pytest.raises(TemplateProblem, match=f"body_html: {TOO_SLOW}"):
-        renderer.check(body(source), LESSON_VARIABLES, SAMPLE)
+        renderer.check(body(source), LESSON_VARIABLES, READER)
     assert time.monotonic() - started < rendering.RENDER_DEADLINE + 1
 
 
@@ -193,14 +195,14 @@ def test_the_deadline_also_stops_macros_filters_and_library_calls(
     monkeypatch.setattr(rendering, "RENDER_DEADLINE", 0.3)
     started = time.monotonic()
     with pytest.raises(TemplateProblem, match=TOO_SLOW):
-        renderer.check(body(source), LESSON_VARIABLES, SAMPLE)
+        renderer.check(body(source), LESSON_VARIABLES, READER)
     assert time.monotonic() - started < 1.3
 
 
 def test_a_macro_that_calls_itself_forever_is_refused(renderer: Renderer) -> None:
     source = "{% macro f() %}{{ f() }}{% endmacro %}{{ f() }}"
     with pytest.raises(TemplateProblem, match="body_html: the template calls itself without end"):
-        renderer.check(body(source), LESSON_VARIABLES, SAMPLE)
+        renderer.check(body(source), LESSON_VARIABLES, READER)
 
 
 def test_the_deadline_leaves_the_previous_tracer_in_place_and_working(
@@ -218,7 +220,7 @@ def test_the_deadline_leaves_the_previous_tracer_in_place_and_working(
     )
     sys.settrace(tracer)
     try:
-        renderer.check(body("{{ 'ab' * 3 }}"), LESSON_VARIABLES, SAMPLE)
+        renderer.check(body("{{ 'ab' * 3 }}"), LESSON_VARIABLES, READER)
         assert sys.gettrace() is tracer
         previewed = renderer.preview(lesson, LESSON_SAMPLE, FOOTER)
         assert sys.gettrace() is tracer
@@ -232,11 +234,11 @@ def test_the_output_of_a_part_is_capped_at_1_mib(renderer: Renderer) -> None:
     """SEC-03: 16,000 x 60 characters fit; 99,999 x 60 (6 MB) do not, in a check or in
     the worker's render."""
     fits = body("{% for i in range(16000) %}{{ 'x' * 60 }}{% endfor %}")
-    renderer.check(fits, LESSON_VARIABLES, SAMPLE)
+    renderer.check(fits, LESSON_VARIABLES, READER)
     assert len(renderer.render(fits, SAMPLE, FOOTER).html) > 960_000
     too_long = body("{% for i in range(99999) %}{{ 'x' * 60 }}{% endfor %}")
     for render in (
-        lambda: renderer.check(too_long, LESSON_VARIABLES, SAMPLE),
+        lambda: renderer.check(too_long, LESSON_VARIABLES, READER),
         lambda: renderer.render(too_long, SAMPLE, FOOTER),
     ):
         started = time.thread_time()  # CPU, not wall time: the suite shares its cores
@@ -318,6 +320,93 @@ def test_a_lesson_needs_a_one_line_subject_and_both_bodies(
     check_lesson(renderer, LESSON)
     with pytest.raises(TemplateProblem, match=message):
         check_lesson(renderer, dataclasses.replace(LESSON, **changes))
+
+
+NO_NAME = re.escape("(for a reader who gave no first name)")
+LONGEST_NAME = re.escape("(for a reader with a name of 100 characters, the longest a signup takes)")
+NON_ASCII = re.escape("(for a reader with a non-ASCII name)")
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"subject": "Hi {{ first_name.split()[0] }}"}, f"no element 0 {NO_NAME}"),
+        (
+            {"body_text": "Hi {{ first_name[0] }}"},
+            f"body_text: str object has no element 0 {NO_NAME}",
+        ),
+        ({"body_html": "{{ first_name.encode('ascii') }}"}, f"UnicodeEncodeError: .* {NON_ASCII}"),
+        ({"subject": "{{ first_name }}"}, f"subject: write a subject; this one is empty {NO_NAME}"),
+        (
+            {"subject": "Hi {{ first_name }}, " + "a" * 110},
+            f"subject: at most 200 characters as rendered, not 215 {LONGEST_NAME}",
+        ),
+        ({"subject": "{{ 'Re' if not first_name }}: x"}, f"reply or a forward {NO_NAME}"),
+    ],
+)
+def test_a_lesson_that_fails_for_some_readers_is_refused_naming_the_reader(
+    renderer: Renderer, changes: dict[str, str], message: str
+) -> None:
+    """`Hi {{ first_name.split()[0] }}` was saved, checked with "Ada" alone, and then
+    failed for good for every subscriber who signed up without a first name."""
+    with pytest.raises(TemplateProblem, match=message):
+        check_lesson(renderer, dataclasses.replace(LESSON, **changes))
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Hi {{ '\\r\\nBcc: x@y.z' }}",
+        "Hi {{ '\\n' }}there",
+        "Hi {{ '\\t' }}there",
+        "Hi {{ '\\x00' }}there",
+        "Hi {{ '\\u2028' }}there",
+        "Hi {{ '\\r\\n' }}",
+        "Hi {{ first_name }}{{ '\\r\\nBcc: x@y.z' if not first_name }}",
+    ],
+)
+def test_a_subject_that_renders_a_line_break_or_a_control_character_is_refused(
+    renderer: Renderer, subject: str
+) -> None:
+    """Standards SEC-04: `Hi {{ '\\r\\nBcc: x@y.z' }}` was saved, because the render folds
+    line breaks into spaces and the preview showed one line."""
+    with pytest.raises(TemplateProblem, match=r"^subject, as rendered: control characters"):
+        check_lesson(renderer, dataclasses.replace(LESSON, subject=subject))
+
+
+@pytest.mark.parametrize(
+    ("subject", "saved"),
+    [
+        ("{{ 'x' * 200 }}", True),
+        ("{{ 'x' * 201 }}", False),
+        ("{{ 'x' * 99999 }}", False),
+        ("Hi {{ first_name }}, " + "a" * 95, True),
+        ("Hi {{ first_name }}, " + "a" * 96, False),
+    ],
+)
+def test_a_rendered_subject_is_held_to_the_length_of_a_typed_one_for_every_reader(
+    renderer: Renderer, subject: str, saved: bool
+) -> None:
+    """A subject that names the reader leaves room for the longest name a signup takes."""
+    template = dataclasses.replace(LESSON, subject=subject)
+    if saved:
+        check_lesson(renderer, template)
+        return
+    with pytest.raises(TemplateProblem, match="subject: at most 200 characters as rendered"):
+        check_lesson(renderer, template)
+
+
+def test_a_template_renders_for_every_sample_reader_within_one_deadline(
+    renderer: Renderer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four renders of a slow template would otherwise hold a web worker four times as
+    long as one."""
+    monkeypatch.setattr(rendering, "RENDER_DEADLINE", 0.4)
+    slow = "{% for a in range(99999) %}{% for b in range(40) %}{% endfor %}{% endfor %}"
+    started = time.monotonic()
+    with pytest.raises(TemplateProblem, match=TOO_SLOW):
+        check_lesson(renderer, dataclasses.replace(LESSON, body_text=slow))
+    assert time.monotonic() - started < 0.4 + 1
 
 
 def test_init_names_the_file_of_a_fixed_email_that_fails_its_checks(tmp_path: Path) -> None:

@@ -312,6 +312,9 @@ def test_a_save_the_database_aborts_at_commit_leaves_no_saved_message_behind(
         ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
         ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
         ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
+        ({"body_html": "{{ ('%010000000d' % 1)|length }}"}, "precision of 10,000,000 is over"),
+        ({"subject": "Hi {{ '\\r\\nBcc: x@y.z' }}"}, "subject, as rendered: control characters"),
+        ({"body_text": "Hi {{ first_name.split()[0] }}"}, "(for a reader who gave no first name)"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
 )
@@ -433,6 +436,26 @@ def test_the_preheader_box_asks_for_what_a_save_accepts(admin: FlaskClient, less
         assert box is not None
         assert 'minlength="40"' in box[0] and 'maxlength="100"' in box[0]
         assert "40 to 100 characters" in shown
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
+def test_the_preview_refuses_a_huge_value_and_a_subject_that_breaks_a_line(
+    admin: FlaskClient, lesson_1: int
+) -> None:
+    """SEC-03 and SEC-04 hold in the preview too: `center(10**7)` was built and printed,
+    and a rendered line break was folded into a space and shown as one line."""
+    page = f"/admin/lessons/{lesson_1}"
+    huge = edit(lesson_1, body_html="{{ ('x'|center(10000000))|length }}")
+    shown = post(admin, f"{page}/preview", huge, page=page)
+    assert shown.status_code == 200
+    assert "The preview cannot be shown: body_html: not allowed here: center" in html.unescape(
+        shown.get_data(as_text=True)
+    )
+    checked = post(admin, f"{page}/preview.json", huge, page=page).get_json()
+    assert not checked["ok"] and "width of 10,000,000 is over 100,000" in checked["error"]
+    bcc = edit(lesson_1, subject="Hi {{ '\\r\\nBcc: x@y.z' }}")
+    checked = post(admin, f"{page}/preview.json", bcc, page=page).get_json()
+    assert not checked["ok"] and "subject, as rendered: control characters" in checked["error"]
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
