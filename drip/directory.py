@@ -8,7 +8,6 @@ prefix or a name, a few milliseconds (see `_search` for what a name search match
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -19,11 +18,12 @@ from drip.models import (
     ConsentEvent,
     ConsentText,
     Delivery,
-    DeliveryStatus,
+    Sequence,
     Step,
     Subscriber,
     SubscriberStatus,
 )
+from drip.privacy import erasable
 
 PAGE = 50
 CANDIDATES = 5000
@@ -157,10 +157,15 @@ class Timeline:
     deliveries: list[tuple[Delivery, int | None]]
 
 
-def timeline(session: Session, subscriber_id: int) -> Timeline:
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
+def subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    found = session.get(Subscriber, subscriber_id)
+    if found is None:
         raise NotFound("no such subscriber")
+    return found
+
+
+def timeline(session: Session, subscriber_id: int) -> Timeline:
+    found = subscriber(session, subscriber_id)
     deliveries = session.execute(
         sa.select(Delivery, Step.number)
         .outerjoin(Step, Step.id == Delivery.step_id)
@@ -168,20 +173,42 @@ def timeline(session: Session, subscriber_id: int) -> Timeline:
         .order_by(Delivery.id)
     )
     return Timeline(
-        subscriber, consent.events_of(session, subscriber_id), [(d, n) for d, n in deliveries]
+        found, consent.events_of(session, subscriber_id), [(d, n) for d, n in deliveries]
     )
 
 
-def resend(session: Session, delivery_id: int, subscriber_id: int, *, now: datetime) -> int:
-    """Queue a failed or cancelled delivery of this subscriber again, with fresh attempts."""
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None or delivery.subscriber_id != subscriber_id:
-        raise NotFound("no such email")
-    if delivery.status not in (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED):
-        raise InvalidInput("only a failed or cancelled email can be sent again")
-    delivery.status = DeliveryStatus.QUEUED
-    delivery.attempts = 0
-    delivery.retry_at = None
-    delivery.last_error = None
-    delivery.queued_at = now
-    return delivery.id
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a subscriber's address deletes (drip.privacy.erase). An erasure goes
+    by address: every subscription of it, on every series, with its consent log and
+    emails, and any signup of it received and not yet handled."""
+
+    email: str
+    subscriptions: list[tuple[str, SubscriberStatus]]
+    consent_events: int
+    emails: int
+    received: int
+
+
+def erasure_of(session: Session, subscriber_id: int) -> Erasure:
+    """What the admin is shown before confirming the erasure of a subscriber's address."""
+    email = subscriber(session, subscriber_id).email
+    rows = session.execute(
+        sa.select(Subscriber.id, Sequence.name, Subscriber.status)
+        .join(Sequence, Sequence.id == Subscriber.sequence_id)
+        .where(Subscriber.email == email)
+        .order_by(Subscriber.id)
+    ).all()
+    ids = [row.id for row in rows]
+    _, received = erasable(session, email)
+    return Erasure(
+        email,
+        [(row.name, row.status) for row in rows],
+        consent_events=_count(session, ConsentEvent.subscriber_id.in_(ids)),
+        emails=_count(session, Delivery.subscriber_id.in_(ids)),
+        received=received,
+    )
+
+
+def _count(session: Session, where: sa.ColumnElement[bool]) -> int:
+    return session.scalar(sa.select(sa.func.count()).where(where)) or 0
