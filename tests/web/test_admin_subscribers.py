@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from flask.testing import FlaskClient
 
-from drip import consent
+from drip import consent, directory
 from drip.csvio import import_rows
 from drip.db import transaction
 from drip.models import (
@@ -385,3 +385,27 @@ def test_erasing_asks_for_a_confirmation_that_says_what_it_deletes(
     erased = post(admin, f"{page}/erase", {"understood": "yes"}, page=f"{page}/erase")
     assert erased.status_code == 302 and remaining(system) == 0
     assert flashed(admin, "/admin/subscribers/").startswith("Erased everything")
+
+
+def matches(client: FlaskClient, query: str = "") -> str:
+    found = re.search(r'<p id="matches">(.*?)</p>', client.get(f"/admin/subscribers/{query}").text)
+    assert found, "no count"
+    return re.sub(r"\s+", " ", found.group(1))
+
+
+def test_the_list_says_how_many_subscribers_match_up_to_a_cap(
+    admin: FlaskClient, system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted past a cap, a match count would read the whole of a million-strong list
+    on every page (drip.directory.count)."""
+    for n in range(12):
+        system.signup(f"reader{n:02d}@example.com", first_name="Zed" if n % 5 == 0 else "")
+    assert matches(admin) == "12 subscribers."
+    assert matches(admin, "?q=zed") == "3 subscribers match."
+    assert matches(admin, "?q=reader07@") == "1 subscriber matches."
+    assert matches(admin, "?status=active") == "0 subscribers match."
+    assert matches(admin, "?status=pending&step=0") == "0 subscribers match."
+    monkeypatch.setattr(directory, "COUNT_UP_TO", 10)
+    assert matches(admin) == "More than 10 subscribers."
+    assert matches(admin, "?status=pending") == "More than 10 subscribers match."
+    assert matches(admin, "?q=zed") == "3 subscribers match."

@@ -41,6 +41,8 @@ def index() -> str:
             "admin/subscribers.html",
             sequence=sequence,
             rows=rows,
+            matches=directory.count(session, query),
+            count_up_to=directory.COUNT_UP_TO,
             query=query,
             next_before=next_before,
             statuses=[s.value for s in SubscriberStatus],
