@@ -94,7 +94,7 @@ def _active_refusals(subscriber: Subscriber, now: datetime) -> dict[Action, str]
     if due is None:
         nothing = "Their last email is on its way: nothing more is scheduled."
         return {Action.PAUSE: nothing, Action.RESUME: nothing}
-    refused = {}
+    refused: dict[Action, str] = {}
     if due >= send_hour_after(subscriber, now, days=PAUSE_DAYS):
         refused[Action.PAUSE] = f"Already paused: their next email is due {_when(due)}."
     if due <= send_hour_after(subscriber, now):
