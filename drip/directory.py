@@ -8,7 +8,6 @@ prefix or a name, a few milliseconds (see `_search` for what a name search match
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -19,11 +18,12 @@ from drip.models import (
     ConsentEvent,
     ConsentText,
     Delivery,
-    DeliveryStatus,
+    Sequence,
     Step,
     Subscriber,
     SubscriberStatus,
 )
+from drip.privacy import erasable
 
 PAGE = 50
 CANDIDATES = 5000
@@ -54,6 +54,34 @@ class Query:
 
 def find(session: Session, query: Query) -> tuple[list[Subscriber], int | None]:
     """One page of subscribers, newest first, and the id to continue from (None at the end)."""
+    statement = _matching(session, query)
+    if query.before is not None:
+        statement = statement.where(Subscriber.id < query.before)
+    rows = list(session.scalars(statement.order_by(Subscriber.id.desc()).limit(PAGE + 1)))
+    more = len(rows) > PAGE
+    return rows[:PAGE], rows[PAGE - 1].id if more else None
+
+
+COUNT_UP_TO = 10_000
+
+
+def count(session: Session, query: Query) -> int:
+    """How many subscribers match the query's filters and search (on any page), counted
+    up to COUNT_UP_TO + 1 and no further: a result above COUNT_UP_TO means "more than
+    COUNT_UP_TO", and the list says so.
+
+    An exact count reads every match, on every view of the list. Measured at 1,000,000
+    subscribers, it took up to 130 ms on SQLite and 110 ms on PostgreSQL through the
+    filters' indexes, and a name search matching 111,111 took 985 ms on SQLite (214 ms
+    on PostgreSQL); counted up to 10,001, the same took 1-13 ms, and 82 ms (35 ms). A
+    search no index serves (see `_search`) reads the list until it has found that many,
+    or to its end, as the page itself does."""
+    matches = _matching(session, query).with_only_columns(Subscriber.id).limit(COUNT_UP_TO + 1)
+    return session.scalar(sa.select(sa.func.count()).select_from(matches.subquery())) or 0
+
+
+def _matching(session: Session, query: Query) -> sa.Select[tuple[Subscriber]]:
+    """The series' subscribers that match the query's search, status and next step."""
     statement = sa.select(Subscriber).where(Subscriber.sequence_id == query.sequence_id)
     if term := _term(query.search):
         statement = _search(session, statement, query.sequence_id, term)
@@ -64,11 +92,7 @@ def find(session: Session, query: Query) -> tuple[list[Subscriber], int | None]:
             raise InvalidInput(f"unknown status {query.status!r}") from None
     if query.step is not None:
         statement = statement.where(Subscriber.next_step == query.step)
-    if query.before is not None:
-        statement = statement.where(Subscriber.id < query.before)
-    rows = list(session.scalars(statement.order_by(Subscriber.id.desc()).limit(PAGE + 1)))
-    more = len(rows) > PAGE
-    return rows[:PAGE], rows[PAGE - 1].id if more else None
+    return statement
 
 
 def _term(search: str) -> str:
@@ -157,10 +181,15 @@ class Timeline:
     deliveries: list[tuple[Delivery, int | None]]
 
 
-def timeline(session: Session, subscriber_id: int) -> Timeline:
-    subscriber = session.get(Subscriber, subscriber_id)
-    if subscriber is None:
+def subscriber(session: Session, subscriber_id: int) -> Subscriber:
+    found = session.get(Subscriber, subscriber_id)
+    if found is None:
         raise NotFound("no such subscriber")
+    return found
+
+
+def timeline(session: Session, subscriber_id: int) -> Timeline:
+    found = subscriber(session, subscriber_id)
     deliveries = session.execute(
         sa.select(Delivery, Step.number)
         .outerjoin(Step, Step.id == Delivery.step_id)
@@ -168,20 +197,42 @@ def timeline(session: Session, subscriber_id: int) -> Timeline:
         .order_by(Delivery.id)
     )
     return Timeline(
-        subscriber, consent.events_of(session, subscriber_id), [(d, n) for d, n in deliveries]
+        found, consent.events_of(session, subscriber_id), [(d, n) for d, n in deliveries]
     )
 
 
-def resend(session: Session, delivery_id: int, subscriber_id: int, *, now: datetime) -> int:
-    """Queue a failed or cancelled delivery of this subscriber again, with fresh attempts."""
-    delivery = session.get(Delivery, delivery_id)
-    if delivery is None or delivery.subscriber_id != subscriber_id:
-        raise NotFound("no such email")
-    if delivery.status not in (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED):
-        raise InvalidInput("only a failed or cancelled email can be sent again")
-    delivery.status = DeliveryStatus.QUEUED
-    delivery.attempts = 0
-    delivery.retry_at = None
-    delivery.last_error = None
-    delivery.queued_at = now
-    return delivery.id
+@dataclass(frozen=True)
+class Erasure:
+    """What erasing a subscriber's address deletes (drip.privacy.erase). An erasure goes
+    by address: every subscription of it, on every series, with its consent log and
+    emails, and any signup of it received and not yet handled."""
+
+    email: str
+    subscriptions: list[tuple[str, SubscriberStatus]]
+    consent_events: int
+    emails: int
+    received: int
+
+
+def erasure_of(session: Session, subscriber_id: int) -> Erasure:
+    """What the admin is shown before confirming the erasure of a subscriber's address."""
+    email = subscriber(session, subscriber_id).email
+    rows = session.execute(
+        sa.select(Subscriber.id, Sequence.name, Subscriber.status)
+        .join(Sequence, Sequence.id == Subscriber.sequence_id)
+        .where(Subscriber.email == email)
+        .order_by(Subscriber.id)
+    ).all()
+    ids = [row.id for row in rows]
+    _, received = erasable(session, email)
+    return Erasure(
+        email,
+        [(row.name, row.status) for row in rows],
+        consent_events=_count(session, ConsentEvent.subscriber_id.in_(ids)),
+        emails=_count(session, Delivery.subscriber_id.in_(ids)),
+        received=received,
+    )
+
+
+def _count(session: Session, where: sa.ColumnElement[bool]) -> int:
+    return session.scalar(sa.select(sa.func.count()).where(where)) or 0

@@ -97,13 +97,22 @@ def _rank(reason: str) -> int:
 def may_ask_to_confirm(session: Session, secret: str, email: str, *, now: datetime) -> bool:
     """Whether a confirmation email may go to `email` now: not if it bounced or
     complained, nor while a declined signup's quiet period lasts."""
+    return next_confirmation_at(session, secret, email, now=now) == now
+
+
+def next_confirmation_at(
+    session: Session, secret: str, email: str, *, now: datetime
+) -> datetime | None:
+    """The earliest a confirmation email may go to `email`: `now`, the end of a declined
+    signup's quiet period, or None if it never may (it bounced or complained). What the
+    admin is told of how someone can come back (drip.subscriber_actions)."""
     hashed = email_hash(secret, email)
     found = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
     if found is None:
-        return True
+        return now
     if found.reason == DECLINED:
-        return now - found.created_at >= DECLINE_QUIET
-    return found.reason not in BLOCKING
+        return max(now, found.created_at + DECLINE_QUIET)
+    return None if found.reason in BLOCKING else now
 
 
 def forget_suppression(session: Session, secret: str, email: str) -> None:

@@ -39,7 +39,7 @@ from typing import NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import domain_pauses
+from drip import domain_pauses, recipients
 from drip.clock import Clock
 from drip.composing import Draft, compose, draft
 from drip.db import SessionFactory, looking, transaction, writing
@@ -55,7 +55,7 @@ from drip.models import (
     SubscriberStatus,
     Suppression,
 )
-from drip.privacy import BLOCKING, SUPPRESSION_REASON, email_hash
+from drip.privacy import SUPPRESSION_REASON, email_hash
 from drip.rendering import Renderer
 from drip.schedule import lesson_sent
 from drip.settings import Settings
@@ -67,12 +67,6 @@ from drip.verp import envelope_sender
 log = logging.getLogger(__name__)
 RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720, 1440))
 """Waits after the 1st, 2nd, ... temporary failure: about a day of trying in all."""
-
-ALLOWED = {
-    DeliveryKind.CONFIRMATION: {SubscriberStatus.PENDING},
-    DeliveryKind.STEP: {SubscriberStatus.ACTIVE},
-}
-"""Who may still get each kind of email; a privacy link goes to anyone on file."""
 
 
 class Outcome(enum.StrEnum):
@@ -176,7 +170,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
             "now": now,
         },
     ).one()
-    refusal = _refusal(delivery.kind, subscriber.status, suppressed)
+    refusal = recipients.refusal(delivery.kind, subscriber.status, suppressed)
     if refusal:
         return _Taken(Outcome.CANCELLED, changes | _cancelled(refusal), {})
     if resume_at is not None:
@@ -223,15 +217,6 @@ def _unbuildable(delivery_id: int, exc: Exception) -> str:
     return f"could not build the message: {exc}"
 
 
-def _refusal(kind: DeliveryKind, status: SubscriberStatus, suppressed: str | None) -> str:
-    """Why this email must not go out now, or "" when it may."""
-    if kind in ALLOWED and status not in ALLOWED[kind]:
-        return f"subscriber is {status.value}"
-    if suppressed in BLOCKING or (suppressed and kind == DeliveryKind.STEP):
-        return f"address is suppressed ({suppressed})"
-    return ""
-
-
 def _cancelled(reason: str) -> dict[str, object]:
     return {"status": DeliveryStatus.CANCELLED, "last_error": reason, "lease_until": None}
 
@@ -267,7 +252,7 @@ def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> None:
         ).one_or_none()
     if row is None or row[0] != DeliveryStatus.SENDING:
         raise _Withdrawn()
-    refusal = _refusal(prepared.kind, row[1], row[2])
+    refusal = recipients.refusal(prepared.kind, row[1], row[2])
     if refusal:
         raise _Withdrawn(refusal)
 

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from drip import consent, timing
 from drip.db import FOR_NO_KEY_UPDATE
-from drip.errors import InvalidInput
+from drip.errors import InvalidInput, NotFound
 from drip.models import (
     ConsentEventKind,
     ConsentMethod,
@@ -113,47 +113,6 @@ def resubscribe(
     return subscriber
 
 
-def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber | None:
-    """The admin's "resume": end a pause (the next email goes out at the next local send
-    hour), or undo an unsubscribe the admin made. InvalidInput, changing nothing, when
-    `resume_refusal` gives a reason."""
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
-    if subscriber is None:
-        return None
-    refusal = resume_refusal(session, subscriber, now)
-    if refusal is not None:
-        raise InvalidInput(refusal)
-    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        return resubscribe(session, subscriber_id, now, method=ConsentMethod.ADMIN)
-    if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_send_at is not None:
-        subscriber.next_send_at = min(subscriber.next_send_at, send_hour_after(subscriber, now))
-    return subscriber
-
-
-def resume_refusal(session: Session, subscriber: Subscriber, now: datetime) -> str | None:
-    """Why the admin may not resume `subscriber`, or None if they may.
-
-    An admin undoes only an end an admin made. Someone who withdrew consent themselves
-    (their link, one click in their mail client, a spam complaint) is not put back by
-    anyone else: re-adding a person who opted out needs their new consent (GDPR Art.
-    7(3), CAN-SPAM), which is their own undo link or a fresh signup they confirm. A
-    withdrawal the consent log does not show counts as theirs: nothing proves the admin
-    made it. An admin's own unsubscribe can be undone as long as the person's could."""
-    if subscriber.status != SubscriberStatus.UNSUBSCRIBED:
-        return None
-    if consent.withdrawal_method(session, subscriber.id) != ConsentMethod.ADMIN:
-        return (
-            "They unsubscribed themselves, so only they can come back: by the undo button "
-            "on their unsubscribe page within 30 days, or by signing up and confirming again."
-        )
-    if not can_undo(subscriber, now):
-        return (
-            "An unsubscribe can be undone only within 30 days, and only after a confirmed "
-            "signup; to come back they need to sign up and confirm again."
-        )
-    return None
-
-
 UNDO_WINDOW = timedelta(days=30)
 
 
@@ -214,7 +173,9 @@ def move_to_step(session: Session, subscriber_id: int, number: int, now: datetim
 
 def _active(session: Session, subscriber_id: int) -> Subscriber:
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
-    if subscriber is None or subscriber.status != SubscriberStatus.ACTIVE:
+    if subscriber is None:
+        raise NotFound("no such subscriber")
+    if subscriber.status != SubscriberStatus.ACTIVE:
         raise InvalidInput("only an active subscription has preferences to change")
     return subscriber
 

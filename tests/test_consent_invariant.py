@@ -19,7 +19,8 @@ from drip.db import transaction
 from drip.errors import InvalidInput
 from drip.models import ConsentEvent, ConsentEventKind, ConsentMethod, Subscriber, SubscriberStatus
 from drip.signup import find_sequence
-from drip.subscriptions import pause, resubscribe, resume
+from drip.subscriber_actions import Action, carry_out
+from drip.subscriptions import pause, resubscribe
 from drip.subscriptions import unsubscribe as withdraw_consent
 from tests.helpers import System
 
@@ -77,6 +78,7 @@ def refused(system: System, change: Change, email: str) -> SubscriberStatus:
 
 
 def test_every_way_to_become_active_leaves_a_confirmed_consent_record(system: System) -> None:
+    resume = partial(carry_out, action=Action.RESUME, secret=system.settings.secret_key)
     system.signup("ana@example.com")
     check(system)
     system.confirm("ana@example.com")

@@ -725,7 +725,7 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     for shown in ("Signup", "127.0.0.1", "version 1", "Confirm", str(message_id)):
         assert shown in evidence or html.escape(shown) in evidence, shown
     assert "Withdraw" in evidence and "Resubscribe" in evidence and "(admin)" in evidence
-    post(admin, f"{page}/action", {"action": "erase"}, page=page)
+    post(admin, f"{page}/erase", {"understood": "yes"}, page=f"{page}/erase")
     with transaction(system.sessions) as session:
         for model in (Subscriber, ConsentEvent, ConsentText, ErasureMark):
             assert session.scalar(sa.select(sa.func.count()).select_from(model)) == 0, model
@@ -899,7 +899,7 @@ def test_an_erasure_deletes_the_addresss_emails_from_the_local_outbox(
     assert log_in(client) == 302
     if by == "admin":
         page = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
-        post(client, f"{page}/action", {"action": "erase"}, page=page)
+        post(client, f"{page}/erase", {"understood": "yes"}, page=f"{page}/erase")
     left = [message["To"] for message in mailbox.Maildir(system.settings.outbox_dir)]
     assert left == ["bob@example.com"] * 2, "Bob's confirmation and welcome stay"
     assert "ana@example.com" not in client.get("/admin/outbox/").get_data(as_text=True)

@@ -14,10 +14,10 @@ from werkzeug.wrappers import Response
 from drip import consent, directory, outbox
 from drip.csvio import export_rows, write_csv, write_csv_row
 from drip.errors import InvalidInput
-from drip.models import ConsentMethod, SubscriberStatus
+from drip.models import SubscriberStatus
 from drip.privacy import erase_address
 from drip.signup import find_sequence
-from drip.subscriptions import move_to_step, pause, resume, resume_refusal, unsubscribe
+from drip.subscriber_actions import Action, carry_out, refusals, resend, resendable
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -41,6 +41,8 @@ def index() -> str:
             "admin/subscribers.html",
             sequence=sequence,
             rows=rows,
+            matches=directory.count(session, query),
+            count_up_to=directory.COUNT_UP_TO,
             query=query,
             next_before=next_before,
             statuses=[s.value for s in SubscriberStatus],
@@ -79,12 +81,20 @@ def export() -> Response:
 @bp.get("/<int:subscriber_id>")
 def detail(subscriber_id: int) -> str:
     web = ctx()
+    secret = web.settings.secret_key
     with web.reading() as session:
         t = directory.timeline(session, subscriber_id)
+        refused = refusals(session, t.subscriber, web.clock.now(), secret=secret)
+        not_offered: dict[str, list[str]] = {}
+        for action, reason in refused.items():
+            not_offered.setdefault(reason, []).append(action.value)
+        deliveries = [d for d, _ in t.deliveries]
         return render_template(
             "admin/subscriber.html",
             t=t,
-            resume_refusal=resume_refusal(session, t.subscriber, web.clock.now()),
+            refused=refused,
+            not_offered=not_offered,
+            resendable=resendable(session, t.subscriber, deliveries, secret=secret),
         )
 
 
@@ -104,42 +114,66 @@ def consent_proof(subscriber_id: int) -> Response:
 
 @bp.post("/<int:subscriber_id>/action")
 def act(subscriber_id: int) -> Response:
+    """One of the actions the page offers; one it does not offer is refused with the
+    reason the page gives (drip.subscriber_actions). Erasing has a page of its own."""
     web = ctx()
-    action = request.form.get("action", "")
-    now = web.clock.now()
-    if action == "erase":
-        with web.reading() as session:
-            email = directory.timeline(session, subscriber_id).subscriber.email
-        erase_address(
-            web.sessions,
-            email,
-            secret=web.settings.secret_key,
-            now=now,
-            outbox=outbox.location(web.settings),
-        )
-        flash("Erased everything about that subscriber.")
-        return redirect(url_for(".index"))
+    form = request.form
+    now, secret = web.clock.now(), web.settings.secret_key
     queued: list[int] = []
     with web.transaction() as session:
-        if action == "pause":
-            pause(session, subscriber_id, now, days=7)
-        elif action == "resume":
-            resume(session, subscriber_id, now)
-        elif action == "unsubscribe":
-            unsubscribe(session, subscriber_id, now, method=ConsentMethod.ADMIN)
-        elif action == "move":
-            step = request.form.get("step", "")
-            if not (step.isascii() and step.isdigit()):
-                raise InvalidInput("choose a step number", field="step")
-            move_to_step(session, subscriber_id, int(step), now)
-        elif action == "resend":
-            queued.append(
-                directory.resend(
-                    session, request.form.get("delivery", type=int) or 0, subscriber_id, now=now
-                )
-            )
+        if form.get("action") == "resend":
+            delivery = form.get("delivery", type=int) or 0
+            queued.append(resend(session, delivery, subscriber_id, now=now, secret=secret))
+            done = "Queued to be sent again."
         else:
-            raise InvalidInput("unknown action")
+            done = carry_out(
+                session, subscriber_id, now, action=_action(), secret=secret, step=_step()
+            )
     web.enqueue(queued)
-    flash("Done.")
+    flash(done)
     return redirect(url_for(".detail", subscriber_id=subscriber_id))
+
+
+def _action() -> Action:
+    try:
+        return Action(request.form.get("action", ""))
+    except ValueError:
+        raise InvalidInput("unknown action") from None
+
+
+def _step() -> int | None:
+    step = request.form.get("step")
+    if step is None:
+        return None
+    if not (step.isascii() and step.isdigit()):
+        raise InvalidInput("choose a step number", field="step")
+    return int(step)
+
+
+@bp.get("/<int:subscriber_id>/erase")
+def erase_form(subscriber_id: int) -> str:
+    """What an erasure of the subscriber's address would delete, and the form that
+    confirms it: erasing cannot be undone, so it never happens on one click."""
+    with ctx().reading() as session:
+        erasure = directory.erasure_of(session, subscriber_id)
+    return render_template("admin/erase.html", erasure=erasure, subscriber_id=subscriber_id)
+
+
+@bp.post("/<int:subscriber_id>/erase")
+def erase(subscriber_id: int) -> Response:
+    """Erase the address everywhere, once the confirmation box is ticked; the browser
+    asks for the tick too, this is for a form sent without it."""
+    web = ctx()
+    with web.reading() as session:
+        email = directory.subscriber(session, subscriber_id).email
+    if request.form.get("understood") != "yes":
+        raise InvalidInput("Tick the box to confirm the erasure; nothing was erased.")
+    erased = erase_address(
+        web.sessions,
+        email,
+        secret=web.settings.secret_key,
+        now=web.clock.now(),
+        outbox=outbox.location(web.settings),
+    )
+    flash(f"Erased everything about that address: {erased} subscription(s) and their history.")
+    return redirect(url_for(".index"))

@@ -1,0 +1,243 @@
+"""What an admin may do to one subscriber, and why not.
+
+The subscriber page offers an action only when it would change something for the
+subscriber as they are now, and says why it offers none of the others. An action
+posted anyway (from a page left open while the subscriber changed) is refused with the
+same reason and changes nothing; one carried out says what it changed. So no answer is
+"Done." for nothing done.
+
+An admin undoes only an end an admin made. Someone who withdrew consent themselves
+(their link, one click in their mail client, the privacy page, a spam complaint) is not
+put back by anyone else: re-adding a person who opted out needs their new consent (GDPR
+Art. 7(3), CAN-SPAM), which is their own undo link or a fresh signup they confirm. A
+withdrawal the consent log does not show counts as theirs: nothing proves the admin
+made it. An admin's own unsubscribe can be undone as long as the person's could.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from drip import consent, recipients
+from drip.db import FOR_NO_KEY_UPDATE
+from drip.errors import InvalidInput, NotFound
+from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.privacy import BLOCKING, DECLINE_QUIET, next_confirmation_at, suppression
+from drip.schedule import send_hour_after
+from drip.subscriptions import (
+    UNDO_WINDOW,
+    can_undo,
+    move_to_step,
+    pause,
+    resubscribe,
+    unsubscribe,
+)
+
+PAUSE_DAYS = 7
+
+
+class Action(enum.StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    UNSUBSCRIBE = "unsubscribe"
+    MOVE = "move"
+
+
+WAITING = (
+    "They have not confirmed their signup yet: nothing but the confirmation email goes "
+    "to them, and their series starts when they click it."
+)
+FINISHED = "They have had every email of the series: nothing more goes to them."
+GONE = "They have unsubscribed: nothing more goes to them."
+BLOCKED = {
+    "bounced": "Mail to their address bounced",
+    "complaint": "They reported an email from this list as spam",
+}
+"""How each reason that bars an address for good (drip.privacy.BLOCKING) is told."""
+
+
+def refusals(
+    session: Session, subscriber: Subscriber, now: datetime, *, secret: str
+) -> dict[Action, str]:
+    """Why the page offers none of these actions for `subscriber`; those not named here
+    it offers."""
+    status = subscriber.status
+    if status == SubscriberStatus.ACTIVE:
+        return _active_refusals(subscriber, now)
+    if status == SubscriberStatus.PENDING:
+        return {Action.PAUSE: WAITING, Action.RESUME: WAITING, Action.MOVE: WAITING}
+    if status == SubscriberStatus.COMPLETED:
+        return dict.fromkeys(Action, FINISHED)
+    blocked = _blocked(session, subscriber, secret)
+    if blocked is not None:
+        return dict.fromkeys(Action, blocked)
+    refused = dict.fromkeys(Action, GONE)
+    comeback = _resume_refusal(session, subscriber, now, secret=secret)
+    if comeback is None:
+        del refused[Action.RESUME]
+    else:
+        refused[Action.RESUME] = comeback
+    return refused
+
+
+def _active_refusals(subscriber: Subscriber, now: datetime) -> dict[Action, str]:
+    """An active subscriber can always be unsubscribed or moved; pausing and resuming
+    are offered when they would move the next email. There is no pause flag: the next
+    email due later than their next send hour is what a pause leaves (or a gap of days
+    between two lessons, which no shipped series has), and Resume brings it back to that
+    hour."""
+    due = subscriber.next_send_at
+    if due is None:
+        nothing = "Their last email is on its way: nothing more is scheduled."
+        return {Action.PAUSE: nothing, Action.RESUME: nothing}
+    refused: dict[Action, str] = {}
+    if due >= send_hour_after(subscriber, now, days=PAUSE_DAYS):
+        refused[Action.PAUSE] = f"Already paused: their next email is due {_when(due)}."
+    if due <= send_hour_after(subscriber, now):
+        refused[Action.RESUME] = f"Not paused: their next email is due {_when(due)}."
+    return refused
+
+
+def _blocked(session: Session, subscriber: Subscriber, secret: str) -> str | None:
+    """Why nothing may ever be sent to the subscriber's address again, or None."""
+    reason = suppression(session, secret, subscriber.email)
+    if reason not in BLOCKING and subscriber.status == SubscriberStatus.BOUNCED:
+        reason = "bounced"  # the row says so, whatever the suppression list holds
+    if reason not in BLOCKING:
+        return None
+    return (
+        f"{BLOCKED[reason]}: the address is suppressed for good, so nothing is ever sent to "
+        "it again, not even the confirmation of a new signup."
+    )
+
+
+def _resume_refusal(
+    session: Session, subscriber: Subscriber, now: datetime, *, secret: str
+) -> str | None:
+    """Why the admin may not resume an unsubscribed `subscriber` (not blocked), or None."""
+    if consent.withdrawal_method(session, subscriber.id) != ConsentMethod.ADMIN:
+        return "They unsubscribed themselves, so only they can come back: " + _ways_back(
+            session, subscriber, now, secret=secret
+        )
+    if not can_undo(subscriber, now):
+        return (
+            "An unsubscribe can be undone only within 30 days, and only after a confirmed "
+            f"signup; to come back they need to sign up and confirm again"
+            f"{_from(session, subscriber, now, secret=secret)}."
+        )
+    return None
+
+
+def _ways_back(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> str:
+    again = f"by signing up and confirming again{_from(session, subscriber, now, secret=secret)}."
+    if not can_undo(subscriber, now):
+        return again
+    ended = subscriber.ended_at
+    until = "" if ended is None else f" until {_when(ended + UNDO_WINDOW)}"
+    return f"by the undo button on their unsubscribe page{until}, or {again}"
+
+
+def _from(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> str:
+    """When a new signup of theirs can be confirmed, if not now: after a declined one,
+    no confirmation email goes to the address for a while (drip.privacy.DECLINE_QUIET)."""
+    at = next_confirmation_at(session, secret, subscriber.email, now=now)
+    if at is None or at <= now:
+        return ""
+    return (
+        f" from {_when(at)} (they declined a signup, and no confirmation email goes to "
+        f"them for {DECLINE_QUIET.days} days after)"
+    )
+
+
+def carry_out(
+    session: Session,
+    subscriber_id: int,
+    now: datetime,
+    *,
+    action: Action,
+    secret: str,
+    step: int | None = None,
+) -> str:
+    """Take `action` (with `step`, the step to move to), or refuse it with the reason
+    the page gives (InvalidInput, nothing changed); returns what changed, as a sentence
+    for the admin."""
+    subscriber = _locked(session, subscriber_id)
+    refusal = refusals(session, subscriber, now, secret=secret).get(action)
+    if refusal is not None:
+        raise InvalidInput(refusal)
+    if action == Action.PAUSE:
+        pause(session, subscriber.id, now, days=PAUSE_DAYS)
+        return f"Paused: their next email is due {_when(subscriber.next_send_at)}."
+    if action == Action.RESUME:
+        return _resume(session, subscriber, now)
+    if action == Action.UNSUBSCRIBE:
+        unsubscribe(session, subscriber.id, now, method=ConsentMethod.ADMIN)
+        return "Unsubscribed: nothing more goes to them."
+    if step is None:
+        raise InvalidInput("choose a step number", field="step")
+    move_to_step(session, subscriber.id, step, now)
+    return f"Moved: step {step} is their next email, due now (never two on one day)."
+
+
+def _resume(session: Session, subscriber: Subscriber, now: datetime) -> str:
+    """End a pause (the next email goes out at their next send hour), or undo an
+    unsubscribe the admin made; `refusals` has said it changes something."""
+    if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
+        resubscribe(session, subscriber.id, now, method=ConsentMethod.ADMIN)
+        if subscriber.status == SubscriberStatus.COMPLETED:
+            return "Resubscribed, and complete: they had had every email of the series."
+        return f"Resubscribed: their next email is due {_when(subscriber.next_send_at)}."
+    subscriber.next_send_at = send_hour_after(subscriber, now)
+    return f"Resumed: their next email is due {_when(subscriber.next_send_at)}."
+
+
+def resendable(
+    session: Session, subscriber: Subscriber, deliveries: Iterable[Delivery], *, secret: str
+) -> set[int]:
+    """The ids of the `deliveries` the page offers to send again."""
+    suppressed = suppression(session, secret, subscriber.email)
+    return {d.id for d in deliveries if _resend_refusal(d, subscriber, suppressed) is None}
+
+
+def resend(
+    session: Session, delivery_id: int, subscriber_id: int, *, now: datetime, secret: str
+) -> int:
+    """Queue a failed or cancelled email of this subscriber again, with fresh attempts;
+    refused (InvalidInput) when the sending claim would only cancel it again."""
+    subscriber = _locked(session, subscriber_id)
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None or delivery.subscriber_id != subscriber_id:
+        raise NotFound("no such email")
+    refusal = _resend_refusal(delivery, subscriber, suppression(session, secret, subscriber.email))
+    if refusal is not None:
+        raise InvalidInput(refusal)
+    delivery.status = DeliveryStatus.QUEUED
+    delivery.attempts = 0
+    delivery.retry_at = None
+    delivery.last_error = None
+    delivery.queued_at = now
+    return delivery.id
+
+
+def _resend_refusal(
+    delivery: Delivery, subscriber: Subscriber, suppressed: str | None
+) -> str | None:
+    if delivery.status not in (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED):
+        return "Only a failed or cancelled email can be sent again."
+    why = recipients.refusal(delivery.kind, subscriber.status, suppressed)
+    return f"It would not be sent: the {why}." if why else None
+
+
+def _locked(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
+    if subscriber is None:
+        raise NotFound("no such subscriber")
+    return subscriber
+
+
+def _when(moment: datetime | None) -> str:
+    return "not scheduled" if moment is None else moment.strftime("%Y-%m-%d %H:%M UTC")
