@@ -22,7 +22,6 @@ from hypothesis import strategies as st
 
 from drip import headers, messages
 from drip.db import transaction
-from drip.directory import resend
 from drip.email_policy import POLICY
 from drip.errors import ConfigError, InvalidInput
 from drip.lessons import save_version
@@ -39,6 +38,7 @@ from drip.rendering import RenderedEmail
 from drip.sending import send_delivery
 from drip.series_files import read_series
 from drip.settings import Settings, load_settings
+from drip.subscriber_actions import resend
 from drip.tasks import setup_worker
 from drip.wiring import make_renderer
 from tests.helpers import System
@@ -353,7 +353,9 @@ def test_a_zone_the_server_no_longer_knows_dates_the_footer_in_utc(system: Syste
             sa.select(Delivery).where(Delivery.kind == DeliveryKind.STEP)
         ).one()
         welcome.status = DeliveryStatus.FAILED
-        again = resend(session, welcome.id, ana.id, now=system.clock.now())
+        again = resend(
+            session, welcome.id, ana.id, now=system.clock.now(), secret=system.settings.secret_key
+        )
     system.enqueue([again])
     system.drain()
     received = system.smtp.to("ana@example.com")

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
+from werkzeug.test import TestResponse
 
 from drip.admin_sessions import LIFETIME
 from drip.admins import create_admin, set_password
@@ -217,6 +218,19 @@ def test_an_admin_password_is_stored_as_an_argon2id_hash(system: System, writer:
     assert PASSWORD not in stored
 
 
+def log_in_to(client: FlaskClient, writer: str, target: str) -> TestResponse:
+    """Log in with the right password, asking to be sent on to `target`."""
+    return client.post(
+        "/admin/login",
+        data={
+            "email": writer,
+            "password": PASSWORD,
+            "csrf_token": csrf_token(client),
+            "next": target,
+        },
+    )
+
+
 @sqlite_only  # redirects only
 @pytest.mark.parametrize(
     "target",
@@ -234,15 +248,7 @@ def test_an_admin_password_is_stored_as_an_argon2id_hash(system: System, writer:
 def test_a_next_that_is_no_plain_admin_path_leads_to_the_dashboard(
     client: FlaskClient, writer: str, target: str
 ) -> None:
-    response = client.post(
-        "/admin/login",
-        data={
-            "email": writer,
-            "password": PASSWORD,
-            "csrf_token": csrf_token(client),
-            "next": target,
-        },
-    )
+    response = log_in_to(client, writer, target)
     assert response.status_code == 302
     assert response.headers["Location"] == "/admin/"
 
@@ -258,13 +264,5 @@ def test_logging_in_leads_back_to_the_page_asked_for_with_its_query(
     form = client.get(sent_to).get_data(as_text=True)
     found = re.search(r'name="next" value="([^"]*)"', form)
     assert found
-    response = client.post(
-        "/admin/login",
-        data={
-            "email": writer,
-            "password": PASSWORD,
-            "csrf_token": csrf_token(client),
-            "next": html.unescape(found.group(1)),
-        },
-    )
+    response = log_in_to(client, writer, html.unescape(found.group(1)))
     assert response.headers["Location"] == asked
