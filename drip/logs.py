@@ -28,8 +28,16 @@ from drip.settings import Settings
 TEXT_FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"
 EMAIL = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+(?:@|%40)[\w-]+(?:\.[\w-]+)+")
 """An address, its @ written as such or percent-encoded, as a logged URL quotes it."""
-TOKEN = re.compile(r"\b[\w-]+\.[\w-]{4,}\.[\w-]{20,}")
-"""An itsdangerous signed value: payload.timestamp.signature, as in drip's links."""
+TOKEN = re.compile(
+    r"(?<![\w.-])\.?[\w-]+\.[\w-]{5}[AQgw]\.(?:[\w-]{42}|[\w-]{26})[AEIMQUYcgkosw048]"
+    r"(?![\w-]|\.[\w-])"
+)
+"""An itsdangerous signed value: payload.timestamp.signature, as in drip's links and
+Flask's cookies (a compressed payload starts with a dot), a whole dotted word of its
+own. Its shape is exact, so dotted Python names in a traceback are left alone: the
+timestamp is four bytes in base64, six characters whose last holds two bits (A, Q, g or
+w) until 2106; the signature an HMAC-SHA1 (27 characters) or SHA-256 (43) one, whose
+last character holds four bits."""
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = rf"(?:{OCTET}\.){{3}}{OCTET}"
 IP = re.compile(

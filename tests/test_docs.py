@@ -34,6 +34,30 @@ def test_production_redis_runs_with_appendonly() -> None:
         assert "redis-server" not in process or "--appendonly yes" in process, process
 
 
+def test_every_gunicorn_command_turns_off_the_control_socket() -> None:
+    """gunicorn 25.1 and later open a control socket at one path per user
+    (~/.gunicorn/gunicorn.ctl): a second instance on the host, or a restart beside the
+    old one, takes it over from the first. drip does not use it."""
+    commands = [
+        line
+        for doc in ("Procfile", "README.md", "docs/deploy.md")
+        for line in (ROOT / doc).read_text().splitlines()
+        if re.search(r"gunicorn --", line)
+    ]
+    assert len(commands) >= 4
+    for command in commands:
+        assert "--no-control-socket" in command, command
+
+
+def test_the_deploy_guide_says_who_may_reach_the_web_port() -> None:
+    """With DRIP_PROXY_HOPS set, drip believes X-Forwarded-For, so a client that reaches
+    gunicorn directly chooses the IP its rate limits count and its consent evidence
+    records; honcho runs the Procfile's web line on every interface."""
+    text = " ".join((ROOT / "docs/deploy.md").read_text().split())
+    assert "reachable only from the proxy" in text
+    assert "`honcho start` sets `PORT=5000`" in text
+
+
 def test_the_deploy_guide_lists_every_metric_by_its_exposed_name() -> None:
     """Counters are exposed with `_total` (standards REL-13 names
     `drip_ambiguous_resends_total`)."""

@@ -8,11 +8,15 @@ import dataclasses
 import json
 import logging
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 
-from drip.logs import configure_logging
+from drip.clock import FixedClock
+from drip.logs import Redactor, configure_logging
 from drip.sending import send_delivery
+from drip.tokens import Tokens
 from tests.helpers import System
 
 SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
@@ -155,3 +159,40 @@ def test_addresses_anywhere_in_a_line_are_cut_and_nothing_else_is(
     for line in untouched:
         assert line in err
     assert "from 192.0.2.0:5031, [2001:db8::]:443, fe80::: ip:198.51.100.0." in err
+
+
+@pytest.mark.parametrize("year", [2026, 2090])
+def test_signed_tokens_are_blanked_wherever_a_line_quotes_them(year: int) -> None:
+    """drip's links, short payload or long, and a compressed itsdangerous value such as
+    Flask's session cookie, in a URL, at the end of a sentence or in quotes."""
+    tokens = Tokens(["k" * 32], FixedClock(datetime(year, 3, 1, tzinfo=UTC)))
+    signed = [
+        tokens.make("drip.unsubscribe", [42]),
+        tokens.make("drip.privacy", [2**62, 7, 123456789]),
+        tokens.make("drip.confirm", []),
+        URLSafeTimedSerializer("k" * 32).dumps({"csrf_token": "ab" * 20}),
+    ]
+    redact = Redactor([])
+    for token in signed:
+        for line in (
+            f"GET /unsubscribe/{token} HTTP/1.1",
+            f"POST /privacy/{token}/erase",
+            f"bad link {token}.",
+            f'cookie="{token}"',
+        ):
+            assert token not in redact(line)
+            assert "[token]" in redact(line)
+
+
+def test_dotted_names_in_a_traceback_are_kept() -> None:
+    """Module paths and attribute chains are not tokens, however many dots they have."""
+    untouched = (
+        "<sqlalchemy.orm.attributes.InstrumentedAttribute object at 0x7f3a2c1d0e50>",
+        "sqlalchemy.orm.session.SessionTransaction._connection_for_bind",
+        "    conn = self._parent._connection_for_bind(engine, execution_options)",
+        "    self.dialect.type_compiler_instance.process(type_)",
+        '  File "/srv/drip/.venv/lib/python3.13/site-packages/redis/connection.py"',
+    )
+    redact = Redactor([])
+    for line in untouched:
+        assert redact(line) == line

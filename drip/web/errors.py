@@ -9,6 +9,7 @@ from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from drip.db import is_conflict
+from drip.db_problems import is_unreachable, reason
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.web.limits import RateLimited
 
@@ -25,6 +26,10 @@ tell a prober which signatures are genuine."""
 TRY_AGAIN = (
     "That clashed with another change to the same records at the same moment, so nothing "
     "was changed. Please go back and try again."
+)
+DATABASE_DOWN = (
+    "The service cannot reach its database just now, so nothing was changed. "
+    "Please try again shortly."
 )
 log = logging.getLogger(__name__)
 
@@ -58,30 +63,38 @@ def register(app: Flask) -> None:
         return answer(400, CANNOT_STORE)
 
     @app.errorhandler(OperationalError)
-    def conflict(exc: OperationalError) -> Response:
-        """PostgreSQL aborted the request's transaction for a deadlock or a serialization
-        failure (drip.db.CONFLICTS): everything it did was rolled back, and the same
-        request a moment later normally goes through. Saying so, with a 503 and
-        Retry-After, beats a 500: an erasure from the privacy page, say, can be sent again
-        as it was. The log names the page, never its URL, which may hold a token. Any
-        other OperationalError (the database is down) stays a 500.
+    def try_again(exc: OperationalError) -> Response:
+        """The database could not do the request's work, but the same request a moment
+        later normally goes through: PostgreSQL aborted the transaction for a deadlock
+        or a serialization failure (drip.db.CONFLICTS), or no connection could be made
+        or one was lost (drip.db_problems.is_unreachable). Saying so, with a 503 and
+        Retry-After, beats a 500: an erasure from the privacy page, say, can be sent
+        again as it was, and a mail client's one-click unsubscribe retries. The log says
+        so in one line per request, naming the page, never its URL, which may hold a
+        token; an outage is for /readyz to report, and a traceback on every page view
+        would bury it. Any other OperationalError (a statement that failed) is a bug,
+        and stays a 500 with its traceback.
 
         Admin views flash their outcome ("Saved as version 12") inside the transaction,
         and the session cookie is saved with this answer too, so the messages waiting
         to be shown are dropped: the next page would otherwise report a change the
         rollback undid. A message left over from an earlier request goes with them,
         which costs less than a false one."""
-        if not is_conflict(exc):
-            raise exc
-        session.pop("_flashes", None)
-        log.warning(
-            "transaction_conflict sqlstate=%s endpoint=%s: rolled back; asked to retry",
-            getattr(exc.orig, "sqlstate", None),
-            request.endpoint,
-        )
-        response = make_response(answer(503, TRY_AGAIN))
-        response.headers["Retry-After"] = "1"
-        return response
+        if is_conflict(exc):
+            log.warning(
+                "transaction_conflict sqlstate=%s endpoint=%s: rolled back; asked to retry",
+                getattr(exc.orig, "sqlstate", None),
+                request.endpoint,
+            )
+            return retry_later(TRY_AGAIN, seconds=1)
+        if is_unreachable(exc):
+            log.warning(
+                "database_unreachable endpoint=%s: %s; asked to retry",
+                request.endpoint,
+                reason(exc),
+            )
+            return retry_later(DATABASE_DOWN, seconds=5)
+        raise exc
 
     @app.errorhandler(SecurityError)
     def untrusted_host(_exc: SecurityError) -> tuple[Response, int]:
@@ -98,6 +111,15 @@ def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> tuple[Response | str, int]:
         return answer(exc.code or 500, exc.description or exc.name)
+
+
+def retry_later(message: str, *, seconds: int) -> Response:
+    """A 503 asking to send the same request again in `seconds`, its flashes dropped
+    with the rolled-back work they reported."""
+    session.pop("_flashes", None)
+    response = make_response(answer(503, message))
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def answer(status: int, message: str) -> tuple[Response | str, int]:

@@ -52,9 +52,12 @@ class RateLimited(TooManyRequests):
         self.retry_after = retry_after
 
 
-def remote_address() -> str:
-    """The caller's IP (behind DRIP_PROXY_HOPS proxies, the one ProxyFix found)."""
-    return request.remote_addr or "127.0.0.1"
+def ip_key() -> str:
+    """The caller's IP (behind DRIP_PROXY_HOPS proxies, the one ProxyFix found),
+    keyed-hashed: the IP is kept only as consent evidence, in the database (standards
+    LAW-15), never in Redis or its append-only file."""
+    ip = request.remote_addr or "127.0.0.1"
+    return "ip:" + email_hash(ctx().settings.secret_key, ip)[:32]
 
 
 class Limiter:
@@ -69,7 +72,7 @@ class Limiter:
         app.extensions[EXTENSION] = FixedWindowRateLimiter(storage)
 
     def limit(
-        self, value: str | Callable[[], str], *, key_func: Callable[[], str] = remote_address
+        self, value: str | Callable[[], str], *, key_func: Callable[[], str] = ip_key
     ) -> Callable[[Callable[P, R]], Callable[P, R]]:
         """Count each request to the view against `value` (a limits string such as
         "10 per minute;50 per hour", or a function giving one) per `key_func`, and per
@@ -109,8 +112,8 @@ def storage_answers(app: Flask) -> bool:
 def _windows(items: list[RateLimitItem], key: str, *, count: bool, refuse: bool = True) -> None:
     """Count this request in every window, the shortest first, or (not `count`) only
     look; RateLimited at the first that is full, if `refuse`. It stops, logged, when
-    Redis does not answer. The counters' keys are Flask-Limiter's (key, then view), so
-    a deploy carries the counts over."""
+    Redis does not answer. The counters' keys are laid out as Flask-Limiter's were
+    (key, then view)."""
     strategy: FixedWindowRateLimiter = current_app.extensions[EXTENSION]
     scope = request.endpoint or request.path
     for item in items:

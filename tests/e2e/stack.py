@@ -230,7 +230,16 @@ def _commands(web_port: int) -> dict[str, list[str]]:
     python = [sys.executable, "-m"]
     bind = f"127.0.0.1:{web_port}"
     return {
-        "web": [*python, "gunicorn", "--workers", "2", "--bind", bind, "drip:create_app()"],
+        "web": [
+            *python,
+            "gunicorn",
+            "--no-control-socket",
+            "--workers",
+            "2",
+            "--bind",
+            bind,
+            "drip:create_app()",
+        ],
         "worker": [*python, "drip", "worker", "--processes", "1", "--threads", "4"],
         "scheduler": [*python, "drip", "scheduler"],
     }

@@ -257,6 +257,30 @@ def test_the_signup_form_is_rate_limited_per_ip_with_retry_after(
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
+def test_the_per_ip_counters_hold_a_keyed_hash_never_the_ip(app: Flask, system: System) -> None:
+    """Standards LAW-15: the IP is kept only as consent evidence, in the database; Redis
+    (and its append-only file) holds a keyed hash of it. Each IP still has its own count."""
+
+    def signups(ip: str, count: int) -> list[int]:
+        return [
+            app.test_client()
+            .post(
+                "/subscribe",
+                data={"email": f"{ip}-{n}@example.com"},
+                environ_base={"REMOTE_ADDR": ip},
+            )
+            .status_code
+            for n in range(count)
+        ]
+
+    assert signups("203.0.113.3", 6) == [303] * 5 + [429]
+    assert signups("198.51.100.9", 1) == [303], "another IP's counter is its own"
+    keys = [k.decode() for k in system.broker.client.keys("*")]
+    assert any("/signup.subscribe_form/" in k for k in keys)
+    assert not [k for k in keys if "203.0.113" in k or "198.51.100" in k]
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # counted in Redis
 def test_the_form_and_the_api_count_one_ip_separately(client: FlaskClient) -> None:
     """A blog's embedded form and its own API integration may share a server's IP."""
     for n in range(5):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,76 @@ def without_redis(system: System, tmp_path: Path) -> Iterator[Flask]:
     app = create_app(dead, clock=system.clock)
     yield app
     app.extensions["drip"].engine.dispose()
+
+
+@pytest.fixture
+def without_database(system: System) -> Iterator[Flask]:
+    """The app wired to a PostgreSQL port that is bound but not listening, so every
+    connection is refused at once, as when the server is down."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        dead = dataclasses.replace(
+            system.settings, database_url=f"postgresql+psycopg://drip@127.0.0.1:{port}/drip"
+        )
+        app = create_app(
+            dead, clock=system.clock, enqueue=system.enqueue, signups=system.enqueue_signups
+        )
+        yield app
+        app.extensions["drip"].engine.dispose()
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the dead one is PostgreSQL
+def test_while_the_database_is_down_pages_ask_to_come_back_shortly(
+    without_database: Flask, system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 503 with Retry-After, a page for people and JSON for the API, and one short
+    warning per request: the operator learns of the outage from /readyz and these lines,
+    not from a traceback on every page view (the one-click unsubscribe included)."""
+    system.join("ana@example.com")
+    system.signup("cy@example.com")
+    confirm = link(system, "cy@example.com", "confirm")
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client = without_database.test_client(use_cookies=False)
+    caplog.clear()
+
+    with caplog.at_level(logging.INFO):
+        pages = [
+            client.get("/"),
+            client.get("/embed"),
+            client.post("/subscribe", data={"email": "bob@example.com"}),
+            client.get(confirm),
+            client.get(unsubscribe),
+        ]
+        api = client.post("/api/v1/subscribers", json={"email": "bob@example.com"})
+        one_click = client.post(unsubscribe, data={"List-Unsubscribe": "One-Click"})
+
+    for answer in [*pages, api, one_click]:
+        assert answer.status_code == 503
+        assert 1 <= int(answer.headers["Retry-After"]) <= 10
+    for page in [*pages, one_click]:
+        assert "try again shortly" in page.get_data(as_text=True)
+    assert "try again shortly" in api.get_json()["error"]
+    assert [r.levelno for r in caplog.records] == [logging.WARNING] * 7
+    assert all(r.exc_info is None and "\n" not in r.getMessage() for r in caplog.records)
+    assert "database_unreachable endpoint=manage.unsubscribe_now" in caplog.messages[-1]
+    assert unsubscribe.split("/")[2] not in caplog.text
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
+def test_a_failed_statement_is_still_a_bug_shown_in_full(
+    app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A statement the database refuses (here: a table that is gone) is a bug, not an
+    outage: a 500 with its traceback logged."""
+    with app.extensions["drip"].engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE sequences RENAME TO gone"))
+    app.testing = False  # a 500 answers instead of raising into the test
+    with caplog.at_level(logging.WARNING):
+        response = client.get("/")
+    assert response.status_code == 500
+    assert any(r.exc_info and r.levelno == logging.ERROR for r in caplog.records)
 
 
 @pytest.mark.parametrize("button", [{"List-Unsubscribe": "One-Click"}, {}])

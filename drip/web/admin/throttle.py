@@ -33,7 +33,7 @@ from drip.errors import BadToken
 from drip.privacy import email_hash
 from drip.tokens import ADMIN_DEVICE
 from drip.web.context import ctx
-from drip.web.limits import limiter, remote_address
+from drip.web.limits import ip_key, limiter
 
 LIMIT = "10 per 15 minutes"
 COOKIE = "drip_admin_device"
@@ -67,7 +67,7 @@ def login_counters(session: Session, email: str) -> LoginCounters:
         second = "account:" + email_hash(secret, account_address(email))[:32]
     else:
         second = f"browser:{nonce}"
-    return LoginCounters((remote_address(), second))
+    return LoginCounters((ip_key(), second))
 
 
 def remember_browser(response: Response, admin: int) -> None:
