@@ -168,6 +168,7 @@ def load_settings(
     created, and while the folder holds no generated key a throwaway one stands in.
     """
     env = os.environ if environ is None else environ
+    instance = instance_dir(env)
 
     def get(name: str, default: str, parse: Callable[[str], T]) -> T:
         raw = env.get(name, "").strip() or default
@@ -176,7 +177,6 @@ def load_settings(
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
 
-    instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
     if create_instance:
         try:
             make_private_folder(instance)
@@ -253,6 +253,13 @@ def load_settings(
     if settings.production:
         _check_production(settings, env)
     return settings
+
+
+def instance_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """DRIP_INSTANCE as an absolute path; all that `drip dkim keygen` needs of the
+    settings, which it must not load: they check the key file it is about to write."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("DRIP_INSTANCE", "").strip() or "./instance").resolve()
 
 
 def _days(length: timedelta) -> str:

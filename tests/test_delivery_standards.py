@@ -244,6 +244,22 @@ def test_keygen_writes_the_key_for_its_owner_alone_named_by_the_punycode_domain(
     assert 's1._domainkey.xn--bcher-kva.example. IN TXT "v=DKIM1' in result.output
 
 
+def test_keygen_works_with_the_environment_that_names_the_key_it_writes(tmp_path: Path) -> None:
+    """docs/deploy.md's environment sets DRIP_DKIM_KEY to the file keygen is about to
+    write; keygen loaded the settings for its default folder, and they refused a key
+    file that was not there yet."""
+    key = tmp_path / "instance" / "dkim" / "drip2026.example.com.pem"
+    env = {
+        "DRIP_INSTANCE": str(tmp_path / "instance"),
+        "DRIP_DKIM_DOMAIN": "example.com",
+        "DRIP_DKIM_SELECTOR": "drip2026",
+        "DRIP_DKIM_KEY": str(key),
+    }
+    result = CliRunner().invoke(main, ["dkim", "keygen", "example.com", "drip2026"], env=env)
+    assert result.exit_code == 0, result.output
+    assert load_settings(env).dkim_key == key
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
