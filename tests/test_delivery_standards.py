@@ -292,6 +292,7 @@ def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:
         "DRIP_DATABASE_URL",
         "DRIP_SECRET_KEY",
         "DRIP_BASE_URL",
+        "DRIP_FROM",
     ):
         assert name in str(refused.value)
     settings = load_settings(
@@ -300,6 +301,7 @@ def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:
             "DRIP_ENV": "production",
             "DRIP_REDIS_URL": "redis://redis.internal:6379/0",
             "DRIP_MAIL_URL": "smtp://user:pass@smtp.example.com:587",
+            "DRIP_FROM": "Calm Back <hello@example.com>",
             "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
             "DRIP_DATABASE_URL": "postgresql://drip@db.internal/drip",
             "DRIP_SECRET_KEY": "x" * 40,
