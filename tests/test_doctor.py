@@ -446,6 +446,46 @@ def test_settings_an_operator_gets_wrong(tmp_path: Path, dkim_key: tuple[Path, s
     assert doctor.secret_key(real_mail).level == Level.WARNING
 
 
+def test_the_demo_sender_is_an_error_once_mail_is_real(
+    tmp_path: Path, dkim_key: tuple[Path, str]
+) -> None:
+    laptop = load_settings({"DRIP_INSTANCE": str(tmp_path / "laptop")})
+    assert doctor.sender(laptop).level == Level.OK
+    real_mail = load_settings(
+        {
+            "DRIP_INSTANCE": str(tmp_path / "laptop"),
+            "DRIP_MAIL_URL": "smtp://relay.example.net",
+            "DRIP_POSTAL_ADDRESS": "1 Road",
+        }
+    )
+    refused = doctor.sender(real_mail)
+    assert refused.level == Level.ERROR and "drip demo <drip@example.com>" in refused.detail
+    own = configure(tmp_path, dkim_key, 1)
+    assert doctor.sender(own).detail == f"Calm Back <hello@{DOMAIN}>"
+
+
+def test_a_value_that_kept_its_comment_is_a_warning_and_a_key_is_named_not_shown(
+    tmp_path: Path, dkim_key: tuple[Path, str]
+) -> None:
+    """systemd's EnvironmentFile= keeps `# ...` after a value (systemd #12527): every
+    footer read "...Canada   # the name comes from DRIP_FROM". A '#' of the address's
+    own is no comment."""
+    suite = configure(tmp_path, dkim_key, 1, DRIP_POSTAL_ADDRESS="Suite #5, 12 Harbour Road")
+    assert doctor.inline_comments(suite).level == Level.OK
+    kept = configure(
+        tmp_path,
+        dkim_key,
+        1,
+        DRIP_POSTAL_ADDRESS="12 Harbour Road, Canada   # the name comes from DRIP_FROM",
+        DRIP_SECRET_KEY="k" * 40 + "   # python3 -c ...",
+    )
+    check = doctor.inline_comments(kept)
+    assert check.level == Level.WARNING
+    assert check.detail.startswith("DRIP_POSTAL_ADDRESS, a secret key")
+    assert "k" * 40 not in check.detail + check.fix
+    assert "drip keys rotate" in check.fix
+
+
 @pytest.mark.parametrize(
     ("version", "level"),
     [

@@ -331,6 +331,70 @@ def test_plaintext_to_a_relay_is_off_unless_switched_on(tmp_path: Path) -> None:
     assert (transport.allow_plaintext, transport.timeout) == (True, 5)
 
 
+PRODUCTION = {
+    "DRIP_ENV": "production",
+    "DRIP_REDIS_URL": "redis://redis.internal:6379/0",
+    "DRIP_MAIL_URL": "smtp://user:pass@smtp.example.com:587",
+    "DRIP_FROM": "Calm Back <hello@example.com>",
+    "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
+    "DRIP_DATABASE_URL": "postgresql://drip@db.internal/drip",
+    "DRIP_SECRET_KEY": "x" * 40,
+    "DRIP_BASE_URL": "https://mail.example.com",
+}
+
+
+def test_production_refuses_the_demo_sender_a_test_clock_and_plaintext_to_a_remote_relay(
+    tmp_path: Path,
+) -> None:
+    """Each was accepted silently: mail went out From drip@example.com, on a clock a
+    file set, and over plaintext SMTP to a relay across the network."""
+    clock = FileClock(tmp_path / "clock")
+    clock.set(datetime(2026, 10, 1, tzinfo=UTC))
+    env = {**PRODUCTION, "DRIP_INSTANCE": str(tmp_path)}
+    del env["DRIP_FROM"]
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**env, "DRIP_CLOCK": f"file:{clock.path}", "DRIP_SMTP_ALLOW_PLAINTEXT": "1"})
+    problems = str(refused.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in problems] == [
+        "DRIP_FROM",
+        "DRIP_CLOCK",
+        "DRIP_SMTP_ALLOW_PLAINTEXT",
+    ]
+    assert "drip demo <drip@example.com>" in problems[0]
+
+
+def test_production_lets_plaintext_reach_a_relay_on_this_machine(tmp_path: Path) -> None:
+    """Plaintext to loopback crosses no network (the transport allows it unasked)."""
+    local = {**PRODUCTION, "DRIP_MAIL_URL": "smtp://127.0.0.1:25", "DRIP_INSTANCE": str(tmp_path)}
+    assert load_settings({**local, "DRIP_SMTP_ALLOW_PLAINTEXT": "1"}).smtp_allow_plaintext
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        ("DRIP_ALLOWED_ORIGINS", "https://www.example.com   # the site with the signup form"),
+        ("DRIP_ALLOWED_ORIGINS", "https://a.example.com,https://b.example.com #"),
+        ("DRIP_ALLOWED_ORIGINS", "https://www.example.com#"),
+        ("DRIP_ALLOWED_ORIGINS", "https://www .example.com"),
+        ("DRIP_BASE_URL", "https://mail.example.com   # where readers click"),
+        ("DRIP_BASE_URL", "https://mail.example.com#links"),
+        ("DRIP_THANKS_URL", "/thanks   # after a signup"),
+    ],
+)
+def test_a_web_address_with_a_comment_systemd_kept_is_refused(
+    tmp_path: Path, name: str, raw: str
+) -> None:
+    """systemd's EnvironmentFile= keeps `# ...` after a value as part of it (systemd
+    #12527): the origin became 'https://www.example.com   ' and refused every API call."""
+    with pytest.raises(ConfigError, match=f"{name}=.*a comment goes on a line of its own"):
+        load_settings({"DRIP_INSTANCE": str(tmp_path), name: raw})
+
+
+def test_a_thanks_page_may_name_a_fragment(tmp_path: Path) -> None:
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path), "DRIP_THANKS_URL": "/thanks#top"})
+    assert settings.thanks_url == "/thanks#top"
+
+
 def test_the_per_ip_signup_limit_defaults_to_the_standards(tmp_path: Path) -> None:
     """Standards SEC-13: 5 a minute and 30 an hour per IP, for signups and privacy links."""
     settings = load_settings({"DRIP_INSTANCE": str(tmp_path)})

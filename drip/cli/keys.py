@@ -36,11 +36,14 @@ def dkim_keygen(domain: str, selector: str, out: Path | None) -> None:
     """Write a new 2048-bit key for DOMAIN and print the DNS record to publish.
 
     DOMAIN is a domain name (an internationalised one becomes its punycode form);
-    SELECTOR is one or more dot-separated labels of letters, digits and hyphens."""
+    SELECTOR is one or more dot-separated labels of letters, digits and hyphens.
+    It reads DRIP_INSTANCE alone: the other settings may already name the key it writes
+    (DRIP_DKIM_KEY), which would refuse to load before the key exists."""
     from drip.dkim_signing import generate_key, txt_record
     from drip.private_files import make_private_folder, open_private
+    from drip.settings import instance_dir
 
-    folder = out or configured_settings().instance_dir / "dkim"
+    folder = out or instance_dir() / "dkim"
     make_private_folder(folder)
     path = folder / f"{selector}.{domain}.pem"
     pem, public = generate_key()

@@ -95,7 +95,8 @@ def _seconds(_ctx: click.Context, _param: click.Parameter, raw: str | None) -> f
 )
 @handles_errors
 def scheduler(interval: float | None, sweep_only: bool) -> None:
-    """Run scheduler passes forever."""
+    """Run scheduler passes forever, saying what each did in the log (standard error,
+    in DRIP_LOG_FORMAT), never on standard output."""
     settings = configured_settings()
     pause = settings.scheduler_interval if interval is None else interval
     with _scheduler(settings, None, sweep_only=sweep_only) as run_pass:
@@ -106,9 +107,11 @@ def scheduler(interval: float | None, sweep_only: bool) -> None:
                 log.exception("scheduler pass failed; trying again at the next one")
             else:
                 if result.issued or result.requeued or result.requeued_signups:
-                    click.echo(
-                        f"queued {len(result.issued)} new, re-queued {len(result.requeued)}"
-                        f" and {len(result.requeued_signups)} received signups"
+                    log.info(
+                        "queued %d new, re-queued %d and %d received signups",
+                        len(result.issued),
+                        len(result.requeued),
+                        len(result.requeued_signups),
                     )
             time.sleep(pause)
 

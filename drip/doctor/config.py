@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from urllib.parse import urlsplit
 
 from drip.doctor.report import Check, Level
 from drip.headers import PYTHON, STDLIB_HEADERS_SAFE, has_fold_check
-from drip.settings import DEMO_POSTAL_ADDRESS, Settings
+from drip.settings import DEMO_POSTAL_ADDRESS, DEMO_SENDER, Settings
 
+INLINE_COMMENT = re.compile(r"\s#\s")
+"""A '#' between spaces, as a comment written after a value leaves it. "Suite #5" does
+not match; "Unit # 5" does, which is why this warns instead of refusing."""
 LOCAL_SUFFIXES = (".localhost", ".local", ".test", ".invalid", ".example", ".internal")
 
 
@@ -63,6 +67,57 @@ def postal_address(settings: Settings) -> Check:
             "set DRIP_POSTAL_ADDRESS to your real postal address (CAN-SPAM requires one)",
         )
     return Check("postal address", Level.OK, settings.postal_address)
+
+
+def sender(settings: Settings) -> Check:
+    """The From address; production refuses the demo one at start (drip.settings)."""
+    name = "From address"
+    if str(settings.sender) != DEMO_SENDER:
+        return Check(name, Level.OK, str(settings.sender))
+    if sends_real_mail(settings):
+        return Check(
+            name,
+            Level.ERROR,
+            f"mail goes out as {DEMO_SENDER}, an address you do not own: receivers reject it",
+            'set DRIP_FROM="Your Name <you@your-domain>" on a domain you publish DKIM for',
+        )
+    return Check(name, Level.OK, f"{DEMO_SENDER} (local use, mail goes to a Maildir)")
+
+
+def inline_comments(settings: Settings) -> Check:
+    """Free text that looks like it ends in a comment systemd kept (systemd #12527).
+
+    Only web addresses refuse one at start (drip.settings): a postal address or a name
+    may hold a '#' of its own. A secret key is only named, never shown, and must not
+    simply be cut: links already sent are signed with it, and the suppression list's
+    hashes are keyed with the oldest."""
+    texts = {
+        "DRIP_FROM": str(settings.sender),
+        "DRIP_POSTAL_ADDRESS": settings.postal_address,
+        "DRIP_PRIVACY_OPERATOR": settings.operator,
+        "DRIP_PRIVACY_CONTACT": settings.contact,
+        "DRIP_PRIVACY_PROCESSORS": settings.processors,
+        "DRIP_AD_NOTICE": settings.ad_notice,
+    }
+    named = [name for name, text in texts.items() if INLINE_COMMENT.search(text)]
+    keys = (*settings.secret_keys, settings.secret_key)
+    secret = any(INLINE_COMMENT.search(key) for key in keys)
+    if not (named or secret):
+        return Check("inline comments", Level.OK, "no value looks like it holds a comment")
+    fixes = ["write each comment on a line of its own"]
+    if secret:
+        named.append("a secret key (DRIP_SECRET_KEY(S) or DRIP_HASH_KEY)")
+        fixes.append(
+            "leave a key as it is, quoted, or rotate it (drip keys rotate): links already "
+            "sent and the suppression list need it exactly"
+        )
+    return Check(
+        "inline comments",
+        Level.WARNING,
+        f"{', '.join(named)}: ' # ' and text after it, most likely a comment that "
+        "systemd's EnvironmentFile= kept as part of the value",
+        "; ".join(fixes),
+    )
 
 
 def alignment(settings: Settings) -> Check:

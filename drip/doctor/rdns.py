@@ -18,11 +18,11 @@ import ipaddress
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
+from drip.dns_names import is_loopback
 from drip.doctor.config import sends_real_mail
 from drip.doctor.records import LookupFailed, NoSuchName
 from drip.doctor.report import Check, Level
 from drip.settings import Settings
-from drip.transports import _is_loopback as is_loopback
 
 RecordLookup = Callable[[str, str], list[str]]
 """The records of one type ("A", "AAAA", "PTR") at a name, as text ([] when none);

@@ -6,10 +6,10 @@ import smtplib
 import ssl
 from urllib.parse import unquote, urlsplit
 
+from drip.dns_names import is_loopback
 from drip.doctor.config import sends_real_mail
 from drip.doctor.report import Check, Level
 from drip.settings import Settings
-from drip.transports import _is_loopback as is_loopback
 
 SMTP_TIMEOUT = 15
 
