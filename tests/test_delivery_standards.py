@@ -21,6 +21,7 @@ from drip.sending import send_delivery
 from drip.settings import load_settings
 from drip.wiring import make_signer
 from tests.helpers import System, is_private
+from tests.test_settings import PRODUCTION
 
 WEAK_KEY = b"""-----BEGIN PRIVATE KEY-----
 MIIBVgIBADANBgkqhkiG9w0BAQEFAASCAUAwggE8AgEAAkEA8CJfRkj82O96WJ0k
@@ -295,19 +296,7 @@ def test_production_refuses_the_laptop_defaults(tmp_path: Path) -> None:
         "DRIP_FROM",
     ):
         assert name in str(refused.value)
-    settings = load_settings(
-        {
-            "DRIP_INSTANCE": str(tmp_path),
-            "DRIP_ENV": "production",
-            "DRIP_REDIS_URL": "redis://redis.internal:6379/0",
-            "DRIP_MAIL_URL": "smtp://user:pass@smtp.example.com:587",
-            "DRIP_FROM": "Calm Back <hello@example.com>",
-            "DRIP_POSTAL_ADDRESS": "1 Harbour Road, Victoria BC",
-            "DRIP_DATABASE_URL": "postgresql://drip@db.internal/drip",
-            "DRIP_SECRET_KEY": "x" * 40,
-            "DRIP_BASE_URL": "https://mail.example.com",
-        }
-    )
+    settings = load_settings({"DRIP_INSTANCE": str(tmp_path), **PRODUCTION})
     assert settings.production
 
 
