@@ -14,19 +14,16 @@ from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from drip.settings import Settings
+from drip.transports import maildir_path
 
 _HEADERS = BytesHeaderParser(policy=default_policy)
 
 
 def location(settings: Settings) -> Path | None:
     """The Maildir mail goes to, or None when it goes to an SMTP relay."""
-    parts = urlsplit(settings.mail_url)
-    if parts.scheme != "maildir":
-        return None
-    return Path(parts.path) if parts.path else settings.outbox_dir
+    return maildir_path(settings.mail_url, outbox=settings.outbox_dir)
 
 
 def addressed_to(outbox: Path, email: str) -> list[str]:

@@ -298,6 +298,15 @@ def _quit(conn: smtplib.SMTP) -> None:
         conn.close()
 
 
+def maildir_path(url: str, *, outbox: Path) -> Path | None:
+    """The Maildir a `maildir:` DRIP_MAIL_URL writes to (`outbox` when it names none), or
+    None for a relay."""
+    parts = urlsplit(url)
+    if parts.scheme != "maildir":
+        return None
+    return Path(parts.path) if parts.path else outbox
+
+
 def transport_from_url(
     url: str,
     *,
@@ -306,9 +315,9 @@ def transport_from_url(
     timeout: float = SMTP_TIMEOUT,
     allow_plaintext: bool = False,
 ) -> Transport:
-    parts = urlsplit(url)
-    if parts.scheme == "maildir":
-        return MaildirTransport(Path(parts.path) if parts.path else outbox)
+    path = maildir_path(url, outbox=outbox)
+    if path is not None:
+        return MaildirTransport(path)
     return SMTPTransport(
         url,
         max_per_connection=max_per_connection,

@@ -56,8 +56,13 @@ def ip_key() -> str:
     """The caller's IP (behind DRIP_PROXY_HOPS proxies, the one ProxyFix found),
     keyed-hashed: the IP is kept only as consent evidence, in the database (standards
     LAW-15), never in Redis or its append-only file."""
-    ip = request.remote_addr or "127.0.0.1"
-    return "ip:" + email_hash(ctx().settings.secret_key, ip)[:32]
+    return hashed_key("ip", request.remote_addr or "127.0.0.1")
+
+
+def hashed_key(kind: str, value: str) -> str:
+    """A counter's key for `value` (an IP, an address) that Redis can hold: a keyed hash,
+    prefixed by what kind of value it stands for."""
+    return f"{kind}:" + email_hash(ctx().settings.secret_key, value)[:32]
 
 
 class Limiter:

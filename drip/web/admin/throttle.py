@@ -30,10 +30,9 @@ from werkzeug.wrappers import Response
 
 from drip.admins import account_address, admin_id
 from drip.errors import BadToken
-from drip.privacy import email_hash
 from drip.tokens import ADMIN_DEVICE
 from drip.web.context import ctx
-from drip.web.limits import ip_key, limiter
+from drip.web.limits import hashed_key, ip_key, limiter
 
 LIMIT = "10 per 15 minutes"
 COOKIE = "drip_admin_device"
@@ -63,11 +62,8 @@ def login_counters(session: Session, email: str) -> LoginCounters:
     and unknown addresses are counted alike."""
     nonce = _known_browser(session, email)
     if nonce is None:
-        secret = ctx().settings.secret_key
-        second = "account:" + email_hash(secret, account_address(email))[:32]
-    else:
-        second = f"browser:{nonce}"
-    return LoginCounters((ip_key(), second))
+        return LoginCounters((ip_key(), hashed_key("account", account_address(email))))
+    return LoginCounters((ip_key(), f"browser:{nonce}"))
 
 
 def remember_browser(response: Response, admin: int) -> None:
