@@ -23,7 +23,6 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from drip import consent, recipients
-from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import InvalidInput, NotFound
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import BLOCKING, DECLINE_QUIET, next_confirmation_at, suppression
@@ -31,6 +30,7 @@ from drip.schedule import send_hour_after
 from drip.subscriptions import (
     UNDO_WINDOW,
     can_undo,
+    locked,
     move_to_step,
     pause,
     resubscribe,
@@ -165,7 +165,7 @@ def carry_out(
     """Take `action` (with `step`, the step to move to), or refuse it with the reason
     the page gives (InvalidInput, nothing changed); returns what changed, as a sentence
     for the admin."""
-    subscriber = _locked(session, subscriber_id)
+    subscriber = locked(session, subscriber_id)
     refusal = refusals(session, subscriber, now, secret=secret).get(action)
     if refusal is not None:
         raise InvalidInput(refusal)
@@ -208,7 +208,7 @@ def resend(
 ) -> int:
     """Queue a failed or cancelled email of this subscriber again, with fresh attempts;
     refused (InvalidInput) when the sending claim would only cancel it again."""
-    subscriber = _locked(session, subscriber_id)
+    subscriber = locked(session, subscriber_id)
     delivery = session.get(Delivery, delivery_id)
     if delivery is None or delivery.subscriber_id != subscriber_id:
         raise NotFound("no such email")
@@ -230,13 +230,6 @@ def _resend_refusal(
         return "Only a failed or cancelled email can be sent again."
     why = recipients.refusal(delivery.kind, subscriber.status, suppressed)
     return f"It would not be sent: the {why}." if why else None
-
-
-def _locked(session: Session, subscriber_id: int) -> Subscriber:
-    subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
-    if subscriber is None:
-        raise NotFound("no such subscriber")
-    return subscriber
 
 
 def _when(moment: datetime | None) -> str:

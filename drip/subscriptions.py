@@ -171,10 +171,16 @@ def move_to_step(session: Session, subscriber_id: int, number: int, now: datetim
     return subscriber
 
 
-def _active(session: Session, subscriber_id: int) -> Subscriber:
+def locked(session: Session, subscriber_id: int) -> Subscriber:
+    """The subscriber, its row locked for the change to come; NotFound if there is none."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None:
         raise NotFound("no such subscriber")
+    return subscriber
+
+
+def _active(session: Session, subscriber_id: int) -> Subscriber:
+    subscriber = locked(session, subscriber_id)
     if subscriber.status != SubscriberStatus.ACTIVE:
         raise InvalidInput("only an active subscription has preferences to change")
     return subscriber
