@@ -1,0 +1,78 @@
+"""What the public pages tell a person: the privacy link on every page, mistakes shown
+where they can be put right, and the true state of their subscription whichever link of
+theirs they follow, in whatever order."""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+from flask.testing import FlaskClient
+
+from tests.helpers import System
+from tests.web.conftest import BLOG, link
+from tests.web.test_journey import erase_button, withdraw_button
+
+
+class Outline(HTMLParser):
+    """A page's language, its h1 headings, and the links of its footer."""
+
+    def __init__(self, html: str) -> None:
+        super().__init__()
+        self.lang: str | None = None
+        self.h1 = 0
+        self.footer_links: list[str] = []
+        self.in_footer = False
+        self.feed(html)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = dict(attrs)
+        self.lang = found.get("lang") if tag == "html" else self.lang
+        self.h1 += tag == "h1"
+        self.in_footer = self.in_footer or tag == "footer"
+        if self.in_footer and tag == "a":
+            self.footer_links.append(found.get("href") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        self.in_footer = self.in_footer and tag != "footer"
+
+
+def text_of(html: str) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
+
+
+def test_every_public_page_links_to_the_privacy_policy_in_its_footer(
+    unlimited_client: FlaskClient, blog: FlaskClient, system: System
+) -> None:
+    """The confirm page is where consent is given, and an error page is where a visitor
+    may most want to know who holds what: each has the link, as the landing page does."""
+    client = unlimited_client
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    pages = {
+        "landing": client.get("/"),
+        "embed": client.get("/embed"),
+        "check inbox": client.get("/check-inbox"),
+        "privacy": client.get("/privacy"),
+        "privacy sent": client.get("/privacy/sent"),
+        "confirm": client.get(confirm),
+        "you're in": client.post(confirm),
+        "subscription": client.get(link(system, "ana@example.com", "unsubscribe")),
+        "bad link": client.get("/confirm/garbage"),
+        "not found": client.get("/nothing-here"),
+        "embedded form refused": blog.post(
+            "/subscribe", data={"email": "bad"}, headers={"Origin": BLOG}
+        ),
+    }
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    pages["your data"] = client.get(manage)
+    withdraw = withdraw_button(client, manage)
+    assert withdraw is not None
+    pages["unsubscribed"] = client.post(withdraw)
+    pages["erased"] = client.post(erase_button(client, manage))
+    for name, response in pages.items():
+        outline = Outline(response.get_data(as_text=True))
+        assert (outline.lang, outline.h1) == ("en", 1), name
+        assert outline.footer_links == ["/privacy"], name
