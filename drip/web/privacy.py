@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import list_bombing, outbox
-from drip.errors import BadToken
+from drip.errors import BadToken, InvalidInput
 from drip.models import Subscriber
 from drip.privacy import DECLINE_QUIET, erase_address, request_link
 from drip.privacy_export import as_json, export
@@ -33,6 +33,12 @@ LINK_AGE = timedelta(hours=24)
 
 @bp.get("/privacy")
 def policy() -> str:
+    return _policy_page()
+
+
+def _policy_page(*, error: str = "", typed: str = "") -> str:
+    """The policy with its form; after a refused address, with the reason beside the
+    field and the address as typed still in it, to be put right there."""
     web = ctx()
     return render_template(
         "privacy.html",
@@ -41,15 +47,21 @@ def policy() -> str:
         declined_days=DECLINE_QUIET.days,
         confirmation_days=list_bombing.KEPT.days,
         retention_days=f"{web.settings.retention / timedelta(days=1):g}",
+        error=error,
+        typed=typed,
     )
 
 
 @bp.post("/privacy")
 @limiter.limit(lambda: ctx().settings.signup_limit)
 @limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
-def ask_for_link() -> BaseResponse:
+def ask_for_link() -> BaseResponse | tuple[str, int]:
     web = ctx()
-    email = normalise_email(request.form.get("email", ""))
+    typed = request.form.get("email", "")
+    try:
+        email = normalise_email(typed)
+    except InvalidInput as exc:
+        return _policy_page(error=str(exc), typed=typed), 400
     with web.transaction() as session:
         delivery_id = request_link(session, email, now=web.clock.now())
     web.enqueue([delivery_id] if delivery_id else [])

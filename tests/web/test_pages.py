@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+import pytest
 from flask.testing import FlaskClient
 
 from tests.helpers import System
@@ -76,3 +77,21 @@ def test_every_public_page_links_to_the_privacy_policy_in_its_footer(
         outline = Outline(response.get_data(as_text=True))
         assert (outline.lang, outline.h1) == ("en", 1), name
         assert outline.footer_links == ["/privacy"], name
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
+def test_a_mistyped_address_on_the_privacy_form_is_shown_beside_it_with_the_input_kept(
+    client: FlaskClient, system: System
+) -> None:
+    response = client.post("/privacy", data={"email": "ana@example"})
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert 'role="alert"' in page and 'id="form-error"' in page
+    assert re.search(
+        r'<input id="email"[^>]* value="ana@example" aria-invalid="true" '
+        r'aria-describedby="form-error">',
+        page,
+    ), page
+    assert Outline(page).h1 == 1 and "Email me the link" in page
+    system.drain()
+    assert system.smtp.received == []
