@@ -95,3 +95,31 @@ def test_a_mistyped_address_on_the_privacy_form_is_shown_beside_it_with_the_inpu
     assert Outline(page).h1 == 1 and "Email me the link" in page
     system.drain()
     assert system.smtp.received == []
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
+@pytest.mark.parametrize(
+    ("headers", "back"),
+    [
+        ({"Origin": BLOG, "Referer": f"{BLOG}/2026/a-post"}, f"{BLOG}/2026/a-post"),
+        ({"Origin": BLOG}, BLOG),  # the blog's Referrer-Policy: no-referrer
+        ({"Referer": "https://elsewhere.example/page"}, None),
+        ({}, None),
+    ],
+)
+def test_a_refused_embedded_form_leads_back_to_the_writers_page_if_it_is_an_allowed_site(
+    blog: FlaskClient, headers: dict[str, str], back: str | None
+) -> None:
+    """drip's own "/" is not where the reader was: the form is on the writer's site. A
+    page on a site DRIP_ALLOWED_ORIGINS does not name could be anyone's, so no link
+    goes there; the page says to go back instead."""
+    response = blog.post("/subscribe", data={"email": "bad"}, headers=headers)
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    links = re.findall(r"<main>.*?</main>", page, re.S)[0]
+    hrefs = re.findall(r'href="([^"]*)"', links)
+    if back is None:
+        assert hrefs == []
+        assert "Back button" in page
+    else:
+        assert hrefs == [back]
