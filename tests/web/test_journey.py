@@ -463,7 +463,7 @@ def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     path = str(header).strip("<>").removeprefix("https://drip.example.com")
     client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
-    assert client.post(confirm).status_code == 400
+    assert client.post(confirm).status_code == 409
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
     system.clock.advance(DECLINE_QUIET - timedelta(days=1))

@@ -10,8 +10,11 @@ from html.parser import HTMLParser
 import pytest
 from flask.testing import FlaskClient
 
+from drip.models import SubscriberStatus
+from drip.privacy import DECLINE_QUIET
+from drip.timing import zone
 from tests.helpers import System
-from tests.web.conftest import BLOG, link
+from tests.web.conftest import BLOG, link, status_of
 from tests.web.test_journey import erase_button, withdraw_button
 
 
@@ -123,3 +126,63 @@ def test_a_refused_embedded_form_leads_back_to_the_writers_page_if_it_is_an_allo
         assert "Back button" in page
     else:
         assert hrefs == [back]
+
+
+def test_the_confirm_link_once_confirmed_says_so_and_leads_to_the_subscription_page(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    assert "Thank you for confirming" in client.post(confirm).get_data(as_text=True)
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+
+    for response in (client.get(confirm), client.post(confirm)):
+        assert response.status_code == 200
+        page = response.get_data(as_text=True)
+        assert "You're already subscribed" in page
+        assert f'href="{unsubscribe}"' in page
+        assert "on its way" not in page and "Press the button" not in page
+        assert "<form" not in page
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == 2, "one welcome"
+
+
+def test_the_confirm_link_after_the_signup_was_cancelled_says_so_and_when_to_sign_up_again(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com", "timezone": "Europe/Berlin"})
+    confirm = link(system, "ana@example.com", "confirm")
+    declined_at = system.clock.now()
+    client.post(
+        link(system, "ana@example.com", "unsubscribe"), data={"List-Unsubscribe": "One-Click"}
+    )
+    again = (declined_at + DECLINE_QUIET).astimezone(zone("Europe/Berlin"))
+
+    shown = client.get(confirm)
+    refused = client.post(confirm)
+    assert (shown.status_code, refused.status_code) == (200, 409)
+    for response in (shown, refused):
+        page = text_of(response.get_data(as_text=True))
+        assert "This signup was cancelled" in page
+        assert f"{again.day} {again:%B %Y}, {again:%H:%M}" in page
+        assert "expired" not in page and "cut short" not in page
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_the_confirm_link_after_an_unsubscribe_says_so_and_leads_to_the_undo(
+    client: FlaskClient, system: System
+) -> None:
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    client.post(confirm)
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+    client.post(unsubscribe)
+
+    shown = client.get(confirm)
+    refused = client.post(confirm)
+    assert (shown.status_code, refused.status_code) == (200, 409)
+    for response in (shown, refused):
+        page = response.get_data(as_text=True)
+        assert "You are unsubscribed" in page and f'href="{unsubscribe}"' in page
+        assert "expired" not in page and "Press the button" not in page
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
