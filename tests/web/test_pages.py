@@ -5,6 +5,7 @@ theirs they follow, in whatever order."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -128,6 +129,14 @@ def test_a_refused_embedded_form_leads_back_to_the_writers_page_if_it_is_an_allo
         assert hrefs == [back]
 
 
+@pytest.fixture
+def ana(client: FlaskClient, system: System) -> str:
+    """Ana, confirmed; the path of her subscription page."""
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    return link(system, "ana@example.com", "unsubscribe")
+
+
 def test_the_confirm_link_once_confirmed_says_so_and_leads_to_the_subscription_page(
     client: FlaskClient, system: System
 ) -> None:
@@ -186,3 +195,50 @@ def test_the_confirm_link_after_an_unsubscribe_says_so_and_leads_to_the_undo(
         assert "You are unsubscribed" in page and f'href="{unsubscribe}"' in page
         assert "expired" not in page and "Press the button" not in page
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_the_subscription_page_once_too_late_to_undo_says_how_to_come_back(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post(ana)
+    system.clock.advance(timedelta(days=31))
+    page = text_of(client.get(ana).get_data(as_text=True))
+    assert "too late to undo" in page and "Undo" not in page
+    assert "sign up once more on the signup page" in page
+    assert 'href="/s/feel-better"' in client.get(ana).get_data(as_text=True)
+
+
+def test_a_pending_signups_page_says_the_confirmation_link_works_or_cancels_the_signup(
+    client: FlaskClient, system: System
+) -> None:
+    """Unsubscribing a signup not yet confirmed declines it (drip.subscriptions.withdraw):
+    its confirmation link stops working, and no new one goes out for a while. The page
+    says both before the button is pressed, and what happened after."""
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    confirm = link(system, "ana@example.com", "confirm")
+    unsubscribe = link(system, "ana@example.com", "unsubscribe")
+
+    before = text_of(client.get(unsubscribe).get_data(as_text=True))
+    assert "You have not confirmed yet" in before
+    assert "the button in the confirmation email" in before
+    assert f"for {DECLINE_QUIET.days} days" in before and "Cancel my signup" in before
+    assert "You will get no more emails" not in before
+
+    after = text_of(client.post(unsubscribe).get_data(as_text=True))
+    assert "Your signup is cancelled" in after and "This signup was cancelled" in after
+    assert client.post(confirm).status_code == 409
+    assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_preferences_for_an_erased_subscriber_get_the_one_answer_to_a_bad_link(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    client.post("/privacy", data={"email": "ana@example.com"})
+    client.post(erase_button(client, link(system, "ana@example.com", "privacy")))
+    token = ana.rsplit("/", 1)[1]
+    dead = client.post("/preferences/garbage", data={"action": "pause"})
+    for data in ({"action": "pause"}, {"action": "hour", "send_hour": "7"}):
+        response = client.post(f"/preferences/{token}", data=data)
+        assert (response.status_code, response.get_data()) == (400, dead.get_data())
+    undone = client.post(f"/resubscribe/{token}")
+    assert (undone.status_code, undone.get_data()) == (400, dead.get_data())
