@@ -11,12 +11,12 @@ from html.parser import HTMLParser
 import pytest
 from flask.testing import FlaskClient
 
-from drip.models import SubscriberStatus
+from drip.models import Subscriber, SubscriberStatus
 from drip.privacy import DECLINE_QUIET
 from drip.timing import zone
-from tests.helpers import System
+from tests.helpers import System, ended_long_ago
 from tests.web.conftest import BLOG, link, status_of
-from tests.web.test_journey import erase_button, withdraw_button
+from tests.web.test_journey import count, erase_button, withdraw_button
 
 
 class Outline(HTMLParser):
@@ -228,6 +228,42 @@ def test_a_pending_signups_page_says_the_confirmation_link_works_or_cancels_the_
     assert "Your signup is cancelled" in after and "This signup was cancelled" in after
     assert client.post(confirm).status_code == 409
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
+
+
+def test_erasing_twice_answers_erased_both_times(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """A double click or a reload sends the erase button's form again: the answer is the
+    same "Erased" page, not a dead link. Only that button's own genuine token, within its
+    day, gets it; every other link stays dead (standards UNS-05, SEC-10)."""
+    client.post("/privacy", data={"email": "ana@example.com"})
+    manage = link(system, "ana@example.com", "privacy")
+    erase = erase_button(client, manage)
+    first, second = client.post(erase), client.post(erase)
+    assert first.status_code == second.status_code == 200
+    assert first.get_data() == second.get_data()
+    assert "<h1>Erased</h1>" in second.get_data(as_text=True)
+    assert count(system, Subscriber) == 0
+    dead = client.get("/privacy/x").get_data()
+    assert client.get(manage).get_data() == dead
+    assert client.post(erase.replace("/erase", "/unsubscribe")).get_data() == dead
+    system.clock.advance(timedelta(hours=25))
+    assert client.post(erase).get_data() == dead
+
+
+def test_the_erase_button_erases_the_address_when_the_subscription_its_link_named_is_gone(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """The privacy link names the address's newest subscription. If that one goes
+    before the button is pressed (the retention sweep here, or the purge of a signup
+    never confirmed), the erasure still takes the others the page showed."""
+    ended_long_ago(system, "ana@example.com")
+    client.post("/privacy", data={"email": "ana@example.com"})
+    erase = erase_button(client, link(system, "ana@example.com", "privacy"))
+    assert system.tick().erased == 1
+    assert count(system, Subscriber) == 1
+    assert "<h1>Erased</h1>" in client.post(erase).get_data(as_text=True)
+    assert count(system, Subscriber) == 0
 
 
 def test_preferences_for_an_erased_subscriber_get_the_one_answer_to_a_bad_link(
