@@ -132,6 +132,17 @@ def subscriptions_of(session: Session, email: str, *, lock: bool = False) -> lis
     return list(session.scalars(query.with_for_update() if lock else query))
 
 
+def address_of(session: Session, subscriber_ids: Collection[int]) -> str | None:
+    """The address of the first of these subscriptions still held, or None once every
+    one is gone."""
+    return session.scalar(
+        sa.select(Subscriber.email)
+        .where(Subscriber.id.in_(subscriber_ids))
+        .order_by(Subscriber.id)
+        .limit(1)
+    )
+
+
 def request_link(session: Session, email: str, *, now: datetime) -> int | None:
     """Queue a privacy-link email if the address is on any list (at most every 10 minutes).
 

@@ -417,10 +417,11 @@ def test_unsubscribing_can_be_undone_and_the_series_resumes_tomorrow(
     page = client.post(ana).get_data(as_text=True)
     assert "Undo" in page
     token = ana.rsplit("/", 1)[1]
-    for _ in range(2):
-        undone = client.post(f"/resubscribe/{token}")
-        assert undone.status_code == 200
-        assert "Welcome back. The series carries on tomorrow." in undone.get_data(as_text=True)
+    first, again = (client.post(f"/resubscribe/{token}") for _ in range(2))
+    assert first.status_code == again.status_code == 200
+    assert "Welcome back. The series carries on tomorrow." in first.get_data(as_text=True)
+    assert "Nothing changed: you are still subscribed." in again.get_data(as_text=True)
+    assert "Welcome back" not in again.get_data(as_text=True), "pressed twice"
     ana_now = system.subscriber("ana@example.com")
     assert ana_now.status == SubscriberStatus.ACTIVE
     assert ana_now.next_step == 1
@@ -463,7 +464,7 @@ def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     path = str(header).strip("<>").removeprefix("https://drip.example.com")
     client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
-    assert client.post(confirm).status_code == 400
+    assert client.post(confirm).status_code == 409
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
     system.clock.advance(DECLINE_QUIET - timedelta(days=1))
