@@ -31,6 +31,7 @@ from drip.models import (
     Suppression,
 )
 from drip.outbox import delete_addressed_to
+from drip.resignups import LAST_CONFIRMED_SIGNUP, drop_signups_after
 from drip.schedule import insert_delivery
 
 LINK_INTERVAL = timedelta(minutes=10)
@@ -308,12 +309,15 @@ nobody confirmed, or a scheduler stopped for days."""
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
     """Delete signups not confirmed within `older_than` of their latest signup (GDPR
     storage limitation); someone who comes back after unsubscribing starts a new clock.
+    Returns how many signups went.
 
     A signup declined or cancelled before anyone confirmed goes too: it was never a
     subscription. A declined address keeps only its suppression hash. Nobody who ever
-    confirmed is touched, whatever their consent log says. Deleting a signup's consent
-    events is an erasure, so it runs under `consent.erasing`; a pass with nothing to
-    purge writes nothing.
+    confirmed is deleted, whatever their row says: a past reader signed up again, whose
+    new signup cleared `confirmed_at`, loses only the signups made since their latest
+    confirmation and is unsubscribed again, so their consent record is kept as long as
+    any ended subscription's (drip.resignups). Deleting consent events is an erasure, so
+    it runs under `consent.erasing`; a pass with nothing to purge writes nothing.
 
     The signups are locked in id order, the order an erasure locks an address's rows in
     (`erase`), and one that someone holds is skipped (SKIP LOCKED), not waited for: an
@@ -321,7 +325,7 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     at once locked them in its plan's order and waited for each held one, so with an
     erasure holding one of an address's signups and wanting another the purge had
     taken, each waited for the other until PostgreSQL aborted one. Only the ids locked
-    are deleted. On SQLite, where writers take turns, nothing is ever held.
+    are deleted or changed. On SQLite, where writers take turns, nothing is ever held.
     """
     cutoff = now - older_than
     recent_signup = sa.exists().where(
@@ -332,25 +336,27 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     declined = sa.and_(
         Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
     )
-    doomed = list(
-        session.scalars(
-            sa.select(Subscriber.id)
-            .where(
-                sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
-                Subscriber.created_at <= cutoff,
-                ~recent_signup,
-            )
-            .order_by(Subscriber.id)
-            .with_for_update(skip_locked=True)
+    stale = session.execute(
+        sa.select(Subscriber.id, LAST_CONFIRMED_SIGNUP)
+        .where(
+            sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
+            Subscriber.created_at <= cutoff,
+            ~recent_signup,
         )
-    )
-    if not doomed:
+        .order_by(Subscriber.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not stale:
         return 0
+    never_confirmed = [subscriber_id for subscriber_id, confirmed in stale if confirmed is None]
     with consent.erasing(session):
         texts: set[int] = set()
-        for start in range(0, len(doomed), IDS_PER_STATEMENT):
-            ids = doomed[start : start + IDS_PER_STATEMENT]
+        for start in range(0, len(never_confirmed), IDS_PER_STATEMENT):
+            ids = never_confirmed[start : start + IDS_PER_STATEMENT]
             texts |= consent.texts_of(session, ids)
             session.execute(sa.delete(Subscriber).where(Subscriber.id.in_(ids)))
+        for subscriber_id, confirmed in stale:
+            if confirmed is not None:
+                texts |= drop_signups_after(session, subscriber_id, confirmed)
         consent.drop_unused_texts(session, texts)
-    return len(doomed)
+    return len(stale)
