@@ -254,7 +254,9 @@ def erase_ended(
     Unlike an erasure, it goes by subscription, not by address: the same address may be
     active on another series. So the address's hash is added only once it has no
     confirmed subscription left, since a hash would stop that one's lessons (or their
-    undo). One still pending needs a confirmation, which lifts the hash anyway. The
+    undo). One still pending needs a confirmation, which lifts the hash anyway, unless
+    its reader confirmed before and signed up again: should the purge drop that signup,
+    they are back to the subscription they ended, which they may undo. The
     address's other rows are locked before deciding: a confirmation committed meanwhile
     is then seen, and one starting later waits, then lifts the hash.
 
@@ -278,7 +280,13 @@ def erase_ended(
         return 0
     emails = {subscriber.email for subscriber in ended}
     others = (
-        sa.select(Subscriber.id, Subscriber.email, Subscriber.status, Subscriber.confirmed_at)
+        sa.select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.status,
+            Subscriber.confirmed_at,
+            LAST_CONFIRMED_SIGNUP.label("confirmed_signup"),
+        )
         .where(
             Subscriber.email.in_(emails),
             Subscriber.id.not_in([subscriber.id for subscriber in ended]),
@@ -291,9 +299,11 @@ def erase_ended(
     doomed = [subscriber for subscriber in ended if subscriber.email not in busy]
     _delete(session, doomed)
     still_confirmed = {
-        email
-        for _, email, status, confirmed_at in remaining
-        if confirmed_at is not None or status == SubscriberStatus.ACTIVE
+        row.email
+        for row in remaining
+        if row.confirmed_at is not None
+        or row.confirmed_signup is not None
+        or row.status == SubscriberStatus.ACTIVE
     }
     for email in sorted(emails - busy - still_confirmed):
         suppress(session, secret, email, ERASED, now=now)

@@ -36,7 +36,7 @@ from drip.models import (
 )
 from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
-from drip.subscriptions import mark_bounced, pause, unsubscribe
+from drip.subscriptions import mark_bounced, pause, resubscribe, unsubscribe
 from drip.web import create_app
 from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, ended_long_ago
 from tests.web.conftest import BLOG, link, status_of
@@ -982,6 +982,33 @@ def test_retention_leaves_the_address_mailable_while_it_is_confirmed_on_another_
     assert status_of(system, "bob@example.com") == SubscriberStatus.ACTIVE
     assert "Welcome" in system.smtp.to("bob@example.com")[-1]["Subject"]
     assert count(system, Suppression) == 0, "his confirmation lifted it"
+
+
+def test_retention_counts_a_past_reader_signed_up_again_as_confirmed(system: System) -> None:
+    """Ana left the first series lately, and someone has signed her up to it again, not
+    confirmed yet, when her subscription to a second series runs out its retention
+    period. That signup cleared `confirmed_at`, and the sweep took her for someone who
+    never confirmed and added the hash; once the purge dropped the signup, her undo link
+    restarted a series whose lessons the hash then refused."""
+    system.join("ana@example.com")
+    ended_long_ago(system, "ana@example.com")
+    with transaction(system.sessions) as session:
+        subscriber_id = system.subscriber("ana@example.com", session=session).id
+        unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.LINK)
+    system.signup("ana@example.com")
+    system.drain()
+
+    assert system.tick().erased == 1
+    assert count(system, Suppression) == 0
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        resubscribe(session, subscriber_id, system.clock.now())
+    mailed = len(system.smtp.to("ana@example.com"))
+    system.clock.advance(timedelta(days=2))
+    system.tick()
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == mailed + 1, "her lesson goes"
 
 
 def test_a_browser_post_from_the_landing_page_is_accepted(
