@@ -80,8 +80,17 @@ def undo(token: str) -> str:
             ip=seen().ip,
             user_agent=seen().user_agent,
         )
-        notice = UNDO_NOTICES.get(subscriber.status, "") if subscriber is not None else ""
-        return _page(token, subscriber, notice=notice)
+        return _page(token, subscriber, notice=_undo_notice(subscriber))
+
+
+def _undo_notice(subscriber: Subscriber | None) -> str:
+    """What an undo says: back in the series with nothing scheduled is someone whose
+    last lesson failed (drip.subscriptions.resubscribe); nothing carries on tomorrow."""
+    if subscriber is None:
+        return ""
+    if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_send_at is None:
+        return "Welcome back. You are subscribed again."
+    return UNDO_NOTICES.get(subscriber.status, "")
 
 
 @bp.post("/preferences/<token>")

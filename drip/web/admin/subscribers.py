@@ -17,7 +17,7 @@ from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase_address
 from drip.signup import find_sequence
-from drip.subscriber_actions import Action, carry_out, refusals, resend, resendable
+from drip.subscriber_actions import Action, carry_out, refusals, resend, resend_offers
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -94,7 +94,7 @@ def detail(subscriber_id: int) -> str:
             t=t,
             refused=refused,
             not_offered=not_offered,
-            resendable=resendable(session, t.subscriber, deliveries, secret=secret),
+            resends=resend_offers(session, t.subscriber, deliveries, secret=secret),
         )
 
 
