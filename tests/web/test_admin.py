@@ -535,6 +535,27 @@ def test_an_edit_reaches_only_emails_not_yet_sent(
     assert sent.template_version_id == versions(system, lesson_1)[-1].id
 
 
+def test_the_subscriber_page_names_each_email_s_version_as_the_editor_does(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The subscriber page showed the version's database id, shared by every lesson: the
+    welcome's first version was "v1" but lesson 1's third "v13", a version the editor
+    never lists."""
+    system.join("ana@example.com")
+    page = f"/admin/lessons/{lesson_1}"
+    for subject in ("The second subject", "The third subject"):
+        post(admin, page, edit(lesson_1, subject=subject), page=page)
+    system.clock.advance(timedelta(hours=3))
+    a_day_passes(system)
+    assert re.findall(r"<li>\s*v(\d+),", admin.get(page).get_data(as_text=True))[0] == "3"
+
+    shown = admin.get(f"/admin/subscribers/{system.subscriber('ana@example.com').id}").text
+    rows = re.findall(
+        r"<td>(welcome|lesson \d+)</td>\s*<td>sent</td>\s*<td>[^<]*</td>\s*<td>([^<]*)</td>", shown
+    )
+    assert rows == [("welcome", "v1"), ("lesson 1", "v3")]
+
+
 SERIES = "/admin/sequences/feel-better"
 NEW_LESSON = f"{SERIES}/steps/new"
 

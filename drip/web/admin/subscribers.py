@@ -88,7 +88,7 @@ def detail(subscriber_id: int) -> str:
         not_offered: dict[str, list[str]] = {}
         for action, reason in refused.items():
             not_offered.setdefault(reason, []).append(action.value)
-        deliveries = [d for d, _ in t.deliveries]
+        deliveries = [row.delivery for row in t.deliveries]
         return render_template(
             "admin/subscriber.html",
             t=t,
