@@ -8,12 +8,14 @@ prefix or a name, a few milliseconds (see `_search` for what a name search match
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import consent
 from drip.errors import InvalidInput, NotFound
+from drip.lessons import version_number
 from drip.models import (
     ConsentEvent,
     ConsentText,
@@ -174,11 +176,21 @@ def _candidates(sequence_id: int, term: str) -> sa.Select[tuple[int]]:
     )
 
 
+class Sent(NamedTuple):
+    """One of a subscriber's emails, with its lesson's number (None for an email that is
+    no lesson) and the number of the version it was made from, as the editor numbers
+    them (None before it was made)."""
+
+    delivery: Delivery
+    step: int | None
+    version: int | None
+
+
 @dataclass(frozen=True)
 class Timeline:
     subscriber: Subscriber
     consents: list[tuple[ConsentEvent, ConsentText | None]]
-    deliveries: list[tuple[Delivery, int | None]]
+    deliveries: list[Sent]
 
 
 def subscriber(session: Session, subscriber_id: int) -> Subscriber:
@@ -191,13 +203,15 @@ def subscriber(session: Session, subscriber_id: int) -> Subscriber:
 def timeline(session: Session, subscriber_id: int) -> Timeline:
     found = subscriber(session, subscriber_id)
     deliveries = session.execute(
-        sa.select(Delivery, Step.number)
+        sa.select(Delivery, Step.number, version_number(Delivery.template_version_id))
         .outerjoin(Step, Step.id == Delivery.step_id)
         .where(Delivery.subscriber_id == subscriber_id)
         .order_by(Delivery.id)
     )
     return Timeline(
-        found, consent.events_of(session, subscriber_id), [(d, n) for d, n in deliveries]
+        found,
+        consent.events_of(session, subscriber_id),
+        [Sent(d, step, version or None) for d, step, version in deliveries],
     )
 
 

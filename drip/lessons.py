@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from drip.errors import InvalidInput, NotFound, TemplateProblem
 from drip.headers import MAX_NAME, header_problem
@@ -234,10 +234,21 @@ def history(session: Session, step_id: int) -> list[Version]:
 
 def numbered(session: Session, version: TemplateVersion) -> Version:
     """The version with its number, as history() counts it."""
-    earlier = sa.select(sa.func.count()).where(
-        TemplateVersion.step_id == version.step_id, TemplateVersion.id <= version.id
+    return Version(session.scalar(sa.select(version_number(version.id))) or 0, version)
+
+
+def version_number(version_id: int | sa.ColumnElement[int | None]) -> sa.ScalarSelect[int]:
+    """The number of the version `version_id` among its lesson's versions, as history()
+    counts them (0 for no version): a subquery, so that a list of emails can show each
+    one's version (drip.directory.timeline) in the query that reads them."""
+    own, earlier = aliased(TemplateVersion), aliased(TemplateVersion)
+    return (
+        sa.select(sa.func.count(earlier.id))
+        .select_from(own)
+        .join(earlier, sa.and_(earlier.step_id == own.step_id, earlier.id <= own.id))
+        .where(own.id == version_id)
+        .scalar_subquery()
     )
-    return Version(session.scalar(earlier) or 0, version)
 
 
 def diff(old: Version, new: Version) -> list[tuple[str, list[str]]]:

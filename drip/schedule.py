@@ -166,6 +166,25 @@ def lesson_sent(subscriber: Place, due_at: datetime | None, now: datetime) -> di
     return changes
 
 
+def last_lesson(runner: sa.Connection | Session, subscriber_id: int) -> DeliveryStatus | None:
+    """What became of the lesson issued to the subscriber last (None before any). Once
+    nothing more is scheduled for them, it tells whether they have had the series (sent),
+    are about to (queued, sending), or did not get its last lesson (failed, cancelled),
+    which an admin may send again (drip.subscriber_actions)."""
+    return runner.scalar(_LAST_LESSON, {"subscriber_id": subscriber_id})
+
+
+_LAST_LESSON = (
+    sa.select(Delivery.status)
+    .where(
+        Delivery.subscriber_id == sa.bindparam("subscriber_id"),
+        Delivery.kind == DeliveryKind.STEP,
+    )
+    .order_by(Delivery.id.desc())
+    .limit(1)
+)
+
+
 def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:
     """The subscriber's send hour, `days` local days after today in their timezone."""
     tz = timing.zone(subscriber.timezone)

@@ -15,6 +15,10 @@
      without counting the attempt when no slot of the shared send rate came free; or
      `failed`, with the subscriber `bounced` when the relay refused the address.
 
+A subscriber completes the series when the last lesson issued to them is sent, not when
+it fails: one who did not get it has not finished, stays active with nothing scheduled,
+and the admin can send it again (drip.subscriber_actions) unless the address is barred.
+
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
 idempotent. Two duplicates remain possible, both logged: a worker dying between the
 relay's "250" and step 4 (`ambiguous_resend`, when the lease runs out), and an
@@ -57,7 +61,7 @@ from drip.models import (
 )
 from drip.privacy import SUPPRESSION_REASON, email_hash
 from drip.rendering import Renderer
-from drip.schedule import lesson_sent
+from drip.schedule import last_lesson, lesson_sent
 from drip.settings import Settings
 from drip.subscriptions import mark_bounced
 from drip.tokens import Tokens
@@ -99,7 +103,7 @@ def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
         composed = compose(claimed, settings=mailer.settings, renderer=mailer.renderer)
     except Exception as exc:
         with transaction(mailer.sessions) as session:
-            return _give_up(mailer, session, delivery_id, _unbuildable(delivery_id, exc))
+            return _give_up(session, delivery_id, _unbuildable(delivery_id, exc))
     try:
         mailer.transport.send(
             signed(composed.raw, mailer.signer),
@@ -177,7 +181,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
         return _Taken(Outcome.RETRY, changes | {"retry_at": resume_at}, {})
     if delivery.attempts >= mailer.settings.max_attempts:
         reason = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"
-        return _Taken(Outcome.FAILED, changes | _failed(reason), _completion(subscriber, now))
+        return _Taken(Outcome.FAILED, changes | _failed(reason), {})
     changes["attempts"] = delivery.attempts + 1
     try:
         prepared = draft(
@@ -190,7 +194,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
         )
     except Exception as exc:
         reason = _unbuildable(delivery.id, exc)
-        return _Taken(Outcome.FAILED, changes | _failed(reason), _completion(subscriber, now))
+        return _Taken(Outcome.FAILED, changes | _failed(reason), {})
     claim = {
         "status": DeliveryStatus.SENDING,
         "retry_at": None,
@@ -291,9 +295,22 @@ def _record_sent(mailer: Mailer, connection: sa.Connection, delivery_id: int) ->
         changes["confirmation_sent_at"] = now
     if delivery.kind == DeliveryKind.STEP:
         changes |= lesson_sent(subscriber, delivery.due_at, now)
-    changes |= _completion(subscriber, now)
+        if _finished(connection, subscriber):
+            changes |= {"status": SubscriberStatus.COMPLETED, "ended_at": now}
     if changes:
         _write(connection, Subscriber, subscriber.id, changes)
+
+
+def _finished(connection: sa.Connection, subscriber: Row) -> bool:
+    """Whether the lesson just sent completes the series: the subscriber is active with
+    nothing more to come, and it is the last lesson they were issued, not an earlier one
+    sent again while the last one failed. Asked only of a last lesson, so most sends
+    skip the query."""
+    return (
+        subscriber.status == SubscriberStatus.ACTIVE
+        and subscriber.next_step is None
+        and last_lesson(connection, subscriber.id) == DeliveryStatus.SENT
+    )
 
 
 _SENT = (
@@ -343,8 +360,6 @@ def _record_failure(
         delivery.status = DeliveryStatus.FAILED
         if exc.bounce:
             mark_bounced(session, subscriber, now, secret=mailer.settings.secret_key)
-        else:
-            _apply(subscriber, _completion(subscriber, now))
         return Outcome.FAILED
     if exc.domain_throttled:
         # The domain waits the ten minutes it asked for, even when this delivery gives up
@@ -354,9 +369,8 @@ def _record_failure(
         log.warning("domain_paused domain=%s for %s: %s", domain, domain_pauses.PAUSE, exc)
         domain_pauses.pause(session, domain, now + domain_pauses.PAUSE, str(exc))
     if delivery.attempts >= mailer.settings.max_attempts:
-        return _fail(
-            mailer, delivery, subscriber, f"gave up after {delivery.attempts} attempts: {exc}"
-        )
+        _apply(delivery, _failed(f"gave up after {delivery.attempts} attempts: {exc}"))
+        return Outcome.FAILED
     delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
     if exc.domain_throttled:
         delay = max(delay, domain_pauses.PAUSE)
@@ -388,16 +402,11 @@ def _postpone(delivery: Delivery, until: datetime) -> Outcome:
     return Outcome.RETRY
 
 
-def _give_up(mailer: Mailer, session: Session, delivery_id: int, reason: str) -> Outcome:
+def _give_up(session: Session, delivery_id: int, reason: str) -> Outcome:
     locked = lock(session, delivery_id)
     if locked is None:
         return Outcome.SKIPPED
-    return _fail(mailer, *locked, reason)
-
-
-def _fail(mailer: Mailer, delivery: Delivery, subscriber: Subscriber, reason: str) -> Outcome:
-    _apply(delivery, _failed(reason))
-    _apply(subscriber, _completion(subscriber, mailer.clock.now()))
+    _apply(locked[0], _failed(reason))
     return Outcome.FAILED
 
 
@@ -405,11 +414,3 @@ def _apply(row: Delivery | Subscriber, changes: dict[str, object]) -> None:
     """Make a decision's changes on an ORM object (the rare outcomes, which need the ORM)."""
     for name, value in changes.items():
         setattr(row, name, value)
-
-
-def _completion(subscriber: Row | Subscriber, now: datetime) -> dict[str, object]:
-    """The subscriber's columns once its last email is done with: completed if active
-    with nothing more to come."""
-    if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_step is None:
-        return {"status": SubscriberStatus.COMPLETED, "ended_at": now}
-    return {}

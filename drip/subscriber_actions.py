@@ -26,7 +26,7 @@ from drip import consent, recipients
 from drip.errors import InvalidInput, NotFound
 from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
 from drip.privacy import BLOCKING, DECLINE_QUIET, next_confirmation_at, suppression
-from drip.schedule import send_hour_after
+from drip.schedule import last_lesson, send_hour_after
 from drip.subscriptions import (
     UNDO_WINDOW,
     can_undo,
@@ -38,6 +38,7 @@ from drip.subscriptions import (
 )
 
 PAUSE_DAYS = 7
+RESENDABLE = (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
 
 
 class Action(enum.StrEnum):
@@ -67,7 +68,7 @@ def refusals(
     it offers."""
     status = subscriber.status
     if status == SubscriberStatus.ACTIVE:
-        return _active_refusals(subscriber, now)
+        return _active_refusals(session, subscriber, now)
     if status == SubscriberStatus.PENDING:
         return {Action.PAUSE: WAITING, Action.RESUME: WAITING, Action.MOVE: WAITING}
     if status == SubscriberStatus.COMPLETED:
@@ -84,7 +85,7 @@ def refusals(
     return refused
 
 
-def _active_refusals(subscriber: Subscriber, now: datetime) -> dict[Action, str]:
+def _active_refusals(session: Session, subscriber: Subscriber, now: datetime) -> dict[Action, str]:
     """An active subscriber can always be unsubscribed or moved; pausing and resuming
     are offered when they would move the next email. There is no pause flag: the next
     email due later than their next send hour is what a pause leaves (or a gap of days
@@ -92,7 +93,7 @@ def _active_refusals(subscriber: Subscriber, now: datetime) -> dict[Action, str]
     hour."""
     due = subscriber.next_send_at
     if due is None:
-        nothing = "Their last email is on its way: nothing more is scheduled."
+        nothing = _nothing_scheduled(session, subscriber)
         return {Action.PAUSE: nothing, Action.RESUME: nothing}
     refused: dict[Action, str] = {}
     if due >= send_hour_after(subscriber, now, days=PAUSE_DAYS):
@@ -100,6 +101,21 @@ def _active_refusals(subscriber: Subscriber, now: datetime) -> dict[Action, str]
     if due <= send_hour_after(subscriber, now):
         refused[Action.RESUME] = f"Not paused: their next email is due {_when(due)}."
     return refused
+
+
+def _nothing_scheduled(session: Session, subscriber: Subscriber) -> str:
+    """Why an active subscriber has no next email: their last lesson is on its way, or
+    it failed (or was cancelled) and they stay in the series until it is sent again."""
+    last = last_lesson(session, subscriber.id)
+    if last in (DeliveryStatus.QUEUED, DeliveryStatus.SENDING):
+        return "Their last email is on its way: nothing more is scheduled."
+    if last not in RESENDABLE:
+        return "Nothing more is scheduled."
+    outcome = "failed" if last == DeliveryStatus.FAILED else "was cancelled"
+    return (
+        f"Their last lesson {outcome}, so they have not finished the series; nothing "
+        "more is scheduled. The list of emails below says whether it can be sent again."
+    )
 
 
 def _blocked(session: Session, subscriber: Subscriber, secret: str) -> str | None:
@@ -190,17 +206,24 @@ def _resume(session: Session, subscriber: Subscriber, now: datetime) -> str:
         resubscribe(session, subscriber.id, now, method=ConsentMethod.ADMIN)
         if subscriber.status == SubscriberStatus.COMPLETED:
             return "Resubscribed, and complete: they had had every email of the series."
+        if subscriber.next_send_at is None:
+            return f"Resubscribed. {_nothing_scheduled(session, subscriber)}"
         return f"Resubscribed: their next email is due {_when(subscriber.next_send_at)}."
     subscriber.next_send_at = send_hour_after(subscriber, now)
     return f"Resumed: their next email is due {_when(subscriber.next_send_at)}."
 
 
-def resendable(
+def resend_offers(
     session: Session, subscriber: Subscriber, deliveries: Iterable[Delivery], *, secret: str
-) -> set[int]:
-    """The ids of the `deliveries` the page offers to send again."""
+) -> dict[int, str | None]:
+    """For each failed or cancelled email among `deliveries`, by id: None when the page
+    offers to send it again, else why it does not."""
     suppressed = suppression(session, secret, subscriber.email)
-    return {d.id for d in deliveries if _resend_refusal(d, subscriber, suppressed) is None}
+    return {
+        d.id: _resend_refusal(d, subscriber, suppressed)
+        for d in deliveries
+        if d.status in RESENDABLE
+    }
 
 
 def resend(
@@ -226,7 +249,7 @@ def resend(
 def _resend_refusal(
     delivery: Delivery, subscriber: Subscriber, suppressed: str | None
 ) -> str | None:
-    if delivery.status not in (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED):
+    if delivery.status not in RESENDABLE:
         return "Only a failed or cancelled email can be sent again."
     why = recipients.refusal(delivery.kind, subscriber.status, suppressed)
     return f"It would not be sent: the {why}." if why else None

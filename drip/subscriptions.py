@@ -25,7 +25,7 @@ from drip.models import (
     SubscriberStatus,
 )
 from drip.privacy import DECLINED, subscriptions_of, suppress
-from drip.schedule import resume_point, send_hour_after, steps_of
+from drip.schedule import last_lesson, resume_point, send_hour_after, steps_of
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 
@@ -84,7 +84,9 @@ def resubscribe(
     user_agent: str | None = None,
 ) -> Subscriber | None:
     """Undo an unsubscribe: the series resumes with the next unsent step, on the next
-    local day at the subscriber's hour (never two lessons on one day). Only someone who
+    local day at the subscriber's hour (never two lessons on one day). With none left,
+    they have completed it if its last lesson reached them; if that one failed, they are
+    back with nothing scheduled, as before they left (drip.sending). Only someone who
     had confirmed can undo; a bounced address stays stopped. The consent log records who
     undid it: the person by their link (from `ip` with `user_agent`), or an admin."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
@@ -106,8 +108,9 @@ def resubscribe(
     subscriber.ended_at = None
     subscriber.next_step = resume_point(session, subscriber, steps)
     if subscriber.next_step is None:
-        subscriber.status = SubscriberStatus.COMPLETED
-        subscriber.ended_at = now
+        if last_lesson(session, subscriber.id) == DeliveryStatus.SENT:
+            subscriber.status = SubscriberStatus.COMPLETED
+            subscriber.ended_at = now
         return subscriber
     subscriber.next_send_at = send_hour_after(subscriber, now)
     return subscriber

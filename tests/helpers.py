@@ -598,6 +598,31 @@ def ended_long_ago(system: System, *emails: str) -> None:
     system.clock.advance(system.settings.retention + timedelta(minutes=1))
 
 
+def lessons_fail_from(system: System, email: str, number: int, *replies: str) -> None:
+    """Let days pass, each lesson sent, until lesson `number` is `email`'s next; from
+    then on the relay answers their attempts with `replies` in turn (then accepts), and
+    days pass until the last lesson is sent or failed."""
+    with transaction(system.sessions) as session:
+        subscriber_id = system.subscriber(email, session=session).id
+    unfinished = sa.select(Delivery.id).where(
+        Delivery.subscriber_id == subscriber_id,
+        Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.SENDING)),
+    )
+    scripted = False
+    for _ in range(100):
+        with transaction(system.sessions) as session:
+            next_step = session.get_one(Subscriber, subscriber_id).next_step
+            if next_step is None and scripted and session.scalar(unfinished) is None:
+                return
+        if next_step == number and not scripted:
+            system.smtp.script(email, *replies)
+            scripted = True
+        system.clock.advance(timedelta(hours=6))
+        system.tick()
+        system.drain()
+    raise AssertionError(f"the last lesson to {email} is still under way")
+
+
 def nested_parts(depth: int = 1000) -> bytes:
     """A bounce whose parts are nested `depth` deep, which anyone can mail: Python's
     email parser recurses once a level, and raises RecursionError at about a thousand."""

@@ -19,15 +19,17 @@ from drip.models import (
     Delivery,
     DeliveryStatus,
     Sequence,
+    Step,
     Subscriber,
     SubscriberStatus,
     TemplateVersion,
 )
-from drip.privacy import suppress
+from drip.privacy import request_link, suppress
 from drip.sending import RETRY_DELAYS, Outcome, send_delivery
+from drip.subscriber_actions import resend
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTP_TIMEOUT, Ready, SMTPTransport, Transport, go
-from tests.helpers import System
+from tests.helpers import System, lessons_fail_from
 
 
 def only_delivery(system: System) -> Delivery:
@@ -416,3 +418,68 @@ def test_every_attempt_of_a_delivery_carries_the_same_idempotency_key(system: Sy
     assert system.smtp.received[-1].message["Resend-Idempotency-Key"] != keys[0][0]
     assert send_delivery(system.mailer, pending(system, "cat@example.com")) is Outcome.SENT
     assert "Resend-Idempotency-Key" not in system.smtp.received[-1].message, "off by default"
+
+
+def resend_lesson(system: System, number: int) -> None:
+    """What the admin's "Send again" does for Ana's lesson `number`."""
+    with transaction(system.sessions) as session:
+        subscriber = system.subscriber("ana@example.com", session=session)
+        delivery_id = session.scalar(
+            sa.select(Delivery.id)
+            .join(Step, Step.id == Delivery.step_id)
+            .where(Delivery.subscriber_id == subscriber.id, Step.number == number)
+        )
+        queued = resend(
+            session,
+            delivery_id,
+            subscriber.id,
+            now=system.clock.now(),
+            secret=system.settings.secret_key,
+        )
+    system.enqueue([queued])
+    system.drain()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["552 5.2.2 Mailbox full", "421 4.3.2 Busy"],
+    ids=["refused for good", "retried until given up"],
+)
+def test_a_reader_completes_the_series_only_once_the_last_lesson_reaches_them(
+    system: System, reply: str
+) -> None:
+    """A reader whose last lesson failed was marked completed: the dashboard counted them
+    as having finished, and as completed they could not be sent it again. They stay
+    active, with nothing scheduled, until that lesson is sent; another email (a lesson
+    sent again, a privacy link) does not finish the series for them."""
+    system.join("ana@example.com")
+    attempts = 1 if reply.startswith("5") else system.settings.max_attempts
+    lessons_fail_from(system, "ana@example.com", 9, *[reply] * (2 * attempts))
+    with transaction(system.sessions) as session:
+        subscriber = system.subscriber("ana@example.com", session=session)
+        lessons = dict(
+            session.execute(
+                sa.select(Step.number, Delivery.status)
+                .join(Step, Step.id == Delivery.step_id)
+                .where(Delivery.subscriber_id == subscriber.id, Step.number > 8)
+            ).all()
+        )
+    assert lessons == {9: DeliveryStatus.FAILED, 10: DeliveryStatus.FAILED}
+    had = len(system.smtp.to("ana@example.com"))
+    ana = system.subscriber("ana@example.com")
+    assert (ana.status, ana.next_step, ana.next_send_at, ana.ended_at) == (
+        SubscriberStatus.ACTIVE,
+        None,
+        None,
+        None,
+    )
+
+    with transaction(system.sessions) as session:
+        system.enqueue([request_link(session, "ana@example.com", now=system.clock.now())])
+    system.drain()
+    resend_lesson(system, 9)
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+    resend_lesson(system, 10)
+    ana = system.subscriber("ana@example.com")
+    assert (ana.status, ana.ended_at) == (SubscriberStatus.COMPLETED, system.clock.now())
+    assert len(system.smtp.to("ana@example.com")) == had + 3, "the privacy link and two lessons"

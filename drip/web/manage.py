@@ -92,10 +92,18 @@ def undo(token: str) -> str:
             session, subscriber.id, web.clock.now(), ip=seen().ip, user_agent=seen().user_agent
         )
         if found == SubscriberStatus.UNSUBSCRIBED:
-            notice = UNDO_NOTICES.get(subscriber.status, "")
+            notice = _undo_notice(subscriber)
         else:
             notice = UNCHANGED.get(found, "Nothing changed.")
         return _page(session, token, subscriber, notice=notice)
+
+
+def _undo_notice(subscriber: Subscriber) -> str:
+    """What an undo says: back in the series with nothing scheduled is someone whose
+    last lesson failed (drip.subscriptions.resubscribe); nothing carries on tomorrow."""
+    if subscriber.status == SubscriberStatus.ACTIVE and subscriber.next_send_at is None:
+        return "Welcome back. You are subscribed again."
+    return UNDO_NOTICES.get(subscriber.status, "")
 
 
 @bp.post("/preferences/<token>")

@@ -5,11 +5,14 @@ from __future__ import annotations
 import dataclasses
 import html
 import mailbox
+import os
 import re
 import time
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree
 
@@ -41,6 +44,7 @@ from drip.snapshots import recount_series
 from drip.subscriptions import unsubscribe, withdraw_address
 from drip.transports import MaildirTransport
 from drip.web import create_app
+from drip.web.admin import outbox as admin_outbox
 from drip.web.admin.charts import bar_chart
 from drip.web.context import ctx
 from tests.helpers import (
@@ -535,6 +539,27 @@ def test_an_edit_reaches_only_emails_not_yet_sent(
     assert sent.template_version_id == versions(system, lesson_1)[-1].id
 
 
+def test_the_subscriber_page_names_each_email_s_version_as_the_editor_does(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The subscriber page showed the version's database id, shared by every lesson: the
+    welcome's first version was "v1" but lesson 1's third "v13", a version the editor
+    never lists."""
+    system.join("ana@example.com")
+    page = f"/admin/lessons/{lesson_1}"
+    for subject in ("The second subject", "The third subject"):
+        post(admin, page, edit(lesson_1, subject=subject), page=page)
+    system.clock.advance(timedelta(hours=3))
+    a_day_passes(system)
+    assert re.findall(r"<li>\s*v(\d+),", admin.get(page).get_data(as_text=True))[0] == "3"
+
+    shown = admin.get(f"/admin/subscribers/{system.subscriber('ana@example.com').id}").text
+    rows = re.findall(
+        r"<td>(welcome|lesson \d+)</td>\s*<td>sent</td>\s*<td>[^<]*</td>\s*<td>([^<]*)</td>", shown
+    )
+    assert rows == [("welcome", "v1"), ("lesson 1", "v3")]
+
+
 SERIES = "/admin/sequences/feel-better"
 NEW_LESSON = f"{SERIES}/steps/new"
 
@@ -948,6 +973,66 @@ def test_the_outbox_lists_a_message_nested_too_deep_to_parse(
     shown = client.get(f"/admin/outbox/{key}")
     assert shown.status_code == 400
     assert "nested too deeply to show" in shown.get_data(as_text=True)
+
+
+def outbox_page(client: FlaskClient, url: str) -> tuple[str, list[str], str | None]:
+    """What an outbox page says of its count, the subjects it lists, and its link to
+    older mail."""
+    page = client.get(url).text
+    count = re.search(r'<p id="count">(.*?)</p>', page, re.DOTALL)
+    older = re.search(r'<a href="([^"]+)">Older messages', page)
+    subjects = re.findall(r'<a href="/admin/outbox/[^"?]+">([^<]*)</a>', page)
+    return (
+        count.group(1) if count else "",
+        [html.unescape(subject) for subject in subjects],
+        html.unescape(older.group(1)) if older else None,
+    )
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # reads the Maildir only
+def test_the_outbox_counts_its_mail_and_pages_back_to_the_oldest(
+    maildir_app: Flask, system: System, writer: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outbox listed the 200 newest messages, saying neither how many there were nor
+    offering the older ones. Pages follow one another by the time and name of the last
+    message shown, so two written in the same instant are not lost between two pages,
+    and mail arriving meanwhile does not shift the older pages."""
+    monkeypatch.setattr(admin_outbox, "SHOWN", 3)
+    box = mailbox.Maildir(system.settings.outbox_dir, create=True)
+
+    def write(subject: str, at: int) -> None:
+        message = EmailMessage()
+        message["To"], message["Subject"] = "ana@example.com", subject
+        message.set_content("Hello.")
+        key = box.add(message.as_bytes())
+        (path,) = Path(system.settings.outbox_dir).glob(f"*/{key}*")
+        os.utime(path, ns=(at, at))
+
+    for n, second in enumerate([1, 2, 3, 4, 4, 5, 6]):  # messages 3 and 4 at once
+        write(f"<b>Message {n}</b>", (1_800_000_000 + second) * 10**9)
+    client = maildir_app.test_client()
+    assert log_in(client) == 302
+
+    count, first, older = outbox_page(client, "/admin/outbox/")
+    assert count == "The 3 newest of 7 messages."
+    assert first[:2] == ["<b>Message 6</b>", "<b>Message 5</b>"]
+    assert older
+    write("<b>Message 7</b>", 1_900_000_000 * 10**9)
+    count, second, older = outbox_page(client, older)
+    assert count == "Messages 5 to 7 of 8, newest first."
+    assert older
+    count, third, older = outbox_page(client, older)
+    assert (count, third) == ("Messages 8 to 8 of 8, newest first.", ["<b>Message 0</b>"])
+    assert older is None
+    assert sorted(first + second + third) == [f"<b>Message {n}</b>" for n in range(7)]
+    assert first[2:] + second[:1] in (
+        ["<b>Message 4</b>", "<b>Message 3</b>"],
+        ["<b>Message 3</b>", "<b>Message 4</b>"],
+    ), "written in the same instant, the two keep an order"
+    assert second[1:] == ["<b>Message 2</b>", "<b>Message 1</b>"]
+    assert "<b>Message" not in client.get("/admin/outbox/").text, "escaped"
+    assert outbox_page(client, "/admin/outbox/")[0] == "The 3 newest of 8 messages."
+    assert client.get("/admin/outbox/?older=yesterday").status_code == 400
 
 
 def test_the_admin_can_download_every_subscriber_as_csv(

@@ -27,7 +27,7 @@ from drip.models import (
 from drip.privacy import ERASED, suppress
 from drip.signup import find_sequence
 from drip.subscriptions import can_undo, mark_bounced, pause, unsubscribe, withdraw
-from tests.helpers import System
+from tests.helpers import System, lessons_fail_from
 from tests.web.conftest import post
 
 ANA = "ana@example.com"
@@ -348,6 +348,83 @@ def test_send_again_is_offered_only_for_an_email_that_would_go(
     assert refusal(refused.get_data(as_text=True)) == (
         "It would not be sent: the subscriber is bounced."
     )
+
+
+def tile(client: FlaskClient, label: str) -> str:
+    """One of the dashboard's counts."""
+    page = client.get("/admin/").text
+    found = re.search(rf'<span class="n">([^<]*)</span>\s*{label}</div>', page)
+    assert found, label
+    return found.group(1)
+
+
+def text(markup: str) -> str:
+    return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", markup))).strip()
+
+
+def emails(page: str) -> dict[str, str]:
+    """Each email's row, by name, as the text of its last cell (Send again, or why not)."""
+    rows = (re.findall(r"<td>(.*?)</td>", row, re.DOTALL) for row in page.split("<tr>"))
+    return {cells[0]: text(cells[-1]) for cells in rows if len(cells) == 7}
+
+
+def test_a_reader_whose_last_lesson_failed_has_not_finished_and_can_be_sent_it_again(
+    admin: FlaskClient, system: System
+) -> None:
+    """A reader whose last lesson the relay refused for good (not for the address: 5.2.2)
+    was counted as having completed the series, and as completed was never offered it
+    again: the dashboard said "2 completed" beside "Lesson 10: sent 1, failed 1"."""
+    system.join(ANA)
+    lessons_fail_from(system, ANA, 10, "550 5.2.2 mailbox full")
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    shown = admin.get(page).text
+    assert "<dt>Status</dt><dd>active</dd>" in shown
+    assert "Their last lesson failed, so they have not finished the series" in not_offered(shown)
+    assert emails(shown)["lesson 10"] == "Send again"
+    assert (tile(admin, "active"), tile(admin, "completed")) == ("1", "0")
+
+    with transaction(system.sessions) as session:
+        failed = session.scalars(sa.select(Delivery.id).order_by(Delivery.id.desc())).first()
+    again = post(admin, f"{page}/action", {"action": "resend", "delivery": failed}, page=page)
+    assert again.status_code == 302
+    system.drain()
+    assert system.smtp.to(ANA)[-1]["Subject"] == system.smtp.received[-1].message["Subject"]
+    assert "<dt>Status</dt><dd>completed</dd>" in admin.get(page).text
+    assert (tile(admin, "active"), tile(admin, "completed")) == ("0", "1")
+
+
+def test_a_last_lesson_refused_for_the_address_is_not_offered_again_and_the_row_says_why(
+    admin: FlaskClient, system: System
+) -> None:
+    """A 550 5.1.1 bars the address (standards BNC-03, DEL-05): the lesson cannot be sent
+    again, and the page said nothing of why its row had no button."""
+    system.join(ANA)
+    lessons_fail_from(system, ANA, 10, "550 5.1.1 No such user")
+    shown = admin.get(f"/admin/subscribers/{system.subscriber(ANA).id}").text
+    assert "<dt>Status</dt><dd>bounced</dd>" in shown
+    assert emails(shown)["lesson 10"] == (
+        "Not offered: Send again. It would not be sent: the subscriber is bounced."
+    )
+    assert emails(shown)["lesson 9"] == ""
+    assert tile(admin, "completed") == "0"
+
+
+def test_undoing_an_unsubscribe_after_a_failed_last_lesson_leaves_it_to_be_sent_again(
+    admin: FlaskClient, system: System
+) -> None:
+    """An undo found no lesson left to issue and called the reader complete, although
+    the last one never reached them."""
+    system.join(ANA)
+    lessons_fail_from(system, ANA, 10, "552 5.2.2 Mailbox full")
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    for action in ("unsubscribe", "resume"):
+        assert post(admin, f"{page}/action", {"action": action}, page=page).status_code == 302
+    assert flashed(admin, page).startswith(
+        "Resubscribed. Their last lesson failed, so they have not finished the series;"
+    )
+    shown = admin.get(page).text
+    assert "<dt>Status</dt><dd>active</dd>" in shown
+    assert emails(shown)["lesson 10"] == "Send again"
 
 
 def remaining(system: System) -> int:

@@ -38,7 +38,13 @@ from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
 from drip.subscriptions import mark_bounced, pause, resubscribe, unsubscribe
 from drip.web import create_app
-from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, ended_long_ago
+from tests.helpers import (
+    System,
+    assert_not_on_disk,
+    deadlocked_deletes,
+    ended_long_ago,
+    lessons_fail_from,
+)
 from tests.web.conftest import BLOG, link, status_of
 
 
@@ -1173,6 +1179,19 @@ def test_undoing_after_every_email_was_sent_says_none_is_left(
     assert status_of(system, "ana@example.com") == SubscriberStatus.COMPLETED
     assert "carries on tomorrow" not in page
     assert "every email of the series already" in page
+
+
+def test_undoing_after_the_last_lesson_failed_promises_nothing_tomorrow(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Ana's last lesson failed, so she has not finished the series; undoing her
+    unsubscribe said she had had every email, as it called her complete."""
+    lessons_fail_from(system, "ana@example.com", 10, "552 5.2.2 Mailbox full")
+    client.post(ana)
+    page = client.post(f"/resubscribe/{ana.rsplit('/', 1)[1]}").get_data(as_text=True)
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    assert "Welcome back. You are subscribed again." in page
+    assert "carries on tomorrow" not in page and "every email" not in page
 
 
 def test_odd_preference_values_are_refused_not_errors(client: FlaskClient, ana: str) -> None:

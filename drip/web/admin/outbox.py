@@ -1,8 +1,9 @@
-"""/admin/outbox: the local Maildir, newest first, each message as the reader sees it.
+"""/admin/outbox: the local Maildir, newest first a page at a time, each message as the
+reader sees it.
 
-The list reads only each message's file time and headers: a message that Python's parser
-raises on (parts nested a thousand deep: RecursionError) would otherwise break the whole
-page. Opened, such a message is refused with a reason instead.
+The list reads only each message's file time and headers (drip.outbox.newest): a message
+that Python's parser raises on (parts nested a thousand deep: RecursionError) would
+otherwise break the whole page. Opened, such a message is refused with a reason instead.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from email.policy import default as default_policy
 
-from flask import Response, render_template
+from flask import Response, render_template, request
 
 from drip import outbox
 from drip.errors import InvalidInput, NotFound
@@ -27,12 +28,14 @@ SHOWN = 200
 
 @bp.get("/")
 def index() -> str:
-    box = _box()
-    entries = []
-    if box is not None:
-        keys = sorted(box.keys(), key=lambda k: _mtime(box, k), reverse=True)[:SHOWN]
-        entries = [(key, _message(box, key, headers_only=True)) for key in keys]
-    return render_template("admin/outbox.html", entries=entries, enabled=box is not None)
+    path = outbox.location(ctx().settings)
+    if path is None:
+        return render_template("admin/outbox.html", page=None)
+    older = request.args.get("older")
+    page = outbox.newest(
+        path, limit=SHOWN, older_than=None if older is None else outbox.Place.parse(older)
+    )
+    return render_template("admin/outbox.html", page=page)
 
 
 @bp.get("/<key>")
@@ -69,18 +72,14 @@ def _require_box() -> mailbox.Maildir:
     return box
 
 
-def _message(box: mailbox.Maildir, key: str, *, headers_only: bool = False) -> EmailMessage:
+def _message(box: mailbox.Maildir, key: str) -> EmailMessage:
     try:
         raw = box.get_bytes(key)
     except (KeyError, ValueError):
         raise NotFound("no such message") from None
     try:
-        msg = BytesParser(policy=default_policy).parsebytes(raw, headersonly=headers_only)
+        msg = BytesParser(policy=default_policy).parsebytes(raw)
     except RecursionError:
         raise InvalidInput("this message's parts are nested too deeply to show") from None
     assert isinstance(msg, EmailMessage)
     return msg
-
-
-def _mtime(box: mailbox.Maildir, key: str) -> float:
-    return box.get_message(key).get_date()

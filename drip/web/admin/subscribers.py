@@ -17,7 +17,7 @@ from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase_address
 from drip.signup import find_sequence
-from drip.subscriber_actions import Action, carry_out, refusals, resend, resendable
+from drip.subscriber_actions import Action, carry_out, refusals, resend, resend_offers
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -88,13 +88,13 @@ def detail(subscriber_id: int) -> str:
         not_offered: dict[str, list[str]] = {}
         for action, reason in refused.items():
             not_offered.setdefault(reason, []).append(action.value)
-        deliveries = [d for d, _ in t.deliveries]
+        deliveries = [row.delivery for row in t.deliveries]
         return render_template(
             "admin/subscriber.html",
             t=t,
             refused=refused,
             not_offered=not_offered,
-            resendable=resendable(session, t.subscriber, deliveries, secret=secret),
+            resends=resend_offers(session, t.subscriber, deliveries, secret=secret),
         )
 
 
