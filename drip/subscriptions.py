@@ -63,15 +63,17 @@ def still_subscribed(session: Session, email: str) -> list[Subscriber]:
     return [s for s in subscriptions_of(session, email) if s.status in ENDABLE]
 
 
-def withdraw_address(session: Session, email: str, now: datetime, *, secret: str) -> int:
+def withdraw_address(
+    session: Session, email: str, now: datetime, *, secret: str
+) -> list[Subscriber]:
     """Withdraw every consent the address still gives, from the privacy page: withdrawing
-    is as easy there as erasing (standards LAW-12). Returns how many ended. The consent
+    is as easy there as erasing (standards LAW-12). Returns the ones that ended. The consent
     log says `privacy_page`, not `link`: the proof tells how it happened (LAW-21), and
     only the person reaches that button, so an admin's Resume refuses to undo it."""
     ending = still_subscribed(session, email)
     for subscriber in ending:
         withdraw(session, subscriber.id, now, method=ConsentMethod.PRIVACY_PAGE, secret=secret)
-    return len(ending)
+    return ending
 
 
 def resubscribe(

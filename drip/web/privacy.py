@@ -22,6 +22,7 @@ from drip.models import Subscriber
 from drip.privacy import DECLINE_QUIET, address_of, erase_address, request_link, subscriptions_of
 from drip.privacy_export import as_json, export
 from drip.signup import normalise_email
+from drip.standing import declined
 from drip.subscriptions import still_subscribed, withdraw_address
 from drip.tokens import PRIVACY, PRIVACY_ERASE, PRIVACY_WITHDRAW
 from drip.web.context import ctx
@@ -144,12 +145,14 @@ def unsubscribe_everything(token: str) -> str:
     web = ctx()
     email = _email(PRIVACY_WITHDRAW, token)
     with web.transaction() as session:
-        withdraw_address(session, email, web.clock.now(), secret=web.settings.secret_key)
+        ended = withdraw_address(session, email, web.clock.now(), secret=web.settings.secret_key)
+        only_signups = bool(ended) and all(declined(subscriber) for subscriber in ended)
+    done = "Your signup is cancelled." if only_signups else "You are unsubscribed."
     return render_template(
         "message.html",
-        title="Unsubscribed",
-        message="You are unsubscribed. No more emails will come. Until it expires, your "
-        "privacy link can still download or erase your data.",
+        title="Signup cancelled" if only_signups else "Unsubscribed",
+        message=f"{done} No more emails will come. Until it expires, your privacy link "
+        "can still download or erase your data.",
     )
 
 

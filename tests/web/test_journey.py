@@ -719,7 +719,9 @@ def test_the_privacy_page_withdraws_consent_as_easily_as_it_erases(
     assert client.get(withdraw.removesuffix("/unsubscribe")).status_code == 400
     assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
 
-    assert client.post(withdraw).status_code == 200
+    withdrawn = client.post(withdraw)
+    assert withdrawn.status_code == 200
+    assert "You are unsubscribed." in withdrawn.get_data(True)
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
     with transaction(system.sessions) as session:
         withdrawals = session.execute(
@@ -762,8 +764,10 @@ def test_a_pending_signup_can_be_withdrawn_from_the_privacy_page(
     client.post("/privacy", data={"email": "bob@example.com"})
     withdraw = withdraw_button(client, link(system, "bob@example.com", "privacy"))
     assert withdraw is not None
-    client.post(withdraw)
+    page = client.post(withdraw).get_data(True)
     assert status_of(system, "bob@example.com") == SubscriberStatus.UNSUBSCRIBED
+    assert "Your signup is cancelled." in page, "he had never subscribed, so says so"
+    assert "You are unsubscribed" not in page
 
 
 def test_the_privacy_link_cannot_erase_and_the_erase_token_cannot_open_the_data(
