@@ -57,12 +57,35 @@ def local_date(instant: datetime, tz: ZoneInfo) -> date:
 
 
 def at_send_hour(day: date, hour: int, tz: ZoneInfo) -> datetime:
-    """The UTC instant of `hour`:00 local time on `day`.
+    """The UTC instant of `hour`:00 local time on `day`; in a fall-back overlap, the first.
 
-    In a spring-forward gap (02:30 that never happens) zoneinfo's fold=0 reading gives the
-    instant an hour later on the same day; in a fall-back overlap it takes the first one.
+    An hour the clocks jump over goes out as they land, on the same day: 02:00 where they
+    jump from 02:00 to 03:00 goes at 03:00, and 02:00 where they jump from 01:00 to 03:00
+    (Antarctica/Troll) at 03:00 too. Where they jump past midnight (America/Nuuk goes
+    from 23:00 to 00:00) landing would be the next day, and that day's own send hour
+    would follow an hour later; the email goes one minute before the jump instead (22:59).
     """
-    return as_utc(datetime.combine(day, time(hour), tzinfo=tz))
+    wall = datetime.combine(day, time(hour), tzinfo=tz)
+    instant = as_utc(wall)
+    if instant.astimezone(tz).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return instant
+    jump = _jump(as_utc(wall.replace(fold=1)), instant, tz)
+    return jump if local_date(jump, tz) == day else jump - timedelta(minutes=1)
+
+
+def _jump(before: datetime, after: datetime, tz: ZoneInfo) -> datetime:
+    """The instant the clocks jump forward, given one on the old time and one on the new
+    (zoneinfo's two readings of a time in the gap), to the second: the tz database lists
+    transitions in whole seconds, and zoneinfo does not expose them."""
+    landed = after.astimezone(tz).utcoffset()
+    low, high = 0, int((after - before).total_seconds())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (before + timedelta(seconds=middle)).astimezone(tz).utcoffset() == landed:
+            high = middle
+        else:
+            low = middle
+    return before + timedelta(seconds=high)
 
 
 @lru_cache(maxsize=4096)

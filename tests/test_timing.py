@@ -49,6 +49,25 @@ def test_a_send_hour_inside_the_spring_forward_gap_still_happens_that_day() -> N
     assert when.astimezone(BERLIN).date().isoformat() == "2026-03-29"
 
 
+def test_a_send_hour_the_clocks_jump_over_at_midnight_stays_on_its_day() -> None:
+    """Nuuk's clocks went from 23:00 straight to 00:00 on 28 March 2026."""
+    nuuk = zone("America/Nuuk")
+    due = at_send_hour(datetime(2026, 3, 27).date(), 23, nuuk)
+    days = []
+    for _ in range(3):
+        due = next_send_at(due_at=due, now=due, day_gap=1, hour=23, tz=nuuk)
+        days.append(due.astimezone(nuuk).strftime("%d %H:%M"))
+    assert days == ["28 22:59", "29 23:00", "30 23:00"]
+
+
+def test_a_send_hour_inside_a_two_hour_gap_goes_out_as_the_clocks_land() -> None:
+    """Troll's clocks jump from 01:00 to 03:00: 01:00 and 02:00 both go out at 03:00."""
+    troll = zone("Antarctica/Troll")
+    day = datetime(2026, 3, 29).date()
+    landed = [at_send_hour(day, hour, troll).astimezone(troll).isoformat() for hour in (1, 2, 3)]
+    assert landed == ["2026-03-29T03:00:00+02:00"] * 3
+
+
 def test_after_an_outage_the_next_lesson_waits_for_the_next_local_day() -> None:
     planned = utc(2026, 5, 1, 6, 0)
     sent_late = utc(2026, 5, 4, 10, 0)
