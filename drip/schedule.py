@@ -8,12 +8,14 @@ twice for the same step can never produce a second email.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from operator import attrgetter
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -28,6 +30,8 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Place(Protocol):
@@ -96,7 +100,7 @@ def issue_next(
 
     Returns the new delivery's id, or None when there was nothing (left) to create.
     """
-    advance = _advance(subscriber, steps, now)
+    advance = _advance(subscriber, steps, now, timing.zone(subscriber.timezone))
     for name, value in advance.columns().items():
         setattr(subscriber, name, value)
     if advance.delivery is None:
@@ -105,13 +109,22 @@ def issue_next(
 
 
 def issue_many(
-    session: Session, places: Sequence[Place], steps: dict[int, list[Step]], now: datetime
+    session: Session,
+    places: Sequence[Place],
+    steps: dict[int, list[Step]],
+    now: datetime,
+    *,
+    default_timezone: str,
 ) -> list[int]:
     """`issue_next` for a batch of due subscribers (a scheduler pass), read as plain rows:
     one UPDATE moves them all on and one INSERT creates their deliveries, instead of
     loading, tracking and flushing an ORM object per subscriber. `steps` maps each series
-    id to its steps."""
-    advances = [(place.id, _advance(place, steps[place.sequence_id], now)) for place in places]
+    id to its steps; a zone this server does not know reads as `default_timezone`
+    (zone_of)."""
+    advances = [
+        (place.id, _advance(place, steps[place.sequence_id], now, zone_of(place, default_timezone)))
+        for place in places
+    ]
     if not advances:
         return []
     connection = session.connection()
@@ -125,20 +138,19 @@ def issue_many(
     return list(connection.scalars(batch.insert, batch.bind_issued(planned)))
 
 
-def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
+def _advance(place: Place, steps: list[Step], now: datetime, tz: ZoneInfo) -> Advance:
     """The subscriber's schedule once past its due step, and the delivery row for that
     step unless nothing goes out today (or ever again). Reads `place`, changes nothing.
     `steps` are in order (steps_of): the due one is found by bisection, since a pass
-    runs this for every due subscriber."""
+    runs this for every due subscriber. `tz` is the subscriber's zone."""
     due_at = place.next_send_at or now
     first = place.next_step
     at = len(steps) if first is None else bisect_left(steps, first, key=_number)
     if at == len(steps):
         return Advance(SubscriberStatus.COMPLETED, None, None, now, None)
-    if _sent_a_lesson_today(place, now):
-        return Advance(
-            place.status, place.next_step, send_hour_after(place, now), place.ended_at, None
-        )
+    if _sent_a_lesson_today(place, now, tz):
+        tomorrow = timing.send_hour_after(now, hour=place.send_hour, tz=tz)
+        return Advance(place.status, place.next_step, tomorrow, place.ended_at, None)
     step, following = steps[at], steps[at + 1] if at + 1 < len(steps) else None
     delivery = _delivery_row(place.id, DeliveryKind.STEP, step.id, now, due_at)
     if following is None:
@@ -148,7 +160,7 @@ def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
         now=now,
         day_gap=following.day_offset - step.day_offset,
         hour=place.send_hour,
-        tz=timing.zone(place.timezone),
+        tz=tz,
     )
     return Advance(place.status, following.number, next_send_at, place.ended_at, delivery)
 
@@ -169,16 +181,33 @@ def lesson_sent(subscriber: Place, due_at: datetime | None, now: datetime) -> di
 def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:
     """The subscriber's send hour, `days` local days after today in their timezone."""
     tz = timing.zone(subscriber.timezone)
-    return timing.at_send_hour(
-        timing.local_date(now, tz) + timedelta(days=days), subscriber.send_hour, tz
-    )
+    return timing.send_hour_after(now, hour=subscriber.send_hour, tz=tz, days=days)
 
 
-def _sent_a_lesson_today(subscriber: Place, now: datetime) -> bool:
+def zone_of(place: Place, default_timezone: str) -> ZoneInfo:
+    """The subscriber's zone, or `default_timezone` (DRIP_DEFAULT_TIMEZONE) when this
+    server's tz database does not know it: one a newer tz database accepted at signup,
+    or a row edited by hand. Raising instead would stop the whole scheduler pass, for
+    every subscriber, at that one row. The warning names the subscriber by id, never by
+    address, and the zone, so an operator sees that tzdata wants updating."""
+    try:
+        return timing.zone(place.timezone)
+    except ValueError:
+        log.warning(
+            "timezone_unknown subscriber %d timezone=%r: not in this server's tz database; "
+            "scheduling by DRIP_DEFAULT_TIMEZONE %s",
+            place.id,
+            place.timezone[:64],
+            default_timezone,
+            extra={"event": "timezone_unknown", "subscriber_id": place.id},
+        )
+        return timing.zone(default_timezone)
+
+
+def _sent_a_lesson_today(subscriber: Place, now: datetime, tz: ZoneInfo) -> bool:
     """One email of the series per local day, even when a late one went out this afternoon."""
     if subscriber.last_sent_at is None:
         return False
-    tz = timing.zone(subscriber.timezone)
     return timing.local_date(subscriber.last_sent_at, tz) >= timing.local_date(now, tz)
 
 

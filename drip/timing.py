@@ -88,6 +88,11 @@ def _jump(before: datetime, after: datetime, tz: ZoneInfo) -> datetime:
     return before + timedelta(seconds=high)
 
 
+def send_hour_after(now: datetime, *, hour: int, tz: ZoneInfo, days: int = 1) -> datetime:
+    """The send hour `days` local days after `now`'s local day."""
+    return at_send_hour(local_date(now, tz) + timedelta(days=days), hour, tz)
+
+
 @lru_cache(maxsize=4096)
 def next_send_at(
     *,
