@@ -165,17 +165,48 @@ def _advance(place: Place, steps: list[Step], now: datetime, tz: ZoneInfo) -> Ad
     return Advance(place.status, following.number, next_send_at, place.ended_at, delivery)
 
 
-def lesson_sent(subscriber: Place, due_at: datetime | None, now: datetime) -> dict[str, object]:
-    """The subscriber's columns once a lesson due at `due_at` went out at `now`; if it went
-    out late, the next one waits a full day after it (drip.timing.catch_up). Applied when
-    the send is recorded, not when the lesson was issued, because retries and worker
-    outages make it late too."""
+def lesson_sent(
+    connection: sa.Connection,
+    subscriber: Place,
+    *,
+    step_id: int | None,
+    due_at: datetime | None,
+    now: datetime,
+) -> dict[str, object]:
+    """The subscriber's columns once the lesson of `step_id`, due at `due_at`, went out at
+    `now`; if it went out late, the next one waits a full day after it
+    (drip.timing.catch_up). Applied when the send is recorded, not when the lesson was
+    issued, because retries and worker outages make it late too.
+
+    Only the lesson right before the subscriber's next step sets the next one's time. An
+    older one sent late is an admin's "Send again" of a lesson that failed days ago: the
+    lessons after it went out meanwhile, and the next keeps its time. The steps are read
+    only for a late lesson, so sending on time costs no query."""
     changes: dict[str, object] = {"last_sent_at": now}
-    if subscriber.next_send_at is not None and due_at is not None:
-        changes["next_send_at"] = timing.catch_up(
-            subscriber.next_send_at, due_at=due_at, sent_at=now
-        )
+    next_due = subscriber.next_send_at
+    if next_due is None or due_at is None or not timing.overdue(due_at, now):
+        return changes
+    if step_id is not None and step_id == _step_before_next(connection, subscriber):
+        changes["next_send_at"] = timing.catch_up(next_due, due_at=due_at, sent_at=now)
     return changes
+
+
+def _step_before_next(connection: sa.Connection, subscriber: Place) -> int | None:
+    """The id of the step right before the subscriber's next one, if any. Step numbers
+    need not be consecutive: a series file may skip some."""
+    if subscriber.next_step is None:
+        return None
+    return connection.scalar(
+        _STEP_BEFORE, {"sequence_id": subscriber.sequence_id, "number": subscriber.next_step}
+    )
+
+
+_STEP_BEFORE = (
+    sa.select(Step.id)
+    .where(Step.sequence_id == sa.bindparam("sequence_id"), Step.number < sa.bindparam("number"))
+    .order_by(Step.number.desc())
+    .limit(1)
+)
 
 
 def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:

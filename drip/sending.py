@@ -294,7 +294,9 @@ def _record_sent(mailer: Mailer, connection: sa.Connection, delivery_id: int) ->
     if delivery.kind == DeliveryKind.CONFIRMATION:
         changes["confirmation_sent_at"] = now
     if delivery.kind == DeliveryKind.STEP:
-        changes |= lesson_sent(subscriber, delivery.due_at, now)
+        changes |= lesson_sent(
+            connection, subscriber, step_id=delivery.step_id, due_at=delivery.due_at, now=now
+        )
     changes |= _completion(subscriber, now)
     if changes:
         _write(connection, Subscriber, subscriber.id, changes)
@@ -304,7 +306,9 @@ _SENT = (
     sa.update(Delivery)
     .where(Delivery.id == sa.bindparam("delivery_id"))
     .values(status=DeliveryStatus.SENT, sent_at=sa.bindparam("now"), lease_until=None)
-    .returning(Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.due_at)
+    .returning(
+        Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.step_id, Delivery.due_at
+    )
 )
 
 

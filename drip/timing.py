@@ -116,10 +116,15 @@ def next_send_at(
     return at_send_hour(max(planned, earliest), hour, tz)
 
 
+def overdue(due_at: datetime, now: datetime) -> bool:
+    """Whether something due at `due_at` is more than LATE_THRESHOLD late at `now`."""
+    return now - due_at > LATE_THRESHOLD
+
+
 def catch_up(next_due: datetime, *, due_at: datetime, sent_at: datetime) -> datetime:
     """When the next lesson is due, given that the previous one, due at `due_at`, went out
-    at `sent_at`: unchanged unless that was more than LATE_THRESHOLD late, then at least
-    CATCH_UP_GAP after it actually went out."""
-    if sent_at - due_at > LATE_THRESHOLD:
+    at `sent_at`: unchanged unless that was overdue, then at least CATCH_UP_GAP after it
+    actually went out."""
+    if overdue(due_at, sent_at):
         return max(next_due, sent_at + CATCH_UP_GAP)
     return next_due

@@ -22,6 +22,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+from drip.subscriber_actions import resend
 from drip.subscriptions import unsubscribe
 from tests.helpers import System
 
@@ -245,3 +246,36 @@ def test_a_lesson_caught_up_in_the_evening_is_not_chased_by_the_next_at_dawn(
     assert by_number[3] == datetime(2026, 10, 29, 20, 0, tzinfo=UTC), "lesson 3, 60 h late"
     assert by_number[4] - by_number[3] >= timedelta(hours=24), "not at 08:00 the next morning"
     assert by_number[5].time().isoformat() == "08:00:00", "back on the send hour after that"
+
+
+def test_sending_an_old_failed_lesson_again_leaves_the_next_lesson_at_its_hour(
+    system: System, start: datetime
+) -> None:
+    """Lesson 1 is refused for a day and fails; lessons 2 and 3 follow. An admin's "Send
+    again" of lesson 1 two days late is not the catch-up of a late lesson: lesson 4 keeps
+    its 08:00 the next morning instead of moving to the hour of the resend."""
+    system.join("ana@example.com")
+    system.smtp.script("ana@example.com", *["451 4.2.0 Mailbox busy"] * 8)
+
+    def send_lesson_1_again() -> None:
+        with transaction(system.sessions) as session:
+            ana = system.subscriber("ana@example.com", session=session)
+            failed = session.scalars(
+                sa.select(Delivery.id).where(
+                    Delivery.subscriber_id == ana.id, Delivery.status == DeliveryStatus.FAILED
+                )
+            ).one()
+            resend(
+                session, failed, ana.id, now=system.clock.now(), secret=system.settings.secret_key
+            )
+        system.enqueue([failed])
+        system.drain()
+
+    resent_at = datetime(2026, 10, 27, 15, 0, tzinfo=UTC)
+    run_until(system, start + timedelta(days=5, hours=3), {resent_at: send_lesson_1_again})
+
+    lessons = lessons_received(system, "ana@example.com")[1:]
+    assert [n for n, _ in lessons] == [2, 3, 1, 4, 5]
+    by_number = dict(lessons)
+    assert by_number[1] == resent_at
+    assert by_number[4] == datetime(2026, 10, 28, 8, 0, tzinfo=UTC)
