@@ -172,11 +172,13 @@ def lesson_sent(
     step_id: int | None,
     due_at: datetime | None,
     now: datetime,
+    default_timezone: str,
 ) -> dict[str, object]:
     """The subscriber's columns once the lesson of `step_id`, due at `due_at`, went out at
-    `now`; if it went out late, the next one waits a full day after it
-    (drip.timing.catch_up). Applied when the send is recorded, not when the lesson was
-    issued, because retries and worker outages make it late too.
+    `now`; if it went out late, the next one waits for the first send hour its planned
+    gap (a day or more) after it (drip.timing.catch_up). Applied when the send is
+    recorded, not when the lesson was issued, because retries and worker outages make it
+    late too. A zone this server does not know reads as `default_timezone` (zone_of).
 
     Only the lesson right before the subscriber's next step sets the next one's time. An
     older one sent late is an admin's "Send again" of a lesson that failed days ago: the
@@ -186,26 +188,37 @@ def lesson_sent(
     next_due = subscriber.next_send_at
     if next_due is None or due_at is None or not timing.overdue(due_at, now):
         return changes
-    if step_id is not None and step_id == _step_before_next(connection, subscriber):
-        changes["next_send_at"] = timing.catch_up(next_due, due_at=due_at, sent_at=now)
+    gap = _days_to_next(connection, subscriber, step_id)
+    if gap is not None:
+        changes["next_send_at"] = timing.catch_up(
+            next_due,
+            sent_at=now,
+            day_gap=gap,
+            hour=subscriber.send_hour,
+            tz=zone_of(subscriber, default_timezone),
+        )
     return changes
 
 
-def _step_before_next(connection: sa.Connection, subscriber: Place) -> int | None:
-    """The id of the step right before the subscriber's next one, if any. Step numbers
-    need not be consecutive: a series file may skip some."""
-    if subscriber.next_step is None:
+def _days_to_next(connection: sa.Connection, subscriber: Place, step_id: int | None) -> int | None:
+    """The days the series plans between the step of `step_id` and the subscriber's next
+    step, if `step_id` is the one right before it; None otherwise. Step numbers need not
+    be consecutive: a series file may skip some."""
+    if subscriber.next_step is None or step_id is None:
         return None
-    return connection.scalar(
-        _STEP_BEFORE, {"sequence_id": subscriber.sequence_id, "number": subscriber.next_step}
-    )
+    rows = connection.execute(
+        _UP_TO_NEXT, {"sequence_id": subscriber.sequence_id, "number": subscriber.next_step}
+    ).all()
+    if len(rows) == 2 and rows[0].number == subscriber.next_step and rows[1].id == step_id:
+        return rows[0].day_offset - rows[1].day_offset
+    return None
 
 
-_STEP_BEFORE = (
-    sa.select(Step.id)
-    .where(Step.sequence_id == sa.bindparam("sequence_id"), Step.number < sa.bindparam("number"))
+_UP_TO_NEXT = (
+    sa.select(Step.id, Step.number, Step.day_offset)
+    .where(Step.sequence_id == sa.bindparam("sequence_id"), Step.number <= sa.bindparam("number"))
     .order_by(Step.number.desc())
-    .limit(1)
+    .limit(2)
 )
 
 

@@ -295,7 +295,12 @@ def _record_sent(mailer: Mailer, connection: sa.Connection, delivery_id: int) ->
         changes["confirmation_sent_at"] = now
     if delivery.kind == DeliveryKind.STEP:
         changes |= lesson_sent(
-            connection, subscriber, step_id=delivery.step_id, due_at=delivery.due_at, now=now
+            connection,
+            subscriber,
+            step_id=delivery.step_id,
+            due_at=delivery.due_at,
+            now=now,
+            default_timezone=mailer.settings.default_timezone,
         )
     changes |= _completion(subscriber, now)
     if changes:

@@ -3,10 +3,12 @@
 The rule: lesson N goes out on local day N after confirmation, at the subscriber's send
 hour in their own timezone, and never two lessons on one local day. Days are counted
 on the local calendar, not in 24-hour blocks, so a daylight-saving change moves the
-UTC instant by an hour but never skips or doubles a day. One exception in 24-hour terms:
-a lesson that went out more than LATE_THRESHOLD late (after an outage) is followed by the
-next no sooner than CATCH_UP_GAP later, so a lesson caught up at 20:00 is not chased by
-the next one at 08:00 the morning after.
+UTC instant by an hour but never skips or doubles a day.
+
+After an outage, a lesson that went out more than LATE_THRESHOLD late is followed by the
+next at the first send hour at least a full day after it (catch_up): a lesson caught up
+at 20:00 is not chased by the next one at 08:00 the morning after, nor does the next
+keep the odd hour (20:00): it is back at the reader's send hour.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from drip.clock import as_utc
 
 LATE_THRESHOLD = timedelta(hours=20)
-CATCH_UP_GAP = timedelta(hours=24)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -121,10 +122,19 @@ def overdue(due_at: datetime, now: datetime) -> bool:
     return now - due_at > LATE_THRESHOLD
 
 
-def catch_up(next_due: datetime, *, due_at: datetime, sent_at: datetime) -> datetime:
-    """When the next lesson is due, given that the previous one, due at `due_at`, went out
-    at `sent_at`: unchanged unless that was overdue, then at least CATCH_UP_GAP after it
-    actually went out."""
-    if overdue(due_at, sent_at):
-        return max(next_due, sent_at + CATCH_UP_GAP)
-    return next_due
+def catch_up(
+    next_due: datetime, *, sent_at: datetime, day_gap: int, hour: int, tz: ZoneInfo
+) -> datetime:
+    """When the lesson after one that went out overdue, at `sent_at`, is due: at the first
+    send hour at least `day_gap` days (of 24 hours) after it, or at `next_due` if that is
+    later. So never within a day of the late one (standards REL-12), and back at the
+    reader's hour at once: a plain 24 hours would keep the next one at 23:30 too, after
+    one caught up at 23:30."""
+    earliest = sent_at + timedelta(days=max(day_gap, 1))
+    return max(next_due, first_send_hour(earliest, hour=hour, tz=tz))
+
+
+def first_send_hour(earliest: datetime, *, hour: int, tz: ZoneInfo) -> datetime:
+    """The first send hour at or after `earliest`."""
+    same_day = at_send_hour(local_date(earliest, tz), hour, tz)
+    return same_day if same_day >= earliest else send_hour_after(earliest, hour=hour, tz=tz)

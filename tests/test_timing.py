@@ -6,7 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from drip.timing import at_send_hour, catch_up, known_zones, next_send_at, zone
+from drip.timing import (
+    at_send_hour,
+    catch_up,
+    known_zones,
+    next_send_at,
+    overdue,
+    zone,
+)
 
 BERLIN = zone("Europe/Berlin")
 NEW_YORK = zone("America/New_York")
@@ -105,16 +112,23 @@ def test_real_zones_and_their_old_names_are_accepted(name: str) -> None:
     assert name in known_zones()
 
 
-def test_a_lesson_sent_more_than_twenty_hours_late_holds_the_next_back_a_full_day() -> None:
+def test_the_lesson_after_one_caught_up_late_comes_a_full_day_later_at_the_send_hour() -> None:
     due = utc(2026, 5, 1, 6, 0)
-    sent_late = utc(2026, 5, 4, 18, 0)  # 20:00 in Berlin
+    sent_late = utc(2026, 5, 4, 21, 30)  # 23:30 in Berlin
     next_morning = next_send_at(due_at=due, now=sent_late, day_gap=1, hour=8, tz=BERLIN)
     assert next_morning == utc(2026, 5, 5, 6, 0)
-    assert catch_up(next_morning, due_at=due, sent_at=sent_late) == utc(2026, 5, 5, 18, 0)
+    caught_up = catch_up(next_morning, sent_at=sent_late, day_gap=1, hour=8, tz=BERLIN)
+    assert caught_up == utc(2026, 5, 6, 6, 0), "not 23:30 the next night: 08:00 after it"
 
 
-def test_a_lesson_less_than_twenty_hours_late_keeps_the_calendar_rule() -> None:
+def test_a_longer_planned_gap_counts_from_when_the_late_lesson_went_out() -> None:
+    sent_late = utc(2026, 5, 4, 10, 0)  # 12:00 in Berlin
+    planned = utc(2026, 5, 7, 6, 0)  # three days after it was due, on 4 May
+    caught_up = catch_up(planned, sent_at=sent_late, day_gap=3, hour=8, tz=BERLIN)
+    assert caught_up == utc(2026, 5, 8, 6, 0)
+
+
+def test_a_lesson_is_overdue_only_past_twenty_hours() -> None:
     due = utc(2026, 5, 1, 6, 0)
-    sent = due + timedelta(hours=19, minutes=59)
-    next_due = utc(2026, 5, 2, 6, 0)
-    assert catch_up(next_due, due_at=due, sent_at=sent) == next_due
+    assert not overdue(due, due + timedelta(hours=19, minutes=59))
+    assert overdue(due, due + timedelta(hours=20, minutes=1))
