@@ -12,7 +12,7 @@ import logging
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -220,6 +220,57 @@ _UP_TO_NEXT = (
     .order_by(Step.number.desc())
     .limit(2)
 )
+
+
+def follow_new_day(
+    session: Session, step: Step, old_day: int, *, now: datetime, default_timezone: str
+) -> int:
+    """Move the next email of every reader waiting for `step` by as many local days as
+    the writer moved the step, from `old_day` to its day now; returns how many moved.
+
+    A writer who makes "Day 5" "Day 6" means readers who have not had it yet to get it on
+    day 6. Their next_send_at was worked out from the old day when the lesson before it
+    was issued, so without this they would get it on day 5 anyway, and only readers
+    reaching that lesson later would follow the new day. Each keeps their own hour, and
+    whatever a pause or an outage added. A day that is already past comes at their next
+    send hour (the one-a-day rule still holds: drip.schedule._advance). Readers who had
+    the step are left alone: the lessons after it keep their days, counted from the
+    reader's confirmation. A zone this server does not know reads as `default_timezone`
+    (zone_of)."""
+    shift = step.day_offset - old_day
+    if shift == 0:
+        return 0
+    waiting = session.execute(
+        sa.select(*PLACE_COLUMNS).where(
+            Subscriber.sequence_id == step.sequence_id,
+            Subscriber.next_step == step.number,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            Subscriber.next_send_at.is_not(None),
+        )
+    ).all()
+    moves = [
+        {
+            "id": place.id,
+            "next_send_at": _moved(
+                place.next_send_at,
+                shift,
+                now,
+                hour=place.send_hour,
+                tz=zone_of(place, default_timezone),
+            ),
+        }
+        for place in waiting
+    ]
+    if moves:
+        session.execute(sa.update(Subscriber), moves)
+    return len(moves)
+
+
+def _moved(due: datetime, shift: int, now: datetime, *, hour: int, tz: ZoneInfo) -> datetime:
+    """`due` moved `shift` local days later (earlier, if negative), at the send hour
+    `hour`, and no earlier than the first send hour from `now`."""
+    day = timing.local_date(due, tz) + timedelta(days=shift)
+    return max(timing.at_send_hour(day, hour, tz), timing.first_send_hour(now, hour=hour, tz=tz))
 
 
 def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from drip.db import transaction
+from drip.lessons import set_day
 from drip.models import (
     ConsentMethod,
     Delivery,
@@ -276,3 +277,32 @@ def test_sending_an_old_failed_lesson_again_leaves_the_next_lesson_at_its_hour(
     by_number = dict(lessons)
     assert by_number[1] == resent_at
     assert by_number[4] == datetime(2026, 10, 28, 8, 0, tzinfo=UTC)
+
+
+def test_a_lesson_moved_to_a_later_day_reaches_the_readers_waiting_for_it_on_that_day(
+    system: System, start: datetime
+) -> None:
+    """The writer moves lesson 10 from day 10 to day 12 while Ana waits for it and Bob,
+    who joined a day later, for lesson 9. Ana's lesson 10 was timed from the old day
+    when her lesson 9 went out; she gets it on day 12 all the same, as Bob does."""
+    system.join("ana@example.com")
+
+    def move_lesson_10() -> None:
+        with transaction(system.sessions) as session:
+            lesson_10 = session.scalars(sa.select(Step.id).where(Step.number == 10)).one()
+            _, moved = set_day(
+                session, lesson_10, 12, now=system.clock.now(), default_timezone="UTC"
+            )
+        assert moved == 1, "Ana; Bob is not waiting for lesson 10 yet"
+
+    events = {
+        start + timedelta(days=1): lambda: system.join("bob@example.com"),
+        start + timedelta(days=9, hours=3): move_lesson_10,
+    }
+    run_until(system, start + timedelta(days=14), events)
+
+    for address, joined in (("ana@example.com", 24), ("bob@example.com", 25)):
+        lessons = dict(lessons_received(system, address))
+        assert sorted(lessons) == list(range(11)), address
+        assert lessons[9] == datetime(2026, 10, joined, 8, tzinfo=UTC) + timedelta(days=9)
+        assert lessons[10] == datetime(2026, 10, joined, 8, tzinfo=UTC) + timedelta(days=12)
