@@ -250,8 +250,10 @@ def follow_new_day(
     ).all()
     moves = [
         {
-            "id": place.id,
-            "next_send_at": _moved(
+            "place_id": place.id,
+            "number": step.number,
+            "was_due": place.next_send_at,
+            "due": _moved(
                 place.next_send_at,
                 shift,
                 now,
@@ -262,8 +264,21 @@ def follow_new_day(
         for place in waiting
     ]
     if moves:
-        session.execute(sa.update(Subscriber), moves)
+        session.execute(_MOVE, moves)
     return len(moves)
+
+
+_MOVE = (
+    sa.update(Subscriber.__table__)
+    .where(
+        Subscriber.id == sa.bindparam("place_id"),
+        Subscriber.next_step == sa.bindparam("number"),
+        Subscriber.next_send_at == sa.bindparam("was_due"),
+    )
+    .values(next_send_at=sa.bindparam("due"))
+)
+"""Only while the reader still waits for the step at the time read: a scheduler pass
+that issued it meanwhile has timed the next lesson from the new day already."""
 
 
 def _moved(due: datetime, shift: int, now: datetime, *, hour: int, tz: ZoneInfo) -> datetime:
