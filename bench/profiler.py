@@ -118,6 +118,7 @@ def profile_send_path(
             pending_ttl=settings.pending_ttl,
             retention=settings.retention,
             secret=settings.secret_key,
+            default_timezone=settings.default_timezone,
         )
         scheduled = time.perf_counter()
         with _patched(watch):

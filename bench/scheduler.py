@@ -77,6 +77,7 @@ def measure(
             pending_ttl=settings.pending_ttl,
             retention=settings.retention,
             secret=settings.secret_key,
+            default_timezone=settings.default_timezone,
             claimers=settings.scheduler_claimers,
         )
         seconds = time.perf_counter() - started

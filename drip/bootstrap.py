@@ -65,6 +65,12 @@ def initialise(settings: Settings, engine: Engine, clock: Clock, renderer: Rende
             return done
         series = read_series(settings.emails_dir)
         check_series(renderer, series, settings)
-        install_series(session, series, now=clock.now(), author="drip init")
+        install_series(
+            session,
+            series,
+            now=clock.now(),
+            author="drip init",
+            default_timezone=settings.default_timezone,
+        )
         done.append(f"installed the series {series.name!r} ({len(series.steps)} emails)")
     return done

@@ -28,6 +28,7 @@ from drip.rendering import (
     Renderer,
     for_sample,
 )
+from drip.schedule import follow_new_day
 from drip.series_files import LAST_DAY, latest_version, version_template
 
 SAMPLE: dict[str, str | int] = {
@@ -264,9 +265,12 @@ def diff(old: Version, new: Version) -> list[tuple[str, list[str]]]:
     return changes
 
 
-def set_day(session: Session, step_id: int, day: int) -> Step:
+def set_day(
+    session: Session, step_id: int, day: int, *, now: datetime, default_timezone: str
+) -> tuple[Step, int]:
     """Move a lesson to another day of the series, after the lesson before it and before
-    the next; the welcome stays on day 0, when the reader confirms.
+    the next; the welcome stays on day 0, when the reader confirms. Returns the step and
+    how many readers waiting for it now get it on the new day (follow_new_day).
 
     The scheduler sends one email of a series a day at most: it times each lesson from
     the one before it, the difference of their days later but never less than a day
@@ -283,8 +287,9 @@ def set_day(session: Session, step_id: int, day: int) -> Step:
     allowed = allowed_days(step, before, after)
     if day not in allowed:
         raise InvalidInput(_out_of_order(step, before, after, allowed), field="day_offset")
-    step.day_offset = day
-    return step
+    old_day, step.day_offset = step.day_offset, day
+    moved = follow_new_day(session, step, old_day, now=now, default_timezone=default_timezone)
+    return step, moved
 
 
 def allowed_days(step: Step, before: Step | None, after: Step | None) -> range:

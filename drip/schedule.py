@@ -8,12 +8,14 @@ twice for the same step can never produce a second email.
 
 from __future__ import annotations
 
+import logging
 from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from operator import attrgetter
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -28,6 +30,8 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+
+log = logging.getLogger(__name__)
 
 
 class Place(Protocol):
@@ -96,7 +100,7 @@ def issue_next(
 
     Returns the new delivery's id, or None when there was nothing (left) to create.
     """
-    advance = _advance(subscriber, steps, now)
+    advance = _advance(subscriber, steps, now, timing.zone(subscriber.timezone))
     for name, value in advance.columns().items():
         setattr(subscriber, name, value)
     if advance.delivery is None:
@@ -105,13 +109,22 @@ def issue_next(
 
 
 def issue_many(
-    session: Session, places: Sequence[Place], steps: dict[int, list[Step]], now: datetime
+    session: Session,
+    places: Sequence[Place],
+    steps: dict[int, list[Step]],
+    now: datetime,
+    *,
+    default_timezone: str,
 ) -> list[int]:
     """`issue_next` for a batch of due subscribers (a scheduler pass), read as plain rows:
     one UPDATE moves them all on and one INSERT creates their deliveries, instead of
     loading, tracking and flushing an ORM object per subscriber. `steps` maps each series
-    id to its steps."""
-    advances = [(place.id, _advance(place, steps[place.sequence_id], now)) for place in places]
+    id to its steps; a zone this server does not know reads as `default_timezone`
+    (zone_of)."""
+    advances = [
+        (place.id, _advance(place, steps[place.sequence_id], now, zone_of(place, default_timezone)))
+        for place in places
+    ]
     if not advances:
         return []
     connection = session.connection()
@@ -125,20 +138,19 @@ def issue_many(
     return list(connection.scalars(batch.insert, batch.bind_issued(planned)))
 
 
-def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
+def _advance(place: Place, steps: list[Step], now: datetime, tz: ZoneInfo) -> Advance:
     """The subscriber's schedule once past its due step, and the delivery row for that
     step unless nothing goes out today (or ever again). Reads `place`, changes nothing.
     `steps` are in order (steps_of): the due one is found by bisection, since a pass
-    runs this for every due subscriber."""
+    runs this for every due subscriber. `tz` is the subscriber's zone."""
     due_at = place.next_send_at or now
     first = place.next_step
     at = len(steps) if first is None else bisect_left(steps, first, key=_number)
     if at == len(steps):
         return Advance(SubscriberStatus.COMPLETED, None, None, now, None)
-    if _sent_a_lesson_today(place, now):
-        return Advance(
-            place.status, place.next_step, send_hour_after(place, now), place.ended_at, None
-        )
+    if _sent_a_lesson_today(place, now, tz):
+        tomorrow = timing.send_hour_after(now, hour=place.send_hour, tz=tz)
+        return Advance(place.status, place.next_step, tomorrow, place.ended_at, None)
     step, following = steps[at], steps[at + 1] if at + 1 < len(steps) else None
     delivery = _delivery_row(place.id, DeliveryKind.STEP, step.id, now, due_at)
     if following is None:
@@ -148,20 +160,42 @@ def _advance(place: Place, steps: list[Step], now: datetime) -> Advance:
         now=now,
         day_gap=following.day_offset - step.day_offset,
         hour=place.send_hour,
-        tz=timing.zone(place.timezone),
+        tz=tz,
     )
     return Advance(place.status, following.number, next_send_at, place.ended_at, delivery)
 
 
-def lesson_sent(subscriber: Place, due_at: datetime | None, now: datetime) -> dict[str, object]:
-    """The subscriber's columns once a lesson due at `due_at` went out at `now`; if it went
-    out late, the next one waits a full day after it (drip.timing.catch_up). Applied when
-    the send is recorded, not when the lesson was issued, because retries and worker
-    outages make it late too."""
+def lesson_sent(
+    connection: sa.Connection,
+    subscriber: Place,
+    *,
+    step_id: int | None,
+    due_at: datetime | None,
+    now: datetime,
+    default_timezone: str,
+) -> dict[str, object]:
+    """The subscriber's columns once the lesson of `step_id`, due at `due_at`, went out at
+    `now`; if it went out late, the next one waits for the first send hour its planned
+    gap (a day or more) after it (drip.timing.catch_up). Applied when the send is
+    recorded, not when the lesson was issued, because retries and worker outages make it
+    late too. A zone this server does not know reads as `default_timezone` (zone_of).
+
+    Only the lesson right before the subscriber's next step sets the next one's time. An
+    older one sent late is an admin's "Send again" of a lesson that failed days ago: the
+    lessons after it went out meanwhile, and the next keeps its time. The steps are read
+    only for a late lesson, so sending on time costs no query."""
     changes: dict[str, object] = {"last_sent_at": now}
-    if subscriber.next_send_at is not None and due_at is not None:
+    next_due = subscriber.next_send_at
+    if next_due is None or due_at is None or not timing.overdue(due_at, now):
+        return changes
+    gap = _days_to_next(connection, subscriber, step_id)
+    if gap is not None:
         changes["next_send_at"] = timing.catch_up(
-            subscriber.next_send_at, due_at=due_at, sent_at=now
+            next_due,
+            sent_at=now,
+            day_gap=gap,
+            hour=subscriber.send_hour,
+            tz=zone_of(subscriber, default_timezone),
         )
     return changes
 
@@ -185,19 +219,124 @@ _LAST_LESSON = (
 )
 
 
+def _days_to_next(connection: sa.Connection, subscriber: Place, step_id: int | None) -> int | None:
+    """The days the series plans between the step of `step_id` and the subscriber's next
+    step, if `step_id` is the one right before it; None otherwise. Step numbers need not
+    be consecutive: a series file may skip some."""
+    if subscriber.next_step is None or step_id is None:
+        return None
+    rows = connection.execute(
+        _UP_TO_NEXT, {"sequence_id": subscriber.sequence_id, "number": subscriber.next_step}
+    ).all()
+    if len(rows) == 2 and rows[0].number == subscriber.next_step and rows[1].id == step_id:
+        return rows[0].day_offset - rows[1].day_offset
+    return None
+
+
+_UP_TO_NEXT = (
+    sa.select(Step.id, Step.number, Step.day_offset)
+    .where(Step.sequence_id == sa.bindparam("sequence_id"), Step.number <= sa.bindparam("number"))
+    .order_by(Step.number.desc())
+    .limit(2)
+)
+
+
+def follow_new_day(
+    session: Session, step: Step, old_day: int, *, now: datetime, default_timezone: str
+) -> int:
+    """Move the next email of every reader waiting for `step` by as many local days as
+    the writer moved the step, from `old_day` to its day now; returns how many moved.
+
+    A writer who makes "Day 5" "Day 6" means readers who have not had it yet to get it on
+    day 6. Their next_send_at was worked out from the old day when the lesson before it
+    was issued, so without this they would get it on day 5 anyway, and only readers
+    reaching that lesson later would follow the new day. Each keeps their own hour, and
+    whatever a pause or an outage added. A day that is already past comes at their next
+    send hour (the one-a-day rule still holds: drip.schedule._advance). Readers who had
+    the step are left alone: the lessons after it keep their days, counted from the
+    reader's confirmation. A zone this server does not know reads as `default_timezone`
+    (zone_of)."""
+    shift = step.day_offset - old_day
+    if shift == 0:
+        return 0
+    waiting = session.execute(
+        sa.select(*PLACE_COLUMNS).where(
+            Subscriber.sequence_id == step.sequence_id,
+            Subscriber.next_step == step.number,
+            Subscriber.status == SubscriberStatus.ACTIVE,
+            Subscriber.next_send_at.is_not(None),
+        )
+    ).all()
+    moves = [
+        {
+            "place_id": place.id,
+            "number": step.number,
+            "was_due": place.next_send_at,
+            "due": _moved(
+                place.next_send_at,
+                shift,
+                now,
+                hour=place.send_hour,
+                tz=zone_of(place, default_timezone),
+            ),
+        }
+        for place in waiting
+    ]
+    if moves:
+        session.execute(_MOVE, moves)
+    return len(moves)
+
+
+_MOVE = (
+    sa.update(Subscriber.__table__)
+    .where(
+        Subscriber.id == sa.bindparam("place_id"),
+        Subscriber.next_step == sa.bindparam("number"),
+        Subscriber.next_send_at == sa.bindparam("was_due"),
+    )
+    .values(next_send_at=sa.bindparam("due"))
+)
+"""Only while the reader still waits for the step at the time read: a scheduler pass
+that issued it meanwhile has timed the next lesson from the new day already."""
+
+
+def _moved(due: datetime, shift: int, now: datetime, *, hour: int, tz: ZoneInfo) -> datetime:
+    """`due` moved `shift` local days later (earlier, if negative), at the send hour
+    `hour`, and no earlier than the first send hour from `now`."""
+    day = timing.local_date(due, tz) + timedelta(days=shift)
+    return max(timing.at_send_hour(day, hour, tz), timing.first_send_hour(now, hour=hour, tz=tz))
+
+
 def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:
     """The subscriber's send hour, `days` local days after today in their timezone."""
     tz = timing.zone(subscriber.timezone)
-    return timing.at_send_hour(
-        timing.local_date(now, tz) + timedelta(days=days), subscriber.send_hour, tz
-    )
+    return timing.send_hour_after(now, hour=subscriber.send_hour, tz=tz, days=days)
 
 
-def _sent_a_lesson_today(subscriber: Place, now: datetime) -> bool:
+def zone_of(place: Place, default_timezone: str) -> ZoneInfo:
+    """The subscriber's zone, or `default_timezone` (DRIP_DEFAULT_TIMEZONE) when this
+    server's tz database does not know it: one a newer tz database accepted at signup,
+    or a row edited by hand. Raising instead would stop the whole scheduler pass, for
+    every subscriber, at that one row. The warning names the subscriber by id, never by
+    address, and the zone, so an operator sees that tzdata wants updating."""
+    try:
+        return timing.zone(place.timezone)
+    except ValueError:
+        log.warning(
+            "timezone_unknown subscriber %d timezone=%r: not in this server's tz database; "
+            "scheduling by DRIP_DEFAULT_TIMEZONE %s",
+            place.id,
+            place.timezone[:64],
+            default_timezone,
+            extra={"event": "timezone_unknown", "subscriber_id": place.id},
+        )
+        return timing.zone(default_timezone)
+
+
+def _sent_a_lesson_today(subscriber: Place, now: datetime, tz: ZoneInfo) -> bool:
     """One email of the series per local day, even when a late one went out this afternoon."""
     if subscriber.last_sent_at is None:
         return False
-    tz = timing.zone(subscriber.timezone)
     return timing.local_date(subscriber.last_sent_at, tz) >= timing.local_date(now, tz)
 
 

@@ -64,6 +64,7 @@ def run_pass(
     pending_ttl: timedelta,
     retention: timedelta,
     secret: str,
+    default_timezone: str,
     max_in_flight: int | None = None,
     recount: Recount | None = None,
     recount_every: timedelta | None = None,
@@ -74,7 +75,8 @@ def run_pass(
     or never handled, within `pending_ttl`, and erase a batch of subscriptions that
     ended more than `retention` ago (leaving hashes keyed with `secret`; standards
     LAW-16). No step is issued while the complaint-rate guard holds new lessons
-    (drip.complaints).
+    (drip.complaints). A subscriber whose zone this server does not know is scheduled
+    by `default_timezone` (drip.schedule.zone_of).
 
     With `recount` and `recount_every`, a worker is also asked to count the dashboard
     numbers of each series not asked for within `recount_every`; the pass itself never
@@ -116,7 +118,7 @@ def run_pass(
         for sequence_id in asked:
             recount(sequence_id)
     if not held:
-        result.issued = _issue(sessions, now, enqueue, batch_size, room, claimers)
+        result.issued = _issue(sessions, now, enqueue, batch_size, room, claimers, default_timezone)
     swept = sweep_pass(
         sessions,
         clock,
@@ -170,6 +172,7 @@ def _issue(
     batch_size: int,
     room: int | None,
     claimers: int,
+    default_timezone: str,
 ) -> list[int]:
     """Claim and queue every due step, in batches, with `claimers` transactions at once.
 
@@ -187,7 +190,7 @@ def _issue(
         try:
             while not failed.is_set() and (limit := budget.take(batch_size)):
                 with transaction(sessions) as session:
-                    claimed, ids = claim_due(session, now, limit)
+                    claimed, ids = claim_due(session, now, limit, default_timezone=default_timezone)
                 budget.give_back(limit - len(ids))
                 enqueue(ids)
                 issued += ids
@@ -259,6 +262,7 @@ def configured_pass(
         pending_ttl=settings.pending_ttl,
         retention=settings.retention,
         secret=settings.secret_key,
+        default_timezone=settings.default_timezone,
         max_in_flight=settings.max_in_flight,
         recount=recount,
         claimers=settings.scheduler_claimers,
@@ -317,7 +321,9 @@ def in_flight(session: Session, until: datetime) -> int:
     return session.scalar(sa.select(sa.func.count()).where(waiting)) or 0
 
 
-def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[int]]:
+def claim_due(
+    session: Session, now: datetime, limit: int, *, default_timezone: str
+) -> tuple[int, list[int]]:
     """Claim up to `limit` due subscribers; returns how many were claimed and the new deliveries.
 
     They are read as plain rows on the session's connection, not through the ORM's
@@ -325,7 +331,7 @@ def claim_due(session: Session, now: datetime, limit: int) -> tuple[int, list[in
     statement."""
     due = session.connection().execute(due_query(now, limit)).all()
     steps = {sid: steps_of(session, sid) for sid in {s.sequence_id for s in due}}
-    return len(due), issue_many(session, due, steps, now)
+    return len(due), issue_many(session, due, steps, now, default_timezone=default_timezone)
 
 
 def due_query(now: datetime, limit: int) -> sa.Select[Any]:

@@ -69,8 +69,12 @@ from drip.transports import Transport
 from drip.verp import envelope_sender
 
 log = logging.getLogger(__name__)
-RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (1, 5, 15, 30, 60, 120, 240, 480, 720, 1440))
-"""Waits after the 1st, 2nd, ... temporary failure: about a day of trying in all."""
+RETRY_DELAYS = tuple(timedelta(minutes=m) for m in (1, 5, 20, 60, 180, 450, 720))
+"""Waits after the 1st, 2nd, ... temporary failure. The default DRIP_MAX_ATTEMPTS (8)
+spends all seven: 23 h 56 min of trying, about a day (standards REL-07), so a mail server
+down overnight still gets the lesson. Short blips come first: a dropped connection is
+retried after a minute, and a greylisting server (most ask for five minutes) gets the
+email six minutes after the first try. More attempts, if configured, wait 12 h each."""
 
 
 class Outcome(enum.StrEnum):
@@ -294,7 +298,14 @@ def _record_sent(mailer: Mailer, connection: sa.Connection, delivery_id: int) ->
     if delivery.kind == DeliveryKind.CONFIRMATION:
         changes["confirmation_sent_at"] = now
     if delivery.kind == DeliveryKind.STEP:
-        changes |= lesson_sent(subscriber, delivery.due_at, now)
+        changes |= lesson_sent(
+            connection,
+            subscriber,
+            step_id=delivery.step_id,
+            due_at=delivery.due_at,
+            now=now,
+            default_timezone=mailer.settings.default_timezone,
+        )
         if _finished(connection, subscriber):
             changes |= {"status": SubscriberStatus.COMPLETED, "ended_at": now}
     if changes:
@@ -317,7 +328,9 @@ _SENT = (
     sa.update(Delivery)
     .where(Delivery.id == sa.bindparam("delivery_id"))
     .values(status=DeliveryStatus.SENT, sent_at=sa.bindparam("now"), lease_until=None)
-    .returning(Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.due_at)
+    .returning(
+        Delivery.id, Delivery.subscriber_id, Delivery.kind, Delivery.step_id, Delivery.due_at
+    )
 )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from drip.errors import InvalidInput
 from drip.models import Sequence, Step, TemplateVersion
 from drip.rendering import EmailTemplate
+from drip.schedule import follow_new_day
 
 CONFIRM_FOLDER = "_confirm"
 PRIVACY_FOLDER = "_privacy"
@@ -153,13 +154,17 @@ def _read_step(directory: Path, entry: dict[str, Any]) -> StepFile:
     return StepFile(int(entry["number"]), int(entry["day"]), read_email(folder), folder)
 
 
-def install_series(session: Session, series: SeriesFile, *, now: datetime, author: str) -> Sequence:
+def install_series(
+    session: Session, series: SeriesFile, *, now: datetime, author: str, default_timezone: str
+) -> Sequence:
     """Create the sequence, its steps and a first template version of each.
 
     For a sequence that already exists, a step whose files differ from its newest
-    version gets a new version; no lesson is overwritten or deleted. The name, tagline,
-    description and bonuses are the files' (the slug is what identifies the series): a
-    writer who renames the series in series.toml means the series to be renamed.
+    version gets a new version; no lesson is overwritten or deleted. A step whose day
+    changed moves for the readers waiting for it, as in the editor
+    (drip.schedule.follow_new_day). The name, tagline, description and bonuses are the
+    files' (the slug is what identifies the series): a writer who renames the series in
+    series.toml means the series to be renamed.
     """
     sequence = session.scalar(sa.select(Sequence).where(Sequence.slug == series.slug))
     if sequence is None:
@@ -177,7 +182,8 @@ def install_series(session: Session, series: SeriesFile, *, now: datetime, autho
             step = Step(sequence=sequence, number=step_file.number, day_offset=step_file.day_offset)
             session.add(step)
             session.flush()
-        step.day_offset = step_file.day_offset
+        old_day, step.day_offset = step.day_offset, step_file.day_offset
+        follow_new_day(session, step, old_day, now=now, default_timezone=default_timezone)
         current = latest_version(session, step.id)
         if current is None or version_template(current) != step_file.template:
             session.add(_version(step.id, step_file.template, now=now, author=author))

@@ -3,10 +3,12 @@
 The rule: lesson N goes out on local day N after confirmation, at the subscriber's send
 hour in their own timezone, and never two lessons on one local day. Days are counted
 on the local calendar, not in 24-hour blocks, so a daylight-saving change moves the
-UTC instant by an hour but never skips or doubles a day. One exception in 24-hour terms:
-a lesson that went out more than LATE_THRESHOLD late (after an outage) is followed by the
-next no sooner than CATCH_UP_GAP later, so a lesson caught up at 20:00 is not chased by
-the next one at 08:00 the morning after.
+UTC instant by an hour but never skips or doubles a day.
+
+After an outage, a lesson that went out more than LATE_THRESHOLD late is followed by the
+next at the first send hour at least a full day after it (catch_up): a lesson caught up
+at 20:00 is not chased by the next one at 08:00 the morning after, nor does the next
+keep the odd hour (20:00): it is back at the reader's send hour.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 from drip.clock import as_utc
 
 LATE_THRESHOLD = timedelta(hours=20)
-CATCH_UP_GAP = timedelta(hours=24)
 
 
 def zone(name: str) -> ZoneInfo:
@@ -57,12 +58,40 @@ def local_date(instant: datetime, tz: ZoneInfo) -> date:
 
 
 def at_send_hour(day: date, hour: int, tz: ZoneInfo) -> datetime:
-    """The UTC instant of `hour`:00 local time on `day`.
+    """The UTC instant of `hour`:00 local time on `day`; in a fall-back overlap, the first.
 
-    In a spring-forward gap (02:30 that never happens) zoneinfo's fold=0 reading gives the
-    instant an hour later on the same day; in a fall-back overlap it takes the first one.
+    An hour the clocks jump over goes out as they land, on the same day: 02:00 where they
+    jump from 02:00 to 03:00 goes at 03:00, and 02:00 where they jump from 01:00 to 03:00
+    (Antarctica/Troll) at 03:00 too. Where they jump past midnight (America/Nuuk goes
+    from 23:00 to 00:00) landing would be the next day, and that day's own send hour
+    would follow an hour later; the email goes one minute before the jump instead (22:59).
     """
-    return as_utc(datetime.combine(day, time(hour), tzinfo=tz))
+    wall = datetime.combine(day, time(hour), tzinfo=tz)
+    instant = as_utc(wall)
+    if instant.astimezone(tz).replace(tzinfo=None) == wall.replace(tzinfo=None):
+        return instant
+    jump = _jump(as_utc(wall.replace(fold=1)), instant, tz)
+    return jump if local_date(jump, tz) == day else jump - timedelta(minutes=1)
+
+
+def _jump(before: datetime, after: datetime, tz: ZoneInfo) -> datetime:
+    """The instant the clocks jump forward, given one on the old time and one on the new
+    (zoneinfo's two readings of a time in the gap), to the second: the tz database lists
+    transitions in whole seconds, and zoneinfo does not expose them."""
+    landed = after.astimezone(tz).utcoffset()
+    low, high = 0, int((after - before).total_seconds())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if (before + timedelta(seconds=middle)).astimezone(tz).utcoffset() == landed:
+            high = middle
+        else:
+            low = middle
+    return before + timedelta(seconds=high)
+
+
+def send_hour_after(now: datetime, *, hour: int, tz: ZoneInfo, days: int = 1) -> datetime:
+    """The send hour `days` local days after `now`'s local day."""
+    return at_send_hour(local_date(now, tz) + timedelta(days=days), hour, tz)
 
 
 @lru_cache(maxsize=4096)
@@ -88,10 +117,24 @@ def next_send_at(
     return at_send_hour(max(planned, earliest), hour, tz)
 
 
-def catch_up(next_due: datetime, *, due_at: datetime, sent_at: datetime) -> datetime:
-    """When the next lesson is due, given that the previous one, due at `due_at`, went out
-    at `sent_at`: unchanged unless that was more than LATE_THRESHOLD late, then at least
-    CATCH_UP_GAP after it actually went out."""
-    if sent_at - due_at > LATE_THRESHOLD:
-        return max(next_due, sent_at + CATCH_UP_GAP)
-    return next_due
+def overdue(due_at: datetime, now: datetime) -> bool:
+    """Whether something due at `due_at` is more than LATE_THRESHOLD late at `now`."""
+    return now - due_at > LATE_THRESHOLD
+
+
+def catch_up(
+    next_due: datetime, *, sent_at: datetime, day_gap: int, hour: int, tz: ZoneInfo
+) -> datetime:
+    """When the lesson after one that went out overdue, at `sent_at`, is due: at the first
+    send hour at least `day_gap` days (of 24 hours) after it, or at `next_due` if that is
+    later. So never within a day of the late one (standards REL-12), and back at the
+    reader's hour at once: a plain 24 hours would keep the next one at 23:30 too, after
+    one caught up at 23:30."""
+    earliest = sent_at + timedelta(days=max(day_gap, 1))
+    return max(next_due, first_send_hour(earliest, hour=hour, tz=tz))
+
+
+def first_send_hour(earliest: datetime, *, hour: int, tz: ZoneInfo) -> datetime:
+    """The first send hour at or after `earliest`."""
+    same_day = at_send_hour(local_date(earliest, tz), hour, tz)
+    return same_day if same_day >= earliest else send_hour_after(earliest, hour=hour, tz=tz)

@@ -4,7 +4,7 @@ export/import`, and the admin's CSV download."""
 from __future__ import annotations
 
 import csv
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -80,6 +80,26 @@ def test_loading_an_edited_series_adds_versions_and_keeps_the_old_ones(
     before = version_count(system)
     assert "1 new lesson version(s)" in run(env, "lessons", "load", str(out))
     assert version_count(system) == before + 1
+
+
+def test_loading_a_series_that_moves_a_lesson_moves_it_for_readers_waiting_for_it(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """As the editor does (drip.schedule.follow_new_day): lesson 10 moved from day 10 to
+    day 12 comes two days later to Ana, who waits for it."""
+    system.join("ana@example.com")
+    due = datetime(2026, 10, 27, 8, tzinfo=UTC)
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        ana.next_step, ana.next_send_at = 10, due
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    toml = out / "series.toml"
+    toml.write_text(toml.read_text().replace("number = 10\nday = 10\n", "number = 10\nday = 12\n"))
+    run(env, "lessons", "load", str(out))
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        assert ana.next_send_at == due + timedelta(days=2)
 
 
 def series_names(system: System) -> list[str]:

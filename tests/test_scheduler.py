@@ -10,6 +10,8 @@ import threading
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -54,6 +56,7 @@ def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: Sy
                 pending_ttl=system.settings.pending_ttl,
                 retention=system.settings.retention,
                 secret=system.settings.secret_key,
+                default_timezone=system.settings.default_timezone,
             ).issued
 
     threads = [threading.Thread(target=scheduler, args=(n,)) for n in range(2)]
@@ -85,6 +88,7 @@ def _pass(system: System, *, enqueue: Enqueue | None = None, **options: object) 
         pending_ttl=system.settings.pending_ttl,
         retention=system.settings.retention,
         secret=system.settings.secret_key,
+        default_timezone=system.settings.default_timezone,
         **options,  # type: ignore[arg-type]
     ).issued
 
@@ -100,10 +104,10 @@ def test_a_pass_claims_in_two_transactions_at_once(
     system.clock.advance(timedelta(days=1, hours=3))
     claim_due, calls, rest_queued = scheduler.claim_due, itertools.count(), threading.Event()
 
-    def claim_after_the_rest(session: Session, now: datetime, limit: int) -> object:
+    def claim_after_the_rest(session: Session, now: datetime, limit: int, **options: str) -> object:
         if next(calls) == 0:
             assert rest_queued.wait(60), "no other claimer ran while this one waited"
-        return claim_due(session, now, limit)
+        return claim_due(session, now, limit, **options)
 
     def enqueue(delivery_ids: Iterable[int]) -> None:
         system.enqueue(delivery_ids)
@@ -128,9 +132,9 @@ def test_on_sqlite_a_pass_claims_in_one_transaction_at_a_time(
     system.clock.advance(timedelta(days=1, hours=3))
     claim_due, threads = scheduler.claim_due, set()
 
-    def noted(session: Session, now: datetime, limit: int) -> object:
+    def noted(session: Session, now: datetime, limit: int, **options: str) -> object:
         threads.add(threading.get_ident())
-        return claim_due(session, now, limit)
+        return claim_due(session, now, limit, **options)
 
     monkeypatch.setattr(scheduler, "claim_due", noted)
 
@@ -174,6 +178,7 @@ def test_a_paced_pass_over_its_cap_issues_nothing_and_still_sweeps(system: Syste
         pending_ttl=system.settings.pending_ttl,
         retention=system.settings.retention,
         secret=system.settings.secret_key,
+        default_timezone=system.settings.default_timezone,
         max_in_flight=2,
         claimers=2,
     )
@@ -191,12 +196,12 @@ def test_when_one_claimer_fails_the_other_stops_and_the_pass_raises(
     system.clock.advance(timedelta(days=1, hours=3))
     claim_due, calls, failed = scheduler.claim_due, itertools.count(), threading.Event()
 
-    def first_fails(session: Session, now: datetime, limit: int) -> object:
+    def first_fails(session: Session, now: datetime, limit: int, **options: str) -> object:
         if next(calls) == 0:
             failed.set()
             raise RuntimeError("the database went away")
         assert failed.wait(60)
-        return claim_due(session, now, limit)
+        return claim_due(session, now, limit, **options)
 
     monkeypatch.setattr(scheduler, "claim_due", first_fails)
     system.enqueued.clear()
@@ -213,6 +218,44 @@ def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
     system.clock.advance(timedelta(days=1, hours=3))
     assert len(system.tick().issued) == 3
     assert system.tick().issued == []
+
+
+@pytest.mark.parametrize("system_env", [{"DRIP_DEFAULT_TIMEZONE": "America/New_York"}])
+def test_a_timezone_this_server_does_not_know_falls_back_to_the_default_for_that_reader_only(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A zone a newer tz database accepted at signup (or a row edited by hand) must not
+    stop the pass for everyone: that reader gets lessons at DRIP_DEFAULT_TIMEZONE's
+    send hour, and the log names them by id, never by address."""
+    system.join("ana@example.com", timezone="Europe/Berlin")
+    system.join("bob@example.com", timezone="Europe/Berlin")
+    with transaction(system.sessions) as session:
+        session.execute(
+            sa.update(Subscriber)
+            .where(Subscriber.email == "bob@example.com")
+            .values(timezone="Asia/Nowhere")
+        )
+    bob = system.subscriber("bob@example.com").id
+
+    with caplog.at_level(logging.WARNING, logger="drip"):
+        for _ in range(3 * 24 + 7):
+            system.clock.advance(timedelta(hours=1))
+            if system.tick().issued:
+                system.drain()
+
+    def lessons(address: str, tz: str) -> list[str]:
+        received = system.smtp.to(address)[2:]  # after the confirmation and the welcome
+        return [
+            parsedate_to_datetime(str(m["Date"])).astimezone(ZoneInfo(tz)).strftime("%d %H:%M")
+            for m in received
+        ]
+
+    assert lessons("ana@example.com", "Europe/Berlin") == ["25 08:00", "26 08:00", "27 08:00"]
+    assert lessons("bob@example.com", "Europe/Berlin") == ["25 08:00", "26 13:00", "27 13:00"]
+    assert lessons("bob@example.com", "America/New_York")[1:] == ["26 08:00", "27 08:00"]
+    warned = [r.getMessage() for r in caplog.records if "Asia/Nowhere" in r.getMessage()]
+    assert warned and all(f"subscriber {bob} " in w for w in warned)
+    assert not [r for r in caplog.records if "bob@" in r.getMessage()]
 
 
 def test_a_signup_never_confirmed_gets_no_lesson_however_long_the_scheduler_runs(

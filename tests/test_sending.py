@@ -138,6 +138,21 @@ def test_retries_stop_after_the_configured_number_of_attempts(system: System) ->
     assert system.smtp.received == []
 
 
+def test_a_delivery_refused_every_time_is_tried_for_about_a_day_before_it_fails(
+    system: System,
+) -> None:
+    """The default DRIP_MAX_ATTEMPTS (8) spends the first seven waits; a mailbox server
+    down for the night must not cost the reader the lesson by morning (standards REL-07)."""
+    delivery_id = pending(system)
+    started = system.clock.now()
+    system.smtp.script("ana@example.com", *["451 4.3.0 Try again later"] * 20)
+    while send_delivery(system.mailer, delivery_id) is Outcome.RETRY:
+        system.clock.set(only_delivery(system).retry_at)  # type: ignore[arg-type]
+
+    assert only_delivery(system).attempts == system.settings.max_attempts == 8
+    assert timedelta(hours=23) <= system.clock.now() - started <= timedelta(hours=24)
+
+
 def test_a_confirmation_for_someone_already_confirmed_is_not_sent(system: System) -> None:
     delivery_id = pending(system)
     system.confirm("ana@example.com")

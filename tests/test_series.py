@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from drip.db import transaction
+from drip.lessons import set_day
 from drip.models import (
     ConsentMethod,
     Delivery,
@@ -22,6 +23,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+from drip.subscriber_actions import resend
 from drip.subscriptions import unsubscribe
 from tests.helpers import System
 
@@ -224,7 +226,7 @@ def test_lessons_held_up_by_a_worker_outage_do_not_arrive_together(
     assert len(set(days)) == len(days), "never two lessons on one day"
 
 
-def test_a_lesson_caught_up_in_the_evening_is_not_chased_by_the_next_at_dawn(
+def test_a_lesson_caught_up_in_the_evening_is_followed_a_full_day_later_at_the_send_hour(
     system: System, start: datetime
 ) -> None:
     system.signup("ana@example.com", timezone="UTC")
@@ -233,15 +235,74 @@ def test_a_lesson_caught_up_in_the_evening_is_not_chased_by_the_next_at_dawn(
     run_until(system, start + timedelta(days=2, hours=3))
     system.clock.set(datetime(2026, 10, 29, 20, 0, tzinfo=UTC))  # scheduler down three days
 
-    run_until(system, start + timedelta(days=8, hours=3))
+    run_until(system, start + timedelta(days=9, hours=3))
 
     lessons = lessons_received(system, "ana@example.com")[1:]
-    assert [n for n, _ in lessons] == list(range(1, 7))
-    days = [when.date() for _, when in lessons]
-    assert days == [date(2026, 10, 25) + timedelta(days=i) for i in range(2)] + [
-        date(2026, 10, 29) + timedelta(days=i) for i in range(4)
+    assert [(n, when.isoformat()) for n, when in lessons[2:]] == [
+        (3, "2026-10-29T20:00:00+00:00"),  # 60 hours late
+        (4, "2026-10-31T08:00:00+00:00"),  # not at 08:00 the morning after, nor at 20:00
+        (5, "2026-11-01T08:00:00+00:00"),
+        (6, "2026-11-02T08:00:00+00:00"),
     ]
+
+
+def test_sending_an_old_failed_lesson_again_leaves_the_next_lesson_at_its_hour(
+    system: System, start: datetime
+) -> None:
+    """Lesson 1 is refused for a day and fails; lessons 2 and 3 follow. An admin's "Send
+    again" of lesson 1 two days late is not the catch-up of a late lesson: lesson 4 keeps
+    its 08:00 the next morning instead of moving to the hour of the resend."""
+    system.join("ana@example.com")
+    system.smtp.script("ana@example.com", *["451 4.2.0 Mailbox busy"] * 8)
+
+    def send_lesson_1_again() -> None:
+        with transaction(system.sessions) as session:
+            ana = system.subscriber("ana@example.com", session=session)
+            failed = session.scalars(
+                sa.select(Delivery.id).where(
+                    Delivery.subscriber_id == ana.id, Delivery.status == DeliveryStatus.FAILED
+                )
+            ).one()
+            resend(
+                session, failed, ana.id, now=system.clock.now(), secret=system.settings.secret_key
+            )
+        system.enqueue([failed])
+        system.drain()
+
+    resent_at = datetime(2026, 10, 27, 15, 0, tzinfo=UTC)
+    run_until(system, start + timedelta(days=5, hours=3), {resent_at: send_lesson_1_again})
+
+    lessons = lessons_received(system, "ana@example.com")[1:]
+    assert [n for n, _ in lessons] == [2, 3, 1, 4, 5]
     by_number = dict(lessons)
-    assert by_number[3] == datetime(2026, 10, 29, 20, 0, tzinfo=UTC), "lesson 3, 60 h late"
-    assert by_number[4] - by_number[3] >= timedelta(hours=24), "not at 08:00 the next morning"
-    assert by_number[5].time().isoformat() == "08:00:00", "back on the send hour after that"
+    assert by_number[1] == resent_at
+    assert by_number[4] == datetime(2026, 10, 28, 8, 0, tzinfo=UTC)
+
+
+def test_a_lesson_moved_to_a_later_day_reaches_the_readers_waiting_for_it_on_that_day(
+    system: System, start: datetime
+) -> None:
+    """The writer moves lesson 10 from day 10 to day 12 while Ana waits for it and Bob,
+    who joined a day later, for lesson 9. Ana's lesson 10 was timed from the old day
+    when her lesson 9 went out; she gets it on day 12 all the same, as Bob does."""
+    system.join("ana@example.com")
+
+    def move_lesson_10() -> None:
+        with transaction(system.sessions) as session:
+            lesson_10 = session.scalars(sa.select(Step.id).where(Step.number == 10)).one()
+            _, moved = set_day(
+                session, lesson_10, 12, now=system.clock.now(), default_timezone="UTC"
+            )
+        assert moved == 1, "Ana; Bob is not waiting for lesson 10 yet"
+
+    events = {
+        start + timedelta(days=1): lambda: system.join("bob@example.com"),
+        start + timedelta(days=9, hours=3): move_lesson_10,
+    }
+    run_until(system, start + timedelta(days=14), events)
+
+    for address, joined in (("ana@example.com", 24), ("bob@example.com", 25)):
+        lessons = dict(lessons_received(system, address))
+        assert sorted(lessons) == list(range(11)), address
+        assert lessons[9] == datetime(2026, 10, joined, 8, tzinfo=UTC) + timedelta(days=9)
+        assert lessons[10] == datetime(2026, 10, joined, 8, tzinfo=UTC) + timedelta(days=12)

@@ -44,7 +44,13 @@ def lessons_load(directory: Path) -> None:
     check_series(make_renderer(settings), series, settings)
     with database_session() as (session, clock):
         before = _version_count(session)
-        install_series(session, series, now=clock.now(), author=f"drip lessons load {directory}")
+        install_series(
+            session,
+            series,
+            now=clock.now(),
+            author=f"drip lessons load {directory}",
+            default_timezone=settings.default_timezone,
+        )
         added = _version_count(session) - before
     click.echo(f"loaded {series.name!r}: {added} new lesson version(s)")
 

@@ -9,7 +9,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -701,6 +701,36 @@ def test_a_lessons_day_must_fall_after_the_lesson_before_and_before_the_next(
     moved = post(admin, f"/admin/steps/{lesson_10}/day", {"day_offset": "14"}, page=SERIES)
     assert moved.status_code == 302
     assert days(system)[-1] == 14
+
+
+def test_readers_waiting_for_a_lesson_follow_its_new_day(
+    admin: FlaskClient, system: System
+) -> None:
+    """Ana waits for lesson 10 (set by hand, as a pause or an outage leaves it), Ben for
+    lesson 3. Moving lesson 10 moves Ana's next email by as many days, never into the
+    past; Ben's is left alone."""
+    system.join("ana@example.com")
+    system.join("ben@example.com")
+    due = datetime(2026, 10, 27, 8, tzinfo=UTC)
+    with transaction(system.sessions) as session:
+        for address, number in (("ana@example.com", 10), ("ben@example.com", 3)):
+            reader = system.subscriber(address, session=session)
+            reader.next_step, reader.next_send_at = number, due
+    lesson_10 = step_id(system, 10)
+
+    def move_to(day: int) -> datetime | None:
+        moved = post(admin, f"/admin/steps/{lesson_10}/day", {"day_offset": str(day)}, page=SERIES)
+        assert moved.status_code == 302
+        with transaction(system.sessions) as session:
+            assert system.subscriber("ben@example.com", session=session).next_send_at == due
+            return system.subscriber("ana@example.com", session=session).next_send_at
+
+    assert move_to(14) == due + timedelta(days=4)
+    shown = admin.get(SERIES).get_data(as_text=True)
+    assert "Lesson 10 is now on day 14: 1 reader waiting for it gets it on the new day" in shown
+    assert move_to(11) == due + timedelta(days=1)
+    system.clock.set(datetime(2026, 10, 27, 12, tzinfo=UTC))  # past Ana's 08:00 on day 10
+    assert move_to(10) == due + timedelta(days=1), "at her next send hour, not 08:00 today"
 
 
 def test_the_last_lesson_can_be_removed_until_someone_has_had_it(

@@ -106,7 +106,15 @@ def set_day(step_id: int) -> BaseResponse | tuple[str, int]:
     day = int(raw) if raw.isascii() and raw.isdigit() else -1
     try:
         with web.transaction() as session:
-            slug = _slug(session, lessons.set_day(session, step_id, day))
+            step, moved = lessons.set_day(
+                session,
+                step_id,
+                day,
+                now=web.clock.now(),
+                default_timezone=web.settings.default_timezone,
+            )
+            slug = _slug(session, step)
+            flash(_day_moved(step, moved))
     except InvalidInput as exc:
         with web.reading() as session:
             series = session.get_one(Sequence, _step(session, step_id).sequence_id)
@@ -339,6 +347,17 @@ def _step(session: Session, step_id: int) -> Step:
     if step is None:
         raise NotFound("no such step")
     return step
+
+
+def _day_moved(step: Step, moved: int) -> str:
+    """What moving a lesson's day did to readers (drip.schedule.follow_new_day)."""
+    waiting = (
+        "1 reader waiting for it gets" if moved == 1 else f"{moved} readers waiting for it get"
+    )
+    return (
+        f"Lesson {step.number} is now on day {step.day_offset}: {waiting} it on the new "
+        "day, and readers who already had it are not sent it again."
+    )
 
 
 def _slug(session: Session, step: Step) -> str:
