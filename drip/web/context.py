@@ -56,13 +56,25 @@ class WebContext:
             yield session
 
     def origin_allowed(self) -> bool:
-        """A browser names the page's origin on a cross-site POST; no Origin (curl, an
-        old browser) is allowed, a foreign one is not, and "null" only when the browser
-        says the post came from drip's own page."""
+        """May the API take this call? A browser names the calling page's origin, which
+        must be allowed; a call without one (curl, a server) is allowed. "null", an
+        origin the browser will not name (a sandboxed frame, a file, a page whose
+        Referrer-Policy hides it), is no allowed site, unless the browser says the call
+        came from drip's own page. A browser preflights a JSON call, and CORS refuses
+        one from such a page, so only a client of another kind gets here with it."""
         origin = request.headers.get("Origin")
         if origin == "null":
             return request.headers.get("Sec-Fetch-Site") == "same-origin"
         return origin is None or origin in self.settings.allowed_origins
+
+    def form_origin_allowed(self) -> bool:
+        """May a form post be a signup? As for the API, except that "null" counts as no
+        Origin at all: a browser sends it on the embedded form's post whenever the
+        writer's page has Referrer-Policy no-referrer or same-origin (Helmet's default),
+        and a post without Origin is already taken. It names no foreign site, and double
+        opt-in protects the address it gives (standards SEC-14)."""
+        origin = request.headers.get("Origin")
+        return origin in (None, "null") or origin in self.settings.allowed_origins
 
     def same_site(self) -> bool:
         """Did the request come from one of drip's own pages?"""

@@ -3,14 +3,18 @@
 The form answers the same way whatever happens to the address (new, pending, active,
 unsubscribed), and also when the honeypot is filled, the landing page's form came back
 sooner than a person fills it in, or the form was posted from a site not in
-DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. Otherwise the request
-stores the signup as received and a worker decides what it means (drip.intake); a bot's
-signup does the same work and is rolled back, so the answer takes as long either way.
-The confirm link changes nothing on GET (mail scanners open every link); its page's
-button POSTs.
+DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent, and the log says why
+at INFO, without the address (a browser that names no site, Origin: null, names no
+foreign one either: WebContext.form_origin_allowed). Otherwise the request stores the
+signup as received and a worker decides what it means (drip.intake); a bot's signup
+does the same work and is rolled back, so the answer takes as long either way. The
+confirm link changes nothing on GET (mail scanners open every link); its page's button
+POSTs.
 """
 
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
@@ -29,6 +33,7 @@ from drip.tokens import CONFIRM, FORM_SHOWN
 from drip.web.context import ctx, seen
 from drip.web.limits import limiter
 
+log = logging.getLogger(__name__)
 bp = Blueprint("signup", __name__)
 HONEYPOT = "website"
 SHOWN = "shown"
@@ -90,13 +95,15 @@ def embed(slug: str = "") -> str:
 def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
-    trapped = bool(request.form.get(HONEYPOT)) or _filled_too_fast() or not web.origin_allowed()
+    trap = _trap()
+    if trap:
+        log.info("signup_dropped: %s; nothing stored, the usual answer given", trap)
     timezone = detected_timezone(
         next((tz for tz in request.form.getlist("timezone") if tz.strip()), ""),
         default_timezone=web.settings.default_timezone,
     )
     try:
-        _subscribe(timezone, trapped=trapped)
+        _subscribe(timezone, trapped=bool(trap))
     except InvalidInput as exc:
         if not web.same_site():
             raise
@@ -105,6 +112,20 @@ def subscribe_form() -> Response | tuple[str, int]:
         )
         return page, 400
     return redirect(thanks, code=303)
+
+
+def _trap() -> str:
+    """Why a form post looks like a bot's, or "" when it looks like a person's. The
+    reason goes to the log only, without the address: a writer wondering where their
+    signups went can see it, and the bot cannot."""
+    if request.form.get(HONEYPOT):
+        return "the hidden field was filled"
+    if _filled_too_fast():
+        return "sent back sooner than a person fills the form"
+    if not ctx().form_origin_allowed():
+        origin = request.headers.get("Origin", "")[:200]
+        return f"posted from {origin!r}, a site DRIP_ALLOWED_ORIGINS does not list"
+    return ""
 
 
 def _filled_too_fast() -> bool:

@@ -994,10 +994,75 @@ def test_a_browser_post_from_the_landing_page_is_accepted(
         data={"email": "ana@example.com"},
         headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
     )
-    client.post("/subscribe", data={"email": "bob@example.com"}, headers={"Origin": "null"})
     system.drain()
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_the_embedded_form_signs_up_from_a_site_whose_referrer_policy_hides_its_origin(
+    blog: FlaskClient, system: System
+) -> None:
+    """Under Referrer-Policy no-referrer or same-origin (Helmet's default) a browser
+    posts the form to drip with Origin: null, which names no site, as a post without
+    Origin names none: both are signups, and double opt-in protects the address
+    (standards SEC-14). The evidence keeps what the browser said."""
+    response = blog.post(
+        "/subscribe",
+        data={"email": "ana@example.com", "page": f"{BLOG}/posts/sleep"},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert (response.status_code, response.headers["Location"]) == (303, f"{BLOG}/thanks")
+    system.drain()
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
     with transaction(system.sessions) as session:
-        assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
+        signup = session.scalars(sa.select(ConsentEvent)).one()
+    assert (signup.form_id, signup.embed_origin) == ("embed", "null")
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
+def test_the_api_refuses_a_call_from_a_page_that_names_no_origin(
+    blog: FlaskClient, system: System
+) -> None:
+    """Origin: null on the API is a sandboxed frame, a file or a page hiding its origin:
+    none of them an allowed site, so 403 as for a foreign one. A browser preflights a
+    JSON call, which CORS refuses to such a page, so only a non-browser client gets here."""
+    refused = blog.post(
+        "/api/v1/subscribers",
+        json={"email": "ana@example.com"},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert refused.status_code == 403
+    assert count(system, ReceivedSignup) == 0
+
+
+@pytest.mark.parametrize(
+    ("form", "headers", "reason"),
+    [
+        ({"website": "https://spam.example"}, {}, "the hidden field was filled"),
+        ({"shown": "1.2.3"}, {}, "sent back sooner than a person fills the form"),
+        ({}, {"Origin": "https://evil.example"}, "'https://evil.example'"),
+    ],
+    ids=["honeypot", "too-fast", "foreign-origin"],
+)
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the log line only
+def test_a_dropped_signup_is_logged_with_why_never_with_the_address(
+    client: FlaskClient,
+    system: System,
+    caplog: pytest.LogCaptureFixture,
+    form: dict[str, str],
+    headers: dict[str, str],
+    reason: str,
+) -> None:
+    """A writer wondering where their signups went finds the reason in the log; the
+    visitor, or the bot, still sees the usual answer."""
+    with caplog.at_level(logging.INFO, logger="drip"):
+        response = client.post(
+            "/subscribe", data={"email": "ana@example.com", **form}, headers=headers
+        )
+    assert response.status_code == 303
+    [logged] = [r for r in caplog.records if "signup_dropped" in r.getMessage()]
+    assert logged.levelno == logging.INFO
+    assert reason in logged.getMessage() and "ana@" not in logged.getMessage()
+    assert count(system, ReceivedSignup) == 0
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # headers, not data
