@@ -1192,6 +1192,32 @@ def test_a_mistake_on_the_landing_page_is_shown_beside_the_form_with_the_input_k
     assert count(system, Subscriber) == 0
 
 
+@pytest.mark.parametrize(
+    ("form", "said"),
+    [
+        ({"email": "ana@example"}, "Email address: "),
+        ({"email": "ana@example.com", "first_name": "x" * 101}, "First name: at most 100"),
+        ({"email": "ana@example.com", "first_name": "Ana\nBcc: x@y.z"}, "First name: control"),
+    ],
+    ids=["address", "long-name", "name-with-a-line-break"],
+)
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
+def test_a_mistake_is_named_in_the_visitors_words_and_the_page_title_says_so(
+    client: FlaskClient, blog: FlaskClient, form: dict[str, str], said: str
+) -> None:
+    """The visitor reads "First name", never the field's name in the code; a screen
+    reader user hears that the page came back with an error as soon as it loads."""
+    landing = client.post("/subscribe", data=form, headers={"Sec-Fetch-Site": "same-origin"})
+    page = landing.get_data(as_text=True)
+    shown = re.search(r'<p class="error"[^>]*>([^<]*)</p>', page)
+    assert shown is not None and shown.group(1).startswith(said)
+    assert "<title>Error: Calm Back, Calm Mind</title>" in page
+    embedded = blog.post("/subscribe", data=form, headers={"Origin": BLOG})
+    answer = embedded.get_data(as_text=True)
+    assert embedded.status_code == 400 and said in answer
+    assert "first_name" not in answer and "email:" not in answer
+
+
 def test_health_and_readiness_for_load_balancers(client: FlaskClient) -> None:
     assert client.get("/healthz").get_json() == {"status": "ok"}
     ready = client.get("/readyz")
