@@ -38,13 +38,6 @@ log = logging.getLogger(__name__)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 EMAIL = "Email address"
 """The address field as a visitor reads it, in the errors they see."""
-CONSENT_TEXT = (
-    "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
-    "sent by {sender} ({address}; {contact}). We keep your address, first name, timezone and a "
-    "record of this consent only to send the series. You can withdraw your consent at any "
-    "time: every email has a one-click unsubscribe link, and you can download or erase your "
-    "data whenever you like."
-)
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ import logging
 from flask import Blueprint, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
+from drip import notices
 from drip.errors import BadToken, InvalidInput
 from drip.signup import (
     SignupRequest,
@@ -38,6 +39,8 @@ bp = Blueprint("signup", __name__)
 HONEYPOT = "website"
 SHOWN = "shown"
 """The landing page form's signed "shown at" stamp (standards SEC-13)."""
+NOTICE = "notice"
+"""Every form's stamp of the consent notice it shows (drip.notices)."""
 
 
 @bp.get("/")
@@ -53,11 +56,14 @@ def _landing_page(slug: str, *, error: str = "", field: str = "") -> str:
     web = ctx()
     with web.reading() as session:
         sequence = find_sequence(session, slug)
+        notice = web.consent_text(sequence.name)
         return render_template(
             "landing.html",
             sequence=sequence,
             lessons=outline(session, sequence),
-            consent_text=web.consent_text(sequence.name),
+            consent_text=notice,
+            notice_field=NOTICE,
+            notice_stamp=notices.stamp(web.tokens, notice),
             zones=sorted(known_zones()),
             default_zone=web.settings.default_timezone,
             honeypot=HONEYPOT,
@@ -77,11 +83,14 @@ def embed(slug: str = "") -> str:
     web = ctx()
     with web.reading() as session:
         sequence = find_sequence(session, slug)
+        notice = web.consent_text(sequence.name)
         snippet = render_template(
             "embed_snippet.html",
             sequence=sequence,
             action=f"{web.settings.base_url}/subscribe",
-            consent_text=web.consent_text(sequence.name),
+            consent_text=notice,
+            notice_field=NOTICE,
+            notice_stamp=notices.stamp(web.tokens, notice),
             privacy_url=f"{web.settings.base_url}/privacy",
             honeypot=HONEYPOT,
         )
@@ -146,9 +155,9 @@ def _subscribe(timezone: str, *, trapped: bool) -> None:
     """The form's signup. Its evidence: the landing page's own form (same site) or the
     embedded snippet on someone's site (with that site's Origin); the page the form was
     on, which the snippet's script reports as `page` because by default a browser tells
-    another site only the page's origin in Referer; and `referrer`, the page the visitor
+    another site only the page's origin in Referer; `referrer`, the page the visitor
     came from, which the landing page took from its own request and the snippet from
-    its script."""
+    its script; and the notice the form showed, which its stamp names (drip.notices)."""
     web = ctx()
     same_site = web.same_site()
     web.subscribe(
@@ -164,6 +173,7 @@ def _subscribe(timezone: str, *, trapped: bool) -> None:
             embed_origin="" if same_site else request.headers.get("Origin", ""),
             form_id="landing" if same_site else "embed",
         ),
+        stamp=request.form.get(NOTICE, ""),
         trapped=trapped,
     )
 
