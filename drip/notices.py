@@ -13,14 +13,22 @@ since retired) cannot say what it showed. Its signup records exactly that, with 
 notice of the moment beside it, rather than claim the visitor read that one.
 
 A form whose notice is not the one drip gives now is out of date, and the writer must
-paste the snippet again: each signup from one is logged (drip.web.context).
+paste the snippet again: each signup from one is logged (drip.web.context), and
+`drip doctor` counts them by site (`out_of_date`).
 """
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
 from drip.errors import BadToken
+from drip.models import ConsentEvent, ConsentEventKind, ConsentText, Sequence, Subscriber
 from drip.settings import Settings
 from drip.tokens import NOTICE, Tokens
 
@@ -36,6 +44,8 @@ NOT_KNOWN = (
     "forms did, or its stamp no longer verifies). The notice drip gave for this series at "
     "the time read: {notice}"
 )
+RECENT = timedelta(days=30)
+"""How far back `drip doctor` looks for signups from out-of-date forms."""
 
 
 def notice_for(settings: Settings, series_name: str) -> str:
@@ -75,3 +85,52 @@ def site_of(embed_origin: str, page_url: str) -> str:
         if parts.scheme in ("http", "https") and parts.netloc:
             return f"{parts.scheme}://{parts.netloc}"
     return "a page that did not say where it is"
+
+
+@dataclass(frozen=True)
+class OutOfDate:
+    """A site whose embedded form recorded another notice than drip's current one."""
+
+    site: str
+    signups: int
+    latest: datetime
+
+
+def out_of_date(session: Session, settings: Settings, *, since: datetime) -> list[OutOfDate]:
+    """The sites whose embedded form showed another notice than drip gives now for its
+    series, or did not say which, with their signups since `since`; most first.
+
+    It reads every embedded signup since `since`, grouped in the database by page and
+    notice: work for `drip doctor`, not for a page anyone may load."""
+    rows = session.execute(
+        sa.select(
+            Sequence.name,
+            ConsentEvent.embed_origin,
+            ConsentEvent.page_url,
+            ConsentText.sha256,
+            sa.func.count(),
+            sa.func.max(ConsentEvent.occurred_at),
+        )
+        .join(ConsentText, ConsentText.id == ConsentEvent.consent_text_id)
+        .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+        .join(Sequence, Sequence.id == Subscriber.sequence_id)
+        .where(
+            ConsentEvent.kind == ConsentEventKind.SIGNUP,
+            ConsentEvent.form_id == "embed",
+            ConsentEvent.occurred_at >= since,
+        )
+        .group_by(
+            Sequence.name, ConsentEvent.embed_origin, ConsentEvent.page_url, ConsentText.sha256
+        )
+    )
+    current: dict[str, str] = {}
+    sites: dict[str, OutOfDate] = {}
+    for series, origin, page, digest, signups, latest in rows:
+        if series not in current:
+            current[series] = hashlib.sha256(notice_for(settings, series).encode()).hexdigest()
+        if digest == current[series]:
+            continue
+        site = site_of(origin or "", page or "")
+        seen = sites.get(site, OutOfDate(site, 0, latest))
+        sites[site] = OutOfDate(site, seen.signups + signups, max(seen.latest, latest))
+    return sorted(sites.values(), key=lambda found: (-found.signups, found.site))
