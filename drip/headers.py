@@ -23,6 +23,8 @@ import unicodedata
 from drip.errors import ConfigError, InvalidInput
 
 MAX_NAME = 100
+FIRST_NAME = "First name"
+"""The first name field as a visitor reads it, in the errors they see."""
 STDLIB_HEADERS_SAFE = hasattr(email.policy.default, "verify_generated_headers")
 """True on a Python with the CVE-2024-6923 fix, the check the standard names."""
 PYTHON: tuple[int, ...] = tuple(sys.version_info[:3])
@@ -62,16 +64,18 @@ def header_problem(value: str) -> str | None:
     return None
 
 
-def check_header_text(value: str, *, what: str) -> None:
+def check_header_text(value: str, *, field: str, label: str) -> None:
+    """InvalidInput for the form field `field` when `value` cannot go into a header; its
+    message names the field as the person who typed it reads it (`label`)."""
     problem = header_problem(value)
     if problem:
-        raise InvalidInput(f"{what}: {problem}", field=what)
+        raise InvalidInput(f"{label}: {problem}", field=field)
 
 
 def clean_first_name(raw: str) -> str:
     """A trimmed first name that is safe in a To header; InvalidInput when it is not."""
-    check_header_text(raw, what="first_name")
+    check_header_text(raw, field="first_name", label=FIRST_NAME)
     name = raw.strip()
     if len(name) > MAX_NAME:
-        raise InvalidInput(f"first_name: at most {MAX_NAME} characters", field="first_name")
+        raise InvalidInput(f"{FIRST_NAME}: at most {MAX_NAME} characters", field="first_name")
     return name

@@ -24,7 +24,7 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 
 from drip.email_policy import POLICY, written_headers
-from drip.headers import check_header_text
+from drip.headers import FIRST_NAME, check_header_text
 from drip.rendering import RenderedEmail
 
 
@@ -75,7 +75,7 @@ def message_id(delivery_id: int, *, secret: str, domain: str) -> str:
 
 
 def recipient_address(email: str, first_name: str) -> Address:
-    check_header_text(first_name, what="first_name")
+    check_header_text(first_name, field="first_name", label=FIRST_NAME)
     local, _, domain = email.rpartition("@")
     return Address(display_name=first_name, username=local, domain=domain)
 

@@ -36,13 +36,8 @@ from drip.series_files import latest_version
 
 log = logging.getLogger(__name__)
 SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
-CONSENT_TEXT = (
-    "By signing up you agree to receive {series}: a welcome email and one lesson a day, "
-    "sent by {sender} ({address}; {contact}). We keep your address, first name, timezone and a "
-    "record of this consent only to send the series. You can withdraw your consent at any "
-    "time: every email has a one-click unsubscribe link, and you can download or erase your "
-    "data whenever you like."
-)
+EMAIL = "Email address"
+"""The address field as a visitor reads it, in the errors they see."""
 
 
 @dataclass(frozen=True)
@@ -77,15 +72,15 @@ def purposes_of(slug: str) -> str:
 
 
 def normalise_email(raw: str) -> str:
-    check_header_text(raw, what="email")
+    check_header_text(raw, field="email", label=EMAIL)
     try:
         checked = validate_email(raw.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
-        raise InvalidInput(f"email: {exc}", field="email") from None
+        raise InvalidInput(f"{EMAIL}: {exc}", field="email") from None
     address = (checked.ascii_email or checked.normalized).lower()
     local = address.rpartition("@")[0]
     if len(local) > 64 or len(address) > 254:
-        raise InvalidInput("email: longer than an address can be (RFC 5321)", field="email")
+        raise InvalidInput(f"{EMAIL}: longer than an address can be (RFC 5321)", field="email")
     return address
 
 
@@ -192,7 +187,7 @@ def check(
     try:
         timing.zone(tz)
     except ValueError:
-        raise InvalidInput(f"timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
+        raise InvalidInput(f"Timezone: unknown timezone {tz[:64]!r}", field="timezone") from None
     if series_id is None:
         series = find_series(connection, request.sequence.strip())
     else:

@@ -1,6 +1,7 @@
 """Signed links (itsdangerous), one salt per purpose, timed by the injected clock.
 
-Payloads hold ids only, never an email address: a signed token is readable base64.
+Payloads hold ids (or a form's consent notice), never an email address: a signed token
+is readable base64.
 Unsubscribe tokens never expire (CAN-SPAM wants 30 days, CASL 60; a link in an old
 email must keep working); confirmation tokens expire after Settings.confirm_max_age.
 
@@ -31,6 +32,9 @@ PRIVACY_ERASE = "drip.privacy-erase"
 link alone (forwarded, quoted, fetched by a scanner) cannot erase (standards SEC-10)."""
 PRIVACY_WITHDRAW = "drip.privacy-withdraw"
 """The privacy page's unsubscribe button's own token, minted like the erase button's."""
+NOTICE = "drip.notice"
+"""Carried by every signup form: the consent notice it shows (drip.notices). It never
+expires: a form pasted into a writer's site shows its notice for years."""
 ADMIN_DEVICE = "drip.admin-device"
 """The cookie a browser keeps once an admin has logged in with it: the admin's id and a
 nonce (drip.web.admin.throttle)."""
@@ -64,7 +68,7 @@ class Tokens:
             )
         return self._serializers[purpose]
 
-    def make(self, purpose: str, payload: list[int]) -> str:
+    def make(self, purpose: str, payload: list[int] | list[str]) -> str:
         return self._serializer(purpose).dumps(payload)
 
     def read(self, purpose: str, token: str, *, max_age: timedelta | None = None) -> list[int]:
@@ -79,6 +83,16 @@ class Tokens:
         if not isinstance(payload, list) or not all(type(v) is int for v in payload):
             raise BadToken("this link is not valid")
         return payload
+
+    def read_text(self, purpose: str, token: str) -> str:
+        """The text of a genuine token for `purpose` made of one text; BadToken otherwise."""
+        try:
+            payload = self._serializer(purpose).loads(token)
+        except BadSignature:
+            raise BadToken("this stamp is not valid") from None
+        if not isinstance(payload, list) or len(payload) != 1 or type(payload[0]) is not str:
+            raise BadToken("this stamp is not valid")
+        return payload[0]
 
     def age(self, purpose: str, token: str) -> timedelta:
         """How long ago a genuine token for `purpose` was made, to the second; BadToken

@@ -497,5 +497,5 @@ def test_privacy_commands_refuse_what_is_no_address(
     env = {"DRIP_INSTANCE": str(tmp_path)}
     result = CliRunner().invoke(main, ["privacy", command, address], env=env)
     assert result.exit_code == 2, result.output
-    assert "Invalid value for 'ADDRESS': email:" in result.output
+    assert "Invalid value for 'ADDRESS': Email address:" in result.output
     assert not (tmp_path / "drip.db").exists(), "refused before the database was opened"

@@ -24,13 +24,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 from sqlalchemy.engine import make_url
 
-from drip import doctor, schema
+from drip import doctor, intake, notices, schema
 from drip.cli import main
-from drip.db import create_db_engine
+from drip.db import create_db_engine, transaction
 from drip.dkim_signing import generate_key
 from drip.doctor import Check, Level, LookupFailed, NoSuchName, examine
 from drip.settings import Settings, load_settings
-from tests.helpers import SMTPServer, free_port
+from drip.signup import SignupRequest, find_series
+from tests.helpers import SMTPServer, System, free_port
 
 DOMAIN = "calmback.org"
 SELECTOR = "drip2026"
@@ -531,6 +532,7 @@ def test_drip_doctor_prints_each_check_and_fails_only_on_errors(
     healthy = CliRunner().invoke(main, ["doctor"], env=env)
     assert healthy.exit_code == 0, healthy.output
     assert f"ok       DMARC: p=none at _dmarc.{DOMAIN}" in healthy.output
+    assert "ok       embedded forms: no signup of the last 30 days came from" in healthy.output
 
     relay = SMTPServer(authenticator=accept_only("drip", "s3cret"), auth_require_tls=False)
     relay.start()
@@ -558,4 +560,43 @@ def test_drip_doctor_fails_when_the_database_cannot_be_reached(
     assert result.exit_code == 1, result.output
     assert "error    database: cannot reach postgresql+psycopg://drip:***@" in result.output
     assert "s3cret" not in result.output
+    assert "embedded forms: not checked: the database check failed" in result.output
     assert "1 error(s)" in result.output
+
+
+def test_the_sites_whose_embedded_form_shows_an_older_notice_are_named(system: System) -> None:
+    """Their signups are kept with the notice their form showed, but the form must be
+    pasted again (drip.notices). An up-to-date form, and the landing page, are not named;
+    a browser that sent Origin: null is placed by the page its script reported."""
+    blog = "https://blog.example.com"
+    with transaction(system.sessions) as session:
+        series = find_series(session.connection(), "").name
+    current = notices.notice_for(system.settings, series)
+    for address, notice, form_id, origin, page in (
+        ("ana@example.com", current, "embed", blog, f"{blog}/a"),
+        ("bob@example.com", "an older notice", "embed", blog, f"{blog}/b"),
+        ("cy@example.com", notices.not_known(current), "embed", blog, f"{blog}/c"),
+        ("di@example.com", "an older notice", "embed", "null", "https://quiet.example.org/p"),
+        ("ed@example.com", "an older notice", "landing", "", "https://drip.example.com/"),
+    ):
+        signup = SignupRequest(email=address, form_id=form_id, embed_origin=origin, page=page)
+        with transaction(system.sessions) as session:
+            received = intake.receive(
+                session.connection(),
+                signup,
+                now=system.clock.now(),
+                consent_text=lambda _series, notice=notice: notice,
+                privacy_policy="",
+                default_timezone="UTC",
+            )
+        system.enqueue_signups([received])
+    system.drain()
+
+    check = doctor.embedded_forms(system.settings, now=system.clock.now())
+    assert check.level == Level.WARNING
+    assert check.detail.startswith("3 signup(s) of the last 30 days came from a form showing")
+    day = f"{system.clock.now():%Y-%m-%d}"
+    assert f"{blog} (2, the latest on {day}); https://quiet.example.org (1," in check.detail
+    assert f"{system.settings.base_url}/embed" in check.fix
+    later = doctor.embedded_forms(system.settings, now=system.clock.now() + dt.timedelta(days=31))
+    assert later.level == Level.OK

@@ -13,11 +13,16 @@ from drip.cli.common import configured_settings, handles_errors
 @handles_errors
 def doctor() -> None:
     """Check the settings a new operator gets wrong (the database and its migration,
-    Redis, URLs, DKIM, SPF, DMARC, SMTP login, the relay's reverse DNS), each with how to
-    fix it. Fails only on errors; a DNS lookup it cannot make is a warning."""
+    Redis, URLs, DKIM, SPF, DMARC, SMTP login, the relay's reverse DNS, embedded forms
+    showing an older consent notice), each with how to fix it. Fails only on errors; a
+    DNS lookup it cannot make is a warning."""
     from drip.doctor import Level, dns_records, dns_txt, examine
+    from drip.wiring import make_clock
 
-    checks = examine(configured_settings(), lookup_txt=dns_txt, lookup_records=dns_records)
+    settings = configured_settings()
+    checks = examine(
+        settings, lookup_txt=dns_txt, lookup_records=dns_records, clock=make_clock(settings)
+    )
     for check in checks:
         click.echo(f"{check.level.value:<8} {check.name}: {check.detail}")
         if check.fix and check.level != Level.OK:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ssl
 
+from drip.clock import Clock, SystemClock
 from drip.doctor.config import (
     alignment,
     base_url,
@@ -21,6 +22,7 @@ from drip.doctor.config import (
     sender,
     sends_real_mail,
 )
+from drip.doctor.forms import embedded_forms, unchecked
 from drip.doctor.rdns import RecordLookup, reverse_dns
 from drip.doctor.records import (
     LookupFailed,
@@ -54,6 +56,7 @@ __all__ = [
     "dmarc",
     "dns_records",
     "dns_txt",
+    "embedded_forms",
     "examine",
     "inline_comments",
     "postal_address",
@@ -75,12 +78,15 @@ def examine(
     lookup_records: RecordLookup,
     tls: ssl.SSLContext | None = None,
     python: tuple[int, ...] = PYTHON,
+    clock: Clock | None = None,
 ) -> list[Check]:
     """Every check, in the order an operator would fix them. The lookups are the network
-    seam; `python` is the running version; the tests replace all three."""
+    seam; `python` is the running version; the tests replace all three. The embedded
+    forms are looked at only in a database the first check could read."""
     lookup_txt = trusted(lookup_txt, settings.mail_domain)
+    store = database(settings)
     return [
-        database(settings),
+        store,
         redis_server(settings),
         base_url(settings),
         secret_key(settings),
@@ -95,4 +101,7 @@ def examine(
         smtp_relay(settings, tls=tls),
         reverse_dns(settings, lookup_records),
         python_email_package(python),
+        unchecked("the database check failed")
+        if store.level == Level.ERROR
+        else embedded_forms(settings, now=(clock or SystemClock()).now()),
     ]

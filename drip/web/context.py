@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 
 from flask import current_app, request
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from drip import notices
 from drip.clock import Clock, SystemClock
 from drip.db import SessionFactory, reading, transaction
 from drip.errors import DripError
@@ -20,9 +22,10 @@ from drip.intake import receive
 from drip.rendering import Renderer
 from drip.scheduler import Enqueue, Recount
 from drip.settings import Settings
-from drip.signup import CONSENT_TEXT, Seen, SignupRequest
+from drip.signup import Seen, SignupRequest
 from drip.tokens import Tokens
 
+log = logging.getLogger(__name__)
 PRIVACY_POLICY = Path(__file__).with_name("templates") / "privacy.html"
 Proofs = Callable[[int, str, str], bool]
 """Queues a test send: (step id, to address, subscriber email whose data to use); False
@@ -56,13 +59,25 @@ class WebContext:
             yield session
 
     def origin_allowed(self) -> bool:
-        """A browser names the page's origin on a cross-site POST; no Origin (curl, an
-        old browser) is allowed, a foreign one is not, and "null" only when the browser
-        says the post came from drip's own page."""
+        """May the API take this call? A browser names the calling page's origin, which
+        must be allowed; a call without one (curl, a server) is allowed. "null", an
+        origin the browser will not name (a sandboxed frame, a file, a page whose
+        Referrer-Policy hides it), is no allowed site, unless the browser says the call
+        came from drip's own page. A browser preflights a JSON call, and CORS refuses
+        one from such a page, so only a client of another kind gets here with it."""
         origin = request.headers.get("Origin")
         if origin == "null":
             return request.headers.get("Sec-Fetch-Site") == "same-origin"
         return origin is None or origin in self.settings.allowed_origins
+
+    def form_origin_allowed(self) -> bool:
+        """May a form post be a signup? As for the API, except that "null" counts as no
+        Origin at all: a browser sends it on the embedded form's post whenever the
+        writer's page has Referrer-Policy no-referrer or same-origin (Helmet's default),
+        and a post without Origin is already taken. It names no foreign site, and double
+        opt-in protects the address it gives (standards SEC-14)."""
+        origin = request.headers.get("Origin")
+        return origin in (None, "null") or origin in self.settings.allowed_origins
 
     def same_site(self) -> bool:
         """Did the request come from one of drip's own pages?"""
@@ -71,22 +86,31 @@ class WebContext:
             request.headers.get("Origin", "") == "/".join(own)
         )
 
-    def subscribe(self, signup: SignupRequest, *, trapped: bool = False) -> None:
+    def subscribe(
+        self, signup: SignupRequest, *, stamp: str | None = None, trapped: bool = False
+    ) -> None:
         """A signup from the form or the API, received for a worker (drip.intake) with
         what the web adds: the notice shown beside the form, the privacy policy it links
         to, and the defaults the settings give. The same work whatever the address.
+
+        `stamp` is the notice stamp the form carried (drip.notices), "" when it carried
+        none; the API, which draws no form, gives None, and its signup records the
+        notice drip gives now.
 
         A `trapped` signup (a bot's: honeypot, form-fill time, foreign origin) does the
         same work and is rolled back, its errors unsaid, like the dummy verify of an
         unknown admin: answering it sooner would tell the bot which trap it fell into
         (standards SEC-12)."""
+        notice: Callable[[str], str] = self.consent_text
+        if stamp is not None:
+            notice = partial(self._notice_shown, stamp, signup, quiet=trapped)
         with self.engine.connect() as connection:
             try:
                 received_id = receive(
                     connection,
                     signup,
                     now=self.clock.now(),
-                    consent_text=self.consent_text,
+                    consent_text=notice,
                     privacy_policy=privacy_policy_version(),
                     default_timezone=self.settings.default_timezone,
                 )
@@ -101,13 +125,27 @@ class WebContext:
         self.signups([received_id])
 
     def consent_text(self, series_name: str) -> str:
-        sender = self.settings.sender.display_name or self.settings.sender.addr_spec
-        return CONSENT_TEXT.format(
-            series=series_name,
-            sender=sender,
-            address=self.settings.postal_address,
-            contact=self.settings.contact,
-        )
+        return notices.notice_for(self.settings, series_name)
+
+    def _notice_shown(
+        self, stamp: str, signup: SignupRequest, series_name: str, *, quiet: bool
+    ) -> str:
+        """The notice a form showed, as its stamp says. An embedded form that shows
+        another notice than drip's, or cannot say which, is out of date: the log says
+        where it is, for its writer to paste the snippet again (unless the post is a
+        bot's, `quiet`). A landing page is drawn afresh for each visitor, so one that
+        was open across a change of notice needs no one to act."""
+        current = self.consent_text(series_name)
+        notice = notices.stamped(self.tokens, stamp)
+        if notice != current and signup.form_id == "embed" and not quiet:
+            log.warning(
+                "signup_form_out_of_date site=%r: the form %s; paste the snippet from /embed again",
+                notices.site_of(signup.embed_origin, signup.page),
+                "does not say which consent notice it shows"
+                if notice is None
+                else "shows an older consent notice",
+            )
+        return notices.not_known(current) if notice is None else notice
 
 
 @cache

@@ -3,19 +3,24 @@
 The form answers the same way whatever happens to the address (new, pending, active,
 unsubscribed), and also when the honeypot is filled, the landing page's form came back
 sooner than a person fills it in, or the form was posted from a site not in
-DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent. Otherwise the request
-stores the signup as received and a worker decides what it means (drip.intake); a bot's
-signup does the same work and is rolled back, so the answer takes as long either way.
-The confirm link changes nothing on GET (mail scanners open every link); its page's
-button POSTs.
+DRIP_ALLOWED_ORIGINS: then nothing is stored and nothing is sent, and the log says why
+at INFO, without the address (a browser that names no site, Origin: null, names no
+foreign one either: WebContext.form_origin_allowed). Otherwise the request stores the
+signup as received and a worker decides what it means (drip.intake); a bot's signup
+does the same work and is rolled back, so the answer takes as long either way. The
+confirm link changes nothing on GET (mail scanners open every link); its page's button
+POSTs.
 """
 
 from __future__ import annotations
+
+import logging
 
 from flask import Blueprint, redirect, render_template, request, url_for
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
+from drip import notices
 from drip.errors import BadToken, InvalidInput
 from drip.models import Subscriber, SubscriberStatus
 from drip.signup import (
@@ -32,11 +37,14 @@ from drip.tokens import CONFIRM, FORM_SHOWN, UNSUBSCRIBE
 from drip.web.context import ctx, seen
 from drip.web.limits import limiter
 
+log = logging.getLogger(__name__)
 bp = Blueprint("signup", __name__)
 HONEYPOT = "website"
 SHOWN = "shown"
 """The landing page form's signed "shown at" stamp (standards SEC-13)."""
 CONFIRMED = (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLETED)
+NOTICE = "notice"
+"""Every form's stamp of the consent notice it shows (drip.notices)."""
 
 
 @bp.get("/")
@@ -52,11 +60,14 @@ def _landing_page(slug: str, *, error: str = "", field: str = "") -> str:
     web = ctx()
     with web.reading() as session:
         sequence = find_sequence(session, slug)
+        notice = web.consent_text(sequence.name)
         return render_template(
             "landing.html",
             sequence=sequence,
             lessons=outline(session, sequence),
-            consent_text=web.consent_text(sequence.name),
+            consent_text=notice,
+            notice_field=NOTICE,
+            notice_stamp=notices.stamp(web.tokens, notice),
             zones=sorted(known_zones()),
             default_zone=web.settings.default_timezone,
             honeypot=HONEYPOT,
@@ -76,11 +87,14 @@ def embed(slug: str = "") -> str:
     web = ctx()
     with web.reading() as session:
         sequence = find_sequence(session, slug)
+        notice = web.consent_text(sequence.name)
         snippet = render_template(
             "embed_snippet.html",
             sequence=sequence,
             action=f"{web.settings.base_url}/subscribe",
-            consent_text=web.consent_text(sequence.name),
+            consent_text=notice,
+            notice_field=NOTICE,
+            notice_stamp=notices.stamp(web.tokens, notice),
             privacy_url=f"{web.settings.base_url}/privacy",
             honeypot=HONEYPOT,
         )
@@ -94,13 +108,15 @@ def embed(slug: str = "") -> str:
 def subscribe_form() -> Response | tuple[str, int]:
     web = ctx()
     thanks = url_for(".check_inbox") if web.same_site() else web.settings.thanks_url
-    trapped = bool(request.form.get(HONEYPOT)) or _filled_too_fast() or not web.origin_allowed()
+    trap = _trap()
+    if trap:
+        log.info("signup_dropped: %s; nothing stored, the usual answer given", trap)
     timezone = detected_timezone(
         next((tz for tz in request.form.getlist("timezone") if tz.strip()), ""),
         default_timezone=web.settings.default_timezone,
     )
     try:
-        _subscribe(timezone, trapped=trapped)
+        _subscribe(timezone, trapped=bool(trap))
     except InvalidInput as exc:
         if not web.same_site():
             raise
@@ -109,6 +125,20 @@ def subscribe_form() -> Response | tuple[str, int]:
         )
         return page, 400
     return redirect(thanks, code=303)
+
+
+def _trap() -> str:
+    """Why a form post looks like a bot's, or "" when it looks like a person's. The
+    reason goes to the log only, without the address: a writer wondering where their
+    signups went can see it, and the bot cannot."""
+    if request.form.get(HONEYPOT):
+        return "the hidden field was filled"
+    if _filled_too_fast():
+        return "sent back sooner than a person fills the form"
+    if not ctx().form_origin_allowed():
+        origin = request.headers.get("Origin", "")[:200]
+        return f"posted from {origin!r}, a site DRIP_ALLOWED_ORIGINS does not list"
+    return ""
 
 
 def _filled_too_fast() -> bool:
@@ -129,9 +159,9 @@ def _subscribe(timezone: str, *, trapped: bool) -> None:
     """The form's signup. Its evidence: the landing page's own form (same site) or the
     embedded snippet on someone's site (with that site's Origin); the page the form was
     on, which the snippet's script reports as `page` because by default a browser tells
-    another site only the page's origin in Referer; and `referrer`, the page the visitor
+    another site only the page's origin in Referer; `referrer`, the page the visitor
     came from, which the landing page took from its own request and the snippet from
-    its script."""
+    its script; and the notice the form showed, which its stamp names (drip.notices)."""
     web = ctx()
     same_site = web.same_site()
     web.subscribe(
@@ -147,6 +177,7 @@ def _subscribe(timezone: str, *, trapped: bool) -> None:
             embed_origin="" if same_site else request.headers.get("Origin", ""),
             form_id="landing" if same_site else "embed",
         ),
+        stamp=request.form.get(NOTICE, ""),
         trapped=trapped,
     )
 

@@ -10,7 +10,7 @@ from typing import Any
 
 PAGE = """<!doctype html>
 <html lang="en">
-<head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,"></head>
+<head><meta charset="utf-8"><title>{title}</title><link rel="icon" href="data:,">{head}</head>
 <body><h1>{title}</h1>
 {body}
 </body>
@@ -40,7 +40,7 @@ class Blog:
         self._server.shutdown()
         self._server.server_close()
 
-    def publish(self, name: str, title: str, body: str) -> str:
-        """Write a page and return its address."""
-        (self.folder / name).write_text(PAGE.format(title=title, body=body))
+    def publish(self, name: str, title: str, body: str, *, head: str = "") -> str:
+        """Write a page, with `head` added to its head, and return its address."""
+        (self.folder / name).write_text(PAGE.format(title=title, body=body, head=head))
         return f"{self.url}/{name}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import html
 import re
 from collections.abc import Callable, Iterator
 
@@ -81,6 +82,28 @@ def link(system: System, address: str, kind: str) -> str:
     urls = re.findall(rf"{re.escape(BASE)}(/{kind}/[\w.-]+)", text)
     assert urls, f"no {kind} link in the email"
     return urls[-1]
+
+
+def snippet(client: FlaskClient, path: str = "/embed") -> str:
+    """The HTML the embed page hands a writer, as they paste it into their site."""
+    found = re.search(
+        r"<textarea[^>]*>(.*?)</textarea>", client.get(path).get_data(as_text=True), re.S
+    )
+    assert found, f"no snippet on {path}"
+    return html.unescape(found.group(1))
+
+
+def hidden_fields(page: str) -> dict[str, str]:
+    """The hidden fields of the signup form on `page`, as a browser posts them."""
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page)
+    return {name: html.unescape(value) for name, value in fields}
+
+
+def notice_on(page: str) -> str:
+    """The consent notice a signup form on `page` shows, as a visitor reads it."""
+    found = re.search(r">(By signing up [^<]*?) <a ", page)
+    assert found, "no consent notice on the page"
+    return html.unescape(found.group(1))
 
 
 def status_of(system: System, address: str) -> SubscriberStatus:

@@ -1126,7 +1126,7 @@ def test_a_test_send_arrives_marked_test_with_a_chosen_subscribers_data(
 @pytest.mark.parametrize(
     ("form", "message"),
     [
-        ({"to": "not an address"}, "email: An email address must have an @-sign"),
+        ({"to": "not an address"}, "Email address: An email address must have an @-sign"),
         ({"to": "w@example.com", "as": "nobody@example.com"}, "no subscriber nobody@example.com"),
     ],
 )

@@ -45,7 +45,7 @@ from tests.helpers import (
     ended_long_ago,
     lessons_fail_from,
 )
-from tests.web.conftest import BLOG, link, status_of
+from tests.web.conftest import BLOG, hidden_fields, link, status_of
 
 
 def count(system: System, model: type[Base]) -> int:
@@ -408,9 +408,15 @@ def test_the_api_is_described_by_an_openapi_file(client: FlaskClient) -> None:
 @pytest.fixture
 def ana(client: FlaskClient, system: System) -> Iterator[str]:
     """Ana, confirmed; her page's path (the unsubscribe link of her welcome email)."""
+    form = hidden_fields(client.get("/").get_data(as_text=True))
     client.post(
         "/subscribe",
-        data={"email": "ana@example.com", "timezone": "Europe/Berlin", "first_name": "Ana Tester"},
+        data={
+            "email": "ana@example.com",
+            "timezone": "Europe/Berlin",
+            "first_name": "Ana Tester",
+            "notice": form["notice"],
+        },
         headers={"User-Agent": "test-browser/1.0"},
         environ_base={"REMOTE_ADDR": "203.0.113.7"},
     )
@@ -1033,10 +1039,77 @@ def test_a_browser_post_from_the_landing_page_is_accepted(
         data={"email": "ana@example.com"},
         headers={"Origin": "null", "Sec-Fetch-Site": "same-origin"},
     )
-    client.post("/subscribe", data={"email": "bob@example.com"}, headers={"Origin": "null"})
     system.drain()
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_the_embedded_form_signs_up_from_a_site_whose_referrer_policy_hides_its_origin(
+    blog: FlaskClient, system: System
+) -> None:
+    """Under Referrer-Policy no-referrer or same-origin (Helmet's default) a browser
+    posts the form to drip with Origin: null, which names no site, as a post without
+    Origin names none: both are signups, and double opt-in protects the address
+    (standards SEC-14). The evidence keeps what the browser said."""
+    response = blog.post(
+        "/subscribe",
+        data={"email": "ana@example.com", "page": f"{BLOG}/posts/sleep"},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert (response.status_code, response.headers["Location"]) == (303, f"{BLOG}/thanks")
+    system.drain()
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
     with transaction(system.sessions) as session:
-        assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
+        signup = session.scalars(sa.select(ConsentEvent)).one()
+    assert (signup.form_id, signup.embed_origin) == ("embed", "null")
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
+def test_the_api_refuses_a_call_from_a_page_that_names_no_origin(
+    blog: FlaskClient, system: System
+) -> None:
+    """Origin: null on the API is a sandboxed frame, a file or a page hiding its origin:
+    none of them an allowed site, so 403 as for a foreign one. A browser preflights a
+    JSON call, which CORS refuses to such a page, so only a non-browser client gets here."""
+    refused = blog.post(
+        "/api/v1/subscribers",
+        json={"email": "ana@example.com"},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert refused.status_code == 403
+    assert count(system, ReceivedSignup) == 0
+
+
+@pytest.mark.parametrize(
+    ("form", "headers", "reason"),
+    [
+        ({"website": "https://spam.example"}, {}, "the hidden field was filled"),
+        ({"shown": "1.2.3"}, {}, "sent back sooner than a person fills the form"),
+        ({}, {"Origin": "https://evil.example"}, "'https://evil.example'"),
+    ],
+    ids=["honeypot", "too-fast", "foreign-origin"],
+)
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the log line only
+def test_a_dropped_signup_is_logged_with_why_never_with_the_address(
+    client: FlaskClient,
+    system: System,
+    caplog: pytest.LogCaptureFixture,
+    form: dict[str, str],
+    headers: dict[str, str],
+    reason: str,
+) -> None:
+    """A writer wondering where their signups went finds the reason in the log; the
+    visitor, or the bot, still sees the usual answer. A bot's post carries no notice
+    stamp, and is not taken for an out-of-date form on someone's site."""
+    with caplog.at_level(logging.INFO, logger="drip"):
+        response = client.post(
+            "/subscribe", data={"email": "ana@example.com", **form}, headers=headers
+        )
+    assert response.status_code == 303
+    [logged] = [r for r in caplog.records if "signup_dropped" in r.getMessage()]
+    assert logged.levelno == logging.INFO
+    assert reason in logged.getMessage() and "ana@" not in logged.getMessage()
+    assert "out_of_date" not in caplog.text
+    assert count(system, ReceivedSignup) == 0
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # headers, not data
@@ -1224,6 +1297,32 @@ def test_a_mistake_on_the_landing_page_is_shown_beside_the_form_with_the_input_k
     assert 'role="alert"' in page and 'aria-invalid="true"' in page
     assert 'value="ana@example"' in page and 'value="Ana"' in page
     assert count(system, Subscriber) == 0
+
+
+@pytest.mark.parametrize(
+    ("form", "said"),
+    [
+        ({"email": "ana@example"}, "Email address: "),
+        ({"email": "ana@example.com", "first_name": "x" * 101}, "First name: at most 100"),
+        ({"email": "ana@example.com", "first_name": "Ana\nBcc: x@y.z"}, "First name: control"),
+    ],
+    ids=["address", "long-name", "name-with-a-line-break"],
+)
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any write
+def test_a_mistake_is_named_in_the_visitors_words_and_the_page_title_says_so(
+    client: FlaskClient, blog: FlaskClient, form: dict[str, str], said: str
+) -> None:
+    """The visitor reads "First name", never the field's name in the code; a screen
+    reader user hears that the page came back with an error as soon as it loads."""
+    landing = client.post("/subscribe", data=form, headers={"Sec-Fetch-Site": "same-origin"})
+    page = landing.get_data(as_text=True)
+    shown = re.search(r'<p class="error"[^>]*>([^<]*)</p>', page)
+    assert shown is not None and shown.group(1).startswith(said)
+    assert "<title>Error: Calm Back, Calm Mind</title>" in page
+    embedded = blog.post("/subscribe", data=form, headers={"Origin": BLOG})
+    answer = embedded.get_data(as_text=True)
+    assert embedded.status_code == 400 and said in answer
+    assert "first_name" not in answer and "email:" not in answer
 
 
 def test_health_and_readiness_for_load_balancers(client: FlaskClient) -> None:

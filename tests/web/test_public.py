@@ -111,6 +111,29 @@ def test_no_signup_form_has_a_pre_checked_box(client: FlaskClient) -> None:
         assert [tag for tag, attrs in fields.tags if "checked" in attrs] == []
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
+def test_the_embedded_form_asks_for_its_fields_as_the_landing_page_does(
+    client: FlaskClient,
+) -> None:
+    """The browser stops an address or a name too long to keep before it is sent, and
+    offers the reader's own, on the writer's site as on drip's."""
+
+    def fields(html: str) -> dict[str, dict[str, str | None]]:
+        return {
+            str(attrs["name"]): {
+                name: attrs.get(name, "absent")
+                for name in ("type", "required", "autocomplete", "maxlength")
+            }
+            for tag, attrs in FormFields(html).tags
+            if tag == "input" and attrs.get("name") in ("email", "first_name")
+        }
+
+    landing = fields(client.get("/").get_data(as_text=True))
+    snippet = fields("".join(FormFields(client.get("/embed").get_data(as_text=True)).textareas))
+    assert (landing["email"]["maxlength"], landing["first_name"]["maxlength"]) == ("254", "100")
+    assert snippet == landing
+
+
 def test_signing_up_by_form_sends_a_confirmation_and_redirects(
     client: FlaskClient, system: System
 ) -> None:
