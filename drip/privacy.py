@@ -328,9 +328,17 @@ nobody confirmed, or a scheduler stopped for days."""
 
 
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
-    """Delete signups not confirmed within `older_than` of their latest signup (GDPR
-    storage limitation); someone who comes back after unsubscribing starts a new clock.
-    Returns how many signups went.
+    """Delete signups not confirmed within `older_than` of their latest signup or of the
+    latest confirmation email sent for them, whichever came last (GDPR storage
+    limitation); someone who comes back after unsubscribing starts a new clock. Returns
+    how many signups went.
+
+    Signing up again while pending sends the confirmation again and logs no new signup
+    event. That email says its link works for DRIP_CONFIRM_DAYS, counted from when it
+    was made (drip.tokens), just before `confirmation_sent_at` (drip.sending), and
+    settings keep DRIP_CONFIRM_DAYS within `older_than`: so the link never outlives its
+    signup. The time is on the row, so PostgreSQL checks it again on the row it locks:
+    a re-send committed while the purge read takes the row out of it.
 
     A signup declined or cancelled before anyone confirmed goes too: it was never a
     subscription. A declined address keeps only its suppression hash. Nobody who ever
@@ -362,6 +370,10 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         .where(
             sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
             Subscriber.created_at <= cutoff,
+            sa.or_(
+                Subscriber.confirmation_sent_at.is_(None),
+                Subscriber.confirmation_sent_at <= cutoff,
+            ),
             ~recent_signup,
         )
         .order_by(Subscriber.id)

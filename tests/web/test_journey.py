@@ -526,7 +526,8 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "Calm Back",
         "12 Harbour Road",
         "hello@drip.example.com",
-        "deleted after 7 days",
+        "deleted 7 days after they were made, or after the last confirmation email we sent "
+        "for them if that came later",
         "asked again for 30 days",
         "consent",
         "for 1095 more days",
@@ -776,6 +777,7 @@ def test_signups_never_confirmed_are_deleted_after_seven_days(
     client: FlaskClient, system: System, ana: str
 ) -> None:
     client.post("/subscribe", data={"email": "old@example.com"})
+    system.drain()
     system.clock.advance(timedelta(days=6))
     client.post("/subscribe", data={"email": "new@example.com"})
     system.drain()
@@ -788,6 +790,47 @@ def test_signups_never_confirmed_are_deleted_after_seven_days(
             "ana@example.com",
             "new@example.com",
         ]
+
+
+def test_someone_sent_the_link_again_on_day_six_can_confirm_on_day_ten(
+    client: FlaskClient, system: System
+) -> None:
+    """The purge counted from the signup alone, so it deleted the row on day 7 and the
+    link sent again on day 6, which promised 7 days, led nowhere on day 10."""
+    client.post("/subscribe", data={"email": "dee@example.com"})
+    system.drain()
+    system.clock.advance(timedelta(days=6))
+    client.post("/subscribe", data={"email": "dee@example.com"})
+    again = link(system, "dee@example.com", "confirm")
+    system.clock.advance(timedelta(days=1, minutes=1))
+    assert system.tick().purged == 0
+    system.clock.advance(timedelta(days=3))
+    system.tick()
+    assert client.post(again).status_code == 200
+    assert status_of(system, "dee@example.com") == SubscriberStatus.ACTIVE
+
+
+def test_a_confirmation_sent_again_works_as_long_as_it_says_and_is_purged_after(
+    client: FlaskClient, system: System
+) -> None:
+    """Signing up again while pending sends the confirmation again, with no new signup
+    event; that email promises its link for DRIP_CONFIRM_DAYS from when it went, so the
+    purge counts from then, and deletes the signup once the link has expired."""
+    client.post("/subscribe", data={"email": "dee@example.com"})
+    system.drain()
+    system.clock.advance(timedelta(days=6, hours=12))
+    client.post("/subscribe", data={"email": "dee@example.com"})
+    again = link(system, "dee@example.com", "confirm")
+    text = system.smtp.to("dee@example.com")[-1].get_body(("plain",)).get_content()
+    assert "This link works for 7 days" in text
+
+    system.clock.advance(timedelta(days=7, minutes=-1))
+    assert system.tick().purged == 0
+    assert client.get(again).status_code == 200
+    system.clock.advance(timedelta(minutes=2))
+    assert client.get(again).status_code == 400
+    assert system.tick().purged == 1
+    assert count(system, Subscriber) == 0
 
 
 def test_a_signup_declined_from_its_confirmation_email_is_deleted_with_the_unconfirmed(
