@@ -528,7 +528,7 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "hello@drip.example.com",
         "deleted 7 days after they were made, or after the last confirmation email we sent "
         "for them if that came later",
-        "asked again for 30 days",
+        "for 30 days, so that nobody can have you asked again meanwhile; then we delete it",
         "consent",
         "for 1095 more days",
         "not even this link. To see or erase your data then, write to",
@@ -845,6 +845,23 @@ def test_a_signup_declined_from_its_confirmation_email_is_deleted_with_the_uncon
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
+
+
+def test_a_declined_signup_leaves_nothing_once_its_quiet_period_is_over(
+    client: FlaskClient, system: System
+) -> None:
+    """ "This wasn't me" keeps a hash of the address so that nobody can have it asked
+    again for DECLINE_QUIET. The hash then stayed for good, refusing any import of the
+    address; the scheduler now deletes it, and nothing of the address is left."""
+    client.post("/subscribe", data={"email": "bob@example.com"})
+    decline = link(system, "bob@example.com", "unsubscribe")
+    client.post(decline, data={"List-Unsubscribe": "One-Click"})
+    system.clock.advance(DECLINE_QUIET - timedelta(minutes=1))
+    assert system.tick().purged == 1
+    assert count(system, Suppression) == 1
+    system.clock.advance(timedelta(minutes=1))
+    system.tick()
+    assert (count(system, Subscriber), count(system, Suppression)) == (0, 0)
 
 
 def test_the_purge_never_touches_a_subscriber_who_confirmed(system: System, ana: str) -> None:
