@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -60,8 +60,9 @@ DECLINED = "declined"
 DECLINE_QUIET = timedelta(days=30)
 """Someone declined a signup from its confirmation email (one-click unsubscribe on a
 pending signup, standards UNS-08): whoever typed their address into the form cannot
-have them asked again for this long. After it, a deliberate new signup is allowed, and
-its confirmation lifts the suppression as it does an erasure's."""
+have them asked again for this long. After it the scheduler deletes the suppression
+(`end_quiet_periods`): it has served its purpose, and the address may be signed up or
+imported again."""
 
 
 def suppression(session: Session, secret: str, email: str) -> str | None:
@@ -81,12 +82,21 @@ def is_suppressed(session: Session, secret: str, email: str) -> bool:
 
 def suppress(session: Session, secret: str, email: str, reason: str, *, now: datetime) -> None:
     """Record a suppression; a bounce or complaint outranks a declined signup, which
-    outranks an erasure, never the reverse. Declining again starts a new quiet period."""
+    outranks an erasure, never the reverse. Declining again starts a new quiet period.
+    An erasure is noted on whatever hash it finds, so that a declined one, which goes
+    once its quiet period is over, stays then as the erasure's (`end_quiet_periods`).
+    The row is locked as it is read: should the scheduler be deleting it, this waits,
+    finds it gone and adds it anew, where updating the row it deleted would fail."""
     hashed = email_hash(secret, email)
-    existing = session.scalar(sa.select(Suppression).where(Suppression.email_hash == hashed))
+    existing = session.scalar(
+        sa.select(Suppression).where(Suppression.email_hash == hashed).with_for_update()
+    )
+    erased = reason == ERASED
     if existing is None:
-        session.add(Suppression(email_hash=hashed, reason=reason, created_at=now))
-    elif _rank(reason) >= _rank(existing.reason):
+        session.add(Suppression(email_hash=hashed, reason=reason, created_at=now, erased=erased))
+        return
+    existing.erased = existing.erased or erased
+    if _rank(reason) >= _rank(existing.reason):
         existing.reason = reason
         existing.created_at = now
 
@@ -327,10 +337,24 @@ PostgreSQL refuses a statement with more than 65,535. A purge can find more: an 
 nobody confirmed, or a scheduler stopped for days."""
 
 
+def _batches(ids: list[int]) -> Iterator[list[int]]:
+    """`ids` a statement's worth at a time."""
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        yield ids[start : start + IDS_PER_STATEMENT]
+
+
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
-    """Delete signups not confirmed within `older_than` of their latest signup (GDPR
-    storage limitation); someone who comes back after unsubscribing starts a new clock.
-    Returns how many signups went.
+    """Delete signups not confirmed within `older_than` of their latest signup or of the
+    latest confirmation email sent for them, whichever came last (GDPR storage
+    limitation); someone who comes back after unsubscribing starts a new clock. Returns
+    how many signups went.
+
+    Signing up again while pending sends the confirmation again and logs no new signup
+    event. That email says its link works for DRIP_CONFIRM_DAYS, counted from when it
+    was made (drip.tokens), just before `confirmation_sent_at` (drip.sending), and
+    settings keep DRIP_CONFIRM_DAYS within `older_than`: so the link never outlives its
+    signup. The time is on the row, so PostgreSQL checks it again on the row it locks:
+    a re-send committed while the purge read takes the row out of it.
 
     A signup declined or cancelled before anyone confirmed goes too: it was never a
     subscription. A declined address keeps only its suppression hash. Nobody who ever
@@ -362,6 +386,10 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         .where(
             sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
             Subscriber.created_at <= cutoff,
+            sa.or_(
+                Subscriber.confirmation_sent_at.is_(None),
+                Subscriber.confirmation_sent_at <= cutoff,
+            ),
             ~recent_signup,
         )
         .order_by(Subscriber.id)
@@ -372,8 +400,7 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     never_confirmed = [subscriber_id for subscriber_id, confirmed in stale if confirmed is None]
     with consent.erasing(session):
         texts: set[int] = set()
-        for start in range(0, len(never_confirmed), IDS_PER_STATEMENT):
-            ids = never_confirmed[start : start + IDS_PER_STATEMENT]
+        for ids in _batches(never_confirmed):
             texts |= consent.texts_of(session, ids)
             session.execute(sa.delete(Subscriber).where(Subscriber.id.in_(ids)))
         for subscriber_id, confirmed in stale:
@@ -381,3 +408,29 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
                 texts |= drop_signups_after(session, subscriber_id, confirmed)
         consent.drop_unused_texts(session, texts)
     return len(stale)
+
+
+def end_quiet_periods(session: Session, *, now: datetime) -> int:
+    """Delete the suppressions of signups declined more than DECLINE_QUIET ago (GDPR
+    storage limitation): they were kept only so that nobody could have the address asked
+    again meanwhile, and a hash kept after that would refuse an import of the address
+    for good. Returns how many went. One that an erasure of the address also stands
+    behind becomes the erasure's instead, which stays until a fresh confirmation.
+
+    The rows are locked in id order and one someone holds is skipped (SKIP LOCKED), as
+    the purge skips a held signup: the decline, erasure or confirmation holding it
+    decides, and the next pass looks again. On PostgreSQL the lock reads the row again,
+    so one declined anew meanwhile, with a new quiet period, is left alone.
+    """
+    lapsed = session.execute(
+        sa.select(Suppression.id, Suppression.erased)
+        .where(Suppression.reason == DECLINED, Suppression.created_at <= now - DECLINE_QUIET)
+        .order_by(Suppression.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    gone = [suppression_id for suppression_id, erased in lapsed if not erased]
+    for ids in _batches(gone):
+        session.execute(sa.delete(Suppression).where(Suppression.id.in_(ids)))
+    for ids in _batches([suppression_id for suppression_id, erased in lapsed if erased]):
+        session.execute(sa.update(Suppression).where(Suppression.id.in_(ids)).values(reason=ERASED))
+    return len(gone)

@@ -33,7 +33,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
-from drip.privacy import erase_ended, purge_unconfirmed
+from drip.privacy import end_quiet_periods, erase_ended, purge_unconfirmed
 from drip.schedule import PLACE_COLUMNS, issue_many, steps_of
 from drip.settings import Settings
 
@@ -146,12 +146,15 @@ def _forget(
     The purge and the retention sweep lock the notices their subscriptions pointed to
     until the pass commits (drip.consent.drop_unused_texts); deleting an old received
     signup after that waited for an erasure of its address that was itself waiting for
-    one of those notices, and PostgreSQL aborted one of the two."""
+    one of those notices, and PostgreSQL aborted one of the two. The suppressions of
+    signups declined long enough ago go last, skipping any row someone holds, so that
+    nothing here waits for them (drip.privacy.end_quiet_periods)."""
     try:
         with session.begin_nested():
             intake.forget_old(session, now=now, older_than=pending_ttl)
             purged = purge_unconfirmed(session, now=now, older_than=pending_ttl)
             erased = erase_ended(session, secret=secret, now=now, older_than=retention)
+            end_quiet_periods(session, now=now)
             return purged, erased
     except sa.exc.DBAPIError as exc:
         if not is_conflict(exc):

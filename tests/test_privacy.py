@@ -21,7 +21,17 @@ from drip.consent import latest_signup
 from drip.db import SessionFactory, transaction
 from drip.delivery_locks import lock_subscriber
 from drip.models import Base, ConsentText, Subscriber
-from drip.privacy import erase_ended, is_suppressed, purge_unconfirmed, request_link, suppress
+from drip.privacy import (
+    DECLINE_QUIET,
+    DECLINED,
+    ERASED,
+    erase_ended,
+    is_suppressed,
+    purge_unconfirmed,
+    request_link,
+    suppress,
+    suppression,
+)
 from drip.privacy_export import export
 from drip.reports import Report
 from drip.scheduler import configured_pass
@@ -486,3 +496,37 @@ def test_an_erasure_and_the_purge_of_a_signup_shown_one_notice_leave_no_notice(
     assert scheduler.result() == 1, "Cem's signup is purged"
     assert notices(system) == []
     assert_erased(system)
+
+
+def test_a_declined_hash_goes_after_its_quiet_period_unless_an_erasure_left_it_too(
+    system: System,
+) -> None:
+    """A declined signup's hash outranks an erasure's, so one address has one hash for
+    both. Once the quiet period is over the scheduler deletes the decline's, but where
+    the address was also erased, before the decline or after it, the hash stays as the
+    erasure's: never mailed again by accident. A bounce's stays for good, and a hash
+    declined later waits for its own quiet period to end."""
+    secret, now = system.settings.secret_key, system.clock.now()
+    suppressed = {
+        "dan@example.com": [DECLINED],
+        "eva@example.com": [ERASED, DECLINED],
+        "fin@example.com": [DECLINED, ERASED],
+        "gus@example.com": [DECLINED, "bounced"],
+    }
+    with transaction(system.sessions) as session:
+        for email, reasons in suppressed.items():
+            for reason in reasons:
+                suppress(session, secret, email, reason, now=now)
+        suppress(session, secret, "hal@example.com", DECLINED, now=now + timedelta(minutes=1))
+    system.clock.advance(DECLINE_QUIET)
+    system.tick()
+    emails = [*suppressed, "hal@example.com"]
+    with transaction(system.sessions) as session:
+        left = {email: suppression(session, secret, email) for email in emails}
+    assert left == {
+        "dan@example.com": None,
+        "eva@example.com": ERASED,
+        "fin@example.com": ERASED,
+        "gus@example.com": "bounced",
+        "hal@example.com": DECLINED,
+    }
