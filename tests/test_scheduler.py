@@ -9,7 +9,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -20,6 +20,7 @@ from drip.db import transaction
 from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
+from drip.subscriptions import pause
 from drip.transports import Ready, Transport, go
 from tests.helpers import System, deadlocked_deletes, ended_long_ago, plan_of
 
@@ -213,6 +214,42 @@ def test_a_pass_only_touches_subscribers_who_are_due(system: System) -> None:
     system.clock.advance(timedelta(days=1, hours=3))
     assert len(system.tick().issued) == 3
     assert system.tick().issued == []
+
+
+def test_a_paused_subscriber_gets_no_lesson_until_the_pause_ends(system: System) -> None:
+    """A pause holds even when next_send_at says due (as the old code's Resume left it
+    during a rolling deploy); once it ends the series carries on, beside Bob's, whose
+    lessons come every day."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now())
+        assert ana.paused_until == datetime(2026, 10, 31, 8, tzinfo=UTC)
+        ana.next_send_at = system.clock.now()
+    issued = Counter[str]()
+    for _ in range(7 * 8):  # until 2026-10-31 06:00, two hours before the pause ends
+        system.clock.advance(timedelta(hours=3))
+        deliveries = system.tick().issued
+        for address in ("ana@example.com", "bob@example.com"):
+            issued[address] += _issued_to(system, address, deliveries)
+        system.drain()
+    assert issued == {"ana@example.com": 0, "bob@example.com": 6}
+    system.clock.advance(timedelta(hours=2))
+    assert _issued_to(system, "ana@example.com", system.tick().issued) == 1
+
+
+def _issued_to(system: System, address: str, deliveries: list[int]) -> int:
+    with transaction(system.sessions) as session:
+        return (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Delivery)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.id.in_(deliveries), Subscriber.email == address)
+            )
+            or 0
+        )
 
 
 def test_a_signup_never_confirmed_gets_no_lesson_however_long_the_scheduler_runs(

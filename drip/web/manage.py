@@ -13,12 +13,18 @@ from flask import Blueprint, Response, render_template, request
 from drip import proofs
 from drip.errors import BadToken, InvalidInput
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
-from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, withdraw
+from drip.subscriptions import (
+    PAUSE_DAYS,
+    can_undo,
+    pause,
+    resubscribe,
+    set_send_hour,
+    withdraw,
+)
 from drip.tokens import UNSUBSCRIBE
 from drip.web.context import ctx, seen
 
 bp = Blueprint("manage", __name__)
-PAUSE_DAYS = 7
 UNDO_NOTICES = {
     SubscriberStatus.ACTIVE: "Welcome back. The series carries on tomorrow.",
     SubscriberStatus.COMPLETED: "Welcome back. You have had every email of the series "
@@ -93,7 +99,7 @@ def preferences(token: str) -> str:
             subscriber = set_send_hour(session, _subscriber_id(token), _hour(), web.clock.now())
             notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
         elif action == "pause":
-            subscriber = pause(session, _subscriber_id(token), web.clock.now(), days=PAUSE_DAYS)
+            subscriber = pause(session, _subscriber_id(token), web.clock.now())
             notice = f"Paused. The next email comes in {PAUSE_DAYS} days."
         else:
             raise InvalidInput("unknown action")
