@@ -34,6 +34,7 @@ from drip.subscriptions import (
     is_paused,
     locked,
     move_to_step,
+    next_email_at,
     pause,
     resubscribe,
     resume,
@@ -91,14 +92,11 @@ def _active_refusals(subscriber: Subscriber, now: datetime) -> dict[Action, str]
     week's pause would not hold back their next email (a series may have lessons more
     than a week apart)."""
     due = subscriber.next_send_at
+    if is_paused(subscriber, now):
+        return {Action.PAUSE: f"Already paused until {_when(subscriber.paused_until)}."}
     if due is None:
         nothing = "Their last email is on its way: nothing more is scheduled."
         return {Action.PAUSE: nothing, Action.RESUME: nothing}
-    if is_paused(subscriber, now):
-        return {
-            Action.PAUSE: f"Already paused until {_when(subscriber.paused_until)}: "
-            f"their next email is due {_when(due)}."
-        }
     refused = {Action.RESUME: f"Not paused: their next email is due {_when(due)}."}
     if due >= send_hour_after(subscriber, now, days=PAUSE_DAYS):
         refused[Action.PAUSE] = (
@@ -176,7 +174,7 @@ def carry_out(
         raise InvalidInput(refusal)
     if action == Action.PAUSE:
         pause(session, subscriber.id, now)
-        return f"Paused: their next email is due {_when(subscriber.next_send_at)}."
+        return f"Paused: their next email is due {_when(next_email_at(session, subscriber, now))}."
     if action == Action.RESUME:
         return _resume(session, subscriber, now)
     if action == Action.UNSUBSCRIBE:
@@ -198,7 +196,7 @@ def _resume(session: Session, subscriber: Subscriber, now: datetime) -> str:
             return "Resubscribed, and complete: they had had every email of the series."
         return f"Resubscribed: their next email is due {_when(subscriber.next_send_at)}."
     resume(session, subscriber.id, now)
-    return f"Resumed: their next email is due {_when(subscriber.next_send_at)}."
+    return f"Resumed: their next email is due {_when(next_email_at(session, subscriber, now))}."
 
 
 def resendable(

@@ -20,12 +20,19 @@ from drip.models import (
     ConsentEventKind,
     ConsentMethod,
     Delivery,
+    DeliveryKind,
     DeliveryStatus,
     Subscriber,
     SubscriberStatus,
 )
 from drip.privacy import DECLINED, subscriptions_of, suppress
-from drip.schedule import resume_point, send_hour_after, steps_of
+from drip.schedule import (
+    next_send_hour,
+    resume_point,
+    send_hour_after,
+    series_next_send_at,
+    steps_of,
+)
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 
@@ -165,28 +172,57 @@ def pause(
 ) -> Subscriber:
     """No lesson for `days` local days; the series then carries on where it was. Pausing
     again while paused makes the pause last `days` from now, unless it already lasts
-    longer. With no email scheduled (the last one is on its way) there is nothing to hold
-    back, and nothing changes."""
+    longer. A lesson already issued, queued or waiting for a retry, waits for the end too
+    (the sending claim reads the pause: drip.sending), even the last one of the series."""
     subscriber = _active(session, subscriber_id)
+    until = max(send_hour_after(subscriber, now, days=days), subscriber.paused_until or now)
+    subscriber.paused_until = until
     if subscriber.next_send_at is not None:
-        until = max(send_hour_after(subscriber, now, days=days), subscriber.paused_until or now)
-        subscriber.paused_until = until
         subscriber.next_send_at = max(subscriber.next_send_at, until)
     return subscriber
 
 
 def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber:
-    """End a pause now. The next email goes out at the subscriber's next send hour, or
-    when the pause would have ended if that is sooner. One the series had due after the
-    pause's end anyway (its lessons days apart) keeps that time. A time it had due
-    between tomorrow and the pause's end is not kept (the pause moved next_send_at past
-    it), so that email comes tomorrow."""
+    """End a pause now; without one, nothing changes. The series carries on as if there
+    had been no pause, but from the subscriber's next send hour on: the next lesson comes
+    when the series has it (its day gap after the last one is not skipped), or at that
+    hour if that time has passed (the lessons the pause held back come one a day, not
+    at once). A lesson the pause held back in flight (drip.sending) goes at that hour
+    too, unless its own retry comes sooner."""
     subscriber = _active(session, subscriber_id)
-    until, due = subscriber.paused_until, subscriber.next_send_at
+    if not is_paused(subscriber, now):
+        return subscriber
     subscriber.paused_until = None
-    if until is not None and due is not None and due <= until:
-        subscriber.next_send_at = min(due, send_hour_after(subscriber, now))
+    soonest = next_send_hour(subscriber, now)
+    if subscriber.next_send_at is not None:
+        planned = series_next_send_at(session, subscriber)
+        subscriber.next_send_at = max(planned or soonest, soonest)
+    session.execute(
+        sa.update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.kind == DeliveryKind.STEP,
+            Delivery.status == DeliveryStatus.QUEUED,
+            Delivery.retry_at > soonest,
+        )
+        .values(retry_at=soonest)
+    )
     return subscriber
+
+
+def next_email_at(session: Session, subscriber: Subscriber, now: datetime) -> datetime | None:
+    """When the subscriber's next lesson goes out: one already issued and waiting (for a
+    worker or a retry) goes before the one next_send_at schedules, and not before a
+    pause ends."""
+    waiting = session.scalars(
+        sa.select(Delivery.retry_at).where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.kind == DeliveryKind.STEP,
+            Delivery.status == DeliveryStatus.QUEUED,
+        )
+    )
+    start = max(now, subscriber.paused_until or now)
+    return min((max(at or start, start) for at in waiting), default=subscriber.next_send_at)
 
 
 def move_to_step(session: Session, subscriber_id: int, number: int, now: datetime) -> Subscriber:

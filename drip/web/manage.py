@@ -3,21 +3,26 @@
 GET shows the page and changes nothing. POST without a form action unsubscribes: that is
 both the page's button and the RFC 8058 one-click request a mail client sends (no
 cookie, no CSRF token: the signed token is the authority, and the answer is a 200, never
-a redirect). The same token undoes an unsubscribe, changes the send hour, or pauses.
+a redirect). The same token undoes an unsubscribe, changes the send hour, pauses or
+resumes.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, Response, render_template, request
 
-from drip import proofs
+from drip import proofs, timing
 from drip.errors import BadToken, InvalidInput
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
 from drip.subscriptions import (
-    PAUSE_DAYS,
     can_undo,
+    is_paused,
+    next_email_at,
     pause,
     resubscribe,
+    resume,
     set_send_hour,
     withdraw,
 )
@@ -100,22 +105,42 @@ def preferences(token: str) -> str:
             notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
         elif action == "pause":
             subscriber = pause(session, _subscriber_id(token), web.clock.now())
-            notice = f"Paused. The next email comes in {PAUSE_DAYS} days."
+            notice = f"Paused: no email comes before {_local(subscriber, subscriber.paused_until)}."
+        elif action == "resume":
+            subscriber = resume(session, _subscriber_id(token), web.clock.now())
+            next_at = next_email_at(session, subscriber, web.clock.now())
+            notice = "Resumed. " + (
+                f"Your next email comes on {_local(subscriber, next_at)}."
+                if next_at
+                else "Your last email is on its way."
+            )
         else:
             raise InvalidInput("unknown action")
         return _page(token, subscriber, notice=notice)
 
 
 def _page(token: str, subscriber: Subscriber | None, *, notice: str = "") -> str:
+    now = ctx().clock.now()
+    paused = subscriber is not None and is_paused(subscriber, now)
     return render_template(
         "manage.html",
         token=token,
         subscriber=subscriber,
         active=subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE,
-        can_undo=subscriber is not None and can_undo(subscriber, ctx().clock.now()),
+        paused_until=_local(subscriber, subscriber.paused_until) if paused else "",
+        can_undo=subscriber is not None and can_undo(subscriber, now),
         notice=notice,
         hours=range(24),
     )
+
+
+def _local(subscriber: Subscriber, moment: datetime | None) -> str:
+    """`moment` as the reader's page says it, in their own timezone: "Saturday 31
+    October at 08:00 your time"."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(timing.zone(subscriber.timezone))
+    return f"{local:%A} {local.day} {local:%B} at {local:%H:%M} your time"
 
 
 def _hour() -> int:

@@ -320,9 +320,25 @@ def test_resume_keeps_a_lesson_the_series_has_after_the_pause(
     assert "A week's pause would hold nothing back" in not_offered(shown)
 
 
-def test_resume_on_the_last_day_of_a_pause_keeps_its_end_if_that_is_sooner(
+def test_resume_keeps_the_days_the_series_has_between_two_lessons(
     admin: FlaskClient, system: System
 ) -> None:
+    """Lesson 1 comes three days after the welcome. Paused the day she joined and
+    resumed the next, Ana gets it on day 3 as the series has it, not the morning after
+    the Resume: the pause had moved her next email to its end, and Resume finds the
+    series' time again."""
+    between_lessons_days_apart(system)
+    pause_ana(system)
+    system.clock.advance(timedelta(days=1))
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Resumed: their next email is due 2026-10-27 08:00 UTC."
+
+
+def test_resume_before_the_send_hour_sends_the_next_email_at_it_that_day(
+    admin: FlaskClient, system: System
+) -> None:
+    """Not at once, and not a day later: at the subscriber's next send hour."""
     paused(system)
     system.clock.advance(timedelta(days=7))  # 2026-10-31 06:00, two hours before its end
     page = f"/admin/subscribers/{system.subscriber(ANA).id}"

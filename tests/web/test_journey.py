@@ -454,6 +454,27 @@ def test_a_subscriber_can_pause_for_a_week(client: FlaskClient, system: System, 
     assert system.tick().issued == []
 
 
+def test_a_paused_subscriber_sees_until_when_and_can_resume(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Her page says when the pause ends, in her own time, and offers Resume instead of
+    Pause; resumed, her next email comes at her send hour tomorrow, as before the pause."""
+    token = ana.rsplit("/", 1)[1]
+    paused = client.post(f"/preferences/{token}", data={"action": "pause"}).get_data(True)
+    assert "Paused: no email comes before Saturday 31 October at 08:00 your time." in paused
+    assert "none comes before Saturday 31 October at 08:00 your time" in paused
+    assert 'value="resume"' in paused and 'value="pause"' not in paused
+    assert 'value="resume"' in client.get(ana).get_data(True)
+    resumed = client.post(f"/preferences/{token}", data={"action": "resume"}).get_data(True)
+    assert "Resumed. Your next email comes on Sunday 25 October at 08:00 your time." in resumed
+    assert 'value="pause"' in resumed and "none comes before" not in resumed
+    ana_now = system.subscriber("ana@example.com")
+    assert (ana_now.paused_until, ana_now.next_send_at) == (
+        None,
+        datetime(2026, 10, 25, 7, tzinfo=UTC),
+    )
+
+
 def test_a_paused_subscriber_who_moves_their_send_hour_gets_the_next_email_at_it(
     client: FlaskClient, system: System, ana: str
 ) -> None:
