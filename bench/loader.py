@@ -21,6 +21,9 @@ CHUNK = 50_000
 ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sydney")
 STATUS_MIX = ("active",) * 14 + ("completed",) * 3 + ("unsubscribed",) * 2 + ("pending",)
 """Not-due subscribers: 70% active, 15% completed, 10% unsubscribed, 5% pending."""
+PAUSED_EVERY = 7
+"""One not-due active subscriber in 7 is paused (10% of the not-due), with next_send_at
+at the pause's end as a pause leaves it."""
 COLUMNS = (
     "sequence_id",
     "email",
@@ -35,6 +38,7 @@ COLUMNS = (
     "confirmed_at",
     "last_sent_at",
     "ended_at",
+    "paused_until",
 )
 DELIVERY_COLUMNS = (
     "subscriber_id",
@@ -111,6 +115,7 @@ def _row(sequence_id: int, i: int, due_every: int, now: datetime) -> tuple[objec
         next_at = now + timedelta(minutes=1 + i % (24 * 60)) if status == "active" else None
     confirmed = None if status == "pending" else created + timedelta(minutes=5)
     ended = now - timedelta(days=1) if status in ("completed", "unsubscribed") else None
+    paused = next_at if status == "active" and i % due_every and i % PAUSED_EVERY == 0 else None
     return (
         sequence_id,
         f"reader{i}@example.com",
@@ -125,6 +130,7 @@ def _row(sequence_id: int, i: int, due_every: int, now: datetime) -> tuple[objec
         confirmed,
         None,
         ended,
+        paused,
     )
 
 

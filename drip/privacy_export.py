@@ -108,6 +108,7 @@ def _subscription(session: Session, subscriber: Subscriber) -> dict[str, Any]:
         "status": subscriber.status.value,
         "next_step": subscriber.next_step,
         "next_send_at": iso(subscriber.next_send_at),
+        "paused_until": iso(subscriber.paused_until),
         "signed_up_at": iso(subscriber.created_at),
         "confirmed_at": iso(subscriber.confirmed_at),
         "confirmation_sent_at": iso(subscriber.confirmation_sent_at),

@@ -333,6 +333,44 @@ def zone_of(place: Place, default_timezone: str) -> ZoneInfo:
         return timing.zone(default_timezone)
 
 
+def next_send_hour(subscriber: Place, now: datetime) -> datetime:
+    """The subscriber's send hour still to come: today's if it has not passed, else
+    tomorrow's."""
+    today = send_hour_after(subscriber, now, days=0)
+    return today if today > now else send_hour_after(subscriber, now)
+
+
+def series_next_send_at(session: Session, subscriber: Subscriber) -> datetime | None:
+    """When the series itself has the subscriber's next step, whatever a pause did to
+    next_send_at: as issuing their last lesson set it (the day gap after that one was
+    due, at their send hour), and as recording the send moved it if it went out late
+    (lesson_sent). None without a lesson issued or a next step."""
+    last = session.execute(
+        sa.select(Delivery.due_at, Delivery.created_at, Delivery.sent_at, Step.day_offset)
+        .join(Step, Step.id == Delivery.step_id)
+        .where(Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.STEP)
+        .order_by(Delivery.id.desc())
+        .limit(1)
+    ).first()
+    following = session.scalar(
+        sa.select(Step.day_offset).where(
+            Step.sequence_id == subscriber.sequence_id, Step.number == subscriber.next_step
+        )
+    )
+    if last is None or following is None:
+        return None
+    due_at = last.due_at or last.created_at
+    gap, tz = following - last.day_offset, timing.zone(subscriber.timezone)
+    planned = timing.next_send_at(
+        due_at=due_at, now=last.created_at, day_gap=gap, hour=subscriber.send_hour, tz=tz
+    )
+    if last.sent_at is None or not timing.overdue(due_at, last.sent_at):
+        return planned
+    return timing.catch_up(
+        planned, sent_at=last.sent_at, day_gap=gap, hour=subscriber.send_hour, tz=tz
+    )
+
+
 def _sent_a_lesson_today(subscriber: Place, now: datetime, tz: ZoneInfo) -> bool:
     """One email of the series per local day, even when a late one went out this afternoon."""
     if subscriber.last_sent_at is None:

@@ -4,7 +4,8 @@
      and count the attempt, after re-checking the subscriber, and read what the email
      needs (drip.composing.draft). The attempt is committed before any rendering, so a
      delivery that crashes its worker cannot loop forever. A delivery to a domain that
-     asked for a pause (drip.domain_pauses) waits instead.
+     asked for a pause (drip.domain_pauses), and a lesson to a subscriber who paused
+     their emails, wait instead.
   2. render and build the message with no transaction open; a failure here fails the
      delivery for good.
   3. hand it to the transport while holding no database lock. Once any wait for a
@@ -181,8 +182,9 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
     refusal = recipients.refusal(delivery.kind, subscriber.status, suppressed)
     if refusal:
         return _Taken(Outcome.CANCELLED, changes | _cancelled(refusal), {})
-    if resume_at is not None:
-        return _Taken(Outcome.RETRY, changes | {"retry_at": resume_at}, {})
+    held_until = max(resume_at or now, _pause_end(delivery, subscriber, now))
+    if held_until > now:
+        return _Taken(Outcome.RETRY, changes | {"retry_at": held_until}, {})
     if delivery.attempts >= mailer.settings.max_attempts:
         reason = f"gave up after {delivery.attempts} attempts: {delivery.last_error}"
         return _Taken(Outcome.FAILED, changes | _failed(reason), {})
@@ -207,6 +209,15 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
         "template_version_id": prepared.template_version_id,
     }
     return _Taken(prepared, changes | claim, {})
+
+
+def _pause_end(delivery: Row, subscriber: Row, now: datetime) -> datetime:
+    """Until when the subscriber's pause holds back this email (`now` if it does not): a
+    lesson issued before the pause, queued or waiting for a retry, waits for its end (or
+    for drip.subscriptions.resume to bring it forward) instead of going out during it."""
+    if delivery.kind != DeliveryKind.STEP or subscriber.paused_until is None:
+        return now
+    return max(subscriber.paused_until, now)
 
 
 _HOLDS = sa.select(

@@ -28,16 +28,19 @@ from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, Sub
 from drip.privacy import BLOCKING, DECLINE_QUIET, next_confirmation_at, suppression
 from drip.schedule import last_lesson, send_hour_after
 from drip.subscriptions import (
+    PAUSE_DAYS,
     UNDO_WINDOW,
     can_undo,
+    is_paused,
     locked,
     move_to_step,
+    next_email_at,
     pause,
     resubscribe,
+    resume,
     unsubscribe,
 )
 
-PAUSE_DAYS = 7
 RESENDABLE = (DeliveryStatus.FAILED, DeliveryStatus.CANCELLED)
 
 
@@ -86,20 +89,21 @@ def refusals(
 
 
 def _active_refusals(session: Session, subscriber: Subscriber, now: datetime) -> dict[Action, str]:
-    """An active subscriber can always be unsubscribed or moved; pausing and resuming
-    are offered when they would move the next email. There is no pause flag: the next
-    email due later than their next send hour is what a pause leaves (or a gap of days
-    between two lessons, which no shipped series has), and Resume brings it back to that
-    hour."""
+    """An active subscriber can always be unsubscribed or moved (which ends a pause).
+    Resume is offered while they are paused, and Pause while they are not, unless a
+    week's pause would not hold back their next email (a series may have lessons more
+    than a week apart)."""
     due = subscriber.next_send_at
+    if is_paused(subscriber, now):
+        return {Action.PAUSE: f"Already paused until {_when(subscriber.paused_until)}."}
     if due is None:
         nothing = _nothing_scheduled(session, subscriber)
         return {Action.PAUSE: nothing, Action.RESUME: nothing}
-    refused: dict[Action, str] = {}
+    refused = {Action.RESUME: f"Not paused: their next email is due {_when(due)}."}
     if due >= send_hour_after(subscriber, now, days=PAUSE_DAYS):
-        refused[Action.PAUSE] = f"Already paused: their next email is due {_when(due)}."
-    if due <= send_hour_after(subscriber, now):
-        refused[Action.RESUME] = f"Not paused: their next email is due {_when(due)}."
+        refused[Action.PAUSE] = (
+            f"A week's pause would hold nothing back: their next email is due {_when(due)}."
+        )
     return refused
 
 
@@ -186,8 +190,8 @@ def carry_out(
     if refusal is not None:
         raise InvalidInput(refusal)
     if action == Action.PAUSE:
-        pause(session, subscriber.id, now, days=PAUSE_DAYS)
-        return f"Paused: their next email is due {_when(subscriber.next_send_at)}."
+        pause(session, subscriber.id, now)
+        return f"Paused: their next email is due {_when(next_email_at(session, subscriber, now))}."
     if action == Action.RESUME:
         return _resume(session, subscriber, now)
     if action == Action.UNSUBSCRIBE:
@@ -195,13 +199,14 @@ def carry_out(
         return "Unsubscribed: nothing more goes to them."
     if step is None:
         raise InvalidInput("choose a step number", field="step")
+    unpausing = " Their pause is over." if is_paused(subscriber, now) else ""
     move_to_step(session, subscriber.id, step, now)
-    return f"Moved: step {step} is their next email, due now (never two on one day)."
+    return f"Moved: step {step} is their next email, due now (never two on one day).{unpausing}"
 
 
 def _resume(session: Session, subscriber: Subscriber, now: datetime) -> str:
-    """End a pause (the next email goes out at their next send hour), or undo an
-    unsubscribe the admin made; `refusals` has said it changes something."""
+    """End a pause (drip.subscriptions.resume), or undo an unsubscribe the admin made;
+    `refusals` has said it changes something."""
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
         resubscribe(session, subscriber.id, now, method=ConsentMethod.ADMIN)
         if subscriber.status == SubscriberStatus.COMPLETED:
@@ -209,8 +214,8 @@ def _resume(session: Session, subscriber: Subscriber, now: datetime) -> str:
         if subscriber.next_send_at is None:
             return f"Resubscribed. {_nothing_scheduled(session, subscriber)}"
         return f"Resubscribed: their next email is due {_when(subscriber.next_send_at)}."
-    subscriber.next_send_at = send_hour_after(subscriber, now)
-    return f"Resumed: their next email is due {_when(subscriber.next_send_at)}."
+    resume(session, subscriber.id, now)
+    return f"Resumed: their next email is due {_when(next_email_at(session, subscriber, now))}."
 
 
 def resend_offers(

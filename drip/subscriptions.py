@@ -1,4 +1,4 @@
-"""Changing a subscription: unsubscribe (and undo), bounce, send hour and pause.
+"""Changing a subscription: unsubscribe (and undo), bounce, send hour, pause and resume.
 
 Ending one cancels what is in flight at once: every still-queued delivery of the
 subscriber becomes `cancelled` in the same transaction, and the sending claim re-reads
@@ -20,12 +20,20 @@ from drip.models import (
     ConsentEventKind,
     ConsentMethod,
     Delivery,
+    DeliveryKind,
     DeliveryStatus,
     Subscriber,
     SubscriberStatus,
 )
 from drip.privacy import DECLINED, subscriptions_of, suppress
-from drip.schedule import last_lesson, resume_point, send_hour_after, steps_of
+from drip.schedule import (
+    last_lesson,
+    next_send_hour,
+    resume_point,
+    send_hour_after,
+    series_next_send_at,
+    steps_of,
+)
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
 
@@ -136,30 +144,97 @@ def _too_late_to_undo(subscriber: Subscriber, now: datetime) -> bool:
 
 
 def set_send_hour(session: Session, subscriber_id: int, hour: int, now: datetime) -> Subscriber:
-    """Move the subscriber's lessons to `hour` local time, keeping the day of the next one."""
+    """Move the subscriber's lessons to `hour` local time, keeping the day of the next one
+    and the day a pause ends."""
     if not 0 <= hour <= 23:
         raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
     subscriber = _active(session, subscriber_id)
     subscriber.send_hour = hour
-    if subscriber.next_send_at is not None:
-        tz = timing.zone(subscriber.timezone)
-        day = max(timing.local_date(subscriber.next_send_at, tz), timing.local_date(now, tz))
-        subscriber.next_send_at = timing.at_send_hour(day, hour, tz)
+    if is_paused(subscriber, now):
+        subscriber.paused_until = _same_day(subscriber, subscriber.paused_until, now)
+    subscriber.next_send_at = _same_day(subscriber, subscriber.next_send_at, now)
     return subscriber
 
 
-def pause(session: Session, subscriber_id: int, now: datetime, *, days: int = 7) -> Subscriber:
-    """No lesson for `days` local days; the series then carries on where it was."""
+def _same_day(subscriber: Subscriber, moment: datetime | None, now: datetime) -> datetime | None:
+    """The subscriber's send hour on the local day of `moment`, or today if that has passed."""
+    if moment is None:
+        return None
+    tz = timing.zone(subscriber.timezone)
+    day = max(timing.local_date(moment, tz), timing.local_date(now, tz))
+    return timing.at_send_hour(day, subscriber.send_hour, tz)
+
+
+PAUSE_DAYS = 7
+
+
+def is_paused(subscriber: Subscriber, now: datetime) -> bool:
+    """Whether a pause holds back the subscriber's lessons at `now`."""
+    return subscriber.paused_until is not None and subscriber.paused_until > now
+
+
+def pause(
+    session: Session, subscriber_id: int, now: datetime, *, days: int = PAUSE_DAYS
+) -> Subscriber:
+    """No lesson for `days` local days; the series then carries on where it was. Pausing
+    again while paused makes the pause last `days` from now, unless it already lasts
+    longer. A lesson already issued, queued or waiting for a retry, waits for the end too
+    (the sending claim reads the pause: drip.sending), even the last one of the series."""
     subscriber = _active(session, subscriber_id)
+    until = max(send_hour_after(subscriber, now, days=days), subscriber.paused_until or now)
+    subscriber.paused_until = until
     if subscriber.next_send_at is not None:
-        resume = send_hour_after(subscriber, now, days=days)
-        subscriber.next_send_at = max(subscriber.next_send_at, resume)
+        subscriber.next_send_at = max(subscriber.next_send_at, until)
     return subscriber
+
+
+def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber:
+    """End a pause now; without one, nothing changes. The series carries on as if there
+    had been no pause, but from the subscriber's next send hour on: the next lesson comes
+    when the series has it (its day gap after the last one is not skipped), or at that
+    hour if that time has passed (the lessons the pause held back come one a day, not
+    at once). A lesson the pause held back in flight (drip.sending) goes at that hour
+    too, unless its own retry comes sooner."""
+    subscriber = _active(session, subscriber_id)
+    if not is_paused(subscriber, now):
+        return subscriber
+    subscriber.paused_until = None
+    soonest = next_send_hour(subscriber, now)
+    if subscriber.next_send_at is not None:
+        planned = series_next_send_at(session, subscriber)
+        subscriber.next_send_at = max(planned or soonest, soonest)
+    session.execute(
+        sa.update(Delivery)
+        .where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.kind == DeliveryKind.STEP,
+            Delivery.status == DeliveryStatus.QUEUED,
+            Delivery.retry_at > soonest,
+        )
+        .values(retry_at=soonest)
+    )
+    return subscriber
+
+
+def next_email_at(session: Session, subscriber: Subscriber, now: datetime) -> datetime | None:
+    """When the subscriber's next lesson goes out: one already issued and waiting (for a
+    worker or a retry) goes before the one next_send_at schedules, and not before a
+    pause ends."""
+    waiting = session.scalars(
+        sa.select(Delivery.retry_at).where(
+            Delivery.subscriber_id == subscriber.id,
+            Delivery.kind == DeliveryKind.STEP,
+            Delivery.status == DeliveryStatus.QUEUED,
+        )
+    )
+    start = max(now, subscriber.paused_until or now)
+    return min((max(at or start, start) for at in waiting), default=subscriber.next_send_at)
 
 
 def move_to_step(session: Session, subscriber_id: int, number: int, now: datetime) -> Subscriber:
     """Make `number` the subscriber's next email, due at once (the one-a-day rule still
-    holds). A step they were already sent stays sent: use "send again" for that."""
+    holds), which ends a pause. A step they were already sent stays sent: use "send
+    again" for that."""
     subscriber = _active(session, subscriber_id)
     step = next((s for s in steps_of(session, subscriber.sequence_id) if s.number == number), None)
     if step is None:
@@ -173,6 +248,7 @@ def move_to_step(session: Session, subscriber_id: int, number: int, now: datetim
         raise InvalidInput(f"step {number} was already {issued.value} for this subscriber")
     subscriber.next_step = number
     subscriber.next_send_at = now
+    subscriber.paused_until = None
     return subscriber
 
 
@@ -222,6 +298,7 @@ def end(
     subscriber.ended_at = now
     subscriber.next_step = None
     subscriber.next_send_at = None
+    subscriber.paused_until = None
     session.execute(
         sa.update(Delivery)
         .where(Delivery.subscriber_id == subscriber.id, Delivery.status == DeliveryStatus.QUEUED)

@@ -36,7 +36,7 @@ from drip.privacy_export import export
 from drip.reports import Report
 from drip.scheduler import configured_pass
 from drip.signup import Seen, confirm
-from drip.subscriptions import withdraw_address
+from drip.subscriptions import pause, withdraw_address
 from drip.wiring import make_engine
 from tests.helpers import System, ended_long_ago, wait_until
 from tests.test_intake import (
@@ -109,6 +109,18 @@ def test_the_export_says_when_the_subscriber_complained_about_an_email(system: S
         ]
     complained = [e["complained_at"] for e in subscription["emails"] if e["complained_at"]]
     assert complained == [now.isoformat()]
+
+
+def test_the_export_says_until_when_the_subscriber_paused_their_emails(system: System) -> None:
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now())
+    with transaction(system.sessions) as session:
+        [subscription] = export(session, "ana@example.com", secret=system.settings.secret_key)[
+            "subscriptions"
+        ]
+    assert subscription["paused_until"] == "2026-10-31T08:00:00+00:00"
 
 
 ADDRESS_TABLES_EXPORTED_AS = {

@@ -9,7 +9,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
@@ -22,6 +22,7 @@ from drip.db import transaction
 from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
+from drip.subscriptions import pause, resume
 from drip.transports import Ready, Transport, go
 from tests.helpers import System, deadlocked_deletes, ended_long_ago, plan_of
 
@@ -256,6 +257,88 @@ def test_a_timezone_this_server_does_not_know_falls_back_to_the_default_for_that
     warned = [r.getMessage() for r in caplog.records if "Asia/Nowhere" in r.getMessage()]
     assert warned and all(f"subscriber {bob} " in w for w in warned)
     assert not [r for r in caplog.records if "bob@" in r.getMessage()]
+
+
+def test_a_paused_subscriber_gets_no_lesson_until_the_pause_ends(system: System) -> None:
+    """A pause holds even when next_send_at says due (as the old code's Resume left it
+    during a rolling deploy); once it ends the series carries on, beside Bob's, whose
+    lessons come every day."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now())
+        assert ana.paused_until == datetime(2026, 10, 31, 8, tzinfo=UTC)
+        ana.next_send_at = system.clock.now()
+    issued = Counter[str]()
+    for _ in range(7 * 8):  # until 2026-10-31 06:00, two hours before the pause ends
+        system.clock.advance(timedelta(hours=3))
+        deliveries = system.tick().issued
+        for address in ("ana@example.com", "bob@example.com"):
+            issued[address] += _issued_to(system, address, deliveries)
+        system.drain()
+    assert issued == {"ana@example.com": 0, "bob@example.com": 6}
+    system.clock.advance(timedelta(hours=2))
+    assert _issued_to(system, "ana@example.com", system.tick().issued) == 1
+
+
+def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resume(
+    system: System,
+) -> None:
+    """Lesson 1 was issued before the pause and refused for now by the relay. The sweeper
+    queues it again when its retry is due, but the claim reads the pause and holds it
+    until the pause ends. Resumed before dawn, Ana gets it at 08:00 that day, once, and
+    lesson 2 a day later, not in the same hour."""
+    system.join("ana@example.com")
+    joined = len(system.smtp.to("ana@example.com"))
+    system.smtp.script("ana@example.com", "451 4.7.1 Try again later")
+    system.clock.set(datetime(2026, 10, 25, 8, tzinfo=UTC))
+    [lesson] = system.tick().issued
+    system.drain()
+    assert _lesson(system, lesson).retry_at == datetime(2026, 10, 25, 8, 1, tzinfo=UTC)
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now())
+    for _ in range(7):  # until 2026-10-26 05:00
+        system.clock.advance(timedelta(hours=3))
+        system.tick()
+        system.drain()
+    assert len(system.smtp.to("ana@example.com")) == joined
+    held = _lesson(system, lesson)
+    assert (held.status, held.retry_at) == ("queued", datetime(2026, 11, 1, 8, tzinfo=UTC))
+    with transaction(system.sessions) as session:
+        resume(
+            session, system.subscriber("ana@example.com", session=session).id, system.clock.now()
+        )
+    system.clock.set(datetime(2026, 10, 26, 7, 59, tzinfo=UTC))
+    assert system.tick().requeued == []
+    system.clock.set(datetime(2026, 10, 26, 8, tzinfo=UTC))
+    assert system.tick().requeued == [lesson]
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == joined + 1
+    assert _lesson(system, lesson).status == "sent"
+    system.clock.set(datetime(2026, 10, 26, 23, tzinfo=UTC))
+    assert system.tick().issued == []
+    system.clock.set(datetime(2026, 10, 27, 8, tzinfo=UTC))
+    assert len(system.tick().issued) == 1
+
+
+def _lesson(system: System, delivery_id: int) -> Delivery:
+    with transaction(system.sessions) as session:
+        return session.get_one(Delivery, delivery_id)
+
+
+def _issued_to(system: System, address: str, deliveries: list[int]) -> int:
+    with transaction(system.sessions) as session:
+        return (
+            session.scalar(
+                sa.select(sa.func.count())
+                .select_from(Delivery)
+                .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
+                .where(Delivery.id.in_(deliveries), Subscriber.email == address)
+            )
+            or 0
+        )
 
 
 def test_a_signup_never_confirmed_gets_no_lesson_however_long_the_scheduler_runs(

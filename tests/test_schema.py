@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from drip import schema
 from drip.db import create_db_engine
-from drip.models import Base, Delivery
+from drip.models import Base, Delivery, Subscriber
 
 MIGRATION_ONLY_INDEXES = {"ix_subscribers_name"}
 MIGRATION_ONLY_TABLES = {"subscriber_search"}
@@ -588,5 +588,80 @@ def test_migration_0025_gives_readers_stored_with_a_placeless_zone_utc(database_
             }
         expected = {1: "UTC", 2: "UTC", 3: "Europe/Berlin"}
         assert stored == {"subscribers": expected, "received_signups": expected}
+    finally:
+        engine.dispose()
+
+
+def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_url: str) -> None:
+    """Only a next email due on a later local day than the series gives it marks a
+    pause (lessons on days 0, 1, 3 and 4 here): not one between two lessons days apart,
+    nor one a day after a lesson that went out late, nor one after a resubscribe. The
+    pause ends when that email is due."""
+    engine = create_db_engine(database_url)
+    subscriber = sa.text(
+        "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, send_hour, "
+        "status, next_step, next_send_at, last_sent_at, created_at) VALUES (:id, 4, "
+        "'p' || :id || '@example.com', '', :tz, 8, :status, :next_step, :next_send_at, "
+        ":last_sent_at, '2026-01-01 00:00:00')"
+    )
+    lesson = sa.text(
+        "INSERT INTO deliveries (id, subscriber_id, kind, step_id, status, attempts, "
+        "created_at, queued_at, due_at) VALUES (:id, :id, 'step', :step_id, 'sent', 1, "
+        ":created_at, :created_at, :due_at)"
+    )
+    readers = {
+        # id: timezone, status, next step, next email, last lesson sent, its step, issued, due
+        1: ("UTC", "active", 2, "2026-01-09 08:00", "2026-01-02 08:01", 2, "2026-01-02 08:00"),
+        2: ("UTC", "active", 2, "2026-01-04 08:00", "2026-01-02 08:01", 2, "2026-01-02 08:00"),
+        3: ("UTC", "active", 3, "2026-01-06 06:00", "2026-01-05 06:00", 3, "2026-01-04 08:00"),
+        4: ("UTC", "active", 2, "2026-01-08 08:00", "2026-01-02 08:01", 2, "2026-01-02 08:00"),
+        5: ("UTC", "unsubscribed", None, None, "2026-01-02 08:01", 2, "2026-01-02 08:00"),
+        6: ("America/Los_Angeles", "active", 2, "2026-01-05 16:00", None, 2, "2026-01-03 02:00"),
+    }
+    try:
+        schema.migrate(engine, "upgrade", "0026")
+        with engine.begin() as conn:
+            conn.execute(SERIES_S)
+            conn.execute(
+                sa.text(ROW_AT_0019["steps"].replace(":n, :n", ":n, :day")),
+                [{"id": n + 1, "n": n, "day": day} for n, day in enumerate((0, 1, 3, 4))],
+            )
+            for id, (tz, status, step, next_at, sent, step_id, issued) in readers.items():
+                conn.execute(
+                    subscriber,
+                    {
+                        "id": id,
+                        "tz": tz,
+                        "status": status,
+                        "next_step": step,
+                        "next_send_at": next_at,
+                        "last_sent_at": sent,
+                    },
+                )
+                due = None if id == 6 else issued  # issued before 0010 recorded due times
+                conn.execute(
+                    lesson, {"id": id, "step_id": step_id, "created_at": issued, "due_at": due}
+                )
+            conn.execute(
+                sa.text(
+                    "INSERT INTO consent_events (id, subscriber_id, kind, occurred_at, method) "
+                    "VALUES (1, 4, 'resubscribe', '2026-01-07 10:00:00', 'admin')"
+                )
+            )
+        schema.migrate(engine, "upgrade", "0028")
+        with engine.begin() as conn:
+            paused = dict(conn.execute(sa.select(Subscriber.id, Subscriber.paused_until)).all())
+        assert paused == {
+            1: datetime(2026, 1, 9, 8, tzinfo=UTC),
+            2: None,
+            3: None,
+            4: None,
+            5: None,
+            6: datetime(2026, 1, 5, 16, tzinfo=UTC),  # a day late in Los Angeles, not in UTC
+        }
+        schema.migrate(engine, "downgrade", "0027")
+        with engine.begin() as conn:
+            columns = {c["name"] for c in sa.inspect(conn).get_columns("subscribers")}
+        assert "paused_until" not in columns
     finally:
         engine.dispose()

@@ -22,7 +22,13 @@ class SubscriberStatus(enum.StrEnum):
 
 class Subscriber(Base):
     """`next_step`/`next_send_at` are the schedule: the scheduler claims rows whose
-    next_send_at has passed. Both are NULL when nothing more is due."""
+    next_send_at has passed. Both are NULL when nothing more is due.
+
+    `paused_until` is the end of a pause (drip.subscriptions.pause): no lesson is issued
+    before it, and the subscriber is paused while it lies ahead. It is stored because a
+    late next_send_at does not tell a pause from a series whose lessons are days apart.
+    A pause also moves next_send_at to its end, so the scheduler's index range of due
+    subscribers never holds a paused one."""
 
     __tablename__ = "subscribers"
     __table_args__ = (
@@ -54,3 +60,4 @@ class Subscriber(Base):
     confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    paused_until: Mapped[datetime | None] = mapped_column(UTCDateTime)

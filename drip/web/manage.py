@@ -3,24 +3,35 @@
 GET shows the page and changes nothing. POST without a form action unsubscribes: that is
 both the page's button and the RFC 8058 one-click request a mail client sends (no
 cookie, no CSRF token: the signed token is the authority, and the answer is a 200, never
-a redirect). The same token undoes an unsubscribe, changes the send hour, or pauses.
+a redirect). The same token undoes an unsubscribe, changes the send hour, pauses or
+resumes.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import Blueprint, Response, render_template, request
 from sqlalchemy.orm import Session
 
-from drip import proofs
+from drip import proofs, timing
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
 from drip.standing import declined, standing
-from drip.subscriptions import locked, pause, resubscribe, set_send_hour, withdraw
+from drip.subscriptions import (
+    is_paused,
+    locked,
+    next_email_at,
+    pause,
+    resubscribe,
+    resume,
+    set_send_hour,
+    withdraw,
+)
 from drip.tokens import UNSUBSCRIBE
 from drip.web.context import ctx, seen
 
 bp = Blueprint("manage", __name__)
-PAUSE_DAYS = 7
 UNDO_NOTICES = {
     SubscriberStatus.ACTIVE: "Welcome back. The series carries on tomorrow.",
     SubscriberStatus.COMPLETED: "Welcome back. You have had every email of the series "
@@ -116,8 +127,16 @@ def preferences(token: str) -> str:
             subscriber = set_send_hour(session, subscriber_id, _hour(), web.clock.now())
             notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
         elif action == "pause":
-            subscriber = pause(session, subscriber_id, web.clock.now(), days=PAUSE_DAYS)
-            notice = f"Paused. The next email comes in {PAUSE_DAYS} days."
+            subscriber = pause(session, subscriber_id, web.clock.now())
+            notice = f"Paused: no email comes before {_local(subscriber, subscriber.paused_until)}."
+        elif action == "resume":
+            subscriber = resume(session, subscriber_id, web.clock.now())
+            next_at = next_email_at(session, subscriber, web.clock.now())
+            notice = "Resumed. " + (
+                f"Your next email comes on {_local(subscriber, next_at)}."
+                if next_at
+                else "Your last email is on its way."
+            )
         else:
             raise InvalidInput("unknown action")
         return _page(session, token, subscriber, notice=notice)
@@ -125,6 +144,7 @@ def preferences(token: str) -> str:
 
 def _page(session: Session, token: str, subscriber: Subscriber | None, *, notice: str = "") -> str:
     web = ctx()
+    paused = subscriber is not None and is_paused(subscriber, web.clock.now())
     return render_template(
         "manage.html",
         token=token,
@@ -132,6 +152,7 @@ def _page(session: Session, token: str, subscriber: Subscriber | None, *, notice
         standing=None
         if subscriber is None
         else standing(session, subscriber, web.clock.now(), secret=web.settings.secret_key),
+        paused_until=_local(subscriber, subscriber.paused_until) if paused else "",
         notice=notice,
         hours=range(24),
     )
@@ -145,6 +166,15 @@ def _locked(session: Session, token: str) -> Subscriber:
         return locked(session, _subscriber_id(token))
     except NotFound:
         raise BadToken("this link is no longer valid") from None
+
+
+def _local(subscriber: Subscriber, moment: datetime | None) -> str:
+    """`moment` as the reader's page says it, in their own timezone: "Saturday 31
+    October at 08:00 your time"."""
+    if moment is None:
+        return ""
+    local = moment.astimezone(timing.zone(subscriber.timezone))
+    return f"{local:%A} {local.day} {local:%B} at {local:%H:%M} your time"
 
 
 def _hour() -> int:

@@ -21,6 +21,7 @@ from drip.models import (
     ConsentEvent,
     ConsentMethod,
     Delivery,
+    Step,
     Subscriber,
     SubscriberStatus,
 )
@@ -60,7 +61,22 @@ def active(system: System) -> None:
 
 def paused(system: System) -> None:
     system.join(ANA)
-    _change(system, lambda session, s, now: pause(session, s.id, now, days=7))
+    pause_ana(system)
+
+
+def pause_ana(system: System) -> None:
+    """As from the pause button of Ana's own page."""
+    _change(system, lambda session, s, now: pause(session, s.id, now))
+
+
+def between_lessons_days_apart(system: System) -> None:
+    """Lessons on days 0, 3, 4, 5 and on: on day 0, with the welcome had, lesson 1 is
+    three days away, later than their next send hour, as a pause would leave it."""
+    with transaction(system.sessions) as session:
+        session.execute(
+            sa.update(Step).where(Step.number >= 1).values(day_offset=Step.day_offset + 2)
+        )
+    system.join(ANA)
 
 
 def completed(system: System) -> None:
@@ -143,6 +159,7 @@ STATES: dict[str, Callable[[System], None]] = {
         pending_from_import,
         active,
         paused,
+        between_lessons_days_apart,
         completed,
         unsubscribed_by_link,
         unsubscribed_by_admin,
@@ -157,6 +174,7 @@ NEXT_EMAIL = {
     "pending_from_import": r"step 0, after confirmation",
     "active": r"step 1 on 2026-10-25 08:00 UTC",
     "paused": r"step 1 on 2026-10-31 08:00 UTC",
+    "between_lessons_days_apart": r"step 1 on 2026-10-27 08:00 UTC",
     "erased_midway": r"step 1 on 2026-10-25 08:00 UTC",
 }
 """What the page says of the next email; in every other state there is none (NONE)."""
@@ -187,6 +205,7 @@ OFFERED = {
     "pending_from_import": {"unsubscribe"},
     "active": {"pause", "unsubscribe", "move"},
     "paused": {"resume", "unsubscribe", "move"},
+    "between_lessons_days_apart": {"pause", "unsubscribe", "move"},
     "completed": set(),
     "unsubscribed_by_link": set(),
     "unsubscribed_by_admin": {"resume"},
@@ -259,6 +278,106 @@ def test_each_action_says_what_it_changed(admin: FlaskClient, system: System) ->
     ]:
         assert post(admin, f"{page}/action", {"action": action}, page=page).status_code == 302
         assert flashed(admin, page) == answer, action
+
+
+def paused_until(system: System) -> object:
+    return system.subscriber(ANA).paused_until
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the page, not the query
+def test_the_page_says_until_when_a_subscriber_is_paused(
+    admin: FlaskClient, system: System
+) -> None:
+    """Between two lessons days apart, Ana is not paused; paused, she is until the
+    pause ends."""
+    between_lessons_days_apart(system)
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert "<dt>Paused</dt>" not in admin.get(page).text
+    pause_ana(system)
+    assert "<dt>Paused</dt><dd>until 2026-10-31 08:00 UTC</dd>" in admin.get(page).text
+    system.clock.advance(timedelta(days=7, hours=2))
+    assert "<dt>Paused</dt>" not in admin.get(page).text
+
+
+def test_resume_keeps_a_lesson_the_series_has_after_the_pause(
+    admin: FlaskClient, system: System
+) -> None:
+    """With lesson 1 ten days after the welcome, a week's pause from Ana's own page
+    moves nothing, and Resume must not bring lesson 1 forward to tomorrow either. Pausing
+    from the admin would hold nothing back, so it is not offered."""
+    with transaction(system.sessions) as session:
+        session.execute(
+            sa.update(Step).where(Step.number >= 1).values(day_offset=Step.day_offset + 9)
+        )
+    paused(system)
+    assert paused_until(system) is not None
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Resumed: their next email is due 2026-11-03 08:00 UTC."
+    assert paused_until(system) is None
+    shown = admin.get(page).text
+    assert offered(shown) == {"unsubscribe", "move"}
+    assert "A week's pause would hold nothing back" in not_offered(shown)
+
+
+def test_resume_keeps_the_days_the_series_has_between_two_lessons(
+    admin: FlaskClient, system: System
+) -> None:
+    """Lesson 1 comes three days after the welcome. Paused the day she joined and
+    resumed the next, Ana gets it on day 3 as the series has it, not the morning after
+    the Resume: the pause had moved her next email to its end, and Resume finds the
+    series' time again."""
+    between_lessons_days_apart(system)
+    pause_ana(system)
+    system.clock.advance(timedelta(days=1))
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Resumed: their next email is due 2026-10-27 08:00 UTC."
+
+
+def test_resume_before_the_send_hour_sends_the_next_email_at_it_that_day(
+    admin: FlaskClient, system: System
+) -> None:
+    """Not at once, and not a day later: at the subscriber's next send hour."""
+    paused(system)
+    system.clock.advance(timedelta(days=7))  # 2026-10-31 06:00, two hours before its end
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Resumed: their next email is due 2026-10-31 08:00 UTC."
+
+
+def test_a_paused_subscriber_can_be_unsubscribed_brought_back_and_erased(
+    admin: FlaskClient, system: System
+) -> None:
+    """Unsubscribing ends the pause with the subscription: undone, the series carries on
+    tomorrow, unpaused."""
+    paused(system)
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    post(admin, f"{page}/action", {"action": "unsubscribe"}, page=page)
+    assert (system.subscriber(ANA).status, paused_until(system)) == (
+        SubscriberStatus.UNSUBSCRIBED,
+        None,
+    )
+    post(admin, f"{page}/action", {"action": "resume"}, page=page)
+    assert flashed(admin, page) == "Resubscribed: their next email is due 2026-10-25 08:00 UTC."
+    assert offered(admin.get(page).text) == {"pause", "unsubscribe", "move"}
+    pause_ana(system)
+    erased = post(admin, f"{page}/erase", {"understood": "yes"}, page=f"{page}/erase")
+    assert erased.status_code == 302 and remaining(system) == 0
+
+
+def test_sending_a_paused_subscriber_their_next_email_ends_the_pause(
+    admin: FlaskClient, system: System
+) -> None:
+    paused(system)
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    post(admin, f"{page}/action", {"action": "move", "step": "3"}, page=page)
+    assert flashed(admin, page) == (
+        "Moved: step 3 is their next email, due now (never two on one day). Their pause is over."
+    )
+    assert paused_until(system) is None
+    system.clock.advance(timedelta(days=1))
+    assert len(system.tick().issued) == 1
 
 
 @pytest.mark.parametrize(

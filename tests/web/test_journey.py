@@ -8,7 +8,7 @@ import json
 import logging
 import re
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -466,6 +466,42 @@ def test_a_subscriber_can_pause_for_a_week(client: FlaskClient, system: System, 
     assert next_at - system.clock.now() > timedelta(days=6)
     system.clock.advance(timedelta(days=6))
     assert system.tick().issued == []
+
+
+def test_a_paused_subscriber_sees_until_when_and_can_resume(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Her page says when the pause ends, in her own time, and offers Resume instead of
+    Pause; resumed, her next email comes at her send hour tomorrow, as before the pause."""
+    token = ana.rsplit("/", 1)[1]
+    paused = client.post(f"/preferences/{token}", data={"action": "pause"}).get_data(True)
+    assert "Paused: no email comes before Saturday 31 October at 08:00 your time." in paused
+    assert "none comes before Saturday 31 October at 08:00 your time" in paused
+    assert 'value="resume"' in paused and 'value="pause"' not in paused
+    assert 'value="resume"' in client.get(ana).get_data(True)
+    resumed = client.post(f"/preferences/{token}", data={"action": "resume"}).get_data(True)
+    assert "Resumed. Your next email comes on Sunday 25 October at 08:00 your time." in resumed
+    assert 'value="pause"' in resumed and "none comes before" not in resumed
+    ana_now = system.subscriber("ana@example.com")
+    assert (ana_now.paused_until, ana_now.next_send_at) == (
+        None,
+        datetime(2026, 10, 25, 7, tzinfo=UTC),
+    )
+
+
+def test_a_paused_subscriber_who_moves_their_send_hour_gets_the_next_email_at_it(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """The pause ends at the new hour on the day it ended at the old one, and the next
+    email goes out then, not held back to the old hour."""
+    token = ana.rsplit("/", 1)[1]
+    client.post(f"/preferences/{token}", data={"action": "pause"})
+    client.post(f"/preferences/{token}", data={"action": "hour", "send_hour": "6"})
+    paused = system.subscriber("ana@example.com")
+    ends = datetime(2026, 10, 31, 5, tzinfo=UTC)  # 06:00 in Berlin, on winter time
+    assert (paused.paused_until, paused.next_send_at) == (ends, ends)
+    system.clock.set(ends)
+    assert len(system.tick().issued) == 1
 
 
 def test_the_confirmation_emails_one_click_cancels_the_pending_signup(

@@ -18,6 +18,7 @@ from drip.models import SubscriberStatus
 from drip.privacy import erase_address
 from drip.signup import find_sequence
 from drip.subscriber_actions import Action, carry_out, refusals, resend, resend_offers
+from drip.subscriptions import is_paused
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -84,7 +85,8 @@ def detail(subscriber_id: int) -> str:
     secret = web.settings.secret_key
     with web.reading() as session:
         t = directory.timeline(session, subscriber_id)
-        refused = refusals(session, t.subscriber, web.clock.now(), secret=secret)
+        now = web.clock.now()
+        refused = refusals(session, t.subscriber, now, secret=secret)
         not_offered: dict[str, list[str]] = {}
         for action, reason in refused.items():
             not_offered.setdefault(reason, []).append(action.value)
@@ -92,6 +94,7 @@ def detail(subscriber_id: int) -> str:
         return render_template(
             "admin/subscriber.html",
             t=t,
+            paused=is_paused(t.subscriber, now),
             refused=refused,
             not_offered=not_offered,
             resends=resend_offers(session, t.subscriber, deliveries, secret=secret),

@@ -1,0 +1,171 @@
+"""a pause stored on the subscriber (paused_until), not guessed from next_send_at
+
+A pause moved the subscriber's next email a week on, and nothing else: the admin took
+any next email later than the subscriber's next send hour for a pause. In a series
+whose lessons are days apart (days 1, 2, 4, 7) everyone between two lessons looked
+paused, and Resume pulled their next lesson forward. The new code reads the end of the
+pause from `subscribers.paused_until`.
+
+Existing pauses are found as well as the stored rows allow. No row says when a pause
+was made, so each active subscriber's next email is compared with the latest local day
+the series itself could have given it: the day gap after their last lesson issued
+(counted from when that was due, and never before the day after it was issued), the day
+after their last lesson went out (which also covers a lesson that went out late), and
+the day after they last resubscribed. A next email due on a later day was moved by a
+pause, which ends when that email is due: paused_until is set to next_send_at. Unlike
+the old rule, it leaves out the subscribers between two lessons days apart.
+
+What the rows cannot tell: a Resume by the old code that put the next email on a later
+day than the series had it (long after that lesson was due) is taken for a pause that
+ends with that email, at most a day after the Resume. So is a next email scheduled
+before an admin moved its lesson to an earlier day. A pause that moved nothing (the
+next lesson was more than a week away anyway) is not found, and holds nothing back.
+
+The downgrade drops the column. The old code reads pauses from next_send_at, which a
+pause still moves, so they keep holding.
+
+Revision ID: 0028
+Revises: 0027
+Create Date: 2026-12-04 10:00:00
+"""
+
+from collections.abc import Iterator, Sequence
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from alembic import op
+
+import drip.db
+
+revision: str = "0028"
+down_revision: str | None = "0027"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UTC_TIME = drip.db.UTCDateTime(timezone=True)
+PAUSE = sa.text("UPDATE subscribers SET paused_until = next_send_at WHERE id IN :ids").bindparams(
+    sa.bindparam("ids", expanding=True)
+)
+subscribers = sa.table(
+    "subscribers",
+    sa.column("id", sa.Integer),
+    sa.column("sequence_id", sa.Integer),
+    sa.column("status", sa.String),
+    sa.column("timezone", sa.String),
+    sa.column("next_step", sa.Integer),
+    sa.column("next_send_at", UTC_TIME),
+    sa.column("last_sent_at", UTC_TIME),
+)
+deliveries = sa.table(
+    "deliveries",
+    sa.column("id", sa.Integer),
+    sa.column("subscriber_id", sa.Integer),
+    sa.column("kind", sa.String),
+    sa.column("step_id", sa.Integer),
+    sa.column("due_at", UTC_TIME),
+    sa.column("created_at", UTC_TIME),
+)
+steps = sa.table(
+    "steps",
+    sa.column("id", sa.Integer),
+    sa.column("sequence_id", sa.Integer),
+    sa.column("number", sa.Integer),
+    sa.column("day_offset", sa.Integer),
+)
+consent_events = sa.table(
+    "consent_events",
+    sa.column("subscriber_id", sa.Integer),
+    sa.column("kind", sa.String),
+    sa.column("occurred_at", UTC_TIME),
+)
+
+
+def upgrade() -> None:
+    """The paused subscribers are found before the column is added: on PostgreSQL adding
+    it locks `subscribers` against reads too until the migration commits, and reading
+    every active subscriber is the slow part."""
+    paused = list(_paused(op.get_bind()))
+    op.add_column("subscribers", sa.Column("paused_until", UTC_TIME, nullable=True))
+    for start in range(0, len(paused), 1000):
+        op.get_bind().execute(PAUSE, {"ids": paused[start : start + 1000]})
+
+
+def downgrade() -> None:
+    op.drop_column("subscribers", "paused_until")
+
+
+def _paused(conn: sa.Connection) -> Iterator[int]:
+    """The active subscribers whose next email is due on a later local day than their
+    series gives it."""
+    for row in conn.execute(_places().execution_options(yield_per=1000)):
+        tz = _zone(row.timezone)
+        if _local(row.next_send_at, tz) > _schedule_day(row, tz):
+            yield row.id
+
+
+def _places() -> sa.Select[tuple[object, ...]]:
+    """Each active subscriber with a next email, their last lesson, and the day gap from
+    its step to their next one."""
+    lessons = deliveries.alias("lessons")
+    last = (
+        sa.select(sa.func.max(lessons.c.id))
+        .where(lessons.c.subscriber_id == subscribers.c.id, lessons.c.kind == "step")
+        .scalar_subquery()
+    )
+    resubscribed = (
+        sa.select(sa.func.max(consent_events.c.occurred_at))
+        .where(
+            consent_events.c.subscriber_id == subscribers.c.id,
+            consent_events.c.kind == "resubscribe",
+        )
+        .scalar_subquery()
+    )
+    previous, following = steps.alias("previous"), steps.alias("following")
+    return (
+        sa.select(
+            subscribers.c.id,
+            subscribers.c.timezone,
+            subscribers.c.next_send_at,
+            subscribers.c.last_sent_at,
+            deliveries.c.due_at,
+            deliveries.c.created_at,
+            (following.c.day_offset - previous.c.day_offset).label("gap"),
+            sa.type_coerce(resubscribed, UTC_TIME).label("resubscribed_at"),
+        )
+        .select_from(subscribers)
+        .join(deliveries, deliveries.c.id == last)
+        .join(previous, previous.c.id == deliveries.c.step_id)
+        .join(
+            following,
+            sa.and_(
+                following.c.sequence_id == subscribers.c.sequence_id,
+                following.c.number == subscribers.c.next_step,
+            ),
+        )
+        .where(subscribers.c.status == "active", subscribers.c.next_send_at.is_not(None))
+    )
+
+
+def _schedule_day(row: sa.Row[tuple[object, ...]], tz: ZoneInfo) -> date:
+    """The latest local day the series (not a pause) could have set for the next email."""
+    due = row.due_at or row.created_at
+    days = [
+        _local(due, tz) + timedelta(days=max(row.gap, 1)),
+        _local(row.created_at, tz) + timedelta(days=1),
+    ]
+    for after in (row.last_sent_at, row.resubscribed_at):
+        if after is not None:
+            days.append(_local(after, tz) + timedelta(days=1))
+    return max(days)
+
+
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError):
+        return ZoneInfo("UTC")
+
+
+def _local(instant: datetime, tz: ZoneInfo) -> date:
+    return instant.astimezone(tz).date()
