@@ -12,7 +12,7 @@ from drip.db import transaction
 from drip.domain_pauses import PAUSE
 from drip.domain_slots import CALM_RETRY
 from drip.models import Delivery, DeliveryStatus, Subscriber
-from drip.sending import Outcome, send_delivery
+from drip.sending import RETRY_DELAYS, Outcome, send_delivery
 from tests.helpers import System, wait_until
 
 THROTTLED = "421 4.7.28 Our system has detected an unusual rate of unsolicited mail"
@@ -91,7 +91,8 @@ def test_after_the_pause_the_domain_gets_one_connection_at_a_time(system: System
 def test_a_late_attempt_pauses_the_domain_ten_minutes_not_its_own_back_off(
     system: System,
 ) -> None:
-    """The delivery's fifth attempt waits an hour; the domain asked for ten minutes."""
+    """The delivery's fifth attempt waits its own three hours; the domain asked for ten
+    minutes."""
     late, neighbour = queued_without_sending(system, "ana@gmail.com", "bo@gmail.com")
     with transaction(system.sessions) as session:
         session.get_one(Delivery, late).attempts = 4
@@ -99,7 +100,7 @@ def test_a_late_attempt_pauses_the_domain_ten_minutes_not_its_own_back_off(
     began = system.clock.now()
 
     assert send_delivery(system.mailer, late) is Outcome.RETRY
-    assert delivery_to(system, "ana@gmail.com").retry_at == began + timedelta(hours=1)
+    assert delivery_to(system, "ana@gmail.com").retry_at == began + RETRY_DELAYS[4]
     assert send_delivery(system.mailer, neighbour) is Outcome.RETRY
     assert delivery_to(system, "bo@gmail.com").retry_at == began + PAUSE
 
