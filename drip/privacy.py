@@ -18,7 +18,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import consent
+from drip import consent, purged
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, engine_of, scrub, transaction
 from drip.models import (
     ConsentEvent,
@@ -322,6 +322,9 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     erasure holding one of an address's signups and wanting another the purge had
     taken, each waited for the other until PostgreSQL aborted one. Only the ids locked
     are deleted. On SQLite, where writers take turns, nothing is ever held.
+
+    They still count as signups on the dashboard: what is deleted is added to the
+    anonymous counts of drip.purged, in this transaction.
     """
     cutoff = now - older_than
     recent_signup = sa.exists().where(
@@ -332,25 +335,24 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     declined = sa.and_(
         Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
     )
-    doomed = list(
-        session.scalars(
-            sa.select(Subscriber.id)
-            .where(
-                sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
-                Subscriber.created_at <= cutoff,
-                ~recent_signup,
-            )
-            .order_by(Subscriber.id)
-            .with_for_update(skip_locked=True)
+    doomed = session.execute(
+        sa.select(Subscriber.id, Subscriber.sequence_id, Subscriber.created_at)
+        .where(
+            sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
+            Subscriber.created_at <= cutoff,
+            ~recent_signup,
         )
-    )
+        .order_by(Subscriber.id)
+        .with_for_update(skip_locked=True)
+    ).all()
     if not doomed:
         return 0
     with consent.erasing(session):
         texts: set[int] = set()
         for start in range(0, len(doomed), IDS_PER_STATEMENT):
-            ids = doomed[start : start + IDS_PER_STATEMENT]
+            ids = [row.id for row in doomed[start : start + IDS_PER_STATEMENT]]
             texts |= consent.texts_of(session, ids)
             session.execute(sa.delete(Subscriber).where(Subscriber.id.in_(ids)))
         consent.drop_unused_texts(session, texts)
+    purged.count(session, [(row.sequence_id, row.created_at) for row in doomed])
     return len(doomed)

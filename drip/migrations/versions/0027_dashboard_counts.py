@@ -1,0 +1,53 @@
+"""counts of the signups the purge deleted unconfirmed, and an index of bounced emails
+
+The purge deletes signups nobody confirmed within DRIP_PENDING_DAYS (drip.privacy). The
+dashboard counted signups, and the share confirmed, from the rows still on file, so
+each purge made a past day's signups drop and the confirmation rate rise. The purge now
+adds what it deletes to a count per series and day, with nothing in it about anyone.
+Signups purged before the upgrade are gone and are not counted.
+
+The dashboard now counts each email's bounces and spam complaints. An index holding only
+the emails that have one lets it read those few instead of every email sent.
+
+Revision ID: 0027
+Revises: 0026
+Create Date: 2026-12-04 09:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0027"
+down_revision: str | None = "0026"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "purged_signups",
+        sa.Column("sequence_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("signups", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["sequence_id"],
+            ["sequences.id"],
+            name=op.f("fk_purged_signups_sequence_id_sequences"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("sequence_id", "day", name=op.f("pk_purged_signups")),
+    )
+    op.create_index(
+        "ix_deliveries_bounced",
+        "deliveries",
+        ["step_id", "bounce"],
+        postgresql_where=sa.text("bounce IS NOT NULL"),
+        sqlite_where=sa.text("bounce IS NOT NULL"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_index("ix_deliveries_bounced", "deliveries")
+    op.drop_table("purged_signups")
