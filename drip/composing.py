@@ -151,7 +151,8 @@ def _own_name(delivery: Row, subscriber: Row) -> str:
     address in our name and under our DKIM signature (standards STD-09, SEC-13); the
     templates greet "Hi there" instead. A confirmed row's name is the one its owner
     confirmed: a new signup, the only thing that sets a name, also clears `confirmed_at`
-    (drip.signup.ask_to_confirm)."""
+    (drip.signup.ask_to_confirm), and the purge that gives it back when that signup is
+    never confirmed drops the name (drip.resignups)."""
     if delivery.kind == DeliveryKind.CONFIRMATION or subscriber.confirmed_at is None:
         return ""
     return subscriber.first_name

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Collection
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -31,6 +32,7 @@ from drip.models import (
     Suppression,
 )
 from drip.outbox import delete_addressed_to
+from drip.resignups import LAST_CONFIRMED_SIGNUP, drop_signups_after
 from drip.schedule import insert_delivery
 
 LINK_INTERVAL = timedelta(minutes=10)
@@ -130,6 +132,17 @@ def subscriptions_of(session: Session, email: str, *, lock: bool = False) -> lis
     that order, the one order in which anything locks several of an address's rows."""
     query = sa.select(Subscriber).where(Subscriber.email == email).order_by(Subscriber.id)
     return list(session.scalars(query.with_for_update() if lock else query))
+
+
+def address_of(session: Session, subscriber_ids: Collection[int]) -> str | None:
+    """The address of the first of these subscriptions still held, or None once every
+    one is gone."""
+    return session.scalar(
+        sa.select(Subscriber.email)
+        .where(Subscriber.id.in_(subscriber_ids))
+        .order_by(Subscriber.id)
+        .limit(1)
+    )
 
 
 def request_link(session: Session, email: str, *, now: datetime) -> int | None:
@@ -253,7 +266,9 @@ def erase_ended(
     Unlike an erasure, it goes by subscription, not by address: the same address may be
     active on another series. So the address's hash is added only once it has no
     confirmed subscription left, since a hash would stop that one's lessons (or their
-    undo). One still pending needs a confirmation, which lifts the hash anyway. The
+    undo). One still pending needs a confirmation, which lifts the hash anyway, unless
+    its reader confirmed before and signed up again: should the purge drop that signup,
+    they are back to the subscription they ended, which they may undo. The
     address's other rows are locked before deciding: a confirmation committed meanwhile
     is then seen, and one starting later waits, then lifts the hash.
 
@@ -277,7 +292,13 @@ def erase_ended(
         return 0
     emails = {subscriber.email for subscriber in ended}
     others = (
-        sa.select(Subscriber.id, Subscriber.email, Subscriber.status, Subscriber.confirmed_at)
+        sa.select(
+            Subscriber.id,
+            Subscriber.email,
+            Subscriber.status,
+            Subscriber.confirmed_at,
+            LAST_CONFIRMED_SIGNUP.label("confirmed_signup"),
+        )
         .where(
             Subscriber.email.in_(emails),
             Subscriber.id.not_in([subscriber.id for subscriber in ended]),
@@ -290,9 +311,11 @@ def erase_ended(
     doomed = [subscriber for subscriber in ended if subscriber.email not in busy]
     _delete(session, doomed)
     still_confirmed = {
-        email
-        for _, email, status, confirmed_at in remaining
-        if confirmed_at is not None or status == SubscriberStatus.ACTIVE
+        row.email
+        for row in remaining
+        if row.confirmed_at is not None
+        or row.confirmed_signup is not None
+        or row.status == SubscriberStatus.ACTIVE
     }
     for email in sorted(emails - busy - still_confirmed):
         suppress(session, secret, email, ERASED, now=now)
@@ -308,12 +331,15 @@ nobody confirmed, or a scheduler stopped for days."""
 def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta) -> int:
     """Delete signups not confirmed within `older_than` of their latest signup (GDPR
     storage limitation); someone who comes back after unsubscribing starts a new clock.
+    Returns how many signups went.
 
     A signup declined or cancelled before anyone confirmed goes too: it was never a
     subscription. A declined address keeps only its suppression hash. Nobody who ever
-    confirmed is touched, whatever their consent log says. Deleting a signup's consent
-    events is an erasure, so it runs under `consent.erasing`; a pass with nothing to
-    purge writes nothing.
+    confirmed is deleted, whatever their row says: a past reader signed up again, whose
+    new signup cleared `confirmed_at`, loses only the signups made since their latest
+    confirmation and is unsubscribed again, so their consent record is kept as long as
+    any ended subscription's (drip.resignups). Deleting consent events is an erasure, so
+    it runs under `consent.erasing`; a pass with nothing to purge writes nothing.
 
     The signups are locked in id order, the order an erasure locks an address's rows in
     (`erase`), and one that someone holds is skipped (SKIP LOCKED), not waited for: an
@@ -321,7 +347,7 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     at once locked them in its plan's order and waited for each held one, so with an
     erasure holding one of an address's signups and wanting another the purge had
     taken, each waited for the other until PostgreSQL aborted one. Only the ids locked
-    are deleted. On SQLite, where writers take turns, nothing is ever held.
+    are deleted or changed. On SQLite, where writers take turns, nothing is ever held.
 
     They still count as signups on the dashboard: what is deleted is added to the
     anonymous counts of drip.purged, in this transaction.
@@ -335,8 +361,8 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     declined = sa.and_(
         Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
     )
-    doomed = session.execute(
-        sa.select(Subscriber.id, Subscriber.sequence_id, Subscriber.created_at)
+    stale = session.execute(
+        sa.select(Subscriber.id, LAST_CONFIRMED_SIGNUP)
         .where(
             sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
             Subscriber.created_at <= cutoff,
@@ -345,14 +371,22 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         .order_by(Subscriber.id)
         .with_for_update(skip_locked=True)
     ).all()
-    if not doomed:
+    if not stale:
         return 0
+    deleted: Counter[tuple[int, date]] = Counter()
+    for start in range(0, len(stale), IDS_PER_STATEMENT):
+        ids = [row.id for row in stale[start : start + IDS_PER_STATEMENT]]
+        deleted += purged.unconfirmed_signups(session, ids)
+    purged.count(session, deleted)
+    never_confirmed = [subscriber_id for subscriber_id, confirmed in stale if confirmed is None]
     with consent.erasing(session):
         texts: set[int] = set()
-        for start in range(0, len(doomed), IDS_PER_STATEMENT):
-            ids = [row.id for row in doomed[start : start + IDS_PER_STATEMENT]]
+        for start in range(0, len(never_confirmed), IDS_PER_STATEMENT):
+            ids = never_confirmed[start : start + IDS_PER_STATEMENT]
             texts |= consent.texts_of(session, ids)
             session.execute(sa.delete(Subscriber).where(Subscriber.id.in_(ids)))
+        for subscriber_id, confirmed in stale:
+            if confirmed is not None:
+                texts |= drop_signups_after(session, subscriber_id, confirmed)
         consent.drop_unused_texts(session, texts)
-    purged.count(session, [(row.sequence_id, row.created_at) for row in doomed])
-    return len(doomed)
+    return len(stale)

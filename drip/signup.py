@@ -396,6 +396,21 @@ def confirm(
         return None
     if subscriber.status != SubscriberStatus.PENDING:
         raise BadToken("this confirmation link is no longer valid")
+    return activate(session, subscriber, signup_id, now=now, seen=seen, secret=secret)
+
+
+def activate(
+    session: Session,
+    subscriber: Subscriber,
+    signup_id: int,
+    *,
+    now: datetime,
+    seen: Seen,
+    secret: str,
+) -> int | None:
+    """`confirm` for a pending subscriber its caller has locked with `pending_signup`
+    and looked at first: the confirm page tells someone no longer pending where they
+    stand."""
     consent.record_confirm(
         session,
         session.get_one(ConsentEvent, signup_id),

@@ -109,13 +109,15 @@ def request_recounts(session: Session, now: datetime, *, every: timedelta) -> li
 
 SHAPE = 2
 """The version of the stored counts' shape, raised whenever Overview changes: 2 added
-the purged signups, the complaints and bounces, and the funnel by sent order."""
+the signups and confirmations from the consent log, the purged signups, the complaints
+and bounces, and the funnel by sent order."""
 
 
 def to_json(counted: Overview) -> dict[str, Any]:
     return {
         "shape": SHAPE,
         "by_status": counted.by_status,
+        "signed_up": counted.signed_up,
         "purged": counted.purged,
         "confirmed": counted.confirmed,
         "complained": counted.complained,
@@ -129,6 +131,7 @@ def to_json(counted: Overview) -> dict[str, Any]:
 def from_json(body: dict[str, Any]) -> Overview:
     return Overview(
         by_status=dict(body["by_status"]),
+        signed_up=body["signed_up"],
         purged=body["purged"],
         confirmed=body["confirmed"],
         complained=body["complained"],

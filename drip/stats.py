@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import purged
+from drip.db import as_date, utc_day
 from drip.models import (
     ConsentEvent,
     ConsentEventKind,
@@ -45,9 +46,14 @@ class StepStats:
 @dataclass(frozen=True)
 class Overview:
     by_status: dict[str, int]
+    signed_up: int
+    """Signups on file, from the consent log: a past reader who signed up again made a
+    second one, on the day they did."""
     purged: int
     """Signups never confirmed that the purge deleted: signups all the same."""
     confirmed: int
+    """Confirmations on file, from the consent log: a past reader who confirmed a second
+    signup confirmed twice."""
     complained: int
     """Unsubscribed subscribers whose consent was withdrawn by a spam complaint."""
     signups: list[tuple[date, int]]
@@ -60,11 +66,17 @@ class Overview:
     @property
     def total(self) -> int:
         """Every signup, on file or purged unconfirmed (erased ones are gone for good)."""
-        return sum(self.by_status.values()) + self.purged
+        return self.signed_up + self.purged
 
     @property
     def confirmation_rate(self) -> float | None:
         return self.confirmed / self.total if self.total else None
+
+
+COUNTED = (ConsentEventKind.SIGNUP, ConsentEventKind.CONFIRM)
+"""What the signup and confirmation figures count: the consent log's events, one per
+signup and one per signup confirmed (drip.signup), the same for a reader's first
+subscription and for their coming back."""
 
 
 def overview(session: Session, sequence_id: int, *, now: datetime, days: int = 30) -> Overview:
@@ -76,24 +88,42 @@ def overview(session: Session, sequence_id: int, *, now: datetime, days: int = 3
             .group_by(Subscriber.status)
         ).all()
     )
-    confirmed = session.scalar(
-        sa.select(sa.func.count()).where(
-            Subscriber.sequence_id == sequence_id, Subscriber.confirmed_at.is_not(None)
-        )
+    events = dict(
+        session.execute(
+            sa.select(ConsentEvent.kind, sa.func.count())
+            .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+            .where(Subscriber.sequence_id == sequence_id, ConsentEvent.kind.in_(COUNTED))
+            .group_by(ConsentEvent.kind)
+        ).all()
     )
-    signups = _per_day(session, Subscriber.created_at, sequence_id, since, days)
+    per_day = _per_day(session, sequence_id, since, days)
     purged_by_day = purged.per_day(session, sequence_id, since.date())
     left, complained = _left_after(session, sequence_id)
     steps = _step_stats(session, sequence_id, left)
     return Overview(
         by_status={status.value: count for status, count in by_status.items()},
+        signed_up=events.get(ConsentEventKind.SIGNUP, 0),
         purged=purged.total(session, sequence_id),
-        confirmed=confirmed or 0,
+        confirmed=events.get(ConsentEventKind.CONFIRM, 0),
         complained=complained,
-        signups=[(day, n + purged_by_day.get(day, 0)) for day, n in signups],
-        confirmations=_per_day(session, Subscriber.confirmed_at, sequence_id, since, days),
+        signups=[
+            (day, n + purged_by_day.get(day, 0)) for day, n in per_day[ConsentEventKind.SIGNUP]
+        ],
+        confirmations=per_day[ConsentEventKind.CONFIRM],
         reached=_reached(session, sequence_id, len(steps)),
         steps=steps,
+    )
+
+
+def confirmations_by_series(session: Session) -> dict[int, int]:
+    """Confirmations on file per series id, counted as the dashboard does (`COUNTED`)."""
+    return dict(
+        session.execute(
+            sa.select(Subscriber.sequence_id, sa.func.count())
+            .join(ConsentEvent, ConsentEvent.subscriber_id == Subscriber.id)
+            .where(ConsentEvent.kind == ConsentEventKind.CONFIRM)
+            .group_by(Subscriber.sequence_id)
+        ).all()
     )
 
 
@@ -105,33 +135,25 @@ def _first_midnight(now: datetime, days: int) -> datetime:
 
 
 def _per_day(
-    session: Session,
-    column: sa.ColumnElement[datetime],
-    sequence_id: int,
-    since: datetime,
-    days: int,
-) -> list[tuple[date, int]]:
-    """Counts per UTC day, the days the chart is labelled with. SQLite stores UTC
-    already; PostgreSQL's cast of a timestamptz to a date takes the day in the session's
-    timezone, which the server's or database's configuration chooses, so the instant is
-    turned into UTC wall time first. In the query rather than by setting the timezone on
-    drip's connections: PgBouncer (docs/deploy.md) refuses startup options and does not
-    keep a session's SET in transaction pooling."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "sqlite":
-        day = sa.func.date(column)
-    else:
-        day = sa.cast(sa.func.timezone("UTC", column), sa.Date)
+    session: Session, sequence_id: int, since: datetime, days: int
+) -> dict[ConsentEventKind, list[tuple[date, int]]]:
+    """Signups and confirmations per UTC day (drip.db.utc_day), the days the charts
+    are labelled with, read through the log's index by kind and time."""
+    day = utc_day(session.get_bind().dialect.name, ConsentEvent.occurred_at)
     rows = session.execute(
-        sa.select(day, sa.func.count())
-        .where(Subscriber.sequence_id == sequence_id, column >= since)
-        .group_by(day)
+        sa.select(ConsentEvent.kind, day, sa.func.count())
+        .join(Subscriber, Subscriber.id == ConsentEvent.subscriber_id)
+        .where(
+            Subscriber.sequence_id == sequence_id,
+            ConsentEvent.kind.in_(COUNTED),
+            ConsentEvent.occurred_at >= since,
+        )
+        .group_by(ConsentEvent.kind, day)
     ).all()
-    counts = {(d if isinstance(d, date) else date.fromisoformat(d)): n for d, n in rows}
+    counts = {(kind, as_date(d)): n for kind, d, n in rows}
     first = since.date()
-    return [
-        (first + timedelta(days=i), counts.get(first + timedelta(days=i), 0)) for i in range(days)
-    ]
+    every_day = [first + timedelta(days=i) for i in range(days)]
+    return {kind: [(d, counts.get((kind, d), 0)) for d in every_day] for kind in COUNTED}
 
 
 def _step_stats(session: Session, sequence_id: int, left: dict[int, int]) -> list[StepStats]:

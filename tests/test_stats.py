@@ -178,3 +178,40 @@ def test_a_spam_complaint_and_bounces_count_on_their_email_not_as_unsubscribes(
     assert (lesson_1.hard_bounces, lesson_1.soft_bounces) == (1, 1)
     assert counted.complained == 1
     assert (counted.by_status["unsubscribed"], counted.by_status["bounced"]) == (2, 1)
+
+
+def test_a_past_reader_who_signs_up_and_confirms_again_counts_again(system: System) -> None:
+    """Ana confirmed on the 24th, unsubscribed, and signed up and confirmed again on the
+    27th: the dashboard, counting rows, said one signup, none on the 27th, and counted
+    only her latest confirmation."""
+    system.join("ana@example.com")
+    leave(system, "ana@example.com")
+    system.clock.advance(timedelta(days=3))
+    system.join("ana@example.com")
+
+    counted = numbers(system)
+    assert (counted.total, counted.confirmed, counted.confirmation_rate) == (2, 2, 1.0)
+    for per_day in (counted.signups, counted.confirmations):
+        assert dict(per_day)[date(2026, 10, 24)] == 1
+        assert dict(per_day)[date(2026, 10, 27)] == 1, "the day she came back"
+
+
+def test_a_past_readers_new_signup_purged_unconfirmed_still_counts(system: System) -> None:
+    """Ana confirmed, unsubscribed, and signed up again without confirming. The purge
+    takes only her new signup and restores her confirmation: the dashboard's one signup,
+    0% confirmed, became one signup, 100% confirmed."""
+    system.join("ana@example.com")
+    leave(system, "ana@example.com")
+    system.clock.advance(timedelta(days=3))
+    system.signup("ana@example.com")
+    system.drain()
+    before = numbers(system)
+
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    assert system.tick().purged == 1
+    after = numbers(system)
+
+    assert system.subscriber("ana@example.com").confirmed_at is not None, "her record stays"
+    assert (before.total, before.confirmed) == (after.total, after.confirmed) == (2, 1)
+    assert (after.purged, after.confirmation_rate) == (1, 1 / 2)
+    assert dict(after.signups)[date(2026, 10, 27)] == 1, "the signup the purge took"

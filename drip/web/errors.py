@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import logging
+from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, make_response, render_template, request, session
+from flask import (
+    Flask,
+    Response,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from sqlalchemy.exc import DataError, OperationalError
 from werkzeug.exceptions import HTTPException, SecurityError
 
 from drip.db import is_conflict
 from drip.db_problems import is_unreachable, reason
 from drip.errors import BadToken, InvalidInput, NotFound
+from drip.web.context import ctx
 from drip.web.limits import RateLimited
 
 STATUS = {NotFound: 404, InvalidInput: 400}
@@ -125,7 +136,29 @@ def retry_later(message: str, *, seconds: int) -> Response:
 def answer(status: int, message: str) -> tuple[Response | str, int]:
     if request.path.startswith("/api/"):
         return jsonify(error=message), status
-    back = "/" if request.method == "POST" and request.path == "/subscribe" else ""
+    from_form = request.method == "POST" and request.path == "/subscribe"
     return render_template(
-        "message.html", title="Sorry, that did not work", message=message, back=back
+        "message.html",
+        title="Sorry, that did not work",
+        message=message,
+        from_form=from_form,
+        back=form_page() if from_form else "",
     ), status
+
+
+def form_page() -> str:
+    """The page a refused signup form was on, for a link back to it: the Referer, or
+    failing that the Origin, when it is a site in DRIP_ALLOWED_ORIGINS (drip's own is
+    one). The embedded form lives on the writer's site, where drip's "/" would not lead;
+    a page on any other site could be anyone's, so "" then, and the page says to go
+    back instead."""
+    allowed = ctx().settings.allowed_origins
+    for url in (request.referrer, request.headers.get("Origin")):
+        if url and _origin(url) in allowed:
+            return url
+    return url_for("signup.landing") if ctx().same_site() else ""
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -9,11 +9,13 @@ a redirect). The same token undoes an unsubscribe, changes the send hour, or pau
 from __future__ import annotations
 
 from flask import Blueprint, Response, render_template, request
+from sqlalchemy.orm import Session
 
 from drip import proofs
-from drip.errors import BadToken, InvalidInput
+from drip.errors import BadToken, InvalidInput, NotFound
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
-from drip.subscriptions import can_undo, pause, resubscribe, set_send_hour, withdraw
+from drip.standing import declined, standing
+from drip.subscriptions import locked, pause, resubscribe, set_send_hour, withdraw
 from drip.tokens import UNSUBSCRIBE
 from drip.web.context import ctx, seen
 
@@ -28,6 +30,9 @@ UNDO_NOTICES = {
 }
 """What an undo says, by the status it left: it may also have come too late, or found
 nothing left to send, and must then not welcome anyone back."""
+UNCHANGED = {SubscriberStatus.ACTIVE: "Nothing changed: you are still subscribed."}
+"""What an undo says that found nothing to undo (pressed twice, or from a page left
+open), by the status it found."""
 
 
 @bp.route(proofs.UNSUBSCRIBE_PATH, methods=["GET", "POST"])
@@ -49,7 +54,7 @@ def page(token: str) -> str:
     web = ctx()
     with web.reading() as session:
         subscriber = session.get(Subscriber, _subscriber_id(token))
-        return _page(token, subscriber)
+        return _page(session, token, subscriber)
 
 
 @bp.post("/unsubscribe/<token>")
@@ -66,22 +71,31 @@ def unsubscribe_now(token: str) -> Response | str:
         )
         if one_click:
             return Response("You are unsubscribed.\n", status=200, mimetype="text/plain")
-        return _page(token, subscriber, notice="You are unsubscribed. No more emails will come.")
+        return _page(session, token, subscriber, notice=_unsubscribed(subscriber))
+
+
+def _unsubscribed(subscriber: Subscriber | None) -> str:
+    """What the button did: on a signup not yet confirmed, it cancelled the signup
+    (drip.subscriptions.withdraw)."""
+    if subscriber is not None and declined(subscriber):
+        return "Your signup is cancelled."
+    return "You are unsubscribed. No more emails will come."
 
 
 @bp.post("/resubscribe/<token>")
 def undo(token: str) -> str:
     web = ctx()
     with web.transaction() as session:
-        subscriber = resubscribe(
-            session,
-            _subscriber_id(token),
-            web.clock.now(),
-            ip=seen().ip,
-            user_agent=seen().user_agent,
+        subscriber = _locked(session, token)
+        found = subscriber.status
+        resubscribe(
+            session, subscriber.id, web.clock.now(), ip=seen().ip, user_agent=seen().user_agent
         )
-        notice = UNDO_NOTICES.get(subscriber.status, "") if subscriber is not None else ""
-        return _page(token, subscriber, notice=notice)
+        if found == SubscriberStatus.UNSUBSCRIBED:
+            notice = UNDO_NOTICES.get(subscriber.status, "")
+        else:
+            notice = UNCHANGED.get(found, "Nothing changed.")
+        return _page(session, token, subscriber, notice=notice)
 
 
 @bp.post("/preferences/<token>")
@@ -89,27 +103,40 @@ def preferences(token: str) -> str:
     web = ctx()
     action = request.form.get("action", "")
     with web.transaction() as session:
+        subscriber_id = _locked(session, token).id
         if action == "hour":
-            subscriber = set_send_hour(session, _subscriber_id(token), _hour(), web.clock.now())
+            subscriber = set_send_hour(session, subscriber_id, _hour(), web.clock.now())
             notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
         elif action == "pause":
-            subscriber = pause(session, _subscriber_id(token), web.clock.now(), days=PAUSE_DAYS)
+            subscriber = pause(session, subscriber_id, web.clock.now(), days=PAUSE_DAYS)
             notice = f"Paused. The next email comes in {PAUSE_DAYS} days."
         else:
             raise InvalidInput("unknown action")
-        return _page(token, subscriber, notice=notice)
+        return _page(session, token, subscriber, notice=notice)
 
 
-def _page(token: str, subscriber: Subscriber | None, *, notice: str = "") -> str:
+def _page(session: Session, token: str, subscriber: Subscriber | None, *, notice: str = "") -> str:
+    web = ctx()
     return render_template(
         "manage.html",
         token=token,
         subscriber=subscriber,
-        active=subscriber is not None and subscriber.status == SubscriberStatus.ACTIVE,
-        can_undo=subscriber is not None and can_undo(subscriber, ctx().clock.now()),
+        standing=None
+        if subscriber is None
+        else standing(session, subscriber, web.clock.now(), secret=web.settings.secret_key),
         notice=notice,
         hours=range(24),
     )
+
+
+def _locked(session: Session, token: str) -> Subscriber:
+    """The subscriber the token names, locked for a change. Once they are erased, their
+    link is one that names nobody, and gets the one answer every bad link gets
+    (standards UNS-05), not a "no such subscriber" of its own."""
+    try:
+        return locked(session, _subscriber_id(token))
+    except NotFound:
+        raise BadToken("this link is no longer valid") from None
 
 
 def _hour() -> int:

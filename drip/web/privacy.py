@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import list_bombing, outbox
-from drip.errors import BadToken
+from drip.errors import BadToken, InvalidInput
 from drip.models import Subscriber
-from drip.privacy import DECLINE_QUIET, erase_address, request_link
+from drip.privacy import DECLINE_QUIET, address_of, erase_address, request_link, subscriptions_of
 from drip.privacy_export import as_json, export
 from drip.signup import normalise_email
 from drip.subscriptions import still_subscribed, withdraw_address
@@ -33,6 +33,12 @@ LINK_AGE = timedelta(hours=24)
 
 @bp.get("/privacy")
 def policy() -> str:
+    return _policy_page()
+
+
+def _policy_page(*, error: str = "", typed: str = "") -> str:
+    """The policy with its form; after a refused address, with the reason beside the
+    field and the address as typed still in it, to be put right there."""
     web = ctx()
     return render_template(
         "privacy.html",
@@ -41,15 +47,21 @@ def policy() -> str:
         declined_days=DECLINE_QUIET.days,
         confirmation_days=list_bombing.KEPT.days,
         retention_days=f"{web.settings.retention / timedelta(days=1):g}",
+        error=error,
+        typed=typed,
     )
 
 
 @bp.post("/privacy")
 @limiter.limit(lambda: ctx().settings.signup_limit)
 @limiter.limit(lambda: ctx().settings.address_limit, key_func=address_key)
-def ask_for_link() -> BaseResponse:
+def ask_for_link() -> BaseResponse | tuple[str, int]:
     web = ctx()
-    email = normalise_email(request.form.get("email", ""))
+    typed = request.form.get("email", "")
+    try:
+        email = normalise_email(typed)
+    except InvalidInput as exc:
+        return _policy_page(error=str(exc), typed=typed), 400
     with web.transaction() as session:
         delivery_id = request_link(session, email, now=web.clock.now())
     web.enqueue([delivery_id] if delivery_id else [])
@@ -73,11 +85,12 @@ def manage(token: str) -> str:
     with web.reading() as session:
         data = _exported(session, email)
         subscribed = bool(still_subscribed(session, email))
+        shown = [subscription.id for subscription in subscriptions_of(session, email)]
     payload = _payload(PRIVACY, token)
     return render_template(
         "privacy_manage.html",
         token=token,
-        erase_token=web.tokens.make(PRIVACY_ERASE, payload),
+        erase_token=web.tokens.make(PRIVACY_ERASE, shown),
         withdraw_token=web.tokens.make(PRIVACY_WITHDRAW, payload) if subscribed else None,
         data=data,
     )
@@ -97,15 +110,25 @@ def download(token: str) -> Response:
 
 @bp.post("/privacy/<token>/erase")
 def erase_everything(token: str) -> str:
+    """Erases the address whose subscriptions the page showed. Its token names every
+    one of them, so one deleted meanwhile (the purge of a signup never confirmed, the
+    retention sweep) leaves the others to erase. Once none is left, as when the button
+    is pressed twice (a double click, a reload), it answers as the first time did
+    rather than as to a dead link. Only this button's genuine token within its day gets
+    that answer, and the token names that address's subscriptions alone: nothing is
+    told about anyone else (standards UNS-05)."""
     web = ctx()
-    email = _email(PRIVACY_ERASE, token)
-    erase_address(
-        web.sessions,
-        email,
-        secret=web.settings.secret_key,
-        now=web.clock.now(),
-        outbox=outbox.location(web.settings),
-    )
+    subscription_ids = _payload(PRIVACY_ERASE, token)
+    with web.reading() as session:
+        email = address_of(session, subscription_ids)
+    if email is not None:
+        erase_address(
+            web.sessions,
+            email,
+            secret=web.settings.secret_key,
+            now=web.clock.now(),
+            outbox=outbox.location(web.settings),
+        )
     return render_template(
         "message.html",
         title="Erased",

@@ -13,19 +13,22 @@ button POSTs.
 from __future__ import annotations
 
 from flask import Blueprint, redirect, render_template, request, url_for
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from drip.errors import BadToken, InvalidInput
+from drip.models import Subscriber, SubscriberStatus
 from drip.signup import (
     SignupRequest,
+    activate,
     detected_timezone,
     find_sequence,
     outline,
     pending_signup,
 )
-from drip.signup import confirm as confirm_signup
+from drip.standing import standing
 from drip.timing import known_zones
-from drip.tokens import CONFIRM, FORM_SHOWN
+from drip.tokens import CONFIRM, FORM_SHOWN, UNSUBSCRIBE
 from drip.web.context import ctx, seen
 from drip.web.limits import limiter
 
@@ -33,6 +36,7 @@ bp = Blueprint("signup", __name__)
 HONEYPOT = "website"
 SHOWN = "shown"
 """The landing page form's signed "shown at" stamp (standards SEC-13)."""
+CONFIRMED = (SubscriberStatus.ACTIVE, SubscriberStatus.COMPLETED)
 
 
 @bp.get("/")
@@ -163,18 +167,28 @@ def confirm_page(token: str) -> str:
     web = ctx()
     subscriber_id, signup_id = _confirm_payload(token)
     with web.reading() as session:
-        pending_signup(session, subscriber_id, signup_id, lock=False)
+        subscriber = pending_signup(session, subscriber_id, signup_id, lock=False)
+        if subscriber.status != SubscriberStatus.PENDING:
+            return _where_they_stand(session, subscriber)
     return render_template("confirm.html", token=token)
 
 
 @bp.post("/confirm/<token>")
-def confirm(token: str) -> str:
+def confirm(token: str) -> str | tuple[str, int]:
+    """Confirms a pending signup. Pressed again, or once the signup was cancelled or
+    ended, it changes nothing and says where the subscriber stands; a refusal (not
+    confirmed before) answers 409."""
     web = ctx()
     subscriber_id, signup_id = _confirm_payload(token)
     with web.transaction() as session:
-        delivery_id = confirm_signup(
+        subscriber = pending_signup(session, subscriber_id, signup_id)
+        if subscriber.status in CONFIRMED:
+            return _where_they_stand(session, subscriber)
+        if subscriber.status != SubscriberStatus.PENDING:
+            return _where_they_stand(session, subscriber), 409
+        delivery_id = activate(
             session,
-            subscriber_id,
+            subscriber,
             signup_id,
             now=web.clock.now(),
             seen=seen(),
@@ -185,6 +199,18 @@ def confirm(token: str) -> str:
         "message.html",
         title="You're in",
         message="Thank you for confirming. Your welcome email, with your bonuses, is on its way.",
+    )
+
+
+def _where_they_stand(session: Session, subscriber: Subscriber) -> str:
+    """The page a confirmation link opens once there is nothing left to confirm, with
+    a link to the subscriber's own page, where they can change what can still be
+    changed."""
+    web = ctx()
+    return render_template(
+        "standing.html",
+        standing=standing(session, subscriber, web.clock.now(), secret=web.settings.secret_key),
+        manage_url=url_for("manage.page", token=web.tokens.make(UNSUBSCRIBE, [subscriber.id])),
     )
 
 

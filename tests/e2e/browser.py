@@ -11,9 +11,10 @@ from email.message import EmailMessage
 from pathlib import Path
 
 from playwright.sync_api import BrowserContext, ConsoleMessage, Download, Page, Response, expect
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Request as BrowserRequest
 
-from tests.e2e.stack import Stack
+from tests.e2e.stack import PASSWORD, Stack
 
 FILLING_IN = timedelta(seconds=5)
 """How long a reader takes over the signup form, on the shared clock: drip drops a form
@@ -82,7 +83,13 @@ class Watch:
         return self.errors + failed
 
     def _request_failed(self, request: BrowserRequest) -> None:
-        page_itself = request.is_navigation_request() and request.frame.parent_frame is None
+        """Playwright cannot name the frame of a request whose frame was already gone
+        (the editor's preview, cut off as its page or browser context closed): that
+        request was left behind with its page."""
+        try:
+            page_itself = request.is_navigation_request() and request.frame.parent_frame is None
+        except PlaywrightError:
+            page_itself = False
         self.failed.append((request, not page_itself))
 
     def _console(self, message: ConsoleMessage) -> None:
@@ -139,3 +146,18 @@ def join(page: Page, stack: Stack, address: str) -> None:
     expect(page.get_by_role("heading", name="You're in")).to_be_visible()
     stack.wait_for_email(address, received + 2)
     stack.wait_for_worker()
+
+
+def log_in(page: Page, stack: Stack) -> None:
+    """Go to the admin and log in there."""
+    page.goto("/admin/")
+    log_in_here(page, stack)
+
+
+def log_in_here(page: Page, stack: Stack) -> None:
+    """Log in on the login page the admin was sent to."""
+    expect(page).to_have_url(re.compile(r"/admin/login"))
+    page.get_by_label("Email").fill(stack.admin_email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("button", name="Log out")).to_be_visible()

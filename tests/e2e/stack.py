@@ -29,8 +29,9 @@ import sqlalchemy as sa
 
 from bench.support import shut_down
 from drip.clock import FileClock
-from drip.db import SessionFactory, make_session_factory, reading
+from drip.db import SessionFactory, make_session_factory, reading, transaction
 from drip.models import (
+    AdminSession,
     ConsentEvent,
     ConsentEventKind,
     Delivery,
@@ -155,6 +156,12 @@ class Stack:
             return busy == 0 and received == 0
 
         wait_until(idle, "the worker to handle every signup and send every queued email")
+
+    def end_admin_sessions(self) -> None:
+        """End every login on the server, as two hours idle or eight after the login
+        would: the browser keeps its cookie, which now loads nobody."""
+        with transaction(self.sessions) as session:
+            session.execute(sa.delete(AdminSession))
 
     def signup_event(self, address: str) -> ConsentEvent | None:
         """The newest signup event of `address`, as its consent evidence."""

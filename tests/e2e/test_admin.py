@@ -4,13 +4,11 @@ looks at the dashboard and a reader."""
 
 from __future__ import annotations
 
-import re
-
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.browser import Watch, join, screenshot
-from tests.e2e.stack import PASSWORD, Stack
+from tests.e2e.browser import Watch, join, log_in, screenshot
+from tests.e2e.stack import Stack
 
 # One xdist worker runs every browser test, so drip's processes start once for them.
 pytestmark = pytest.mark.xdist_group("browser")
@@ -101,12 +99,3 @@ def test_an_admin_edits_a_lesson_restores_it_and_sends_a_test(
     emails = page.get_by_role("table")
     expect(emails.get_by_role("row").filter(has_text="welcome")).to_contain_text("sent")
     expect(emails.get_by_role("row").filter(has_text="confirmation")).to_contain_text("sent")
-
-
-def log_in(page: Page, stack: Stack) -> None:
-    page.goto("/admin/")
-    expect(page).to_have_url(re.compile(r"/admin/login"))
-    page.get_by_label("Email").fill(stack.admin_email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Log in").click()
-    expect(page.get_by_role("button", name="Log out")).to_be_visible()

@@ -584,6 +584,34 @@ def test_a_new_lesson_exists_only_once_its_writer_saves_it(
     assert "Added lesson 11" in admin.get(f"/admin/lessons/{lesson_11}").get_data(as_text=True)
 
 
+def test_the_page_after_a_save_names_the_draft_the_save_used_up(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The editor keeps unsaved edits in the browser until a save succeeds (admin.js);
+    only the page after a save knows that it did, so it names the draft to forget. A
+    refused save, a reload and any other page name none."""
+    page = f"/admin/lessons/{lesson_1}"
+    shown = admin.get(page).get_data(as_text=True)
+    assert f'data-draft="lesson-{lesson_1}"' in shown
+    assert f'data-version="{versions(system, lesson_1)[-1].id}"' in shown
+    assert 'data-saved-draft=""' in shown
+    refused = post(admin, page, edit(lesson_1, subject=""), page=page)
+    assert 'data-saved-draft=""' in refused.get_data(as_text=True)
+
+    post(admin, page, edit(lesson_1), page=page)
+    after_save = admin.get(page).get_data(as_text=True)
+    assert f'data-saved-draft="lesson-{lesson_1}"' in after_save
+    assert f'data-version="{versions(system, lesson_1)[-1].id}"' in after_save
+    assert 'data-saved-draft=""' in admin.get(page).get_data(as_text=True), "once only"
+
+    new = admin.get(NEW_LESSON).get_data(as_text=True)
+    assert 'data-draft="new-feel-better" data-version=""' in new
+    added = post(admin, f"{SERIES}/steps", edit(0, subject="A bonus lesson"), page=NEW_LESSON)
+    after_add = admin.get(added.headers["Location"]).get_data(as_text=True)
+    assert f'data-draft="lesson-{step_id(system, 11)}"' in after_add
+    assert 'data-saved-draft="new-feel-better"' in after_add
+
+
 def a_day_passes(system: System, days: int = 1) -> None:
     for _ in range(days):
         system.clock.advance(timedelta(days=1))

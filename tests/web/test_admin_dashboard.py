@@ -121,3 +121,21 @@ def test_the_funnel_follows_the_order_emails_were_sent_and_says_so(
     assert "in the order they were sent" in page
     assert row(page, "Lesson 3")[1:3] == ["0", "0"], "what is lesson 3 now went to nobody"
     assert row(page, "Lesson 4")[1:3] == ["1", "0"], "the lesson Ana had as lesson 3"
+
+
+def test_a_reader_who_came_back_counts_as_a_signup_and_a_confirmation_again(
+    admin: FlaskClient, system: System
+) -> None:
+    """Ana confirmed, unsubscribed, and signed up and confirmed again; Ben signed up and
+    never confirmed. The page said two signups, 50% confirmed: Ana's first subscription
+    was in neither."""
+    system.join("ana@example.com")
+    leave(system, "ana@example.com")
+    system.clock.advance(timedelta(days=2))
+    system.join("ana@example.com")
+    system.signup("ben@example.com")
+    system.drain()
+
+    page = dashboard(admin)
+    assert (tile(page, "signups"), tile(page, "confirmed")) == ("3", "67%")
+    assert "A reader who unsubscribed and signed up again signed up twice" in page

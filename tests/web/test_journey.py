@@ -24,6 +24,7 @@ from drip.models import (
     ConsentEvent,
     ConsentEventKind,
     ConsentMethod,
+    ConsentText,
     Delivery,
     DeliveryKind,
     DeliveryStatus,
@@ -35,7 +36,7 @@ from drip.models import (
 )
 from drip.privacy import DECLINE_QUIET, email_hash, erase_ended
 from drip.schedule import insert_delivery
-from drip.subscriptions import mark_bounced, pause, unsubscribe
+from drip.subscriptions import mark_bounced, pause, resubscribe, unsubscribe
 from drip.web import create_app
 from tests.helpers import System, assert_not_on_disk, deadlocked_deletes, ended_long_ago
 from tests.web.conftest import BLOG, link, status_of
@@ -417,10 +418,11 @@ def test_unsubscribing_can_be_undone_and_the_series_resumes_tomorrow(
     page = client.post(ana).get_data(as_text=True)
     assert "Undo" in page
     token = ana.rsplit("/", 1)[1]
-    for _ in range(2):
-        undone = client.post(f"/resubscribe/{token}")
-        assert undone.status_code == 200
-        assert "Welcome back. The series carries on tomorrow." in undone.get_data(as_text=True)
+    first, again = (client.post(f"/resubscribe/{token}") for _ in range(2))
+    assert first.status_code == again.status_code == 200
+    assert "Welcome back. The series carries on tomorrow." in first.get_data(as_text=True)
+    assert "Nothing changed: you are still subscribed." in again.get_data(as_text=True)
+    assert "Welcome back" not in again.get_data(as_text=True), "pressed twice"
     ana_now = system.subscriber("ana@example.com")
     assert ana_now.status == SubscriberStatus.ACTIVE
     assert ana_now.next_step == 1
@@ -463,7 +465,7 @@ def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     path = str(header).strip("<>").removeprefix("https://drip.example.com")
     client.post(path, data={"List-Unsubscribe": "One-Click"})
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
-    assert client.post(confirm).status_code == 400
+    assert client.post(confirm).status_code == 409
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
     system.clock.advance(DECLINE_QUIET - timedelta(days=1))
@@ -922,12 +924,12 @@ def test_subscriptions_ended_longer_ago_than_the_retention_period_are_erased_and
     assert_not_on_disk(system, "carl@example.com")
 
     system.clock.advance(timedelta(days=30))
-    assert system.tick().erased == 1, "hal's period has run out too"
+    assert system.tick().erased == 2, "hal's period has run out too, and fay's had"
     with transaction(system.sessions) as session:
         assert sorted(session.scalars(sa.select(Subscriber.email))) == [
             "ana@example.com",
             emails["ian"],
-        ], "and fay's new signup, never confirmed, went with the pending purge"
+        ], "fay's new signup, never confirmed, was purged, and her subscription as it ended"
 
 
 def test_retention_erases_the_oldest_ended_first_and_a_batch_at_most(system: System) -> None:
@@ -981,6 +983,33 @@ def test_retention_leaves_the_address_mailable_while_it_is_confirmed_on_another_
     assert status_of(system, "bob@example.com") == SubscriberStatus.ACTIVE
     assert "Welcome" in system.smtp.to("bob@example.com")[-1]["Subject"]
     assert count(system, Suppression) == 0, "his confirmation lifted it"
+
+
+def test_retention_counts_a_past_reader_signed_up_again_as_confirmed(system: System) -> None:
+    """Ana left the first series lately, and someone has signed her up to it again, not
+    confirmed yet, when her subscription to a second series runs out its retention
+    period. That signup cleared `confirmed_at`, and the sweep took her for someone who
+    never confirmed and added the hash; once the purge dropped the signup, her undo link
+    restarted a series whose lessons the hash then refused."""
+    system.join("ana@example.com")
+    ended_long_ago(system, "ana@example.com")
+    with transaction(system.sessions) as session:
+        subscriber_id = system.subscriber("ana@example.com", session=session).id
+        unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.LINK)
+    system.signup("ana@example.com")
+    system.drain()
+
+    assert system.tick().erased == 1
+    assert count(system, Suppression) == 0
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        resubscribe(session, subscriber_id, system.clock.now())
+    mailed = len(system.smtp.to("ana@example.com"))
+    system.clock.advance(timedelta(days=2))
+    system.tick()
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == mailed + 1, "her lesson goes"
 
 
 def test_a_browser_post_from_the_landing_page_is_accepted(
@@ -1057,6 +1086,53 @@ def test_a_returning_subscriber_is_not_purged_by_their_first_signups_age(
     system.drain()
     assert system.tick().purged == 0
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_a_past_reader_signed_up_again_loses_only_the_signup_nobody_confirmed(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Anyone can type a past reader's address into the form, and the signup it makes
+    clears `confirmed_at`. The purge of signups never confirmed then took Ana for one:
+    a week later her confirmation, withdrawal and emails were gone, not kept for
+    DRIP_RETENTION_DAYS (standards LAW-16, LAW-21). Only the new signup goes now, with
+    its confirmation email, the notice only it was shown and the name it gave: Ana is
+    unsubscribed as she was, and her link can still undo it."""
+    client.post(ana)
+    system.clock.advance(timedelta(days=2))
+    kept = rows_of(system, ["ana@example.com"])["ana@example.com"]
+    notices = count(system, ConsentText)
+    system.signup("ana@example.com", first_name="Visit spam.example", timezone="Asia/Tokyo")
+    system.drain()
+    system.clock.advance(timedelta(days=7, minutes=1))
+
+    assert system.tick().purged == 1
+    after = rows_of(system, ["ana@example.com"])["ana@example.com"]
+    assert (after[:2], after[4:]) == (kept[:2], kept[4:]), "her subscription as it ended"
+    assert after[2] == "", "a name nobody confirmed is not kept"
+    assert count(system, ConsentText) == notices
+    assert client.post(f"/resubscribe/{ana.rsplit('/', 1)[1]}").status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+
+
+def test_a_past_reader_who_declines_a_signup_made_for_them_keeps_their_subscription(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Declining it from its confirmation email unsubscribes the new signup: the row is
+    ended and `confirmed_at` empty, as for a stranger's declined signup, which the purge
+    deletes. Only the declined signup goes; the decline's suppression stays."""
+    client.post(ana)
+    system.clock.advance(timedelta(days=2))
+    kept = rows_of(system, ["ana@example.com"])["ana@example.com"]
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    decline = link(system, "ana@example.com", "unsubscribe")
+    client.post(decline, data={"List-Unsubscribe": "One-Click"})
+    system.clock.advance(timedelta(days=7, minutes=1))
+
+    assert system.tick().purged == 1
+    after = rows_of(system, ["ana@example.com"])["ana@example.com"]
+    assert (after[:2], after[4:]) == (kept[:2], kept[4:])
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
 
 
 def test_an_unsubscribe_can_be_undone_for_thirty_days_only(

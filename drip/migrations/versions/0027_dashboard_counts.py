@@ -1,4 +1,4 @@
-"""counts of the signups the purge deleted unconfirmed, and an index of bounced emails
+"""purged signup counts; indexes of bounced emails and of consent events by kind
 
 The purge deletes signups nobody confirmed within DRIP_PENDING_DAYS (drip.privacy). The
 dashboard counted signups, and the share confirmed, from the rows still on file, so
@@ -8,6 +8,11 @@ Signups purged before the upgrade are gone and are not counted.
 
 The dashboard now counts each email's bounces and spam complaints. An index holding only
 the emails that have one lets it read those few instead of every email sent.
+
+Signups and confirmations are now counted from the consent log, where a past reader who
+signed up and confirmed again has a second signup and confirmation; the row keeps only
+the latest. An index of the log by kind and time (with the subscriber, to join on)
+counts them, and the last 30 days of them, without reading the events' rows.
 
 Revision ID: 0027
 Revises: 0026
@@ -46,8 +51,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("bounce IS NOT NULL"),
         sqlite_where=sa.text("bounce IS NOT NULL"),
     )
+    op.create_index(
+        "ix_consent_events_counted", "consent_events", ["kind", "occurred_at", "subscriber_id"]
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_consent_events_counted", "consent_events")
     op.drop_index("ix_deliveries_bounced", "deliveries")
     op.drop_table("purged_signups")

@@ -3,6 +3,12 @@
 A new lesson is written in the same editor and created when its writer saves it
 (drip.lessons.add_step); until then it has no step, only a number and a day.
 
+The editor keeps unsaved edits in the browser (static/admin.js), never here, so that a
+save sent after the login ended can be offered back once the writer has logged in
+again. Only the page after a successful save knows the draft is used up: the save's
+flash is of the category "saved" (or "added", for a new lesson), which the editor's
+template turns into the name of the draft to forget.
+
 The preview renders in the worker's sandbox, under a deadline since no actor time limit
 applies here (SEC-03), and is shown in a sandboxed iframe from a response with its own
 strict Content-Security-Policy, so markup an admin writes can never run script in the
@@ -82,7 +88,8 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
             step_id = step.id
             flash(
                 f"Added lesson {step.number}, on day {step.day_offset}. Readers still in the "
-                f"series get it after lesson {step.number - 1}; readers who finished do not."
+                f"series get it after lesson {step.number - 1}; readers who finished do not.",
+                "added",
             )
     except InvalidInput as exc:
         with web.reading() as session:
@@ -145,7 +152,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
                 now=web.clock.now(),
             )
             number = lessons.numbered(session, version).number
-            flash(f"Saved as version {number}. Emails not yet sent will use it.")
+            flash(f"Saved as version {number}. Emails not yet sent will use it.", "saved")
     except InvalidInput as exc:
         with web.reading() as session:
             return _editor(session, step_id, draft=draft, error=str(exc)), 400
