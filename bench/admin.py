@@ -149,6 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                         now=now,
                     )
                     deliveries = loader.load_sent_deliveries(engine, sequence_id, after=loaded)
+                    loader.load_consent_events(engine, after=loaded)
                     loaded = size
                     loader.analyse(engine)
                     print(

@@ -13,7 +13,16 @@ from sqlalchemy.engine import Engine
 
 from drip.bootstrap import initialise
 from drip.clock import FixedClock
-from drip.models import Delivery, DeliveryKind, DeliveryStatus, Sequence, Step, Subscriber
+from drip.models import (
+    ConsentEvent,
+    ConsentEventKind,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Sequence,
+    Step,
+    Subscriber,
+)
 from drip.settings import load_settings
 from drip.wiring import make_engine, make_renderer
 
@@ -96,6 +105,35 @@ def load_sent_deliveries(engine: Engine, sequence_id: int, *, after: int) -> int
         )
         count = conn.scalar(sa.select(sa.func.count()).select_from(Delivery))
     return int(count or 0)
+
+
+def load_consent_events(engine: Engine, *, after: int) -> None:
+    """A signup event for every subscriber whose id is above `after`, and a confirmation
+    for each confirmed one: the dashboard counts signups and confirmations from them."""
+    events = ConsentEvent.__table__
+    signup = events.alias("signup")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(events).from_select(
+                ("subscriber_id", "kind", "occurred_at"),
+                sa.select(
+                    Subscriber.id, sa.literal(ConsentEventKind.SIGNUP.value), Subscriber.created_at
+                ).where(Subscriber.id > after),
+            )
+        )
+        conn.execute(
+            sa.insert(events).from_select(
+                ("subscriber_id", "kind", "signup_id", "occurred_at"),
+                sa.select(
+                    Subscriber.id,
+                    sa.literal(ConsentEventKind.CONFIRM.value),
+                    signup.c.id,
+                    Subscriber.confirmed_at,
+                )
+                .join(signup, signup.c.subscriber_id == Subscriber.id)
+                .where(Subscriber.id > after, Subscriber.confirmed_at.is_not(None)),
+            )
+        )
 
 
 def analyse(engine: Engine) -> None:

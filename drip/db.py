@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -58,6 +58,23 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_day(dialect: str, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[Any]:
+    """The UTC day of a UTCDateTime column, for counts per day. SQLite stores UTC
+    already; PostgreSQL's cast of a timestamptz to a date takes the day in the session's
+    timezone, which the server's or database's configuration chooses, so the instant is
+    turned into UTC wall time first. In the query rather than by setting the timezone on
+    drip's connections: PgBouncer (docs/deploy.md) refuses startup options and does not
+    keep a session's SET in transaction pooling. SQLite answers a string: `as_date`."""
+    if dialect == "sqlite":
+        return sa.func.date(column)
+    return sa.cast(sa.func.timezone("UTC", column), sa.Date)
+
+
+def as_date(value: date | str) -> date:
+    """A `utc_day` as read back, whichever database answered."""
+    return value if isinstance(value, date) else date.fromisoformat(value)
 
 
 def create_db_engine(url: str, **kwargs: Any) -> Engine:

@@ -22,6 +22,7 @@ from prometheus_client.registry import Collector
 from drip.db import SessionFactory, reading
 from drip.models import Delivery, DeliveryStatus, Sequence, Step, Subscriber, SubscriberStatus
 from drip.scheduler import PassResult
+from drip.stats import confirmations_by_series
 from drip.tasks import NAMESPACE, QUEUE
 
 log = logging.getLogger(__name__)
@@ -84,11 +85,7 @@ class DripCollector(Collector):
                     Subscriber.sequence_id, Subscriber.status
                 )
             )
-            confirmed = session.execute(
-                sa.select(Subscriber.sequence_id, sa.func.count())
-                .where(Subscriber.confirmed_at.is_not(None))
-                .group_by(Subscriber.sequence_id)
-            )
+            confirmed = confirmations_by_series(session)
             emails = session.execute(
                 sa.select(Delivery.step_id, Delivery.status, sa.func.count()).group_by(
                     Delivery.step_id, Delivery.status
@@ -100,7 +97,7 @@ class DripCollector(Collector):
                 )
             )
             return [
-                *_subscriber_families(slugs, by_status.all(), confirmed.all()),
+                *_subscriber_families(slugs, by_status.all(), confirmed),
                 *_email_families(steps, emails.all()),
                 CounterMetricFamily(
                     "drip_ambiguous_resends",
@@ -134,7 +131,7 @@ class DripCollector(Collector):
 def _subscriber_families(
     slugs: dict[int, str],
     by_status: list[tuple[int, SubscriberStatus, int]],
-    confirmed: list[tuple[int, int]],
+    confirmed: dict[int, int],
 ) -> list[Metric]:
     subscribers = GaugeMetricFamily(
         "drip_subscribers",
@@ -148,7 +145,10 @@ def _subscriber_families(
         "drip_unsubscribes", "Subscribers who unsubscribed, by series.", labels=["series"]
     )
     confirmations = GaugeMetricFamily(
-        "drip_confirmations", "Signups that were confirmed, by series.", labels=["series"]
+        "drip_confirmations",
+        "Signups that were confirmed, by series, from the consent log: a reader who came "
+        "back and confirmed again counts twice.",
+        labels=["series"],
     )
     totals = Counter(dict.fromkeys(slugs.values(), 0))
     left = Counter(dict.fromkeys(slugs.values(), 0))
@@ -162,7 +162,7 @@ def _subscriber_families(
         signups.add_metric([series], total)
         unsubscribes.add_metric([series], left[series])
     done = Counter(dict.fromkeys(slugs.values(), 0))
-    done.update({slugs.get(i, str(i)): n for i, n in confirmed})
+    done.update({slugs.get(i, str(i)): n for i, n in confirmed.items()})
     for series, count in done.items():
         confirmations.add_metric([series], count)
     return [subscribers, signups, confirmations, unsubscribes]

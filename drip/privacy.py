@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections import Counter
 from collections.abc import Collection, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import consent
+from drip import consent, purged
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, engine_of, scrub, transaction
 from drip.models import (
     ConsentEvent,
@@ -371,6 +372,9 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     erasure holding one of an address's signups and wanting another the purge had
     taken, each waited for the other until PostgreSQL aborted one. Only the ids locked
     are deleted or changed. On SQLite, where writers take turns, nothing is ever held.
+
+    They still count as signups on the dashboard: what is deleted is added to the
+    anonymous counts of drip.purged, in this transaction.
     """
     cutoff = now - older_than
     recent_signup = sa.exists().where(
@@ -397,6 +401,10 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     ).all()
     if not stale:
         return 0
+    deleted: Counter[tuple[int, date]] = Counter()
+    for ids in _batches([row.id for row in stale]):
+        deleted += purged.unconfirmed_signups(session, ids)
+    purged.count(session, deleted)
     never_confirmed = [subscriber_id for subscriber_id, confirmed in stale if confirmed is None]
     with consent.erasing(session):
         texts: set[int] = set()

@@ -53,10 +53,12 @@ def dashboard_numbers(
 ) -> Counted:
     """The stored count on a list of more than `live_up_to` subscribers, else (or when
     none is stored yet) a live one. The size is the highest subscriber id, read from the
-    primary key's end: never less than the list, and free to find."""
+    primary key's end: never less than the list, and free to find. A count stored by an
+    older release, in a shape this one does not read, is as good as none: the next
+    worker's count replaces it."""
     snapshot = session.get(StatsSnapshot, sequence_id)
     size = session.scalar(sa.select(sa.func.max(Subscriber.id))) or 0
-    if snapshot is None or snapshot.body is None or size <= live_up_to:
+    if snapshot is None or not _readable(snapshot.body) or size <= live_up_to:
         return Counted(overview(session, sequence_id, now=now), as_of=None)
     return Counted(
         from_json(snapshot.body), as_of=snapshot.computed_at, took_ms=snapshot.took_ms or 0
@@ -105,12 +107,23 @@ def request_recounts(session: Session, now: datetime, *, every: timedelta) -> li
     return list(due)
 
 
+SHAPE = 2
+"""The version of the stored counts' shape, raised whenever Overview changes: 2 added
+the signups and confirmations from the consent log, the purged signups, the complaints
+and bounces, and the funnel by sent order."""
+
+
 def to_json(counted: Overview) -> dict[str, Any]:
     return {
+        "shape": SHAPE,
         "by_status": counted.by_status,
+        "signed_up": counted.signed_up,
+        "purged": counted.purged,
         "confirmed": counted.confirmed,
+        "complained": counted.complained,
         "signups": [[day.isoformat(), n] for day, n in counted.signups],
         "confirmations": [[day.isoformat(), n] for day, n in counted.confirmations],
+        "reached": counted.reached,
         "steps": [dataclasses.asdict(step) for step in counted.steps],
     }
 
@@ -118,11 +131,19 @@ def to_json(counted: Overview) -> dict[str, Any]:
 def from_json(body: dict[str, Any]) -> Overview:
     return Overview(
         by_status=dict(body["by_status"]),
+        signed_up=body["signed_up"],
+        purged=body["purged"],
         confirmed=body["confirmed"],
+        complained=body["complained"],
         signups=[(date.fromisoformat(day), n) for day, n in body["signups"]],
         confirmations=[(date.fromisoformat(day), n) for day, n in body["confirmations"]],
+        reached=list(body["reached"]),
         steps=[StepStats(**step) for step in body["steps"]],
     )
+
+
+def _readable(body: dict[str, Any] | None) -> bool:
+    return body is not None and body.get("shape") == SHAPE
 
 
 def _upsert(

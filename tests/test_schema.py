@@ -619,7 +619,7 @@ def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_ur
         6: ("America/Los_Angeles", "active", 2, "2026-01-05 16:00", None, 2, "2026-01-03 02:00"),
     }
     try:
-        schema.migrate(engine, "upgrade", "0026")
+        schema.migrate(engine, "upgrade", "0027")
         with engine.begin() as conn:
             conn.execute(SERIES_S)
             conn.execute(

@@ -12,6 +12,7 @@ from drip.models.consent import (
 )
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
 from drip.models.domain_pause import DomainPause
+from drip.models.purged_signups import PurgedSignups
 from drip.models.received_signup import ReceivedSignup
 from drip.models.sending_hold import SendingHold
 from drip.models.sequence import Sequence, Step, TemplateVersion
@@ -33,6 +34,7 @@ __all__ = [
     "DeliveryStatus",
     "DomainPause",
     "ErasureMark",
+    "PurgedSignups",
     "ReceivedSignup",
     "SendingHold",
     "Sequence",

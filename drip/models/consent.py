@@ -78,6 +78,7 @@ class ConsentEvent(Base):
     __tablename__ = "consent_events"
     __table_args__ = (
         sa.Index("ix_consent_events_consent_text_id", "consent_text_id"),
+        sa.Index("ix_consent_events_counted", "kind", "occurred_at", "subscriber_id"),
         IDS_NEVER_REUSED,
     )
 

@@ -51,6 +51,13 @@ class Delivery(Base):
             sqlite_where=sa.text("ambiguous_resends > 0"),
         ),
         sa.Index(
+            "ix_deliveries_bounced",
+            "step_id",
+            "bounce",
+            postgresql_where=sa.text("bounce IS NOT NULL"),
+            sqlite_where=sa.text("bounce IS NOT NULL"),
+        ),
+        sa.Index(
             "ix_deliveries_complained_at",
             "complained_at",
             postgresql_where=sa.text("complained_at IS NOT NULL"),

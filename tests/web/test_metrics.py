@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -131,3 +132,23 @@ def test_a_source_that_cannot_be_read_is_reported_down_and_the_rest_still_counte
     assert value(samples, "drip_source_up", source="database") == 1
     assert value(samples, "drip_signups", series=SERIES) == 1
     assert not any(name == "drip_queue_messages" for name, _ in samples)
+
+
+def test_a_reader_who_came_back_and_confirmed_again_is_two_confirmations(
+    client: FlaskClient, system: System
+) -> None:
+    """Ana confirmed, unsubscribed, and signed up and confirmed again two days later:
+    drip_confirmations counted the rows that hold a confirmation time, so one."""
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        unsubscribe(
+            session,
+            system.subscriber("ana@example.com").id,
+            system.clock.now(),
+            method=ConsentMethod.LINK,
+        )
+    system.clock.advance(timedelta(days=2))
+    system.join("ana@example.com")
+
+    samples = scrape(client.get("/metrics").get_data(as_text=True))
+    assert value(samples, "drip_confirmations", series=SERIES) == 2

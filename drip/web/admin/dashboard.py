@@ -33,7 +33,7 @@ def index() -> str:
     stats = counted.overview
     signups = [(d.strftime("%d %b"), n) for d, n in stats.signups]
     confirmations = [(d.strftime("%d %b"), n) for d, n in stats.confirmations]
-    funnel = [("welcome" if s.number == 0 else str(s.number), s.sent) for s in stats.steps]
+    funnel = [("welcome" if n == 0 else str(n), count) for n, count in enumerate(stats.reached)]
     return render_template(
         "admin/dashboard.html",
         name=name,
@@ -45,9 +45,12 @@ def index() -> str:
         today=today,
         hold=hold,
         given_up=given_up,
-        signups_chart=bar_chart(signups, title="Signups per day", label_every=5),
-        confirmations_chart=bar_chart(confirmations, title="Confirmations per day", label_every=5),
-        funnel_chart=bar_chart(funnel, title="Subscribers who got each email"),
+        pending_days=web.settings.pending_ttl.days,
+        signups_chart=bar_chart(signups, title="Signups per day (UTC)", label_every=5),
+        confirmations_chart=bar_chart(
+            confirmations, title="Confirmations per day (UTC)", label_every=5
+        ),
+        funnel_chart=bar_chart(funnel, title="Readers who received the welcome and n lessons"),
     )
 
 
