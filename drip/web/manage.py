@@ -44,6 +44,15 @@ nothing left to send, and must then not welcome anyone back."""
 UNCHANGED = {SubscriberStatus.ACTIVE: "Nothing changed: you are still subscribed."}
 """What an undo says that found nothing to undo (pressed twice, or from a page left
 open), by the status it found."""
+NO_PREFERENCES = {
+    SubscriberStatus.PENDING: "Nothing changed: your signup is not confirmed yet, so no "
+    "emails come to time or pause.",
+    SubscriberStatus.COMPLETED: "Nothing changed: you have had every email of the series.",
+    SubscriberStatus.UNSUBSCRIBED: "Nothing changed: you are unsubscribed, so no emails "
+    "come to time or pause.",
+}
+"""What a send hour or pause says, pressed on a page left open after the subscription
+stopped being active (in another tab, or by the admin), by the status it found."""
 
 
 @bp.route(proofs.UNSUBSCRIBE_PATH, methods=["GET", "POST"])
@@ -118,11 +127,15 @@ def _undo_notice(subscriber: Subscriber) -> str:
 
 
 @bp.post("/preferences/<token>")
-def preferences(token: str) -> str:
+def preferences(token: str) -> str | tuple[str, int]:
     web = ctx()
     action = request.form.get("action", "")
     with web.transaction() as session:
-        subscriber_id = _locked(session, token).id
+        found = _locked(session, token)
+        subscriber_id = found.id
+        if found.status != SubscriberStatus.ACTIVE:
+            notice = NO_PREFERENCES.get(found.status, "Nothing changed: no more emails come.")
+            return _page(session, token, found, notice=notice), 409
         if action == "hour":
             subscriber = set_send_hour(session, subscriber_id, _hour(), web.clock.now())
             notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."

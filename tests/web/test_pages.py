@@ -278,3 +278,22 @@ def test_preferences_for_an_erased_subscriber_get_the_one_answer_to_a_bad_link(
         assert (response.status_code, response.get_data()) == (400, dead.get_data())
     undone = client.post(f"/resubscribe/{token}")
     assert (undone.status_code, undone.get_data()) == (400, dead.get_data())
+
+
+def test_a_preference_sent_from_a_page_left_open_after_unsubscribing_changes_nothing(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """Ana unsubscribed in one tab; the page still open in another offers a send hour
+    and a pause. Pressing them answers with where she stands and that nothing changed,
+    not an error page."""
+    token = ana.rsplit("/", 1)[1]
+    client.post(f"/unsubscribe/{token}")
+    for data in ({"action": "pause"}, {"action": "hour", "send_hour": "7"}):
+        response = client.post(f"/preferences/{token}", data=data)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 409
+        assert "Nothing changed: you are unsubscribed" in page
+        assert "Undo: resubscribe me" in page
+    with system.sessions() as session:
+        ana_now = system.subscriber("ana@example.com", session=session)
+        assert (ana_now.send_hour, ana_now.paused_until) == (8, None)
