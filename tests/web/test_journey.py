@@ -576,7 +576,9 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "hello@drip.example.com",
         "deleted 7 days after they were made, or after the last confirmation email we sent "
         "for them if that came later",
-        "for 30 days, so that nobody can have you asked again meanwhile; then we delete it",
+        "the signup is deleted with the other unconfirmed ones",
+        "for 30 days from the cancellation, so that nobody can have you asked again "
+        "meanwhile; then we delete it too",
         "consent",
         "for 1095 more days",
         "not even this link. To see or erase your data then, write to",
