@@ -57,11 +57,11 @@ def test_the_embedded_form_signs_up_from_a_page_whose_referrer_policy_hides_its_
     )
 
     page.goto(article)
-    page.get_by_label("Your email address").fill("grace@example.com")
+    page.get_by_label("Your email address").fill("barbara@example.com")
     page.get_by_role("button", name="Send me Calm Back, Calm Mind").click()
 
     expect(page).to_have_url(thanks)
     stack.wait_for_worker()
-    signup = stack.signup_event("grace@example.com")
+    signup = stack.signup_event("barbara@example.com")
     assert signup is not None, "the signup was dropped as a bot's"
     assert (signup.form_id, signup.embed_origin, signup.page_url) == ("embed", "null", article)
