@@ -4,7 +4,8 @@ Many processes on many machines do drip's work, so no process holds the counts i
 memory: each scrape asks the database (subscribers and emails, GROUP BY over indexed
 columns, so PostgreSQL answers from the indexes alone), Redis (the Dramatiq queue) and
 the record the scheduler leaves in Redis after each pass. The counts are gauges: erasure
-and the purge of unconfirmed signups delete rows, so they can go down.
+and the purge of unconfirmed signups delete rows, so they can go down (not
+drip_confirmations for the retention sweep, which keeps a count of those it erases).
 """
 
 from __future__ import annotations
@@ -146,8 +147,9 @@ def _subscriber_families(
     )
     confirmations = GaugeMetricFamily(
         "drip_confirmations",
-        "Signups that were confirmed, by series, from the consent log: a reader who came "
-        "back and confirmed again counts twice.",
+        "Signups that were confirmed, by series, from the consent log and the counts kept "
+        "of those erased at retention: a reader who came back and confirmed again counts "
+        "twice; one erased at their own request, not at all.",
         labels=["series"],
     )
     totals = Counter(dict.fromkeys(slugs.values(), 0))

@@ -19,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import consent, purged
+from drip import consent, retired
 from drip.db import FOR_NO_KEY_UPDATE, SessionFactory, engine_of, scrub, transaction
 from drip.models import (
     ConsentEvent,
@@ -27,6 +27,7 @@ from drip.models import (
     Delivery,
     DeliveryKind,
     ReceivedSignup,
+    RetiredReason,
     Subscriber,
     SubscriberStatus,
     Suppression,
@@ -290,6 +291,12 @@ def erase_ended(
     claimed for a lesson), waits for the next pass, which then decides on what committed.
     On SQLite, where writers take turns and FOR UPDATE is dropped, nothing is ever held.
     The caller should scrub the write-ahead log afterwards there, as after an erasure.
+
+    Their signups and confirmations still count on the dashboard: what is deleted is
+    added to the anonymous counts of drip.retired, in this transaction. Otherwise, year
+    by year, the readers who confirmed would leave the numbers while the signups purged
+    unconfirmed stayed, and the confirmation rate would sink towards 0%. A person's own
+    erasure (`erase`) keeps no such count: they asked to be in none of the numbers.
     """
     ended = session.scalars(
         sa.select(Subscriber)
@@ -319,6 +326,8 @@ def erase_ended(
     locked = {row.id for row in remaining}
     busy = {row.email for row in session.execute(others) if row.id not in locked}
     doomed = [subscriber for subscriber in ended if subscriber.email not in busy]
+    signups, confirmations = retired.logged(session, [subscriber.id for subscriber in doomed])
+    retired.count(session, RetiredReason.EXPIRED, signups, confirmations)
     _delete(session, doomed)
     still_confirmed = {
         row.email
@@ -374,7 +383,7 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     are deleted or changed. On SQLite, where writers take turns, nothing is ever held.
 
     They still count as signups on the dashboard: what is deleted is added to the
-    anonymous counts of drip.purged, in this transaction.
+    anonymous counts of drip.retired, in this transaction.
     """
     cutoff = now - older_than
     recent_signup = sa.exists().where(
@@ -403,8 +412,8 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         return 0
     deleted: Counter[tuple[int, date]] = Counter()
     for ids in _batches([row.id for row in stale]):
-        deleted += purged.unconfirmed_signups(session, ids)
-    purged.count(session, deleted)
+        deleted += retired.unconfirmed_signups(session, ids)
+    retired.count(session, RetiredReason.PURGED, deleted)
     never_confirmed = [subscriber_id for subscriber_id, confirmed in stale if confirmed is None]
     with consent.erasing(session):
         texts: set[int] = set()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import purged
+from drip import retired
 from drip.db import as_date, utc_day
 from drip.models import (
     ConsentEvent,
@@ -17,6 +18,7 @@ from drip.models import (
     Delivery,
     DeliveryKind,
     DeliveryStatus,
+    RetiredReason,
     Step,
     Subscriber,
     SubscriberStatus,
@@ -47,17 +49,21 @@ class StepStats:
 class Overview:
     by_status: dict[str, int]
     signed_up: int
-    """Signups on file, from the consent log: a past reader who signed up again made a
-    second one, on the day they did."""
+    """Signups from the consent log, and those erased with their subscription once it
+    had ended longer ago than the retention period, kept as counts (drip.retired): a
+    past reader who signed up again made a second one, on the day they did."""
     purged: int
     """Signups never confirmed that the purge deleted: signups all the same."""
     confirmed: int
-    """Confirmations on file, from the consent log: a past reader who confirmed a second
-    signup confirmed twice."""
+    """Confirmations from the consent log, and those erased at the end of the retention
+    period, kept as counts: a past reader who confirmed a second signup confirmed
+    twice."""
     complained: int
     """Unsubscribed subscribers whose consent was withdrawn by a spam complaint."""
     signups: list[tuple[date, int]]
+    """Every signup per UTC day, purged or erased at retention included."""
     confirmations: list[tuple[date, int]]
+    """Every confirmation per UTC day, those erased at retention included."""
     reached: list[int]
     """reached[n]: subscribers who have received at least n + 1 of the series' emails,
     in the order they were sent; one per current step."""
@@ -65,7 +71,8 @@ class Overview:
 
     @property
     def total(self) -> int:
-        """Every signup, on file or purged unconfirmed (erased ones are gone for good)."""
+        """Every signup: on file, purged unconfirmed or erased at retention. A person's
+        own erasure takes theirs out of every number for good."""
         return self.signed_up + self.purged
 
     @property
@@ -76,7 +83,8 @@ class Overview:
 COUNTED = (ConsentEventKind.SIGNUP, ConsentEventKind.CONFIRM)
 """What the signup and confirmation figures count: the consent log's events, one per
 signup and one per signup confirmed (drip.signup), the same for a reader's first
-subscription and for their coming back."""
+subscription and for their coming back; and those of them that the purge or the
+retention sweep deleted, kept as counts (drip.retired)."""
 
 
 def overview(session: Session, sequence_id: int, *, now: datetime, days: int = 30) -> Overview:
@@ -97,34 +105,43 @@ def overview(session: Session, sequence_id: int, *, now: datetime, days: int = 3
         ).all()
     )
     per_day = _per_day(session, sequence_id, since, days)
-    purged_by_day = purged.per_day(session, sequence_id, since.date())
+    retired_by_day = retired.per_day(session, sequence_id, since.date())
+    deleted = retired.totals(session, sequence_id)
+    purged, _ = deleted.get(RetiredReason.PURGED, (0, 0))
+    expired_signups, expired_confirmations = deleted.get(RetiredReason.EXPIRED, (0, 0))
     left, complained = _left_after(session, sequence_id)
     steps = _step_stats(session, sequence_id, left)
     return Overview(
         by_status={status.value: count for status, count in by_status.items()},
-        signed_up=events.get(ConsentEventKind.SIGNUP, 0),
-        purged=purged.total(session, sequence_id),
-        confirmed=events.get(ConsentEventKind.CONFIRM, 0),
+        signed_up=events.get(ConsentEventKind.SIGNUP, 0) + expired_signups,
+        purged=purged,
+        confirmed=events.get(ConsentEventKind.CONFIRM, 0) + expired_confirmations,
         complained=complained,
         signups=[
-            (day, n + purged_by_day.get(day, 0)) for day, n in per_day[ConsentEventKind.SIGNUP]
+            (day, n + retired_by_day.get(day, (0, 0))[0])
+            for day, n in per_day[ConsentEventKind.SIGNUP]
         ],
-        confirmations=per_day[ConsentEventKind.CONFIRM],
+        confirmations=[
+            (day, n + retired_by_day.get(day, (0, 0))[1])
+            for day, n in per_day[ConsentEventKind.CONFIRM]
+        ],
         reached=_reached(session, sequence_id, len(steps)),
         steps=steps,
     )
 
 
 def confirmations_by_series(session: Session) -> dict[int, int]:
-    """Confirmations on file per series id, counted as the dashboard does (`COUNTED`)."""
-    return dict(
-        session.execute(
-            sa.select(Subscriber.sequence_id, sa.func.count())
-            .join(ConsentEvent, ConsentEvent.subscriber_id == Subscriber.id)
-            .where(ConsentEvent.kind == ConsentEventKind.CONFIRM)
-            .group_by(Subscriber.sequence_id)
-        ).all()
-    )
+    """Confirmations per series id, counted as the dashboard does (`COUNTED`): from the
+    consent log, and those erased at retention."""
+    logged = session.execute(
+        sa.select(Subscriber.sequence_id, sa.func.count())
+        .join(ConsentEvent, ConsentEvent.subscriber_id == Subscriber.id)
+        .where(ConsentEvent.kind == ConsentEventKind.CONFIRM)
+        .group_by(Subscriber.sequence_id)
+    ).all()
+    counts = Counter(dict(logged))
+    counts.update(retired.confirmations_by_series(session))
+    return dict(counts)
 
 
 def _first_midnight(now: datetime, days: int) -> datetime:

@@ -1,6 +1,7 @@
-"""The dashboard's numbers say what happened: signups the purge deleted still count, a
-moved lesson keeps what was sent as it, a spam complaint is no unsubscribe, and the
-charts count whole UTC days."""
+"""The dashboard's numbers say what happened: signups the purge deleted and subscriptions
+the retention sweep erased still count, a person's own erasure does not, a moved lesson
+keeps what was sent as it, a spam complaint is no unsubscribe, and the charts count
+whole UTC days."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import sqlalchemy as sa
 from drip.db import reading, transaction
 from drip.lessons import move_step
 from drip.models import ConsentMethod, Sequence, Step, TemplateVersion
-from drip.stats import Overview, overview
+from drip.privacy import erase_address, erase_ended
+from drip.stats import Overview, confirmations_by_series, overview
 from drip.subscriptions import unsubscribe
 from tests.helpers import System
 from tests.test_bounces import report, sent_ids
@@ -80,6 +82,74 @@ def test_purges_of_one_day_add_up(system: System) -> None:
     counted = numbers(system)
     assert dict(counted.signups)[date(2026, 10, 24)] == 2
     assert counted.total == counted.purged == 2
+
+
+def test_readers_erased_at_retention_still_count_but_one_who_asked_is_in_no_number(
+    system: System,
+) -> None:
+    """Six signed up, five confirmed (83%), and the purge deleted the sixth. The five
+    unsubscribed; once the retention period was over the sweep erased them with their
+    consent log, and the dashboard said one signup, the purged one, 0% confirmed. Gil
+    confirmed too, then asked to be erased: she is in none of the numbers."""
+    readers = ["ana", "ben", "cy", "dee", "fay", "eve", "gil"]
+    for reader in readers:
+        system.signup(f"{reader}@example.com")
+    system.drain()
+    for reader in [*readers[:5], "gil"]:
+        system.confirm(f"{reader}@example.com")
+    system.drain()
+    erase_address(
+        system.sessions,
+        "gil@example.com",
+        secret=system.settings.secret_key,
+        now=system.clock.now(),
+        outbox=None,
+    )
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    assert system.tick().purged == 1
+    for reader in readers[:5]:
+        leave(system, f"{reader}@example.com")
+    before = numbers(system)
+
+    system.clock.advance(system.settings.retention + timedelta(days=1))
+    assert system.tick().erased == 5
+    after = numbers(system)
+
+    assert (before.total, before.confirmed, before.purged) == (6, 5, 1)
+    assert (after.total, after.confirmed, after.purged) == (6, 5, 1)
+    assert after.confirmation_rate == before.confirmation_rate == 5 / 6
+    assert after.by_status == {}
+    with reading(system.sessions) as session:
+        assert set(confirmations_by_series(session).values()) == {5}, "drip_confirmations"
+
+
+def test_the_charts_keep_the_days_of_what_the_retention_sweep_erased(system: System) -> None:
+    """Ana signed up one day, confirmed the next and unsubscribed. Erased once her
+    subscription had ended longer ago than the retention period (a day, here), she
+    still counts on both days."""
+    system.signup("ana@example.com")
+    system.drain()
+    system.clock.advance(timedelta(days=1))
+    system.confirm("ana@example.com")
+    system.drain()
+    leave(system, "ana@example.com")
+    system.clock.advance(timedelta(days=2))
+    before = numbers(system)
+
+    with transaction(system.sessions) as session:
+        erased = erase_ended(
+            session,
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            older_than=timedelta(days=1),
+        )
+    assert erased == 1
+    after = numbers(system)
+
+    assert (after.signups, after.confirmations) == (before.signups, before.confirmations)
+    assert dict(after.signups)[date(2026, 10, 24)] == 1
+    assert dict(after.confirmations)[date(2026, 10, 25)] == 1
+    assert (after.by_status, after.total, after.confirmed) == ({}, 1, 1)
 
 
 @pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)

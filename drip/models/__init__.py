@@ -12,8 +12,8 @@ from drip.models.consent import (
 )
 from drip.models.delivery import Delivery, DeliveryKind, DeliveryStatus
 from drip.models.domain_pause import DomainPause
-from drip.models.purged_signups import PurgedSignups
 from drip.models.received_signup import ReceivedSignup
+from drip.models.retired_counts import RetiredCounts, RetiredReason
 from drip.models.sending_hold import SendingHold
 from drip.models.sequence import Sequence, Step, TemplateVersion
 from drip.models.stats_snapshot import StatsSnapshot
@@ -34,8 +34,9 @@ __all__ = [
     "DeliveryStatus",
     "DomainPause",
     "ErasureMark",
-    "PurgedSignups",
     "ReceivedSignup",
+    "RetiredCounts",
+    "RetiredReason",
     "SendingHold",
     "Sequence",
     "StatsSnapshot",

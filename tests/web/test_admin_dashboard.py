@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 from drip.db import transaction
 from drip.lessons import move_step
 from drip.models import Step
+from drip.privacy import erase_ended
 from tests.helpers import System
 from tests.test_bounces import report, sent_ids
 from tests.test_stats import leave, next_day
@@ -75,6 +76,33 @@ def test_signups_the_purge_deleted_still_count_on_the_page(
     assert tile(page, "never confirmed, deleted") == "1"
     assert tile(page, "pending") == "0"
     assert "whose data is deleted after 7 days: only their number is kept" in page
+
+
+def test_readers_the_retention_sweep_erased_still_count_on_the_page(
+    admin: FlaskClient, system: System
+) -> None:
+    """Ana confirmed and unsubscribed, Ben never confirmed and was purged: once the sweep
+    erased Ana's ended subscription, the page said one signup, 0% confirmed."""
+    system.join("ana@example.com")
+    system.signup("ben@example.com")
+    system.drain()
+    leave(system, "ana@example.com")
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        erased = erase_ended(
+            session,
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            older_than=timedelta(days=1),
+        )
+    assert erased == 1
+
+    page = dashboard(admin)
+    assert (tile(page, "signups"), tile(page, "confirmed")) == ("2", "50%")
+    assert tile(page, "unsubscribed") == "0"
+    assert "is erased 1095 days later, and its signups and confirmations still count" in page
+    assert "Someone erased at their own request is in none of the numbers." in page
 
 
 def test_each_email_shows_its_complaints_and_bounces_apart_from_unsubscribes(

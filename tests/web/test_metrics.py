@@ -21,6 +21,7 @@ from drip.cli import main
 from drip.db import transaction
 from drip.metrics import DripCollector
 from drip.models import ConsentMethod, Delivery
+from drip.privacy import erase_ended
 from drip.subscriptions import unsubscribe
 from tests.helpers import System, drip_env
 
@@ -152,3 +153,24 @@ def test_a_reader_who_came_back_and_confirmed_again_is_two_confirmations(
 
     samples = scrape(client.get("/metrics").get_data(as_text=True))
     assert value(samples, "drip_confirmations", series=SERIES) == 2
+
+
+def test_confirmations_erased_at_retention_still_count(client: FlaskClient, system: System) -> None:
+    """Ana confirmed and unsubscribed; once the retention sweep erased her subscription,
+    drip_confirmations fell to 0."""
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        subscriber_id = system.subscriber("ana@example.com", session=session).id
+        unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.LINK)
+    system.clock.advance(timedelta(days=2))
+    with transaction(system.sessions) as session:
+        erased = erase_ended(
+            session,
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            older_than=timedelta(days=1),
+        )
+    assert erased == 1
+
+    samples = scrape(client.get("/metrics").get_data(as_text=True))
+    assert value(samples, "drip_confirmations", series=SERIES) == 1

@@ -1,10 +1,13 @@
-"""purged signup counts; indexes of bounced emails and of consent events by kind
+"""counts of deleted signups and confirmations; indexes of bounced emails, consent by kind
 
-The purge deletes signups nobody confirmed within DRIP_PENDING_DAYS (drip.privacy). The
-dashboard counted signups, and the share confirmed, from the rows still on file, so
-each purge made a past day's signups drop and the confirmation rate rise. The purge now
-adds what it deletes to a count per series and day, with nothing in it about anyone.
-Signups purged before the upgrade are gone and are not counted.
+The purge deletes signups nobody confirmed within DRIP_PENDING_DAYS, and the retention
+sweep erases subscriptions that ended more than DRIP_RETENTION_DAYS ago with their
+signups and confirmations (drip.privacy). The dashboard counted signups, and the share
+confirmed, from the rows still on file, so each purge made a past day's signups drop
+and the confirmation rate rise, and the sweep made both sink as the years went by.
+Both now add what they delete to a count per series, day and reason, with nothing in
+it about anyone (drip.retired). What was deleted before the upgrade is gone and is not
+counted.
 
 The dashboard now counts each email's bounces and spam complaints. An index holding only
 the emails that have one lets it read those few instead of every email sent.
@@ -30,19 +33,31 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+REASON = sa.Enum(
+    "purged",
+    "expired",
+    name="retired_reason",
+    native_enum=False,
+    create_constraint=True,
+    length=16,
+)
+
+
 def upgrade() -> None:
     op.create_table(
-        "purged_signups",
+        "retired_counts",
         sa.Column("sequence_id", sa.Integer(), nullable=False),
         sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("reason", REASON, nullable=False),
         sa.Column("signups", sa.Integer(), nullable=False),
+        sa.Column("confirmations", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["sequence_id"],
             ["sequences.id"],
-            name=op.f("fk_purged_signups_sequence_id_sequences"),
+            name=op.f("fk_retired_counts_sequence_id_sequences"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("sequence_id", "day", name=op.f("pk_purged_signups")),
+        sa.PrimaryKeyConstraint("sequence_id", "day", "reason", name=op.f("pk_retired_counts")),
     )
     op.create_index(
         "ix_deliveries_bounced",
@@ -59,4 +74,4 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index("ix_consent_events_counted", "consent_events")
     op.drop_index("ix_deliveries_bounced", "deliveries")
-    op.drop_table("purged_signups")
+    op.drop_table("retired_counts")

@@ -46,6 +46,7 @@ def index() -> str:
         hold=hold,
         given_up=given_up,
         pending_days=web.settings.pending_ttl.days,
+        retention_days=web.settings.retention.days,
         signups_chart=bar_chart(signups, title="Signups per day (UTC)", label_every=5),
         confirmations_chart=bar_chart(
             confirmations, title="Confirmations per day (UTC)", label_every=5
