@@ -307,9 +307,12 @@ def _moved(due: datetime, shift: int, now: datetime, *, hour: int, tz: ZoneInfo)
     return max(timing.at_send_hour(day, hour, tz), timing.first_send_hour(now, hour=hour, tz=tz))
 
 
-def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:
-    """The subscriber's send hour, `days` local days after today in their timezone."""
-    tz = timing.zone(subscriber.timezone)
+def send_hour_after(
+    subscriber: Place, now: datetime, *, default_timezone: str, days: int = 1
+) -> datetime:
+    """The subscriber's send hour, `days` local days after today in their timezone (or
+    in `default_timezone` if this server does not know theirs: zone_of)."""
+    tz = zone_of(subscriber, default_timezone)
     return timing.send_hour_after(now, hour=subscriber.send_hour, tz=tz, days=days)
 
 
@@ -333,14 +336,18 @@ def zone_of(place: Place, default_timezone: str) -> ZoneInfo:
         return timing.zone(default_timezone)
 
 
-def next_send_hour(subscriber: Place, now: datetime) -> datetime:
+def next_send_hour(subscriber: Place, now: datetime, *, default_timezone: str) -> datetime:
     """The subscriber's send hour still to come: today's if it has not passed, else
     tomorrow's."""
-    today = send_hour_after(subscriber, now, days=0)
-    return today if today > now else send_hour_after(subscriber, now)
+    today = send_hour_after(subscriber, now, default_timezone=default_timezone, days=0)
+    if today > now:
+        return today
+    return send_hour_after(subscriber, now, default_timezone=default_timezone)
 
 
-def series_next_send_at(session: Session, subscriber: Subscriber) -> datetime | None:
+def series_next_send_at(
+    session: Session, subscriber: Subscriber, *, default_timezone: str
+) -> datetime | None:
     """When the series itself has the subscriber's next step, whatever a pause did to
     next_send_at: as issuing their last lesson set it (the day gap after that one was
     due, at their send hour), and as recording the send moved it if it went out late
@@ -360,7 +367,7 @@ def series_next_send_at(session: Session, subscriber: Subscriber) -> datetime | 
     if last is None or following is None:
         return None
     due_at = last.due_at or last.created_at
-    gap, tz = following - last.day_offset, timing.zone(subscriber.timezone)
+    gap, tz = following - last.day_offset, zone_of(subscriber, default_timezone)
     planned = timing.next_send_at(
         due_at=due_at, now=last.created_at, day_gap=gap, hour=subscriber.send_hour, tz=tz
     )

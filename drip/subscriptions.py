@@ -9,6 +9,7 @@ already waiting in Redis.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -33,6 +34,7 @@ from drip.schedule import (
     send_hour_after,
     series_next_send_at,
     steps_of,
+    zone_of,
 )
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
@@ -92,13 +94,16 @@ def resubscribe(
     method: ConsentMethod = ConsentMethod.LINK,
     ip: str | None = None,
     user_agent: str | None = None,
+    default_timezone: str,
 ) -> Subscriber | None:
     """Undo an unsubscribe: the series resumes with the next unsent step, on the next
     local day at the subscriber's hour (never two lessons on one day). With none left,
     they have completed it if its last lesson reached them; if that one failed, they are
     back with nothing scheduled, as before they left (drip.sending). Only someone who
     had confirmed can undo; a bounced address stays stopped. The consent log records who
-    undid it: the person by their link (from `ip` with `user_agent`), or an admin."""
+    undid it: the person by their link (from `ip` with `user_agent`), or an admin. A
+    zone this server does not know reads as `default_timezone` (drip.schedule.zone_of),
+    here and in every change below that times the subscriber's lessons."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None or subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         return subscriber
@@ -122,7 +127,7 @@ def resubscribe(
             subscriber.status = SubscriberStatus.COMPLETED
             subscriber.ended_at = now
         return subscriber
-    subscriber.next_send_at = send_hour_after(subscriber, now)
+    subscriber.next_send_at = send_hour_after(subscriber, now, default_timezone=default_timezone)
     return subscriber
 
 
@@ -143,24 +148,28 @@ def _too_late_to_undo(subscriber: Subscriber, now: datetime) -> bool:
     return subscriber.ended_at is not None and now - subscriber.ended_at > UNDO_WINDOW
 
 
-def set_send_hour(session: Session, subscriber_id: int, hour: int, now: datetime) -> Subscriber:
+def set_send_hour(
+    session: Session, subscriber_id: int, hour: int, now: datetime, *, default_timezone: str
+) -> Subscriber:
     """Move the subscriber's lessons to `hour` local time, keeping the day of the next one
     and the day a pause ends."""
     if not 0 <= hour <= 23:
         raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
     subscriber = _active(session, subscriber_id)
     subscriber.send_hour = hour
+    tz = zone_of(subscriber, default_timezone)
     if is_paused(subscriber, now):
-        subscriber.paused_until = _same_day(subscriber, subscriber.paused_until, now)
-    subscriber.next_send_at = _same_day(subscriber, subscriber.next_send_at, now)
+        subscriber.paused_until = _same_day(subscriber, subscriber.paused_until, now, tz)
+    subscriber.next_send_at = _same_day(subscriber, subscriber.next_send_at, now, tz)
     return subscriber
 
 
-def _same_day(subscriber: Subscriber, moment: datetime | None, now: datetime) -> datetime | None:
+def _same_day(
+    subscriber: Subscriber, moment: datetime | None, now: datetime, tz: ZoneInfo
+) -> datetime | None:
     """The subscriber's send hour on the local day of `moment`, or today if that has passed."""
     if moment is None:
         return None
-    tz = timing.zone(subscriber.timezone)
     day = max(timing.local_date(moment, tz), timing.local_date(now, tz))
     return timing.at_send_hour(day, subscriber.send_hour, tz)
 
@@ -174,21 +183,29 @@ def is_paused(subscriber: Subscriber, now: datetime) -> bool:
 
 
 def pause(
-    session: Session, subscriber_id: int, now: datetime, *, days: int = PAUSE_DAYS
+    session: Session,
+    subscriber_id: int,
+    now: datetime,
+    *,
+    default_timezone: str,
+    days: int = PAUSE_DAYS,
 ) -> Subscriber:
     """No lesson for `days` local days; the series then carries on where it was. Pausing
     again while paused makes the pause last `days` from now, unless it already lasts
     longer. A lesson already issued, queued or waiting for a retry, waits for the end too
     (the sending claim reads the pause: drip.sending), even the last one of the series."""
     subscriber = _active(session, subscriber_id)
-    until = max(send_hour_after(subscriber, now, days=days), subscriber.paused_until or now)
+    end = send_hour_after(subscriber, now, default_timezone=default_timezone, days=days)
+    until = max(end, subscriber.paused_until or now)
     subscriber.paused_until = until
     if subscriber.next_send_at is not None:
         subscriber.next_send_at = max(subscriber.next_send_at, until)
     return subscriber
 
 
-def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber:
+def resume(
+    session: Session, subscriber_id: int, now: datetime, *, default_timezone: str
+) -> Subscriber:
     """End a pause now; without one, nothing changes. The series carries on as if there
     had been no pause, but from the subscriber's next send hour on: the next lesson comes
     when the series has it (its day gap after the last one is not skipped), or at that
@@ -199,9 +216,9 @@ def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber:
     if not is_paused(subscriber, now):
         return subscriber
     subscriber.paused_until = None
-    soonest = next_send_hour(subscriber, now)
+    soonest = next_send_hour(subscriber, now, default_timezone=default_timezone)
     if subscriber.next_send_at is not None:
-        planned = series_next_send_at(session, subscriber)
+        planned = series_next_send_at(session, subscriber, default_timezone=default_timezone)
         subscriber.next_send_at = max(planned or soonest, soonest)
     session.execute(
         sa.update(Delivery)

@@ -267,7 +267,7 @@ def test_a_paused_subscriber_gets_no_lesson_until_the_pause_ends(system: System)
     system.join("bob@example.com")
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
-        pause(session, ana.id, system.clock.now())
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
         assert ana.paused_until == datetime(2026, 10, 31, 8, tzinfo=UTC)
         ana.next_send_at = system.clock.now()
     issued = Counter[str]()
@@ -298,7 +298,7 @@ def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resum
     assert _lesson(system, lesson).retry_at == datetime(2026, 10, 25, 8, 1, tzinfo=UTC)
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
-        pause(session, ana.id, system.clock.now())
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
     for _ in range(7):  # until 2026-10-26 05:00
         system.clock.advance(timedelta(hours=3))
         system.tick()
@@ -307,9 +307,8 @@ def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resum
     held = _lesson(system, lesson)
     assert (held.status, held.retry_at) == ("queued", datetime(2026, 11, 1, 8, tzinfo=UTC))
     with transaction(system.sessions) as session:
-        resume(
-            session, system.subscriber("ana@example.com", session=session).id, system.clock.now()
-        )
+        ana = system.subscriber("ana@example.com", session=session)
+        resume(session, ana.id, system.clock.now(), default_timezone="UTC")
     system.clock.set(datetime(2026, 10, 26, 7, 59, tzinfo=UTC))
     assert system.tick().requeued == []
     system.clock.set(datetime(2026, 10, 26, 8, tzinfo=UTC))

@@ -66,7 +66,7 @@ def paused(system: System) -> None:
 
 def pause_ana(system: System) -> None:
     """As from the pause button of Ana's own page."""
-    _change(system, lambda session, s, now: pause(session, s.id, now))
+    _change(system, lambda session, s, now: pause(session, s.id, now, default_timezone="UTC"))
 
 
 def between_lessons_days_apart(system: System) -> None:
@@ -344,6 +344,21 @@ def test_resume_before_the_send_hour_sends_the_next_email_at_it_that_day(
     page = f"/admin/subscribers/{system.subscriber(ANA).id}"
     assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
     assert flashed(admin, page) == "Resumed: their next email is due 2026-10-31 08:00 UTC."
+
+
+def test_a_reader_whose_zone_this_server_does_not_know_can_be_resumed_and_paused(
+    admin: FlaskClient, system: System
+) -> None:
+    """Resume raised ValueError for a zone the tz database does not know: the admin
+    times it by DRIP_DEFAULT_TIMEZONE, as the scheduler does."""
+    paused(system)
+    _change(system, lambda session, s, now: setattr(s, "timezone", "Asia/Nowhere"))
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert admin.get(page).status_code == 200
+    assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Resumed: their next email is due 2026-10-25 08:00 UTC."
+    assert post(admin, f"{page}/action", {"action": "pause"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Paused: their next email is due 2026-10-31 08:00 UTC."
 
 
 def test_a_paused_subscriber_can_be_unsubscribed_brought_back_and_erased(

@@ -86,7 +86,13 @@ def detail(subscriber_id: int) -> str:
     with web.reading() as session:
         t = directory.timeline(session, subscriber_id)
         now = web.clock.now()
-        refused = refusals(session, t.subscriber, now, secret=secret)
+        refused = refusals(
+            session,
+            t.subscriber,
+            now,
+            secret=secret,
+            default_timezone=web.settings.default_timezone,
+        )
         not_offered: dict[str, list[str]] = {}
         for action, reason in refused.items():
             not_offered.setdefault(reason, []).append(action.value)
@@ -130,7 +136,13 @@ def act(subscriber_id: int) -> Response:
             done = "Queued to be sent again."
         else:
             done = carry_out(
-                session, subscriber_id, now, action=_action(), secret=secret, step=_step()
+                session,
+                subscriber_id,
+                now,
+                action=_action(),
+                secret=secret,
+                default_timezone=web.settings.default_timezone,
+                step=_step(),
             )
     web.enqueue(queued)
     flash(done)
