@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 
 from drip import consent, recipients
 from drip.errors import InvalidInput, NotFound
-from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentMethod,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.privacy import BLOCKING, DECLINE_QUIET, next_confirmation_at, suppression
 from drip.schedule import last_lesson, send_hour_after
 from drip.subscriptions import (
@@ -38,6 +45,7 @@ from drip.subscriptions import (
     pause,
     resubscribe,
     resume,
+    scheduled_at,
     unsubscribe,
 )
 
@@ -96,7 +104,7 @@ def _active_refusals(
     Resume is offered while they are paused, and Pause while they are not, unless a
     week's pause would not hold back their next email (a series may have lessons more
     than a week apart)."""
-    due = subscriber.next_send_at
+    due = scheduled_at(subscriber)
     if is_paused(subscriber, now):
         return {Action.PAUSE: f"Already paused until {_when(subscriber.paused_until)}."}
     if due is None:
@@ -262,6 +270,17 @@ def resend(
     delivery.last_error = None
     delivery.queued_at = now
     return delivery.id
+
+
+def resent(session: Session, delivery_id: int, now: datetime) -> str:
+    """What "Send again" did, for the admin: a lesson to a paused subscriber waits for
+    the end of the pause (the sending claim holds it: drip.sending), so it is not said
+    to go now."""
+    delivery = session.get_one(Delivery, delivery_id)
+    subscriber = session.get_one(Subscriber, delivery.subscriber_id)
+    if delivery.kind == DeliveryKind.STEP and is_paused(subscriber, now):
+        return f"Queued to be sent again when their pause ends, {_when(subscriber.paused_until)}."
+    return "Queued to be sent again."
 
 
 def _resend_refusal(

@@ -32,7 +32,6 @@ from drip.schedule import (
     next_send_hour,
     resume_point,
     send_hour_after,
-    series_next_send_at,
     steps_of,
     zone_of,
 )
@@ -152,7 +151,8 @@ def set_send_hour(
     session: Session, subscriber_id: int, hour: int, now: datetime, *, default_timezone: str
 ) -> Subscriber:
     """Move the subscriber's lessons to `hour` local time, keeping the day of the next one
-    and the day a pause ends."""
+    and the day a pause ends. A lesson the pause holds back goes when it now ends, not
+    at the old hour (drip.sending re-holds one whose end came later)."""
     if not 0 <= hour <= 23:
         raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
     subscriber = _active(session, subscriber_id)
@@ -160,6 +160,7 @@ def set_send_hour(
     tz = zone_of(subscriber, default_timezone)
     if is_paused(subscriber, now):
         subscriber.paused_until = _same_day(subscriber, subscriber.paused_until, now, tz)
+        _release_held(session, subscriber.id, subscriber.paused_until)
     subscriber.next_send_at = _same_day(subscriber, subscriber.next_send_at, now, tz)
     return subscriber
 
@@ -193,13 +194,15 @@ def pause(
     """No lesson for `days` local days; the series then carries on where it was. Pausing
     again while paused makes the pause last `days` from now, unless it already lasts
     longer. A lesson already issued, queued or waiting for a retry, waits for the end too
-    (the sending claim reads the pause: drip.sending), even the last one of the series."""
+    (the sending claim reads the pause: drip.sending), even the last one of the series.
+
+    Only the end is stored: next_send_at keeps the series' own time for the next lesson,
+    which the scheduler does not issue before the end (drip.scheduler.due_query). So a
+    writer moving that lesson's day moves it as for everyone (follow_new_day), an admin's
+    move_to_step sets it, and Resume needs nothing rebuilt."""
     subscriber = _active(session, subscriber_id)
     end = send_hour_after(subscriber, now, default_timezone=default_timezone, days=days)
-    until = max(end, subscriber.paused_until or now)
-    subscriber.paused_until = until
-    if subscriber.next_send_at is not None:
-        subscriber.next_send_at = max(subscriber.next_send_at, until)
+    subscriber.paused_until = max(end, subscriber.paused_until or now)
     return subscriber
 
 
@@ -218,19 +221,33 @@ def resume(
     subscriber.paused_until = None
     soonest = next_send_hour(subscriber, now, default_timezone=default_timezone)
     if subscriber.next_send_at is not None:
-        planned = series_next_send_at(session, subscriber, default_timezone=default_timezone)
-        subscriber.next_send_at = max(planned or soonest, soonest)
+        subscriber.next_send_at = max(subscriber.next_send_at, soonest)
+    _release_held(session, subscriber.id, soonest)
+    return subscriber
+
+
+def _release_held(session: Session, subscriber_id: int, at: datetime) -> None:
+    """Let a lesson that a pause held back (queued, its retry at the pause's old end:
+    drip.sending) go at `at`, unless its own retry comes sooner. Without this, ending or
+    shortening the pause leaves it waiting for the old end, and the scheduler, which
+    issues nothing while a lesson is in flight, waits with it."""
     session.execute(
         sa.update(Delivery)
         .where(
-            Delivery.subscriber_id == subscriber.id,
+            Delivery.subscriber_id == subscriber_id,
             Delivery.kind == DeliveryKind.STEP,
             Delivery.status == DeliveryStatus.QUEUED,
-            Delivery.retry_at > soonest,
+            Delivery.retry_at > at,
         )
-        .values(retry_at=soonest)
+        .values(retry_at=at)
     )
-    return subscriber
+
+
+def scheduled_at(subscriber: Subscriber) -> datetime | None:
+    """When the lesson next_send_at schedules goes: not before a pause ends, which
+    leaves next_send_at at the series' own time (pause)."""
+    due, until = subscriber.next_send_at, subscriber.paused_until
+    return due if due is None or until is None else max(due, until)
 
 
 def next_email_at(session: Session, subscriber: Subscriber, now: datetime) -> datetime | None:
@@ -245,13 +262,13 @@ def next_email_at(session: Session, subscriber: Subscriber, now: datetime) -> da
         )
     )
     start = max(now, subscriber.paused_until or now)
-    return min((max(at or start, start) for at in waiting), default=subscriber.next_send_at)
+    return min((max(at or start, start) for at in waiting), default=scheduled_at(subscriber))
 
 
 def move_to_step(session: Session, subscriber_id: int, number: int, now: datetime) -> Subscriber:
     """Make `number` the subscriber's next email, due at once (the one-a-day rule still
-    holds), which ends a pause. A step they were already sent stays sent: use "send
-    again" for that."""
+    holds), which ends a pause: a lesson the pause held back goes now too. A step they
+    were already sent stays sent: use "send again" for that."""
     subscriber = _active(session, subscriber_id)
     step = next((s for s in steps_of(session, subscriber.sequence_id) if s.number == number), None)
     if step is None:
@@ -263,6 +280,8 @@ def move_to_step(session: Session, subscriber_id: int, number: int, now: datetim
     )
     if issued is not None and issued != DeliveryStatus.CANCELLED:
         raise InvalidInput(f"step {number} was already {issued.value} for this subscriber")
+    if is_paused(subscriber, now):
+        _release_held(session, subscriber.id, now)
     subscriber.next_step = number
     subscriber.next_send_at = now
     subscriber.paused_until = None
