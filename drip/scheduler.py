@@ -352,8 +352,8 @@ def due_query(now: datetime, limit: int) -> sa.Select[Any]:
     A paused subscriber waits for the end of the pause (paused_until). A pause leaves
     next_send_at at the series' time (drip.subscriptions.pause), so the range read
     through ix_subscribers_due also holds the paused subscribers whose next lesson the
-    series had before now; each pass reads and skips them. They are few (a pause lasts a
-    week, and only the readers who press it), against the thousands a pass issues.
+    series had before now; each pass reads and skips them, about 40 µs each on SQLite
+    (docs/performance.md, run 8): cheap while few readers pause, not at 100,000.
     """
     busy = (
         sa.select(Delivery.id)
