@@ -31,8 +31,10 @@ ZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Tokyo", "Australia/Sy
 STATUS_MIX = ("active",) * 14 + ("completed",) * 3 + ("unsubscribed",) * 2 + ("pending",)
 """Not-due subscribers: 70% active, 15% completed, 10% unsubscribed, 5% pending."""
 PAUSED_EVERY = 7
-"""One not-due active subscriber in 7 is paused (10% of the not-due), with next_send_at
-at the pause's end as a pause leaves it."""
+"""One not-due active subscriber in 7 is paused (10% of the not-due) until what would
+have been their next email, with next_send_at at the series' time, as a pause leaves it:
+already past for all of them (the worst case, where every paused reader lies in the
+range of due subscribers a pass reads)."""
 COLUMNS = (
     "sequence_id",
     "email",
@@ -154,6 +156,8 @@ def _row(sequence_id: int, i: int, due_every: int, now: datetime) -> tuple[objec
     confirmed = None if status == "pending" else created + timedelta(minutes=5)
     ended = now - timedelta(days=1) if status in ("completed", "unsubscribed") else None
     paused = next_at if status == "active" and i % due_every and i % PAUSED_EVERY == 0 else None
+    if paused is not None:
+        next_at = now - timedelta(minutes=1 + i % (6 * 24 * 60))
     return (
         sequence_id,
         f"reader{i}@example.com",

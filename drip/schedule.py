@@ -47,6 +47,7 @@ class Place(Protocol):
     ended_at: datetime | None
     timezone: str
     send_hour: int
+    paused_until: datetime | None
 
 
 PLACE_COLUMNS = (
@@ -59,6 +60,7 @@ PLACE_COLUMNS = (
     Subscriber.ended_at,
     Subscriber.timezone,
     Subscriber.send_hour,
+    Subscriber.paused_until,
 )
 
 
@@ -142,8 +144,14 @@ def _advance(place: Place, steps: list[Step], now: datetime, tz: ZoneInfo) -> Ad
     """The subscriber's schedule once past its due step, and the delivery row for that
     step unless nothing goes out today (or ever again). Reads `place`, changes nothing.
     `steps` are in order (steps_of): the due one is found by bisection, since a pass
-    runs this for every due subscriber. `tz` is the subscriber's zone."""
+    runs this for every due subscriber. `tz` is the subscriber's zone.
+
+    A lesson a pause held back was due when the pause ended, not at the series' time
+    next_send_at kept (drip.subscriptions.pause): the lessons after it keep their day
+    gaps from there, and it does not count as late (drip.timing.catch_up)."""
     due_at = place.next_send_at or now
+    if place.paused_until is not None:
+        due_at = max(due_at, place.paused_until)
     first = place.next_step
     at = len(steps) if first is None else bisect_left(steps, first, key=_number)
     if at == len(steps):
@@ -251,7 +259,8 @@ def follow_new_day(
     day 6. Their next_send_at was worked out from the old day when the lesson before it
     was issued, so without this they would get it on day 5 anyway, and only readers
     reaching that lesson later would follow the new day. Each keeps their own hour, and
-    whatever a pause or an outage added. A day that is already past comes at their next
+    whatever an outage added; a pause is kept apart (paused_until) and still holds the
+    lesson until it ends. A day that is already past comes at their next
     send hour (the one-a-day rule still holds: drip.schedule._advance). Readers who had
     the step are left alone: the lessons after it keep their days, counted from the
     reader's confirmation. A zone this server does not know reads as `default_timezone`
@@ -307,9 +316,12 @@ def _moved(due: datetime, shift: int, now: datetime, *, hour: int, tz: ZoneInfo)
     return max(timing.at_send_hour(day, hour, tz), timing.first_send_hour(now, hour=hour, tz=tz))
 
 
-def send_hour_after(subscriber: Place, now: datetime, *, days: int = 1) -> datetime:
-    """The subscriber's send hour, `days` local days after today in their timezone."""
-    tz = timing.zone(subscriber.timezone)
+def send_hour_after(
+    subscriber: Place, now: datetime, *, default_timezone: str, days: int = 1
+) -> datetime:
+    """The subscriber's send hour, `days` local days after today in their timezone (or
+    in `default_timezone` if this server does not know theirs: zone_of)."""
+    tz = zone_of(subscriber, default_timezone)
     return timing.send_hour_after(now, hour=subscriber.send_hour, tz=tz, days=days)
 
 
@@ -333,42 +345,13 @@ def zone_of(place: Place, default_timezone: str) -> ZoneInfo:
         return timing.zone(default_timezone)
 
 
-def next_send_hour(subscriber: Place, now: datetime) -> datetime:
+def next_send_hour(subscriber: Place, now: datetime, *, default_timezone: str) -> datetime:
     """The subscriber's send hour still to come: today's if it has not passed, else
     tomorrow's."""
-    today = send_hour_after(subscriber, now, days=0)
-    return today if today > now else send_hour_after(subscriber, now)
-
-
-def series_next_send_at(session: Session, subscriber: Subscriber) -> datetime | None:
-    """When the series itself has the subscriber's next step, whatever a pause did to
-    next_send_at: as issuing their last lesson set it (the day gap after that one was
-    due, at their send hour), and as recording the send moved it if it went out late
-    (lesson_sent). None without a lesson issued or a next step."""
-    last = session.execute(
-        sa.select(Delivery.due_at, Delivery.created_at, Delivery.sent_at, Step.day_offset)
-        .join(Step, Step.id == Delivery.step_id)
-        .where(Delivery.subscriber_id == subscriber.id, Delivery.kind == DeliveryKind.STEP)
-        .order_by(Delivery.id.desc())
-        .limit(1)
-    ).first()
-    following = session.scalar(
-        sa.select(Step.day_offset).where(
-            Step.sequence_id == subscriber.sequence_id, Step.number == subscriber.next_step
-        )
-    )
-    if last is None or following is None:
-        return None
-    due_at = last.due_at or last.created_at
-    gap, tz = following - last.day_offset, timing.zone(subscriber.timezone)
-    planned = timing.next_send_at(
-        due_at=due_at, now=last.created_at, day_gap=gap, hour=subscriber.send_hour, tz=tz
-    )
-    if last.sent_at is None or not timing.overdue(due_at, last.sent_at):
-        return planned
-    return timing.catch_up(
-        planned, sent_at=last.sent_at, day_gap=gap, hour=subscriber.send_hour, tz=tz
-    )
+    today = send_hour_after(subscriber, now, default_timezone=default_timezone, days=0)
+    if today > now:
+        return today
+    return send_hour_after(subscriber, now, default_timezone=default_timezone)
 
 
 def _sent_a_lesson_today(subscriber: Place, now: datetime, tz: ZoneInfo) -> bool:

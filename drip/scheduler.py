@@ -349,10 +349,11 @@ def due_query(now: datetime, limit: int) -> sa.Select[Any]:
     over all of them for each candidate: each batch then costs more than the last, 0.4 s
     by the tenth of a 10,000-due pass (bench/scheduler.py) instead of 2 ms.
 
-    A paused subscriber waits for the end of the pause. The pause moved next_send_at
-    there too, so the range read through ix_subscribers_due holds no paused subscriber
-    and a pass still reads only what is due; the check keeps the rule should anything
-    else move next_send_at.
+    A paused subscriber waits for the end of the pause (paused_until). A pause leaves
+    next_send_at at the series' time (drip.subscriptions.pause), so the range read
+    through ix_subscribers_due also holds the paused subscribers whose next lesson the
+    series had before now; each pass reads and skips them, about 40 µs each on SQLite
+    (docs/performance.md, run 8): cheap while few readers pause, not at 100,000.
     """
     busy = (
         sa.select(Delivery.id)

@@ -12,12 +12,13 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from drip import timing
 from drip.models import Sequence, Subscriber, SubscriberStatus
 from drip.privacy import DECLINE_QUIET, next_confirmation_at
+from drip.schedule import zone_of
 from drip.subscriptions import can_undo
 
 
@@ -49,7 +50,11 @@ class Standing:
     quiet_days: ClassVar[int] = DECLINE_QUIET.days
 
 
-def standing(session: Session, subscriber: Subscriber, now: datetime, *, secret: str) -> Standing:
+def standing(
+    session: Session, subscriber: Subscriber, now: datetime, *, secret: str, default_timezone: str
+) -> Standing:
+    """Where `subscriber` stands at `now`; times are told in their zone, or in
+    `default_timezone` if this server does not know theirs (drip.schedule.zone_of)."""
     state = _state(subscriber, now)
     slug = session.get_one(Sequence, subscriber.sequence_id).slug
     if state not in (State.UNSUBSCRIBED, State.DECLINED):
@@ -61,7 +66,9 @@ def standing(session: Session, subscriber: Subscriber, now: datetime, *, secret:
         state,
         slug,
         can_rejoin=True,
-        rejoin_from=_local(rejoin_at, subscriber.timezone) if rejoin_at > now else "",
+        rejoin_from=_local(rejoin_at, zone_of(subscriber, default_timezone))
+        if rejoin_at > now
+        else "",
     )
 
 
@@ -79,6 +86,6 @@ def declined(subscriber: Subscriber) -> bool:
     return subscriber.status == SubscriberStatus.UNSUBSCRIBED and subscriber.confirmed_at is None
 
 
-def _local(moment: datetime, timezone: str) -> str:
-    local = moment.astimezone(timing.zone(timezone))
-    return f"{local.day} {local:%B %Y}, {local:%H:%M} {timezone} time"
+def _local(moment: datetime, tz: ZoneInfo) -> str:
+    local = moment.astimezone(tz)
+    return f"{local.day} {local:%B %Y}, {local:%H:%M} {tz.key} time"

@@ -24,7 +24,14 @@ from sqlalchemy.orm import Session
 
 from drip import consent, recipients
 from drip.errors import InvalidInput, NotFound
-from drip.models import ConsentMethod, Delivery, DeliveryStatus, Subscriber, SubscriberStatus
+from drip.models import (
+    ConsentMethod,
+    Delivery,
+    DeliveryKind,
+    DeliveryStatus,
+    Subscriber,
+    SubscriberStatus,
+)
 from drip.privacy import BLOCKING, DECLINE_QUIET, next_confirmation_at, suppression
 from drip.schedule import last_lesson, send_hour_after
 from drip.subscriptions import (
@@ -38,6 +45,7 @@ from drip.subscriptions import (
     pause,
     resubscribe,
     resume,
+    scheduled_at,
     unsubscribe,
 )
 
@@ -65,13 +73,14 @@ BLOCKED = {
 
 
 def refusals(
-    session: Session, subscriber: Subscriber, now: datetime, *, secret: str
+    session: Session, subscriber: Subscriber, now: datetime, *, secret: str, default_timezone: str
 ) -> dict[Action, str]:
     """Why the page offers none of these actions for `subscriber`; those not named here
-    it offers."""
+    it offers. A zone this server does not know reads as `default_timezone`
+    (drip.schedule.zone_of), here and in carry_out."""
     status = subscriber.status
     if status == SubscriberStatus.ACTIVE:
-        return _active_refusals(session, subscriber, now)
+        return _active_refusals(session, subscriber, now, default_timezone=default_timezone)
     if status == SubscriberStatus.PENDING:
         return {Action.PAUSE: WAITING, Action.RESUME: WAITING, Action.MOVE: WAITING}
     if status == SubscriberStatus.COMPLETED:
@@ -88,19 +97,21 @@ def refusals(
     return refused
 
 
-def _active_refusals(session: Session, subscriber: Subscriber, now: datetime) -> dict[Action, str]:
+def _active_refusals(
+    session: Session, subscriber: Subscriber, now: datetime, *, default_timezone: str
+) -> dict[Action, str]:
     """An active subscriber can always be unsubscribed or moved (which ends a pause).
     Resume is offered while they are paused, and Pause while they are not, unless a
     week's pause would not hold back their next email (a series may have lessons more
     than a week apart)."""
-    due = subscriber.next_send_at
+    due = scheduled_at(subscriber)
     if is_paused(subscriber, now):
         return {Action.PAUSE: f"Already paused until {_when(subscriber.paused_until)}."}
     if due is None:
         nothing = _nothing_scheduled(session, subscriber)
         return {Action.PAUSE: nothing, Action.RESUME: nothing}
     refused = {Action.RESUME: f"Not paused: their next email is due {_when(due)}."}
-    if due >= send_hour_after(subscriber, now, days=PAUSE_DAYS):
+    if due >= send_hour_after(subscriber, now, default_timezone=default_timezone, days=PAUSE_DAYS):
         refused[Action.PAUSE] = (
             f"A week's pause would hold nothing back: their next email is due {_when(due)}."
         )
@@ -180,20 +191,22 @@ def carry_out(
     *,
     action: Action,
     secret: str,
+    default_timezone: str,
     step: int | None = None,
 ) -> str:
     """Take `action` (with `step`, the step to move to), or refuse it with the reason
     the page gives (InvalidInput, nothing changed); returns what changed, as a sentence
     for the admin."""
     subscriber = locked(session, subscriber_id)
-    refusal = refusals(session, subscriber, now, secret=secret).get(action)
+    zone = default_timezone
+    refusal = refusals(session, subscriber, now, secret=secret, default_timezone=zone).get(action)
     if refusal is not None:
         raise InvalidInput(refusal)
     if action == Action.PAUSE:
-        pause(session, subscriber.id, now)
+        pause(session, subscriber.id, now, default_timezone=zone)
         return f"Paused: their next email is due {_when(next_email_at(session, subscriber, now))}."
     if action == Action.RESUME:
-        return _resume(session, subscriber, now)
+        return _resume(session, subscriber, now, default_timezone=zone)
     if action == Action.UNSUBSCRIBE:
         unsubscribe(session, subscriber.id, now, method=ConsentMethod.ADMIN)
         return "Unsubscribed: nothing more goes to them."
@@ -204,17 +217,25 @@ def carry_out(
     return f"Moved: step {step} is their next email, due now (never two on one day).{unpausing}"
 
 
-def _resume(session: Session, subscriber: Subscriber, now: datetime) -> str:
+def _resume(
+    session: Session, subscriber: Subscriber, now: datetime, *, default_timezone: str
+) -> str:
     """End a pause (drip.subscriptions.resume), or undo an unsubscribe the admin made;
     `refusals` has said it changes something."""
     if subscriber.status == SubscriberStatus.UNSUBSCRIBED:
-        resubscribe(session, subscriber.id, now, method=ConsentMethod.ADMIN)
+        resubscribe(
+            session,
+            subscriber.id,
+            now,
+            method=ConsentMethod.ADMIN,
+            default_timezone=default_timezone,
+        )
         if subscriber.status == SubscriberStatus.COMPLETED:
             return "Resubscribed, and complete: they had had every email of the series."
         if subscriber.next_send_at is None:
             return f"Resubscribed. {_nothing_scheduled(session, subscriber)}"
         return f"Resubscribed: their next email is due {_when(subscriber.next_send_at)}."
-    resume(session, subscriber.id, now)
+    resume(session, subscriber.id, now, default_timezone=default_timezone)
     return f"Resumed: their next email is due {_when(next_email_at(session, subscriber, now))}."
 
 
@@ -249,6 +270,17 @@ def resend(
     delivery.last_error = None
     delivery.queued_at = now
     return delivery.id
+
+
+def resent(session: Session, delivery_id: int, now: datetime) -> str:
+    """What "Send again" did, for the admin: a lesson to a paused subscriber waits for
+    the end of the pause (the sending claim holds it: drip.sending), so it is not said
+    to go now."""
+    delivery = session.get_one(Delivery, delivery_id)
+    subscriber = session.get_one(Subscriber, delivery.subscriber_id)
+    if delivery.kind == DeliveryKind.STEP and is_paused(subscriber, now):
+        return f"Queued to be sent again when their pause ends, {_when(subscriber.paused_until)}."
+    return "Queued to be sent again."
 
 
 def _resend_refusal(

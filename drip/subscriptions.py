@@ -9,6 +9,7 @@ already waiting in Redis.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -31,8 +32,8 @@ from drip.schedule import (
     next_send_hour,
     resume_point,
     send_hour_after,
-    series_next_send_at,
     steps_of,
+    zone_of,
 )
 
 ENDABLE = (SubscriberStatus.PENDING, SubscriberStatus.ACTIVE)
@@ -92,13 +93,16 @@ def resubscribe(
     method: ConsentMethod = ConsentMethod.LINK,
     ip: str | None = None,
     user_agent: str | None = None,
+    default_timezone: str,
 ) -> Subscriber | None:
     """Undo an unsubscribe: the series resumes with the next unsent step, on the next
     local day at the subscriber's hour (never two lessons on one day). With none left,
     they have completed it if its last lesson reached them; if that one failed, they are
     back with nothing scheduled, as before they left (drip.sending). Only someone who
     had confirmed can undo; a bounced address stays stopped. The consent log records who
-    undid it: the person by their link (from `ip` with `user_agent`), or an admin."""
+    undid it: the person by their link (from `ip` with `user_agent`), or an admin. A
+    zone this server does not know reads as `default_timezone` (drip.schedule.zone_of),
+    here and in every change below that times the subscriber's lessons."""
     subscriber = session.get(Subscriber, subscriber_id, with_for_update=FOR_NO_KEY_UPDATE)
     if subscriber is None or subscriber.status != SubscriberStatus.UNSUBSCRIBED:
         return subscriber
@@ -122,7 +126,7 @@ def resubscribe(
             subscriber.status = SubscriberStatus.COMPLETED
             subscriber.ended_at = now
         return subscriber
-    subscriber.next_send_at = send_hour_after(subscriber, now)
+    subscriber.next_send_at = send_hour_after(subscriber, now, default_timezone=default_timezone)
     return subscriber
 
 
@@ -143,24 +147,30 @@ def _too_late_to_undo(subscriber: Subscriber, now: datetime) -> bool:
     return subscriber.ended_at is not None and now - subscriber.ended_at > UNDO_WINDOW
 
 
-def set_send_hour(session: Session, subscriber_id: int, hour: int, now: datetime) -> Subscriber:
+def set_send_hour(
+    session: Session, subscriber_id: int, hour: int, now: datetime, *, default_timezone: str
+) -> Subscriber:
     """Move the subscriber's lessons to `hour` local time, keeping the day of the next one
-    and the day a pause ends."""
+    and the day a pause ends. A lesson the pause holds back goes when it now ends, not
+    at the old hour (drip.sending re-holds one whose end came later)."""
     if not 0 <= hour <= 23:
         raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
     subscriber = _active(session, subscriber_id)
     subscriber.send_hour = hour
+    tz = zone_of(subscriber, default_timezone)
     if is_paused(subscriber, now):
-        subscriber.paused_until = _same_day(subscriber, subscriber.paused_until, now)
-    subscriber.next_send_at = _same_day(subscriber, subscriber.next_send_at, now)
+        subscriber.paused_until = _same_day(subscriber, subscriber.paused_until, now, tz)
+        _release_held(session, subscriber.id, subscriber.paused_until)
+    subscriber.next_send_at = _same_day(subscriber, subscriber.next_send_at, now, tz)
     return subscriber
 
 
-def _same_day(subscriber: Subscriber, moment: datetime | None, now: datetime) -> datetime | None:
+def _same_day(
+    subscriber: Subscriber, moment: datetime | None, now: datetime, tz: ZoneInfo
+) -> datetime | None:
     """The subscriber's send hour on the local day of `moment`, or today if that has passed."""
     if moment is None:
         return None
-    tz = timing.zone(subscriber.timezone)
     day = max(timing.local_date(moment, tz), timing.local_date(now, tz))
     return timing.at_send_hour(day, subscriber.send_hour, tz)
 
@@ -174,21 +184,31 @@ def is_paused(subscriber: Subscriber, now: datetime) -> bool:
 
 
 def pause(
-    session: Session, subscriber_id: int, now: datetime, *, days: int = PAUSE_DAYS
+    session: Session,
+    subscriber_id: int,
+    now: datetime,
+    *,
+    default_timezone: str,
+    days: int = PAUSE_DAYS,
 ) -> Subscriber:
     """No lesson for `days` local days; the series then carries on where it was. Pausing
     again while paused makes the pause last `days` from now, unless it already lasts
     longer. A lesson already issued, queued or waiting for a retry, waits for the end too
-    (the sending claim reads the pause: drip.sending), even the last one of the series."""
+    (the sending claim reads the pause: drip.sending), even the last one of the series.
+
+    Only the end is stored: next_send_at keeps the series' own time for the next lesson,
+    which the scheduler does not issue before the end (drip.scheduler.due_query). So a
+    writer moving that lesson's day moves it as for everyone (follow_new_day), an admin's
+    move_to_step sets it, and Resume needs nothing rebuilt."""
     subscriber = _active(session, subscriber_id)
-    until = max(send_hour_after(subscriber, now, days=days), subscriber.paused_until or now)
-    subscriber.paused_until = until
-    if subscriber.next_send_at is not None:
-        subscriber.next_send_at = max(subscriber.next_send_at, until)
+    end = send_hour_after(subscriber, now, default_timezone=default_timezone, days=days)
+    subscriber.paused_until = max(end, subscriber.paused_until or now)
     return subscriber
 
 
-def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber:
+def resume(
+    session: Session, subscriber_id: int, now: datetime, *, default_timezone: str
+) -> Subscriber:
     """End a pause now; without one, nothing changes. The series carries on as if there
     had been no pause, but from the subscriber's next send hour on: the next lesson comes
     when the series has it (its day gap after the last one is not skipped), or at that
@@ -199,21 +219,35 @@ def resume(session: Session, subscriber_id: int, now: datetime) -> Subscriber:
     if not is_paused(subscriber, now):
         return subscriber
     subscriber.paused_until = None
-    soonest = next_send_hour(subscriber, now)
+    soonest = next_send_hour(subscriber, now, default_timezone=default_timezone)
     if subscriber.next_send_at is not None:
-        planned = series_next_send_at(session, subscriber)
-        subscriber.next_send_at = max(planned or soonest, soonest)
+        subscriber.next_send_at = max(subscriber.next_send_at, soonest)
+    _release_held(session, subscriber.id, soonest)
+    return subscriber
+
+
+def _release_held(session: Session, subscriber_id: int, at: datetime) -> None:
+    """Let a lesson that a pause held back (queued, its retry at the pause's old end:
+    drip.sending) go at `at`, unless its own retry comes sooner. Without this, ending or
+    shortening the pause leaves it waiting for the old end, and the scheduler, which
+    issues nothing while a lesson is in flight, waits with it."""
     session.execute(
         sa.update(Delivery)
         .where(
-            Delivery.subscriber_id == subscriber.id,
+            Delivery.subscriber_id == subscriber_id,
             Delivery.kind == DeliveryKind.STEP,
             Delivery.status == DeliveryStatus.QUEUED,
-            Delivery.retry_at > soonest,
+            Delivery.retry_at > at,
         )
-        .values(retry_at=soonest)
+        .values(retry_at=at)
     )
-    return subscriber
+
+
+def scheduled_at(subscriber: Subscriber) -> datetime | None:
+    """When the lesson next_send_at schedules goes: not before a pause ends, which
+    leaves next_send_at at the series' own time (pause)."""
+    due, until = subscriber.next_send_at, subscriber.paused_until
+    return due if due is None or until is None else max(due, until)
 
 
 def next_email_at(session: Session, subscriber: Subscriber, now: datetime) -> datetime | None:
@@ -228,13 +262,13 @@ def next_email_at(session: Session, subscriber: Subscriber, now: datetime) -> da
         )
     )
     start = max(now, subscriber.paused_until or now)
-    return min((max(at or start, start) for at in waiting), default=subscriber.next_send_at)
+    return min((max(at or start, start) for at in waiting), default=scheduled_at(subscriber))
 
 
 def move_to_step(session: Session, subscriber_id: int, number: int, now: datetime) -> Subscriber:
     """Make `number` the subscriber's next email, due at once (the one-a-day rule still
-    holds), which ends a pause. A step they were already sent stays sent: use "send
-    again" for that."""
+    holds), which ends a pause: a lesson the pause held back goes now too. A step they
+    were already sent stays sent: use "send again" for that."""
     subscriber = _active(session, subscriber_id)
     step = next((s for s in steps_of(session, subscriber.sequence_id) if s.number == number), None)
     if step is None:
@@ -246,6 +280,8 @@ def move_to_step(session: Session, subscriber_id: int, number: int, now: datetim
     )
     if issued is not None and issued != DeliveryStatus.CANCELLED:
         raise InvalidInput(f"step {number} was already {issued.value} for this subscriber")
+    if is_paused(subscriber, now):
+        _release_held(session, subscriber.id, now)
     subscriber.next_step = number
     subscriber.next_send_at = now
     subscriber.paused_until = None

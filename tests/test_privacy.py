@@ -115,7 +115,7 @@ def test_the_export_says_until_when_the_subscriber_paused_their_emails(system: S
     system.join("ana@example.com")
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
-        pause(session, ana.id, system.clock.now())
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
     with transaction(system.sessions) as session:
         [subscription] = export(session, "ana@example.com", secret=system.settings.secret_key)[
             "subscriptions"

@@ -17,12 +17,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drip import scheduler
+from drip import lessons, scheduler
 from drip.db import transaction
-from drip.models import Delivery, DeliveryKind, Subscriber, SubscriberStatus
+from drip.models import Delivery, DeliveryKind, Step, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
-from drip.subscriptions import pause, resume
+from drip.subscriptions import move_to_step, next_email_at, pause, resume, set_send_hour
 from drip.transports import Ready, Transport, go
 from tests.helpers import System, deadlocked_deletes, ended_long_ago, plan_of
 
@@ -267,7 +267,7 @@ def test_a_paused_subscriber_gets_no_lesson_until_the_pause_ends(system: System)
     system.join("bob@example.com")
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
-        pause(session, ana.id, system.clock.now())
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
         assert ana.paused_until == datetime(2026, 10, 31, 8, tzinfo=UTC)
         ana.next_send_at = system.clock.now()
     issued = Counter[str]()
@@ -298,7 +298,7 @@ def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resum
     assert _lesson(system, lesson).retry_at == datetime(2026, 10, 25, 8, 1, tzinfo=UTC)
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
-        pause(session, ana.id, system.clock.now())
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
     for _ in range(7):  # until 2026-10-26 05:00
         system.clock.advance(timedelta(hours=3))
         system.tick()
@@ -307,9 +307,8 @@ def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resum
     held = _lesson(system, lesson)
     assert (held.status, held.retry_at) == ("queued", datetime(2026, 11, 1, 8, tzinfo=UTC))
     with transaction(system.sessions) as session:
-        resume(
-            session, system.subscriber("ana@example.com", session=session).id, system.clock.now()
-        )
+        ana = system.subscriber("ana@example.com", session=session)
+        resume(session, ana.id, system.clock.now(), default_timezone="UTC")
     system.clock.set(datetime(2026, 10, 26, 7, 59, tzinfo=UTC))
     assert system.tick().requeued == []
     system.clock.set(datetime(2026, 10, 26, 8, tzinfo=UTC))
@@ -321,6 +320,153 @@ def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resum
     assert system.tick().issued == []
     system.clock.set(datetime(2026, 10, 27, 8, tzinfo=UTC))
     assert len(system.tick().issued) == 1
+
+
+def _held_lesson(system: System) -> int:
+    """Ana's lesson 1, refused for now by the relay on 25 October, then held by a pause
+    until it ends on 1 November at 08:00; its id."""
+    system.join("ana@example.com")
+    system.smtp.script("ana@example.com", "451 4.7.1 Try again later")
+    system.clock.set(datetime(2026, 10, 25, 8, tzinfo=UTC))
+    [lesson] = system.tick().issued
+    system.drain()
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
+    for _ in range(7):  # until 2026-10-26 05:00
+        system.clock.advance(timedelta(hours=3))
+        system.tick()
+        system.drain()
+    held = _lesson(system, lesson)
+    assert (held.status, held.retry_at) == ("queued", datetime(2026, 11, 1, 8, tzinfo=UTC))
+    return lesson
+
+
+def test_moving_a_paused_reader_to_a_step_lets_the_lesson_the_pause_held_go(
+    system: System,
+) -> None:
+    """The admin's Move ends the pause ("due now"), but the lesson the pause held kept
+    waiting for the old end, and the scheduler, which issues nothing while a lesson is
+    in flight, waited with it: nothing reached Ana for six days."""
+    lesson = _held_lesson(system)
+    before = len(system.smtp.to("ana@example.com"))
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        move_to_step(session, ana.id, 3, system.clock.now())
+    assert system.tick().requeued == [lesson]
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == before + 1
+    system.clock.set(datetime(2026, 10, 27, 8, tzinfo=UTC))
+    assert len(system.tick().issued) == 1
+
+
+def test_an_earlier_send_hour_during_a_pause_moves_the_held_lesson_with_its_end(
+    system: System,
+) -> None:
+    """At 06:00 the pause ends at 06:00 on 1 November; the lesson it held went at 08:00."""
+    _held_lesson(system)
+    before = len(system.smtp.to("ana@example.com"))
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        set_send_hour(session, ana.id, 6, system.clock.now(), default_timezone="UTC")
+        assert ana.paused_until == datetime(2026, 11, 1, 6, tzinfo=UTC)
+    system.clock.set(datetime(2026, 11, 1, 5, 59, tzinfo=UTC))
+    assert system.tick().requeued == []
+    system.clock.set(datetime(2026, 11, 1, 6, tzinfo=UTC))
+    system.tick()
+    system.drain()
+    assert len(system.smtp.to("ana@example.com")) == before + 1
+
+
+def _step(session: Session, subscriber: Subscriber, number: int) -> Step:
+    return session.scalars(
+        sa.select(Step).where(Step.sequence_id == subscriber.sequence_id, Step.number == number)
+    ).one()
+
+
+def test_a_new_day_for_the_lesson_a_pause_holds_moves_it_only_if_past_the_pause(
+    system: System,
+) -> None:
+    """Lesson 1 due tomorrow (25 October), Ana paused until 31 October: the writer
+    moving lesson 1 to day 2 (26 October) changes nothing for her, it still comes when
+    the pause ends. The pause had moved her next email to its end, and the new day was
+    added on top of it: 1 November."""
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        session.execute(
+            sa.update(Step).where(Step.number >= 2).values(day_offset=Step.day_offset + 3)
+        )
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
+        now = system.clock.now()
+        lessons.set_day(session, _step(session, ana, 1).id, 2, now=now, default_timezone="UTC")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        assert ana.next_send_at == datetime(2026, 10, 26, 8, tzinfo=UTC)
+        assert next_email_at(session, ana, now) == datetime(2026, 10, 31, 8, tzinfo=UTC)
+    system.clock.set(datetime(2026, 10, 31, 7, 59, tzinfo=UTC))
+    assert system.tick().issued == []
+    system.clock.set(datetime(2026, 10, 31, 8, tzinfo=UTC))
+    assert len(system.tick().issued) == 1
+
+
+def test_resume_keeps_the_next_lessons_day_when_the_one_before_it_moved(
+    system: System,
+) -> None:
+    """Lessons on days 0, 1, 4: Ana had lesson 1 on 25 October, lesson 2 is due on
+    28 October. The writer moves lesson 1 to day 2, which leaves readers who had it
+    alone. Paused and resumed, Resume rebuilt her next email from lesson 1's new day and
+    brought lesson 2 forward to 27 October."""
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        session.execute(
+            sa.update(Step).where(Step.number >= 2).values(day_offset=Step.day_offset + 2)
+        )
+    system.clock.set(datetime(2026, 10, 25, 8, tzinfo=UTC))
+    assert len(system.tick().issued) == 1
+    system.drain()
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        now = system.clock.now()
+        lessons.set_day(session, _step(session, ana, 1).id, 2, now=now, default_timezone="UTC")
+        pause(session, ana.id, now, default_timezone="UTC")
+    system.clock.set(datetime(2026, 10, 26, 9, tzinfo=UTC))
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        resume(session, ana.id, system.clock.now(), default_timezone="UTC")
+        assert ana.next_send_at == datetime(2026, 10, 28, 8, tzinfo=UTC)
+
+
+def test_resume_after_the_admin_moved_the_reader_keeps_the_step_due_now(
+    system: System,
+) -> None:
+    """Moved to step 5, due at once, then paused and resumed within the hour: Resume
+    counted step 5's day from the welcome and put it on 29 October, not at her send
+    hour today."""
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        move_to_step(session, ana.id, 5, system.clock.now())
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
+    system.clock.advance(timedelta(hours=1))
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        resume(session, ana.id, system.clock.now(), default_timezone="UTC")
+        assert ana.next_send_at == datetime(2026, 10, 24, 8, tzinfo=UTC)
+
+
+def test_a_reader_whose_zone_this_server_does_not_know_pauses_and_resumes_by_the_default(
+    system: System,
+) -> None:
+    """As the scheduler reads an unknown zone (zone_of); Resume raised ValueError."""
+    system.join("ana@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        ana.timezone = "Asia/Nowhere"
+        pause(session, ana.id, system.clock.now(), default_timezone="Europe/Berlin")
+        assert ana.paused_until == datetime(2026, 10, 31, 7, tzinfo=UTC)
+        resume(session, ana.id, system.clock.now(), default_timezone="Europe/Berlin")
+        assert (ana.paused_until, ana.next_send_at) == (None, datetime(2026, 10, 25, 8, tzinfo=UTC))
 
 
 def _lesson(system: System, delivery_id: int) -> Delivery:

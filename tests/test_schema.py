@@ -592,11 +592,18 @@ def test_migration_0025_gives_readers_stored_with_a_placeless_zone_utc(database_
         engine.dispose()
 
 
+def at(text: str | None) -> datetime | None:
+    """A time written as the rows below write it, in UTC."""
+    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
 def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_url: str) -> None:
     """Only a next email due on a later local day than the series gives it marks a
     pause (lessons on days 0, 1, 3 and 4 here): not one between two lessons days apart,
     nor one a day after a lesson that went out late, nor one after a resubscribe. The
-    pause ends when that email is due."""
+    pause ends when that email is due, and the next email goes back to the series' time,
+    where a pause now leaves it (so a Resume after the upgrade brings it back there).
+    The downgrade moves it to the pause's end again, where the old code looks for it."""
     engine = create_db_engine(database_url)
     subscriber = sa.text(
         "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, send_hour, "
@@ -651,6 +658,7 @@ def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_ur
         schema.migrate(engine, "upgrade", "0028")
         with engine.begin() as conn:
             paused = dict(conn.execute(sa.select(Subscriber.id, Subscriber.paused_until)).all())
+            due = dict(conn.execute(sa.select(Subscriber.id, Subscriber.next_send_at)).all())
         assert paused == {
             1: datetime(2026, 1, 9, 8, tzinfo=UTC),
             2: None,
@@ -659,9 +667,16 @@ def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_ur
             5: None,
             6: datetime(2026, 1, 5, 16, tzinfo=UTC),  # a day late in Los Angeles, not in UTC
         }
+        series_time = {
+            1: datetime(2026, 1, 4, 8, tzinfo=UTC),  # day 3, two days after day 1's lesson
+            6: datetime(2026, 1, 4, 16, tzinfo=UTC),  # 08:00 in Los Angeles
+        }
+        assert due == {id: series_time.get(id, at(row[3])) for id, row in readers.items()}
         schema.migrate(engine, "downgrade", "0027")
         with engine.begin() as conn:
             columns = {c["name"] for c in sa.inspect(conn).get_columns("subscribers")}
+            due = dict(conn.execute(sa.select(Subscriber.id, Subscriber.next_send_at)).all())
         assert "paused_until" not in columns
+        assert due == {id: at(row[3]) for id, row in readers.items()}
     finally:
         engine.dispose()

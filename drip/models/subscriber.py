@@ -27,8 +27,9 @@ class Subscriber(Base):
     `paused_until` is the end of a pause (drip.subscriptions.pause): no lesson is issued
     before it, and the subscriber is paused while it lies ahead. It is stored because a
     late next_send_at does not tell a pause from a series whose lessons are days apart.
-    A pause also moves next_send_at to its end, so the scheduler's index range of due
-    subscribers never holds a paused one."""
+    A pause leaves next_send_at at the series' time for the next lesson, so a writer's
+    new day and an admin's move change it as for anyone, and Resume rebuilds nothing;
+    the lesson goes at the later of the two (drip.subscriptions.scheduled_at)."""
 
     __tablename__ = "subscribers"
     __table_args__ = (

@@ -14,9 +14,10 @@ from datetime import datetime
 from flask import Blueprint, Response, render_template, request
 from sqlalchemy.orm import Session
 
-from drip import proofs, timing
+from drip import proofs
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
+from drip.schedule import zone_of
 from drip.standing import declined, standing
 from drip.subscriptions import (
     is_paused,
@@ -109,7 +110,12 @@ def undo(token: str) -> str:
         subscriber = _locked(session, token)
         found = subscriber.status
         resubscribe(
-            session, subscriber.id, web.clock.now(), ip=seen().ip, user_agent=seen().user_agent
+            session,
+            subscriber.id,
+            web.clock.now(),
+            ip=seen().ip,
+            user_agent=seen().user_agent,
+            default_timezone=web.settings.default_timezone,
         )
         if found == SubscriberStatus.UNSUBSCRIBED:
             notice = _undo_notice(subscriber)
@@ -130,6 +136,7 @@ def _undo_notice(subscriber: Subscriber) -> str:
 def preferences(token: str) -> str | tuple[str, int]:
     web = ctx()
     action = request.form.get("action", "")
+    zone = web.settings.default_timezone
     with web.transaction() as session:
         found = _locked(session, token)
         subscriber_id = found.id
@@ -137,13 +144,15 @@ def preferences(token: str) -> str | tuple[str, int]:
             notice = NO_PREFERENCES.get(found.status, "Nothing changed: no more emails come.")
             return _page(session, token, found, notice=notice), 409
         if action == "hour":
-            subscriber = set_send_hour(session, subscriber_id, _hour(), web.clock.now())
+            subscriber = set_send_hour(
+                session, subscriber_id, _hour(), web.clock.now(), default_timezone=zone
+            )
             notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
         elif action == "pause":
-            subscriber = pause(session, subscriber_id, web.clock.now())
+            subscriber = pause(session, subscriber_id, web.clock.now(), default_timezone=zone)
             notice = f"Paused: no email comes before {_local(subscriber, subscriber.paused_until)}."
         elif action == "resume":
-            subscriber = resume(session, subscriber_id, web.clock.now())
+            subscriber = resume(session, subscriber_id, web.clock.now(), default_timezone=zone)
             next_at = next_email_at(session, subscriber, web.clock.now())
             notice = "Resumed. " + (
                 f"Your next email comes on {_local(subscriber, next_at)}."
@@ -157,14 +166,21 @@ def preferences(token: str) -> str | tuple[str, int]:
 
 def _page(session: Session, token: str, subscriber: Subscriber | None, *, notice: str = "") -> str:
     web = ctx()
-    paused = subscriber is not None and is_paused(subscriber, web.clock.now())
+    if subscriber is None:
+        return render_template("manage.html", token=token, standing=None, notice=notice)
+    paused = is_paused(subscriber, web.clock.now())
     return render_template(
         "manage.html",
         token=token,
         subscriber=subscriber,
-        standing=None
-        if subscriber is None
-        else standing(session, subscriber, web.clock.now(), secret=web.settings.secret_key),
+        zone=zone_of(subscriber, web.settings.default_timezone).key,
+        standing=standing(
+            session,
+            subscriber,
+            web.clock.now(),
+            secret=web.settings.secret_key,
+            default_timezone=web.settings.default_timezone,
+        ),
         paused_until=_local(subscriber, subscriber.paused_until) if paused else "",
         notice=notice,
         hours=range(24),
@@ -183,10 +199,11 @@ def _locked(session: Session, token: str) -> Subscriber:
 
 def _local(subscriber: Subscriber, moment: datetime | None) -> str:
     """`moment` as the reader's page says it, in their own timezone: "Saturday 31
-    October at 08:00 your time"."""
+    October at 08:00 your time" (in DRIP_DEFAULT_TIMEZONE if this server does not know
+    their zone, as the scheduler reads it: drip.schedule.zone_of)."""
     if moment is None:
         return ""
-    local = moment.astimezone(timing.zone(subscriber.timezone))
+    local = moment.astimezone(zone_of(subscriber, ctx().settings.default_timezone))
     return f"{local:%A} {local.day} {local:%B} at {local:%H:%M} your time"
 
 

@@ -240,7 +240,13 @@ def _where_they_stand(session: Session, subscriber: Subscriber) -> str:
     web = ctx()
     return render_template(
         "standing.html",
-        standing=standing(session, subscriber, web.clock.now(), secret=web.settings.secret_key),
+        standing=standing(
+            session,
+            subscriber,
+            web.clock.now(),
+            secret=web.settings.secret_key,
+            default_timezone=web.settings.default_timezone,
+        ),
         manage_url=url_for("manage.page", token=web.tokens.make(UNSUBSCRIBE, [subscriber.id])),
     )
 

@@ -791,7 +791,7 @@ def test_an_admin_can_see_and_act_on_one_subscriber(
     detail = admin.get(page).get_data(as_text=True)
     assert "By signing up" in detail and "welcome" in detail
     post(admin, f"{page}/action", {"action": "pause"}, page=page)
-    paused = system.subscriber("ana@example.com").next_send_at
+    paused = system.subscriber("ana@example.com").paused_until
     assert paused is not None and paused - system.clock.now() > timedelta(days=6)
     post(admin, f"{page}/action", {"action": "resume"}, page=page)
     resumed = system.subscriber("ana@example.com").next_send_at

@@ -66,7 +66,7 @@ def paused(system: System) -> None:
 
 def pause_ana(system: System) -> None:
     """As from the pause button of Ana's own page."""
-    _change(system, lambda session, s, now: pause(session, s.id, now))
+    _change(system, lambda session, s, now: pause(session, s.id, now, default_timezone="UTC"))
 
 
 def between_lessons_days_apart(system: System) -> None:
@@ -325,8 +325,7 @@ def test_resume_keeps_the_days_the_series_has_between_two_lessons(
 ) -> None:
     """Lesson 1 comes three days after the welcome. Paused the day she joined and
     resumed the next, Ana gets it on day 3 as the series has it, not the morning after
-    the Resume: the pause had moved her next email to its end, and Resume finds the
-    series' time again."""
+    the Resume: the pause keeps the series' time for it."""
     between_lessons_days_apart(system)
     pause_ana(system)
     system.clock.advance(timedelta(days=1))
@@ -344,6 +343,21 @@ def test_resume_before_the_send_hour_sends_the_next_email_at_it_that_day(
     page = f"/admin/subscribers/{system.subscriber(ANA).id}"
     assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
     assert flashed(admin, page) == "Resumed: their next email is due 2026-10-31 08:00 UTC."
+
+
+def test_a_reader_whose_zone_this_server_does_not_know_can_be_resumed_and_paused(
+    admin: FlaskClient, system: System
+) -> None:
+    """Resume raised ValueError for a zone the tz database does not know: the admin
+    times it by DRIP_DEFAULT_TIMEZONE, as the scheduler does."""
+    paused(system)
+    _change(system, lambda session, s, now: setattr(s, "timezone", "Asia/Nowhere"))
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    assert admin.get(page).status_code == 200
+    assert post(admin, f"{page}/action", {"action": "resume"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Resumed: their next email is due 2026-10-25 08:00 UTC."
+    assert post(admin, f"{page}/action", {"action": "pause"}, page=page).status_code == 302
+    assert flashed(admin, page) == "Paused: their next email is due 2026-10-31 08:00 UTC."
 
 
 def test_a_paused_subscriber_can_be_unsubscribed_brought_back_and_erased(
@@ -510,6 +524,29 @@ def test_a_reader_whose_last_lesson_failed_has_not_finished_and_can_be_sent_it_a
     assert system.smtp.to(ANA)[-1]["Subject"] == system.smtp.received[-1].message["Subject"]
     assert "<dt>Status</dt><dd>completed</dd>" in admin.get(page).text
     assert (tile(admin, "active"), tile(admin, "completed")) == ("0", "1")
+
+
+def test_send_again_to_a_paused_reader_says_it_waits_for_the_end_of_the_pause(
+    admin: FlaskClient, system: System
+) -> None:
+    """The sending claim holds the lesson until the pause ends: "Queued to be sent
+    again." read as if it went now."""
+    system.join(ANA)
+    lessons_fail_from(system, ANA, 10, "550 5.2.2 mailbox full")
+    pause_ana(system)
+    page = f"/admin/subscribers/{system.subscriber(ANA).id}"
+    with transaction(system.sessions) as session:
+        failed = session.scalars(sa.select(Delivery.id).order_by(Delivery.id.desc())).first()
+    again = post(admin, f"{page}/action", {"action": "resend", "delivery": failed}, page=page)
+    assert again.status_code == 302
+    ends = system.subscriber(ANA).paused_until
+    assert ends is not None
+    assert flashed(admin, page) == (
+        f"Queued to be sent again when their pause ends, {ends:%Y-%m-%d %H:%M} UTC."
+    )
+    sent = len(system.smtp.to(ANA))
+    system.drain()
+    assert len(system.smtp.to(ANA)) == sent
 
 
 def test_a_last_lesson_refused_for_the_address_is_not_offered_again_and_the_row_says_why(

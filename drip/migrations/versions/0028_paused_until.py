@@ -12,8 +12,11 @@ the series itself could have given it: the day gap after their last lesson issue
 (counted from when that was due, and never before the day after it was issued), the day
 after their last lesson went out (which also covers a lesson that went out late), and
 the day after they last resubscribed. A next email due on a later day was moved by a
-pause, which ends when that email is due: paused_until is set to next_send_at. Unlike
-the old rule, it leaves out the subscribers between two lessons days apart.
+pause, which ends when that email is due: paused_until is set to next_send_at, and
+next_send_at goes back to the series' own time (that latest day, at the subscriber's
+send hour), where the new code keeps it during a pause: so Resume brings the lesson
+back to the series' day, or to the next send hour if that has passed. Unlike the old
+rule, it leaves out the subscribers between two lessons days apart.
 
 What the rows cannot tell: a Resume by the old code that put the next email on a later
 day than the series had it (long after that lesson was due) is taken for a pause that
@@ -21,8 +24,8 @@ ends with that email, at most a day after the Resume. So is a next email schedul
 before an admin moved its lesson to an earlier day. A pause that moved nothing (the
 next lesson was more than a week away anyway) is not found, and holds nothing back.
 
-The downgrade drops the column. The old code reads pauses from next_send_at, which a
-pause still moves, so they keep holding.
+The downgrade moves each next email that a stored pause still holds back to the pause's
+end, as the old code reads pauses from next_send_at, then drops the column.
 
 Revision ID: 0028
 Revises: 0027
@@ -30,7 +33,7 @@ Create Date: 2026-12-04 10:00:00
 """
 
 from collections.abc import Iterator, Sequence
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -44,8 +47,12 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 UTC_TIME = drip.db.UTCDateTime(timezone=True)
-PAUSE = sa.text("UPDATE subscribers SET paused_until = next_send_at WHERE id IN :ids").bindparams(
-    sa.bindparam("ids", expanding=True)
+PAUSE = sa.text(
+    "UPDATE subscribers SET paused_until = next_send_at, next_send_at = :series WHERE id = :id"
+).bindparams(sa.bindparam("series", type_=UTC_TIME))
+UNPAUSE = sa.text(
+    "UPDATE subscribers SET next_send_at = paused_until "
+    "WHERE paused_until IS NOT NULL AND next_send_at < paused_until"
 )
 subscribers = sa.table(
     "subscribers",
@@ -53,6 +60,7 @@ subscribers = sa.table(
     sa.column("sequence_id", sa.Integer),
     sa.column("status", sa.String),
     sa.column("timezone", sa.String),
+    sa.column("send_hour", sa.Integer),
     sa.column("next_step", sa.Integer),
     sa.column("next_send_at", UTC_TIME),
     sa.column("last_sent_at", UTC_TIME),
@@ -88,20 +96,22 @@ def upgrade() -> None:
     paused = list(_paused(op.get_bind()))
     op.add_column("subscribers", sa.Column("paused_until", UTC_TIME, nullable=True))
     for start in range(0, len(paused), 1000):
-        op.get_bind().execute(PAUSE, {"ids": paused[start : start + 1000]})
+        op.get_bind().execute(PAUSE, paused[start : start + 1000])
 
 
 def downgrade() -> None:
+    op.execute(UNPAUSE)
     op.drop_column("subscribers", "paused_until")
 
 
-def _paused(conn: sa.Connection) -> Iterator[int]:
+def _paused(conn: sa.Connection) -> Iterator[dict[str, object]]:
     """The active subscribers whose next email is due on a later local day than their
-    series gives it."""
+    series gives it, each with the series' time for it."""
     for row in conn.execute(_places().execution_options(yield_per=1000)):
         tz = _zone(row.timezone)
-        if _local(row.next_send_at, tz) > _schedule_day(row, tz):
-            yield row.id
+        day = _schedule_day(row, tz)
+        if _local(row.next_send_at, tz) > day:
+            yield {"id": row.id, "series": _at_hour(day, row.send_hour, tz)}
 
 
 def _places() -> sa.Select[tuple[object, ...]]:
@@ -126,6 +136,7 @@ def _places() -> sa.Select[tuple[object, ...]]:
         sa.select(
             subscribers.c.id,
             subscribers.c.timezone,
+            subscribers.c.send_hour,
             subscribers.c.next_send_at,
             subscribers.c.last_sent_at,
             deliveries.c.due_at,
@@ -169,3 +180,9 @@ def _zone(name: str) -> ZoneInfo:
 
 def _local(instant: datetime, tz: ZoneInfo) -> date:
     return instant.astimezone(tz).date()
+
+
+def _at_hour(day: date, hour: int, tz: ZoneInfo) -> datetime:
+    """`hour`:00 local time on `day`, in UTC. An hour the clocks skip reads as zoneinfo
+    has it (an hour later): the scheduler sends that lesson at its next pass either way."""
+    return datetime.combine(day, time(hour), tzinfo=tz).astimezone(UTC)

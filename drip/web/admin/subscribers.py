@@ -17,8 +17,15 @@ from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase_address
 from drip.signup import find_sequence
-from drip.subscriber_actions import Action, carry_out, refusals, resend, resend_offers
-from drip.subscriptions import is_paused
+from drip.subscriber_actions import (
+    Action,
+    carry_out,
+    refusals,
+    resend,
+    resend_offers,
+    resent,
+)
+from drip.subscriptions import is_paused, scheduled_at
 from drip.web.admin import protected
 from drip.web.context import ctx
 
@@ -86,7 +93,13 @@ def detail(subscriber_id: int) -> str:
     with web.reading() as session:
         t = directory.timeline(session, subscriber_id)
         now = web.clock.now()
-        refused = refusals(session, t.subscriber, now, secret=secret)
+        refused = refusals(
+            session,
+            t.subscriber,
+            now,
+            secret=secret,
+            default_timezone=web.settings.default_timezone,
+        )
         not_offered: dict[str, list[str]] = {}
         for action, reason in refused.items():
             not_offered.setdefault(reason, []).append(action.value)
@@ -95,6 +108,7 @@ def detail(subscriber_id: int) -> str:
             "admin/subscriber.html",
             t=t,
             paused=is_paused(t.subscriber, now),
+            next_at=scheduled_at(t.subscriber),
             refused=refused,
             not_offered=not_offered,
             resends=resend_offers(session, t.subscriber, deliveries, secret=secret),
@@ -127,10 +141,16 @@ def act(subscriber_id: int) -> Response:
         if form.get("action") == "resend":
             delivery = form.get("delivery", type=int) or 0
             queued.append(resend(session, delivery, subscriber_id, now=now, secret=secret))
-            done = "Queued to be sent again."
+            done = resent(session, queued[0], now)
         else:
             done = carry_out(
-                session, subscriber_id, now, action=_action(), secret=secret, step=_step()
+                session,
+                subscriber_id,
+                now,
+                action=_action(),
+                secret=secret,
+                default_timezone=web.settings.default_timezone,
+                step=_step(),
             )
     web.enqueue(queued)
     flash(done)
