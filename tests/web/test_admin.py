@@ -181,11 +181,13 @@ def test_a_small_list_shows_live_numbers(admin: FlaskClient, system: System) -> 
 
 
 @pytest.mark.parametrize("system_env", [{}, {"DRIP_LIVE_COUNT_UP_TO": "1"}])
-def test_the_dashboard_counts_what_is_left_after_retention_erased_old_subscriptions(
+def test_the_dashboard_keeps_the_signups_retention_erased_but_not_their_status(
     admin: FlaskClient, system: System
 ) -> None:
-    """Erasing an ended subscription (standards LAW-16) takes its signup, deliveries and
-    unsubscribe out of the numbers, live or counted by a worker, as an erasure does."""
+    """Erasing an ended subscription (standards LAW-16) takes the person out of the
+    subscribers by status, live or counted by a worker, but their signup and
+    confirmation stay in the totals as anonymous counts (drip.retired), so the
+    confirmation rate does not sink as old readers go."""
     leaving, _ = system.join_many(2)
     with transaction(system.sessions) as session:
         subscriber_id = system.subscriber(leaving, session=session).id
@@ -196,7 +198,11 @@ def test_the_dashboard_counts_what_is_left_after_retention_erased_old_subscripti
     count_now(system)
     response = admin.get("/admin/")
     assert response.status_code == 200
-    assert '<span class="n">1</span> signups' in response.get_data(as_text=True)
+    page = response.get_data(as_text=True)
+    assert '<span class="n">2</span> signups' in page
+    assert '<span class="n">1</span> active' in page
+    assert '<span class="n">0</span> unsubscribed' in page
+    assert '<span class="n">100%</span> confirmed' in page
 
 
 @pytest.mark.parametrize("system_env", [{"DRIP_LIVE_COUNT_UP_TO": "1"}])
