@@ -40,6 +40,7 @@ from drip.models import (
     Subscriber,
     SubscriberStatus,
 )
+from drip.privacy import erase_ended
 from drip.scheduler import PassResult, configured_pass
 from drip.sending import Mailer
 from drip.settings import Settings, load_settings
@@ -573,6 +574,17 @@ _QUEUED = sa.select(sa.func.count()).where(Delivery.status == DeliveryStatus.QUE
 _POSTPONED = sa.select(sa.func.count()).where(
     Delivery.status == DeliveryStatus.QUEUED, Delivery.retry_at > sa.bindparam("now")
 )
+
+
+def erase_ended_after_a_day(system: System) -> int:
+    """Run the retention sweep as if the retention period were a day; how many it erased."""
+    with transaction(system.sessions) as session:
+        return erase_ended(
+            session,
+            secret=system.settings.secret_key,
+            now=system.clock.now(),
+            older_than=timedelta(days=1),
+        )
 
 
 def ended_long_ago(system: System, *emails: str) -> None:

@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from drip.db import reading, transaction
 from drip.lessons import move_step
 from drip.models import ConsentMethod, Sequence, Step, TemplateVersion
-from drip.privacy import erase_address, erase_ended
+from drip.privacy import erase_address
 from drip.stats import Overview, confirmations_by_series, overview
 from drip.subscriptions import unsubscribe
-from tests.helpers import System
+from tests.helpers import System, erase_ended_after_a_day
 from tests.test_bounces import report, sent_ids
 from tests.test_intake import assert_erased
 from tests.test_privacy import never_confirmed, purge_while_erasing
@@ -136,14 +136,7 @@ def test_the_charts_keep_the_days_of_what_the_retention_sweep_erased(system: Sys
     system.clock.advance(timedelta(days=2))
     before = numbers(system)
 
-    with transaction(system.sessions) as session:
-        erased = erase_ended(
-            session,
-            secret=system.settings.secret_key,
-            now=system.clock.now(),
-            older_than=timedelta(days=1),
-        )
-    assert erased == 1
+    assert erase_ended_after_a_day(system) == 1
     after = numbers(system)
 
     assert (after.signups, after.confirmations) == (before.signups, before.confirmations)

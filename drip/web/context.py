@@ -19,10 +19,12 @@ from drip.clock import Clock, SystemClock
 from drip.db import SessionFactory, reading, transaction
 from drip.errors import DripError
 from drip.intake import receive
+from drip.models import Subscriber
 from drip.rendering import Renderer
 from drip.scheduler import Enqueue, Recount
 from drip.settings import Settings
 from drip.signup import Seen, SignupRequest
+from drip.standing import Standing, standing
 from drip.tokens import Tokens
 
 log = logging.getLogger(__name__)
@@ -126,6 +128,16 @@ class WebContext:
 
     def consent_text(self, series_name: str) -> str:
         return notices.notice_for(self.settings, series_name)
+
+    def standing(self, session: Session, subscriber: Subscriber) -> Standing:
+        """Where the subscriber stands now, as the pages their own links open say it."""
+        return standing(
+            session,
+            subscriber,
+            self.clock.now(),
+            secret=self.settings.secret_key,
+            default_timezone=self.settings.default_timezone,
+        )
 
     def _notice_shown(
         self, stamp: str, signup: SignupRequest, series_name: str, *, quiet: bool

@@ -18,7 +18,7 @@ from drip import proofs
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
 from drip.schedule import zone_of
-from drip.standing import declined, standing
+from drip.standing import declined
 from drip.subscriptions import (
     is_paused,
     locked,
@@ -174,13 +174,7 @@ def _page(session: Session, token: str, subscriber: Subscriber | None, *, notice
         token=token,
         subscriber=subscriber,
         zone=zone_of(subscriber, web.settings.default_timezone).key,
-        standing=standing(
-            session,
-            subscriber,
-            web.clock.now(),
-            secret=web.settings.secret_key,
-            default_timezone=web.settings.default_timezone,
-        ),
+        standing=web.standing(session, subscriber),
         paused_until=_local(subscriber, subscriber.paused_until) if paused else "",
         notice=notice,
         hours=range(24),

@@ -31,7 +31,6 @@ from drip.signup import (
     outline,
     pending_signup,
 )
-from drip.standing import standing
 from drip.timing import known_zones
 from drip.tokens import CONFIRM, FORM_SHOWN, UNSUBSCRIBE
 from drip.web.context import ctx, seen
@@ -240,13 +239,7 @@ def _where_they_stand(session: Session, subscriber: Subscriber) -> str:
     web = ctx()
     return render_template(
         "standing.html",
-        standing=standing(
-            session,
-            subscriber,
-            web.clock.now(),
-            secret=web.settings.secret_key,
-            default_timezone=web.settings.default_timezone,
-        ),
+        standing=web.standing(session, subscriber),
         manage_url=url_for("manage.page", token=web.tokens.make(UNSUBSCRIBE, [subscriber.id])),
     )
 

@@ -14,8 +14,7 @@ from flask.testing import FlaskClient
 from drip.db import transaction
 from drip.lessons import move_step
 from drip.models import Step
-from drip.privacy import erase_ended
-from tests.helpers import System
+from tests.helpers import System, erase_ended_after_a_day
 from tests.test_bounces import report, sent_ids
 from tests.test_stats import leave, next_day
 
@@ -89,14 +88,7 @@ def test_readers_the_retention_sweep_erased_still_count_on_the_page(
     leave(system, "ana@example.com")
     system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
     assert system.tick().purged == 1
-    with transaction(system.sessions) as session:
-        erased = erase_ended(
-            session,
-            secret=system.settings.secret_key,
-            now=system.clock.now(),
-            older_than=timedelta(days=1),
-        )
-    assert erased == 1
+    assert erase_ended_after_a_day(system) == 1
 
     page = dashboard(admin)
     assert (tile(page, "signups"), tile(page, "confirmed")) == ("2", "50%")

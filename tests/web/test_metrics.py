@@ -21,9 +21,8 @@ from drip.cli import main
 from drip.db import transaction
 from drip.metrics import DripCollector
 from drip.models import ConsentMethod, Delivery
-from drip.privacy import erase_ended
 from drip.subscriptions import unsubscribe
-from tests.helpers import System, drip_env
+from tests.helpers import System, drip_env, erase_ended_after_a_day
 
 SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
 """These prove HTTP, logging or auth behaviour that does not depend on the database."""
@@ -163,14 +162,7 @@ def test_confirmations_erased_at_retention_still_count(client: FlaskClient, syst
         subscriber_id = system.subscriber("ana@example.com", session=session).id
         unsubscribe(session, subscriber_id, system.clock.now(), method=ConsentMethod.LINK)
     system.clock.advance(timedelta(days=2))
-    with transaction(system.sessions) as session:
-        erased = erase_ended(
-            session,
-            secret=system.settings.secret_key,
-            now=system.clock.now(),
-            older_than=timedelta(days=1),
-        )
-    assert erased == 1
+    assert erase_ended_after_a_day(system) == 1
 
     samples = scrape(client.get("/metrics").get_data(as_text=True))
     assert value(samples, "drip_confirmations", series=SERIES) == 1
