@@ -196,13 +196,7 @@ def end_pauses(session: Session, now: datetime, limit: int) -> int:
     A row someone holds (a Resume, a new pause) is skipped (SKIP LOCKED), as the claims
     skip it; the next pass looks again. On PostgreSQL the lock reads the row again, so a
     pause made longer meanwhile is left alone."""
-    over = session.scalars(
-        sa.select(Subscriber.id)
-        .where(Subscriber.paused_until <= now)
-        .order_by(Subscriber.paused_until)
-        .limit(limit)
-        .with_for_update(skip_locked=True, **FOR_NO_KEY_UPDATE)
-    ).all()
+    over = session.scalars(pauses_over(now, limit)).all()
     if over:
         held_back = Subscriber.next_send_at < Subscriber.paused_until
         session.execute(
@@ -217,6 +211,18 @@ def end_pauses(session: Session, now: datetime, limit: int) -> int:
             .execution_options(synchronize_session=False)
         )
     return len(over)
+
+
+def pauses_over(now: datetime, limit: int) -> sa.Select[tuple[int]]:
+    """The first `limit` subscribers whose pause is over at `now`, locked, skipping those
+    someone holds; read through ix_subscribers_paused_until, which holds only pauses."""
+    return (
+        sa.select(Subscriber.id)
+        .where(Subscriber.paused_until <= now)
+        .order_by(Subscriber.paused_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True, **FOR_NO_KEY_UPDATE)
+    )
 
 
 def pause(
