@@ -47,7 +47,6 @@ class Place(Protocol):
     ended_at: datetime | None
     timezone: str
     send_hour: int
-    paused_until: datetime | None
 
 
 PLACE_COLUMNS = (
@@ -60,7 +59,6 @@ PLACE_COLUMNS = (
     Subscriber.ended_at,
     Subscriber.timezone,
     Subscriber.send_hour,
-    Subscriber.paused_until,
 )
 
 
@@ -146,12 +144,9 @@ def _advance(place: Place, steps: list[Step], now: datetime, tz: ZoneInfo) -> Ad
     `steps` are in order (steps_of): the due one is found by bisection, since a pass
     runs this for every due subscriber. `tz` is the subscriber's zone.
 
-    A lesson a pause held back was due when the pause ended, not at the series' time
-    next_send_at kept (drip.subscriptions.pause): the lessons after it keep their day
-    gaps from there, and it does not count as late (drip.timing.catch_up)."""
+    No paused subscriber is due: a pass ends a pause that is over before it claims, and
+    moves next_send_at to the pause's end (drip.subscriptions.end_pauses)."""
     due_at = place.next_send_at or now
-    if place.paused_until is not None:
-        due_at = max(due_at, place.paused_until)
     first = place.next_step
     at = len(steps) if first is None else bisect_left(steps, first, key=_number)
     if at == len(steps):

@@ -183,6 +183,48 @@ def is_paused(subscriber: Subscriber, now: datetime) -> bool:
     return subscriber.paused_until is not None and subscriber.paused_until > now
 
 
+def end_pauses(session: Session, now: datetime, limit: int) -> int:
+    """Clear up to `limit` pauses that are over at `now`; returns how many were cleared.
+
+    The scheduler's due index leaves paused subscribers out (drip.models.Subscriber), so
+    however many readers pause, a pass never reads them; each pass calls this first, and
+    a subscriber whose pause is over is due again. The lesson the pause held back was due
+    when the pause ended, not at the series' time next_send_at kept: next_send_at becomes
+    the end, so the lessons after it keep their day gaps from there, as when the pause was
+    read at the claim (drip.schedule._advance).
+
+    A row someone holds (a Resume, a new pause) is skipped (SKIP LOCKED), as the claims
+    skip it; the next pass looks again. On PostgreSQL the lock reads the row again, so a
+    pause made longer meanwhile is left alone."""
+    over = session.scalars(pauses_over(now, limit)).all()
+    if over:
+        held_back = Subscriber.next_send_at < Subscriber.paused_until
+        session.execute(
+            sa.update(Subscriber)
+            .where(Subscriber.id.in_(over))
+            .values(
+                next_send_at=sa.case(
+                    (held_back, Subscriber.paused_until), else_=Subscriber.next_send_at
+                ),
+                paused_until=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return len(over)
+
+
+def pauses_over(now: datetime, limit: int) -> sa.Select[tuple[int]]:
+    """The first `limit` subscribers whose pause is over at `now`, locked, skipping those
+    someone holds; read through ix_subscribers_paused_until, which holds only pauses."""
+    return (
+        sa.select(Subscriber.id)
+        .where(Subscriber.paused_until <= now)
+        .order_by(Subscriber.paused_until)
+        .limit(limit)
+        .with_for_update(skip_locked=True, **FOR_NO_KEY_UPDATE)
+    )
+
+
 def pause(
     session: Session,
     subscriber_id: int,

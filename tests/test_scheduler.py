@@ -22,7 +22,14 @@ from drip.db import transaction
 from drip.models import Delivery, DeliveryKind, Step, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
-from drip.subscriptions import move_to_step, next_email_at, pause, resume, set_send_hour
+from drip.subscriptions import (
+    move_to_step,
+    next_email_at,
+    pause,
+    pauses_over,
+    resume,
+    set_send_hour,
+)
 from drip.transports import Ready, Transport, go
 from tests.helpers import System, deadlocked_deletes, ended_long_ago, plan_of
 
@@ -280,6 +287,35 @@ def test_a_paused_subscriber_gets_no_lesson_until_the_pause_ends(system: System)
     assert issued == {"ana@example.com": 0, "bob@example.com": 6}
     system.clock.advance(timedelta(hours=2))
     assert _issued_to(system, "ana@example.com", system.tick().issued) == 1
+
+
+def test_the_pass_a_minute_after_a_pause_ends_clears_it_and_issues_the_lesson(
+    system: System,
+) -> None:
+    """The due index holds no paused reader, so the pass itself ends the pauses that are
+    over before it claims: Ana's ended at 08:00, and the 08:01 pass gives her lesson 1.
+    It counts as due when the pause ended, and lesson 2 comes a day later. Bob, paused a
+    day after her, stays paused."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
+        bob = system.subscriber("bob@example.com", session=session)
+        pause(session, bob.id, system.clock.now() + timedelta(days=1), default_timezone="UTC")
+    system.clock.set(datetime(2026, 10, 31, 7, 59, tzinfo=UTC))
+    assert system.tick().pauses_ended == 0
+    system.clock.set(datetime(2026, 10, 31, 8, 1, tzinfo=UTC))
+    result = system.tick()
+    assert result.pauses_ended == 1
+    assert _issued_to(system, "ana@example.com", result.issued) == 1
+    assert _issued_to(system, "bob@example.com", result.issued) == 0
+    with transaction(system.sessions) as session:
+        ana = system.subscriber("ana@example.com", session=session)
+        assert ana.paused_until is None
+        assert ana.next_send_at == datetime(2026, 11, 1, 8, tzinfo=UTC)
+        bob = system.subscriber("bob@example.com", session=session)
+        assert bob.paused_until == datetime(2026, 11, 1, 8, tzinfo=UTC)
 
 
 def test_a_lesson_waiting_for_a_retry_when_the_reader_pauses_waits_for_the_resume(
@@ -572,12 +608,20 @@ def test_a_send_whose_outcome_is_unknown_is_resent_once_and_logged(
 
 def test_the_due_query_uses_the_status_and_time_index(system: System) -> None:
     """REL-02: the query the scheduler runs, compiled for each database, reads the due
-    subscribers through (status, next_send_at), so a pass costs what is due, not the list."""
+    subscribers through (status, next_send_at), so a pass costs what is due, not the list.
+    That index leaves paused readers out (WHERE paused_until IS NULL): a plan through it
+    reads none of them, however many pause. The pass finds the pauses that are over
+    through an index holding only the paused."""
     system.join_many(3)
     with transaction(system.sessions) as session:
+        ana = session.scalars(sa.select(Subscriber).limit(1)).one()
+        pause(session, ana.id, system.clock.now(), default_timezone="UTC")
+    with transaction(system.sessions) as session:
         plan = plan_of(session, due_query(system.clock.now(), 500))
+        ended = plan_of(session, pauses_over(system.clock.now(), 500))
     assert "ix_subscribers_due" in plan
     assert "ix_deliveries_subscriber_id" in plan, "the in-flight check probes each candidate"
+    assert "ix_subscribers_paused_until" in ended
 
 
 def test_the_in_flight_check_stays_a_probe_per_candidate_on_postgresql(system: System) -> None:

@@ -29,12 +29,29 @@ class Subscriber(Base):
     late next_send_at does not tell a pause from a series whose lessons are days apart.
     A pause leaves next_send_at at the series' time for the next lesson, so a writer's
     new day and an admin's move change it as for anyone, and Resume rebuilds nothing;
-    the lesson goes at the later of the two (drip.subscriptions.scheduled_at)."""
+    the lesson goes at the later of the two (drip.subscriptions.scheduled_at).
+
+    `ix_subscribers_due` leaves paused subscribers out, so the scheduler's due range
+    never holds them however many pause; each pass ends the pauses that are over
+    through `ix_subscribers_paused_until` (drip.subscriptions.end_pauses), which puts
+    them back in."""
 
     __tablename__ = "subscribers"
     __table_args__ = (
         sa.UniqueConstraint("sequence_id", "email", name="uq_subscribers_sequence_email"),
-        sa.Index("ix_subscribers_due", "status", "next_send_at"),
+        sa.Index(
+            "ix_subscribers_due",
+            "status",
+            "next_send_at",
+            postgresql_where=sa.text("paused_until IS NULL"),
+            sqlite_where=sa.text("paused_until IS NULL"),
+        ),
+        sa.Index(
+            "ix_subscribers_paused_until",
+            "paused_until",
+            postgresql_where=sa.text("paused_until IS NOT NULL"),
+            sqlite_where=sa.text("paused_until IS NOT NULL"),
+        ),
         sa.Index("ix_subscribers_list", "sequence_id", "id"),
         sa.Index("ix_subscribers_by_status", "sequence_id", "status", "id"),
         sa.Index("ix_subscribers_by_step", "sequence_id", "next_step", "id"),

@@ -24,6 +24,12 @@ ends with that email, at most a day after the Resume. So is a next email schedul
 before an admin moved its lesson to an earlier day. A pause that moved nothing (the
 next lesson was more than a week away anyway) is not found, and holds nothing back.
 
+The scheduler's due index leaves paused subscribers out (ix_subscribers_due becomes
+partial, WHERE paused_until IS NULL): with next_send_at left at the series' time, the
+whole index held every paused reader whose series time had passed, and each pass read
+and skipped them all. Each pass clears the pauses that are over through a new index on
+paused_until, holding only the paused.
+
 The downgrade moves each next email that a stored pause still holds back to the pause's
 end, as the old code reads pauses from next_send_at, then drops the column.
 
@@ -97,11 +103,29 @@ def upgrade() -> None:
     op.add_column("subscribers", sa.Column("paused_until", UTC_TIME, nullable=True))
     for start in range(0, len(paused), 1000):
         op.get_bind().execute(PAUSE, paused[start : start + 1000])
+    op.drop_index("ix_subscribers_due", "subscribers")
+    op.create_index(
+        "ix_subscribers_due",
+        "subscribers",
+        ["status", "next_send_at"],
+        postgresql_where=sa.text("paused_until IS NULL"),
+        sqlite_where=sa.text("paused_until IS NULL"),
+    )
+    op.create_index(
+        "ix_subscribers_paused_until",
+        "subscribers",
+        ["paused_until"],
+        postgresql_where=sa.text("paused_until IS NOT NULL"),
+        sqlite_where=sa.text("paused_until IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_subscribers_paused_until", "subscribers")
+    op.drop_index("ix_subscribers_due", "subscribers")
     op.execute(UNPAUSE)
     op.drop_column("subscribers", "paused_until")
+    op.create_index("ix_subscribers_due", "subscribers", ["status", "next_send_at"])
 
 
 def _paused(conn: sa.Connection) -> Iterator[dict[str, object]]:
