@@ -20,7 +20,8 @@ from drip.errors import InvalidInput
 from drip.models import ConsentEvent, ConsentEventKind, ConsentMethod, Subscriber, SubscriberStatus
 from drip.signup import find_sequence
 from drip.subscriber_actions import Action, carry_out
-from drip.subscriptions import pause, resubscribe
+from drip.subscriptions import pause as pause_in
+from drip.subscriptions import resubscribe as resubscribe_in
 from drip.subscriptions import unsubscribe as withdraw_consent
 from tests.helpers import System
 
@@ -78,7 +79,12 @@ def refused(system: System, change: Change, email: str) -> SubscriberStatus:
 
 
 def test_every_way_to_become_active_leaves_a_confirmed_consent_record(system: System) -> None:
-    resume = partial(carry_out, action=Action.RESUME, secret=system.settings.secret_key)
+    zone = system.settings.default_timezone
+    resume = partial(
+        carry_out, action=Action.RESUME, secret=system.settings.secret_key, default_timezone=zone
+    )
+    resubscribe = partial(resubscribe_in, default_timezone=zone)
+    pause = partial(pause_in, default_timezone=zone)
     system.signup("ana@example.com")
     check(system)
     system.confirm("ana@example.com")
