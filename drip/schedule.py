@@ -94,13 +94,19 @@ def steps_of(session: Session, sequence_id: int) -> list[Step]:
 
 
 def issue_next(
-    session: Session, subscriber: Subscriber, steps: list[Step], now: datetime
+    session: Session,
+    subscriber: Subscriber,
+    steps: list[Step],
+    now: datetime,
+    *,
+    default_timezone: str,
 ) -> int | None:
     """Create the delivery for the subscriber's due step and schedule the one after it.
+    A zone this server does not know reads as `default_timezone` (zone_of), as in a pass.
 
     Returns the new delivery's id, or None when there was nothing (left) to create.
     """
-    advance = _advance(subscriber, steps, now, timing.zone(subscriber.timezone))
+    advance = _advance(subscriber, steps, now, zone_of(subscriber, default_timezone))
     for name, value in advance.columns().items():
         setattr(subscriber, name, value)
     if advance.delivery is None:

@@ -378,6 +378,7 @@ def confirm(
     now: datetime,
     seen: Seen,
     secret: str,
+    default_timezone: str,
 ) -> int | None:
     """Activate a pending subscriber and issue the welcome; returns its delivery id.
 
@@ -391,7 +392,15 @@ def confirm(
         return None
     if subscriber.status != SubscriberStatus.PENDING:
         raise BadToken("this confirmation link is no longer valid")
-    return activate(session, subscriber, signup_id, now=now, seen=seen, secret=secret)
+    return activate(
+        session,
+        subscriber,
+        signup_id,
+        now=now,
+        seen=seen,
+        secret=secret,
+        default_timezone=default_timezone,
+    )
 
 
 def activate(
@@ -402,6 +411,7 @@ def activate(
     now: datetime,
     seen: Seen,
     secret: str,
+    default_timezone: str,
 ) -> int | None:
     """`confirm` for a pending subscriber its caller has locked with `pending_signup`
     and looked at first: the confirm page tells someone no longer pending where they
@@ -422,4 +432,4 @@ def activate(
     if start is not None and subscriber.next_step is not None:
         subscriber.next_step = max(start, subscriber.next_step)
     subscriber.next_send_at = now
-    return issue_next(session, subscriber, steps, now)
+    return issue_next(session, subscriber, steps, now, default_timezone=default_timezone)

@@ -444,6 +444,7 @@ class System:
                 now=self.clock.now(),
                 seen=Seen(),
                 secret=self.settings.secret_key,
+                default_timezone=self.settings.default_timezone,
             )
         self.enqueue([delivery_id] if delivery_id else [])
         return delivery_id

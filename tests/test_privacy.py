@@ -315,6 +315,7 @@ def test_the_sweep_leaves_no_hash_on_an_address_whose_signup_is_being_confirmed(
                 now=system.clock.now(),
                 seen=Seen(),
                 secret=system.settings.secret_key,
+                default_timezone=system.settings.default_timezone,
             )
 
     confirmer = Racer(system, confirming)

@@ -223,6 +223,7 @@ def confirm(token: str) -> str | tuple[str, int]:
             now=web.clock.now(),
             seen=seen(),
             secret=web.settings.secret_key,
+            default_timezone=web.settings.default_timezone,
         )
     web.enqueue([delivery_id] if delivery_id else [])
     return render_template(

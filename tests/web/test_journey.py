@@ -531,6 +531,25 @@ def test_a_paused_reader_whose_zone_this_server_does_not_know_can_see_and_resume
     assert "before Saturday 31 October at 09:00 your time" in paused.get_data(True)
 
 
+def test_a_signup_whose_zone_this_server_no_longer_knows_can_still_confirm(
+    client: FlaskClient, system: System
+) -> None:
+    """The zone was known at signup and lost with a tzdata change before she confirmed:
+    pressing Confirm raised ValueError (a 500), where a pass would have read the zone as
+    DRIP_DEFAULT_TIMEZONE. Her welcome goes, and her lessons come at 08:00 in it."""
+    client.post("/subscribe", data={"email": "ana@example.com", "timezone": "Europe/Berlin"})
+    confirm = link(system, "ana@example.com", "confirm")
+    with transaction(system.sessions) as session:
+        system.subscriber("ana@example.com", session=session).timezone = "Asia/Nowhere"
+    assert client.post(confirm).status_code == 200
+    assert status_of(system, "ana@example.com") == SubscriberStatus.ACTIVE
+    system.drain()
+    assert system.smtp.to("ana@example.com")[-1]["Subject"].startswith("Welcome")
+    assert system.subscriber("ana@example.com").next_send_at == datetime(
+        2026, 10, 25, 8, tzinfo=UTC
+    )
+
+
 def test_the_confirmation_emails_one_click_cancels_the_pending_signup(
     client: FlaskClient, system: System
 ) -> None:
