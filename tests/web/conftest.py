@@ -84,6 +84,15 @@ def link(system: System, address: str, kind: str) -> str:
     return urls[-1]
 
 
+@pytest.fixture
+def active(client: FlaskClient, system: System) -> str:
+    """Ana, confirmed: her subscription page's path (the unsubscribe link of her welcome
+    email)."""
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    client.post(link(system, "ana@example.com", "confirm"))
+    return link(system, "ana@example.com", "unsubscribe")
+
+
 def snippet(client: FlaskClient, path: str = "/embed") -> str:
     """The HTML the embed page hands a writer, as they paste it into their site."""
     found = re.search(

@@ -129,14 +129,6 @@ def test_a_refused_embedded_form_leads_back_to_the_writers_page_if_it_is_an_allo
         assert hrefs == [back]
 
 
-@pytest.fixture
-def ana(client: FlaskClient, system: System) -> str:
-    """Ana, confirmed; the path of her subscription page."""
-    client.post("/subscribe", data={"email": "ana@example.com"})
-    client.post(link(system, "ana@example.com", "confirm"))
-    return link(system, "ana@example.com", "unsubscribe")
-
-
 def test_the_confirm_link_once_confirmed_says_so_and_leads_to_the_subscription_page(
     client: FlaskClient, system: System
 ) -> None:
@@ -198,14 +190,14 @@ def test_the_confirm_link_after_an_unsubscribe_says_so_and_leads_to_the_undo(
 
 
 def test_the_subscription_page_once_too_late_to_undo_says_how_to_come_back(
-    client: FlaskClient, system: System, ana: str
+    client: FlaskClient, system: System, active: str
 ) -> None:
-    client.post(ana)
+    client.post(active)
     system.clock.advance(timedelta(days=31))
-    page = text_of(client.get(ana).get_data(as_text=True))
+    page = text_of(client.get(active).get_data(as_text=True))
     assert "too late to undo" in page and "Undo" not in page
     assert "sign up once more on the signup page" in page
-    assert 'href="/s/feel-better"' in client.get(ana).get_data(as_text=True)
+    assert 'href="/s/feel-better"' in client.get(active).get_data(as_text=True)
 
 
 def test_a_pending_signups_page_says_the_confirmation_link_works_or_cancels_the_signup(
@@ -231,7 +223,7 @@ def test_a_pending_signups_page_says_the_confirmation_link_works_or_cancels_the_
 
 
 def test_erasing_twice_answers_erased_both_times(
-    client: FlaskClient, system: System, ana: str
+    client: FlaskClient, system: System, active: str
 ) -> None:
     """A double click or a reload sends the erase button's form again: the answer is the
     same "Erased" page, not a dead link. Only that button's own genuine token, within its
@@ -252,7 +244,7 @@ def test_erasing_twice_answers_erased_both_times(
 
 
 def test_the_erase_button_erases_the_address_when_the_subscription_its_link_named_is_gone(
-    client: FlaskClient, system: System, ana: str
+    client: FlaskClient, system: System, active: str
 ) -> None:
     """The privacy link names the address's newest subscription. If that one goes
     before the button is pressed (the retention sweep here, or the purge of a signup
@@ -267,11 +259,11 @@ def test_the_erase_button_erases_the_address_when_the_subscription_its_link_name
 
 
 def test_preferences_for_an_erased_subscriber_get_the_one_answer_to_a_bad_link(
-    client: FlaskClient, system: System, ana: str
+    client: FlaskClient, system: System, active: str
 ) -> None:
     client.post("/privacy", data={"email": "ana@example.com"})
     client.post(erase_button(client, link(system, "ana@example.com", "privacy")))
-    token = ana.rsplit("/", 1)[1]
+    token = active.rsplit("/", 1)[1]
     dead = client.post("/preferences/garbage", data={"action": "pause"})
     for data in ({"action": "pause"}, {"action": "hour", "send_hour": "7"}):
         response = client.post(f"/preferences/{token}", data=data)
@@ -281,12 +273,12 @@ def test_preferences_for_an_erased_subscriber_get_the_one_answer_to_a_bad_link(
 
 
 def test_a_preference_sent_from_a_page_left_open_after_unsubscribing_changes_nothing(
-    client: FlaskClient, system: System, ana: str
+    client: FlaskClient, system: System, active: str
 ) -> None:
     """Ana unsubscribed in one tab; the page still open in another offers a send hour
     and a pause. Pressing them answers with where she stands and that nothing changed,
     not an error page."""
-    token = ana.rsplit("/", 1)[1]
+    token = active.rsplit("/", 1)[1]
     client.post(f"/unsubscribe/{token}")
     for data in ({"action": "pause"}, {"action": "hour", "send_hour": "7"}):
         response = client.post(f"/preferences/{token}", data=data)

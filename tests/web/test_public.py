@@ -359,14 +359,6 @@ def test_an_unsubscribe_token_cannot_confirm(client: FlaskClient, system: System
     assert client.post(f"/confirm/{token}").status_code == 400
 
 
-@pytest.fixture
-def active(client: FlaskClient, system: System) -> str:
-    """An active subscriber's unsubscribe path, taken from their welcome email."""
-    client.post("/subscribe", data={"email": "ana@example.com"})
-    client.post(link(system, "ana@example.com", "confirm"))
-    return link(system, "ana@example.com", "unsubscribe")
-
-
 def test_opening_the_unsubscribe_link_changes_nothing(
     client: FlaskClient, system: System, active: str
 ) -> None:
