@@ -11,12 +11,12 @@ settings.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, tzinfo
+from datetime import date, datetime
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from drip import consent, timing
+from drip import consent
 from drip.delivery_locks import Row
 from drip.errors import DripError
 from drip.messages import Envelope, build_message, message_id, recipient_address
@@ -27,6 +27,7 @@ from drip.models import (
     TemplateVersion,
 )
 from drip.rendering import EmailTemplate, Footer, Renderer
+from drip.schedule import zone_of
 from drip.series_files import (
     CONFIRM_FOLDER,
     PRIVACY_FOLDER,
@@ -82,9 +83,10 @@ def draft(
     if lesson is not None:
         template, version_id = lesson.template, lesson.version_id
         context["lesson_number"] = lesson.number
+        confirmed = _confirmed_on(subscriber, now, settings.default_timezone)
         reason = (
             f"You are getting this because you signed up for {sequence.name} and confirmed "
-            f"on {_confirmed_on(subscriber, now):%d %B %Y}."
+            f"on {confirmed:%d %B %Y}."
         )
     elif delivery.kind == DeliveryKind.CONFIRMATION:
         template = read_email(settings.emails_dir / CONFIRM_FOLDER)
@@ -158,15 +160,13 @@ def _own_name(delivery: Row, subscriber: Row) -> str:
     return subscriber.first_name
 
 
-def _confirmed_on(subscriber: Row, now: datetime) -> date:
+def _confirmed_on(subscriber: Row, now: datetime, default_timezone: str) -> date:
     """The day the reader confirmed, on their own calendar: someone in Auckland who
     confirmed at 01:30 on 25 October did so on the 24th in UTC. The zone comes with the
     row the send already locked, so this costs no query. A zone this server's tz
-    database no longer knows reads as UTC: a footer's date must not stop a lesson."""
-    try:
-        tz: tzinfo = timing.zone(subscriber.timezone)
-    except ValueError:
-        tz = UTC
+    database no longer knows reads as DRIP_DEFAULT_TIMEZONE, as the scheduler reads it:
+    a footer's date must not stop a lesson."""
+    tz = zone_of(subscriber, default_timezone)
     return (subscriber.confirmed_at or now).astimezone(tz).date()
 
 

@@ -12,7 +12,6 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +19,7 @@ from drip.models import Sequence, Subscriber, SubscriberStatus
 from drip.privacy import DECLINE_QUIET, next_confirmation_at
 from drip.schedule import zone_of
 from drip.subscriptions import can_undo
+from drip.timing import spoken
 
 
 class State(enum.StrEnum):
@@ -66,7 +66,7 @@ def standing(
         state,
         slug,
         can_rejoin=True,
-        rejoin_from=_local(rejoin_at, zone_of(subscriber, default_timezone))
+        rejoin_from=spoken(rejoin_at, zone_of(subscriber, default_timezone))
         if rejoin_at > now
         else "",
     )
@@ -84,8 +84,3 @@ def declined(subscriber: Subscriber) -> bool:
     """Whether the subscriber withdrew a signup they never confirmed (UNS-08): an
     unsubscribe without a confirmation before it."""
     return subscriber.status == SubscriberStatus.UNSUBSCRIBED and subscriber.confirmed_at is None
-
-
-def _local(moment: datetime, tz: ZoneInfo) -> str:
-    local = moment.astimezone(tz)
-    return f"{local.day} {local:%B %Y}, {local:%H:%M} {tz.key} time"

@@ -57,6 +57,14 @@ def local_date(instant: datetime, tz: ZoneInfo) -> date:
     return instant.astimezone(tz).date()
 
 
+def spoken(instant: datetime, tz: ZoneInfo) -> str:
+    """`instant` as a reader's page tells it, in one style everywhere: "Saturday
+    31 October 2026 at 08:00 (Europe/Berlin time)". The zone is named rather than
+    called "your time", since it may be DRIP_DEFAULT_TIMEZONE standing in for theirs."""
+    local = instant.astimezone(tz)
+    return f"{local:%A} {local.day} {local:%B %Y} at {local:%H:%M} ({tz.key} time)"
+
+
 def at_send_hour(day: date, hour: int, tz: ZoneInfo) -> datetime:
     """The UTC instant of `hour`:00 local time on `day`; in a fall-back overlap, the first.
 

@@ -344,7 +344,13 @@ def test_the_footer_dates_the_confirmation_on_the_readers_calendar(system: Syste
         assert "confirmed on 25 October 2026." in body
 
 
-def test_a_zone_the_server_no_longer_knows_dates_the_footer_in_utc(system: System) -> None:
+@pytest.mark.parametrize("system_env", [{"DRIP_DEFAULT_TIMEZONE": "Pacific/Auckland"}])
+def test_a_zone_the_server_no_longer_knows_dates_the_footer_by_the_default_zone(
+    system: System,
+) -> None:
+    """As the scheduler times that reader (drip.schedule.zone_of): confirmed at 01:30 on
+    25 October by DRIP_DEFAULT_TIMEZONE, still the 24th in UTC."""
+    system.clock.advance(timedelta(hours=6, minutes=30))
     system.join("ana@example.com")
     with transaction(system.sessions) as session:
         ana = system.subscriber("ana@example.com", session=session)
@@ -361,7 +367,7 @@ def test_a_zone_the_server_no_longer_knows_dates_the_footer_in_utc(system: Syste
     received = system.smtp.to("ana@example.com")
     assert len(received) == 3, "confirmation, welcome, the welcome again"
     text, _html = parts(received[-1])
-    assert "confirmed on 24 October 2026." in text
+    assert "confirmed on 25 October 2026." in text
 
 
 @pytest.mark.parametrize("system_env", [{}, {"DRIP_AD_NOTICE": "Advertisement"}], ids=["off", "on"])

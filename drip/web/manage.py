@@ -29,6 +29,7 @@ from drip.subscriptions import (
     set_send_hour,
     withdraw,
 )
+from drip.timing import spoken
 from drip.tokens import UNSUBSCRIBE
 from drip.web.context import ctx, seen
 
@@ -147,7 +148,10 @@ def preferences(token: str) -> str | tuple[str, int]:
             subscriber = set_send_hour(
                 session, subscriber_id, _hour(), web.clock.now(), default_timezone=zone
             )
-            notice = f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00 your time."
+            local = zone_of(subscriber, zone).key
+            notice = (
+                f"Saved. Your emails now arrive at {subscriber.send_hour:02d}:00, {local} time."
+            )
         elif action == "pause":
             subscriber = pause(session, subscriber_id, web.clock.now(), default_timezone=zone)
             notice = f"Paused: no email comes before {_local(subscriber, subscriber.paused_until)}."
@@ -192,13 +196,11 @@ def _locked(session: Session, token: str) -> Subscriber:
 
 
 def _local(subscriber: Subscriber, moment: datetime | None) -> str:
-    """`moment` as the reader's page says it, in their own timezone: "Saturday 31
-    October at 08:00 your time" (in DRIP_DEFAULT_TIMEZONE if this server does not know
-    their zone, as the scheduler reads it: drip.schedule.zone_of)."""
+    """`moment` in the reader's own timezone (DRIP_DEFAULT_TIMEZONE if this server does
+    not know theirs, as the scheduler reads it: drip.schedule.zone_of)."""
     if moment is None:
         return ""
-    local = moment.astimezone(zone_of(subscriber, ctx().settings.default_timezone))
-    return f"{local:%A} {local.day} {local:%B} at {local:%H:%M} your time"
+    return spoken(moment, zone_of(subscriber, ctx().settings.default_timezone))
 
 
 def _hour() -> int:

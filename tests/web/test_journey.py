@@ -475,12 +475,18 @@ def test_a_paused_subscriber_sees_until_when_and_can_resume(
     Pause; resumed, her next email comes at her send hour tomorrow, as before the pause."""
     token = ana.rsplit("/", 1)[1]
     paused = client.post(f"/preferences/{token}", data={"action": "pause"}).get_data(True)
-    assert "Paused: no email comes before Saturday 31 October at 08:00 your time." in paused
-    assert "none comes before Saturday 31 October at 08:00 your time" in paused
+    assert (
+        "Paused: no email comes before Saturday 31 October 2026 at 08:00 (Europe/Berlin time)."
+        in paused
+    )
+    assert "none comes before Saturday 31 October 2026 at 08:00 (Europe/Berlin time)" in paused
     assert 'value="resume"' in paused and 'value="pause"' not in paused
     assert 'value="resume"' in client.get(ana).get_data(True)
     resumed = client.post(f"/preferences/{token}", data={"action": "resume"}).get_data(True)
-    assert "Resumed. Your next email comes on Sunday 25 October at 08:00 your time." in resumed
+    assert (
+        "Resumed. Your next email comes on Sunday 25 October 2026 at 08:00 (Europe/Berlin time)."
+        in resumed
+    )
     assert 'value="pause"' in resumed and "none comes before" not in resumed
     ana_now = system.subscriber("ana@example.com")
     assert (ana_now.paused_until, ana_now.next_send_at) == (
@@ -517,18 +523,22 @@ def test_a_paused_reader_whose_zone_this_server_does_not_know_can_see_and_resume
         found.timezone = "Asia/Nowhere"
     page = client.get(ana)
     assert page.status_code == 200
-    assert "none comes before Saturday 31 October at 07:00 your time" in page.get_data(True)
+    assert "none comes before Saturday 31 October 2026 at 07:00 (UTC time)" in page.get_data(True)
     assert "08:00, UTC time" in page.get_data(True)
     hour = client.post(f"/preferences/{token}", data={"action": "hour", "send_hour": "9"})
     assert hour.status_code == 200
+    assert "Saved. Your emails now arrive at 09:00, UTC time." in hour.get_data(True)
     assert system.subscriber("ana@example.com").paused_until == datetime(
         2026, 10, 31, 9, tzinfo=UTC
     )
     resumed = client.post(f"/preferences/{token}", data={"action": "resume"})
     assert resumed.status_code == 200
-    assert "Resumed. Your next email comes on Sunday 25 October at 09:00" in resumed.get_data(True)
+    assert (
+        "Resumed. Your next email comes on Sunday 25 October 2026 at 09:00 (UTC time)"
+        in resumed.get_data(True)
+    )
     paused = client.post(f"/preferences/{token}", data={"action": "pause"})
-    assert "before Saturday 31 October at 09:00 your time" in paused.get_data(True)
+    assert "before Saturday 31 October 2026 at 09:00 (UTC time)" in paused.get_data(True)
 
 
 def test_a_signup_whose_zone_this_server_no_longer_knows_can_still_confirm(

@@ -165,7 +165,10 @@ def test_the_confirm_link_after_the_signup_was_cancelled_says_so_and_when_to_sig
     for response in (shown, refused):
         page = text_of(response.get_data(as_text=True))
         assert "This signup was cancelled" in page
-        assert f"{again.day} {again:%B %Y}, {again:%H:%M}" in page
+        assert (
+            f"from {again:%A} {again.day} {again:%B %Y} at {again:%H:%M} (Europe/Berlin time)"
+            in page
+        )
         assert "expired" not in page and "cut short" not in page
     assert status_of(system, "ana@example.com") == SubscriberStatus.UNSUBSCRIBED
 
