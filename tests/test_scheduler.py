@@ -624,6 +624,39 @@ def test_the_due_query_uses_the_status_and_time_index(system: System) -> None:
     assert "ix_subscribers_paused_until" in ended
 
 
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)  # rows locked apart
+def test_a_pass_leaves_alone_a_pause_being_renewed_and_ends_it_later(system: System) -> None:
+    """Ana's week of pause is over, and she presses Pause again while a pass runs: the
+    pass skips her row rather than wait for it (SKIP LOCKED), ending only the other
+    pause that is over, and her new week stands. Ending hers would have let the
+    scheduler issue her a lesson on the first day of the pause she just asked for."""
+    system.join("ana@example.com")
+    system.join("bob@example.com")
+    ana, bob = system.subscriber("ana@example.com"), system.subscriber("bob@example.com")
+    with transaction(system.sessions) as session:
+        for reader in (ana, bob):
+            pause(session, reader.id, system.clock.now(), default_timezone="UTC")
+    system.clock.advance(timedelta(days=8))
+    now = system.clock.now()
+
+    with transaction(system.sessions) as pressing:
+        renewed = pause(pressing, ana.id, now, default_timezone="UTC").paused_until
+        assert renewed is not None and renewed > now
+        passes: list[scheduler.PassResult] = []
+        running = threading.Thread(target=lambda: passes.append(system.tick()))
+        running.start()
+        running.join(timeout=30)  # a bound on the failure: the pass waiting for her row
+        assert passes, "the pass waited for the row Ana's Pause holds"
+
+    during = passes[0]
+    assert during.pauses_ended == 1, "Bob's; Ana's row was held"
+    with transaction(system.sessions) as session:
+        issued = [session.get_one(Delivery, i).subscriber_id for i in during.issued]
+    assert issued == [bob.id]
+    assert system.subscriber("ana@example.com").paused_until == renewed
+    assert system.tick().issued == []
+
+
 def test_the_in_flight_check_stays_a_probe_per_candidate_on_postgresql(system: System) -> None:
     """Planned as an anti-join, with statistics from before a pass (nothing in flight),
     the check compared each candidate with every lesson the pass had issued so far, so
