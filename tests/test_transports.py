@@ -8,12 +8,13 @@ import socket
 import struct
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from drip.errors import TransportError
 from drip.transports import SMTPTransport
-from tests.helpers import SMTPServer
+from tests.helpers import SMTPServer, self_signed, this_machine
 
 RAW = b"From: a@example.com\r\nTo: b@example.com\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -170,19 +171,48 @@ def test_a_slow_down_reply_is_told_apart_from_other_temporary_refusals(
 
 @pytest.fixture
 def remote_relay() -> Iterator[tuple[str, SMTPServer]]:
-    """A relay without STARTTLS, reached by a host name rather than a loopback address:
-    this machine's own name, which the transport must treat like any remote host."""
-    name = socket.gethostname()
-    try:
-        address = socket.gethostbyname(name)
-    except OSError:
-        pytest.skip(f"this machine's name {name!r} does not resolve")
-    if name == "localhost":
-        pytest.skip("this machine is called localhost")
+    """A relay without STARTTLS, reached by a host name rather than a loopback address."""
+    name, address = this_machine()
     server = SMTPServer(host=address)
     server.start()
     yield name, server
     server.stop()
+
+
+@pytest.fixture
+def snakeoil_relay(certificate: tuple[Path, Path]) -> Iterator[SMTPServer]:
+    server = SMTPServer(tls_context=self_signed(certificate), require_starttls=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_relay_on_this_machine_with_a_self_signed_certificate_is_used_over_tls(
+    snakeoil_relay: SMTPServer,
+) -> None:
+    """Its traffic never leaves the machine, so its certificate is not checked; the
+    relay insists on STARTTLS, so the message went over TLS."""
+    for host in ("127.0.0.1", "localhost"):
+        local = SMTPTransport(f"smtp://{host}:{snakeoil_relay.port}")
+        send(local)
+        local.close()
+    assert len(snakeoil_relay.received) == 2
+
+
+def test_a_remote_relay_with_a_self_signed_certificate_is_refused(
+    certificate: tuple[Path, Path],
+) -> None:
+    name, address = this_machine()
+    server = SMTPServer(host=address, tls_context=self_signed(certificate))
+    server.start()
+    try:
+        remote = SMTPTransport(f"smtp://{name}:{server.port}", allow_plaintext=True)
+        with pytest.raises(TransportError, match="CERTIFICATE_VERIFY_FAILED") as refused:
+            send(remote)
+    finally:
+        server.stop()
+    assert not refused.value.permanent
+    assert server.received == []
 
 
 def test_a_remote_relay_without_starttls_is_refused_unless_plaintext_is_allowed(
