@@ -24,8 +24,10 @@ from drip.dns_names import is_loopback
 from drip.errors import TransportError
 
 SMTP_TIMEOUT = 30.0
-"""Seconds any one SMTP read or write may block (DRIP_SMTP_TIMEOUT): well inside the
-send lease, because the actor's time limit cannot interrupt a blocked socket call."""
+"""Seconds any one SMTP read or write may block (DRIP_SMTP_TIMEOUT): shorter than the
+send lease, because the actor's time limit cannot interrupt a blocked socket call. A send
+makes up to about fifteen of them, so only a timeout under a twentieth of the lease
+bounds a whole send by it (README, DRIP_SMTP_TIMEOUT)."""
 ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 DOMAIN_THROTTLING = re.compile(r"\b4\.7\.28\b")
 LEADING_DOT = re.compile(rb"(?m)^\.")
