@@ -43,7 +43,9 @@ class TransportError(DripError):
     """Sending failed. `permanent`: trying again cannot help. `bounce`: the address itself
     was refused, so nothing more should be sent to it. `throttled`: the relay asked us to
     slow down (421, or a 4xx about rates), so every worker should. `domain_throttled`:
-    the recipient's domain did (Gmail's 4.7.28), so nobody there gets mail for a while."""
+    the recipient's domain did (Gmail's 4.7.28), so nobody there gets mail for a while.
+    `ambiguous`: the whole message went out but no reply came back, so the relay may have
+    accepted it and trying again may deliver it twice."""
 
     def __init__(
         self,
@@ -53,12 +55,14 @@ class TransportError(DripError):
         bounce: bool = False,
         throttled: bool = False,
         domain_throttled: bool = False,
+        ambiguous: bool = False,
     ) -> None:
         super().__init__(message)
         self.permanent = permanent
         self.bounce = bounce
         self.throttled = throttled
         self.domain_throttled = domain_throttled
+        self.ambiguous = ambiguous
 
 
 class NoSendingSlot(TransportError):

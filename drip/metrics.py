@@ -102,8 +102,9 @@ class DripCollector(Collector):
                 *_email_families(steps, emails.all()),
                 CounterMetricFamily(
                     "drip_ambiguous_resends",
-                    "Emails sent again after a worker vanished between the relay's answer and "
-                    "recording it: the only duplicates drip allows (each one logged).",
+                    "Emails sent again when the relay may already have had them (a worker "
+                    "vanished, or the connection was lost before the relay's answer): the "
+                    "only duplicates drip allows (each one logged).",
                     value=resends,
                 ),
             ]

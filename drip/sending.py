@@ -21,8 +21,10 @@ it fails: one who did not get it has not finished, stays active with nothing sch
 and the admin can send it again (drip.subscriber_actions) unless the address is barred.
 
 A redelivered message finds the row no longer `queued` and does nothing, so the actor is
-idempotent. Two duplicates remain possible, both logged: a worker dying between the
-relay's "250" and step 4 (`ambiguous_resend`, when the lease runs out), and an
+idempotent. Two duplicates remain possible, both logged: a message the relay may have
+accepted without drip knowing (`ambiguous_resend`: a worker dying between the relay's
+"250" and step 4, sent again when the lease runs out; or the connection lost or timed out
+after the whole message was sent, before the reply, sent again at the next retry), and an
 unsubscribe committed after the last look, while the SMTP transaction is under way.
 
 Two write transactions and one read per email: on SQLite every write queues for the one
@@ -160,13 +162,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
     if delivery.status == DeliveryStatus.SENDING:
         if delivery.lease_until is not None and delivery.lease_until > now:
             return _Taken(Outcome.SKIPPED, {}, {})
-        log.warning(
-            "ambiguous_resend delivery=%d attempts=%d: taking over after an unknown outcome",
-            delivery.id,
-            delivery.attempts,
-            extra=log_fields(delivery, event="ambiguous_resend"),
-        )
-        changes["ambiguous_resends"] = delivery.ambiguous_resends + 1
+        changes["ambiguous_resends"] = _resending(delivery, "taking over after an unknown outcome")
     elif delivery.status != DeliveryStatus.QUEUED or (
         delivery.retry_at is not None and delivery.retry_at > now
     ):
@@ -398,17 +394,36 @@ def _record_failure(
     delay = RETRY_DELAYS[min(delivery.attempts, len(RETRY_DELAYS)) - 1]
     if exc.domain_throttled:
         delay = max(delay, domain_pauses.PAUSE)
-    log.info(
-        "delivery %d failed (attempt %d), retrying in %s: %s",
-        delivery.id,
-        delivery.attempts,
-        delay,
-        exc,
-        extra=log_fields(delivery),
-    )
+    if exc.ambiguous:
+        delivery.ambiguous_resends = _resending(
+            delivery, f"retrying in {delay} though the relay may have it: {exc}"
+        )
+    else:
+        log.info(
+            "delivery %d failed (attempt %d), retrying in %s: %s",
+            delivery.id,
+            delivery.attempts,
+            delay,
+            exc,
+            extra=log_fields(delivery),
+        )
     delivery.status = DeliveryStatus.QUEUED
     delivery.retry_at = now + delay
     return Outcome.RETRY
+
+
+def _resending(delivery: Row | Delivery, why: str) -> int:
+    """Log that this delivery goes out again after an outcome nobody knows (the relay may
+    have the message already: the one duplicate drip allows); its new ambiguous_resends,
+    which /metrics adds up as drip_ambiguous_resends_total."""
+    log.warning(
+        "ambiguous_resend delivery=%d attempts=%d: %s",
+        delivery.id,
+        delivery.attempts,
+        why,
+        extra=log_fields(delivery, event="ambiguous_resend"),
+    )
+    return delivery.ambiguous_resends + 1
 
 
 def _postpone(delivery: Delivery, until: datetime) -> Outcome:

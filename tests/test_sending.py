@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ import sqlalchemy as sa
 from bench.loader import load_subscribers
 from drip.consent import erasing
 from drip.db import transaction
+from drip.metrics import DripCollector
 from drip.models import (
     ConsentMethod,
     Delivery,
@@ -81,6 +83,45 @@ def test_a_temporary_refusal_is_retried_later_by_the_sweeper(system: System) -> 
     system.drain()
     assert len(system.smtp.received) == 1
     assert only_delivery(system).attempts == 2
+
+
+def test_a_message_sent_whole_without_a_reply_is_retried_as_an_ambiguous_resend(
+    system: System, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The relay took the message and hung up before saying so: it may have it. The
+    retry is the one duplicate drip allows, so it is logged and counted as one, like a
+    lease taken over from a vanished worker; a refusal the relay did say is not."""
+    delivery_id = pending(system)
+    system.smtp.hang_up_after_data()
+    with caplog.at_level(logging.INFO, logger="drip"):
+        assert send_delivery(system.mailer, delivery_id) is Outcome.RETRY
+    (logged,) = [r for r in caplog.records if getattr(r, "event", None) == "ambiguous_resend"]
+    assert logged.levelno == logging.WARNING
+    assert f"ambiguous_resend delivery={delivery_id} attempts=1" in logged.getMessage()
+    assert (logged.delivery_id, logged.subscriber_id) == (  # type: ignore[attr-defined]
+        delivery_id,
+        only_delivery(system).subscriber_id,
+    )
+    delivery = only_delivery(system)
+    assert (delivery.status, delivery.ambiguous_resends) == (DeliveryStatus.QUEUED, 1)
+    assert delivery.retry_at == system.clock.now() + RETRY_DELAYS[0]
+    assert ambiguous_resends_metric(system) == 1
+
+    system.smtp.hang_up_after_data(False)
+    system.smtp.script("ana@example.com", "451 4.7.1 Try again later")
+    system.clock.advance(RETRY_DELAYS[0])
+    assert send_delivery(system.mailer, delivery_id) is Outcome.RETRY
+    assert only_delivery(system).ambiguous_resends == 1, "a refusal heard is no duplicate"
+    system.clock.advance(RETRY_DELAYS[1])
+    assert send_delivery(system.mailer, delivery_id) is Outcome.SENT
+    assert len(system.smtp.received) == 2
+    assert ambiguous_resends_metric(system) == 1
+
+
+def ambiguous_resends_metric(system: System) -> float:
+    collector = DripCollector(system.sessions, lambda: system.broker.client)
+    (family,) = [m for m in collector.collect() if m.name == "drip_ambiguous_resends"]
+    return family.samples[0].value
 
 
 def test_an_unreachable_relay_is_a_temporary_failure(system: System) -> None:

@@ -10,6 +10,7 @@ from drip.dns_names import is_loopback
 from drip.doctor.config import sends_real_mail
 from drip.doctor.report import Check, Level
 from drip.settings import Settings
+from drip.transports import tls_context
 
 SMTP_TIMEOUT = 15
 
@@ -23,7 +24,7 @@ def smtp_relay(settings: Settings, *, tls: ssl.SSLContext | None = None) -> Chec
     host, implicit_tls = parts.hostname or "localhost", parts.scheme == "smtps"
     port = parts.port or (465 if implicit_tls else 587)
     user, password = unquote(parts.username or ""), unquote(parts.password or "")
-    context = tls or ssl.create_default_context()
+    context = tls or tls_context(host)
     where = f"{host}:{port}"
     notes = []
     try:
@@ -62,7 +63,12 @@ def smtp_relay(settings: Settings, *, tls: ssl.SSLContext | None = None) -> Chec
         )
     except ssl.SSLError as exc:
         return Check(
-            name, Level.ERROR, f"TLS with {where} failed: {exc}", "check the relay's host name"
+            name,
+            Level.ERROR,
+            f"TLS with {where} failed: {exc}",
+            "name the relay in DRIP_MAIL_URL as its certificate does, and give it a "
+            "certificate the system trusts; a relay on this machine can be named "
+            "127.0.0.1 or localhost, whose certificate drip does not check",
         )
     except (smtplib.SMTPException, OSError) as exc:
         return Check(

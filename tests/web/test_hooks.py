@@ -8,8 +8,11 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import logging
+import socket
 from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -597,6 +600,64 @@ def test_unverified_mailgun_events_are_refused_and_change_nothing(
     assert state(system) == before
     for body in ([], {"event-data": event}, {**genuine, "signature": "x"}):
         assert client.post("/hooks/mailgun", json=body).status_code == 400, body
+    assert state(system) == before
+
+
+def wired(system: System, network: Network, **settings: str) -> Flask:
+    """The app as `app` wires it, with these settings changed."""
+    return create_app(
+        dataclasses.replace(system.settings, **settings),
+        clock=system.clock,
+        enqueue=system.enqueue,
+        signups=system.enqueue_signups,
+        fetch=network.fetch,
+    )
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the dead one is PostgreSQL
+def test_a_mailgun_event_the_database_could_not_take_is_applied_when_mailgun_retries(
+    client: FlaskClient, system: System, network: Network
+) -> None:
+    """Mailgun sends the same signed request again after an error. Its token was taken
+    as used before the database refused the work, so the retry was refused as a replay
+    and the bounce lost; a token now counts as used once its event is applied."""
+    ana = welcome(system, "ana@example.com")
+    body = mailgun_event(system, mailgun_failed("ana@example.com", ana.message_id or ""))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        down = wired(
+            system, network, database_url=f"postgresql+psycopg://drip@127.0.0.1:{port}/drip"
+        )
+        try:
+            assert down.test_client().post("/hooks/mailgun", json=body).status_code == 503
+        finally:
+            down.extensions["drip"].engine.dispose()
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+
+    assert client.post("/hooks/mailgun", json=body).status_code == 200
+    assert system.subscriber("ana@example.com").status == SubscriberStatus.BOUNCED
+    assert client.post("/hooks/mailgun", json=body).status_code == 403, "applied: now a replay"
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
+def test_a_mailgun_event_that_cannot_be_checked_for_replay_is_answered_503(
+    system: System, network: Network, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With Redis, which keeps the used tokens, out of reach, the event can be neither
+    trusted nor refused: Mailgun is asked to send it again (it retries a 503), the log
+    says why, and nothing changes."""
+    event = mailgun_failed("ana@example.com", welcome(system, "ana@example.com").message_id or "")
+    before = state(system)
+    down = wired(system, network, redis_url=f"unix://{tmp_path}/no-redis.sock")
+    try:
+        with caplog.at_level(logging.WARNING, logger="drip"):
+            answer = down.test_client().post("/hooks/mailgun", json=mailgun_event(system, event))
+    finally:
+        down.extensions["drip"].engine.dispose()
+    assert answer.status_code == 503
+    assert answer.headers["Retry-After"]
+    assert any("webhook_unverified provider=mailgun" in r.getMessage() for r in caplog.records)
     assert state(system) == before
 
 
