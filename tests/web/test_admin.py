@@ -1069,6 +1069,7 @@ def test_the_outbox_counts_its_mail_and_pages_back_to_the_oldest(
     assert "<b>Message" not in client.get("/admin/outbox/").text, "escaped"
     assert outbox_page(client, "/admin/outbox/")[0] == "The 3 newest of 8 messages."
     assert client.get("/admin/outbox/?older=yesterday").status_code == 400
+    assert client.get(f"/admin/outbox/?older={TOO_LONG_FOR_INT}.x").status_code == 400
 
 
 def test_the_admin_can_download_every_subscriber_as_csv(
@@ -1242,6 +1243,29 @@ def test_huge_numbers_in_admin_urls_are_not_found_not_errors(admin: FlaskClient,
     response = admin.get(path)
     assert response.status_code == 404
     assert "not found" in response.get_data(as_text=True)
+
+
+TOO_LONG_FOR_INT = "9" * 5000
+"""Past the 4,300 digits Python's int() takes (it raises ValueError, a 500), and well
+under the 64 KiB a form may send."""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
+def test_a_number_longer_than_int_takes_is_a_clear_400_not_a_500(
+    admin: FlaskClient, system: System
+) -> None:
+    system.join("ana@example.com")
+    ana = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
+    lesson_2 = step_id(system, 2)
+    day = post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": TOO_LONG_FOR_INT}, page=SERIES)
+    assert day.status_code == 400
+    assert "day: a whole number from 0 to 365" in day.get_data(as_text=True)
+    moved = {"action": "move", "step": TOO_LONG_FOR_INT}
+    move = post(admin, f"{ana}/action", moved, page=ana)
+    assert move.status_code == 400
+    assert "choose a step number" in move.get_data(as_text=True)
+    assert days(system) == list(range(11))
+    assert system.subscriber("ana@example.com").next_step == 1
 
 
 def test_a_value_the_database_refuses_is_a_clear_400_not_a_404(

@@ -25,6 +25,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import lessons
+from drip.digits import whole_number
 from drip.errors import DripError, InvalidInput, NotFound
 from drip.models import Sequence, Step, TemplateVersion
 from drip.proofs import lesson_context, proof_footer
@@ -102,14 +103,13 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
 @bp.post("/steps/<int:step_id>/day")
 def set_day(step_id: int) -> BaseResponse | tuple[str, int]:
     web = ctx()
-    raw = request.form.get("day_offset", "")
-    day = int(raw) if raw.isascii() and raw.isdigit() else -1
+    day = whole_number(request.form.get("day_offset", ""))
     try:
         with web.transaction() as session:
             step, moved = lessons.set_day(
                 session,
                 step_id,
-                day,
+                -1 if day is None else day,
                 now=web.clock.now(),
                 default_timezone=web.settings.default_timezone,
             )
