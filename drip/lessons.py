@@ -17,7 +17,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, aliased
 
-from drip.errors import InvalidInput, NotFound, TemplateProblem
+from drip.db import FOR_NO_KEY_UPDATE
+from drip.errors import InvalidInput, NotFound, Stale, TemplateProblem
 from drip.headers import MAX_NAME, header_problem
 from drip.models import Delivery, Sequence, Step, Subscriber, TemplateVersion
 from drip.rendering import (
@@ -184,12 +185,36 @@ def save_version(
     *,
     author: str,
     now: datetime,
+    base_version: int | None = None,
 ) -> TemplateVersion:
-    step = session.get(Step, step_id)
+    """Add `template` as the lesson's newest version.
+
+    `base_version` is the id of the version the writer's editor showed (0 for none):
+    if another save came since, this one is refused (Stale), since it would undo that
+    save without either writer knowing. None, from a caller that showed no editor
+    (restore), checks nothing. The step's row is locked, so that two saves at the same
+    moment on PostgreSQL cannot both find the version they started from the newest."""
+    step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
+    if base_version is not None:
+        latest = latest_version(session, step.id)
+        if (latest.id if latest else 0) != base_version:
+            raise Stale(_saved_since(session, latest))
     check_lesson(renderer, template)
     return _add_version(session, step, template, author=author, now=now)
+
+
+def _saved_since(session: Session, latest: TemplateVersion | None) -> str:
+    if latest is None:
+        return "The version this editor showed is gone; nothing was saved."
+    return (
+        f"Not saved: {latest.created_by} saved this lesson as version "
+        f"{numbered(session, latest).number} at {latest.created_at:%Y-%m-%d %H:%M} UTC, after "
+        "this editor was opened, and saving would undo their change. Your text is still "
+        "below: compare it with their version (open the lesson in another tab), then save "
+        "again to replace it."
+    )
 
 
 def _add_version(
@@ -351,9 +376,15 @@ def add_step(
     *,
     author: str,
     now: datetime,
+    number: int | None = None,
 ) -> Step:
     """Append a lesson, a day after the last, with its first version; refused, adding
     nothing, if the template fails the checks a save makes.
+
+    `number` is the lesson number the writer's editor offered to add: when the series
+    has grown since (the form sent twice, or another admin added a lesson), the lesson
+    is refused (Stale) rather than added as one more copy. None checks nothing. The
+    series' row is locked, so that two adds at the same moment on PostgreSQL take turns.
 
     The lesson is created only now, written and checked: one made in advance (as a copy
     of the last, say) would be mailed as it stood to readers who reached it before the
@@ -362,8 +393,15 @@ def add_step(
     issued to (sent, or queued) has no next step and has completed the series, or does
     once it is sent (drip.sending), and gets nothing more: a lesson arriving after the
     series ended, unannounced, would read as a mistake."""
-    check_lesson(renderer, template)
+    session.get(Sequence, sequence.id, with_for_update=FOR_NO_KEY_UPDATE)
     step = next_step(session, sequence)
+    if number is not None and step.number != number:
+        raise Stale(
+            f"Lesson {number} was added already (this form was sent twice, or another "
+            f"admin added it), so nothing was added now. To add your text as lesson "
+            f"{step.number}, save it again."
+        )
+    check_lesson(renderer, template)
     session.add(step)
     session.flush()
     _add_version(session, step, template, author=author, now=now)
@@ -389,14 +427,23 @@ def remove_step(session: Session, step_id: int) -> None:
     session.delete(step)
 
 
-def move_step(session: Session, step_id: int, *, earlier: bool) -> Step:
+def move_step(session: Session, step_id: int, *, earlier: bool, number: int | None = None) -> Step:
     """Swap a lesson with its neighbour. The position keeps its day offset, so the days
     still rise; deliveries point at steps, not numbers, so history stays right. Whoever
     has had the first of the two and waits for the second keeps waiting for the same
-    email (their next step moves with it), so nobody skips a lesson."""
-    step = session.get(Step, step_id)
+    email (their next step moves with it), so nobody skips a lesson.
+
+    `number` is the lesson's number as the admin's page showed it: if it has moved since
+    (the button pressed twice), it is not moved again (Stale). None checks nothing."""
+    step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
+    if number is not None and step.number != number:
+        raise Stale(
+            f"Lesson {number} has moved since that page was shown (it is lesson "
+            f"{step.number} now), so it was not moved again. The list below is as it "
+            "stands."
+        )
     target = step.number - 1 if earlier else step.number + 1
     other = session.scalar(
         sa.select(Step).where(Step.sequence_id == step.sequence_id, Step.number == target)

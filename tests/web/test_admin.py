@@ -54,7 +54,7 @@ from tests.helpers import (
     nested_parts,
     sent_today,
 )
-from tests.web.conftest import BLOG, link, log_in, post, status_of
+from tests.web.conftest import BLOG, hidden_fields, link, log_in, post, status_of
 from tests.web.test_consent import F5
 from tests.web.test_journey import erase_button
 
@@ -279,7 +279,7 @@ def test_the_admin_writes_a_lessons_content_but_never_its_name_or_file(
     form = re.search(r'<form id="editor".*?</form>', admin.get(page).get_data(as_text=True), re.S)
     assert form is not None
     fields = set(re.findall(r'<(?:input|textarea|select)\b[^>]*\bname="([^"]+)"', form[0]))
-    assert fields == {"csrf_token", *PARTS, "preview_as"}
+    assert fields == {"csrf_token", "base_version", *PARTS, "preview_as"}
     columns = {column.name for column in TemplateVersion.__table__.columns}
     assert not {c for c in columns if re.search("name|file|path|template", c)}, columns
 
@@ -613,6 +613,55 @@ def test_a_new_lesson_exists_only_once_its_writer_saves_it(
     (version,) = versions(system, lesson_11)
     assert (version.subject, version.created_by) == ("A bonus lesson", "writer@example.com")
     assert "Added lesson 11" in admin.get(f"/admin/lessons/{lesson_11}").get_data(as_text=True)
+
+
+def test_an_add_lesson_sent_twice_adds_the_lesson_once(admin: FlaskClient, system: System) -> None:
+    """A double click on "Add lesson 11", or the page reloaded and sent again, added two
+    identical lessons 11 and 12. The form says which lesson it adds."""
+    form = edit(0, subject="A bonus lesson") | hidden_fields(admin.get(NEW_LESSON).text)
+    assert form["number"] == "11"
+    assert post(admin, f"{SERIES}/steps", form, page=NEW_LESSON).status_code == 302
+    again = post(admin, f"{SERIES}/steps", form, page=NEW_LESSON)
+    assert again.status_code == 409
+    shown = again.get_data(as_text=True)
+    assert "Lesson 11 was added already (this form was sent twice" in shown
+    assert 'value="A bonus lesson"' in shown, "the edit is kept"
+    assert days(system) == list(range(12)), "one lesson added"
+    assert [v.subject for v in versions(system, step_id(system, 11))] == ["A bonus lesson"]
+
+    assert hidden_fields(shown)["number"] == "12", "saving this page again adds it as 12"
+    chosen = post(admin, f"{SERIES}/steps", form | {"number": "12"}, page=NEW_LESSON)
+    assert chosen.status_code == 302
+    assert days(system) == list(range(13))
+
+
+def test_a_save_from_an_editor_opened_before_another_admins_save_is_refused(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Two admins open lesson 1; one saves a fix. The other's save, from the page opened
+    before it, silently undid the fix. The editor says which version it shows."""
+    page = f"/admin/lessons/{lesson_1}"
+    opened = hidden_fields(admin.get(page).text)["base_version"]
+    assert opened == str(versions(system, lesson_1)[-1].id)
+    theirs = post(
+        admin, page, edit(lesson_1, subject="Their fix") | {"base_version": opened}, page=page
+    )
+    assert theirs.status_code == 302
+    mine = edit(lesson_1, subject="My own text") | {"base_version": opened}
+    preview = post(admin, f"{page}/preview.json", mine, page=page).get_json()
+    assert preview["ok"] and preview["subject"] == "My own text", "the preview still works"
+
+    refused = post(admin, page, mine, page=page)
+    assert refused.status_code == 409
+    shown = refused.get_data(as_text=True)
+    assert "Not saved: writer@example.com saved this lesson as version 2 at" in shown
+    assert 'value="My own text"' in shown, "the edit is kept"
+    assert [v.subject for v in versions(system, lesson_1)][-1] == "Their fix"
+
+    latest = str(versions(system, lesson_1)[-1].id)
+    assert hidden_fields(shown)["base_version"] == latest, "saving again replaces theirs"
+    assert post(admin, page, mine | {"base_version": latest}, page=page).status_code == 302
+    assert [v.subject for v in versions(system, lesson_1)][-2:] == ["Their fix", "My own text"]
 
 
 def test_the_page_after_a_save_names_the_draft_the_save_used_up(
@@ -1182,6 +1231,25 @@ def test_lessons_can_be_reordered_and_keep_rising_days(admin: FlaskClient, syste
     assert (
         post(admin, f"/admin/steps/{welcome}/move", {"to": "later"}, page=page).status_code == 400
     )
+
+
+def test_moving_a_lesson_sent_twice_moves_it_one_place(admin: FlaskClient, system: System) -> None:
+    """ "Move earlier" pressed twice (or the page reloaded and sent again) moved lesson 3
+    two places. The form says which place the page showed."""
+    lesson_3 = step_id(system, 3)
+    move = f"/admin/steps/{lesson_3}/move"
+    form = re.search(rf'action="{move}">(.*?)</form>', admin.get(SERIES).text, re.S)
+    assert form is not None
+    shown = hidden_fields(form[1]) | {"to": "earlier"}
+    assert shown["number"] == "3"
+    assert post(admin, move, shown, page=SERIES).status_code == 302
+    again = post(admin, move, shown, page=SERIES)
+    assert again.status_code == 409
+    assert "Lesson 3 has moved since that page was shown (it is lesson 2 now)" in again.text
+    assert f'id="day-{lesson_3}"' in again.text, "the list as it stands"
+    with transaction(system.sessions) as session:
+        assert session.get_one(Step, lesson_3).number == 2
+    assert days(system) == list(range(11))
 
 
 def test_an_admin_can_move_a_subscriber_to_another_step(admin: FlaskClient, system: System) -> None:
