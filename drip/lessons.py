@@ -31,6 +31,7 @@ from drip.rendering import (
 )
 from drip.schedule import follow_new_day
 from drip.series_files import LAST_DAY, latest_version, version_template
+from drip.signup import normalise_email
 
 SAMPLE: dict[str, str | int] = {
     "first_name": "Ada",
@@ -93,9 +94,13 @@ class Version:
     row: TemplateVersion
 
 
-def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
+def check_lesson(renderer: Renderer, template: EmailTemplate, own: Context | None = None) -> None:
     """Everything the worker or the database would trip over, plus the mailbox
-    providers' rules."""
+    providers' rules.
+
+    `own` holds the values the lesson renders with where it stands (lesson_context),
+    checked as one more sample: the samples are lesson 1 of 10, which hides a template
+    that fails on the last lesson, such as `{{ 100 // (lesson_total - lesson_number) }}`."""
     _check_storable(template)
     shortest, longest = PREHEADER_CHARS
     if not shortest <= len(template.preheader.strip()) <= longest:
@@ -103,11 +108,16 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
             f"preheader: write one sentence of {shortest} to {longest} characters",
             field="preheader",
         )
-    check_email(renderer, template, LESSON_VARIABLES, SAMPLE)
+    check_email(renderer, template, LESSON_VARIABLES, SAMPLE, own=own)
 
 
 def check_email(
-    renderer: Renderer, template: EmailTemplate, variables: Iterable[str], sample: Context
+    renderer: Renderer,
+    template: EmailTemplate,
+    variables: Iterable[str],
+    sample: Context,
+    *,
+    own: Context | None = None,
 ) -> None:
     """What every email drip sends needs, a lesson or the fixed confirmation and privacy
     emails: it renders in the sandbox for every sample reader (`sample` with each of
@@ -119,7 +129,8 @@ def check_email(
     renderer's check). Every email is multipart/alternative with a text and an HTML part
     (STD-03), and the layout only wraps a body in the footer, so an empty body makes a
     part with nothing to read. A subject must not pretend to be a reply or a forward
-    (STD-08), and is held to MAX_SUBJECT characters as rendered."""
+    (STD-08), and is held to MAX_SUBJECT characters as rendered. `own`, if given, is
+    one more sample: the email's own values (check_lesson)."""
     problem = header_problem(template.subject.strip())
     if problem:
         raise TemplateProblem(f"subject: {problem}", field="subject")
@@ -129,6 +140,9 @@ def check_email(
                 f"{part}: write the {name}; every email has both bodies", field=part
             )
     samples = {label: {**sample, "first_name": name} for label, name in SAMPLE_READERS.items()}
+    if own is not None:
+        where = f"lesson {own['lesson_number']} of {own['lesson_total']}"
+        samples[f"this lesson as it stands, {where}"] = own
     for label, rendered in renderer.check(template, variables, samples).items():
         with for_sample(label):
             _check_subject(rendered.subject)
@@ -161,6 +175,42 @@ def _check_storable(template: EmailTemplate) -> None:
         longest = STORED_LENGTH.get(part)
         if longest is not None and len(text.strip()) > longest:
             raise TemplateProblem(f"{part}: at most {longest} characters", field=part)
+
+
+def lesson_context(
+    session: Session,
+    sequence: Sequence,
+    number: int,
+    *,
+    sender_name: str = "",
+    subscriber_email: str = "",
+) -> dict[str, str | int]:
+    """The values lesson `number` renders with, as the worker renders it now
+    (drip.composing): a real subscriber's name when one is named, else the sample's. A
+    lesson not saved yet (the editor of a new one) counts in the total. Without a
+    `sender_name` (DRIP_SENDER's display name), the series' name stands in, as it does
+    in the worker."""
+    first_name = str(SAMPLE["first_name"])
+    if subscriber_email:
+        subscriber = session.scalar(
+            sa.select(Subscriber).where(
+                Subscriber.sequence_id == sequence.id,
+                Subscriber.email == normalise_email(subscriber_email),
+            )
+        )
+        if subscriber is None:
+            raise NotFound(f"no subscriber {subscriber_email} on this series")
+        first_name = subscriber.first_name
+    total = session.scalar(
+        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
+    )
+    return {
+        "first_name": first_name,
+        "series_name": sequence.name,
+        "sender_name": sender_name or sequence.name,
+        "lesson_number": number,
+        "lesson_total": max(total or 0, number),
+    }
 
 
 def steps(session: Session, sequence: Sequence) -> list[StepRow]:
@@ -201,7 +251,8 @@ def save_version(
         latest = latest_version(session, step.id)
         if (latest.id if latest else 0) != base_version:
             raise Stale(_saved_since(session, latest))
-    check_lesson(renderer, template)
+    series = session.get_one(Sequence, step.sequence_id)
+    check_lesson(renderer, template, lesson_context(session, series, step.number))
     return _add_version(session, step, template, author=author, now=now)
 
 
@@ -401,7 +452,7 @@ def add_step(
             f"admin added it), so nothing was added now. To add your text as lesson "
             f"{step.number}, save it again."
         )
-    check_lesson(renderer, template)
+    check_lesson(renderer, template, lesson_context(session, sequence, step.number))
     session.add(step)
     session.flush()
     _add_version(session, step, template, author=author, now=now)

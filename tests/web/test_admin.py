@@ -615,6 +615,31 @@ def test_a_new_lesson_exists_only_once_its_writer_saves_it(
     assert "Added lesson 11" in admin.get(f"/admin/lessons/{lesson_11}").get_data(as_text=True)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the checks' samples
+def test_a_lesson_that_fails_where_it_stands_is_neither_saved_nor_added(
+    admin: FlaskClient, system: System
+) -> None:
+    """The checks rendered every lesson as lesson 1 of 10, so a template that divides by
+    zero on the last lesson was saved, and failed in the worker for every reader."""
+    body = "{{ 'Only %d to go' % (100 // (lesson_total - lesson_number)) }}"
+    lesson_9, lesson_10 = step_id(system, 9), step_id(system, 10)
+    page = f"/admin/lessons/{lesson_10}"
+    before = len(versions(system, lesson_10))
+    refused = post(admin, page, edit(lesson_10, body_text=body), page=page)
+    assert refused.status_code == 400
+    assert "(for this lesson as it stands, lesson 10 of 10)" in refused.text
+    assert len(versions(system, lesson_10)) == before
+    preview = post(admin, f"{page}/preview.json", edit(lesson_10, body_text=body), page=page)
+    assert not preview.get_json()["ok"], "the live preview says so too"
+
+    page = f"/admin/lessons/{lesson_9}"
+    assert post(admin, page, edit(lesson_9, body_text=body), page=page).status_code == 302
+    added = post(admin, f"{SERIES}/steps", edit(0, body_text=body), page=NEW_LESSON)
+    assert added.status_code == 400
+    assert "(for this lesson as it stands, lesson 11 of 11)" in added.text
+    assert days(system) == list(range(11))
+
+
 def test_an_add_lesson_sent_twice_adds_the_lesson_once(admin: FlaskClient, system: System) -> None:
     """A double click on "Add lesson 11", or the page reloaded and sent again, added two
     identical lessons 11 and 12. The form says which lesson it adds."""

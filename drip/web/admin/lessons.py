@@ -28,7 +28,7 @@ from drip import lessons
 from drip.digits import whole_number
 from drip.errors import DripError, InvalidInput, NotFound
 from drip.models import Sequence, Step, TemplateVersion
-from drip.proofs import lesson_context, proof_footer
+from drip.proofs import proof_footer
 from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, Context, EmailTemplate, Footer
 from drip.series_files import version_template
 from drip.signup import find_sequence, normalise_email
@@ -203,8 +203,8 @@ def preview_json(step_id: int | None = None, slug: str | None = None) -> Respons
     web = ctx()
     draft = _draft()
     try:
-        lessons.check_lesson(web.renderer, draft)
         context = _context(step_id, slug)
+        lessons.check_lesson(web.renderer, draft, context)
         rendered = web.renderer.preview(draft, context, _preview_footer(context))
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
@@ -227,7 +227,7 @@ def send_test(step_id: int) -> BaseResponse | tuple[str, int]:
         step = _step(session, step_id)
         try:
             to = normalise_email(typed_to)
-            lesson_context(
+            lessons.lesson_context(
                 session,
                 session.get_one(Sequence, step.sequence_id),
                 step.number,
@@ -337,7 +337,7 @@ def _context(step_id: int | None, slug: str | None) -> dict[str, str | int]:
         else:
             step = _step(session, step_id)
             series, number = session.get_one(Sequence, step.sequence_id), step.number
-        return lesson_context(
+        return lessons.lesson_context(
             session,
             series,
             number,
