@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, load_only
 
 from drip.db import FOR_NO_KEY_UPDATE
 from drip.errors import InvalidInput, NotFound, Stale, TemplateProblem
@@ -70,6 +70,13 @@ MAX_SUBJECT = STORED_LENGTH["subject"]
 has (its column). 200 characters is already more than any inbox shows, and far below
 RFC 5322's 998-character line; a subject that names the reader must leave room for the
 longest name. Without it, `{{ 'x' * 99999 }}` rendered a subject of 99,999 characters."""
+LISTED = (
+    TemplateVersion.step_id,
+    TemplateVersion.subject,
+    TemplateVersion.created_at,
+    TemplateVersion.created_by,
+)
+"""The columns of a version the editor's list of versions shows (history), besides its id."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
 
@@ -298,10 +305,14 @@ def restore(
 
 
 def history(session: Session, step_id: int) -> list[Version]:
-    """The lesson's versions, the newest first."""
+    """The lesson's versions, the newest first, with only what the list of versions
+    shows: a lesson saved a few hundred times would otherwise read every version's
+    bodies (up to MAX_SOURCE each) to list them. A row's other parts load when read,
+    as the editor reads the newest's."""
     rows = list(
         session.scalars(
             sa.select(TemplateVersion)
+            .options(load_only(*LISTED))
             .where(TemplateVersion.step_id == step_id)
             .order_by(TemplateVersion.id.desc())
         )

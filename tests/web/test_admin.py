@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from drip import rendering
+from drip import lessons, rendering
 from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
@@ -528,6 +528,21 @@ def test_versions_are_numbered_in_order_for_each_lesson(
     assert "--- v1" in diff and "+++ v3" in diff
     post(admin, f"/admin/versions/{first.id}/restore", page=page)
     assert "Restored as version 4." in admin.get(page).get_data(as_text=True)
+
+
+def test_the_list_of_versions_reads_no_version_s_bodies(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The editor listed a lesson's versions by reading every one whole, bodies and all."""
+    page = f"/admin/lessons/{lesson_1}"
+    for n in range(3):
+        post(admin, page, edit(lesson_1, body_text=f"Version {n}. " + "x" * 10_000), page=page)
+    with transaction(system.sessions) as session:
+        listed = lessons.history(session, lesson_1)
+        assert len(listed) == 4
+        for version in listed:
+            assert {"preheader", "body_html", "body_text"} <= sa.inspect(version.row).unloaded
+        assert listed[0].row.body_text.startswith("Version 2."), "read when asked for"
 
 
 def test_an_edit_reaches_only_emails_not_yet_sent(
