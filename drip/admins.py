@@ -60,14 +60,26 @@ def account_address(email: str) -> str:
 
 
 def admin_id(session: Session, email: str) -> int | None:
-    return session.scalar(sa.select(Admin.id).where(Admin.email == account_address(email)))
+    admin = _account(session, email)
+    return None if admin is None else admin.id
+
+
+def _account(session: Session, email: str) -> Admin | None:
+    """The admin at `email`, if any. An address holding a NUL matches nothing without
+    asking the database: no account has one, and PostgreSQL refuses the character even
+    in a query, which answered a login with "cannot be stored" (400) instead of the
+    usual failure (401), and left the attempt uncounted (standards SEC-16)."""
+    address = account_address(email)
+    if "\x00" in address:
+        return None
+    return session.scalar(sa.select(Admin).where(Admin.email == address))
 
 
 def set_password(session: Session, email: str, password: str) -> Admin:
     """A new password for the admin at `email`, logging out every session of theirs: it
     is what an admin does when the old one may have leaked."""
     check_password(password, email=email)
-    admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
+    admin = _account(session, email)
     if admin is None:
         raise NotFound(f"no admin {email}")
     admin.password_hash = _hasher.hash(password)
@@ -79,7 +91,7 @@ def authenticate(session: Session, email: str, password: str, *, now: datetime) 
     """The admin whose email and password these are, or None (same cost either way: the
     stand-in hash is made at the first login of the process, whoever logs in)."""
     dummy = _dummy_hash()
-    admin = session.scalar(sa.select(Admin).where(Admin.email == account_address(email)))
+    admin = _account(session, email)
     try:
         _hasher.verify(admin.password_hash if admin else dummy, password)
     except (VerificationError, InvalidHashError):

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from drip import list_bombing, timing
 from drip.consent import Origin, text_for
+from drip.digits import whole_number
 from drip.errors import DripError, InvalidInput
 from drip.headers import clean_first_name
 from drip.models import Sequence, Subscriber, SubscriberStatus
@@ -238,6 +239,7 @@ def _number(raw: str | None, *, default: int, what: str) -> int:
     text = (raw or "").strip()
     if not text:
         return default
-    if not (text.isascii() and text.isdigit()):
+    number = whole_number(text)
+    if number is None:
         raise InvalidInput(f"{what}: expected a whole number, got {text[:20]!r}")
-    return int(text)
+    return number

@@ -18,6 +18,13 @@ class InvalidInput(DripError):
         self.field = field
 
 
+class Stale(InvalidInput):
+    """An admin acted on a page that no longer shows what is stored: the form was sent
+    twice (a double click, a reload), or another admin changed the same thing since the
+    page was shown. Acting anyway would add a lesson twice, move one two places, or undo
+    the other admin's save without a word; nothing was changed."""
+
+
 class NotFound(DripError):
     """The thing asked for does not exist (an unknown series, subscriber or delivery)."""
 

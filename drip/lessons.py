@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session, aliased, load_only
 
-from drip.errors import InvalidInput, NotFound, TemplateProblem
+from drip.db import FOR_NO_KEY_UPDATE
+from drip.errors import InvalidInput, NotFound, Stale, TemplateProblem
 from drip.headers import MAX_NAME, header_problem
 from drip.models import Delivery, Sequence, Step, Subscriber, TemplateVersion
 from drip.rendering import (
@@ -30,6 +31,7 @@ from drip.rendering import (
 )
 from drip.schedule import follow_new_day
 from drip.series_files import LAST_DAY, latest_version, version_template
+from drip.signup import normalise_email
 
 SAMPLE: dict[str, str | int] = {
     "first_name": "Ada",
@@ -68,6 +70,13 @@ MAX_SUBJECT = STORED_LENGTH["subject"]
 has (its column). 200 characters is already more than any inbox shows, and far below
 RFC 5322's 998-character line; a subject that names the reader must leave room for the
 longest name. Without it, `{{ 'x' * 99999 }}` rendered a subject of 99,999 characters."""
+LISTED = (
+    TemplateVersion.step_id,
+    TemplateVersion.subject,
+    TemplateVersion.created_at,
+    TemplateVersion.created_by,
+)
+"""The columns of a version the editor's list of versions shows (history), besides its id."""
 PARKED = 1_000_000
 """A step number no series reaches, held for a moment while two steps swap numbers."""
 
@@ -92,9 +101,13 @@ class Version:
     row: TemplateVersion
 
 
-def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
+def check_lesson(renderer: Renderer, template: EmailTemplate, own: Context | None = None) -> None:
     """Everything the worker or the database would trip over, plus the mailbox
-    providers' rules."""
+    providers' rules.
+
+    `own` holds the values the lesson renders with where it stands (lesson_context),
+    checked as one more sample: the samples are lesson 1 of 10, which hides a template
+    that fails on the last lesson, such as `{{ 100 // (lesson_total - lesson_number) }}`."""
     _check_storable(template)
     shortest, longest = PREHEADER_CHARS
     if not shortest <= len(template.preheader.strip()) <= longest:
@@ -102,11 +115,16 @@ def check_lesson(renderer: Renderer, template: EmailTemplate) -> None:
             f"preheader: write one sentence of {shortest} to {longest} characters",
             field="preheader",
         )
-    check_email(renderer, template, LESSON_VARIABLES, SAMPLE)
+    check_email(renderer, template, LESSON_VARIABLES, SAMPLE, own=own)
 
 
 def check_email(
-    renderer: Renderer, template: EmailTemplate, variables: Iterable[str], sample: Context
+    renderer: Renderer,
+    template: EmailTemplate,
+    variables: Iterable[str],
+    sample: Context,
+    *,
+    own: Context | None = None,
 ) -> None:
     """What every email drip sends needs, a lesson or the fixed confirmation and privacy
     emails: it renders in the sandbox for every sample reader (`sample` with each of
@@ -118,7 +136,8 @@ def check_email(
     renderer's check). Every email is multipart/alternative with a text and an HTML part
     (STD-03), and the layout only wraps a body in the footer, so an empty body makes a
     part with nothing to read. A subject must not pretend to be a reply or a forward
-    (STD-08), and is held to MAX_SUBJECT characters as rendered."""
+    (STD-08), and is held to MAX_SUBJECT characters as rendered. `own`, if given, is
+    one more sample: the email's own values (check_lesson)."""
     problem = header_problem(template.subject.strip())
     if problem:
         raise TemplateProblem(f"subject: {problem}", field="subject")
@@ -128,6 +147,9 @@ def check_email(
                 f"{part}: write the {name}; every email has both bodies", field=part
             )
     samples = {label: {**sample, "first_name": name} for label, name in SAMPLE_READERS.items()}
+    if own is not None:
+        where = f"lesson {own['lesson_number']} of {own['lesson_total']}"
+        samples[f"this lesson as it stands, {where}"] = own
     for label, rendered in renderer.check(template, variables, samples).items():
         with for_sample(label):
             _check_subject(rendered.subject)
@@ -162,6 +184,42 @@ def _check_storable(template: EmailTemplate) -> None:
             raise TemplateProblem(f"{part}: at most {longest} characters", field=part)
 
 
+def lesson_context(
+    session: Session,
+    sequence: Sequence,
+    number: int,
+    *,
+    sender_name: str = "",
+    subscriber_email: str = "",
+) -> dict[str, str | int]:
+    """The values lesson `number` renders with, as the worker renders it now
+    (drip.composing): a real subscriber's name when one is named, else the sample's. A
+    lesson not saved yet (the editor of a new one) counts in the total. Without a
+    `sender_name` (DRIP_SENDER's display name), the series' name stands in, as it does
+    in the worker."""
+    first_name = str(SAMPLE["first_name"])
+    if subscriber_email:
+        subscriber = session.scalar(
+            sa.select(Subscriber).where(
+                Subscriber.sequence_id == sequence.id,
+                Subscriber.email == normalise_email(subscriber_email),
+            )
+        )
+        if subscriber is None:
+            raise NotFound(f"no subscriber {subscriber_email} on this series")
+        first_name = subscriber.first_name
+    total = session.scalar(
+        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
+    )
+    return {
+        "first_name": first_name,
+        "series_name": sequence.name,
+        "sender_name": sender_name or sequence.name,
+        "lesson_number": number,
+        "lesson_total": max(total or 0, number),
+    }
+
+
 def steps(session: Session, sequence: Sequence) -> list[StepRow]:
     rows = list(
         session.scalars(
@@ -184,12 +242,37 @@ def save_version(
     *,
     author: str,
     now: datetime,
+    base_version: int | None = None,
 ) -> TemplateVersion:
-    step = session.get(Step, step_id)
+    """Add `template` as the lesson's newest version.
+
+    `base_version` is the id of the version the writer's editor showed (0 for none):
+    if another save came since, this one is refused (Stale), since it would undo that
+    save without either writer knowing. None, from a caller that showed no editor
+    (restore), checks nothing. The step's row is locked, so that two saves at the same
+    moment on PostgreSQL cannot both find the version they started from the newest."""
+    step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
-    check_lesson(renderer, template)
+    if base_version is not None:
+        latest = latest_version(session, step.id)
+        if (latest.id if latest else 0) != base_version:
+            raise Stale(_saved_since(session, latest))
+    series = session.get_one(Sequence, step.sequence_id)
+    check_lesson(renderer, template, lesson_context(session, series, step.number))
     return _add_version(session, step, template, author=author, now=now)
+
+
+def _saved_since(session: Session, latest: TemplateVersion | None) -> str:
+    if latest is None:
+        return "The version this editor showed is gone; nothing was saved."
+    return (
+        f"Not saved: {latest.created_by} saved this lesson as version "
+        f"{numbered(session, latest).number} at {latest.created_at:%Y-%m-%d %H:%M} UTC, after "
+        "this editor was opened, and saving would undo their change. Your text is still "
+        "below: compare it with their version (open the lesson in another tab), then save "
+        "again to replace it."
+    )
 
 
 def _add_version(
@@ -222,10 +305,14 @@ def restore(
 
 
 def history(session: Session, step_id: int) -> list[Version]:
-    """The lesson's versions, the newest first."""
+    """The lesson's versions, the newest first, with only what the list of versions
+    shows: a lesson saved a few hundred times would otherwise read every version's
+    bodies (up to MAX_SOURCE each) to list them. A row's other parts load when read,
+    as the editor reads the newest's."""
     rows = list(
         session.scalars(
             sa.select(TemplateVersion)
+            .options(load_only(*LISTED))
             .where(TemplateVersion.step_id == step_id)
             .order_by(TemplateVersion.id.desc())
         )
@@ -351,9 +438,15 @@ def add_step(
     *,
     author: str,
     now: datetime,
+    number: int | None = None,
 ) -> Step:
     """Append a lesson, a day after the last, with its first version; refused, adding
     nothing, if the template fails the checks a save makes.
+
+    `number` is the lesson number the writer's editor offered to add: when the series
+    has grown since (the form sent twice, or another admin added a lesson), the lesson
+    is refused (Stale) rather than added as one more copy. None checks nothing. The
+    series' row is locked, so that two adds at the same moment on PostgreSQL take turns.
 
     The lesson is created only now, written and checked: one made in advance (as a copy
     of the last, say) would be mailed as it stood to readers who reached it before the
@@ -362,8 +455,15 @@ def add_step(
     issued to (sent, or queued) has no next step and has completed the series, or does
     once it is sent (drip.sending), and gets nothing more: a lesson arriving after the
     series ended, unannounced, would read as a mistake."""
-    check_lesson(renderer, template)
+    session.get(Sequence, sequence.id, with_for_update=FOR_NO_KEY_UPDATE)
     step = next_step(session, sequence)
+    if number is not None and step.number != number:
+        raise Stale(
+            f"Lesson {number} was added already (this form was sent twice, or another "
+            f"admin added it), so nothing was added now. To add your text as lesson "
+            f"{step.number}, save it again."
+        )
+    check_lesson(renderer, template, lesson_context(session, sequence, step.number))
     session.add(step)
     session.flush()
     _add_version(session, step, template, author=author, now=now)
@@ -389,14 +489,23 @@ def remove_step(session: Session, step_id: int) -> None:
     session.delete(step)
 
 
-def move_step(session: Session, step_id: int, *, earlier: bool) -> Step:
+def move_step(session: Session, step_id: int, *, earlier: bool, number: int | None = None) -> Step:
     """Swap a lesson with its neighbour. The position keeps its day offset, so the days
     still rise; deliveries point at steps, not numbers, so history stays right. Whoever
     has had the first of the two and waits for the second keeps waiting for the same
-    email (their next step moves with it), so nobody skips a lesson."""
-    step = session.get(Step, step_id)
+    email (their next step moves with it), so nobody skips a lesson.
+
+    `number` is the lesson's number as the admin's page showed it: if it has moved since
+    (the button pressed twice), it is not moved again (Stale). None checks nothing."""
+    step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
+    if number is not None and step.number != number:
+        raise Stale(
+            f"Lesson {number} has moved since that page was shown (it is lesson "
+            f"{step.number} now), so it was not moved again. The list below is as it "
+            "stands."
+        )
     target = step.number - 1 if earlier else step.number + 1
     other = session.scalar(
         sa.select(Step).where(Step.sequence_id == step.sequence_id, Step.number == target)

@@ -21,6 +21,7 @@ from email.utils import getaddresses
 from pathlib import Path
 from typing import NamedTuple
 
+from drip.digits import whole_number
 from drip.errors import InvalidInput
 from drip.settings import Settings
 from drip.transports import maildir_path
@@ -91,9 +92,10 @@ class Place(NamedTuple):
     def parse(cls, text: str) -> Place:
         """The Place `str()` wrote, as a link carries it; InvalidInput for anything else."""
         written, _, key = text.partition(".")
-        if not (written.isascii() and written.isdigit() and key):
+        written_ns = whole_number(written)
+        if written_ns is None or not key:
             raise InvalidInput("that is not a place in the outbox", field="older")
-        return cls(int(written), key)
+        return cls(written_ns, key)
 
 
 @dataclass(frozen=True)

@@ -10,14 +10,11 @@ from __future__ import annotations
 from email.utils import make_msgid
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.orm import Session
-
 from drip.db import reading
 from drip.errors import NotFound
-from drip.lessons import SAMPLE
+from drip.lessons import lesson_context
 from drip.messages import Envelope, build_message, recipient_address
-from drip.models import Sequence, Step, Subscriber
+from drip.models import Sequence, Step
 from drip.rendering import Context, Footer, RenderedEmail
 from drip.series_files import latest_version, version_template
 from drip.signup import normalise_email
@@ -31,39 +28,6 @@ UNSUBSCRIBE_PATH = "/unsubscribe/test-email"
 and unsubscribed nobody. A proof has no subscriber to sign a token for, and the generic
 bad-link page read as if drip's unsubscribe link were broken. No token has this form
 (every signed token holds a dot), so every bad token still gets one answer (SEC-10)."""
-
-
-def lesson_context(
-    session: Session,
-    sequence: Sequence,
-    number: int,
-    *,
-    sender_name: str,
-    subscriber_email: str = "",
-) -> dict[str, str | int]:
-    """The values lesson `number` renders with: a real subscriber's when one is named,
-    else sample. A lesson not saved yet (the editor of a new one) counts in the total."""
-    first_name = str(SAMPLE["first_name"])
-    if subscriber_email:
-        subscriber = session.scalar(
-            sa.select(Subscriber).where(
-                Subscriber.sequence_id == sequence.id,
-                Subscriber.email == normalise_email(subscriber_email),
-            )
-        )
-        if subscriber is None:
-            raise NotFound(f"no subscriber {subscriber_email} on this series")
-        first_name = subscriber.first_name
-    total = session.scalar(
-        sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
-    )
-    return {
-        "first_name": first_name,
-        "series_name": sequence.name,
-        "sender_name": sender_name or sequence.name,
-        "lesson_number": number,
-        "lesson_total": max(total or 0, number),
-    }
 
 
 def proof_footer(settings: Settings, context: Context, *, reason: str) -> Footer:

@@ -199,16 +199,18 @@ def test_subscribers_import_with_consent_and_report_bad_rows_by_line(
         "already@example.com,,UTC,webinar,\n"
         "eve@example.com,Eve,Asia/Tokyo,paper form at the clinic,4\n"
         "fay@example.com,Fay,UTC,webinar,99\n"
+        f"gus@example.com,Gus,UTC,webinar,{'9' * 5000}\n"  # past the digits int() takes
     )
     result = CliRunner().invoke(main, ["subscribers", "import", str(file)], env=env)
     assert result.exit_code == 0, result.output
-    assert "imported 2 as pending, each asked by email to confirm; skipped 5" in result.output
+    assert "imported 2 as pending, each asked by email to confirm; skipped 6" in result.output
     for line in (
         "line 3:",
         "line 4: unknown timezone",
         "line 5: no consent",
         "line 6: already",
         "line 8:",
+        "line 9: step: expected a whole number",
     ):
         assert line in result.output
     with transaction(system.sessions) as session:

@@ -20,11 +20,11 @@ from werkzeug.exceptions import HTTPException, SecurityError
 
 from drip.db import is_conflict
 from drip.db_problems import is_unreachable, reason
-from drip.errors import BadToken, InvalidInput, NotFound
+from drip.errors import BadToken, DripError, InvalidInput, NotFound, Stale
 from drip.web.context import ctx
 from drip.web.limits import RateLimited
 
-STATUS = {NotFound: 404, InvalidInput: 400}
+STATUS = {NotFound: 404, Stale: 409, InvalidInput: 400}
 OUT_OF_RANGE = "22003"
 """PostgreSQL's SQLSTATE numeric_value_out_of_range."""
 CANNOT_STORE = (
@@ -52,9 +52,8 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(InvalidInput)
     @app.errorhandler(NotFound)
-    def domain_error(exc: Exception) -> tuple[Response | str, int]:
-        status = next(code for kind, code in STATUS.items() if isinstance(exc, kind))
-        return answer(status, str(exc))
+    def domain_error(exc: DripError) -> tuple[Response | str, int]:
+        return answer(status_of(exc), str(exc))
 
     @app.errorhandler(OverflowError)
     def out_of_range(_exc: Exception) -> tuple[Response | str, int]:
@@ -131,6 +130,12 @@ def retry_later(message: str, *, seconds: int) -> Response:
     response = make_response(answer(503, message))
     response.headers["Retry-After"] = str(seconds)
     return response
+
+
+def status_of(exc: DripError) -> int:
+    """The HTTP status of a refusal (InvalidInput, NotFound), for a view that shows it on
+    its own page rather than leaving it to the error handlers."""
+    return next(code for kind, code in STATUS.items() if isinstance(exc, kind))
 
 
 def answer(status: int, message: str) -> tuple[Response | str, int]:

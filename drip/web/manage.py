@@ -15,6 +15,7 @@ from flask import Blueprint, Response, render_template, request
 from sqlalchemy.orm import Session
 
 from drip import proofs
+from drip.digits import whole_number
 from drip.errors import BadToken, InvalidInput, NotFound
 from drip.models import ConsentMethod, Subscriber, SubscriberStatus
 from drip.schedule import zone_of
@@ -204,10 +205,10 @@ def _local(subscriber: Subscriber, moment: datetime | None) -> str:
 
 
 def _hour() -> int:
-    raw = request.form.get("send_hour", "")
-    if not (raw.isascii() and raw.isdigit()):
+    hour = whole_number(request.form.get("send_hour", ""))
+    if hour is None:
         raise InvalidInput("send hour: expected 0 to 23", field="send_hour")
-    return int(raw)
+    return hour
 
 
 def _subscriber_id(token: str) -> int:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 
-from drip import rendering
+from drip import lessons, rendering
 from drip.consent import events_of
 from drip.db import transaction
 from drip.models import (
@@ -54,7 +54,7 @@ from tests.helpers import (
     nested_parts,
     sent_today,
 )
-from tests.web.conftest import BLOG, link, log_in, post, status_of
+from tests.web.conftest import BLOG, hidden_fields, link, log_in, post, status_of
 from tests.web.test_consent import F5
 from tests.web.test_journey import erase_button
 
@@ -279,7 +279,7 @@ def test_the_admin_writes_a_lessons_content_but_never_its_name_or_file(
     form = re.search(r'<form id="editor".*?</form>', admin.get(page).get_data(as_text=True), re.S)
     assert form is not None
     fields = set(re.findall(r'<(?:input|textarea|select)\b[^>]*\bname="([^"]+)"', form[0]))
-    assert fields == {"csrf_token", *PARTS, "preview_as"}
+    assert fields == {"csrf_token", "base_version", *PARTS, "preview_as"}
     columns = {column.name for column in TemplateVersion.__table__.columns}
     assert not {c for c in columns if re.search("name|file|path|template", c)}, columns
 
@@ -530,6 +530,21 @@ def test_versions_are_numbered_in_order_for_each_lesson(
     assert "Restored as version 4." in admin.get(page).get_data(as_text=True)
 
 
+def test_the_list_of_versions_reads_no_version_s_bodies(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """The editor listed a lesson's versions by reading every one whole, bodies and all."""
+    page = f"/admin/lessons/{lesson_1}"
+    for n in range(3):
+        post(admin, page, edit(lesson_1, body_text=f"Version {n}. " + "x" * 10_000), page=page)
+    with transaction(system.sessions) as session:
+        listed = lessons.history(session, lesson_1)
+        assert len(listed) == 4
+        for version in listed:
+            assert {"preheader", "body_html", "body_text"} <= sa.inspect(version.row).unloaded
+        assert listed[0].row.body_text.startswith("Version 2."), "read when asked for"
+
+
 def test_an_edit_reaches_only_emails_not_yet_sent(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:
@@ -613,6 +628,80 @@ def test_a_new_lesson_exists_only_once_its_writer_saves_it(
     (version,) = versions(system, lesson_11)
     assert (version.subject, version.created_by) == ("A bonus lesson", "writer@example.com")
     assert "Added lesson 11" in admin.get(f"/admin/lessons/{lesson_11}").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the checks' samples
+def test_a_lesson_that_fails_where_it_stands_is_neither_saved_nor_added(
+    admin: FlaskClient, system: System
+) -> None:
+    """The checks rendered every lesson as lesson 1 of 10, so a template that divides by
+    zero on the last lesson was saved, and failed in the worker for every reader."""
+    body = "{{ 'Only %d to go' % (100 // (lesson_total - lesson_number)) }}"
+    lesson_9, lesson_10 = step_id(system, 9), step_id(system, 10)
+    page = f"/admin/lessons/{lesson_10}"
+    before = len(versions(system, lesson_10))
+    refused = post(admin, page, edit(lesson_10, body_text=body), page=page)
+    assert refused.status_code == 400
+    assert "(for this lesson as it stands, lesson 10 of 10)" in refused.text
+    assert len(versions(system, lesson_10)) == before
+    preview = post(admin, f"{page}/preview.json", edit(lesson_10, body_text=body), page=page)
+    assert not preview.get_json()["ok"], "the live preview says so too"
+
+    page = f"/admin/lessons/{lesson_9}"
+    assert post(admin, page, edit(lesson_9, body_text=body), page=page).status_code == 302
+    added = post(admin, f"{SERIES}/steps", edit(0, body_text=body), page=NEW_LESSON)
+    assert added.status_code == 400
+    assert "(for this lesson as it stands, lesson 11 of 11)" in added.text
+    assert days(system) == list(range(11))
+
+
+def test_an_add_lesson_sent_twice_adds_the_lesson_once(admin: FlaskClient, system: System) -> None:
+    """A double click on "Add lesson 11", or the page reloaded and sent again, added two
+    identical lessons 11 and 12. The form says which lesson it adds."""
+    form = edit(0, subject="A bonus lesson") | hidden_fields(admin.get(NEW_LESSON).text)
+    assert form["number"] == "11"
+    assert post(admin, f"{SERIES}/steps", form, page=NEW_LESSON).status_code == 302
+    again = post(admin, f"{SERIES}/steps", form, page=NEW_LESSON)
+    assert again.status_code == 409
+    shown = again.get_data(as_text=True)
+    assert "Lesson 11 was added already (this form was sent twice" in shown
+    assert 'value="A bonus lesson"' in shown, "the edit is kept"
+    assert days(system) == list(range(12)), "one lesson added"
+    assert [v.subject for v in versions(system, step_id(system, 11))] == ["A bonus lesson"]
+
+    assert hidden_fields(shown)["number"] == "12", "saving this page again adds it as 12"
+    chosen = post(admin, f"{SERIES}/steps", form | {"number": "12"}, page=NEW_LESSON)
+    assert chosen.status_code == 302
+    assert days(system) == list(range(13))
+
+
+def test_a_save_from_an_editor_opened_before_another_admins_save_is_refused(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Two admins open lesson 1; one saves a fix. The other's save, from the page opened
+    before it, silently undid the fix. The editor says which version it shows."""
+    page = f"/admin/lessons/{lesson_1}"
+    opened = hidden_fields(admin.get(page).text)["base_version"]
+    assert opened == str(versions(system, lesson_1)[-1].id)
+    theirs = post(
+        admin, page, edit(lesson_1, subject="Their fix") | {"base_version": opened}, page=page
+    )
+    assert theirs.status_code == 302
+    mine = edit(lesson_1, subject="My own text") | {"base_version": opened}
+    preview = post(admin, f"{page}/preview.json", mine, page=page).get_json()
+    assert preview["ok"] and preview["subject"] == "My own text", "the preview still works"
+
+    refused = post(admin, page, mine, page=page)
+    assert refused.status_code == 409
+    shown = refused.get_data(as_text=True)
+    assert "Not saved: writer@example.com saved this lesson as version 2 at" in shown
+    assert 'value="My own text"' in shown, "the edit is kept"
+    assert [v.subject for v in versions(system, lesson_1)][-1] == "Their fix"
+
+    latest = str(versions(system, lesson_1)[-1].id)
+    assert hidden_fields(shown)["base_version"] == latest, "saving again replaces theirs"
+    assert post(admin, page, mine | {"base_version": latest}, page=page).status_code == 302
+    assert [v.subject for v in versions(system, lesson_1)][-2:] == ["Their fix", "My own text"]
 
 
 def test_the_page_after_a_save_names_the_draft_the_save_used_up(
@@ -1069,6 +1158,7 @@ def test_the_outbox_counts_its_mail_and_pages_back_to_the_oldest(
     assert "<b>Message" not in client.get("/admin/outbox/").text, "escaped"
     assert outbox_page(client, "/admin/outbox/")[0] == "The 3 newest of 8 messages."
     assert client.get("/admin/outbox/?older=yesterday").status_code == 400
+    assert client.get(f"/admin/outbox/?older={TOO_LONG_FOR_INT}.x").status_code == 400
 
 
 def test_the_admin_can_download_every_subscriber_as_csv(
@@ -1183,6 +1273,25 @@ def test_lessons_can_be_reordered_and_keep_rising_days(admin: FlaskClient, syste
     )
 
 
+def test_moving_a_lesson_sent_twice_moves_it_one_place(admin: FlaskClient, system: System) -> None:
+    """ "Move earlier" pressed twice (or the page reloaded and sent again) moved lesson 3
+    two places. The form says which place the page showed."""
+    lesson_3 = step_id(system, 3)
+    move = f"/admin/steps/{lesson_3}/move"
+    form = re.search(rf'action="{move}">(.*?)</form>', admin.get(SERIES).text, re.S)
+    assert form is not None
+    shown = hidden_fields(form[1]) | {"to": "earlier"}
+    assert shown["number"] == "3"
+    assert post(admin, move, shown, page=SERIES).status_code == 302
+    again = post(admin, move, shown, page=SERIES)
+    assert again.status_code == 409
+    assert "Lesson 3 has moved since that page was shown (it is lesson 2 now)" in again.text
+    assert f'id="day-{lesson_3}"' in again.text, "the list as it stands"
+    with transaction(system.sessions) as session:
+        assert session.get_one(Step, lesson_3).number == 2
+    assert days(system) == list(range(11))
+
+
 def test_an_admin_can_move_a_subscriber_to_another_step(admin: FlaskClient, system: System) -> None:
     system.join("ana@example.com")
     ana = system.subscriber("ana@example.com")
@@ -1242,6 +1351,29 @@ def test_huge_numbers_in_admin_urls_are_not_found_not_errors(admin: FlaskClient,
     response = admin.get(path)
     assert response.status_code == 404
     assert "not found" in response.get_data(as_text=True)
+
+
+TOO_LONG_FOR_INT = "9" * 5000
+"""Past the 4,300 digits Python's int() takes (it raises ValueError, a 500), and well
+under the 64 KiB a form may send."""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # refused before any query
+def test_a_number_longer_than_int_takes_is_a_clear_400_not_a_500(
+    admin: FlaskClient, system: System
+) -> None:
+    system.join("ana@example.com")
+    ana = f"/admin/subscribers/{system.subscriber('ana@example.com').id}"
+    lesson_2 = step_id(system, 2)
+    day = post(admin, f"/admin/steps/{lesson_2}/day", {"day_offset": TOO_LONG_FOR_INT}, page=SERIES)
+    assert day.status_code == 400
+    assert "day: a whole number from 0 to 365" in day.get_data(as_text=True)
+    moved = {"action": "move", "step": TOO_LONG_FOR_INT}
+    move = post(admin, f"{ana}/action", moved, page=ana)
+    assert move.status_code == 400
+    assert "choose a step number" in move.get_data(as_text=True)
+    assert days(system) == list(range(11))
+    assert system.subscriber("ana@example.com").next_step == 1
 
 
 def test_a_value_the_database_refuses_is_a_clear_400_not_a_404(

@@ -146,6 +146,21 @@ def test_login_is_rate_limited_per_ip(app: Flask, writer: str) -> None:
     assert log_in(app.test_client(), writer, PASSWORD, ip="10.2.0.2") == 302
 
 
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)  # SQLite takes NUL
+def test_a_login_to_an_address_with_a_nul_fails_and_counts_as_any_other(
+    app: Flask, writer: str
+) -> None:
+    """PostgreSQL refuses a NUL even in a query: such a login answered 400, "cannot be
+    stored", unlike every other failure (SEC-16), and went uncounted."""
+    client = app.test_client()
+    emails = ["writer\x00@example.com", "nul\x00"] * 5 + [writer]
+    codes = [log_in(client, email, WRONG, ip="10.3.0.1") for email in emails]
+    assert codes == [401] * 10 + [429]
+    known = app.test_client()
+    assert log_in(known, writer, PASSWORD, ip="10.3.0.2") == 302
+    assert log_in(known, "writer\x00@example.com", WRONG, ip="10.3.0.2") == 401, "its browser"
+
+
 @sqlite_only  # counted in Redis
 def test_login_is_rate_limited_per_account_for_a_browser_never_logged_in_with(
     app: Flask, writer: str

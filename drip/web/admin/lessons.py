@@ -25,15 +25,16 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import lessons
+from drip.digits import whole_number
 from drip.errors import DripError, InvalidInput, NotFound
 from drip.models import Sequence, Step, TemplateVersion
-from drip.proofs import lesson_context, proof_footer
+from drip.proofs import proof_footer
 from drip.rendering import LESSON_VARIABLES, MAX_SOURCE, PARTS, Context, EmailTemplate, Footer
 from drip.series_files import version_template
 from drip.signup import find_sequence, normalise_email
 from drip.web.admin import large_body, protected
 from drip.web.context import ctx
-from drip.web.errors import answer
+from drip.web.errors import answer, status_of
 
 bp = protected("admin_lessons", __name__, "/admin")
 PREVIEW_CSP = (
@@ -83,7 +84,13 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
         with web.transaction() as session:
             series = find_sequence(session, slug)
             step = lessons.add_step(
-                session, web.renderer, series, draft, author=current_user.email, now=web.clock.now()
+                session,
+                web.renderer,
+                series,
+                draft,
+                author=current_user.email,
+                now=web.clock.now(),
+                number=_shown("number"),
             )
             step_id = step.id
             flash(
@@ -95,38 +102,43 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
         with web.reading() as session:
             series = find_sequence(session, slug)
             step = lessons.next_step(session, series)
-            return _editor_page(session, series, step, draft=draft, error=str(exc)), 400
+            return _editor_page(session, series, step, draft=draft, error=str(exc)), status_of(exc)
     return redirect(url_for(".editor", step_id=step_id))
 
 
 @bp.post("/steps/<int:step_id>/day")
 def set_day(step_id: int) -> BaseResponse | tuple[str, int]:
     web = ctx()
-    raw = request.form.get("day_offset", "")
-    day = int(raw) if raw.isascii() and raw.isdigit() else -1
+    day = whole_number(request.form.get("day_offset", ""))
     try:
         with web.transaction() as session:
             step, moved = lessons.set_day(
                 session,
                 step_id,
-                day,
+                -1 if day is None else day,
                 now=web.clock.now(),
                 default_timezone=web.settings.default_timezone,
             )
             slug = _slug(session, step)
             flash(_day_moved(step, moved))
     except InvalidInput as exc:
-        with web.reading() as session:
-            series = session.get_one(Sequence, _step(session, step_id).sequence_id)
-            return _lesson_list(session, series, error=str(exc)), 400
+        return _refused_in_list(step_id, exc)
     return redirect(url_for(".sequence", slug=slug))
 
 
 @bp.post("/steps/<int:step_id>/move")
-def move_step(step_id: int) -> BaseResponse:
-    with ctx().transaction() as session:
-        step = lessons.move_step(session, step_id, earlier=request.form.get("to") == "earlier")
-        slug = _slug(session, step)
+def move_step(step_id: int) -> BaseResponse | tuple[str, int]:
+    try:
+        with ctx().transaction() as session:
+            step = lessons.move_step(
+                session,
+                step_id,
+                earlier=request.form.get("to") == "earlier",
+                number=_shown("number"),
+            )
+            slug = _slug(session, step)
+    except InvalidInput as exc:
+        return _refused_in_list(step_id, exc)
     return redirect(url_for(".sequence", slug=slug))
 
 
@@ -158,12 +170,13 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
                 draft,
                 author=current_user.email,
                 now=web.clock.now(),
+                base_version=_shown("base_version"),
             )
             number = lessons.numbered(session, version).number
             flash(f"Saved as version {number}. Emails not yet sent will use it.", "saved")
     except InvalidInput as exc:
         with web.reading() as session:
-            return _editor(session, step_id, draft=draft, error=str(exc)), 400
+            return _editor(session, step_id, draft=draft, error=str(exc)), status_of(exc)
     return redirect(url_for(".editor", step_id=step_id))
 
 
@@ -190,8 +203,8 @@ def preview_json(step_id: int | None = None, slug: str | None = None) -> Respons
     web = ctx()
     draft = _draft()
     try:
-        lessons.check_lesson(web.renderer, draft)
         context = _context(step_id, slug)
+        lessons.check_lesson(web.renderer, draft, context)
         rendered = web.renderer.preview(draft, context, _preview_footer(context))
     except DripError as exc:
         return jsonify(ok=False, error=str(exc))
@@ -214,7 +227,7 @@ def send_test(step_id: int) -> BaseResponse | tuple[str, int]:
         step = _step(session, step_id)
         try:
             to = normalise_email(typed_to)
-            lesson_context(
+            lessons.lesson_context(
                 session,
                 session.get_one(Sequence, step.sequence_id),
                 step.number,
@@ -267,6 +280,13 @@ def _lesson_list(session: Session, series: Sequence, *, error: str = "") -> str:
     )
 
 
+def _refused_in_list(step_id: int, exc: InvalidInput) -> tuple[str, int]:
+    """A refused change to a lesson's place or day, shown above the list as it now stands."""
+    with ctx().reading() as session:
+        series = session.get_one(Sequence, _step(session, step_id).sequence_id)
+        return _lesson_list(session, series, error=str(exc)), status_of(exc)
+
+
 def _editor(
     session: Session,
     step_id: int,
@@ -317,7 +337,7 @@ def _context(step_id: int | None, slug: str | None) -> dict[str, str | int]:
         else:
             step = _step(session, step_id)
             series, number = session.get_one(Sequence, step.sequence_id), step.number
-        return lesson_context(
+        return lessons.lesson_context(
             session,
             series,
             number,
@@ -340,6 +360,19 @@ def _draft() -> EmailTemplate:
         body_html=form.get("body_html", ""),
         body_text=form.get("body_text", ""),
     )
+
+
+def _shown(field: str) -> int | None:
+    """The number a form says its page showed (a lesson's number, the id of its newest
+    version), which the change checks is still so (drip.errors.Stale); None from a form
+    without it."""
+    raw = request.form.get(field)
+    if raw is None:
+        return None
+    number = whole_number(raw)
+    if number is None:
+        raise InvalidInput(f"{field}: not a number; reload the page and try again")
+    return number
 
 
 def _step(session: Session, step_id: int) -> Step:

@@ -13,6 +13,7 @@ from werkzeug.wrappers import Response
 
 from drip import consent, directory, outbox
 from drip.csvio import export_rows, write_csv, write_csv_row
+from drip.digits import whole_number
 from drip.errors import InvalidInput
 from drip.models import SubscriberStatus
 from drip.privacy import erase_address
@@ -168,9 +169,10 @@ def _step() -> int | None:
     step = request.form.get("step")
     if step is None:
         return None
-    if not (step.isascii() and step.isdigit()):
+    number = whole_number(step)
+    if number is None:
         raise InvalidInput("choose a step number", field="step")
-    return int(step)
+    return number
 
 
 @bp.get("/<int:subscriber_id>/erase")
