@@ -117,6 +117,7 @@ def draft(
             sender_name=str(context["sender_name"]),
             contact=settings.contact,
             ad_notice=settings.ad_notice if lesson is not None else "",
+            preferences=lesson is not None,
         ),
         envelope=Envelope(
             sender=settings.sender,

@@ -5,7 +5,8 @@ logger, message, and the fields a log call passes with `extra=` (delivery_id,
 subscriber_id). `text` is for people reading a terminal.
 
 Either way every line is redacted before it is written: email addresses, signed link
-tokens (they open someone's unsubscribe or privacy page) and the configured secrets are
+tokens (they open someone's unsubscribe or privacy page; in a link, the whole segment
+where the token goes, however mangled) and the configured secrets are
 blanked, and IP addresses cut to their network, whoever wrote the log call and whatever
 an exception message quotes (standards.md LAW-15). Ids are what a log line may carry,
 never the address.
@@ -38,6 +39,17 @@ own. Its shape is exact, so dotted Python names in a traceback are left alone: t
 timestamp is four bytes in base64, six characters whose last holds two bits (A, Q, g or
 w) until 2106; the signature an HMAC-SHA1 (27 characters) or SHA-256 (43) one, whose
 last character holds four bits."""
+TOKEN_ROUTES = ("confirm", "unsubscribe", "resubscribe", "preferences", "privacy")
+"""The first segment of every route that takes a signed token (drip.web), which the
+segment after it is."""
+SEGMENT = r"[^/\s?#\"'<>\[\]]"
+ROUTE_TOKEN = re.compile(
+    rf"(/(?:{'|'.join(TOKEN_ROUTES)})/)(?!(?:sent|test-email)(?!{SEGMENT})){SEGMENT}+"
+)
+"""The token segment of such a link, whatever its length: a link cut short or mangled in
+copying, which TOKEN's exact shape misses, still opens no one's page, but its remaining
+characters are most of someone's token. /privacy/sent and /unsubscribe/test-email
+(drip.proofs) are pages, not tokens, and stay."""
 OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 IPV4 = rf"(?:{OCTET}\.){{3}}{OCTET}"
 IP = re.compile(
@@ -70,7 +82,8 @@ class Redactor:
     def __call__(self, text: str) -> str:
         if self._secrets is not None:
             text = self._secrets.sub("[secret]", text)
-        return IP.sub(_network, TOKEN.sub("[token]", EMAIL.sub("[email]", text)))
+        text = ROUTE_TOKEN.sub(r"\1[token]", EMAIL.sub("[email]", text))
+        return IP.sub(_network, TOKEN.sub("[token]", text))
 
 
 def _network(match: re.Match[str]) -> str:

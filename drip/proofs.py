@@ -40,6 +40,7 @@ def proof_footer(settings: Settings, context: Context, *, reason: str) -> Footer
         sender_name=str(context["sender_name"]),
         contact=settings.contact,
         ad_notice=settings.ad_notice,
+        preferences=True,
     )
 
 

@@ -68,7 +68,10 @@ class Footer:
     """What the shared layout prints under every email (CAN-SPAM: reason, opt-out, address;
     CASL: who sends it and how to reach them). `ad_notice` labels a lesson as an
     advertisement where its content is commercial (standards LAW-05); it stays empty in
-    the confirmation and privacy emails, which advertise nothing (STD-09)."""
+    the confirmation and privacy emails, which advertise nothing (STD-09).
+    `preferences` says that the unsubscribe link's page also pauses the emails and
+    changes their hour, which it does for a lesson's reader (confirmed); for the
+    confirmation's (not yet) it only cancels the signup, so it stays False there."""
 
     reason: str
     unsubscribe_url: str
@@ -76,6 +79,7 @@ class Footer:
     sender_name: str
     contact: str
     ad_notice: str = ""
+    preferences: bool = False
 
 
 class Renderer:
@@ -114,6 +118,7 @@ class Renderer:
             "sender_name": footer.sender_name,
             "contact": footer.contact,
             "ad_notice": footer.ad_notice,
+            "preferences": footer.preferences,
         }
         html = _limited(self._layout_html.generate(layout, content=body_html))
         text = _limited(self._layout_text.generate(layout, content=body_text))

@@ -37,10 +37,11 @@ def run_all(settings: Settings, *, host: str, port: int) -> int:
     click.echo("\n".join(lines))
     redis_client = make_redis(settings)
     redis_client.ping()
+    given = os.environ.get("DRIP_BASE_URL", "")
     env = {
         **os.environ,
         "DRIP_INSTANCE": str(settings.instance_dir),
-        "DRIP_BASE_URL": os.environ.get("DRIP_BASE_URL") or f"http://localhost:{port}",
+        "DRIP_BASE_URL": given or f"http://localhost:{port}",
     }
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -51,7 +52,7 @@ def run_all(settings: Settings, *, host: str, port: int) -> int:
         _start(["scheduler"], env),
     ]
     if _listening(host, port, children[0], stopping):
-        _print_banner(settings, env["DRIP_BASE_URL"])
+        _print_banner(settings, env["DRIP_BASE_URL"], given=bool(given))
     elif not stopping.is_set():
         click.echo(f"the web app stopped before listening on port {port}; see above", err=True)
     while not stopping.is_set() and all(child.poll() is None for child in children):
@@ -101,8 +102,13 @@ def _listening(
     return False
 
 
-def _print_banner(settings: Settings, base_url: str) -> None:
+def _print_banner(settings: Settings, base_url: str, *, given: bool) -> None:
+    """The base URL is said apart from the page: when this process chose it, for the
+    port, only its children have it, and a `drip doctor` or `drip admin` beside them
+    reads the shell's DRIP_BASE_URL (or the default) instead."""
     click.echo(f"\n  signup page:  {base_url}/")
+    source = "from the environment" if given else "set for these processes only"
+    click.echo(f"  base URL:     {base_url} (DRIP_BASE_URL, {source}; links in emails)")
     if settings.mail_url.startswith("maildir:"):
         click.echo(
             f"  outbox:       {settings.outbox_dir} (a Maildir; open it with any mail client)"

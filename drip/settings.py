@@ -35,6 +35,7 @@ DEMO_POSTAL_ADDRESS = "1 Example Street, Springfield (set DRIP_POSTAL_ADDRESS)"
 """The address alone: every footer, the consent notice and /privacy print the sender's name
 before it."""
 DEMO_SENDER = "drip demo <drip@example.com>"
+DEFAULT_BASE_URL = "http://localhost:5000"
 COMMENT_HINT = "a comment goes on a line of its own (systemd keeps one after a value in it)"
 
 
@@ -188,7 +189,7 @@ def load_settings(
             ) from None
     mail_url = get("DRIP_MAIL_URL", "maildir:", _mail_url)
     postal_default = DEMO_POSTAL_ADDRESS if mail_url.startswith("maildir:") else ""
-    base_url = get("DRIP_BASE_URL", "http://localhost:5000", _base_url)
+    base_url = get("DRIP_BASE_URL", DEFAULT_BASE_URL, _base_url)
     sender = get("DRIP_FROM", DEMO_SENDER, _sender)
     settings = Settings(
         instance_dir=instance,

@@ -96,6 +96,24 @@ def test_the_readme_lists_every_command() -> None:
     assert listed == set(commands(main, "drip"))
 
 
+def test_the_readme_has_the_laptop_user_run_drip_from_the_checkouts_virtualenv() -> None:
+    """`make run` puts `drip` in .venv/bin, not on the PATH, and its instance folder is
+    relative to where drip runs: a bare `drip admin create` fails, and run from
+    elsewhere it makes a second, empty instance. Every `drip` command the README has
+    the reader type (a code block, "create an account with") names .venv/bin/drip."""
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    told = re.findall(r"(\S*drip admin create you@example\.com)", readme)
+    assert told and all(
+        command.endswith(".venv/bin/drip admin create you@example.com") for command in told
+    ), told
+    typed = [
+        line
+        for block in re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+        for line in block.splitlines()
+    ]
+    assert [line for line in typed if line.startswith("drip ")] == []
+
+
 def commands(group: click.Group, prefix: str) -> list[str]:
     """Every runnable command under `group`, as typed: `drip keys rotate`."""
     found = []

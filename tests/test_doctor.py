@@ -427,6 +427,24 @@ def test_settings_an_operator_gets_wrong(tmp_path: Path, dkim_key: tuple[Path, s
     assert doctor.secret_key(real_mail).level == Level.WARNING
 
 
+def test_the_base_url_says_whether_it_is_the_default_or_set(
+    tmp_path: Path, dkim_key: tuple[Path, str]
+) -> None:
+    """`drip doctor` beside `make run PORT=5077` read the default http://localhost:5000,
+    while the running service's links use :5077 (drip run sets DRIP_BASE_URL for its own
+    processes only): the doctor says its value is the shell's default, not the service's."""
+    laptop = doctor.base_url(load_settings({"DRIP_INSTANCE": str(tmp_path / "laptop")}))
+    assert laptop.level == Level.OK
+    assert laptop.detail.startswith("http://localhost:5000, DRIP_BASE_URL's default in this shell")
+    assert "drip run --port N" in laptop.detail
+    lan = load_settings(
+        {"DRIP_INSTANCE": str(tmp_path / "laptop"), "DRIP_BASE_URL": "http://127.0.0.1:5077"}
+    )
+    assert doctor.base_url(lan).detail.startswith("http://127.0.0.1:5077, from DRIP_BASE_URL")
+    own = doctor.base_url(configure(tmp_path, dkim_key, 1))
+    assert own.detail == f"https://mail.{DOMAIN}, from DRIP_BASE_URL"
+
+
 def test_the_demo_sender_is_an_error_once_mail_is_real(
     tmp_path: Path, dkim_key: tuple[Path, str]
 ) -> None:

@@ -14,9 +14,10 @@ import pytest
 from itsdangerous import URLSafeTimedSerializer
 
 from drip.clock import FixedClock
-from drip.logs import Redactor, configure_logging
+from drip.logs import TOKEN_ROUTES, Redactor, configure_logging
 from drip.sending import send_delivery
 from drip.tokens import Tokens
+from drip.web import create_app
 from tests.helpers import System
 
 SQLITE_ONLY = pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)
@@ -182,6 +183,48 @@ def test_signed_tokens_are_blanked_wherever_a_line_quotes_them(year: int) -> Non
         ):
             assert token not in redact(line)
             assert "[token]" in redact(line)
+
+
+@pytest.mark.parametrize("cut", [1, 20, 60])
+@pytest.mark.parametrize("route", TOKEN_ROUTES)
+def test_a_link_token_cut_short_is_blanked_all_the_same(route: str, cut: int) -> None:
+    """A link mangled in copying (a character lost, a line break in the middle) no longer
+    has a signed value's exact shape, but what is left of it is most of someone's token
+    (README: "link tokens ... are redacted"). Its whole path segment is blanked; the
+    fixed pages beside the token routes stay."""
+    token = Tokens(["k" * 32], FixedClock(datetime(2026, 3, 1, tzinfo=UTC))).make(
+        "drip.privacy", [2**62, 7, 123456789]
+    )
+    short = token[:-cut]
+    redact = Redactor([])
+    for line, blanked in (
+        (f"GET /{route}/{short} HTTP/1.1", f"GET /{route}/[token] HTTP/1.1"),
+        (f"POST https://drip.example.com/{route}/{short}/erase", f"/{route}/[token]/erase"),
+        (f'"/{route}/{short}?next=1"', f'"/{route}/[token]?next=1"'),
+    ):
+        assert short not in redact(line) and blanked in redact(line), redact(line)
+    for page in ("GET /privacy/sent HTTP/1.1", "GET /unsubscribe/test-email", "GET /privacy"):
+        assert redact(page) == page
+
+
+@SQLITE_ONLY
+def test_every_route_that_takes_a_token_is_one_the_log_blanks(system: System) -> None:
+    """A new route taking a token must be added to drip.logs.TOKEN_ROUTES."""
+    app = create_app(
+        system.settings,
+        clock=system.clock,
+        enqueue=system.enqueue,
+        signups=system.enqueue_signups,
+    )
+    try:
+        routes = {
+            rule.rule.split("/")[1]
+            for rule in app.url_map.iter_rules()
+            if "token" in rule.arguments
+        }
+    finally:
+        app.extensions["drip"].engine.dispose()
+    assert routes == set(TOKEN_ROUTES)
 
 
 def test_dotted_names_in_a_traceback_are_kept() -> None:

@@ -333,6 +333,26 @@ def test_the_unsubscribe_link_is_visible_in_every_email(
         assert contrast(colour, background) >= 4.5, (colour, background)
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # message text only
+def test_a_lessons_footer_says_its_unsubscribe_page_also_pauses_and_changes_the_hour(
+    system: System,
+) -> None:
+    """The footer said only "Unsubscribe with one click", while that link's page is also
+    where a reader pauses the emails or changes their hour, which no email mentioned.
+    The confirmation's page only cancels the signup, so its footer does not say so."""
+    system.join("ana@example.com")
+    confirmation, welcome = system.smtp.to("ana@example.com")
+    text, html = (" ".join(part.split()) for part in parts(welcome))
+    url = str(welcome["List-Unsubscribe"]).strip("<>")
+    assert f"or pause your emails or change their hour: {url}" in text
+    assert (
+        "Unsubscribe</a> with one click, at any time; the same page pauses your emails "
+        "or changes their hour." in html
+    )
+    for body in parts(confirmation):
+        assert "with one click, at any time" in body and "pause" not in body
+
+
 def test_the_footer_dates_the_confirmation_on_the_readers_calendar(system: System) -> None:
     """Confirmed at 01:30 on 25 October in Auckland, when UTC's calendar still says the
     24th: the reader is told the day they remember (standards LAW-05)."""

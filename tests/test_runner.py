@@ -48,7 +48,10 @@ def test_drip_run_announces_the_page_once_served_and_stops_quietly_on_ctrl_c(
     served_when_announced: list[bool] = []
     with subprocess.Popen(
         [sys.executable, "-m", "drip", "run", "--port", str(port)],
-        env={**os.environ, "DRIP_INSTANCE": str(tmp_path / "instance")},
+        env={
+            **{k: v for k, v in os.environ.items() if k != "DRIP_BASE_URL"},
+            "DRIP_INSTANCE": str(tmp_path / "instance"),
+        },
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -75,6 +78,10 @@ def test_drip_run_announces_the_page_once_served_and_stops_quietly_on_ctrl_c(
             reader.join(timeout=10)
     output = "".join(lines)
     assert served_when_announced == [True], output
+    assert (
+        f"  base URL:     http://localhost:{port} (DRIP_BASE_URL, set for these processes "
+        "only; links in emails)\n"
+    ) in lines, "a drip doctor beside it reads the shell's DRIP_BASE_URL, not this"
     (newest,) = code_revisions()[1]
     assert f"database upgraded to {newest}: sqlite:///" in lines[0], output
     assert "alembic" not in output, "one line for the migrations, not one per migration"

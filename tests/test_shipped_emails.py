@@ -25,6 +25,7 @@ FOOTER = Footer(
     sender_name="Calm Back, Calm Mind",
     contact="hello@drip.example.com",
     ad_notice="Advertisement",
+    preferences=True,
 )
 LIST_ITEM = re.compile(r"\s*(?:-|\d+\.)\s")
 LAYOUT_TAGS = frozenset({"body", "div", "table", "tbody", "tr", "td"})

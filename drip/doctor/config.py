@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from drip.doctor.report import Check, Level
 from drip.headers import PYTHON, STDLIB_HEADERS_SAFE, has_fold_check
-from drip.settings import DEMO_POSTAL_ADDRESS, DEMO_SENDER, Settings
+from drip.settings import DEFAULT_BASE_URL, DEMO_POSTAL_ADDRESS, DEMO_SENDER, Settings
 
 INLINE_COMMENT = re.compile(r"\s#\s")
 """A '#' between spaces, as a comment written after a value leaves it. "Suite #5" does
@@ -31,7 +31,12 @@ def base_url(settings: Settings) -> Check:
                 f"links in emails point at {host}, which recipients cannot reach",
                 "set DRIP_BASE_URL to the public https:// address of this service",
             )
-        return Check(name, Level.OK, f"{settings.base_url} (local use, mail goes to a Maildir)")
+        return Check(
+            name,
+            Level.OK,
+            f"{settings.base_url}, {_base_url_source(settings)} (local use, mail goes to a "
+            "Maildir)",
+        )
     if not settings.base_url.startswith("https://"):
         return Check(
             name,
@@ -39,7 +44,19 @@ def base_url(settings: Settings) -> Check:
             f"{settings.base_url} is not https: unsubscribe links travel in the clear",
             "serve drip over TLS and set DRIP_BASE_URL=https://...",
         )
-    return Check(name, Level.OK, settings.base_url)
+    return Check(name, Level.OK, f"{settings.base_url}, {_base_url_source(settings)}")
+
+
+def _base_url_source(settings: Settings) -> str:
+    """Where the doctor's base URL came from. `drip run --port N` gives its own processes
+    http://localhost:N and leaves this shell's environment alone, so the doctor run
+    beside it reads the default and must not pass it off as the running service's."""
+    if settings.base_url == DEFAULT_BASE_URL:
+        return (
+            "DRIP_BASE_URL's default in this shell (`drip run --port N` gives its own "
+            "processes http://localhost:N unless DRIP_BASE_URL is set)"
+        )
+    return "from DRIP_BASE_URL"
 
 
 def secret_key(settings: Settings) -> Check:

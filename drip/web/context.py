@@ -77,15 +77,16 @@ class WebContext:
         Origin at all: a browser sends it on the embedded form's post whenever the
         writer's page has Referrer-Policy no-referrer or same-origin (Helmet's default),
         and a post without Origin is already taken. It names no foreign site, and double
-        opt-in protects the address it gives (standards SEC-14)."""
+        opt-in protects the address it gives (standards SEC-14). drip's own page counts
+        at whatever address it was opened (request_origin)."""
         origin = request.headers.get("Origin")
-        return origin in (None, "null") or origin in self.settings.allowed_origins
+        return origin in (None, "null", request_origin()) or origin in self.settings.allowed_origins
 
     def same_site(self) -> bool:
         """Did the request come from one of drip's own pages?"""
         own = self.settings.base_url.split("/", 3)[:3]
         return request.headers.get("Sec-Fetch-Site") == "same-origin" or (
-            request.headers.get("Origin", "") == "/".join(own)
+            request.headers.get("Origin", "") in ("/".join(own), request_origin())
         )
 
     def subscribe(
@@ -158,6 +159,15 @@ class WebContext:
                 else "shows an older consent notice",
             )
         return notices.not_known(current) if notice is None else notice
+
+
+def request_origin() -> str:
+    """The origin this request was sent to. drip's own page opened at another address
+    than DRIP_BASE_URL's (http://127.0.0.1:5000, as the dev server prints it, or the
+    laptop's LAN address under `drip run --host 0.0.0.0`) names that address as its
+    Origin. Only drip's own page can: a foreign page's Origin is its own site, and in
+    production Flask answers only to DRIP_TRUSTED_HOSTS, so no other name reaches here."""
+    return request.host_url.rstrip("/")
 
 
 @cache

@@ -30,7 +30,10 @@ OUT_OF_RANGE = "22003"
 CANNOT_STORE = (
     "That value cannot be stored: it is too long, or holds a character the database refuses."
 )
-BAD_LINK = "This link is no longer valid: it may have expired, or been cut short in copying."
+BAD_LINK = (
+    "This link is no longer valid: it may have expired, been cut short in copying, or "
+    "led to data that has since been erased."
+)
 """The one answer to every link that does not work, expired, tampered, made for another
 purpose or naming someone erased (standards SEC-10, UNS-05): telling them apart would
 tell a prober which signatures are genuine."""

@@ -55,7 +55,7 @@ def test_an_admin_edits_a_lesson_restores_it_and_sends_a_test(
     expect(status).to_contain_text(f"line {broken_line}")
     watch.expect(page.url, 400)
     page.get_by_role("button", name="Save as a new version").click()
-    expect(page.get_by_role("alert")).to_contain_text(f"body_html, line {broken_line}")
+    expect(page.get_by_role("alert")).to_contain_text(f"HTML body, line {broken_line}")
     expect(versions).to_have_count(saved)
 
     page.get_by_label("HTML body").fill(new_body)

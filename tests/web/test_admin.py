@@ -313,17 +313,17 @@ def test_a_save_the_database_aborts_at_commit_leaves_no_saved_message_behind(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"body_html": "<p>{% if %}</p>"}, "line 1"),
-        ({"body_text": "line one\n{{ unknown_thing }}"}, "unknown variable"),
+        ({"body_html": "<p>{% if %}</p>"}, "HTML body, line 1: "),
+        ({"body_text": "line one\n{{ unknown_thing }}"}, "Plain-text body: unknown variable"),
         ({"subject": "Re: your back"}, "reply or a forward"),
-        ({"preheader": "short"}, "preheader"),
-        ({"subject": "A" * 201}, "subject: at most 200 characters"),
-        ({"subject": "Why stress\x00 settles"}, "subject: contains a NUL"),
-        ({"body_html": "<p>Hi\x00 there</p>"}, "body_html: contains a NUL"),
-        ({"body_text": "Hi\x00"}, "body_text: contains a NUL"),
-        ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "body_html: nested too deeply"),
+        ({"preheader": "short"}, "Preheader: "),
+        ({"subject": "A" * 201}, "Subject: at most 200 characters"),
+        ({"subject": "Why stress\x00 settles"}, "Subject: contains a NUL"),
+        ({"body_html": "<p>Hi\x00 there</p>"}, "HTML body: contains a NUL"),
+        ({"body_text": "Hi\x00"}, "Plain-text body: contains a NUL"),
+        ({"body_html": "{% if 1 %}" * 200 + "{% endif %}" * 200}, "HTML body: nested too deeply"),
         ({"body_html": "{{ ('%010000000d' % 1)|length }}"}, "precision of 10,000,000 is over"),
-        ({"subject": "Hi {{ '\\r\\nBcc: x@y.z' }}"}, "subject, as rendered: control characters"),
+        ({"subject": "Hi {{ '\\r\\nBcc: x@y.z' }}"}, "Subject, as rendered: control characters"),
         ({"body_text": "Hi {{ first_name.split()[0] }}"}, "(for a reader who gave no first name)"),
         *[({"body_html": payload}, "") for payload in SSTI],
     ],
@@ -348,11 +348,11 @@ def test_a_lesson_that_would_fail_in_the_worker_is_not_saved(
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"subject": ""}, "subject: write a subject"),
-        ({"subject": "   "}, "subject: write a subject"),
-        ({"subject": "a\r\nBcc: x@y.z"}, "subject: control characters and line breaks"),
-        ({"body_html": ""}, "body_html: write the HTML body"),
-        ({"body_text": " \r\n "}, "body_text: write the plain-text body"),
+        ({"subject": ""}, "Subject: write a subject"),
+        ({"subject": "   "}, "Subject: write a subject"),
+        ({"subject": "a\r\nBcc: x@y.z"}, "Subject: control characters and line breaks"),
+        ({"body_html": ""}, "HTML body: write the HTML body"),
+        ({"body_text": " \r\n "}, "Plain-text body: write the plain-text body"),
     ],
 )
 def test_a_lesson_without_a_subject_or_a_body_is_not_saved_and_the_edit_is_kept(
@@ -458,14 +458,14 @@ def test_the_preview_refuses_a_huge_value_and_a_subject_that_breaks_a_line(
     huge = edit(lesson_1, body_html="{{ ('x'|center(10000000))|length }}")
     shown = post(admin, f"{page}/preview", huge, page=page)
     assert shown.status_code == 200
-    assert "The preview cannot be shown: body_html: not allowed here: center" in html.unescape(
+    assert "The preview cannot be shown: HTML body: not allowed here: center" in html.unescape(
         shown.get_data(as_text=True)
     )
     checked = post(admin, f"{page}/preview.json", huge, page=page).get_json()
     assert not checked["ok"] and "width of 10,000,000 is over 100,000" in checked["error"]
     bcc = edit(lesson_1, subject="Hi {{ '\\r\\nBcc: x@y.z' }}")
     checked = post(admin, f"{page}/preview.json", bcc, page=page).get_json()
-    assert not checked["ok"] and "subject, as rendered: control characters" in checked["error"]
+    assert not checked["ok"] and "Subject, as rendered: control characters" in checked["error"]
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # renders only
@@ -483,9 +483,9 @@ def test_the_preview_stops_a_template_that_takes_too_long(
     )
     started = time.monotonic()
     html = post(admin, f"{page}/preview", endless, page=page).get_data(as_text=True)
-    assert f"The preview cannot be shown: body_html: {rendering.TOO_SLOW}" in html
+    assert f"The preview cannot be shown: HTML body: {rendering.TOO_SLOW}" in html
     parts = post(admin, f"{page}/preview.json", endless, page=page).get_json()
-    assert not parts["ok"] and parts["error"] == f"body_html: {rendering.TOO_SLOW}"
+    assert not parts["ok"] and parts["error"] == f"HTML body: {rendering.TOO_SLOW}"
     assert time.monotonic() - started < 3
 
 
@@ -610,7 +610,7 @@ def test_a_new_lesson_exists_only_once_its_writer_saves_it(
     refused = post(admin, f"{SERIES}/steps", edit(0, preheader="Too short."), page=NEW_LESSON)
     assert refused.status_code == 400
     shown = refused.get_data(as_text=True)
-    assert '<p class="error" role="alert">preheader: write one sentence' in shown
+    assert '<p class="error" role="alert">Preheader: write one sentence' in shown
     assert 'value="Too short."' in shown, "the edit is kept"
     assert days(system) == list(range(11))
 

@@ -48,6 +48,20 @@ def chart(page: str, title_id: str) -> ElementTree.Element:
     raise AssertionError(f"no chart titled {title_id}")
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # links only
+def test_the_dashboard_leads_to_the_form_to_paste_into_your_own_site(
+    admin: FlaskClient,
+) -> None:
+    """The guide to embedding the signup form (/s/<series>/embed) was linked from no
+    admin page: a writer found it only by reading the README."""
+    page = dashboard(admin)
+    found = re.search(r'<a href="([^"]+)">the signup form to paste into it</a>', page)
+    assert found is not None and found.group(1) == "/s/feel-better/embed"
+    guide = admin.get(found.group(1))
+    assert guide.status_code == 200 and "&lt;form action=" in guide.get_data(as_text=True)
+    assert '<a href="/s/feel-better">the series\' landing page</a>' in html.unescape(page)
+
+
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # markup only
 def test_the_charts_say_they_count_thirty_utc_days(admin: FlaskClient) -> None:
     """ "Last 30 days" drew 31 bars, and nothing said whose days they were."""

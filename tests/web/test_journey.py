@@ -1198,6 +1198,45 @@ def test_a_browser_post_from_the_landing_page_is_accepted(
     assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
 
 
+@pytest.mark.parametrize(
+    ("address", "sec_fetch_site"),
+    [
+        ("http://127.0.0.1:5000", "same-origin"),  # the link the dev server prints
+        ("http://192.168.1.20:5000", "same-origin"),  # a phone, under make run HOST=0.0.0.0
+        ("http://192.168.1.20:5000", None),  # a browser that sends no Sec-Fetch-Site
+    ],
+    ids=["loopback", "lan", "lan-no-fetch-metadata"],
+)
+def test_the_landing_page_signs_up_at_an_address_other_than_the_base_url(
+    client: FlaskClient, system: System, address: str, sec_fetch_site: str | None
+) -> None:
+    """drip's own page, opened at another address than DRIP_BASE_URL's, posts its form
+    with that address as Origin: a foreign page cannot send drip's own origin, so it is a
+    signup, not a bot's post dropped behind "Check your inbox"."""
+    headers = {"Origin": address}
+    if sec_fetch_site:
+        headers["Sec-Fetch-Site"] = sec_fetch_site
+    response = client.post(
+        "/subscribe", data={"email": "ana@example.com"}, headers=headers, base_url=address
+    )
+    assert (response.status_code, response.headers["Location"]) == (303, "/check-inbox")
+    system.drain()
+    assert status_of(system, "ana@example.com") == SubscriberStatus.PENDING
+
+
+def test_a_foreign_origin_is_dropped_whatever_address_drip_was_reached_at(
+    client: FlaskClient, system: System
+) -> None:
+    """Only the request's own origin counts as drip's, not any other address."""
+    client.post(
+        "/subscribe",
+        data={"email": "ana@example.com"},
+        headers={"Origin": "http://192.168.1.99:5000"},
+        base_url="http://192.168.1.20:5000",
+    )
+    assert count(system, ReceivedSignup) == 0
+
+
 def test_the_embedded_form_signs_up_from_a_site_whose_referrer_policy_hides_its_origin(
     blog: FlaskClient, system: System
 ) -> None:

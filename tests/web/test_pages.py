@@ -261,6 +261,22 @@ def test_the_erase_button_erases_the_address_when_the_subscription_its_link_name
     assert count(system, Subscriber) == 0
 
 
+def test_the_one_answer_to_a_dead_link_allows_that_its_data_was_erased(
+    client: FlaskClient, system: System, active: str
+) -> None:
+    """Ana's privacy link, opened after she erased her data, said only that it "may have
+    expired, or been cut short in copying". Telling her it was erased would tell anyone
+    holding a link that it named someone (standards UNS-05, SEC-10), so every dead link
+    gets the same answer, which names erasure among the causes."""
+    client.post("/privacy", data={"email": "ana@example.com"})
+    private = link(system, "ana@example.com", "privacy")
+    client.post(erase_button(client, private))
+    erased, garbage = client.get(private), client.get("/privacy/garbage")
+    assert (erased.status_code, erased.get_data()) == (400, garbage.get_data())
+    page = text_of(erased.get_data(as_text=True))
+    assert "This link is no longer valid" in page and "erased" in page
+
+
 def test_preferences_for_an_erased_subscriber_get_the_one_answer_to_a_bad_link(
     client: FlaskClient, system: System, active: str
 ) -> None:

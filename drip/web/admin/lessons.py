@@ -50,6 +50,14 @@ TOO_LARGE = (
     "Nothing was saved; go back to the editor to keep your edit and shorten it."
 )
 PREVIEW_REASON = "You are getting this because you signed up (this is a preview)."
+LABELS = {
+    "subject": "Subject",
+    "preheader": "Preheader",
+    "body_html": "HTML body",
+    "body_text": "Plain-text body",
+}
+"""The editor's labels of a lesson's parts, which its messages use too: the checks name
+a part by its form field ("body_html, line 30: ..."), which the page shows nowhere."""
 EMPTY = EmailTemplate("", "", "", "")
 
 
@@ -102,7 +110,9 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
         with web.reading() as session:
             series = find_sequence(session, slug)
             step = lessons.next_step(session, series)
-            return _editor_page(session, series, step, draft=draft, error=str(exc)), status_of(exc)
+            return _editor_page(session, series, step, draft=draft, error=_said(exc)), status_of(
+                exc
+            )
     return redirect(url_for(".editor", step_id=step_id))
 
 
@@ -176,7 +186,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
             flash(f"Saved as version {number}. Emails not yet sent will use it.", "saved")
     except InvalidInput as exc:
         with web.reading() as session:
-            return _editor(session, step_id, draft=draft, error=str(exc)), status_of(exc)
+            return _editor(session, step_id, draft=draft, error=_said(exc)), status_of(exc)
     return redirect(url_for(".editor", step_id=step_id))
 
 
@@ -189,7 +199,7 @@ def preview(step_id: int | None = None, slug: str | None = None) -> Response:
         context = _context(step_id, slug)
         html = ctx().renderer.preview(_draft(), context, _preview_footer(context)).html
     except DripError as exc:
-        html = f"<p>The preview cannot be shown: {escape(str(exc))}</p>"
+        html = f"<p>The preview cannot be shown: {escape(_said(exc))}</p>"
     response = Response(html, mimetype="text/html")
     response.headers["Content-Security-Policy"] = PREVIEW_CSP
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
@@ -207,7 +217,7 @@ def preview_json(step_id: int | None = None, slug: str | None = None) -> Respons
         lessons.check_lesson(web.renderer, draft, context)
         rendered = web.renderer.preview(draft, context, _preview_footer(context))
     except DripError as exc:
-        return jsonify(ok=False, error=str(exc))
+        return jsonify(ok=False, error=_said(exc))
     return jsonify(ok=True, subject=rendered.subject, text=rendered.text)
 
 
@@ -322,6 +332,7 @@ def _editor_page(
         error=error,
         test_form=test_form or {"to": current_user.email, "as": ""},
         variables=sorted(LESSON_VARIABLES),
+        labels=LABELS,
         preheader_chars=lessons.PREHEADER_CHARS,
     )
 
@@ -350,6 +361,15 @@ def _preview_footer(context: Context) -> Footer:
     """The footer readers get, with the sender, postal address and contact of the
     settings, so the writer sees what they will see; only the reason is a sample."""
     return proof_footer(ctx().settings, context, reason=PREVIEW_REASON)
+
+
+def _said(exc: DripError) -> str:
+    """The message of a refused lesson, naming the part by the label the writer sees
+    ("HTML body, line 30: ..."), as drip.series_files.in_folder names its file."""
+    message, part = str(exc), exc.field if isinstance(exc, InvalidInput) else None
+    if part in LABELS and message.startswith(part):
+        return f"{LABELS[part]}{message.removeprefix(part)}"
+    return message
 
 
 def _draft() -> EmailTemplate:
