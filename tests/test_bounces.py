@@ -697,8 +697,13 @@ UNREADABLE_DSN = (
 
 @pytest.mark.parametrize(
     "unreadable",
-    [UNREADABLE_DSN, bounce_with_unreadable_copy()],
-    ids=["dsn", "plain-text-bounce"],
+    [
+        UNREADABLE_DSN,
+        bounce_with_unreadable_copy(),
+        fixture("dsn_hard.eml").replace(b"Recipient: rfc822; ana", b"Recipient: rfc822; a\x00na"),
+        fixture("dsn_hard.eml", "<d1\x00x@drip.example.com>"),
+    ],
+    ids=["dsn", "plain-text-bounce", "nul-in-address", "nul-in-message-id"],
 )
 def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
     readers: System, tmp_path: Path, unreadable: bytes
@@ -706,7 +711,8 @@ def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
     """Held once (Seen, so never read again), deleted HELD_FOR after it arrived; an
     out-of-office reply is deleted at once, like every message read. A plain-text bounce
     whose reading failed was counted as not a report and deleted, so no one saw whom it
-    named."""
+    named. Anyone can mail one naming an address or Message-ID with a NUL: PostgreSQL
+    refused the query, so the run stopped and left it for every later run to stop on."""
     system = readers
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
     garbage = box.add(unreadable)

@@ -600,6 +600,26 @@ def test_unverified_mailgun_events_are_refused_and_change_nothing(
     assert state(system) == before
 
 
+def test_a_verified_report_naming_an_address_with_a_nul_is_refused_and_changes_nothing(
+    client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
+) -> None:
+    """JSON can carry a NUL ("\\u0000"), which PostgreSQL refuses in a query: the report is
+    refused as one drip cannot read (a mailed one is held), the same on either database."""
+    ana = welcome(system, "ana@example.com").message_id or ""
+    before = state(system)
+    answers = [
+        post_sns(client, notification(sns_key[0], ses_bounce("a\x00na@example.com", ana))),
+        post_sns(client, notification(sns_key[0], ses_bounce("ana@example.com", "<a\x00@x>"))),
+        post_postmark(client, postmark_complaint("a\x00na@example.com")),
+        client.post(
+            "/hooks/mailgun",
+            json=mailgun_event(system, mailgun_failed("ana@example.com", ana, sender="x\x00@y")),
+        ),
+    ]
+    assert [(a.status_code, "NUL" in a.get_json()["error"]) for a in answers] == [(400, True)] * 4
+    assert state(system) == before
+
+
 # --- Routing ----------------------------------------------------------------------------
 
 
