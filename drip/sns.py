@@ -15,7 +15,6 @@ that fetch fails, the URL is logged for the operator to open.
 from __future__ import annotations
 
 import base64
-import binascii
 import http.client
 import logging
 import re
@@ -90,7 +89,7 @@ class SesHook:
             raise Unverified("unknown SNS SignatureVersion")
         try:
             signature = base64.b64decode(text(message, "Signature"), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a str that is not ASCII
             raise Unverified("the SNS signature is not base64") from None
         if not signature:
             raise Unverified("the SNS message is not signed")

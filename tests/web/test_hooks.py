@@ -333,6 +333,7 @@ def forgeries(key: rsa.RSAPrivateKey, genuine: dict[str, Any]) -> list[dict[str,
         notification(forger, json.loads(genuine["Message"])),  # signed by someone else
         {**genuine, "SignatureVersion": "3"},
         {**genuine, "Signature": "not base64!"},
+        {**genuine, "Signature": "äöü"},  # not ASCII: b64decode raised ValueError, a 500
         {**genuine, "SigningCertURL": "https://evil.example.com/sns.eu-west-1.amazonaws.com.pem"},
         {**genuine, "SigningCertURL": CERT_URL.replace("https:", "http:")},
         {**genuine, "SigningCertURL": "https://sns.eu-west-1.amazonaws.com.evil.example/c.pem"},
