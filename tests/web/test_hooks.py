@@ -22,6 +22,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from drip import verp
+from drip.complaints import day_rate
 from drip.db import transaction
 from drip.models import Delivery, Subscriber, SubscriberStatus, Suppression
 from drip.tasks import Enqueuer
@@ -270,6 +271,27 @@ def test_ses_notifications_reuse_the_cached_certificate_and_complaints_unsubscri
     assert system.subscriber("bob@example.com").status == SubscriberStatus.UNSUBSCRIBED
     assert welcome(system, "ana@example.com").bounce == "soft"
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
+
+
+def test_an_ses_complaint_about_an_email_ses_never_sent_is_a_hard_bounce(
+    client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
+) -> None:
+    """complaintSubType OnAccountSuppressionList: "SES accepted the message, but didn't
+    attempt to send it because it was on the account-level suppression list" (SES API
+    reference, Complaint). No reader complained, so the complaint-rate guard, which can
+    hold everyone's lessons, must not count it; SES will not deliver to the address."""
+    bob = welcome(system, "bob@example.com")
+    complaint = ses_complaint("bob@example.com", bob.message_id or "")
+    complaint["complaint"]["complaintSubType"] = "OnAccountSuppressionList"
+    del complaint["complaint"]["complaintFeedbackType"]
+    assert post_sns(client, notification(sns_key[0], complaint)).status_code == 200
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
+    bob = welcome(system, "bob@example.com")
+    assert (bob.bounce, bob.complained_at) == ("hard", None)
+    with transaction(system.sessions) as session:
+        assert day_rate(session, system.clock.now()).complaints == 0
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["bounced"]
+    assert system.signup("bob@example.com") is None
 
 
 def test_an_ses_complaint_known_only_by_its_address_still_unsubscribes_and_bars_it(
