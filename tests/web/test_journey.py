@@ -641,6 +641,8 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "not even this link. To see or erase your data then, write to",
         "a keyed hash of the address it went to (not the address itself) and the time, and "
         "keep that for 30 days, also if you erase your data meanwhile",
+        "a spam report we cannot tie to our email, is kept for a person to look at for up "
+        "to 30 days, then deleted. Erasing your data does not reach such a report",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
