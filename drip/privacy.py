@@ -366,13 +366,17 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     signup. The time is on the row, so PostgreSQL checks it again on the row it locks:
     a re-send committed while the purge read takes the row out of it.
 
-    A signup declined or cancelled before anyone confirmed goes too: it was never a
-    subscription. A declined address keeps only its suppression hash. Nobody who ever
-    confirmed is deleted, whatever their row says: a past reader signed up again, whose
-    new signup cleared `confirmed_at`, loses only the signups made since their latest
-    confirmation and is unsubscribed again, so their consent record is kept as long as
-    any ended subscription's (drip.resignups). Deleting consent events is an erasure, so
-    it runs under `consent.erasing`; a pass with nothing to purge writes nothing.
+    A signup declined or cancelled before anyone confirmed goes too, and one whose
+    confirmation email hard-bounced (drip.subscriptions.mark_bounced): it was never a
+    subscription, and the privacy page promises every unconfirmed signup goes in
+    DRIP_PENDING_DAYS, not DRIP_RETENTION_DAYS after it ended. A declined or bounced
+    address keeps only its suppression hash, a row of its own, which for a bounce bars
+    the address for good. Nobody who ever confirmed is deleted, whatever their row says:
+    a past reader signed up again, whose new signup cleared `confirmed_at`, loses only
+    the signups made since their latest confirmation and is unsubscribed again, so their
+    consent record is kept as long as any ended subscription's (drip.resignups).
+    Deleting consent events is an erasure, so it runs under `consent.erasing`; a pass
+    with nothing to purge writes nothing.
 
     The signups are locked in id order, the order an erasure locks an address's rows in
     (`erase`), and one that someone holds is skipped (SKIP LOCKED), not waited for: an
@@ -391,13 +395,14 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         ConsentEvent.kind == ConsentEventKind.SIGNUP,
         ConsentEvent.occurred_at > cutoff,
     )
-    declined = sa.and_(
-        Subscriber.status == SubscriberStatus.UNSUBSCRIBED, Subscriber.confirmed_at.is_(None)
+    ended_unconfirmed = sa.and_(
+        Subscriber.status.in_((SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)),
+        Subscriber.confirmed_at.is_(None),
     )
     stale = session.execute(
         sa.select(Subscriber.id, LAST_CONFIRMED_SIGNUP)
         .where(
-            sa.or_(Subscriber.status == SubscriberStatus.PENDING, declined),
+            sa.or_(Subscriber.status == SubscriberStatus.PENDING, ended_unconfirmed),
             Subscriber.created_at <= cutoff,
             sa.or_(
                 Subscriber.confirmation_sent_at.is_(None),

@@ -13,12 +13,14 @@ subscriber anyway.
 A message drip should have read and could not is "held" (`parse` gives None) for the
 caller to keep for a person: a multipart/report with nothing readable in it, a bounce
 whose detectors failed and that no VERP address ties, a message larger than MAX_SIZE,
-and any message whose reading raised (a bug, or input no one foresaw, such as parts
-nested a thousand deep, on which Python's parser raises RecursionError: drip cannot tell
-what it was). Messages that are none of these and hold no report are "not a report" (an
-auto-reply, or a DSN that reports only successes). No input raises: one that did would
-roll its transaction back, leave the message in the Maildir, and stop every later run on
-it; so the message is parsed only inside `parse`'s guard.
+one that names an address or Message-ID with a NUL (`Report` refuses it: PostgreSQL
+cannot look it up), and any message whose reading raised (a bug, or input no one
+foresaw, such as parts nested a thousand deep, on which Python's parser raises
+RecursionError: drip cannot tell what it was). Messages that are none of these and hold
+no report are "not a report" (an auto-reply, or a DSN that reports only successes). No
+input raises: one that did would roll its transaction back, leave the message in the
+Maildir, and stop every later run on it; so the message is parsed only inside `parse`'s
+guard.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from email.policy import default as default_policy
 from email.utils import getaddresses, parsedate_to_datetime
 
 from drip import plain_bounces, verp
+from drip.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 MESSAGE_ID = re.compile(r"^Message-ID:\s*(<[^>]+>)", re.IGNORECASE | re.MULTILINE)
@@ -80,6 +83,15 @@ class Report:
     """Came by mail, which anyone can send (a provider's webhook is verified): the address
     it names is no proof of a failure or a complaint, only a mark drip signed is
     (drip.bounces)."""
+
+    def __post_init__(self) -> None:
+        """Refuse a NUL in what drip.bounces looks up: PostgreSQL refuses one in a text
+        parameter, so the query would raise and roll the report's transaction back, and a
+        message in the Maildir, read again, would stop every later run. Raised inside
+        `parse`'s guard, it holds the message; from a webhook, it answers 400."""
+        marks = (self.recipient, self.original_recipient, self.message_id or "", *self.envelope)
+        if any("\x00" in mark for mark in marks):
+            raise InvalidInput("a report names an address or Message-ID with a NUL character")
 
 
 def parse(raw: bytes) -> list[Report] | None:

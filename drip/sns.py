@@ -15,7 +15,6 @@ that fetch fails, the URL is logged for the operator to open.
 from __future__ import annotations
 
 import base64
-import binascii
 import http.client
 import logging
 import re
@@ -50,6 +49,13 @@ SIGNED = {
 }
 SIGNED["UnsubscribeConfirmation"] = SIGNED["SubscriptionConfirmation"]
 HASHES: dict[str, Callable[[], hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+NOT_SENT = "OnAccountSuppressionList"
+"""The complaintSubType of a Complaint about an email SES never sent: "SES accepted the
+message, but didn't attempt to send it because it was on the account-level suppression
+list" (SES API reference, Complaint), where an address goes after a hard bounce or a
+complaint. No reader complained, so it must not count toward the complaint-rate guard
+(drip.complaints), which can hold everyone's lessons; SES will not deliver to the
+address, so it is a hard bounce: the reader stops and the address is barred."""
 MAX_FETCH = 64 * 1024
 MAX_CACHED = 32
 
@@ -90,7 +96,7 @@ class SesHook:
             raise Unverified("unknown SNS SignatureVersion")
         try:
             signature = base64.b64decode(text(message, "Signature"), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or a str that is not ASCII
             raise Unverified("the SNS signature is not base64") from None
         if not signature:
             raise Unverified("the SNS message is not signed")
@@ -162,8 +168,11 @@ def ses_reports(notification: dict[str, Any]) -> list[Report]:
         complaint = member(notification, "complaint")
         if text(complaint, "complaintFeedbackType") == "not-spam":
             return []
+        verdict, what = "complaint", "ses complaint"
+        if text(complaint, "complaintSubType") == NOT_SENT:
+            verdict, what = "hard", f"ses complaint {NOT_SENT}: not sent"
         return [
-            Report("complaint", required(r, "emailAddress"), message_id, "ses complaint", envelope)
+            Report(verdict, required(r, "emailAddress"), message_id, what, envelope)
             for r in _objects(complaint, "complainedRecipients")
         ]
     return []

@@ -308,6 +308,27 @@ def process(system: System, tmp_path: Path) -> str:
     return result.output
 
 
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the exit status only
+def test_a_message_piped_in_to_hold_exits_with_a_temporary_failure(
+    readers: System, tmp_path: Path
+) -> None:
+    """`drip bounces process -` is what a mail system pipes a message to, and it keeps
+    the message only on a temporary failure (EX_TEMPFAIL, 75): drip exited 0 for one it
+    could not read, so the mail system deleted it and nobody saw whom it named."""
+    system = readers
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+    piped = [
+        CliRunner().invoke(main, ["bounces", "process", "-"], input=message, env=env)
+        for message in (UNREADABLE_DSN, dated(fixture("dsn_delayed.eml"), system.clock.now()))
+    ]
+    assert [result.exit_code for result in piped] == [75, 0]
+    assert "1 unreadable reports held" in piped[0].stdout
+    assert "EX_TEMPFAIL" in piped[0].stderr
+    assert "1 soft bounces" in piped[1].stdout
+
+
 def bounces_of(system: System, address: str) -> dict[str, str]:
     """The emails sent to `address` that are marked bouncing, by Message-ID."""
     with transaction(system.sessions) as session:
@@ -697,8 +718,13 @@ UNREADABLE_DSN = (
 
 @pytest.mark.parametrize(
     "unreadable",
-    [UNREADABLE_DSN, bounce_with_unreadable_copy()],
-    ids=["dsn", "plain-text-bounce"],
+    [
+        UNREADABLE_DSN,
+        bounce_with_unreadable_copy(),
+        fixture("dsn_hard.eml").replace(b"Recipient: rfc822; ana", b"Recipient: rfc822; a\x00na"),
+        fixture("dsn_hard.eml", "<d1\x00x@drip.example.com>"),
+    ],
+    ids=["dsn", "plain-text-bounce", "nul-in-address", "nul-in-message-id"],
 )
 def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
     readers: System, tmp_path: Path, unreadable: bytes
@@ -706,7 +732,8 @@ def test_a_report_that_cannot_be_read_is_held_flagged_in_the_maildir(
     """Held once (Seen, so never read again), deleted HELD_FOR after it arrived; an
     out-of-office reply is deleted at once, like every message read. A plain-text bounce
     whose reading failed was counted as not a report and deleted, so no one saw whom it
-    named."""
+    named. Anyone can mail one naming an address or Message-ID with a NUL: PostgreSQL
+    refused the query, so the run stopped and left it for every later run to stop on."""
     system = readers
     box = mailbox.Maildir(tmp_path / "bounces", create=True)
     garbage = box.add(unreadable)

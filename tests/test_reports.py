@@ -102,3 +102,25 @@ def test_a_message_larger_than_any_report_is_held_unread(
     assert [r.kind for r in parse(padded)] == ["hard"]
     assert parse(padded + b"x") is None
     assert f"message of {MAX_SIZE + 1} bytes held unread" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("written", "with_nul"),
+    [
+        (b"Final-Recipient: rfc822; ana", b"Final-Recipient: rfc822; a\x00na"),
+        (b"Original-Recipient: rfc822; ana", b"Original-Recipient: rfc822; a\x00na"),
+        (b"Message-ID: <d1.x@", b"Message-ID: <d1\x00x@"),
+        (b"To: hello@", b"To: hel\x00lo@"),
+    ],
+    ids=["recipient", "original-recipient", "message-id", "envelope"],
+)
+def test_a_report_naming_an_address_or_message_id_with_a_nul_is_held(
+    caplog: pytest.LogCaptureFixture, written: bytes, with_nul: bytes
+) -> None:
+    """PostgreSQL refuses a NUL in a query's text: looking the address or Message-ID up
+    raised outside `parse`'s guard, so `drip bounces process` stopped on it every run."""
+    bounce = fixture("dsn_hard.eml", "<d1.x@drip.example.com>")
+    assert [r.kind for r in parse(bounce)] == ["hard"]
+    assert written in bounce
+    assert parse(bounce.replace(written, with_nul, 1)) is None
+    assert "held (InvalidInput: a report names an address or Message-ID with a NUL" in caplog.text

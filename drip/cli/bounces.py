@@ -9,6 +9,12 @@ import click
 
 from drip.cli.common import configured_settings, database_session, database_sessions, handles_errors
 
+EX_TEMPFAIL = 75
+"""sysexits.h's "temporary failure": the exit status with which a mail system that pipes
+a message in (Postfix's pipe and local, Exim's pipe transport) keeps it in its queue and
+tries again later. Any other failure status has it returned to its sender: a bounce's
+sender is empty, so it is lost, and a complaint would go back to the provider."""
+
 
 @click.group()
 def bounces() -> None:
@@ -24,15 +30,18 @@ def bounces_process(source: str) -> None:
     Seen is read once, then deleted, reports and anything else alike (it holds an address
     an erasure cannot reach). A report or bounce that cannot be read (or is over 10 MiB),
     and a complaint known only by the address it names, are held: left in the Maildir
-    marked Seen and Flagged for a person to read, and deleted after 30 days."""
+    marked Seen and Flagged for a person to read, and deleted after 30 days. From
+    standard input, one to hold exits with status 75 (EX_TEMPFAIL), which has the mail
+    system piping it in keep it queued and try again."""
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
     settings = configured_settings()
     tally = Tally()
+    done = True
     if source == "-":
         with database_session() as (session, clock):
-            process_message(
+            done = process_message(
                 session,
                 sys.stdin.buffer.read(),
                 secret=settings.secret_key,
@@ -59,3 +68,6 @@ def bounces_process(source: str) -> None:
         f"{tally.unreadable} not a report, {tally.held} unreadable reports held, "
         f"{tally.expired} held reports deleted after {HELD_FOR.days} days"
     )
+    if not done:
+        click.echo("held: exiting with EX_TEMPFAIL for the mail system to keep it", err=True)
+        sys.exit(EX_TEMPFAIL)

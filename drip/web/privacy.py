@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as BaseResponse
 
 from drip import list_bombing, outbox
+from drip.bounces import HELD_FOR
 from drip.errors import BadToken, InvalidInput
 from drip.models import Subscriber
 from drip.privacy import DECLINE_QUIET, address_of, erase_address, request_link, subscriptions_of
@@ -47,6 +48,7 @@ def _policy_page(*, error: str = "", typed: str = "") -> str:
         pending_days=web.settings.pending_ttl.days,
         declined_days=DECLINE_QUIET.days,
         confirmation_days=list_bombing.KEPT.days,
+        held_days=HELD_FOR.days,
         retention_days=f"{web.settings.retention / timedelta(days=1):g}",
         error=error,
         typed=typed,

@@ -76,18 +76,21 @@ def test_signups_the_purge_deleted_still_count_on_the_page(
     admin: FlaskClient, system: System
 ) -> None:
     """Ana confirmed and Ben never did: once the purge deleted Ben, the page said one
-    signup, 100% confirmed."""
+    signup, 100% confirmed. Nor did Cy, whose confirmation email bounced: he goes with
+    the other signups never confirmed, and counts as they do."""
     system.join("ana@example.com")
     system.signup("ben@example.com")
+    system.signup("cy@example.com")
     system.drain()
+    report(system, "hard", sent_ids(system, "cy@example.com")[-1], "cy@example.com")
     system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
-    assert system.tick().purged == 1
+    assert system.tick().purged == 2
 
     page = dashboard(admin)
-    assert tile(page, "signups") == "2"
-    assert tile(page, "confirmed") == "50%"
-    assert tile(page, "never confirmed, deleted") == "1"
-    assert tile(page, "pending") == "0"
+    assert tile(page, "signups") == "3"
+    assert tile(page, "confirmed") == "33%"
+    assert tile(page, "never confirmed, deleted") == "2"
+    assert (tile(page, "pending"), tile(page, "bounced")) == ("0", "0")
     assert "whose data is deleted after 7 days: only their number is kept" in page
 
 

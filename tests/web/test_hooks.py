@@ -25,6 +25,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from drip import verp
+from drip.complaints import day_rate
 from drip.db import transaction
 from drip.models import Delivery, Subscriber, SubscriberStatus, Suppression
 from drip.tasks import Enqueuer
@@ -275,6 +276,27 @@ def test_ses_notifications_reuse_the_cached_certificate_and_complaints_unsubscri
     assert system.subscriber("ana@example.com").status == SubscriberStatus.ACTIVE
 
 
+def test_an_ses_complaint_about_an_email_ses_never_sent_is_a_hard_bounce(
+    client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
+) -> None:
+    """complaintSubType OnAccountSuppressionList: "SES accepted the message, but didn't
+    attempt to send it because it was on the account-level suppression list" (SES API
+    reference, Complaint). No reader complained, so the complaint-rate guard, which can
+    hold everyone's lessons, must not count it; SES will not deliver to the address."""
+    bob = welcome(system, "bob@example.com")
+    complaint = ses_complaint("bob@example.com", bob.message_id or "")
+    complaint["complaint"]["complaintSubType"] = "OnAccountSuppressionList"
+    del complaint["complaint"]["complaintFeedbackType"]
+    assert post_sns(client, notification(sns_key[0], complaint)).status_code == 200
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.BOUNCED
+    bob = welcome(system, "bob@example.com")
+    assert (bob.bounce, bob.complained_at) == ("hard", None)
+    with transaction(system.sessions) as session:
+        assert day_rate(session, system.clock.now()).complaints == 0
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["bounced"]
+    assert system.signup("bob@example.com") is None
+
+
 def test_an_ses_complaint_known_only_by_its_address_still_unsubscribes_and_bars_it(
     client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
 ) -> None:
@@ -336,6 +358,7 @@ def forgeries(key: rsa.RSAPrivateKey, genuine: dict[str, Any]) -> list[dict[str,
         notification(forger, json.loads(genuine["Message"])),  # signed by someone else
         {**genuine, "SignatureVersion": "3"},
         {**genuine, "Signature": "not base64!"},
+        {**genuine, "Signature": "äöü"},  # not ASCII: b64decode raised ValueError, a 500
         {**genuine, "SigningCertURL": "https://evil.example.com/sns.eu-west-1.amazonaws.com.pem"},
         {**genuine, "SigningCertURL": CERT_URL.replace("https:", "http:")},
         {**genuine, "SigningCertURL": "https://sns.eu-west-1.amazonaws.com.evil.example/c.pem"},
@@ -658,6 +681,26 @@ def test_a_mailgun_event_that_cannot_be_checked_for_replay_is_answered_503(
     assert answer.status_code == 503
     assert answer.headers["Retry-After"]
     assert any("webhook_unverified provider=mailgun" in r.getMessage() for r in caplog.records)
+    assert state(system) == before
+
+
+def test_a_verified_report_naming_an_address_with_a_nul_is_refused_and_changes_nothing(
+    client: FlaskClient, system: System, sns_key: tuple[rsa.RSAPrivateKey, bytes]
+) -> None:
+    """JSON can carry a NUL ("\\u0000"), which PostgreSQL refuses in a query: the report is
+    refused as one drip cannot read (a mailed one is held), the same on either database."""
+    ana = welcome(system, "ana@example.com").message_id or ""
+    before = state(system)
+    answers = [
+        post_sns(client, notification(sns_key[0], ses_bounce("a\x00na@example.com", ana))),
+        post_sns(client, notification(sns_key[0], ses_bounce("ana@example.com", "<a\x00@x>"))),
+        post_postmark(client, postmark_complaint("a\x00na@example.com")),
+        client.post(
+            "/hooks/mailgun",
+            json=mailgun_event(system, mailgun_failed("ana@example.com", ana, sender="x\x00@y")),
+        ),
+    ]
+    assert [(a.status_code, "NUL" in a.get_json()["error"]) for a in answers] == [(400, True)] * 4
     assert state(system) == before
 
 

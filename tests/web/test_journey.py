@@ -45,6 +45,7 @@ from tests.helpers import (
     ended_long_ago,
     lessons_fail_from,
 )
+from tests.test_bounces import report, sent_ids
 from tests.web.conftest import BLOG, hidden_fields, link, status_of
 
 
@@ -640,6 +641,8 @@ def test_the_privacy_page_says_who_what_why_and_how_long(client: FlaskClient) ->
         "not even this link. To see or erase your data then, write to",
         "a keyed hash of the address it went to (not the address itself) and the time, and "
         "keep that for 30 days, also if you erase your data meanwhile",
+        "a spam report we cannot tie to our email, is kept for a person to look at for up "
+        "to 30 days, then deleted. Erasing your data does not reach such a report",
     ):
         assert expected in page
     assert 'action="/privacy"' in page
@@ -955,6 +958,26 @@ def test_a_signup_declined_from_its_confirmation_email_is_deleted_with_the_uncon
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
+
+
+def test_a_signup_whose_confirmation_hard_bounced_is_deleted_with_the_unconfirmed(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """The privacy page says signups never confirmed are deleted after DRIP_PENDING_DAYS;
+    a mistyped address whose confirmation bounced ended as BOUNCED, and was kept for
+    DRIP_RETENTION_DAYS. Its suppression is a row of its own: the address stays barred."""
+    client.post("/subscribe", data={"email": "typo@example.com"})
+    system.drain()
+    report(system, "hard", sent_ids(system, "typo@example.com")[-1], "typo@example.com")
+    assert status_of(system, "typo@example.com") == SubscriberStatus.BOUNCED
+    system.clock.advance(system.settings.pending_ttl + timedelta(minutes=1))
+    assert system.tick().purged == 1
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Subscriber.email)).all() == ["ana@example.com"]
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["bounced"]
+    assert system.signup("typo@example.com") is None
+    system.drain()
+    assert len(system.smtp.to("typo@example.com")) == 1, "only the confirmation that bounced"
 
 
 def test_a_declined_signup_leaves_nothing_once_its_quiet_period_is_over(
@@ -1410,6 +1433,27 @@ def test_a_past_reader_who_declines_a_signup_made_for_them_keeps_their_subscript
     assert (after[:2], after[4:]) == (kept[:2], kept[4:])
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
+
+
+def test_a_past_reader_whose_new_signup_bounced_keeps_their_subscription_and_stays_barred(
+    client: FlaskClient, system: System, ana: str
+) -> None:
+    """The confirmation of a signup made for her bounced, ending the row as BOUNCED with
+    `confirmed_at` empty, as a stranger's bounced signup, which the purge deletes. Only
+    the bounced signup goes; the bounce's suppression stays, so nothing mails her."""
+    client.post(ana)
+    system.clock.advance(timedelta(days=2))
+    kept = rows_of(system, ["ana@example.com"])["ana@example.com"]
+    client.post("/subscribe", data={"email": "ana@example.com"})
+    system.drain()
+    report(system, "hard", sent_ids(system, "ana@example.com")[-1], "ana@example.com")
+    system.clock.advance(timedelta(days=7, minutes=1))
+
+    assert system.tick().purged == 1
+    after = rows_of(system, ["ana@example.com"])["ana@example.com"]
+    assert (after[:2], after[4:]) == (kept[:2], kept[4:])
+    with transaction(system.sessions) as session:
+        assert session.scalars(sa.select(Suppression.reason)).all() == ["bounced"]
 
 
 def test_an_unsubscribe_can_be_undone_for_thirty_days_only(
