@@ -114,8 +114,8 @@ def upgrade() -> None:
     conn = op.get_bind()
     found.create(conn)
     paused = list(_paused(conn))
-    if paused:
-        conn.execute(found.insert(), paused)
+    for start in range(0, len(paused), 1000):
+        conn.execute(found.insert(), paused[start : start + 1000])
     op.add_column("subscribers", sa.Column("paused_until", UTC_TIME, nullable=True))
     conn.execute(PAUSE)
     found.drop(conn)
