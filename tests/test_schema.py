@@ -603,8 +603,17 @@ def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_ur
     nor one a day after a lesson that went out late, nor one after a resubscribe. The
     pause ends when that email is due, and the next email goes back to the series' time,
     where a pause now leaves it (so a Resume after the upgrade brings it back there).
-    The downgrade moves it to the pause's end again, where the old code looks for it."""
+    The downgrade moves it to the pause's end again, where the old code looks for it.
+    One UPDATE moves every paused reader: one per reader kept a big list's `subscribers`
+    locked twice as long on PostgreSQL (docs/deploy.md)."""
     engine = create_db_engine(database_url)
+    updates: list[int] = []
+
+    @sa.event.listens_for(engine, "before_cursor_execute")
+    def count(_c: object, _cur: object, statement: str, params: object, *_: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE SUBSCRIBERS"):
+            updates.append(len(params) if isinstance(params, list) else 1)  # type: ignore[arg-type]
+
     subscriber = sa.text(
         "INSERT INTO subscribers (id, sequence_id, email, first_name, timezone, send_hour, "
         "status, next_step, next_send_at, last_sent_at, created_at) VALUES (:id, 4, "
@@ -655,7 +664,9 @@ def test_migration_0028_marks_the_subscribers_a_pause_moved_and_back(database_ur
                     "VALUES (1, 4, 'resubscribe', '2026-01-07 10:00:00', 'admin')"
                 )
             )
+        updates.clear()
         schema.migrate(engine, "upgrade", "0028")
+        assert updates == [1]
         with engine.begin() as conn:
             paused = dict(conn.execute(sa.select(Subscriber.id, Subscriber.paused_until)).all())
             due = dict(conn.execute(sa.select(Subscriber.id, Subscriber.next_send_at)).all())
