@@ -78,7 +78,7 @@ def test_an_admin_edits_a_lesson_restores_it_and_sends_a_test(
     lessons = page.get_by_role("row").count()
     page.get_by_role("link", name="Add a lesson").click()
     expect(page.get_by_role("heading", name="New lesson 11")).to_be_visible()
-    expect(status).to_contain_text("preheader")
+    expect(status).to_contain_text("Preheader")
     page.get_by_label("Subject", exact=True).fill("One more thing")
     page.get_by_label("Preheader").fill("A lesson written in the editor and never saved.")
     page.get_by_label("HTML body").fill("<p>Lesson {{ lesson_number }} of {{ lesson_total }}</p>")

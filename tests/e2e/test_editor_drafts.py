@@ -68,7 +68,7 @@ def test_a_saved_lesson_leaves_no_offer_and_a_new_one_keeps_its_draft_until_disc
     page.get_by_role("link", name="All lessons").click()
     page.get_by_role("link", name="Add a lesson").click()
     page.get_by_label("Subject", exact=True).fill("A lesson still being written")
-    expect(page.locator("#preview-status")).to_contain_text("preheader")
+    expect(page.locator("#preview-status")).to_contain_text("Preheader")
     page.get_by_role("link", name="All lessons").click()
     page.get_by_role("link", name="Add a lesson").click()
     offer = page.get_by_role("alert")
@@ -78,7 +78,7 @@ def test_a_saved_lesson_leaves_no_offer_and_a_new_one_keeps_its_draft_until_disc
     expect(page.get_by_label("Subject", exact=True)).to_have_value("")
     expect(page.get_by_label("Subject", exact=True)).to_be_focused()
     page.reload()
-    assert_no_offer(page, status="preheader")
+    assert_no_offer(page, status="Preheader")
 
 
 def test_a_draft_from_before_someone_elses_save_is_offered_with_a_warning(
