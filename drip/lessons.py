@@ -472,8 +472,15 @@ def add_step(
 
 def remove_step(session: Session, step_id: int) -> None:
     """Only the last step, and only while nobody has been sent it: the series' history
-    (who got which email) must stay intact."""
-    step = session.get(Step, step_id)
+    (who got which email) must stay intact.
+
+    The step's row is locked before anyone's deliveries are looked at. A scheduler pass
+    holds a share of it from reading the steps to its commit (drip.schedule.steps_of),
+    so on PostgreSQL the removal waits for a pass issuing this lesson and then finds its
+    delivery; without the lock it found none, deleted the step, and left that delivery
+    with no lesson to send (deliveries.step_id is ON DELETE SET NULL). A pass that
+    starts meanwhile waits for the removal, and finds the series ended."""
+    step = session.get(Step, step_id, with_for_update=True)
     if step is None:
         raise NotFound("no such step")
     last = session.scalar(
