@@ -193,10 +193,8 @@ def lesson_context(
     subscriber_email: str = "",
 ) -> dict[str, str | int]:
     """The values lesson `number` renders with, as the worker renders it now
-    (drip.composing): a real subscriber's name when one is named, else the sample's. A
-    lesson not saved yet (the editor of a new one) counts in the total. Without a
-    `sender_name` (DRIP_SENDER's display name), the series' name stands in, as it does
-    in the worker."""
+    (lesson_values): a real subscriber's name when one is named, else the sample's. A
+    lesson not saved yet (the editor of a new one) counts in the total."""
     first_name = str(SAMPLE["first_name"])
     if subscriber_email:
         subscriber = session.scalar(
@@ -211,12 +209,29 @@ def lesson_context(
     total = session.scalar(
         sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
     )
+    return lesson_values(
+        sequence.name, number, total or 0, sender_name=sender_name, first_name=first_name
+    )
+
+
+def lesson_values(
+    series_name: str,
+    number: int,
+    total: int,
+    *,
+    sender_name: str = "",
+    first_name: str = str(SAMPLE["first_name"]),
+) -> dict[str, str | int]:
+    """The values lesson `number` of a series whose last lesson is `total` renders with,
+    as the worker renders it (drip.composing), for the editor (lesson_context) and for
+    series files (drip.bootstrap.check_series) alike. Without a `sender_name`
+    (DRIP_SENDER's display name), the series' name stands in, as it does in the worker."""
     return {
         "first_name": first_name,
-        "series_name": sequence.name,
-        "sender_name": sender_name or sequence.name,
+        "series_name": series_name,
+        "sender_name": sender_name or series_name,
         "lesson_number": number,
-        "lesson_total": max(total or 0, number),
+        "lesson_total": max(total, number),
     }
 
 
