@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
 
 from drip import schema
 from drip.clock import Clock
 from drip.db import make_session_factory, transaction
-from drip.lessons import SAMPLE, check_email, check_lesson
+from drip.lessons import SAMPLE, check_email, check_lesson, lesson_values
 from drip.logs import held_back
-from drip.models import Sequence
+from drip.models import Sequence, Step
 from drip.rendering import LESSON_VARIABLES, Renderer
 from drip.series_files import (
     CONFIRM_FOLDER,
@@ -39,12 +40,31 @@ FIXED_EMAILS = {
 }
 
 
-def check_series(renderer: Renderer, series: SeriesFile, settings: Settings) -> None:
+def check_series(
+    renderer: Renderer, series: SeriesFile, settings: Settings, *, session: Session | None = None
+) -> None:
     """The same checks an admin's save runs, for every lesson, plus the fixed emails;
-    an error names the folder and file to fix."""
+    an error names the folder and file to fix.
+
+    Each lesson is also checked with its own values once loaded, as the editor checks
+    it (drip.lessons.check_lesson): its number, and the series' last lesson as loading
+    leaves it. That counts any lesson the database (`session`, None for a series not
+    stored yet) has beyond the files, since install_series deletes none. The samples
+    alone are lesson 1 of 10: `{{ 100 // (lesson_total - lesson_number) }}` in the
+    last lesson loaded from files, then failed in the worker."""
+    stored = None
+    if session is not None:
+        stored = session.scalar(
+            sa.select(sa.func.max(Step.number))
+            .join(Sequence, Step.sequence_id == Sequence.id)
+            .where(Sequence.slug == series.slug)
+        )
+    total = max(stored or 0, series.steps[-1].number)
+    sender = settings.sender.display_name
     for step in series.steps:
+        own = lesson_values(series.name, step.number, total, sender_name=sender)
         with in_folder(step.folder):
-            check_lesson(renderer, step.template)
+            check_lesson(renderer, step.template, own)
     for name, variables in FIXED_EMAILS.items():
         folder = settings.emails_dir / name
         template = read_email(folder)

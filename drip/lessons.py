@@ -193,10 +193,8 @@ def lesson_context(
     subscriber_email: str = "",
 ) -> dict[str, str | int]:
     """The values lesson `number` renders with, as the worker renders it now
-    (drip.composing): a real subscriber's name when one is named, else the sample's. A
-    lesson not saved yet (the editor of a new one) counts in the total. Without a
-    `sender_name` (DRIP_SENDER's display name), the series' name stands in, as it does
-    in the worker."""
+    (lesson_values): a real subscriber's name when one is named, else the sample's. A
+    lesson not saved yet (the editor of a new one) counts in the total."""
     first_name = str(SAMPLE["first_name"])
     if subscriber_email:
         subscriber = session.scalar(
@@ -211,12 +209,29 @@ def lesson_context(
     total = session.scalar(
         sa.select(sa.func.max(Step.number)).where(Step.sequence_id == sequence.id)
     )
+    return lesson_values(
+        sequence.name, number, total or 0, sender_name=sender_name, first_name=first_name
+    )
+
+
+def lesson_values(
+    series_name: str,
+    number: int,
+    total: int,
+    *,
+    sender_name: str = "",
+    first_name: str = str(SAMPLE["first_name"]),
+) -> dict[str, str | int]:
+    """The values lesson `number` of a series whose last lesson is `total` renders with,
+    as the worker renders it (drip.composing), for the editor (lesson_context) and for
+    series files (drip.bootstrap.check_series) alike. Without a `sender_name`
+    (DRIP_SENDER's display name), the series' name stands in, as it does in the worker."""
     return {
         "first_name": first_name,
-        "series_name": sequence.name,
-        "sender_name": sender_name or sequence.name,
+        "series_name": series_name,
+        "sender_name": sender_name or series_name,
         "lesson_number": number,
-        "lesson_total": max(total or 0, number),
+        "lesson_total": max(total, number),
     }
 
 
@@ -248,30 +263,61 @@ def save_version(
 
     `base_version` is the id of the version the writer's editor showed (0 for none):
     if another save came since, this one is refused (Stale), since it would undo that
-    save without either writer knowing. None, from a caller that showed no editor
-    (restore), checks nothing. The step's row is locked, so that two saves at the same
-    moment on PostgreSQL cannot both find the version they started from the newest."""
+    save without either writer knowing. None, from a caller that showed no editor,
+    checks nothing. The step's row is locked, so that two saves at the same moment on
+    PostgreSQL cannot both find the version they started from the newest."""
+    return _save(session, renderer, step_id, template, author=author, now=now, base=base_version)
+
+
+_SAVING = (
+    "Not saved",
+    "saving",
+    "Your text is still below: compare it with their version (open the lesson in another "
+    "tab), then save again to replace it.",
+)
+_RESTORING = (
+    "Not restored",
+    "restoring",
+    "The versions below are as they stand now: compare them, then restore again to "
+    "replace their version.",
+)
+"""How a refused save and a refused restore say so (_saved_since): what was not done,
+the doing that would undo the other admin's change, and what to do next."""
+
+
+def _save(
+    session: Session,
+    renderer: Renderer,
+    step_id: int,
+    template: EmailTemplate,
+    *,
+    author: str,
+    now: datetime,
+    base: int | None,
+    refusal: tuple[str, str, str] = _SAVING,
+) -> TemplateVersion:
     step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
-    if base_version is not None:
+    if base is not None:
         latest = latest_version(session, step.id)
-        if (latest.id if latest else 0) != base_version:
-            raise Stale(_saved_since(session, latest))
+        if (latest.id if latest else 0) != base:
+            raise Stale(_saved_since(session, latest, refusal))
     series = session.get_one(Sequence, step.sequence_id)
     check_lesson(renderer, template, lesson_context(session, series, step.number))
     return _add_version(session, step, template, author=author, now=now)
 
 
-def _saved_since(session: Session, latest: TemplateVersion | None) -> str:
+def _saved_since(
+    session: Session, latest: TemplateVersion | None, refusal: tuple[str, str, str]
+) -> str:
+    not_done, doing, then = refusal
     if latest is None:
-        return "The version this editor showed is gone; nothing was saved."
+        return f"The version this editor showed is gone; {not_done.lower()}."
     return (
-        f"Not saved: {latest.created_by} saved this lesson as version "
+        f"{not_done}: {latest.created_by} saved this lesson as version "
         f"{numbered(session, latest).number} at {latest.created_at:%Y-%m-%d %H:%M} UTC, after "
-        "this editor was opened, and saving would undo their change. Your text is still "
-        "below: compare it with their version (open the lesson in another tab), then save "
-        "again to replace it."
+        f"this editor was opened, and {doing} would undo their change. {then}"
     )
 
 
@@ -293,14 +339,31 @@ def _add_version(
 
 
 def restore(
-    session: Session, renderer: Renderer, version_id: int, *, author: str, now: datetime
+    session: Session,
+    renderer: Renderer,
+    version_id: int,
+    *,
+    author: str,
+    now: datetime,
+    base_version: int | None = None,
 ) -> TemplateVersion:
-    """Make an old version current again, as a new version (history stays linear)."""
+    """Make an old version current again, as a new version (history stays linear).
+
+    `base_version` is the newest version the admin's page showed, checked as a save
+    checks it (save_version): a Restore pressed on a page opened before another admin's
+    save replaced that save without anyone knowing."""
     old = session.get(TemplateVersion, version_id)
     if old is None:
         raise NotFound("no such version")
-    return save_version(
-        session, renderer, old.step_id, version_template(old), author=author, now=now
+    return _save(
+        session,
+        renderer,
+        old.step_id,
+        version_template(old),
+        author=author,
+        now=now,
+        base=base_version,
+        refusal=_RESTORING,
     )
 
 
@@ -472,8 +535,15 @@ def add_step(
 
 def remove_step(session: Session, step_id: int) -> None:
     """Only the last step, and only while nobody has been sent it: the series' history
-    (who got which email) must stay intact."""
-    step = session.get(Step, step_id)
+    (who got which email) must stay intact.
+
+    The step's row is locked before anyone's deliveries are looked at. A scheduler pass
+    holds a share of it from reading the steps to its commit (drip.schedule.steps_of),
+    so on PostgreSQL the removal waits for a pass issuing this lesson and then finds its
+    delivery; without the lock it found none, deleted the step, and left that delivery
+    with no lesson to send (deliveries.step_id is ON DELETE SET NULL). A pass that
+    starts meanwhile waits for the removal, and finds the series ended."""
+    step = session.get(Step, step_id, with_for_update=True)
     if step is None:
         raise NotFound("no such step")
     last = session.scalar(

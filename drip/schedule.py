@@ -85,12 +85,17 @@ class Advance:
 _number = attrgetter("number")
 
 
-def steps_of(session: Session, sequence_id: int) -> list[Step]:
-    return list(
-        session.scalars(
-            sa.select(Step).where(Step.sequence_id == sequence_id).order_by(Step.number)
-        )
-    )
+def steps_of(session: Session, sequence_id: int, *, shared: bool = False) -> list[Step]:
+    """The series' steps in order. `shared` (a scheduler pass, which issues them) holds
+    each with FOR KEY SHARE until the transaction ends, as inserting a delivery for one
+    would: a removal of the last lesson (drip.lessons.remove_step) waits for the pass,
+    and a pass that comes during a removal waits for it and reads the steps without the
+    removed one, rather than issue a lesson that is gone (a foreign-key violation that
+    failed the whole pass)."""
+    query = sa.select(Step).where(Step.sequence_id == sequence_id).order_by(Step.number)
+    if shared:
+        query = query.with_for_update(read=True, key_share=True)
+    return list(session.scalars(query))
 
 
 def issue_next(

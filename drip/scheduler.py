@@ -350,7 +350,7 @@ def claim_due(
     result machinery: a batch is hundreds, and issue_many moves them all on in one
     statement."""
     due = session.connection().execute(due_query(now, limit)).all()
-    steps = {sid: steps_of(session, sid) for sid in {s.sequence_id for s in due}}
+    steps = {sid: steps_of(session, sid, shared=True) for sid in {s.sequence_id for s in due}}
     return len(due), issue_many(session, due, steps, now, default_timezone=default_timezone)
 
 

@@ -21,7 +21,14 @@ from drip.db import SessionFactory, transaction
 from drip.models import Delivery, Sequence, Subscriber, SubscriberStatus
 from drip.privacy import erase, is_suppressed
 from drip.reports import Report, parse
-from tests.helpers import System, drip_env, nested_parts, wait_until
+from tests.helpers import (
+    System,
+    commits_conflicting,
+    drip_env,
+    free_port,
+    nested_parts,
+    wait_until,
+)
 from tests.test_intake import ANA, Racer, assert_erased, erasing, lock_waits
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -327,6 +334,53 @@ def test_a_message_piped_in_to_hold_exits_with_a_temporary_failure(
     assert "1 unreadable reports held" in piped[0].stdout
     assert "EX_TEMPFAIL" in piped[0].stderr
     assert "1 soft bounces" in piped[1].stdout
+
+
+def test_a_piped_message_the_database_cannot_take_now_exits_with_a_temporary_failure(
+    tmp_path: Path,
+) -> None:
+    """With the database down, drip exited 1, which has the mail system return the
+    message to its sender: a bounce has none, so it was lost. 75 keeps it queued."""
+    port = free_port()
+    env = {
+        "DRIP_INSTANCE": str(tmp_path),
+        "DRIP_DATABASE_URL": f"postgresql://drip:s3cret@127.0.0.1:{port}/drip",
+    }
+    bounce = fixture("dsn_hard.eml")
+    piped = CliRunner().invoke(main, ["bounces", "process", "-"], input=bounce, env=env)
+    assert piped.exit_code == 75, piped.output
+    assert piped.stderr.startswith(
+        f"cannot reach the database at postgresql+psycopg://drip:***@127.0.0.1:{port}/drip: "
+    )
+    assert piped.stderr.endswith(
+        "; exiting with EX_TEMPFAIL for the mail system to try again later\n"
+    )
+    assert len(piped.stderr.splitlines()) == 1 and "s3cret" not in piped.output
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)  # SQLite has none
+def test_a_piped_message_whose_transaction_the_database_aborts_is_kept_for_later(
+    readers: System, tmp_path: Path
+) -> None:
+    """PostgreSQL aborting the transaction for a clash is over by the next try, which
+    the mail system makes only for exit status 75; with 1 it returned the complaint to
+    the provider."""
+    system = readers
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+    complaint = fixture("arf_abuse.eml", welcome_id(system, "cat@example.com"))
+    with commits_conflicting(system, "suppressions"):
+        clashed = CliRunner().invoke(main, ["bounces", "process", "-"], input=complaint, env=env)
+    assert clashed.exit_code == 75, clashed.output
+    assert clashed.stderr == (
+        "the database aborted the transaction for a clash with another change; "
+        "exiting with EX_TEMPFAIL for the mail system to try again later\n"
+    )
+    assert system.subscriber("cat@example.com").status == SubscriberStatus.ACTIVE
+    again = CliRunner().invoke(main, ["bounces", "process", "-"], input=complaint, env=env)
+    assert again.exit_code == 0, again.output
+    assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
 
 
 def bounces_of(system: System, address: str) -> dict[str, str]:

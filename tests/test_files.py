@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
+from drip import lessons
 from drip.cli import main
 from drip.clock import FileClock
 from drip.consent import events_of
@@ -25,6 +26,7 @@ from drip.models import (
     TemplateVersion,
 )
 from drip.privacy import suppress
+from drip.series_files import latest_version, version_template
 from tests.helpers import System, drip_env, is_private
 
 
@@ -422,3 +424,34 @@ def test_a_refused_load_names_the_lesson_folder_and_file(
     """It said "body_html, line 1", the editor's name for the part, and not which lesson."""
     output = load_refused(system, env, tmp_path, edits)
     assert message in output, output
+
+
+LAST_LESSON_ONLY = "{{ 100 // (lesson_total - lesson_number) }}\n"
+"""Renders for the samples (lesson 1 of 10) and for every lesson but the last."""
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # checked before any write
+def test_a_lesson_that_fails_only_where_it_stands_loads_nothing(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Checked only with the samples, lesson 10 of 10 loaded and then failed in the
+    worker; the editor refuses it (drip.lessons.check_lesson)."""
+    output = load_refused(system, env, tmp_path, {"10/body.txt": LAST_LESSON_ONLY})
+    assert "/10/body.txt" in output and "lesson 10 of 10" in output, output
+
+
+def test_a_lesson_the_database_has_beyond_the_files_counts_in_the_total(
+    system: System, env: dict[str, str], tmp_path: Path
+) -> None:
+    """Loading deletes no lesson, so after an 11th added in the editor, lesson 10 of the
+    files renders as lesson 10 of 11, and loads."""
+    out = tmp_path / "series"
+    run(env, "lessons", "export", str(out))
+    with transaction(system.sessions) as session:
+        series = session.scalars(sa.select(Sequence)).one()
+        template = version_template(latest_version(session, series.steps[-1].id))
+        lessons.add_step(
+            session, system.mailer.renderer, series, template, author="ana", now=system.clock.now()
+        )
+    (out / "10" / "body.txt").write_text(LAST_LESSON_ONLY)
+    assert "1 new lesson version(s)" in run(env, "lessons", "load", str(out))

@@ -8,7 +8,7 @@ import itertools
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from zoneinfo import ZoneInfo
@@ -18,7 +18,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drip import lessons, scheduler
-from drip.db import transaction
+from drip.db import SessionFactory, transaction
+from drip.errors import InvalidInput
 from drip.models import Delivery, DeliveryKind, Step, Subscriber, SubscriberStatus
 from drip.scheduler import Enqueue, due_query, run_pass
 from drip.sending import Outcome, send_delivery
@@ -31,7 +32,10 @@ from drip.subscriptions import (
     set_send_hour,
 )
 from drip.transports import Ready, Transport, go
+from drip.wiring import make_engine
 from tests.helpers import System, deadlocked_deletes, ended_long_ago, plan_of
+from tests.test_intake import TIMEOUT, Racer
+from tests.test_privacy import stop_after
 
 
 class DiesAfterSending:
@@ -691,3 +695,81 @@ def test_a_pass_whose_deletions_the_database_aborts_logs_it_and_goes_on(
     system.drain()  # the worker sending that lesson holds Ana's row, which the sweep skips
     after = system.tick()
     assert (after.purged, after.erased) == (1, 1)
+
+
+def _due_for_the_last_lesson(system: System) -> tuple[Subscriber, Step]:
+    """Ana, the welcome behind her, due for the series' last lesson now; the worker
+    stopped, so nothing is sent behind the test's back."""
+    system.join("ana@example.com")
+    system.stop_worker()
+    system.clock.advance(timedelta(days=2))
+    ana = system.subscriber("ana@example.com")
+    with transaction(system.sessions) as session:
+        last = session.scalars(
+            sa.select(Step)
+            .where(Step.sequence_id == ana.sequence_id)
+            .order_by(Step.number.desc())
+            .limit(1)
+        ).one()
+        move_to_step(session, ana.id, last.number, system.clock.now())
+    return ana, last
+
+
+def _passing(system: System) -> Callable[[SessionFactory], scheduler.PassResult]:
+    return lambda sessions: dataclasses.replace(system, sessions=sessions).tick()
+
+
+def _removing(step_id: int) -> Callable[[SessionFactory], None]:
+    def work(sessions: SessionFactory) -> None:
+        with transaction(sessions) as session:
+            lessons.remove_step(session, step_id)
+
+    return work
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_removing_the_last_lesson_as_a_pass_issues_it_is_refused(system: System) -> None:
+    """The pass has issued Ana the last lesson and not yet committed when an admin
+    removes that lesson. The removal found nobody had had it, waited for the pass to
+    commit, then deleted it, and Ana's delivery was left with no lesson (step_id is ON
+    DELETE SET NULL): the worker had nothing to send. It must wait for the pass before
+    looking, and see the lesson has gone out."""
+    ana, last = _due_for_the_last_lesson(system)
+    engine = make_engine(system.settings)
+    issued, release = stop_after(engine, "INSERT INTO deliveries")
+    passing = Racer(system, _passing(system), engine=engine)
+    assert issued.wait(TIMEOUT), passing.outcome
+    removing = Racer(system, _removing(last.id))
+    removing.wait_until_blocked(system)
+    release.set()
+    assert len(passing.result().issued) == 1
+    with pytest.raises(InvalidInput, match="already been sent"):
+        removing.result()
+    with transaction(system.sessions) as session:
+        steps = session.scalars(sa.select(Delivery.step_id).where(Delivery.subscriber_id == ana.id))
+        assert last.id in set(steps)
+        assert session.get(Step, last.id) is not None
+
+
+@pytest.mark.parametrize("database_kind", ["postgresql"], indirect=True)
+def test_a_pass_during_the_removal_of_the_last_lesson_ends_the_series_instead(
+    system: System,
+) -> None:
+    """An admin removes the last lesson, due for Ana, while a pass runs. The pass had
+    read the lesson before the removal committed, so its delivery then named a lesson
+    that was gone and PostgreSQL refused it (a foreign-key violation): the whole pass
+    failed. It must wait for the removal and find the series over for Ana."""
+    ana, last = _due_for_the_last_lesson(system)
+    with transaction(system.sessions) as session:
+        lessons.remove_step(session, last.id)
+        passing = Racer(system, _passing(system))
+        passing.wait_until_blocked(system)
+    assert passing.result().issued == []
+    after = system.subscriber("ana@example.com")
+    assert (after.status, after.next_step) == (SubscriberStatus.COMPLETED, None)
+    with transaction(system.sessions) as session:
+        assert session.get(Step, last.id) is None
+        orphans = sa.select(Delivery.id).where(
+            Delivery.kind == DeliveryKind.STEP, Delivery.step_id.is_(None)
+        )
+        assert not session.scalars(orphans.where(Delivery.subscriber_id == ana.id)).all()

@@ -3,17 +3,47 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
+from sqlalchemy.exc import DBAPIError
 
 from drip.cli.common import configured_settings, database_session, database_sessions, handles_errors
+from drip.db import is_conflict
+from drip.db_problems import is_unreachable, unreachable
+from drip.settings import Settings
 
 EX_TEMPFAIL = 75
 """sysexits.h's "temporary failure": the exit status with which a mail system that pipes
 a message in (Postfix's pipe and local, Exim's pipe transport) keeps it in its queue and
 tries again later. Any other failure status has it returned to its sender: a bounce's
 sender is empty, so it is lost, and a complaint would go back to the provider."""
+
+
+_TRY_LATER = "exiting with EX_TEMPFAIL for the mail system to try again later"
+
+
+@contextmanager
+def _failing_for_now(settings: Settings) -> Iterator[None]:
+    """Exit EX_TEMPFAIL, with one line on stderr, when the database cannot take a piped
+    message now: it cannot be reached (drip.db_problems.is_unreachable), or it aborted
+    the transaction for a clash with another (drip.db.is_conflict). Exit status 1, as
+    for any other failed command, had the mail system return the message to its sender,
+    and a bounce has none: it was lost. Any other error is no passing trouble and keeps
+    its status."""
+    try:
+        yield
+    except DBAPIError as exc:
+        if is_conflict(exc):
+            problem = "the database aborted the transaction for a clash with another change"
+        elif is_unreachable(exc):
+            problem = unreachable(settings.database_url, exc)
+        else:
+            raise
+        click.echo(f"{problem}; {_TRY_LATER}", err=True)
+        sys.exit(EX_TEMPFAIL)
 
 
 @click.group()
@@ -32,7 +62,8 @@ def bounces_process(source: str) -> None:
     and a complaint known only by the address it names, are held: left in the Maildir
     marked Seen and Flagged for a person to read, and deleted after 30 days. From
     standard input, one to hold exits with status 75 (EX_TEMPFAIL), which has the mail
-    system piping it in keep it queued and try again."""
+    system piping it in keep it queued and try again, and so does one the database
+    cannot take now (unreachable, or a clash with another change)."""
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
@@ -40,7 +71,7 @@ def bounces_process(source: str) -> None:
     tally = Tally()
     done = True
     if source == "-":
-        with database_session() as (session, clock):
+        with _failing_for_now(settings), database_session() as (session, clock):
             done = process_message(
                 session,
                 sys.stdin.buffer.read(),

@@ -41,8 +41,8 @@ def lessons_load(directory: Path) -> None:
 
     settings = configured_settings()
     series = read_series(directory)
-    check_series(make_renderer(settings), series, settings)
     with database_session() as (session, clock):
+        check_series(make_renderer(settings), series, settings, session=session)
         before = _version_count(session)
         install_series(
             session,

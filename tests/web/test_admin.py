@@ -704,6 +704,32 @@ def test_a_save_from_an_editor_opened_before_another_admins_save_is_refused(
     assert [v.subject for v in versions(system, lesson_1)][-2:] == ["Their fix", "My own text"]
 
 
+def test_a_restore_from_an_editor_opened_before_another_admins_save_is_refused(
+    admin: FlaskClient, system: System, lesson_1: int
+) -> None:
+    """Restore, pressed on a page opened before another admin saved a fix, replaced the
+    fix with the old version, and nobody was told. It is checked as a save is."""
+    page = f"/admin/lessons/{lesson_1}"
+    original = versions(system, lesson_1)[-1]
+    post(admin, page, edit(lesson_1, subject="A second subject"), page=page)
+    opened = hidden_fields(admin.get(page).text)["base_version"]
+    theirs = edit(lesson_1, subject="Their fix") | {"base_version": opened}
+    assert post(admin, page, theirs, page=page).status_code == 302
+    restore = f"/admin/versions/{original.id}/restore"
+
+    refused = post(admin, restore, {"base_version": opened}, page=page)
+    assert refused.status_code == 409
+    shown = refused.get_data(as_text=True)
+    assert "Not restored: writer@example.com saved this lesson as version 3 at" in shown
+    assert 'value="Their fix"' in shown, "the editor as it stands"
+    assert [v.subject for v in versions(system, lesson_1)][-1] == "Their fix"
+
+    latest = hidden_fields(shown)["base_version"]
+    assert latest == str(versions(system, lesson_1)[-1].id), "restoring again replaces theirs"
+    assert post(admin, restore, {"base_version": latest}, page=page).status_code == 302
+    assert versions(system, lesson_1)[-1].subject == original.subject
+
+
 def test_the_page_after_a_save_names_the_draft_the_save_used_up(
     admin: FlaskClient, system: System, lesson_1: int
 ) -> None:

@@ -256,14 +256,26 @@ def send_test(step_id: int) -> BaseResponse | tuple[str, int]:
 
 
 @bp.post("/versions/<int:version_id>/restore")
-def restore(version_id: int) -> BaseResponse:
+def restore(version_id: int) -> BaseResponse | tuple[str, int]:
+    """Refused, like a save, when the page's newest version is no longer the newest
+    (drip.errors.Stale): the editor is shown as it now stands, with the reason."""
     web = ctx()
-    with web.transaction() as session:
-        version = lessons.restore(
-            session, web.renderer, version_id, author=current_user.email, now=web.clock.now()
-        )
-        flash(f"Restored as version {lessons.numbered(session, version).number}.")
-        step_id = version.step_id
+    try:
+        with web.transaction() as session:
+            version = lessons.restore(
+                session,
+                web.renderer,
+                version_id,
+                author=current_user.email,
+                now=web.clock.now(),
+                base_version=_shown("base_version"),
+            )
+            flash(f"Restored as version {lessons.numbered(session, version).number}.")
+            step_id = version.step_id
+    except InvalidInput as exc:
+        with web.reading() as session:
+            step_id = session.get_one(TemplateVersion, version_id).step_id
+            return _editor(session, step_id, draft=None, error=_said(exc)), status_of(exc)
     return redirect(url_for(".editor", step_id=step_id))
 
 
