@@ -249,26 +249,6 @@ def steps(session: Session, sequence: Sequence) -> list[StepRow]:
     ]
 
 
-def save_version(
-    session: Session,
-    renderer: Renderer,
-    step_id: int,
-    template: EmailTemplate,
-    *,
-    author: str,
-    now: datetime,
-    base_version: int | None = None,
-) -> TemplateVersion:
-    """Add `template` as the lesson's newest version.
-
-    `base_version` is the id of the version the writer's editor showed (0 for none):
-    if another save came since, this one is refused (Stale), since it would undo that
-    save without either writer knowing. None, from a caller that showed no editor,
-    checks nothing. The step's row is locked, so that two saves at the same moment on
-    PostgreSQL cannot both find the version they started from the newest."""
-    return _save(session, renderer, step_id, template, author=author, now=now, base=base_version)
-
-
 _SAVING = (
     "Not saved",
     "saving",
@@ -285,7 +265,7 @@ _RESTORING = (
 the doing that would undo the other admin's change, and what to do next."""
 
 
-def _save(
+def save_version(
     session: Session,
     renderer: Renderer,
     step_id: int,
@@ -293,15 +273,23 @@ def _save(
     *,
     author: str,
     now: datetime,
-    base: int | None,
+    base_version: int | None = None,
     refusal: tuple[str, str, str] = _SAVING,
 ) -> TemplateVersion:
+    """Add `template` as the lesson's newest version.
+
+    `base_version` is the id of the version the writer's editor showed (0 for none):
+    if another save came since, this one is refused (Stale, said as `refusal` says it),
+    since it would undo that save without either writer knowing. None, from a caller
+    that showed no editor, checks nothing. The step's row is locked, so that two saves
+    at the same moment on PostgreSQL cannot both find the version they started from the
+    newest."""
     step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
-    if base is not None:
+    if base_version is not None:
         latest = latest_version(session, step.id)
-        if (latest.id if latest else 0) != base:
+        if (latest.id if latest else 0) != base_version:
             raise Stale(_saved_since(session, latest, refusal))
     series = session.get_one(Sequence, step.sequence_id)
     check_lesson(renderer, template, lesson_context(session, series, step.number))
@@ -355,14 +343,14 @@ def restore(
     old = session.get(TemplateVersion, version_id)
     if old is None:
         raise NotFound("no such version")
-    return _save(
+    return save_version(
         session,
         renderer,
         old.step_id,
         version_template(old),
         author=author,
         now=now,
-        base=base_version,
+        base_version=base_version,
         refusal=_RESTORING,
     )
 

@@ -110,9 +110,8 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
         with web.reading() as session:
             series = find_sequence(session, slug)
             step = lessons.next_step(session, series)
-            return _editor_page(session, series, step, draft=draft, error=_said(exc)), status_of(
-                exc
-            )
+            page = _editor_page(session, series, step, draft=draft, error=_said(exc))
+            return page, status_of(exc)
     return redirect(url_for(".editor", step_id=step_id))
 
 
