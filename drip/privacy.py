@@ -369,7 +369,10 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
     A signup declined or cancelled before anyone confirmed goes too, and one whose
     confirmation email hard-bounced (drip.subscriptions.mark_bounced): it was never a
     subscription, and the privacy page promises every unconfirmed signup goes in
-    DRIP_PENDING_DAYS, not DRIP_RETENTION_DAYS after it ended. A declined or bounced
+    DRIP_PENDING_DAYS, not DRIP_RETENTION_DAYS after it ended. A past reader's row that
+    a new signup's bounce ended is not one of them: the bounce is why their subscription
+    ended, on record until the retention sweep, and undoing it to "unsubscribed" would
+    let the old page's Undo make a barred address active again. A declined or bounced
     address keeps only its suppression hash, a row of its own, which for a bounce bars
     the address for good. Nobody who ever confirmed is deleted, whatever their row says:
     a past reader signed up again, whose new signup cleared `confirmed_at`, loses only
@@ -396,8 +399,11 @@ def purge_unconfirmed(session: Session, *, now: datetime, older_than: timedelta)
         ConsentEvent.occurred_at > cutoff,
     )
     ended_unconfirmed = sa.and_(
-        Subscriber.status.in_((SubscriberStatus.UNSUBSCRIBED, SubscriberStatus.BOUNCED)),
         Subscriber.confirmed_at.is_(None),
+        sa.or_(
+            Subscriber.status == SubscriberStatus.UNSUBSCRIBED,
+            sa.and_(Subscriber.status == SubscriberStatus.BOUNCED, LAST_CONFIRMED_SIGNUP.is_(None)),
+        ),
     )
     stale = session.execute(
         sa.select(Subscriber.id, LAST_CONFIRMED_SIGNUP)

@@ -1435,25 +1435,33 @@ def test_a_past_reader_who_declines_a_signup_made_for_them_keeps_their_subscript
         assert session.scalars(sa.select(Suppression.reason)).all() == ["declined"]
 
 
-def test_a_past_reader_whose_new_signup_bounced_keeps_their_subscription_and_stays_barred(
+def test_a_past_reader_whose_new_signup_bounced_stays_bounced_and_cannot_be_undone_back(
     client: FlaskClient, system: System, ana: str
 ) -> None:
     """The confirmation of a signup made for her bounced, ending the row as BOUNCED with
-    `confirmed_at` empty, as a stranger's bounced signup, which the purge deletes. Only
-    the bounced signup goes; the bounce's suppression stays, so nothing mails her."""
-    client.post(ana)
+    `confirmed_at` empty, as a stranger's bounced signup, which the purge deletes. Hers
+    is a past reader's record: purging the new signup turned it back into "unsubscribed"
+    and deleted the bounce from her consent record, so the old page's Undo made an
+    address barred for good active again. It stays bounced, kept as any ended
+    subscription is (the retention sweep), and nothing mails her."""
+    unsubscribe = ana
+    client.post(unsubscribe)
     system.clock.advance(timedelta(days=2))
-    kept = rows_of(system, ["ana@example.com"])["ana@example.com"]
     client.post("/subscribe", data={"email": "ana@example.com"})
     system.drain()
     report(system, "hard", sent_ids(system, "ana@example.com")[-1], "ana@example.com")
     system.clock.advance(timedelta(days=7, minutes=1))
 
-    assert system.tick().purged == 1
-    after = rows_of(system, ["ana@example.com"])["ana@example.com"]
-    assert (after[:2], after[4:]) == (kept[:2], kept[4:])
+    assert system.tick().purged == 0
+    token = unsubscribe.rsplit("/", 1)[1]
+    client.post(f"/resubscribe/{token}")
+    assert status_of(system, "ana@example.com") == SubscriberStatus.BOUNCED
     with transaction(system.sessions) as session:
         assert session.scalars(sa.select(Suppression.reason)).all() == ["bounced"]
+        withdrawals = session.scalars(
+            sa.select(ConsentEvent.kind).where(ConsentEvent.kind == ConsentEventKind.WITHDRAW)
+        ).all()
+    assert len(withdrawals) == 2, "her unsubscribe and the bounce, both on record"
 
 
 def test_an_unsubscribe_can_be_undone_for_thirty_days_only(
