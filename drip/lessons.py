@@ -275,6 +275,7 @@ def save_version(
     now: datetime,
     base_version: int | None = None,
     refusal: tuple[str, str, str] = _SAVING,
+    sender_name: str = "",
 ) -> TemplateVersion:
     """Add `template` as the lesson's newest version.
 
@@ -283,7 +284,8 @@ def save_version(
     since it would undo that save without either writer knowing. None, from a caller
     that showed no editor, checks nothing. The step's row is locked, so that two saves
     at the same moment on PostgreSQL cannot both find the version they started from the
-    newest."""
+    newest. `sender_name` is DRIP_SENDER's display name, which the lesson is checked with
+    as the worker renders it (lesson_context)."""
     step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
     if step is None:
         raise NotFound("no such step")
@@ -292,7 +294,8 @@ def save_version(
         if (latest.id if latest else 0) != base_version:
             raise Stale(_saved_since(session, latest, refusal))
     series = session.get_one(Sequence, step.sequence_id)
-    check_lesson(renderer, template, lesson_context(session, series, step.number))
+    own = lesson_context(session, series, step.number, sender_name=sender_name)
+    check_lesson(renderer, template, own)
     return _add_version(session, step, template, author=author, now=now)
 
 
@@ -334,6 +337,7 @@ def restore(
     author: str,
     now: datetime,
     base_version: int | None = None,
+    sender_name: str = "",
 ) -> TemplateVersion:
     """Make an old version current again, as a new version (history stays linear).
 
@@ -352,6 +356,7 @@ def restore(
         now=now,
         base_version=base_version,
         refusal=_RESTORING,
+        sender_name=sender_name,
     )
 
 
@@ -490,6 +495,7 @@ def add_step(
     author: str,
     now: datetime,
     number: int | None = None,
+    sender_name: str = "",
 ) -> Step:
     """Append a lesson, a day after the last, with its first version; refused, adding
     nothing, if the template fails the checks a save makes.
@@ -514,7 +520,8 @@ def add_step(
             f"admin added it), so nothing was added now. To add your text as lesson "
             f"{step.number}, save it again."
         )
-    check_lesson(renderer, template, lesson_context(session, sequence, step.number))
+    own = lesson_context(session, sequence, step.number, sender_name=sender_name)
+    check_lesson(renderer, template, own)
     session.add(step)
     session.flush()
     _add_version(session, step, template, author=author, now=now)

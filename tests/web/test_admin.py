@@ -655,6 +655,24 @@ def test_a_lesson_that_fails_where_it_stands_is_neither_saved_nor_added(
     assert days(system) == list(range(11))
 
 
+def test_a_lesson_is_checked_with_the_sender_name_the_worker_uses(
+    admin: FlaskClient, system: System
+) -> None:
+    """The check of a lesson as it stands named the series as its sender, while the
+    worker names DRIP_FROM's display name ("Calm Back"), so a template that fails only
+    with that name was saved, and failed in the worker."""
+    body = "{{ 100 // (sender_name != 'Calm Back') }}"
+    lesson_9 = step_id(system, 9)
+    page = f"/admin/lessons/{lesson_9}"
+    before = len(versions(system, lesson_9))
+    refused = post(admin, page, edit(lesson_9, body_text=body), page=page)
+    assert refused.status_code == 400
+    assert len(versions(system, lesson_9)) == before
+    added = post(admin, f"{SERIES}/steps", edit(0, body_text=body), page=NEW_LESSON)
+    assert added.status_code == 400
+    assert days(system) == list(range(11))
+
+
 def test_an_add_lesson_sent_twice_adds_the_lesson_once(admin: FlaskClient, system: System) -> None:
     """A double click on "Add lesson 11", or the page reloaded and sent again, added two
     identical lessons 11 and 12. The form says which lesson it adds."""

@@ -99,6 +99,7 @@ def add_step(slug: str) -> BaseResponse | tuple[str, int]:
                 author=current_user.email,
                 now=web.clock.now(),
                 number=_shown("number"),
+                sender_name=web.settings.sender.display_name,
             )
             step_id = step.id
             flash(
@@ -180,6 +181,7 @@ def save(step_id: int) -> BaseResponse | tuple[str, int]:
                 author=current_user.email,
                 now=web.clock.now(),
                 base_version=_shown("base_version"),
+                sender_name=web.settings.sender.display_name,
             )
             number = lessons.numbered(session, version).number
             flash(f"Saved as version {number}. Emails not yet sent will use it.", "saved")
@@ -268,6 +270,7 @@ def restore(version_id: int) -> BaseResponse | tuple[str, int]:
                 author=current_user.email,
                 now=web.clock.now(),
                 base_version=_shown("base_version"),
+                sender_name=web.settings.sender.display_name,
             )
             flash(f"Restored as version {lessons.numbered(session, version).number}.")
             step_id = version.step_id
