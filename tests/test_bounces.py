@@ -316,6 +316,24 @@ def process(system: System, tmp_path: Path) -> str:
 
 
 @pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the exit status only
+def test_a_piped_complaint_drip_does_not_believe_is_logged_not_sent_back_for_retries(
+    readers: System, tmp_path: Path
+) -> None:
+    """It exited 75 like an unreadable message, so the mail system piped it in again for
+    days, applying again whatever else the message reported, and then returned it."""
+    system = readers
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+    forged = fixture("arf_abuse.eml").replace(b"<cat@example.com>", b"<bob@example.com>")
+    piped = CliRunner().invoke(main, ["bounces", "process", "-"], input=forged, env=env)
+    assert piped.exit_code == 0, piped.output
+    assert "1 complaints known only by address held (not acted on)" in piped.stdout
+    assert "was not acted on" in piped.stderr
+    assert system.subscriber("bob@example.com").status == SubscriberStatus.ACTIVE
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the exit status only
 def test_a_message_piped_in_to_hold_exits_with_a_temporary_failure(
     readers: System, tmp_path: Path
 ) -> None:

@@ -61,9 +61,10 @@ def bounces_process(source: str) -> None:
     an erasure cannot reach). A report or bounce that cannot be read (or is over 10 MiB),
     and a complaint known only by the address it names, are held: left in the Maildir
     marked Seen and Flagged for a person to read, and deleted after 30 days. From
-    standard input, one to hold exits with status 75 (EX_TEMPFAIL), which has the mail
-    system piping it in keep it queued and try again, and so does one the database
-    cannot take now (unreachable, or a clash with another change)."""
+    standard input, one that cannot be read exits with status 75 (EX_TEMPFAIL), which has
+    the mail system piping it in keep it queued and try again, and so does one the
+    database cannot take now (unreachable, or a clash with another change); a complaint
+    drip does not believe is logged, not kept."""
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
@@ -99,6 +100,10 @@ def bounces_process(source: str) -> None:
         f"{tally.unreadable} not a report, {tally.held} unreadable reports held, "
         f"{tally.expired} held reports deleted after {HELD_FOR.days} days"
     )
-    if not done:
+    if source == "-" and tally.held:
         click.echo("held: exiting with EX_TEMPFAIL for the mail system to keep it", err=True)
         sys.exit(EX_TEMPFAIL)
+    if not done:
+        # Not EX_TEMPFAIL: the message's other reports are applied, and each retry by the
+        # mail system would apply them again (soft bounces adding up to a stop).
+        click.echo("a complaint known only by its address was not acted on (see the log)", err=True)
