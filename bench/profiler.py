@@ -3,7 +3,7 @@
 Runs the real actor in this process with one Dramatiq worker thread on the embedded
 Redis, and times, per lesson: rendering (Jinja + CSS inlining), building the message
 (MIME + bytes, DKIM if set), the SMTP hand-over, and everything else inside
-send_delivery (the database: claim, compose's reads, last look, record). What is left
+send_batch (the database: claim, compose's reads, last look, record). What is left
 of the wall time is the queue (Redis fetch, ack, Dramatiq's dispatch). The timers are
 attached here only; the product code carries none.
 """
@@ -32,7 +32,7 @@ from drip.settings import load_settings
 from drip.tasks import QUEUE, Enqueuer, create_broker, declare_actors
 from drip.wiring import make_mailer
 
-PARTS = ("render", "build", "smtp", "send_delivery")
+PARTS = ("render", "build", "smtp", "send_batch")
 
 
 class Stopwatch:
@@ -68,10 +68,10 @@ def _patched(watch: Stopwatch) -> Iterator[None]:
     saved = [
         (drip.composing, "build_message"),
         (drip.sending, "signed"),
-        (drip.sending, "send_delivery"),
+        (drip.sending, "send_batch"),
     ]
     originals = [getattr(module, name) for module, name in saved]
-    names = ("build", "build", "send_delivery")
+    names = ("build", "build", "send_batch")
     for (module, attr), original, name in zip(saved, originals, names, strict=True):
         setattr(module, attr, watch.timed(name, original))
     try:
@@ -122,7 +122,7 @@ def profile_send_path(
         )
         scheduled = time.perf_counter()
         with _patched(watch):
-            declare_actors(broker, mailer)  # imports send_delivery now: the timed one
+            declare_actors(broker, mailer)  # imports send_batch now: the timed one
             worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=100)
             worker.start()
             try:
@@ -138,11 +138,11 @@ def profile_send_path(
         "render (Jinja + CSS inline)": t["render"],
         "build (MIME + bytes)": t["build"],
         "SMTP hand-over": t["smtp"],
-        "database and the rest of send_delivery": t["send_delivery"]
+        "database and the rest of send_batch": t["send_batch"]
         - t["render"]
         - t["build"]
         - t["smtp"],
-        "queue (Redis fetch/ack, dispatch)": wall - t["send_delivery"],
+        "queue (Redis fetch/ack, dispatch)": wall - t["send_batch"],
     }
     table = [(name, seconds / n * 1000, f"{seconds / wall:.0%}") for name, seconds in rows.items()]
     table.append(("total per lesson, one thread", wall / n * 1000, "100%"))

@@ -8,6 +8,7 @@ sending runs them for every email.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -26,6 +27,22 @@ def lock_rows(connection: sa.Connection, delivery_id: int) -> tuple[Row, Row] | 
     if subscriber is None:
         return None
     return connection.execute(_DELIVERY, {"delivery_id": delivery_id}).one(), subscriber
+
+
+def lock_batch(
+    connection: sa.Connection, delivery_ids: Sequence[int]
+) -> dict[int, tuple[Row, Row]]:
+    """`lock_rows` for many deliveries in two statements: their subscribers, in the order
+    of their ids, then the deliveries. Two batches that share subscribers lock them in
+    the same order, so they take turns instead of deadlocking. Deliveries that do not
+    exist are left out."""
+    ids = {"ids": list(delivery_ids)}
+    subscribers = {row.id: row for row in connection.execute(_SUBSCRIBERS, ids)}
+    return {
+        delivery.id: (delivery, subscribers[delivery.subscriber_id])
+        for delivery in connection.execute(_DELIVERIES, ids)
+        if delivery.subscriber_id in subscribers
+    }
 
 
 def lock(session: Session, delivery_id: int) -> tuple[Delivery, Subscriber] | None:
@@ -56,5 +73,18 @@ _SUBSCRIBER = (
 _DELIVERY = (
     sa.select(*Delivery.__table__.c)
     .where(Delivery.id == sa.bindparam("delivery_id"))
+    .with_for_update(**FOR_NO_KEY_UPDATE)
+)
+_IDS = sa.bindparam("ids", expanding=True)
+_SUBSCRIBERS = (
+    sa.select(*Subscriber.__table__.c)
+    .where(Subscriber.id.in_(sa.select(Delivery.subscriber_id).where(Delivery.id.in_(_IDS))))
+    .order_by(Subscriber.id)
+    .with_for_update(**FOR_NO_KEY_UPDATE)
+)
+_DELIVERIES = (
+    sa.select(*Delivery.__table__.c)
+    .where(Delivery.id.in_(_IDS))
+    .order_by(Delivery.id)
     .with_for_update(**FOR_NO_KEY_UPDATE)
 )

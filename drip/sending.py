@@ -1,37 +1,48 @@
-"""Sending one delivery, by id, exactly once as far as drip can make it so.
+"""Sending deliveries, by id, each exactly once as far as drip can make it so.
 
-  1. claim (one short transaction): move the row from `queued` to `sending` with a lease
-     and count the attempt, after re-checking the subscriber, and read what the email
-     needs (drip.composing.draft). The attempt is committed before any rendering, so a
-     delivery that crashes its worker cannot loop forever. A delivery to a domain that
-     asked for a pause (drip.domain_pauses), and a lesson to a subscriber who paused
-     their emails, wait instead.
-  2. render and build the message with no transaction open; a failure here fails the
+A queue message carries up to drip.tasks.SEND_BATCH delivery ids; they are claimed and
+looked at together, and sent and recorded one by one:
+
+  1. claim (one short transaction for the batch): move each row from `queued` to
+     `sending` with a lease and count the attempt, after re-checking the subscriber, and
+     read what the email needs (drip.composing.draft). The attempt is committed before
+     any rendering, so a delivery that crashes its worker cannot loop forever. A delivery
+     to a domain that asked for a pause (drip.domain_pauses), and a lesson to a
+     subscriber who paused their emails, wait instead.
+  2. render and build each message with no transaction open; a failure here fails that
      delivery for good.
   3. hand it to the transport while holding no database lock. Once any wait for a
      sending slot or a connection is over, the transport calls back for a last look,
-     reading only: the subscriber still wants it.
-  4. record the outcome: `sent`; back to `queued` with a `retry_at` for a temporary
-     failure (the sweeper re-queues it then; the database, not Dramatiq, paces retries),
-     without counting the attempt when no slot of the shared send rate came free; or
-     `failed`, with the subscriber `bounced` when the relay refused the address.
+     reading only: the subscriber still wants it. One look answers for the batch's
+     unsent emails for LOOK_FRESH seconds.
+  4. record the outcome at once, before the next email: `sent`; back to `queued` with a
+     `retry_at` for a temporary failure (the sweeper re-queues it then; the database,
+     not Dramatiq, paces retries), without counting the attempt when no slot of the
+     shared send rate came free; or `failed`, with the subscriber `bounced` when the
+     relay refused the address.
+
+The rest of a batch is handed back, queued again uncounted, once half the lease has
+gone (a slow relay), and the rest to a domain once it asks for a pause.
 
 A subscriber completes the series when the last lesson issued to them is sent, not when
 it fails: one who did not get it has not finished, stays active with nothing scheduled,
 and the admin can send it again (drip.subscriber_actions) unless the address is barred.
 
-A redelivered message finds the row no longer `queued` and does nothing, so the actor is
+A redelivered message finds the rows no longer `queued` and does nothing, so the actor is
 idempotent. Two duplicates remain possible, both logged: a message the relay may have
 accepted without drip knowing (`ambiguous_resend`: a worker dying between the relay's
 "250" and step 4, sent again when the lease runs out; or the connection lost or timed out
 after the whole message was sent, before the reply, sent again at the next retry), and an
-unsubscribe committed after the last look, while the SMTP transaction is under way.
+unsubscribe committed after the last look, while the SMTP transaction is under way. A
+worker dying mid-batch also leaves the batch's unsent emails claimed: they are sent when
+their lease runs out, each logged as an `ambiguous_resend` too, since the database
+cannot tell them from the one that was on the wire.
 
-Two write transactions and one read per email: on SQLite every write queues for the one
-write lock, and on PostgreSQL every statement is a round trip, so each one counts.
-Every transaction that locks a delivery locks its subscriber first (drip.delivery_locks),
-in the same order as unsubscribing and scheduling do, so none of them can deadlock
-another.
+Per email, one write transaction (the record) and a share of the batch's claim and look:
+on SQLite every write queues for the one write lock, and on PostgreSQL every statement
+is a round trip, so each one counts. Every transaction that locks a delivery locks its
+subscriber first (drip.delivery_locks), in the same order as unsubscribing and
+scheduling do, so none of them can deadlock another.
 """
 
 from __future__ import annotations
@@ -39,6 +50,8 @@ from __future__ import annotations
 import enum
 import functools
 import logging
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import NamedTuple
@@ -50,7 +63,7 @@ from drip import domain_pauses, recipients
 from drip.clock import Clock
 from drip.composing import Draft, compose, draft
 from drip.db import SessionFactory, looking, transaction, writing
-from drip.delivery_locks import Row, lock, lock_rows, lock_subscriber
+from drip.delivery_locks import Row, lock, lock_batch, lock_subscriber
 from drip.dkim_signing import DkimSigner, signed
 from drip.errors import NoSendingSlot, TransportError
 from drip.logs import log_fields
@@ -82,6 +95,7 @@ email six minutes after the first try. More attempts, if configured, wait 12 h e
 
 class Outcome(enum.StrEnum):
     SENT = "sent"
+    HANDED_BACK = "handed back"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
     RETRY = "retry"
@@ -102,50 +116,128 @@ class Mailer:
 
 
 def send_delivery(mailer: Mailer, delivery_id: int) -> Outcome:
+    """Send one delivery: `send_batch` of one."""
+    return send_batch(mailer, [delivery_id])[delivery_id]
+
+
+def send_batch(mailer: Mailer, delivery_ids: Sequence[int]) -> dict[int, Outcome]:
+    """Send the deliveries of one queue message, one after the other, each as if alone
+    except that the claim and the last look are shared (see the module's docstring);
+    what became of each. Those handed back (Outcome.HANDED_BACK) are queued again and
+    need a new message."""
     with writing(mailer.sessions) as connection:
-        claimed = _claim(mailer, connection, delivery_id)
-    if isinstance(claimed, Outcome):
-        return claimed
+        claims = _claim(mailer, connection, delivery_ids)
+    outcomes = {i: claim for i, claim in claims.items() if isinstance(claim, Outcome)}
+    drafts = {i: claim for i, claim in claims.items() if isinstance(claim, Draft)}
+    look = _LastLook(mailer, drafts)
+    stop_at = mailer.clock.now() + mailer.settings.send_lease / 2
+    waiting = list(drafts)
+    while waiting:
+        delivery_id = waiting.pop(0)
+        outcome, throttled = _send_one(mailer, delivery_id, drafts[delivery_id], look)
+        outcomes[delivery_id] = outcome
+        look.done(delivery_id)
+        if throttled:
+            domain = domain_pauses.domain_of(drafts[delivery_id].rcpt_to)
+            paused = [i for i in waiting if domain_pauses.domain_of(drafts[i].rcpt_to) == domain]
+            outcomes |= _hand_back(mailer, paused)
+            waiting = [i for i in waiting if i not in paused]
+        if waiting and mailer.clock.now() >= stop_at:
+            outcomes |= _hand_back(mailer, waiting)
+            break
+    return outcomes
+
+
+def _send_one(
+    mailer: Mailer, delivery_id: int, claimed: Draft, look: _LastLook
+) -> tuple[Outcome, bool]:
+    """Compose, hand over and record one claimed delivery; its outcome, and whether its
+    domain asked for a pause (the batch's other emails to it then wait too)."""
     try:
         composed = compose(claimed, settings=mailer.settings, renderer=mailer.renderer)
     except Exception as exc:
         with transaction(mailer.sessions) as session:
-            return _give_up(session, delivery_id, _unbuildable(delivery_id, exc))
+            return _give_up(session, delivery_id, _unbuildable(delivery_id, exc)), False
     try:
         mailer.transport.send(
             signed(composed.raw, mailer.signer),
             mail_from=envelope_sender(mailer.settings, delivery_id),
             rcpt_to=composed.rcpt_to,
-            ready=functools.partial(_last_look, mailer, delivery_id, claimed),
+            ready=functools.partial(look, delivery_id),
         )
     except _Withdrawn as withdrawn:
-        return _withdraw(mailer, delivery_id, withdrawn.refusal)
+        return _withdraw(mailer, delivery_id, withdrawn.refusal), False
     except TransportError as exc:
         with transaction(mailer.sessions) as session:
-            return _record_failure(mailer, session, delivery_id, exc)
+            return _record_failure(mailer, session, delivery_id, exc), exc.domain_throttled
     with writing(mailer.sessions) as connection:
         _record_sent(mailer, connection, delivery_id)
-    return Outcome.SENT
+    return Outcome.SENT, False
 
 
-def _claim(mailer: Mailer, connection: sa.Connection, delivery_id: int) -> Outcome | Draft:
-    """Take the delivery for this worker: what to send when it is ours, else why not.
-    What changes is written at the end, in one UPDATE per row."""
-    locked = lock_rows(connection, delivery_id)
-    if locked is None:
-        log.warning(
-            "delivery %d does not exist; dropping its message",
-            delivery_id,
-            extra={"delivery_id": delivery_id},
-        )
-        return Outcome.SKIPPED
-    delivery, subscriber = locked
-    taken = _take(mailer, connection, delivery, subscriber)
-    if taken.delivery:
-        _write(connection, Delivery, delivery.id, taken.delivery)
-    if taken.subscriber:
-        _write(connection, Subscriber, subscriber.id, taken.subscriber)
-    return taken.result
+def _claim(
+    mailer: Mailer, connection: sa.Connection, delivery_ids: Sequence[int]
+) -> dict[int, Outcome | Draft]:
+    """Take the deliveries for this worker: for each, what to send when it is ours, else
+    why not. The rows are locked in two statements, subscribers first in the order of
+    their ids, so two claims of overlapping batches take turns instead of deadlocking;
+    the changes are written at the end, one executemany per set of columns."""
+    locked = lock_batch(connection, delivery_ids)
+    claims: dict[int, Outcome | Draft] = {}
+    changes: dict[tuple[type[Delivery | Subscriber], tuple[str, ...]], list[dict[str, object]]]
+    changes = {}
+    for delivery_id in delivery_ids:
+        if delivery_id in claims:
+            continue
+        if delivery_id not in locked:
+            log.warning(
+                "delivery %d does not exist; dropping its message",
+                delivery_id,
+                extra={"delivery_id": delivery_id},
+            )
+            claims[delivery_id] = Outcome.SKIPPED
+            continue
+        delivery, subscriber = locked[delivery_id]
+        taken = _take(mailer, connection, delivery, subscriber)
+        claims[delivery_id] = taken.result
+        for model, row_id, columns in (
+            (Delivery, delivery.id, taken.delivery),
+            (Subscriber, subscriber.id, taken.subscriber),
+        ):
+            if columns:
+                changes.setdefault((model, tuple(sorted(columns))), []).append(
+                    {**columns, "id_": row_id}
+                )
+    for (model, columns), rows in changes.items():
+        connection.execute(_update(model, *columns), rows)
+    return claims
+
+
+def _hand_back(mailer: Mailer, delivery_ids: list[int]) -> dict[int, Outcome]:
+    """Give back claimed deliveries this worker will not send now, uncounted: queued
+    again as if new, unless the row is no longer ours."""
+    if not delivery_ids:
+        return {}
+    with writing(mailer.sessions) as connection:
+        lock_batch(connection, delivery_ids)
+        connection.execute(_HAND_BACK, {"ids": delivery_ids, "now": mailer.clock.now()})
+    return dict.fromkeys(delivery_ids, Outcome.HANDED_BACK)
+
+
+_HAND_BACK = (
+    sa.update(Delivery)
+    .where(
+        Delivery.id.in_(sa.bindparam("ids", expanding=True)),
+        Delivery.status == DeliveryStatus.SENDING,
+    )
+    .values(
+        status=DeliveryStatus.QUEUED,
+        attempts=Delivery.attempts - 1,
+        lease_until=None,
+        retry_at=None,
+        queued_at=sa.bindparam("now"),
+    )
+)
 
 
 class _Taken(NamedTuple):
@@ -254,22 +346,54 @@ class _Withdrawn(Exception):
         self.refusal = refusal
 
 
-def _last_look(mailer: Mailer, delivery_id: int, prepared: Draft) -> None:
-    """The transport's `ready`: returns if the email may still go, the row ours and the
-    subscriber not gone since the claim; raises _Withdrawn otherwise. Only reads, in one
-    query. The transport calls it after any wait for a sending slot or a connection, just
-    before the SMTP transaction, so an unsubscribe committed while the email waited
-    still stops it."""
-    hashed = email_hash(mailer.settings.secret_key, prepared.rcpt_to)
-    with looking(mailer.sessions) as connection:
-        row = connection.execute(
-            _LAST_LOOK, {"delivery_id": delivery_id, "email_hash": hashed}
-        ).one_or_none()
-    if row is None or row[0] != DeliveryStatus.SENDING:
-        raise _Withdrawn()
-    refusal = recipients.refusal(prepared.kind, row[1], row[2])
-    if refusal:
-        raise _Withdrawn(refusal)
+LOOK_FRESH = 0.25
+"""Seconds one last look answers for the rest of its batch. A look for each email cost
+as much as its SMTP hand-over on loopback (docs/performance.md, run 13); one every
+quarter of a second still stops an email within that of an unsubscribe committing, and
+a relay slow enough to matter gets a look before nearly every email."""
+
+
+class _LastLook:
+    """The transport's `ready` for a batch: returns if the email may still go, the row
+    ours and the subscriber not gone since the claim; raises _Withdrawn otherwise. It
+    reads every unsent email of the batch in one look (two queries, no lock) and answers
+    from that for LOOK_FRESH seconds. The transport calls it after any wait for a
+    sending slot or a connection, just before the SMTP transaction, so an unsubscribe
+    committed while the email waited still stops it."""
+
+    def __init__(self, mailer: Mailer, drafts: dict[int, Draft]) -> None:
+        self.mailer = mailer
+        self.drafts = drafts
+        self.unsent = set(drafts)
+        self.hashes = {
+            i: email_hash(mailer.settings.secret_key, draft.rcpt_to) for i, draft in drafts.items()
+        }
+        self.statuses: dict[int, tuple[str, str]] = {}
+        self.suppressed: dict[str, str] = {}
+        self.taken_at = -LOOK_FRESH
+
+    def __call__(self, delivery_id: int) -> None:
+        if time.monotonic() - self.taken_at >= LOOK_FRESH:
+            self._look()
+        statuses = self.statuses.get(delivery_id)
+        if statuses is None or statuses[0] != DeliveryStatus.SENDING:
+            raise _Withdrawn()
+        suppressed = self.suppressed.get(self.hashes[delivery_id])
+        refusal = recipients.refusal(self.drafts[delivery_id].kind, statuses[1], suppressed)
+        if refusal:
+            raise _Withdrawn(refusal)
+
+    def done(self, delivery_id: int) -> None:
+        self.unsent.discard(delivery_id)
+
+    def _look(self) -> None:
+        ids = sorted(self.unsent)
+        with looking(self.mailer.sessions) as connection:
+            statuses = connection.execute(_LAST_LOOK, {"ids": ids})
+            self.statuses = {row[0]: (row[1], row[2]) for row in statuses}
+            hashes = {"hashes": [self.hashes[i] for i in ids]}
+            self.suppressed = {row[0]: row[1] for row in connection.execute(_SUPPRESSED, hashes)}
+        self.taken_at = time.monotonic()
 
 
 def _withdraw(mailer: Mailer, delivery_id: int, refusal: str) -> Outcome:
@@ -285,10 +409,12 @@ def _withdraw(mailer: Mailer, delivery_id: int, refusal: str) -> Outcome:
 
 
 _LAST_LOOK = (
-    sa.select(Delivery.status, Subscriber.status, Suppression.reason)
+    sa.select(Delivery.id, Delivery.status, Subscriber.status)
     .join(Subscriber, Subscriber.id == Delivery.subscriber_id)
-    .outerjoin(Suppression, Suppression.email_hash == sa.bindparam("email_hash"))
-    .where(Delivery.id == sa.bindparam("delivery_id"))
+    .where(Delivery.id.in_(sa.bindparam("ids", expanding=True)))
+)
+_SUPPRESSED = sa.select(Suppression.email_hash, Suppression.reason).where(
+    Suppression.email_hash.in_(sa.bindparam("hashes", expanding=True))
 )
 
 

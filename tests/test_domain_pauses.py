@@ -65,6 +65,28 @@ def test_a_relay_wide_slow_down_does_not_pause_the_recipients_domain(system: Sys
     assert send_delivery(system.mailer, neighbour) is Outcome.SENT
 
 
+def test_a_batch_sends_no_more_to_a_domain_once_it_asks_for_a_pause(system: System) -> None:
+    """The batch's other emails to that domain are handed back and queued again at once;
+    the worker that takes them finds the domain paused and leaves them until its end.
+    The batch's email to another domain goes."""
+    first, neighbour, elsewhere = queued_without_sending(
+        system, "ana@gmail.com", "bo@gmail.com", "cy@example.com"
+    )
+    system.smtp.script("ana@gmail.com", THROTTLED)
+    began = system.clock.now()
+
+    system.enqueue([first, neighbour, elsewhere])
+    system.drain()
+
+    assert [received.rcpt_tos for received in system.smtp.received] == [["cy@example.com"]]
+    held = delivery_to(system, "bo@gmail.com")
+    assert (held.status, held.attempts, held.retry_at) == (
+        DeliveryStatus.QUEUED,
+        0,
+        began + PAUSE,
+    )
+
+
 def test_after_the_pause_the_domain_gets_one_connection_at_a_time(system: System) -> None:
     assert system.settings.domain_concurrency > 1
     emails = ["ana@gmail.com", "bo@gmail.com", "cy@gmail.com", "di@gmail.com"]
@@ -74,7 +96,8 @@ def test_after_the_pause_the_domain_gets_one_connection_at_a_time(system: System
     system.clock.advance(PAUSE)
 
     system.smtp.hold()  # the worker's four threads all try gmail.com at once
-    system.enqueue(ids)
+    for delivery_id in ids:
+        system.enqueue([delivery_id])  # a message each, so four threads take them
     system.start_worker()
     wait_until(
         lambda: system.postponed() == 3 and system.smtp.in_flight("gmail.com") == 1,

@@ -1,4 +1,5 @@
-"""Sending one delivery: idempotent, and each SMTP failure classified the right way."""
+"""Sending deliveries: idempotent, each SMTP failure classified the right way, and a
+batch of them sent one by one on a shared claim and last look."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from bench.loader import load_subscribers
+from drip import sending
 from drip.consent import erasing
 from drip.db import transaction
 from drip.metrics import DripCollector
@@ -27,7 +29,7 @@ from drip.models import (
     TemplateVersion,
 )
 from drip.privacy import request_link, suppress
-from drip.sending import RETRY_DELAYS, Outcome, send_delivery
+from drip.sending import RETRY_DELAYS, Outcome, send_batch, send_delivery
 from drip.subscriber_actions import resend
 from drip.subscriptions import unsubscribe
 from drip.transports import SMTP_TIMEOUT, Ready, SMTPTransport, Transport, go
@@ -540,3 +542,83 @@ def test_a_reader_completes_the_series_only_once_the_last_lesson_reaches_them(
     ana = system.subscriber("ana@example.com")
     assert (ana.status, ana.ended_at) == (SubscriberStatus.COMPLETED, system.clock.now())
     assert len(system.smtp.to("ana@example.com")) == had + 3, "the privacy link and two lessons"
+
+
+def test_a_batch_is_claimed_together_and_each_of_its_emails_sent_once(system: System) -> None:
+    addresses = ["ana@example.com", "bo@example.com", "cy@example.org"]
+    ids = [pending(system, address) for address in addresses]
+
+    assert send_batch(system.mailer, [*ids, ids[0], 999_999]) == {
+        **dict.fromkeys(ids, Outcome.SENT),
+        999_999: Outcome.SKIPPED,
+    }
+    assert send_batch(system.mailer, ids) == dict.fromkeys(ids, Outcome.SKIPPED)
+    assert [received.rcpt_tos for received in system.smtp.received] == [[a] for a in addresses]
+    with transaction(system.sessions) as session:
+        rows = session.execute(sa.select(Delivery.status, Delivery.attempts)).all()
+    assert rows == [(DeliveryStatus.SENT, 1)] * 3
+
+
+class _SlowRelay:
+    """A relay that takes half the send lease over each email, on the test's clock."""
+
+    def __init__(self, system: System) -> None:
+        self.system = system
+
+    def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+        self.system.mailer.transport.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
+        self.system.clock.advance(self.system.settings.send_lease / 2)
+
+    def close(self) -> None:
+        """Nothing of its own to close."""
+
+
+def test_a_batch_hands_back_what_is_left_once_half_its_lease_has_gone(system: System) -> None:
+    """No email starts on a lease that may run out before it is recorded, when another
+    worker could take the row over and send it again: the rest of the batch is queued
+    again, its attempt not counted, for another message to carry."""
+    ids = [pending(system, f"r{n}@example.com") for n in range(3)]
+    slow = dataclasses.replace(system.mailer, transport=_SlowRelay(system))
+
+    assert send_batch(slow, ids) == {
+        ids[0]: Outcome.SENT,
+        ids[1]: Outcome.HANDED_BACK,
+        ids[2]: Outcome.HANDED_BACK,
+    }
+    with transaction(system.sessions) as session:
+        rest = session.execute(
+            sa.select(
+                Delivery.status, Delivery.attempts, Delivery.lease_until, Delivery.retry_at
+            ).where(Delivery.id.in_(ids[1:]))
+        ).all()
+    assert rest == [(DeliveryStatus.QUEUED, 0, None, None)] * 2
+    assert send_batch(system.mailer, ids[1:]) == dict.fromkeys(ids[1:], Outcome.SENT)
+    assert len(system.smtp.received) == 3
+
+
+def test_an_unsubscribe_during_a_batch_stops_its_later_emails_once_the_look_is_stale(
+    system: System, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's last look answers for its unsent emails for LOOK_FRESH seconds only;
+    after that the next email looks again, and an unsubscribe committed meanwhile
+    stops it."""
+    ana, bo = pending(system, "ana@example.com"), pending(system, "bo@example.com")
+    monkeypatch.setattr(sending, "LOOK_FRESH", 0.0)
+    relay = system.mailer.transport
+
+    class UnsubscribesBoOnceAnaIsSent:
+        def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
+            relay.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
+            if rcpt_to == "ana@example.com":
+                with transaction(system.sessions) as session:
+                    subscriber_id = system.subscriber("bo@example.com", session=session).id
+                    unsubscribe(
+                        session, subscriber_id, system.clock.now(), method=ConsentMethod.ADMIN
+                    )
+
+        def close(self) -> None:
+            """Nothing of its own to close."""
+
+    racing = dataclasses.replace(system.mailer, transport=UnsubscribesBoOnceAnaIsSent())
+    assert send_batch(racing, [ana, bo]) == {ana: Outcome.SENT, bo: Outcome.CANCELLED}
+    assert [received.rcpt_tos for received in system.smtp.received] == [["ana@example.com"]]

