@@ -503,7 +503,8 @@ def add_step(
     `number` is the lesson number the writer's editor offered to add: when the series
     has grown since (the form sent twice, or another admin added a lesson), the lesson
     is refused (Stale) rather than added as one more copy. None checks nothing. The
-    series' row is locked, so that two adds at the same moment on PostgreSQL take turns.
+    series' row is locked, so that two adds at the same moment on PostgreSQL, or an add
+    and a removal (remove_step), take turns.
 
     The lesson is created only now, written and checked: one made in advance (as a copy
     of the last, say) would be mailed as it stood to readers who reached it before the
@@ -532,12 +533,24 @@ def remove_step(session: Session, step_id: int) -> None:
     """Only the last step, and only while nobody has been sent it: the series' history
     (who got which email) must stay intact.
 
-    The step's row is locked before anyone's deliveries are looked at. A scheduler pass
-    holds a share of it from reading the steps to its commit (drip.schedule.steps_of),
-    so on PostgreSQL the removal waits for a pass issuing this lesson and then finds its
-    delivery; without the lock it found none, deleted the step, and left that delivery
-    with no lesson to send (deliveries.step_id is ON DELETE SET NULL). A pass that
-    starts meanwhile waits for the removal, and finds the series ended."""
+    The series' row is locked first, as add_step locks it, so that on PostgreSQL a
+    removal and an add take turns: each read the last lesson's number without the
+    other's uncommitted change, and between them left a gap in the series (lesson 10
+    removed just as lesson 11 was added on top of it).
+
+    The step's row is locked next, before anyone's deliveries are looked at. A scheduler
+    pass holds a share of it from reading the steps to its commit
+    (drip.schedule.steps_of), so on PostgreSQL the removal waits for a pass issuing this
+    lesson and then finds its delivery; without the lock it found none, deleted the
+    step, and left that delivery with no lesson to send (deliveries.step_id is ON DELETE
+    SET NULL). A pass that starts meanwhile waits for the removal, and finds the series
+    ended."""
+    series_of_step = sa.select(Step.sequence_id).where(Step.id == step_id).scalar_subquery()
+    session.execute(
+        sa.select(Sequence.id)
+        .where(Sequence.id == series_of_step)
+        .with_for_update(**FOR_NO_KEY_UPDATE)
+    )
     step = session.get(Step, step_id, with_for_update=True)
     if step is None:
         raise NotFound("no such step")
