@@ -1,5 +1,5 @@
-"""Adding and removing lessons at the same moment, on PostgreSQL (SQLite runs one
-writing transaction at a time)."""
+"""Adding, removing and moving lessons at the same moment, on PostgreSQL (SQLite runs
+one writing transaction at a time)."""
 
 from __future__ import annotations
 
@@ -38,10 +38,23 @@ def _adding(system: System) -> Callable[[SessionFactory], int]:
     return work
 
 
-def _removing(step_id: int) -> Callable[[SessionFactory], None]:
+def _removing(step_id: int, *, loaded: bool = False) -> Callable[[SessionFactory], None]:
+    """`loaded`: the caller has loaded the step before, and holds it, as a route that
+    reads the series' slug from it may."""
+
     def work(sessions: SessionFactory) -> None:
         with transaction(sessions) as session:
+            held = session.get_one(Step, step_id) if loaded else None
             lessons.remove_step(session, step_id)
+            del held
+
+    return work
+
+
+def _moving(step_id: int, *, earlier: bool) -> Callable[[SessionFactory], int]:
+    def work(sessions: SessionFactory) -> int:
+        with transaction(sessions) as session:
+            return lessons.move_step(session, step_id, earlier=earlier).number
 
     return work
 
@@ -81,3 +94,54 @@ def test_removing_the_last_lesson_during_an_add_is_refused(system: System) -> No
     with pytest.raises(InvalidInput, match="only the last lesson"):
         removing.result()
     assert numbers(system) == list(range(12)), "lesson 10 kept"
+
+
+def test_removing_the_last_lesson_as_it_moves_earlier_is_refused(system: System) -> None:
+    """An admin moves lesson 10 before lesson 9 while another removes lesson 10, from a
+    session that had loaded it already. The removal waited for the move's lock on the
+    step, but the session's copy kept the number read before (10): found still the
+    last, it deleted what was now lesson 9, and the series skipped from 8 to 10. It must
+    read the step afresh and find it is no longer the last."""
+    last = last_step_id(system)
+    with transaction(system.sessions) as session:
+        assert lessons.move_step(session, last, earlier=True).number == 9
+        removing = Racer(system, _removing(last, loaded=True))
+        removing.wait_until_blocked(system)
+    with pytest.raises(InvalidInput, match="only the last lesson"):
+        removing.result()
+    assert numbers(system) == list(range(11)), "no gap"
+
+
+def test_moving_a_lesson_past_the_last_as_it_is_removed_is_refused(system: System) -> None:
+    """An admin moves lesson 9 after lesson 10 while another removes lesson 10. The move
+    read lesson 10 before the removal committed, then failed on the row that was gone
+    (a server error). It must wait for the removal and find lesson 9 is the last now."""
+    last = last_step_id(system)
+    with transaction(system.sessions) as session:
+        ninth = session.scalars(sa.select(Step.id).where(Step.number == 9)).one()
+        lessons.remove_step(session, last)
+        moving = Racer(system, _moving(ninth, earlier=False))
+        moving.wait_until_blocked(system)
+    with pytest.raises(InvalidInput, match="one neighbour"):
+        moving.result()
+    assert numbers(system) == list(range(10))
+
+
+def test_two_moves_of_neighbouring_lessons_take_turns(system: System) -> None:
+    """One admin moves lesson 8 after lesson 9 while another moves lesson 10 before
+    lesson 9. The second read lesson 9 before the first committed and gave that step
+    number 9 again once it had become lesson 8, beside the step now numbered 9 (a server
+    error). It must wait, then swap lesson 10 with the lesson 9 the first move made."""
+    with transaction(system.sessions) as session:
+        by_number = {
+            number: id_ for number, id_ in session.execute(sa.select(Step.number, Step.id))
+        }
+    eighth, ninth, tenth = by_number[8], by_number[9], by_number[10]
+    with transaction(system.sessions) as session:
+        lessons.move_step(session, eighth, earlier=False)
+        moving = Racer(system, _moving(tenth, earlier=True))
+        moving.wait_until_blocked(system)
+    assert moving.result() == 9
+    with transaction(system.sessions) as session:
+        order = list(session.scalars(sa.select(Step.id).order_by(Step.number)))
+    assert order[8:] == [ninth, tenth, eighth]
