@@ -418,10 +418,12 @@ def set_day(
     The scheduler sends one email of a series a day at most: it times each lesson from
     the one before it, the difference of their days later but never less than a day
     (drip.timing.next_send_at). A day on or before the previous lesson's would be listed
-    there yet sent the day after that lesson, and every later lesson later still."""
-    step = session.get(Step, step_id)
-    if step is None:
-        raise NotFound("no such step")
+    there yet sent the day after that lesson, and every later lesson later still.
+
+    The series' row is locked first (_locked_step), as every change to its lessons locks
+    it: the neighbours' days are read, and an add reads the last lesson's, so on
+    PostgreSQL a lesson added as the last moved to a later day went on a day before it."""
+    step = _locked_step(session, step_id, lock=FOR_NO_KEY_UPDATE)
     if not 0 <= day <= LAST_DAY:
         raise InvalidInput(f"day: a whole number from 0 to {LAST_DAY}", field="day_offset")
     if step.number == 0 and day != 0:
@@ -475,9 +477,15 @@ def _name(step: Step) -> str:
 
 def next_step(session: Session, sequence: Sequence) -> Step:
     """The lesson a writer adds to the series, a day after the last; not in the session,
-    so nothing is added until add_step adds it."""
+    so nothing is added until add_step adds it. The last lesson is read afresh, as
+    _locked_step reads its step: add_step waits for a change to its day, but a session
+    that had loaded the series' steps kept the day they had then."""
     last = session.scalar(
-        sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number.desc()).limit(1)
+        sa.select(Step)
+        .where(Step.sequence_id == sequence.id)
+        .order_by(Step.number.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
     )
     if last is None:
         raise InvalidInput("the series has no welcome step to build on")
@@ -606,7 +614,7 @@ def move_step(session: Session, step_id: int, *, earlier: bool, number: int | No
 def _locked_step(session: Session, step_id: int, *, lock: bool | dict[str, bool]) -> Step:
     """The step, with its series' row locked and then its own (`lock`), read afresh.
 
-    Every change to a series' lessons (add_step, remove_step, move_step) locks the
+    Every change to a series' lessons (add_step, remove_step, move_step, set_day) locks the
     series' row first, FOR NO KEY UPDATE, so that on PostgreSQL they take turns, each
     reading the lessons as the one before it left them, and always lock in the same
     order (series, then steps). The step is read afresh (populate_existing): a step the

@@ -145,3 +145,19 @@ def test_two_moves_of_neighbouring_lessons_take_turns(system: System) -> None:
     with transaction(system.sessions) as session:
         order = list(session.scalars(sa.select(Step.id).order_by(Step.number)))
     assert order[8:] == [ninth, tenth, eighth]
+
+
+def test_a_lesson_added_as_the_last_moves_to_a_later_day_follows_it(system: System) -> None:
+    """An admin moves lesson 10 from day 10 to day 20 while another adds a lesson. The
+    add read day 10 and put lesson 11 on day 11, before lesson 10: readers would be sent
+    it the day after lesson 10, listed on a day it is not sent. The add must wait and
+    put lesson 11 on day 21."""
+    last = last_step_id(system)
+    with transaction(system.sessions) as session:
+        lessons.set_day(session, last, 20, now=system.clock.now(), default_timezone="UTC")
+        adding = Racer(system, _adding(system))
+        adding.wait_until_blocked(system)
+    assert adding.result() == 11
+    with transaction(system.sessions) as session:
+        days = list(session.scalars(sa.select(Step.day_offset).order_by(Step.number)))
+    assert days[-2:] == [20, 21]
