@@ -48,6 +48,23 @@ def is_unreachable(exc: BaseException) -> bool:
     )
 
 
+PASSING = (sa.exc.OperationalError, sa.exc.InterfaceError)
+"""The database's trouble rather than drip's, which a later try of the same work may
+not meet: a connection refused or lost, a lock held past the wait (SQLite's "database
+is locked"), a timeout, a full disk, a transaction PostgreSQL aborted for a clash
+(drip.db.CONFLICTS). A later try is no cure for what raises anything else (a broken
+constraint, a bad statement: a bug). SQLite reports a missing table with an
+OperationalError too; a later try finds it once the database is upgraded."""
+
+
+def is_passing(exc: BaseException) -> bool:
+    """Whether `exc` is one of PASSING, or any failure SQLAlchemy found to have lost
+    the connection (it invalidates it: the next try gets a new one)."""
+    return isinstance(exc, PASSING) or (
+        isinstance(exc, sa.exc.DBAPIError) and exc.connection_invalidated
+    )
+
+
 def reason(exc: sa.exc.DBAPIError) -> str:
     """The driver's own words on one line (psycopg adds a hint on a second)."""
     return "; ".join(filter(None, (line.strip() for line in str(exc.orig).splitlines())))

@@ -418,10 +418,12 @@ def set_day(
     The scheduler sends one email of a series a day at most: it times each lesson from
     the one before it, the difference of their days later but never less than a day
     (drip.timing.next_send_at). A day on or before the previous lesson's would be listed
-    there yet sent the day after that lesson, and every later lesson later still."""
-    step = session.get(Step, step_id)
-    if step is None:
-        raise NotFound("no such step")
+    there yet sent the day after that lesson, and every later lesson later still.
+
+    The series' row is locked first (_locked_step), as every change to its lessons locks
+    it: the neighbours' days are read, and an add reads the last lesson's, so on
+    PostgreSQL a lesson added as the last moved to a later day went on a day before it."""
+    step = _locked_step(session, step_id, lock=FOR_NO_KEY_UPDATE)
     if not 0 <= day <= LAST_DAY:
         raise InvalidInput(f"day: a whole number from 0 to {LAST_DAY}", field="day_offset")
     if step.number == 0 and day != 0:
@@ -475,9 +477,15 @@ def _name(step: Step) -> str:
 
 def next_step(session: Session, sequence: Sequence) -> Step:
     """The lesson a writer adds to the series, a day after the last; not in the session,
-    so nothing is added until add_step adds it."""
+    so nothing is added until add_step adds it. The last lesson is read afresh, as
+    _locked_step reads its step: add_step waits for a change to its day, but a session
+    that had loaded the series' steps kept the day they had then."""
     last = session.scalar(
-        sa.select(Step).where(Step.sequence_id == sequence.id).order_by(Step.number.desc()).limit(1)
+        sa.select(Step)
+        .where(Step.sequence_id == sequence.id)
+        .order_by(Step.number.desc())
+        .limit(1)
+        .execution_options(populate_existing=True)
     )
     if last is None:
         raise InvalidInput("the series has no welcome step to build on")
@@ -503,7 +511,8 @@ def add_step(
     `number` is the lesson number the writer's editor offered to add: when the series
     has grown since (the form sent twice, or another admin added a lesson), the lesson
     is refused (Stale) rather than added as one more copy. None checks nothing. The
-    series' row is locked, so that two adds at the same moment on PostgreSQL take turns.
+    series' row is locked (as _locked_step locks it), so that two adds at the same moment
+    on PostgreSQL, or an add and a removal or a move, take turns.
 
     The lesson is created only now, written and checked: one made in advance (as a copy
     of the last, say) would be mailed as it stood to readers who reached it before the
@@ -532,15 +541,19 @@ def remove_step(session: Session, step_id: int) -> None:
     """Only the last step, and only while nobody has been sent it: the series' history
     (who got which email) must stay intact.
 
-    The step's row is locked before anyone's deliveries are looked at. A scheduler pass
-    holds a share of it from reading the steps to its commit (drip.schedule.steps_of),
-    so on PostgreSQL the removal waits for a pass issuing this lesson and then finds its
-    delivery; without the lock it found none, deleted the step, and left that delivery
-    with no lesson to send (deliveries.step_id is ON DELETE SET NULL). A pass that
-    starts meanwhile waits for the removal, and finds the series ended."""
-    step = session.get(Step, step_id, with_for_update=True)
-    if step is None:
-        raise NotFound("no such step")
+    The series' row is locked first (_locked_step), so that on PostgreSQL a removal and
+    an add take turns: each read the last lesson's number without the other's
+    uncommitted change, and between them left a gap in the series (lesson 10 removed
+    just as lesson 11 was added on top of it).
+
+    The step's row is locked next, before anyone's deliveries are looked at. A scheduler
+    pass holds a share of it from reading the steps to its commit
+    (drip.schedule.steps_of), so on PostgreSQL the removal waits for a pass issuing this
+    lesson and then finds its delivery; without the lock it found none, deleted the
+    step, and left that delivery with no lesson to send (deliveries.step_id is ON DELETE
+    SET NULL). A pass that starts meanwhile waits for the removal, and finds the series
+    ended."""
+    step = _locked_step(session, step_id, lock=True)
     last = session.scalar(
         sa.select(sa.func.max(Step.number)).where(Step.sequence_id == step.sequence_id)
     )
@@ -561,10 +574,12 @@ def move_step(session: Session, step_id: int, *, earlier: bool, number: int | No
     email (their next step moves with it), so nobody skips a lesson.
 
     `number` is the lesson's number as the admin's page showed it: if it has moved since
-    (the button pressed twice), it is not moved again (Stale). None checks nothing."""
-    step = session.get(Step, step_id, with_for_update=FOR_NO_KEY_UPDATE)
-    if step is None:
-        raise NotFound("no such step")
+    (the button pressed twice), it is not moved again (Stale). None checks nothing.
+
+    The series' row is locked first (_locked_step): a move that read its neighbour as a
+    removal deleted it failed on the row gone (a server error), and two moves of
+    neighbouring lessons each swapped numbers the other was changing."""
+    step = _locked_step(session, step_id, lock=FOR_NO_KEY_UPDATE)
     if number is not None and step.number != number:
         raise Stale(
             f"Lesson {number} has moved since that page was shown (it is lesson "
@@ -593,4 +608,25 @@ def move_step(session: Session, step_id: int, *, earlier: bool, number: int | No
     session.flush()
     first.number, first.day_offset = low + 1, second_day
     session.flush()
+    return step
+
+
+def _locked_step(session: Session, step_id: int, *, lock: bool | dict[str, bool]) -> Step:
+    """The step, with its series' row locked and then its own (`lock`), read afresh.
+
+    Every change to a series' lessons (add_step, remove_step, move_step, set_day) locks the
+    series' row first, FOR NO KEY UPDATE, so that on PostgreSQL they take turns, each
+    reading the lessons as the one before it left them, and always lock in the same
+    order (series, then steps). The step is read afresh (populate_existing): a step the
+    session had loaded before the lock kept the number it had then, though the SELECT
+    waited for a move that changed it."""
+    series_of_step = sa.select(Step.sequence_id).where(Step.id == step_id).scalar_subquery()
+    session.execute(
+        sa.select(Sequence.id)
+        .where(Sequence.id == series_of_step)
+        .with_for_update(**FOR_NO_KEY_UPDATE)
+    )
+    step = session.get(Step, step_id, with_for_update=lock, populate_existing=True)
+    if step is None:
+        raise NotFound("no such step")
     return step

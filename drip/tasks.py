@@ -17,10 +17,10 @@ from uuid import uuid4
 import dramatiq
 import dramatiq.errors
 import redis
-import sqlalchemy as sa
 from dramatiq.brokers.redis import RedisBroker
 
 from drip.consumer import PromptConsumer
+from drip.db_problems import PASSING
 
 if TYPE_CHECKING:
     from drip.sending import Mailer
@@ -42,11 +42,12 @@ emails, which nearly doubled a worker's lessons per second (docs/performance.md,
 14). A worker killed mid-batch leaves the rest of it claimed until its lease ends."""
 
 
-RETRIABLE = (sa.exc.OperationalError, sa.exc.InterfaceError, redis.RedisError)
-"""Worth a quick Dramatiq retry: the database or Redis briefly unreachable. SMTP failures
-are not retried here: the delivery row carries its own `retry_at`. Anything else is a
-bug; the delivery then waits in `sending` until its lease ends and the sweeper retries
-it, bounded by Settings.max_attempts; a received signup likewise (drip.intake.attempt)."""
+RETRIABLE = (*PASSING, redis.RedisError)
+"""Worth a quick Dramatiq retry: the database's passing trouble (drip.db_problems), or
+Redis briefly unreachable. SMTP failures are not retried here: the delivery row carries
+its own `retry_at`. Anything else is a bug; the delivery then waits in `sending` until
+its lease ends and the sweeper retries it, bounded by Settings.max_attempts; a received
+signup likewise (drip.intake.attempt)."""
 
 
 class BatchingBroker(RedisBroker):

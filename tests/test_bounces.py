@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mailbox
 import os
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -12,6 +13,7 @@ from typing import NoReturn
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from sqlalchemy.engine import make_url
 
 from drip import verp
 from drip.bounces import HELD_FOR, Tally, apply, process_maildir
@@ -399,6 +401,64 @@ def test_a_piped_message_whose_transaction_the_database_aborts_is_kept_for_later
     again = CliRunner().invoke(main, ["bounces", "process", "-"], input=complaint, env=env)
     assert again.exit_code == 0, again.output
     assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # SQLite's one writer
+def test_a_piped_message_while_another_process_holds_sqlite_is_kept_for_later(
+    readers: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process writing for longer than drip waits for SQLite's write lock
+    ("database is locked") is over by the next try, which the mail system makes only
+    for exit status 75; drip exited 1 with a traceback, and the complaint went back to
+    the provider."""
+    system = readers
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+    complaint = fixture("arf_abuse.eml", welcome_id(system, "cat@example.com"))
+    monkeypatch.setattr("drip.db.BUSY_WAIT", 0.05)
+    other_process = sqlite3.connect(make_url(system.settings.database_url).database or "")
+    try:
+        other_process.execute("BEGIN IMMEDIATE")
+        locked = CliRunner().invoke(main, ["bounces", "process", "-"], input=complaint, env=env)
+    finally:
+        other_process.close()
+    assert locked.exit_code == 75, locked.output
+    assert locked.stderr == (
+        "the database cannot take the message now: database is locked; "
+        "exiting with EX_TEMPFAIL for the mail system to try again later\n"
+    )
+    assert system.subscriber("cat@example.com").status == SubscriberStatus.ACTIVE
+    again = CliRunner().invoke(main, ["bounces", "process", "-"], input=complaint, env=env)
+    assert again.exit_code == 0, again.output
+    assert system.subscriber("cat@example.com").status == SubscriberStatus.UNSUBSCRIBED
+
+
+@pytest.mark.parametrize("database_kind", ["sqlite"], indirect=True)  # the output only
+def test_a_piped_message_that_meets_a_bug_fails_with_a_line_saying_so(
+    readers: System, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug is no passing trouble: a later try meets it again, so the status stays 1.
+    Python's traceback came alone, quoting the address the failed statement was given,
+    into the mail system's log and the notice it may mail back to the report's sender."""
+    system = readers
+    env = drip_env(
+        tmp_path, system.settings.database_url, system.broker.client.socket_file, system.smtp.port
+    )
+
+    def broken(*_args: object, **_kwargs: object) -> NoReturn:
+        cause = Exception("UNIQUE constraint failed: suppressions.email_hash")
+        raise sa.exc.IntegrityError("INSERT INTO suppressions", ("cat@example.com",), cause)
+
+    monkeypatch.setattr("drip.bounces.process_message", broken)
+    complaint = fixture("arf_abuse.eml", welcome_id(system, "cat@example.com"))
+    piped = CliRunner().invoke(main, ["bounces", "process", "-"], input=complaint, env=env)
+    assert piped.exit_code == 1, piped.output
+    first, *traceback = piped.stderr.splitlines()
+    assert "bounces_pipe_failed: a bug in drip, not the database's passing trouble" in first
+    assert traceback[0] == "Traceback (most recent call last):"
+    assert "sqlalchemy.exc.IntegrityError: " in piped.stderr, "the bug is shown in full"
+    assert "cat@example.com" not in piped.output
 
 
 def bounces_of(system: System, address: str) -> dict[str, str]:

@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from sqlalchemy.exc import DBAPIError
 
 from drip.cli.common import configured_settings, database_session, database_sessions, handles_errors
 from drip.db import is_conflict
-from drip.db_problems import is_unreachable, unreachable
+from drip.db_problems import is_passing, is_unreachable, reason, unreachable
+from drip.errors import DripError
 from drip.settings import Settings
+
+log = logging.getLogger(__name__)
 
 EX_TEMPFAIL = 75
 """sysexits.h's "temporary failure": the exit status with which a mail system that pipes
@@ -28,22 +33,46 @@ _TRY_LATER = "exiting with EX_TEMPFAIL for the mail system to try again later"
 @contextmanager
 def _failing_for_now(settings: Settings) -> Iterator[None]:
     """Exit EX_TEMPFAIL, with one line on stderr, when the database cannot take a piped
-    message now: it cannot be reached (drip.db_problems.is_unreachable), or it aborted
-    the transaction for a clash with another (drip.db.is_conflict). Exit status 1, as
-    for any other failed command, had the mail system return the message to its sender,
-    and a bounce has none: it was lost. Any other error is no passing trouble and keeps
-    its status."""
+    message now (drip.db_problems.is_passing): it cannot be reached, it aborted the
+    transaction for a clash with another (drip.db.is_conflict), or it failed otherwise
+    for now, as SQLite does while another process holds its write lock past
+    drip.db.BUSY_WAIT ("database is locked"). Exit status 1, as for any other failed
+    command, had the mail system return the message to its sender, and a bounce has
+    none: it was lost.
+
+    Anything else is a bug that a later try meets again, and exits 1 as before, but with
+    a line saying so and the traceback through drip's log: Python's own traceback came
+    alone, naming an address the statement was given, and the mail system logs what
+    the command printed and may mail it back to the report's sender. A DripError keeps
+    its one-line message (handles_errors)."""
     try:
         yield
     except DBAPIError as exc:
-        if is_conflict(exc):
-            problem = "the database aborted the transaction for a clash with another change"
-        elif is_unreachable(exc):
-            problem = unreachable(settings.database_url, exc)
-        else:
-            raise
-        click.echo(f"{problem}; {_TRY_LATER}", err=True)
+        if not is_passing(exc):
+            _failed_for_good()
+        click.echo(f"{_problem(settings, exc)}; {_TRY_LATER}", err=True)
         sys.exit(EX_TEMPFAIL)
+    except DripError:
+        raise
+    except Exception:
+        _failed_for_good()
+
+
+def _problem(settings: Settings, exc: DBAPIError) -> str:
+    if is_conflict(exc):
+        return "the database aborted the transaction for a clash with another change"
+    if is_unreachable(exc):
+        return unreachable(settings.database_url, exc)
+    return f"the database cannot take the message now: {reason(exc)}"
+
+
+def _failed_for_good() -> NoReturn:
+    """Called while handling the exception, which the log line carries."""
+    log.exception(
+        "bounces_pipe_failed: a bug in drip, not the database's passing trouble; exiting "
+        "with status 1, not EX_TEMPFAIL, as a later try would fail the same way"
+    )
+    sys.exit(1)
 
 
 @click.group()
@@ -63,8 +92,8 @@ def bounces_process(source: str) -> None:
     marked Seen and Flagged for a person to read, and deleted after 30 days. From
     standard input, one that cannot be read exits with status 75 (EX_TEMPFAIL), which has
     the mail system piping it in keep it queued and try again, and so does one the
-    database cannot take now (unreachable, or a clash with another change); a complaint
-    drip does not believe is logged, not kept."""
+    database cannot take now (unreachable, a clash with another change, or locked by
+    another process); a complaint drip does not believe is logged, not kept."""
     from drip.bounces import HELD_FOR, SOFT_RUN, Tally, process_maildir, process_message
     from drip.tokens import Tokens
 
