@@ -58,8 +58,30 @@ class Composed:
     rcpt_to: str
 
 
+class Reads:
+    """The series and lessons one claim's drafts read, each once: a batch of deliveries
+    (drip.sending) mostly carries one lesson to many readers, and each read was a query
+    per email. Made for one transaction and dropped with it."""
+
+    def __init__(self, connection: sa.Connection) -> None:
+        self.connection = connection
+        self._lessons: dict[tuple[int, int | None], _Lesson] = {}
+        self._series: dict[int, _Series] = {}
+
+    def lesson(self, sequence_id: int, step_id: int | None) -> _Lesson:
+        key = (sequence_id, step_id)
+        if key not in self._lessons:
+            self._lessons[key] = _lesson(self.connection, sequence_id, step_id)
+        return self._lessons[key]
+
+    def series(self, sequence_id: int) -> _Series:
+        if sequence_id not in self._series:
+            self._series[sequence_id] = _series(self.connection, sequence_id)
+        return self._series[sequence_id]
+
+
 def draft(
-    connection: sa.Connection,
+    reads: Reads,
     delivery: Row,
     subscriber: Row,
     *,
@@ -69,8 +91,8 @@ def draft(
 ) -> Draft:
     lesson = None
     if delivery.kind == DeliveryKind.STEP:
-        lesson = _lesson(connection, subscriber.sequence_id, delivery.step_id)
-    sequence = lesson.series if lesson else _series(connection, subscriber.sequence_id)
+        lesson = reads.lesson(subscriber.sequence_id, delivery.step_id)
+    sequence = lesson.series if lesson else reads.series(subscriber.sequence_id)
     links = _Links(settings, tokens, subscriber)
     name = _own_name(delivery, subscriber)
     context: dict[str, str | int] = {
@@ -91,7 +113,7 @@ def draft(
     elif delivery.kind == DeliveryKind.CONFIRMATION:
         template = read_email(settings.emails_dir / CONFIRM_FOLDER)
         context["confirm_url"] = links.confirm(
-            consent.latest_signup_id(connection, subscriber.id) or 0
+            consent.latest_signup_id(reads.connection, subscriber.id) or 0
         )
         context["confirm_days"] = max(1, settings.confirm_max_age.days)
         reason = (

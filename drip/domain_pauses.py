@@ -38,8 +38,9 @@ def pause(session: Session, domain: str, until: datetime, reason: str) -> None:
     )
 
 
-PAUSED_UNTIL = sa.select(DomainPause.until).where(
-    DomainPause.domain == sa.bindparam("domain"), DomainPause.until > sa.bindparam("now")
+PAUSED = sa.select(DomainPause.domain, DomainPause.until).where(
+    DomainPause.domain.in_(sa.bindparam("domains", expanding=True)),
+    DomainPause.until > sa.bindparam("now"),
 )
-"""When mail to `:domain` may go out again, if not yet at `:now`. Built once: every
-email's claim reads it, with the address's suppression (drip.sending)."""
+"""Which of `:domains` are paused at `:now`, and until when. Built once: every claim of
+a batch of emails reads it, with the addresses' suppressions (drip.sending)."""

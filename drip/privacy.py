@@ -75,7 +75,6 @@ def suppression(session: Session, secret: str, email: str) -> str | None:
 SUPPRESSION_REASON = sa.select(Suppression.reason).where(
     Suppression.email_hash == sa.bindparam("email_hash")
 )
-"""Built once: every email's claim reads it, with its domain's pause (drip.sending)."""
 
 
 def is_suppressed(session: Session, secret: str, email: str) -> bool:

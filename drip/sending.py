@@ -61,7 +61,7 @@ from sqlalchemy.orm import Session
 
 from drip import domain_pauses, recipients
 from drip.clock import Clock
-from drip.composing import Draft, compose, draft
+from drip.composing import Draft, Reads, compose, draft
 from drip.db import SessionFactory, looking, transaction, writing
 from drip.delivery_locks import Row, lock, lock_batch, lock_subscriber
 from drip.dkim_signing import DkimSigner, signed
@@ -75,7 +75,7 @@ from drip.models import (
     SubscriberStatus,
     Suppression,
 )
-from drip.privacy import SUPPRESSION_REASON, email_hash
+from drip.privacy import email_hash
 from drip.rendering import Renderer
 from drip.schedule import last_lesson, lesson_sent
 from drip.settings import Settings
@@ -183,6 +183,8 @@ def _claim(
     their ids, so two claims of overlapping batches take turns instead of deadlocking;
     the changes are written at the end, one executemany per set of columns."""
     locked = lock_batch(connection, delivery_ids)
+    holds = _holds(mailer, connection, [subscriber for _, subscriber in locked.values()])
+    reads = Reads(connection)
     claims: dict[int, Outcome | Draft] = {}
     changes: dict[tuple[type[Delivery | Subscriber], tuple[str, ...]], list[dict[str, object]]]
     changes = {}
@@ -198,7 +200,7 @@ def _claim(
             claims[delivery_id] = Outcome.SKIPPED
             continue
         delivery, subscriber = locked[delivery_id]
-        taken = _take(mailer, connection, delivery, subscriber)
+        taken = _take(mailer, reads, holds, delivery, subscriber)
         claims[delivery_id] = taken.result
         for model, row_id, columns in (
             (Delivery, delivery.id, taken.delivery),
@@ -248,8 +250,8 @@ class _Taken(NamedTuple):
     subscriber: dict[str, object]
 
 
-def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: Row) -> _Taken:
-    now = mailer.clock.now()
+def _take(mailer: Mailer, reads: Reads, holds: _Holds, delivery: Row, subscriber: Row) -> _Taken:
+    now = holds.now
     changes: dict[str, object] = {}
     if delivery.status == DeliveryStatus.SENDING:
         if delivery.lease_until is not None and delivery.lease_until > now:
@@ -259,14 +261,8 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
         delivery.retry_at is not None and delivery.retry_at > now
     ):
         return _Taken(Outcome.SKIPPED, {}, {})
-    suppressed, resume_at = connection.execute(
-        _HOLDS,
-        {
-            "email_hash": email_hash(mailer.settings.secret_key, subscriber.email),
-            "domain": domain_pauses.domain_of(subscriber.email),
-            "now": now,
-        },
-    ).one()
+    suppressed = holds.suppressed.get(email_hash(mailer.settings.secret_key, subscriber.email))
+    resume_at = holds.paused.get(domain_pauses.domain_of(subscriber.email))
     refusal = recipients.refusal(delivery.kind, subscriber.status, suppressed)
     if refusal:
         return _Taken(Outcome.CANCELLED, changes | _cancelled(refusal), {})
@@ -279,7 +275,7 @@ def _take(mailer: Mailer, connection: sa.Connection, delivery: Row, subscriber: 
     changes["attempts"] = delivery.attempts + 1
     try:
         prepared = draft(
-            connection,
+            reads,
             delivery,
             subscriber,
             settings=mailer.settings,
@@ -308,11 +304,23 @@ def _pause_end(delivery: Row, subscriber: Row, now: datetime) -> datetime:
     return max(subscriber.paused_until, now)
 
 
-_HOLDS = sa.select(
-    SUPPRESSION_REASON.scalar_subquery(), domain_pauses.PAUSED_UNTIL.scalar_subquery()
-)
-"""Why the address is suppressed and until when its domain is paused, each None if not,
-in one statement."""
+class _Holds(NamedTuple):
+    """What may hold back the emails of a claim, read for all of them at once: why
+    addresses are suppressed (by email hash), until when domains are paused."""
+
+    now: datetime
+    suppressed: dict[str, str]
+    paused: dict[str, datetime]
+
+
+def _holds(mailer: Mailer, connection: sa.Connection, subscribers: list[Row]) -> _Holds:
+    now = mailer.clock.now()
+    secret = mailer.settings.secret_key
+    hashes = sorted({email_hash(secret, subscriber.email) for subscriber in subscribers})
+    domains = sorted({domain_pauses.domain_of(subscriber.email) for subscriber in subscribers})
+    suppressed = connection.execute(_SUPPRESSED, {"hashes": hashes})
+    paused = connection.execute(domain_pauses.PAUSED, {"domains": domains, "now": now})
+    return _Holds(now, dict(suppressed.all()), dict(paused.all()))
 
 
 def _unbuildable(delivery_id: int, exc: Exception) -> str:
@@ -392,7 +400,7 @@ class _LastLook:
             statuses = connection.execute(_LAST_LOOK, {"ids": ids})
             self.statuses = {row[0]: (row[1], row[2]) for row in statuses}
             hashes = {"hashes": [self.hashes[i] for i in ids]}
-            self.suppressed = {row[0]: row[1] for row in connection.execute(_SUPPRESSED, hashes)}
+            self.suppressed = dict(connection.execute(_SUPPRESSED, hashes).all())
         self.taken_at = time.monotonic()
 
 
