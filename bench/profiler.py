@@ -103,7 +103,7 @@ def profile_send_path(
         mailer = dataclasses.replace(
             mailer,
             renderer=_Timed(mailer.renderer, "render", watch, "render"),
-            transport=_Timed(_Keep(keep), "send", watch, "smtp"),
+            transport=_Timed(_Keep(keep, transport.idle), "send", watch, "smtp"),
         )
         broker = create_broker(drip.redis)
         enqueue = Enqueuer(broker)
@@ -155,3 +155,4 @@ def profile_send_path(
 @dataclasses.dataclass
 class _Keep:
     send: Callable[..., None]
+    idle: Callable[[], None]

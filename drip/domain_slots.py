@@ -4,10 +4,11 @@ across every worker thread on every machine (standards DEL-02).
 The slots are work in flight, so they live in Redis, not the database: per domain, a
 ZSET of holder tokens scored by when each holder's lease runs out. Taking a slot is one
 Lua script (drop the expired holders, count, add), and so is giving it back, which the
-transport does in a `finally`; a worker killed in between holds its slot only until the
-lease runs out. A domain with every slot taken refuses at once rather than queueing
-threads: the delivery goes back to the database for a few seconds without using an
-attempt (drip.sending), as when no slot of the shared rate is near (drip.pacing).
+transport does once a thread's run of messages to the domain is over, whatever became
+of them; a worker killed in between holds its slot only until the lease runs out. A
+domain with every slot taken refuses at once rather than queueing threads: the delivery
+goes back to the database for a few seconds without using an attempt (drip.sending), as
+when no slot of the shared rate is near (drip.pacing).
 
 After Gmail's 4.7.28 ("do not send email for at least 10 minutes ... then send emails
 from a single connection") the domain is paused in the database (drip.domain_pauses),
@@ -22,6 +23,7 @@ from __future__ import annotations
 import logging
 import random
 import secrets
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -147,23 +149,44 @@ class DomainSlots:
 
 
 class CappedTransport:
-    """A transport that holds a slot of the recipient's domain for each transaction."""
+    """A transport that holds a slot of the recipient's domain for each transaction.
+
+    A thread keeps its slot after a message that went, for the next message of its
+    batch to the same domain (drip.sending sends a batch domain by domain), and gives
+    it back at the batch's end (`idle`), before a message to another domain, or when a
+    message fails. The cap still bounds the transactions in flight to the domain: a
+    thread sends one at a time. Taking and giving back a slot for every message was a
+    tenth of a worker's CPU (docs/performance.md, run 14)."""
 
     def __init__(self, inner: Transport, slots: DomainSlots) -> None:
         self.inner = inner
         self.slots = slots
+        self._local = threading.local()
 
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
         domain = domain_of(rcpt_to)
-        token = self.slots.acquire(domain)
-        calm = False
+        kept: tuple[str, str] | None = getattr(self._local, "kept", None)
+        self._local.kept = None
+        if kept is not None and kept[0] != domain:
+            self.slots.release(*kept)
+            kept = None
+        token = kept[1] if kept is not None else self.slots.acquire(domain)
         try:
             self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
         except TransportError as exc:
-            calm = exc.domain_throttled
+            self.slots.release(domain, token, calm=exc.domain_throttled)
             raise
-        finally:
-            self.slots.release(domain, token, calm=calm)
+        except BaseException:
+            self.slots.release(domain, token)
+            raise
+        self._local.kept = (domain, token)
+
+    def idle(self) -> None:
+        kept: tuple[str, str] | None = getattr(self._local, "kept", None)
+        self._local.kept = None
+        if kept is not None:
+            self.slots.release(*kept)
+        self.inner.idle()
 
     def close(self) -> None:
         self.inner.close()

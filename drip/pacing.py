@@ -194,5 +194,8 @@ class PacedTransport:
                 )
             raise
 
+    def idle(self) -> None:
+        self.inner.idle()
+
     def close(self) -> None:
         self.inner.close()

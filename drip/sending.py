@@ -131,20 +131,23 @@ def send_batch(mailer: Mailer, delivery_ids: Sequence[int]) -> dict[int, Outcome
     drafts = {i: claim for i, claim in claims.items() if isinstance(claim, Draft)}
     look = _LastLook(mailer, drafts)
     stop_at = mailer.clock.now() + mailer.settings.send_lease / 2
-    waiting = list(drafts)
-    while waiting:
-        delivery_id = waiting.pop(0)
-        outcome, throttled = _send_one(mailer, delivery_id, drafts[delivery_id], look)
-        outcomes[delivery_id] = outcome
-        look.done(delivery_id)
-        if throttled:
-            domain = domain_pauses.domain_of(drafts[delivery_id].rcpt_to)
-            paused = [i for i in waiting if domain_pauses.domain_of(drafts[i].rcpt_to) == domain]
-            outcomes |= _hand_back(mailer, paused)
-            waiting = [i for i in waiting if i not in paused]
-        if waiting and mailer.clock.now() >= stop_at:
-            outcomes |= _hand_back(mailer, waiting)
-            break
+    domains = {i: domain_pauses.domain_of(d.rcpt_to) for i, d in drafts.items()}
+    waiting = sorted(drafts, key=domains.__getitem__)  # a domain's slot is taken once
+    try:
+        while waiting:
+            delivery_id = waiting.pop(0)
+            outcome, throttled = _send_one(mailer, delivery_id, drafts[delivery_id], look)
+            outcomes[delivery_id] = outcome
+            look.done(delivery_id)
+            if throttled:
+                paused = [i for i in waiting if domains[i] == domains[delivery_id]]
+                outcomes |= _hand_back(mailer, paused)
+                waiting = [i for i in waiting if i not in paused]
+            if waiting and mailer.clock.now() >= stop_at:
+                outcomes |= _hand_back(mailer, waiting)
+                break
+    finally:
+        mailer.transport.idle()
     return outcomes
 
 

@@ -54,6 +54,12 @@ class Transport(Protocol):
         calling `ready` just before; TransportError when it was not accepted."""
         ...
 
+    def idle(self) -> None:
+        """The calling thread has sent what it had for now (drip.sending, at the end of
+        a batch): let go of what it kept between its messages (a domain's slot). Its
+        connection stays open for the next batch."""
+        ...
+
     def close(self) -> None:
         """Let go of any open connection (at worker shutdown)."""
         ...
@@ -69,6 +75,9 @@ class MaildirTransport:
     def send(self, raw: bytes, *, mail_from: str, rcpt_to: str, ready: Ready = go) -> None:
         ready()
         self._box.add(raw)
+
+    def idle(self) -> None:
+        """Nothing is kept between messages."""
 
     def close(self) -> None:
         self._box.close()
@@ -149,6 +158,9 @@ class SMTPTransport:
             ) from None
         if code != 250:
             raise self._failed(code, reply, at_rcpt=False)
+
+    def idle(self) -> None:
+        """The thread's connection is kept for its next batch (IDLE_CHECK)."""
 
     def close(self) -> None:
         """Close every thread's connection (at worker shutdown)."""

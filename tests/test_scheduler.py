@@ -48,6 +48,9 @@ class DiesAfterSending:
         self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
         raise SystemExit("worker killed")
 
+    def idle(self) -> None:
+        self.inner.idle()
+
 
 def test_two_schedulers_at_once_never_create_or_send_a_delivery_twice(system: System) -> None:
     system.join_many(40)

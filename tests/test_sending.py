@@ -314,6 +314,9 @@ class _Witness:
 
         self.inner.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=look)
 
+    def idle(self) -> None:
+        self.inner.idle()
+
     def close(self) -> None:
         self.inner.close()
 
@@ -427,8 +430,11 @@ class _KillsItsWorker:
         self.calls += 1
         raise SystemExit("the worker died while sending")
 
+    def idle(self) -> None:
+        """Nothing is kept between messages."""
+
     def close(self) -> None:
-        pass
+        """Nothing of its own to close."""
 
 
 def test_a_delivery_that_kills_its_worker_fails_after_max_attempts_instead_of_looping(
@@ -569,6 +575,9 @@ class _SlowRelay:
         self.system.mailer.transport.send(raw, mail_from=mail_from, rcpt_to=rcpt_to, ready=ready)
         self.system.clock.advance(self.system.settings.send_lease / 2)
 
+    def idle(self) -> None:
+        self.system.mailer.transport.idle()
+
     def close(self) -> None:
         """Nothing of its own to close."""
 
@@ -615,6 +624,9 @@ def test_an_unsubscribe_during_a_batch_stops_its_later_emails_once_the_look_is_s
                     unsubscribe(
                         session, subscriber_id, system.clock.now(), method=ConsentMethod.ADMIN
                     )
+
+        def idle(self) -> None:
+            relay.idle()
 
         def close(self) -> None:
             """Nothing of its own to close."""
